@@ -1,0 +1,196 @@
+// Package config holds Parley's settings: defaults that run with no file,
+// then a YAML file, then PARLEY_* environment variables, then flags.
+// Nothing else in Parley reads flags or the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Config is everything a Parley server needs to start.
+type Config struct {
+	HTTP          string                `yaml:"http"`             // HTTP listen address
+	TURN          string                `yaml:"turn"`             // STUN/TURN UDP+TCP listen address, or "off"
+	PublicIP      string                `yaml:"public_ip"`        // announced in relay addresses and ICE
+	TURNSecret    string                `yaml:"turn_secret"`      // TURN REST shared secret; random per start if empty
+	TURNAllow     []string              `yaml:"turn_allow_peers"` // CIDRs relaying may reach despite the deny list
+	TURNQuota     int                   `yaml:"turn_quota"`       // allocations per user
+	TURNTTL       Duration              `yaml:"turn_ttl"`         // lifetime of handed-out TURN credentials
+	TURNExternal  []string              `yaml:"turn_urls"`        // announce these URLs instead of the embedded server
+	TURNSockets   int                   `yaml:"turn_sockets"`     // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
+	RoomCapacity  int                   `yaml:"room_capacity"`
+	Rooms         map[string]RoomConfig `yaml:"rooms"` // per-room overrides
+	MaxRooms      int                   `yaml:"max_rooms"`
+	AuthSecret    string                `yaml:"auth_secret"`
+	TLSCert       string                `yaml:"tls_cert"`
+	TLSKey        string                `yaml:"tls_key"`
+	TLSSelfSigned bool                  `yaml:"tls_self_signed"`
+	MaxMessage    int                   `yaml:"max_message"`   // bytes per signaling message
+	RateLimit     float64               `yaml:"rate_limit"`    // messages per second per connection (sustained)
+	RateBurst     int                   `yaml:"rate_burst"`    // messages allowed in a burst
+	Outbox        int                   `yaml:"outbox"`        // queued messages per member before it is cut off
+	PingInterval  Duration              `yaml:"ping_interval"` // WebSocket keepalive; dead peers are dropped after 2 intervals
+	PollTimeout   Duration              `yaml:"poll_timeout"`  // long-poll wait
+	SessionIdle   Duration              `yaml:"session_idle"`  // HTTP sessions idle longer are reaped
+	MediaUDP      string                `yaml:"media_udp"`     // SFU ICE UDP mux address
+	MediaTCP      string                `yaml:"media_tcp"`     // SFU ICE TCP mux address ("off" disables)
+	LogLevel      string                `yaml:"log_level"`
+}
+
+// RoomConfig overrides settings for one named room.
+type RoomConfig struct {
+	Capacity int    `yaml:"capacity"`
+	Mode     string `yaml:"mode"` // "p2p" or "sfu"
+}
+
+// Default returns the settings `parley` runs with when given nothing.
+func Default() Config {
+	return Config{
+		HTTP:         ":8080",
+		TURN:         ":3478",
+		TURNQuota:    10,
+		TURNTTL:      Duration(12 * time.Hour),
+		RoomCapacity: 16,
+		MaxRooms:     10000,
+		MaxMessage:   64 << 10,
+		RateLimit:    50,
+		RateBurst:    200,
+		Outbox:       256,
+		PingInterval: Duration(5 * time.Second),
+		PollTimeout:  Duration(25 * time.Second),
+		SessionIdle:  Duration(60 * time.Second),
+		MediaUDP:     ":8443",
+		MediaTCP:     ":8443",
+		LogLevel:     "info",
+	}
+}
+
+var roomNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// ValidRoomName reports whether s is 1-64 characters of [A-Za-z0-9_.-].
+func ValidRoomName(s string) bool { return roomNameRE.MatchString(s) }
+
+// Validate reports every problem at once, one per line.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(f string, a ...any) { errs = append(errs, fmt.Errorf(f, a...)) }
+	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
+		bad("http: %q is not host:port: %v", c.HTTP, err)
+	}
+	if c.TURN != "off" {
+		if _, _, err := net.SplitHostPort(c.TURN); err != nil {
+			bad("turn: %q is not host:port or off: %v", c.TURN, err)
+		}
+	}
+	for _, a := range []struct{ name, v string }{{"media-udp", c.MediaUDP}, {"media-tcp", c.MediaTCP}} {
+		if a.v == "off" || a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			bad("%s: %q is not host:port or off: %v", a.name, a.v, err)
+		}
+	}
+	if c.PublicIP != "" {
+		if _, err := netip.ParseAddr(c.PublicIP); err != nil {
+			bad("public-ip: %q is not an IP address", c.PublicIP)
+		}
+	}
+	for _, p := range c.TURNAllow {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(p)); err != nil {
+			bad("turn-allow-peers: %q is not a CIDR", p)
+		}
+	}
+	positive := []struct {
+		name string
+		v    int
+	}{{"room-capacity", c.RoomCapacity}, {"max-rooms", c.MaxRooms}, {"max-message", c.MaxMessage},
+		{"rate-burst", c.RateBurst}, {"outbox", c.Outbox}, {"turn-quota", c.TURNQuota}}
+	for _, p := range positive {
+		if p.v <= 0 {
+			bad("%s: must be > 0, got %d", p.name, p.v)
+		}
+	}
+	if c.MaxMessage > 16<<20 {
+		bad("max-message: %d is over the 16 MiB ceiling", c.MaxMessage)
+	}
+	if c.TURNSockets < 0 || c.TURNSockets > 64 {
+		bad("turn-sockets: must be 0..64, got %d", c.TURNSockets)
+	}
+	if c.RateLimit <= 0 {
+		bad("rate-limit: must be > 0, got %v", c.RateLimit)
+	}
+	durations := []struct {
+		name string
+		v    Duration
+	}{{"turn-ttl", c.TURNTTL}, {"ping-interval", c.PingInterval}, {"poll-timeout", c.PollTimeout}, {"session-idle", c.SessionIdle}}
+	for _, d := range durations {
+		if d.v <= 0 {
+			bad("%s: must be > 0", d.name)
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert and tls-key go together")
+	}
+	if c.TLSSelfSigned && c.TLSCert != "" {
+		bad("tls-self-signed and tls-cert exclude each other")
+	}
+	for name, r := range c.Rooms {
+		if !ValidRoomName(name) {
+			bad("rooms: %q is not a valid room name", name)
+		}
+		if r.Capacity < 0 {
+			bad("rooms.%s.capacity: must be >= 0", name)
+		}
+		if r.Mode != "" && r.Mode != "p2p" && r.Mode != "sfu" {
+			bad("rooms.%s.mode: %q is not p2p or sfu", name, r.Mode)
+		}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+// CapacityOf is the capacity of the named room.
+func (c *Config) CapacityOf(room string) int {
+	if r, ok := c.Rooms[room]; ok && r.Capacity > 0 {
+		return r.Capacity
+	}
+	return c.RoomCapacity
+}
+
+// ModeOf is the configured mode of the named room ("" when not configured).
+func (c *Config) ModeOf(room string) string { return c.Rooms[room].Mode }
+
+// Duration is a time.Duration that reads "5s" from YAML.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Set parses like time.ParseDuration (for flag.Value).
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// UnmarshalText lets YAML read durations as strings.
+func (d *Duration) UnmarshalText(b []byte) error { return d.Set(string(b)) }
+
+// MarshalText writes durations as strings.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }

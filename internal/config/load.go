@@ -1,0 +1,122 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ErrHelp is returned by Load when the user asked for --help.
+var ErrHelp = flag.ErrHelp
+
+// Load builds the configuration for `parley serve` from defaults, the YAML
+// file named by --config, PARLEY_* environment variables and flags, in
+// that order, and validates it. Usage and errors are written to out.
+func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	cfg := Default()
+	fs := FlagSet(&cfg, out)
+	var file string
+	fs.StringVar(&file, "config", "", "YAML `file` with any of these options (keys use _ for -)")
+	if v := getenv("PARLEY_CONFIG"); v != "" {
+		file = v
+	}
+	for i, a := range args { // --config must be read before the flags that override it
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "config" && strings.HasPrefix(a, "-") {
+			if hasVal {
+				file = val
+			} else if i+1 < len(args) {
+				file = args[i+1]
+			}
+		}
+	}
+	if file != "" {
+		if err := loadFile(file, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		key := "PARLEY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(key); v != "" && f.Name != "config" {
+			if err := f.Value.Set(v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %v", key, v, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return cfg, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return cfg, cfg.Validate()
+}
+
+func loadFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// FlagSet registers every option of `parley serve` onto cfg.
+func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&cfg.HTTP, "http", cfg.HTTP, "HTTP(S) listen `address` for the app, /ws, /api, /whip, /whep, /healthz, /metrics")
+	fs.StringVar(&cfg.TURN, "turn", cfg.TURN, "STUN/TURN UDP and TCP listen `address`, or off")
+	fs.StringVar(&cfg.PublicIP, "public-ip", cfg.PublicIP, "`IP` announced in TURN relay addresses and ICE candidates (default: the machine's own)")
+	fs.StringVar(&cfg.TURNSecret, "turn-secret", cfg.TURNSecret, "shared `secret` for TURN REST credentials (coturn use-auth-secret); random per start if empty")
+	fs.Var((*listValue)(&cfg.TURNAllow), "turn-allow-peers", "`CIDR,...` TURN may relay to although private/loopback (denied by default)")
+	fs.IntVar(&cfg.TURNQuota, "turn-quota", cfg.TURNQuota, "TURN allocations per user")
+	fs.Var(&cfg.TURNTTL, "turn-ttl", "lifetime of the TURN credentials handed to members")
+	fs.Var((*listValue)(&cfg.TURNExternal), "turn-urls", "announce these `URL,...` (e.g. an external coturn with the same secret) instead of the embedded server")
+	fs.IntVar(&cfg.TURNSockets, "turn-sockets", cfg.TURNSockets, "UDP sockets (SO_REUSEPORT) serving TURN; 0 = one per CPU")
+	fs.IntVar(&cfg.RoomCapacity, "room-capacity", cfg.RoomCapacity, "members per room (per-room overrides in the config file)")
+	fs.IntVar(&cfg.MaxRooms, "max-rooms", cfg.MaxRooms, "rooms open at once")
+	fs.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 `secret`: when set, joining needs a token (see parley token)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate `file` (PEM) for HTTPS")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS key `file` (PEM) for HTTPS")
+	fs.BoolVar(&cfg.TLSSelfSigned, "tls-self-signed", cfg.TLSSelfSigned, "serve HTTPS with a generated self-signed certificate (LAN use: cameras need https)")
+	fs.IntVar(&cfg.MaxMessage, "max-message", cfg.MaxMessage, "largest signaling message in `bytes`")
+	fs.Float64Var(&cfg.RateLimit, "rate-limit", cfg.RateLimit, "signaling messages per second per connection, sustained")
+	fs.IntVar(&cfg.RateBurst, "rate-burst", cfg.RateBurst, "signaling messages allowed in a burst")
+	fs.IntVar(&cfg.Outbox, "outbox", cfg.Outbox, "messages queued for a member before it is cut off as too slow")
+	fs.Var(&cfg.PingInterval, "ping-interval", "WebSocket keepalive; a silent peer is dropped after two")
+	fs.Var(&cfg.PollTimeout, "poll-timeout", "how long GET /api/session/{id}/events waits")
+	fs.Var(&cfg.SessionIdle, "session-idle", "HTTP sessions idle longer than this are closed")
+	fs.StringVar(&cfg.MediaUDP, "media-udp", cfg.MediaUDP, "SFU media UDP `address` (one port for all sessions)")
+	fs.StringVar(&cfg.MediaTCP, "media-tcp", cfg.MediaTCP, "SFU media ICE-TCP `address`, or off")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	return fs
+}
+
+// listValue is a comma-separated list flag.
+type listValue []string
+
+func (l *listValue) String() string { return strings.Join(*l, ",") }
+func (l *listValue) Set(s string) error {
+	*l = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
