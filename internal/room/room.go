@@ -1,0 +1,198 @@
+// Package room keeps rooms and their members: capacity, join and leave
+// notifications, and routing a message to one named member. It does no I/O:
+// members receive events through a non-blocking Notify function that the
+// transport supplies.
+package room
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"sync/atomic"
+)
+
+// Mode says who carries a room's media.
+type Mode string
+
+// Room modes.
+const (
+	P2P Mode = "p2p" // the server relays signaling only; media flows peer to peer
+	SFU Mode = "sfu" // the server routes media
+)
+
+// EventKind is what happened.
+type EventKind uint8
+
+// Events delivered to members.
+const (
+	PeerJoined EventKind = iota + 1
+	PeerLeft
+	Signal
+)
+
+// Event is delivered to a member. For Signal, Data is the sender's payload,
+// verbatim; the receiver must not keep it past Notify unless it copies.
+type Event struct {
+	Kind EventKind
+	From *Member
+	Data []byte
+}
+
+// Member is one participant. Notify must not block: it queues the event and
+// returns false when the member cannot take more (then the transport is
+// expected to disconnect it; the room never waits for it).
+type Member struct {
+	ID     string
+	Name   string
+	Notify func(Event) bool
+
+	room atomic.Pointer[Room] // set while joined; written under Manager.mu
+}
+
+// Room reports the room the member is in, or nil.
+func (m *Member) Room() *Room { return m.room.Load() }
+
+// Room is a named set of members.
+type Room struct {
+	Name     string
+	Mode     Mode
+	Capacity int
+
+	mu      sync.RWMutex
+	members map[string]*Member
+	order   []*Member // join order, for stable peer lists
+}
+
+// Errors from Manager.
+var (
+	ErrFull          = errors.New("room is full")
+	ErrTooManyRooms  = errors.New("too many rooms are open")
+	ErrAlreadyJoined = errors.New("already in a room")
+	ErrNotInRoom     = errors.New("not in a room")
+	ErrNoSuchPeer    = errors.New("no such member in this room")
+)
+
+// Manager owns all rooms. Rooms appear on first join and vanish when empty.
+type Manager struct {
+	maxRooms int
+
+	mu    sync.Mutex
+	rooms map[string]*Room
+}
+
+// NewManager makes a manager that keeps at most maxRooms rooms open.
+func NewManager(maxRooms int) *Manager {
+	return &Manager{maxRooms: maxRooms, rooms: map[string]*Room{}}
+}
+
+// NewID returns a random member ID (16 hex characters).
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Join puts m into the named room, creating it with mode and capacity if it
+// does not exist (an existing room keeps its own). It returns the room and
+// the members already there, in join order; they are told PeerJoined before
+// Join returns, so no later event about m can overtake that one.
+func (g *Manager) Join(name string, mode Mode, capacity int, m *Member) (*Room, []*Member, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m.room.Load() != nil {
+		return nil, nil, ErrAlreadyJoined
+	}
+	r := g.rooms[name]
+	if r == nil {
+		if len(g.rooms) >= g.maxRooms {
+			return nil, nil, ErrTooManyRooms
+		}
+		r = &Room{Name: name, Mode: mode, Capacity: capacity, members: map[string]*Member{}}
+		g.rooms[name] = r
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.members) >= r.Capacity {
+		return r, nil, ErrFull
+	}
+	peers := append([]*Member(nil), r.order...)
+	r.members[m.ID] = m
+	r.order = append(r.order, m)
+	m.room.Store(r)
+	for _, p := range peers {
+		p.Notify(Event{Kind: PeerJoined, From: m})
+	}
+	return r, peers, nil
+}
+
+// Leave takes m out of its room and tells the others. It is a no-op for a
+// member in no room, so transports may call it on every disconnect.
+func (g *Manager) Leave(m *Member) (*Room, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := m.room.Swap(nil)
+	if r == nil {
+		return nil, false
+	}
+	r.mu.Lock()
+	delete(r.members, m.ID)
+	for i, x := range r.order {
+		if x == m {
+			r.order = append(r.order[:i], r.order[i+1:]...)
+			break
+		}
+	}
+	for _, p := range r.order {
+		p.Notify(Event{Kind: PeerLeft, From: m})
+	}
+	empty := len(r.members) == 0
+	r.mu.Unlock()
+	if empty {
+		delete(g.rooms, r.Name)
+	}
+	return r, true
+}
+
+// Route delivers data from m to the member with id to in m's room. It
+// returns ErrNoSuchPeer for anyone else; delivered is false when the
+// receiver's queue was full.
+func (g *Manager) Route(m *Member, to string, data []byte) (delivered bool, err error) {
+	r := m.room.Load()
+	if r == nil {
+		return false, ErrNotInRoom
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	dst := r.members[to]
+	if dst == nil || dst == m {
+		return false, ErrNoSuchPeer
+	}
+	return dst.Notify(Event{Kind: Signal, From: m, Data: data}), nil
+}
+
+// Members returns a snapshot of the room's members in join order.
+func (r *Room) Members() []*Member {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return append([]*Member(nil), r.order...)
+}
+
+// Counts returns the number of open rooms and members in them.
+func (g *Manager) Counts() (rooms, members int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, r := range g.rooms {
+		r.mu.RLock()
+		members += len(r.members)
+		r.mu.RUnlock()
+	}
+	return len(g.rooms), members
+}
+
+// Lookup returns the named room, or nil.
+func (g *Manager) Lookup(name string) *Room {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rooms[name]
+}

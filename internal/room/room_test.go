@@ -1,0 +1,66 @@
+package room
+
+import (
+	"errors"
+	"testing"
+)
+
+type inbox struct{ events []Event }
+
+func member(name string) (*Member, *inbox) {
+	in := &inbox{}
+	return &Member{ID: NewID(), Name: name, Notify: func(e Event) bool { in.events = append(in.events, e); return true }}, in
+}
+
+func TestJoinCapacityRouteLeave(t *testing.T) {
+	g := NewManager(10)
+	a, ain := member("a")
+	b, bin := member("b")
+	c, _ := member("c")
+	if _, peers, err := g.Join("r", P2P, 2, a); err != nil || len(peers) != 0 {
+		t.Fatal(err, peers)
+	}
+	r, peers, err := g.Join("r", SFU, 5, b)
+	if err != nil || len(peers) != 1 || peers[0] != a || r.Mode != P2P || r.Capacity != 2 {
+		t.Fatalf("second join: %v %v %+v", err, peers, r)
+	}
+	if len(ain.events) != 1 || ain.events[0].Kind != PeerJoined || ain.events[0].From != b {
+		t.Fatalf("a was not told: %+v", ain.events)
+	}
+	if _, _, err := g.Join("r", P2P, 2, c); !errors.Is(err, ErrFull) || c.Room() != nil {
+		t.Fatalf("over capacity: %v", err)
+	}
+	if _, _, err := g.Join("q", P2P, 2, a); !errors.Is(err, ErrAlreadyJoined) {
+		t.Fatalf("join twice: %v", err)
+	}
+	if ok, err := g.Route(a, b.ID, []byte(`1`)); !ok || err != nil || string(bin.events[0].Data) != "1" {
+		t.Fatalf("route: %v %v", ok, err)
+	}
+	if _, err := g.Route(a, c.ID, nil); !errors.Is(err, ErrNoSuchPeer) {
+		t.Fatalf("route to outsider: %v", err)
+	}
+	if _, err := g.Route(c, a.ID, nil); !errors.Is(err, ErrNotInRoom) {
+		t.Fatalf("route from outsider: %v", err)
+	}
+	g.Leave(a)
+	if last := bin.events[len(bin.events)-1]; last.Kind != PeerLeft || last.From != a {
+		t.Fatalf("b not told of leave: %+v", last)
+	}
+	g.Leave(b)
+	if rooms, members := g.Counts(); rooms != 0 || members != 0 {
+		t.Fatalf("room left behind: %d %d", rooms, members)
+	}
+	if _, ok := g.Leave(b); ok {
+		t.Fatal("double leave")
+	}
+}
+
+func TestMaxRooms(t *testing.T) {
+	g := NewManager(1)
+	a, _ := member("a")
+	b, _ := member("b")
+	g.Join("one", P2P, 2, a)
+	if _, _, err := g.Join("two", P2P, 2, b); !errors.Is(err, ErrTooManyRooms) {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,210 @@
+// Package signal is Parley's signaling plane: the session logic that turns
+// client messages into room operations, and the two transports that carry
+// it, WebSocket (/ws) and HTTP long-poll (/api/session). Both share one
+// session type, so they have the same semantics by construction.
+package signal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/parley/parley/internal/metrics"
+	"github.com/parley/parley/internal/room"
+	"github.com/parley/parley/pkg/protocol"
+)
+
+// Options configure a Hub. Zero values are replaced by safe defaults.
+type Options struct {
+	MaxMessage   int           // bytes per message (default 64 KiB)
+	RateLimit    float64       // messages/s sustained per connection (default 50)
+	RateBurst    int           // burst size (default 200)
+	Outbox       int           // queued messages per member before it is cut off (default 256)
+	PingInterval time.Duration // WebSocket keepalive (default 5 s)
+	PollTimeout  time.Duration // long-poll wait (default 25 s)
+	SessionIdle  time.Duration // HTTP sessions idle longer are reaped (default 60 s)
+	MaxSessions  int           // connections of both kinds at once (default 100000)
+	AuthSecret   []byte        // when set, join needs a token
+
+	// Capacity and Mode give a new room's settings; Mode returns "" when the
+	// room is not configured, and then the join's own mode (or p2p) is used.
+	Capacity func(room string) int
+	Mode     func(room string) string
+	// ICEServers returns the STUN/TURN servers handed to a member in joined;
+	// host is the host name the client reached Parley at.
+	ICEServers func(host, memberID string) []protocol.ICEServer
+
+	Rooms   *room.Manager
+	Metrics *metrics.Registry
+	Logger  *slog.Logger
+	Now     func() time.Time
+}
+
+func (o *Options) fill() {
+	if o.MaxMessage <= 0 {
+		o.MaxMessage = 64 << 10
+	}
+	if o.RateLimit <= 0 {
+		o.RateLimit = 50
+	}
+	if o.RateBurst <= 0 {
+		o.RateBurst = 200
+	}
+	if o.Outbox <= 0 {
+		o.Outbox = 256
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 5 * time.Second
+	}
+	if o.PollTimeout <= 0 {
+		o.PollTimeout = 25 * time.Second
+	}
+	if o.SessionIdle <= 0 {
+		o.SessionIdle = 60 * time.Second
+	}
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 100000
+	}
+	if o.Capacity == nil {
+		o.Capacity = func(string) int { return 16 }
+	}
+	if o.Mode == nil {
+		o.Mode = func(string) string { return "" }
+	}
+	if o.ICEServers == nil {
+		o.ICEServers = func(string, string) []protocol.ICEServer { return []protocol.ICEServer{} }
+	}
+	if o.Rooms == nil {
+		o.Rooms = room.NewManager(10000)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Hub serves signaling sessions over both transports.
+type Hub struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	polls    map[string]*pollSession
+	closing  bool
+
+	connections *metrics.Counter
+	received    *metrics.Counter
+	relayed     *metrics.Counter
+	joins       *metrics.Counter
+	errors      *metrics.CounterVec
+
+	ctx    context.Context // ends the reaper and all sessions' writers
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewHub makes a hub. Close it to end its sessions and background work.
+func NewHub(o Options) *Hub {
+	o.fill()
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{
+		opts: o, log: o.Logger.With("plane", "signal"),
+		sessions: map[*session]struct{}{}, polls: map[string]*pollSession{},
+		connections: o.Metrics.Counter("parley_signal_connections_total", "Signaling sessions opened (WebSocket and HTTP)."),
+		received:    o.Metrics.Counter("parley_signal_messages_received_total", "Signaling messages received from clients."),
+		relayed:     o.Metrics.Counter("parley_signal_messages_relayed_total", "Signal messages relayed to another member."),
+		joins:       o.Metrics.Counter("parley_signal_joins_total", "Successful room joins."),
+		errors:      o.Metrics.CounterVec("parley_signal_errors_total", "Errors sent to clients, by code.", "code"),
+		ctx:         ctx, cancel: cancel,
+	}
+	o.Metrics.GaugeFunc("parley_signal_sessions", "Open signaling sessions.", func() float64 {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return float64(len(h.sessions))
+	})
+	o.Metrics.GaugeFunc("parley_rooms", "Open rooms.", func() float64 { r, _ := o.Rooms.Counts(); return float64(r) })
+	o.Metrics.GaugeFunc("parley_room_members", "Members in rooms.", func() float64 { _, m := o.Rooms.Counts(); return float64(m) })
+	h.wg.Add(1)
+	go h.reapIdlePolls()
+	return h
+}
+
+// Close tells every session the server is going away, waits (bounded by
+// ctx) for the WebSocket close frames to go out, and stops the hub.
+func (h *Hub) Close(ctx context.Context) {
+	h.mu.Lock()
+	h.closing = true
+	all := make([]*session, 0, len(h.sessions))
+	for s := range h.sessions {
+		all = append(all, s)
+	}
+	h.mu.Unlock()
+	for _, s := range all {
+		s.fail(protocol.CodeShuttingDown, "the server is shutting down")
+	}
+	h.mu.Lock()
+	polls := make([]*pollSession, 0, len(h.polls))
+	for _, p := range h.polls {
+		polls = append(polls, p)
+	}
+	h.mu.Unlock()
+	for _, p := range polls {
+		h.dropPoll(p)
+	}
+	for _, s := range all {
+		select {
+		case <-s.finished:
+		case <-ctx.Done():
+		}
+	}
+	h.cancel()
+	h.wg.Wait()
+}
+
+// Sessions is the number of open sessions.
+func (h *Hub) Sessions() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.sessions)
+}
+
+var errServerFull = errors.New("too many sessions")
+
+func (h *Hub) register(s *session) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return errors.New("shutting down")
+	}
+	if len(h.sessions) >= h.opts.MaxSessions {
+		return errServerFull
+	}
+	h.sessions[s] = struct{}{}
+	h.connections.Inc()
+	return nil
+}
+
+// unregister takes s out of its room and the hub; safe to call twice.
+func (h *Hub) unregister(s *session) {
+	h.opts.Rooms.Leave(s.member)
+	h.mu.Lock()
+	delete(h.sessions, s)
+	h.mu.Unlock()
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil { // only our own fixed types are marshalled here
+		panic(err)
+	}
+	return b
+}

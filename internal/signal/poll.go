@@ -1,0 +1,212 @@
+package signal
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/parley/parley/pkg/protocol"
+)
+
+// pollSession is a session carried over HTTP long-poll.
+type pollSession struct {
+	*session
+	id       string
+	lastSeen atomic.Int64 // unix nanos of the last request
+	polling  atomic.Bool  // a GET .../events is waiting
+}
+
+// maxPollBatch bounds one events response.
+const maxPollBatch = 256
+
+// ServeHTTP routes the long-poll API under /api/session.
+//
+//	POST   /api/session              -> 201 {"id": "..."}
+//	POST   /api/session/{id}         one message as the body -> 204
+//	GET    /api/session/{id}/events  -> 200 [messages...] (waits up to PollTimeout)
+//	DELETE /api/session/{id}         leave and close -> 204
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/session"), "/")
+	id, sub, _ := strings.Cut(rest, "/")
+	switch {
+	case id == "" && r.Method == http.MethodPost:
+		h.openPoll(w, r)
+	case id == "":
+		httpError(w, http.StatusMethodNotAllowed, protocol.CodeBadField, "use POST /api/session to open a session")
+	case sub == "" && r.Method == http.MethodPost:
+		h.withPoll(w, id, func(p *pollSession) { h.postToPoll(w, r, p) })
+	case sub == "" && r.Method == http.MethodDelete:
+		h.withPoll(w, id, func(p *pollSession) {
+			p.fail(protocol.CodeNoSession, "session closed by the client")
+			h.dropPoll(p)
+			w.WriteHeader(http.StatusNoContent)
+		})
+	case sub == "events" && r.Method == http.MethodGet:
+		h.withPoll(w, id, func(p *pollSession) { h.poll(w, r, p) })
+	case sub == "" || sub == "events":
+		w.Header().Set("Allow", "POST, GET, DELETE")
+		httpError(w, http.StatusMethodNotAllowed, protocol.CodeBadField, r.Method+" is not allowed here")
+	default:
+		httpError(w, http.StatusNotFound, protocol.CodeNoSession, "no such endpoint")
+	}
+}
+
+func (h *Hub) openPoll(w http.ResponseWriter, r *http.Request) {
+	var idb [16]byte
+	_, _ = rand.Read(idb[:])
+	p := &pollSession{session: h.newSession(hostOf(r)), id: hex.EncodeToString(idb[:])}
+	p.lastSeen.Store(h.opts.Now().UnixNano())
+	if err := h.register(p.session); err != nil {
+		code := protocol.CodeServerFull
+		if !errors.Is(err, errServerFull) {
+			code = protocol.CodeShuttingDown
+		}
+		httpError(w, http.StatusServiceUnavailable, code, err.Error())
+		return
+	}
+	h.mu.Lock()
+	h.polls[p.id] = p
+	h.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	w.Write(mustJSON(map[string]string{"id": p.id}))
+}
+
+func (h *Hub) withPoll(w http.ResponseWriter, id string, f func(*pollSession)) {
+	h.mu.Lock()
+	p := h.polls[id]
+	h.mu.Unlock()
+	if p == nil {
+		httpError(w, http.StatusNotFound, protocol.CodeNoSession, "no such session; open a new one with POST /api/session")
+		return
+	}
+	p.lastSeen.Store(h.opts.Now().UnixNano())
+	f(p)
+}
+
+func (h *Hub) postToPoll(w http.ResponseWriter, r *http.Request, p *pollSession) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.opts.MaxMessage)))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.errors.Inc(protocol.CodeTooLarge)
+			httpError(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, "message is larger than the limit")
+			return
+		}
+		httpError(w, http.StatusBadRequest, protocol.CodeBadJSON, "could not read the body")
+		return
+	}
+	if p.isFailed() {
+		httpError(w, http.StatusGone, p.reason.Code, p.reason.Message)
+		return
+	}
+	p.handle(body)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// poll waits for at least one message (or the timeout) and returns all
+// that are queued. After a failure it returns the final error once and the
+// session is gone.
+func (h *Hub) poll(w http.ResponseWriter, r *http.Request, p *pollSession) {
+	if !p.polling.CompareAndSwap(false, true) {
+		httpError(w, http.StatusConflict, protocol.CodeBadField, "another poll is already waiting on this session")
+		return
+	}
+	defer func() {
+		p.polling.Store(false)
+		p.lastSeen.Store(h.opts.Now().UnixNano())
+	}()
+	timer := time.NewTimer(h.opts.PollTimeout)
+	defer timer.Stop()
+	batch := make([][]byte, 0, 8)
+	select {
+	case b := <-p.out:
+		batch = append(batch, b)
+	case <-p.failed:
+	case <-timer.C:
+	case <-r.Context().Done():
+		return
+	case <-h.ctx.Done():
+	}
+more:
+	for len(batch) < maxPollBatch {
+		select {
+		case b := <-p.out:
+			batch = append(batch, b)
+		default:
+			break more
+		}
+	}
+	if len(batch) < maxPollBatch && p.isFailed() {
+		batch = append(batch, mustJSON(p.reason))
+		h.dropPoll(p)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	buf.Write(bytes.Join(batch, []byte{','}))
+	buf.WriteByte(']')
+	w.Write(buf.Bytes())
+}
+
+func (h *Hub) dropPoll(p *pollSession) {
+	h.mu.Lock()
+	_, ok := h.polls[p.id]
+	delete(h.polls, p.id)
+	h.mu.Unlock()
+	if ok {
+		h.unregister(p.session)
+		close(p.finished)
+	}
+}
+
+// reapIdlePolls closes HTTP sessions nobody has asked about for SessionIdle.
+func (h *Hub) reapIdlePolls() {
+	defer h.wg.Done()
+	t := time.NewTicker(h.opts.SessionIdle / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			h.mu.Lock()
+			all := make([]*pollSession, 0, len(h.polls))
+			for _, p := range h.polls {
+				all = append(all, p)
+			}
+			h.mu.Unlock()
+			for _, p := range all {
+				h.dropPoll(p)
+			}
+			return
+		case <-t.C:
+		}
+		cutoff := h.opts.Now().Add(-h.opts.SessionIdle).UnixNano()
+		var idle []*pollSession
+		h.mu.Lock()
+		for _, p := range h.polls {
+			if !p.polling.Load() && p.lastSeen.Load() < cutoff {
+				idle = append(idle, p)
+			}
+		}
+		h.mu.Unlock()
+		for _, p := range idle {
+			h.log.Debug("reaping idle HTTP session", "member", p.member.ID)
+			p.fail(protocol.CodeNoSession, "session idle for too long")
+			h.dropPoll(p)
+		}
+	}
+}
+
+func httpError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(mustJSON(protocol.ErrorMessage(code, msg)))
+}

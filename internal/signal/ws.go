@@ -1,0 +1,150 @@
+package signal
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/parley/parley/pkg/protocol"
+)
+
+// writeTimeout bounds one frame write: a peer that does not read for this
+// long is gone for our purposes.
+const writeTimeout = 10 * time.Second
+
+// ServeWS upgrades the request and runs one signaling session until the
+// connection ends. The handler's goroutine reads; one writer goroutine,
+// owned by it, writes and pings.
+func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return // Accept has answered the request
+	}
+	// Messages up to 4x the limit are read and refused with an error;
+	// beyond that the library closes with 1009 (message too big).
+	c.SetReadLimit(int64(h.opts.MaxMessage) * 4)
+	s := h.newSession(hostOf(r))
+	if err := h.register(s); err != nil {
+		code := protocol.CodeServerFull
+		if !errors.Is(err, errServerFull) {
+			code = protocol.CodeShuttingDown
+		}
+		msg := mustJSON(protocol.ErrorMessage(code, err.Error()))
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		_ = c.Write(ctx, websocket.MessageText, msg)
+		cancel()
+		c.Close(websocket.StatusTryAgainLater, code)
+		return
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		h.writeLoop(ctx, c, s)
+	}()
+	h.readLoop(ctx, c, s)
+	cancel()
+	<-writerDone
+	h.unregister(s)
+	close(s.finished)
+}
+
+func (h *Hub) readLoop(ctx context.Context, c *websocket.Conn, s *session) {
+	limit := int64(h.opts.MaxMessage)
+	for {
+		typ, rd, err := c.Reader(ctx)
+		if err != nil {
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(rd, limit+1))
+		if err != nil {
+			return
+		}
+		if int64(len(b)) > limit {
+			if _, err := io.Copy(io.Discard, rd); err != nil {
+				return // over the hard limit: the library closed with 1009
+			}
+			s.handle(b) // counts toward the rate limit, answers too-large
+			continue
+		}
+		if typ != websocket.MessageText {
+			s.sendError(protocol.CodeBadJSON, "send JSON in text frames")
+			continue
+		}
+		s.handle(b)
+	}
+}
+
+func (h *Hub) writeLoop(ctx context.Context, c *websocket.Conn, s *session) {
+	ping := time.NewTicker(h.opts.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case b := <-s.out:
+			if err := write(ctx, c, b); err != nil {
+				c.CloseNow()
+				return
+			}
+		case <-ping.C:
+			go func() { // Ping waits for the pong, which the read loop receives
+				pctx, cancel := context.WithTimeout(ctx, h.opts.PingInterval)
+				defer cancel()
+				if err := c.Ping(pctx); err != nil && ctx.Err() == nil {
+					h.log.Debug("peer stopped answering pings", "member", s.member.ID)
+					c.CloseNow()
+				}
+			}()
+		case <-s.failed:
+			h.drainThenClose(ctx, c, s)
+			return
+		case <-ctx.Done():
+			c.CloseNow()
+			return
+		}
+	}
+}
+
+// drainThenClose sends what is queued (unless the session failed for being
+// slow), the final error, and a close frame.
+func (h *Hub) drainThenClose(ctx context.Context, c *websocket.Conn, s *session) {
+	code := websocket.StatusPolicyViolation
+	if s.reason.Code == protocol.CodeShuttingDown {
+		code = websocket.StatusGoingAway
+	}
+	if s.reason.Code != protocol.CodeSlowConsumer {
+	drain:
+		for {
+			select {
+			case b := <-s.out:
+				if write(ctx, c, b) != nil {
+					c.CloseNow()
+					return
+				}
+			default:
+				break drain
+			}
+		}
+	}
+	_ = write(ctx, c, mustJSON(s.reason))
+	c.Close(code, s.reason.Code)
+}
+
+func write(ctx context.Context, c *websocket.Conn, b []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	return c.Write(ctx, websocket.MessageText, b)
+}
+
+// hostOf is the host name (no port) the client used to reach us.
+func hostOf(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host
+}

@@ -1,0 +1,185 @@
+// Package protocol defines Parley's signaling messages: the JSON objects
+// that travel over /ws and the HTTP long-poll transport. The server and the
+// Go client share these types; docs/protocol.md describes them for others.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// Message types, client to server.
+const (
+	TypeJoin   = "join"
+	TypeSignal = "signal"
+	TypeLeave  = "leave"
+	TypePing   = "ping"
+)
+
+// Message types, server to client.
+const (
+	TypeJoined     = "joined"
+	TypePeerJoined = "peer-joined"
+	TypePeerLeft   = "peer-left"
+	TypeFull       = "full"
+	TypeLeft       = "left"
+	TypeError      = "error"
+	TypePong       = "pong"
+)
+
+// Error codes: stable strings clients can switch on.
+const (
+	CodeBadJSON       = "bad-json"
+	CodeUnknownType   = "unknown-type"
+	CodeMissingField  = "missing-field"
+	CodeBadField      = "bad-field"
+	CodeInvalidRoom   = "invalid-room"
+	CodeNotInRoom     = "not-in-room"
+	CodeNoSuchPeer    = "no-such-peer"
+	CodeAlreadyJoined = "already-joined"
+	CodeTooLarge      = "too-large"
+	CodeRateLimited   = "rate-limited"
+	CodeSlowConsumer  = "slow-consumer"
+	CodeUnauthorized  = "unauthorized"
+	CodeForbidden     = "forbidden"
+	CodeServerFull    = "server-full"
+	CodeShuttingDown  = "shutting-down"
+	CodeNoSession     = "no-session"
+)
+
+// Message is any signaling message. Fields unused by a type are omitted.
+type Message struct {
+	Type       string          `json:"type"`
+	Room       string          `json:"room,omitempty"`
+	Name       string          `json:"name,omitempty"`
+	Token      string          `json:"token,omitempty"`
+	Mode       string          `json:"mode,omitempty"`
+	ID         string          `json:"id,omitempty"`
+	To         string          `json:"to,omitempty"`
+	From       string          `json:"from,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+	Peers      []Peer          `json:"peers,omitempty"`
+	ICEServers []ICEServer     `json:"iceServers,omitempty"`
+	Code       string          `json:"code,omitempty"`
+	Message    string          `json:"message,omitempty"`
+}
+
+// Joined is the server's answer to a successful join. Peers is always
+// present, empty when the room was empty.
+type Joined struct {
+	Type       string      `json:"type"`
+	Room       string      `json:"room"`
+	ID         string      `json:"id"`
+	Name       string      `json:"name"`
+	Mode       string      `json:"mode"`
+	Peers      []Peer      `json:"peers"`
+	ICEServers []ICEServer `json:"iceServers"`
+}
+
+// Peer is another member of the room.
+type Peer struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// ICEServer is one entry of RTCConfiguration.iceServers.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// Limits on fields, checked by Decode.
+const (
+	MaxNameLen  = 64
+	MaxIDLen    = 64
+	MaxTokenLen = 4096
+)
+
+var roomRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// ValidRoom reports whether s is a valid room name: 1-64 of [A-Za-z0-9_.-].
+func ValidRoom(s string) bool { return roomRE.MatchString(s) }
+
+// Error is a decoding or protocol error with a wire code.
+type Error struct {
+	Code string
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Msg }
+
+func errorf(code, f string, a ...any) *Error { return &Error{Code: code, Msg: fmt.Sprintf(f, a...)} }
+
+// Decode parses one client message and checks its shape. The error, when
+// not nil, is an *Error whose code belongs in the reply.
+func Decode(b []byte) (Message, error) {
+	var m Message
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '{' {
+		return m, errorf(CodeBadJSON, "a message is one JSON object")
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return m, errorf(CodeBadField, "field %q has the wrong type", te.Field)
+		}
+		return m, errorf(CodeBadJSON, "malformed JSON: %v", err)
+	}
+	switch m.Type {
+	case "":
+		return m, errorf(CodeMissingField, "missing \"type\"")
+	case TypeJoin:
+		if m.Room == "" {
+			return m, errorf(CodeMissingField, "join needs \"room\"")
+		}
+		if !ValidRoom(m.Room) {
+			return m, errorf(CodeInvalidRoom, "room names are 1-64 characters of A-Z a-z 0-9 _ . -")
+		}
+		if len(m.Name) > MaxNameLen {
+			return m, errorf(CodeBadField, "name is longer than %d bytes", MaxNameLen)
+		}
+		if len(m.Token) > MaxTokenLen {
+			return m, errorf(CodeBadField, "token is longer than %d bytes", MaxTokenLen)
+		}
+		if m.Mode != "" && m.Mode != "p2p" && m.Mode != "sfu" {
+			return m, errorf(CodeBadField, "mode is p2p or sfu")
+		}
+	case TypeSignal:
+		if m.To == "" {
+			return m, errorf(CodeMissingField, "signal needs \"to\"")
+		}
+		if len(m.To) > MaxIDLen {
+			return m, errorf(CodeBadField, "\"to\" is longer than %d bytes", MaxIDLen)
+		}
+		if len(m.Data) == 0 || string(m.Data) == "null" {
+			return m, errorf(CodeMissingField, "signal needs \"data\"")
+		}
+	case TypeLeave, TypePing:
+	default:
+		if len(m.Type) > 32 {
+			m.Type = m.Type[:32]
+		}
+		return m, errorf(CodeUnknownType, "unknown message type %q", m.Type)
+	}
+	return m, nil
+}
+
+// AppendSignal appends the relayed form of a signal, {"type":"signal",
+// "from":from,"data":data}, to dst without reflection: this is the
+// signaling hot path. from must be JSON-safe (member IDs are hex).
+func AppendSignal(dst []byte, from string, data []byte) []byte {
+	dst = append(dst, `{"type":"signal","from":"`...)
+	dst = append(dst, from...)
+	dst = append(dst, `","data":`...)
+	dst = append(dst, data...)
+	return append(dst, '}')
+}
+
+// ErrorMessage builds an error reply.
+func ErrorMessage(code, msg string) Message {
+	return Message{Type: TypeError, Code: code, Message: msg}
+}
