@@ -1,0 +1,321 @@
+package sfu
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+const (
+	// speakerInterval is how often (at most) OnActiveSpeaker fires.
+	speakerInterval = 300 * time.Millisecond
+	// speakerThreshold is the RFC 6464 level (-dBov) above which a packet
+	// counts as speech; 127 is silence.
+	speakerThreshold = 70
+)
+
+// Room is a named set of participants whose published tracks are forwarded
+// to each other.
+type Room struct {
+	sfu  *SFU
+	name string
+
+	mu           sync.Mutex
+	participants map[string]*Participant
+	pubs         []*upTrack
+	changed      chan struct{} // closed and replaced whenever pubs changes
+	orphans      []*orphan
+	onSpeaker    func(participantID string)
+	speaker      string
+	speakerStop  context.CancelFunc
+	speakerDone  chan struct{}
+	closed       bool
+}
+
+// orphan is a down-track of a one-shot (WHEP) subscriber whose publisher
+// left; it is re-attached if a compatible track is published within the
+// grace period, which makes a publisher restart seamless for viewers.
+type orphan struct {
+	d     *downTrack
+	timer *time.Timer
+}
+
+func newRoom(s *SFU, name string) *Room {
+	return &Room{sfu: s, name: name, participants: map[string]*Participant{}, changed: make(chan struct{})}
+}
+
+// Name is the room's name.
+func (r *Room) Name() string { return r.name }
+
+// Participants returns the current participants.
+func (r *Room) Participants() []*Participant {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Participant, 0, len(r.participants))
+	for _, p := range r.participants {
+		out = append(out, p)
+	}
+	return out
+}
+
+// Participant returns the participant with this ID.
+func (r *Room) Participant(id string) (*Participant, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.participants[id]
+	return p, ok
+}
+
+// Tracks describes the tracks currently published in the room.
+func (r *Room) Tracks() []TrackInfo {
+	ts := r.tracks()
+	out := make([]TrackInfo, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, t.info())
+	}
+	return out
+}
+
+func (r *Room) tracks() []*upTrack {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*upTrack(nil), r.pubs...)
+}
+
+// WaitTracks waits until at least n tracks are published or ctx ends, and
+// returns the number of published tracks.
+func (r *Room) WaitTracks(ctx context.Context, n int) int {
+	for {
+		r.mu.Lock()
+		have, ch := len(r.pubs), r.changed
+		r.mu.Unlock()
+		if have >= n {
+			return have
+		}
+		select {
+		case <-ctx.Done():
+			return have
+		case <-ch:
+		}
+	}
+}
+
+// OnActiveSpeaker sets a callback fired (at most every 300 ms) when the
+// loudest publisher of audio changes. The callback runs on the room's
+// speaker goroutine and must not block for long.
+func (r *Room) OnActiveSpeaker(f func(participantID string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onSpeaker = f
+	if f == nil || r.speakerStop != nil || r.closed {
+		return
+	}
+	ctx, cancel := context.WithCancel(r.sfu.ctx)
+	r.speakerStop = cancel
+	r.speakerDone = make(chan struct{})
+	go r.speakerLoop(ctx, r.speakerDone)
+}
+
+func (r *Room) speakerLoop(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	t := time.NewTicker(speakerInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.speakerTick()
+	}
+}
+
+// speakerTick picks the participant whose audio was loudest over the last
+// interval.
+func (r *Room) speakerTick() {
+	loud := map[string]uint64{}
+	for _, u := range r.tracks() {
+		if v := u.level.Swap(0); v > 0 {
+			loud[u.owner.id] += v
+		}
+	}
+	best, bestV := "", uint64(0)
+	for id, v := range loud {
+		if v > bestV || (v == bestV && id < best) {
+			best, bestV = id, v
+		}
+	}
+	if best == "" {
+		return
+	}
+	r.mu.Lock()
+	f := r.onSpeaker
+	changed := best != r.speaker
+	r.speaker = best
+	r.mu.Unlock()
+	if changed && f != nil {
+		f(best)
+	}
+}
+
+// ErrDuplicateParticipant is returned by Join for an ID already in the room.
+var ErrDuplicateParticipant = fmt.Errorf("sfu: participant already in room")
+
+func (r *Room) join(p *Participant) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	if _, dup := r.participants[p.id]; dup {
+		return fmt.Errorf("%w: %s", ErrDuplicateParticipant, p.id)
+	}
+	r.participants[p.id] = p
+	return nil
+}
+
+func (r *Room) leave(p *Participant) {
+	r.mu.Lock()
+	if r.participants[p.id] == p {
+		delete(r.participants, p.id)
+	}
+	r.mu.Unlock()
+	r.sfu.removeRoomIfEmpty(r)
+}
+
+func (r *Room) empty() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.participants) == 0
+}
+
+// addTrack publishes u and subscribes every auto-subscribing participant.
+func (r *Room) addTrack(u *upTrack) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.pubs = append(r.pubs, u)
+	close(r.changed)
+	r.changed = make(chan struct{})
+	var subs []*Participant
+	for _, p := range r.participants {
+		if p != u.owner && p.autoSubscribe {
+			subs = append(subs, p)
+		}
+	}
+	var adopt []*downTrack
+	keep := r.orphans[:0]
+	for _, o := range r.orphans {
+		if o.d.kind == u.kind && sameCodec(u.codec.RTPCodecCapability, o.d.codec) && !containsParticipant(subs, o.d.p) {
+			o.timer.Stop()
+			adopt = append(adopt, o.d)
+			continue
+		}
+		keep = append(keep, o)
+	}
+	r.orphans = keep
+	r.mu.Unlock()
+
+	for _, d := range adopt {
+		d.p.adopt(d, u)
+	}
+	for _, p := range subs {
+		if err := p.subscribe(u); err != nil {
+			r.sfu.log.Warn("auto-subscribe failed", "room", r.name, "participant", p.id, "track", u.id, "err", err)
+		}
+	}
+}
+
+func containsParticipant(ps []*Participant, p *Participant) bool {
+	for _, x := range ps {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+// removeTrack unpublishes u: renegotiating subscribers drop it, one-shot
+// subscribers keep their down-track parked for a grace period.
+func (r *Room) removeTrack(u *upTrack) {
+	r.mu.Lock()
+	for i, x := range r.pubs {
+		if x == u {
+			r.pubs = append(r.pubs[:i:i], r.pubs[i+1:]...)
+			close(r.changed)
+			r.changed = make(chan struct{})
+			break
+		}
+	}
+	r.mu.Unlock()
+	for _, d := range *u.subs.Load() {
+		u.removeSub(d)
+		d.p.sourceEnded(d, u)
+	}
+}
+
+// park keeps d for grace, closing its participant if nothing adopts it.
+func (r *Room) park(d *downTrack, grace time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		go d.p.Close()
+		return
+	}
+	o := &orphan{d: d}
+	o.timer = time.AfterFunc(grace, func() {
+		r.mu.Lock()
+		found := false
+		for i, x := range r.orphans {
+			if x == o {
+				r.orphans = append(r.orphans[:i:i], r.orphans[i+1:]...)
+				found = true
+				break
+			}
+		}
+		r.mu.Unlock()
+		if found {
+			d.p.log.Info("publisher did not come back; closing subscriber", "room", r.name)
+			d.p.Close()
+		}
+	})
+	r.orphans = append(r.orphans, o)
+}
+
+// unpark forgets orphans belonging to p.
+func (r *Room) unpark(p *Participant) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := r.orphans[:0]
+	for _, o := range r.orphans {
+		if o.d.p == p {
+			o.timer.Stop()
+			continue
+		}
+		keep = append(keep, o)
+	}
+	r.orphans = keep
+}
+
+// close stops the room's goroutines.
+func (r *Room) close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	stop, done := r.speakerStop, r.speakerDone
+	for _, o := range r.orphans {
+		o.timer.Stop()
+	}
+	r.orphans = nil
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}

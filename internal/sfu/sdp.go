@@ -1,0 +1,221 @@
+package sfu
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Errors a signaling layer maps to client-visible responses.
+var (
+	ErrBadOffer    = errors.New("sfu: bad offer")
+	ErrBadAnswer   = errors.New("sfu: bad answer")
+	ErrNoSuchTrack = errors.New("sfu: no such track")
+)
+
+// CodecError says that an offer shares no codec with the SFU (or, with
+// Stream set, with the stream being subscribed to).
+type CodecError struct {
+	Kind      string   // "audio" or "video"
+	Offered   []string // MIME types in the offer
+	Supported []string // MIME types that would have worked
+	Stream    bool     // Supported lists the stream's codec, not the SFU's
+}
+
+func (e *CodecError) Error() string {
+	what := "supported"
+	if e.Stream {
+		what = "the stream uses"
+	}
+	return fmt.Sprintf("sfu: no usable %s codec: offered [%s], %s [%s]",
+		e.Kind, strings.Join(e.Offered, " "), what, strings.Join(e.Supported, " "))
+}
+
+// OfferInfo summarizes a validated offer.
+type OfferInfo struct {
+	Audio, Video []webrtc.RTPCodecCapability // codecs the SFU also supports, per kind
+	Sending      int                         // audio/video sections the client sends on
+	Receiving    int                         // audio/video sections the client receives on
+}
+
+// ValidateOffer parses an SDP offer and checks that every audio and video
+// section carries at least one codec the SFU supports. Parse failures wrap
+// ErrBadOffer; codec failures are *CodecError.
+func ValidateOffer(offer string) (*OfferInfo, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return nil, fmt.Errorf("%w: malformed SDP: %w", ErrBadOffer, err)
+	}
+	if len(sd.MediaDescriptions) == 0 {
+		return nil, fmt.Errorf("%w: no media sections", ErrBadOffer)
+	}
+	supported := codecTable()
+	info := &OfferInfo{}
+	for _, md := range sd.MediaDescriptions {
+		kind := md.MediaName.Media
+		if kind != "audio" && kind != "video" {
+			continue
+		}
+		if md.MediaName.Port.Value == 0 {
+			continue // rejected section
+		}
+		dir := direction(md, &sd)
+		if dir == "sendrecv" || dir == "sendonly" {
+			info.Sending++
+		}
+		if dir == "sendrecv" || dir == "recvonly" {
+			info.Receiving++
+		}
+		offered, usable := sectionCodecs(md, kind, supported)
+		if len(usable) == 0 {
+			return nil, &CodecError{Kind: kind, Offered: offered, Supported: supportedOfKind(kind)}
+		}
+		if kind == "audio" {
+			info.Audio = append(info.Audio, usable...)
+		} else {
+			info.Video = append(info.Video, usable...)
+		}
+	}
+	if info.Sending+info.Receiving == 0 {
+		return nil, fmt.Errorf("%w: no audio or video section", ErrBadOffer)
+	}
+	return info, nil
+}
+
+func direction(md *sdp.MediaDescription, sd *sdp.SessionDescription) string {
+	for _, d := range []string{"sendrecv", "sendonly", "recvonly", "inactive"} {
+		if _, ok := md.Attribute(d); ok {
+			return d
+		}
+	}
+	for _, a := range sd.Attributes {
+		switch a.Key {
+		case "sendrecv", "sendonly", "recvonly", "inactive":
+			return a.Key
+		}
+	}
+	return "sendrecv"
+}
+
+// sectionCodecs lists the offered MIME types of a section and the offered
+// codecs the SFU supports (RTX/FEC/telephone-event are not media codecs).
+func sectionCodecs(md *sdp.MediaDescription, kind string, supported []webrtc.RTPCodecParameters) (offered []string, usable []webrtc.RTPCodecCapability) {
+	fmtps := map[string]string{}
+	names := map[string]string{}
+	for _, a := range md.Attributes {
+		pt, rest, _ := strings.Cut(a.Value, " ")
+		switch a.Key {
+		case "rtpmap":
+			name, _, _ := strings.Cut(rest, "/")
+			names[pt] = name
+		case "fmtp":
+			fmtps[pt] = rest
+		}
+	}
+	seen := map[string]bool{}
+	for _, f := range md.MediaName.Formats {
+		name := names[f]
+		if name == "" {
+			// static payload types need no rtpmap
+			switch f {
+			case "0":
+				name = "PCMU"
+			case "8":
+				name = "PCMA"
+			default:
+				continue
+			}
+		}
+		lname := strings.ToLower(name)
+		if lname == "rtx" || lname == "red" || lname == "ulpfec" || lname == "flexfec-03" || lname == "telephone-event" || lname == "cn" {
+			continue
+		}
+		mime := kind + "/" + name
+		if !seen[strings.ToLower(mime)] {
+			seen[strings.ToLower(mime)] = true
+			offered = append(offered, mime)
+		}
+		c := webrtc.RTPCodecCapability{MimeType: mime, SDPFmtpLine: fmtps[f]}
+		for _, s := range supported {
+			if sameCodec(s.RTPCodecCapability, c) {
+				usable = append(usable, c)
+				break
+			}
+		}
+	}
+	return offered, usable
+}
+
+func supportedOfKind(kind string) []string {
+	var out []string
+	for _, m := range SupportedCodecs() {
+		if strings.HasPrefix(strings.ToLower(m), kind+"/") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func mimeList(cs []webrtc.RTPCodecCapability) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range cs {
+		if !seen[strings.ToLower(c.MimeType)] {
+			seen[strings.ToLower(c.MimeType)] = true
+			out = append(out, c.MimeType)
+		}
+	}
+	return out
+}
+
+// replaceICECredentials rewrites an offer with new ICE credentials and,
+// if given, a new candidate list (for client-initiated ICE restarts).
+func replaceICECredentials(offer, ufrag, pwd string, candidates []string) (string, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
+	}
+	// Bump the origin version: this is a new offer.
+	sd.Origin.SessionVersion++
+	set := func(attrs []sdp.Attribute, first bool) []sdp.Attribute {
+		out := attrs[:0:0]
+		for _, a := range attrs {
+			switch a.Key {
+			case "ice-ufrag", "ice-pwd":
+				continue
+			case "candidate", "end-of-candidates":
+				if candidates != nil {
+					continue
+				}
+			}
+			out = append(out, a)
+		}
+		out = append(out, sdp.Attribute{Key: "ice-ufrag", Value: ufrag}, sdp.Attribute{Key: "ice-pwd", Value: pwd})
+		if first {
+			for _, c := range candidates {
+				out = append(out, sdp.Attribute{Key: "candidate", Value: strings.TrimPrefix(c, "candidate:")})
+			}
+		}
+		return out
+	}
+	hadSession := false
+	for _, a := range sd.Attributes {
+		if a.Key == "ice-ufrag" {
+			hadSession = true
+		}
+	}
+	if hadSession {
+		sd.Attributes = set(sd.Attributes, false)
+	}
+	for i, md := range sd.MediaDescriptions {
+		md.Attributes = set(md.Attributes, i == 0)
+	}
+	b, err := sd.Marshal()
+	if err != nil {
+		return "", fmt.Errorf("sfu: marshal offer: %w", err)
+	}
+	return string(b), nil
+}

@@ -1,0 +1,322 @@
+// Package sfu is Parley's media plane: one pion PeerConnection per participant,
+// published tracks read by exactly one goroutine each and fanned out to
+// subscribers' down-tracks through a per-track packet cache, with NACK answers,
+// rate-limited keyframe requests, simulcast layer selection and audio-level
+// based active-speaker detection.
+//
+// The package knows nothing of HTTP or WebSocket: signaling layers (WHIP/WHEP
+// in internal/whip, the WebSocket session in internal/signal) drive a
+// Participant through HandleOffer / HandleAnswer / AddICECandidate and the
+// OnLocalOffer / OnICECandidate callbacks.
+package sfu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+)
+
+// Config configures an SFU.
+type Config struct {
+	// UDP is the address of the single UDP port all sessions share for ICE
+	// (e.g. ":8443"; ":0" picks a free port).
+	UDP string
+	// TCP is the ICE-TCP listen address; "" or "off" disables ICE-TCP. A port
+	// of 0 means "the same port number UDP got".
+	TCP string
+	// PublicIP, when set, is announced as the host candidate address
+	// (1:1 NAT). A loopback address also enables loopback candidates, so
+	// clients on the same host (tests, benchmarks) can connect.
+	PublicIP string
+	// Logger receives the SFU's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// ICEServers, if set, lists STUN/TURN servers for the server's own
+	// PeerConnections (rarely needed; clients get theirs from signaling).
+	ICEServers func() []webrtc.ICEServer
+}
+
+// SFU owns the shared pion API, the ICE sockets and the rooms.
+type SFU struct {
+	cfg     Config
+	log     *slog.Logger
+	api     *webrtc.API
+	udpConn net.PacketConn
+	udpMux  ice.UDPMux
+	tcpLn   net.Listener
+	tcpMux  ice.TCPMux
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	rooms  map[string]*Room
+	closed bool
+
+	counters counters
+}
+
+// counters are the SFU-wide forwarding statistics.
+type counters struct {
+	packets    atomic.Uint64 // RTP packets written to subscribers
+	bytes      atomic.Uint64 // payload+header bytes written to subscribers
+	dropped    atomic.Uint64 // packets not forwarded (write errors, waiting for keyframe excluded)
+	nacks      atomic.Uint64 // NACKed packets answered from the cache
+	nackMisses atomic.Uint64 // NACKed packets no longer in the cache
+	plis       atomic.Uint64 // keyframe requests sent to publishers
+	received   atomic.Uint64 // RTP packets read from publishers
+}
+
+// New opens the ICE sockets and builds the shared webrtc.API.
+func New(cfg Config) (*SFU, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &SFU{cfg: cfg, log: log.With("component", "sfu"), rooms: map[string]*Room{}}
+	lf := pionLoggerFactory{log: s.log}
+
+	udpAddr := cfg.UDP
+	if udpAddr == "" {
+		udpAddr = ":8443"
+	}
+	conn, err := net.ListenPacket("udp", udpAddr)
+	if err != nil {
+		return nil, fmt.Errorf("sfu: listen udp %s: %w", udpAddr, err)
+	}
+	s.udpConn = conn
+	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
+
+	if cfg.TCP != "" && cfg.TCP != "off" {
+		tcpAddr, err := sameTCPPort(cfg.TCP, conn.LocalAddr())
+		if err != nil {
+			s.closeSockets()
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", tcpAddr)
+		if err != nil {
+			s.closeSockets()
+			return nil, fmt.Errorf("sfu: listen tcp %s: %w", tcpAddr, err)
+		}
+		s.tcpLn = ln
+		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), ln, 64)
+	}
+
+	api, err := s.buildAPI(lf)
+	if err != nil {
+		s.closeSockets()
+		return nil, err
+	}
+	s.api = api
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.log.Info("sfu listening", "udp", conn.LocalAddr().String(), "tcp", s.tcpAddrString(), "public_ip", cfg.PublicIP)
+	return s, nil
+}
+
+func sameTCPPort(tcp string, udp net.Addr) (string, error) {
+	host, port, err := net.SplitHostPort(tcp)
+	if err != nil {
+		return "", fmt.Errorf("sfu: tcp address %q: %w", tcp, err)
+	}
+	if port == "0" {
+		if ua, ok := udp.(*net.UDPAddr); ok {
+			port = strconv.Itoa(ua.Port)
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func (s *SFU) tcpAddrString() string {
+	if s.tcpLn == nil {
+		return "off"
+	}
+	return s.tcpLn.Addr().String()
+}
+
+func (s *SFU) buildAPI(lf pionLoggerFactory) (*webrtc.API, error) {
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		return nil, fmt.Errorf("sfu: media engine: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	if err := registerInterceptors(me, ir); err != nil {
+		return nil, fmt.Errorf("sfu: interceptors: %w", err)
+	}
+
+	se := webrtc.SettingEngine{LoggerFactory: lf}
+	se.SetICEUDPMux(s.udpMux)
+	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if s.tcpMux != nil {
+		se.SetICETCPMux(s.tcpMux)
+		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(networks)
+	se.SetSRTPProtectionProfiles(
+		dtls.SRTP_AEAD_AES_128_GCM,
+		dtls.SRTP_AES128_CM_HMAC_SHA1_80,
+	)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.DisableActiveTCP(true)
+	if ip := s.cfg.PublicIP; ip != "" {
+		parsed := net.ParseIP(ip)
+		if parsed == nil {
+			return nil, fmt.Errorf("sfu: public IP %q is not an IP address", ip)
+		}
+		se.SetNAT1To1IPs([]string{ip}, webrtc.ICECandidateTypeHost)
+		if parsed.IsLoopback() {
+			se.SetIncludeLoopbackCandidate(true)
+		}
+	}
+	return webrtc.NewAPI(
+		webrtc.WithMediaEngine(me),
+		webrtc.WithInterceptorRegistry(ir),
+		webrtc.WithSettingEngine(se),
+	), nil
+}
+
+// UDPAddr is the address of the shared ICE UDP socket.
+func (s *SFU) UDPAddr() net.Addr { return s.udpConn.LocalAddr() }
+
+// TCPAddr is the ICE-TCP listen address, or nil when ICE-TCP is off.
+func (s *SFU) TCPAddr() net.Addr {
+	if s.tcpLn == nil {
+		return nil
+	}
+	return s.tcpLn.Addr()
+}
+
+// ErrClosed is returned for operations on a closed SFU, room or participant.
+var ErrClosed = errors.New("sfu: closed")
+
+// Room returns the room with this name, creating it if needed.
+func (s *SFU) Room(name string) (*Room, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if r, ok := s.rooms[name]; ok {
+		return r, nil
+	}
+	r := newRoom(s, name)
+	s.rooms[name] = r
+	return r, nil
+}
+
+// LookupRoom returns an existing room.
+func (s *SFU) LookupRoom(name string) (*Room, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rooms[name]
+	return r, ok
+}
+
+// removeRoomIfEmpty forgets r once its last participant left.
+func (s *SFU) removeRoomIfEmpty(r *Room) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rooms[r.name] == r && r.empty() {
+		delete(s.rooms, r.name)
+		r.close()
+	}
+}
+
+// Close ends every participant and releases the ICE sockets.
+func (s *SFU) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	rooms := make([]*Room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.rooms = map[string]*Room{}
+	s.mu.Unlock()
+
+	for _, r := range rooms {
+		for _, p := range r.Participants() {
+			p.Close()
+		}
+		r.close()
+	}
+	s.cancel()
+	s.closeSockets()
+	return nil
+}
+
+func (s *SFU) closeSockets() {
+	if s.udpMux != nil {
+		_ = s.udpMux.Close()
+	}
+	if s.udpConn != nil {
+		_ = s.udpConn.Close()
+	}
+	if s.tcpMux != nil {
+		_ = s.tcpMux.Close()
+	}
+	if s.tcpLn != nil {
+		_ = s.tcpLn.Close()
+	}
+}
+
+// Stats is a snapshot of the SFU's state and counters.
+type Stats struct {
+	Rooms        int    `json:"rooms"`
+	Participants int    `json:"participants"`
+	Tracks       int    `json:"tracks"`        // published tracks (a simulcast track counts once)
+	DownTracks   int    `json:"down_tracks"`   // subscriptions
+	Received     uint64 `json:"received"`      // RTP packets read from publishers
+	Forwarded    uint64 `json:"forwarded"`     // RTP packets written to subscribers
+	Bytes        uint64 `json:"bytes"`         // bytes written to subscribers (RTP header + payload)
+	Dropped      uint64 `json:"dropped"`       // packets that failed to be written
+	NACKAnswered uint64 `json:"nack_answered"` // retransmissions served from the packet cache
+	NACKMissed   uint64 `json:"nack_missed"`   // NACKed packets already gone from the cache
+	PLIs         uint64 `json:"plis"`          // keyframe requests sent to publishers
+}
+
+// Stats returns a snapshot of rooms, participants, tracks and counters.
+func (s *SFU) Stats() Stats {
+	st := Stats{
+		Received:     s.counters.received.Load(),
+		Forwarded:    s.counters.packets.Load(),
+		Bytes:        s.counters.bytes.Load(),
+		Dropped:      s.counters.dropped.Load(),
+		NACKAnswered: s.counters.nacks.Load(),
+		NACKMissed:   s.counters.nackMisses.Load(),
+		PLIs:         s.counters.plis.Load(),
+	}
+	s.mu.Lock()
+	rooms := make([]*Room, 0, len(s.rooms))
+	for _, r := range s.rooms {
+		rooms = append(rooms, r)
+	}
+	s.mu.Unlock()
+	st.Rooms = len(rooms)
+	for _, r := range rooms {
+		ps := r.Participants()
+		st.Participants += len(ps)
+		for _, p := range ps {
+			ps := p.Stats()
+			st.Forwarded += ps.Packets
+			st.Bytes += ps.Bytes
+			st.Dropped += ps.Dropped
+		}
+		for _, t := range r.tracks() {
+			st.Tracks++
+			st.DownTracks += t.subscriberCount()
+		}
+	}
+	return st
+}

@@ -1,0 +1,340 @@
+package sfu
+
+import (
+	"errors"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+)
+
+// pliInterval is the minimum spacing of keyframe requests sent to a publisher
+// for one layer; requests from all subscribers are coalesced into it.
+const pliInterval = 500 * time.Millisecond
+
+// upTrack is one published track: a single layer, or up to three simulcast
+// layers that share one RTPReceiver.
+type upTrack struct {
+	room     *Room
+	owner    *Participant
+	id       string // unique in the room: "<participant>/<track id>"
+	trackID  string
+	streamID string
+	kind     webrtc.RTPCodecType
+	codec    webrtc.RTPCodecParameters
+	ck       codecKind
+	epoch    time.Time
+
+	mu     sync.Mutex
+	layers []*layer // sorted by rank
+	closed bool
+
+	layersPtr atomic.Pointer[[]*layer]     // copy-on-write view of layers
+	subs      atomic.Pointer[[]*downTrack] // copy-on-write subscriber list
+	subsMu    sync.Mutex                   // serializes writers of subs
+	level     atomic.Uint64                // audio loudness accumulated since the last speaker tick
+	wg        sync.WaitGroup               // layer readers
+	done      chan struct{}                // closed when the track has ended
+}
+
+// layer is one RTP stream of a published track, with its reader and cache.
+type layer struct {
+	up       *upTrack
+	rank     int
+	rid      string
+	remote   *webrtc.TrackRemote
+	ssrc     uint32
+	cache    *packetCache
+	levelExt uint8 // negotiated id of the audio-level extension, 0 if none
+
+	lastPLI  atomic.Int64  // ns since epoch of the last keyframe request
+	bitrate  atomic.Uint64 // measured bits per second
+	keyAt    atomic.Int64  // ns since epoch of the last keyframe seen
+	received atomic.Uint64
+
+	// owned by the reader goroutine
+	winBytes uint64
+	winStart int64
+}
+
+func newUpTrack(p *Participant, remote *webrtc.TrackRemote) *upTrack {
+	up := &upTrack{
+		room:     p.room,
+		owner:    p,
+		trackID:  remote.ID(),
+		streamID: remote.StreamID(),
+		kind:     remote.Kind(),
+		codec:    remote.Codec(),
+		epoch:    time.Now(),
+		done:     make(chan struct{}),
+	}
+	up.id = p.id + "/" + remote.ID()
+	up.ck = codecKindOf(up.codec.MimeType)
+	empty := []*downTrack{}
+	up.subs.Store(&empty)
+	noLayers := []*layer{}
+	up.layersPtr.Store(&noLayers)
+	return up
+}
+
+func (u *upTrack) now() int64 { return int64(time.Since(u.epoch)) }
+
+func (u *upTrack) isVideo() bool { return u.kind == webrtc.RTPCodecTypeVideo }
+
+// addLayer registers a received stream and starts its reader.
+func (u *upTrack) addLayer(remote *webrtc.TrackRemote, rec *webrtc.RTPReceiver) *layer {
+	l := &layer{
+		up:     u,
+		rank:   layerRank(remote.RID()),
+		rid:    remote.RID(),
+		remote: remote,
+		ssrc:   uint32(remote.SSRC()),
+	}
+	if u.isVideo() {
+		l.cache = newPacketCache(1024)
+	} else {
+		l.cache = newPacketCache(128)
+		for _, e := range rec.GetParameters().HeaderExtensions {
+			if e.URI == audioLevelURI {
+				l.levelExt = uint8(e.ID)
+			}
+		}
+	}
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil
+	}
+	u.layers = append(u.layers, l)
+	sort.SliceStable(u.layers, func(i, j int) bool { return u.layers[i].rank < u.layers[j].rank })
+	cp := append([]*layer(nil), u.layers...)
+	u.layersPtr.Store(&cp)
+	u.wg.Add(1)
+	u.mu.Unlock()
+
+	go func() {
+		defer u.wg.Done()
+		l.run()
+	}()
+	for _, d := range *u.subs.Load() {
+		d.retarget()
+	}
+	return l
+}
+
+// run is the layer's reader: the only goroutine reading this stream. It
+// fills the packet cache in place and fans each packet out.
+func (l *layer) run() {
+	for {
+		s := l.cache.reserve()
+		n, _, err := l.remote.Read(s.buf[:])
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				l.up.room.sfu.log.Debug("track reader ended", "track", l.up.id, "rid", l.rid, "err", err)
+			}
+			l.up.layerEnded(l)
+			return
+		}
+		s.n = n
+		if err := s.parse(); err != nil {
+			continue
+		}
+		l.ingest(s, l.up.now())
+	}
+}
+
+// ingest records one parsed packet and forwards it.
+func (l *layer) ingest(s *slot, now int64) {
+	u := l.up
+	s.keyframe = u.isVideo() && isKeyframeStart(u.ck, s.payload())
+	l.cache.commit(s)
+	l.received.Add(1)
+	if s.keyframe {
+		l.keyAt.Store(now)
+	}
+	if l.levelExt != 0 {
+		if lv, _, ok := audioLevel(s.hdr.GetExtension(l.levelExt)); ok && lv <= speakerThreshold {
+			u.level.Add(uint64(127 - lv))
+		}
+	}
+	l.measure(s, now)
+	l.fanOut(s, now)
+}
+
+// fanOut hands one cached packet to every subscriber. It must not allocate.
+func (l *layer) fanOut(s *slot, now int64) {
+	for _, d := range *l.up.subs.Load() {
+		d.writeRTP(l, s, now)
+	}
+}
+
+// measure keeps a one-second bitrate estimate of the layer.
+func (l *layer) measure(s *slot, now int64) {
+	l.winBytes += uint64(s.n)
+	if l.winStart == 0 {
+		l.winStart = now
+		return
+	}
+	if el := now - l.winStart; el >= int64(time.Second) {
+		l.bitrate.Store(l.winBytes * 8 * uint64(time.Second) / uint64(el))
+		l.winBytes, l.winStart = 0, now
+		if len(*l.up.layersPtr.Load()) > 1 {
+			for _, d := range *l.up.subs.Load() {
+				d.retarget()
+			}
+		}
+	}
+}
+
+// requestKeyframe sends a PLI for layer l, at most once per pliInterval.
+func (l *layer) requestKeyframe() {
+	u := l.up
+	if !u.isVideo() {
+		return
+	}
+	now := u.now()
+	last := l.lastPLI.Load()
+	if last != 0 && now-last < int64(pliInterval) {
+		return
+	}
+	if !l.lastPLI.CompareAndSwap(last, now) {
+		return
+	}
+	u.room.sfu.counters.plis.Add(1)
+	if err := u.owner.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}}); err != nil {
+		u.room.sfu.log.Debug("pli", "track", u.id, "err", err)
+	}
+}
+
+// layerEnded removes a stopped layer; the track ends with its last layer.
+func (u *upTrack) layerEnded(l *layer) {
+	u.mu.Lock()
+	for i, x := range u.layers {
+		if x == l {
+			u.layers = append(u.layers[:i:i], u.layers[i+1:]...)
+			break
+		}
+	}
+	cp := append([]*layer(nil), u.layers...)
+	u.layersPtr.Store(&cp)
+	last := len(u.layers) == 0 && !u.closed
+	if last {
+		u.closed = true
+	}
+	u.mu.Unlock()
+	if last {
+		close(u.done)
+		u.room.removeTrack(u)
+		return
+	}
+	for _, d := range *u.subs.Load() {
+		d.retarget()
+	}
+}
+
+// end stops accepting layers; readers finish when the PeerConnection closes.
+func (u *upTrack) end() {
+	u.mu.Lock()
+	wasClosed := u.closed
+	u.closed = true
+	u.mu.Unlock()
+	if !wasClosed {
+		close(u.done)
+		u.room.removeTrack(u)
+	}
+}
+
+func (u *upTrack) addSub(d *downTrack) {
+	u.subsMu.Lock()
+	defer u.subsMu.Unlock()
+	old := *u.subs.Load()
+	n := make([]*downTrack, len(old), len(old)+1)
+	copy(n, old)
+	n = append(n, d)
+	u.subs.Store(&n)
+}
+
+func (u *upTrack) removeSub(d *downTrack) bool {
+	u.subsMu.Lock()
+	defer u.subsMu.Unlock()
+	old := *u.subs.Load()
+	n := make([]*downTrack, 0, len(old))
+	found := false
+	for _, x := range old {
+		if x == d {
+			found = true
+			continue
+		}
+		n = append(n, x)
+	}
+	u.subs.Store(&n)
+	return found
+}
+
+func (u *upTrack) subscriberCount() int { return len(*u.subs.Load()) }
+
+// TrackInfo describes a published track.
+type TrackInfo struct {
+	ID          string   `json:"id"` // unique in the room
+	TrackID     string   `json:"track_id"`
+	StreamID    string   `json:"stream_id"`
+	Kind        string   `json:"kind"` // "audio" or "video"
+	Codec       string   `json:"codec"`
+	Publisher   string   `json:"publisher"`
+	Layers      []string `json:"layers,omitempty"` // simulcast RIDs, lowest first
+	Subscribers int      `json:"subscribers"`
+}
+
+func (u *upTrack) info() TrackInfo {
+	ti := TrackInfo{
+		ID: u.id, TrackID: u.trackID, StreamID: u.streamID, Kind: u.kind.String(),
+		Codec: u.codec.MimeType, Publisher: u.owner.id, Subscribers: u.subscriberCount(),
+	}
+	for _, l := range *u.layersPtr.Load() {
+		if l.rid != "" {
+			ti.Layers = append(ti.Layers, l.rid)
+		}
+	}
+	return ti
+}
+
+// sameCodec reports whether a subscriber codec can carry the publisher's.
+func sameCodec(pub webrtc.RTPCodecCapability, sub webrtc.RTPCodecCapability) bool {
+	if !strings.EqualFold(pub.MimeType, sub.MimeType) {
+		return false
+	}
+	if !strings.EqualFold(pub.MimeType, webrtc.MimeTypeH264) {
+		return true
+	}
+	pp, sp := fmtpMap(pub.SDPFmtpLine), fmtpMap(sub.SDPFmtpLine)
+	pm, sm := pp["packetization-mode"], sp["packetization-mode"]
+	if pm == "" {
+		pm = "0"
+	}
+	if sm == "" {
+		sm = "0"
+	}
+	return pm == sm
+}
+
+// h264ProfileMatch reports an exact profile_idc match, preferred over any H.264.
+func h264ProfileMatch(pub, sub webrtc.RTPCodecCapability) bool {
+	a, b := fmtpMap(pub.SDPFmtpLine)["profile-level-id"], fmtpMap(sub.SDPFmtpLine)["profile-level-id"]
+	return len(a) >= 2 && len(b) >= 2 && strings.EqualFold(a[:2], b[:2])
+}
+
+func fmtpMap(line string) map[string]string {
+	m := map[string]string{}
+	for _, kv := range strings.Split(line, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if k != "" {
+			m[strings.ToLower(k)] = v
+		}
+	}
+	return m
+}
