@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -136,4 +137,20 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		c.write(&b)
 	}
 	io.WriteString(w, b.String())
+}
+
+// RegisterRuntime adds the Go runtime's heap, stack and goroutine gauges,
+// which the load tools read to compute memory per connection.
+func (r *Registry) RegisterRuntime() {
+	r.add(runtimeCollector{})
+}
+
+type runtimeCollector struct{}
+
+func (runtimeCollector) write(w io.Writer) {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(w, "# HELP go_goroutines Goroutines.\n# TYPE go_goroutines gauge\ngo_goroutines %d\n", runtime.NumGoroutine())
+	fmt.Fprintf(w, "# HELP go_memstats_heap_inuse_bytes Heap bytes in use.\n# TYPE go_memstats_heap_inuse_bytes gauge\ngo_memstats_heap_inuse_bytes %d\n", ms.HeapInuse)
+	fmt.Fprintf(w, "# HELP go_memstats_stack_inuse_bytes Stack bytes in use.\n# TYPE go_memstats_stack_inuse_bytes gauge\ngo_memstats_stack_inuse_bytes %d\n", ms.StackInuse)
 }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"time"
+
+	"github.com/parley/parley/internal/bench/signaling"
+)
+
+func bench(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: parley bench signal|turn|fanout [flags]")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	kind, args := args[0], args[1:]
+	switch kind {
+	case "signal":
+		return benchSignal(ctx, args, stdout, stderr)
+	default:
+		return benchMore(ctx, kind, args, stdout, stderr)
+	}
+}
+
+func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("parley bench signal", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o signaling.Options
+	url := fs.String("url", "", "server to load (loopback only); empty starts `parley serve` on 127.0.0.1 as a child process")
+	fs.IntVar(&o.Clients, "clients", 1000, "WebSocket clients")
+	fs.IntVar(&o.RoomSize, "room-size", 10, "members per room")
+	fs.DurationVar(&o.Interval, "interval", time.Second, "each client signals a room-mate this often")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of the relay phase")
+	if err := fs.Parse(args); err != nil {
+		return exitCodeFor(err)
+	}
+	o.Progress = stderr
+	o.URL = *url
+	if o.URL == "" {
+		u, done, err := startChildServer(ctx, "--turn", "off", "--max-rooms", "100000")
+		if err != nil {
+			fmt.Fprintf(stderr, "parley bench: %v\n", err)
+			return 1
+		}
+		defer done()
+		o.URL = u
+	}
+	res, err := signaling.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "parley bench signal: %v\n", err)
+		return 1
+	}
+	return report(stdout, res, res.Table())
+}
+
+func report(stdout io.Writer, res any, table string) int {
+	b, _ := json.Marshal(res)
+	fmt.Fprintln(stdout, string(b))
+	fmt.Fprint(stdout, table)
+	return 0
+}
+
+func exitCodeFor(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// startChildServer runs this binary's `serve` on a free loopback port so
+// the load tool's own memory does not blur the server's figures.
+func startChildServer(ctx context.Context, extra ...string) (url string, stop func(), err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	args := append([]string{"serve", "--http", addr, "--log-level", "warn"}, extra...)
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start server: %w", err)
+	}
+	stop = func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	url = "http://" + addr
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			return url, stop, nil
+		}
+	}
+	stop()
+	return "", nil, errors.New("server did not become healthy")
+}

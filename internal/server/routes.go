@@ -1,0 +1,33 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/web"
+)
+
+func (s *Server) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.hub.ServeWS)
+	mux.Handle("/api/session", s.hub)
+	mux.Handle("/api/session/", s.hub)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("GET /metrics", s.metrics)
+	mux.Handle("/", web.Handler())
+	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	rooms, members := s.rooms.Counts()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"status": "ok", "rooms": rooms, "members": members,
+		"sessions": s.hub.Sessions(), "turn": s.turn != nil})
+}
+
+// externalCredential is a TURN REST credential for an external server.
+func externalCredential(secret []byte, member string, ttl time.Duration) auth.TURNCredential {
+	return auth.NewTURNCredential(secret, member, ttl, time.Now())
+}

@@ -1,0 +1,234 @@
+// Package server wires Parley's planes together: it builds signaling,
+// TURN and the web app from a config.Config, mounts the HTTP routes, and
+// owns start-up and graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/metrics"
+	"github.com/parley/parley/internal/room"
+	"github.com/parley/parley/internal/signal"
+	"github.com/parley/parley/internal/turn"
+	"github.com/parley/parley/pkg/protocol"
+)
+
+// Server is one running Parley.
+type Server struct {
+	cfg        config.Config
+	log        *slog.Logger
+	metrics    *metrics.Registry
+	rooms      *room.Manager
+	hub        *signal.Hub
+	turn       *turn.Server // nil when off or external
+	turnSecret []byte
+	authSecret []byte
+	mux        *http.ServeMux
+
+	httpSrv *http.Server
+	ln      net.Listener
+	scheme  string
+
+	closeOnce sync.Once
+	serveDone chan struct{}
+}
+
+// New builds a server from a validated config. Nothing listens until Start.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms),
+		authSecret: []byte(cfg.AuthSecret), serveDone: make(chan struct{})}
+	s.metrics.RegisterRuntime()
+	s.turnSecret = []byte(cfg.TURNSecret)
+	if len(s.turnSecret) == 0 {
+		s.turnSecret = make([]byte, 32)
+		_, _ = rand.Read(s.turnSecret)
+	}
+	s.hub = signal.NewHub(signal.Options{
+		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
+		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
+		AuthSecret: s.authSecret, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
+		ICEServers: s.iceServers, Rooms: s.rooms, Metrics: s.metrics, Logger: log,
+	})
+	s.mux = s.routes()
+	return s, nil
+}
+
+// Start binds the HTTP listener and TURN, and serves in the background.
+func (s *Server) Start(ctx context.Context) error {
+	if err := s.startTURN(); err != nil {
+		return err
+	}
+	tlsCfg, err := s.tlsConfig()
+	if err != nil {
+		s.stopTURN()
+		return err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.HTTP)
+	if err != nil {
+		s.stopTURN()
+		return fmt.Errorf("listen http %s: %w", s.cfg.HTTP, err)
+	}
+	s.scheme = "http"
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+		s.scheme = "https"
+	}
+	s.ln = ln
+	s.httpSrv = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		defer close(s.serveDone)
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "err", err)
+		}
+	}()
+	if len(s.authSecret) == 0 {
+		s.log.Warn("no --auth-secret: rooms are open to anyone who can reach this server")
+	}
+	return nil
+}
+
+func (s *Server) startTURN() error {
+	if s.cfg.TURN == "off" || len(s.cfg.TURNExternal) > 0 {
+		return nil
+	}
+	allow := make([]netip.Prefix, 0, len(s.cfg.TURNAllow))
+	for _, p := range s.cfg.TURNAllow {
+		allow = append(allow, netip.MustParsePrefix(strings.TrimSpace(p))) // validated by config
+	}
+	t, err := turn.New(turn.Config{Listen: s.cfg.TURN, PublicIP: s.cfg.PublicIP, Secret: s.turnSecret,
+		AllowPeers: allow, Quota: s.cfg.TURNQuota, Sockets: s.cfg.TURNSockets, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("turn: %w", err)
+	}
+	s.turn = t
+	s.metrics.GaugeFunc("parley_turn_allocations", "TURN allocations open.", func() float64 { return float64(t.Stats().Allocations) })
+	s.metrics.CounterFunc("parley_turn_allocations_total", "TURN allocations made.", func() float64 { return float64(t.Stats().AllocationsTotal) })
+	s.metrics.CounterFunc("parley_turn_relayed_bytes_total", "Bytes relayed by TURN.", func() float64 { return float64(t.Stats().RelayedBytes) })
+	s.metrics.CounterFunc("parley_turn_relayed_packets_total", "Packets relayed by TURN.", func() float64 { return float64(t.Stats().RelayedPackets) })
+	s.metrics.CounterFunc("parley_turn_auth_failures_total", "TURN requests with bad or expired credentials.", func() float64 { return float64(t.Stats().AuthFailures) })
+	s.metrics.CounterFunc("parley_turn_permissions_denied_total", "TURN permissions refused by the relay policy.", func() float64 { return float64(t.Stats().PermissionsDenied) })
+	return nil
+}
+
+func (s *Server) stopTURN() {
+	if s.turn != nil {
+		if err := s.turn.Close(); err != nil {
+			s.log.Warn("closing turn", "err", err)
+		}
+	}
+}
+
+// iceServers hands a member STUN/TURN with a fresh credential. host is
+// what the client used to reach us, so TURN is reachable the same way.
+func (s *Server) iceServers(host, member string) []protocol.ICEServer {
+	ttl := s.cfg.TURNTTL.D()
+	if len(s.cfg.TURNExternal) > 0 {
+		cred := externalCredential(s.turnSecret, member, ttl)
+		return []protocol.ICEServer{{URLs: s.cfg.TURNExternal, Username: cred.Username, Credential: cred.Password}}
+	}
+	if s.turn == nil {
+		return []protocol.ICEServer{}
+	}
+	if s.cfg.PublicIP != "" {
+		host = s.cfg.PublicIP
+	}
+	var out []protocol.ICEServer
+	for _, is := range s.turn.ICEServers(host, member, ttl) {
+		out = append(out, protocol.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	return out
+}
+
+// URL is the base URL clients use, e.g. "http://127.0.0.1:8080".
+func (s *Server) URL() string {
+	addr := s.ln.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return s.scheme + "://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+}
+
+// TURN is the embedded TURN server, or nil.
+func (s *Server) TURN() *turn.Server { return s.turn }
+
+// TURNSecret is the shared secret TURN credentials are made with.
+func (s *Server) TURNSecret() []byte { return s.turnSecret }
+
+// Metrics is the server's registry (for tests and embedding).
+func (s *Server) Metrics() *metrics.Registry { return s.metrics }
+
+// Shutdown drains gracefully: members get a close frame, HTTP requests
+// finish, TURN allocations are released. ctx bounds the wait.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.hub.Close(ctx)
+		if s.httpSrv != nil {
+			err = s.httpSrv.Shutdown(ctx)
+			<-s.serveDone
+		}
+		s.stopTURN()
+	})
+	return err
+}
+
+// Close shuts down with a short grace period.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// LogURLs tells the operator where to point a browser and what TURN runs.
+func (s *Server) LogURLs() {
+	port := s.ln.Addr().(*net.TCPAddr).Port
+	s.log.Info("Parley is running", "open", s.URL()+"/")
+	if addr := s.ln.Addr().(*net.TCPAddr); addr.IP.IsUnspecified() {
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				n, ok := a.(*net.IPNet)
+				if !ok || n.IP.IsLoopback() || n.IP.IsLinkLocalUnicast() {
+					continue
+				}
+				note := ""
+				if s.scheme == "http" {
+					note = "browsers allow cameras only on https or localhost: add --tls-self-signed for LAN use"
+				}
+				s.log.Info("also reachable", "open", fmt.Sprintf("%s://%s/", s.scheme, net.JoinHostPort(n.IP.String(), fmt.Sprint(port))), "note", note)
+			}
+		}
+	}
+	switch {
+	case s.turn != nil:
+		s.log.Info("STUN/TURN is running", "udp", s.turn.UDPAddr().String(), "tcp", s.turn.TCPAddr().String())
+	case len(s.cfg.TURNExternal) > 0:
+		s.log.Info("using external TURN", "urls", strings.Join(s.cfg.TURNExternal, ","))
+	default:
+		s.log.Info("TURN is off")
+	}
+	s.log.Info("operations", "health", s.URL()+"/healthz", "metrics", s.URL()+"/metrics")
+}
