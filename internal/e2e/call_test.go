@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/parley/parley/internal/config"
+)
+
+// 1. Two browsers join a room: each decodes the other's video and receives audio.
+func TestTwoPeersVideoAndAudio(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.launch("Alice")
+	b := e.launch("Bob")
+	a.join("duo")
+	b.join("duo")
+	a.waitMedia(15*time.Second, "Bob")
+	b.waitMedia(15*time.Second, "Alice")
+	for _, br := range []*browser{a, b} {
+		br.waitFor(5*time.Second, "one remote tile showing video", `document.querySelectorAll('.tile.remote[data-has-video="true"]').length === 1`)
+	}
+	a.waitFor(2*time.Second, "Bob's name on the tile", tileJS("Bob")+` && `+tileJS("Bob")+`.textContent.includes('Bob')`)
+}
+
+// 2. Three browsers: each shows two remote tiles with frames decoding.
+func TestThreePeersMesh(t *testing.T) {
+	e := newEnv(t, nil)
+	names := []string{"Ana", "Ben", "Cy"}
+	var bs []*browser
+	for _, n := range names {
+		b := e.launch(n)
+		b.join("trio")
+		bs = append(bs, b)
+	}
+	for i, b := range bs {
+		var others []string
+		for j, n := range names {
+			if j != i {
+				others = append(others, n)
+			}
+		}
+		b.waitMedia(20*time.Second, others...)
+		b.waitFor(5*time.Second, "two remote tiles with video", `document.querySelectorAll('.tile.remote[data-has-video="true"]').length === 2`,
+			`[...document.querySelectorAll('.tile')].map(t => t.dataset)`)
+	}
+}
+
+// 3. Chat: a message typed in one browser appears in the others with the sender's name.
+func TestChat(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b, c := e.launch("Alice"), e.launch("Bob"), e.launch("Carol")
+	for _, x := range []*browser{a, b, c} {
+		x.join("chat")
+	}
+	for _, x := range []*browser{a, b, c} {
+		x.waitFor(15*time.Second, "chat channels open", `[...parleyApp.client.peers.values()].length === 2 && [...parleyApp.client.peers.values()].every(p => p.channels.chat.readyState === 'open')`)
+	}
+	a.click("#btn-chat")
+	a.do(5*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "Hello from Alice ✓"), chromedp.Click(chromedp.CSS("#chat-send")))
+	for _, x := range []*browser{b, c} {
+		x.waitFor(3*time.Second, "the unread badge", `!document.querySelector('#unread').hidden && document.querySelector('#unread').textContent === '1'`)
+		x.click("#btn-chat")
+		x.waitFor(3*time.Second, "Alice's message with her name",
+			`[...document.querySelectorAll('#chat-list .msg')].some(m => m.querySelector('.msg-name').textContent === 'Alice' && m.querySelector('.msg-text').textContent === 'Hello from Alice ✓')`,
+			`document.querySelector('#chat-list').innerText`)
+		x.waitFor(time.Second, "the badge cleared", `document.querySelector('#unread').hidden`)
+	}
+	a.waitFor(time.Second, "own message shown", `document.querySelector('#chat-list .msg.mine .msg-text').textContent === 'Hello from Alice ✓'`)
+}
+
+// 5. Mute camera: the peer's tile shows muted within 1 s; unmute restores frames.
+func TestMuteCamera(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	a.join("mute")
+	b.join("mute")
+	b.waitMedia(15*time.Second, "Alice")
+	a.waitFor(5*time.Second, "control channel open", `[...parleyApp.client.peers.values()].every(p => p.channels.control.readyState === 'open')`)
+	a.click("#btn-cam")
+	d := b.waitFor(time.Second, "Alice's tile muted", tileJS("Alice")+`.dataset.videoMuted === 'true'`)
+	t.Logf("camera mute shown after %v", d)
+	b.waitFor(time.Second, "the avatar instead of video", `getComputedStyle(`+tileJS("Alice")+`.querySelector('.avatar')).display !== 'none'`)
+	a.click("#btn-mic")
+	b.waitFor(time.Second, "Alice's microphone muted icon", tileJS("Alice")+`.dataset.audioMuted === 'true' && getComputedStyle(`+tileJS("Alice")+`.querySelector('.mic-off')).display !== 'none'`)
+	a.click("#btn-cam")
+	b.waitFor(time.Second, "Alice's tile unmuted", tileJS("Alice")+`.dataset.videoMuted === 'false'`)
+	b.waitMedia(5*time.Second, "Alice")
+}
+
+// 6. Hang up: the other side's tile is gone within 2 s.
+func TestHangUp(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	a.join("bye")
+	b.join("bye")
+	b.waitMedia(15*time.Second, "Alice")
+	a.click("#btn-hangup")
+	d := b.waitFor(2*time.Second, "Alice's tile removed", `!`+tileJS("Alice"))
+	t.Logf("tile removed %v after hang-up", d)
+	a.waitFor(2*time.Second, "the left-call notice", `document.querySelector('#notice[data-kind="left"]')`)
+}
+
+// 7. Bitrate cap 200 kbps: the sender's outbound video bitrate settles below ~250 kbps.
+func TestBitrateCap(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	a.join("cap")
+	b.join("cap")
+	b.waitMedia(15*time.Second, "Alice")
+	rate := func() float64 {
+		x := a.inbound()["Bob"].OutVideoBytes
+		time.Sleep(2 * time.Second)
+		return (a.inbound()["Bob"].OutVideoBytes - x) * 8 / 2 / 1000
+	}
+	t.Logf("uncapped video out: %.0f kbps", rate())
+	a.click("#btn-settings")
+	a.waitFor(5*time.Second, "the bitrate selector", `document.querySelector('#bitrate-select')`)
+	a.selectOption("#bitrate-select", "200")
+	a.waitFor(2*time.Second, "maxBitrate set on the sender", `[...parleyApp.client.peers.values()].every(p => p.videoTx.sender.getParameters().encodings[0].maxBitrate === 200000)`)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := rate()
+		t.Logf("capped video out: %.0f kbps", r)
+		if r < 250 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("video bitrate stayed at %.0f kbps with a 200 kbps cap", r)
+		}
+	}
+	b.waitMedia(5*time.Second, "Alice") // still flowing
+}
+
+// 8. Relay-only: the call connects through the embedded TURN and the stats panel says "relay".
+func TestRelayOnly(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	a.join("relay", "relay=1")
+	b.join("relay", "relay=1")
+	a.waitMedia(20*time.Second, "Bob")
+	b.waitMedia(20*time.Second, "Alice")
+	in := a.inbound()["Bob"]
+	if in.LocalCand != "relay" {
+		t.Fatalf("selected local candidate is %q, want relay", in.LocalCand)
+	}
+	a.click("#btn-stats")
+	a.waitFor(5*time.Second, `the stats panel saying "relay"`, `document.querySelector('.stat-card .path') && document.querySelector('.stat-card .path').textContent.startsWith('relay')`,
+		`document.querySelector('#panel').innerText`)
+}
+
+// 9. Room full: the third browser in a capacity-2 room sees "room is full".
+func TestRoomFull(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Rooms = map[string]config.RoomConfig{"two": {Capacity: 2}} })
+	a, b, c := e.launch("Alice"), e.launch("Bob"), e.launch("Carol")
+	a.join("two")
+	b.join("two")
+	c.open("two", "")
+	c.click("#join")
+	c.waitFor(5*time.Second, "the room-full message", `document.querySelector('#notice[data-kind="full"]') && /room is full/i.test(document.querySelector('#notice').innerText)`, `document.body.innerText`)
+	a.waitFor(2*time.Second, "still two people", `parleyApp.client.peers.size === 1`)
+}
+
+// 10. Switching the camera mid-call does not drop the peer's video for more than 1 s
+// and does not renegotiate.
+func TestDeviceSwitch(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	a.join("switch")
+	b.join("switch")
+	b.waitMedia(15*time.Second, "Alice")
+	// Bob watches Alice's decoded frames every 50 ms and records the longest stall.
+	eval[bool](b, `(() => {
+	  const p = [...parleyApp.client.peers.values()][0];
+	  window.watch = {maxGap: 0, last: performance.now(), frames: 0};
+	  window.watch.timer = setInterval(async () => {
+	    const r = await p.pc.getStats(); let f = 0;
+	    r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'video') f += s.framesDecoded || 0; });
+	    const now = performance.now();
+	    if (f > window.watch.frames) { window.watch.frames = f; window.watch.last = now; }
+	    window.watch.maxGap = Math.max(window.watch.maxGap, now - window.watch.last);
+	  }, 50);
+	  return true; })()`)
+	sdpBefore := a.inbound()["Bob"].SDP
+	trackBefore := eval[string](a, `parleyApp.media.camera.id`)
+	a.click("#btn-settings")
+	a.waitFor(5*time.Second, "the camera selector", `document.querySelector('#cam-select') && document.querySelector('#res-select')`)
+	cams := eval[[]string](a, `[...document.querySelector('#cam-select').options].map(o => o.value)`)
+	if len(cams) > 1 {
+		cur := eval[string](a, `parleyApp.media.camera.getSettings().deviceId`)
+		next := cams[0]
+		if next == cur {
+			next = cams[1]
+		}
+		a.selectOption("#cam-select", next)
+	} else {
+		t.Logf("one fake camera; switching resolution instead (a new camera track all the same)")
+		a.selectOption("#res-select", "360")
+	}
+	a.waitFor(5*time.Second, "a new camera track", `parleyApp.media.camera.id !== `+jsString(trackBefore))
+	time.Sleep(3 * time.Second)
+	gap := eval[float64](b, `window.watch.maxGap`)
+	t.Logf("longest gap in Alice's decoded frames at Bob: %.0f ms", gap)
+	if gap > 1000 {
+		t.Fatalf("video stalled for %.0f ms while switching camera", gap)
+	}
+	b.waitMedia(5*time.Second, "Alice")
+	if after := a.inbound()["Bob"]; after.SDP != sdpBefore || after.State != "connected" {
+		t.Fatalf("camera switch renegotiated or dropped the call (state %s)", after.State)
+	}
+}
