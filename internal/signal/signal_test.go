@@ -25,18 +25,31 @@ func newHub(t *testing.T, o signal.Options) (*signal.Hub, string) {
 		o.Capacity = func(string) int { return 4 }
 	}
 	h := signal.NewHub(o)
+	url, stop := serveHub(h)
+	t.Cleanup(stop)
+	return h, url
+}
+
+func serveHub(h *signal.Hub) (string, func()) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", h.ServeWS)
 	mux.Handle("/api/session", h)
 	mux.Handle("/api/session/", h)
 	srv := httptest.NewServer(mux)
-	t.Cleanup(func() {
+	return srv.URL, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		h.Close(ctx)
 		srv.Close()
-	})
-	return h, srv.URL
+	}
+}
+
+func mustDial(tb testing.TB, url string) *client.Client {
+	c, err := client.Dial(context.Background(), url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }
 
 func dial(t *testing.T, url, transport string) *client.Client {
