@@ -151,15 +151,7 @@ func (h *Hub) Close(ctx context.Context) {
 	for _, s := range all {
 		s.fail(protocol.CodeShuttingDown, "the server is shutting down")
 	}
-	h.mu.Lock()
-	polls := make([]*pollSession, 0, len(h.polls))
-	for _, p := range h.polls {
-		polls = append(polls, p)
-	}
-	h.mu.Unlock()
-	for _, p := range polls {
-		h.dropPoll(p)
-	}
+	h.dropAllPolls()
 	for _, s := range all {
 		select {
 		case <-s.finished:

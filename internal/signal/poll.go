@@ -167,6 +167,18 @@ func (h *Hub) dropPoll(p *pollSession) {
 	}
 }
 
+func (h *Hub) dropAllPolls() {
+	h.mu.Lock()
+	all := make([]*pollSession, 0, len(h.polls))
+	for _, p := range h.polls {
+		all = append(all, p)
+	}
+	h.mu.Unlock()
+	for _, p := range all {
+		h.dropPoll(p)
+	}
+}
+
 // reapIdlePolls closes HTTP sessions nobody has asked about for SessionIdle.
 func (h *Hub) reapIdlePolls() {
 	defer h.wg.Done()
@@ -175,15 +187,7 @@ func (h *Hub) reapIdlePolls() {
 	for {
 		select {
 		case <-h.ctx.Done():
-			h.mu.Lock()
-			all := make([]*pollSession, 0, len(h.polls))
-			for _, p := range h.polls {
-				all = append(all, p)
-			}
-			h.mu.Unlock()
-			for _, p := range all {
-				h.dropPoll(p)
-			}
+			h.dropAllPolls()
 			return
 		case <-t.C:
 		}

@@ -189,18 +189,24 @@ func TestSignalOrder(t *testing.T) {
 	}
 }
 
-func TestDeadConnectionNoticed(t *testing.T) {
-	_, url := newHub(t, signal.Options{PingInterval: 100 * time.Millisecond})
-	a := dial(t, url, "")
-	join(t, a, "dead", "a")
-	// A raw WebSocket that joins and then never reads: it cannot answer pings.
+// joinWithoutReading joins room over a raw WebSocket that is never read
+// again, like a client whose process hangs.
+func joinWithoutReading(t *testing.T, url, room string) {
 	ctx := context.Background()
 	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.CloseNow()
-	c.Write(ctx, websocket.MessageText, []byte(`{"type":"join","room":"dead","name":"zombie"}`))
+	t.Cleanup(func() { c.CloseNow() })
+	c.Write(ctx, websocket.MessageText, []byte(`{"type":"join","room":"`+room+`","name":"silent"}`))
+}
+
+func TestDeadConnectionNoticed(t *testing.T) {
+	_, url := newHub(t, signal.Options{PingInterval: 100 * time.Millisecond})
+	a := dial(t, url, "")
+	join(t, a, "dead", "a")
+	// A raw WebSocket that joins and then never reads: it cannot answer pings.
+	joinWithoutReading(t, url, "dead")
 	next(t, a, protocol.TypePeerJoined)
 	start := time.Now()
 	next(t, a, protocol.TypePeerLeft)
@@ -317,12 +323,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	join(t, a, "slow", "a")
 	ctx := context.Background()
 	// b never reads: its TCP buffers and then its outbox fill up.
-	raw, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.CloseNow()
-	raw.Write(ctx, websocket.MessageText, []byte(`{"type":"join","room":"slow","name":"b"}`))
+	joinWithoutReading(t, url, "slow")
 	bID := next(t, a, protocol.TypePeerJoined).ID
 	payload := strings.Repeat("z", 30000)
 	deadline := time.Now().Add(10 * time.Second)
