@@ -48,6 +48,7 @@ type downTrack struct {
 	seqOffset uint16
 	tsOffset  uint32
 	started   bool
+	flowing   bool // a write has gone out on the current binding
 	lastSeq   uint16
 	lastTS    uint32
 	lastTime  int64
@@ -95,6 +96,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	d.pt = uint8(match.PayloadType)
 	d.writer = ctx.WriteStream()
 	d.cur = nil // wait for a keyframe on the (new) binding
+	d.flowing = false
 	d.mu.Unlock()
 	d.retarget()
 	return *match, nil
@@ -140,13 +142,17 @@ func (d *downTrack) writeRTP(l *layer, s *slot, now int64) {
 		d.lastSeq, d.lastTS, d.lastTime = outSeq, outTS, now
 	}
 	d.hist[outSeq%histSize] = histEntry{layer: l, out: outSeq, in: s.hdr.SequenceNumber, ts: outTS}
-	err := d.send(s, outSeq, outTS)
+	if !d.send(s, outSeq, outTS) && !d.flowing {
+		// The transport is not up yet (pion drops the packet silently):
+		// start again from the next keyframe.
+		d.cur = nil
+	}
 	d.mu.Unlock()
-	_ = err
 }
 
-// send writes s with the given rewritten numbers; d.mu is held.
-func (d *downTrack) send(s *slot, seq uint16, ts uint32) error {
+// send writes s with the given rewritten numbers and reports whether it
+// went out; d.mu is held.
+func (d *downTrack) send(s *slot, seq uint16, ts uint32) bool {
 	h := &d.hdr
 	h.Version = 2
 	h.Padding = s.hdr.Padding
@@ -160,13 +166,18 @@ func (d *downTrack) send(s *slot, seq uint16, ts uint32) error {
 	h.Extension = false
 	h.Extensions = h.Extensions[:0]
 	payload := s.payload()
-	if _, err := d.writer.WriteRTP(h, payload); err != nil {
+	n, err := d.writer.WriteRTP(h, payload)
+	if err != nil {
 		d.drops++
-		return err
+		return false
 	}
+	if n == 0 {
+		return false
+	}
+	d.flowing = true
 	d.packets++
 	d.bytes += uint64(s.n)
-	return nil
+	return true
 }
 
 // switchTo makes l the current layer, starting at keyframe s, continuing the
@@ -202,7 +213,7 @@ func (d *downTrack) retransmit(seq uint16) bool {
 	return e.layer.cache.with(e.in, func(s *slot) {
 		d.mu.Lock()
 		if d.bound && !d.closed {
-			_ = d.send(s, e.out, e.ts)
+			d.send(s, e.out, e.ts)
 		}
 		d.mu.Unlock()
 	})

@@ -57,6 +57,9 @@ func clientAPI(t testing.TB, extra ...interceptor.Factory) *webrtc.API {
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
+	// Test interceptors drop packets after SRTP; the retransmission has the
+	// same sequence number, which replay protection would discard.
+	se.DisableSRTPReplayProtection(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
@@ -73,13 +76,13 @@ type testPublisher struct {
 
 	midExt, ridExt, levelExt uint8
 
-	mu       sync.Mutex
-	keyNow   bool
-	plis     int
-	seq      []uint16
-	counter  uint32
-	aseq     uint16
-	level    uint8 // audio level to send (0 loud .. 127 silent)
+	mu      sync.Mutex
+	keyNow  bool
+	plis    int
+	seq     []uint16
+	counter uint32
+	aseq    uint16
+	level   uint8 // audio level to send (0 loud .. 127 silent)
 }
 
 type pubOpts struct {
@@ -167,6 +170,17 @@ func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublish
 	}
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
+	}
+	if tp.audio != nil {
+		for _, tr := range pc.GetTransceivers() {
+			if tr.Sender() != nil && tr.Sender().Track() == tp.audio {
+				for _, e := range tr.Sender().GetParameters().HeaderExtensions {
+					if e.URI == audioLevelURI {
+						tp.levelExt = uint8(e.ID)
+					}
+				}
+			}
+		}
 	}
 	for _, e := range sender.GetParameters().HeaderExtensions {
 		switch e.URI {
@@ -376,6 +390,13 @@ func (ts *testSubscriber) waitFor(d time.Duration, what string, cond func() bool
 		case <-ts.changed:
 		case <-time.After(50 * time.Millisecond):
 		case <-deadline:
+			if ts.part != nil {
+				ts.t.Logf("participant stats %+v", ts.part.Stats())
+				for _, tr := range ts.pc.GetTransceivers() {
+					ts.t.Logf("client transceiver mid=%q kind=%s dir=%s tracks=%d", tr.Mid(), tr.Kind(), tr.Direction(), len(tr.Receiver().Tracks()))
+				}
+				ts.t.Logf("client local:\n%s\nremote:\n%s", ts.pc.LocalDescription().SDP, ts.pc.RemoteDescription().SDP)
+			}
 			ts.t.Fatalf("timeout waiting for %s", what)
 		}
 	}

@@ -61,9 +61,12 @@ type ParticipantOptions struct {
 // Signaling: call HandleOffer for every client offer (the answer goes back
 // to the client) and HandleAnswer for every answer to a server offer.
 // Server-initiated offers (tracks to add or remove) are delivered through
-// OnLocalOffer; they are never produced while another offer is outstanding,
-// and a colliding client offer makes the server roll its own back (the
-// server is the "polite" peer). Candidates go both ways with
+// OnLocalOffer; they are never produced while another offer is outstanding
+// or within 50 ms of a client offer. When offers collide (glare), the server
+// is the impolite peer, because pion cannot roll back a local offer:
+// HandleOffer returns ErrGlare, and the client (a browser doing "perfect
+// negotiation" with polite=true) rolls back, answers the server's offer and
+// re-sends its own. Candidates go both ways with
 // AddICECandidate / OnICECandidate; answers and offers also carry the
 // server's candidates, so trickle is optional.
 type Participant struct {
@@ -88,6 +91,7 @@ type Participant struct {
 	offerOutstanding bool
 	pendingCands     []webrtc.ICECandidateInit
 	negCh            chan struct{} // nudges the negotiation loop
+	dirty            atomic.Bool   // local tracks changed since the last server offer
 	lastRemoteOffer  time.Time
 
 	cbMu         sync.Mutex
@@ -258,11 +262,10 @@ func (p *Participant) HandleOffer(ctx context.Context, offer string) (string, er
 		return "", ErrClosed
 	}
 	if p.pc.SignalingState() == webrtc.SignalingStateHaveLocalOffer {
-		if err := p.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			return "", fmt.Errorf("sfu: rollback: %w", err)
-		}
-		p.offerOutstanding = false
-		p.requestNegotiation()
+		// pion cannot roll back a local offer, so the server is the
+		// impolite peer: the client rolls back its offer, answers ours
+		// (sent through OnLocalOffer) and offers again afterwards.
+		return "", ErrGlare
 	}
 	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadOffer, err)
@@ -444,16 +447,18 @@ func (p *Participant) makeOffer() (string, bool) {
 		time.AfterFunc(negotiationDebounce-since, p.requestNegotiation)
 		return "", false
 	}
-	if !p.needsOffer() {
+	if !p.dirty.Swap(false) {
 		return "", false
 	}
 	offer, err := p.pc.CreateOffer(nil)
 	if err != nil {
+		p.dirty.Store(true)
 		p.log.Warn("create offer", "err", err)
 		return "", false
 	}
 	gathered := webrtc.GatheringCompletePromise(p.pc)
 	if err := p.pc.SetLocalDescription(offer); err != nil {
+		p.dirty.Store(true)
 		p.log.Warn("set offer", "err", err)
 		return "", false
 	}
@@ -467,31 +472,11 @@ func (p *Participant) makeOffer() (string, bool) {
 	return p.pc.LocalDescription().SDP, true
 }
 
-// needsOffer reports whether the local transceivers differ from what was
-// last negotiated (a track added or removed). negMu is held.
-func (p *Participant) needsOffer() bool {
-	if p.pc.CurrentLocalDescription() == nil {
-		// Nothing negotiated yet: offer only if we have something to send.
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return len(p.downs) > 0
-	}
-	for _, t := range p.pc.GetTransceivers() {
-		if t.Mid() == "" {
-			return true // new transceiver
-		}
-		sending := t.Sender() != nil && t.Sender().Track() != nil
-		dir := t.Direction()
-		negotiatedSend := dir == webrtc.RTPTransceiverDirectionSendrecv || dir == webrtc.RTPTransceiverDirectionSendonly
-		if sending != negotiatedSend && t.Sender() != nil {
-			return true
-		}
-	}
-	return false
-}
-
 // Renegotiate forces a server offer (through OnLocalOffer) soon.
-func (p *Participant) Renegotiate() { p.requestNegotiation() }
+func (p *Participant) Renegotiate() {
+	p.dirty.Store(true)
+	p.requestNegotiation()
+}
 
 // onTrack registers a published stream (a simulcast layer joins the track
 // of its receiver).
@@ -514,6 +499,16 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, rec *webrtc.RTPReceive
 	if !exists {
 		p.room.addTrack(up)
 	}
+}
+
+// canAddTracks reports whether a new subscription can still reach the
+// client: always for renegotiating sessions, only before the answer for
+// one-shot ones.
+func (p *Participant) canAddTracks() bool {
+	if !p.oneShot {
+		return true
+	}
+	return p.pc.CurrentLocalDescription() == nil && p.pc.PendingLocalDescription() == nil
 }
 
 // Subscribe subscribes the participant to a track of the room by its
@@ -575,6 +570,7 @@ func (p *Participant) subscribe(u *upTrack) error {
 		defer p.wg.Done()
 		d.readRTCP()
 	}()
+	p.dirty.Store(true)
 	p.requestNegotiation()
 	return nil
 }
@@ -627,6 +623,7 @@ func (p *Participant) dropDownTrack(d *downTrack) {
 			p.log.Debug("remove track", "err", err)
 		}
 	}
+	p.dirty.Store(true)
 	p.requestNegotiation()
 }
 

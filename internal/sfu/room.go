@@ -200,21 +200,23 @@ func (r *Room) addTrack(u *upTrack) {
 	r.pubs = append(r.pubs, u)
 	close(r.changed)
 	r.changed = make(chan struct{})
-	var subs []*Participant
-	for _, p := range r.participants {
-		if p != u.owner && p.autoSubscribe {
-			subs = append(subs, p)
-		}
-	}
 	var adopt []*downTrack
+	adopted := map[*Participant]bool{}
 	keep := r.orphans[:0]
 	for _, o := range r.orphans {
-		if o.d.kind == u.kind && sameCodec(u.codec.RTPCodecCapability, o.d.codec) && !containsParticipant(subs, o.d.p) {
+		if o.d.kind == u.kind && sameCodec(u.codec.RTPCodecCapability, o.d.codec) && !adopted[o.d.p] {
 			o.timer.Stop()
 			adopt = append(adopt, o.d)
+			adopted[o.d.p] = true
 			continue
 		}
 		keep = append(keep, o)
+	}
+	var subs []*Participant
+	for _, p := range r.participants {
+		if p != u.owner && p.autoSubscribe && !adopted[p] && p.canAddTracks() {
+			subs = append(subs, p)
+		}
 	}
 	r.orphans = keep
 	r.mu.Unlock()
@@ -227,15 +229,6 @@ func (r *Room) addTrack(u *upTrack) {
 			r.sfu.log.Warn("auto-subscribe failed", "room", r.name, "participant", p.id, "track", u.id, "err", err)
 		}
 	}
-}
-
-func containsParticipant(ps []*Participant, p *Participant) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
 }
 
 // removeTrack unpublishes u: renegotiating subscribers drop it, one-shot

@@ -14,6 +14,8 @@ var (
 	ErrBadOffer    = errors.New("sfu: bad offer")
 	ErrBadAnswer   = errors.New("sfu: bad answer")
 	ErrNoSuchTrack = errors.New("sfu: no such track")
+	// ErrGlare: a client offer arrived while a server offer is outstanding.
+	ErrGlare = errors.New("sfu: glare: a server offer is outstanding; answer it, then offer again")
 )
 
 // CodecError says that an offer shares no codec with the SFU (or, with

@@ -1,0 +1,235 @@
+package sfu
+
+import (
+	"testing"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+func TestKeyframeDetection(t *testing.T) {
+	tests := []struct {
+		name string
+		k    codecKind
+		p    []byte
+		want bool
+	}{
+		{"vp8 key", codecVP8, []byte{0x10, 0x00, 0x9d}, true},
+		{"vp8 inter", codecVP8, []byte{0x10, 0x01}, false},
+		{"vp8 continuation", codecVP8, []byte{0x00, 0x00}, false},
+		{"vp8 partition 1", codecVP8, []byte{0x11, 0x00}, false},
+		{"vp8 ext 15-bit picture id key", codecVP8, []byte{0x90, 0x80, 0x81, 0x23, 0x00}, true},
+		{"vp8 ext 7-bit picture id tl0 tid inter", codecVP8, []byte{0x90, 0xe0, 0x12, 0x05, 0x40, 0x01}, false},
+		{"vp8 ext all key", codecVP8, []byte{0x90, 0xe0, 0x12, 0x05, 0x40, 0x00}, true},
+		{"vp8 truncated", codecVP8, []byte{0x90}, false},
+		{"vp8 empty", codecVP8, nil, false},
+		{"h264 idr", codecH264, []byte{0x65, 0x88}, true},
+		{"h264 sps", codecH264, []byte{0x67, 0x42}, true},
+		{"h264 non-idr", codecH264, []byte{0x41, 0x9a}, false},
+		{"h264 stap-a sps", codecH264, []byte{0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce}, true},
+		{"h264 stap-a non-idr", codecH264, []byte{0x78, 0x00, 0x02, 0x41, 0x42}, false},
+		{"h264 stap-a truncated", codecH264, []byte{0x78, 0x00, 0x09, 0x67}, false},
+		{"h264 fu-a idr start", codecH264, []byte{0x7c, 0x85, 0x00}, true},
+		{"h264 fu-a idr middle", codecH264, []byte{0x7c, 0x05, 0x00}, false},
+		{"h264 fu-a non-idr start", codecH264, []byte{0x7c, 0x81}, false},
+		{"vp9 key", codecVP9, []byte{0x88, 0x01}, true},
+		{"vp9 key with picture id", codecVP9, []byte{0x88 | 0x80, 0x81, 0x02}, true},
+		{"vp9 inter", codecVP9, []byte{0xc8}, false},
+		{"vp9 not begin", codecVP9, []byte{0x80, 0x01}, false},
+		{"vp9 spatial layer 1", codecVP9, []byte{0x28, 0x02, 0x00}, false},
+		{"vp9 spatial layer 0", codecVP9, []byte{0x28, 0x00, 0x00}, true},
+		{"av1 new sequence", codecAV1, []byte{0x18}, true},
+		{"av1 continuation", codecAV1, []byte{0x88}, false},
+		{"av1 plain", codecAV1, []byte{0x10}, false},
+		{"opus", codecOther, []byte{0xff}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := isKeyframeStart(tc.k, tc.p); got != tc.want {
+				t.Fatalf("isKeyframeStart(%x) = %v, want %v", tc.p, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLayerRank(t *testing.T) {
+	for rid, want := range map[string]int{"q": 0, "h": 1, "f": 2, "0": 0, "1": 1, "2": 2, "": 0, "LOW": 0, "hi": 2} {
+		if got := layerRank(rid); got != want {
+			t.Errorf("layerRank(%q) = %d, want %d", rid, got, want)
+		}
+	}
+}
+
+func TestAudioLevel(t *testing.T) {
+	if lv, voice, ok := audioLevel([]byte{0x80 | 30}); !ok || !voice || lv != 30 {
+		t.Fatalf("got %d %v %v", lv, voice, ok)
+	}
+	if _, _, ok := audioLevel(nil); ok {
+		t.Fatal("empty extension accepted")
+	}
+}
+
+func fillSlot(s *slot, seq uint16, payload []byte) {
+	h := rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: seq, Timestamp: uint32(seq) * 10, SSRC: 42}
+	n, err := h.MarshalTo(s.buf[:])
+	if err != nil {
+		panic(err)
+	}
+	s.n = n + copy(s.buf[n:], payload)
+	if err := s.parse(); err != nil {
+		panic(err)
+	}
+}
+
+func TestPacketCache(t *testing.T) {
+	c := newPacketCache(8)
+	for seq := uint16(65530); seq != 10; seq++ {
+		s := c.reserve()
+		fillSlot(s, seq, []byte{byte(seq)})
+		c.commit(s)
+	}
+	// The last 8 (2..9) are cached, older ones evicted.
+	for seq := uint16(2); seq < 10; seq++ {
+		if !c.with(seq, func(s *slot) {
+			if s.payload()[0] != byte(seq) {
+				t.Errorf("seq %d: payload %d", seq, s.payload()[0])
+			}
+		}) {
+			t.Errorf("seq %d missing", seq)
+		}
+	}
+	for _, seq := range []uint16{65530, 0, 1} {
+		if c.with(seq, func(*slot) {}) {
+			t.Errorf("seq %d should be evicted", seq)
+		}
+	}
+}
+
+func TestSlotPadding(t *testing.T) {
+	var s slot
+	h := rtp.Header{Version: 2, Padding: true, SequenceNumber: 1}
+	n, _ := h.MarshalTo(s.buf[:])
+	copy(s.buf[n:], []byte{1, 2, 3, 0, 0, 3})
+	s.n = n + 6
+	if err := s.parse(); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.payload(); len(got) != 3 || s.padLen != 3 {
+		t.Fatalf("payload %v pad %d", got, s.padLen)
+	}
+	s.buf[s.n-1] = 200
+	if err := s.parse(); err == nil {
+		t.Fatal("bad padding accepted")
+	}
+}
+
+func TestValidateOffer(t *testing.T) {
+	if _, err := ValidateOffer("not sdp"); err == nil {
+		t.Fatal("garbage accepted")
+	}
+	h265 := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 49\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:49 H265/90000\r\na=sendonly\r\n"
+	_, err := ValidateOffer(h265)
+	ce, ok := err.(*CodecError)
+	if !ok || ce.Kind != "video" || ce.Offered[0] != "video/H265" {
+		t.Fatalf("want CodecError, got %v", err)
+	}
+	pcmu := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=sendonly\r\n"
+	info, err := ValidateOffer(pcmu)
+	if err != nil || info.Sending != 1 || len(info.Audio) != 1 {
+		t.Fatalf("pcmu: %v %+v", err, info)
+	}
+}
+
+// fakeWriter stands in for pion's SRTP write stream.
+type fakeWriter struct{ n int }
+
+func (w *fakeWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	w.n++
+	return 12 + len(payload), nil
+}
+func (w *fakeWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// fanOutFixture builds a video layer with n bound subscribers, without
+// any network.
+func fanOutFixture(tb testing.TB, n int) (*layer, *slot) {
+	s := &SFU{}
+	r := newRoom(s, "bench")
+	p := &Participant{room: r, id: "pub"}
+	up := &upTrack{room: r, owner: p, kind: webrtc.RTPCodecTypeVideo, ck: codecVP8,
+		codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}}}
+	empty := []*downTrack{}
+	up.subs.Store(&empty)
+	l := &layer{up: up, cache: newPacketCache(1024)}
+	ls := []*layer{l}
+	up.layersPtr.Store(&ls)
+	for i := 0; i < n; i++ {
+		sp := &Participant{room: r, id: "sub"}
+		sp.maxLayer.Store(2)
+		d := newDownTrack(sp, up)
+		d.bound, d.flowing, d.ssrc, d.pt, d.writer = true, true, uint32(1000+i), 96, &fakeWriter{}
+		d.cur = l
+		d.started = true
+		d.target.Store(l)
+		up.addSub(d)
+	}
+	sl := l.cache.reserve()
+	fillSlot(sl, 1, make([]byte, 1100))
+	l.cache.commit(sl)
+	return l, sl
+}
+
+func TestFanOutDoesNotAllocate(t *testing.T) {
+	l, s := fanOutFixture(t, 50)
+	allocs := testing.AllocsPerRun(200, func() {
+		s.hdr.SequenceNumber++
+		l.fanOut(s, 1)
+	})
+	if allocs != 0 {
+		t.Fatalf("fanOut allocates %.1f times per packet", allocs)
+	}
+	d := (*l.up.subs.Load())[7]
+	if d.packets == 0 || d.hdr.SSRC != 1007 || d.hdr.PayloadType != 96 {
+		t.Fatalf("subscriber not written: packets=%d ssrc=%d", d.packets, d.hdr.SSRC)
+	}
+}
+
+func BenchmarkFanOut(b *testing.B) {
+	for _, n := range []int{1, 10, 100, 300} {
+		b.Run(itoa(n), func(b *testing.B) {
+			l, s := fanOutFixture(b, n)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.hdr.SequenceNumber++
+				l.fanOut(s, int64(i))
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/subscriber")
+		})
+	}
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
+
+func TestSameCodec(t *testing.T) {
+	h := func(f string) webrtc.RTPCodecCapability {
+		return webrtc.RTPCodecCapability{MimeType: "video/H264", SDPFmtpLine: f}
+	}
+	if !sameCodec(h("packetization-mode=1;profile-level-id=42e01f"), h("profile-level-id=42001f;packetization-mode=1")) {
+		t.Error("H.264 pm=1 variants should be compatible")
+	}
+	if sameCodec(h("packetization-mode=1"), h("packetization-mode=0")) {
+		t.Error("packetization modes differ")
+	}
+	if !sameCodec(webrtc.RTPCodecCapability{MimeType: "video/VP8"}, webrtc.RTPCodecCapability{MimeType: "video/vp8"}) {
+		t.Error("MIME case")
+	}
+}
