@@ -114,7 +114,17 @@ func TestBitrateCap(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		return (a.inbound()["Bob"].OutVideoBytes - x) * 8 / 2 / 1000
 	}
-	t.Logf("uncapped video out: %.0f kbps", rate())
+	// Let the bandwidth estimate ramp up first, so that the cap has something to cut.
+	for start := time.Now(); ; {
+		r := rate()
+		t.Logf("uncapped video out: %.0f kbps", r)
+		if r > 400 {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("uncapped video never exceeded 400 kbps (last %.0f)", r)
+		}
+	}
 	a.click("#btn-settings")
 	a.waitFor(5*time.Second, "the bitrate selector", `document.querySelector('#bitrate-select')`)
 	a.selectOption("#bitrate-select", "200")
@@ -166,7 +176,8 @@ func TestRoomFull(t *testing.T) {
 // and does not renegotiate.
 func TestDeviceSwitch(t *testing.T) {
 	e := newEnv(t, nil)
-	a, b := e.launch("Alice"), e.launch("Bob")
+	a := e.launch("Alice", func(o *browserOpts) { o.flags["use-fake-device-for-media-stream"] = "device-count=3" })
+	b := e.launch("Bob")
 	a.join("switch")
 	b.join("switch")
 	b.waitMedia(15*time.Second, "Alice")
@@ -186,19 +197,18 @@ func TestDeviceSwitch(t *testing.T) {
 	trackBefore := eval[string](a, `parleyApp.media.camera.id`)
 	a.click("#btn-settings")
 	a.waitFor(5*time.Second, "the camera selector", `document.querySelector('#cam-select') && document.querySelector('#res-select')`)
-	cams := eval[[]string](a, `[...document.querySelector('#cam-select').options].map(o => o.value)`)
-	if len(cams) > 1 {
-		cur := eval[string](a, `parleyApp.media.camera.getSettings().deviceId`)
-		next := cams[0]
-		if next == cur {
-			next = cams[1]
-		}
+	// Chromium's fake_device_1 is a 16-bit depth camera that WebRTC cannot
+	// encode; fake_device_2 is an ordinary (MJPEG) camera.
+	next := eval[string](a, `([...document.querySelector('#cam-select').options].find(o => o.text === 'fake_device_2') || {value: ''}).value`)
+	if next != "" {
 		a.selectOption("#cam-select", next)
 	} else {
-		t.Logf("one fake camera; switching resolution instead (a new camera track all the same)")
+		t.Logf("no second fake camera; switching resolution instead (a new camera track all the same)")
 		a.selectOption("#res-select", "360")
 	}
+	before := eval[string](a, `parleyApp.media.camera.label`)
 	a.waitFor(5*time.Second, "a new camera track", `parleyApp.media.camera.id !== `+jsString(trackBefore))
+	t.Logf("switched camera %s → %s", before, eval[string](a, `parleyApp.media.camera.label`))
 	time.Sleep(3 * time.Second)
 	gap := eval[float64](b, `window.watch.maxGap`)
 	t.Logf("longest gap in Alice's decoded frames at Bob: %.0f ms", gap)

@@ -648,6 +648,7 @@ function filesPanel(app) {
       h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-label': `Transfer of ${tr.name}` }, bar), info, action);
     const cancel = h('button', { type: 'button', class: 'btn small ghost cancel', onclick: () => tr.cancel() }, 'Cancel');
     let last = 0;
+    let shown = null;
     const paint = (force) => {
       const now = performance.now();
       if (!force && now - last < 100) return;
@@ -659,8 +660,11 @@ function filesPanel(app) {
       bar.firstChild.style.width = `${pct}%`;
       const words = { sending: 'Sending', receiving: 'Receiving', verifying: tr.direction === 'in' ? 'Checking SHA-256' : 'Waiting for the receiver’s check', done: tr.direction === 'in' ? 'Received, SHA-256 verified' : 'Delivered, SHA-256 verified', failed: 'Failed', cancelled: 'Cancelled' };
       info.textContent = `${pct} % · ${formatBytes(tr.bytes)} of ${formatBytes(tr.size)}${tr.active && tr.speed ? ` · ${formatBytes(Math.round(tr.speed))}/s` : ''} · ${words[tr.state] || tr.state}${tr.error ? ` (${tr.error})` : ''}`;
-      if (tr.active) action.replaceChildren(cancel);
-      else if (tr.state === 'done' && tr.url) action.replaceChildren(h('a', { class: 'btn small primary download-link', href: tr.url, download: tr.name, 'data-sha256': tr.received256 || '' }, 'Download'));
+      const kind = tr.active ? 'cancel' : tr.state === 'done' && tr.url ? 'download' : '';
+      if (kind === shown) return;
+      shown = kind;
+      if (kind === 'cancel') action.replaceChildren(cancel);
+      else if (kind === 'download') action.replaceChildren(h('a', { class: 'btn small primary download-link', href: tr.url, download: tr.name, 'data-sha256': tr.received256 || '' }, 'Download'));
       else action.replaceChildren();
     };
     tr.addEventListener('progress', () => paint(false));
