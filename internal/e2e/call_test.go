@@ -58,7 +58,7 @@ func TestChat(t *testing.T) {
 		x.waitFor(15*time.Second, "chat channels open", `[...parleyApp.client.peers.values()].length === 2 && [...parleyApp.client.peers.values()].every(p => p.channels.chat.readyState === 'open')`)
 	}
 	a.click("#btn-chat")
-	a.do(5*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "Hello from Alice ✓"), chromedp.Click(chromedp.CSS("#chat-send")))
+	a.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "Hello from Alice ✓"), chromedp.Click(chromedp.CSS("#chat-send")))
 	for _, x := range []*browser{b, c} {
 		x.waitFor(3*time.Second, "the unread badge", `!document.querySelector('#unread').hidden && document.querySelector('#unread').textContent === '1'`)
 		x.click("#btn-chat")
