@@ -48,6 +48,8 @@ type env struct {
 	srv    *server.Server
 	url    string
 	chrome string
+	cfg    config.Config
+	log    *slog.Logger
 }
 
 // newEnv starts a Parley server on loopback with the embedded TURN.
@@ -69,15 +71,42 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	if os.Getenv("PARLEY_E2E_LOG") != "" {
 		logOut = os.Stderr
 	}
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	e := &env{t: t, chrome: chrome, cfg: cfg, log: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	e.start()
+	t.Cleanup(func() {
+		if e.srv != nil {
+			_ = e.srv.Close()
+		}
+	})
+	e.url = e.srv.URL()
+	return e
+}
+
+func (e *env) start() {
+	e.t.Helper()
+	srv, err := server.New(e.cfg, e.log)
 	if err != nil {
-		t.Fatalf("server.New: %v", err)
+		e.t.Fatalf("server.New: %v", err)
 	}
 	if err := srv.Start(context.Background()); err != nil {
-		t.Fatalf("server.Start: %v", err)
+		e.t.Fatalf("server.Start: %v", err)
 	}
-	t.Cleanup(func() { _ = srv.Close() })
-	return &env{t: t, srv: srv, url: srv.URL(), chrome: chrome}
+	e.srv = srv
+}
+
+// stop shuts the server down; restart brings it back on the same address.
+func (e *env) stop() {
+	e.t.Helper()
+	if err := e.srv.Close(); err != nil {
+		e.t.Logf("closing server: %v", err)
+	}
+	e.srv = nil
+}
+
+func (e *env) restart() {
+	e.t.Helper()
+	e.cfg.HTTP = strings.TrimPrefix(e.url, "http://")
+	e.start()
 }
 
 // browser is one headless Chromium with fake camera and microphone.
@@ -86,6 +115,7 @@ type browser struct {
 	name string
 	ctx  context.Context
 	env  *env
+	base string // origin the pages are loaded from; the server's own by default
 
 	mu      sync.Mutex
 	console []string
@@ -248,7 +278,11 @@ func jsonish(v any) string {
 // open loads the call page of a room as name, without pressing Join.
 func (b *browser) open(room, query string) {
 	b.t.Helper()
-	u := fmt.Sprintf("%s/r/%s?name=%s", b.env.url, room, b.name)
+	base := b.base
+	if base == "" {
+		base = b.env.url
+	}
+	u := fmt.Sprintf("%s/r/%s?name=%s", base, room, b.name)
 	if query != "" {
 		u += "&" + query
 	}

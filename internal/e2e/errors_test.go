@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+
+	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/chromedp"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/config"
+)
+
+// A server with an auth secret: no token → "needs an access token"; a bad
+// token → "not accepted"; a good one joins.
+func TestTokenRequired(t *testing.T) {
+	secret := "e2e-secret-with-enough-entropy-0123456789"
+	e := newEnv(t, func(c *config.Config) { c.AuthSecret = secret })
+	a := e.launch("Alice")
+	a.open("vip", "")
+	a.click("#join")
+	a.waitFor(5*time.Second, "the token prompt", `document.querySelector('#notice[data-kind="token"]') && /needs an access token/.test(document.querySelector('#notice').innerText)`, `document.body.innerText`)
+	a.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#token-input"), "not-a-token"), chromedp.Click(chromedp.CSS("#token-join")))
+	a.waitFor(10*time.Second, "the token stored", `sessionStorage.getItem('parley.token.vip') === 'not-a-token'`)
+	a.open("vip", "")
+	a.click("#join")
+	a.waitFor(5*time.Second, "the token rejected", `document.querySelector('#notice[data-kind="token"]') && /not accepted/.test(document.querySelector('#notice').innerText)`, `document.body.innerText`)
+	tok, err := auth.NewToken([]byte(secret), "vip", "alice", auth.AllGrants, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.join("vip", "token="+tok)
+}
+
+// Camera and microphone denied: a clear message with "join without", and the
+// call still works receive-only.
+func TestMediaDenied(t *testing.T) {
+	e := newEnv(t, nil)
+	a := e.launch("Alice", func(o *browserOpts) { o.flags["use-fake-ui-for-media-stream"] = false })
+	b := e.launch("Bob")
+	for _, perm := range []string{"camera", "microphone"} {
+		if _, err := chromedp.CallBrowser(a.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission: &cdpbrowser.PermissionDescriptor{Name: perm}, Setting: cdpbrowser.PermissionSettingDenied}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.join("denied")
+	a.do(20*time.Second, chromedp.Navigate(e.url+"/r/denied?name=Alice"))
+	a.waitFor(10*time.Second, "the media error with choices", `document.querySelector('#media-error') && /blocked/.test(document.querySelector('#media-error').textContent) && document.querySelector('#join-audio-only') && document.querySelector('#join-receive-only')`, `document.body.innerText`)
+	a.click("#join-receive-only")
+	a.waitFor(10*time.Second, "joined receive-only", `parleyApp.client && parleyApp.client.state === 'joined'`)
+	a.waitMedia(15*time.Second, "Bob")
+	b.waitFor(10*time.Second, "Alice's tile without video", tileJS("Alice")+` && `+tileJS("Alice")+`.dataset.videoMuted === 'true'`, `[...document.querySelectorAll('.tile')].map(t => t.dataset)`)
+	a.waitFor(time.Second, "the buttons saying there is no mic", `document.querySelector('#btn-mic').textContent.includes('No mic')`)
+}
+
+// The server goes away mid-call: a banner with a countdown; when it is back
+// both browsers rejoin by themselves and see each other again.
+func TestServerRestartReconnects(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	a.join("phoenix")
+	b.join("phoenix")
+	a.waitMedia(15*time.Second, "Bob")
+	e.stop()
+	a.waitFor(5*time.Second, "the reconnect banner with a countdown", `!document.querySelector('#banner').hidden && /Retrying in/.test(document.querySelector('#banner').innerText) && document.querySelector('#retry-now')`, `document.body.innerText`)
+	time.Sleep(1500 * time.Millisecond)
+	e.restart()
+	for _, x := range []*browser{a, b} {
+		x.click("#retry-now")
+	}
+	a.waitFor(15*time.Second, "rejoined", `parleyApp.client.state === 'joined' && document.querySelector('#banner').hidden`)
+	b.waitFor(15*time.Second, "rejoined", `parleyApp.client.state === 'joined'`)
+	a.waitMedia(20*time.Second, "Bob")
+	b.waitMedia(20*time.Second, "Alice")
+}
+
+// Signaling over the HTTP long-poll transport, chosen explicitly and as the
+// automatic fallback when WebSockets are blocked.
+func TestHTTPFallback(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	// Bob reaches Parley through a proxy that does not pass WebSockets.
+	target, err := url.Parse(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			http.Error(w, "no websockets here", http.StatusBadGateway)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	b.base = proxy.URL
+	a.join("poll", "transport=http")
+	b.join("poll")
+	for _, x := range []*browser{a, b} {
+		x.waitFor(2*time.Second, "the HTTP transport", `parleyApp.client.transport === 'http' && document.querySelector('#conn').textContent.includes('HTTP')`, `[parleyApp.client.transport, document.querySelector('#conn').textContent]`)
+	}
+	a.waitMedia(20*time.Second, "Bob")
+	b.waitMedia(20*time.Second, "Alice")
+	a.click("#btn-hangup")
+	b.waitFor(2*time.Second, "Alice's tile removed", `!`+tileJS("Alice"))
+}
+
+// "Retry through relay": rebuilding a connection relay-only, as the button on a
+// failed tile does, switches both sides to TURN without leaving the call.
+func TestRetryThroughRelay(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	a.join("fallback")
+	b.join("fallback")
+	a.waitMedia(15*time.Second, "Bob")
+	if c := a.inbound()["Bob"].LocalCand; c != "host" {
+		t.Fatalf("direct call uses %q, want host", c)
+	}
+	a.click("#btn-settings")
+	a.click("#relay-all")
+	a.waitFor(5*time.Second, "the tile saying relay", tileJS("Bob")+`.dataset.relay === 'true'`)
+	a.waitMedia(20*time.Second, "Bob")
+	b.waitMedia(20*time.Second, "Alice")
+	if c := a.inbound()["Bob"].LocalCand; c != "relay" {
+		t.Fatalf("after retry through relay the call uses %q", c)
+	}
+	if c := b.inbound()["Alice"].LocalCand; c != "relay" {
+		t.Fatalf("the other side uses %q after the relay retry", c)
+	}
+}
