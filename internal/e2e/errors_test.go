@@ -133,3 +133,17 @@ func TestRetryThroughRelay(t *testing.T) {
 		t.Fatalf("the other side uses %q after the relay retry", c)
 	}
 }
+
+// A peer that cannot be reached (relay-only without a TURN server) gets a
+// clear message on its tile with a "Retry through relay" button.
+func TestPeerUnreachable(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.TURN = "off" })
+	a, b := e.launch("Alice"), e.launch("Bob")
+	a.join("island", "relay=1")
+	b.join("island")
+	d := a.waitFor(60*time.Second, "the could-not-connect message", tileJS("Bob")+` && `+tileJS("Bob")+`.dataset.state === 'failed' && /Could not connect to Bob/.test(`+tileJS("Bob")+`.innerText) && `+tileJS("Bob")+`.querySelector('.retry-relay')`,
+		`[...parleyApp.client.peers.values()].map(p => [p.pc.connectionState, p.pc.iceConnectionState, p.pc.iceGatheringState])`)
+	t.Logf("failure shown after %v", d)
+	a.click(`.tile.remote[data-name="Bob"] .retry-relay`)
+	a.waitFor(3*time.Second, "a new attempt through the relay", tileJS("Bob")+`.dataset.state !== 'failed' && /via relay/.test(`+tileJS("Bob")+`.innerText)`)
+}

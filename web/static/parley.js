@@ -384,6 +384,7 @@ export class Peer extends EventTarget {
       emit(this, 'track', { peer: this, track, stream: this.remoteStream });
     };
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') this.stuck = false;
       if (pc.connectionState === 'connected' && !this.connectedAt) {
         this.connectedAt = performance.now();
         this.applyBitrate();
@@ -400,6 +401,15 @@ export class Peer extends EventTarget {
     pc.onsignalingstatechange = () => {
       if (pc.signalingState === 'stable') this.applyBitrate();
     };
+    // Some failures never reach 'failed' (e.g. relay-only with no usable TURN:
+    // no candidates at all), so a connection that is not up in time counts as failed.
+    this.stuck = false;
+    clearTimeout(this.stuckTimer);
+    this.stuckTimer = setTimeout(() => {
+      if (this.closed || this.pc !== pc || pc.connectionState === 'connected') return;
+      this.stuck = true;
+      emit(this, 'state', this);
+    }, c.opts.connectTimeout || 12000);
     if (this.waitingForOffer) {
       // The existing member offers; if nothing comes, offer ourselves.
       this.offerTimer = setTimeout(() => {
@@ -410,9 +420,13 @@ export class Peer extends EventTarget {
     }
   }
 
-  /** 'new'|'connecting'|'connected'|'disconnected'|'failed'|'closed' */
+  /**
+   * 'new'|'connecting'|'connected'|'disconnected'|'failed'|'closed'; also
+   * 'failed' when the connection did not come up within connectTimeout.
+   */
   get connectionState() {
-    return this.pc.connectionState;
+    const s = this.pc.connectionState;
+    return this.stuck && s !== 'connected' && s !== 'closed' ? 'failed' : s;
   }
 
   addTransceivers() {
@@ -512,6 +526,7 @@ export class Peer extends EventTarget {
 
   closePC() {
     clearTimeout(this.offerTimer);
+    clearTimeout(this.stuckTimer);
     if (!this.pc) return;
     this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
     this.pc.onconnectionstatechange = this.pc.onsignalingstatechange = null;
@@ -831,7 +846,7 @@ export class Client extends EventTarget {
   /**
    * @param {{room: string, name?: string, token?: string, server?: string,
    *   transport?: 'auto'|'ws'|'http', iceTransportPolicy?: 'all'|'relay',
-   *   localStream?: MediaStream|null, maxFileSize?: number, debug?: boolean}} opts
+   *   localStream?: MediaStream|null, maxFileSize?: number, connectTimeout?: number, debug?: boolean}} opts
    */
   constructor(opts) {
     super();
