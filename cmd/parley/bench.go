@@ -28,6 +28,8 @@ func bench(args []string, stdout, stderr io.Writer) int {
 	switch kind {
 	case "signal":
 		return benchSignal(ctx, args, stdout, stderr)
+	case "turn":
+		return benchTurn(ctx, args, stdout, stderr)
 	default:
 		return benchMore(ctx, kind, args, stdout, stderr)
 	}
@@ -48,7 +50,7 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	o.Progress = stderr
 	o.URL = *url
 	if o.URL == "" {
-		u, done, err := startChildServer(ctx, "--turn", "off", "--max-rooms", "100000")
+		u, _, done, err := startChildServer(ctx, "--turn", "off", "--max-rooms", "100000")
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench: %v\n", err)
 			return 1
@@ -80,14 +82,14 @@ func exitCodeFor(err error) int {
 
 // startChildServer runs this binary's `serve` on a free loopback port so
 // the load tool's own memory does not blur the server's figures.
-func startChildServer(ctx context.Context, extra ...string) (url string, stop func(), err error) {
+func startChildServer(ctx context.Context, extra ...string) (url string, pid int, stop func(), err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
@@ -95,7 +97,7 @@ func startChildServer(ctx context.Context, extra ...string) (url string, stop fu
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start server: %w", err)
+		return "", 0, nil, fmt.Errorf("start server: %w", err)
 	}
 	stop = func() {
 		_ = cmd.Process.Signal(os.Interrupt)
@@ -112,9 +114,9 @@ func startChildServer(ctx context.Context, extra ...string) (url string, stop fu
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get(url + "/healthz"); err == nil {
 			resp.Body.Close()
-			return url, stop, nil
+			return url, cmd.Process.Pid, stop, nil
 		}
 	}
 	stop()
-	return "", nil, errors.New("server did not become healthy")
+	return "", 0, nil, errors.New("server did not become healthy")
 }

@@ -24,6 +24,7 @@ type Config struct {
 	TURNTTL       Duration              `yaml:"turn_ttl"`         // lifetime of handed-out TURN credentials
 	TURNExternal  []string              `yaml:"turn_urls"`        // announce these URLs instead of the embedded server
 	TURNSockets   int                   `yaml:"turn_sockets"`     // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
+	TURNBuffer    int                   `yaml:"turn_buffer"`      // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
 	RoomCapacity  int                   `yaml:"room_capacity"`
 	Rooms         map[string]RoomConfig `yaml:"rooms"` // per-room overrides
 	MaxRooms      int                   `yaml:"max_rooms"`

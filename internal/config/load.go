@@ -88,6 +88,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Var(&cfg.TURNTTL, "turn-ttl", "lifetime of the TURN credentials handed to members")
 	fs.Var((*listValue)(&cfg.TURNExternal), "turn-urls", "announce these `URL,...` (e.g. an external coturn with the same secret) instead of the embedded server")
 	fs.IntVar(&cfg.TURNSockets, "turn-sockets", cfg.TURNSockets, "UDP sockets (SO_REUSEPORT) serving TURN; 0 = one per CPU")
+	fs.IntVar(&cfg.TURNBuffer, "turn-buffer", cfg.TURNBuffer, "TURN socket buffer `bytes`; 0 = 4 MiB, -1 = the OS default")
 	fs.IntVar(&cfg.RoomCapacity, "room-capacity", cfg.RoomCapacity, "members per room (per-room overrides in the config file)")
 	fs.IntVar(&cfg.MaxRooms, "max-rooms", cfg.MaxRooms, "rooms open at once")
 	fs.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 `secret`: when set, joining needs a token (see parley token)")

@@ -119,7 +119,7 @@ func (s *Server) startTURN() error {
 		allow = append(allow, netip.MustParsePrefix(strings.TrimSpace(p))) // validated by config
 	}
 	t, err := turn.New(turn.Config{Listen: s.cfg.TURN, PublicIP: s.cfg.PublicIP, Secret: s.turnSecret,
-		AllowPeers: allow, Quota: s.cfg.TURNQuota, Sockets: s.cfg.TURNSockets, Logger: s.log})
+		AllowPeers: allow, Quota: s.cfg.TURNQuota, Sockets: s.cfg.TURNSockets, SocketBuffer: s.cfg.TURNBuffer, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("turn: %w", err)
 	}
