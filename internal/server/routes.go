@@ -16,6 +16,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/api/session/", s.hub)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.metrics)
+	mux.HandleFunc("/whip/", s.serveWHIP)
+	mux.HandleFunc("/whep/", s.serveWHIP)
 	mux.Handle("/", web.Handler())
 	return mux
 }
@@ -25,6 +27,12 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"status": "ok", "rooms": rooms, "members": members,
 		"sessions": s.hub.Sessions(), "turn": s.turn != nil})
+}
+
+func httpJSONError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
 // externalCredential is a TURN REST credential for an external server.

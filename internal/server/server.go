@@ -20,8 +20,10 @@ import (
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/room"
+	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/signal"
 	"github.com/parley/parley/internal/turn"
+	"github.com/parley/parley/internal/whip"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -33,6 +35,8 @@ type Server struct {
 	rooms      *room.Manager
 	hub        *signal.Hub
 	turn       *turn.Server // nil when off or external
+	sfu        *sfu.SFU     // nil when media is off
+	whip       *whip.Handler
 	turnSecret []byte
 	authSecret []byte
 	mux        *http.ServeMux
@@ -76,14 +80,18 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.startTURN(); err != nil {
 		return err
 	}
+	if err := s.startMedia(); err != nil {
+		s.stopTURN()
+		return err
+	}
 	tlsCfg, err := s.tlsConfig()
 	if err != nil {
-		s.stopTURN()
+		s.stopPlanes()
 		return err
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.HTTP)
 	if err != nil {
-		s.stopTURN()
+		s.stopPlanes()
 		return fmt.Errorf("listen http %s: %w", s.cfg.HTTP, err)
 	}
 	s.scheme = "http"
@@ -131,6 +139,12 @@ func (s *Server) startTURN() error {
 	s.metrics.CounterFunc("parley_turn_auth_failures_total", "TURN requests with bad or expired credentials.", func() float64 { return float64(t.Stats().AuthFailures) })
 	s.metrics.CounterFunc("parley_turn_permissions_denied_total", "TURN permissions refused by the relay policy.", func() float64 { return float64(t.Stats().PermissionsDenied) })
 	return nil
+}
+
+// stopPlanes closes media and TURN.
+func (s *Server) stopPlanes() {
+	s.stopMedia()
+	s.stopTURN()
 }
 
 func (s *Server) stopTURN() {
@@ -191,7 +205,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = s.httpSrv.Shutdown(ctx)
 			<-s.serveDone
 		}
-		s.stopTURN()
+		s.stopPlanes()
 	})
 	return err
 }
@@ -229,6 +243,9 @@ func (s *Server) LogURLs() {
 		s.log.Info("using external TURN", "urls", strings.Join(s.cfg.TURNExternal, ","))
 	default:
 		s.log.Info("TURN is off")
+	}
+	if s.sfu != nil {
+		s.log.Info("media (SFU, WHIP, WHEP) is running", "udp", s.sfu.UDPAddr().String(), "whip", s.URL()+"/whip/STREAM", "whep", s.URL()+"/whep/STREAM")
 	}
 	s.log.Info("operations", "health", s.URL()+"/healthz", "metrics", s.URL()+"/metrics")
 }

@@ -60,7 +60,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) openPoll(w http.ResponseWriter, r *http.Request) {
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
-	p := &pollSession{session: h.newSession(hostOf(r)), id: hex.EncodeToString(idb[:])}
+	p := &pollSession{session: h.newSession(HostOf(r)), id: hex.EncodeToString(idb[:])}
 	p.lastSeen.Store(h.opts.Now().UnixNano())
 	if err := h.register(p.session); err != nil {
 		code := protocol.CodeServerFull

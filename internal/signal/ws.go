@@ -28,7 +28,7 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// Messages up to 4x the limit are read and refused with an error;
 	// beyond that the library closes with 1009 (message too big).
 	c.SetReadLimit(int64(h.opts.MaxMessage) * 4)
-	s := h.newSession(hostOf(r))
+	s := h.newSession(HostOf(r))
 	if err := h.register(s); err != nil {
 		code := protocol.CodeServerFull
 		if !errors.Is(err, errServerFull) {
@@ -140,8 +140,8 @@ func write(ctx context.Context, c *websocket.Conn, b []byte) error {
 	return c.Write(ctx, websocket.MessageText, b)
 }
 
-// hostOf is the host name (no port) the client used to reach us.
-func hostOf(r *http.Request) string {
+// HostOf is the host name (no port) the client used to reach us.
+func HostOf(r *http.Request) string {
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h

@@ -1,0 +1,101 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/signal"
+	"github.com/parley/parley/internal/whip"
+)
+
+// startMedia opens the SFU's ICE sockets and the WHIP/WHEP endpoints.
+func (s *Server) startMedia() error {
+	if s.cfg.MediaUDP == "off" {
+		return nil
+	}
+	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: s.cfg.PublicIP, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("media: %w", err)
+	}
+	w, err := whip.New(whip.Config{SFU: m, Verify: s.verifyStream, ICEServers: s.whipICEServers, Logger: s.log})
+	if err != nil {
+		m.Close()
+		return fmt.Errorf("whip: %w", err)
+	}
+	s.sfu, s.whip = m, w
+	stat := func(f func(sfu.Stats) uint64) func() float64 {
+		return func() float64 { return float64(f(m.Stats())) }
+	}
+	s.metrics.GaugeFunc("parley_sfu_participants", "SFU participants (WHIP, WHEP and SFU-room members).", stat(func(x sfu.Stats) uint64 { return uint64(x.Participants) }))
+	s.metrics.GaugeFunc("parley_sfu_tracks", "Published tracks.", stat(func(x sfu.Stats) uint64 { return uint64(x.Tracks) }))
+	s.metrics.GaugeFunc("parley_sfu_subscriptions", "Forwarded down-tracks.", stat(func(x sfu.Stats) uint64 { return uint64(x.DownTracks) }))
+	s.metrics.CounterFunc("parley_sfu_packets_received_total", "RTP packets read from publishers.", stat(func(x sfu.Stats) uint64 { return x.Received }))
+	s.metrics.CounterFunc("parley_sfu_packets_forwarded_total", "RTP packets written to subscribers.", stat(func(x sfu.Stats) uint64 { return x.Forwarded }))
+	s.metrics.CounterFunc("parley_sfu_packets_dropped_total", "RTP packets that could not be written.", stat(func(x sfu.Stats) uint64 { return x.Dropped }))
+	s.metrics.CounterFunc("parley_sfu_nack_answered_total", "Retransmissions served from the packet cache.", stat(func(x sfu.Stats) uint64 { return x.NACKAnswered }))
+	s.metrics.CounterFunc("parley_sfu_plis_total", "Keyframe requests sent to publishers.", stat(func(x sfu.Stats) uint64 { return x.PLIs }))
+	return nil
+}
+
+func (s *Server) stopMedia() {
+	if s.whip != nil {
+		s.whip.Close()
+	}
+	if s.sfu != nil {
+		if err := s.sfu.Close(); err != nil {
+			s.log.Warn("closing sfu", "err", err)
+		}
+	}
+}
+
+// serveWHIP hands /whip/ and /whep/ to the WHIP handler once media runs.
+func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
+	if s.whip == nil {
+		httpJSONError(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
+		return
+	}
+	s.whip.ServeHTTP(w, r)
+}
+
+// verifyStream checks a WHIP/WHEP bearer token when auth is on.
+func (s *Server) verifyStream(r *http.Request, stream string, publish bool) error {
+	if len(s.authSecret) == 0 {
+		return nil
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return errors.New("a Bearer token is required")
+	}
+	c, err := auth.Verify(s.authSecret, strings.TrimSpace(tok), time.Now())
+	switch {
+	case err != nil:
+		return err
+	case !c.AllowsRoom(stream):
+		return fmt.Errorf("the token does not grant stream %s", stream)
+	case publish && !c.Grants.Publish:
+		return errors.New("the token does not grant publish")
+	case !publish && !c.Grants.Subscribe:
+		return errors.New("the token does not grant subscribe")
+	}
+	return nil
+}
+
+// whipICEServers are announced in WHIP/WHEP Link headers.
+func (s *Server) whipICEServers(r *http.Request) []webrtc.ICEServer {
+	var id [6]byte
+	_, _ = rand.Read(id[:])
+	var out []webrtc.ICEServer
+	for _, is := range s.iceServers(signal.HostOf(r), "whip-"+hex.EncodeToString(id[:])) {
+		out = append(out, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	return out
+}
