@@ -104,6 +104,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p == "/" || p == "/index.html" || p == "/r" || strings.HasPrefix(p, "/r/"):
 		a = h.index
+	case strings.HasPrefix(p, "/show/"):
+		// Light show pages: "/show/<name>" is the host, "/show/<name>/screen"
+		// a screen (the scripts read the show name from the URL).
+		var ok bool
+		if a, ok = h.assets[showPage(p)]; !ok {
+			http.NotFound(w, r)
+			return
+		}
 	default:
 		var ok bool
 		if a, ok = h.assets[path.Clean(p)]; !ok {
@@ -123,4 +131,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// ServeContent handles If-None-Match (304), HEAD and ranges.
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
+}
+
+// showPage maps a light-show URL to its HTML asset.
+func showPage(p string) string {
+	if strings.HasSuffix(p, "/screen") {
+		return "/show-screen.html"
+	}
+	return "/show.html"
 }
