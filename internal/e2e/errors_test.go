@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -56,6 +57,25 @@ func TestMediaDenied(t *testing.T) {
 	a.waitMedia(15*time.Second, "Bob")
 	b.waitFor(10*time.Second, "Alice's tile without video", tileJS("Alice")+` && `+tileJS("Alice")+`.dataset.videoMuted === 'true'`, `[...document.querySelectorAll('.tile')].map(t => t.dataset)`)
 	a.waitFor(time.Second, "the buttons saying there is no mic", `document.querySelector('#btn-mic').textContent.includes('No mic')`)
+
+	// Only the camera denied: "Join with audio only" works and Bob hears Carol.
+	c := e.launch("Carol", func(o *browserOpts) { o.flags["use-fake-ui-for-media-stream"] = false })
+	if _, err := chromedp.CallBrowser(c.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+		Permission: &cdpbrowser.PermissionDescriptor{Name: "camera"}, Setting: cdpbrowser.PermissionSettingDenied}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.CallBrowser(c.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+		Permission: &cdpbrowser.PermissionDescriptor{Name: "microphone"}, Setting: cdpbrowser.PermissionSettingGranted}); err != nil {
+		t.Fatal(err)
+	}
+	c.do(20*time.Second, chromedp.Navigate(e.url+"/r/denied?name=Carol"))
+	c.waitFor(10*time.Second, "the media error", `document.querySelector('#join-audio-only')`, `document.body.innerText`)
+	c.click("#join-audio-only")
+	c.waitFor(10*time.Second, "joined with audio only", `parleyApp.client && parleyApp.client.state === 'joined' && parleyApp.media.mic && !parleyApp.media.camera`)
+	b.waitFor(10*time.Second, "Carol's tile: no video, microphone on", tileJS("Carol")+` && `+tileJS("Carol")+`.dataset.videoMuted === 'true' && `+tileJS("Carol")+`.dataset.audioMuted === 'false'`)
+	first := b.inbound()["Carol"].AudioBytes
+	b.waitFor(10*time.Second, "Carol's audio", `(async () => { const p = [...parleyApp.client.peers.values()].find(p => p.name === 'Carol'); let n = 0;
+	  (await p.pc.getStats()).forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'audio') n += s.bytesReceived; }); return n > `+fmt.Sprint(first+2000)+` })()`)
 }
 
 // The server goes away mid-call: a banner with a countdown; when it is back
@@ -97,7 +117,10 @@ func TestHTTPFallback(t *testing.T) {
 		}
 		rp.ServeHTTP(w, r)
 	}))
-	t.Cleanup(proxy.Close)
+	t.Cleanup(func() {
+		proxy.CloseClientConnections() // long polls would hold Close for 25 s
+		proxy.Close()
+	})
 	b.base = proxy.URL
 	a.join("poll", "transport=http")
 	b.join("poll")

@@ -243,12 +243,12 @@ func (b *browser) waitFor(timeout time.Duration, what, js string, diag ...string
 	return d
 }
 
-// poll evaluates js every 50 ms until it is truthy; it returns how long that took.
+// poll evaluates js (a value or a promise) every 50 ms until it is truthy; it returns how long that took.
 func (b *browser) poll(timeout time.Duration, js string) (time.Duration, error) {
 	start := time.Now()
 	var last error
 	for time.Since(start) < timeout {
-		ok, err := tryEval[bool](b, "!!("+js+")")
+		ok, err := tryEval[bool](b, "(async () => !!(await ("+js+")))()")
 		if err == nil && ok {
 			return time.Since(start), nil
 		}
