@@ -323,6 +323,7 @@ export class Peer extends EventTarget {
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.answerPending = false;
+    this.collisions = 0; // offers that crossed ours (resolved by perfect negotiation)
     this.waitingForOffer = !offerer;
     this.queue = Promise.resolve();
     /** @type {Map<number, Transfer>} */
@@ -474,6 +475,7 @@ export class Peer extends EventTarget {
     if (description) {
       const ready = !this.makingOffer && (pc.signalingState === 'stable' || this.answerPending);
       const collision = description.type === 'offer' && !ready;
+      if (collision) this.collisions++;
       this.ignoreOffer = !this.polite && collision;
       if (this.ignoreOffer) return;
       this.answerPending = description.type === 'answer';

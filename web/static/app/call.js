@@ -74,9 +74,10 @@ function lobby(app) {
   const startMedia = async () => {
     status.className = 'media-status';
     status.textContent = 'Starting camera and microphone…';
-    joinBtn.disabled = false;
+    joinBtn.disabled = true;
     try {
       await app.media.start(app.want);
+      joinBtn.disabled = false;
       status.textContent = '';
       showPreview();
       fillDevices();

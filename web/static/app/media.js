@@ -97,6 +97,7 @@ export class LocalMedia extends EventTarget {
     this.mic = s.getAudioTracks()[0] || null;
     this.camera = s.getVideoTracks()[0] || null;
     if (this.mic) this.mic.enabled = this.audioEnabled;
+    this.dispatchEvent(new CustomEvent('mic', { detail: this.mic }));
     this.rebuildOutput();
   }
 
@@ -234,6 +235,7 @@ export class LocalMedia extends EventTarget {
     } else {
       this.ticker.set(1000 / fps);
     }
+    for (const v of [this.camVideo, this.screenVideo]) if (v) v.srcObject = null;
     this.camVideo = this.camera ? hiddenVideo(new MediaStream([this.camera])) : null;
     const screen = this.screenStream && this.screenStream.getVideoTracks()[0];
     this.screenVideo = screen ? hiddenVideo(new MediaStream([screen])) : null;
@@ -244,6 +246,7 @@ export class LocalMedia extends EventTarget {
     if (!this.canvas) return;
     this.ticker.stop();
     this.canvasTrack.stop();
+    for (const v of [this.camVideo, this.screenVideo]) if (v) v.srcObject = null;
     this.canvas = this.ctx = this.canvasTrack = this.ticker = null;
     this.camVideo = this.screenVideo = null;
   }

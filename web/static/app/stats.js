@@ -94,7 +94,7 @@ export class StatsBoard {
     const rows = [
       ['Path', s.candidate ? `${s.candidate.local} → ${s.candidate.remote}` : '—', 'candidate'],
       ['RTT', s.rtt != null ? `${s.rtt.toFixed(1)} ms` : '—', 'rtt'],
-      ['Loss', vin || ain ? `${(((vin && vin.lossPct) || 0) + ((ain && ain.lossPct) || 0)).toFixed(2)} %` : '—', 'loss'],
+      ['Loss', vin || ain ? `${lossPct(vin, ain).toFixed(2)} %` : '—', 'loss'],
       ['Jitter', vin || ain ? `${(((vin || ain).jitter || 0) * 1000).toFixed(1)} ms` : '—', 'jitter'],
       ['Video in', vin ? `${kbps(vin)} · ${vin.codec || '?'} · ${vin.width}×${vin.height} @ ${Math.round(vin.fps)} fps` : '—', 'video-in'],
       ['Audio in', ain ? `${kbps(ain)} · ${ain.codec || '?'}` : '—', 'audio-in'],
@@ -107,6 +107,16 @@ export class StatsBoard {
     drawGraph(card.querySelector('canvas.bitrate'), hist.map((x) => sum(x.in, 'kbps')), hist.map((x) => sum(x.out, 'kbps')));
     drawGraph(card.querySelector('canvas.pps'), hist.map((x) => sum(x.in, 'pps')), hist.map((x) => sum(x.out, 'pps')));
   }
+}
+
+/** Packet loss over both kinds, in percent. */
+function lossPct(...streams) {
+  let lost = 0, total = 0;
+  for (const x of streams) if (x) {
+    lost += x.lost;
+    total += x.lost + x.packets;
+  }
+  return total ? (100 * lost) / total : 0;
 }
 
 /** Draws two series over the last HISTORY seconds. @param {HTMLCanvasElement} cv @param {number[]} a @param {number[]} b */
