@@ -216,7 +216,17 @@ func TestDeviceSwitch(t *testing.T) {
 		t.Fatalf("video stalled for %.0f ms while switching camera", gap)
 	}
 	b.waitMedia(5*time.Second, "Alice")
+
+	// Microphone too: another input, same connection, audio keeps flowing.
+	micBefore := eval[string](a, `parleyApp.media.mic.id`)
+	next = eval[string](a, `[...document.querySelector('#mic-select').options].map(o => o.value).find(v => v !== parleyApp.media.mic.getSettings().deviceId) || ''`)
+	if next == "" {
+		t.Fatal("no second fake microphone to switch to")
+	}
+	a.selectOption("#mic-select", next)
+	a.waitFor(5*time.Second, "a new microphone track on the sender", `parleyApp.media.mic.id !== `+jsString(micBefore)+` && [...parleyApp.client.peers.values()][0].audioTx.sender.track === parleyApp.media.mic`)
+	b.waitMedia(5*time.Second, "Alice")
 	if after := a.inbound()["Bob"]; after.SDP != sdpBefore || after.State != "connected" {
-		t.Fatalf("camera switch renegotiated or dropped the call (state %s)", after.State)
+		t.Fatalf("device switch renegotiated or dropped the call (state %s)", after.State)
 	}
 }
