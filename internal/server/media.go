@@ -13,8 +13,10 @@ import (
 
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/signal"
 	"github.com/parley/parley/internal/whip"
+	"github.com/parley/parley/pkg/protocol"
 )
 
 // startMedia opens the SFU's ICE sockets and the WHIP/WHEP endpoints.
@@ -31,7 +33,7 @@ func (s *Server) startMedia() error {
 		m.Close()
 		return fmt.Errorf("whip: %w", err)
 	}
-	s.sfu, s.whip = m, w
+	s.sfu, s.whip, s.bridge = m, w, sfusignal.New(m, s.log)
 	stat := func(f func(sfu.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(m.Stats())) }
 	}
@@ -98,4 +100,15 @@ func (s *Server) whipICEServers(r *http.Request) []webrtc.ICEServer {
 		out = append(out, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
 	}
 	return out
+}
+
+// mediaRooms gives members of sfu-mode rooms their media session; the
+// bridge exists once Start has opened the SFU.
+type mediaRooms struct{ s *Server }
+
+func (m mediaRooms) Join(room, member string, send func(protocol.Message)) (signal.MediaSession, error) {
+	if m.s.bridge == nil {
+		return nil, errors.New("media is not running")
+	}
+	return m.s.bridge.Join(room, member, send)
 }

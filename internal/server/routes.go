@@ -18,6 +18,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
+	s.mountShows(mux)
 	mux.Handle("/", web.Handler())
 	return mux
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/sfusignal"
+	"github.com/parley/parley/internal/show"
 	"github.com/parley/parley/internal/signal"
 	"github.com/parley/parley/internal/turn"
 	"github.com/parley/parley/internal/whip"
@@ -37,6 +39,8 @@ type Server struct {
 	turn       *turn.Server // nil when off or external
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
+	shows      *show.Registry // light shows (show.go)
+	bridge     *sfusignal.Bridge
 	turnSecret []byte
 	authSecret []byte
 	mux        *http.ServeMux
@@ -65,7 +69,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.turnSecret = make([]byte, 32)
 		_, _ = rand.Read(s.turnSecret)
 	}
+	var media signal.MediaRooms
+	if cfg.MediaUDP != "off" {
+		media = mediaRooms{s}
+	}
 	s.hub = signal.NewHub(signal.Options{
+		Media:      media,
 		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
 		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
 		AuthSecret: s.authSecret, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
@@ -201,6 +210,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.hub.Close(ctx)
+		if err := s.shows.Close(ctx); err != nil {
+			s.log.Warn("closing shows", "err", err)
+		}
 		if s.httpSrv != nil {
 			err = s.httpSrv.Shutdown(ctx)
 			<-s.serveDone

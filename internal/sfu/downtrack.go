@@ -37,7 +37,9 @@ type downTrack struct {
 	codec    webrtc.RTPCodecCapability
 	sender   *webrtc.RTPSender
 
-	target atomic.Pointer[layer] // layer the subscriber should get
+	target   atomic.Pointer[layer] // layer the subscriber should get
+	prefRank atomic.Int32          // the subscriber's per-track layer cap, rank+1; 0 = none
+	paused   atomic.Bool           // the subscriber paused this track (off-screen tile)
 
 	mu        sync.Mutex
 	bound     bool
@@ -227,10 +229,20 @@ func (d *downTrack) retarget() {
 	if up == nil {
 		return
 	}
+	if d.paused.Load() {
+		d.target.Store(nil)
+		d.mu.Lock()
+		d.cur = nil // resume later from a keyframe
+		d.mu.Unlock()
+		return
+	}
 	layers := *up.layersPtr.Load()
 	var t *layer
 	if len(layers) > 0 {
 		maxRank := int(d.p.maxLayer.Load())
+		if pr := int(d.prefRank.Load()) - 1; pr >= 0 && pr < maxRank {
+			maxRank = pr
+		}
 		budget := d.p.estimate.Load()
 		t = layers[0]
 		for _, l := range layers[1:] {

@@ -53,6 +53,9 @@ type ParticipantOptions struct {
 	MaxQuality Quality
 	// ICEServers are used by the server's side of the connection (rarely needed).
 	ICEServers []webrtc.ICEServer
+	// DataRelay opens the "parley" data channel whose messages the server
+	// relays to the rest of the room (see datarelay.go).
+	DataRelay bool
 }
 
 // Participant is one client's PeerConnection with the SFU: the tracks it
@@ -98,6 +101,8 @@ type Participant struct {
 	onLocalOffer func(sdp string)
 	onCandidate  func(*webrtc.ICECandidateInit)
 	onClose      []func()
+
+	data atomic.Pointer[dataRelay] // set when DataRelay is on
 
 	mu     sync.Mutex
 	ups    map[*webrtc.RTPReceiver]*upTrack
@@ -161,6 +166,12 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		_ = pc.Close()
 		p.cancel()
 		return nil, err
+	}
+	if opts.DataRelay {
+		if err := p.enableDataRelay(); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	pc.OnTrack(p.onTrack)
 	pc.OnICECandidate(p.onICECandidate)

@@ -41,6 +41,7 @@ type OfferInfo struct {
 	Audio, Video []webrtc.RTPCodecCapability // codecs the SFU also supports, per kind
 	Sending      int                         // audio/video sections the client sends on
 	Receiving    int                         // audio/video sections the client receives on
+	Data         bool                        // an application (data channel) section
 }
 
 // ValidateOffer parses an SDP offer and checks that every audio and video
@@ -58,6 +59,9 @@ func ValidateOffer(offer string) (*OfferInfo, error) {
 	info := &OfferInfo{}
 	for _, md := range sd.MediaDescriptions {
 		kind := md.MediaName.Media
+		if kind == "application" && md.MediaName.Port.Value != 0 {
+			info.Data = true
+		}
 		if kind != "audio" && kind != "video" {
 			continue
 		}
@@ -81,8 +85,8 @@ func ValidateOffer(offer string) (*OfferInfo, error) {
 			info.Video = append(info.Video, usable...)
 		}
 	}
-	if info.Sending+info.Receiving == 0 {
-		return nil, fmt.Errorf("%w: no audio or video section", ErrBadOffer)
+	if info.Sending+info.Receiving == 0 && !info.Data {
+		return nil, fmt.Errorf("%w: no audio, video or data section", ErrBadOffer)
 	}
 	return info, nil
 }

@@ -37,6 +37,9 @@ type Options struct {
 	// host is the host name the client reached Parley at.
 	ICEServers func(host, memberID string) []protocol.ICEServer
 
+	// Media runs the media of sfu-mode rooms; nil makes every room p2p.
+	Media MediaRooms
+
 	Rooms   *room.Manager
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
@@ -89,6 +92,18 @@ func (o *Options) fill() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+}
+
+// MediaRooms gives members of sfu-mode rooms a media session with the
+// server. send delivers server messages to the member and must not block.
+type MediaRooms interface {
+	Join(room, memberID string, send func(protocol.Message)) (MediaSession, error)
+}
+
+// MediaSession is one member's media connection with the server.
+type MediaSession interface {
+	Handle(data json.RawMessage) // a "media" message from the member
+	Close()
 }
 
 // Hub serves signaling sessions over both transports.
@@ -187,6 +202,7 @@ func (h *Hub) register(s *session) error {
 
 // unregister takes s out of its room and the hub; safe to call twice.
 func (h *Hub) unregister(s *session) {
+	s.closeMedia()
 	h.opts.Rooms.Leave(s.member)
 	h.mu.Lock()
 	delete(h.sessions, s)

@@ -17,6 +17,7 @@ type session struct {
 	host   string // host the client reached us at, for ICE server URLs
 	member *room.Member
 	grants auth.Grants
+	media  MediaSession // in sfu rooms; guarded by mu
 
 	out      chan []byte   // encoded messages for the client
 	failed   chan struct{} // closed by fail: the transport must close the connection
@@ -131,7 +132,14 @@ func (s *session) handle(raw []byte) {
 		s.join(m)
 	case protocol.TypeSignal:
 		s.signal(m)
+	case protocol.TypeMedia:
+		if s.media == nil {
+			s.sendError(protocol.CodeNotSFU, "media messages go to the server only in sfu rooms")
+			return
+		}
+		s.media.Handle(m.Data)
 	case protocol.TypeLeave:
+		s.closeMediaLocked()
 		if r, ok := h.opts.Rooms.Leave(s.member); ok {
 			s.send(protocol.Message{Type: protocol.TypeLeft, Room: r.Name})
 		} else {
@@ -176,7 +184,7 @@ func (s *session) join(m protocol.Message) {
 	if mode == "" {
 		mode = room.Mode(m.Mode)
 	}
-	if mode == "" {
+	if mode == "" || (mode == room.SFU && h.opts.Media == nil) {
 		mode = room.P2P
 	}
 	r, peers, err := h.opts.Rooms.Join(m.Room, mode, h.opts.Capacity(m.Room), s.member)
@@ -199,6 +207,30 @@ func (s *session) join(m protocol.Message) {
 	}
 	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: name,
 		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID)}))
+	if r.Mode == room.SFU && h.opts.Media != nil {
+		ms, err := h.opts.Media.Join(r.Name, s.member.ID, func(m protocol.Message) { s.push(mustJSON(m)) })
+		if err != nil {
+			h.log.Warn("media join failed", "room", r.Name, "member", s.member.ID, "err", err)
+			s.sendError(protocol.CodeNotSFU, "the server could not start media for this room: "+err.Error())
+			return
+		}
+		s.media = ms
+	}
+}
+
+// closeMediaLocked ends the member's media session; s.mu is held.
+func (s *session) closeMediaLocked() {
+	if s.media != nil {
+		s.media.Close()
+		s.media = nil
+	}
+}
+
+// closeMedia is closeMediaLocked for the transports' cleanup.
+func (s *session) closeMedia() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeMediaLocked()
 }
 
 func (s *session) signal(m protocol.Message) {

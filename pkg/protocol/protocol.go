@@ -17,6 +17,9 @@ const (
 	TypeSignal = "signal"
 	TypeLeave  = "leave"
 	TypePing   = "ping"
+	// TypeMedia carries, in sfu rooms, the member's SDP, candidates and
+	// subscription preferences to the server, and the server's back.
+	TypeMedia = "media"
 )
 
 // Message types, server to client.
@@ -28,6 +31,8 @@ const (
 	TypeLeft       = "left"
 	TypeError      = "error"
 	TypePong       = "pong"
+	TypeTracks     = "tracks"  // sfu rooms: the published tracks, in "data"
+	TypeSpeaker    = "speaker" // sfu rooms: the active speaker's "id"
 )
 
 // Error codes: stable strings clients can switch on.
@@ -48,6 +53,7 @@ const (
 	CodeServerFull    = "server-full"
 	CodeShuttingDown  = "shutting-down"
 	CodeNoSession     = "no-session"
+	CodeNotSFU        = "not-sfu"
 )
 
 // Message is any signaling message. Fields unused by a type are omitted.
@@ -157,6 +163,10 @@ func Decode(b []byte) (Message, error) {
 		}
 		if len(m.Data) == 0 || string(m.Data) == "null" {
 			return m, errorf(CodeMissingField, "signal needs \"data\"")
+		}
+	case TypeMedia:
+		if len(m.Data) == 0 || m.Data[0] != '{' {
+			return m, errorf(CodeMissingField, "media needs \"data\", an object")
 		}
 	case TypeLeave, TypePing:
 	default:

@@ -1,0 +1,88 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/show"
+	"github.com/parley/parley/internal/signal"
+)
+
+// mountShows builds the light-show registry and mounts its API:
+//
+//	GET  /api/shows/{name}/ws         control WebSocket (host page or screen)
+//	POST /api/shows/{name}/broadcast  external control (mode, flash, text)
+//	GET  /api/shows/{name}            state: screens, bands, levels, mode
+//
+// The pages themselves (/show/{name}, /show/{name}/screen) are served by
+// the web app; the audio is the WHIP/WHEP stream "show-{name}".
+func (s *Server) mountShows(mux *http.ServeMux) {
+	s.shows = show.NewRegistry(show.Options{
+		Verify:     s.verifyShow,
+		ICEServers: s.showICEServers,
+		Logger:     s.log,
+	})
+	mux.HandleFunc("GET /api/shows/{name}/ws", s.shows.ServeWS)
+	mux.HandleFunc("POST /api/shows/{name}/broadcast", s.shows.ServeBroadcast)
+	mux.HandleFunc("GET /api/shows/{name}", s.shows.ServeState)
+}
+
+// verifyShow checks a show token when auth is on. The token's room must
+// cover the show's stream name ("show-<name>", so "show-*" covers all
+// shows). Hosts and the broadcast endpoint need publish or admin, screens
+// subscribe (or admin). The token comes as "Authorization: Bearer" or,
+// for browser WebSockets, as the "token" query parameter.
+func (s *Server) verifyShow(r *http.Request, name string, role show.Role) error {
+	if len(s.authSecret) == 0 {
+		return nil
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		tok = r.URL.Query().Get("token")
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return errors.New("a token is required (Authorization: Bearer or ?token=)")
+	}
+	c, err := auth.Verify(s.authSecret, tok, time.Now())
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	stream := show.StreamName(name)
+	if !c.AllowsRoom(stream) {
+		return fmt.Errorf("%w: the token does not grant %s", show.ErrForbidden, stream)
+	}
+	g := c.Grants
+	switch role {
+	case show.RoleScreen:
+		if !g.Subscribe && !g.Admin {
+			return fmt.Errorf("%w: a screen needs the subscribe grant", show.ErrForbidden)
+		}
+	default:
+		if !g.Publish && !g.Admin {
+			return fmt.Errorf("%w: controlling a show needs the publish or admin grant", show.ErrForbidden)
+		}
+	}
+	return nil
+}
+
+// showICEServers hands show pages STUN/TURN for their WHIP/WHEP sessions.
+func (s *Server) showICEServers(r *http.Request) []show.ICEServer {
+	var out []show.ICEServer
+	for _, is := range s.iceServers(signal.HostOf(r), "show-"+showMemberID()) {
+		out = append(out, show.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	return out
+}
+
+func showMemberID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
