@@ -152,7 +152,7 @@ export class Signaling extends EventTarget {
     while (!this.closed) {
       try {
         const r = await this.fetchT(url, {}, 40000);
-        if (r.status === 404) return this.shut('session expired');
+        if (r.status === 404 || r.status === 410) return this.shut('session expired');
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
         const list = await r.json();
         this.lastSeen = Date.now();
@@ -196,7 +196,7 @@ export class Signaling extends EventTarget {
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify(msg),
         });
-        if (r.status === 404) return this.shut('session expired');
+        if (r.status === 404 || r.status === 410) return this.shut('session expired');
         if (!r.ok) {
           const body = await r.json().catch(() => null);
           this.deliver(body && body.type ? body : { type: 'error', code: (body && body.code) || 'http-' + r.status, message: (body && body.message) || `HTTP ${r.status}` });
@@ -221,6 +221,10 @@ export class Signaling extends EventTarget {
     this.closed = true;
     clearInterval(this.pinger);
     this.abort.abort();
+    if (this.sid) {
+      // End the HTTP session now rather than when it idles out.
+      fetch(`${this.base}/api/session/${encodeURIComponent(this.sid)}`, { method: 'DELETE', keepalive: true }).catch(() => {});
+    }
     if (this.ws) {
       this.ws.onclose = null;
       this.ws.close(1000);
