@@ -207,7 +207,9 @@ func TestWSFlowHostAndTwoScreens(t *testing.T) {
 	host.write(`{"type":"text","text":"Encore!"}`)
 	for _, c := range []*client{a, b} {
 		c.expect("mode hue", func(m map[string]any) bool { return m["type"] == TypeMode && m["palette"] == "hue" })
-		c.expect("flash", func(m map[string]any) bool { return m["type"] == TypeFlash && m["color"] == "#00ff00" && m["ms"] == 250.0 })
+		c.expect("flash", func(m map[string]any) bool {
+			return m["type"] == TypeFlash && m["color"] == "#00ff00" && m["ms"] == 250.0
+		})
 		c.expect("text", func(m map[string]any) bool { return m["type"] == TypeText && m["text"] == "Encore!" })
 	}
 
@@ -378,7 +380,9 @@ func TestBroadcastEndpoint(t *testing.T) {
 		t.Fatalf("broadcast: %d %v", code, m)
 	}
 	for _, c := range []*client{a, b} {
-		c.expect("flash", func(m map[string]any) bool { return m["type"] == TypeFlash && m["color"] == "#ff0000" && m["ms"] == 500.0 })
+		c.expect("flash", func(m map[string]any) bool {
+			return m["type"] == TypeFlash && m["color"] == "#ff0000" && m["ms"] == 500.0
+		})
 	}
 	code, _ = post("gig", "good", `{"mode":"beat","text":"Hello"}`)
 	if code != 200 {
