@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,9 +14,11 @@ import (
 	"github.com/parley/parley/pkg/protocol"
 )
 
-// writeTimeout bounds one frame write: a peer that does not read for this
-// long is gone for our purposes.
-const writeTimeout = 10 * time.Second
+// finalWriteTimeout bounds the last frames written to a failing session.
+// Ordinary writes need no timer of their own: a peer that stops reading
+// also stops answering pings, and the pinger closes the connection, which
+// ends a stuck write.
+const finalWriteTimeout = 2 * time.Second
 
 // ServeWS upgrades the request and runs one signaling session until the
 // connection ends. The handler's goroutine reads; one writer goroutine,
@@ -47,24 +50,30 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		defer close(writerDone)
 		h.writeLoop(ctx, c, s)
 	}()
-	h.readLoop(ctx, c, s)
+	h.readLoop(c, s)
 	cancel()
 	<-writerDone
 	h.unregister(s)
 	close(s.finished)
 }
 
-func (h *Hub) readLoop(ctx context.Context, c *websocket.Conn, s *session) {
+// readLoop reads until the connection fails. Its reads take no context:
+// one with a Done channel costs coder/websocket an AfterFunc per message,
+// and the writer closes the connection when the session must end, which
+// ends the read just as well.
+func (h *Hub) readLoop(c *websocket.Conn, s *session) {
 	limit := int64(h.opts.MaxMessage)
+	var buf bytes.Buffer // reused: handle copies whatever it keeps
 	for {
-		typ, rd, err := c.Reader(ctx)
+		typ, rd, err := c.Reader(context.Background())
 		if err != nil {
 			return
 		}
-		b, err := io.ReadAll(io.LimitReader(rd, limit+1))
-		if err != nil {
+		buf.Reset()
+		if _, err := buf.ReadFrom(io.LimitReader(rd, limit+1)); err != nil {
 			return
 		}
+		b := buf.Bytes()
 		if int64(len(b)) > limit {
 			if _, err := io.Copy(io.Discard, rd); err != nil {
 				return // over the hard limit: the library closed with 1009
@@ -86,7 +95,9 @@ func (h *Hub) writeLoop(ctx context.Context, c *websocket.Conn, s *session) {
 	for {
 		select {
 		case b := <-s.out:
-			if err := write(ctx, c, b); err != nil {
+			// No context here either (see readLoop); the pinger or ctx.Done
+			// closes a connection whose writes are stuck.
+			if err := c.Write(context.Background(), websocket.MessageText, b); err != nil {
 				c.CloseNow()
 				return
 			}
@@ -135,7 +146,7 @@ func (h *Hub) drainThenClose(ctx context.Context, c *websocket.Conn, s *session)
 }
 
 func write(ctx context.Context, c *websocket.Conn, b []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, finalWriteTimeout)
 	defer cancel()
 	return c.Write(ctx, websocket.MessageText, b)
 }

@@ -31,7 +31,7 @@ func (t *wsTransport) send(ctx context.Context, b []byte) error {
 }
 
 func (t *wsTransport) recv(ctx context.Context) ([][]byte, error) {
-	_, b, err := t.c.Read(ctx)
+	_, b, err := t.c.Read(ctx) // ctx has no Done channel: no per-read timer
 	if err != nil {
 		return nil, err
 	}
