@@ -132,11 +132,14 @@ func (d *downTrack) writeRTP(l *layer, s *slot, now int64) {
 			return
 		}
 		if l.up.isVideo() && !s.keyframe {
-			d.mu.Unlock()
-			l.requestKeyframe()
-			return
+			if d.started || !d.replayKeyframe(l, s, now) {
+				d.mu.Unlock()
+				l.requestKeyframe()
+				return
+			}
+		} else {
+			d.switchTo(l, s, now)
 		}
-		d.switchTo(l, s, now)
 	}
 	outSeq := s.hdr.SequenceNumber + d.seqOffset
 	outTS := s.hdr.Timestamp + d.tsOffset
@@ -147,7 +150,7 @@ func (d *downTrack) writeRTP(l *layer, s *slot, now int64) {
 	if !d.send(s, outSeq, outTS) && !d.flowing {
 		// The transport is not up yet (pion drops the packet silently):
 		// start again from the next keyframe.
-		d.cur = nil
+		d.cur, d.started = nil, false
 	}
 	d.mu.Unlock()
 }
@@ -202,6 +205,44 @@ func (d *downTrack) switchTo(l *layer, s *slot, now int64) {
 		d.tsOffset = d.lastTS + gap - s.hdr.Timestamp
 	}
 	d.cur = l
+}
+
+// maxReplay bounds the burst a new subscriber gets from the cache.
+const maxReplay = 160
+
+// replayKeyframe starts a new subscriber on layer l from the cached last
+// keyframe instead of waiting for the publisher's next one: it sends the
+// cached packets from the keyframe start up to (not including) s. It runs
+// on l's reader goroutine with d.mu held, and reports whether the
+// subscriber is now on l.
+func (d *downTrack) replayKeyframe(l *layer, s *slot, now int64) bool {
+	k := l.keySeq.Load()
+	if k < 0 {
+		return false
+	}
+	first := uint16(k)
+	if n := s.hdr.SequenceNumber - first; n == 0 || n > maxReplay {
+		return false
+	}
+	ks := l.cache.peek(first)
+	if ks == nil || !ks.keyframe {
+		return false
+	}
+	d.switchTo(l, ks, now)
+	for q := first; q != s.hdr.SequenceNumber; q++ {
+		ps := l.cache.peek(q)
+		if ps == nil {
+			continue // lost upstream; the subscriber will NACK it
+		}
+		out, ts := q+d.seqOffset, ps.hdr.Timestamp+d.tsOffset
+		d.hist[out%histSize] = histEntry{layer: l, out: out, in: q, ts: ts}
+		if !d.send(ps, out, ts) && q == first {
+			d.cur, d.started = nil, false // transport not up yet
+			return false
+		}
+		d.lastSeq, d.lastTS, d.lastTime = out, ts, now
+	}
+	return true
 }
 
 // retransmit answers a NACK for the sequence number the subscriber saw.

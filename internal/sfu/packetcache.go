@@ -90,6 +90,21 @@ func (c *packetCache) with(seq uint16, fn func(*slot)) bool {
 	return true
 }
 
+// peek returns the cached packet with sequence number seq, or nil. Only the
+// cache's reader goroutine may call it (it alone writes slots, so it needs
+// no lock to read them).
+func (c *packetCache) peek(seq uint16) *slot {
+	i := c.index[seq&c.mask]
+	if i < 0 {
+		return nil
+	}
+	s := &c.slots[i]
+	if !s.valid || s.hdr.SequenceNumber != seq {
+		return nil
+	}
+	return s
+}
+
 // parse fills s.hdr, s.hdrLen, s.padLen from s.buf[:s.n].
 func (s *slot) parse() error {
 	n, err := s.hdr.Unmarshal(s.buf[:s.n])

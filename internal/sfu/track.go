@@ -55,6 +55,7 @@ type layer struct {
 	lastPLI  atomic.Int64  // ns since epoch of the last keyframe request
 	bitrate  atomic.Uint64 // measured bits per second
 	keyAt    atomic.Int64  // ns since epoch of the last keyframe seen
+	keySeq   atomic.Int32  // sequence number of the last keyframe start, -1 if none
 	received atomic.Uint64
 
 	// owned by the reader goroutine
@@ -95,6 +96,7 @@ func (u *upTrack) addLayer(remote *webrtc.TrackRemote, rec *webrtc.RTPReceiver) 
 		remote: remote,
 		ssrc:   uint32(remote.SSRC()),
 	}
+	l.keySeq.Store(-1)
 	if u.isVideo() {
 		l.cache = newPacketCache(1024)
 	} else {
@@ -156,6 +158,7 @@ func (l *layer) ingest(s *slot, now int64) {
 	l.received.Add(1)
 	if s.keyframe {
 		l.keyAt.Store(now)
+		l.keySeq.Store(int32(s.hdr.SequenceNumber))
 	}
 	if l.levelExt != 0 {
 		if lv, _, ok := audioLevel(s.hdr.GetExtension(l.levelExt)); ok && lv <= speakerThreshold {

@@ -1,0 +1,477 @@
+package fanout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+)
+
+type apiT = *webrtc.API
+
+// clientAPI is shared by the publisher and all viewers: VP8 + Opus, NACK
+// generation and receiver reports only (cheap enough for hundreds of
+// viewers in one process), loopback-only ICE.
+func clientAPI() (apiT, error) {
+	me := &webrtc.MediaEngine{}
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb},
+		PayloadType:        96,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, fmt.Errorf("fanout: register VP8: %w", err)
+	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType:        111,
+	}, webrtc.RTPCodecTypeAudio); err != nil {
+		return nil, fmt.Errorf("fanout: register Opus: %w", err)
+	}
+	ir := &interceptor.Registry{}
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("fanout: nack: %w", err)
+	}
+	ir.Add(gen)
+	resp, err := nack.NewResponderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("fanout: nack responder: %w", err)
+	}
+	ir.Add(resp) // the publisher answers the server's NACKs
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("fanout: reports: %w", err)
+	}
+	ir.Add(rr)
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("fanout: reports: %w", err)
+	}
+	ir.Add(sr)
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+}
+
+// readIVF loads all frames of an IVF file.
+func readIVF(b []byte) ([][]byte, error) {
+	r, hdr, err := ivfreader.NewWith(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("fanout: ivf: %w", err)
+	}
+	if hdr.FourCC != "VP80" {
+		return nil, fmt.Errorf("fanout: ivf codec %q, want VP80", hdr.FourCC)
+	}
+	var frames [][]byte
+	for {
+		f, _, err := r.ParseNextFrame()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fanout: ivf frame %d: %w", len(frames), err)
+		}
+		frames = append(frames, f)
+	}
+	if len(frames) == 0 {
+		return nil, errors.New("fanout: ivf has no frames")
+	}
+	return frames, nil
+}
+
+// stampRing remembers when each recently sent packet left the publisher,
+// indexed by the publisher's sequence number and checked by payload hash.
+type stampRing struct {
+	e [8192]struct {
+		hash atomic.Uint64
+		at   atomic.Int64
+	}
+}
+
+func (r *stampRing) put(seq uint16, h uint64, at int64) {
+	e := &r.e[seq%8192]
+	e.hash.Store(0)
+	e.at.Store(at)
+	e.hash.Store(h)
+}
+
+// lookup finds the send time of a packet with hash h whose publisher
+// sequence number is seq.
+func (r *stampRing) lookup(seq uint16, h uint64) (int64, bool) {
+	e := &r.e[seq%8192]
+	if e.hash.Load() != h {
+		return 0, false
+	}
+	at := e.at.Load()
+	if e.hash.Load() != h {
+		return 0, false
+	}
+	return at, true
+}
+
+// find scans for a hash (used once per viewer stream to learn the
+// sequence-number offset the SFU applies).
+func (r *stampRing) find(h uint64) (uint16, bool) {
+	for i := range r.e {
+		if r.e[i].hash.Load() == h {
+			return uint16(i), true
+		}
+	}
+	return 0, false
+}
+
+var hashSeed = maphash.MakeSeed()
+
+type publisher struct {
+	pc       *webrtc.PeerConnection
+	loc      string
+	baseURL  string
+	sent     atomic.Int64
+	rings    [2]*stampRing // video, audio
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+	epoch    time.Time
+	videoSeq atomic.Uint32
+}
+
+func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream string, frames [][]byte, epoch time.Time) (*publisher, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("fanout: publisher: %w", err)
+	}
+	p := &publisher{pc: pc, baseURL: base, rings: [2]*stampRing{{}, {}}, epoch: epoch}
+	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	var senders []*webrtc.RTPSender
+	for _, tr := range []webrtc.TrackLocal{video, audio} {
+		t, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			_ = pc.Close()
+			return nil, fmt.Errorf("fanout: publisher track: %w", err)
+		}
+		senders = append(senders, t.Sender())
+	}
+	connected := make(chan struct{})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	})
+	answer, loc, err := negotiate(ctx, hc, pc, base+"/whip/"+stream)
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("fanout: publish: %w", err)
+	}
+	p.loc = loc
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("fanout: publisher answer: %w", err)
+	}
+	select {
+	case <-connected:
+	case <-time.After(10 * time.Second):
+		_ = pc.Close()
+		return nil, errors.New("fanout: publisher did not connect")
+	case <-ctx.Done():
+		_ = pc.Close()
+		return nil, ctx.Err()
+	}
+	ctx, p.cancel = context.WithCancel(ctx)
+	for _, s := range senders {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for {
+				if _, _, err := s.ReadRTCP(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	p.wg.Add(2)
+	go func() { defer p.wg.Done(); p.sendVideo(ctx, video, frames) }()
+	go func() { defer p.wg.Done(); p.sendAudio(ctx, audio) }()
+	return p, nil
+}
+
+func (p *publisher) now() int64 { return int64(time.Since(p.epoch)) }
+
+func (p *publisher) write(tr *webrtc.TrackLocalStaticRTP, ring *stampRing, pkt *rtp.Packet) {
+	ring.put(pkt.SequenceNumber, maphash.Bytes(hashSeed, pkt.Payload), p.now())
+	if err := tr.WriteRTP(pkt); err == nil {
+		p.sent.Add(1)
+	}
+}
+
+// sendVideo loops the IVF frames at 30 fps.
+func (p *publisher) sendVideo(ctx context.Context, tr *webrtc.TrackLocalStaticRTP, frames [][]byte) {
+	pz := rtp.NewPacketizer(1200, 96, 1, &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), 90000)
+	tk := time.NewTicker(time.Second / 30)
+	defer tk.Stop()
+	for i := 0; ; i++ {
+		for _, pkt := range pz.Packetize(frames[i%len(frames)], 3000) {
+			p.write(tr, p.rings[0], pkt)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+// sendAudio sends 20 ms Opus frames; each carries a counter after a
+// silence TOC byte so payloads (and hashes) differ.
+func (p *publisher) sendAudio(ctx context.Context, tr *webrtc.TrackLocalStaticRTP) {
+	tk := time.NewTicker(20 * time.Millisecond)
+	defer tk.Stop()
+	seq := uint16(time.Now().UnixNano())
+	for i := uint32(0); ; i++ {
+		payload := []byte{0xf8, 0xff, 0xfe, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
+		p.write(tr, p.rings[1], &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: i * 960}, Payload: payload})
+		seq++
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+func (p *publisher) close(hc *http.Client) {
+	p.cancel()
+	deleteSession(hc, p.baseURL, p.loc)
+	_ = p.pc.Close()
+	p.wg.Wait()
+}
+
+// negotiate POSTs a complete offer and returns the answer and Location.
+func negotiate(ctx context.Context, hc *http.Client, pc *webrtc.PeerConnection, url string) (string, string, error) {
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		return "", "", err
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(offer); err != nil {
+		return "", "", err
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", "", ctx.Err()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
+	if err != nil {
+		return "", "", err
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", "", err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return "", "", fmt.Errorf("POST %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return string(body), resp.Header.Get("Location"), nil
+}
+
+func deleteSession(hc *http.Client, base, loc string) {
+	if loc == "" {
+		return
+	}
+	req, err := http.NewRequest(http.MethodDelete, base+loc, nil)
+	if err != nil {
+		return
+	}
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// viewer is one WHEP session.
+type viewer struct {
+	pc        *webrtc.PeerConnection
+	loc       string
+	base      string
+	rings     [2]*stampRing
+	epoch     time.Time
+	postAt    int64
+	firstAt   atomic.Int64
+	measuring atomic.Bool
+	wg        sync.WaitGroup
+
+	mu      sync.Mutex
+	streams [2]rxStream
+}
+
+// rxStream is what one viewer saw of one track.
+type rxStream struct {
+	started bool
+	first   int64 // extended sequence number of the first packet
+	ext     int64 // extended highest sequence number
+	recv    int64
+	synced  bool
+	offset  uint16 // publisher seq - viewer seq
+	lat     []float64
+}
+
+func startViewer(ctx context.Context, api apiT, hc *http.Client, base, stream string, epoch time.Time, rings [2]*stampRing) (*viewer, error) {
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	v := &viewer{pc: pc, base: base, epoch: epoch, rings: rings}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		kind := 0
+		if tr.Kind() == webrtc.RTPCodecTypeAudio {
+			kind = 1
+		}
+		v.wg.Add(1)
+		go func() {
+			defer v.wg.Done()
+			v.read(tr, kind)
+		}()
+	})
+	v.postAt = int64(time.Since(epoch))
+	answer, loc, err := negotiate(ctx, hc, pc, base+"/whep/"+stream)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	v.loc = loc
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+// read is the track's only reader: it parses headers in place.
+func (v *viewer) read(tr *webrtc.TrackRemote, kind int) {
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		now := int64(time.Since(v.epoch))
+		hl, err := h.Unmarshal(buf[:n])
+		if err != nil {
+			continue
+		}
+		end := n
+		if h.Padding && n > hl {
+			end -= int(buf[n-1])
+		}
+		if end < hl {
+			continue
+		}
+		if kind == 0 && v.firstAt.Load() == 0 {
+			v.firstAt.Store(now)
+		}
+		v.record(kind, h.SequenceNumber, buf[hl:end], now)
+	}
+}
+
+func (v *viewer) record(kind int, seq uint16, payload []byte, now int64) {
+	ring := v.rings[kind]
+	measuring := v.measuring.Load()
+	var hsh uint64
+	if measuring && ring != nil {
+		hsh = maphash.Bytes(hashSeed, payload)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := &v.streams[kind]
+	if !s.started {
+		s.started, s.ext, s.first = true, int64(seq), int64(seq)
+	} else if d := int16(seq - uint16(s.ext)); d > 0 {
+		s.ext += int64(d)
+	}
+	s.recv++
+	if !measuring || ring == nil {
+		return
+	}
+	if !s.synced {
+		ps, ok := ring.find(hsh)
+		if !ok {
+			return
+		}
+		s.offset, s.synced = ps-seq, true
+	}
+	at, ok := ring.lookup(seq+s.offset, hsh)
+	if !ok {
+		// A layer or publisher change moves the offset: learn it again.
+		s.synced = false
+		return
+	}
+	s.lat = append(s.lat, float64(now-at)/1e6)
+}
+
+func (v *viewer) snapshot() snap {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out snap
+	for _, s := range v.streams {
+		if s.started {
+			out.ext += s.ext - s.first + 1
+			out.recv += s.recv
+		}
+	}
+	return out
+}
+
+func (v *viewer) latencies() []float64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []float64
+	for _, s := range v.streams {
+		out = append(out, s.lat...)
+	}
+	return out
+}
+
+func (v *viewer) close(hc *http.Client) {
+	deleteSession(hc, v.base, v.loc)
+	_ = v.pc.Close()
+	v.wg.Wait()
+}

@@ -1,0 +1,421 @@
+// Package fanout is the SFU load tool: one WHIP publisher sends a real VP8
+// video (an IVF file) and Opus to a Parley server, N WHEP viewers receive
+// it, and after a warm-up the tool measures, over a fixed window,
+// per-viewer packet loss (sequence gaps after NACK recovery), forwarding
+// latency (send time stamped per packet, matched on arrival by payload
+// hash), time from a viewer's POST to its first video packet, and server
+// CPU and memory per viewer (from /proc/<pid>).
+//
+// Everything runs on loopback. With no URL the tool starts an in-process
+// server (SFU + WHIP on 127.0.0.1), in which case server and tool share
+// one process and the CPU figures are the sum of both.
+package fanout
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+//go:embed testdata/video.ivf
+var defaultVideo []byte
+
+// Options configure a run.
+type Options struct {
+	// URL is the server's base URL (http://127.0.0.1:port), serving
+	// /whip/{stream} and /whep/{stream}; "" starts an in-process server.
+	URL string
+	// Stream is the stream name; "" means "bench".
+	Stream string
+	// Viewers is the number of WHEP viewers; 0 means 10.
+	Viewers int
+	// Warmup runs after the last viewer joined, before measuring; 0 means 3 s.
+	Warmup time.Duration
+	// Duration is the measurement window; 0 means 10 s.
+	Duration time.Duration
+	// ServerPID is the process sampled for server CPU and RSS; 0 means this
+	// process when the server is in-process (and no sampling otherwise).
+	ServerPID int
+	// Video is an IVF file of VP8 frames; nil uses the embedded 10 s,
+	// 1 Mbit/s, 30 fps clip (keyframe every 2 s), looped.
+	Video []byte
+	// JoinConcurrency bounds simultaneous viewer joins; 0 means 16.
+	JoinConcurrency int
+	// Progress receives a progress line every 2 s; nil is silent.
+	Progress io.Writer
+	// CPUProfile, if set, receives a CPU profile of the server over the
+	// measurement window (pprof format): taken in-process, or fetched from
+	// ProfileURL (the server's /debug/pprof/profile) for a separate server.
+	CPUProfile io.Writer
+	ProfileURL string
+	Logger     *slog.Logger
+}
+
+// Result is what a run measured. Durations are in milliseconds.
+type Result struct {
+	Date         string  `json:"date"`
+	CPUs         int     `json:"cpus"`
+	InProcess    bool    `json:"in_process"`
+	Viewers      int     `json:"viewers"`
+	Connected    int     `json:"connected"`     // viewers that received video
+	JoinFailures int     `json:"join_failures"` // viewers whose POST or connection failed
+	Window       float64 `json:"window_s"`
+
+	Expected    int64   `json:"expected_packets"` // audio+video packets viewers should have received in the window
+	Received    int64   `json:"received_packets"`
+	Lost        int64   `json:"lost_packets"`
+	LossPct     float64 `json:"loss_pct"`
+	WorstLossPc float64 `json:"worst_viewer_loss_pct"`
+
+	LatencyP50 float64 `json:"latency_p50_ms"`
+	LatencyP95 float64 `json:"latency_p95_ms"`
+	LatencyP99 float64 `json:"latency_p99_ms"`
+	LatencyMax float64 `json:"latency_max_ms"`
+
+	FirstPacketP50 float64 `json:"first_packet_p50_ms"`
+	FirstPacketP95 float64 `json:"first_packet_p95_ms"`
+	FirstPacketMax float64 `json:"first_packet_max_ms"`
+
+	ServerCPU      float64 `json:"server_cpu_s"` // CPU seconds in the window
+	ServerCores    float64 `json:"server_cores"` // CPU seconds per second
+	CoresPerViewer float64 `json:"server_cores_per_viewer"`
+	ServerRSSMB    float64 `json:"server_rss_mb"`
+	BaseRSSMB      float64 `json:"server_base_rss_mb"` // with the publisher only
+	RSSPerViewerMB float64 `json:"server_rss_per_viewer_mb"`
+
+	ToolCPU   float64 `json:"tool_cpu_s"`
+	ToolCores float64 `json:"tool_cores"`
+
+	PublisherPackets int64 `json:"publisher_packets"` // sent in the window
+}
+
+// Table renders the result for people.
+func (r Result) Table() string {
+	var b strings.Builder
+	w := func(k, f string, a ...any) { fmt.Fprintf(&b, "%-28s "+f+"\n", append([]any{k}, a...)...) }
+	mode := "separate process"
+	if r.InProcess {
+		mode = "in-process (server and tool share one process; CPU/RSS are their sum)"
+	}
+	w("server", "%s", mode)
+	w("viewers connected", "%d / %d (join failures %d)", r.Connected, r.Viewers, r.JoinFailures)
+	w("window", "%.1f s", r.Window)
+	w("packet loss", "%.3f %% (%d of %d; worst viewer %.3f %%)", r.LossPct, r.Lost, r.Expected, r.WorstLossPc)
+	w("forwarding latency", "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms", r.LatencyP50, r.LatencyP95, r.LatencyP99, r.LatencyMax)
+	w("POST to first video packet", "p50 %.0f ms  p95 %.0f ms  max %.0f ms", r.FirstPacketP50, r.FirstPacketP95, r.FirstPacketMax)
+	w("server CPU", "%.2f cores = %.5f cores/viewer", r.ServerCores, r.CoresPerViewer)
+	w("server RSS", "%.1f MB (base %.1f MB) = %.3f MB/viewer", r.ServerRSSMB, r.BaseRSSMB, r.RSSPerViewerMB)
+	w("tool CPU", "%.2f cores", r.ToolCores)
+	return b.String()
+}
+
+func (o *Options) defaults() {
+	if o.Stream == "" {
+		o.Stream = "bench"
+	}
+	if o.Viewers <= 0 {
+		o.Viewers = 10
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 3 * time.Second
+	}
+	if o.Duration <= 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Video == nil {
+		o.Video = defaultVideo
+	}
+	if o.JoinConcurrency <= 0 {
+		o.JoinConcurrency = 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// Run performs one measurement.
+func Run(ctx context.Context, o Options) (Result, error) {
+	o.defaults()
+	res := Result{Date: time.Now().UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), Viewers: o.Viewers}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	if o.URL == "" {
+		srv, err := StartServer(ctx, "127.0.0.1:0", o.Logger, false)
+		if err != nil {
+			return res, err
+		}
+		defer srv.Close()
+		o.URL = srv.URL
+		res.InProcess = true
+		if o.ServerPID == 0 {
+			o.ServerPID = os.Getpid()
+		}
+	}
+	if !strings.HasPrefix(o.URL, "http://127.0.0.1") && !strings.HasPrefix(o.URL, "http://[::1]") && !strings.HasPrefix(o.URL, "http://localhost") {
+		return res, fmt.Errorf("fanout: refusing non-loopback URL %q", o.URL)
+	}
+	frames, err := readIVF(o.Video)
+	if err != nil {
+		return res, err
+	}
+	epoch := time.Now()
+	api, err := clientAPI()
+	if err != nil {
+		return res, err
+	}
+	hc := &http.Client{Timeout: 20 * time.Second}
+
+	pub, err := startPublisher(ctx, api, hc, o.URL, o.Stream, frames, epoch)
+	if err != nil {
+		return res, err
+	}
+	defer pub.close(hc)
+	progress(o.Progress, "publisher up; waiting for the stream to go live")
+	if err := sleepCtx(ctx, time.Second); err != nil {
+		return res, err
+	}
+	baseRSS, _ := readRSS(o.ServerPID)
+
+	viewers, failures := joinViewers(ctx, api, hc, o, epoch, pub.rings)
+	res.JoinFailures = failures
+	defer func() {
+		var wg sync.WaitGroup
+		for _, v := range viewers {
+			wg.Add(1)
+			go func() { defer wg.Done(); v.close(hc) }()
+		}
+		wg.Wait()
+	}()
+	if len(viewers) == 0 {
+		return res, errors.New("fanout: no viewer could join")
+	}
+	progress(o.Progress, "%d viewers joined (%d failed); warming up %s", len(viewers), failures, o.Warmup)
+	if err := watch(ctx, o.Progress, viewers, o.Warmup, "warm-up"); err != nil {
+		return res, err
+	}
+
+	// Measurement window.
+	srv0, _ := readCPU(o.ServerPID)
+	tool0 := selfCPU()
+	snap0 := snapshotAll(viewers)
+	pub0 := pub.sent.Load()
+	for _, v := range viewers {
+		v.measuring.Store(true)
+	}
+	var profErr chan error
+	if o.CPUProfile != nil {
+		profErr = startProfile(ctx, o, hc)
+	}
+	t0 := time.Now()
+	if err := watch(ctx, o.Progress, viewers, o.Duration, "measuring"); err != nil {
+		return res, err
+	}
+	window := time.Since(t0).Seconds()
+	for _, v := range viewers {
+		v.measuring.Store(false)
+	}
+	snap1 := snapshotAll(viewers)
+	srv1, srvErr := readCPU(o.ServerPID)
+	tool1 := selfCPU()
+	rss, _ := readRSS(o.ServerPID)
+	if profErr != nil {
+		if err := <-profErr; err != nil {
+			o.Logger.Warn("cpu profile", "err", err)
+		}
+	}
+
+	res.Window = window
+	res.PublisherPackets = pub.sent.Load() - pub0
+	var lats, joins []float64
+	for i, v := range viewers {
+		if v.firstAt.Load() > 0 {
+			res.Connected++
+			joins = append(joins, float64(v.firstAt.Load()-v.postAt)/1e6)
+		}
+		exp := snap1[i].ext - snap0[i].ext
+		got := snap1[i].recv - snap0[i].recv
+		lost := max(exp-got, 0)
+		res.Expected += exp
+		res.Received += got
+		res.Lost += lost
+		if exp > 0 {
+			res.WorstLossPc = math.Max(res.WorstLossPc, 100*float64(lost)/float64(exp))
+		} else {
+			res.WorstLossPc = 100
+		}
+		lats = append(lats, v.latencies()...)
+	}
+	res.JoinFailures += len(viewers) - res.Connected
+	if res.Expected > 0 {
+		res.LossPct = 100 * float64(res.Lost) / float64(res.Expected)
+	}
+	slices.Sort(lats)
+	res.LatencyP50, res.LatencyP95, res.LatencyP99 = pct(lats, 50), pct(lats, 95), pct(lats, 99)
+	if len(lats) > 0 {
+		res.LatencyMax = lats[len(lats)-1]
+	}
+	slices.Sort(joins)
+	res.FirstPacketP50, res.FirstPacketP95 = pct(joins, 50), pct(joins, 95)
+	if len(joins) > 0 {
+		res.FirstPacketMax = joins[len(joins)-1]
+	}
+	if srvErr == nil && o.ServerPID != 0 {
+		res.ServerCPU = srv1 - srv0
+		res.ServerCores = res.ServerCPU / window
+		res.CoresPerViewer = res.ServerCores / float64(len(viewers))
+		res.ServerRSSMB = float64(rss) / (1 << 20)
+		res.BaseRSSMB = float64(baseRSS) / (1 << 20)
+		res.RSSPerViewerMB = (res.ServerRSSMB - res.BaseRSSMB) / float64(len(viewers))
+	}
+	res.ToolCPU = tool1 - tool0
+	res.ToolCores = res.ToolCPU / window
+	return res, nil
+}
+
+func startProfile(ctx context.Context, o Options, hc *http.Client) chan error {
+	done := make(chan error, 1)
+	if o.ProfileURL == "" {
+		if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
+			done <- err
+			return done
+		}
+		go func() {
+			_ = sleepCtx(ctx, o.Duration)
+			pprof.StopCPUProfile()
+			done <- nil
+		}()
+		return done
+	}
+	go func() {
+		secs := int(o.Duration.Seconds())
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s?seconds=%d", o.ProfileURL, max(secs, 1)), nil)
+		if err != nil {
+			done <- err
+			return
+		}
+		c := &http.Client{Timeout: o.Duration + 30*time.Second}
+		resp, err := c.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(o.CPUProfile, resp.Body)
+		done <- err
+	}()
+	return done
+}
+
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func progress(w io.Writer, format string, a ...any) {
+	if w != nil {
+		fmt.Fprintf(w, "fanout: "+format+"\n", a...)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// watch waits d, printing a progress line every 2 s.
+func watch(ctx context.Context, w io.Writer, viewers []*viewer, d time.Duration, phase string) error {
+	end := time.Now().Add(d)
+	last := snapshotAll(viewers)
+	lastT := time.Now()
+	for time.Now().Before(end) {
+		if err := sleepCtx(ctx, min(2*time.Second, time.Until(end))); err != nil {
+			return err
+		}
+		cur := snapshotAll(viewers)
+		var recv, exp int64
+		for i := range cur {
+			recv += cur[i].recv - last[i].recv
+			exp += cur[i].ext - last[i].ext
+		}
+		el := time.Since(lastT).Seconds()
+		loss := 0.0
+		if exp > 0 {
+			loss = 100 * float64(max(exp-recv, 0)) / float64(exp)
+		}
+		progress(w, "%s: %d viewers, %.0f pkt/s received, loss %.3f %%", phase, len(viewers), float64(recv)/el, loss)
+		last, lastT = cur, time.Now()
+	}
+	return nil
+}
+
+type snap struct{ ext, recv int64 }
+
+func snapshotAll(vs []*viewer) []snap {
+	out := make([]snap, len(vs))
+	for i, v := range vs {
+		out[i] = v.snapshot()
+	}
+	return out
+}
+
+// joinViewers opens o.Viewers WHEP sessions, o.JoinConcurrency at a time.
+func joinViewers(ctx context.Context, api apiT, hc *http.Client, o Options, epoch time.Time, rings [2]*stampRing) ([]*viewer, int) {
+	var (
+		mu       sync.Mutex
+		viewers  []*viewer
+		failures atomic.Int32
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, o.JoinConcurrency)
+	)
+	for i := 0; i < o.Viewers; i++ {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return viewers, int(failures.Load())
+		case sem <- struct{}{}:
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			v, err := startViewer(ctx, api, hc, o.URL, o.Stream, epoch, rings)
+			if err != nil {
+				failures.Add(1)
+				o.Logger.Warn("viewer failed", "err", err)
+				return
+			}
+			mu.Lock()
+			viewers = append(viewers, v)
+			n := len(viewers)
+			mu.Unlock()
+			if n%50 == 0 {
+				progress(o.Progress, "%d viewers joined", n)
+			}
+		}()
+	}
+	wg.Wait()
+	return viewers, int(failures.Load())
+}
