@@ -131,7 +131,13 @@ func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublish
 	for i := range tp.seq {
 		tp.seq[i] = uint16(1000 * (i + 1))
 	}
-	go tp.readRTCP(sender)
+	if len(o.rids) == 0 {
+		go tp.readRTCP(func() ([]rtcp.Packet, error) { p, _, err := sender.ReadRTCP(); return p, err })
+	} else {
+		for _, rid := range o.rids {
+			go tp.readRTCP(func() ([]rtcp.Packet, error) { p, _, err := sender.ReadSimulcastRTCP(rid); return p, err })
+		}
+	}
 	if o.audio {
 		at, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "pub")
 		if err != nil {
@@ -193,9 +199,9 @@ func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublish
 	return tp
 }
 
-func (tp *testPublisher) readRTCP(sender *webrtc.RTPSender) {
+func (tp *testPublisher) readRTCP(read func() ([]rtcp.Packet, error)) {
 	for {
-		pkts, _, err := sender.ReadRTCP()
+		pkts, err := read()
 		if err != nil {
 			return
 		}
