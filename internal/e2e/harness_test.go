@@ -155,6 +155,14 @@ func (e *env) launch(name string, opt ...func(*browserOpts)) *browser {
 	ctx, cancel := chromedp.NewContext(actx)
 	b := &browser{t: t, name: name, ctx: ctx, env: e}
 	t.Cleanup(func() {
+		// What would be console-only errors for a person are test failures.
+		b.mu.Lock()
+		for _, l := range b.console {
+			if strings.Contains(l, "exception:") || strings.Contains(l, "Content Security Policy") {
+				t.Errorf("%s: page error: %s", name, l)
+			}
+		}
+		b.mu.Unlock()
 		if t.Failed() {
 			b.dumpConsole()
 		}

@@ -525,7 +525,7 @@ function makeTile(app, p, self) {
   const video = h('video', { autoplay: true, playsInline: true, muted: self });
   const tile = h('div', { class: `tile ${self ? 'self' : 'remote'}`, 'data-peer-id': p.id, 'data-name': p.name, 'data-state': self ? 'connected' : 'connecting', 'data-video-muted': 'false', 'data-audio-muted': 'false', 'data-has-video': 'false', tabindex: 0, 'aria-label': p.name },
     video,
-    h('div', { class: 'avatar' }, h('span', { text: initials(p.name), style: `--h:${hue(p.name)}` })),
+    h('div', { class: 'avatar' }, h('span', { text: initials(p.name) })),
     h('div', { class: 'label' }, h('span', { class: 'mic-off', title: 'Microphone muted', html: icons.micOff }), h('span', { class: 'name', text: p.name })),
     h('div', { class: 'tile-status', role: 'status' }));
   const avatar = tile.querySelector('.avatar span');
@@ -597,7 +597,7 @@ function chatPanel(app, onOpen) {
   el.add = (d) => {
     empty.hidden = true;
     const li = h('li', { class: `msg ${d.self ? 'mine' : ''}`, 'data-from': d.name },
-      h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name', text: d.self ? 'You' : d.name, style: `--h:${hue(d.name)}` }), h('time', { class: 'msg-time', text: clock(d.ts), datetime: new Date(d.ts).toISOString() })),
+      h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name', text: d.self ? 'You' : d.name }), h('time', { class: 'msg-time', text: clock(d.ts), datetime: new Date(d.ts).toISOString() })),
       h('div', { class: 'msg-text', text: d.text }));
     li.querySelector('.msg-name').style.setProperty('--h', String(hue(d.name)));
     list.append(li);

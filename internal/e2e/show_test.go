@@ -1,0 +1,224 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/parley/parley/internal/config"
+)
+
+// newShowEnv is a server with the SFU on loopback (the show's audio
+// travels over WHIP/WHEP).
+func newShowEnv(t *testing.T) *env {
+	return newEnv(t, func(c *config.Config) {
+		c.MediaUDP = "127.0.0.1:0"
+		c.MediaTCP = "off"
+	})
+}
+
+// writeToneWAV writes a 16-bit mono 48 kHz WAV of a steady sine.
+func writeToneWAV(t *testing.T, path string, freq, seconds, amp float64) {
+	t.Helper()
+	const rate = 48000
+	n := int(seconds * rate)
+	var buf bytes.Buffer
+	w := func(v any) { _ = binary.Write(&buf, binary.LittleEndian, v) }
+	buf.WriteString("RIFF")
+	w(uint32(36 + 2*n))
+	buf.WriteString("WAVEfmt ")
+	w(uint32(16))
+	w(uint16(1)) // PCM
+	w(uint16(1)) // mono
+	w(uint32(rate))
+	w(uint32(rate * 2))
+	w(uint16(2))
+	w(uint16(16))
+	buf.WriteString("data")
+	w(uint32(2 * n))
+	for i := range n {
+		w(int16(math.Round(amp * 32767 * math.Sin(2*math.Pi*freq*float64(i)/rate))))
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openShowHost loads the host page of a show.
+func (e *env) openShowHost(name, show string, opt ...func(*browserOpts)) *browser {
+	e.t.Helper()
+	b := e.launch(name, opt...)
+	b.do(30*time.Second, chromedp.Navigate(e.url+"/show/"+show))
+	b.waitFor(15*time.Second, "the host's control channel", `window.parleyHost && parleyHost.state.ws === 'open'`, `document.body.innerText`)
+	return b
+}
+
+// openScreen loads a screen page and waits for its band.
+func (e *env) openScreen(name, show, label string, opt ...func(*browserOpts)) *browser {
+	e.t.Helper()
+	b := e.launch(name, opt...)
+	b.do(30*time.Second, chromedp.Navigate(e.url+"/show/"+show+"/screen?label="+label))
+	b.waitFor(15*time.Second, "the screen's band", `window.parleyShow && parleyShow.state.ws === 'open' && parleyShow.state.band`, `document.body.innerText`)
+	return b
+}
+
+// playFile gives the host page a file through the DevTools protocol, as
+// choosing it would, and presses Play.
+func (b *browser) playFile(path string, loop bool) {
+	b.t.Helper()
+	b.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{path}))
+	b.waitFor(15*time.Second, "the file decoded", `parleyHost.state.duration > 0 && !document.querySelector('#play').disabled`, `document.querySelector('#now').textContent`)
+	if loop {
+		b.click("#loop")
+	}
+	b.click("#play")
+	b.waitFor(15*time.Second, "the show on air", `parleyHost.state.air === 'on' && parleyHost.state.playing`, `[parleyHost.state.air, parleyHost.state.errors]`)
+}
+
+// screenRGB reads the colour the screen painted, from its canvas.
+const screenRGB = `(() => { const c = document.querySelector('#paint');
+  const d = c.getContext('2d').getImageData(c.width >> 1, c.height >> 1, 1, 1).data; return [d[0], d[1], d[2]]; })()`
+
+func rgbOf(b *browser) [3]float64 {
+	b.t.Helper()
+	v := eval[[]float64](b, screenRGB)
+	return [3]float64{v[0], v[1], v[2]}
+}
+
+const (
+	blueJS = screenRGB + `.every((v, i) => [v < 70, v < 40, v > 185][i])`
+	redJS  = screenRGB + `.every((v, i) => [v > 185, v < 40, v < 70][i])`
+)
+
+// stays asserts a condition holds on every sample over d.
+func (b *browser) stays(d time.Duration, what, js string) {
+	b.t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if !eval[bool](b, "!!("+js+")") {
+			b.t.Fatalf("%s: expected %s; colour %v, state %s", b.name, what, rgbOf(b), jsonish(eval[any](b, `({band: parleyShow.state.band, level: parleyShow.state.level, audio: parleyShow.state.audio})`)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func postJSON(t *testing.T, url, body string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+// Light show: a steady 1 kHz tone from a WAV file lights the screen whose
+// band holds 1 kHz (blue) and leaves the other red; swapping the screens'
+// places on the host page swaps which one lights; the broadcast endpoint
+// reaches both screens; a malformed broadcast body gets 400.
+func TestShowToneLightsItsBand(t *testing.T) {
+	e := newShowEnv(t)
+	wav := filepath.Join(t.TempDir(), "tone-1khz.wav")
+	writeToneWAV(t, wav, 1000, 30, 0.5)
+
+	host := e.openShowHost("Host", "party")
+	low := e.openScreen("Low", "party", "Left")   // joins first: 40-800 Hz
+	high := e.openScreen("High", "party", "Right") // 800-16000 Hz, holds 1 kHz
+	low.waitFor(5*time.Second, "the low band", `parleyShow.state.band[0] === 40 && parleyShow.state.band[1] === 800`, `parleyShow.state.band`)
+	high.waitFor(5*time.Second, "the high band", `parleyShow.state.band[0] === 800 && parleyShow.state.band[1] === 16000`, `parleyShow.state.band`)
+	host.waitFor(5*time.Second, "two tiles", `document.querySelectorAll('.show-tile[data-online="true"]').length === 2`)
+
+	host.playFile(wav, true)
+	for _, s := range []*browser{low, high} {
+		s.waitFor(20*time.Second, "the show's audio", `parleyShow.state.audio === 'live'`, `parleyShow.state.audio`)
+	}
+	d := high.waitFor(15*time.Second, "the 1 kHz screen painting blue", blueJS, screenRGB)
+	t.Logf("1 kHz screen blue %v after audio went live: %v", d.Round(time.Millisecond), rgbOf(high))
+	low.stays(2*time.Second, "the far screen to stay red", redJS)
+	high.stays(time.Second, "the 1 kHz screen to stay blue", blueJS)
+	t.Logf("colours: low %v, high %v", rgbOf(low), rgbOf(high))
+	// The host sees the levels on the tiles.
+	host.waitFor(5*time.Second, "the host's tiles showing the levels",
+		`(() => { const t = [...document.querySelectorAll('.show-tile')]; return t.length === 2 && +t[0].dataset.level < 60 && +t[1].dataset.level > 180; })()`,
+		`[...document.querySelectorAll('.show-tile')].map(t => t.dataset.level)`)
+
+	// Reassign from the host: move "Right" before "Left"; the bands swap.
+	host.click(`.show-tile[data-id="s2"] .move-left`)
+	low.waitFor(5*time.Second, "the first screen now painting blue", blueJS, screenRGB)
+	high.waitFor(5*time.Second, "the second screen now painting red", redJS, screenRGB)
+	if b := eval[[]float64](low, `parleyShow.state.band`); b[0] != 800 {
+		t.Fatalf("after the swap the first screen has band %v", b)
+	}
+	low.stays(time.Second, "the first screen to stay blue", blueJS)
+	high.stays(time.Second, "the second screen to stay red", redJS)
+
+	// External control: text and a mode change reach both screens.
+	code, res := postJSON(t, e.url+"/api/shows/party/broadcast", `{"text":"Hello wall","mode":"mono","color":"#00ff00"}`)
+	if code != 200 || res["delivered"] != 2.0 {
+		t.Fatalf("broadcast: %d %v", code, res)
+	}
+	for _, s := range []*browser{low, high} {
+		s.waitFor(3*time.Second, "the broadcast text", `document.querySelector('#text').textContent === 'Hello wall' && !document.querySelector('#text').hidden`)
+	}
+	low.waitFor(3*time.Second, "the loud screen painting green", screenRGB+`.every((v, i) => [v < 60, v > 185, v < 60][i])`, screenRGB)
+	high.waitFor(3*time.Second, "the quiet screen painting dark", screenRGB+`.every(v => v < 60)`, screenRGB)
+	code, res = postJSON(t, e.url+"/api/shows/party/broadcast", `{"flash":"#ffffff","ms":3000}`)
+	if code != 200 || res["delivered"] != 2.0 {
+		t.Fatalf("flash: %d %v", code, res)
+	}
+	for _, s := range []*browser{low, high} {
+		s.waitFor(2*time.Second, "the white flash", screenRGB+`.every(v => v > 200)`, screenRGB)
+	}
+
+	// A malformed body: 400 with a clear error, and nothing reaches the screens.
+	flashes := eval[float64](low, `parleyShow.state.flashes`)
+	for _, body := range []string{`{"flash":"white"}`, `{"mode":`, `{"colour":"#fff"}`} {
+		code, res = postJSON(t, e.url+"/api/shows/party/broadcast", body)
+		eo, _ := res["error"].(map[string]any)
+		if code != 400 || eo["code"] != "bad-body" || eo["message"] == "" {
+			t.Errorf("%s: %d %v, want 400 bad-body with a message", body, code, res)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := eval[float64](low, `parleyShow.state.flashes`); got != flashes {
+		t.Errorf("a bad body reached the screen: %v flashes, want %v", got, flashes)
+	}
+}
+
+// Screenshots: the host page with three screens and a screen page.
+func TestShowScreenshots(t *testing.T) {
+	e := newShowEnv(t)
+	wav := filepath.Join(t.TempDir(), "tone.wav")
+	writeToneWAV(t, wav, 1000, 30, 0.5)
+	host := e.openShowHost("Host", "party-night", withSize(1280, 800))
+	var screens []*browser
+	for i, label := range []string{"R1C1", "R1C2", "R1C3"} {
+		screens = append(screens, e.openScreen(fmt.Sprintf("Screen%d", i+1), "party-night", label, withSize(640, 400)))
+	}
+	host.waitFor(5*time.Second, "three tiles", `document.querySelectorAll('.show-tile[data-online="true"]').length === 3`)
+	host.playFile(wav, true)
+	screens[1].waitFor(20*time.Second, "the middle screen lit by 1 kHz", blueJS, screenRGB)
+	host.selectOption("#palette", "hue")
+	screens[1].waitFor(3*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
+	host.waitFor(5*time.Second, "the middle tile lit", `+document.querySelectorAll('.show-tile')[1].dataset.level > 180`)
+	eval[bool](host, `(() => { document.activeElement.blur(); window.scrollTo(0, 0); return true })()`)
+	time.Sleep(600 * time.Millisecond)
+	saveShot(t, "show-host.png", host.screenshot(), 1280, 800)
+
+	s := screens[1]
+	eval[bool](s, `(() => { document.body.classList.add('show-info'); return true })()`)
+	time.Sleep(300 * time.Millisecond)
+	saveShot(t, "show-screen.png", s.screenshot(), 640, 400)
+}
