@@ -78,18 +78,6 @@ func Handler() http.Handler {
 	return h
 }
 
-// Paths returns the URL paths of the embedded assets (for tests and tools).
-func Paths() []string {
-	var out []string
-	_ = fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			out = append(out, strings.TrimPrefix(p, "static"))
-		}
-		return nil
-	})
-	return out
-}
-
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 	"media-src 'self' blob: mediastream:; connect-src 'self' ws: wss: blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
