@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/parley/parley/internal/bench/fanout"
+)
+
+// benchFanout runs the SFU fan-out load tool (`parley bench fanout`): one
+// WHIP publisher, N WHEP viewers, loss/latency/CPU/RSS over a fixed window.
+// Without -url it starts SFU+WHIP in this process on 127.0.0.1 (server and
+// tool CPU are then summed); with -url and -pid it measures that server.
+func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("parley bench fanout", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o fanout.Options
+	fs.StringVar(&o.URL, "url", "", "server base URL serving /whip and /whep (loopback only); empty starts one in-process")
+	fs.IntVar(&o.ServerPID, "pid", 0, "server process to sample for CPU and RSS (with -url)")
+	fs.IntVar(&o.Viewers, "viewers", 10, "WHEP viewers")
+	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up after the last viewer joined")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
+	fs.StringVar(&o.Stream, "stream", "bench", "stream name")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the measurement window (in-process server only)")
+	if err := fs.Parse(args); err != nil {
+		return exitCodeFor(err)
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		o.CPUProfile = f
+	}
+	o.Progress = stderr
+	res, err := fanout.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
+		return 1
+	}
+	return report(stdout, res, res.Table())
+}
