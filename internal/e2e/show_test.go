@@ -213,11 +213,13 @@ func TestShowScreenshots(t *testing.T) {
 	host.selectOption("#palette", "hue")
 	screens[1].waitFor(3*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
 	host.waitFor(5*time.Second, "the middle tile lit", `+document.querySelectorAll('.show-tile')[1].dataset.level > 180`)
+	host.do(5*time.Second, chromedp.EmulateViewport(1280, 800))
 	eval[bool](host, `(() => { document.activeElement.blur(); window.scrollTo(0, 0); return true })()`)
 	time.Sleep(600 * time.Millisecond)
 	saveShot(t, "show-host.png", host.screenshot(), 1280, 800)
 
 	s := screens[1]
+	s.do(5*time.Second, chromedp.EmulateViewport(640, 400))
 	eval[bool](s, `(() => { document.body.classList.add('show-info'); return true })()`)
 	time.Sleep(300 * time.Millisecond)
 	saveShot(t, "show-screen.png", s.screenshot(), 640, 400)

@@ -110,7 +110,7 @@ async function loadFile(file) {
     state.playing = false;
     state.file = file.name;
     state.duration = buf.duration;
-    $('#now').textContent = `${file.name} · ${buf.numberOfChannels === 1 ? 'mono' : 'stereo'}, ${Math.round(buf.sampleRate / 100) / 10} kHz`;
+    $('#now').textContent = `${file.name} · ${buf.numberOfChannels === 1 ? 'mono' : buf.numberOfChannels + ' channels'} · ${clock(buf.duration)}`;
     $('#seek').max = String(buf.duration);
     $('#dur').textContent = clock(buf.duration);
     ensurePublished();
@@ -313,10 +313,11 @@ function makeTile(s) {
     lo.focus();
   };
   t.root.append(
-    el('div', { class: 'tile-top' }, t.label, el('span', { class: 'dot' })),
+    el('div', { class: 'tile-top' }, el('span', { class: 'dot' }), t.label),
+    t.band,
     el('div', { class: 'swatch-box' }, t.swatch, t.level),
     el('div', { class: 'meter-box' }, t.meter),
-    el('div', { class: 'tile-bottom' }, t.band,
+    el('div', { class: 'tile-bottom' },
       el('span', { class: 'tile-actions' },
         el('button', { class: 'btn icon small move-left', type: 'button', title: 'Move left (lower band)', 'aria-label': 'Move left', onclick: () => move(t.info.id, -1) }, '◀'),
         el('button', { class: 'btn icon small move-right', type: 'button', title: 'Move right (higher band)', 'aria-label': 'Move right', onclick: () => move(t.info.id, 1) }, '▶'),
