@@ -76,6 +76,9 @@ type counters struct {
 	received   atomic.Uint64 // RTP packets read from publishers
 }
 
+// udpBufferSize is the requested kernel buffer of the shared UDP socket.
+const udpBufferSize = 8 << 20
+
 // New opens the ICE sockets and builds the shared webrtc.API.
 func New(cfg Config) (*SFU, error) {
 	log := cfg.Logger
@@ -94,6 +97,12 @@ func New(cfg Config) (*SFU, error) {
 		return nil, fmt.Errorf("sfu: listen udp %s: %w", udpAddr, err)
 	}
 	s.udpConn = conn
+	if uc, ok := conn.(*net.UDPConn); ok {
+		// One socket carries every session: give bursts room (the kernel
+		// caps these at net.core.{r,w}mem_max).
+		_ = uc.SetReadBuffer(udpBufferSize)
+		_ = uc.SetWriteBuffer(udpBufferSize)
+	}
 	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
 
 	if cfg.TCP != "" && cfg.TCP != "off" {
