@@ -47,7 +47,7 @@ export function callPage(room) {
 
 function lobby(app) {
   const preview = h('video', { id: 'preview', autoplay: true, playsInline: true, muted: true });
-  const tile = h('div', { class: 'tile self lobby-tile', 'data-name': app.name || 'You' }, preview,
+  const tile = h('div', { class: 'tile self mirror lobby-tile', 'data-name': app.name || 'You' }, preview,
     h('div', { class: 'avatar' }, h('span', { text: initials(app.name || 'You') })));
   const name = /** @type {HTMLInputElement} */ (h('input', { id: 'name-input', maxlength: 64, autocomplete: 'nickname', placeholder: 'Your name', value: app.name }));
   const status = h('div', { id: 'media-status', class: 'media-status', role: 'status' }, 'Starting camera and microphone…');
