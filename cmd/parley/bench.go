@@ -30,8 +30,11 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		return benchSignal(ctx, args, stdout, stderr)
 	case "turn":
 		return benchTurn(ctx, args, stdout, stderr)
+	case "fanout":
+		return benchFanout(ctx, args, stdout, stderr)
 	default:
-		return benchMore(ctx, kind, args, stdout, stderr)
+		fmt.Fprintf(stderr, "parley bench: unknown kind %q (signal, turn, fanout)\n", kind)
+		return 2
 	}
 }
 
