@@ -154,9 +154,12 @@ func (g *Manager) Leave(m *Member) (*Room, bool) {
 	return r, true
 }
 
-// Route delivers data from m to the member with id to in m's room. It
-// returns ErrNoSuchPeer for anyone else; delivered is false when the
-// receiver's queue was full.
+// Everyone is the address of a message to all other members of the room.
+const Everyone = "*"
+
+// Route delivers data from m to the member with id to in m's room, or to
+// every other member when to is Everyone. It returns ErrNoSuchPeer for
+// anyone else; delivered is false when a receiver's queue was full.
 func (g *Manager) Route(m *Member, to string, data []byte) (delivered bool, err error) {
 	r := m.room.Load()
 	if r == nil {
@@ -164,6 +167,15 @@ func (g *Manager) Route(m *Member, to string, data []byte) (delivered bool, err 
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if to == Everyone {
+		delivered = true
+		for _, p := range r.order {
+			if p != m && !p.Notify(Event{Kind: Signal, From: m, Data: data}) {
+				delivered = false
+			}
+		}
+		return delivered, nil
+	}
 	dst := r.members[to]
 	if dst == nil || dst == m {
 		return false, ErrNoSuchPeer

@@ -36,6 +36,9 @@ func TestJoinCapacityRouteLeave(t *testing.T) {
 	if ok, err := g.Route(a, b.ID, []byte(`1`)); !ok || err != nil || string(bin.events[0].Data) != "1" {
 		t.Fatalf("route: %v %v", ok, err)
 	}
+	if ok, err := g.Route(b, Everyone, []byte(`2`)); !ok || err != nil || string(ain.events[len(ain.events)-1].Data) != "2" {
+		t.Fatalf("route to everyone: %v %v", ok, err)
+	}
 	if _, err := g.Route(a, c.ID, nil); !errors.Is(err, ErrNoSuchPeer) {
 		t.Fatalf("route to outsider: %v", err)
 	}

@@ -16,6 +16,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/api/session/", s.hub)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /metrics", s.metrics)
+	mux.HandleFunc("GET /api/streams/{name}", s.streamStatus)
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
 	s.mountShows(mux)
