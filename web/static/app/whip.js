@@ -126,3 +126,50 @@ export async function play(url, { token = '', iceServers = [], onTrack } = {}) {
     throw e;
   }
 }
+
+// Simulcast layers a browser publisher sends (the SFU knows rids q/h/f).
+export const SIMULCAST = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  { rid: 'f', maxBitrate: 2500000 },
+];
+
+// publishMedia sends tracks (audio and/or video) to url (a WHIP endpoint);
+// video goes as three simulcast layers unless simulcast is false. The
+// session's .video / .audio senders take replaceTrack for source switches.
+export async function publishMedia(url, tracks, { token = '', iceServers = [], simulcast = true } = {}) {
+  const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+  try {
+    const senders = {};
+    for (const t of tracks) {
+      const init = { direction: 'sendonly' };
+      if (t.kind === 'video' && simulcast) init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+      senders[t.kind] = pc.addTransceiver(t, init).sender;
+    }
+    const location = await negotiate(pc, url, token, false);
+    return Object.assign(new Session(pc, location, token), senders);
+  } catch (e) {
+    pc.close();
+    throw e;
+  }
+}
+
+// playMedia receives audio and video from url (a WHEP endpoint); onTrack
+// gets the stream once per track.
+export async function playMedia(url, { token = '', iceServers = [], onTrack } = {}) {
+  const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+  const stream = new MediaStream();
+  pc.addEventListener('track', (ev) => {
+    stream.addTrack(ev.track);
+    if (onTrack) onTrack(stream, ev.receiver);
+  });
+  try {
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const location = await negotiate(pc, url, token, false);
+    return new Session(pc, location, token);
+  } catch (e) {
+    pc.close();
+    throw e;
+  }
+}
