@@ -63,3 +63,14 @@ func FuzzVerify(f *testing.F) {
 		_, _ = Verify(secret, s, time.Unix(10, 0))
 	})
 }
+
+func FuzzTURNExpiry(f *testing.F) {
+	f.Add("1700000000:alice")
+	f.Add("x:y")
+	f.Fuzz(func(t *testing.T, s string) {
+		exp, user, ok := TURNExpiry(s)
+		if ok && (exp.Unix() <= 0 || len(user) > len(s)) {
+			t.Fatalf("%q parsed as %v %q", s, exp, user)
+		}
+	})
+}

@@ -209,10 +209,13 @@ func (h *Hub) unregister(s *session) {
 	h.mu.Unlock()
 }
 
+// mustJSON encodes our own message types, which cannot fail to encode
+// (RawMessage fields hold JSON that was already decoded once); should
+// that ever break, the client gets an error object, not a crash.
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
-	if err != nil { // only our own fixed types are marshalled here
-		panic(err)
+	if err != nil {
+		return []byte(`{"type":"error","code":"internal","message":"the server could not encode a message"}`)
 	}
 	return b
 }
