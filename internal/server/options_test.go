@@ -1,0 +1,61 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/pkg/client"
+)
+
+func TestSelfSignedTLS(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.TLSSelfSigned = true })
+	if !strings.HasPrefix(srv.URL(), "https://") {
+		t.Fatalf("URL %s", srv.URL())
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // our own self-signed certificate
+	resp, err := hc.Get(srv.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil {
+		t.Fatalf("healthz over TLS: %s", resp.Status)
+	}
+}
+
+// With --turn-urls the members get the external server, with REST
+// credentials an external coturn with the same secret accepts.
+func TestExternalTURN(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) {
+		c.TURNExternal = []string{"turn:turn.example.org:3478?transport=udp"}
+		c.TURNSecret = "shared"
+	})
+	if srv.TURN() != nil {
+		t.Fatal("embedded TURN started although an external one is configured")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, srv.URL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	j, err := c.Join(ctx, "ext", "x", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(j.ICEServers) != 1 || j.ICEServers[0].URLs[0] != "turn:turn.example.org:3478?transport=udp" {
+		t.Fatalf("ice servers: %+v", j.ICEServers)
+	}
+	is := j.ICEServers[0]
+	exp, user, ok := auth.TURNExpiry(is.Username)
+	if !ok || user != j.ID || time.Until(exp) < 11*time.Hour || is.Credential != auth.TURNPassword([]byte("shared"), is.Username) {
+		t.Fatalf("credential %+v", is)
+	}
+}
