@@ -134,7 +134,7 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	writeToneWAV(t, wav, 1000, 30, 0.5)
 
 	host := e.openShowHost("Host", "party")
-	low := e.openScreen("Low", "party", "Left")   // joins first: 40-800 Hz
+	low := e.openScreen("Low", "party", "Left")    // joins first: 40-800 Hz
 	high := e.openScreen("High", "party", "Right") // 800-16000 Hz, holds 1 kHz
 	low.waitFor(5*time.Second, "the low band", `parleyShow.state.band[0] === 40 && parleyShow.state.band[1] === 800`, `parleyShow.state.band`)
 	high.waitFor(5*time.Second, "the high band", `parleyShow.state.band[0] === 800 && parleyShow.state.band[1] === 16000`, `parleyShow.state.band`)
@@ -146,6 +146,7 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	}
 	d := high.waitFor(15*time.Second, "the 1 kHz screen painting blue", blueJS, screenRGB)
 	t.Logf("1 kHz screen blue %v after audio went live: %v", d.Round(time.Millisecond), rgbOf(high))
+	time.Sleep(300 * time.Millisecond) // the tone's onset splashes across the spectrum; then it is steady
 	low.stays(2*time.Second, "the far screen to stay red", redJS)
 	high.stays(time.Second, "the 1 kHz screen to stay blue", blueJS)
 	t.Logf("colours: low %v, high %v", rgbOf(low), rgbOf(high))

@@ -31,8 +31,17 @@ master.connect(dest);
 master.connect(analyser);
 master.connect(monitor);
 monitor.connect(ac.destination);
+// Chrome sends no RTP for a WebAudio track whose graph is silent (nothing
+// playing yet, or paused), and the SFU only announces a track once packets
+// arrive: a -100 dBFS DC offset keeps the stream flowing, inaudibly
+// (screens skip the 0 Hz bin).
+const keepAlive = ac.createConstantSource();
+keepAlive.offset.value = 1e-5;
+keepAlive.connect(dest);
+keepAlive.start();
 window.parleyHost.ac = ac;
 
+const FADE = 0.015; // seconds
 let buffer = null, src = null, offset = 0, startedAt = 0;
 let micStream = null, micSrc = null;
 
@@ -61,7 +70,13 @@ function startAt(at) {
   src = ac.createBufferSource();
   src.buffer = buffer;
   src.loop = $('#loop').checked;
-  src.connect(master);
+  // A short fade in and out: no clicks on play, pause and seek.
+  const fade = ac.createGain();
+  const t = ac.currentTime;
+  fade.gain.setValueAtTime(0, t);
+  fade.gain.linearRampToValueAtTime(1, t + FADE);
+  src.connect(fade).connect(master);
+  src.fade = fade;
   const me = src;
   src.onended = () => {
     if (src !== me) return; // stopped by us
@@ -79,8 +94,12 @@ function stopSource() {
   if (!src) return;
   const s = src;
   src = null;
-  try { s.stop(); } catch { /* not started */ }
-  s.disconnect();
+  const t = ac.currentTime;
+  s.fade.gain.cancelScheduledValues(t);
+  s.fade.gain.setValueAtTime(s.fade.gain.value, t);
+  s.fade.gain.linearRampToValueAtTime(0, t + FADE);
+  s.onended = () => s.fade.disconnect();
+  try { s.stop(t + FADE); } catch { s.fade.disconnect(); }
 }
 
 function playPause() {

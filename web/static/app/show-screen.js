@@ -78,6 +78,7 @@ function onMessage(m) {
     case 'flash':
       flash = { rgb: hexRGB(m.color), start: performance.now(), ms: m.ms || 300 };
       state.flashes++;
+      state.flashAt = performance.timeOrigin + flash.start;
       break;
     case 'text':
       state.text = m.text || '';

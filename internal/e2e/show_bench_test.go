@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"os"
+	"slices"
+	"testing"
+	"time"
+)
+
+// TestBenchShowLatency measures the light show's latency on loopback: a
+// 1 kHz tone burst starts at the host page (WebAudio → WHIP → SFU → WHEP)
+// until the screen's painted level crosses 160/255 (median of 10), and a
+// flash sent by the host over the control channel until the screen gets it.
+// Both ends read the same wall clock (performance.timeOrigin + now()).
+// Run with PARLEY_BENCH=1:
+//
+//	PARLEY_BENCH=1 go test ./internal/e2e -run TestBenchShowLatency -v -count=1
+func TestBenchShowLatency(t *testing.T) {
+	if os.Getenv("PARLEY_BENCH") == "" {
+		t.Skip("set PARLEY_BENCH=1 to run the browser benchmark")
+	}
+	e := newShowEnv(t)
+	host := e.openShowHost("Host", "bench")
+	scr := e.openScreen("Screen", "bench", "Solo")           // alone: the whole 40 Hz-16 kHz band
+	eval[float64](host, `parleyHost.toneBurst(1000, 50, 0)`) // silent: go on air
+	host.waitFor(15*time.Second, "the show on air", `parleyHost.state.air === 'on'`, `parleyHost.state`)
+	scr.waitFor(20*time.Second, "the show's audio", `parleyShow.state.audio === 'live'`, `parleyShow.state.audio`)
+	time.Sleep(2 * time.Second) // let the jitter buffer settle
+
+	var tone, ctl []float64
+	for i := range 10 {
+		scr.waitFor(5*time.Second, "the screen dark before the burst", `parleyShow.state.level < 32`, `parleyShow.state.level`)
+		n := eval[float64](scr, `parleyShow.state.onsets.length`)
+		t0 := eval[float64](host, `parleyHost.toneBurst(1000, 400, 0.5)`)
+		scr.waitFor(5*time.Second, "the burst on the screen", `parleyShow.state.onsets.length > `+jsonish(n), `parleyShow.state.level`)
+		t1 := eval[float64](scr, `parleyShow.state.onsets[`+jsonish(n)+`]`)
+		tone = append(tone, t1-t0)
+
+		f := eval[float64](scr, `parleyShow.state.flashes`)
+		c0 := eval[float64](host, `(() => { const t = performance.timeOrigin + performance.now(); parleyHost.send({type: 'flash', color: '#000000', ms: 20}); return t })()`)
+		scr.waitFor(5*time.Second, "the flash", `parleyShow.state.flashes > `+jsonish(f))
+		ctl = append(ctl, eval[float64](scr, `parleyShow.state.flashAt`)-c0)
+		t.Logf("run %d: tone %.0f ms, control %.1f ms", i+1, tone[i], ctl[i])
+		time.Sleep(800 * time.Millisecond)
+	}
+	med := func(v []float64) float64 {
+		s := slices.Clone(v)
+		slices.Sort(s)
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	st, sc := slices.Clone(tone), slices.Clone(ctl)
+	slices.Sort(st)
+	slices.Sort(sc)
+	t.Logf("tone burst → screen colour: median %.0f ms, min %.0f, max %.0f (n=%d)", med(tone), st[0], st[len(st)-1], len(st))
+	t.Logf("host flash → screen (control channel): median %.1f ms, min %.1f, max %.1f", med(ctl), sc[0], sc[len(sc)-1])
+	if m := med(tone); m >= 250 {
+		t.Errorf("median show latency %.0f ms, goal < 250 ms", m)
+	}
+	if m := med(ctl); m >= 100 {
+		t.Errorf("median control latency %.1f ms, goal < 100 ms", m)
+	}
+}
