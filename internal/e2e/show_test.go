@@ -225,3 +225,24 @@ func TestShowScreenshots(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	saveShot(t, "show-screen.png", s.screenshot(), 640, 400)
 }
+
+// A server restart: the screen and the host reconnect by themselves (control
+// channel, WHIP and WHEP) and the screen lights up again.
+func TestShowReconnectsAfterServerRestart(t *testing.T) {
+	e := newShowEnv(t)
+	wav := filepath.Join(t.TempDir(), "tone.wav")
+	writeToneWAV(t, wav, 1000, 60, 0.5)
+	host := e.openShowHost("Host", "again")
+	scr := e.openScreen("Screen", "again", "Solo")
+	host.playFile(wav, true)
+	scr.waitFor(20*time.Second, "the screen lit", blueJS, screenRGB)
+
+	e.stop()
+	scr.waitFor(10*time.Second, "the screen noticing", `parleyShow.state.ws !== 'open'`)
+	e.restart()
+	scr.waitFor(20*time.Second, "the screen's control channel back", `parleyShow.state.ws === 'open' && parleyShow.state.band`, `parleyShow.state.ws`)
+	host.waitFor(20*time.Second, "the host back on air", `parleyHost.state.ws === 'open' && parleyHost.state.air === 'on'`, `[parleyHost.state.ws, parleyHost.state.air]`)
+	d := scr.waitFor(30*time.Second, "the screen lit again", `parleyShow.state.audio === 'live' && `+blueJS, `[parleyShow.state.audio, `+screenRGB+`]`)
+	t.Logf("screen lit again %v after the host was back", d.Round(time.Millisecond))
+	host.waitFor(5*time.Second, "the host's tile again", `document.querySelectorAll('.show-tile[data-online="true"]').length === 1`)
+}

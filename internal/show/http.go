@@ -67,6 +67,7 @@ type hello struct {
 	Stream     string      `json:"stream"`
 	ID         string      `json:"id,omitempty"`
 	Key        string      `json:"key,omitempty"`
+	Epoch      string      `json:"epoch"` // changes when the server restarts
 	Palettes   []string    `json:"palettes"`
 	ICEServers []ICEServer `json:"iceServers"`
 }
@@ -116,7 +117,7 @@ func (r *Registry) ServeWS(w http.ResponseWriter, req *http.Request) {
 	}
 	ws.SetReadLimit(2 * MaxMessage) // larger messages close the connection (1009)
 	c := newConn(r, ws, role, sh)
-	h := hello{Type: TypeHello, Role: role, Show: name, Stream: StreamName(name), Palettes: PaletteNames(), ICEServers: []ICEServer{}}
+	h := hello{Type: TypeHello, Role: role, Show: name, Stream: StreamName(name), Epoch: r.epoch, Palettes: PaletteNames(), ICEServers: []ICEServer{}}
 	if r.o.ICEServers != nil {
 		if is := r.o.ICEServers(req); is != nil {
 			h.ICEServers = is

@@ -55,6 +55,7 @@ var ErrForbidden = errors.New("forbidden")
 type Registry struct {
 	o      Options
 	log    *slog.Logger
+	epoch  string // random per registry: pages detect a server restart
 	closed atomic.Bool
 
 	mu    sync.Mutex
@@ -90,7 +91,7 @@ func NewRegistry(o Options) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{o: o, log: log.With("component", "show"), shows: map[string]*show{}}
+	return &Registry{o: o, log: log.With("component", "show"), epoch: newKey(), shows: map[string]*show{}}
 }
 
 var (

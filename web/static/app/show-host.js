@@ -14,7 +14,7 @@ $('#screen-link').textContent = screenURL;
 
 const state = {
   show: name, ws: 'connecting', air: 'off', screens: [], mode: { palette: 'redblue', color: '#ffffff', gain: 1 }, text: '',
-  file: '', duration: 0, playing: false, mic: false, stream: 'show-' + name, iceServers: [], errors: [],
+  file: '', duration: 0, playing: false, mic: false, stream: 'show-' + name, iceServers: [], errors: [], epoch: '',
 };
 window.parleyHost = { state };
 
@@ -215,16 +215,23 @@ async function ensurePublished() {
   try {
     const s = await publish('/whip/' + encodeURIComponent(state.stream), dest.stream.getAudioTracks()[0], { token, iceServers: state.iceServers });
     session = s;
+    let lost = 0;
+    const again = () => {
+      if (s !== session) return;
+      session.close();
+      session = null;
+      setAir('connecting');
+      clearTimeout(retry);
+      retry = setTimeout(ensurePublished, 500);
+    };
     s.pc.addEventListener('connectionstatechange', () => {
       if (s !== session) return;
       const cs = s.pc.connectionState;
+      clearTimeout(lost);
       if (cs === 'connected') setAir('on');
-      if (cs === 'failed' || cs === 'closed') {
-        session.close();
-        session = null;
-        setAir('connecting');
-        retry = setTimeout(ensurePublished, 1000);
-      }
+      if (cs === 'failed' || cs === 'closed') again();
+      // The server went away (restart, network change): publish afresh.
+      if (cs === 'disconnected') lost = setTimeout(again, 4000);
     });
     if (s.pc.connectionState === 'connected') setAir('on');
   } catch (e) {
@@ -270,6 +277,12 @@ function onMessage(m) {
     case 'hello':
       state.stream = m.stream;
       state.iceServers = m.iceServers || [];
+      if (state.epoch && m.epoch !== state.epoch && session) {
+        // The server restarted: our WHIP session is gone; publish afresh.
+        session.close();
+        session = null;
+      }
+      state.epoch = m.epoch;
       if (wantAir) ensurePublished();
       break;
     case 'screens':

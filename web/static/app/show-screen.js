@@ -21,7 +21,7 @@ const state = {
   show: name, id: '', key: sessionStorage.getItem(KEY_NAME + name) || '', label: params.get('label') || '',
   band: null, index: 0, count: 1, mode: { palette: 'redblue', color: '#ffffff', gain: 1 }, text: '',
   level: 0, raw: 0, color: [255, 0, 0], ws: 'connecting', audio: 'waiting', stream: '', iceServers: [],
-  onsets: [], flashes: 0, texts: 0, sound: false,
+  onsets: [], flashes: 0, texts: 0, sound: false, epoch: '',
 };
 // For tests and the curious: window.parleyShow.state.
 window.parleyShow = { state };
@@ -63,6 +63,9 @@ function onMessage(m) {
       sessionStorage.setItem(KEY_NAME + name, m.key);
       state.stream = m.stream;
       state.iceServers = m.iceServers || [];
+      // A new epoch means the server restarted: our media session is gone.
+      if (state.epoch && m.epoch !== state.epoch && session) restartAudio('server restarted');
+      state.epoch = m.epoch;
       startAudio();
       break;
     case 'assign':
@@ -133,10 +136,13 @@ function restartAudio(why) {
 function watch(s) {
   const pc = s.pc;
   let lastBytes = -1, stalled = 0;
+  let lost = 0;
   pc.addEventListener('connectionstatechange', () => {
     if (s !== session) return;
+    clearTimeout(lost);
     if (pc.connectionState === 'connected') state.audio = 'live';
     if (pc.connectionState === 'failed' || pc.connectionState === 'closed') restartAudio(pc.connectionState);
+    if (pc.connectionState === 'disconnected') lost = setTimeout(() => { if (s === session) restartAudio('disconnected'); }, 4000);
     renderStatus();
   });
   const tick = async () => {
