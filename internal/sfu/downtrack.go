@@ -13,9 +13,12 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// histSize is how many recently sent packets a down-track remembers for
-// mapping NACKed (rewritten) sequence numbers back to cached packets.
-const histSize = 1024
+// How many recently sent packets a down-track remembers for mapping NACKed
+// (rewritten) sequence numbers back to cached packets (powers of two).
+const (
+	histVideo = 512 // ~4 s at 1 Mbit/s
+	histAudio = 64  // ~1.3 s of 20 ms frames
+)
 
 type histEntry struct {
 	layer *layer
@@ -55,7 +58,7 @@ type downTrack struct {
 	lastTS    uint32
 	lastTime  int64
 	hdr       rtp.Header // scratch header for writes (no per-packet allocation)
-	hist      [histSize]histEntry
+	hist      []histEntry // len is a power of two
 	packets   uint64
 	bytes     uint64
 	drops     uint64
@@ -71,6 +74,11 @@ func newDownTrack(p *Participant, up *upTrack) *downTrack {
 		streamID: up.streamID,
 		kind:     up.kind,
 		codec:    up.codec.RTPCodecCapability,
+	}
+	if up.isVideo() {
+		d.hist = make([]histEntry, histVideo)
+	} else {
+		d.hist = make([]histEntry, histAudio)
 	}
 	d.up.Store(up)
 	return d
@@ -146,7 +154,7 @@ func (d *downTrack) writeRTP(l *layer, s *slot, now int64) {
 	if int16(outSeq-d.lastSeq) > 0 {
 		d.lastSeq, d.lastTS, d.lastTime = outSeq, outTS, now
 	}
-	d.hist[outSeq%histSize] = histEntry{layer: l, out: outSeq, in: s.hdr.SequenceNumber, ts: outTS}
+	d.hist[int(outSeq)&(len(d.hist)-1)] = histEntry{layer: l, out: outSeq, in: s.hdr.SequenceNumber, ts: outTS}
 	if !d.send(s, outSeq, outTS) && !d.flowing {
 		// The transport is not up yet (pion drops the packet silently):
 		// start again from the next keyframe.
@@ -235,7 +243,7 @@ func (d *downTrack) replayKeyframe(l *layer, s *slot, now int64) bool {
 			continue // lost upstream; the subscriber will NACK it
 		}
 		out, ts := q+d.seqOffset, ps.hdr.Timestamp+d.tsOffset
-		d.hist[out%histSize] = histEntry{layer: l, out: out, in: q, ts: ts}
+		d.hist[int(out)&(len(d.hist)-1)] = histEntry{layer: l, out: out, in: q, ts: ts}
 		if !d.send(ps, out, ts) && q == first {
 			d.cur, d.started = nil, false // transport not up yet
 			return false
@@ -248,7 +256,7 @@ func (d *downTrack) replayKeyframe(l *layer, s *slot, now int64) bool {
 // retransmit answers a NACK for the sequence number the subscriber saw.
 func (d *downTrack) retransmit(seq uint16) bool {
 	d.mu.Lock()
-	e := d.hist[seq%histSize]
+	e := d.hist[int(seq)&(len(d.hist)-1)]
 	d.mu.Unlock()
 	if e.layer == nil || e.out != seq {
 		return false

@@ -357,7 +357,7 @@ func joinWHEP(t testing.TB, s *SFU, room string, q Quality, extra ...interceptor
 			t.Fatal(err)
 		}
 	}
-	part, err := s.Join(room, ParticipantOptions{AutoSubscribe: true, OneShot: true, MaxQuality: q, ReattachGrace: 3 * time.Second})
+	part, err := s.Join(room, ParticipantOptions{AutoSubscribe: true, OneShot: true, ReceiveOnly: true, MaxQuality: q, ReattachGrace: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,15 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 // sender/receiver reports, and TWCC feedback for published streams. There is
 // deliberately no NACK responder: subscribers' NACKs are answered from the
 // SFU's own packet cache, so packets are not buffered twice.
-func registerInterceptors(_ *webrtc.MediaEngine, ir *interceptor.Registry) error {
+func registerInterceptors(_ *webrtc.MediaEngine, ir *interceptor.Registry, receiveOnly bool) error {
+	send, err := report.NewSenderInterceptor()
+	if err != nil {
+		return fmt.Errorf("sender reports: %w", err)
+	}
+	ir.Add(send)
+	if receiveOnly {
+		return nil
+	}
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return fmt.Errorf("nack generator: %w", err)
@@ -107,11 +115,6 @@ func registerInterceptors(_ *webrtc.MediaEngine, ir *interceptor.Registry) error
 		return fmt.Errorf("receiver reports: %w", err)
 	}
 	ir.Add(recv)
-	send, err := report.NewSenderInterceptor()
-	if err != nil {
-		return fmt.Errorf("sender reports: %w", err)
-	}
-	ir.Add(send)
 	tw, err := twcc.NewSenderInterceptor()
 	if err != nil {
 		return fmt.Errorf("twcc: %w", err)

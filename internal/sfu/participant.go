@@ -49,6 +49,11 @@ type ParticipantOptions struct {
 	// ReattachGrace applies to OneShot subscribers; 0 means 5 s, negative
 	// closes the participant as soon as a subscribed track ends.
 	ReattachGrace time.Duration
+	// ReceiveOnly marks a participant that never publishes (a WHEP
+	// viewer): its connection is built without the receive-side
+	// interceptors (NACK generation, receiver reports, TWCC feedback),
+	// which saves a few goroutines and timers per viewer.
+	ReceiveOnly bool
 	// MaxQuality caps the simulcast layer the participant receives.
 	MaxQuality Quality
 	// ICEServers are used by the server's side of the connection (rarely needed).
@@ -137,7 +142,11 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	if ice == nil && r.sfu.cfg.ICEServers != nil {
 		ice = r.sfu.cfg.ICEServers()
 	}
-	pc, err := r.sfu.api.NewPeerConnection(webrtc.Configuration{
+	api := r.sfu.api
+	if opts.ReceiveOnly {
+		api = r.sfu.viewAPI
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{
 		ICEServers:   ice,
 		BundlePolicy: webrtc.BundlePolicyMaxBundle,
 	})

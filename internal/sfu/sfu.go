@@ -49,7 +49,8 @@ type Config struct {
 type SFU struct {
 	cfg     Config
 	log     *slog.Logger
-	api     *webrtc.API
+	api     *webrtc.API // publishers and mixed participants
+	viewAPI *webrtc.API // receive-only participants: fewer interceptors, fewer goroutines
 	udpConn net.PacketConn
 	udpMux  ice.UDPMux
 	tcpLn   net.Listener
@@ -120,12 +121,17 @@ func New(cfg Config) (*SFU, error) {
 		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), ln, 64)
 	}
 
-	api, err := s.buildAPI(lf)
+	api, err := s.buildAPI(lf, false)
 	if err != nil {
 		s.closeSockets()
 		return nil, err
 	}
-	s.api = api
+	viewAPI, err := s.buildAPI(lf, true)
+	if err != nil {
+		s.closeSockets()
+		return nil, err
+	}
+	s.api, s.viewAPI = api, viewAPI
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.log.Info("sfu listening", "udp", conn.LocalAddr().String(), "tcp", s.tcpAddrString(), "public_ip", cfg.PublicIP)
 	return s, nil
@@ -151,13 +157,17 @@ func (s *SFU) tcpAddrString() string {
 	return s.tcpLn.Addr().String()
 }
 
-func (s *SFU) buildAPI(lf pionLoggerFactory) (*webrtc.API, error) {
+// buildAPI makes a pion API on the shared sockets. A receive-only API
+// (viewers) only sends: it needs sender reports but no NACK generator,
+// receiver reports or TWCC feedback, which would each cost a goroutine and
+// a timer per viewer.
+func (s *SFU) buildAPI(lf pionLoggerFactory, receiveOnly bool) (*webrtc.API, error) {
 	me := &webrtc.MediaEngine{}
 	if err := registerCodecs(me); err != nil {
 		return nil, fmt.Errorf("sfu: media engine: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	if err := registerInterceptors(me, ir); err != nil {
+	if err := registerInterceptors(me, ir, receiveOnly); err != nil {
 		return nil, fmt.Errorf("sfu: interceptors: %w", err)
 	}
 

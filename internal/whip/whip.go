@@ -380,6 +380,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	opts := sfu.ParticipantOptions{ID: kindName(publish) + "-" + sess.id, OneShot: true}
 	if !publish {
 		opts.AutoSubscribe = true
+		opts.ReceiveOnly = true
 		opts.ReattachGrace = h.cfg.ReattachGrace
 	}
 	part, err := h.cfg.SFU.Join(stream, opts)

@@ -61,6 +61,9 @@ type Options struct {
 	// ProfileURL (the server's /debug/pprof/profile) for a separate server.
 	CPUProfile io.Writer
 	ProfileURL string
+	// HeapProfile, if set, receives the server's heap profile at the end of
+	// the window (in-process, or from ProfileURL's /debug/pprof/heap).
+	HeapProfile io.Writer
 	Logger     *slog.Logger
 }
 
@@ -238,6 +241,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 
+	if o.HeapProfile != nil {
+		if err := heapProfile(ctx, o, hc); err != nil {
+			o.Logger.Warn("heap profile", "err", err)
+		}
+	}
 	res.Window = window
 	res.PublisherPackets = pub.sent.Load() - pub0
 	var lats, joins []float64
@@ -318,6 +326,25 @@ func startProfile(ctx context.Context, o Options, hc *http.Client) chan error {
 		done <- err
 	}()
 	return done
+}
+
+func heapProfile(ctx context.Context, o Options, hc *http.Client) error {
+	if o.ProfileURL == "" {
+		runtime.GC()
+		return pprof.Lookup("heap").WriteTo(o.HeapProfile, 0)
+	}
+	url := strings.TrimSuffix(o.ProfileURL, "/profile") + "/heap?gc=1"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(o.HeapProfile, resp.Body)
+	return err
 }
 
 func pct(sorted []float64, p float64) float64 {

@@ -25,7 +25,7 @@ type Server struct {
 }
 
 // StartServer serves WHIP/WHEP on addr (a loopback address) with ICE on a
-// free loopback UDP port. withPprof also mounts /debug/pprof/profile.
+// free loopback UDP port. withPprof also mounts /debug/pprof/.
 func StartServer(ctx context.Context, addr string, log *slog.Logger, withPprof bool) (*Server, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -48,6 +48,7 @@ func StartServer(ctx context.Context, addr string, log *slog.Logger, withPprof b
 	mux.Handle("/whep/", wh)
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/", pprof.Index) // heap, goroutine, ...
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {

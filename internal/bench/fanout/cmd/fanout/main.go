@@ -35,6 +35,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve := fs.String("serve", "", "only serve SFU+WHIP on this loopback address and print its URL")
 	child := fs.Bool("child", false, "start the server as a child process (so its CPU and RSS are measured alone)")
 	profile := fs.String("cpuprofile", "", "write the server's CPU profile of the measurement window here")
+	heap := fs.String("heapprofile", "", "write the server's heap profile at the end of the window here")
 	fs.StringVar(&o.URL, "url", "", "server base URL (loopback); empty starts one")
 	fs.IntVar(&o.ServerPID, "pid", 0, "server process to sample for CPU/RSS (with -url)")
 	fs.IntVar(&o.Viewers, "viewers", 10, "WHEP viewers")
@@ -101,6 +102,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer f.Close()
 		o.CPUProfile = f
+	}
+	if *heap != "" {
+		f, err := os.Create(*heap)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer f.Close()
+		o.HeapProfile = f
 	}
 	o.Progress = stderr
 	res, err := fanout.Run(ctx, o)
