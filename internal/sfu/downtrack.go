@@ -57,7 +57,7 @@ type downTrack struct {
 	lastSeq   uint16
 	lastTS    uint32
 	lastTime  int64
-	hdr       rtp.Header // scratch header for writes (no per-packet allocation)
+	hdr       rtp.Header  // scratch header for writes (no per-packet allocation)
 	hist      []histEntry // len is a power of two
 	packets   uint64
 	bytes     uint64

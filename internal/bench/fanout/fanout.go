@@ -64,7 +64,7 @@ type Options struct {
 	// HeapProfile, if set, receives the server's heap profile at the end of
 	// the window (in-process, or from ProfileURL's /debug/pprof/heap).
 	HeapProfile io.Writer
-	Logger     *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Result is what a run measured. Durations are in milliseconds.
