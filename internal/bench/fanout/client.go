@@ -25,50 +25,58 @@ import (
 
 type apiT = *webrtc.API
 
-// clientAPI is shared by the publisher and all viewers: VP8 + Opus, NACK
-// generation and receiver reports only (cheap enough for hundreds of
-// viewers in one process), loopback-only ICE.
-func clientAPI() (apiT, error) {
-	me := &webrtc.MediaEngine{}
-	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb},
-		PayloadType:        96,
-	}, webrtc.RTPCodecTypeVideo); err != nil {
-		return nil, fmt.Errorf("fanout: register VP8: %w", err)
+// clientAPIs builds the publisher's and the viewers' pion APIs: VP8 + Opus,
+// loopback-only ICE. The publisher answers the server's NACKs and sends
+// sender reports; viewers only generate NACKs (cheap enough for hundreds
+// of viewers in one process).
+func clientAPIs() (pub, view apiT, err error) {
+	build := func(viewer bool) (apiT, error) {
+		me := &webrtc.MediaEngine{}
+		fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb},
+			PayloadType:        96,
+		}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, fmt.Errorf("fanout: register VP8: %w", err)
+		}
+		if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+			PayloadType:        111,
+		}, webrtc.RTPCodecTypeAudio); err != nil {
+			return nil, fmt.Errorf("fanout: register Opus: %w", err)
+		}
+		ir := &interceptor.Registry{}
+		if viewer {
+			gen, err := nack.NewGeneratorInterceptor()
+			if err != nil {
+				return nil, fmt.Errorf("fanout: nack: %w", err)
+			}
+			ir.Add(gen)
+		} else {
+			resp, err := nack.NewResponderInterceptor()
+			if err != nil {
+				return nil, fmt.Errorf("fanout: nack responder: %w", err)
+			}
+			ir.Add(resp)
+			sr, err := report.NewSenderInterceptor()
+			if err != nil {
+				return nil, fmt.Errorf("fanout: reports: %w", err)
+			}
+			ir.Add(sr)
+		}
+		se := webrtc.SettingEngine{}
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+		return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 	}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
-		PayloadType:        111,
-	}, webrtc.RTPCodecTypeAudio); err != nil {
-		return nil, fmt.Errorf("fanout: register Opus: %w", err)
+	if pub, err = build(false); err != nil {
+		return nil, nil, err
 	}
-	ir := &interceptor.Registry{}
-	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("fanout: nack: %w", err)
+	if view, err = build(true); err != nil {
+		return nil, nil, err
 	}
-	ir.Add(gen)
-	resp, err := nack.NewResponderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("fanout: nack responder: %w", err)
-	}
-	ir.Add(resp) // the publisher answers the server's NACKs
-	rr, err := report.NewReceiverInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("fanout: reports: %w", err)
-	}
-	ir.Add(rr)
-	sr, err := report.NewSenderInterceptor()
-	if err != nil {
-		return nil, fmt.Errorf("fanout: reports: %w", err)
-	}
-	ir.Add(sr)
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
+	return pub, view, nil
 }
 
 // readIVF loads all frames of an IVF file.

@@ -176,13 +176,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	epoch := time.Now()
-	api, err := clientAPI()
+	pubAPI, viewAPI, err := clientAPIs()
 	if err != nil {
 		return res, err
 	}
 	hc := &http.Client{Timeout: 20 * time.Second}
 
-	pub, err := startPublisher(ctx, api, hc, o.URL, o.Stream, frames, epoch)
+	pub, err := startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch)
 	if err != nil {
 		return res, err
 	}
@@ -193,7 +193,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	baseRSS, _ := readRSS(o.ServerPID)
 
-	viewers, failures := joinViewers(ctx, api, hc, o, epoch, pub.rings)
+	viewers, failures := joinViewers(ctx, viewAPI, hc, o, epoch, pub.rings)
 	res.JoinFailures = failures
 	defer func() {
 		var wg sync.WaitGroup
