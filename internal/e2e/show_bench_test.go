@@ -53,6 +53,10 @@ func TestBenchShowLatency(t *testing.T) {
 	slices.Sort(sc)
 	t.Logf("tone burst → screen colour: median %.0f ms, min %.0f, max %.0f (n=%d)", med(tone), st[0], st[len(st)-1], len(st))
 	t.Logf("host flash → screen (control channel): median %.1f ms, min %.1f, max %.1f", med(ctl), sc[0], sc[len(sc)-1])
+	jb := eval[float64](scr, `(async () => { let d = 0, n = 0; const s = window.parleyShow.session;
+	  if (!s) return -1; (await s.pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'audio') { d += r.jitterBufferDelay || 0; n += r.jitterBufferEmittedCount || 0; } });
+	  return n ? 1000 * d / n : -1; })()`)
+	t.Logf("screen jitter buffer: %.0f ms on average over the session", jb)
 	if m := med(tone); m >= 250 {
 		t.Errorf("median show latency %.0f ms, goal < 250 ms", m)
 	}

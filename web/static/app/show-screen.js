@@ -108,6 +108,7 @@ async function startAudio() {
       token, iceServers: state.iceServers, onTrack: attach,
     });
     session = s;
+    window.parleyShow.session = s;
     state.audio = 'connecting';
     watch(s);
   } catch (e) {
