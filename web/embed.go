@@ -53,7 +53,8 @@ func contentType(ext string) string {
 }
 
 // Handler serves the app: "/" is the home page, "/r/<room>" (and "/r/") the
-// call page (the same HTML; the script reads the room from the URL), other
+// call page (the same HTML; the script reads the room from the URL),
+// "/b/<stream>" and "/w/<stream>" a broadcast's publisher and viewer pages, other
 // paths the embedded assets. Responses carry "Cache-Control: no-cache" and an
 // ETag, so browsers revalidate and get 304 for unchanged files.
 func Handler() http.Handler {
@@ -92,6 +93,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case p == "/" || p == "/index.html" || p == "/r" || strings.HasPrefix(p, "/r/"):
 		a = h.index
+	case strings.HasPrefix(p, "/b/") || strings.HasPrefix(p, "/w/"):
+		// Broadcasts: "/b/<stream>" publishes, "/w/<stream>" watches (the
+		// scripts read the stream name from the URL).
+		if p[1] == 'b' {
+			a = h.assets["/broadcast.html"]
+		} else {
+			a = h.assets["/watch.html"]
+		}
 	case strings.HasPrefix(p, "/show/"):
 		// Light show pages: "/show/<name>" is the host, "/show/<name>/screen"
 		// a screen (the scripts read the show name from the URL).

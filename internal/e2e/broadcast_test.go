@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/parley/parley/internal/config"
+)
+
+// newBroadcastEnv is a server with the SFU (and so WHIP/WHEP) on loopback.
+func newBroadcastEnv(t *testing.T) *env {
+	return newEnv(t, func(c *config.Config) {
+		c.MediaUDP = "127.0.0.1:0"
+		c.MediaTCP = "off"
+	})
+}
+
+// openPublisher loads /b/<stream> and waits until the chosen source is ready.
+func (e *env) openPublisher(name, stream, query string, opt ...func(*browserOpts)) *browser {
+	e.t.Helper()
+	b := e.launch(name, opt...)
+	b.do(30*time.Second, chromedp.Navigate(e.url+"/b/"+stream+"?"+query))
+	b.waitFor(20*time.Second, "the publisher page ready", `window.parleyBroadcast && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
+	return b
+}
+
+// openViewer loads /w/<stream>.
+func (e *env) openViewer(name, stream string, opt ...func(*browserOpts)) *browser {
+	e.t.Helper()
+	b := e.launch(name, opt...)
+	b.do(30*time.Second, chromedp.Navigate(e.url+"/w/"+stream+"?name="+name))
+	b.waitFor(15*time.Second, "the viewer page", `window.parleyWatch && document.body.dataset.state`, `document.body.innerText`)
+	return b
+}
+
+// decodedJS is how many video frames the viewer page decoded (from getStats).
+const decodedJS = `(async () => {
+  const s = parleyWatch.session; if (!s) return 0;
+  let n = 0; (await s.pc.getStats()).forEach(x => { if (x.type === 'inbound-rtp' && x.kind === 'video') n += x.framesDecoded || 0; });
+  return n; })()`
+
+// waitDecoding waits until a viewer page decodes video frames, and keeps doing so.
+func (b *browser) waitDecoding(timeout time.Duration) {
+	b.t.Helper()
+	b.waitFor(timeout, "the stream playing", `parleyWatch.state === 'live' && (await `+decodedJS+`) > 10`,
+		`(async () => { const o = [document.body.dataset.state, parleyWatch.session && parleyWatch.session.pc.connectionState];
+		  if (parleyWatch.session) (await parleyWatch.session.pc.getStats()).forEach(x => { if (x.type === 'inbound-rtp') o.push([x.kind, x.packetsReceived, x.framesDecoded, x.frameWidth, x.pliCount].join(' ')) });
+		  return o })()`)
+	n := eval[float64](b, decodedJS)
+	b.waitFor(10*time.Second, "more frames", `(await `+decodedJS+`) > `+jsonish(n))
+}
+
+func streamStatus(t *testing.T, e *env, name string) (st struct {
+	Live    bool `json:"live"`
+	Tracks  int  `json:"tracks"`
+	Viewers int  `json:"viewers"`
+}) {
+	t.Helper()
+	r, err := http.Get(e.url + "/api/streams/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	if err := json.NewDecoder(r.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// 4. A browser publishes on /b/x; two browsers on /w/x (opened before it
+// goes live) start by themselves and decode it; the publisher reads 2
+// viewers; chat works once the publisher allows it; stopping shows
+// "stream ended" on the viewers. The second viewer's browser blocks
+// autoplay: it gets a Play button, and playing after the click.
+func TestBroadcast(t *testing.T) {
+	e := newBroadcastEnv(t)
+	pub := e.openPublisher("Host", "x", "res=720&fps=15&name=Host")
+	v1 := e.openViewer("Val", "x")
+	v2 := e.openViewer("Wes", "x", func(o *browserOpts) { o.flags["autoplay-policy"] = "document-user-activation-required" })
+	for _, v := range []*browser{v1, v2} {
+		v.waitFor(5*time.Second, "the waiting message", `document.body.dataset.state === 'waiting' && document.querySelector('#overlay-title').textContent.includes('not live')`, `document.body.innerText`)
+	}
+	if eval[string](pub, `document.querySelector('#viewer-link').value`) != e.url+"/w/x" {
+		t.Errorf("viewer link %q", eval[string](pub, `document.querySelector('#viewer-link').value`))
+	}
+	if u := eval[string](pub, `document.querySelector('#whip-url').value`); u != e.url+"/whip/x" {
+		t.Errorf("WHIP URL %q", u)
+	}
+
+	pub.click("#go-live")
+	pub.waitFor(15*time.Second, "the publisher live", `document.body.dataset.state === 'live'`, `document.querySelector('#status').textContent`)
+	v1.waitDecoding(25 * time.Second)
+	v2.waitFor(25*time.Second, "the Play button (autoplay blocked)", `parleyWatch.state === 'live' && !document.querySelector('#play').hidden`, `[document.body.dataset.state, document.querySelector('#overlay').innerText]`)
+	v2.click("#play")
+	v2.waitFor(5*time.Second, "playing after the click", `document.querySelector('#play').hidden && !document.querySelector('#video').paused`)
+	v2.waitDecoding(10 * time.Second)
+	pub.waitFor(5*time.Second, "2 viewers on the publisher page", `document.querySelector('#viewers').dataset.count === '2' && document.querySelector('#viewers').textContent.includes('2 viewers')`,
+		`document.querySelector('#viewers').textContent`)
+	if st := streamStatus(t, e, "x"); !st.Live || st.Viewers != 2 {
+		t.Errorf("stream status %+v", st)
+	}
+	// The publisher sends simulcast; the viewer's readout has numbers.
+	pub.waitFor(20*time.Second, "3 simulcast layers sent", `parleyBroadcast.sent.layers === 3`, `document.querySelector('#send-stats').textContent`)
+	v1.waitFor(5*time.Second, "a latency/bitrate readout", `/kbit\/s|Mbit\/s/.test(document.querySelector('#readout').textContent) && parleyWatch.stats.kbps > 0`, `document.querySelector('#readout').textContent`)
+
+	// Chat: hidden until the publisher allows it.
+	if !eval[bool](v1, `document.querySelector('#chat').hidden`) {
+		t.Error("chat shown before the publisher enabled it")
+	}
+	pub.click("#chat-enabled")
+	for _, v := range []*browser{v1, v2} {
+		v.waitFor(5*time.Second, "the chat shown", `!document.querySelector('#chat').hidden && !document.querySelector('#chat-input').disabled`)
+	}
+	v1.do(10*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "great stream"), chromedp.Click(chromedp.CSS("#chat-send")))
+	hasMsg := func(name, text string) string {
+		return `[...document.querySelectorAll('#chat-list .msg')].some(m => m.querySelector('.msg-name').textContent === ` + jsString(name) + ` && m.querySelector('.msg-text').textContent === ` + jsString(text) + `)`
+	}
+	v2.waitFor(5*time.Second, "Val's message at Wes", hasMsg("Val", "great stream"))
+	pub.waitFor(5*time.Second, "Val's message at the host", hasMsg("Val", "great stream"))
+	pub.do(10*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "thanks!"), chromedp.Click(chromedp.CSS("#chat-send")))
+	v1.waitFor(5*time.Second, "the host's message", hasMsg("Host", "thanks!")+` && document.querySelector('#chat-list .msg.host')`)
+
+	pub.click("#stop")
+	pub.waitFor(5*time.Second, "the publisher off air", `document.body.dataset.state === 'off'`)
+	for _, v := range []*browser{v1, v2} {
+		v.waitFor(10*time.Second, "“stream ended”", `document.body.dataset.state === 'ended' && !document.querySelector('#overlay').hidden && document.querySelector('#overlay-title').textContent === 'Stream ended'`,
+			`[document.body.dataset.state, document.querySelector('#overlay').innerText]`)
+	}
+	if st := streamStatus(t, e, "x"); st.Live {
+		t.Errorf("still live after stop: %+v", st)
+	}
+	// It comes back: the viewer page starts by itself again.
+	pub.click("#go-live")
+	v1.waitDecoding(25 * time.Second)
+	if s := eval[string](v1, `document.querySelector('#air').textContent`); !strings.Contains(s, "Live") {
+		t.Errorf("viewer pill %q", s)
+	}
+}

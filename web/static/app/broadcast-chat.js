@@ -1,0 +1,196 @@
+// Chat of a broadcast: the publisher and the viewers of stream S meet in the
+// signaling room "chat.S" (p2p mode, so nobody opens a peer connection) and
+// talk with `signal` to "*". The publisher says whether chat is on:
+//   {t: 'chat-state', on, publisher: true}   to everyone, and to each newcomer
+//   {t: 'chat', text}                        a message
+// Events: 'state' (detail {on, connected}), 'message' (detail {from, name,
+// text, ts, self, host}), 'members' (detail count).
+
+/** Room name of a stream's chat ('' when the name would be too long). @param {string} stream */
+export function chatRoom(stream) {
+  const r = 'chat.' + stream;
+  return r.length <= 64 ? r : '';
+}
+
+export class BroadcastChat extends EventTarget {
+  /**
+   * @param {string} stream
+   * @param {{name: string, publisher?: boolean, token?: string}} opts
+   */
+  constructor(stream, opts) {
+    super();
+    this.room = chatRoom(stream);
+    this.name = opts.name || 'Viewer';
+    this.publisher = !!opts.publisher;
+    this.token = opts.token || '';
+    /** chat allowed (the publisher's switch) */
+    this.on = false;
+    this.connected = false;
+    this.id = '';
+    this.hostId = '';
+    /** @type {Map<string, string>} member id → name */
+    this.names = new Map();
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    this.closed = false;
+    this.retry = 0;
+    this.timer = 0;
+  }
+
+  connect() {
+    if (!this.room || this.closed) return;
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${proto}//${location.host}/ws`);
+    this.ws = ws;
+    ws.onopen = () => {
+      /** @type {any} */
+      const j = { type: 'join', room: this.room, name: this.name };
+      if (this.token) j.token = this.token;
+      ws.send(JSON.stringify(j));
+    };
+    ws.onmessage = (ev) => {
+      let m;
+      try {
+        m = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      this.onMessage(m);
+    };
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.connected = false;
+      this.names.clear();
+      this.emitState();
+      if (this.closed) return;
+      this.retry = Math.min(this.retry + 1, 6);
+      this.timer = setTimeout(() => this.connect(), 500 * 2 ** this.retry);
+    };
+  }
+
+  /** @param {any} m */
+  onMessage(m) {
+    switch (m.type) {
+      case 'joined':
+        this.id = m.id;
+        this.connected = true;
+        this.retry = 0;
+        this.names.clear();
+        for (const p of m.peers || []) this.names.set(p.id, p.name || 'Viewer');
+        if (this.publisher) this.sendTo('*', { t: 'chat-state', on: this.on, publisher: true });
+        this.emitState();
+        this.emitMembers();
+        break;
+      case 'peer-joined':
+        this.names.set(m.id, m.name || 'Viewer');
+        if (this.publisher) this.sendTo(m.id, { t: 'chat-state', on: this.on, publisher: true });
+        this.emitMembers();
+        break;
+      case 'peer-left':
+        this.names.delete(m.id);
+        if (m.id === this.hostId && !this.publisher) {
+          this.hostId = '';
+          this.on = false;
+          this.emitState();
+        }
+        this.emitMembers();
+        break;
+      case 'signal': {
+        const d = m.data || {};
+        if (d.t === 'chat-state' && d.publisher && !this.publisher) {
+          this.hostId = m.from;
+          this.on = !!d.on;
+          this.emitState();
+        } else if (d.t === 'chat' && typeof d.text === 'string' && (this.on || this.publisher)) {
+          const name = this.names.get(m.from) || 'Viewer';
+          this.emit('message', { from: m.from, name, text: d.text.slice(0, 2000), ts: Date.now(), self: false, host: m.from === this.hostId });
+        }
+        break;
+      }
+      case 'error':
+        if (m.code === 'unauthorized' || m.code === 'forbidden' || m.code === 'full') this.emit('error', { code: m.code, message: m.message || m.code });
+        break;
+    }
+  }
+
+  /** @param {string} to @param {any} data */
+  sendTo(to, data) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.connected) this.ws.send(JSON.stringify({ type: 'signal', to, data }));
+  }
+
+  /** Publisher only: allows or stops viewer chat. @param {boolean} on */
+  setEnabled(on) {
+    this.on = on;
+    this.sendTo('*', { t: 'chat-state', on, publisher: true });
+    this.emitState();
+  }
+
+  /** @param {string} text */
+  send(text) {
+    text = text.trim().slice(0, 2000);
+    if (!text || !this.connected || !(this.on || this.publisher)) return false;
+    this.sendTo('*', { t: 'chat', text });
+    this.emit('message', { from: this.id, name: this.name, text, ts: Date.now(), self: true, host: this.publisher });
+    return true;
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      try {
+        ws.send(JSON.stringify({ type: 'leave' }));
+      } catch {
+        /* closing anyway */
+      }
+      ws.close();
+    }
+  }
+
+  emitState() {
+    this.emit('state', { on: this.on, connected: this.connected });
+  }
+
+  emitMembers() {
+    this.emit('members', this.names.size + 1);
+  }
+
+  /** @param {string} type @param {any} detail */
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** A chat list + form bound to a BroadcastChat. @param {BroadcastChat} chat @param {(tag: string, attrs?: any, ...c: any[]) => HTMLElement} h */
+export function chatBox(chat, h) {
+  const list = h('ol', { id: 'chat-list', class: 'chat-list', 'aria-live': 'polite' });
+  const empty = h('p', { class: 'empty', text: 'No messages yet.' });
+  const input = /** @type {HTMLInputElement} */ (h('input', { id: 'chat-input', maxlength: 2000, autocomplete: 'off', placeholder: 'Say something', 'aria-label': 'Message' }));
+  const send = h('button', { type: 'submit', class: 'btn primary', id: 'chat-send', text: 'Send' });
+  const form = h('form', { class: 'chat-form', onsubmit: (e) => {
+    e.preventDefault();
+    if (chat.send(input.value)) input.value = '';
+  } }, input, send);
+  chat.addEventListener('message', (e) => {
+    const d = /** @type {CustomEvent} */ (e).detail;
+    empty.hidden = true;
+    const li = h('li', { class: `msg ${d.self ? 'mine' : ''} ${d.host ? 'host' : ''}`, 'data-from': d.name },
+      h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name', text: d.self ? 'You' : d.name }),
+        d.host ? h('span', { class: 'host-badge', text: 'host' }) : null,
+        h('time', { class: 'msg-time', text: new Date(d.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
+      h('div', { class: 'msg-text', text: d.text }));
+    list.append(li);
+    while (list.children.length > 300) list.firstChild.remove();
+    list.scrollTop = list.scrollHeight;
+  });
+  const sync = () => {
+    const ok = chat.connected && (chat.on || chat.publisher);
+    input.disabled = send.disabled = !ok;
+  };
+  chat.addEventListener('state', sync);
+  sync();
+  return h('div', { class: 'bc-chat-box' }, empty, list, form);
+}

@@ -1,0 +1,278 @@
+// Viewer page (/w/<stream>): plays a broadcast over WHEP, whatever publishes
+// it (the /b/ page, OBS, GStreamer, parley bench). Waits while the stream is
+// not live and starts by itself when it goes live; says "stream ended" when
+// it stops (and starts again if it comes back).
+import { h, $, icons, store } from './ui.js';
+import { playMedia } from './whip.js';
+import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
+
+const stream = decodeURIComponent(location.pathname.replace(/^\/w\/?/, '').replace(/\/+$/, ''));
+const q = new URLSearchParams(location.search);
+
+const ICON = {
+  vol: '<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M4 9h4l5-4v14l-5-4H4z"/><path d="M16 9a4 4 0 0 1 0 6M19 6a8 8 0 0 1 0 12"/></svg>',
+  muted: '<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M4 9h4l5-4v14l-5-4H4z"/><path d="M17 9l5 6M22 9l-5 6"/></svg>',
+  full: '<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5"/></svg>',
+};
+
+const app = {
+  stream,
+  token: q.get('token') || sessionStorage.getItem('parley.token.w.' + stream) || '',
+  /** 'waiting' | 'connecting' | 'live' | 'ended' | 'error' */
+  state: 'waiting',
+  /** @type {any} whip.js Session */
+  session: null,
+  /** @type {MediaStream|null} */
+  media: null,
+  wasLive: false,
+  needsClick: false,
+  stats: { bytes: 0, at: 0, kbps: 0, latencyMs: 0, rttMs: 0, jitterMs: 0, width: 0, height: 0, fps: 0, framesDecoded: 0 },
+  /** @type {BroadcastChat|null} */
+  chat: null,
+};
+// @ts-ignore test and debugging hook
+window.parleyWatch = app;
+
+const video = /** @type {HTMLVideoElement} */ (document.getElementById('video'));
+
+/** @param {string} s @param {string} [title] @param {string} [text] */
+function setState(s, title, text) {
+  app.state = s;
+  document.body.dataset.state = s;
+  $('#player').dataset.state = s;
+  const air = $('#air');
+  air.dataset.state = s;
+  air.textContent = { waiting: 'Not live', connecting: 'Connecting…', live: 'Live', ended: 'Stream ended', error: 'Error' }[s] || s;
+  const overlay = $('#overlay');
+  overlay.hidden = s === 'live';
+  overlay.dataset.kind = s;
+  $('#overlay-spin').hidden = s === 'ended' || s === 'error';
+  $('#overlay-title').textContent = title || '';
+  $('#overlay-text').textContent = text || '';
+  if (s !== 'live') $('#play').hidden = true;
+}
+
+function waiting() {
+  setState('waiting', 'This stream is not live yet', `It starts playing here by itself when ${app.stream} goes live.`);
+}
+
+function ended() {
+  setState('ended', 'Stream ended', 'Thanks for watching. If the stream comes back, it starts here again by itself.');
+}
+
+async function connect() {
+  if (app.session || app.state === 'connecting') return;
+  setState('connecting', 'Connecting to the stream…', '');
+  let s;
+  try {
+    s = await playMedia(`/whep/${encodeURIComponent(app.stream)}`, {
+      token: app.token,
+      onTrack: (ms) => attach(ms),
+    });
+  } catch (e) {
+    if (e.status === 404) {
+      // Not live (any more): wait for it.
+      if (app.wasLive) ended();
+      else waiting();
+    } else if (e.status === 401) {
+      setState('error', 'This stream needs an access token', 'Open the viewer link with ?token=… that the publisher gave you.');
+    } else {
+      setState('error', 'Could not connect to the stream', `${e.message}. Retrying…`);
+    }
+    return;
+  }
+  if (app.token) sessionStorage.setItem('parley.token.w.' + app.stream, app.token);
+  app.session = s;
+  s.pc.addEventListener('connectionstatechange', () => {
+    if (app.session !== s) return;
+    const st = s.pc.connectionState;
+    if (st === 'connected') live();
+    else if (st === 'failed' || st === 'closed') stopSession(true);
+  });
+}
+
+/** @param {MediaStream} ms */
+function attach(ms) {
+  app.media = ms;
+  if (video.srcObject !== ms) video.srcObject = ms;
+  $('#audio-only').hidden = ms.getVideoTracks().length > 0;
+  if (app.session && app.session.pc.connectionState === 'connected') live();
+}
+
+function live() {
+  if (app.state === 'live') return;
+  app.wasLive = true;
+  setState('live');
+  startPlayback();
+}
+
+/** Plays with sound; if the browser blocks autoplay, a Play button does it. */
+function startPlayback() {
+  video.muted = store.get('watch.muted') === '1';
+  video.volume = Number($('#volume').value);
+  video.play().then(() => {
+    app.needsClick = false;
+    $('#play').hidden = true;
+  }, () => {
+    app.needsClick = true;
+    $('#play').hidden = false;
+  });
+  updateMute();
+}
+
+/** @param {boolean} [checkLive] */
+function stopSession(checkLive) {
+  const s = app.session;
+  app.session = null;
+  if (s) s.close();
+  video.srcObject = null;
+  app.media = null;
+  app.stats.at = 0;
+  if (checkLive) pollStatus();
+}
+
+async function pollStatus() {
+  let j;
+  try {
+    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store' });
+    if (!r.ok) return;
+    j = await r.json();
+  } catch {
+    return;
+  }
+  if (j.live) {
+    if (!app.session && app.state !== 'connecting') connect();
+  } else if (app.session || app.state === 'live') {
+    stopSession();
+    ended();
+  } else if (app.state === 'error') {
+    if (app.wasLive) ended();
+    else waiting();
+  }
+}
+
+async function readStats() {
+  const s = app.session;
+  const out = $('#readout');
+  if (!s || app.state !== 'live') {
+    out.textContent = '';
+    return;
+  }
+  const r = await s.pc.getStats();
+  const st = app.stats;
+  let bytes = 0, jb = 0, jbn = 0;
+  r.forEach((x) => {
+    if (x.type === 'inbound-rtp') {
+      bytes += x.bytesReceived || 0;
+      if (x.kind === 'video') {
+        st.width = x.frameWidth || 0;
+        st.height = x.frameHeight || 0;
+        st.fps = x.framesPerSecond || 0;
+        st.framesDecoded = x.framesDecoded || 0;
+        jb = x.jitterBufferDelay || 0;
+        jbn = x.jitterBufferEmittedCount || 0;
+      }
+    }
+    if (x.type === 'candidate-pair' && x.nominated && x.state === 'succeeded' && x.currentRoundTripTime != null) st.rttMs = x.currentRoundTripTime * 1000;
+  });
+  const now = performance.now();
+  if (st.at) st.kbps = Math.max(0, ((bytes - st.bytes) * 8) / (now - st.at));
+  if (st.prevJb != null && jbn > st.prevJbn) st.jitterMs = ((jb - st.prevJb) / (jbn - st.prevJbn)) * 1000;
+  st.prevJb = jb;
+  st.prevJbn = jbn;
+  st.bytes = bytes;
+  st.at = now;
+  // Network (half the round trip) + jitter buffer: what this end adds to the publisher's own delay.
+  st.latencyMs = Math.round(st.rttMs / 2 + st.jitterMs);
+  const rate = st.kbps >= 1000 ? `${(st.kbps / 1000).toFixed(1)} Mbit/s` : `${Math.round(st.kbps)} kbit/s`;
+  out.textContent = `${st.width ? `${st.width}×${st.height} · ` : ''}${rate} · ~${st.latencyMs} ms`;
+  out.title = `Round trip ${Math.round(st.rttMs)} ms, jitter buffer ${Math.round(st.jitterMs)} ms, ${Math.round(st.fps)} fps`;
+}
+
+function updateMute() {
+  const m = video.muted || video.volume === 0;
+  const b = $('#mute');
+  b.innerHTML = m ? ICON.muted : ICON.vol;
+  b.setAttribute('aria-pressed', String(video.muted));
+  b.setAttribute('aria-label', video.muted ? 'Unmute' : 'Mute');
+  b.title = video.muted ? 'Unmute' : 'Mute';
+}
+
+function main() {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(app.stream)) {
+    setState('error', 'That is not a stream name', 'Stream names are 1–64 letters, digits, dots, dashes or underscores.');
+    return;
+  }
+  document.title = `${app.stream} · Parley`;
+  $('#stream-name').textContent = app.stream;
+  const vol = /** @type {HTMLInputElement} */ ($('#volume'));
+  vol.value = store.get('watch.volume', '1');
+  $('#mute').addEventListener('click', () => {
+    video.muted = !video.muted;
+    if (!video.muted && video.volume === 0) video.volume = vol.valueAsNumber = 0.5;
+    store.set('watch.muted', video.muted ? '1' : '0');
+    if (video.paused && app.media) startPlayback();
+    updateMute();
+  });
+  vol.addEventListener('input', () => {
+    video.volume = vol.valueAsNumber;
+    if (video.volume > 0 && video.muted) video.muted = false;
+    store.set('watch.volume', vol.value);
+    updateMute();
+  });
+  const fs = $('#fullscreen');
+  fs.innerHTML = ICON.full;
+  fs.title = 'Fullscreen';
+  fs.addEventListener('click', () => {
+    const p = $('#player');
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+    else if (p.requestFullscreen) p.requestFullscreen().catch(() => {});
+  });
+  video.addEventListener('dblclick', () => fs.click());
+  $('#play').addEventListener('click', () => {
+    video.play().then(() => {
+      app.needsClick = false;
+      $('#play').hidden = true;
+    }, () => {});
+  });
+  updateMute();
+  waiting();
+
+  // Chat, when the publisher allows it.
+  if (chatRoom(app.stream) && q.get('chat') !== '0') {
+    const name = q.get('name') || store.get('name') || `Viewer ${Math.floor(Math.random() * 900 + 100)}`;
+    const chat = new BroadcastChat(app.stream, { name, token: app.token });
+    app.chat = chat;
+    const nameInput = /** @type {HTMLInputElement} */ ($('#chat-name'));
+    nameInput.value = name;
+    nameInput.addEventListener('change', () => {
+      const n = nameInput.value.trim().slice(0, 64);
+      if (!n || n === chat.name) return;
+      chat.name = n;
+      store.set('name', n);
+      if (chat.ws) chat.ws.close(); // rejoins under the new name
+    });
+    $('#chat-slot').replaceChildren(chatBox(chat, h));
+    chat.addEventListener('state', () => {
+      $('#chat').hidden = !chat.on;
+      document.body.classList.toggle('with-chat', chat.on);
+    });
+    chat.addEventListener('members', (e) => {
+      const n = /** @type {CustomEvent} */ (e).detail;
+      const c = $('#chat-members');
+      c.replaceChildren(h('span', { class: 'ico', html: icons.users }), String(n));
+      c.title = `${n} in the chat`;
+    });
+    chat.connect();
+  }
+
+  pollStatus();
+  setInterval(pollStatus, 1000);
+  setInterval(() => readStats().catch(() => {}), 1000);
+  window.addEventListener('pagehide', () => {
+    if (app.session) app.session.close();
+    if (app.chat) app.chat.close();
+  });
+}
+
+main();
