@@ -246,3 +246,44 @@ func TestShowReconnectsAfterServerRestart(t *testing.T) {
 	t.Logf("screen lit again %v after the host was back", d.Round(time.Millisecond))
 	host.waitFor(5*time.Second, "the host's tile again", `document.querySelectorAll('.show-tile[data-online="true"]').length === 1`)
 }
+
+// The host's transport: pause darkens the lit screen, play lights it
+// again, volume 0 darkens it, seeking keeps playing; then the microphone
+// (Chromium's fake device) as the source reaches the screen.
+func TestShowTransportAndMicrophone(t *testing.T) {
+	e := newShowEnv(t)
+	wav := filepath.Join(t.TempDir(), "tone.wav")
+	writeToneWAV(t, wav, 1000, 30, 0.5)
+	host := e.openShowHost("Host", "transport")
+	scr := e.openScreen("Screen", "transport", "Solo")
+	host.playFile(wav, false)
+	scr.waitFor(20*time.Second, "the screen lit", blueJS, screenRGB)
+
+	host.click("#play") // pause
+	host.waitFor(2*time.Second, "paused", `!parleyHost.state.playing && document.querySelector('#play').textContent === 'Play'`)
+	scr.waitFor(5*time.Second, "the screen dark red after pause", redJS, screenRGB)
+	host.click("#play")
+	scr.waitFor(5*time.Second, "the screen lit after play", blueJS, screenRGB)
+
+	setRange := func(sel string, v float64) {
+		eval[bool](host, fmt.Sprintf(`(() => { const r = document.querySelector(%q); r.value = %v; r.dispatchEvent(new Event('input', {bubbles: true})); return true })()`, sel, v))
+	}
+	setRange("#volume", 0)
+	scr.waitFor(5*time.Second, "the screen red at volume 0", redJS, screenRGB)
+	setRange("#volume", 1)
+	scr.waitFor(5*time.Second, "the screen lit at volume 1", blueJS, screenRGB)
+	setRange("#seek", 20)
+	host.waitFor(3*time.Second, "the position after seeking", `+document.querySelector('#seek').value >= 20 && parleyHost.state.playing`, `document.querySelector('#seek').value`)
+	scr.stays(time.Second, "the screen to stay lit after seeking", blueJS)
+	// The file ends by itself (no loop): the screen goes dark.
+	scr.waitFor(15*time.Second, "the screen red after the file ended", redJS, screenRGB)
+	host.waitFor(3*time.Second, "the host stopped", `!parleyHost.state.playing`)
+
+	// The microphone as the source.
+	eval[bool](scr, `(() => { parleyShow.state.peak = 0; return true })()`)
+	host.click("#btn-mic")
+	host.waitFor(5*time.Second, "the microphone on", `parleyHost.state.mic`, `parleyHost.state.errors`)
+	scr.waitFor(10*time.Second, "the microphone's sound on the screen", `parleyShow.state.peak > 100`, `parleyShow.state.peak`)
+	host.click("#btn-mic")
+	host.waitFor(3*time.Second, "the microphone off", `!parleyHost.state.mic`)
+}

@@ -21,7 +21,7 @@ const state = {
   show: name, id: '', key: sessionStorage.getItem(KEY_NAME + name) || '', label: params.get('label') || '',
   band: null, index: 0, count: 1, mode: { palette: 'redblue', color: '#ffffff', gain: 1 }, text: '',
   level: 0, raw: 0, color: [255, 0, 0], ws: 'connecting', audio: 'waiting', stream: '', iceServers: [],
-  onsets: [], flashes: 0, texts: 0, sound: false, epoch: '',
+  onsets: [], flashes: 0, texts: 0, sound: false, epoch: '', peak: 0,
 };
 // For tests and the curious: window.parleyShow.state.
 window.parleyShow = { state };
@@ -196,6 +196,7 @@ function frame(now) {
   const raw = bandLevel();
   state.raw = raw;
   state.level = raw >= state.level ? raw : Math.max(raw, state.level - RELEASE_PER_S * dt);
+  if (state.level > state.peak) state.peak = state.level;
   // Beats: the level jumps well above its recent average.
   avg += (raw - avg) * Math.min(1, dt * 3);
   if (raw > avg + 35 && raw > 70 && now - lastBeat > 180) { beat = 1; lastBeat = now; }
