@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/parley/parley/internal/bench/fanout"
 	"github.com/parley/parley/internal/config"
 )
 
@@ -140,4 +143,60 @@ func TestBroadcast(t *testing.T) {
 	if s := eval[string](v1, `document.querySelector('#air').textContent`); !strings.Contains(s, "Live") {
 		t.Errorf("viewer pill %q", s)
 	}
+}
+
+// plainWHIPJS publishes the fake camera and microphone with nothing but
+// RTCPeerConnection and fetch, as any WHIP tool would (no Parley script).
+const plainWHIPJS = `(async () => {
+  const ms = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360, frameRate: 15 } });
+  const pc = new RTCPeerConnection();
+  for (const t of ms.getTracks()) pc.addTransceiver(t, { direction: 'sendonly' });
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise(r => { if (pc.iceGatheringState === 'complete') r(); pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r(); setTimeout(r, 2000); });
+  const res = await fetch('/whip/' + STREAM, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+  if (res.status !== 201) throw new Error('WHIP ' + res.status + ' ' + await res.text());
+  window.plainLocation = res.headers.get('Location');
+  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  window.plainPC = pc;
+  return true;
+})()`
+
+// 5. Interop: a pion WHIP publisher (parley bench fanout) and a page that
+// publishes with plain WHIP are watched on /w/<stream> like the /b/ page.
+func TestBroadcastInterop(t *testing.T) {
+	e := newBroadcastEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := fanout.Run(ctx, fanout.Options{URL: e.url, Stream: "bench", Viewers: 1, Warmup: time.Second, Duration: 60 * time.Second})
+		done <- err
+	}()
+	v := e.openViewer("Val", "bench")
+	v.waitDecoding(30 * time.Second)
+	if w := eval[float64](v, `parleyWatch.stats.width || document.querySelector('#video').videoWidth`); w <= 0 {
+		t.Errorf("no picture size from the bench publisher")
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Logf("bench fanout: %v", err)
+	}
+	v.waitFor(15*time.Second, "“stream ended” after the bench publisher left", `document.body.dataset.state === 'ended'`, `document.body.dataset.state`)
+
+	// A page publishing with plain WHIP (no parley.js); the viewer opened
+	// first and starts by itself.
+	p := e.launch("Plain")
+	p.do(20*time.Second, chromedp.Navigate(e.url+"/healthz"))
+	v2 := e.openViewer("Wes", "plain")
+	v2.waitFor(5*time.Second, "waiting", `document.body.dataset.state === 'waiting'`)
+	if !eval[bool](p, strings.ReplaceAll(plainWHIPJS, "STREAM", jsString("plain"))) {
+		t.Fatal("plain WHIP publish failed")
+	}
+	v2.waitDecoding(30 * time.Second)
+	if st := streamStatus(t, e, "plain"); !st.Live || st.Viewers != 1 || st.Tracks != 2 {
+		t.Errorf("stream status %+v", st)
+	}
+	// Ending the WHIP session the standard way (DELETE) ends the stream.
+	eval[bool](p, `fetch(plainLocation, { method: 'DELETE' }).then(r => r.ok)`)
+	v2.waitFor(10*time.Second, "“stream ended”", `document.body.dataset.state === 'ended'`, `document.body.dataset.state`)
 }
