@@ -49,6 +49,10 @@ type Options struct {
 	// ServerPID is the process sampled for server CPU and RSS; 0 means this
 	// process when the server is in-process (and no sampling otherwise).
 	ServerPID int
+	// External means someone else publishes the stream (a browser on
+	// /b/<stream>, OBS): only viewers are started, and forwarding latency
+	// is not measured.
+	External bool
 	// Video is an IVF file of VP8 frames; nil uses the embedded 10 s,
 	// 1 Mbit/s, 30 fps clip (keyframe every 2 s), looped.
 	Video []byte
@@ -182,14 +186,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	hc := &http.Client{Timeout: 20 * time.Second}
 
-	pub, err := startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch)
-	if err != nil {
-		return res, err
-	}
-	defer pub.close(hc)
-	progress(o.Progress, "publisher up; waiting for the stream to go live")
-	if err := sleepCtx(ctx, time.Second); err != nil {
-		return res, err
+	pub := &publisher{} // External: no publisher of ours, no latency stamps
+	if !o.External {
+		pub, err = startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch)
+		if err != nil {
+			return res, err
+		}
+		defer pub.close(hc)
+		progress(o.Progress, "publisher up; waiting for the stream to go live")
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			return res, err
+		}
 	}
 	baseRSS, _ := readRSS(o.ServerPID)
 
