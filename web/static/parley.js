@@ -755,7 +755,16 @@ export class Peer extends EventTarget {
    * @returns {Promise<PeerStats>}
    */
   async sample() {
-    const report = await this.pc.getStats();
+    return this.summarize(await this.pc.getStats(), () => true);
+  }
+
+  /**
+   * Turns a stats report into rates since the previous call; mine(stat)
+   * says whether an inbound stream belongs to this member.
+   * @param {RTCStatsReport} report @param {(s: any) => boolean} mine
+   * @returns {PeerStats}
+   */
+  summarize(report, mine) {
     const now = performance.now();
     const prev = this.prevStats;
     /** @type {PeerStats} */
@@ -776,6 +785,7 @@ export class Peer extends EventTarget {
     report.forEach((s) => {
       if (!pair && s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s;
       if (s.type !== 'inbound-rtp' && s.type !== 'outbound-rtp') return;
+      if (s.type === 'inbound-rtp' && !mine(s)) return;
       const dir = s.type === 'inbound-rtp' ? 'in' : 'out';
       const bytes = dir === 'in' ? s.bytesReceived : s.bytesSent;
       const packets = dir === 'in' ? s.packetsReceived : s.packetsSent;
@@ -839,6 +849,362 @@ export function formatBytes(n) {
 }
 
 // ---------------------------------------------------------------------------
+// SFU rooms: one connection to the server, members' media and data through it
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+/**
+ * The member's single RTCPeerConnection to the server in an "sfu" room.
+ * The server offers when others' tracks come and go; we offer when ours
+ * change. We are the polite side. Data for other members goes through the
+ * server-relayed channel "parley".
+ */
+export class SfuLink {
+  /** @param {Client} client */
+  constructor(client) {
+    this.client = client;
+    this.relay = client.opts.iceTransportPolicy === 'relay';
+    /** @type {Map<string, string>} stream or track id → publisher member id */
+    this.owner = new Map();
+    /** @type {{track: MediaStreamTrack, stream: string}[]} tracks whose publisher is not known yet */
+    this.pending = [];
+    this.queue = Promise.resolve();
+    this.makingOffer = false;
+    this.collisions = 0;
+    this.generation = 0; // counts remote offers, to drop offers made stale by one
+    this.reoffer = false;
+    this.stuck = false;
+    this.closed = false;
+    this.build();
+  }
+
+  build() {
+    const c = this.client;
+    const pc = new RTCPeerConnection({ iceServers: c.iceServers, iceTransportPolicy: this.relay ? 'relay' : 'all', bundlePolicy: 'max-bundle' });
+    this.pc = pc;
+    const s = c.localStream;
+    const streams = s ? [s] : [];
+    this.audioTx = pc.addTransceiver((s && s.getAudioTracks()[0]) || 'audio', { direction: 'sendonly', streams });
+    this.videoTx = pc.addTransceiver((s && s.getVideoTracks()[0]) || 'video', { direction: 'sendonly', streams });
+    const dc = pc.createDataChannel('parley', { negotiated: true, id: 0, ordered: true });
+    dc.binaryType = 'arraybuffer';
+    dc.bufferedAmountLowThreshold = BUFFER_LOW;
+    dc.onmessage = (ev) => this.onData(ev.data);
+    dc.onopen = () => {
+      for (const p of c.peers.values()) {
+        p.sendControl({ t: 'hello', name: c.name, ...c.mediaState });
+        emit(p, 'state', p);
+      }
+    };
+    this.dc = dc;
+    pc.onnegotiationneeded = () => this.offer();
+    pc.onicecandidate = ({ candidate }) => {
+      if (candidate) this.send({ candidate: candidate.toJSON() });
+    };
+    pc.ontrack = ({ track, streams: ss }) => this.place(track, ss[0] ? ss[0].id : '');
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') {
+        this.stuck = false;
+        this.applyBitrate();
+      }
+      if (pc.connectionState === 'failed' && !this.restarted) {
+        this.restarted = true;
+        pc.restartIce();
+      }
+      this.touchPeers();
+    };
+    pc.onsignalingstatechange = () => {
+      if (pc.signalingState !== 'stable') return;
+      this.applyBitrate();
+      if (this.reoffer) {
+        this.reoffer = false;
+        this.offer();
+      }
+    };
+    this.stuckTimer = setTimeout(() => {
+      if (this.closed || pc.connectionState === 'connected') return;
+      this.stuck = true;
+      this.touchPeers();
+    }, c.opts.connectTimeout || 12000);
+  }
+
+  touchPeers() {
+    for (const p of this.client.peers.values()) emit(p, 'state', p);
+  }
+
+  get connectionState() {
+    const st = this.pc.connectionState;
+    return this.stuck && st !== 'connected' && st !== 'closed' ? 'failed' : st;
+  }
+
+  /** @param {object} data */
+  send(data) {
+    if (this.client.sig) this.client.sig.send({ type: 'media', data });
+  }
+
+  async offer() {
+    if (this.closed) return;
+    try {
+      this.makingOffer = true;
+      const pc = this.pc;
+      const gen = this.generation;
+      const o = await pc.createOffer();
+      if (pc.signalingState !== 'stable' || gen !== this.generation) {
+        this.reoffer = true; // the server's offer came in between; offer again when stable
+        return;
+      }
+      await pc.setLocalDescription({ type: 'offer', sdp: uniqueExtmapIds(o.sdp) });
+      this.send({ sdp: pc.localDescription });
+    } catch (e) {
+      this.client.log('sfu offer', e);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  /** Handles a "media" message from the server (serialized). @param {any} d */
+  onMedia(d) {
+    this.queue = this.queue.then(() => this.handle(d)).catch((e) => this.client.log('sfu media', e));
+  }
+
+  async handle(d) {
+    if (this.closed || !d) return;
+    const pc = this.pc;
+    if (d.sdp && d.sdp.type === 'offer') {
+      // Polite: a crossing offer of ours is rolled back and sent again later.
+      if (this.makingOffer || pc.signalingState !== 'stable') {
+        this.collisions++;
+        this.reoffer = true;
+      }
+      this.generation++;
+      const first = !pc.currentLocalDescription;
+      await pc.setRemoteDescription(d.sdp);
+      const answer = await pc.createAnswer();
+      // When the server offers first, take the DTLS server role (passive):
+      // then the server's answers to our later offers (active, its default)
+      // agree with the roles already in place.
+      if (first) answer.sdp = answer.sdp.replace(/a=setup:active/g, 'a=setup:passive');
+      await pc.setLocalDescription(answer);
+      this.send({ sdp: pc.localDescription });
+    } else if (d.sdp && d.sdp.type === 'answer') {
+      if (pc.signalingState === 'have-local-offer') await pc.setRemoteDescription(d.sdp);
+    } else if (d.candidate) {
+      await pc.addIceCandidate(d.candidate).catch((e) => this.client.log('sfu candidate', e));
+    } else if (d.error) {
+      if (d.error.code === 'glare') {
+        this.reoffer = true;
+        if (pc.signalingState === 'stable' && !this.makingOffer) {
+          this.reoffer = false;
+          this.offer();
+        }
+      } else emit(this.client, 'error', { code: d.error.code, message: d.error.message || d.error.code, fatal: false });
+    }
+  }
+
+  /** The server's list of published tracks. @param {any[]} list */
+  onTracks(list) {
+    for (const t of Array.isArray(list) ? list : []) {
+      if (t.stream_id) this.owner.set(t.stream_id, t.publisher);
+      if (t.track_id) this.owner.set(t.track_id, t.publisher);
+    }
+    this.flush();
+  }
+
+  /** Puts a received track on its publisher's stream. @param {MediaStreamTrack} track @param {string} stream */
+  place(track, stream) {
+    const who = this.owner.get(stream) || this.owner.get(track.id);
+    const p = who && this.client.peers.get(who);
+    if (!p) {
+      this.pending.push({ track, stream });
+      return;
+    }
+    const rs = p.remoteStream;
+    for (const old of rs.getTracks()) if (old.kind === track.kind && old !== track && old.readyState === 'ended') rs.removeTrack(old);
+    rs.addTrack(track);
+    track.addEventListener('ended', () => rs.removeTrack(track));
+    emit(p, 'track', { peer: p, track, stream: rs });
+  }
+
+  flush() {
+    const pending = this.pending;
+    this.pending = [];
+    for (const x of pending) if (x.track.readyState !== 'ended') this.place(x.track, x.stream);
+  }
+
+  /** @param {string|ArrayBuffer} data */
+  onData(data) {
+    if (typeof data === 'string') {
+      let o;
+      try {
+        o = JSON.parse(data);
+      } catch {
+        return;
+      }
+      const p = o && this.client.peers.get(o.from);
+      if (p) p.onChannelMessage(o.ch === 'chat' || o.ch === 'file' ? o.ch : 'control', data);
+      return;
+    }
+    if (data.byteLength < 16) return;
+    const p = this.client.peers.get(textDecoder.decode(new Uint8Array(data, 0, 16)));
+    if (p) p.onFileMessage(data.slice(16));
+  }
+
+  /** A channel-like object that reaches one member through the relay. @param {Peer} peer @param {string} label */
+  channelTo(peer, label) {
+    const link = this;
+    return {
+      label,
+      get readyState() {
+        return link.dc.readyState;
+      },
+      get bufferedAmount() {
+        return link.dc.bufferedAmount;
+      },
+      bufferedAmountLowThreshold: BUFFER_LOW,
+      /** @param {string|Uint8Array} data */
+      send(data) {
+        if (typeof data === 'string') {
+          const o = JSON.parse(data);
+          o.ch = label;
+          o.to = peer.id;
+          link.dc.send(JSON.stringify(o));
+          return;
+        }
+        const m = new Uint8Array(16 + data.byteLength);
+        m.set(textEncoder.encode(peer.id.padEnd(16, '*').slice(0, 16)));
+        m.set(data, 16);
+        link.dc.send(m);
+      },
+      addEventListener: (t, f) => link.dc.addEventListener(t, f),
+      removeEventListener: (t, f) => link.dc.removeEventListener(t, f),
+    };
+  }
+
+  /** @param {'audio'|'video'} kind @param {MediaStreamTrack|null} track */
+  async replaceTrack(kind, track) {
+    const tx = kind === 'audio' ? this.audioTx : this.videoTx;
+    if (tx) await tx.sender.replaceTrack(track);
+  }
+
+  async applyBitrate() {
+    const tx = this.videoTx;
+    if (!tx || this.pc.signalingState !== 'stable') return;
+    try {
+      const p = tx.sender.getParameters();
+      if (!p.encodings || !p.encodings.length) return;
+      const want = this.client.maxBitrate || 0;
+      if ((p.encodings[0].maxBitrate || 0) === want) return;
+      if (want) p.encodings[0].maxBitrate = want;
+      else delete p.encodings[0].maxBitrate;
+      await tx.sender.setParameters(p);
+    } catch (e) {
+      this.client.log('setParameters', e);
+    }
+  }
+
+  /** Switches to relay-only ICE with an ICE restart (the server keeps our session). */
+  retryRelay() {
+    this.relay = true;
+    this.stuck = false;
+    this.restarted = false;
+    const cfg = this.pc.getConfiguration();
+    this.pc.setConfiguration({ ...cfg, iceTransportPolicy: 'relay' });
+    this.pc.restartIce();
+    for (const p of this.client.peers.values()) p.relay = true;
+    this.touchPeers();
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.stuckTimer);
+    this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
+    this.pc.onconnectionstatechange = this.pc.onsignalingstatechange = null;
+    this.dc.onmessage = this.dc.onopen = null;
+    this.pc.close();
+  }
+}
+
+/**
+ * Chromium may give a header extension id that the server's m-sections
+ * already use for another extension to the m-sections it adds after the
+ * server offered first; in a BUNDLE group that is rejected. Keep the first
+ * meaning of each id and drop the clashing lines (those extensions are then
+ * simply not used).
+ * @param {string} sdp
+ */
+export function uniqueExtmapIds(sdp) {
+  /** @type {Map<string, string>} */
+  const seen = new Map();
+  return sdp.split('\r\n').filter((line) => {
+    const m = /^a=extmap:(\d+)(?:\/\w+)? (\S+)/.exec(line);
+    if (!m) return true;
+    const uri = seen.get(m[1]);
+    if (uri === undefined) {
+      seen.set(m[1], m[2]);
+      return true;
+    }
+    return uri === m[2];
+  }).join('\r\n');
+}
+
+/** A member of an "sfu" room: media and data reach it through the SfuLink. */
+export class SfuPeer extends Peer {
+  /** @param {Client} client @param {MemberInfo} info */
+  constructor(client, info) {
+    super(client, info, false);
+  }
+
+  buildPC() {
+    const link = /** @type {SfuLink} */ (this.client.link);
+    this.link = link;
+    this.relay = link.relay;
+    this.remoteStream = this.remoteStream || new MediaStream();
+    this.channels = { control: link.channelTo(this, 'control'), chat: link.channelTo(this, 'chat'), file: link.channelTo(this, 'file') };
+    if (link.dc.readyState === 'open') queueMicrotask(() => this.sendControl({ t: 'hello', name: this.client.name, ...this.client.mediaState }));
+    queueMicrotask(() => link.flush());
+  }
+
+  get pc() {
+    return this.link.pc;
+  }
+
+  get connectionState() {
+    return this.link.connectionState;
+  }
+
+  get collisions() {
+    return this.link ? this.link.collisions : 0;
+  }
+
+  set collisions(v) {
+    /* counted on the link */
+  }
+
+  closePC() {
+    for (const t of this.remoteStream.getTracks()) this.remoteStream.removeTrack(t);
+  }
+
+  retryRelay() {
+    this.link.retryRelay();
+  }
+
+  async replaceTrack() {
+    /* the link sends our media once for everybody */
+  }
+
+  async applyBitrate() {
+    /* see SfuLink.applyBitrate */
+  }
+
+  async sample() {
+    const ids = new Set(this.remoteStream.getTracks().map((t) => t.id));
+    return this.summarize(await this.link.pc.getStats(), (st) => ids.has(st.trackIdentifier));
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Client
 
 /**
@@ -877,6 +1243,8 @@ export class Client extends EventTarget {
     this.mode = 'p2p';
     /** @type {Signaling|null} */
     this.sig = null;
+    /** @type {SfuLink|null} the connection to the server in "sfu" rooms */
+    this.link = null;
     this.attempt = 0;
     this.reconnectTimer = 0;
     this.wakeup = null;
@@ -967,6 +1335,8 @@ export class Client extends EventTarget {
         this.mode = m.mode || 'p2p';
         this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
         if (m.name) this.name = m.name;
+        if (this.link) this.link.close();
+        this.link = this.mode === 'sfu' ? new SfuLink(this) : null;
         this.setState('joined');
         for (const info of m.peers || []) this.addPeer(info, false);
         emit(this, 'joined', m);
@@ -988,6 +1358,15 @@ export class Client extends EventTarget {
       case 'full':
         this.fail(new ParleyError('full', `The room "${m.room || this.room}" is full.`));
         emit(this, 'full', m);
+        break;
+      case 'media':
+        if (this.link) this.link.onMedia(m.data);
+        break;
+      case 'tracks':
+        if (this.link) this.link.onTracks(m.data);
+        break;
+      case 'speaker':
+        emit(this, 'speaker', { id: m.id });
         break;
       case 'left':
         break;
@@ -1012,7 +1391,7 @@ export class Client extends EventTarget {
     if (!info || !info.id || info.id === this.id) return;
     const old = this.peers.get(info.id);
     if (old) old.close();
-    const p = new Peer(this, info, offerer);
+    const p = this.link ? new SfuPeer(this, info) : new Peer(this, info, offerer);
     this.peers.set(p.id, p);
     p.addEventListener('track', (ev) => emit(this, 'track', /** @type {CustomEvent} */ (ev).detail));
     p.addEventListener('state', () => emit(this, 'peer-state', p));
@@ -1030,6 +1409,8 @@ export class Client extends EventTarget {
 
   dropAllPeers() {
     for (const id of [...this.peers.keys()]) this.dropPeer(id, 'reconnect');
+    if (this.link) this.link.close();
+    this.link = null;
   }
 
   /** @param {ClientState} state */
@@ -1068,6 +1449,7 @@ export class Client extends EventTarget {
     const s = this.localStream;
     for (const t of kind === 'audio' ? s.getAudioTracks() : s.getVideoTracks()) if (t !== track) s.removeTrack(t);
     if (track && !s.getTracks().includes(track)) s.addTrack(track);
+    if (this.link) await this.link.replaceTrack(kind, track).catch((e) => this.log('replaceTrack', e));
     await Promise.all([...this.peers.values()].map((p) => p.replaceTrack(kind, track).catch((e) => this.log('replaceTrack', e))));
   }
 
@@ -1084,6 +1466,7 @@ export class Client extends EventTarget {
   /** Caps the outgoing video bitrate for every peer. @param {number} bps 0 = unlimited */
   async setMaxBitrate(bps) {
     this.maxBitrate = bps > 0 ? Math.round(bps) : 0;
+    if (this.link) await this.link.applyBitrate();
     await Promise.all([...this.peers.values()].map((p) => p.applyBitrate()));
   }
 

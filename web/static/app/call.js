@@ -441,6 +441,10 @@ function enterCall(app) {
     v.play().catch(() => showUnmute(t, v));
     if (app.recorder.recording) app.recorder.addAudio(peer.remoteStream);
   });
+  client.addEventListener('speaker', (e) => {
+    const id = /** @type {CustomEvent} */ (e).detail.id;
+    for (const t of grid.querySelectorAll('.tile.remote')) t.classList.toggle('speaking', t.dataset.peerId === id);
+  });
   client.addEventListener('transfer', (e) => panels.files.add(/** @type {CustomEvent} */ (e).detail));
 
   // Connection state
@@ -477,9 +481,8 @@ function enterCall(app) {
     if (!d.fatal) toast(d.message, 'error');
   });
 
-  client.join().then((j) => {
+  client.join().then(() => {
     app.metrics.joinedAt = performance.now();
-    if (j.mode && j.mode !== 'p2p') toast(`This room runs in ${j.mode} mode; this page speaks p2p only.`, 'error');
   }, (err) => {
     clearInterval(countdown);
     m.stop();
