@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"net"
 	"strconv"
 	"sync"
@@ -75,6 +76,17 @@ type counters struct {
 	nackMisses atomic.Uint64 // NACKed packets no longer in the cache
 	plis       atomic.Uint64 // keyframe requests sent to publishers
 	received   atomic.Uint64 // RTP packets read from publishers
+	// fanout[i] counts packets whose fan-out to all subscribers took
+	// [2^i, 2^(i+1)) microseconds (bucket 0 also holds < 1 µs).
+	fanout [fanoutBuckets]atomic.Uint64
+}
+
+const fanoutBuckets = 24
+
+func (c *counters) observeFanOut(ns int64) {
+	us := uint64(max(ns/1000, 1))
+	b := 63 - bits.LeadingZeros64(us)
+	c.fanout[min(b, fanoutBuckets-1)].Add(1)
 }
 
 // udpBufferSize is the requested kernel buffer of the shared UDP socket.
@@ -303,6 +315,31 @@ type Stats struct {
 	NACKAnswered uint64 `json:"nack_answered"` // retransmissions served from the packet cache
 	NACKMissed   uint64 `json:"nack_missed"`   // NACKed packets already gone from the cache
 	PLIs         uint64 `json:"plis"`          // keyframe requests sent to publishers
+	// FanOutHist[i] counts published packets whose hand-off to every
+	// subscriber (cache, rewrite, SRTP, send) took [2^i, 2^(i+1)) µs.
+	FanOutHist []uint64 `json:"fanout_hist_log2_us"`
+}
+
+// FanOutQuantile estimates the q-quantile (0..1) of the per-packet fan-out
+// time, in microseconds, from a FanOutHist (or the difference of two): the
+// upper bound of the bucket holding it.
+func FanOutQuantile(hist []uint64, q float64) float64 {
+	var total uint64
+	for _, n := range hist {
+		total += n
+	}
+	if total == 0 {
+		return 0
+	}
+	want := uint64(q * float64(total))
+	var acc uint64
+	for i, n := range hist {
+		acc += n
+		if acc > want || acc == total {
+			return float64(uint64(1) << (i + 1))
+		}
+	}
+	return float64(uint64(1) << len(hist))
 }
 
 // Stats returns a snapshot of rooms, participants, tracks and counters.
@@ -315,6 +352,10 @@ func (s *SFU) Stats() Stats {
 		NACKAnswered: s.counters.nacks.Load(),
 		NACKMissed:   s.counters.nackMisses.Load(),
 		PLIs:         s.counters.plis.Load(),
+		FanOutHist:   make([]uint64, fanoutBuckets),
+	}
+	for i := range st.FanOutHist {
+		st.FanOutHist[i] = s.counters.fanout[i].Load()
 	}
 	s.mu.Lock()
 	rooms := make([]*Room, 0, len(s.rooms))

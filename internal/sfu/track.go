@@ -167,6 +167,7 @@ func (l *layer) ingest(s *slot, now int64) {
 	}
 	l.measure(s, now)
 	l.fanOut(s, now)
+	u.room.sfu.counters.observeFanOut(u.now() - now)
 }
 
 // fanOut hands one cached packet to every subscriber. It must not allocate.

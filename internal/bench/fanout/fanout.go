@@ -14,6 +14,7 @@ package fanout
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/parley/parley/internal/sfu"
 )
 
 //go:embed testdata/video.ivf
@@ -65,6 +68,9 @@ type Options struct {
 	// ProfileURL (the server's /debug/pprof/profile) for a separate server.
 	CPUProfile io.Writer
 	ProfileURL string
+	// StatsURL is a separate server's /debug/sfu/stats, for the server-side
+	// fan-out time; in-process servers are asked directly.
+	StatsURL string
 	// HeapProfile, if set, receives the server's heap profile at the end of
 	// the window (in-process, or from ProfileURL's /debug/pprof/heap).
 	HeapProfile io.Writer
@@ -107,6 +113,12 @@ type Result struct {
 	ToolCores float64 `json:"tool_cores"`
 
 	PublisherPackets int64 `json:"publisher_packets"` // sent in the window
+
+	// Server-side time from reading a published packet to having written it
+	// to every viewer (log2 buckets: upper bounds), and NACKs it answered.
+	ServerFanOutP50 float64 `json:"server_fanout_p50_ms,omitempty"`
+	ServerFanOutP99 float64 `json:"server_fanout_p99_ms,omitempty"`
+	ServerNACKs     uint64  `json:"server_nacks_answered,omitempty"`
 }
 
 // Table renders the result for people.
@@ -125,6 +137,9 @@ func (r Result) Table() string {
 	w("POST to first video packet", "p50 %.0f ms  p95 %.0f ms  max %.0f ms", r.FirstPacketP50, r.FirstPacketP95, r.FirstPacketMax)
 	w("server CPU", "%.2f cores = %.5f cores/viewer", r.ServerCores, r.CoresPerViewer)
 	w("server RSS", "%.1f MB (base %.1f MB) = %.3f MB/viewer", r.ServerRSSMB, r.BaseRSSMB, r.RSSPerViewerMB)
+	if r.ServerFanOutP99 > 0 {
+		w("server fan-out per packet", "p50 <= %.3f ms  p99 <= %.3f ms (read to last viewer written)", r.ServerFanOutP50, r.ServerFanOutP99)
+	}
 	w("tool CPU", "%.2f cores", r.ToolCores)
 	return b.String()
 }
@@ -160,6 +175,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	stats := func() (sfu.Stats, error) { return fetchStats(ctx, o.StatsURL) }
 	if o.URL == "" {
 		srv, err := StartServer(ctx, "127.0.0.1:0", o.Logger, false)
 		if err != nil {
@@ -167,6 +183,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		defer srv.Close()
 		o.URL = srv.URL
+		stats = func() (sfu.Stats, error) { return srv.SFU.Stats(), nil }
 		res.InProcess = true
 		if o.ServerPID == 0 {
 			o.ServerPID = os.Getpid()
@@ -222,6 +239,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	srv0, _ := readCPU(o.ServerPID)
 	tool0 := selfCPU()
 	snap0 := snapshotAll(viewers)
+	st0, st0Err := stats()
 	pub0 := pub.sent.Load()
 	for _, v := range viewers {
 		v.measuring.Store(true)
@@ -239,6 +257,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		v.measuring.Store(false)
 	}
 	snap1 := snapshotAll(viewers)
+	st1, st1Err := stats()
 	srv1, srvErr := readCPU(o.ServerPID)
 	tool1 := selfCPU()
 	rss, _ := readRSS(o.ServerPID)
@@ -296,6 +315,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.BaseRSSMB = float64(baseRSS) / (1 << 20)
 		res.RSSPerViewerMB = (res.ServerRSSMB - res.BaseRSSMB) / float64(len(viewers))
 	}
+	if st0Err == nil && st1Err == nil && len(st0.FanOutHist) == len(st1.FanOutHist) {
+		d := make([]uint64, len(st1.FanOutHist))
+		for i := range d {
+			d[i] = st1.FanOutHist[i] - st0.FanOutHist[i]
+		}
+		res.ServerFanOutP50 = sfu.FanOutQuantile(d, 0.5) / 1000
+		res.ServerFanOutP99 = sfu.FanOutQuantile(d, 0.99) / 1000
+		res.ServerNACKs = st1.NACKAnswered - st0.NACKAnswered
+	}
 	res.ToolCPU = tool1 - tool0
 	res.ToolCores = res.ToolCPU / window
 	return res, nil
@@ -333,6 +361,26 @@ func startProfile(ctx context.Context, o Options, hc *http.Client) chan error {
 		done <- err
 	}()
 	return done
+}
+
+func fetchStats(ctx context.Context, url string) (sfu.Stats, error) {
+	var st sfu.Stats
+	if url == "" {
+		return st, errors.New("fanout: no stats URL")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("fanout: stats: %w", err)
+	}
+	return st, nil
 }
 
 func heapProfile(ctx context.Context, o Options, hc *http.Client) error {

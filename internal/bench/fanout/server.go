@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,7 +26,7 @@ type Server struct {
 }
 
 // StartServer serves WHIP/WHEP on addr (a loopback address) with ICE on a
-// free loopback UDP port. withPprof also mounts /debug/pprof/.
+// free loopback UDP port. withPprof also mounts /debug/pprof/ and /debug/sfu/stats (JSON).
 func StartServer(ctx context.Context, addr string, log *slog.Logger, withPprof bool) (*Server, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -49,6 +50,10 @@ func StartServer(ctx context.Context, addr string, log *slog.Logger, withPprof b
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/", pprof.Index) // heap, goroutine, ...
+		mux.HandleFunc("/debug/sfu/stats", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(s.Stats())
+		})
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {

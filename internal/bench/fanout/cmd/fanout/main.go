@@ -38,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	heap := fs.String("heapprofile", "", "write the server's heap profile at the end of the window here")
 	fs.StringVar(&o.URL, "url", "", "server base URL (loopback); empty starts one")
 	fs.IntVar(&o.ServerPID, "pid", 0, "server process to sample for CPU/RSS (with -url)")
+	fs.StringVar(&o.StatsURL, "stats-url", "", "server's /debug/sfu/stats (with -url)")
 	fs.IntVar(&o.Viewers, "viewers", 10, "WHEP viewers")
 	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up after the last join")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
@@ -93,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		o.URL = strings.TrimSpace(line)
 		o.ServerPID = cmd.Process.Pid
 		o.ProfileURL = o.URL + "/debug/pprof/profile"
+		o.StatsURL = o.URL + "/debug/sfu/stats"
 	}
 	if *profile != "" {
 		f, err := os.Create(*profile)
