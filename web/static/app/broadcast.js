@@ -12,7 +12,9 @@ const q = new URLSearchParams(location.search);
 const app = {
   stream,
   token: q.get('token') || sessionStorage.getItem('parley.token.b.' + stream) || '',
-  source: /** @type {'camera'|'screen'|'pip'|'mic'} */ ('camera'),
+  source: /** @type {'camera'|'screen'|'pip'|'mic'|'test'} */ ('camera'),
+  /** @type {{track: MediaStreamTrack, stop: () => void}|null} */
+  pattern: null,
   /** 'off' | 'starting' | 'live' | 'reconnecting' | 'error' */
   state: 'off',
   media: new LocalMedia({ cam: store.get('cam'), mic: store.get('mic'), res: q.get('res') || '720', fps: Number(q.get('fps') || 30) }),
@@ -48,7 +50,11 @@ async function openSource() {
   $('#preview-box').dataset.source = src;
   $('#go-live').disabled = true;
   try {
-    if (src === 'mic') {
+    if (src !== 'test' && app.pattern) {
+      app.pattern.stop();
+      app.pattern = null;
+    }
+    if (src === 'mic' || src === 'test') {
       m.stopScreen(false);
       if (m.camera) {
         m.camera.stop();
@@ -56,6 +62,7 @@ async function openSource() {
       }
       if (!m.mic) await m.start({ audio: true, video: false });
       m.rebuildOutput();
+      if (src === 'test' && !app.pattern) app.pattern = testPattern(m.settings.res === '360' ? 640 : 1280);
     } else {
       if (!m.mic || ((src === 'camera' || src === 'pip') && !m.camera)) await m.start({ audio: true, video: src !== 'screen' || !!m.camera });
       if (src === 'camera') m.stopScreen(true);
@@ -82,19 +89,62 @@ function resync() {
   return syncing;
 }
 
+/** The video track to send (null: microphone only). */
+function videoTrack() {
+  if (app.source === 'test') return app.pattern ? app.pattern.track : null;
+  return app.source !== 'mic' ? app.media.output : null;
+}
+
 function tracks() {
   const m = app.media;
   const out = [];
   if (m.mic) out.push(m.mic);
-  if (app.source !== 'mic' && m.output) out.push(m.output);
+  const v = videoTrack();
+  if (v) out.push(v);
   return out;
 }
 
+/**
+ * A test pattern: a moving colour, the time, and the sender's clock
+ * (Date.now(), low 32 bits) as black/white blocks in the bottom three rows
+ * of 16 (rows 1-2: bits 0-31, row 3: bits 0-15 inverted as a check), which
+ * a viewer on the same machine can read back for glass-to-glass delay.
+ * @param {number} width
+ */
+function testPattern(width) {
+  const cv = document.createElement('canvas');
+  cv.width = width;
+  cv.height = Math.round((width * 9) / 16);
+  const ctx = /** @type {CanvasRenderingContext2D} */ (cv.getContext('2d'));
+  const track = cv.captureStream(30).getVideoTracks()[0];
+  const W = cv.width, H = cv.height, B = W / 16;
+  const draw = () => {
+    const now = Date.now();
+    ctx.fillStyle = `hsl(${Math.floor(now / 25) % 360} 55% 38%)`;
+    ctx.fillRect(0, 0, W, H);
+    ctx.fillStyle = '#fff';
+    ctx.font = `600 ${Math.round(H / 7)}px system-ui, sans-serif`;
+    ctx.textAlign = 'center';
+    const d = new Date(now);
+    ctx.fillText(`${d.toLocaleTimeString([], { hour12: false })}.${String(d.getMilliseconds()).padStart(3, '0')}`, W / 2, H * 0.36);
+    ctx.font = `${Math.round(H / 18)}px system-ui, sans-serif`;
+    ctx.fillText(`Parley test pattern · ${app.stream}`, W / 2, H * 0.5);
+    const v = now >>> 0;
+    for (let i = 0; i < 48; i++) {
+      const bit = i < 32 ? (v >>> i) & 1 : ((v >>> (i - 32)) & 1) ^ 1;
+      ctx.fillStyle = bit ? '#fff' : '#000';
+      ctx.fillRect((i % 16) * B, H - 3 * B + Math.floor(i / 16) * B, B, B);
+    }
+  };
+  draw();
+  const timer = setInterval(draw, 1000 / 30);
+  return { track, stop: () => { clearInterval(timer); track.stop(); } };
+}
+
 function showPreview() {
-  const m = app.media;
   const v = /** @type {HTMLVideoElement} */ ($('#preview'));
-  const video = app.source !== 'mic' && m.output;
-  v.srcObject = video ? new MediaStream([m.output]) : null;
+  const video = videoTrack();
+  v.srcObject = video ? new MediaStream([video]) : null;
   v.hidden = !video;
   $('#audio-only').hidden = !!video;
   $('#preview-box').classList.toggle('mirror', app.source === 'camera');
@@ -283,7 +333,7 @@ function main() {
     }
   });
   const initial = q.get('source');
-  if (initial && ['camera', 'screen', 'pip', 'mic'].includes(initial)) {
+  if (initial && ['camera', 'screen', 'pip', 'mic', 'test'].includes(initial)) {
     app.source = /** @type {any} */ (initial);
     /** @type {HTMLInputElement} */ ($(`#src-${initial}`)).checked = true;
   }
