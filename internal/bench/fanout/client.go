@@ -108,7 +108,8 @@ func readIVF(b []byte) ([][]byte, error) {
 // stampRing remembers when each recently sent packet left the publisher,
 // indexed by the publisher's sequence number and checked by payload hash.
 type stampRing struct {
-	e [8192]struct {
+	seed maphash.Seed // shared by the publisher and viewers of one run
+	e    [8192]struct {
 		hash atomic.Uint64
 		at   atomic.Int64
 	}
@@ -146,8 +147,6 @@ func (r *stampRing) find(h uint64) (uint16, bool) {
 	return 0, false
 }
 
-var hashSeed = maphash.MakeSeed()
-
 type publisher struct {
 	pc       *webrtc.PeerConnection
 	loc      string
@@ -165,7 +164,7 @@ func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream
 	if err != nil {
 		return nil, fmt.Errorf("fanout: publisher: %w", err)
 	}
-	p := &publisher{pc: pc, baseURL: base, rings: [2]*stampRing{{}, {}}, epoch: epoch}
+	p := &publisher{pc: pc, baseURL: base, rings: [2]*stampRing{{seed: maphash.MakeSeed()}, {seed: maphash.MakeSeed()}}, epoch: epoch}
 	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
 	if err != nil {
 		_ = pc.Close()
@@ -232,7 +231,7 @@ func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream
 func (p *publisher) now() int64 { return int64(time.Since(p.epoch)) }
 
 func (p *publisher) write(tr *webrtc.TrackLocalStaticRTP, ring *stampRing, pkt *rtp.Packet) {
-	ring.put(pkt.SequenceNumber, maphash.Bytes(hashSeed, pkt.Payload), p.now())
+	ring.put(pkt.SequenceNumber, maphash.Bytes(ring.seed, pkt.Payload), p.now())
 	if err := tr.WriteRTP(pkt); err == nil {
 		p.sent.Add(1)
 	}
@@ -425,7 +424,7 @@ func (v *viewer) record(kind int, seq uint16, payload []byte, now int64) {
 	measuring := v.measuring.Load()
 	var hsh uint64
 	if measuring && ring != nil {
-		hsh = maphash.Bytes(hashSeed, payload)
+		hsh = maphash.Bytes(ring.seed, payload)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
