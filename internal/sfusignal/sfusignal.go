@@ -45,6 +45,8 @@ type Session struct {
 	id   string
 	p    *sfu.Participant
 	send func(protocol.Message)
+
+	firstAnswer sync.Once // server offers start after the member's first offer is answered
 }
 
 // Join creates member id's participant in room. send must not block; it
@@ -55,9 +57,10 @@ func (b *Bridge) Join(room, id string, send func(protocol.Message)) (*Session, e
 		return nil, fmt.Errorf("media join: %w", err)
 	}
 	s := &Session{b: b, room: p.Room(), id: id, p: p, send: send}
-	p.OnLocalOffer(func(sdp string) {
-		s.sendMedia(mediaData{SDP: &webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}})
-	})
+	// The server makes no offer before it has answered the member's first
+	// one (see Handle): a server offer racing the browser's first offer
+	// leaves Chromium renegotiating on top of the server's SDP (DTLS roles,
+	// header-extension ids, no data channel yet).
 	p.OnICECandidate(func(c *webrtc.ICECandidateInit) {
 		if c != nil {
 			s.sendMedia(mediaData{Candidate: c})
@@ -120,6 +123,12 @@ func (s *Session) Handle(raw json.RawMessage) {
 			return
 		}
 		s.sendMedia(mediaData{SDP: &webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}})
+		s.firstAnswer.Do(func() {
+			s.p.OnLocalOffer(func(sdp string) {
+				s.sendMedia(mediaData{SDP: &webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}})
+			})
+			s.p.Renegotiate() // others' tracks waiting since the join
+		})
 	case d.SDP != nil && d.SDP.Type == webrtc.SDPTypeAnswer:
 		if err := s.p.HandleAnswer(d.SDP.SDP); err != nil {
 			s.fail(CodeBadSDP, err.Error())
