@@ -854,6 +854,13 @@ export function formatBytes(n) {
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
+/** Simulcast layers sent in sfu rooms (rids the server knows: q/h/f). */
+export const SIMULCAST = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
+  { rid: 'f', maxBitrate: 2500000 },
+];
+
 /**
  * The member's single RTCPeerConnection to the server in an "sfu" room.
  * The server offers when others' tracks come and go; we offer when ours
@@ -869,6 +876,12 @@ export class SfuLink {
     this.owner = new Map();
     /** @type {{track: MediaStreamTrack, stream: string}[]} tracks whose publisher is not known yet */
     this.pending = [];
+    /** @type {any[]} the server's last "tracks" list */
+    this.tracks = [];
+    /** @type {Map<string, {quality: 'low'|'medium'|'high', paused: boolean}>} by member */
+    this.prefs = new Map();
+    /** @type {Map<string, string>} what was last asked per server track id */
+    this.sentPrefs = new Map();
     this.queue = Promise.resolve();
     this.makingOffer = false;
     this.collisions = 0;
@@ -886,7 +899,11 @@ export class SfuLink {
     const s = c.localStream;
     const streams = s ? [s] : [];
     this.audioTx = pc.addTransceiver((s && s.getAudioTracks()[0]) || 'audio', { direction: 'sendonly', streams });
-    this.videoTx = pc.addTransceiver((s && s.getVideoTracks()[0]) || 'video', { direction: 'sendonly', streams });
+    /** @type {RTCRtpTransceiverInit} */
+    const vinit = { direction: 'sendonly', streams };
+    // Three simulcast layers (the server forwards each member the one that fits its tile).
+    if (c.opts.simulcast !== false) vinit.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+    this.videoTx = pc.addTransceiver((s && s.getVideoTracks()[0]) || 'video', vinit);
     const dc = pc.createDataChannel('parley', { negotiated: true, id: 0, ordered: true });
     dc.binaryType = 'arraybuffer';
     dc.bufferedAmountLowThreshold = BUFFER_LOW;
@@ -1004,11 +1021,30 @@ export class SfuLink {
 
   /** The server's list of published tracks. @param {any[]} list */
   onTracks(list) {
-    for (const t of Array.isArray(list) ? list : []) {
+    this.tracks = Array.isArray(list) ? list : [];
+    for (const t of this.tracks) {
       if (t.stream_id) this.owner.set(t.stream_id, t.publisher);
       if (t.track_id) this.owner.set(t.track_id, t.publisher);
     }
     this.flush();
+    for (const [id, p] of this.prefs) this.prefer(id, p.quality, p.paused);
+  }
+
+  /**
+   * Asks the server for one member's video at a simulcast layer that fits
+   * its tile ('low' | 'medium' | 'high'), or pauses it (an off-screen tile).
+   * Kept and re-applied when the member's tracks change.
+   * @param {string} member @param {'low'|'medium'|'high'} quality @param {boolean} paused
+   */
+  prefer(member, quality, paused) {
+    this.prefs.set(member, { quality, paused });
+    for (const t of this.tracks) {
+      if (t.publisher !== member || t.kind !== 'video') continue;
+      const key = `${quality}/${paused}`;
+      if (this.sentPrefs.get(t.id) === key) continue;
+      this.sentPrefs.set(t.id, key);
+      this.send({ subscribe: { track: t.id, quality, paused } });
+    }
   }
 
   /** Puts a received track on its publisher's stream. @param {MediaStreamTrack} track @param {string} stream */
@@ -1094,6 +1130,24 @@ export class SfuLink {
       const p = tx.sender.getParameters();
       if (!p.encodings || !p.encodings.length) return;
       const want = this.client.maxBitrate || 0;
+      if (p.encodings.length > 1) {
+        // Simulcast: the cap bounds what all layers send together; layers
+        // that would get too little are switched off, lowest kept.
+        let left = want || Infinity;
+        let changed = false;
+        p.encodings.forEach((e, i) => {
+          const def = (SIMULCAST.find((x) => x.rid === e.rid) || SIMULCAST[i] || SIMULCAST[0]).maxBitrate;
+          const rate = Math.min(def, left);
+          const active = i === 0 || rate >= def / 4;
+          const max = Math.round(Math.max(rate, 30000));
+          if (e.maxBitrate !== max || e.active !== active) changed = true;
+          e.maxBitrate = max;
+          e.active = active;
+          if (active) left = Math.max(0, left - rate);
+        });
+        if (changed) await tx.sender.setParameters(p);
+        return;
+      }
       if ((p.encodings[0].maxBitrate || 0) === want) return;
       if (want) p.encodings[0].maxBitrate = want;
       else delete p.encodings[0].maxBitrate;
@@ -1218,7 +1272,8 @@ export class Client extends EventTarget {
   /**
    * @param {{room: string, name?: string, token?: string, server?: string,
    *   transport?: 'auto'|'ws'|'http', iceTransportPolicy?: 'all'|'relay',
-   *   localStream?: MediaStream|null, maxFileSize?: number, connectTimeout?: number, debug?: boolean}} opts
+   *   localStream?: MediaStream|null, maxFileSize?: number, connectTimeout?: number, debug?: boolean,
+   *   mode?: 'p2p'|'sfu', simulcast?: boolean}} opts
    */
   constructor(opts) {
     super();
@@ -1304,6 +1359,7 @@ export class Client extends EventTarget {
     });
     const msg = { type: 'join', room: this.room, name: this.name };
     if (this.token) msg.token = this.token;
+    if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
     sig.send(msg);
   }
 
