@@ -53,7 +53,7 @@ func TestFanOutToThreeSubscribers(t *testing.T) {
 		checkInOrder(t, "subscriber "+string(rune('A'+i)), sub.video())
 	}
 	st := s.Stats()
-	if st.Participants != 4 || st.Tracks != 2 || st.DownTracks != 6 || st.Forwarded == 0 || st.PLIs == 0 {
+	if st.Participants != 4 || st.Tracks != 2 || st.DownTracks != 6 || st.Forwarded == 0 || st.Received == 0 || st.PLIs == 0 {
 		t.Errorf("stats: %+v", st)
 	}
 

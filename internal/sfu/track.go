@@ -52,11 +52,10 @@ type layer struct {
 	cache    *packetCache
 	levelExt uint8 // negotiated id of the audio-level extension, 0 if none
 
-	lastPLI  atomic.Int64  // ns since epoch of the last keyframe request
-	bitrate  atomic.Uint64 // measured bits per second
-	keyAt    atomic.Int64  // ns since epoch of the last keyframe seen
-	keySeq   atomic.Int32  // sequence number of the last keyframe start, -1 if none
-	received atomic.Uint64
+	lastPLI atomic.Int64  // ns since epoch of the last keyframe request
+	bitrate atomic.Uint64 // measured bits per second
+	keyAt   atomic.Int64  // ns since epoch of the last keyframe seen
+	keySeq  atomic.Int32  // sequence number of the last keyframe start, -1 if none
 
 	// owned by the reader goroutine
 	winBytes uint64
@@ -155,7 +154,7 @@ func (l *layer) ingest(s *slot, now int64) {
 	u := l.up
 	s.keyframe = u.isVideo() && isKeyframeStart(u.ck, s.payload())
 	l.cache.commit(s)
-	l.received.Add(1)
+	u.room.sfu.counters.received.Add(1)
 	if s.keyframe {
 		l.keyAt.Store(now)
 		l.keySeq.Store(int32(s.hdr.SequenceNumber))
