@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"os"
 	"testing"
 	"time"
 
@@ -13,15 +12,7 @@ import (
 // The same page in a server-routed ("sfu") room: one connection per browser
 // to the server, three members see each other, chat, a file and hang-up
 // travel through the server's data relay.
-//
-// Opt-in (PARLEY_E2E_SFU=1) while sfu rooms are experimental in the browser:
-// a member joining a room that has tracks gets the server's offer before it
-// could send its own, and with the follow-up offers it still fails about
-// every other run (no media at the first member, or a relayed message lost).
 func TestSFURoom(t *testing.T) {
-	if os.Getenv("PARLEY_E2E_SFU") == "" {
-		t.Skip("sfu rooms in the browser are experimental; set PARLEY_E2E_SFU=1")
-	}
 	e := newEnv(t, func(c *config.Config) {
 		c.MediaUDP = "127.0.0.1:0"
 		c.Rooms = map[string]config.RoomConfig{"stage": {Mode: "sfu"}}
