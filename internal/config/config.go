@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -28,6 +29,7 @@ type Config struct {
 	RoomCapacity  int                   `yaml:"room_capacity"`
 	Rooms         map[string]RoomConfig `yaml:"rooms"` // per-room overrides
 	MaxRooms      int                   `yaml:"max_rooms"`
+	AllowOrigins  []string              `yaml:"allow_origins"` // other sites' origins that may use /ws and /api/session
 	AuthSecret    string                `yaml:"auth_secret"`
 	TLSCert       string                `yaml:"tls_cert"`
 	TLSKey        string                `yaml:"tls_key"`
@@ -140,6 +142,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TLSSelfSigned && c.TLSCert != "" {
 		bad("tls-self-signed and tls-cert exclude each other")
+	}
+	for _, o := range c.AllowOrigins {
+		if _, err := path.Match(o, ""); err != nil || o == "*" {
+			bad("allow-origins: %q is not a host pattern (and * alone would allow every site)", o)
+		}
 	}
 	for name, r := range c.Rooms {
 		if !ValidRoomName(name) {

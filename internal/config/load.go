@@ -91,6 +91,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.TURNBuffer, "turn-buffer", cfg.TURNBuffer, "TURN socket buffer `bytes`; 0 = 4 MiB, -1 = the OS default")
 	fs.IntVar(&cfg.RoomCapacity, "room-capacity", cfg.RoomCapacity, "members per room (per-room overrides in the config file)")
 	fs.IntVar(&cfg.MaxRooms, "max-rooms", cfg.MaxRooms, "rooms open at once")
+	fs.Var((*listValue)(&cfg.AllowOrigins), "allow-origins", "`HOST,...` patterns (path.Match; with scheme:// to match scheme too) of other sites whose pages may signal here, for embedding calls")
 	fs.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 `secret`: when set, joining needs a token (see parley token)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate `file` (PEM) for HTTPS")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS key `file` (PEM) for HTTPS")

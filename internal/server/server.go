@@ -77,7 +77,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Media:      media,
 		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
 		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
-		AuthSecret: s.authSecret, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
+		AuthSecret: s.authSecret, AllowOrigins: cfg.AllowOrigins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
 		ICEServers: s.iceServers, Rooms: s.rooms, Metrics: s.metrics, Logger: log,
 	})
 	s.mux = s.routes()

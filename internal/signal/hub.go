@@ -28,6 +28,9 @@ type Options struct {
 	SessionIdle  time.Duration // HTTP sessions idle longer are reaped (default 60 s)
 	MaxSessions  int           // connections of both kinds at once (default 100000)
 	AuthSecret   []byte        // when set, join needs a token
+	// AllowOrigins are host patterns of other sites whose pages may use
+	// the WebSocket and HTTP transports (same-origin pages always may).
+	AllowOrigins []string
 
 	// Capacity and Mode give a new room's settings; Mode returns "" when the
 	// room is not configured, and then the join's own mode (or p2p) is used.

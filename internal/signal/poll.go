@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,21 @@ const maxPollBatch = 256
 //	GET    /api/session/{id}/events  -> 200 [messages...] (waits up to PollTimeout)
 //	DELETE /api/session/{id}         leave and close -> 204
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if !originAllowed(origin, r.Host, h.opts.AllowOrigins) {
+			httpError(w, http.StatusForbidden, protocol.CodeForbidden, "pages from "+origin+" may not use this server (see --allow-origins)")
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		w.Header().Set("Vary", "Origin")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "POST, GET, DELETE")
+			w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+			w.Header().Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
 	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api/session"), "/")
 	id, sub, _ := strings.Cut(rest, "/")
 	switch {
@@ -206,6 +223,29 @@ func (h *Hub) reapIdlePolls() {
 			h.dropPoll(p)
 		}
 	}
+}
+
+// originAllowed applies the same rule as the WebSocket handshake: the
+// page's own host, or one of the patterns (matched against the host, or
+// against scheme://host when the pattern has a scheme).
+func originAllowed(origin, host string, patterns []string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
+	for _, p := range patterns {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func httpError(w http.ResponseWriter, status int, code, msg string) {

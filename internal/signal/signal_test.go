@@ -408,3 +408,28 @@ func TestShutdownSendsCloseFrame(t *testing.T) {
 		t.Fatalf("last %+v, close %v", last, a.Err())
 	}
 }
+
+func TestCrossOriginNeedsAllowOrigins(t *testing.T) {
+	_, url := newHub(t, signal.Options{AllowOrigins: []string{"app.example.org"}})
+	ctx := context.Background()
+	wsURL := "ws" + strings.TrimPrefix(url, "http") + "/ws"
+	for origin, ok := range map[string]bool{"https://app.example.org": true, "https://evil.example.com": false} {
+		c, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
+		if (err == nil) != ok {
+			t.Errorf("WebSocket from %s: err %v", origin, err)
+		}
+		if c != nil {
+			c.CloseNow()
+		}
+		req, _ := http.NewRequest(http.MethodPost, url+"/api/session", nil)
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.StatusCode == http.StatusCreated && resp.Header.Get("Access-Control-Allow-Origin") == origin; got != ok {
+			t.Errorf("HTTP from %s: %s, CORS %q", origin, resp.Status, resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+	}
+}

@@ -24,7 +24,7 @@ const finalWriteTimeout = 2 * time.Second
 // connection ends. The handler's goroutine reads; one writer goroutine,
 // owned by it, writes and pings.
 func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled, OriginPatterns: h.opts.AllowOrigins})
 	if err != nil {
 		return // Accept has answered the request
 	}
