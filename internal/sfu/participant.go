@@ -93,7 +93,7 @@ type Participant struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // RTCP readers of the down-tracks
 
 	negMu            sync.Mutex // serializes all signaling-state changes
 	offerOutstanding bool
@@ -191,7 +191,8 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		}
 	})
 	if !p.oneShot {
-		p.wg.Add(1)
+		// Ends with p.ctx; Close does not wait for it, so that a callback
+		// running on it may call Close.
 		go p.negotiationLoop()
 	}
 	if opts.AutoSubscribe {
@@ -427,7 +428,6 @@ func (p *Participant) requestNegotiation() {
 const negotiationDebounce = 50 * time.Millisecond
 
 func (p *Participant) negotiationLoop() {
-	defer p.wg.Done()
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	for {
