@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 type member struct {
 	*testSubscriber
 	video *webrtc.TrackLocalStaticRTP
+	errs  chan error // signaling errors from callbacks (never t.Error off the test goroutine)
 }
 
 func joinMember(t *testing.T, s *SFU, room, id string) *member {
@@ -25,11 +27,14 @@ func joinMember(t *testing.T, s *SFU, room, id string) *member {
 		t.Fatal(err)
 	}
 	ts.part = part
-	m := &member{testSubscriber: ts}
+	m := &member{testSubscriber: ts, errs: make(chan error, 16)}
 	part.OnLocalOffer(func(sdp string) {
 		go func() {
 			if err := answerServer(ts.pc, part, sdp); err != nil {
-				t.Errorf("%s: answering server offer: %v", id, err)
+				select {
+				case m.errs <- fmt.Errorf("%s: answering server offer: %w", id, err):
+				default:
+				}
 			}
 		}()
 	})
@@ -102,6 +107,13 @@ func TestRoomMembersSeeEachOther(t *testing.T) {
 	go b.send(ctx, t)
 	for _, m := range []*member{a, b} {
 		m.waitFor(8*time.Second, m.part.ID()+" receives the other's video", func() bool { return len(m.pkts["video"]) >= 30 })
+	}
+	for _, m := range []*member{a, b} {
+		select {
+		case err := <-m.errs:
+			t.Fatal(err)
+		default:
+		}
 	}
 	room, _ := s.LookupRoom("meet")
 	if n := len(room.Tracks()); n != 2 {
