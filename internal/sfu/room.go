@@ -159,6 +159,14 @@ func (r *Room) speakerTick() {
 	}
 }
 
+// ActiveSpeaker is the participant OnActiveSpeaker last named ("" before
+// anyone spoke), for telling newcomers.
+func (r *Room) ActiveSpeaker() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.speaker
+}
+
 // ErrDuplicateParticipant is returned by Join for an ID already in the room.
 var ErrDuplicateParticipant = fmt.Errorf("sfu: participant already in room")
 

@@ -195,6 +195,9 @@ func (b *Bridge) watch(s *Session) {
 	}
 	w.sessions[s] = struct{}{}
 	s.send(tracksMessage(r)) // the newcomer learns the current list at once
+	if id := r.ActiveSpeaker(); id != "" {
+		s.send(protocol.Message{Type: protocol.TypeSpeaker, ID: id}) // and who speaks: it is only re-sent on a change
+	}
 }
 
 func (b *Bridge) unwatch(room *sfu.Room, s *Session) {
