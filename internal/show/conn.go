@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -77,34 +76,35 @@ func (c *conn) sendErr(code, msg string) {
 // run serves the connection until it ends; attach has already queued
 // the hello. It owns the reader, writer and pinger goroutines.
 func (c *conn) run() {
-	var wg sync.WaitGroup
-	wg.Add(2)
+	// Writes and pings use their own timeouts, not c.ctx: cancelling a
+	// context during a write makes the library drop the connection without
+	// a close frame, and pages need the close code (e.g. 4001).
+	writerDone, pingerDone, readDone := make(chan struct{}), make(chan struct{}), make(chan error, 1)
 	go func() {
-		defer wg.Done()
+		defer close(writerDone)
 		c.writeLoop()
 	}()
 	go func() {
-		defer wg.Done()
+		defer close(pingerDone)
 		c.pingLoop()
 	}()
-	readDone := make(chan error, 1)
 	go func() { readDone <- c.readLoop() }()
 
-	var readErr error
 	readEnded := false
 	select {
-	case readErr = <-readDone:
+	case err := <-readDone:
 		readEnded = true
-		c.close(fmt.Errorf("read: %w", readErr))
+		c.close(fmt.Errorf("read: %w", err))
 	case <-c.ctx.Done():
 	}
-	wg.Wait()
+	<-writerDone // finishes the message it is writing, if any
 	code, reason := closeStatus(context.Cause(c.ctx))
 	if !readEnded {
-		_ = c.ws.Close(code, reason) // unblocks the reader
+		_ = c.ws.Close(code, reason) // unblocks the reader and a pending ping
 		<-readDone
 	}
 	_ = c.ws.CloseNow()
+	<-pingerDone
 	c.reg.log.Debug("control connection ended", "show", c.sh.name, "role", c.role, "cause", context.Cause(c.ctx))
 }
 
@@ -185,7 +185,7 @@ func (c *conn) writeLoop() {
 			due = nil
 			b, last = c.sh.hostsMsg(), time.Now()
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, writeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		err := c.ws.Write(ctx, websocket.MessageText, b)
 		cancel()
 		if err != nil {
@@ -204,9 +204,12 @@ func (c *conn) pingLoop() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.reg.o.PingInterval)
+		ctx, cancel := context.WithTimeout(context.Background(), min(c.reg.o.PingInterval, writeTimeout))
 		err := c.ws.Ping(ctx)
 		cancel()
+		if c.ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			c.close(fmt.Errorf("ping: %w", err))
 			return

@@ -136,7 +136,11 @@ func (r *Registry) ServeWS(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	if err != nil {
-		_ = ws.Close(websocket.StatusTryAgainLater, truncate(err.Error(), 120))
+		code := websocket.StatusTryAgainLater
+		if errors.Is(err, errClosed) {
+			code = websocket.StatusGoingAway
+		}
+		_ = ws.Close(code, truncate(err.Error(), 120))
 		return
 	}
 	r.log.Info("show page joined", "show", name, "role", role)

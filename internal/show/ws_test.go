@@ -324,6 +324,7 @@ func TestRegistryCloseEndsConnections(t *testing.T) {
 	defer srv.Close()
 	e := &testEnv{t: t, reg: reg, srv: srv}
 	host := e.dial("s", "role=host")
+	host.expect("hello", isType(TypeHello))
 	scr := e.dial("s", "role=screen")
 	scr.expect("assigned", isType(TypeAssign))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
