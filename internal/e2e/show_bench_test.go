@@ -57,6 +57,10 @@ func TestBenchShowLatency(t *testing.T) {
 	  if (!s) return -1; (await s.pc.getStats()).forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'audio') { d += r.jitterBufferDelay || 0; n += r.jitterBufferEmittedCount || 0; } });
 	  return n ? 1000 * d / n : -1; })()`)
 	t.Logf("screen jitter buffer: %.0f ms on average over the session", jb)
+	pair := eval[string](scr, `(async () => { const r = await parleyShow.session.pc.getStats(); const m = new Map(); r.forEach(s => m.set(s.id, s));
+	  let out = ''; r.forEach(s => { if (s.type === 'transport' && s.selectedCandidatePairId) { const p = m.get(s.selectedCandidatePairId);
+	    out = m.get(p.localCandidateId).candidateType + '/' + m.get(p.remoteCandidateId).candidateType + ' ' + m.get(p.localCandidateId).protocol; } }); return out; })()`)
+	t.Logf("screen's WHEP candidate pair: %s", pair)
 	if m := med(tone); m >= 250 {
 		t.Errorf("median show latency %.0f ms, goal < 250 ms", m)
 	}
