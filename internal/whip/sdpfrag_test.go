@@ -108,3 +108,11 @@ func FuzzCheckOffer(f *testing.F) {
 		}
 	})
 }
+
+func TestMountPrefix(t *testing.T) {
+	for path, want := range map[string]string{"/whip/a": "", "/api/v1/whep/a": "/api/v1", "/x": ""} {
+		if got := mountPrefix(path); got != want {
+			t.Errorf("mountPrefix(%q) = %q, want %q", path, got, want)
+		}
+	}
+}

@@ -412,7 +412,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	h.log.Info("session started", "stream", stream, "session", sess.id, "publish", publish)
 	hd := w.Header()
 	hd.Set("Content-Type", "application/sdp")
-	hd.Set("Location", h.cfg.BasePath+"/"+kindName(publish)+"/"+stream+"/"+sess.id)
+	hd.Set("Location", h.cfg.BasePath+mountPrefix(r.URL.Path)+"/"+kindName(publish)+"/"+stream+"/"+sess.id)
 	hd.Set("ETag", sess.etag())
 	hd.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
 	if h.cfg.ICEServers != nil {
@@ -437,6 +437,17 @@ func (h *Handler) live(ctx context.Context, stream string, pub *session) bool {
 	wctx, cancel := context.WithTimeout(ctx, h.cfg.TrackWait)
 	defer cancel()
 	return room.WaitTracks(wctx, pub.expected) > 0
+}
+
+// mountPrefix is the part of a request path before "/whip/" or "/whep/",
+// so Location works wherever the handler is mounted.
+func mountPrefix(path string) string {
+	for _, k := range []string{"/whip/", "/whep/"} {
+		if i := strings.Index(path, k); i >= 0 {
+			return path[:i]
+		}
+	}
+	return ""
 }
 
 func kindName(publish bool) string {
