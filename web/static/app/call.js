@@ -4,6 +4,7 @@ import { h, $, icons, iconButton, setButton, toast, clock, initials, hue, store,
 import { LocalMedia, RESOLUTIONS, EFFECTS, describeMediaError } from './media.js';
 import { StatsBoard } from './stats.js';
 import { CallRecorder, snapshot } from './record.js';
+import { groupView } from './group.js';
 
 const BITRATES = [['0', 'Unlimited'], ['2000', '2000 kbps'], ['1000', '1000 kbps'], ['500', '500 kbps'], ['300', '300 kbps'], ['200', '200 kbps'], ['100', '100 kbps']];
 
@@ -18,6 +19,8 @@ export function callPage(room) {
     name: q.get('name') || store.get('name'),
     token: q.get('token') || sessionStorage.getItem('parley.token.' + room) || '',
     relay: q.get('relay') === '1',
+    /** room mode asked for when this join creates the room ('' = server default) */
+    mode: q.get('mode') === 'sfu' || q.get('mode') === 'p2p' ? q.get('mode') : '',
     transport: /** @type {'auto'|'ws'|'http'} */ (q.get('transport') || 'auto'),
     media: new LocalMedia({
       cam: store.get('cam'), mic: store.get('mic'), speaker: store.get('speaker'),
@@ -172,7 +175,8 @@ function applySink(app) {
 }
 
 function copyLink(app) {
-  const url = `${location.origin}/r/${encodeURIComponent(app.room)}`;
+  const sfu = (app.client ? app.client.mode : app.mode) === 'sfu';
+  const url = `${location.origin}/r/${encodeURIComponent(app.room)}${sfu ? '?mode=sfu' : ''}`;
   (navigator.clipboard ? navigator.clipboard.writeText(url) : Promise.reject())
     .then(() => toast('Invite link copied', 'ok'), () => toast(url));
 }
@@ -201,7 +205,7 @@ function enterCall(app) {
 
   const client = new Client({
     room: app.room, name: app.name, token: app.token, transport: app.transport,
-    iceTransportPolicy: app.relay ? 'relay' : 'all', localStream: m.sendStream, maxFileSize: app.maxFileSize,
+    iceTransportPolicy: app.relay ? 'relay' : 'all', localStream: m.sendStream, maxFileSize: app.maxFileSize, mode: app.mode || undefined,
     debug: new URLSearchParams(location.search).has('debug'),
   });
   client.maxBitrate = app.maxBitrate;
@@ -446,6 +450,7 @@ function enterCall(app) {
     for (const t of grid.querySelectorAll('.tile.remote')) t.classList.toggle('speaking', t.dataset.peerId === id);
   });
   client.addEventListener('transfer', (e) => panels.files.add(/** @type {CustomEvent} */ (e).detail));
+  groupView(app, { stage, controls, relayout: layout });
 
   // Connection state
   let countdown = 0;

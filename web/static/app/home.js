@@ -8,13 +8,19 @@ export function homePage() {
   const room = /** @type {HTMLInputElement} */ (h('input', { id: 'room', name: 'room', maxlength: 200, placeholder: 'room name or link', autocapitalize: 'off', spellcheck: false }));
   const err = h('p', { class: 'form-error', role: 'alert' });
   const remember = () => store.set('name', name.value.trim());
-  const go = (r) => {
+  const kind = h('fieldset', { class: 'room-kind' }, h('legend', { text: 'New room' }),
+    h('label', {}, h('input', { type: 'radio', name: 'kind', value: 'p2p', id: 'kind-p2p', checked: store.get('kind') !== 'sfu' }), 'Small call', h('small', { text: 'peer-to-peer, up to ~6 people' })),
+    h('label', {}, h('input', { type: 'radio', name: 'kind', value: 'sfu', id: 'kind-sfu', checked: store.get('kind') === 'sfu' }), 'Group', h('small', { text: 'server-routed, 10–30 people' })));
+  const go = (r, create) => {
     remember();
-    location.href = `/r/${encodeURIComponent(r)}`;
+    const k = /** @type {HTMLInputElement|null} */ (kind.querySelector('input:checked'));
+    const mode = create && k ? k.value : '';
+    if (create) store.set('kind', mode);
+    location.href = `/r/${encodeURIComponent(r)}${mode === 'sfu' ? '?mode=sfu' : ''}`;
   };
   const create = (e) => {
     e.preventDefault();
-    go(randomRoomId());
+    go(randomRoomId(), true);
   };
   const join = (e) => {
     e.preventDefault();
@@ -38,7 +44,7 @@ export function homePage() {
         ...[['users', 'Group calls'], ['screen', 'Screen sharing'], ['chat', 'Chat'], ['file', 'File transfer'], ['stats', 'Live stats']]
           .map(([i, t]) => h('li', {}, h('span', { class: 'ico', html: icons[i] }), t)))),
     h('section', { class: 'card start' },
-      h('label', { for: 'name', text: 'Your name' }), name,
+      h('label', { for: 'name', text: 'Your name' }), name, kind,
       h('button', { type: 'button', id: 'create', class: 'btn primary big', onclick: create }, h('span', { class: 'ico', html: icons.cam }), 'Create a new room'),
       h('div', { class: 'or', text: 'or join a room' }),
       h('form', { class: 'row', onsubmit: join }, h('label', { for: 'room', class: 'sr-only', text: 'Room name' }), room,
