@@ -249,13 +249,18 @@ func TestActiveSpeaker(t *testing.T) {
 	defer cancel()
 	go quiet.run(ctx, 30)
 	go loud.run(ctx, 30)
-	select {
-	case id := <-got:
-		if id != "loud" {
-			t.Fatalf("active speaker %q, want loud", id)
+	// The quiet publisher may be heard alone for a moment while the loud
+	// one connects; the loud one must win soon after.
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case id := <-got:
+			if id == "loud" {
+				return
+			}
+		case <-deadline:
+			t.Fatal("loud publisher never became the active speaker")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no active speaker event")
 	}
 }
 
