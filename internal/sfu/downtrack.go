@@ -293,6 +293,7 @@ func (d *downTrack) retarget() {
 			maxRank = pr
 		}
 		budget := d.p.estimate.Load()
+		now := up.now()
 		t = layers[0]
 		for _, l := range layers[1:] {
 			if l.rank > maxRank {
@@ -300,6 +301,12 @@ func (d *downTrack) retarget() {
 			}
 			if budget != 0 && l.bitrate.Load() > budget {
 				break
+			}
+			if now-l.lastAt.Load() > int64(layerIdle) {
+				// Paused by the publisher (a browser drops upper layers
+				// when its bandwidth estimate or CPU falls): its keyframe
+				// would never come.
+				continue
 			}
 			t = l
 		}

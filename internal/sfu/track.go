@@ -17,6 +17,10 @@ import (
 // for one layer; requests from all subscribers are coalesced into it.
 const pliInterval = 500 * time.Millisecond
 
+// layerIdle is how long a simulcast layer may go without packets before
+// subscribers stop choosing it (retargeting runs about once a second).
+const layerIdle = 700 * time.Millisecond
+
 // upTrack is one published track: a single layer, or up to three simulcast
 // layers that share one RTPReceiver.
 type upTrack struct {
@@ -56,6 +60,7 @@ type layer struct {
 	bitrate atomic.Uint64 // measured bits per second
 	keyAt   atomic.Int64  // ns since epoch of the last keyframe seen
 	keySeq  atomic.Int32  // sequence number of the last keyframe start, -1 if none
+	lastAt  atomic.Int64  // ns since epoch of the last packet (a publisher pauses layers it cannot afford)
 
 	// owned by the reader goroutine
 	winBytes uint64
@@ -96,6 +101,7 @@ func (u *upTrack) addLayer(remote *webrtc.TrackRemote, rec *webrtc.RTPReceiver) 
 		ssrc:   uint32(remote.SSRC()),
 	}
 	l.keySeq.Store(-1)
+	l.lastAt.Store(u.now()) // pion reports a layer with its first packet
 	if u.isVideo() {
 		l.cache = newPacketCache(1024)
 	} else {
@@ -154,6 +160,7 @@ func (l *layer) ingest(s *slot, now int64) {
 	u := l.up
 	s.keyframe = u.isVideo() && isKeyframeStart(u.ck, s.payload())
 	l.cache.commit(s)
+	l.lastAt.Store(now)
 	u.room.sfu.counters.received.Add(1)
 	if s.keyframe {
 		l.keyAt.Store(now)
