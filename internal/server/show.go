@@ -28,6 +28,12 @@ func (s *Server) mountShows(mux *http.ServeMux) {
 		ICEServers: s.showICEServers,
 		Logger:     s.log,
 	})
+	counts := func(pick func(shows, screens, hosts int) int) func() float64 {
+		return func() float64 { return float64(pick(s.shows.Counts())) }
+	}
+	s.metrics.GaugeFunc("parley_shows", "Light shows open.", counts(func(n, _, _ int) int { return n }))
+	s.metrics.GaugeFunc("parley_show_screens", "Light-show screens (online or reconnecting).", counts(func(_, n, _ int) int { return n }))
+	s.metrics.GaugeFunc("parley_show_hosts", "Light-show host pages.", counts(func(_, _, n int) int { return n }))
 	mux.HandleFunc("GET /api/shows/{name}/ws", s.shows.ServeWS)
 	mux.HandleFunc("POST /api/shows/{name}/broadcast", s.shows.ServeBroadcast)
 	mux.HandleFunc("GET /api/shows/{name}", s.shows.ServeState)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -102,6 +103,17 @@ func TestShowAPIWithAuth(t *testing.T) {
 	}
 	if code, m := postJSON(t, base, host, `{"flash":"#ff0000"}`); code != 200 || m["delivered"] != 1.0 {
 		t.Errorf("broadcast to one screen: %d %v", code, m)
+	}
+	resp, err := http.Get(srv.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"parley_shows 1", "parley_show_screens 1", "parley_show_hosts 0"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 	// The pages are served.
 	for _, p := range []string{"/show/party", "/show/party/screen"} {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 
 	"github.com/coder/websocket"
@@ -16,6 +17,7 @@ const (
 	codeBadRequest   = "bad-request"
 	codeUnauthorized = "unauthorized"
 	codeUnavailable  = "unavailable"
+	codeMediaType    = "unsupported-media-type"
 )
 
 // writeError writes {"error":{"code","message"}}.
@@ -175,6 +177,12 @@ func (r *Registry) ServeBroadcast(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if !r.authorize(w, req, name, RoleControl) {
+		return
+	}
+	// Only JSON: a cross-site page cannot send it without a CORS preflight
+	// (which is not granted), so it cannot drive an open server's screens.
+	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, codeMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", req.Header.Get("Content-Type")))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxMessage))

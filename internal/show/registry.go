@@ -180,3 +180,21 @@ func (r *Registry) Names() []string {
 	slices.Sort(out)
 	return out
 }
+
+// Counts reports the open shows, their screens (online or in their grace
+// period) and host pages, for metrics.
+func (r *Registry) Counts() (shows, screens, hosts int) {
+	r.mu.Lock()
+	list := make([]*show, 0, len(r.shows))
+	for _, sh := range r.shows {
+		list = append(list, sh)
+	}
+	r.mu.Unlock()
+	for _, sh := range list {
+		sh.mu.Lock()
+		screens += len(sh.screens)
+		hosts += len(sh.hosts)
+		sh.mu.Unlock()
+	}
+	return len(list), screens, hosts
+}

@@ -414,4 +414,19 @@ func TestBroadcastEndpoint(t *testing.T) {
 	if code, _ := post("bad%20name", "good", `{"mode":"hue"}`); code != 404 {
 		t.Errorf("bad name: %d", code)
 	}
+	// Not JSON by content type (what a cross-site form could send): 415.
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/api/shows/gig/broadcast", strings.NewReader(`{"mode":"hue"}`))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Authorization", "Bearer good")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain body: %d, want 415", resp.StatusCode)
+	}
+	if shows, screens, hosts := e.reg.Counts(); shows != 1 || screens != 2 || hosts != 0 {
+		t.Errorf("Counts() = %d, %d, %d", shows, screens, hosts)
+	}
 }
