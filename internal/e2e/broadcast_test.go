@@ -128,6 +128,14 @@ func TestBroadcast(t *testing.T) {
 	pub.do(10*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "thanks!"), chromedp.Click(chromedp.CSS("#chat-send")))
 	v1.waitFor(5*time.Second, "the host's message", hasMsg("Host", "thanks!")+` && document.querySelector('#chat-list .msg.host')`)
 
+	// 7. What the pages look like, live with chat.
+	pub.do(10*time.Second, chromedp.EmulateViewport(1280, 800))
+	v1.do(10*time.Second, chromedp.EmulateViewport(1280, 800))
+	eval[bool](pub, `(window.scrollTo(0, 0), true)`)
+	time.Sleep(1500 * time.Millisecond)
+	saveShot(t, "broadcast-publisher.png", pub.screenshot(), 1280, 800)
+	saveShot(t, "broadcast-viewer.png", v1.screenshot(), 1280, 800)
+
 	pub.click("#stop")
 	pub.waitFor(5*time.Second, "the publisher off air", `document.body.dataset.state === 'off'`)
 	for _, v := range []*browser{v1, v2} {

@@ -204,6 +204,12 @@ func TestGroupCall(t *testing.T) {
 	bs[1].waitFor(10*time.Second, "connection quality on every remote tile", `[...document.querySelectorAll('.tile.remote .q-ind')].length === 3 && [...document.querySelectorAll('.tile.remote .q-ind')].every(q => q.dataset.q === 'good' || q.dataset.q === 'fair')`,
 		`[...document.querySelectorAll('.tile.remote .q-ind')].map(q => q.dataset.q + ' ' + q.title)`)
 
+	// 7. What a group call looks like: speaker layout, Ada featured.
+	bs[1].do(10*time.Second, chromedp.EmulateViewport(1280, 800))
+	bs[1].waitFor(5*time.Second, "the featured tile resized", tileJS("Ada")+`.clientWidth > 700`)
+	time.Sleep(1500 * time.Millisecond)
+	saveShot(t, "group-call.png", bs[1].screenshot(), 1280, 800)
+
 	// Chat and a file to everyone, through the server's relay.
 	c := bs[2]
 	c.click("#btn-chat")
