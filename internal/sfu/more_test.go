@@ -143,6 +143,26 @@ func TestSimulcastLayerSelection(t *testing.T) {
 			}
 		}
 	}
+
+	// A per-participant cap works the same way, and lifting both limits
+	// brings the subscriber back up to the top layer.
+	high.part.SetMaxBitrate(0)
+	high.part.SetMaxQuality(QualityMedium)
+	high.waitFor(5*time.Second, "switch to the middle layer", func() bool {
+		v := high.pkts["video"]
+		return len(v) > 0 && v[len(v)-1].Payload[6] == 1
+	})
+	high.part.SetMaxQuality(QualityHigh)
+	high.waitFor(5*time.Second, "switch back up", func() bool {
+		v := high.pkts["video"]
+		return len(v) > 0 && v[len(v)-1].Payload[6] == 2
+	})
+	hv = high.video()
+	for i := 1; i < len(hv); i++ {
+		if hv[i].SequenceNumber != hv[i-1].SequenceNumber+1 {
+			t.Fatalf("sequence gap: %d -> %d", hv[i-1].SequenceNumber, hv[i].SequenceNumber)
+		}
+	}
 }
 
 func TestPublisherRestartIsSeamlessForViewers(t *testing.T) {
