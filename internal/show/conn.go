@@ -26,7 +26,7 @@ type conn struct {
 	scr  *screen // screens only; guarded by sh.mu
 
 	out    chan []byte   // bounded outbox
-	dirty  chan struct{} // hosts: the screen list changed
+	dirty  chan struct{} // hosts: the screen list changed; screens: the assignment may have
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
@@ -167,23 +167,37 @@ func (c *conn) writeLoop() {
 	}()
 	for {
 		var b []byte
+		// Queued messages first: a screen's hello precedes its assign.
 		select {
 		case <-c.ctx.Done():
 			return
 		case b = <-c.out:
-		case <-c.dirty:
-			if due != nil {
-				continue // already scheduled
+		default:
+			select {
+			case <-c.ctx.Done():
+				return
+			case b = <-c.out:
+			case <-c.dirty:
+				if c.role == RoleScreen {
+					b = c.sh.assignFor(c)
+					break
+				}
+				if due != nil {
+					continue // already scheduled
+				}
+				if wait := c.reg.o.HostInterval - time.Since(last); wait > 0 {
+					timer = time.NewTimer(wait)
+					due = timer.C
+					continue
+				}
+				b, last = c.sh.hostsMsg(), time.Now()
+			case <-due:
+				due = nil
+				b, last = c.sh.hostsMsg(), time.Now()
 			}
-			if wait := c.reg.o.HostInterval - time.Since(last); wait > 0 {
-				timer = time.NewTimer(wait)
-				due = timer.C
-				continue
-			}
-			b, last = c.sh.hostsMsg(), time.Now()
-		case <-due:
-			due = nil
-			b, last = c.sh.hostsMsg(), time.Now()
+		}
+		if b == nil {
+			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 		err := c.ws.Write(ctx, websocket.MessageText, b)

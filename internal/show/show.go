@@ -105,17 +105,30 @@ func (sh *show) assignMsg(s *screen) []byte {
 	return mustJSON(Msg{Type: TypeAssign, Screen: s.id, Band: &band, Index: &idx, Count: s.count, Label: &label})
 }
 
-// sendAssign tells a screen its band if it changed since the last time.
+// sendAssign tells a screen's writer that its assignment may have
+// changed; the writer sends the latest one (see assignFor), so a storm of
+// joins costs each screen one message, not one per join.
 func (sh *show) sendAssign(s *screen) {
-	if s.conn == nil {
-		return
+	if s.conn != nil {
+		s.conn.markDirty()
+	}
+}
+
+// assignFor returns the assign message for a screen connection, or nil
+// when it has not changed since the last one sent (or c was replaced).
+func (sh *show) assignFor(c *conn) []byte {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s := c.scr
+	if s == nil || s.conn != c {
+		return nil
 	}
 	b := sh.assignMsg(s)
 	if string(b) == s.sent {
-		return
+		return nil
 	}
 	s.sent = string(b)
-	s.conn.send(b)
+	return b
 }
 
 func (sh *show) hostsDirty() {

@@ -430,3 +430,46 @@ func TestBroadcastEndpoint(t *testing.T) {
 		t.Errorf("Counts() = %d, %d, %d", shows, screens, hosts)
 	}
 }
+
+// Hundreds of screens: each gets its own band, adjacent and in join
+// order, and a broadcast reaches all of them.
+func TestWSManyScreens(t *testing.T) {
+	const n = 300
+	e := newTestEnv(t, Options{Grace: -1})
+	screens := make([]*client, n)
+	start := time.Now()
+	for i := range screens {
+		screens[i] = e.dial("stadium", "role=screen")
+		screens[i].expect("hello", isType(TypeHello)) // joined: the next one joins after it
+	}
+	t.Logf("%d screens joined in %v", n, time.Since(start).Round(time.Millisecond))
+	for i, c := range screens {
+		var b Band
+		c.expect(fmt.Sprintf("screen %d's final band", i), func(m map[string]any) bool {
+			if m["type"] != TypeAssign || m["count"] != float64(n) {
+				return false
+			}
+			b = band(m)
+			return true
+		})
+		want := Bands(n, MinFreq, MaxFreq)[i]
+		if b != want {
+			t.Fatalf("screen %d: band %v, want %v", i, b, want)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/api/shows/stadium/broadcast", strings.NewReader(`{"flash":"#00ff00"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res BroadcastResult
+	_ = json.NewDecoder(resp.Body).Decode(&res)
+	resp.Body.Close()
+	if res.Delivered != n || res.Screens != n {
+		t.Fatalf("broadcast: %+v", res)
+	}
+	for i, c := range screens {
+		c.expect(fmt.Sprintf("screen %d's flash", i), isType(TypeFlash))
+	}
+}
