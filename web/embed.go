@@ -130,10 +130,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
 }
 
-// showPage maps a light-show URL to its HTML asset.
+// showPage maps a light-show URL to its HTML asset: "/show/<name>" and
+// "/show/<name>/screen"; anything else is not a page ("").
 func showPage(p string) string {
-	if strings.HasSuffix(p, "/screen") {
+	parts := strings.Split(strings.TrimPrefix(p, "/show/"), "/")
+	switch {
+	case parts[0] == "":
+		return ""
+	case len(parts) == 1:
+		return "/show.html"
+	case len(parts) == 2 && parts[1] == "screen":
 		return "/show-screen.html"
 	}
-	return "/show.html"
+	return ""
 }

@@ -127,3 +127,23 @@ func TestShowAPIWithAuth(t *testing.T) {
 		}
 	}
 }
+
+func TestShowPagesRouting(t *testing.T) {
+	srv := startServer(t, nil)
+	screenPage := map[string]bool{"/show/party/screen": true, "/show/screen/screen": true}
+	for p, want := range map[string]int{"/show/party": 200, "/show/party/screen": 200, "/show/screen": 200,
+		"/show/screen/screen": 200, "/show/": 404, "/show/party/other": 404, "/show/party/screen/x": 404} {
+		resp, err := http.Get(srv.URL() + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", p, resp.StatusCode, want)
+		}
+		if want == 200 && screenPage[p] != strings.Contains(string(body), "show-screen.js") {
+			t.Errorf("%s: wrong page", p)
+		}
+	}
+}
