@@ -287,3 +287,14 @@ func TestShowTransportAndMicrophone(t *testing.T) {
 	host.click("#btn-mic")
 	host.waitFor(3*time.Second, "the microphone off", `!parleyHost.state.mic`)
 }
+
+// A show name the server would refuse gets a clear message, not a page
+// that reconnects forever.
+func TestShowBadName(t *testing.T) {
+	e := newShowEnv(t)
+	b := e.launch("Host")
+	for _, p := range []string{"/show/no%20spaces", "/show/no%20spaces/screen"} {
+		b.do(20*time.Second, chromedp.Navigate(e.url+p))
+		b.waitFor(5*time.Second, "the bad-name message", `document.body.innerText.includes('is not a show name')`, `document.body.innerText`)
+	}
+}

@@ -146,3 +146,12 @@ export class ControlSocket {
 // The audible range the server splits across screens (internal/show).
 export const MIN_FREQ = 40;
 export const MAX_FREQ = 16000;
+
+// checkName shows a full-page message and returns false for a show name
+// the server would refuse (1-59 of A-Z a-z 0-9 _ . -).
+export function checkName(name) {
+  if (/^[A-Za-z0-9_.-]{1,59}$/.test(name)) return true;
+  document.body.replaceChildren(el('div', { class: 'boot' },
+    el('p', {}, `"${name}" is not a show name: use 1–59 letters, digits, "_", "." or "-", e.g. /show/party.`)));
+  return false;
+}

@@ -1,11 +1,12 @@
 // Light-show host page: plays a file (or the microphone) through WebAudio
 // into a MediaStreamAudioDestinationNode published over WHIP as the show's
 // broadcast, and controls the screens (bands, palette, flash, text).
-import { el, showName, token, fmtHz, fmtBand, paint, rgbCSS, PALETTES, ControlSocket, MIN_FREQ, MAX_FREQ } from './show-common.js';
+import { el, showName, token, fmtHz, fmtBand, paint, rgbCSS, PALETTES, ControlSocket, MIN_FREQ, MAX_FREQ, checkName } from './show-common.js';
 import { publish } from './whip.js';
 
 const $ = (s) => document.querySelector(s);
 const name = showName();
+if (!checkName(name)) await new Promise(() => {}); // stop here, the message is shown
 $('#show-name').textContent = name;
 document.title = `${name} · Parley light show`;
 const screenURL = `${location.origin}/show/${encodeURIComponent(name)}/screen`;

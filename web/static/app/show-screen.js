@@ -1,7 +1,7 @@
 // Light-show screen: joins the show's control channel, plays the show's
 // audio over WHEP, analyses it and paints the whole screen with the level
 // of its assigned frequency band, once per display frame.
-import { showName, params, token, fmtBand, paint, rgbCSS, hexRGB, ControlSocket } from './show-common.js';
+import { showName, params, token, fmtBand, paint, rgbCSS, hexRGB, ControlSocket, checkName } from './show-common.js';
 import { play } from './whip.js';
 
 // Band level: the power of the FFT bins in the band, in dB, mapped from
@@ -13,6 +13,7 @@ const KEY_NAME = 'parley-show-key:';
 
 const $ = (s) => document.querySelector(s);
 const name = showName();
+if (!checkName(name)) await new Promise(() => {}); // stop here, the message is shown
 const canvas = $('#paint');
 const g2d = canvas.getContext('2d', { willReadFrequently: true });
 const audioEl = $('#audio');
