@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
 
 	"github.com/parley/parley/internal/config"
@@ -294,4 +295,62 @@ func TestGroupSimulcast(t *testing.T) {
 	if s := strings.TrimSpace(eval[string](v, tile+`.dataset.layer`)); s == "paused" {
 		t.Errorf("layer still %q", s)
 	}
+}
+
+// The call page's features in a group (sfu) room: mute state, screen share
+// (no renegotiation), bitrate cap across the simulcast layers, stats, local
+// recording, hang-up.
+func TestGroupCallFeatures(t *testing.T) {
+	e := newGroupEnv(t)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	for _, x := range []*browser{a, b} {
+		x.prefs(map[string]string{"res": "360", "fps": "15"})
+	}
+	dir := t.TempDir()
+	if _, err := chromedp.CallBrowser(b.ctx, cdpbrowser.SetDownloadBehavior, cdpbrowser.SetDownloadBehaviorParams{
+		Behavior: cdpbrowser.SetDownloadBehaviorBehaviorAllow, DownloadPath: dir}); err != nil {
+		t.Fatal(err)
+	}
+	a.join("features", "mode=sfu")
+	b.join("features", "mode=sfu")
+	b.waitMedia(30*time.Second, "Alice")
+	a.waitMedia(10*time.Second, "Bob")
+
+	a.click("#btn-mic")
+	b.waitFor(5*time.Second, "Alice shown muted", tileJS("Alice")+`.dataset.audioMuted === 'true'`)
+	a.click("#btn-mic")
+	b.waitFor(5*time.Second, "Alice shown unmuted", tileJS("Alice")+`.dataset.audioMuted === 'false'`)
+
+	sdp := eval[string](a, `parleyApp.client.link.pc.localDescription.sdp`)
+	a.click("#btn-share")
+	a.click("#share-pip")
+	a.waitFor(10*time.Second, "sharing", `parleyApp.media.sharing`, `document.body.innerText`)
+	b.waitFor(5*time.Second, "Alice's tile marked as a screen", tileJS("Alice")+`.dataset.screen === 'true'`)
+	b.waitMedia(15*time.Second, "Alice")
+	if eval[string](a, `parleyApp.client.link.pc.localDescription.sdp`) != sdp {
+		t.Error("screen sharing renegotiated")
+	}
+	a.click("#btn-share")
+	a.click("#share-stop")
+	b.waitFor(5*time.Second, "the screen flag cleared", tileJS("Alice")+`.dataset.screen === 'false'`)
+
+	a.click("#btn-settings")
+	a.waitFor(5*time.Second, "the bitrate selector", `document.querySelector('#bitrate-select')`)
+	a.selectOption("#bitrate-select", "300")
+	a.waitFor(5*time.Second, "the cap shared across layers", `(() => { const e = parleyApp.client.link.videoTx.sender.getParameters().encodings;
+	  return e.length === 3 && e.filter(x => x.active).reduce((s, x) => s + x.maxBitrate, 0) <= 300000 && !e[2].active; })()`,
+		`parleyApp.client.link.videoTx.sender.getParameters().encodings`)
+	b.waitMedia(10*time.Second, "Alice") // still flowing
+
+	b.click("#btn-stats")
+	b.waitFor(10*time.Second, "a stats card for Alice", `[...document.querySelectorAll('.stat-card')].some(c => c.textContent.includes('Alice'))`, `document.querySelector('#panel').innerText`)
+	b.click("#btn-record")
+	b.waitFor(2*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec')`)
+	time.Sleep(3 * time.Second)
+	b.click("#btn-record")
+	if webm := waitDownload(t, dir, ".webm"); !bytes.HasPrefix(webm, []byte{0x1a, 0x45, 0xdf, 0xa3}) || len(webm) < 20000 {
+		t.Fatalf("the recording is not a plausible WebM (%d bytes)", len(webm))
+	}
+	a.click("#btn-hangup")
+	b.waitFor(10*time.Second, "Alice's tile removed", `!`+tileJS("Alice"))
 }
