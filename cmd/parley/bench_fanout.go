@@ -13,13 +13,15 @@ import (
 
 // benchFanout runs the SFU fan-out load tool (`parley bench fanout`): one
 // WHIP publisher, N WHEP viewers, loss/latency/CPU/RSS over a fixed window.
-// Without -url it starts SFU+WHIP in this process on 127.0.0.1 (server and
-// tool CPU are then summed); with -url and -pid it measures that server.
+// Without -url it starts `parley serve` on 127.0.0.1 as a child process,
+// so the server's CPU and RSS are measured alone; -in-process runs the
+// server inside the tool instead (for -cpuprofile; CPU is then summed).
 func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("parley bench fanout", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o fanout.Options
-	fs.StringVar(&o.URL, "url", "", "server base URL serving /whip and /whep (loopback only); empty starts one in-process")
+	fs.StringVar(&o.URL, "url", "", "server base URL serving /whip and /whep (loopback only); empty starts `parley serve` as a child process")
+	inProcess := fs.Bool("in-process", false, "without -url: run the server inside this process (needed for -cpuprofile)")
 	fs.IntVar(&o.ServerPID, "pid", 0, "server process to sample for CPU and RSS (with -url)")
 	fs.IntVar(&o.Viewers, "viewers", 10, "WHEP viewers")
 	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up after the last viewer joined")
@@ -40,6 +42,15 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		o.CPUProfile = f
 	}
 	o.Progress = stderr
+	if o.URL == "" && !*inProcess {
+		url, pid, stop, err := startChildServer(ctx, "--turn", "off", "--media-udp", "127.0.0.1:0", "--media-tcp", "off", "--public-ip", "127.0.0.1")
+		if err != nil {
+			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
+			return 1
+		}
+		defer stop()
+		o.URL, o.ServerPID = url, pid
+	}
 	res, err := fanout.Run(ctx, o)
 	if err != nil {
 		fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
