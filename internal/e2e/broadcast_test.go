@@ -151,6 +151,19 @@ func TestBroadcast(t *testing.T) {
 	if s := eval[string](v1, `document.querySelector('#air').textContent`); !strings.Contains(s, "Live") {
 		t.Errorf("viewer pill %q", s)
 	}
+	// Screen + camera while live: the same session, the viewer keeps decoding.
+	loc := eval[string](pub, `parleyBroadcast.session.location`)
+	pub.click("#src-pip")
+	pub.waitFor(10*time.Second, "the composite on air", `parleyBroadcast.media.sharing && parleyBroadcast.session && parleyBroadcast.session.video.track === parleyBroadcast.media.output`)
+	if l := eval[string](pub, `parleyBroadcast.session.location`); l != loc {
+		t.Errorf("switching to screen + camera started a new session")
+	}
+	v1.waitDecoding(10 * time.Second)
+	// Microphone only: a new session with audio alone; the viewer follows.
+	pub.click("#src-mic")
+	pub.waitFor(15*time.Second, "live with the microphone only", `document.body.dataset.state === 'live' && !parleyBroadcast.session.video && !document.querySelector('#audio-only').hidden`)
+	v1.waitFor(20*time.Second, "audio only at the viewer", `parleyWatch.state === 'live' && !document.querySelector('#audio-only').hidden && parleyWatch.media.getAudioTracks().length === 1 && parleyWatch.stats.kbps > 0`,
+		`[document.body.dataset.state, parleyWatch.media && parleyWatch.media.getTracks().map(t => t.kind)]`)
 }
 
 // plainWHIPJS publishes the fake camera and microphone with nothing but

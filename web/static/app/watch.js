@@ -25,6 +25,9 @@ const app = {
   /** @type {MediaStream|null} */
   media: null,
   wasLive: false,
+  /** published tracks in the last status, and when the session started (WHEP cannot renegotiate: a change means a new session) */
+  lastTracks: 0,
+  sessionTracks: 0,
   needsClick: false,
   stats: { bytes: 0, at: 0, kbps: 0, latencyMs: 0, rttMs: 0, jitterMs: 0, width: 0, height: 0, fps: 0, framesDecoded: 0 },
   /** @type {BroadcastChat|null} */
@@ -63,6 +66,7 @@ function ended() {
 async function connect() {
   if (app.session || app.state === 'connecting') return;
   setState('connecting', 'Connecting to the stream…', '');
+  app.sessionTracks = app.lastTracks;
   let s;
   try {
     s = await playMedia(`/whep/${encodeURIComponent(app.stream)}`, {
@@ -140,7 +144,14 @@ async function pollStatus() {
   } catch {
     return;
   }
+  app.lastTracks = j.tracks || 0;
   if (j.live) {
+    if (app.session && app.sessionTracks && app.lastTracks !== app.sessionTracks) {
+      // The publisher now sends other tracks (e.g. microphone only): play them.
+      stopSession();
+      setState('connecting', 'The stream changed; reconnecting…', '');
+      app.state = 'waiting';
+    }
     if (!app.session && app.state !== 'connecting') connect();
   } else if (app.session || app.state === 'live') {
     stopSession();
@@ -160,11 +171,12 @@ async function readStats() {
   }
   const r = await s.pc.getStats();
   const st = app.stats;
-  let bytes = 0, jb = 0, jbn = 0;
+  let bytes = 0, jb = 0, jbn = 0, vpk = 0;
   r.forEach((x) => {
     if (x.type === 'inbound-rtp') {
       bytes += x.bytesReceived || 0;
       if (x.kind === 'video') {
+        vpk += x.packetsReceived || 0;
         st.width = x.frameWidth || 0;
         st.height = x.frameHeight || 0;
         st.fps = x.framesPerSecond || 0;
@@ -180,6 +192,12 @@ async function readStats() {
   if (st.prevJb != null && jbn > st.prevJbn) st.jitterMs = ((jb - st.prevJb) / (jbn - st.prevJbn)) * 1000;
   st.prevJb = jb;
   st.prevJbn = jbn;
+  // No video arriving for two seconds: an audio-only stream (a microphone,
+  // or OBS without video), whatever the session negotiated.
+  st.videoIdle = vpk === st.videoPackets ? (st.videoIdle || 0) + 1 : 0;
+  st.videoPackets = vpk;
+  $('#audio-only').hidden = st.videoIdle < 2;
+  video.classList.toggle('idle', st.videoIdle >= 2);
   st.bytes = bytes;
   st.at = now;
   // Network (half the round trip) + jitter buffer: what this end adds to the publisher's own delay.
