@@ -27,6 +27,7 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up after the last viewer joined")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
 	fs.StringVar(&o.Stream, "stream", "bench", "stream name")
+	fs.BoolVar(&o.AudioOnly, "audio-only", false, "publish and watch Opus only (a light show's screens)")
 	fs.BoolVar(&o.External, "external", false, "the stream is published by someone else (e.g. a browser on /b/STREAM): start viewers only")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the measurement window (in-process server only)")
 	if err := fs.Parse(args); err != nil {

@@ -159,7 +159,16 @@ type publisher struct {
 	videoSeq atomic.Uint32
 }
 
-func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream string, frames [][]byte, epoch time.Time) (*publisher, error) {
+// kindsFor lists the media kinds a run carries: audio only (a light show)
+// or video and audio.
+func kindsFor(audioOnly bool) []webrtc.RTPCodecType {
+	if audioOnly {
+		return []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}
+	}
+	return []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}
+}
+
+func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream string, frames [][]byte, epoch time.Time, audioOnly bool) (*publisher, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, fmt.Errorf("fanout: publisher: %w", err)
@@ -176,7 +185,11 @@ func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream
 		return nil, err
 	}
 	var senders []*webrtc.RTPSender
-	for _, tr := range []webrtc.TrackLocal{video, audio} {
+	tracks := []webrtc.TrackLocal{video, audio}
+	if audioOnly {
+		tracks = tracks[1:]
+	}
+	for _, tr := range tracks {
 		t, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			_ = pc.Close()
@@ -222,8 +235,11 @@ func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream
 			}
 		}()
 	}
-	p.wg.Add(2)
-	go func() { defer p.wg.Done(); p.sendVideo(ctx, video, frames) }()
+	if !audioOnly {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.sendVideo(ctx, video, frames) }()
+	}
+	p.wg.Add(1)
 	go func() { defer p.wg.Done(); p.sendAudio(ctx, audio) }()
 	return p, nil
 }
@@ -334,6 +350,7 @@ type viewer struct {
 	base      string
 	rings     [2]*stampRing
 	epoch     time.Time
+	audioOnly bool // first packet counts for any kind
 	postAt    int64
 	firstAt   atomic.Int64
 	measuring atomic.Bool
@@ -354,13 +371,13 @@ type rxStream struct {
 	lat     []float64
 }
 
-func startViewer(ctx context.Context, api apiT, hc *http.Client, base, stream string, epoch time.Time, rings [2]*stampRing) (*viewer, error) {
+func startViewer(ctx context.Context, api apiT, hc *http.Client, base, stream string, epoch time.Time, rings [2]*stampRing, audioOnly bool) (*viewer, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, err
 	}
-	v := &viewer{pc: pc, base: base, epoch: epoch, rings: rings}
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+	v := &viewer{pc: pc, base: base, epoch: epoch, rings: rings, audioOnly: audioOnly}
+	for _, k := range kindsFor(audioOnly) {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			_ = pc.Close()
 			return nil, err
@@ -412,7 +429,7 @@ func (v *viewer) read(tr *webrtc.TrackRemote, kind int) {
 		if end < hl {
 			continue
 		}
-		if kind == 0 && v.firstAt.Load() == 0 {
+		if (kind == 0 || v.audioOnly) && v.firstAt.Load() == 0 {
 			v.firstAt.Store(now)
 		}
 		v.record(kind, h.SequenceNumber, buf[hl:end], now)

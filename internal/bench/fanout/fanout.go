@@ -56,6 +56,8 @@ type Options struct {
 	// /b/<stream>, OBS): only viewers are started, and forwarding latency
 	// is not measured.
 	External bool
+	// AudioOnly publishes and watches Opus alone, as a light show does.
+	AudioOnly bool
 	// Video is an IVF file of VP8 frames; nil uses the embedded 10 s,
 	// 1 Mbit/s, 30 fps clip (keyframe every 2 s), looped.
 	Video []byte
@@ -134,7 +136,7 @@ func (r Result) Table() string {
 	w("window", "%.1f s", r.Window)
 	w("packet loss", "%.3f %% (%d of %d; worst viewer %.3f %%)", r.LossPct, r.Lost, r.Expected, r.WorstLossPc)
 	w("forwarding latency", "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms", r.LatencyP50, r.LatencyP95, r.LatencyP99, r.LatencyMax)
-	w("POST to first video packet", "p50 %.0f ms  p95 %.0f ms  max %.0f ms", r.FirstPacketP50, r.FirstPacketP95, r.FirstPacketMax)
+	w("POST to first packet", "p50 %.0f ms  p95 %.0f ms  max %.0f ms", r.FirstPacketP50, r.FirstPacketP95, r.FirstPacketMax)
 	w("server CPU", "%.2f cores = %.5f cores/viewer", r.ServerCores, r.CoresPerViewer)
 	w("server RSS", "%.1f MB (base %.1f MB) = %.3f MB/viewer", r.ServerRSSMB, r.BaseRSSMB, r.RSSPerViewerMB)
 	if r.ServerFanOutP99 > 0 {
@@ -205,7 +207,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	pub := &publisher{} // External: no publisher of ours, no latency stamps
 	if !o.External {
-		pub, err = startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch)
+		pub, err = startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch, o.AudioOnly)
 		if err != nil {
 			return res, err
 		}
@@ -483,7 +485,7 @@ func joinViewers(ctx context.Context, api apiT, hc *http.Client, o Options, epoc
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v, err := startViewer(ctx, api, hc, o.URL, o.Stream, epoch, rings)
+			v, err := startViewer(ctx, api, hc, o.URL, o.Stream, epoch, rings, o.AudioOnly)
 			if err != nil {
 				failures.Add(1)
 				o.Logger.Warn("viewer failed", "err", err)
