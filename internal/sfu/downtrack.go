@@ -368,6 +368,10 @@ func (d *downTrack) handleRTCP(pkt rtcp.Packet) {
 		}
 	case *rtcp.ReceiverEstimatedMaximumBitrate:
 		d.p.setEstimateFromREMB(uint64(p.Bitrate))
+	case *rtcp.ReceiverReport:
+		for _, r := range p.Reports {
+			d.p.noteLoss(r.FractionLost)
+		}
 	}
 }
 

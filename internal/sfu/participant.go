@@ -89,6 +89,7 @@ type Participant struct {
 	maxLayer      atomic.Int32
 	explicitLimit atomic.Uint64 // SetMaxBitrate, bps; 0 = none
 	rembLimit     atomic.Uint64 // last REMB from the subscriber, bps; 0 = none
+	lastLoss      atomic.Int64  // unix nanos of the last receiver report with loss
 	estimate      atomic.Uint64 // effective budget, bps; 0 = unlimited
 
 	ctx    context.Context
@@ -661,9 +662,32 @@ func (p *Participant) SetMaxBitrate(bps uint64) {
 	p.updateEstimate()
 }
 
+// lossWindow is how long a loss report keeps REMB in force.
+const lossWindow = 5 * time.Second
+
+// lossThreshold is the reported fraction lost (of 256) that counts as
+// congestion: about 2 %.
+const lossThreshold = 5
+
+// setEstimateFromREMB applies a subscriber's REMB as a budget only while
+// it also reports loss. The SFU forwards without probing, so a receiver's
+// estimate cannot grow past what it already gets: trusted blindly, REMB
+// pins every viewer to the lowest layer for good. With loss it is a real
+// congestion signal; without loss for lossWindow the budget is lifted and
+// the layer climbs again.
 func (p *Participant) setEstimateFromREMB(bps uint64) {
+	if time.Since(time.Unix(0, p.lastLoss.Load())) > lossWindow {
+		bps = 0
+	}
 	if p.rembLimit.Swap(bps) != bps {
 		p.updateEstimate()
+	}
+}
+
+// noteLoss records a receiver report's fraction lost.
+func (p *Participant) noteLoss(fractionLost uint8) {
+	if fractionLost >= lossThreshold {
+		p.lastLoss.Store(time.Now().UnixNano())
 	}
 }
 

@@ -233,3 +233,21 @@ func TestSameCodec(t *testing.T) {
 		t.Error("MIME case")
 	}
 }
+
+func TestREMBNeedsLoss(t *testing.T) {
+	p := &Participant{}
+	p.setEstimateFromREMB(200_000)
+	if p.estimate.Load() != 0 {
+		t.Fatalf("REMB without loss became a budget: %d", p.estimate.Load())
+	}
+	p.noteLoss(2) // under 2 %: not congestion
+	p.setEstimateFromREMB(200_000)
+	if p.estimate.Load() != 0 {
+		t.Fatal("a trickle of loss made REMB a budget")
+	}
+	p.noteLoss(40)
+	p.setEstimateFromREMB(200_000)
+	if p.estimate.Load() != 200_000 {
+		t.Fatalf("REMB with loss: budget %d", p.estimate.Load())
+	}
+}
