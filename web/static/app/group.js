@@ -221,7 +221,7 @@ export function groupView(app, o) {
       if (!r || !t) continue;
       const ids = new Set(p.remoteStream ? p.remoteStream.getTracks().map((x) => x.id) : []);
       const sfu = !!client.link;
-      let recv = 0, lost = 0, bytes = 0, fps = 0, video = false, rtt = null;
+      let recv = 0, lost = 0, bytes = 0, vbytes = 0, fps = 0, video = false, rtt = null;
       r.forEach((s) => {
         if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime * 1000;
         if (s.type !== 'inbound-rtp' || (sfu && !ids.has(s.trackIdentifier))) return;
@@ -230,21 +230,26 @@ export function groupView(app, o) {
         bytes += s.bytesReceived || 0;
         if (s.kind === 'video') {
           video = true;
+          vbytes += s.bytesReceived || 0;
           fps = Math.max(fps, s.framesPerSecond || 0);
         }
       });
       const prev = prevIn.get(p.id);
-      prevIn.set(p.id, { recv, lost, bytes, at: now });
+      prevIn.set(p.id, { recv, lost, bytes, vbytes, at: now });
       if (!prev) continue;
       const dr = recv - prev.recv, dl = lost - prev.lost, dt = (now - prev.at) / 1000;
       const loss = dr + dl > 0 ? (100 * Math.max(0, dl)) / (dr + dl) : 0;
       const kbps = dt > 0 ? ((bytes - prev.bytes) * 8) / dt / 1000 : 0;
+      const vkbps = dt > 0 ? ((vbytes - prev.vbytes) * 8) / dt / 1000 : 0;
       const tileEl = /** @type {HTMLElement} */ (t);
       const expectVideo = video && tileEl.dataset.videoMuted !== 'true' && tileEl.dataset.layer !== 'paused';
       const stalled = p.connectionState === 'connected' && dr === 0;
+      // Network only: loss, round trip, and video that should flow but
+      // (nearly) does not. A slow frame rate alone is usually the sender's
+      // CPU, not the connection.
       let q = 'good';
-      if (p.connectionState !== 'connected' || stalled || loss >= 10 || (rtt != null && rtt >= 500) || (expectVideo && fps < 3)) q = 'poor';
-      else if (loss >= 3 || (rtt != null && rtt >= 250) || (expectVideo && fps < 10) || kbps < 24) q = 'fair';
+      if (p.connectionState !== 'connected' || stalled || loss >= 10 || (rtt != null && rtt >= 500) || (expectVideo && vkbps < 8)) q = 'poor';
+      else if (loss >= 3 || (rtt != null && rtt >= 250) || (expectVideo && vkbps < 25)) q = 'fair';
       const s = { q, loss: Math.round(loss * 10) / 10, rtt: rtt == null ? null : Math.round(rtt), kbps: Math.round(kbps), fps: Math.round(fps) };
       view.quality.set(p.id, s);
       const ind = t.querySelector('.q-ind');
