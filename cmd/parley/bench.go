@@ -53,13 +53,13 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	o.Progress = stderr
 	o.URL = *url
 	if o.URL == "" {
-		u, _, done, err := startChildServer(ctx, "--turn", "off", "--max-rooms", "100000")
+		u, pid, done, err := startChildServer(ctx, "--turn", "off", "--media-udp", "off", "--max-rooms", "100000")
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench: %v\n", err)
 			return 1
 		}
 		defer done()
-		o.URL = u
+		o.URL, o.ServerPID = u, pid
 	}
 	res, err := signaling.Run(ctx, o)
 	if err != nil {

@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/bench/proc"
 	"github.com/parley/parley/internal/sfu"
 )
 
@@ -217,7 +218,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 	}
-	baseRSS, _ := readRSS(o.ServerPID)
+	baseRSS, _ := proc.RSS(o.ServerPID)
 
 	viewers, failures := joinViewers(ctx, viewAPI, hc, o, epoch, pub.rings)
 	res.JoinFailures = failures
@@ -238,8 +239,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 
 	// Measurement window.
-	srv0, _ := readCPU(o.ServerPID)
-	tool0 := selfCPU()
+	srv0, _ := serverCPU(o.ServerPID)
+	tool0 := proc.SelfCPU()
 	snap0 := snapshotAll(viewers)
 	st0, st0Err := stats()
 	pub0 := pub.sent.Load()
@@ -260,9 +261,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	snap1 := snapshotAll(viewers)
 	st1, st1Err := stats()
-	srv1, srvErr := readCPU(o.ServerPID)
-	tool1 := selfCPU()
-	rss, _ := readRSS(o.ServerPID)
+	srv1, srvErr := serverCPU(o.ServerPID)
+	tool1 := proc.SelfCPU()
+	rss, _ := proc.RSS(o.ServerPID)
 	if profErr != nil {
 		if err := <-profErr; err != nil {
 			o.Logger.Warn("cpu profile", "err", err)
@@ -502,4 +503,17 @@ func joinViewers(ctx context.Context, api apiT, hc *http.Client, o Options, epoc
 	}
 	wg.Wait()
 	return viewers, int(failures.Load())
+}
+
+// serverCPU is the server's CPU seconds; an in-process server is this
+// process, read with getrusage's finer resolution.
+func serverCPU(pid int) (float64, error) {
+	if pid == 0 {
+		return 0, fmt.Errorf("fanout: no server pid")
+	}
+	if pid == os.Getpid() {
+		return proc.SelfCPU(), nil
+	}
+	c, err := proc.ReadCPU(pid)
+	return c.Total(), err
 }

@@ -37,18 +37,6 @@ func TestRefusesNonLoopback(t *testing.T) {
 	}
 }
 
-func TestProcReaders(t *testing.T) {
-	if _, err := readRSS(1); err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	if c := selfCPU(); c <= 0 {
-		t.Fatalf("self CPU %v", c)
-	}
-	if _, err := readCPU(1); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestIVF(t *testing.T) {
 	frames, err := readIVF(defaultVideo)
 	if err != nil {

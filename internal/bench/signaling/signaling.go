@@ -17,20 +17,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/bench/proc"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
 )
 
 // Options of one run.
 type Options struct {
-	URL      string        // server base URL, e.g. http://127.0.0.1:8080
-	Clients  int           // how many (default 1000)
-	RoomSize int           // members per room (default 10)
-	Dialers  int           // concurrent connection attempts (default 100)
-	Interval time.Duration // each client signals a room-mate this often (default 1 s)
-	Duration time.Duration // relay phase length (default 10 s)
-	Settle   time.Duration // idle wait before reading memory (default 2 s)
-	Progress io.Writer     // progress lines, may be nil
+	URL       string        // server base URL, e.g. http://127.0.0.1:8080
+	Clients   int           // how many (default 1000)
+	RoomSize  int           // members per room (default 10)
+	Dialers   int           // concurrent connection attempts (default 100)
+	Interval  time.Duration // each client signals a room-mate this often (default 1 s)
+	Duration  time.Duration // relay phase length (default 10 s)
+	Settle    time.Duration // idle wait before reading memory (default 2 s)
+	Progress  io.Writer     // progress lines, may be nil
+	ServerPID int           // server process, for its CPU during the relay phase; 0 = not measured
 }
 
 // Result of one run; JSON for machines, Table for people.
@@ -48,6 +50,10 @@ type Result struct {
 	HeapPerConnKiB  float64 `json:"server_heap_per_conn_kib"`
 	StackPerConnKiB float64 `json:"server_stack_per_conn_kib"`
 	GoroutinesPer   float64 `json:"server_goroutines_per_conn"`
+	ServerCores     float64 `json:"server_cores"`          // during the relay phase
+	ServerUsPerMsg  float64 `json:"server_cpu_us_per_msg"` // server CPU per relayed message
+	ToolCores       float64 `json:"tool_cores"`
+	HostBusyCores   float64 `json:"host_busy_cores"` // all processes: shows how shared the machine was
 }
 
 func (o *Options) fill() {
@@ -157,7 +163,20 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.HeapPerConnKiB = (idle["go_memstats_heap_inuse_bytes"] - base["go_memstats_heap_inuse_bytes"]) / n / 1024
 	res.StackPerConnKiB = (idle["go_memstats_stack_inuse_bytes"] - base["go_memstats_stack_inuse_bytes"]) / n / 1024
 	res.GoroutinesPer = (idle["go_goroutines"] - base["go_goroutines"]) / n
+	srv0, _ := proc.ReadCPU(o.ServerPID)
+	tool0, host0, t0 := proc.SelfCPU(), proc.HostBusySeconds(), time.Now()
 	sent := relay(ctx, o, members)
+	if wall := time.Since(t0).Seconds(); wall > 0 {
+		srv1, err := proc.ReadCPU(o.ServerPID)
+		if o.ServerPID > 0 && err == nil {
+			res.ServerCores = (srv1.Total() - srv0.Total()) / wall
+			if sent > 0 {
+				res.ServerUsPerMsg = (srv1.Total() - srv0.Total()) / float64(sent) * 1e6
+			}
+		}
+		res.ToolCores = (proc.SelfCPU() - tool0) / wall
+		res.HostBusyCores = (proc.HostBusySeconds() - host0) / wall
+	}
 	time.Sleep(500 * time.Millisecond) // let the last messages land
 	close(stopDrain)
 	closeAll(members)
@@ -294,6 +313,7 @@ func (r Result) Table() string {
 join latency       p50 %.2f ms   p99 %.2f ms
 relay latency      p50 %.2f ms   p99 %.2f ms   (%d relayed, %d lost, %.0f msg/s)
 server per conn    heap %.1f KiB   stack %.1f KiB   goroutines %.2f
+relay phase CPU    server %.2f cores (%.1f µs per message)   tool %.2f cores   whole machine %.2f cores busy
 `, r.Clients, r.RoomSize, r.Connected, r.JoinP50ms, r.JoinP99ms, r.RelayP50ms, r.RelayP99ms, r.Relayed, r.Lost, r.RelayRate,
-		r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPer)
+		r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPer, r.ServerCores, r.ServerUsPerMsg, r.ToolCores, r.HostBusyCores)
 }

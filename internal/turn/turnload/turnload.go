@@ -23,6 +23,8 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/parley/parley/internal/auth"
+
+	"github.com/parley/parley/internal/bench/proc"
 )
 
 // Options describe one load run. Zero values take the defaults noted.
@@ -166,29 +168,29 @@ func (r *run) close() {
 // the counters and CPU readings into a Result.
 func (r *run) measure(ctx context.Context) (Result, error) {
 	res := Result{Options: r.opt, CPUInProcess: r.opt.PID == 0}
-	cpu0, err := cpuSeconds(r.opt.PID)
+	cpu0, err := proc.ReadCPU(r.opt.PID)
 	if err != nil {
 		return res, err
 	}
-	self0, _ := cpuSeconds(0)
+	self0, _ := proc.ReadCPU(0)
 	rcv0, snd0 := udpErrors()
-	host0 := hostBusySeconds()
+	host0 := proc.HostBusySeconds()
 	res.Elapsed, err = r.send(ctx)
 	if err != nil {
 		return res, err
 	}
 	r.settle(ctx)
-	cpu1, err := cpuSeconds(r.opt.PID)
+	cpu1, err := proc.ReadCPU(r.opt.PID)
 	if err != nil {
 		return res, err
 	}
-	self1, _ := cpuSeconds(0)
+	self1, _ := proc.ReadCPU(0)
 	rcv1, snd1 := udpErrors()
-	res.HostBusyCPU = hostBusySeconds() - host0
-	res.ServerCPU = cpu1.user + cpu1.sys - cpu0.user - cpu0.sys
-	res.ServerSysCPU = cpu1.sys - cpu0.sys
+	res.HostBusyCPU = proc.HostBusySeconds() - host0
+	res.ServerCPU = cpu1.Total() - cpu0.Total()
+	res.ServerSysCPU = cpu1.Sys - cpu0.Sys
 	if r.opt.PID != 0 {
-		res.LoadCPU = self1.user + self1.sys - self0.user - self0.sys
+		res.LoadCPU = self1.Total() - self0.Total()
 	}
 	res.UDPRcvbufErrors, res.UDPSndbufErrors = rcv1-rcv0, snd1-snd0
 	r.fill(&res)

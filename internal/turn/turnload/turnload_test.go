@@ -16,12 +16,6 @@ func TestOptionsDefaults(t *testing.T) {
 	}
 }
 
-func TestCPUSeconds(t *testing.T) {
-	if _, err := cpuSeconds(0); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestRunNoServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

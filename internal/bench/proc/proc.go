@@ -1,0 +1,106 @@
+// Package proc reads a process's CPU time and memory from /proc, for the
+// load tools: they measure a server in another process apart from
+// themselves.
+package proc
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// Linux architecture Go supports (Go has no sysconf to ask).
+const clockTicks = 100
+
+// CPU is user and system CPU seconds of a process.
+type CPU struct{ User, Sys float64 }
+
+// Total is user + system seconds.
+func (c CPU) Total() float64 { return c.User + c.Sys }
+
+// ReadCPU reads utime and stime of pid (0 = this process) from /proc.
+func ReadCPU(pid int) (CPU, error) {
+	path := "/proc/self/stat"
+	if pid > 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/stat"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return CPU{}, fmt.Errorf("proc: read cpu time: %w", err)
+	}
+	// The command name (field 2) may contain spaces; after ")" come state,
+	// ppid, ... with utime and stime at positions 11 and 12.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return CPU{}, fmt.Errorf("proc: malformed %s", path)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return CPU{}, fmt.Errorf("proc: short %s", path)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return CPU{}, fmt.Errorf("proc: parse %s", path)
+	}
+	return CPU{float64(ut) / clockTicks, float64(st) / clockTicks}, nil
+}
+
+// SelfCPU is this process's user+system CPU time in seconds, with
+// microsecond resolution (getrusage).
+func SelfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+}
+
+// RSS returns VmRSS of pid (0 = this process) in bytes.
+func RSS(pid int) (int64, error) {
+	path := "/proc/self/status"
+	if pid > 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/status"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("proc: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			if f := strings.Fields(v); len(f) >= 1 {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("proc: VmRSS: %w", err)
+				}
+				return kb << 10, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("proc: no VmRSS in %s", path)
+}
+
+// HostBusySeconds is the non-idle CPU time of all CPUs, from /proc/stat.
+// Compared with a server's and a load tool's CPU it shows how much other
+// work shared the machine during a run.
+func HostBusySeconds() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy uint64
+	for i := 1; i < len(f) && i <= 8; i++ {
+		if i == 4 || i == 5 { // idle, iowait
+			continue
+		}
+		v, _ := strconv.ParseUint(f[i], 10, 64)
+		busy += v
+	}
+	return float64(busy) / clockTicks
+}
