@@ -7,7 +7,8 @@ VIEWERS=${1:-100}
 RES=${2:-720}
 PORT=${PORT:-18480}
 DIR=$(mktemp -d)
-trap 'kill $CHROME $SERVER 2>/dev/null || true; rm -rf "$DIR"' EXIT INT TERM
+CHROME= SERVER=
+trap 'kill $CHROME $SERVER 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"' EXIT INT TERM
 go build -o "$DIR/parley" ./cmd/parley
 "$DIR/parley" serve --http 127.0.0.1:$PORT --turn off --media-udp 127.0.0.1:0 --media-tcp off --public-ip 127.0.0.1 --log-level warn &
 SERVER=$!
