@@ -16,16 +16,17 @@ import (
 
 // Config is everything a Parley server needs to start.
 type Config struct {
-	HTTP          string                `yaml:"http"`             // HTTP listen address
-	TURN          string                `yaml:"turn"`             // STUN/TURN UDP+TCP listen address, or "off"
-	PublicIP      string                `yaml:"public_ip"`        // announced in relay addresses and ICE
-	TURNSecret    string                `yaml:"turn_secret"`      // TURN REST shared secret; random per start if empty
-	TURNAllow     []string              `yaml:"turn_allow_peers"` // CIDRs relaying may reach despite the deny list
-	TURNQuota     int                   `yaml:"turn_quota"`       // allocations per user
-	TURNTTL       Duration              `yaml:"turn_ttl"`         // lifetime of handed-out TURN credentials
-	TURNExternal  []string              `yaml:"turn_urls"`        // announce these URLs instead of the embedded server
-	TURNSockets   int                   `yaml:"turn_sockets"`     // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
-	TURNBuffer    int                   `yaml:"turn_buffer"`      // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
+	HTTP          string                `yaml:"http"`              // HTTP listen address
+	TURN          string                `yaml:"turn"`              // STUN/TURN UDP+TCP listen address, or "off"
+	PublicIP      string                `yaml:"public_ip"`         // announced in relay addresses and ICE
+	TURNSecret    string                `yaml:"turn_secret"`       // TURN REST shared secret; random per start if empty
+	TURNAllow     []string              `yaml:"turn_allow_peers"`  // CIDRs relaying may reach despite the deny list
+	TURNQuota     int                   `yaml:"turn_quota"`        // allocations per user
+	TURNTTL       Duration              `yaml:"turn_ttl"`          // lifetime of handed-out TURN credentials
+	TURNExternal  []string              `yaml:"turn_urls"`         // announce these URLs instead of the embedded server
+	TURNSockets   int                   `yaml:"turn_sockets"`      // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
+	TURNBuffer    int                   `yaml:"turn_buffer"`       // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
+	SFUCapacity   int                   `yaml:"sfu_room_capacity"` // members per server-routed room
 	RoomCapacity  int                   `yaml:"room_capacity"`
 	Rooms         map[string]RoomConfig `yaml:"rooms"` // per-room overrides
 	MaxRooms      int                   `yaml:"max_rooms"`
@@ -60,6 +61,9 @@ func Default() Config {
 		TURNQuota:    10,
 		TURNTTL:      Duration(12 * time.Hour),
 		RoomCapacity: 16,
+		SFUCapacity:  50,
+		// Broadcast chat rooms (chat.<stream>) hold a broadcast's viewers.
+		Rooms:        map[string]RoomConfig{"chat.*": {Capacity: 1000}},
 		MaxRooms:     10000,
 		MaxMessage:   64 << 10,
 		RateLimit:    50,
@@ -75,6 +79,8 @@ func Default() Config {
 }
 
 var roomNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+var roomPatternRE = regexp.MustCompile(`^[A-Za-z0-9_.*?-]{1,64}$`)
 
 // ValidRoomName reports whether s is 1-64 characters of [A-Za-z0-9_.-].
 func ValidRoomName(s string) bool { return roomNameRE.MatchString(s) }
@@ -112,7 +118,7 @@ func (c *Config) Validate() error {
 	positive := []struct {
 		name string
 		v    int
-	}{{"room-capacity", c.RoomCapacity}, {"max-rooms", c.MaxRooms}, {"max-message", c.MaxMessage},
+	}{{"room-capacity", c.RoomCapacity}, {"sfu-room-capacity", c.SFUCapacity}, {"max-rooms", c.MaxRooms}, {"max-message", c.MaxMessage},
 		{"rate-burst", c.RateBurst}, {"outbox", c.Outbox}, {"turn-quota", c.TURNQuota}}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -149,8 +155,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for name, r := range c.Rooms {
-		if !ValidRoomName(name) {
-			bad("rooms: %q is not a valid room name", name)
+		if !roomPatternRE.MatchString(name) {
+			bad("rooms: %q is not a room name or pattern (A-Z a-z 0-9 _ . - and the wildcards * ?)", name)
 		}
 		if r.Capacity < 0 {
 			bad("rooms.%s.capacity: must be >= 0", name)
@@ -167,16 +173,39 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// CapacityOf is the capacity of the named room.
-func (c *Config) CapacityOf(room string) int {
-	if r, ok := c.Rooms[room]; ok && r.Capacity > 0 {
+// roomConfig finds a room's settings: its exact name first, then the
+// longest matching pattern (rooms: {"chat.*": ...}).
+func (c *Config) roomConfig(room string) (RoomConfig, bool) {
+	if r, ok := c.Rooms[room]; ok {
+		return r, true
+	}
+	best, found := "", false
+	for pat := range c.Rooms {
+		if ok, _ := path.Match(pat, room); ok && (!found || len(pat) > len(best) || (len(pat) == len(best) && pat < best)) {
+			best, found = pat, true
+		}
+	}
+	return c.Rooms[best], found
+}
+
+// CapacityOf is the capacity of the named room in the given mode: the
+// room's own setting, else the default for server-routed or peer-to-peer
+// rooms (a mesh of browsers tops out far sooner than the SFU).
+func (c *Config) CapacityOf(room, mode string) int {
+	if r, ok := c.roomConfig(room); ok && r.Capacity > 0 {
 		return r.Capacity
+	}
+	if mode == "sfu" {
+		return c.SFUCapacity
 	}
 	return c.RoomCapacity
 }
 
 // ModeOf is the configured mode of the named room ("" when not configured).
-func (c *Config) ModeOf(room string) string { return c.Rooms[room].Mode }
+func (c *Config) ModeOf(room string) string {
+	r, _ := c.roomConfig(room)
+	return r.Mode
+}
 
 // Duration is a time.Duration that reads "5s" from YAML.
 type Duration time.Duration

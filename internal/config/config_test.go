@@ -30,7 +30,7 @@ func TestPrecedenceFileEnvFlag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.RoomCapacity != 4 || c.HTTP != ":9100" || c.CapacityOf("big") != 50 || c.CapacityOf("x") != 4 ||
+	if c.RoomCapacity != 4 || c.HTTP != ":9100" || c.CapacityOf("big", "sfu") != 50 || c.CapacityOf("x", "p2p") != 4 || c.CapacityOf("x", "sfu") != 50 || c.CapacityOf("chat.show", "p2p") != 1000 ||
 		c.ModeOf("big") != "sfu" || c.PingInterval.D() != 2*time.Second || c.TURNAllow[0] != "127.0.0.0/8" {
 		t.Fatalf("got %+v", c)
 	}

@@ -32,9 +32,9 @@ type Options struct {
 	// the WebSocket and HTTP transports (same-origin pages always may).
 	AllowOrigins []string
 
-	// Capacity and Mode give a new room's settings; Mode returns "" when the
+	// Mode and Capacity give a new room's settings; Mode returns "" when the
 	// room is not configured, and then the join's own mode (or p2p) is used.
-	Capacity func(room string) int
+	Capacity func(room, mode string) int
 	Mode     func(room string) string
 	// ICEServers returns the STUN/TURN servers handed to a member in joined;
 	// host is the host name the client reached Parley at.
@@ -75,7 +75,7 @@ func (o *Options) fill() {
 		o.MaxSessions = 100000
 	}
 	if o.Capacity == nil {
-		o.Capacity = func(string) int { return 16 }
+		o.Capacity = func(string, string) int { return 16 }
 	}
 	if o.Mode == nil {
 		o.Mode = func(string) string { return "" }

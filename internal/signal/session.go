@@ -187,7 +187,7 @@ func (s *session) join(m protocol.Message) {
 	if mode == "" || (mode == room.SFU && h.opts.Media == nil) {
 		mode = room.P2P
 	}
-	r, peers, err := h.opts.Rooms.Join(m.Room, mode, h.opts.Capacity(m.Room), s.member)
+	r, peers, err := h.opts.Rooms.Join(m.Room, mode, h.opts.Capacity(m.Room, string(mode)), s.member)
 	switch {
 	case errors.Is(err, room.ErrFull):
 		h.errors.Inc("full")

@@ -22,7 +22,7 @@ import (
 func newHub(t *testing.T, o signal.Options) (*signal.Hub, string) {
 	t.Helper()
 	if o.Capacity == nil {
-		o.Capacity = func(string) int { return 4 }
+		o.Capacity = func(string, string) int { return 4 }
 	}
 	h := signal.NewHub(o)
 	url, stop := serveHub(h)
@@ -153,7 +153,7 @@ func TestCrossTransport(t *testing.T) {
 }
 
 func TestRoomFull(t *testing.T) {
-	_, url := newHub(t, signal.Options{Capacity: func(string) int { return 2 }})
+	_, url := newHub(t, signal.Options{Capacity: func(string, string) int { return 2 }})
 	a, b, c := dial(t, url, ""), dial(t, url, ""), dial(t, url, "")
 	join(t, a, "small", "a")
 	join(t, b, "small", "b")
