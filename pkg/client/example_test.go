@@ -17,6 +17,7 @@ func Example() {
 	// A Parley server on loopback (normally: `parley` running somewhere).
 	cfg := config.Default()
 	cfg.HTTP, cfg.TURN = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.MediaUDP, cfg.MediaTCP = "off", "off" // this example needs no SFU
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		log.Fatal(err)
