@@ -113,6 +113,16 @@ func (p *peer) wire(remote string) {
 		}
 	})
 	go func() {
+		// Candidates can overtake the description they belong to (the
+		// sender's trickle races its own offer, and HTTP posts may be
+		// reordered): keep them until there is a remote description.
+		var pending []webrtc.ICECandidateInit
+		flush := func() {
+			for _, c := range pending {
+				p.pc.AddICECandidate(c)
+			}
+			pending = nil
+		}
 		for m := range p.c.Events() {
 			if m.Type != protocol.TypeSignal {
 				continue
@@ -122,15 +132,19 @@ func (p *peer) wire(remote string) {
 				continue
 			}
 			switch {
+			case s.Candidate != nil && p.pc.RemoteDescription() == nil:
+				pending = append(pending, *s.Candidate)
 			case s.Candidate != nil:
 				p.pc.AddICECandidate(*s.Candidate)
 			case s.SDP != nil && s.SDP.Type == webrtc.SDPTypeOffer:
 				p.pc.SetRemoteDescription(*s.SDP)
+				flush()
 				ans, _ := p.pc.CreateAnswer(nil)
 				p.pc.SetLocalDescription(ans)
 				p.c.Signal(context.Background(), m.From, sdpOrCandidate{SDP: &ans})
 			case s.SDP != nil:
 				p.pc.SetRemoteDescription(*s.SDP)
+				flush()
 			}
 		}
 	}()
