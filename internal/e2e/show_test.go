@@ -162,7 +162,7 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	t.Logf("1 kHz screen blue %v after audio went live: %v", d.Round(time.Millisecond), rgbOf(high))
 	time.Sleep(300 * time.Millisecond) // the tone's onset splashes across the spectrum; then it is steady
 	low.stays(2*time.Second, "the far screen to stay red", redJS)
-	high.stays(time.Second, "the 1 kHz screen to stay blue", blueJS)
+	high.stays(2*time.Second, "the 1 kHz screen to stay blue", blueJS)
 	t.Logf("colours: low %v, high %v", rgbOf(low), rgbOf(high))
 	// The host sees the levels on the tiles.
 	host.waitFor(5*time.Second, "the host's tiles showing the levels",
@@ -176,8 +176,8 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	if b := eval[[]float64](low, `parleyShow.state.band`); b[0] != 800 {
 		t.Fatalf("after the swap the first screen has band %v", b)
 	}
-	low.stays(time.Second, "the first screen to stay blue", blueJS)
-	high.stays(time.Second, "the second screen to stay red", redJS)
+	low.stays(2*time.Second, "the first screen to stay blue", blueJS)
+	high.stays(2*time.Second, "the second screen to stay red", redJS)
 
 	// External control: text and a mode change reach both screens.
 	code, res := postJSON(t, e.url+"/api/shows/party/broadcast", `{"text":"Hello wall","mode":"mono","color":"#00ff00"}`)
