@@ -703,15 +703,21 @@ func (p *Participant) updateEstimate() {
 }
 
 func (p *Participant) retargetAll() {
+	for _, d := range p.downTracks() {
+		d.retarget()
+	}
+}
+
+// downTracks snapshots the participant's subscriptions, so callers can
+// work on them without holding p.mu.
+func (p *Participant) downTracks() []*downTrack {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	ds := make([]*downTrack, 0, len(p.downs))
 	for _, d := range p.downs {
 		ds = append(ds, d)
 	}
-	p.mu.Unlock()
-	for _, d := range ds {
-		d.retarget()
-	}
+	return ds
 }
 
 // Tracks describes the tracks this participant publishes.
@@ -741,12 +747,10 @@ type ParticipantStats struct {
 // Stats returns the participant's counters.
 func (p *Participant) Stats() ParticipantStats {
 	p.mu.Lock()
-	st := ParticipantStats{Published: len(p.ups), Subscribed: len(p.downs)}
-	ds := make([]*downTrack, 0, len(p.downs))
-	for _, d := range p.downs {
-		ds = append(ds, d)
-	}
+	st := ParticipantStats{Published: len(p.ups)}
 	p.mu.Unlock()
+	ds := p.downTracks()
+	st.Subscribed = len(ds)
 	for _, d := range ds {
 		a, b, c := d.counts()
 		st.Packets += a
