@@ -1,17 +1,12 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
-	"time"
 
 	"github.com/pion/webrtc/v4"
 
-	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/signal"
@@ -73,11 +68,7 @@ func (s *Server) verifyStream(r *http.Request, stream string, publish bool) erro
 	if len(s.authSecret) == 0 {
 		return nil
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return errors.New("a Bearer token is required")
-	}
-	c, err := auth.Verify(s.authSecret, strings.TrimSpace(tok), time.Now())
+	c, err := s.requestClaims(r, false)
 	switch {
 	case err != nil:
 		return err
@@ -93,10 +84,8 @@ func (s *Server) verifyStream(r *http.Request, stream string, publish bool) erro
 
 // whipICEServers are announced in WHIP/WHEP Link headers.
 func (s *Server) whipICEServers(r *http.Request) []webrtc.ICEServer {
-	var id [6]byte
-	_, _ = rand.Read(id[:])
 	var out []webrtc.ICEServer
-	for _, is := range s.iceServers(signal.HostOf(r), "whip-"+hex.EncodeToString(id[:])) {
+	for _, is := range s.requestICEServers(r, "whip-") {
 		out = append(out, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
 	}
 	return out

@@ -3,9 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
-	"time"
 
-	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/web"
 )
 
@@ -35,9 +33,4 @@ func httpJSONError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
-}
-
-// externalCredential is a TURN REST credential for an external server.
-func externalCredential(secret []byte, member string, ttl time.Duration) auth.TURNCredential {
-	return auth.NewTURNCredential(secret, member, ttl, time.Now())
 }

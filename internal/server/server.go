@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/room"
@@ -169,7 +170,7 @@ func (s *Server) stopTURN() {
 func (s *Server) iceServers(host, member string) []protocol.ICEServer {
 	ttl := s.cfg.TURNTTL.D()
 	if len(s.cfg.TURNExternal) > 0 {
-		cred := externalCredential(s.turnSecret, member, ttl)
+		cred := auth.NewTURNCredential(s.turnSecret, member, ttl, time.Now())
 		return []protocol.ICEServer{{URLs: s.cfg.TURNExternal, Username: cred.Username, Credential: cred.Password}}
 	}
 	if s.turn == nil {

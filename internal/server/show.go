@@ -1,17 +1,10 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
-	"strings"
-	"time"
 
-	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/show"
-	"github.com/parley/parley/internal/signal"
 )
 
 // mountShows builds the light-show registry and mounts its API:
@@ -48,17 +41,9 @@ func (s *Server) verifyShow(r *http.Request, name string, role show.Role) error 
 	if len(s.authSecret) == 0 {
 		return nil
 	}
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		tok = r.URL.Query().Get("token")
-	}
-	tok = strings.TrimSpace(tok)
-	if tok == "" {
-		return errors.New("a token is required (Authorization: Bearer or ?token=)")
-	}
-	c, err := auth.Verify(s.authSecret, tok, time.Now())
+	c, err := s.requestClaims(r, true)
 	if err != nil {
-		return fmt.Errorf("token: %w", err)
+		return err
 	}
 	stream := show.StreamName(name)
 	if !c.AllowsRoom(stream) {
@@ -81,14 +66,8 @@ func (s *Server) verifyShow(r *http.Request, name string, role show.Role) error 
 // showICEServers hands show pages STUN/TURN for their WHIP/WHEP sessions.
 func (s *Server) showICEServers(r *http.Request) []show.ICEServer {
 	var out []show.ICEServer
-	for _, is := range s.iceServers(signal.HostOf(r), "show-"+showMemberID()) {
+	for _, is := range s.requestICEServers(r, "show-") {
 		out = append(out, show.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
 	}
 	return out
-}
-
-func showMemberID() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -1,0 +1,42 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/room"
+	"github.com/parley/parley/internal/signal"
+	"github.com/parley/parley/pkg/protocol"
+)
+
+// requestClaims verifies a request's access token: "Authorization: Bearer
+// <token>", or, when query is true, the "token" URL parameter (browser
+// WebSockets cannot set headers).
+func (s *Server) requestClaims(r *http.Request, query bool) (auth.Claims, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok && query {
+		tok = r.URL.Query().Get("token")
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		if query {
+			return auth.Claims{}, errors.New("a token is required (Authorization: Bearer or ?token=)")
+		}
+		return auth.Claims{}, errors.New("a Bearer token is required")
+	}
+	c, err := auth.Verify(s.authSecret, tok, time.Now())
+	if err != nil {
+		return c, fmt.Errorf("token: %w", err)
+	}
+	return c, nil
+}
+
+// requestICEServers are STUN/TURN servers for a session that is no room
+// member (WHIP, WHEP, show pages): the TURN user is prefix plus a random ID.
+func (s *Server) requestICEServers(r *http.Request, prefix string) []protocol.ICEServer {
+	return s.iceServers(signal.HostOf(r), prefix+room.NewID())
+}
