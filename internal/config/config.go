@@ -78,12 +78,7 @@ func Default() Config {
 	}
 }
 
-var roomNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 var roomPatternRE = regexp.MustCompile(`^[A-Za-z0-9_.*?-]{1,64}$`)
-
-// ValidRoomName reports whether s is 1-64 characters of [A-Za-z0-9_.-].
-func ValidRoomName(s string) bool { return roomNameRE.MatchString(s) }
 
 // Validate reports every problem at once, one per line.
 func (c *Config) Validate() error {

@@ -16,7 +16,6 @@ type session struct {
 	hub    *Hub
 	host   string // host the client reached us at, for ICE server URLs
 	member *room.Member
-	grants auth.Grants
 	media  MediaSession // in sfu rooms; guarded by mu
 
 	out      chan []byte   // encoded messages for the client
@@ -157,7 +156,6 @@ func (s *session) join(m protocol.Message) {
 		return
 	}
 	name := m.Name
-	s.grants = auth.AllGrants
 	if len(h.opts.AuthSecret) > 0 {
 		claims, err := auth.Verify(h.opts.AuthSecret, m.Token, h.opts.Now())
 		switch {
@@ -171,7 +169,6 @@ func (s *session) join(m protocol.Message) {
 			s.sendError(protocol.CodeForbidden, "your token does not grant room "+m.Room)
 			return
 		}
-		s.grants = claims.Grants
 		if name == "" {
 			name = claims.Identity
 		}
