@@ -1,0 +1,87 @@
+// Bandwidth: what each subscriber may receive (simulcast layer cap,
+// explicit bitrate cap, REMB while loss is reported).
+package sfu
+
+import (
+	"time"
+)
+
+// Quality is a subscriber's preferred maximum simulcast layer.
+type Quality int
+
+// Simulcast quality preferences. The zero value means "highest available".
+const (
+	QualityHigh   Quality = iota // highest layer (default)
+	QualityLow                   // lowest layer ("q", "l" or "0")
+	QualityMedium                // middle layer ("h", "m" or "1")
+)
+
+func (q Quality) rank() int32 {
+	switch q {
+	case QualityLow:
+		return 0
+	case QualityMedium:
+		return 1
+	}
+	return 2
+}
+
+// SetMaxQuality caps the simulcast layer this participant receives.
+func (p *Participant) SetMaxQuality(q Quality) {
+	p.maxLayer.Store(q.rank())
+	p.retargetAll()
+}
+
+// SetMaxBitrate sets an explicit bandwidth budget (bits per second, 0 = no
+// limit) for each simulcast video track the participant receives; layers
+// switch down (and back up) on the target layer's next keyframe.
+func (p *Participant) SetMaxBitrate(bps uint64) {
+	p.explicitLimit.Store(bps)
+	p.updateEstimate()
+}
+
+// lossWindow is how long a loss report keeps REMB in force.
+const lossWindow = 5 * time.Second
+
+// lossThreshold is the reported fraction lost (of 256) that counts as
+// congestion: about 2 %.
+const lossThreshold = 5
+
+// setEstimateFromREMB applies a subscriber's REMB as a budget only while
+// it also reports loss. The SFU forwards without probing, so a receiver's
+// estimate cannot grow past what it already gets: trusted blindly, REMB
+// pins every viewer to the lowest layer for good. With loss it is a real
+// congestion signal; without loss for lossWindow the budget is lifted and
+// the layer climbs again.
+func (p *Participant) setEstimateFromREMB(bps uint64) {
+	if time.Since(time.Unix(0, p.lastLoss.Load())) > lossWindow {
+		bps = 0
+	}
+	if p.rembLimit.Swap(bps) != bps {
+		p.updateEstimate()
+	}
+}
+
+// noteLoss records a receiver report's fraction lost.
+func (p *Participant) noteLoss(fractionLost uint8) {
+	if fractionLost >= lossThreshold {
+		p.lastLoss.Store(time.Now().UnixNano())
+	}
+}
+
+func (p *Participant) updateEstimate() {
+	a, b := p.explicitLimit.Load(), p.rembLimit.Load()
+	e := a
+	if e == 0 || (b != 0 && b < e) {
+		e = b
+	}
+	if p.estimate.Swap(e) != e {
+		p.retargetAll()
+	}
+}
+
+func (p *Participant) retargetAll() {
+	for _, d := range p.downTracks() {
+		d.retarget()
+	}
+}

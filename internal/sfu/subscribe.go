@@ -1,0 +1,209 @@
+// Subscriptions: published tracks in, down-tracks out, and their counters.
+package sfu
+
+import (
+	"fmt"
+
+	"github.com/pion/webrtc/v4"
+)
+
+// onTrack registers a published stream (a simulcast layer joins the track
+// of its receiver).
+func (p *Participant) onTrack(remote *webrtc.TrackRemote, rec *webrtc.RTPReceiver) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	up, exists := p.ups[rec]
+	if !exists {
+		up = newUpTrack(p, remote)
+		p.ups[rec] = up
+	}
+	p.mu.Unlock()
+	p.log.Info("track published", "track", up.id, "kind", up.kind.String(), "codec", up.codec.MimeType, "rid", remote.RID())
+	if up.addLayer(remote, rec) == nil {
+		return
+	}
+	if !exists {
+		p.room.addTrack(up)
+	}
+}
+
+// canAddTracks reports whether a new subscription can still reach the
+// client: always for renegotiating sessions, only before the answer for
+// one-shot ones.
+func (p *Participant) canAddTracks() bool {
+	if !p.oneShot {
+		return true
+	}
+	return p.pc.CurrentLocalDescription() == nil && p.pc.PendingLocalDescription() == nil
+}
+
+// Subscribe subscribes the participant to a track of the room by its
+// TrackInfo.ID.
+func (p *Participant) Subscribe(trackID string) error {
+	for _, u := range p.room.tracks() {
+		if u.id == trackID {
+			return p.subscribe(u)
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrNoSuchTrack, trackID)
+}
+
+// Unsubscribe ends the subscription to a track.
+func (p *Participant) Unsubscribe(trackID string) error {
+	p.mu.Lock()
+	var d *downTrack
+	for u, x := range p.downs {
+		if u.id == trackID {
+			d = x
+			delete(p.downs, u)
+			break
+		}
+	}
+	p.mu.Unlock()
+	if d == nil {
+		return fmt.Errorf("%w: %s", ErrNoSuchTrack, trackID)
+	}
+	p.dropDownTrack(d)
+	return nil
+}
+
+func (p *Participant) subscribe(u *upTrack) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	if _, ok := p.downs[u]; ok {
+		p.mu.Unlock()
+		return nil
+	}
+	d := newDownTrack(p, u)
+	p.downs[u] = d
+	p.mu.Unlock()
+
+	sender, err := p.pc.AddTrack(d)
+	if err != nil {
+		p.mu.Lock()
+		delete(p.downs, u)
+		p.mu.Unlock()
+		return fmt.Errorf("sfu: add track: %w", err)
+	}
+	d.sender = sender
+	u.addSub(d)
+	d.retarget()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		d.readRTCP()
+	}()
+	p.dirty.Store(true)
+	p.requestNegotiation()
+	return nil
+}
+
+// adopt re-attaches a parked down-track to a restarted publisher's track.
+func (p *Participant) adopt(d *downTrack, u *upTrack) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	for old, x := range p.downs {
+		if x == d {
+			delete(p.downs, old)
+		}
+	}
+	p.downs[u] = d
+	p.mu.Unlock()
+	d.up.Store(u)
+	u.addSub(d)
+	d.retarget()
+	p.log.Info("subscriber re-attached to restarted track", "track", u.id)
+}
+
+// sourceEnded is called when the track behind d was unpublished.
+func (p *Participant) sourceEnded(d *downTrack, u *upTrack) {
+	if p.oneShot {
+		if p.grace < 0 {
+			go p.Close()
+			return
+		}
+		p.room.park(d, p.grace)
+		return
+	}
+	p.mu.Lock()
+	if p.downs[u] == d {
+		delete(p.downs, u)
+	}
+	p.mu.Unlock()
+	p.dropDownTrack(d)
+}
+
+func (p *Participant) dropDownTrack(d *downTrack) {
+	d.close()
+	if d.sender != nil && !p.isClosed() {
+		p.negMu.Lock()
+		err := p.pc.RemoveTrack(d.sender)
+		p.negMu.Unlock()
+		if err != nil {
+			p.log.Debug("remove track", "err", err)
+		}
+	}
+	p.dirty.Store(true)
+	p.requestNegotiation()
+}
+
+// downTracks snapshots the participant's subscriptions, so callers can
+// work on them without holding p.mu.
+func (p *Participant) downTracks() []*downTrack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ds := make([]*downTrack, 0, len(p.downs))
+	for _, d := range p.downs {
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// Tracks describes the tracks this participant publishes.
+func (p *Participant) Tracks() []TrackInfo {
+	p.mu.Lock()
+	ups := make([]*upTrack, 0, len(p.ups))
+	for _, u := range p.ups {
+		ups = append(ups, u)
+	}
+	p.mu.Unlock()
+	out := make([]TrackInfo, 0, len(ups))
+	for _, u := range ups {
+		out = append(out, u.info())
+	}
+	return out
+}
+
+// ParticipantStats are one participant's forwarding counters.
+type ParticipantStats struct {
+	Published  int    `json:"published"`
+	Subscribed int    `json:"subscribed"`
+	Packets    uint64 `json:"packets"` // sent to this participant
+	Bytes      uint64 `json:"bytes"`
+	Dropped    uint64 `json:"dropped"`
+}
+
+// Stats returns the participant's counters.
+func (p *Participant) Stats() ParticipantStats {
+	p.mu.Lock()
+	st := ParticipantStats{Published: len(p.ups)}
+	p.mu.Unlock()
+	ds := p.downTracks()
+	st.Subscribed = len(ds)
+	for _, d := range ds {
+		a, b, c := d.counts()
+		st.Packets += a
+		st.Bytes += b
+		st.Dropped += c
+	}
+	return st
+}
