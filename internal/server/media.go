@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
+	"github.com/parley/parley/internal/show"
 	"github.com/parley/parley/internal/signal"
 	"github.com/parley/parley/internal/whip"
 	"github.com/parley/parley/pkg/protocol"
@@ -28,7 +30,16 @@ func (s *Server) startMedia() error {
 		m.Close()
 		return fmt.Errorf("whip: %w", err)
 	}
-	s.sfu, s.whip, s.bridge = m, w, sfusignal.New(m, s.log)
+	// The shows' audio lives in its own namespace behind its own endpoints,
+	// so /whep/ cannot reach it and /whip/ cannot inject into it.
+	sw, err := whip.New(whip.Config{SFU: m, Namespace: sfu.Shows, Verify: s.verifyShowStream,
+		ICEServers: s.whipICEServers, Logger: s.log, BasePath: showMediaPrefix})
+	if err != nil {
+		w.Close()
+		m.Close()
+		return fmt.Errorf("show whip: %w", err)
+	}
+	s.sfu, s.whip, s.showWhip, s.bridge = m, w, sw, sfusignal.New(m, s.log)
 	stat := func(f func(sfu.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(m.Stats())) }
 	}
@@ -38,6 +49,7 @@ func (s *Server) startMedia() error {
 	s.metrics.CounterFunc("parley_sfu_packets_received_total", "RTP packets read from publishers.", stat(func(x sfu.Stats) uint64 { return x.Received }))
 	s.metrics.CounterFunc("parley_sfu_packets_forwarded_total", "RTP packets written to subscribers.", stat(func(x sfu.Stats) uint64 { return x.Forwarded }))
 	s.metrics.CounterFunc("parley_sfu_packets_dropped_total", "RTP packets that could not be written.", stat(func(x sfu.Stats) uint64 { return x.Dropped }))
+	s.metrics.CounterFunc("parley_sfu_sink_drops_total", "RTP packets dropped because a subscriber fell behind (summed over subscriptions).", stat(func(x sfu.Stats) uint64 { return x.SinkDrops }))
 	s.metrics.CounterFunc("parley_sfu_nack_answered_total", "Retransmissions served from the packet cache.", stat(func(x sfu.Stats) uint64 { return x.NACKAnswered }))
 	s.metrics.CounterFunc("parley_sfu_plis_total", "Keyframe requests sent to publishers.", stat(func(x sfu.Stats) uint64 { return x.PLIs }))
 	return nil
@@ -46,6 +58,9 @@ func (s *Server) startMedia() error {
 func (s *Server) stopMedia() {
 	if s.whip != nil {
 		s.whip.Close()
+	}
+	if s.showWhip != nil {
+		s.showWhip.Close()
 	}
 	if s.sfu != nil {
 		if err := s.sfu.Close(); err != nil {
@@ -61,6 +76,29 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.whip.ServeHTTP(w, r)
+}
+
+// showMediaPrefix is where the shows' WHIP/WHEP endpoints live:
+// {prefix}/whip/show-{name} for the host, {prefix}/whep/show-{name} for
+// screens.
+const showMediaPrefix = "/api/show-media"
+
+// serveShowWHIP hands the shows' media endpoints to their WHIP handler.
+func (s *Server) serveShowWHIP(w http.ResponseWriter, r *http.Request) {
+	if s.showWhip == nil {
+		httpJSONError(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
+		return
+	}
+	http.StripPrefix(showMediaPrefix, s.showWhip).ServeHTTP(w, r)
+}
+
+// verifyShowStream admits only show audio streams ("show-<name>") to the
+// shows' endpoints, with the same token rules as any stream.
+func (s *Server) verifyShowStream(r *http.Request, stream string, publish bool) error {
+	if !strings.HasPrefix(stream, show.StreamName("")) {
+		return fmt.Errorf("%s is not a show's audio stream", stream)
+	}
+	return s.verifyStream(r, stream, publish)
 }
 
 // verifyStream checks a WHIP/WHEP bearer token when auth is on.

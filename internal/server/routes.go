@@ -17,6 +17,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/streams/{name}", s.streamStatus)
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
+	mux.HandleFunc(showMediaPrefix+"/", s.serveShowWHIP)
 	s.mountShows(mux)
 	mux.Handle("/", web.Handler())
 	return mux

@@ -40,6 +40,7 @@ type Server struct {
 	turn       *turn.Server // nil when off or external
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
+	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
 	shows      *show.Registry // light shows (show.go)
 	bridge     *sfusignal.Bridge
 	turnSecret []byte

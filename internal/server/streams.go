@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -24,7 +25,7 @@ func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	st := streamStatus{Stream: name}
 	if s.sfu != nil {
-		if room, ok := s.sfu.LookupRoom(name); ok {
+		if room, ok := s.sfu.LookupRoom(sfu.Streams, name); ok {
 			publishers := map[string]bool{}
 			for _, t := range room.Tracks() {
 				publishers[t.Publisher] = true

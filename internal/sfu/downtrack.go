@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,29 +28,68 @@ type histEntry struct {
 	ts    uint32 // timestamp as sent
 }
 
-// downTrack is one subscription: a webrtc.TrackLocal bound to the
-// subscriber's PeerConnection. It rewrites SSRC, payload type, sequence
-// numbers and timestamps, so that simulcast layer switches and publisher
-// restarts look like one continuous stream to the subscriber.
+// rtpWriter is where a down-track's rewritten packets go: pion's SRTP
+// write stream for a WebRTC subscriber, anything else for other sinks.
+type rtpWriter interface {
+	WriteRTP(h *rtp.Header, payload []byte) (int, error)
+}
+
+// prefs are what a subscriber may receive: shared by all down-tracks of one
+// participant, or owned by one stand-alone sink.
+type prefs struct {
+	maxLayer      atomic.Int32
+	explicitLimit atomic.Uint64 // SetMaxBitrate, bps; 0 = none
+	rembLimit     atomic.Uint64 // last REMB from the subscriber, bps; 0 = none
+	lastLoss      atomic.Int64  // unix nanos of the last receiver report with loss
+	estimate      atomic.Uint64 // effective budget, bps; 0 = unlimited
+}
+
+// downTrack is one subscription: a sink of one published track. It has its
+// own bounded queue (see queue.go) and its own writer goroutine, so a slow
+// subscriber never delays the publisher's reader or another subscriber.
+//
+// The writer rewrites SSRC, payload type, sequence numbers and timestamps,
+// so that simulcast layer switches, drops and publisher restarts look like
+// one continuous stream to the subscriber. For a WebRTC subscriber it is a
+// webrtc.TrackLocal bound to the subscriber's PeerConnection; other sinks
+// get a writer at once (Room.Subscribe).
 type downTrack struct {
-	p        *Participant
+	room     *Room
+	p        *Participant // nil for a stand-alone sink
+	prefs    *prefs
+	log      *slog.Logger
 	up       atomic.Pointer[upTrack]
 	id       string
 	streamID string
 	kind     webrtc.RTPCodecType
 	codec    webrtc.RTPCodecCapability
 	sender   *webrtc.RTPSender
+	onEnded  func(d *downTrack, u *upTrack) // the source ended
 
 	target   atomic.Pointer[layer] // layer the subscriber should get
+	cur      atomic.Pointer[layer] // layer the writer is on (nil: waiting for a keyframe)
 	prefRank atomic.Int32          // the subscriber's per-track layer cap, rank+1; 0 = none
 	paused   atomic.Bool           // the subscriber paused this track (off-screen tile)
+	closed   atomic.Bool
+	retired  bool // counted in the SFU totals (under counters.statsMu)
 
-	mu        sync.Mutex
-	bound     bool
-	ssrc      uint32
-	pt        uint8
-	writer    webrtc.TrackLocalWriter
-	cur       *layer
+	q    queue
+	done chan struct{} // closed by close: ends the writer
+	wg   sync.WaitGroup
+
+	packets atomic.Uint64 // written
+	bytes   atomic.Uint64
+	errors  atomic.Uint64 // writes that failed
+	drops   atomic.Uint64 // packets dropped because the writer fell behind
+
+	// binding: set by Bind/Unbind, read by the writer, under mu
+	mu     sync.Mutex
+	bound  bool
+	ssrc   uint32
+	pt     uint8
+	writer rtpWriter
+
+	// owned by the writer goroutine
 	seqOffset uint16
 	tsOffset  uint32
 	started   bool
@@ -58,29 +98,37 @@ type downTrack struct {
 	lastTS    uint32
 	lastTime  int64
 	hdr       rtp.Header  // scratch header for writes (no per-packet allocation)
+	pkt       pktCopy     // the packet being forwarded, copied out of the cache
+	aux       pktCopy     // a replayed or retransmitted packet
 	hist      []histEntry // len is a power of two
-	packets   uint64
-	bytes     uint64
-	drops     uint64
-	closed    bool
 }
 
 var _ webrtc.TrackLocal = (*downTrack)(nil)
 
-func newDownTrack(p *Participant, up *upTrack) *downTrack {
+func newDownTrack(r *Room, up *upTrack, pr *prefs, log *slog.Logger) *downTrack {
 	d := &downTrack{
-		p:        p,
+		room:     r,
+		prefs:    pr,
+		log:      log,
 		id:       up.trackID,
 		streamID: up.streamID,
 		kind:     up.kind,
 		codec:    up.codec.RTPCodecCapability,
+		done:     make(chan struct{}),
 	}
 	if up.isVideo() {
 		d.hist = make([]histEntry, histVideo)
+		d.q.init(queueVideo)
 	} else {
 		d.hist = make([]histEntry, histAudio)
+		d.q.init(queueAudio)
 	}
 	d.up.Store(up)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.run()
+	}()
 	return d
 }
 
@@ -100,16 +148,20 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if match == nil {
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: subscriber has no %s", webrtc.ErrUnsupportedCodec, d.codec.MimeType)
 	}
+	d.bind(uint32(ctx.SSRC()), uint8(match.PayloadType), ctx.WriteStream())
+	return *match, nil
+}
+
+// bind points the down-track at a writer; it starts again from a keyframe.
+func (d *downTrack) bind(ssrc uint32, pt uint8, w rtpWriter) {
 	d.mu.Lock()
 	d.bound = true
-	d.ssrc = uint32(ctx.SSRC())
-	d.pt = uint8(match.PayloadType)
-	d.writer = ctx.WriteStream()
-	d.cur = nil // wait for a keyframe on the (new) binding
-	d.flowing = false
+	d.ssrc = ssrc
+	d.pt = pt
+	d.writer = w
 	d.mu.Unlock()
+	d.q.requestResync()
 	d.retarget()
-	return *match, nil
 }
 
 // Unbind implements webrtc.TrackLocal.
@@ -126,51 +178,97 @@ func (d *downTrack) RID() string               { return "" }
 func (d *downTrack) StreamID() string          { return d.streamID }
 func (d *downTrack) Kind() webrtc.RTPCodecType { return d.kind }
 
-// writeRTP forwards one cached packet from layer l. Called only by l's reader.
-func (d *downTrack) writeRTP(l *layer, s *slot, now int64) {
-	d.mu.Lock()
-	if !d.bound || d.closed {
-		d.mu.Unlock()
+// enqueue hands one cached packet of layer l to the writer. It runs on l's
+// reader goroutine, never blocks and never allocates; packets of layers the
+// subscriber is not on and not switching to are skipped here.
+func (d *downTrack) enqueue(l *layer, s *slot, now int64) {
+	if l != d.cur.Load() && l != d.target.Load() {
 		return
 	}
-	if l != d.cur {
-		t := d.target.Load()
-		if l != t {
+	if dropped := d.q.push(qentry{l: l, s: s, gen: s.gen.Load(), now: now}, l.up.isVideo()); dropped > 0 {
+		d.drops.Add(uint64(dropped))
+		if l.up.isVideo() {
+			l.requestKeyframe()
+		}
+	}
+}
+
+// run is the down-track's writer: the only goroutine that writes to the
+// subscriber. It drains the queue in batches and answers NACKs.
+func (d *downTrack) run() {
+	var batch [queueBatch]qentry
+	var nacks [queueBatch]uint16
+	for {
+		select {
+		case <-d.done:
+			return
+		case <-d.q.wake:
+		}
+		for !d.closed.Load() {
+			n, nn, resync := d.q.pop(batch[:], nacks[:])
+			if n == 0 && nn == 0 && !resync {
+				break
+			}
+			d.mu.Lock()
+			if resync {
+				d.cur.Store(nil) // start again from a keyframe
+			}
+			for _, seq := range nacks[:nn] {
+				d.retransmit(seq)
+			}
+			for i := range n {
+				if d.q.resyncPending() {
+					break // dropped meanwhile: the rest of the batch is stale
+				}
+				d.forward(&batch[i])
+			}
 			d.mu.Unlock()
+		}
+	}
+}
+
+// forward writes one queued packet; d.mu is held.
+func (d *downTrack) forward(e *qentry) {
+	l := e.l
+	if !d.bound || d.closed.Load() || !d.pkt.copyFrom(e.s, e.gen) {
+		return // unbound, or the cache slot was reused before we got to it
+	}
+	pk := &d.pkt
+	if l != d.cur.Load() {
+		if l != d.target.Load() {
 			return
 		}
-		if l.up.isVideo() && !s.keyframe {
-			if d.started || !d.replayKeyframe(l, s, now) {
-				d.mu.Unlock()
+		if l.up.isVideo() && !pk.keyframe {
+			if d.started || !d.replayKeyframe(l, pk, e.now) {
 				l.requestKeyframe()
 				return
 			}
 		} else {
-			d.switchTo(l, s, now)
+			d.switchTo(l, pk.seq, pk.ts, e.now)
 		}
 	}
-	outSeq := s.hdr.SequenceNumber + d.seqOffset
-	outTS := s.hdr.Timestamp + d.tsOffset
+	outSeq := pk.seq + d.seqOffset
+	outTS := pk.ts + d.tsOffset
 	if int16(outSeq-d.lastSeq) > 0 {
-		d.lastSeq, d.lastTS, d.lastTime = outSeq, outTS, now
+		d.lastSeq, d.lastTS, d.lastTime = outSeq, outTS, e.now
 	}
-	d.hist[int(outSeq)&(len(d.hist)-1)] = histEntry{layer: l, out: outSeq, in: s.hdr.SequenceNumber, ts: outTS}
-	if !d.send(s, outSeq, outTS) && !d.flowing {
+	d.hist[int(outSeq)&(len(d.hist)-1)] = histEntry{layer: l, out: outSeq, in: pk.seq, ts: outTS}
+	if !d.send(pk, outSeq, outTS) && !d.flowing {
 		// The transport is not up yet (pion drops the packet silently):
 		// start again from the next keyframe.
-		d.cur, d.started = nil, false
+		d.cur.Store(nil)
+		d.started = false
 	}
-	d.mu.Unlock()
 }
 
-// send writes s with the given rewritten numbers and reports whether it
+// send writes pk with the given rewritten numbers and reports whether it
 // went out; d.mu is held.
-func (d *downTrack) send(s *slot, seq uint16, ts uint32) bool {
+func (d *downTrack) send(pk *pktCopy, seq uint16, ts uint32) bool {
 	h := &d.hdr
 	h.Version = 2
-	h.Padding = s.hdr.Padding
-	h.PaddingSize = s.padLen
-	h.Marker = s.hdr.Marker
+	h.Padding = pk.padding
+	h.PaddingSize = pk.padLen
+	h.Marker = pk.marker
 	h.PayloadType = d.pt
 	h.SequenceNumber = seq
 	h.Timestamp = ts
@@ -178,27 +276,26 @@ func (d *downTrack) send(s *slot, seq uint16, ts uint32) bool {
 	h.CSRC = h.CSRC[:0]
 	h.Extension = false
 	h.Extensions = h.Extensions[:0]
-	payload := s.payload()
-	n, err := d.writer.WriteRTP(h, payload)
+	n, err := d.writer.WriteRTP(h, pk.payload())
 	if err != nil {
-		d.drops++
+		d.errors.Add(1)
 		return false
 	}
 	if n == 0 {
 		return false
 	}
 	d.flowing = true
-	d.packets++
-	d.bytes += uint64(s.n)
+	d.packets.Add(1)
+	d.bytes.Add(uint64(pk.size))
 	return true
 }
 
-// switchTo makes l the current layer, starting at keyframe s, continuing the
-// subscriber's sequence and timestamp spaces.
-func (d *downTrack) switchTo(l *layer, s *slot, now int64) {
+// switchTo makes l the current layer, starting at the keyframe with these
+// numbers, continuing the subscriber's sequence and timestamp spaces.
+func (d *downTrack) switchTo(l *layer, seq uint16, ts uint32, now int64) {
 	if !d.started {
 		d.seqOffset, d.tsOffset = 0, 0
-		d.lastSeq = s.hdr.SequenceNumber - 1
+		d.lastSeq = seq - 1
 		d.started = true
 	} else {
 		clock := uint64(l.up.codec.ClockRate)
@@ -209,10 +306,10 @@ func (d *downTrack) switchTo(l *layer, s *slot, now int64) {
 		if gap == 0 {
 			gap = 1
 		}
-		d.seqOffset = d.lastSeq + 1 - s.hdr.SequenceNumber
-		d.tsOffset = d.lastTS + gap - s.hdr.Timestamp
+		d.seqOffset = d.lastSeq + 1 - seq
+		d.tsOffset = d.lastTS + gap - ts
 	}
-	d.cur = l
+	d.cur.Store(l)
 }
 
 // maxReplay bounds the burst a new subscriber gets from the cache.
@@ -220,32 +317,32 @@ const maxReplay = 160
 
 // replayKeyframe starts a new subscriber on layer l from the cached last
 // keyframe instead of waiting for the publisher's next one: it sends the
-// cached packets from the keyframe start up to (not including) s. It runs
-// on l's reader goroutine with d.mu held, and reports whether the
-// subscriber is now on l.
-func (d *downTrack) replayKeyframe(l *layer, s *slot, now int64) bool {
+// cached packets from the keyframe start up to (not including) pk. It runs
+// on the writer with d.mu held (d.pkt is pk: the replay copies into a
+// second buffer), and reports whether the subscriber is now on l.
+func (d *downTrack) replayKeyframe(l *layer, pk *pktCopy, now int64) bool {
 	k := l.keySeq.Load()
 	if k < 0 {
 		return false
 	}
-	first := uint16(k)
-	if n := s.hdr.SequenceNumber - first; n == 0 || n > maxReplay {
+	first, last := uint16(k), pk.seq
+	if n := last - first; n == 0 || n > maxReplay {
 		return false
 	}
-	ks := l.cache.peek(first)
-	if ks == nil || !ks.keyframe {
+	rp := &d.aux
+	if !l.cache.copyOut(first, rp) || !rp.keyframe {
 		return false
 	}
-	d.switchTo(l, ks, now)
-	for q := first; q != s.hdr.SequenceNumber; q++ {
-		ps := l.cache.peek(q)
-		if ps == nil {
+	d.switchTo(l, first, rp.ts, now)
+	for q := first; q != last; q++ {
+		if q != first && !l.cache.copyOut(q, rp) {
 			continue // lost upstream; the subscriber will NACK it
 		}
-		out, ts := q+d.seqOffset, ps.hdr.Timestamp+d.tsOffset
+		out, ts := q+d.seqOffset, rp.ts+d.tsOffset
 		d.hist[int(out)&(len(d.hist)-1)] = histEntry{layer: l, out: out, in: q, ts: ts}
-		if !d.send(ps, out, ts) && q == first {
-			d.cur, d.started = nil, false // transport not up yet
+		if !d.send(rp, out, ts) && q == first {
+			d.cur.Store(nil) // transport not up yet
+			d.started = false
 			return false
 		}
 		d.lastSeq, d.lastTS, d.lastTime = out, ts, now
@@ -253,26 +350,28 @@ func (d *downTrack) replayKeyframe(l *layer, s *slot, now int64) bool {
 	return true
 }
 
-// retransmit answers a NACK for the sequence number the subscriber saw.
-func (d *downTrack) retransmit(seq uint16) bool {
-	d.mu.Lock()
+// retransmit answers a NACK for the sequence number the subscriber saw:
+// the packet is copied out of the cache under its lock and sent after.
+// It runs on the writer with d.mu held.
+func (d *downTrack) retransmit(seq uint16) {
+	c := &d.room.sfu.counters
 	e := d.hist[int(seq)&(len(d.hist)-1)]
-	d.mu.Unlock()
-	if e.layer == nil || e.out != seq {
-		return false
+	if e.layer == nil || e.out != seq || !d.bound {
+		c.nackMisses.Add(1)
+		return
 	}
-	return e.layer.cache.with(e.in, func(s *slot) {
-		d.mu.Lock()
-		if d.bound && !d.closed {
-			d.send(s, e.out, e.ts)
-		}
-		d.mu.Unlock()
-	})
+	rp := &d.aux
+	if !e.layer.cache.copyOut(e.in, rp) {
+		c.nackMisses.Add(1)
+		return
+	}
+	d.send(rp, e.out, e.ts)
+	c.nacks.Add(1)
 }
 
 // retarget recomputes the layer this subscriber should receive, from its
 // preferred maximum layer and bandwidth estimate, and asks for a keyframe
-// when that means a switch.
+// when that means a switch. It never waits for the writer.
 func (d *downTrack) retarget() {
 	up := d.up.Load()
 	if up == nil {
@@ -280,19 +379,17 @@ func (d *downTrack) retarget() {
 	}
 	if d.paused.Load() {
 		d.target.Store(nil)
-		d.mu.Lock()
-		d.cur = nil // resume later from a keyframe
-		d.mu.Unlock()
+		d.q.requestResync() // resume later from a keyframe
 		return
 	}
 	layers := *up.layersPtr.Load()
 	var t *layer
 	if len(layers) > 0 {
-		maxRank := int(d.p.maxLayer.Load())
+		maxRank := int(d.prefs.maxLayer.Load())
 		if pr := int(d.prefRank.Load()) - 1; pr >= 0 && pr < maxRank {
 			maxRank = pr
 		}
-		budget := d.p.estimate.Load()
+		budget := d.prefs.estimate.Load()
 		now := up.now()
 		t = layers[0]
 		for _, l := range layers[1:] {
@@ -312,24 +409,22 @@ func (d *downTrack) retarget() {
 		}
 	}
 	old := d.target.Swap(t)
-	d.mu.Lock()
-	cur := d.cur
-	d.mu.Unlock()
+	cur := d.cur.Load()
 	if t != nil && (t != old || t != cur) && t != cur {
 		t.requestKeyframe()
 	}
 }
 
-// readRTCP handles the subscriber's feedback: NACKs are answered from the
-// cache, PLI/FIR are forwarded (rate-limited) to the publisher, REMB lowers
-// the estimate. It ends when the sender is stopped.
+// readRTCP handles the subscriber's feedback: NACKs go to the writer,
+// PLI/FIR are forwarded (rate-limited) to the publisher, REMB lowers the
+// estimate. It ends when the sender is stopped.
 func (d *downTrack) readRTCP() {
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := d.sender.Read(buf)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
-				d.p.log.Debug("rtcp reader ended", "track", d.id, "err", err)
+				d.log.Debug("rtcp reader ended", "track", d.id, "err", err)
 			}
 			return
 		}
@@ -344,22 +439,17 @@ func (d *downTrack) readRTCP() {
 }
 
 func (d *downTrack) handleRTCP(pkt rtcp.Packet) {
-	c := &d.p.room.sfu.counters
 	switch p := pkt.(type) {
 	case *rtcp.TransportLayerNack:
 		for _, pair := range p.Nacks {
 			for _, seq := range pair.PacketList() {
-				if d.retransmit(seq) {
-					c.nacks.Add(1)
-				} else {
-					c.nackMisses.Add(1)
+				if !d.q.pushNACK(seq) {
+					d.room.sfu.counters.nackMisses.Add(1)
 				}
 			}
 		}
 	case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-		d.mu.Lock()
-		cur := d.cur
-		d.mu.Unlock()
+		cur := d.cur.Load()
 		if cur == nil {
 			cur = d.target.Load()
 		}
@@ -367,39 +457,51 @@ func (d *downTrack) handleRTCP(pkt rtcp.Packet) {
 			cur.requestKeyframe()
 		}
 	case *rtcp.ReceiverEstimatedMaximumBitrate:
-		d.p.setEstimateFromREMB(uint64(p.Bitrate))
+		if d.p != nil {
+			d.p.setEstimateFromREMB(uint64(p.Bitrate))
+		}
 	case *rtcp.ReceiverReport:
 		for _, r := range p.Reports {
-			d.p.noteLoss(r.FractionLost)
+			noteLoss(d.prefs, r.FractionLost)
 		}
 	}
 }
 
-// close detaches the down-track; its counters go to the SFU totals.
+// close detaches the down-track and ends its writer (after a write in
+// progress, which closing the subscriber's connection ends); its counters
+// go to the SFU totals.
 func (d *downTrack) close() {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
+	if d.closed.Swap(true) {
 		return
 	}
-	d.closed = true
-	pk, by, dr := d.packets, d.bytes, d.drops
-	d.mu.Unlock()
-	c := &d.p.room.sfu.counters
-	c.packets.Add(pk)
-	c.bytes.Add(by)
-	c.dropped.Add(dr)
+	close(d.done)
 	if up := d.up.Load(); up != nil {
 		up.removeSub(d)
 	}
+	d.room.sfu.retireDownTrack(d)
 }
 
-// counts returns the live counters of an open down-track.
-func (d *downTrack) counts() (packets, bytes, drops uint64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return 0, 0, 0
+// SinkStats are one subscription's counters.
+type SinkStats struct {
+	Track   string `json:"track"`
+	Packets uint64 `json:"packets"` // written
+	Bytes   uint64 `json:"bytes"`
+	Errors  uint64 `json:"errors"` // writes that failed
+	Drops   uint64 `json:"drops"`  // dropped because the subscriber fell behind
+}
+
+func (d *downTrack) stats() SinkStats {
+	st := SinkStats{Track: d.id, Packets: d.packets.Load(), Bytes: d.bytes.Load(), Errors: d.errors.Load(), Drops: d.drops.Load()}
+	if up := d.up.Load(); up != nil {
+		st.Track = up.id
 	}
-	return d.packets, d.bytes, d.drops
+	return st
+}
+
+// liveStats returns the counters of an open down-track.
+func (d *downTrack) liveStats() (SinkStats, bool) {
+	if d.closed.Load() {
+		return SinkStats{}, false
+	}
+	return d.stats(), true
 }

@@ -28,7 +28,7 @@ func (q Quality) rank() int32 {
 
 // SetMaxQuality caps the simulcast layer this participant receives.
 func (p *Participant) SetMaxQuality(q Quality) {
-	p.maxLayer.Store(q.rank())
+	p.prefs.maxLayer.Store(q.rank())
 	p.retargetAll()
 }
 
@@ -36,7 +36,7 @@ func (p *Participant) SetMaxQuality(q Quality) {
 // limit) for each simulcast video track the participant receives; layers
 // switch down (and back up) on the target layer's next keyframe.
 func (p *Participant) SetMaxBitrate(bps uint64) {
-	p.explicitLimit.Store(bps)
+	p.prefs.explicitLimit.Store(bps)
 	p.updateEstimate()
 }
 
@@ -54,28 +54,28 @@ const lossThreshold = 5
 // congestion signal; without loss for lossWindow the budget is lifted and
 // the layer climbs again.
 func (p *Participant) setEstimateFromREMB(bps uint64) {
-	if time.Since(time.Unix(0, p.lastLoss.Load())) > lossWindow {
+	if time.Since(time.Unix(0, p.prefs.lastLoss.Load())) > lossWindow {
 		bps = 0
 	}
-	if p.rembLimit.Swap(bps) != bps {
+	if p.prefs.rembLimit.Swap(bps) != bps {
 		p.updateEstimate()
 	}
 }
 
 // noteLoss records a receiver report's fraction lost.
-func (p *Participant) noteLoss(fractionLost uint8) {
+func noteLoss(pr *prefs, fractionLost uint8) {
 	if fractionLost >= lossThreshold {
-		p.lastLoss.Store(time.Now().UnixNano())
+		pr.lastLoss.Store(time.Now().UnixNano())
 	}
 }
 
 func (p *Participant) updateEstimate() {
-	a, b := p.explicitLimit.Load(), p.rembLimit.Load()
+	a, b := p.prefs.explicitLimit.Load(), p.prefs.rembLimit.Load()
 	e := a
 	if e == 0 || (b != 0 && b < e) {
 		e = b
 	}
-	if p.estimate.Swap(e) != e {
+	if p.prefs.estimate.Swap(e) != e {
 		p.retargetAll()
 	}
 }

@@ -154,7 +154,7 @@ func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublish
 			}
 		}()
 	}
-	part, err := s.Join(room, ParticipantOptions{ID: o.id, OneShot: true})
+	part, err := s.Join(Streams, room, ParticipantOptions{ID: o.id, OneShot: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func joinWHEP(t testing.TB, s *SFU, room string, q Quality, extra ...interceptor
 			t.Fatal(err)
 		}
 	}
-	part, err := s.Join(room, ParticipantOptions{AutoSubscribe: true, OneShot: true, ReceiveOnly: true, MaxQuality: q, ReattachGrace: 3 * time.Second})
+	part, err := s.Join(Streams, room, ParticipantOptions{AutoSubscribe: true, OneShot: true, ReceiveOnly: true, MaxQuality: q, ReattachGrace: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func TestNACKRecoversDroppedPackets(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go pub.run(ctx, 30)
-	room, _ := s.LookupRoom("nack")
+	room, _ := s.LookupRoom(Streams, "nack")
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()
 	room.WaitTracks(wctx, 1)
@@ -94,7 +94,7 @@ func TestSimulcastLayerSelection(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go pub.run(ctx, 1000)
-	room, _ := s.LookupRoom("sim")
+	room, _ := s.LookupRoom(Streams, "sim")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ts := room.Tracks()
@@ -170,7 +170,7 @@ func TestPublisherRestartIsSeamlessForViewers(t *testing.T) {
 	pub := newTestPublisher(t, s, "restart", pubOpts{})
 	ctx, cancel := context.WithCancel(context.Background())
 	go pub.run(ctx, 30)
-	room, _ := s.LookupRoom("restart")
+	room, _ := s.LookupRoom(Streams, "restart")
 	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer wcancel()
 	room.WaitTracks(wctx, 1)
@@ -210,7 +210,7 @@ func TestCodecMismatchIsReported(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go pub.run(ctx, 30)
-	room, _ := s.LookupRoom("codec")
+	room, _ := s.LookupRoom(Streams, "codec")
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()
 	room.WaitTracks(wctx, 1)
@@ -232,7 +232,7 @@ func TestCodecMismatchIsReported(t *testing.T) {
 	}
 	offer, _ := pc.CreateOffer(nil)
 	_ = pc.SetLocalDescription(offer)
-	part, err := s.Join("codec", ParticipantOptions{AutoSubscribe: true, OneShot: true})
+	part, err := s.Join(Streams, "codec", ParticipantOptions{AutoSubscribe: true, OneShot: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestCodecMismatchIsReported(t *testing.T) {
 
 func TestActiveSpeaker(t *testing.T) {
 	s := newTestSFU(t)
-	room, err := s.Room("talk")
+	room, err := s.Room(Streams, "talk")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestActiveSpeaker(t *testing.T) {
 func TestRenegotiatingParticipant(t *testing.T) {
 	s := newTestSFU(t)
 	ts := newSubscriberPC(t)
-	part, err := s.Join("reneg", ParticipantOptions{ID: "viewer", AutoSubscribe: true})
+	part, err := s.Join(Streams, "reneg", ParticipantOptions{ID: "viewer", AutoSubscribe: true})
 	if err != nil {
 		t.Fatal(err)
 	}

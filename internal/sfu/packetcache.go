@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/rtp"
 )
@@ -19,16 +20,19 @@ type slot struct {
 	padLen   byte       // trailing padding bytes (when hdr.Padding)
 	keyframe bool       // first packet of a keyframe
 	valid    bool
-	idx      int32 // position in the cache
+	idx      int32         // position in the cache
+	gen      atomic.Uint32 // bumped each time the slot is reused (see pktCopy.copyFrom)
 }
 
 // payload returns the payload without padding.
 func (s *slot) payload() []byte { return s.buf[s.hdrLen : s.n-int(s.padLen)] }
 
 // packetCache is a fixed ring of slots for one published layer. Exactly one
-// goroutine (the layer's reader) fills slots; NACK answering reads them under
-// the mutex. A slot being filled is marked invalid first, so nobody else
-// touches it while the reader writes into it without the lock.
+// goroutine (the layer's reader) fills slots. Subscribers' writers copy
+// queued packets out without the lock (checking the slot's generation) and
+// replayed or NACKed ones under it (copyOut). A slot being filled is marked
+// invalid and its generation bumped first, so nobody else uses it while
+// the reader writes into it without the lock.
 type packetCache struct {
 	mu    sync.Mutex
 	slots []slot
@@ -60,6 +64,7 @@ func (c *packetCache) reserve() *slot {
 		}
 		s.valid = false
 	}
+	s.gen.Add(1)
 	c.next = (c.next + 1) % len(c.slots)
 	c.mu.Unlock()
 	return s
@@ -73,9 +78,9 @@ func (c *packetCache) commit(s *slot) {
 	c.mu.Unlock()
 }
 
-// with calls fn with the cached packet of sequence number seq, holding the
-// cache lock; it reports whether the packet was still cached.
-func (c *packetCache) with(seq uint16, fn func(*slot)) bool {
+// copyOut copies the cached packet with sequence number seq into p under
+// the cache lock, and reports whether it was still cached.
+func (c *packetCache) copyOut(seq uint16, p *pktCopy) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i := c.index[seq&c.mask]
@@ -86,23 +91,8 @@ func (c *packetCache) with(seq uint16, fn func(*slot)) bool {
 	if !s.valid || s.hdr.SequenceNumber != seq {
 		return false
 	}
-	fn(s)
+	p.fill(s)
 	return true
-}
-
-// peek returns the cached packet with sequence number seq, or nil. Only the
-// cache's reader goroutine may call it (it alone writes slots, so it needs
-// no lock to read them).
-func (c *packetCache) peek(seq uint16) *slot {
-	i := c.index[seq&c.mask]
-	if i < 0 {
-		return nil
-	}
-	s := &c.slots[i]
-	if !s.valid || s.hdr.SequenceNumber != seq {
-		return nil
-	}
-	return s
 }
 
 // parse fills s.hdr, s.hdrLen, s.padLen from s.buf[:s.n].

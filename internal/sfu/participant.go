@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -66,11 +67,7 @@ type Participant struct {
 	oneShot       bool
 	grace         time.Duration
 
-	maxLayer      atomic.Int32
-	explicitLimit atomic.Uint64 // SetMaxBitrate, bps; 0 = none
-	rembLimit     atomic.Uint64 // last REMB from the subscriber, bps; 0 = none
-	lastLoss      atomic.Int64  // unix nanos of the last receiver report with loss
-	estimate      atomic.Uint64 // effective budget, bps; 0 = unlimited
+	prefs prefs // what this participant may receive (estimate.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -96,10 +93,11 @@ type Participant struct {
 	closed bool
 }
 
-// Join creates a participant in the room, with its PeerConnection.
-func (s *SFU) Join(room string, opts ParticipantOptions) (*Participant, error) {
+// Join creates a participant in the room of namespace ns, with its
+// PeerConnection.
+func (s *SFU) Join(ns Namespace, room string, opts ParticipantOptions) (*Participant, error) {
 	for range 3 {
-		r, err := s.Room(room)
+		r, err := s.Room(ns, room)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +148,7 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		ups:           map[*webrtc.RTPReceiver]*upTrack{},
 		downs:         map[*upTrack]*downTrack{},
 	}
-	p.maxLayer.Store(opts.MaxQuality.rank())
+	p.prefs.maxLayer.Store(opts.MaxQuality.rank())
 	p.ctx, p.cancel = context.WithCancel(r.sfu.ctx)
 	if err := r.join(p); err != nil {
 		_ = pc.Close()
@@ -178,7 +176,7 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	}
 	if opts.AutoSubscribe {
 		for _, u := range r.tracks() {
-			if u.owner != p {
+			if u.src != Source(p) {
 				if err := p.subscribe(u); err != nil {
 					p.log.Warn("subscribe", "track", u.id, "err", err)
 				}
@@ -196,6 +194,16 @@ func randomID() string {
 
 // ID is the participant's ID in its room.
 func (p *Participant) ID() string { return p.id }
+
+// SourceID implements Source: the participant's ID.
+func (p *Participant) SourceID() string { return p.id }
+
+// RequestKeyframe implements Source: a PLI to the publisher.
+func (p *Participant) RequestKeyframe(ssrc uint32) {
+	if err := p.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+		p.log.Debug("pli", "ssrc", ssrc, "err", err)
+	}
+}
 
 // Room is the participant's room.
 func (p *Participant) Room() *Room { return p.room }
@@ -282,6 +290,9 @@ func (p *Participant) Close() {
 	}
 	if err := p.pc.Close(); err != nil {
 		p.log.Debug("close peer connection", "err", err)
+	}
+	for _, d := range downs {
+		d.wg.Wait() // writers end once the closed connection fails their write
 	}
 	for _, u := range ups {
 		u.wg.Wait()

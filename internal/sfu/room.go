@@ -19,6 +19,7 @@ const (
 // to each other.
 type Room struct {
 	sfu  *SFU
+	ns   Namespace
 	name string
 
 	mu           sync.Mutex
@@ -41,12 +42,15 @@ type orphan struct {
 	timer *time.Timer
 }
 
-func newRoom(s *SFU, name string) *Room {
-	return &Room{sfu: s, name: name, participants: map[string]*Participant{}, changed: make(chan struct{})}
+func newRoom(s *SFU, ns Namespace, name string) *Room {
+	return &Room{sfu: s, ns: ns, name: name, participants: map[string]*Participant{}, changed: make(chan struct{})}
 }
 
 // Name is the room's name.
 func (r *Room) Name() string { return r.name }
+
+// Namespace is the room's namespace.
+func (r *Room) Namespace() Namespace { return r.ns }
 
 // Participants returns the current participants.
 func (r *Room) Participants() []*Participant {
@@ -137,7 +141,7 @@ func (r *Room) speakerTick() {
 	loud := map[string]uint64{}
 	for _, u := range r.tracks() {
 		if v := u.level.Swap(0); v > 0 {
-			loud[u.owner.id] += v
+			loud[u.src.SourceID()] += v
 		}
 	}
 	best, bestV := "", uint64(0)
@@ -195,15 +199,16 @@ func (r *Room) leave(p *Participant) {
 func (r *Room) empty() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.participants) == 0
+	return len(r.participants) == 0 && len(r.pubs) == 0
 }
 
-// addTrack publishes u and subscribes every auto-subscribing participant.
-func (r *Room) addTrack(u *upTrack) {
+// addTrack publishes u and subscribes every auto-subscribing participant;
+// false when the room has closed.
+func (r *Room) addTrack(u *upTrack) bool {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return
+		return false
 	}
 	r.pubs = append(r.pubs, u)
 	close(r.changed)
@@ -222,7 +227,7 @@ func (r *Room) addTrack(u *upTrack) {
 	}
 	var subs []*Participant
 	for _, p := range r.participants {
-		if p != u.owner && p.autoSubscribe && !adopted[p] && p.canAddTracks() {
+		if Source(p) != u.src && p.autoSubscribe && !adopted[p] && p.canAddTracks() {
 			subs = append(subs, p)
 		}
 	}
@@ -237,6 +242,7 @@ func (r *Room) addTrack(u *upTrack) {
 			r.sfu.log.Warn("auto-subscribe failed", "room", r.name, "participant", p.id, "track", u.id, "err", err)
 		}
 	}
+	return true
 }
 
 // removeTrack unpublishes u: renegotiating subscribers drop it, one-shot
@@ -254,8 +260,11 @@ func (r *Room) removeTrack(u *upTrack) {
 	r.mu.Unlock()
 	for _, d := range *u.subs.Load() {
 		u.removeSub(d)
-		d.p.sourceEnded(d, u)
+		if d.onEnded != nil {
+			d.onEnded(d, u)
+		}
 	}
+	r.sfu.removeRoomIfEmpty(r)
 }
 
 // park keeps d for grace, closing its participant if nothing adopts it.

@@ -22,7 +22,7 @@ type member struct {
 func joinMember(t *testing.T, s *SFU, room, id string) *member {
 	t.Helper()
 	ts := newSubscriberPC(t)
-	part, err := s.Join(room, ParticipantOptions{ID: id, AutoSubscribe: true})
+	part, err := s.Join(Calls, room, ParticipantOptions{ID: id, AutoSubscribe: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestRoomMembersSeeEachOther(t *testing.T) {
 		default:
 		}
 	}
-	room, _ := s.LookupRoom("meet")
+	room, _ := s.LookupRoom(Calls, "meet")
 	if n := len(room.Tracks()); n != 2 {
 		t.Fatalf("room tracks: %d", n)
 	}

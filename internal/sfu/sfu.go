@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"net"
 	"strconv"
 	"sync"
@@ -61,32 +60,89 @@ type SFU struct {
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
-	rooms  map[string]*Room
+	rooms  map[roomKey]*Room
 	closed bool
 
 	counters counters
 }
 
-// counters are the SFU-wide forwarding statistics.
+// Namespace keeps calls, streams and shows apart: the same name may exist
+// in each without their media ever mixing. WHEP reaches only streams.
+type Namespace uint8
+
+const (
+	Calls   Namespace = iota + 1 // group calls: sfu-mode signaling rooms
+	Streams                      // broadcasts: browser, WHIP (WHEP reads only these)
+	Shows                        // light-show audio, for the show's screens
+)
+
+func (n Namespace) String() string {
+	switch n {
+	case Calls:
+		return "call"
+	case Streams:
+		return "stream"
+	case Shows:
+		return "show"
+	}
+	return "namespace-" + strconv.Itoa(int(n))
+}
+
+type roomKey struct {
+	ns   Namespace
+	name string
+}
+
+// counters are the SFU-wide totals of what closed down-tracks and ended
+// layers counted, plus rare events. Live per-packet counters belong to
+// each layer and down-track (no core fights over a shared cache line per
+// packet) and are summed by Stats.
 type counters struct {
+	statsMu    sync.Mutex    // orders retiring a layer or down-track against Stats
 	packets    atomic.Uint64 // RTP packets written to subscribers
 	bytes      atomic.Uint64 // payload+header bytes written to subscribers
-	dropped    atomic.Uint64 // packets not forwarded (write errors, waiting for keyframe excluded)
+	dropped    atomic.Uint64 // failed writes
+	sinkDrops  atomic.Uint64 // packets dropped because a subscriber fell behind
 	nacks      atomic.Uint64 // NACKed packets answered from the cache
 	nackMisses atomic.Uint64 // NACKed packets no longer in the cache
 	plis       atomic.Uint64 // keyframe requests sent to publishers
 	received   atomic.Uint64 // RTP packets read from publishers
-	// fanout[i] counts packets whose fan-out to all subscribers took
-	// [2^i, 2^(i+1)) microseconds (bucket 0 also holds < 1 µs).
+	// fanout[i] counts packets whose fan-out to all subscribers' queues
+	// took [2^i, 2^(i+1)) microseconds (bucket 0 also holds < 1 µs).
 	fanout [fanoutBuckets]atomic.Uint64
 }
 
 const fanoutBuckets = 24
 
-func (c *counters) observeFanOut(ns int64) {
-	us := uint64(max(ns/1000, 1))
-	b := 63 - bits.LeadingZeros64(us)
-	c.fanout[min(b, fanoutBuckets-1)].Add(1)
+// retireLayer moves an ended layer's counters into the totals.
+func (s *SFU) retireLayer(l *layer) {
+	c := &s.counters
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	if l.retired {
+		return
+	}
+	l.retired = true
+	c.received.Add(l.received.Load())
+	for i := range l.fanout {
+		c.fanout[i].Add(l.fanout[i].Load())
+	}
+}
+
+// retireDownTrack moves a closed down-track's counters into the totals.
+func (s *SFU) retireDownTrack(d *downTrack) {
+	c := &s.counters
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	if d.retired {
+		return
+	}
+	d.retired = true
+	st := d.stats()
+	c.packets.Add(st.Packets)
+	c.bytes.Add(st.Bytes)
+	c.dropped.Add(st.Errors)
+	c.sinkDrops.Add(st.Drops)
 }
 
 // udpBufferSize is the requested kernel buffer of the shared UDP socket.
@@ -98,7 +154,7 @@ func New(cfg Config) (*SFU, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &SFU{cfg: cfg, log: log.With("component", "sfu"), rooms: map[string]*Room{}}
+	s := &SFU{cfg: cfg, log: log.With("component", "sfu"), rooms: map[roomKey]*Room{}}
 	lf := pionLoggerFactory{log: s.log}
 
 	udpAddr := cfg.UDP
@@ -228,35 +284,39 @@ func (s *SFU) TCPAddr() net.Addr {
 // ErrClosed is returned for operations on a closed SFU, room or participant.
 var ErrClosed = errors.New("sfu: closed")
 
-// Room returns the room with this name, creating it if needed.
-func (s *SFU) Room(name string) (*Room, error) {
+// Room returns the room with this name in namespace ns, creating it if
+// needed.
+func (s *SFU) Room(ns Namespace, name string) (*Room, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
-	if r, ok := s.rooms[name]; ok {
+	k := roomKey{ns, name}
+	if r, ok := s.rooms[k]; ok {
 		return r, nil
 	}
-	r := newRoom(s, name)
-	s.rooms[name] = r
+	r := newRoom(s, ns, name)
+	s.rooms[k] = r
 	return r, nil
 }
 
-// LookupRoom returns an existing room.
-func (s *SFU) LookupRoom(name string) (*Room, bool) {
+// LookupRoom returns an existing room of namespace ns.
+func (s *SFU) LookupRoom(ns Namespace, name string) (*Room, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.rooms[name]
+	r, ok := s.rooms[roomKey{ns, name}]
 	return r, ok
 }
 
-// removeRoomIfEmpty forgets r once its last participant left.
+// removeRoomIfEmpty forgets r once its last participant and publication
+// left.
 func (s *SFU) removeRoomIfEmpty(r *Room) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rooms[r.name] == r && r.empty() {
-		delete(s.rooms, r.name)
+	k := roomKey{r.ns, r.name}
+	if s.rooms[k] == r && r.empty() {
+		delete(s.rooms, k)
 		r.close()
 	}
 }
@@ -273,7 +333,7 @@ func (s *SFU) Close() error {
 	for _, r := range s.rooms {
 		rooms = append(rooms, r)
 	}
-	s.rooms = map[string]*Room{}
+	s.rooms = map[roomKey]*Room{}
 	s.mu.Unlock()
 
 	for _, r := range rooms {
@@ -312,11 +372,12 @@ type Stats struct {
 	Forwarded    uint64 `json:"forwarded"`     // RTP packets written to subscribers
 	Bytes        uint64 `json:"bytes"`         // bytes written to subscribers (RTP header + payload)
 	Dropped      uint64 `json:"dropped"`       // packets that failed to be written
+	SinkDrops    uint64 `json:"sink_drops"`    // packets dropped because a subscriber fell behind
 	NACKAnswered uint64 `json:"nack_answered"` // retransmissions served from the packet cache
 	NACKMissed   uint64 `json:"nack_missed"`   // NACKed packets already gone from the cache
 	PLIs         uint64 `json:"plis"`          // keyframe requests sent to publishers
 	// FanOutHist[i] counts published packets whose hand-off to every
-	// subscriber (cache, rewrite, SRTP, send) took [2^i, 2^(i+1)) µs.
+	// subscriber's queue took [2^i, 2^(i+1)) µs.
 	FanOutHist []uint64 `json:"fanout_hist_log2_us"`
 }
 
@@ -342,40 +403,59 @@ func FanOutQuantile(hist []uint64, q float64) float64 {
 	return float64(uint64(1) << len(hist))
 }
 
-// Stats returns a snapshot of rooms, participants, tracks and counters.
+// Stats returns a snapshot of rooms, participants, tracks and counters:
+// the totals of what has ended plus every live layer's and subscription's
+// own counters.
 func (s *SFU) Stats() Stats {
-	st := Stats{
-		Received:     s.counters.received.Load(),
-		Forwarded:    s.counters.packets.Load(),
-		Bytes:        s.counters.bytes.Load(),
-		Dropped:      s.counters.dropped.Load(),
-		NACKAnswered: s.counters.nacks.Load(),
-		NACKMissed:   s.counters.nackMisses.Load(),
-		PLIs:         s.counters.plis.Load(),
-		FanOutHist:   make([]uint64, fanoutBuckets),
-	}
-	for i := range st.FanOutHist {
-		st.FanOutHist[i] = s.counters.fanout[i].Load()
-	}
 	s.mu.Lock()
 	rooms := make([]*Room, 0, len(s.rooms))
 	for _, r := range s.rooms {
 		rooms = append(rooms, r)
 	}
 	s.mu.Unlock()
-	st.Rooms = len(rooms)
+
+	c := &s.counters
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	st := Stats{
+		Rooms:        len(rooms),
+		Received:     c.received.Load(),
+		Forwarded:    c.packets.Load(),
+		Bytes:        c.bytes.Load(),
+		Dropped:      c.dropped.Load(),
+		SinkDrops:    c.sinkDrops.Load(),
+		NACKAnswered: c.nacks.Load(),
+		NACKMissed:   c.nackMisses.Load(),
+		PLIs:         c.plis.Load(),
+		FanOutHist:   make([]uint64, fanoutBuckets),
+	}
+	for i := range st.FanOutHist {
+		st.FanOutHist[i] = c.fanout[i].Load()
+	}
 	for _, r := range rooms {
-		ps := r.Participants()
-		st.Participants += len(ps)
-		for _, p := range ps {
-			ps := p.Stats()
-			st.Forwarded += ps.Packets
-			st.Bytes += ps.Bytes
-			st.Dropped += ps.Dropped
-		}
+		st.Participants += len(r.Participants())
 		for _, t := range r.tracks() {
 			st.Tracks++
-			st.DownTracks += t.subscriberCount()
+			for _, l := range *t.layersPtr.Load() {
+				if l.retired {
+					continue
+				}
+				st.Received += l.received.Load()
+				for i := range l.fanout {
+					st.FanOutHist[i] += l.fanout[i].Load()
+				}
+			}
+			for _, d := range *t.subs.Load() {
+				if d.retired {
+					continue
+				}
+				st.DownTracks++
+				ds := d.stats()
+				st.Forwarded += ds.Packets
+				st.Bytes += ds.Bytes
+				st.Dropped += ds.Errors
+				st.SinkDrops += ds.Drops
+			}
 		}
 	}
 	return st

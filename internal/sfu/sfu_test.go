@@ -39,7 +39,7 @@ func TestFanOutToThreeSubscribers(t *testing.T) {
 	defer cancel()
 	go pub.run(ctx, 1000) // only the first frame is a keyframe unless PLI'd
 
-	room, _ := s.LookupRoom("r1")
+	room, _ := s.LookupRoom(Streams, "r1")
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	if n := room.WaitTracks(wctx, 2); n != 2 {
 		t.Fatalf("published tracks: %d", n)

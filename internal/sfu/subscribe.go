@@ -17,12 +17,20 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, rec *webrtc.RTPReceive
 	}
 	up, exists := p.ups[rec]
 	if !exists {
-		up = newUpTrack(p, remote)
+		up = newUpTrack(p.room, p, remote.ID(), remote.StreamID(), remote.Codec())
 		p.ups[rec] = up
 	}
 	p.mu.Unlock()
 	p.log.Info("track published", "track", up.id, "kind", up.kind.String(), "codec", up.codec.MimeType, "rid", remote.RID())
-	if up.addLayer(remote, rec) == nil {
+	var levelExt uint8
+	if !up.isVideo() {
+		for _, e := range rec.GetParameters().HeaderExtensions {
+			if e.URI == audioLevelURI {
+				levelExt = uint8(e.ID)
+			}
+		}
+	}
+	if up.addLayer(remote.RID(), uint32(remote.SSRC()), levelExt, remote) == nil {
 		return
 	}
 	if !exists {
@@ -80,7 +88,9 @@ func (p *Participant) subscribe(u *upTrack) error {
 		p.mu.Unlock()
 		return nil
 	}
-	d := newDownTrack(p, u)
+	d := newDownTrack(p.room, u, &p.prefs, p.log)
+	d.p = p
+	d.onEnded = p.sourceEnded
 	p.downs[u] = d
 	p.mu.Unlock()
 
@@ -89,6 +99,7 @@ func (p *Participant) subscribe(u *upTrack) error {
 		p.mu.Lock()
 		delete(p.downs, u)
 		p.mu.Unlock()
+		d.close()
 		return fmt.Errorf("sfu: add track: %w", err)
 	}
 	d.sender = sender
@@ -189,7 +200,11 @@ type ParticipantStats struct {
 	Subscribed int    `json:"subscribed"`
 	Packets    uint64 `json:"packets"` // sent to this participant
 	Bytes      uint64 `json:"bytes"`
-	Dropped    uint64 `json:"dropped"`
+	Dropped    uint64 `json:"dropped"` // failed writes
+	// SinkDrops counts packets dropped because this participant's
+	// connection could not keep up (per subscription in Sinks).
+	SinkDrops uint64      `json:"sink_drops"`
+	Sinks     []SinkStats `json:"sinks,omitempty"`
 }
 
 // Stats returns the participant's counters.
@@ -197,13 +212,17 @@ func (p *Participant) Stats() ParticipantStats {
 	p.mu.Lock()
 	st := ParticipantStats{Published: len(p.ups)}
 	p.mu.Unlock()
-	ds := p.downTracks()
-	st.Subscribed = len(ds)
-	for _, d := range ds {
-		a, b, c := d.counts()
-		st.Packets += a
-		st.Bytes += b
-		st.Dropped += c
+	for _, d := range p.downTracks() {
+		ds, ok := d.liveStats()
+		if !ok {
+			continue
+		}
+		st.Subscribed++
+		st.Packets += ds.Packets
+		st.Bytes += ds.Bytes
+		st.Dropped += ds.Errors
+		st.SinkDrops += ds.Drops
+		st.Sinks = append(st.Sinks, ds)
 	}
 	return st
 }

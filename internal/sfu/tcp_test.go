@@ -45,7 +45,7 @@ func TestICETCP(t *testing.T) {
 			close(connected)
 		}
 	})
-	part, err := s.Join("tcp", ParticipantOptions{OneShot: true})
+	part, err := s.Join(Streams, "tcp", ParticipantOptions{OneShot: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,13 +3,13 @@ package sfu
 import (
 	"errors"
 	"io"
+	"math/bits"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -25,8 +25,8 @@ const layerIdle = 700 * time.Millisecond
 // layers that share one RTPReceiver.
 type upTrack struct {
 	room     *Room
-	owner    *Participant
-	id       string // unique in the room: "<participant>/<track id>"
+	src      Source
+	id       string // unique in the room: "<publisher>/<track id>"
 	trackID  string
 	streamID string
 	kind     webrtc.RTPCodecType
@@ -61,24 +61,30 @@ type layer struct {
 	keyAt   atomic.Int64  // ns since epoch of the last keyframe seen
 	keySeq  atomic.Int32  // sequence number of the last keyframe start, -1 if none
 	lastAt  atomic.Int64  // ns since epoch of the last packet (a publisher pauses layers it cannot afford)
+	// received counts the layer's packets and fanout the time each took to
+	// queue for every subscriber; per layer (no core shares them), summed
+	// when scraped.
+	received atomic.Uint64
+	fanout   [fanoutBuckets]atomic.Uint64
+	retired  bool // counted in the SFU totals (under counters.statsMu)
 
 	// owned by the reader goroutine
 	winBytes uint64
 	winStart int64
 }
 
-func newUpTrack(p *Participant, remote *webrtc.TrackRemote) *upTrack {
+func newUpTrack(r *Room, src Source, trackID, streamID string, codec webrtc.RTPCodecParameters) *upTrack {
 	up := &upTrack{
-		room:     p.room,
-		owner:    p,
-		trackID:  remote.ID(),
-		streamID: remote.StreamID(),
-		kind:     remote.Kind(),
-		codec:    remote.Codec(),
+		room:     r,
+		src:      src,
+		trackID:  trackID,
+		streamID: streamID,
+		kind:     codecKindOfMime(codec.MimeType),
+		codec:    codec,
 		epoch:    time.Now(),
 		done:     make(chan struct{}),
 	}
-	up.id = p.id + "/" + remote.ID()
+	up.id = src.SourceID() + "/" + trackID
 	up.ck = codecKindOf(up.codec.MimeType)
 	empty := []*downTrack{}
 	up.subs.Store(&empty)
@@ -91,14 +97,17 @@ func (u *upTrack) now() int64 { return int64(time.Since(u.epoch)) }
 
 func (u *upTrack) isVideo() bool { return u.kind == webrtc.RTPCodecTypeVideo }
 
-// addLayer registers a received stream and starts its reader.
-func (u *upTrack) addLayer(remote *webrtc.TrackRemote, rec *webrtc.RTPReceiver) *layer {
+// addLayer registers a stream of the track (a simulcast layer, or its only
+// one). A pion layer gets its own reader goroutine (run); other sources
+// write packets themselves (Publication.WriteRTP).
+func (u *upTrack) addLayer(rid string, ssrc uint32, levelExt uint8, remote *webrtc.TrackRemote) *layer {
 	l := &layer{
-		up:     u,
-		rank:   layerRank(remote.RID()),
-		rid:    remote.RID(),
-		remote: remote,
-		ssrc:   uint32(remote.SSRC()),
+		up:       u,
+		rank:     layerRank(rid),
+		rid:      rid,
+		remote:   remote,
+		ssrc:     ssrc,
+		levelExt: levelExt,
 	}
 	l.keySeq.Store(-1)
 	l.lastAt.Store(u.now()) // pion reports a layer with its first packet
@@ -106,11 +115,6 @@ func (u *upTrack) addLayer(remote *webrtc.TrackRemote, rec *webrtc.RTPReceiver) 
 		l.cache = newPacketCache(1024)
 	} else {
 		l.cache = newPacketCache(128)
-		for _, e := range rec.GetParameters().HeaderExtensions {
-			if e.URI == audioLevelURI {
-				l.levelExt = uint8(e.ID)
-			}
-		}
 	}
 	u.mu.Lock()
 	if u.closed {
@@ -121,13 +125,17 @@ func (u *upTrack) addLayer(remote *webrtc.TrackRemote, rec *webrtc.RTPReceiver) 
 	sort.SliceStable(u.layers, func(i, j int) bool { return u.layers[i].rank < u.layers[j].rank })
 	cp := append([]*layer(nil), u.layers...)
 	u.layersPtr.Store(&cp)
-	u.wg.Add(1)
+	if remote != nil {
+		u.wg.Add(1)
+	}
 	u.mu.Unlock()
 
-	go func() {
-		defer u.wg.Done()
-		l.run()
-	}()
+	if remote != nil {
+		go func() {
+			defer u.wg.Done()
+			l.run()
+		}()
+	}
 	for _, d := range *u.subs.Load() {
 		d.retarget()
 	}
@@ -161,7 +169,7 @@ func (l *layer) ingest(s *slot, now int64) {
 	s.keyframe = u.isVideo() && isKeyframeStart(u.ck, s.payload())
 	l.cache.commit(s)
 	l.lastAt.Store(now)
-	u.room.sfu.counters.received.Add(1)
+	l.received.Add(1)
 	if s.keyframe {
 		l.keyAt.Store(now)
 		l.keySeq.Store(int32(s.hdr.SequenceNumber))
@@ -173,14 +181,21 @@ func (l *layer) ingest(s *slot, now int64) {
 	}
 	l.measure(s, now)
 	l.fanOut(s, now)
-	u.room.sfu.counters.observeFanOut(u.now() - now)
+	l.observeFanOut(u.now() - now)
 }
 
-// fanOut hands one cached packet to every subscriber. It must not allocate.
+// fanOut queues one cached packet for every subscriber's writer. It must
+// not allocate or block: a slow subscriber drops, never the others.
 func (l *layer) fanOut(s *slot, now int64) {
 	for _, d := range *l.up.subs.Load() {
-		d.writeRTP(l, s, now)
+		d.enqueue(l, s, now)
 	}
+}
+
+func (l *layer) observeFanOut(ns int64) {
+	us := uint64(max(ns/1000, 1))
+	b := 63 - bits.LeadingZeros64(us)
+	l.fanout[min(b, fanoutBuckets-1)].Add(1)
 }
 
 // measure keeps a one-second bitrate estimate of the layer.
@@ -216,13 +231,12 @@ func (l *layer) requestKeyframe() {
 		return
 	}
 	u.room.sfu.counters.plis.Add(1)
-	if err := u.owner.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: l.ssrc}}); err != nil {
-		u.room.sfu.log.Debug("pli", "track", u.id, "err", err)
-	}
+	u.src.RequestKeyframe(l.ssrc)
 }
 
 // layerEnded removes a stopped layer; the track ends with its last layer.
 func (u *upTrack) layerEnded(l *layer) {
+	u.room.sfu.retireLayer(l)
 	u.mu.Lock()
 	for i, x := range u.layers {
 		if x == l {
@@ -247,12 +261,22 @@ func (u *upTrack) layerEnded(l *layer) {
 	}
 }
 
-// end stops accepting layers; readers finish when the PeerConnection closes.
+// end stops accepting layers; pion readers finish when the PeerConnection
+// closes.
 func (u *upTrack) end() {
 	u.mu.Lock()
 	wasClosed := u.closed
 	u.closed = true
+	var retired []*layer
+	for _, l := range u.layers {
+		if l.remote == nil {
+			retired = append(retired, l) // no reader to end it
+		}
+	}
 	u.mu.Unlock()
+	for _, l := range retired {
+		u.room.sfu.retireLayer(l)
+	}
 	if !wasClosed {
 		close(u.done)
 		u.room.removeTrack(u)
@@ -303,7 +327,7 @@ type TrackInfo struct {
 func (u *upTrack) info() TrackInfo {
 	ti := TrackInfo{
 		ID: u.id, TrackID: u.trackID, StreamID: u.streamID, Kind: u.kind.String(),
-		Codec: u.codec.MimeType, Publisher: u.owner.id, Subscribers: u.subscriberCount(),
+		Codec: u.codec.MimeType, Publisher: u.src.SourceID(), Subscribers: u.subscriberCount(),
 	}
 	for _, l := range *u.layersPtr.Load() {
 		if l.rid != "" {

@@ -52,7 +52,7 @@ type Session struct {
 // Join creates member id's participant in room. send must not block; it
 // delivers server messages ("media", "tracks", "speaker") to the member.
 func (b *Bridge) Join(room, id string, send func(protocol.Message)) (*Session, error) {
-	p, err := b.sfu.Join(room, sfu.ParticipantOptions{ID: id, AutoSubscribe: true, DataRelay: true})
+	p, err := b.sfu.Join(sfu.Calls, room, sfu.ParticipantOptions{ID: id, AutoSubscribe: true, DataRelay: true})
 	if err != nil {
 		return nil, fmt.Errorf("media join: %w", err)
 	}

@@ -45,6 +45,10 @@ import (
 // Config configures the handler.
 type Config struct {
 	SFU *sfu.SFU
+	// Namespace is where the handler's streams live; 0 means sfu.Streams.
+	// A second handler serves the light shows' audio in sfu.Shows, so that
+	// WHEP on the public endpoint reaches only streams.
+	Namespace sfu.Namespace
 	// Verify authorizes a request for a stream (publish or play); nil
 	// allows everything. An error means 401.
 	Verify func(r *http.Request, stream string, publish bool) error
@@ -100,6 +104,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 64 << 10
+	}
+	if cfg.Namespace == 0 {
+		cfg.Namespace = sfu.Streams
 	}
 	if cfg.TrackWait <= 0 {
 		cfg.TrackWait = 3 * time.Second
@@ -383,7 +390,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		opts.ReceiveOnly = true
 		opts.ReattachGrace = h.cfg.ReattachGrace
 	}
-	part, err := h.cfg.SFU.Join(stream, opts)
+	part, err := h.cfg.SFU.Join(h.cfg.Namespace, stream, opts)
 	if err != nil {
 		release()
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "joining stream: "+err.Error())
@@ -427,7 +434,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 // live reports whether a stream has (or is about to have) tracks; a viewer
 // arriving right after the publisher's POST waits for the announced tracks.
 func (h *Handler) live(ctx context.Context, stream string, pub *session) bool {
-	room, ok := h.cfg.SFU.LookupRoom(stream)
+	room, ok := h.cfg.SFU.LookupRoom(h.cfg.Namespace, stream)
 	if !ok {
 		return false
 	}

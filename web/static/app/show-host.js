@@ -214,7 +214,7 @@ async function ensurePublished() {
   clearTimeout(retry);
   setAir('connecting');
   try {
-    const s = await publish('/whip/' + encodeURIComponent(state.stream), dest.stream.getAudioTracks()[0], { token, iceServers: state.iceServers });
+    const s = await publish('/api/show-media/whip/' + encodeURIComponent(state.stream), dest.stream.getAudioTracks()[0], { token, iceServers: state.iceServers });
     session = s;
     let lost = 0;
     const again = () => {

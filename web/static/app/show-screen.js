@@ -105,7 +105,7 @@ async function startAudio() {
   starting = true;
   clearTimeout(retryTimer);
   try {
-    const s = await play('/whep/' + encodeURIComponent(state.stream), {
+    const s = await play('/api/show-media/whep/' + encodeURIComponent(state.stream), {
       token, iceServers: state.iceServers, onTrack: attach,
     });
     session = s;
