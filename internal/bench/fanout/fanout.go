@@ -212,7 +212,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if err != nil {
 			return res, err
 		}
-		defer pub.close(hc)
+		defer pub.close()
 		progress(o.Progress, "publisher up; waiting for the stream to go live")
 		if err := sleepCtx(ctx, time.Second); err != nil {
 			return res, err
@@ -226,7 +226,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		var wg sync.WaitGroup
 		for _, v := range viewers {
 			wg.Add(1)
-			go func() { defer wg.Done(); v.close(hc) }()
+			go func() { defer wg.Done(); v.close() }()
 		}
 		wg.Wait()
 	}()
