@@ -96,7 +96,7 @@ func TestBrowserWHIPToPionWHEP(t *testing.T) {
 func TestPionWHIPToBrowserWHEP(t *testing.T) {
 	e := mediaEnv(t)
 	// A pion WHIP publisher sends real VP8 (the bench tool's clip) at 30 fps.
-	raw, err := os.ReadFile("../bench/fanout/testdata/video.ivf")
+	raw, err := os.ReadFile("testdata/video.ivf")
 	if err != nil {
 		t.Fatal(err)
 	}

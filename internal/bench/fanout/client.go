@@ -21,6 +21,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
 
+	"github.com/parley/parley/internal/bench/synth"
 	"github.com/parley/parley/pkg/whip"
 )
 
@@ -28,9 +29,10 @@ type apiT = *webrtc.API
 
 // clientAPIs builds the publisher's and the viewers' pion APIs: VP8 + Opus,
 // loopback-only ICE. The publisher answers the server's NACKs and sends
-// sender reports; viewers only generate NACKs (cheap enough for hundreds
-// of viewers in one process).
-func clientAPIs() (pub, view apiT, err error) {
+// sender reports; viewers run pion's default interceptors (NACK
+// generator, receiver reports, TWCC feedback) as a browser sends them,
+// or with bare only generate NACKs.
+func clientAPIs(bare bool) (pub, view apiT, err error) {
 	build := func(viewer bool) (apiT, error) {
 		me := &webrtc.MediaEngine{}
 		fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -47,7 +49,11 @@ func clientAPIs() (pub, view apiT, err error) {
 			return nil, fmt.Errorf("fanout: register Opus: %w", err)
 		}
 		ir := &interceptor.Registry{}
-		if viewer {
+		if viewer && !bare {
+			if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+				return nil, fmt.Errorf("fanout: interceptors: %w", err)
+			}
+		} else if viewer {
 			gen, err := nack.NewGeneratorInterceptor()
 			if err != nil {
 				return nil, fmt.Errorf("fanout: nack: %w", err)
@@ -78,6 +84,26 @@ func clientAPIs() (pub, view apiT, err error) {
 		return nil, nil, err
 	}
 	return pub, view, nil
+}
+
+// frameSource returns video frame i.
+type frameSource func(i int) []byte
+
+// videoSource loops an IVF file's frames, or without one makes synthetic
+// VP8 at bitrate bits/s (0: 1 Mbit/s), 30 fps, a keyframe every 2 s.
+func videoSource(ivf []byte, bitrate int) (frameSource, error) {
+	if ivf != nil {
+		frames, err := readIVF(ivf)
+		if err != nil {
+			return nil, err
+		}
+		return func(i int) []byte { return frames[i%len(frames)] }, nil
+	}
+	g, err := synth.NewVP8(bitrate, 30, 60)
+	if err != nil {
+		return nil, err
+	}
+	return g.Frame, nil
 }
 
 // readIVF loads all frames of an IVF file.
@@ -167,7 +193,7 @@ func kindsFor(audioOnly bool) []webrtc.RTPCodecType {
 	return []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}
 }
 
-func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream string, frames [][]byte, epoch time.Time, audioOnly bool) (*publisher, error) {
+func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream string, frames frameSource, epoch time.Time, audioOnly bool) (*publisher, error) {
 	p := &publisher{rings: [2]*stampRing{{seed: maphash.MakeSeed()}, {seed: maphash.MakeSeed()}}, epoch: epoch}
 	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
 	if err != nil {
@@ -211,13 +237,13 @@ func (p *publisher) write(tr *webrtc.TrackLocalStaticRTP, ring *stampRing, pkt *
 	}
 }
 
-// sendVideo loops the IVF frames at 30 fps.
-func (p *publisher) sendVideo(ctx context.Context, tr *webrtc.TrackLocalStaticRTP, frames [][]byte) {
+// sendVideo sends the frames at 30 fps.
+func (p *publisher) sendVideo(ctx context.Context, tr *webrtc.TrackLocalStaticRTP, frames frameSource) {
 	pz := rtp.NewPacketizer(1200, 96, 1, &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), 90000)
 	tk := time.NewTicker(time.Second / 30)
 	defer tk.Stop()
 	for i := 0; ; i++ {
-		for _, pkt := range pz.Packetize(frames[i%len(frames)], 3000) {
+		for _, pkt := range pz.Packetize(frames(i), 3000) {
 			p.write(tr, p.rings[0], pkt)
 		}
 		select {
