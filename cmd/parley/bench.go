@@ -19,7 +19,7 @@ import (
 
 func bench(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: parley bench signal|turn|fanout [flags]")
+		fmt.Fprintln(stderr, "usage: parley bench signal|turn|fanout|meeting [flags]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -32,8 +32,10 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		return benchTurn(ctx, args, stdout, stderr)
 	case "fanout":
 		return benchFanout(ctx, args, stdout, stderr)
+	case "meeting":
+		return benchMeeting(ctx, args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "parley bench: unknown kind %q (signal, turn, fanout)\n", kind)
+		fmt.Fprintf(stderr, "parley bench: unknown kind %q (signal, turn, fanout, meeting)\n", kind)
 		return 2
 	}
 }

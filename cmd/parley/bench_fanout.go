@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/parley/parley/internal/bench/benchsrv"
 	"github.com/parley/parley/internal/bench/fanout"
 )
 
@@ -29,9 +30,20 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.StringVar(&o.Stream, "stream", "bench", "stream name")
 	fs.BoolVar(&o.AudioOnly, "audio-only", false, "publish and watch Opus only (a light show's screens)")
 	fs.BoolVar(&o.External, "external", false, "the stream is published by someone else (e.g. a browser on /b/STREAM): start viewers only")
+	video := fs.String("video", "", "loop this IVF file of VP8 frames (30 fps) instead of synthetic VP8")
+	fs.IntVar(&o.VideoBitrate, "video-bitrate", 1_000_000, "synthetic video bitrate, bits/s (without -video)")
+	fs.BoolVar(&o.BareViewers, "bare-viewers", false, "viewers send NACKs only, no receiver reports or TWCC feedback (less server work than browsers)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the measurement window (in-process server only)")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
+	}
+	if *video != "" {
+		b, err := os.ReadFile(*video)
+		if err != nil {
+			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
+			return 1
+		}
+		o.Video = b
 	}
 	if *profile != "" {
 		f, err := os.Create(*profile)
@@ -44,7 +56,7 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	o.Progress = stderr
 	if o.URL == "" && !*inProcess {
-		url, pid, stop, err := startChildServer(ctx, "--turn", "off", "--media-udp", "127.0.0.1:0", "--media-tcp", "off", "--public-ip", "127.0.0.1")
+		url, pid, stop, err := startChildServer(ctx, benchsrv.Args...)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
 			return 1

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/parley/parley/internal/turn/turnload"
+	turnload "github.com/parley/parley/internal/bench/turn"
 )
 
 // benchTurn loads the embedded TURN server, run as a child `parley serve`

@@ -2,7 +2,7 @@
 //
 //	parley [serve] [flags]   run the server (the default)
 //	parley token [flags]     mint an access token
-//	parley bench KIND        load tools (signal, turn, fanout)
+//	parley bench KIND        load tools (signal, turn, fanout, meeting)
 //	parley version
 package main
 
@@ -62,7 +62,7 @@ func usage(w io.Writer) {
 Usage:
   parley [serve] [flags]   run the server (parley serve --help lists every option)
   parley token [flags]     print an access token for --auth-secret servers
-  parley bench KIND        load tools: signal, turn, fanout (parley bench KIND --help)
+  parley bench KIND        load tools: signal, turn, fanout, meeting (parley bench KIND --help)
   parley version           print the version
 `)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -186,11 +187,17 @@ const plainWHIPJS = `(async () => {
 // publishes with plain WHIP are watched on /w/<stream> like the /b/ page.
 func TestBroadcastInterop(t *testing.T) {
 	e := newBroadcastEnv(t)
+	// The browser must decode the picture: a real clip, not the tool's
+	// synthetic frames.
+	clip, err := os.ReadFile("testdata/video.ivf")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := fanout.Run(ctx, fanout.Options{URL: e.url, Stream: "bench", Viewers: 1, Warmup: time.Second, Duration: 60 * time.Second})
+		_, err := fanout.Run(ctx, fanout.Options{URL: e.url, Stream: "bench", Viewers: 1, Warmup: time.Second, Duration: 60 * time.Second, Video: clip})
 		done <- err
 	}()
 	v := e.openViewer("Val", "bench")

@@ -2,12 +2,13 @@ package e2e
 
 import (
 	"bytes"
-	"io"
-	"net/http"
+	"context"
+	"errors"
 	"os"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley/parley/pkg/whip"
 
 	"github.com/chromedp/chromedp"
 	"github.com/pion/rtp/codecs"
@@ -65,15 +66,10 @@ func TestBrowserWHIPToPionWHEP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
 	frames := make(chan vp8Frame, 64)
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { collectVP8(tr, frames) })
-	pionWHEP(t, pc, e.url+"/whep/cam")
+	view := pionWHEP(t, e.url+"/whep/cam", whip.Options{API: api, Kinds: []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo},
+		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { collectVP8(tr, frames) }})
+	defer view.Close(context.Background())
 
 	deadline := time.After(20 * time.Second)
 	var key *vp8Frame
@@ -100,7 +96,7 @@ func TestBrowserWHIPToPionWHEP(t *testing.T) {
 func TestPionWHIPToBrowserWHEP(t *testing.T) {
 	e := mediaEnv(t)
 	// A pion WHIP publisher sends real VP8 (the bench tool's clip) at 30 fps.
-	raw, err := os.ReadFile("../bench/fanout/testdata/video.ivf")
+	raw, err := os.ReadFile("testdata/video.ivf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,19 +104,17 @@ func TestPionWHIPToBrowserWHEP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
 	track, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "pion")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	pub, err := whip.Publish(ctx, e.url+"/whip/clip", whip.Options{API: api}, track)
+	if err != nil {
 		t.Fatal(err)
 	}
-	pionWHEP(t, pub, e.url+"/whip/clip")
+	defer pub.Close(context.Background())
 	stop := make(chan struct{})
 	defer close(stop)
 	go loopIVF(raw, track, stop)
@@ -146,36 +140,28 @@ func TestPionWHIPToBrowserWHEP(t *testing.T) {
 	}
 }
 
-// pionWHEP posts pc's offer (all candidates) to a WHIP or WHEP URL.
-func pionWHEP(t *testing.T, pc *webrtc.PeerConnection, url string) {
+// pionWHEP plays a WHEP stream with pkg/whip, trying again while the
+// stream is not live yet (a browser publisher's tracks are on their way).
+func pionWHEP(t *testing.T, url string, o whip.Options) *whip.Session {
 	t.Helper()
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	for try := 0; ; try++ {
-		resp, err := http.Post(url, "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	retry := time.NewTicker(200 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		s, err := whip.Play(ctx, url, o)
+		var he *whip.HTTPError
+		if errors.As(err, &he) && he.Code == "not_live" {
+			select {
+			case <-retry.C:
+				continue
+			case <-ctx.Done():
+			}
+		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", url, err)
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusNotFound && try < 50 { // not live yet
-			time.Sleep(200 * time.Millisecond)
-			continue
-		}
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("%s: %s: %s", url, resp.Status, body)
-		}
-		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
-			t.Fatal(err)
-		}
-		return
+		return s
 	}
 }
 

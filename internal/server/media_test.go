@@ -1,28 +1,41 @@
 package server_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/pkg/client"
+	"github.com/parley/parley/pkg/whip"
+	"github.com/pion/webrtc/v4"
+
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 )
 
-func post(t *testing.T, url, token, body string) *http.Response {
+// status is the HTTP status of a WHIP/WHEP refusal, or 201 for a session.
+func status(t *testing.T, s *whip.Session, err error) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/sdp")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if err == nil {
+		s.Close(context.Background())
+		return http.StatusCreated
 	}
-	resp, err := http.DefaultClient.Do(req)
+	var he *whip.HTTPError
+	if !errors.As(err, &he) {
+		t.Fatalf("not an HTTP refusal: %v", err)
+	}
+	return he.Status
+}
+
+func vp8(t *testing.T) *webrtc.TrackLocalStaticRTP {
+	tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "pub")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp
+	return tr
 }
 
 func TestWHIPMountedWithAuth(t *testing.T) {
@@ -31,6 +44,9 @@ func TestWHIPMountedWithAuth(t *testing.T) {
 	now := time.Now()
 	viewer, _ := auth.NewToken([]byte(secret), "show", "v", auth.Grants{Subscribe: true}, time.Hour, now)
 	publisher, _ := auth.NewToken([]byte(secret), "show", "p", auth.Grants{Publish: true}, time.Hour, now)
+	api, _ := client.LoopbackAPI()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
 	cases := []struct {
 		path, token string
 		want        int
@@ -39,11 +55,21 @@ func TestWHIPMountedWithAuth(t *testing.T) {
 		{"/whip/show", "garbage", http.StatusUnauthorized},
 		{"/whip/show", viewer, http.StatusUnauthorized},     // no publish grant
 		{"/whip/other", publisher, http.StatusUnauthorized}, // wrong stream
-		{"/whip/show", publisher, http.StatusBadRequest},    // authorized, but the SDP is junk
-		{"/whep/show", viewer, http.StatusBadRequest},
+		{"/whep/show", publisher, http.StatusUnauthorized},  // no subscribe grant
+		{"/whep/show", viewer, http.StatusNotFound},         // authorized, but nothing is published
+		{"/whip/show", publisher, http.StatusCreated},
 	}
 	for _, tc := range cases {
-		if got := post(t, srv.URL()+tc.path, tc.token, "not sdp").StatusCode; got != tc.want {
+		o := whip.Options{API: api, Token: tc.token}
+		var got int
+		if strings.HasPrefix(tc.path, "/whip/") {
+			s, err := whip.Publish(ctx, srv.URL()+tc.path, o, vp8(t))
+			got = status(t, s, err)
+		} else {
+			s, err := whip.Play(ctx, srv.URL()+tc.path, o)
+			got = status(t, s, err)
+		}
+		if got != tc.want {
 			t.Errorf("%s with token %.8q: %d, want %d", tc.path, tc.token, got, tc.want)
 		}
 	}
@@ -51,7 +77,9 @@ func TestWHIPMountedWithAuth(t *testing.T) {
 
 func TestMediaOff(t *testing.T) {
 	srv := startServer(t, func(c *config.Config) { c.MediaUDP = "off" })
-	if got := post(t, srv.URL()+"/whip/x", "", "v=0").StatusCode; got != http.StatusServiceUnavailable {
+	api, _ := client.LoopbackAPI()
+	s, err := whip.Publish(context.Background(), srv.URL()+"/whip/x", whip.Options{API: api}, vp8(t))
+	if got := status(t, s, err); got != http.StatusServiceUnavailable {
 		t.Fatalf("media off: %d", got)
 	}
 }

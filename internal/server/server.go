@@ -203,6 +203,10 @@ func (s *Server) TURN() *turn.Server { return s.turn }
 // TURNSecret is the shared secret TURN credentials are made with.
 func (s *Server) TURNSecret() []byte { return s.turnSecret }
 
+// SFU is the media server, or nil when media is off or not started (for
+// tests, load tools and embedding).
+func (s *Server) SFU() *sfu.SFU { return s.sfu }
+
 // Metrics is the server's registry (for tests and embedding).
 func (s *Server) Metrics() *metrics.Registry { return s.metrics }
 

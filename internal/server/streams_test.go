@@ -1,10 +1,9 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,32 +12,8 @@ import (
 
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/pkg/client"
+	"github.com/parley/parley/pkg/whip"
 )
-
-// whipExchange offers pc to url (WHIP or WHEP) with all candidates, and
-// applies the answer.
-func whipExchange(t *testing.T, pc *webrtc.PeerConnection, url string) {
-	t.Helper()
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	pc.SetLocalDescription(offer)
-	<-gathered
-	resp, err := http.Post(url, "application/sdp", strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("%s: %s: %s", url, resp.Status, body)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestStreamStatusCountsViewers(t *testing.T) {
 	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1" })
@@ -53,11 +28,14 @@ func TestStreamStatusCountsViewers(t *testing.T) {
 		t.Fatalf("before publishing: %+v", st)
 	}
 	api, _ := client.LoopbackAPI()
-	pub, _ := api.NewPeerConnection(webrtc.Configuration{})
-	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
 	track, _ := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "v", "pub")
-	pub.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-	whipExchange(t, pub, srv.URL()+"/whip/live1")
+	pub, err := whip.Publish(ctx, srv.URL()+"/whip/live1", whip.Options{API: api}, track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close(ctx)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -72,10 +50,11 @@ func TestStreamStatusCountsViewers(t *testing.T) {
 	}()
 	waitFor(t, "stream live", func() bool { return status().Live })
 	for i := 0; i < 2; i++ {
-		v, _ := api.NewPeerConnection(webrtc.Configuration{})
-		defer v.Close()
-		v.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
-		whipExchange(t, v, srv.URL()+"/whep/live1")
+		v, err := whip.Play(ctx, srv.URL()+"/whep/live1", whip.Options{API: api, Kinds: []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close(ctx)
 	}
 	waitFor(t, "two viewers", func() bool { return status().Viewers == 2 })
 	resp, _ := http.Get(srv.URL() + "/api/streams/bad%20name")

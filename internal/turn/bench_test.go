@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley/parley/internal/turn/turnload"
+	turnload "github.com/parley/parley/internal/bench/turn"
 )
 
 // BenchmarkRelay runs turnload in-process against a server at 50k

@@ -18,6 +18,9 @@
 // the same stream for them; after that their sessions end.
 //
 // Errors are JSON: {"error":{"code":"not_live","message":"stream x is not live"}}.
+//
+// The wire formats shared with clients (SDP fragments, ICE-server Link
+// headers) live in pkg/whip, which is also the Go client.
 package whip
 
 import (
@@ -37,9 +40,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/parley/parley/internal/sfu"
-	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/internal/sfu"
+	whipclient "github.com/parley/parley/pkg/whip"
 )
 
 // Config configures the handler.
@@ -423,7 +427,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	hd.Set("ETag", sess.etag())
 	hd.Set("Accept-Patch", "application/trickle-ice-sdpfrag")
 	if h.cfg.ICEServers != nil {
-		for _, l := range LinkHeaders(h.cfg.ICEServers(r)) {
+		for _, l := range whipclient.LinkHeaders(h.cfg.ICEServers(r)) {
 			hd.Add("Link", l)
 		}
 	}
@@ -476,7 +480,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, sess *session) {
 	if !ok {
 		return
 	}
-	frag, err := ParseSDPFrag(body)
+	frag, err := whipclient.ParseSDPFrag(body)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, codeBadSDP, err.Error())
 		return
@@ -511,7 +515,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, sess *session) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (h *Handler) restart(w http.ResponseWriter, r *http.Request, sess *session, frag SDPFrag) {
+func (h *Handler) restart(w http.ResponseWriter, r *http.Request, sess *session, frag whipclient.SDPFrag) {
 	var cands []string
 	for _, m := range frag.Media {
 		cands = append(cands, m.Candidates...)
@@ -527,7 +531,7 @@ func (h *Handler) restart(w http.ResponseWriter, r *http.Request, sess *session,
 	sess.ufrag = frag.ICEUfrag
 	sess.version++
 	sess.mu.Unlock()
-	out, err := localFrag(local.SDP)
+	out, err := whipclient.FragFromSDP(local.SDP)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
 		return
@@ -538,46 +542,6 @@ func (h *Handler) restart(w http.ResponseWriter, r *http.Request, sess *session,
 	_, _ = io.WriteString(w, out.String())
 }
 
-// localFrag extracts the server's ICE credentials and candidates from its
-// local description, as the body of an ICE restart response.
-func localFrag(desc string) (SDPFrag, error) {
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(desc); err != nil {
-		return SDPFrag{}, fmt.Errorf("whip: local description: %w", err)
-	}
-	var f SDPFrag
-	take := func(attrs []sdp.Attribute) {
-		for _, a := range attrs {
-			switch a.Key {
-			case "ice-ufrag":
-				if f.ICEUfrag == "" {
-					f.ICEUfrag = a.Value
-				}
-			case "ice-pwd":
-				if f.ICEPwd == "" {
-					f.ICEPwd = a.Value
-				}
-			}
-		}
-	}
-	take(sd.Attributes)
-	if len(sd.MediaDescriptions) > 0 {
-		md := sd.MediaDescriptions[0]
-		take(md.Attributes)
-		m := FragMedia{Name: md.MediaName.String(), EndOfCandidates: true}
-		if mid, ok := md.Attribute("mid"); ok {
-			m.Mid = mid
-		}
-		for _, a := range md.Attributes {
-			if a.Key == "candidate" {
-				m.Candidates = append(m.Candidates, a.Value)
-			}
-		}
-		f.Media = append(f.Media, m)
-	}
-	return f, nil
-}
-
 // offerUfrag returns the first ice-ufrag of an SDP.
 func offerUfrag(offer string) string {
 	for _, line := range strings.Split(offer, "\n") {
@@ -586,23 +550,4 @@ func offerUfrag(offer string) string {
 		}
 	}
 	return ""
-}
-
-// LinkHeaders formats ICE servers as RFC 9725 Link header values.
-func LinkHeaders(servers []webrtc.ICEServer) []string {
-	var out []string
-	for _, s := range servers {
-		for _, u := range s.URLs {
-			v := "<" + u + `>; rel="ice-server"`
-			if cred, ok := s.Credential.(string); ok && s.Username != "" {
-				v += "; username=" + quote(s.Username) + "; credential=" + quote(cred) + `; credential-type="password"`
-			}
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/sfu"
+	whipclient "github.com/parley/parley/pkg/whip"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -109,42 +110,39 @@ func offerFrom(t *testing.T, pc *webrtc.PeerConnection) string {
 }
 
 type publisher struct {
-	pc    *webrtc.PeerConnection
+	sess  *whipclient.Session
 	video *webrtc.TrackLocalStaticRTP
-	loc   string
 }
 
-func newPublisherPC(t *testing.T) *publisher {
+func loopback() *webrtc.SettingEngine {
+	se := &webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	return se
+}
+
+func vp8Track(t *testing.T) *webrtc.TrackLocalStaticRTP {
 	t.Helper()
-	pc, err := clientAPI().NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pc.Close() })
 	tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "obs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	return &publisher{pc: pc, video: tr}
+	return tr
 }
 
-// publish POSTs the offer and applies the answer.
+// publish starts a WHIP session with a VP8 track.
 func (f *fixture) publish(stream string) *publisher {
 	f.t.Helper()
-	p := newPublisherPC(f.t)
-	resp := f.do("POST", "/whip/"+stream, "application/sdp", offerFrom(f.t, p.pc))
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		f.t.Fatalf("publish: %d %s", resp.StatusCode, body)
+	tr := vp8Track(f.t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := whipclient.Publish(ctx, f.srv.URL+"/whip/"+stream, whipclient.Options{SettingEngine: loopback()}, tr)
+	if err != nil {
+		f.t.Fatalf("publish: %v", err)
 	}
-	p.loc = resp.Header.Get("Location")
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(body)}); err != nil {
-		f.t.Fatal(err)
-	}
-	return p
+	f.t.Cleanup(func() { _ = sess.PeerConnection().Close() })
+	return &publisher{sess: sess, video: tr}
 }
 
 // run sends 30 fps VP8-shaped packets, keyframe every 15 frames.
@@ -168,39 +166,65 @@ func (p *publisher) run(ctx context.Context) {
 }
 
 type viewer struct {
-	pc      *webrtc.PeerConnection
-	loc     string
-	etag    string
+	sess    *whipclient.Session
 	packets atomic.Int64
 	ended   chan struct{}
+	once    sync.Once
 }
 
-func newViewerPC(t *testing.T) *viewer {
+func (v *viewer) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	for {
+		if _, _, err := tr.ReadRTP(); err != nil {
+			v.once.Do(func() { close(v.ended) })
+			return
+		}
+		v.packets.Add(1)
+	}
+}
+
+// play starts a WHEP session of video and audio.
+func (f *fixture) play(stream string, trickle bool) *viewer {
+	f.t.Helper()
+	v := &viewer{ended: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := whipclient.Play(ctx, f.srv.URL+"/whep/"+stream, whipclient.Options{SettingEngine: loopback(), Trickle: trickle, OnTrack: v.onTrack})
+	if err != nil {
+		f.t.Fatalf("play: %v", err)
+	}
+	f.t.Cleanup(func() { _ = sess.PeerConnection().Close() })
+	v.sess = sess
+	return v
+}
+
+// viewerOffer is a complete WHEP offer, for requests sent by hand.
+func viewerOffer(t *testing.T) string {
 	t.Helper()
 	pc, err := clientAPI().NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
-	v := &viewer{pc: pc, ended: make(chan struct{})}
-	var once sync.Once
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		go func() {
-			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
-					once.Do(func() { close(v.ended) })
-					return
-				}
-				v.packets.Add(1)
-			}
-		}()
-	})
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return v
+	return offerFrom(t, pc)
+}
+
+// publisherOffer is a complete WHIP offer of one VP8 track.
+func publisherOffer(t *testing.T) string {
+	t.Helper()
+	pc, err := clientAPI().NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	if _, err := pc.AddTransceiverFromTrack(vp8Track(t), webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	return offerFrom(t, pc)
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -230,71 +254,27 @@ func TestWHIPToWHEP(t *testing.T) {
 	defer cancel()
 	go pub.run(ctx)
 
-	// Viewer with trickle: the offer goes out without candidates, which
+	// A viewer with trickle: the offer goes out without candidates, which
 	// follow in a PATCH.
-	v := newViewerPC(t)
-	offer, err := v.pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
+	v := f.play("live", true)
+	if !strings.HasPrefix(v.sess.Location(), f.srv.URL+"/whep/live/") || v.sess.ETag() == "" {
+		t.Fatalf("Location %q ETag %q", v.sess.Location(), v.sess.ETag())
 	}
-	var cands []string
-	var mu sync.Mutex
-	gathered := make(chan struct{})
-	v.pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			close(gathered)
-			return
-		}
-		mu.Lock()
-		cands = append(cands, c.ToJSON().Candidate)
-		mu.Unlock()
-	})
-	if err := v.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	resp := f.do("POST", "/whep/live", "application/sdp", offer.SDP)
-	answer, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("WHEP POST: %d %s", resp.StatusCode, answer)
-	}
-	for h, want := range map[string]string{"Content-Type": "application/sdp", "Access-Control-Allow-Origin": "*"} {
-		if got := resp.Header.Get(h); got != want {
-			t.Errorf("%s = %q, want %q", h, got, want)
-		}
-	}
-	v.loc, v.etag = resp.Header.Get("Location"), resp.Header.Get("ETag")
-	if !strings.HasPrefix(v.loc, "/whep/live/") || v.etag == "" {
-		t.Fatalf("Location %q ETag %q", v.loc, v.etag)
-	}
-	links := resp.Header.Values("Link")
-	if len(links) != 2 || !strings.Contains(links[1], `username="1700000000:alice"; credential="p\"w"; credential-type="password"`) {
-		t.Fatalf("Link headers: %q", links)
-	}
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
-	<-gathered
-	mu.Lock()
-	frag := SDPFrag{ICEUfrag: offerUfrag(offer.SDP), ICEPwd: offerPwd(offer.SDP), Media: []FragMedia{{Name: "video 9 UDP/TLS/RTP/SAVPF 96", Mid: "0", EndOfCandidates: true}}}
-	for _, c := range cands {
-		frag.Media[0].Candidates = append(frag.Media[0].Candidates, strings.TrimPrefix(c, "candidate:"))
-	}
-	mu.Unlock()
-	if resp := f.do("PATCH", v.loc, "application/trickle-ice-sdpfrag", frag.String(), "If-Match", v.etag); resp.StatusCode != http.StatusNoContent {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("PATCH trickle: %d %s", resp.StatusCode, b)
+	if ice := v.sess.ICEServers(); len(ice) != 2 || ice[1].Username != "1700000000:alice" || ice[1].Credential != `p"w` {
+		t.Fatalf("ICE servers from Link headers: %+v", ice)
 	}
 	waitUntil(t, 5*time.Second, "viewer media", func() bool { return v.packets.Load() >= 20 })
 
 	// A second publisher on a live stream is refused.
-	p2 := newPublisherPC(t)
-	if resp := f.do("POST", "/whip/live", "application/sdp", offerFrom(t, p2.pc)); resp.StatusCode != http.StatusConflict || errCode(t, resp) != codeConflict {
-		t.Fatalf("second publisher: %d", resp.StatusCode)
+	_, err := whipclient.Publish(ctx, f.srv.URL+"/whip/live", whipclient.Options{SettingEngine: loopback()}, vp8Track(t))
+	var he *whipclient.HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusConflict || he.Code != codeConflict {
+		t.Fatalf("second publisher: %v", err)
 	}
 
 	// The publisher leaves; viewers end after the grace period.
-	if resp := f.do("DELETE", pub.loc, "", ""); resp.StatusCode != http.StatusOK {
-		t.Fatalf("DELETE publisher: %d", resp.StatusCode)
+	if err := pub.sess.Close(ctx); err != nil {
+		t.Fatalf("closing the publisher: %v", err)
 	}
 	// The viewer learns it from the DTLS close (its track reads end) or, if
 	// that datagram is lost, from ICE.
@@ -303,24 +283,16 @@ func TestWHIPToWHEP(t *testing.T) {
 		case <-v.ended:
 			return true
 		default:
-			return v.pc.ConnectionState() != webrtc.PeerConnectionStateConnected
+			return v.sess.PeerConnection().ConnectionState() != webrtc.PeerConnectionStateConnected
 		}
 	})
+	loc := strings.TrimPrefix(v.sess.Location(), f.srv.URL)
 	waitUntil(t, 3*time.Second, "viewer session gone", func() bool {
-		return f.do("DELETE", v.loc, "", "").StatusCode == http.StatusNotFound
+		return f.do("DELETE", loc, "", "").StatusCode == http.StatusNotFound
 	})
 	if st := f.sfu.Stats(); st.Participants != 0 {
 		t.Fatalf("participants left behind: %+v", st)
 	}
-}
-
-func offerPwd(sdp string) string {
-	for _, line := range strings.Split(sdp, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-pwd:"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 func TestWHIPErrors(t *testing.T) {
@@ -330,10 +302,8 @@ func TestWHIPErrors(t *testing.T) {
 		}
 		return nil
 	})
-	pubPC := newPublisherPC(t)
-	goodOffer := offerFrom(t, pubPC.pc)
-	viewPC := newViewerPC(t)
-	viewOffer := offerFrom(t, viewPC.pc)
+	goodOffer := publisherOffer(t)
+	viewOffer := viewerOffer(t)
 	h265 := strings.NewReplacer("VP8/90000", "H265/90000").Replace(goodOffer)
 	// Strip every other video codec so only H.265 remains.
 	var lines []string
@@ -390,15 +360,21 @@ func TestWHIPErrors(t *testing.T) {
 	}
 
 	t.Run("authorized publish and If-Match", func(t *testing.T) {
-		resp := f.do("POST", "/whip/secret", "application/sdp", goodOffer, "Authorization", "Bearer good")
-		if resp.StatusCode != http.StatusCreated {
-			b, _ := io.ReadAll(resp.Body)
-			t.Fatalf("status %d: %s", resp.StatusCode, b)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sess, err := whipclient.Publish(ctx, f.srv.URL+"/whip/secret", whipclient.Options{SettingEngine: loopback(), Token: "good"}, vp8Track(t))
+		if err != nil {
+			t.Fatal(err)
 		}
-		loc := resp.Header.Get("Location")
-		frag := "a=ice-ufrag:" + offerUfrag(goodOffer) + "\r\na=ice-pwd:" + offerPwd(goodOffer) + "\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=end-of-candidates\r\n"
+		defer sess.PeerConnection().Close()
+		loc := strings.TrimPrefix(sess.Location(), f.srv.URL)
+		offer := sess.PeerConnection().LocalDescription().SDP
+		frag := "a=ice-ufrag:" + offerUfrag(offer) + "\r\na=ice-pwd:" + offerPwd(offer) + "\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=end-of-candidates\r\n"
 		if r := f.do("PATCH", loc, "application/trickle-ice-sdpfrag", frag, "Authorization", "Bearer good", "If-Match", `"nope"`); r.StatusCode != http.StatusPreconditionFailed {
 			t.Fatalf("If-Match mismatch: %d", r.StatusCode)
+		}
+		if r := f.do("PATCH", loc, "application/trickle-ice-sdpfrag", frag, "Authorization", "Bearer good", "If-Match", sess.ETag()); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("If-Match with the ETag: %d", r.StatusCode)
 		}
 		if r := f.do("PATCH", loc, "application/trickle-ice-sdpfrag", "garbage", "Authorization", "Bearer good"); r.StatusCode != http.StatusBadRequest {
 			t.Fatalf("bad sdpfrag: %d", r.StatusCode)
@@ -409,8 +385,8 @@ func TestWHIPErrors(t *testing.T) {
 		if r := f.do("DELETE", loc, "", ""); r.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("DELETE without token: %d", r.StatusCode)
 		}
-		if r := f.do("DELETE", loc, "", "", "Authorization", "Bearer good"); r.StatusCode != http.StatusOK {
-			t.Fatalf("DELETE: %d", r.StatusCode)
+		if err := sess.Close(ctx); err != nil {
+			t.Fatalf("DELETE with the token: %v", err)
 		}
 	})
 
@@ -439,52 +415,30 @@ func TestICERestart(t *testing.T) {
 	defer cancel()
 	go pub.run(ctx)
 
-	v := newViewerPC(t)
-	resp := f.do("POST", "/whep/ice", "application/sdp", offerFrom(t, v.pc))
-	answer, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("WHEP POST: %d %s", resp.StatusCode, answer)
-	}
-	loc, etag := resp.Header.Get("Location"), resp.Header.Get("ETag")
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
-		t.Fatal(err)
-	}
+	v := f.play("ice", false)
 	waitUntil(t, 5*time.Second, "media before restart", func() bool { return v.packets.Load() >= 10 })
-
-	offer, err := v.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
-	if err != nil {
-		t.Fatal(err)
+	etag := v.sess.ETag()
+	answer := v.sess.PeerConnection().RemoteDescription().SDP
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if err := v.sess.RestartICE(rctx); err != nil {
+		t.Fatalf("ICE restart: %v", err)
 	}
-	done := webrtc.GatheringCompletePromise(v.pc)
-	if err := v.pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	local := v.pc.LocalDescription().SDP
-	frag, err := localFrag(local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := f.do("PATCH", loc, "application/trickle-ice-sdpfrag", frag.String(), "If-Match", etag)
-	body, _ := io.ReadAll(r.Body)
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("ICE restart: %d %s", r.StatusCode, body)
-	}
-	if r.Header.Get("ETag") == etag {
+	if v.sess.ETag() == etag {
 		t.Fatal("ETag unchanged after ICE restart")
 	}
-	server, err := ParseSDPFrag(string(body))
-	if err != nil || server.ICEUfrag == "" || server.ICEUfrag == offerUfrag(string(answer)) {
-		t.Fatalf("restart answer frag %+v (%v)", server, err)
-	}
-	// Apply the server's new credentials as a new answer.
-	newAnswer := strings.NewReplacer(
-		"a=ice-ufrag:"+offerUfrag(string(answer)), "a=ice-ufrag:"+server.ICEUfrag,
-		"a=ice-pwd:"+offerPwd(string(answer)), "a=ice-pwd:"+server.ICEPwd,
-	).Replace(string(answer))
-	if err := v.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: newAnswer}); err != nil {
-		t.Fatal(err)
+	if u := offerUfrag(v.sess.PeerConnection().RemoteDescription().SDP); u == "" || u == offerUfrag(answer) {
+		t.Fatalf("server ufrag %q after the restart", u)
 	}
 	before := v.packets.Load()
 	waitUntil(t, 8*time.Second, "media after restart", func() bool { return v.packets.Load() >= before+30 })
+}
+
+func offerPwd(sdp string) string {
+	for _, line := range strings.Split(sdp, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "a=ice-pwd:"); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,15 +20,19 @@ import (
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 	"github.com/pion/webrtc/v4/pkg/media/ivfreader"
+
+	"github.com/parley/parley/internal/bench/synth"
+	"github.com/parley/parley/pkg/whip"
 )
 
 type apiT = *webrtc.API
 
 // clientAPIs builds the publisher's and the viewers' pion APIs: VP8 + Opus,
 // loopback-only ICE. The publisher answers the server's NACKs and sends
-// sender reports; viewers only generate NACKs (cheap enough for hundreds
-// of viewers in one process).
-func clientAPIs() (pub, view apiT, err error) {
+// sender reports; viewers run pion's default interceptors (NACK
+// generator, receiver reports, TWCC feedback) as a browser sends them,
+// or with bare only generate NACKs.
+func clientAPIs(bare bool) (pub, view apiT, err error) {
 	build := func(viewer bool) (apiT, error) {
 		me := &webrtc.MediaEngine{}
 		fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -46,7 +49,11 @@ func clientAPIs() (pub, view apiT, err error) {
 			return nil, fmt.Errorf("fanout: register Opus: %w", err)
 		}
 		ir := &interceptor.Registry{}
-		if viewer {
+		if viewer && !bare {
+			if err := webrtc.RegisterDefaultInterceptors(me, ir); err != nil {
+				return nil, fmt.Errorf("fanout: interceptors: %w", err)
+			}
+		} else if viewer {
 			gen, err := nack.NewGeneratorInterceptor()
 			if err != nil {
 				return nil, fmt.Errorf("fanout: nack: %w", err)
@@ -77,6 +84,26 @@ func clientAPIs() (pub, view apiT, err error) {
 		return nil, nil, err
 	}
 	return pub, view, nil
+}
+
+// frameSource returns video frame i.
+type frameSource func(i int) []byte
+
+// videoSource loops an IVF file's frames, or without one makes synthetic
+// VP8 at bitrate bits/s (0: 1 Mbit/s), 30 fps, a keyframe every 2 s.
+func videoSource(ivf []byte, bitrate int) (frameSource, error) {
+	if ivf != nil {
+		frames, err := readIVF(ivf)
+		if err != nil {
+			return nil, err
+		}
+		return func(i int) []byte { return frames[i%len(frames)] }, nil
+	}
+	g, err := synth.NewVP8(bitrate, 30, 60)
+	if err != nil {
+		return nil, err
+	}
+	return g.Frame, nil
 }
 
 // readIVF loads all frames of an IVF file.
@@ -148,9 +175,7 @@ func (r *stampRing) find(h uint64) (uint16, bool) {
 }
 
 type publisher struct {
-	pc       *webrtc.PeerConnection
-	loc      string
-	baseURL  string
+	sess     *whip.Session
 	sent     atomic.Int64
 	rings    [2]*stampRing // video, audio
 	wg       sync.WaitGroup
@@ -168,73 +193,32 @@ func kindsFor(audioOnly bool) []webrtc.RTPCodecType {
 	return []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}
 }
 
-func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream string, frames [][]byte, epoch time.Time, audioOnly bool) (*publisher, error) {
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, fmt.Errorf("fanout: publisher: %w", err)
-	}
-	p := &publisher{pc: pc, baseURL: base, rings: [2]*stampRing{{seed: maphash.MakeSeed()}, {seed: maphash.MakeSeed()}}, epoch: epoch}
+func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream string, frames frameSource, epoch time.Time, audioOnly bool) (*publisher, error) {
+	p := &publisher{rings: [2]*stampRing{{seed: maphash.MakeSeed()}, {seed: maphash.MakeSeed()}}, epoch: epoch}
 	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
 	if err != nil {
-		_ = pc.Close()
 		return nil, err
 	}
 	audio, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "bench")
 	if err != nil {
-		_ = pc.Close()
 		return nil, err
 	}
-	var senders []*webrtc.RTPSender
 	tracks := []webrtc.TrackLocal{video, audio}
 	if audioOnly {
 		tracks = tracks[1:]
 	}
-	for _, tr := range tracks {
-		t, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			_ = pc.Close()
-			return nil, fmt.Errorf("fanout: publisher track: %w", err)
-		}
-		senders = append(senders, t.Sender())
-	}
-	connected := make(chan struct{})
-	var once sync.Once
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(connected) })
-		}
-	})
-	answer, loc, err := negotiate(ctx, hc, pc, base+"/whip/"+stream)
+	sess, err := whip.Publish(ctx, base+"/whip/"+stream, whip.Options{API: api, HTTPClient: hc}, tracks...)
 	if err != nil {
-		_ = pc.Close()
 		return nil, fmt.Errorf("fanout: publish: %w", err)
 	}
-	p.loc = loc
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		_ = pc.Close()
-		return nil, fmt.Errorf("fanout: publisher answer: %w", err)
-	}
-	select {
-	case <-connected:
-	case <-time.After(10 * time.Second):
-		_ = pc.Close()
-		return nil, errors.New("fanout: publisher did not connect")
-	case <-ctx.Done():
-		_ = pc.Close()
-		return nil, ctx.Err()
+	p.sess = sess
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sess.WaitConnected(cctx); err != nil {
+		_ = sess.Close(context.Background())
+		return nil, fmt.Errorf("fanout: publisher did not connect: %w", err)
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
-	for _, s := range senders {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for {
-				if _, _, err := s.ReadRTCP(); err != nil {
-					return
-				}
-			}
-		}()
-	}
 	if !audioOnly {
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); p.sendVideo(ctx, video, frames) }()
@@ -253,13 +237,13 @@ func (p *publisher) write(tr *webrtc.TrackLocalStaticRTP, ring *stampRing, pkt *
 	}
 }
 
-// sendVideo loops the IVF frames at 30 fps.
-func (p *publisher) sendVideo(ctx context.Context, tr *webrtc.TrackLocalStaticRTP, frames [][]byte) {
+// sendVideo sends the frames at 30 fps.
+func (p *publisher) sendVideo(ctx context.Context, tr *webrtc.TrackLocalStaticRTP, frames frameSource) {
 	pz := rtp.NewPacketizer(1200, 96, 1, &codecs.VP8Payloader{EnablePictureID: true}, rtp.NewRandomSequencer(), 90000)
 	tk := time.NewTicker(time.Second / 30)
 	defer tk.Stop()
 	for i := 0; ; i++ {
-		for _, pkt := range pz.Packetize(frames[i%len(frames)], 3000) {
+		for _, pkt := range pz.Packetize(frames(i), 3000) {
 			p.write(tr, p.rings[0], pkt)
 		}
 		select {
@@ -288,66 +272,22 @@ func (p *publisher) sendAudio(ctx context.Context, tr *webrtc.TrackLocalStaticRT
 	}
 }
 
-func (p *publisher) close(hc *http.Client) {
+func (p *publisher) close() {
 	p.cancel()
-	deleteSession(hc, p.baseURL, p.loc)
-	_ = p.pc.Close()
+	closeSession(p.sess)
 	p.wg.Wait()
 }
 
-// negotiate POSTs a complete offer and returns the answer and Location.
-func negotiate(ctx context.Context, hc *http.Client, pc *webrtc.PeerConnection, url string) (string, string, error) {
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		return "", "", err
-	}
-	gathered := webrtc.GatheringCompletePromise(pc)
-	if err := pc.SetLocalDescription(offer); err != nil {
-		return "", "", err
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return "", "", ctx.Err()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(pc.LocalDescription().SDP))
-	if err != nil {
-		return "", "", err
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return "", "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", "", err
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return "", "", fmt.Errorf("POST %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return string(body), resp.Header.Get("Location"), nil
-}
-
-func deleteSession(hc *http.Client, base, loc string) {
-	if loc == "" {
-		return
-	}
-	req, err := http.NewRequest(http.MethodDelete, base+loc, nil)
-	if err != nil {
-		return
-	}
-	if resp, err := hc.Do(req); err == nil {
-		resp.Body.Close()
-	}
+// closeSession DELETEs a session (bounded) and closes its PeerConnection.
+func closeSession(s *whip.Session) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.Close(ctx)
 }
 
 // viewer is one WHEP session.
 type viewer struct {
-	pc        *webrtc.PeerConnection
-	loc       string
-	base      string
+	sess      *whip.Session
 	rings     [2]*stampRing
 	epoch     time.Time
 	audioOnly bool // first packet counts for any kind
@@ -372,39 +312,22 @@ type rxStream struct {
 }
 
 func startViewer(ctx context.Context, api apiT, hc *http.Client, base, stream string, epoch time.Time, rings [2]*stampRing, audioOnly bool) (*viewer, error) {
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return nil, err
-	}
-	v := &viewer{pc: pc, base: base, epoch: epoch, rings: rings, audioOnly: audioOnly}
-	for _, k := range kindsFor(audioOnly) {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			_ = pc.Close()
-			return nil, err
-		}
-	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	v := &viewer{epoch: epoch, rings: rings, audioOnly: audioOnly}
+	onTrack := func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		kind := 0
 		if tr.Kind() == webrtc.RTPCodecTypeAudio {
 			kind = 1
 		}
 		v.wg.Add(1)
-		go func() {
-			defer v.wg.Done()
-			v.read(tr, kind)
-		}()
-	})
+		defer v.wg.Done()
+		v.read(tr, kind)
+	}
 	v.postAt = int64(time.Since(epoch))
-	answer, loc, err := negotiate(ctx, hc, pc, base+"/whep/"+stream)
+	sess, err := whip.Play(ctx, base+"/whep/"+stream, whip.Options{API: api, HTTPClient: hc, Kinds: kindsFor(audioOnly), OnTrack: onTrack})
 	if err != nil {
-		_ = pc.Close()
 		return nil, err
 	}
-	v.loc = loc
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
+	v.sess = sess
 	return v, nil
 }
 
@@ -494,8 +417,7 @@ func (v *viewer) latencies() []float64 {
 	return out
 }
 
-func (v *viewer) close(hc *http.Client) {
-	deleteSession(hc, v.base, v.loc)
-	_ = v.pc.Close()
+func (v *viewer) close() {
+	closeSession(v.sess)
 	v.wg.Wait()
 }

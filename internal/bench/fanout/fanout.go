@@ -1,19 +1,24 @@
-// Package fanout is the SFU load tool: one WHIP publisher sends a real VP8
-// video (an IVF file) and Opus to a Parley server, N WHEP viewers receive
+// Package fanout is the SFU load tool: one WHIP publisher sends VP8 video
+// (synthetic frames at a set bitrate, or an IVF file) and Opus to a
+// Parley server, N WHEP viewers receive
 // it, and after a warm-up the tool measures, over a fixed window,
 // per-viewer packet loss (sequence gaps after NACK recovery), forwarding
 // latency (send time stamped per packet, matched on arrival by payload
 // hash), time from a viewer's POST to its first video packet, and server
 // CPU and memory per viewer (from /proc/<pid>).
 //
+// Viewers send the RTCP feedback a browser sends (pion's default
+// interceptors: NACKs, receiver reports, transport-wide congestion
+// control), unless BareViewers asks for NACKs alone.
+//
 // Everything runs on loopback. With no URL the tool starts an in-process
-// server (SFU + WHIP on 127.0.0.1), in which case server and tool share
-// one process and the CPU figures are the sum of both.
+// server (internal/server as `parley serve` wires it, see benchsrv), in
+// which case server and tool share one process and the CPU figures are
+// the sum of both.
 package fanout
 
 import (
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,12 +35,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/bench/benchsrv"
 	"github.com/parley/parley/internal/bench/proc"
 	"github.com/parley/parley/internal/sfu"
 )
-
-//go:embed testdata/video.ivf
-var defaultVideo []byte
 
 // Options configure a run.
 type Options struct {
@@ -59,9 +62,16 @@ type Options struct {
 	External bool
 	// AudioOnly publishes and watches Opus alone, as a light show does.
 	AudioOnly bool
-	// Video is an IVF file of VP8 frames; nil uses the embedded 10 s,
-	// 1 Mbit/s, 30 fps clip (keyframe every 2 s), looped.
+	// Video is an IVF file of VP8 frames, looped at 30 fps; nil sends
+	// synthetic VP8 frames (synth.VP8: valid frame headers, a keyframe
+	// every 2 s) at VideoBitrate.
 	Video []byte
+	// VideoBitrate is the synthetic video's bitrate; 0 means 1 Mbit/s.
+	VideoBitrate int
+	// BareViewers gives viewers a NACK generator only, no receiver
+	// reports or TWCC feedback: less work for the server than browsers
+	// make (the tool's behaviour before viewers had pion's defaults).
+	BareViewers bool
 	// JoinConcurrency bounds simultaneous viewer joins; 0 means 16.
 	JoinConcurrency int
 	// Progress receives a progress line every 2 s; nil is silent.
@@ -160,9 +170,6 @@ func (o *Options) defaults() {
 	if o.Duration <= 0 {
 		o.Duration = 10 * time.Second
 	}
-	if o.Video == nil {
-		o.Video = defaultVideo
-	}
 	if o.JoinConcurrency <= 0 {
 		o.JoinConcurrency = 16
 	}
@@ -180,13 +187,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	stats := func() (sfu.Stats, error) { return fetchStats(ctx, o.StatsURL) }
 	if o.URL == "" {
-		srv, err := StartServer(ctx, "127.0.0.1:0", o.Logger, false)
+		srv, err := benchsrv.Start(ctx, o.Logger)
 		if err != nil {
 			return res, err
 		}
 		defer srv.Close()
-		o.URL = srv.URL
-		stats = func() (sfu.Stats, error) { return srv.SFU.Stats(), nil }
+		o.URL = srv.URL()
+		stats = func() (sfu.Stats, error) { return srv.SFU().Stats(), nil }
 		res.InProcess = true
 		if o.ServerPID == 0 {
 			o.ServerPID = os.Getpid()
@@ -195,12 +202,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if !strings.HasPrefix(o.URL, "http://127.0.0.1") && !strings.HasPrefix(o.URL, "http://[::1]") && !strings.HasPrefix(o.URL, "http://localhost") {
 		return res, fmt.Errorf("fanout: refusing non-loopback URL %q", o.URL)
 	}
-	frames, err := readIVF(o.Video)
+	frames, err := videoSource(o.Video, o.VideoBitrate)
 	if err != nil {
 		return res, err
 	}
 	epoch := time.Now()
-	pubAPI, viewAPI, err := clientAPIs()
+	pubAPI, viewAPI, err := clientAPIs(o.BareViewers)
 	if err != nil {
 		return res, err
 	}
@@ -212,7 +219,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if err != nil {
 			return res, err
 		}
-		defer pub.close(hc)
+		defer pub.close()
 		progress(o.Progress, "publisher up; waiting for the stream to go live")
 		if err := sleepCtx(ctx, time.Second); err != nil {
 			return res, err
@@ -226,7 +233,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		var wg sync.WaitGroup
 		for _, v := range viewers {
 			wg.Add(1)
-			go func() { defer wg.Done(); v.close(hc) }()
+			go func() { defer wg.Done(); v.close() }()
 		}
 		wg.Wait()
 	}()

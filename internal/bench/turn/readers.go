@@ -1,4 +1,4 @@
-package turnload
+package turn
 
 import (
 	"bytes"

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/pion/sdp/v3"
 )
 
 // SDPFrag is the content of an application/trickle-ice-sdpfrag body
@@ -23,8 +25,8 @@ type FragMedia struct {
 	EndOfCandidates bool
 }
 
-// errFrag is wrapped by every sdpfrag parse error.
-var errFrag = errors.New("bad sdpfrag")
+// ErrFrag is wrapped by every sdpfrag parse error.
+var ErrFrag = errors.New("bad sdpfrag")
 
 // maxFragLines bounds the work ParseSDPFrag does.
 const maxFragLines = 1000
@@ -36,7 +38,7 @@ func ParseSDPFrag(body string) (SDPFrag, error) {
 	var f SDPFrag
 	lines := strings.Split(strings.ReplaceAll(body, "\r\n", "\n"), "\n")
 	if len(lines) > maxFragLines {
-		return f, fmt.Errorf("%w: more than %d lines", errFrag, maxFragLines)
+		return f, fmt.Errorf("%w: more than %d lines", ErrFrag, maxFragLines)
 	}
 	var cur *FragMedia
 	for i, line := range lines {
@@ -45,7 +47,7 @@ func ParseSDPFrag(body string) (SDPFrag, error) {
 			continue
 		}
 		if len(line) < 2 || line[1] != '=' || line[0] < 'a' || line[0] > 'z' {
-			return f, fmt.Errorf("%w: line %d is not an SDP line: %q", errFrag, i+1, clip(line))
+			return f, fmt.Errorf("%w: line %d is not an SDP line: %q", ErrFrag, i+1, clip(line))
 		}
 		typ, val := line[0], line[2:]
 		switch typ {
@@ -61,29 +63,29 @@ func ParseSDPFrag(body string) (SDPFrag, error) {
 		switch key {
 		case "ice-ufrag":
 			if v == "" {
-				return f, fmt.Errorf("%w: empty ice-ufrag", errFrag)
+				return f, fmt.Errorf("%w: empty ice-ufrag", ErrFrag)
 			}
 			if f.ICEUfrag == "" {
 				f.ICEUfrag = v
 			}
 		case "ice-pwd":
 			if v == "" {
-				return f, fmt.Errorf("%w: empty ice-pwd", errFrag)
+				return f, fmt.Errorf("%w: empty ice-pwd", ErrFrag)
 			}
 			if f.ICEPwd == "" {
 				f.ICEPwd = v
 			}
 		case "mid":
 			if cur == nil {
-				return f, fmt.Errorf("%w: a=mid outside a media section", errFrag)
+				return f, fmt.Errorf("%w: a=mid outside a media section", ErrFrag)
 			}
 			cur.Mid = v
 		case "candidate":
 			if cur == nil {
-				return f, fmt.Errorf("%w: a=candidate outside a media section", errFrag)
+				return f, fmt.Errorf("%w: a=candidate outside a media section", ErrFrag)
 			}
 			if len(strings.Fields(v)) < 8 {
-				return f, fmt.Errorf("%w: short candidate %q", errFrag, clip(v))
+				return f, fmt.Errorf("%w: short candidate %q", ErrFrag, clip(v))
 			}
 			cur.Candidates = append(cur.Candidates, v)
 		case "end-of-candidates":
@@ -93,7 +95,7 @@ func ParseSDPFrag(body string) (SDPFrag, error) {
 		}
 	}
 	if (f.ICEUfrag == "") != (f.ICEPwd == "") {
-		return f, fmt.Errorf("%w: ice-ufrag and ice-pwd must come together", errFrag)
+		return f, fmt.Errorf("%w: ice-ufrag and ice-pwd must come together", ErrFrag)
 	}
 	return f, nil
 }
@@ -124,4 +126,45 @@ func clip(s string) string {
 		return s[:60] + "..."
 	}
 	return s
+}
+
+// FragFromSDP extracts the ICE credentials and the candidates of the first
+// (bundled) media section of a session description: what a WHIP client
+// PATCHes for an ICE restart, and what a server answers it with.
+func FragFromSDP(desc string) (SDPFrag, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(desc); err != nil {
+		return SDPFrag{}, fmt.Errorf("whip: session description: %w", err)
+	}
+	var f SDPFrag
+	take := func(attrs []sdp.Attribute) {
+		for _, a := range attrs {
+			switch a.Key {
+			case "ice-ufrag":
+				if f.ICEUfrag == "" {
+					f.ICEUfrag = a.Value
+				}
+			case "ice-pwd":
+				if f.ICEPwd == "" {
+					f.ICEPwd = a.Value
+				}
+			}
+		}
+	}
+	take(sd.Attributes)
+	if len(sd.MediaDescriptions) > 0 {
+		md := sd.MediaDescriptions[0]
+		take(md.Attributes)
+		m := FragMedia{Name: md.MediaName.String(), EndOfCandidates: true}
+		if mid, ok := md.Attribute("mid"); ok {
+			m.Mid = mid
+		}
+		for _, a := range md.Attributes {
+			if a.Key == "candidate" {
+				m.Candidates = append(m.Candidates, a.Value)
+			}
+		}
+		f.Media = append(f.Media, m)
+	}
+	return f, nil
 }

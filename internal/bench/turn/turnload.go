@@ -1,4 +1,4 @@
-// Package turnload is a load generator for a TURN server: it opens K
+// Package turn (internal/bench/turn, imported as turnload) is a load generator for a TURN server: it opens K
 // allocations on loopback, binds each to a local UDP peer, pushes
 // ChannelData at a fixed packet rate for a bounded time, and reports loss,
 // achieved rate and the server's CPU time per million relayed packets.
@@ -6,7 +6,7 @@
 // It starts no server itself; point it at one (in-process or another
 // process, given its pid for CPU accounting). All traffic stays on the
 // addresses it is given, normally 127.0.0.1.
-package turnload
+package turn
 
 import (
 	"context"

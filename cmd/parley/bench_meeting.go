@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/parley/parley/internal/bench/benchsrv"
+	"github.com/parley/parley/internal/bench/meeting"
+)
+
+// benchMeeting runs the group-call load tool (`parley bench meeting`): N
+// participants in one sfu room through the real signaling, each sending
+// Opus and synthetic VP8 and receiving everyone else. Without -url it
+// starts `parley serve` on 127.0.0.1 as a child process, so the server's
+// CPU and RSS are measured alone; -in-process runs it inside the tool.
+func benchMeeting(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("parley bench meeting", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o meeting.Options
+	fs.StringVar(&o.URL, "url", "", "server base URL (loopback only); empty starts `parley serve` as a child process")
+	inProcess := fs.Bool("in-process", false, "without -url: run the server inside this process (CPU and RSS are then summed)")
+	fs.IntVar(&o.ServerPID, "pid", 0, "server process to sample for CPU and RSS (with -url)")
+	fs.IntVar(&o.Participants, "participants", 10, "members of the meeting, each publishing audio and video")
+	fs.IntVar(&o.VideoBitrate, "video-bitrate", 500_000, "each participant's synthetic VP8 bitrate, bits/s")
+	fs.StringVar(&o.Room, "room", "bench-meeting", "room name")
+	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up after every subscription flows")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
+	if err := fs.Parse(args); err != nil {
+		return exitCodeFor(err)
+	}
+	o.Progress = stderr
+	if o.URL == "" && !*inProcess {
+		url, pid, stop, err := startChildServer(ctx, benchsrv.Args...)
+		if err != nil {
+			fmt.Fprintf(stderr, "parley bench meeting: %v\n", err)
+			return 1
+		}
+		defer stop()
+		o.URL, o.ServerPID = url, pid
+	}
+	res, err := meeting.Run(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "parley bench meeting: %v\n", err)
+		return 1
+	}
+	return report(stdout, res, res.Table())
+}
