@@ -82,14 +82,12 @@ type downTrack struct {
 	errors  atomic.Uint64 // writes that failed
 	drops   atomic.Uint64 // packets dropped because the writer fell behind
 
-	// binding: set by Bind/Unbind, read by the writer, under mu
-	mu     sync.Mutex
-	bound  bool
-	ssrc   uint32
-	pt     uint8
-	writer rtpWriter
+	// where packets go: set by Bind/Unbind, loaded by the writer for each
+	// packet, so that unbinding never waits for a write in progress
+	binding atomic.Pointer[binding]
 
 	// owned by the writer goroutine
+	boundTo   *binding // the binding flowing refers to
 	seqOffset uint16
 	tsOffset  uint32
 	started   bool
@@ -104,6 +102,14 @@ type downTrack struct {
 }
 
 var _ webrtc.TrackLocal = (*downTrack)(nil)
+
+// binding is where a down-track writes: the subscriber's SSRC and payload
+// type, and the writer (pion's SRTP stream, or a Sink).
+type binding struct {
+	ssrc uint32
+	pt   uint8
+	w    rtpWriter
+}
 
 func newDownTrack(r *Room, up *upTrack, pr *prefs, log *slog.Logger) *downTrack {
 	d := &downTrack{
@@ -154,22 +160,14 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 
 // bind points the down-track at a writer; it starts again from a keyframe.
 func (d *downTrack) bind(ssrc uint32, pt uint8, w rtpWriter) {
-	d.mu.Lock()
-	d.bound = true
-	d.ssrc = ssrc
-	d.pt = pt
-	d.writer = w
-	d.mu.Unlock()
+	d.binding.Store(&binding{ssrc: ssrc, pt: pt, w: w})
 	d.q.requestResync()
 	d.retarget()
 }
 
 // Unbind implements webrtc.TrackLocal.
 func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
-	d.mu.Lock()
-	d.bound = false
-	d.writer = nil
-	d.mu.Unlock()
+	d.binding.Store(nil)
 	return nil
 }
 
@@ -209,7 +207,6 @@ func (d *downTrack) run() {
 			if n == 0 && nn == 0 && !resync {
 				break
 			}
-			d.mu.Lock()
 			if resync {
 				d.cur.Store(nil) // start again from a keyframe
 			}
@@ -222,15 +219,14 @@ func (d *downTrack) run() {
 				}
 				d.forward(&batch[i])
 			}
-			d.mu.Unlock()
 		}
 	}
 }
 
-// forward writes one queued packet; d.mu is held.
+// forward writes one queued packet.
 func (d *downTrack) forward(e *qentry) {
 	l := e.l
-	if !d.bound || d.closed.Load() || !d.pkt.copyFrom(e.s, e.gen) {
+	if d.binding.Load() == nil || d.closed.Load() || !d.pkt.copyFrom(e.s, e.gen) {
 		return // unbound, or the cache slot was reused before we got to it
 	}
 	pk := &d.pkt
@@ -262,21 +258,28 @@ func (d *downTrack) forward(e *qentry) {
 }
 
 // send writes pk with the given rewritten numbers and reports whether it
-// went out; d.mu is held.
+// went out.
 func (d *downTrack) send(pk *pktCopy, seq uint16, ts uint32) bool {
+	b := d.binding.Load()
+	if b == nil {
+		return false
+	}
+	if b != d.boundTo {
+		d.boundTo, d.flowing = b, false
+	}
 	h := &d.hdr
 	h.Version = 2
 	h.Padding = pk.padding
 	h.PaddingSize = pk.padLen
 	h.Marker = pk.marker
-	h.PayloadType = d.pt
+	h.PayloadType = b.pt
 	h.SequenceNumber = seq
 	h.Timestamp = ts
-	h.SSRC = d.ssrc
+	h.SSRC = b.ssrc
 	h.CSRC = h.CSRC[:0]
 	h.Extension = false
 	h.Extensions = h.Extensions[:0]
-	n, err := d.writer.WriteRTP(h, pk.payload())
+	n, err := b.w.WriteRTP(h, pk.payload())
 	if err != nil {
 		d.errors.Add(1)
 		return false
@@ -318,8 +321,8 @@ const maxReplay = 160
 // replayKeyframe starts a new subscriber on layer l from the cached last
 // keyframe instead of waiting for the publisher's next one: it sends the
 // cached packets from the keyframe start up to (not including) pk. It runs
-// on the writer with d.mu held (d.pkt is pk: the replay copies into a
-// second buffer), and reports whether the subscriber is now on l.
+// on the writer (d.pkt is pk: the replay copies into a second buffer), and
+// reports whether the subscriber is now on l.
 func (d *downTrack) replayKeyframe(l *layer, pk *pktCopy, now int64) bool {
 	k := l.keySeq.Load()
 	if k < 0 {
@@ -352,11 +355,11 @@ func (d *downTrack) replayKeyframe(l *layer, pk *pktCopy, now int64) bool {
 
 // retransmit answers a NACK for the sequence number the subscriber saw:
 // the packet is copied out of the cache under its lock and sent after.
-// It runs on the writer with d.mu held.
+// It runs on the writer.
 func (d *downTrack) retransmit(seq uint16) {
 	c := &d.room.sfu.counters
 	e := d.hist[int(seq)&(len(d.hist)-1)]
-	if e.layer == nil || e.out != seq || !d.bound {
+	if e.layer == nil || e.out != seq {
 		c.nackMisses.Add(1)
 		return
 	}

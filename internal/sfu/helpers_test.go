@@ -81,12 +81,14 @@ type testPublisher struct {
 	counter uint32
 	aseq    uint16
 	level   uint8 // audio level to send (0 loud .. 127 silent)
+	payload int
 }
 
 type pubOpts struct {
-	rids  []string // simulcast RIDs; nil = single layer
-	audio bool
-	id    string
+	rids    []string // simulcast RIDs; nil = single layer
+	audio   bool
+	id      string
+	payload int // bytes of filler per video packet of the lowest layer; 0 means 200
 }
 
 func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublisher {
@@ -96,7 +98,7 @@ func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublish
 	if err != nil {
 		t.Fatal(err)
 	}
-	tp := &testPublisher{t: t, pc: pc, level: 127}
+	tp := &testPublisher{t: t, pc: pc, level: 127, payload: o.payload}
 	t.Cleanup(func() { _ = pc.Close() })
 	codec := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}
 	var sender *webrtc.RTPSender
@@ -231,7 +233,11 @@ func (tp *testPublisher) sendFrame(n int, key bool) uint32 {
 		c := first
 		tp.mu.Unlock()
 		for i := 0; i < n; i++ {
-			payload := make([]byte, 1+1+4+200*(li+1))
+			filler := tp.payload
+			if filler == 0 {
+				filler = 200
+			}
+			payload := make([]byte, 1+1+4+filler*(li+1))
 			if i == 0 {
 				payload[0] = 0x10 // S=1, PID=0
 				if key {
@@ -279,11 +285,14 @@ func (tp *testPublisher) sendAudio() {
 
 // run sends ~30 fps video (3 packets per frame, keyframe every keyEvery
 // frames) until ctx ends.
-func (tp *testPublisher) run(ctx context.Context, keyEvery int) {
+func (tp *testPublisher) run(ctx context.Context, keyEvery int) { tp.runFrames(ctx, keyEvery, 3) }
+
+// runFrames is run with n packets per frame.
+func (tp *testPublisher) runFrames(ctx context.Context, keyEvery, n int) {
 	tk := time.NewTicker(33 * time.Millisecond)
 	defer tk.Stop()
 	for i := 0; ; i++ {
-		tp.sendFrame(3, keyEvery > 0 && i%keyEvery == 0)
+		tp.sendFrame(n, keyEvery > 0 && i%keyEvery == 0)
 		tp.sendAudio()
 		select {
 		case <-ctx.Done():

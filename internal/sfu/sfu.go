@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
@@ -145,6 +146,37 @@ func (s *SFU) retireDownTrack(d *downTrack) {
 	c.sinkDrops.Add(st.Drops)
 }
 
+// tcpWriteTimeout bounds one write to an ICE-TCP connection. pion sets no
+// deadline, so a client that stops reading would block its writer, and
+// closing its connection (DTLS sends an alert first) would hang for good.
+const tcpWriteTimeout = 5 * time.Second
+
+// deadlineListener hands out connections whose writes time out.
+type deadlineListener struct {
+	net.Listener
+	timeout time.Duration
+}
+
+func (l deadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return deadlineConn{c, l.timeout}, nil
+}
+
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c deadlineConn) Write(b []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
 // udpBufferSize is the requested kernel buffer of the shared UDP socket.
 const udpBufferSize = 8 << 20
 
@@ -186,7 +218,7 @@ func New(cfg Config) (*SFU, error) {
 			return nil, fmt.Errorf("sfu: listen tcp %s: %w", tcpAddr, err)
 		}
 		s.tcpLn = ln
-		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), ln, 64)
+		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), deadlineListener{ln, tcpWriteTimeout}, 64)
 	}
 
 	api, err := s.buildAPI(lf, false)

@@ -229,7 +229,8 @@ func BenchmarkForward(b *testing.B) {
 	l, s, ds := fanOutFixture(b, 1)
 	d := ds[0]
 	w := &fakeWriter{}
-	d.bound, d.flowing, d.started, d.ssrc, d.pt, d.writer = true, true, true, 1000, 96, w
+	d.binding.Store(&binding{ssrc: 1000, pt: 96, w: w})
+	d.flowing, d.started = true, true
 	e := qentry{l: l, s: s, gen: s.gen.Load()}
 	b.ReportAllocs()
 	for b.Loop() {
