@@ -23,19 +23,7 @@ func TestICETCP(t *testing.T) {
 	if s.TCPAddr().(*net.TCPAddr).Port != s.UDPAddr().(*net.UDPAddr).Port {
 		t.Fatalf("tcp %v, udp %v: want the same port", s.TCPAddr(), s.UDPAddr())
 	}
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := tcpOnlyPC(t)
 	if _, err := pc.CreateDataChannel("probe", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -170,19 +158,7 @@ func TestStalledTCPViewerDoesNotDelayOthers(t *testing.T) {
 
 	// The TCP viewer reaches the SFU through the proxy.
 	proxy := newStallProxy(t, s.TCPAddr().String())
-	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
-		t.Fatal(err)
-	}
-	se := webrtc.SettingEngine{}
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := tcpOnlyPC(t)
 	tcpGot := make(chan struct{}, 1)
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		go func() {
@@ -265,4 +241,23 @@ func TestStalledTCPViewerDoesNotDelayOthers(t *testing.T) {
 		})
 		t.Logf("UDP viewer %d has every packet of the 30 frames after the stall", i)
 	}
+}
+
+// tcpOnlyPC is a loopback client that uses ICE-TCP only.
+func tcpOnlyPC(t *testing.T) *webrtc.PeerConnection {
+	t.Helper()
+	me := &webrtc.MediaEngine{}
+	if err := me.RegisterDefaultCodecs(); err != nil {
+		t.Fatal(err)
+	}
+	se := webrtc.SettingEngine{}
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return pc
 }
