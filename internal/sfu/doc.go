@@ -29,9 +29,15 @@ package sfu
 // WHIP and WHEP (internal/whip) use one-shot participants: OneShot (no
 // server offers; everything is settled by the client's single offer) and,
 // for viewers, AutoSubscribe + ReceiveOnly. A viewer joins after the
-// publisher's tracks exist, so they are in the answer; when the publisher
-// leaves, viewers are kept for ReattachGrace and continue seamlessly with a
-// restarted publisher (same SSRC, continuous sequence numbers and
-// timestamps, starting at a keyframe), or are closed.
+// publisher's tracks exist, so they are in the answer. When the publisher
+// leaves, a viewer's subscriptions stay idle (OnSourceEnded) and
+// Participant.Reattach continues them with a restarted publisher's tracks
+// (same SSRC, continuous sequence numbers and timestamps, starting at a
+// keyframe); how long to wait and which track to take is internal/whip's
+// policy, not the core's.
+//
+// Sources and sinks other than pion peers plug in through SFU.Publish
+// (a Source writing RTP into a Publication) and Room.Subscribe (a Sink
+// fed by its own queue and writer goroutine).
 //
 // Callbacks run on SFU goroutines and must not block for long.

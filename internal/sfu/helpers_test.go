@@ -356,13 +356,20 @@ func (ts *testSubscriber) poke() {
 // joinWHEP subscribes like a WHEP viewer: recvonly offer, one answer.
 func joinWHEP(t testing.TB, s *SFU, room string, q Quality, extra ...interceptor.Factory) *testSubscriber {
 	t.Helper()
+	return joinWHEPWith(t, s, room, ParticipantOptions{MaxQuality: q}, extra...)
+}
+
+// joinWHEPWith is joinWHEP with more participant options.
+func joinWHEPWith(t testing.TB, s *SFU, room string, opts ParticipantOptions, extra ...interceptor.Factory) *testSubscriber {
+	t.Helper()
 	ts := newSubscriberPC(t, extra...)
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := ts.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	part, err := s.Join(Streams, room, ParticipantOptions{AutoSubscribe: true, OneShot: true, ReceiveOnly: true, MaxQuality: q, ReattachGrace: 3 * time.Second})
+	opts.AutoSubscribe, opts.OneShot, opts.ReceiveOnly = true, true, true
+	part, err := s.Join(Streams, room, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

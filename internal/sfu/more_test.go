@@ -171,19 +171,32 @@ func TestPublisherRestartIsSeamlessForViewers(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go pub.run(ctx, 30)
 	room, _ := s.LookupRoom(Streams, "restart")
-	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer wcancel()
 	room.WaitTracks(wctx, 1)
-	sub := joinWHEP(t, s, "restart", QualityHigh)
+	ended := make(chan TrackInfo, 1)
+	sub := joinWHEPWith(t, s, "restart", ParticipantOptions{OnSourceEnded: func(ti TrackInfo) { ended <- ti }})
 	sub.waitFor(5*time.Second, "first stream", func() bool { return len(sub.pkts["video"]) >= 30 })
 	cancel()
 	pub.part.Close()
+	var old TrackInfo
+	select {
+	case old = <-ended:
+	case <-wctx.Done():
+		t.Fatal("the viewer was not told its track ended")
+	}
 
 	pub2 := newTestPublisher(t, s, "restart", pubOpts{})
 	pub2.counter = 1_000_000
 	ctx2, cancel2 := context.WithCancel(context.Background())
 	defer cancel2()
 	go pub2.run(ctx2, 30)
+	if room.WaitTracks(wctx, 1) != 1 {
+		t.Fatal("the second publisher's track never came")
+	}
+	if err := sub.part.Reattach(old.ID, room.Tracks()[0].ID); err != nil {
+		t.Fatal(err)
+	}
 	sub.waitFor(5*time.Second, "second stream", func() bool {
 		v := sub.pkts["video"]
 		return len(v) > 0 && counterOf(v[len(v)-1]) > 1_000_030
@@ -199,7 +212,7 @@ func TestPublisherRestartIsSeamlessForViewers(t *testing.T) {
 	}
 	select {
 	case <-sub.part.Done():
-		t.Fatal("viewer closed despite restart within grace")
+		t.Fatal("viewer closed despite the re-attach")
 	default:
 	}
 }

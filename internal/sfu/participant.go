@@ -23,13 +23,17 @@ type ParticipantOptions struct {
 	// the room by others, now and later.
 	AutoSubscribe bool
 	// OneShot marks a session that cannot be renegotiated by the server
-	// (WHIP, WHEP): no OnLocalOffer. When a subscribed publisher leaves, the
-	// down-track is kept for ReattachGrace so a restarting publisher continues
-	// the same stream; after that the participant is closed.
+	// (WHIP, WHEP): no OnLocalOffer, no tracks added after the answer. When
+	// a track it receives ends, it is closed, unless OnSourceEnded is set.
 	OneShot bool
-	// ReattachGrace applies to OneShot subscribers; 0 means 5 s, negative
-	// closes the participant as soon as a subscribed track ends.
-	ReattachGrace time.Duration
+	// OnSourceEnded, for a OneShot subscriber, keeps a subscription whose
+	// track ended on the connection, idle, and reports the ended track;
+	// Reattach gives it a new one (a restarting publisher continues the
+	// same stream for the viewer). The policy (how long to wait, which
+	// track) is the caller's: internal/whip for WHEP.
+	OnSourceEnded func(ended TrackInfo)
+	// OnPublished is called for each track the participant publishes.
+	OnPublished func(TrackInfo)
 	// ReceiveOnly marks a participant that never publishes (a WHEP
 	// viewer): its connection is built without the receive-side
 	// interceptors (NACK generation, receiver reports, TWCC feedback),
@@ -65,7 +69,8 @@ type Participant struct {
 	log           *slog.Logger
 	autoSubscribe bool
 	oneShot       bool
-	grace         time.Duration
+	onSourceEnded func(TrackInfo)
+	onPublished   func(TrackInfo)
 
 	prefs prefs // what this participant may receive (estimate.go)
 
@@ -90,6 +95,7 @@ type Participant struct {
 	mu     sync.Mutex
 	ups    map[*webrtc.RTPReceiver]*upTrack
 	downs  map[*upTrack]*downTrack
+	idle   map[string]*downTrack // subscriptions whose track ended, by its ID (OnSourceEnded)
 	closed bool
 }
 
@@ -132,10 +138,6 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sfu: new peer connection: %w", err)
 	}
-	grace := opts.ReattachGrace
-	if grace == 0 {
-		grace = 5 * time.Second
-	}
 	p := &Participant{
 		room:          r,
 		id:            id,
@@ -143,7 +145,9 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		log:           r.sfu.log.With("room", r.name, "participant", id),
 		autoSubscribe: opts.AutoSubscribe,
 		oneShot:       opts.OneShot,
-		grace:         grace,
+		onSourceEnded: opts.OnSourceEnded,
+		onPublished:   opts.OnPublished,
+		idle:          map[string]*downTrack{},
 		negCh:         make(chan struct{}, 1),
 		ups:           map[*webrtc.RTPReceiver]*upTrack{},
 		downs:         map[*upTrack]*downTrack{},
@@ -274,14 +278,16 @@ func (p *Participant) Close() {
 	for _, u := range p.ups {
 		ups = append(ups, u)
 	}
-	downs := make([]*downTrack, 0, len(p.downs))
+	downs := make([]*downTrack, 0, len(p.downs)+len(p.idle))
 	for _, d := range p.downs {
+		downs = append(downs, d)
+	}
+	for _, d := range p.idle {
 		downs = append(downs, d)
 	}
 	p.mu.Unlock()
 
 	p.cancel()
-	p.room.unpark(p)
 	for _, u := range ups {
 		u.end()
 	}

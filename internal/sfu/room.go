@@ -26,20 +26,11 @@ type Room struct {
 	participants map[string]*Participant
 	pubs         []*upTrack
 	changed      chan struct{} // closed and replaced whenever pubs changes
-	orphans      []*orphan
 	onSpeaker    func(participantID string)
 	speaker      string
 	speakerStop  context.CancelFunc
 	speakerDone  chan struct{}
 	closed       bool
-}
-
-// orphan is a down-track of a one-shot (WHEP) subscriber whose publisher
-// left; it is re-attached if a compatible track is published within the
-// grace period, which makes a publisher restart seamless for viewers.
-type orphan struct {
-	d     *downTrack
-	timer *time.Timer
 }
 
 func newRoom(s *SFU, ns Namespace, name string) *Room {
@@ -213,30 +204,14 @@ func (r *Room) addTrack(u *upTrack) bool {
 	r.pubs = append(r.pubs, u)
 	close(r.changed)
 	r.changed = make(chan struct{})
-	var adopt []*downTrack
-	adopted := map[*Participant]bool{}
-	keep := r.orphans[:0]
-	for _, o := range r.orphans {
-		if o.d.kind == u.kind && sameCodec(u.codec.RTPCodecCapability, o.d.codec) && !adopted[o.d.p] {
-			o.timer.Stop()
-			adopt = append(adopt, o.d)
-			adopted[o.d.p] = true
-			continue
-		}
-		keep = append(keep, o)
-	}
 	var subs []*Participant
 	for _, p := range r.participants {
-		if Source(p) != u.src && p.autoSubscribe && !adopted[p] && p.canAddTracks() {
+		if Source(p) != u.src && p.autoSubscribe && p.canAddTracks() {
 			subs = append(subs, p)
 		}
 	}
-	r.orphans = keep
 	r.mu.Unlock()
 
-	for _, d := range adopt {
-		d.p.adopt(d, u)
-	}
 	for _, p := range subs {
 		if err := p.subscribe(u); err != nil {
 			r.sfu.log.Warn("auto-subscribe failed", "room", r.name, "participant", p.id, "track", u.id, "err", err)
@@ -245,8 +220,8 @@ func (r *Room) addTrack(u *upTrack) bool {
 	return true
 }
 
-// removeTrack unpublishes u: renegotiating subscribers drop it, one-shot
-// subscribers keep their down-track parked for a grace period.
+// removeTrack unpublishes u and tells each subscription that its source
+// ended.
 func (r *Room) removeTrack(u *upTrack) {
 	r.mu.Lock()
 	for i, x := range r.pubs {
@@ -267,49 +242,6 @@ func (r *Room) removeTrack(u *upTrack) {
 	r.sfu.removeRoomIfEmpty(r)
 }
 
-// park keeps d for grace, closing its participant if nothing adopts it.
-func (r *Room) park(d *downTrack, grace time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		go d.p.Close()
-		return
-	}
-	o := &orphan{d: d}
-	o.timer = time.AfterFunc(grace, func() {
-		r.mu.Lock()
-		found := false
-		for i, x := range r.orphans {
-			if x == o {
-				r.orphans = append(r.orphans[:i:i], r.orphans[i+1:]...)
-				found = true
-				break
-			}
-		}
-		r.mu.Unlock()
-		if found {
-			d.p.log.Info("publisher did not come back; closing subscriber", "room", r.name)
-			d.p.Close()
-		}
-	})
-	r.orphans = append(r.orphans, o)
-}
-
-// unpark forgets orphans belonging to p.
-func (r *Room) unpark(p *Participant) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	keep := r.orphans[:0]
-	for _, o := range r.orphans {
-		if o.d.p == p {
-			o.timer.Stop()
-			continue
-		}
-		keep = append(keep, o)
-	}
-	r.orphans = keep
-}
-
 // close stops the room's goroutines.
 func (r *Room) close() {
 	r.mu.Lock()
@@ -319,10 +251,6 @@ func (r *Room) close() {
 	}
 	r.closed = true
 	stop, done := r.speakerStop, r.speakerDone
-	for _, o := range r.orphans {
-		o.timer.Stop()
-	}
-	r.orphans = nil
 	r.mu.Unlock()
 	if stop != nil {
 		stop()

@@ -58,8 +58,9 @@ func TestFanOutToThreeSubscribers(t *testing.T) {
 		t.Errorf("stats: %+v", st)
 	}
 
-	// Publisher leaves: the one-shot subscribers are parked for the grace
-	// period (3 s in joinWHEP) and then closed, which ends their tracks.
+	// Publisher leaves: the one-shot subscribers (which cannot renegotiate
+	// and here keep no idle subscriptions) are closed, which ends their
+	// tracks.
 	pub.part.Close()
 	cancel()
 	for _, sub := range subs {

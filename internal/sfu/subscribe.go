@@ -33,8 +33,8 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, rec *webrtc.RTPReceive
 	if up.addLayer(remote.RID(), uint32(remote.SSRC()), levelExt, remote) == nil {
 		return
 	}
-	if !exists {
-		p.room.addTrack(up)
+	if !exists && p.room.addTrack(up) && p.onPublished != nil {
+		p.onPublished(up.info())
 	}
 }
 
@@ -115,42 +115,62 @@ func (p *Participant) subscribe(u *upTrack) error {
 	return nil
 }
 
-// adopt re-attaches a parked down-track to a restarted publisher's track.
-func (p *Participant) adopt(d *downTrack, u *upTrack) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	for old, x := range p.downs {
-		if x == d {
-			delete(p.downs, old)
+// Reattach gives an idle subscription (see OnSourceEnded) the track with
+// ID trackID, of the same kind and codec: the subscriber's stream goes on
+// (same SSRC, continuous numbering) from that track's next keyframe.
+func (p *Participant) Reattach(endedID, trackID string) error {
+	var u *upTrack
+	for _, t := range p.room.tracks() {
+		if t.id == trackID {
+			u = t
+			break
 		}
 	}
+	if u == nil {
+		return fmt.Errorf("%w: %s", ErrNoSuchTrack, trackID)
+	}
+	p.mu.Lock()
+	d := p.idle[endedID]
+	switch {
+	case p.closed:
+		p.mu.Unlock()
+		return ErrClosed
+	case d == nil:
+		p.mu.Unlock()
+		return fmt.Errorf("%w: no idle subscription of %s", ErrNoSuchTrack, endedID)
+	case d.kind != u.kind || !sameCodec(u.codec.RTPCodecCapability, d.codec):
+		p.mu.Unlock()
+		return &CodecError{Kind: u.kind.String(), Offered: []string{d.codec.MimeType}, Supported: []string{u.codec.MimeType}, Stream: true}
+	}
+	delete(p.idle, endedID)
 	p.downs[u] = d
 	p.mu.Unlock()
 	d.up.Store(u)
 	u.addSub(d)
 	d.retarget()
-	p.log.Info("subscriber re-attached to restarted track", "track", u.id)
+	p.log.Info("subscription re-attached", "ended", endedID, "track", u.id)
+	return nil
 }
 
 // sourceEnded is called when the track behind d was unpublished.
 func (p *Participant) sourceEnded(d *downTrack, u *upTrack) {
-	if p.oneShot {
-		if p.grace < 0 {
-			go p.Close()
-			return
-		}
-		p.room.park(d, p.grace)
-		return
-	}
 	p.mu.Lock()
 	if p.downs[u] == d {
 		delete(p.downs, u)
 	}
+	keep := p.oneShot && p.onSourceEnded != nil && !p.closed
+	if keep {
+		p.idle[u.id] = d
+	}
 	p.mu.Unlock()
-	p.dropDownTrack(d)
+	switch {
+	case keep:
+		p.onSourceEnded(u.info())
+	case p.oneShot:
+		go p.Close() // cannot renegotiate the track away
+	default:
+		p.dropDownTrack(d)
+	}
 }
 
 func (p *Participant) dropDownTrack(d *downTrack) {

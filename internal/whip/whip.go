@@ -79,8 +79,20 @@ type Handler struct {
 
 	mu         sync.Mutex
 	sessions   map[string]*session
-	publishers map[string]*session // stream -> live WHIP session
+	publishers map[string]*session   // stream -> live WHIP session
+	orphans    map[string][]*orphan // stream -> viewers' subscriptions waiting for the publisher to return
 	closed     bool
+}
+
+// orphan is a WHEP viewer's subscription whose publisher left. WHEP cannot
+// renegotiate, so the viewer keeps its (idle) track for ReattachGrace; a
+// publisher that comes back within it continues the same stream for the
+// viewer (same SSRC, continuous numbering, from its next keyframe). After
+// the grace the viewer's session ends.
+type orphan struct {
+	sess  *session
+	ended sfu.TrackInfo
+	timer *time.Timer
 }
 
 type session struct {
@@ -127,6 +139,7 @@ func New(cfg Config) (*Handler, error) {
 		log:        log.With("component", "whip"),
 		sessions:   map[string]*session{},
 		publishers: map[string]*session{},
+		orphans:    map[string][]*orphan{},
 	}, nil
 }
 
@@ -134,6 +147,12 @@ func New(cfg Config) (*Handler, error) {
 func (h *Handler) Close() {
 	h.mu.Lock()
 	h.closed = true
+	for _, list := range h.orphans {
+		for _, o := range list {
+			o.timer.Stop()
+		}
+	}
+	h.orphans = map[string][]*orphan{}
 	ss := make([]*session, 0, len(h.sessions))
 	for _, s := range h.sessions {
 		ss = append(ss, s)
@@ -389,10 +408,12 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		}
 	}
 	opts := sfu.ParticipantOptions{ID: kindName(publish) + "-" + sess.id, OneShot: true}
-	if !publish {
+	if publish {
+		opts.OnPublished = func(ti sfu.TrackInfo) { h.adopt(stream, ti) }
+	} else {
 		opts.AutoSubscribe = true
 		opts.ReceiveOnly = true
-		opts.ReattachGrace = h.cfg.ReattachGrace
+		opts.OnSourceEnded = func(ti sfu.TrackInfo) { h.park(stream, sess, ti) }
 	}
 	part, err := h.cfg.SFU.Join(h.cfg.Namespace, stream, opts)
 	if err != nil {
@@ -410,6 +431,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		if h.publishers[stream] == sess {
 			delete(h.publishers, stream)
 		}
+		h.unparkLocked(stream, sess)
 		h.mu.Unlock()
 		h.log.Info("session ended", "stream", stream, "session", sess.id, "publish", publish)
 	})
@@ -433,6 +455,87 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	}
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
+}
+
+// park keeps a viewer's ended subscription for ReattachGrace; the viewer's
+// session ends if the publisher has not come back by then.
+func (h *Handler) park(stream string, sess *session, ended sfu.TrackInfo) {
+	o := &orphan{sess: sess, ended: ended}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		go sess.part.Close()
+		return
+	}
+	o.timer = time.AfterFunc(h.cfg.ReattachGrace, func() {
+		h.mu.Lock()
+		found := h.removeOrphanLocked(stream, o)
+		h.mu.Unlock()
+		if found {
+			h.log.Info("publisher did not come back; closing viewer", "stream", stream, "session", sess.id)
+			sess.part.Close()
+		}
+	})
+	h.orphans[stream] = append(h.orphans[stream], o)
+}
+
+// adopt re-attaches waiting viewers to a track the stream's (new)
+// publisher just published: one subscription of the same kind and codec
+// per viewer.
+func (h *Handler) adopt(stream string, ti sfu.TrackInfo) {
+	h.mu.Lock()
+	var take []*orphan
+	seen := map[*session]bool{}
+	keep := h.orphans[stream][:0]
+	for _, o := range h.orphans[stream] {
+		if !seen[o.sess] && o.ended.Kind == ti.Kind && strings.EqualFold(o.ended.Codec, ti.Codec) {
+			seen[o.sess] = true
+			o.timer.Stop()
+			take = append(take, o)
+			continue
+		}
+		keep = append(keep, o)
+	}
+	h.setOrphansLocked(stream, keep)
+	h.mu.Unlock()
+	for _, o := range take {
+		if err := o.sess.part.Reattach(o.ended.ID, ti.ID); err != nil {
+			h.log.Info("viewer cannot continue on the new track; closing it", "stream", stream, "session", o.sess.id, "err", err)
+			o.sess.part.Close()
+		}
+	}
+}
+
+func (h *Handler) removeOrphanLocked(stream string, o *orphan) bool {
+	list := h.orphans[stream]
+	for i, x := range list {
+		if x == o {
+			h.setOrphansLocked(stream, append(list[:i:i], list[i+1:]...))
+			return true
+		}
+	}
+	return false
+}
+
+// unparkLocked forgets a closed viewer's orphans.
+func (h *Handler) unparkLocked(stream string, sess *session) {
+	keep := h.orphans[stream][:0]
+	for _, o := range h.orphans[stream] {
+		if o.sess == sess {
+			o.timer.Stop()
+			continue
+		}
+		keep = append(keep, o)
+	}
+	h.setOrphansLocked(stream, keep)
+}
+
+func (h *Handler) setOrphansLocked(stream string, list []*orphan) {
+	if len(list) == 0 {
+		delete(h.orphans, stream)
+		return
+	}
+	h.orphans[stream] = list
 }
 
 // live reports whether a stream has (or is about to have) tracks; a viewer

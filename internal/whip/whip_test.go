@@ -442,3 +442,37 @@ func offerPwd(sdp string) string {
 	}
 	return ""
 }
+
+// A publisher that comes back within the grace continues the same stream
+// for WHEP viewers: their session and track go on, without a new offer.
+func TestPublisherReturnsWithinGrace(t *testing.T) {
+	f := newFixture(t, nil)
+	f.h.cfg.ReattachGrace = 20 * time.Second // the viewer must not expire on a loaded machine
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := f.publish("back")
+	actx, stopA := context.WithCancel(ctx)
+	go a.run(actx)
+	v := f.play("back", false)
+	waitUntil(t, 10*time.Second, "viewer media", func() bool { return v.packets.Load() >= 20 })
+
+	stopA()
+	if err := a.sess.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	room, _ := f.sfu.LookupRoom(sfu.Streams, "back")
+	waitUntil(t, 10*time.Second, "the first publisher's track gone", func() bool { return len(room.Tracks()) == 0 })
+	before := v.packets.Load()
+
+	b := f.publish("back")
+	go b.run(ctx)
+	waitUntil(t, 10*time.Second, "media from the returning publisher", func() bool { return v.packets.Load() >= before+20 })
+	select {
+	case <-v.ended:
+		t.Fatal("the viewer's track ended across the restart")
+	default:
+	}
+	if n := len(room.Participants()); n != 2 {
+		t.Fatalf("%d participants, want the new publisher and the same viewer", n)
+	}
+}
