@@ -79,7 +79,7 @@ type Handler struct {
 
 	mu         sync.Mutex
 	sessions   map[string]*session
-	publishers map[string]*session   // stream -> live WHIP session
+	publishers map[string]*session  // stream -> live WHIP session
 	orphans    map[string][]*orphan // stream -> viewers' subscriptions waiting for the publisher to return
 	closed     bool
 }
