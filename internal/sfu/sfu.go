@@ -44,6 +44,9 @@ type Config struct {
 	// ICEServers, if set, lists STUN/TURN servers for the server's own
 	// PeerConnections (rarely needed; clients get theirs from signaling).
 	ICEServers func() []webrtc.ICEServer
+	// NoBatch sends each UDP datagram with its own system call instead of
+	// batching them (sendmmsg); for comparison in benchmarks.
+	NoBatch bool
 }
 
 // SFU owns the shared pion API, the ICE sockets and the rooms.
@@ -197,13 +200,16 @@ func New(cfg Config) (*SFU, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sfu: listen udp %s: %w", udpAddr, err)
 	}
-	s.udpConn = conn
 	if uc, ok := conn.(*net.UDPConn); ok {
 		// One socket carries every session: give bursts room (the kernel
-		// caps these at net.core.{r,w}mem_max).
+		// caps these at net.core.{r,w}mem_max), and send in batches.
 		_ = uc.SetReadBuffer(udpBufferSize)
 		_ = uc.SetWriteBuffer(udpBufferSize)
+		if !cfg.NoBatch {
+			conn = newBatchConn(uc)
+		}
 	}
+	s.udpConn = conn
 	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
 
 	if cfg.TCP != "" && cfg.TCP != "off" {

@@ -1,0 +1,60 @@
+package sfu
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Datagrams written concurrently through a batchConn all arrive, each
+// writer's in its order, and Close sends what was queued.
+func TestBatchConnDeliversEverything(t *testing.T) {
+	rx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	_ = rx.SetReadBuffer(8 << 20)
+	tx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBatchConn(tx)
+	const writers, each = 4, 500
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := make([]byte, 1200)
+			for i := range each {
+				binary.BigEndian.PutUint16(p[0:], uint16(w))
+				binary.BigEndian.PutUint32(p[2:], uint32(i))
+				if n, err := b.WriteTo(p, rx.LocalAddr()); err != nil || n != len(p) {
+					t.Errorf("WriteTo: %d, %v", n, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next := make([]uint32, writers)
+	buf := make([]byte, 2000)
+	_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second)) // a hang guard, not a latency limit
+	for got := 0; got < writers*each; got++ {
+		n, _, err := rx.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", got, err)
+		}
+		w, i := binary.BigEndian.Uint16(buf[0:]), binary.BigEndian.Uint32(buf[2:])
+		if n != 1200 || int(w) >= writers || i != next[w] {
+			t.Fatalf("datagram %d: writer %d number %d (want %d), %d bytes", got, w, i, next[w], n)
+		}
+		next[w]++
+	}
+}
