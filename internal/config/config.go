@@ -35,15 +35,16 @@ type Config struct {
 	TLSCert       string                `yaml:"tls_cert"`
 	TLSKey        string                `yaml:"tls_key"`
 	TLSSelfSigned bool                  `yaml:"tls_self_signed"`
-	MaxMessage    int                   `yaml:"max_message"`   // bytes per signaling message
-	RateLimit     float64               `yaml:"rate_limit"`    // messages per second per connection (sustained)
-	RateBurst     int                   `yaml:"rate_burst"`    // messages allowed in a burst
-	Outbox        int                   `yaml:"outbox"`        // queued messages per member before it is cut off
-	PingInterval  Duration              `yaml:"ping_interval"` // WebSocket keepalive; dead peers are dropped after 2 intervals
-	PollTimeout   Duration              `yaml:"poll_timeout"`  // long-poll wait
-	SessionIdle   Duration              `yaml:"session_idle"`  // HTTP sessions idle longer are reaped
-	MediaUDP      string                `yaml:"media_udp"`     // SFU ICE UDP mux address
-	MediaTCP      string                `yaml:"media_tcp"`     // SFU ICE TCP mux address ("off" disables)
+	MaxMessage    int                   `yaml:"max_message"`    // bytes per signaling message
+	RateLimit     float64               `yaml:"rate_limit"`     // messages per second per connection (sustained)
+	RateBurst     int                   `yaml:"rate_burst"`     // messages allowed in a burst
+	Outbox        int                   `yaml:"outbox"`         // queued messages per member before it is cut off
+	PingInterval  Duration              `yaml:"ping_interval"`  // WebSocket keepalive; dead peers are dropped after 2 intervals
+	PollTimeout   Duration              `yaml:"poll_timeout"`   // long-poll wait
+	SessionIdle   Duration              `yaml:"session_idle"`   // HTTP sessions idle longer are reaped
+	MediaUDP      string                `yaml:"media_udp"`      // SFU ICE UDP mux address
+	MediaTCP      string                `yaml:"media_tcp"`      // SFU ICE TCP mux address ("off" disables)
+	MediaNoBatch  bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
 	LogLevel      string                `yaml:"log_level"`
 }
 

@@ -21,7 +21,7 @@ func (s *Server) startMedia() error {
 	if s.cfg.MediaUDP == "off" {
 		return nil
 	}
-	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: s.cfg.PublicIP, Logger: s.log})
+	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: s.cfg.PublicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch})
 	if err != nil {
 		return fmt.Errorf("media: %w", err)
 	}
