@@ -1,10 +1,13 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"net"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 )
 
 // batchConn sits under pion's ICE UDP mux and sends what every subscriber
@@ -28,10 +31,23 @@ type batchConn struct {
 	wake    chan struct{}
 	done    chan struct{}
 	flushed chan struct{} // closed when the flusher ended
+
+	// owned by the flusher
+	gso  bool           // the kernel takes UDP_SEGMENT (cleared on the first refusal)
+	runs []gsoRun       // the queue grouped for GSO
+	out  []ipv4.Message // what goes to sendmmsg
+}
+
+// gsoRun is a run of queued datagrams sent as one message: [start, end)
+// of the queue, one address, every segment seg bytes but the last.
+type gsoRun struct {
+	start, end int
+	seg        int
 }
 
 const (
-	batchMax  = 64  // datagrams per sendmmsg
+	gsoMax    = 32  // datagrams per GSO send
+	batchMax  = 64  // messages per sendmmsg
 	batchCap  = 512 // datagrams queued before WriteTo writes through
 	batchSize = maxPacketSize + 64
 )
@@ -45,6 +61,12 @@ func newBatchConn(c *net.UDPConn) *batchConn {
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		flushed: make(chan struct{}),
+		gso:     true,
+		out:     make([]ipv4.Message, batchCap),
+	}
+	for i := range b.out {
+		b.out[i].Buffers = make([][]byte, 0, gsoMax)
+		b.out[i].OOB = make([]byte, unix.CmsgSpace(2))
 	}
 	b.room = sync.NewCond(&b.mu)
 	go b.flusher()
@@ -108,19 +130,95 @@ func (b *batchConn) flush() {
 	b.mu.Unlock()
 	b.room.Broadcast()
 	sent := out
-	for len(out) > 0 {
-		k := min(len(out), batchMax)
-		n, err := b.bw.WriteBatch(out[:k], 0)
+	if b.gso {
+		b.sendGSO(out)
+	} else {
+		b.send(out)
+	}
+	b.mu.Lock()
+	b.spare = sent[:0] // its messages keep their buffers for the next fill
+	b.mu.Unlock()
+}
+
+// send hands datagrams to the kernel, batchMax per system call.
+func (b *batchConn) send(ms []ipv4.Message) {
+	for len(ms) > 0 {
+		k := min(len(ms), batchMax)
+		n, err := b.bw.WriteBatch(ms[:k], 0)
 		if err != nil || n <= 0 {
 			// One bad datagram (an unreachable address) must not lose
 			// the rest: skip it, like a failed sendto would.
 			n = 1
 		}
-		out = out[n:]
+		ms = ms[n:]
 	}
-	b.mu.Lock()
-	b.spare = sent[:0] // its messages keep their buffers for the next fill
-	b.mu.Unlock()
+}
+
+// sendGSO sends the queue with runs to one address coalesced into single
+// UDP_SEGMENT messages (the kernel walks its stack once per run). A frame's
+// packets to one viewer, written back to back by its writer, are such a
+// run when the packetizer cut them to one size. A kernel that refuses GSO
+// turns it off for good and the rest goes out datagram by datagram.
+func (b *batchConn) sendGSO(q []ipv4.Message) {
+	b.runs = b.runs[:0]
+	for i := 0; i < len(q); {
+		r := gsoRun{start: i, end: i + 1, seg: len(q[i].Buffers[0])}
+		for r.end < len(q) && r.end-r.start < gsoMax && sameAddr(q[r.end].Addr, q[i].Addr) {
+			n := len(q[r.end].Buffers[0])
+			if n > r.seg || len(q[r.end-1].Buffers[0]) != r.seg {
+				break // only the last segment may be shorter
+			}
+			r.end++
+		}
+		b.runs = append(b.runs, r)
+		i = r.end
+	}
+	out := b.out[:0]
+	for _, r := range b.runs {
+		m := b.out[len(out)]
+		m.Buffers = m.Buffers[:0]
+		for _, x := range q[r.start:r.end] {
+			m.Buffers = append(m.Buffers, x.Buffers[0])
+		}
+		m.Addr = q[r.start].Addr
+		if r.end-r.start > 1 {
+			m.OOB = m.OOB[:cap(m.OOB)]
+			putSegmentCmsg(m.OOB, r.seg)
+		} else {
+			m.OOB = m.OOB[:0]
+		}
+		b.out[len(out)] = m
+		out = append(out, m)
+	}
+	for i := 0; i < len(out); {
+		k := min(len(out)-i, batchMax)
+		n, err := b.bw.WriteBatch(out[i:i+k], 0)
+		if err != nil || n <= 0 {
+			if len(out[i].OOB) > 0 {
+				// Refused: no GSO here. Send the rest one by one.
+				b.gso = false
+				b.send(q[b.runs[i].start:])
+				return
+			}
+			n = 1 // skip one bad datagram, as a failed sendto would
+		}
+		i += n
+	}
+}
+
+// putSegmentCmsg writes a UDP_SEGMENT control message for seg-byte segments.
+func putSegmentCmsg(b []byte, seg int) {
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level = unix.SOL_UDP
+	h.Type = unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	binary.NativeEndian.PutUint16(b[unix.CmsgLen(0):], uint16(seg))
+}
+
+func sameAddr(a, b net.Addr) bool {
+	x, ok1 := a.(*net.UDPAddr)
+	y, ok2 := b.(*net.UDPAddr)
+	return ok1 && ok2 && x.Port == y.Port && x.IP.Equal(y.IP)
 }
 
 // Close stops the flusher (after it sent what was queued) and closes the

@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// Datagrams written concurrently through a batchConn all arrive, each
-// writer's in its order, and Close sends what was queued.
+// Datagrams written concurrently through a batchConn all arrive whole,
+// each writer's in its order (runs of one size with a shorter last one
+// exercise GSO), and Close sends what was queued.
 func TestBatchConnDeliversEverything(t *testing.T) {
 	rx, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -32,7 +33,7 @@ func TestBatchConnDeliversEverything(t *testing.T) {
 			for i := range each {
 				binary.BigEndian.PutUint16(p[0:], uint16(w))
 				binary.BigEndian.PutUint32(p[2:], uint32(i))
-				if n, err := b.WriteTo(p, rx.LocalAddr()); err != nil || n != len(p) {
+				if n, err := b.WriteTo(p[:sizeOf(i)], rx.LocalAddr()); err != nil || n != sizeOf(i) {
 					t.Errorf("WriteTo: %d, %v", n, err)
 					return
 				}
@@ -52,9 +53,19 @@ func TestBatchConnDeliversEverything(t *testing.T) {
 			t.Fatalf("after %d datagrams: %v", got, err)
 		}
 		w, i := binary.BigEndian.Uint16(buf[0:]), binary.BigEndian.Uint32(buf[2:])
-		if n != 1200 || int(w) >= writers || i != next[w] {
+		if int(w) >= writers || i != next[w] || n != sizeOf(int(i)) {
 			t.Fatalf("datagram %d: writer %d number %d (want %d), %d bytes", got, w, i, next[w], n)
 		}
 		next[w]++
 	}
+	t.Logf("GSO used: %v", b.gso)
+}
+
+// sizeOf is the size of a writer's i-th datagram: frames of three, the
+// last one shorter.
+func sizeOf(i int) int {
+	if i%3 == 2 {
+		return 700
+	}
+	return 1200
 }
