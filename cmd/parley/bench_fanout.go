@@ -33,6 +33,7 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	video := fs.String("video", "", "loop this IVF file of VP8 frames (30 fps) instead of synthetic VP8")
 	fs.IntVar(&o.VideoBitrate, "video-bitrate", 1_000_000, "synthetic video bitrate, bits/s (without -video)")
 	fs.BoolVar(&o.BareViewers, "bare-viewers", false, "viewers send NACKs only, no receiver reports or TWCC feedback (less server work than browsers)")
+	fs.IntVar(&o.Stalled, "stalled", 0, "percentage of viewers that connect over ICE-TCP through a proxy of the tool that stops reading from the server when the window starts; their figures are reported apart (the started server gets --media-tcp "+benchsrv.MediaTCP+"; a -url server needs ICE-TCP on loopback)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the measurement window (in-process server only)")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
@@ -56,7 +57,7 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	o.Progress = stderr
 	if o.URL == "" && !*inProcess {
-		url, pid, stop, err := startChildServer(ctx, benchsrv.Args...)
+		url, pid, stop, err := startChildServer(ctx, benchsrv.ArgsFor(o.Stalled > 0)...)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
 			return 1

@@ -13,23 +13,51 @@ import (
 
 // Args are the `parley serve` flags of a child-process server (the
 // listen address is added by the caller); Config is the same setup in
-// process.
+// process. ICE-TCP is off: see ArgsFor for runs that need it.
 var Args = []string{"--turn", "off", "--media-udp", "127.0.0.1:0", "--media-tcp", "off", "--public-ip", "127.0.0.1"}
+
+// MediaTCP is the ICE-TCP address of runs with ICE-TCP viewers: loopback,
+// port 0, which the SFU turns into the UDP port's number.
+const MediaTCP = "127.0.0.1:0"
+
+// ArgsFor is Args, with ICE-TCP on (MediaTCP) when iceTCP is set.
+func ArgsFor(iceTCP bool) []string {
+	a := append([]string(nil), Args...)
+	if iceTCP {
+		for i := range a {
+			if a[i] == "--media-tcp" {
+				a[i+1] = MediaTCP
+			}
+		}
+	}
+	return a
+}
 
 // Config is the server configuration Args give, with HTTP on a free
 // loopback port.
-func Config() config.Config {
+func Config() config.Config { return ConfigFor(false) }
+
+// ConfigFor is the configuration ArgsFor(iceTCP) gives.
+func ConfigFor(iceTCP bool) config.Config {
 	cfg := config.Default()
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.TURN = "off"
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
+	if iceTCP {
+		cfg.MediaTCP = MediaTCP
+	}
 	cfg.PublicIP = "127.0.0.1"
 	return cfg
 }
 
 // Start runs an in-process server with Config; Close it when done.
 func Start(ctx context.Context, log *slog.Logger) (*server.Server, error) {
-	srv, err := server.New(Config(), log)
+	return StartConfig(ctx, Config(), log)
+}
+
+// StartConfig runs an in-process server with cfg; Close it when done.
+func StartConfig(ctx context.Context, cfg config.Config, log *slog.Logger) (*server.Server, error) {
+	srv, err := server.New(cfg, log)
 	if err != nil {
 		return nil, err
 	}

@@ -28,12 +28,13 @@ import (
 type apiT = *webrtc.API
 
 // clientAPIs builds the publisher's and the viewers' pion APIs: VP8 + Opus,
-// loopback-only ICE. The publisher answers the server's NACKs and sends
-// sender reports; viewers run pion's default interceptors (NACK
-// generator, receiver reports, TWCC feedback) as a browser sends them,
-// or with bare only generate NACKs.
-func clientAPIs(bare bool) (pub, view apiT, err error) {
-	build := func(viewer bool) (apiT, error) {
+// loopback-only ICE over UDP (tcpView: over TCP, for stalled viewers).
+// The publisher answers the server's NACKs and sends sender reports;
+// viewers run pion's default interceptors (NACK generator, receiver
+// reports, TWCC feedback) as a browser sends them, or with bare only
+// generate NACKs.
+func clientAPIs(bare bool) (pub, view, tcpView apiT, err error) {
+	build := func(viewer, tcp bool) (apiT, error) {
 		me := &webrtc.MediaEngine{}
 		fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
 		if err := me.RegisterCodec(webrtc.RTPCodecParameters{
@@ -73,17 +74,24 @@ func clientAPIs(bare bool) (pub, view apiT, err error) {
 		}
 		se := webrtc.SettingEngine{}
 		se.SetIncludeLoopbackCandidate(true)
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		if tcp {
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeTCP4})
+		} else {
+			se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		}
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 		return webrtc.NewAPI(webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se)), nil
 	}
-	if pub, err = build(false); err != nil {
-		return nil, nil, err
+	if pub, err = build(false, false); err != nil {
+		return nil, nil, nil, err
 	}
-	if view, err = build(true); err != nil {
-		return nil, nil, err
+	if view, err = build(true, false); err != nil {
+		return nil, nil, nil, err
 	}
-	return pub, view, nil
+	if tcpView, err = build(true, true); err != nil {
+		return nil, nil, nil, err
+	}
+	return pub, view, tcpView, nil
 }
 
 // frameSource returns video frame i.
@@ -291,6 +299,7 @@ type viewer struct {
 	rings     [2]*stampRing
 	epoch     time.Time
 	audioOnly bool // first packet counts for any kind
+	stalled   bool // over ICE-TCP through a stall proxy (Options.Stalled)
 	postAt    int64
 	firstAt   atomic.Int64
 	measuring atomic.Bool

@@ -11,6 +11,12 @@
 // interceptors: NACKs, receiver reports, transport-wide congestion
 // control), unless BareViewers asks for NACKs alone.
 //
+// With Stalled, a share of the viewers connect over ICE-TCP through a
+// proxy of the tool that stops reading from the server when the window
+// starts (a viewer whose client stopped reading): their figures and the
+// healthy viewers' are reported apart, with the server's sink drops
+// (parley_sfu_sink_drops_total) before and after the window.
+//
 // Everything runs on loopback. With no URL the tool starts an in-process
 // server (internal/server as `parley serve` wires it, see benchsrv), in
 // which case server and tool share one process and the CPU figures are
@@ -18,6 +24,7 @@
 package fanout
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +37,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -72,6 +80,11 @@ type Options struct {
 	// reports or TWCC feedback: less work for the server than browsers
 	// make (the tool's behaviour before viewers had pion's defaults).
 	BareViewers bool
+	// Stalled is the percentage (0-100) of viewers that connect over
+	// ICE-TCP only, through a loopback proxy that stops reading from the
+	// server at the start of the measurement window. The server needs
+	// ICE-TCP on loopback (an in-process server gets it: benchsrv.ConfigFor).
+	Stalled int
 	// JoinConcurrency bounds simultaneous viewer joins; 0 means 16.
 	JoinConcurrency int
 	// Progress receives a progress line every 2 s; nil is silent.
@@ -88,6 +101,38 @@ type Options struct {
 	// the window (in-process, or from ProfileURL's /debug/pprof/heap).
 	HeapProfile io.Writer
 	Logger      *slog.Logger
+
+	// waitDrops (tests) starts the window's clock only once the server
+	// counted a sink drop after the stall.
+	waitDrops bool
+}
+
+// StalledCount is how many of the viewers Stalled makes stalled: the
+// percentage rounded, at least one when Stalled > 0.
+func (o Options) StalledCount() int {
+	if o.Stalled <= 0 {
+		return 0
+	}
+	return min(max((o.Viewers*o.Stalled+50)/100, 1), o.Viewers)
+}
+
+// Group is the loss and latency of a set of viewers over the window.
+type Group struct {
+	Viewers     int     `json:"viewers"`
+	Connected   int     `json:"connected"`
+	Expected    int64   `json:"expected_packets"` // by sequence-number advance
+	Received    int64   `json:"received_packets"`
+	Lost        int64   `json:"lost_packets"`
+	LossPct     float64 `json:"loss_pct"`
+	WorstLossPc float64 `json:"worst_viewer_loss_pct"`
+	// ReceivedPct is received / (packets the publisher sent in the window
+	// × viewers): what a viewer that gets nothing any more still shows
+	// (its sequence numbers do not advance, so it has no gaps).
+	ReceivedPct float64 `json:"received_of_published_pct"`
+	LatencyP50  float64 `json:"latency_p50_ms"`
+	LatencyP95  float64 `json:"latency_p95_ms"`
+	LatencyP99  float64 `json:"latency_p99_ms"`
+	LatencyMax  float64 `json:"latency_max_ms"`
 }
 
 // Result is what a run measured. Durations are in milliseconds.
@@ -99,6 +144,8 @@ type Result struct {
 	Connected    int     `json:"connected"`     // viewers that received video
 	JoinFailures int     `json:"join_failures"` // viewers whose POST or connection failed
 	Window       float64 `json:"window_s"`
+
+	// Over all viewers (healthy and stalled).
 
 	Expected    int64   `json:"expected_packets"` // audio+video packets viewers should have received in the window
 	Received    int64   `json:"received_packets"`
@@ -132,6 +179,21 @@ type Result struct {
 	ServerFanOutP50 float64 `json:"server_fanout_p50_ms,omitempty"`
 	ServerFanOutP99 float64 `json:"server_fanout_p99_ms,omitempty"`
 	ServerNACKs     uint64  `json:"server_nacks_answered,omitempty"`
+
+	// The server's parley_sfu_sink_drops_total (packets dropped because a
+	// subscriber fell behind) before and after the window, from /metrics.
+	SinkDropsBefore uint64 `json:"server_sink_drops_before"`
+	SinkDropsAfter  uint64 `json:"server_sink_drops_after"`
+	SinkDrops       uint64 `json:"server_sink_drops_window"`
+	SinkDropsError  string `json:"server_sink_drops_error,omitempty"`
+	// FirstDropAfter is the time from the stall to the first sink drop
+	// the server counted (polled every 250 ms; 0: none in the window).
+	FirstDropAfter float64 `json:"stall_to_first_sink_drop_s,omitempty"`
+
+	// With Stalled: how many viewers were stalled, and each group apart.
+	StalledViewers int    `json:"stalled_viewers,omitempty"`
+	HealthyGroup   *Group `json:"healthy,omitempty"`
+	StalledGroup   *Group `json:"stalled,omitempty"`
 }
 
 // Table renders the result for people.
@@ -145,8 +207,40 @@ func (r Result) Table() string {
 	w("server", "%s", mode)
 	w("viewers connected", "%d / %d (join failures %d)", r.Connected, r.Viewers, r.JoinFailures)
 	w("window", "%.1f s", r.Window)
-	w("packet loss", "%.3f %% (%d of %d; worst viewer %.3f %%)", r.LossPct, r.Lost, r.Expected, r.WorstLossPc)
-	w("forwarding latency", "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms", r.LatencyP50, r.LatencyP95, r.LatencyP99, r.LatencyMax)
+	all := ""
+	if r.StalledGroup != nil {
+		all = " (all)"
+	}
+	w("packet loss"+all, "%.3f %% (%d of %d; worst viewer %.3f %%)", r.LossPct, r.Lost, r.Expected, r.WorstLossPc)
+	w("forwarding latency"+all, "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms", r.LatencyP50, r.LatencyP95, r.LatencyP99, r.LatencyMax)
+	for _, g := range []struct {
+		name string
+		g    *Group
+	}{{"healthy", r.HealthyGroup}, {"stalled", r.StalledGroup}} {
+		if g.g == nil {
+			continue
+		}
+		w(g.name+" viewers", "%d (%d received video)", g.g.Viewers, g.g.Connected)
+		if g.g.Expected == 0 {
+			w("  packet loss", "n/a (sequence numbers did not advance: nothing received)")
+		} else {
+			w("  packet loss", "%.3f %% (%d of %d; worst viewer %.3f %%)", g.g.LossPct, g.g.Lost, g.g.Expected, g.g.WorstLossPc)
+		}
+		w("  received of published", "%.1f %% (%d packets)", g.g.ReceivedPct, g.g.Received)
+		w("  forwarding latency", "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms", g.g.LatencyP50, g.g.LatencyP95, g.g.LatencyP99, g.g.LatencyMax)
+	}
+	if r.SinkDropsError != "" {
+		w("server sink drops", "unknown (%s)", r.SinkDropsError)
+	} else {
+		w("server sink drops", "%d in the window (counter %d before, %d after)", r.SinkDrops, r.SinkDropsBefore, r.SinkDropsAfter)
+		if r.StalledGroup != nil {
+			if r.FirstDropAfter > 0 {
+				w("  first drop after stall", "%.2f s", r.FirstDropAfter)
+			} else {
+				w("  first drop after stall", "none in the window (the server's TCP send buffers still held the stalled viewers' packets)")
+			}
+		}
+	}
 	w("POST to first packet", "p50 %.0f ms  p95 %.0f ms  max %.0f ms", r.FirstPacketP50, r.FirstPacketP95, r.FirstPacketMax)
 	w("server CPU", "%.2f cores = %.5f cores/viewer", r.ServerCores, r.CoresPerViewer)
 	w("server RSS", "%.1f MB (base %.1f MB) = %.3f MB/viewer", r.ServerRSSMB, r.BaseRSSMB, r.RSSPerViewerMB)
@@ -185,9 +279,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	if o.Stalled < 0 || o.Stalled > 100 {
+		return res, fmt.Errorf("fanout: stalled %d %%: want 0-100", o.Stalled)
+	}
+	nStalled := o.StalledCount()
+	res.StalledViewers = nStalled
 	stats := func() (sfu.Stats, error) { return fetchStats(ctx, o.StatsURL) }
 	if o.URL == "" {
-		srv, err := benchsrv.Start(ctx, o.Logger)
+		srv, err := benchsrv.StartConfig(ctx, benchsrv.ConfigFor(nStalled > 0), o.Logger)
 		if err != nil {
 			return res, err
 		}
@@ -207,7 +306,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	epoch := time.Now()
-	pubAPI, viewAPI, err := clientAPIs(o.BareViewers)
+	pubAPI, viewAPI, tcpAPI, err := clientAPIs(o.BareViewers)
 	if err != nil {
 		return res, err
 	}
@@ -227,7 +326,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	baseRSS, _ := proc.RSS(o.ServerPID)
 
-	viewers, failures := joinViewers(ctx, viewAPI, hc, o, epoch, pub.rings)
+	var stalls *stallGroup
+	if nStalled > 0 {
+		stalls = newStallGroup()
+		// After the viewers' close (deferred below, so run before this).
+		defer stalls.close()
+	}
+	viewers, failures := joinViewers(ctx, viewAPI, tcpAPI, hc, stalls, o, epoch, pub.rings)
 	res.JoinFailures = failures
 	defer func() {
 		var wg sync.WaitGroup
@@ -240,12 +345,24 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if len(viewers) == 0 {
 		return res, errors.New("fanout: no viewer could join")
 	}
-	progress(o.Progress, "%d viewers joined (%d failed); warming up %s", len(viewers), failures, o.Warmup)
+	progress(o.Progress, "%d viewers joined (%d stalled at the window's start; %d failed); warming up %s", len(viewers), nStalled, failures, o.Warmup)
 	if err := watch(ctx, o.Progress, viewers, o.Warmup, "warm-up"); err != nil {
 		return res, err
 	}
 
 	// Measurement window.
+	drops0, drops0Err := sinkDrops(ctx, hc, o.URL)
+	firstDrop := func() float64 { return 0 }
+	if stalls != nil {
+		stalls.stall()
+		progress(o.Progress, "stalled %d viewers' proxies (server sink drops so far: %d)", nStalled, drops0)
+		firstDrop = watchFirstDrop(ctx, hc, o.URL, drops0, o.Progress)
+		if o.waitDrops {
+			if err := waitSinkDrops(ctx, hc, o.URL, drops0); err != nil {
+				return res, err
+			}
+		}
+	}
 	srv0, _ := serverCPU(o.ServerPID)
 	tool0 := proc.SelfCPU()
 	snap0 := snapshotAll(viewers)
@@ -267,6 +384,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		v.measuring.Store(false)
 	}
 	snap1 := snapshotAll(viewers)
+	drops1, drops1Err := sinkDrops(ctx, hc, o.URL)
+	res.FirstDropAfter = firstDrop()
 	st1, st1Err := stats()
 	srv1, srvErr := serverCPU(o.ServerPID)
 	tool1 := proc.SelfCPU()
@@ -284,33 +403,36 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.Window = window
 	res.PublisherPackets = pub.sent.Load() - pub0
-	var lats, joins []float64
+	var joins []float64
+	var all, healthy, stalled []int
 	for i, v := range viewers {
 		if v.firstAt.Load() > 0 {
-			res.Connected++
 			joins = append(joins, float64(v.firstAt.Load()-v.postAt)/1e6)
 		}
-		exp := snap1[i].ext - snap0[i].ext
-		got := snap1[i].recv - snap0[i].recv
-		lost := max(exp-got, 0)
-		res.Expected += exp
-		res.Received += got
-		res.Lost += lost
-		if exp > 0 {
-			res.WorstLossPc = math.Max(res.WorstLossPc, 100*float64(lost)/float64(exp))
+		all = append(all, i)
+		if v.stalled {
+			stalled = append(stalled, i)
 		} else {
-			res.WorstLossPc = 100
+			healthy = append(healthy, i)
 		}
-		lats = append(lats, v.latencies()...)
 	}
+	g := measureGroup(viewers, all, snap0, snap1, res.PublisherPackets)
+	res.Connected, res.Expected, res.Received, res.Lost = g.Connected, g.Expected, g.Received, g.Lost
+	res.LossPct, res.WorstLossPc = g.LossPct, g.WorstLossPc
+	res.LatencyP50, res.LatencyP95, res.LatencyP99, res.LatencyMax = g.LatencyP50, g.LatencyP95, g.LatencyP99, g.LatencyMax
 	res.JoinFailures += len(viewers) - res.Connected
-	if res.Expected > 0 {
-		res.LossPct = 100 * float64(res.Lost) / float64(res.Expected)
+	if stalls != nil {
+		h, st := measureGroup(viewers, healthy, snap0, snap1, res.PublisherPackets), measureGroup(viewers, stalled, snap0, snap1, res.PublisherPackets)
+		res.HealthyGroup, res.StalledGroup = &h, &st
 	}
-	slices.Sort(lats)
-	res.LatencyP50, res.LatencyP95, res.LatencyP99 = pct(lats, 50), pct(lats, 95), pct(lats, 99)
-	if len(lats) > 0 {
-		res.LatencyMax = lats[len(lats)-1]
+	switch {
+	case drops0Err != nil:
+		res.SinkDropsError = drops0Err.Error()
+	case drops1Err != nil:
+		res.SinkDropsError = drops1Err.Error()
+	default:
+		res.SinkDropsBefore, res.SinkDropsAfter = drops0, drops1
+		res.SinkDrops = drops1 - drops0
 	}
 	slices.Sort(joins)
 	res.FirstPacketP50, res.FirstPacketP95 = pct(joins, 50), pct(joins, 95)
@@ -337,6 +459,127 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.ToolCPU = tool1 - tool0
 	res.ToolCores = res.ToolCPU / window
 	return res, nil
+}
+
+// measureGroup is the loss and latency of viewers[idx] between two
+// snapshots; published is what the publisher sent meanwhile.
+func measureGroup(viewers []*viewer, idx []int, snap0, snap1 []snap, published int64) Group {
+	g := Group{Viewers: len(idx)}
+	var lats []float64
+	for _, i := range idx {
+		v := viewers[i]
+		if v.firstAt.Load() > 0 {
+			g.Connected++
+		}
+		exp := snap1[i].ext - snap0[i].ext
+		got := snap1[i].recv - snap0[i].recv
+		lost := max(exp-got, 0)
+		g.Expected += exp
+		g.Received += got
+		g.Lost += lost
+		if exp > 0 {
+			g.WorstLossPc = math.Max(g.WorstLossPc, 100*float64(lost)/float64(exp))
+		} else {
+			g.WorstLossPc = 100
+		}
+		lats = append(lats, v.latencies()...)
+	}
+	if g.Expected > 0 {
+		g.LossPct = 100 * float64(g.Lost) / float64(g.Expected)
+	}
+	if published > 0 && len(idx) > 0 {
+		g.ReceivedPct = 100 * float64(g.Received) / float64(published*int64(len(idx)))
+	}
+	slices.Sort(lats)
+	g.LatencyP50, g.LatencyP95, g.LatencyP99 = pct(lats, 50), pct(lats, 95), pct(lats, 99)
+	if len(lats) > 0 {
+		g.LatencyMax = lats[len(lats)-1]
+	}
+	return g
+}
+
+// sinkDrops reads parley_sfu_sink_drops_total from the server's /metrics.
+func sinkDrops(ctx context.Context, hc *http.Client, base string) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("fanout: metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("fanout: metrics: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "parley_sfu_sink_drops_total" {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return 0, fmt.Errorf("fanout: metrics: %q: %w", sc.Text(), err)
+			}
+			return uint64(v), nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("fanout: metrics: %w", err)
+	}
+	return 0, errors.New("fanout: metrics: no parley_sfu_sink_drops_total")
+}
+
+// watchFirstDrop polls /metrics every 250 ms, from now, until the
+// sink-drop counter passes from; the function it returns stops polling and
+// gives the seconds that took (0: not yet).
+func watchFirstDrop(ctx context.Context, hc *http.Client, base string, from uint64, w io.Writer) func() float64 {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var after atomic.Int64
+	t0 := time.Now()
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(250 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+			}
+			if n, err := sinkDrops(ctx, hc, base); err == nil && n > from {
+				d := time.Since(t0)
+				after.Store(int64(d))
+				progress(w, "first sink drops %.2f s after the stall (%d)", d.Seconds(), n-from)
+				return
+			}
+		}
+	}()
+	return func() float64 {
+		cancel()
+		<-done
+		return time.Duration(after.Load()).Seconds()
+	}
+}
+
+// waitSinkDrops polls /metrics until the sink-drop counter passes from.
+func waitSinkDrops(ctx context.Context, hc *http.Client, base string, from uint64) error {
+	tk := time.NewTicker(50 * time.Millisecond)
+	defer tk.Stop()
+	for {
+		n, err := sinkDrops(ctx, hc, base)
+		if err != nil {
+			return err
+		}
+		if n > from {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fanout: the server counted no sink drop after the stall: %w", ctx.Err())
+		case <-tk.C:
+		}
+	}
 }
 
 func startProfile(ctx context.Context, o Options, hc *http.Client) chan error {
@@ -474,14 +717,21 @@ func snapshotAll(vs []*viewer) []snap {
 }
 
 // joinViewers opens o.Viewers WHEP sessions, o.JoinConcurrency at a time.
-func joinViewers(ctx context.Context, api apiT, hc *http.Client, o Options, epoch time.Time, rings [2]*stampRing) ([]*viewer, int) {
+// Stalled viewers (Options.StalledCount, spread evenly over the joins) use
+// tcpAPI and reach the server through stalls.
+func joinViewers(ctx context.Context, api, tcpAPI apiT, hc *http.Client, stalls *stallGroup, o Options, epoch time.Time, rings [2]*stampRing) ([]*viewer, int) {
 	var (
 		mu       sync.Mutex
 		viewers  []*viewer
 		failures atomic.Int32
 		wg       sync.WaitGroup
 		sem      = make(chan struct{}, o.JoinConcurrency)
+		k, n     = o.StalledCount(), o.Viewers
+		tcpHC    *http.Client
 	)
+	if stalls != nil {
+		tcpHC = &http.Client{Timeout: hc.Timeout, Transport: answerRewriter{base: http.DefaultTransport, g: stalls}}
+	}
 	for i := 0; i < o.Viewers; i++ {
 		select {
 		case <-ctx.Done():
@@ -490,15 +740,21 @@ func joinViewers(ctx context.Context, api apiT, hc *http.Client, o Options, epoc
 		case sem <- struct{}{}:
 		}
 		wg.Add(1)
+		stalled := stalls != nil && (i+1)*k/n > i*k/n
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v, err := startViewer(ctx, api, hc, o.URL, o.Stream, epoch, rings, o.AudioOnly)
+			a, c := api, hc
+			if stalled {
+				a, c = tcpAPI, tcpHC
+			}
+			v, err := startViewer(ctx, a, c, o.URL, o.Stream, epoch, rings, o.AudioOnly)
 			if err != nil {
 				failures.Add(1)
 				o.Logger.Warn("viewer failed", "err", err)
 				return
 			}
+			v.stalled = stalled
 			mu.Lock()
 			viewers = append(viewers, v)
 			n := len(viewers)

@@ -72,3 +72,48 @@ func TestIVF(t *testing.T) {
 		t.Fatal("junk accepted")
 	}
 }
+
+// Stalled viewers (ICE-TCP through a proxy that stops reading) make the
+// server drop their packets, while the healthy viewers lose nothing.
+func TestRunStalled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server and seven pion clients")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	// 4 Mbit/s, so the stalled connections' socket buffers fill soon; the
+	// window starts once the server counted a drop (waitDrops).
+	res, err := Run(ctx, Options{Viewers: 6, Stalled: 34, Warmup: time.Second, Duration: 2 * time.Second,
+		VideoBitrate: 4_000_000, waitDrops: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", res.Table())
+	h, s := res.HealthyGroup, res.StalledGroup
+	if res.StalledViewers != 2 || h == nil || s == nil || h.Viewers != 4 || s.Viewers != 2 {
+		t.Fatalf("groups: %+v", res)
+	}
+	if h.Connected != 4 || s.Connected != 2 {
+		t.Fatalf("not every viewer received video: healthy %+v, stalled %+v", h, s)
+	}
+	if h.Expected == 0 || h.Lost != 0 {
+		t.Fatalf("the healthy viewers lost packets: %+v", h)
+	}
+	if res.SinkDropsError != "" || res.SinkDrops == 0 || res.SinkDropsAfter <= res.SinkDropsBefore {
+		t.Fatalf("no server sink drops over the window: %+v", res)
+	}
+	if s.ReceivedPct >= h.ReceivedPct {
+		t.Fatalf("the stalled viewers received %.1f %% of the published packets, the healthy ones %.1f %%", s.ReceivedPct, h.ReceivedPct)
+	}
+	if !strings.Contains(res.Table(), "stalled viewers") {
+		t.Fatal("table")
+	}
+}
+
+func TestStalledCount(t *testing.T) {
+	for _, c := range []struct{ viewers, pct, want int }{{300, 10, 30}, {6, 34, 2}, {10, 0, 0}, {3, 1, 1}, {5, 100, 5}} {
+		if got := (Options{Viewers: c.viewers, Stalled: c.pct}).StalledCount(); got != c.want {
+			t.Errorf("%d viewers, %d %%: %d stalled, want %d", c.viewers, c.pct, got, c.want)
+		}
+	}
+}
