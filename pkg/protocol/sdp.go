@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // MaxSDP bounds an inflated session description (a 50-member group call's
@@ -28,12 +29,21 @@ type SDP struct {
 	Deflate string `json:"deflate,omitempty"`
 }
 
+// deflaters keeps flate writers (about 1 MB each) for reuse.
+var deflaters sync.Pool
+
 // DeflateSDP returns the compact form of a session description.
 func DeflateSDP(typ, sdp string) SDP {
 	var b bytes.Buffer
-	w, _ := flate.NewWriter(&b, flate.BestCompression) // the level is valid
-	_, _ = w.Write([]byte(sdp))                        // a bytes.Buffer does not fail
+	w, _ := deflaters.Get().(*flate.Writer)
+	if w == nil {
+		w, _ = flate.NewWriter(&b, flate.BestCompression) // the level is valid
+	} else {
+		w.Reset(&b)
+	}
+	_, _ = w.Write([]byte(sdp)) // a bytes.Buffer does not fail
 	_ = w.Close()
+	deflaters.Put(w)
 	return SDP{Type: typ, Deflate: base64.StdEncoding.EncodeToString(b.Bytes())}
 }
 
