@@ -70,20 +70,25 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 			return fmt.Errorf("register %s/%d: %w", c.MimeType, c.PayloadType, err)
 		}
 	}
+	// Forwarded packets carry no header extensions (the down-track clears
+	// them), so sections the SFU only sends on negotiate just the MID; the
+	// others are read on what publishers send.
+	recv := []webrtc.RTPTransceiverDirection{webrtc.RTPTransceiverDirectionRecvonly}
 	exts := []struct {
 		uri   string
 		kinds []webrtc.RTPCodecType
+		dirs  []webrtc.RTPTransceiverDirection // nil: any
 	}{
-		{audioLevelURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}},
-		{sdp.SDESMidURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},
-		{sdp.SDESRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
-		{sdp.SDESRepairRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}},
-		{absSendTimeURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},
-		{sdp.TransportCCURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}},
+		{audioLevelURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}, recv},
+		{sdp.SDESMidURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}, nil},
+		{sdp.SDESRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}, recv},
+		{sdp.SDESRepairRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}, recv},
+		{absSendTimeURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}, recv},
+		{sdp.TransportCCURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}, recv},
 	}
 	for _, e := range exts {
 		for _, k := range e.kinds {
-			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, k); err != nil {
+			if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: e.uri}, k, e.dirs...); err != nil {
 				return fmt.Errorf("register extension %s: %w", e.uri, err)
 			}
 		}

@@ -40,6 +40,7 @@ func (p *Participant) HandleOffer(ctx context.Context, offer string) (string, er
 	if err != nil {
 		return "", err
 	}
+	p.endedNegotiated()
 	p.lastRemoteOffer = time.Now()
 	return desc.SDP, nil
 }
@@ -62,6 +63,15 @@ func (p *Participant) answer(ctx context.Context) (*webrtc.SessionDescription, e
 		return nil, fmt.Errorf("sfu: gathering candidates: %w", ctx.Err())
 	}
 	return p.pc.LocalDescription(), nil
+}
+
+// endedNegotiated marks the send sections of ended subscriptions as
+// reusable once an answer made them inactive. p.negMu is held.
+func (p *Participant) endedNegotiated() {
+	for k, n := range p.ended {
+		p.freeSections[k] += n
+	}
+	p.ended = [3]int{}
 }
 
 // checkCodecs verifies the offer can carry every track the participant is
@@ -102,6 +112,10 @@ func (p *Participant) HandleAnswer(answer string) error {
 		return fmt.Errorf("%w: %w", ErrBadAnswer, err)
 	}
 	p.offerOutstanding = false
+	for k, n := range p.offeredEnded {
+		p.freeSections[k] += n
+	}
+	p.offeredEnded = [3]int{}
 	p.flushCandidates()
 	p.requestNegotiation() // in case more changes queued up meanwhile
 	return nil
@@ -231,6 +245,10 @@ func (p *Participant) makeOffer() (string, bool) {
 	case <-time.After(5 * time.Second):
 	}
 	p.offerOutstanding = true
+	for k, n := range p.ended {
+		p.offeredEnded[k] += n
+	}
+	p.ended = [3]int{}
 	return p.pc.LocalDescription().SDP, true
 }
 

@@ -84,6 +84,10 @@ type Participant struct {
 	negCh            chan struct{} // nudges the negotiation loop
 	dirty            atomic.Bool   // local tracks changed since the last server offer
 	lastRemoteOffer  time.Time
+	// Send sections of ended subscriptions, by kind, on their way to
+	// reuse: ended since the last offer, ended in the outstanding offer,
+	// and negotiated inactive (free, what addSender may reuse).
+	ended, offeredEnded, freeSections [3]int
 
 	cbMu         sync.Mutex
 	onLocalOffer func(sdp string)

@@ -3,6 +3,7 @@ package sfu
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/pion/webrtc/v4"
 )
@@ -94,7 +95,7 @@ func (p *Participant) subscribe(u *upTrack) error {
 	p.downs[u] = d
 	p.mu.Unlock()
 
-	sender, err := p.pc.AddTrack(d)
+	sender, err := p.addSender(d)
 	if err != nil {
 		p.mu.Lock()
 		delete(p.downs, u)
@@ -113,6 +114,78 @@ func (p *Participant) subscribe(u *upTrack) error {
 	p.dirty.Store(true)
 	p.requestNegotiation()
 	return nil
+}
+
+// addSender gives d a send section towards the subscriber. One-shot
+// sessions (WHEP) take the client's receive sections, as pion's AddTrack
+// does. Renegotiating sessions get a sendonly section (no receiver, no
+// receive-side header extensions) that offers only the forwarded codec and
+// its RTX, or reuse a section whose track ended and whose end has been
+// negotiated, so the SDP grows with the tracks being sent, not with the
+// history of the room.
+func (p *Participant) addSender(d *downTrack) (*webrtc.RTPSender, error) {
+	if p.oneShot {
+		return p.pc.AddTrack(d)
+	}
+	p.negMu.Lock()
+	defer p.negMu.Unlock()
+	var sender *webrtc.RTPSender
+	if p.freeSections[d.kind] > 0 {
+		// pion's AddTrack reuses a section of this kind that is negotiated
+		// as not sending (currentDirection inactive or recvonly).
+		s, err := p.pc.AddTrack(d)
+		if err != nil {
+			return nil, err
+		}
+		p.freeSections[d.kind]--
+		sender = s
+	} else {
+		t, err := p.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return nil, err
+		}
+		sender = t.Sender()
+	}
+	for _, t := range p.pc.GetTransceivers() {
+		if t.Sender() == sender {
+			p.preferCodec(t, d.codec)
+			break
+		}
+	}
+	return sender, nil
+}
+
+// preferCodec limits a send section's codecs to the one carrying c (and its
+// RTX): the subscriber then answers with that codec alone too.
+func (p *Participant) preferCodec(t *webrtc.RTPTransceiver, c webrtc.RTPCodecCapability) {
+	if err := t.SetCodecPreferences(nil); err != nil { // back to all codecs (a reused section)
+		p.log.Debug("codec preferences", "err", err)
+		return
+	}
+	all := t.Sender().GetParameters().Codecs // this connection's, with its negotiated payload types
+	var match *webrtc.RTPCodecParameters
+	for i := range all {
+		if !sameCodec(c, all[i].RTPCodecCapability) {
+			continue
+		}
+		if match == nil || (codecKindOf(c.MimeType) == codecH264 && h264ProfileMatch(c, all[i].RTPCodecCapability)) {
+			match = &all[i]
+		}
+	}
+	if match == nil {
+		return // keep them all; Bind reports the mismatch
+	}
+	prefs := []webrtc.RTPCodecParameters{*match}
+	apt := fmt.Sprintf("apt=%d", match.PayloadType)
+	for _, x := range all {
+		if strings.EqualFold(x.MimeType, webrtc.MimeTypeRTX) && x.SDPFmtpLine == apt {
+			prefs = append(prefs, x)
+			break
+		}
+	}
+	if err := t.SetCodecPreferences(prefs); err != nil {
+		p.log.Debug("codec preferences", "err", err)
+	}
 }
 
 // Reattach gives an idle subscription (see OnSourceEnded) the track with
@@ -178,6 +251,9 @@ func (p *Participant) dropDownTrack(d *downTrack) {
 	if d.sender != nil && !p.isClosed() {
 		p.negMu.Lock()
 		err := p.pc.RemoveTrack(d.sender)
+		if err == nil && !p.oneShot {
+			p.ended[d.kind]++ // reusable once the next exchange has made it inactive
+		}
 		p.negMu.Unlock()
 		if err != nil {
 			p.log.Debug("remove track", "err", err)

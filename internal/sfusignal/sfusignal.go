@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -46,7 +47,8 @@ type Session struct {
 	p    *sfu.Participant
 	send func(protocol.Message)
 
-	firstAnswer sync.Once // server offers start after the member's first offer is answered
+	deflate     atomic.Bool // the member sends compact SDP, so it gets compact SDP
+	firstAnswer sync.Once   // server offers start after the member's first offer is answered
 }
 
 // Join creates member id's participant in room. send must not block; it
@@ -72,11 +74,11 @@ func (b *Bridge) Join(room, id string, send func(protocol.Message)) (*Session, e
 
 // mediaData is the payload of a "media" message, both directions.
 type mediaData struct {
-	SDP        *webrtc.SessionDescription `json:"sdp,omitempty"`
-	Candidate  *webrtc.ICECandidateInit   `json:"candidate,omitempty"`
-	Subscribe  *subscription              `json:"subscribe,omitempty"`
-	MaxBitrate *uint64                    `json:"maxBitrate,omitempty"`
-	Error      *protocol.Message          `json:"error,omitempty"`
+	SDP        *protocol.SDP            `json:"sdp,omitempty"`
+	Candidate  *webrtc.ICECandidateInit `json:"candidate,omitempty"`
+	Subscribe  *subscription            `json:"subscribe,omitempty"`
+	MaxBitrate *uint64                  `json:"maxBitrate,omitempty"`
+	Error      *protocol.Message        `json:"error,omitempty"`
 }
 
 type subscription struct {
@@ -102,6 +104,16 @@ func (s *Session) sendMedia(d mediaData) {
 	s.send(protocol.Message{Type: protocol.TypeMedia, Data: raw})
 }
 
+// sendSDP sends a session description, in the compact form to a member
+// that uses it.
+func (s *Session) sendSDP(typ webrtc.SDPType, sdp string) {
+	d := protocol.SDP{Type: typ.String(), SDP: sdp}
+	if s.deflate.Load() {
+		d = protocol.DeflateSDP(typ.String(), sdp)
+	}
+	s.sendMedia(mediaData{SDP: &d})
+}
+
 func (s *Session) fail(code, msg string) {
 	s.sendMedia(mediaData{Error: &protocol.Message{Code: code, Message: msg}})
 }
@@ -113,24 +125,33 @@ func (s *Session) Handle(raw json.RawMessage) {
 		s.fail(CodeBadMedia, "media data must be an object with sdp, candidate, subscribe or maxBitrate")
 		return
 	}
+	var text string
+	if d.SDP != nil {
+		var err error
+		if text, err = d.SDP.Text(); err != nil {
+			s.fail(CodeBadSDP, err.Error())
+			return
+		}
+		if d.SDP.Deflate != "" {
+			s.deflate.Store(true)
+		}
+	}
 	switch {
-	case d.SDP != nil && d.SDP.Type == webrtc.SDPTypeOffer:
+	case d.SDP != nil && d.SDP.Type == webrtc.SDPTypeOffer.String():
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		answer, err := s.p.HandleOffer(ctx, d.SDP.SDP)
+		answer, err := s.p.HandleOffer(ctx, text)
 		if err != nil {
 			s.fail(codeOf(err), err.Error())
 			return
 		}
-		s.sendMedia(mediaData{SDP: &webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}})
+		s.sendSDP(webrtc.SDPTypeAnswer, answer)
 		s.firstAnswer.Do(func() {
-			s.p.OnLocalOffer(func(sdp string) {
-				s.sendMedia(mediaData{SDP: &webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdp}})
-			})
+			s.p.OnLocalOffer(func(sdp string) { s.sendSDP(webrtc.SDPTypeOffer, sdp) })
 			s.p.Renegotiate() // others' tracks waiting since the join
 		})
-	case d.SDP != nil && d.SDP.Type == webrtc.SDPTypeAnswer:
-		if err := s.p.HandleAnswer(d.SDP.SDP); err != nil {
+	case d.SDP != nil && d.SDP.Type == webrtc.SDPTypeAnswer.String():
+		if err := s.p.HandleAnswer(text); err != nil {
 			s.fail(CodeBadSDP, err.Error())
 		}
 	case d.SDP != nil:

@@ -972,7 +972,7 @@ export class SfuLink {
         return;
       }
       await pc.setLocalDescription({ type: 'offer', sdp: uniqueExtmapIds(o.sdp) });
-      this.send({ sdp: pc.localDescription });
+      this.send({ sdp: await deflateSdp(pc.localDescription) });
     } catch (e) {
       this.client.log('sfu offer', e);
     } finally {
@@ -996,16 +996,16 @@ export class SfuLink {
       }
       this.generation++;
       const first = !pc.currentLocalDescription;
-      await pc.setRemoteDescription(d.sdp);
+      await pc.setRemoteDescription(await inflateSdp(d.sdp));
       const answer = await pc.createAnswer();
       // When the server offers first, take the DTLS server role (passive):
       // then the server's answers to our later offers (active, its default)
       // agree with the roles already in place.
       if (first) answer.sdp = answer.sdp.replace(/a=setup:active/g, 'a=setup:passive');
       await pc.setLocalDescription(answer);
-      this.send({ sdp: pc.localDescription });
+      this.send({ sdp: await deflateSdp(pc.localDescription) });
     } else if (d.sdp && d.sdp.type === 'answer') {
-      if (pc.signalingState === 'have-local-offer') await pc.setRemoteDescription(d.sdp);
+      if (pc.signalingState === 'have-local-offer') await pc.setRemoteDescription(await inflateSdp(d.sdp));
     } else if (d.candidate) {
       await pc.addIceCandidate(d.candidate).catch((e) => this.client.log('sfu candidate', e));
     } else if (d.error) {
@@ -1054,6 +1054,11 @@ export class SfuLink {
     if (!p) {
       this.pending.push({ track, stream });
       return;
+    }
+    // The server reuses the receiving section of an ended track for a new
+    // one, so the same track object can come back for another member.
+    for (const other of this.client.peers.values()) {
+      if (other !== p && other.remoteStream && other.remoteStream.getTracks().includes(track)) other.remoteStream.removeTrack(track);
     }
     const rs = p.remoteStream;
     for (const old of rs.getTracks()) if (old.kind === track.kind && old !== track && old.readyState === 'ended') rs.removeTrack(old);
@@ -1178,6 +1183,57 @@ export class SfuLink {
     this.dc.onmessage = this.dc.onopen = null;
     this.pc.close();
   }
+}
+
+/** Largest SDP text accepted from the server's compact form. */
+const SDP_MAX = 1 << 20;
+
+/** Whether the browser has raw DEFLATE streams (the compact SDP form). */
+const canDeflate = (() => {
+  try {
+    return typeof DecompressionStream === 'function' && !!new CompressionStream('deflate-raw');
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * A session description for a "media" message: in the compact form (base64
+ * of raw DEFLATE) where the browser can make it; the server then answers in
+ * the same form. @param {RTCSessionDescription | RTCSessionDescriptionInit} desc
+ */
+export async function deflateSdp(desc) {
+  if (!canDeflate || !desc.sdp) return { type: desc.type, sdp: desc.sdp };
+  const z = new Blob([desc.sdp]).stream().pipeThrough(new CompressionStream('deflate-raw'));
+  const bytes = new Uint8Array(await new Response(z).arrayBuffer());
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return { type: desc.type, deflate: btoa(bin) };
+}
+
+/**
+ * The plain session description of a "media" message's sdp object,
+ * inflating the compact form (at most SDP_MAX bytes).
+ * @param {{type: RTCSdpType, sdp?: string, deflate?: string}} d
+ * @returns {Promise<RTCSessionDescriptionInit>}
+ */
+export async function inflateSdp(d) {
+  if (!d.deflate) return { type: d.type, sdp: d.sdp };
+  const raw = Uint8Array.from(atob(d.deflate), (c) => c.charCodeAt(0));
+  const reader = new Blob([raw]).stream().pipeThrough(new DecompressionStream('deflate-raw')).getReader();
+  const chunks = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.length;
+    if (n > SDP_MAX) {
+      await reader.cancel();
+      throw new Error(`sdp inflates past ${SDP_MAX} bytes`);
+    }
+    chunks.push(value);
+  }
+  return { type: d.type, sdp: await new Blob(chunks).text() };
 }
 
 /**
