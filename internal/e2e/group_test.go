@@ -147,7 +147,7 @@ func TestGroupCall(t *testing.T) {
 	a := bs[0]
 	a.do(20*time.Second, chromedp.Navigate(e.url+"/"))
 	a.waitFor(10*time.Second, "the home page", `document.querySelector('#create') && document.querySelector('#kind-sfu')`)
-	a.do(10*time.Second, chromedp.SendKeys(chromedp.CSS("#name"), "Ada"))
+	a.do(30*time.Second, chromedp.SendKeys(chromedp.CSS("#name"), "Ada"))
 	a.click("#kind-sfu")
 	a.click("#create")
 	a.waitFor(15*time.Second, "the lobby", `location.pathname.startsWith('/r/') && location.search.includes('mode=sfu') && document.querySelector('#join') && !document.querySelector('#join').disabled`, `location.href`)
@@ -206,7 +206,7 @@ func TestGroupCall(t *testing.T) {
 		`[...document.querySelectorAll('.tile.remote .q-ind')].map(q => q.dataset.q + ' ' + q.title)`)
 
 	// 7. What a group call looks like: speaker layout, Ada featured.
-	bs[1].do(10*time.Second, chromedp.EmulateViewport(1280, 800))
+	bs[1].do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	bs[1].waitFor(5*time.Second, "the featured tile resized", tileJS("Ada")+`.clientWidth > 700`)
 	time.Sleep(1500 * time.Millisecond)
 	saveShot(t, "group-call.png", bs[1].screenshot(), 1280, 800)
@@ -218,7 +218,7 @@ func TestGroupCall(t *testing.T) {
 	p, sum := writeRandomFile(t, "group.bin", 1<<20+333, 7)
 	c.click("#btn-files")
 	c.waitFor(5*time.Second, "three recipients", `document.querySelectorAll('#file-to option').length === 4`)
-	c.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
+	c.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
 	for _, b := range bs {
 		if b == c {
 			continue
@@ -247,7 +247,7 @@ func TestGroupSimulcast(t *testing.T) {
 	pub.join("sim", "mode=sfu")
 	v := e.launch("Viewer")
 	v.prefs(map[string]string{"res": "360", "fps": "15", "layout": "grid"})
-	v.do(10*time.Second, chromedp.EmulateViewport(480, 360))
+	v.do(30*time.Second, chromedp.EmulateViewport(480, 360))
 	v.join("sim", "mode=sfu")
 	v.waitMedia(30*time.Second, "Pub")
 	// Chromium sends the upper layers once its bandwidth estimate allows;
@@ -269,7 +269,7 @@ func TestGroupSimulcast(t *testing.T) {
 	t.Logf("small tile (%d px): receiving %v px wide", eval[int](v, tile+`.clientWidth`), small.Width)
 
 	pub.waitFor(20*time.Second, "Pub sending the half-size layer", `(async () => { const l = (await `+layersJS+`).h; return l && l[1] > 0; })()`, layersJS)
-	v.do(10*time.Second, chromedp.EmulateViewport(1600, 1000))
+	v.do(30*time.Second, chromedp.EmulateViewport(1600, 1000))
 	start := time.Now()
 	v.waitFor(10*time.Second, "the tile enlarged", tile+`.dataset.layer !== 'low'`, tile+`.clientWidth`)
 	d := v.waitFor(8*time.Second, "a higher layer", `(async () => { const x = await `+videoFromJS("Pub")+`; return x.width > 320; })()`, `(async () => [await `+videoFromJS("Pub")+`, [...parleyApp.client.link.sentPrefs], parleyApp.client.link.tracks])()`)

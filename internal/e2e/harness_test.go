@@ -200,7 +200,9 @@ func (b *browser) dumpConsole() {
 	b.t.Logf("--- console of %s ---\n%s", b.name, strings.Join(b.console, "\n"))
 }
 
-// do runs actions with a deadline, failing the test on error.
+// do runs actions with a deadline, failing the test on error. The deadline
+// only guards against a hung browser: DevTools commands such as a viewport
+// change take seconds on a loaded machine, so callers give 20-30 s.
 func (b *browser) do(timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, timeout)
@@ -308,7 +310,7 @@ func (b *browser) join(room string, query ...string) {
 
 func (b *browser) click(sel string) {
 	b.t.Helper()
-	b.do(10*time.Second, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+	b.do(30*time.Second, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
 }
 
 // selectOption sets a <select> and fires "change", as choosing it does.

@@ -29,7 +29,7 @@ func TestScreenShare(t *testing.T) {
 	b.waitFor(10*time.Second, "the shared screen's size", `(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return v.videoWidth > 0 && (v.videoWidth !== 1280 || v.videoHeight !== 720) })()`,
 		`(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)
 	t.Logf("Bob sees Alice's share at %v", jsonish(eval[any](b, `(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)))
-	b.do(5*time.Second, chromedp.EmulateViewport(1280, 800))
+	b.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	time.Sleep(time.Second)
 	saveShot(t, "screen-share.png", b.screenshot(), 1280, 800)
 	if a.inbound()["Bob"].SDP != sdp {

@@ -62,7 +62,7 @@ func TestScreenshots(t *testing.T) {
 	saveShot(t, "stats.png", a.screenshot(), 1280, 800)
 
 	a.click("#btn-chat")
-	a.do(5*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	a.do(30*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	a.click("#panel-close")
 	time.Sleep(500 * time.Millisecond)
 	saveShot(t, "call-phone.png", a.screenshot(), 390, 844)

@@ -56,7 +56,7 @@ func TestSFURoom(t *testing.T) {
 	b.click("#btn-files")
 	a.waitFor(5*time.Second, "Ben in the recipient list", `[...document.querySelectorAll('#file-to option')].some(o => o.textContent === 'Ben')`)
 	eval[bool](a, `(() => { const s = document.querySelector('#file-to'); s.value = [...s.options].find(o => o.textContent === 'Ben').value; return true })()`)
-	a.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
+	a.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
 	b.waitFor(60*time.Second, "the file received and verified", transferDone("in", "relayed.bin"), `document.querySelector('#transfers').innerText`)
 	a.waitFor(5*time.Second, "the sender at 100 %", transferDone("out", "relayed.bin"))
 	if got := eval[string](b, receivedSHA("relayed.bin")); got != sum {

@@ -76,7 +76,7 @@ func (e *env) openScreen(name, show, label string, opt ...func(*browserOpts)) *b
 // choosing it would, and presses Play.
 func (b *browser) playFile(path string, loop bool) {
 	b.t.Helper()
-	b.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{path}))
+	b.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{path}))
 	b.waitFor(15*time.Second, "the file decoded", `parleyHost.state.duration > 0 && !document.querySelector('#play').disabled`, `document.querySelector('#now').textContent`)
 	if loop {
 		b.click("#loop")
@@ -228,13 +228,13 @@ func TestShowScreenshots(t *testing.T) {
 	host.selectOption("#palette", "hue")
 	screens[1].waitFor(3*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
 	host.waitFor(5*time.Second, "the middle tile lit", `+document.querySelectorAll('.show-tile')[1].dataset.level > 180`)
-	host.do(5*time.Second, chromedp.EmulateViewport(1280, 800))
+	host.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	eval[bool](host, `(() => { document.activeElement.blur(); window.scrollTo(0, 0); return true })()`)
 	time.Sleep(600 * time.Millisecond)
 	saveShot(t, "show-host.png", host.screenshot(), 1280, 800)
 
 	s := screens[1]
-	s.do(5*time.Second, chromedp.EmulateViewport(640, 400))
+	s.do(30*time.Second, chromedp.EmulateViewport(640, 400))
 	eval[bool](s, `(() => { document.body.classList.add('show-info'); return true })()`)
 	time.Sleep(300 * time.Millisecond)
 	saveShot(t, "show-screen.png", s.screenshot(), 640, 400)
