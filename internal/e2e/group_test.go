@@ -202,8 +202,9 @@ func TestGroupCall(t *testing.T) {
 		}
 	}
 	// Quality indicators settle on "good" on loopback.
-	bs[1].waitFor(10*time.Second, "connection quality on every remote tile", `[...document.querySelectorAll('.tile.remote .q-ind')].length === 3 && [...document.querySelectorAll('.tile.remote .q-ind')].every(q => q.dataset.q === 'good' || q.dataset.q === 'fair')`,
+	qd := bs[1].waitFor(30*time.Second, "connection quality on every remote tile", `[...document.querySelectorAll('.tile.remote .q-ind')].length === 3 && [...document.querySelectorAll('.tile.remote .q-ind')].every(q => q.dataset.q === 'good' || q.dataset.q === 'fair')`,
 		`[...document.querySelectorAll('.tile.remote .q-ind')].map(q => q.dataset.q + ' ' + q.title)`)
+	t.Logf("quality good or fair after %v: %s", qd.Round(time.Millisecond), jsonish(eval[any](bs[1], `[...document.querySelectorAll('.tile.remote .q-ind')].map(q => q.dataset.q + ' ' + q.title)`)))
 
 	// 7. What a group call looks like: speaker layout, Ada featured.
 	bs[1].do(30*time.Second, chromedp.EmulateViewport(1280, 800))
