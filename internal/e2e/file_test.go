@@ -71,7 +71,7 @@ func TestFileTransfer(t *testing.T) {
 	if got := eval[string](b, receivedSHA("small notes.bin")); got != smallSHA {
 		t.Fatalf("small notes.bin SHA-256 %s, want %s", got, smallSHA)
 	}
-	b.waitFor(time.Second, "size and verification shown", `[...document.querySelectorAll('.transfer[data-direction="in"] .tr-info')].some(i => /100 % · 5.0 MiB of 5.0 MiB.*SHA-256 verified/.test(i.textContent))`,
+	b.waitFor(10*time.Second, "size and verification shown", `[...document.querySelectorAll('.transfer[data-direction="in"] .tr-info')].some(i => /100 % · 5.0 MiB of 5.0 MiB.*SHA-256 verified/.test(i.textContent))`,
 		`document.querySelector('#transfers').innerText`)
 }
 
@@ -99,6 +99,6 @@ func TestFileLimitAndCancel(t *testing.T) {
 	a.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p2}))
 	b.waitFor(10*time.Second, "the transfer started", `document.querySelector('.transfer[data-direction="in"][data-state="receiving"] .cancel')`)
 	b.click(`.transfer[data-direction="in"][data-state="receiving"] .cancel`)
-	b.waitFor(2*time.Second, "cancelled here", `[...document.querySelectorAll('.transfer[data-direction="in"]')].some(l => l.dataset.state === 'cancelled')`)
-	a.waitFor(3*time.Second, "cancelled at the sender", `[...document.querySelectorAll('.transfer[data-direction="out"]')].some(l => l.dataset.state === 'cancelled')`, `document.querySelector('#transfers').innerText`)
+	b.waitFor(10*time.Second, "cancelled here", `[...document.querySelectorAll('.transfer[data-direction="in"]')].some(l => l.dataset.state === 'cancelled')`)
+	a.waitFor(10*time.Second, "cancelled at the sender", `[...document.querySelectorAll('.transfer[data-direction="out"]')].some(l => l.dataset.state === 'cancelled')`, `document.querySelector('#transfers').innerText`)
 }

@@ -22,7 +22,7 @@ func TestHomeAndRoomLinks(t *testing.T) {
 	a.waitFor(5*time.Second, "the name remembered", `document.querySelector('#name').value === 'Zoe'`)
 
 	a.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#room"), "bad room!"), chromedp.Click(chromedp.CSS("#join-room")))
-	a.waitFor(2*time.Second, "a validation message", `/letters, digits/.test(document.querySelector('.form-error').textContent)`)
+	a.waitFor(10*time.Second, "a validation message", `/letters, digits/.test(document.querySelector('.form-error').textContent)`)
 	eval[bool](a, `(() => { document.querySelector('#room').value = ''; return true })()`)
 	a.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#room"), e.url+"/r/Team.Sync_1"), chromedp.Click(chromedp.CSS("#join-room")))
 	a.waitFor(10*time.Second, "the pasted room link opened", `location.pathname === '/r/Team.Sync_1' && document.querySelector('.room-title').textContent === 'Team.Sync_1'`, `location.href`)

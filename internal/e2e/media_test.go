@@ -24,7 +24,7 @@ func TestScreenShare(t *testing.T) {
 	a.click("#btn-share")
 	a.click("#share-pip")
 	a.waitFor(10*time.Second, "sharing", `parleyApp.media.sharing && document.querySelector('#btn-share').textContent.includes('Stop share')`, `document.body.innerText`)
-	b.waitFor(2*time.Second, "Alice's tile marked as a screen", tileJS("Alice")+`.dataset.screen === 'true'`)
+	b.waitFor(10*time.Second, "Alice's tile marked as a screen", tileJS("Alice")+`.dataset.screen === 'true'`)
 	b.waitMedia(10*time.Second, "Alice")
 	b.waitFor(10*time.Second, "the shared screen's size", `(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return v.videoWidth > 0 && (v.videoWidth !== 1280 || v.videoHeight !== 720) })()`,
 		`(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)
@@ -37,7 +37,7 @@ func TestScreenShare(t *testing.T) {
 	}
 	a.click("#btn-share")
 	a.click("#share-stop")
-	b.waitFor(2*time.Second, "the screen flag cleared", tileJS("Alice")+`.dataset.screen === 'false'`)
+	b.waitFor(10*time.Second, "the screen flag cleared", tileJS("Alice")+`.dataset.screen === 'false'`)
 	b.waitMedia(10*time.Second, "Alice")
 }
 
@@ -89,7 +89,7 @@ func TestRecordAndSnapshot(t *testing.T) {
 		t.Fatal("the snapshot is not a PNG")
 	}
 	a.click("#btn-record")
-	a.waitFor(2*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec')`)
+	a.waitFor(10*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec')`)
 	time.Sleep(3 * time.Second)
 	a.click("#btn-record")
 	webm := waitDownload(t, dir, ".webm")

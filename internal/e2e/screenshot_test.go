@@ -52,7 +52,7 @@ func TestScreenshots(t *testing.T) {
 	b.click("#btn-chat")
 	b.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "Hi all! Slides are in the Files tab."), chromedp.Click(chromedp.CSS("#chat-send")))
 	a.waitFor(5*time.Second, "the unread badge", `!document.querySelector('#unread').hidden`)
-	a.waitFor(3*time.Second, "Linus shown muted", tileJS("Linus")+`.dataset.audioMuted === 'true'`)
+	a.waitFor(10*time.Second, "Linus shown muted", tileJS("Linus")+`.dataset.audioMuted === 'true'`)
 	a.waitFor(10*time.Second, "the toasts gone", `!document.querySelector('#toasts .toast')`)
 	saveShot(t, "call-3.png", a.screenshot(), 1280, 800)
 

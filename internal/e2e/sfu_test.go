@@ -25,7 +25,7 @@ func TestSFURoom(t *testing.T) {
 		bs = append(bs, b)
 	}
 	for i, b := range bs {
-		b.waitFor(2*time.Second, "an sfu room", `parleyApp.client.mode === 'sfu' && parleyApp.client.link`)
+		b.waitFor(10*time.Second, "an sfu room", `parleyApp.client.mode === 'sfu' && parleyApp.client.link`)
 		var others []string
 		for j, n := range names {
 			if j != i {
@@ -62,12 +62,12 @@ func TestSFURoom(t *testing.T) {
 	if got := eval[string](b, receivedSHA("relayed.bin")); got != sum {
 		t.Fatalf("relayed.bin SHA-256 %s, want %s", got, sum)
 	}
-	c.waitFor(time.Second, "Cy not getting Ben's file", `!document.querySelector('.transfer')`)
+	c.waitFor(10*time.Second, "Cy not getting Ben's file", `!document.querySelector('.transfer')`)
 
 	a.click("#btn-cam")
-	b.waitFor(time.Second, "Ana's tile muted", tileJS("Ana")+`.dataset.videoMuted === 'true'`)
+	b.waitFor(10*time.Second, "Ana's tile muted", tileJS("Ana")+`.dataset.videoMuted === 'true'`)
 	a.click("#btn-hangup")
 	for _, x := range []*browser{b, c} {
-		x.waitFor(2*time.Second, "Ana's tile removed", `!`+tileJS("Ana"))
+		x.waitFor(10*time.Second, "Ana's tile removed", `!`+tileJS("Ana"))
 	}
 }

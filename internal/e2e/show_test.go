@@ -195,16 +195,16 @@ func TestShowToneLightsItsBand(t *testing.T) {
 		t.Fatalf("broadcast: %d %v", code, res)
 	}
 	for _, s := range []*browser{low, high} {
-		s.waitFor(3*time.Second, "the broadcast text", `document.querySelector('#text').textContent === 'Hello wall' && !document.querySelector('#text').hidden`)
+		s.waitFor(10*time.Second, "the broadcast text", `document.querySelector('#text').textContent === 'Hello wall' && !document.querySelector('#text').hidden`)
 	}
-	low.waitFor(3*time.Second, "the loud screen painting green", screenRGB+`.every((v, i) => [v < 60, v > 185, v < 60][i])`, screenRGB)
-	high.waitFor(3*time.Second, "the quiet screen painting dark", screenRGB+`.every(v => v < 60)`, screenRGB)
+	low.waitFor(10*time.Second, "the loud screen painting green", screenRGB+`.every((v, i) => [v < 60, v > 185, v < 60][i])`, screenRGB)
+	high.waitFor(10*time.Second, "the quiet screen painting dark", screenRGB+`.every(v => v < 60)`, screenRGB)
 	code, res = postJSON(t, e.url+"/api/shows/party/broadcast", `{"flash":"#ffffff","ms":3000}`)
 	if code != 200 || res["delivered"] != 2.0 {
 		t.Fatalf("flash: %d %v", code, res)
 	}
 	for _, s := range []*browser{low, high} {
-		s.waitFor(2*time.Second, "the white flash", screenRGB+`.every(v => v > 200)`, screenRGB)
+		s.waitFor(10*time.Second, "the white flash", screenRGB+`.every(v => v > 200)`, screenRGB)
 	}
 
 	// A malformed body: 400 with a clear error, and nothing reaches the screens.
@@ -241,7 +241,7 @@ func TestShowScreenshots(t *testing.T) {
 	host.playFile(wav, true)
 	screens[1].waitFor(20*time.Second, "the middle screen lit by 1 kHz", blueJS, screenRGB)
 	host.selectOption("#palette", "hue")
-	screens[1].waitFor(3*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
+	screens[1].waitFor(10*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
 	host.waitFor(5*time.Second, "the middle tile lit", `+document.querySelectorAll('.show-tile')[1].dataset.level > 180`)
 	host.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	eval[bool](host, `(() => { document.activeElement.blur(); window.scrollTo(0, 0); return true })()`)
@@ -289,7 +289,7 @@ func TestShowTransportAndMicrophone(t *testing.T) {
 	scr.waitFor(20*time.Second, "the screen lit", blueJS, screenRGB)
 
 	host.click("#play") // pause
-	host.waitFor(2*time.Second, "paused", `!parleyHost.state.playing && document.querySelector('#play').textContent === 'Play'`)
+	host.waitFor(10*time.Second, "paused", `!parleyHost.state.playing && document.querySelector('#play').textContent === 'Play'`)
 	scr.waitFor(5*time.Second, "the screen dark red after pause", redJS, screenRGB)
 	host.click("#play")
 	scr.waitFor(5*time.Second, "the screen lit after play", blueJS, screenRGB)
@@ -302,11 +302,11 @@ func TestShowTransportAndMicrophone(t *testing.T) {
 	setRange("#volume", 1)
 	scr.waitFor(5*time.Second, "the screen lit at volume 1", blueJS, screenRGB)
 	setRange("#seek", 20)
-	host.waitFor(3*time.Second, "the position after seeking", `+document.querySelector('#seek').value >= 20 && parleyHost.state.playing`, `document.querySelector('#seek').value`)
+	host.waitFor(10*time.Second, "the position after seeking", `+document.querySelector('#seek').value >= 20 && parleyHost.state.playing`, `document.querySelector('#seek').value`)
 	scr.stays(time.Second, "the screen to stay lit after seeking", blueJS)
 	// The file ends by itself (no loop): the screen goes dark.
 	scr.waitFor(15*time.Second, "the screen red after the file ended", redJS, screenRGB)
-	host.waitFor(3*time.Second, "the host stopped", `!parleyHost.state.playing`)
+	host.waitFor(10*time.Second, "the host stopped", `!parleyHost.state.playing`)
 
 	// The microphone as the source.
 	eval[bool](scr, `(() => { parleyShow.state.peak = 0; return true })()`)
@@ -314,7 +314,7 @@ func TestShowTransportAndMicrophone(t *testing.T) {
 	host.waitFor(5*time.Second, "the microphone on", `parleyHost.state.mic`, `parleyHost.state.errors`)
 	scr.waitFor(10*time.Second, "the microphone's sound on the screen", `parleyShow.state.peak > 100`, `parleyShow.state.peak`)
 	host.click("#btn-mic")
-	host.waitFor(3*time.Second, "the microphone off", `!parleyHost.state.mic`)
+	host.waitFor(10*time.Second, "the microphone off", `!parleyHost.state.mic`)
 }
 
 // A show name the server would refuse gets a clear message, not a page
