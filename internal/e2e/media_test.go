@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,14 +90,25 @@ func TestRecordAndSnapshot(t *testing.T) {
 		t.Fatal("the snapshot is not a PNG")
 	}
 	a.click("#btn-record")
-	a.waitFor(10*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec')`)
-	time.Sleep(3 * time.Second)
+	a.recordChunks(3)
 	a.click("#btn-record")
 	webm := waitDownload(t, dir, ".webm")
 	if !bytes.HasPrefix(webm, []byte{0x1a, 0x45, 0xdf, 0xa3}) || len(webm) < 20000 {
 		t.Fatalf("the recording is not a plausible WebM (%d bytes)", len(webm))
 	}
 	t.Logf("snapshot %d bytes, 3 s recording %d bytes", len(png), len(webm))
+}
+
+// recordChunks waits, once the call page is recording, until its recorder
+// has handed over n chunks of data (one a second): n seconds of recording
+// however slowly the machine runs, rather than n seconds of wall clock.
+func (b *browser) recordChunks(n int) {
+	b.t.Helper()
+	b.waitFor(10*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec') && parleyApp.recorder.recorder`)
+	eval[bool](b, `(() => { window.recorded = {chunks: 0, bytes: 0};
+	  parleyApp.recorder.recorder.addEventListener('dataavailable', e => { recorded.chunks++; recorded.bytes += e.data.size; });
+	  return true })()`)
+	b.waitFor(30*time.Second, fmt.Sprintf("%d chunks recorded", n), fmt.Sprintf(`recorded.chunks >= %d`, n), `recorded`)
 }
 
 func waitDownload(t *testing.T, dir, ext string) []byte {
