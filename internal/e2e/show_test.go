@@ -135,6 +135,18 @@ func (b *browser) stays(d time.Duration, what, js string) {
 	}
 }
 
+// watchPaint starts watching the frames the screen paints, from now until
+// js holds on one of them or timeout passes; window[name] is a promise of
+// whether it did (await it with eval).
+func (b *browser) watchPaint(name string, timeout time.Duration, js string) {
+	b.t.Helper()
+	eval[bool](b, fmt.Sprintf(`(window[%q] = new Promise(done => {
+  const end = performance.now() + %d;
+  const check = now => { if (%s) done(true); else if (now > end) done(false); else requestAnimationFrame(check); };
+  requestAnimationFrame(check);
+}), true)`, name, timeout.Milliseconds(), js))
+}
+
 func postJSON(t *testing.T, url, body string) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.Post(url, "application/json", strings.NewReader(body))
@@ -199,12 +211,19 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	}
 	low.waitFor(10*time.Second, "the loud screen painting green", screenRGB+`.every((v, i) => [v < 60, v > 185, v < 60][i])`, screenRGB)
 	high.waitFor(10*time.Second, "the quiet screen painting dark", screenRGB+`.every(v => v < 60)`, screenRGB)
+	// A flash is white for under two seconds: each screen watches the frames
+	// it paints from before the request, so a slow DevTools poll cannot miss it.
+	for _, s := range []*browser{low, high} {
+		s.watchPaint("sawFlash", 15*time.Second, screenRGB+`.every(v => v > 200)`)
+	}
 	code, res = postJSON(t, e.url+"/api/shows/party/broadcast", `{"flash":"#ffffff","ms":3000}`)
 	if code != 200 || res["delivered"] != 2.0 {
 		t.Fatalf("flash: %d %v", code, res)
 	}
 	for _, s := range []*browser{low, high} {
-		s.waitFor(10*time.Second, "the white flash", screenRGB+`.every(v => v > 200)`, screenRGB)
+		if !eval[bool](s, `sawFlash`) {
+			t.Fatalf("%s: no white flash painted (now %v)", s.name, rgbOf(s))
+		}
 	}
 
 	// A malformed body: 400 with a clear error, and nothing reaches the screens.
