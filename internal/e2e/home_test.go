@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"sync"
+	"fmt"
 	"testing"
 	"time"
 
@@ -42,15 +42,18 @@ func TestGlare(t *testing.T) {
 	b.join("glare")
 	a.waitMedia(15*time.Second, "Bob")
 	b.waitMedia(15*time.Second, "Alice")
-	const restart = `(() => { const p = [...parleyApp.client.peers.values()][0];
+	// Both pages restart at the same moment of the shared clock (the two
+	// browsers run on one machine): DevTools calls, even sent in parallel,
+	// reach loaded browsers hundreds of milliseconds apart, and an offer
+	// answered before the other side restarts is no collision.
+	const restart = `(at => { const p = [...parleyApp.client.peers.values()][0];
 	  window.offersBefore = p.pc.localDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1];
-	  p.pc.restartIce(); return true })()`
+	  setTimeout(() => p.pc.restartIce(), at - Date.now()); return true })`
 	for round := range 3 {
-		var wg sync.WaitGroup
+		at := time.Now().Add(1500 * time.Millisecond).UnixMilli()
 		for _, x := range []*browser{a, b} {
-			wg.Go(func() { eval[bool](x, restart) })
+			eval[bool](x, fmt.Sprintf("%s(%d)", restart, at))
 		}
-		wg.Wait()
 		for _, x := range []*browser{a, b} {
 			x.waitFor(10*time.Second, "renegotiated with new ICE credentials and stable",
 				`(() => { const p = [...parleyApp.client.peers.values()][0];
