@@ -310,7 +310,15 @@ func (b *browser) join(room string, query ...string) {
 
 func (b *browser) click(sel string) {
 	b.t.Helper()
-	b.do(30*time.Second, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)); err != nil {
+		// Say what is there instead: no such element, or what covers it.
+		diag, derr := tryEval[any](b, fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) return 'no element; body: ' + document.body.innerText.slice(0, 300);
+		  const r = e.getBoundingClientRect(), at = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+		  return {rect: [r.x, r.y, r.width, r.height], at: at && at.outerHTML.slice(0, 200)}; })()`, jsString(sel)))
+		b.t.Fatalf("%s: clicking %s: %v; %s %v", b.name, sel, err, jsonish(diag), derr)
+	}
 }
 
 // selectOption sets a <select> and fires "change", as choosing it does.
