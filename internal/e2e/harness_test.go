@@ -391,6 +391,46 @@ func (b *browser) waitMedia(timeout time.Duration, from ...string) {
 	}
 }
 
+// renegotiated says whether two local descriptions of one connection differ
+// by more than the ICE candidates gathered into them: Chromium adds late
+// candidates (a slow TURN allocation on a loaded machine) to the
+// description it reports, and moves the m= port and c= address to the
+// default one, without any new offer or answer. It returns the first
+// differing line of each.
+func renegotiated(before, after string) (bool, string, string) {
+	keep := func(sdp string) []string {
+		var out []string
+		for _, l := range strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n") {
+			switch {
+			case strings.HasPrefix(l, "a=candidate:"), l == "a=end-of-candidates", strings.HasPrefix(l, "c="):
+			case strings.HasPrefix(l, "m="):
+				if f := strings.Fields(l); len(f) > 1 {
+					f[1] = "*"
+					l = strings.Join(f, " ")
+				}
+				out = append(out, l)
+			default:
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	a, b := keep(before), keep(after)
+	for i := 0; i < len(a) || i < len(b); i++ {
+		var x, y string
+		if i < len(a) {
+			x = a[i]
+		}
+		if i < len(b) {
+			y = b[i]
+		}
+		if x != y {
+			return true, x, y
+		}
+	}
+	return false, "", ""
+}
+
 func trimSDP(m map[string]inbound) map[string]inbound {
 	out := map[string]inbound{}
 	for k, v := range m {

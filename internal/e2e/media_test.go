@@ -33,8 +33,8 @@ func TestScreenShare(t *testing.T) {
 	b.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	time.Sleep(time.Second)
 	saveShot(t, "screen-share.png", b.screenshot(), 1280, 800)
-	if a.inbound()["Bob"].SDP != sdp {
-		t.Fatal("screen sharing renegotiated")
+	if re, x, y := renegotiated(sdp, a.inbound()["Bob"].SDP); re {
+		t.Fatalf("screen sharing renegotiated: %q became %q", x, y)
 	}
 	a.click("#btn-share")
 	a.click("#share-stop")
