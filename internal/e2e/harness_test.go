@@ -208,7 +208,8 @@ func (b *browser) do(timeout time.Duration, actions ...chromedp.Action[chromedp.
 	ctx, cancel := context.WithTimeout(b.ctx, timeout)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
-		b.t.Fatalf("%s: %v", b.name, err)
+		page, perr := tryEval[any](b, `({focus: document.activeElement && document.activeElement.outerHTML.slice(0, 120), panel: window.parleyApp ? parleyApp.panel : undefined, body: document.body.innerText.slice(0, 300)})`)
+		b.t.Fatalf("%s: %v; page: %s %v", b.name, err, jsonish(page), perr)
 	}
 }
 
