@@ -120,18 +120,18 @@ func TestBroadcast(t *testing.T) {
 	for _, v := range []*browser{v1, v2} {
 		v.waitFor(5*time.Second, "the chat shown", `!document.querySelector('#chat').hidden && !document.querySelector('#chat-input').disabled`)
 	}
-	v1.do(10*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "great stream"), chromedp.Click(chromedp.CSS("#chat-send")))
+	v1.do(30*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "great stream"), chromedp.Click(chromedp.CSS("#chat-send")))
 	hasMsg := func(name, text string) string {
 		return `[...document.querySelectorAll('#chat-list .msg')].some(m => m.querySelector('.msg-name').textContent === ` + jsString(name) + ` && m.querySelector('.msg-text').textContent === ` + jsString(text) + `)`
 	}
 	v2.waitFor(5*time.Second, "Val's message at Wes", hasMsg("Val", "great stream"))
 	pub.waitFor(5*time.Second, "Val's message at the host", hasMsg("Val", "great stream"))
-	pub.do(10*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "thanks!"), chromedp.Click(chromedp.CSS("#chat-send")))
+	pub.do(30*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "thanks!"), chromedp.Click(chromedp.CSS("#chat-send")))
 	v1.waitFor(5*time.Second, "the host's message", hasMsg("Host", "thanks!")+` && document.querySelector('#chat-list .msg.host')`)
 
 	// 7. What the pages look like, live with chat.
-	pub.do(10*time.Second, chromedp.EmulateViewport(1280, 800))
-	v1.do(10*time.Second, chromedp.EmulateViewport(1280, 800))
+	pub.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
+	v1.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	eval[bool](pub, `(window.scrollTo(0, 0), true)`)
 	time.Sleep(1500 * time.Millisecond)
 	saveShot(t, "broadcast-publisher.png", pub.screenshot(), 1280, 800)

@@ -58,7 +58,7 @@ func TestMediaDenied(t *testing.T) {
 	a.waitFor(10*time.Second, "joined receive-only", `parleyApp.client && parleyApp.client.state === 'joined'`)
 	a.waitMedia(15*time.Second, "Bob")
 	b.waitFor(10*time.Second, "Alice's tile without video", tileJS("Alice")+` && `+tileJS("Alice")+`.dataset.videoMuted === 'true'`, `[...document.querySelectorAll('.tile')].map(t => t.dataset)`)
-	a.waitFor(time.Second, "the buttons saying there is no mic", `document.querySelector('#btn-mic').textContent.includes('No mic')`)
+	a.waitFor(10*time.Second, "the buttons saying there is no mic", `document.querySelector('#btn-mic').textContent.includes('No mic')`)
 
 	// Only the camera denied: "Join with audio only" works and Bob hears Carol.
 	c := e.launch("Carol", func(o *browserOpts) { o.flags["use-fake-ui-for-media-stream"] = false })
@@ -128,12 +128,12 @@ func TestHTTPFallback(t *testing.T) {
 	a.join("poll", "transport=http")
 	b.join("poll")
 	for _, x := range []*browser{a, b} {
-		x.waitFor(2*time.Second, "the HTTP transport", `parleyApp.client.transport === 'http' && document.querySelector('#conn').textContent.includes('HTTP')`, `[parleyApp.client.transport, document.querySelector('#conn').textContent]`)
+		x.waitFor(10*time.Second, "the HTTP transport", `parleyApp.client.transport === 'http' && document.querySelector('#conn').textContent.includes('HTTP')`, `[parleyApp.client.transport, document.querySelector('#conn').textContent]`)
 	}
 	a.waitMedia(20*time.Second, "Bob")
 	b.waitMedia(20*time.Second, "Alice")
 	a.click("#btn-hangup")
-	b.waitFor(2*time.Second, "Alice's tile removed", `!`+tileJS("Alice"))
+	b.waitFor(10*time.Second, "Alice's tile removed", `!`+tileJS("Alice"))
 }
 
 // "Retry through relay": rebuilding a connection relay-only, as the button on a
@@ -171,5 +171,5 @@ func TestPeerUnreachable(t *testing.T) {
 		`[...parleyApp.client.peers.values()].map(p => [p.pc.connectionState, p.pc.iceConnectionState, p.pc.iceGatheringState])`)
 	t.Logf("failure shown after %v", d)
 	a.click(`.tile.remote[data-name="Bob"] .retry-relay`)
-	a.waitFor(3*time.Second, "a new attempt through the relay", tileJS("Bob")+`.dataset.state !== 'failed' && /via relay/.test(`+tileJS("Bob")+`.innerText)`)
+	a.waitFor(10*time.Second, "a new attempt through the relay", tileJS("Bob")+`.dataset.state !== 'failed' && /via relay/.test(`+tileJS("Bob")+`.innerText)`)
 }

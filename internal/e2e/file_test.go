@@ -60,7 +60,7 @@ func TestFileTransfer(t *testing.T) {
 	b.click("#btn-files")
 	start := time.Now()
 	// Both files at once: two transfers interleave on the same channel.
-	a.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{big, small}))
+	a.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{big, small}))
 	b.waitFor(60*time.Second, "big.bin received and verified", transferDone("in", "big.bin"), `document.querySelector('#transfers').innerText`)
 	b.waitFor(10*time.Second, "the second file received", transferDone("in", "small notes.bin"), `document.querySelector('#transfers').innerText`)
 	t.Logf("5 MiB + 0.7 MiB delivered in %v", time.Since(start).Round(time.Millisecond))
@@ -71,7 +71,7 @@ func TestFileTransfer(t *testing.T) {
 	if got := eval[string](b, receivedSHA("small notes.bin")); got != smallSHA {
 		t.Fatalf("small notes.bin SHA-256 %s, want %s", got, smallSHA)
 	}
-	b.waitFor(time.Second, "size and verification shown", `[...document.querySelectorAll('.transfer[data-direction="in"] .tr-info')].some(i => /100 % · 5.0 MiB of 5.0 MiB.*SHA-256 verified/.test(i.textContent))`,
+	b.waitFor(10*time.Second, "size and verification shown", `[...document.querySelectorAll('.transfer[data-direction="in"] .tr-info')].some(i => /100 % · 5.0 MiB of 5.0 MiB.*SHA-256 verified/.test(i.textContent))`,
 		`document.querySelector('#transfers').innerText`)
 }
 
@@ -89,16 +89,16 @@ func TestFileLimitAndCancel(t *testing.T) {
 	b.click("#btn-files")
 	a.click("#btn-files")
 	p, _ := writeRandomFile(t, "toobig.bin", 2<<20, 3)
-	a.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
+	a.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
 	b.waitFor(5*time.Second, "the receiver refusing", `document.querySelector('.transfer[data-direction="in"][data-state="failed"]')`)
 	a.waitFor(5*time.Second, "the sender told", `document.querySelector('.transfer[data-direction="out"][data-state="failed"]')`, `document.querySelector('#transfers').innerText`)
 
 	// Cancel: a big transfer cancelled by the receiver stops on both sides.
 	eval[bool](b, `(() => { parleyApp.client.maxFileSize = 512 * 1048576; return true })()`)
 	p2, _ := writeRandomFile(t, "cancel.bin", 40<<20, 4)
-	a.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p2}))
+	a.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p2}))
 	b.waitFor(10*time.Second, "the transfer started", `document.querySelector('.transfer[data-direction="in"][data-state="receiving"] .cancel')`)
 	b.click(`.transfer[data-direction="in"][data-state="receiving"] .cancel`)
-	b.waitFor(2*time.Second, "cancelled here", `[...document.querySelectorAll('.transfer[data-direction="in"]')].some(l => l.dataset.state === 'cancelled')`)
-	a.waitFor(3*time.Second, "cancelled at the sender", `[...document.querySelectorAll('.transfer[data-direction="out"]')].some(l => l.dataset.state === 'cancelled')`, `document.querySelector('#transfers').innerText`)
+	b.waitFor(10*time.Second, "cancelled here", `[...document.querySelectorAll('.transfer[data-direction="in"]')].some(l => l.dataset.state === 'cancelled')`)
+	a.waitFor(10*time.Second, "cancelled at the sender", `[...document.querySelectorAll('.transfer[data-direction="out"]')].some(l => l.dataset.state === 'cancelled')`, `document.querySelector('#transfers').innerText`)
 }

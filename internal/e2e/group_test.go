@@ -147,7 +147,7 @@ func TestGroupCall(t *testing.T) {
 	a := bs[0]
 	a.do(20*time.Second, chromedp.Navigate(e.url+"/"))
 	a.waitFor(10*time.Second, "the home page", `document.querySelector('#create') && document.querySelector('#kind-sfu')`)
-	a.do(10*time.Second, chromedp.SendKeys(chromedp.CSS("#name"), "Ada"))
+	a.do(30*time.Second, chromedp.SendKeys(chromedp.CSS("#name"), "Ada"))
 	a.click("#kind-sfu")
 	a.click("#create")
 	a.waitFor(15*time.Second, "the lobby", `location.pathname.startsWith('/r/') && location.search.includes('mode=sfu') && document.querySelector('#join') && !document.querySelector('#join').disabled`, `location.href`)
@@ -202,11 +202,12 @@ func TestGroupCall(t *testing.T) {
 		}
 	}
 	// Quality indicators settle on "good" on loopback.
-	bs[1].waitFor(10*time.Second, "connection quality on every remote tile", `[...document.querySelectorAll('.tile.remote .q-ind')].length === 3 && [...document.querySelectorAll('.tile.remote .q-ind')].every(q => q.dataset.q === 'good' || q.dataset.q === 'fair')`,
+	qd := bs[1].waitFor(30*time.Second, "connection quality on every remote tile", `[...document.querySelectorAll('.tile.remote .q-ind')].length === 3 && [...document.querySelectorAll('.tile.remote .q-ind')].every(q => q.dataset.q === 'good' || q.dataset.q === 'fair')`,
 		`[...document.querySelectorAll('.tile.remote .q-ind')].map(q => q.dataset.q + ' ' + q.title)`)
+	t.Logf("quality good or fair after %v: %s", qd.Round(time.Millisecond), jsonish(eval[any](bs[1], `[...document.querySelectorAll('.tile.remote .q-ind')].map(q => q.dataset.q + ' ' + q.title)`)))
 
 	// 7. What a group call looks like: speaker layout, Ada featured.
-	bs[1].do(10*time.Second, chromedp.EmulateViewport(1280, 800))
+	bs[1].do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	bs[1].waitFor(5*time.Second, "the featured tile resized", tileJS("Ada")+`.clientWidth > 700`)
 	time.Sleep(1500 * time.Millisecond)
 	saveShot(t, "group-call.png", bs[1].screenshot(), 1280, 800)
@@ -218,7 +219,7 @@ func TestGroupCall(t *testing.T) {
 	p, sum := writeRandomFile(t, "group.bin", 1<<20+333, 7)
 	c.click("#btn-files")
 	c.waitFor(5*time.Second, "three recipients", `document.querySelectorAll('#file-to option').length === 4`)
-	c.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
+	c.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
 	for _, b := range bs {
 		if b == c {
 			continue
@@ -239,7 +240,8 @@ func TestGroupCall(t *testing.T) {
 }
 
 // 2. Simulcast: a small tile gets the low layer (≤ 320 px wide), a large
-// one a higher layer within 3 s; a tile scrolled out of sight pauses.
+// one a higher layer within 45 frames (3 s at 15 fps); a tile scrolled out
+// of sight pauses.
 func TestGroupSimulcast(t *testing.T) {
 	e := newGroupEnv(t)
 	pub := e.launch("Pub")
@@ -247,7 +249,7 @@ func TestGroupSimulcast(t *testing.T) {
 	pub.join("sim", "mode=sfu")
 	v := e.launch("Viewer")
 	v.prefs(map[string]string{"res": "360", "fps": "15", "layout": "grid"})
-	v.do(10*time.Second, chromedp.EmulateViewport(480, 360))
+	v.do(30*time.Second, chromedp.EmulateViewport(480, 360))
 	v.join("sim", "mode=sfu")
 	v.waitMedia(30*time.Second, "Pub")
 	// Chromium sends the upper layers once its bandwidth estimate allows;
@@ -258,9 +260,7 @@ func TestGroupSimulcast(t *testing.T) {
 		return `(async () => Object.values(await ` + layersJS + `).filter(l => l[1] > 0).length >= ` + fmt.Sprint(n) + `)()`
 	}
 	pub.waitFor(30*time.Second, "Pub sending two or three layers", sending(2), layersJS)
-	if !eval[bool](pub, sending(3)) {
-		time.Sleep(5 * time.Second)
-	}
+	_, _ = pub.poll(5*time.Second, sending(3)) // for the log: the full-size layer may not run yet
 	t.Logf("Pub sends (rid: width, fps, limitation): %s", jsonish(eval[any](pub, layersJS)))
 	tile := tileJS("Pub")
 	v.waitFor(10*time.Second, "a small tile asking for the low layer", tile+`.dataset.layer === 'low'`, tile+`.clientWidth`)
@@ -269,21 +269,28 @@ func TestGroupSimulcast(t *testing.T) {
 	t.Logf("small tile (%d px): receiving %v px wide", eval[int](v, tile+`.clientWidth`), small.Width)
 
 	pub.waitFor(20*time.Second, "Pub sending the half-size layer", `(async () => { const l = (await `+layersJS+`).h; return l && l[1] > 0; })()`, layersJS)
-	v.do(10*time.Second, chromedp.EmulateViewport(1600, 1000))
+	v.do(30*time.Second, chromedp.EmulateViewport(1600, 1000))
 	start := time.Now()
 	v.waitFor(10*time.Second, "the tile enlarged", tile+`.dataset.layer !== 'low'`, tile+`.clientWidth`)
-	d := v.waitFor(8*time.Second, "a higher layer", `(async () => { const x = await `+videoFromJS("Pub")+`; return x.width > 320; })()`, `(async () => [await `+videoFromJS("Pub")+`, [...parleyApp.client.link.sentPrefs], parleyApp.client.link.tracks])()`)
+	// How long the switch takes is counted in frames decoded since the page
+	// asked for the higher layer: a loaded machine slows the clock of the
+	// video too, a server that waits for a periodic keyframe still fails.
+	asked := eval[videoIn](v, videoFromJS("Pub")).Frames
+	d := v.waitFor(20*time.Second, "a higher layer", `(async () => { const x = await `+videoFromJS("Pub")+`; return x.width > 320; })()`, `(async () => [await `+videoFromJS("Pub")+`, [...parleyApp.client.link.sentPrefs], parleyApp.client.link.tracks])()`)
 	took := time.Since(start)
 	big := eval[videoIn](v, videoFromJS("Pub"))
-	t.Logf("large tile (%d px, %s): receiving %v px wide after %v (poll %v)", eval[int](v, tile+`.clientWidth`), eval[string](v, tile+`.dataset.layer`), big.Width, took.Round(10*time.Millisecond), d.Round(10*time.Millisecond))
-	if took > 3*time.Second {
-		t.Errorf("switching up took %v, want ≤ 3 s (publisher: %s)", took, jsonish(eval[any](pub, layersJS)))
+	frames := big.Frames - asked
+	t.Logf("large tile (%d px, %s): receiving %v px wide after %v, %v frames after asking (poll %v)", eval[int](v, tile+`.clientWidth`), eval[string](v, tile+`.dataset.layer`), big.Width, took.Round(10*time.Millisecond), frames, d.Round(10*time.Millisecond))
+	if frames > 45 {
+		t.Errorf("switching up took %v frames, want ≤ 45 (3 s at 15 fps) (publisher: %s)", frames, jsonish(eval[any](pub, layersJS)))
 	}
 
 	// Out of sight: the subscription pauses (no more frames arrive).
 	eval[bool](v, `(() => { const t = `+tile+`; t.style.setProperty('position', 'fixed'); t.style.setProperty('top', '-2000px'); return true })()`)
-	v.waitFor(5*time.Second, "the hidden tile paused", tile+`.dataset.layer === 'paused'`)
-	time.Sleep(time.Second)
+	v.waitFor(10*time.Second, "the hidden tile paused", tile+`.dataset.layer === 'paused'`)
+	// The frames already on their way are decoded; then none for a second.
+	v.waitFor(15*time.Second, "the frames to stop", `(async () => { const a = (await `+videoFromJS("Pub")+`).frames;
+	  await new Promise(r => setTimeout(r, 1000)); return (await `+videoFromJS("Pub")+`).frames - a <= 1; })()`, videoFromJS("Pub"))
 	f1 := eval[videoIn](v, videoFromJS("Pub")).Frames
 	time.Sleep(2 * time.Second)
 	if f2 := eval[videoIn](v, videoFromJS("Pub")).Frames; f2-f1 > 3 {
@@ -327,8 +334,8 @@ func TestGroupCallFeatures(t *testing.T) {
 	a.waitFor(10*time.Second, "sharing", `parleyApp.media.sharing`, `document.body.innerText`)
 	b.waitFor(5*time.Second, "Alice's tile marked as a screen", tileJS("Alice")+`.dataset.screen === 'true'`)
 	b.waitMedia(15*time.Second, "Alice")
-	if eval[string](a, `parleyApp.client.link.pc.localDescription.sdp`) != sdp {
-		t.Error("screen sharing renegotiated")
+	if re, x, y := renegotiated(sdp, eval[string](a, `parleyApp.client.link.pc.localDescription.sdp`)); re {
+		t.Errorf("screen sharing renegotiated: %q became %q", x, y)
 	}
 	a.click("#btn-share")
 	a.click("#share-stop")
@@ -345,8 +352,7 @@ func TestGroupCallFeatures(t *testing.T) {
 	b.click("#btn-stats")
 	b.waitFor(10*time.Second, "a stats card for Alice", `[...document.querySelectorAll('.stat-card')].some(c => c.textContent.includes('Alice'))`, `document.querySelector('#panel').innerText`)
 	b.click("#btn-record")
-	b.waitFor(2*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec')`)
-	time.Sleep(3 * time.Second)
+	b.recordChunks(3)
 	b.click("#btn-record")
 	if webm := waitDownload(t, dir, ".webm"); !bytes.HasPrefix(webm, []byte{0x1a, 0x45, 0xdf, 0xa3}) || len(webm) < 20000 {
 		t.Fatalf("the recording is not a plausible WebM (%d bytes)", len(webm))

@@ -200,13 +200,16 @@ func (b *browser) dumpConsole() {
 	b.t.Logf("--- console of %s ---\n%s", b.name, strings.Join(b.console, "\n"))
 }
 
-// do runs actions with a deadline, failing the test on error.
+// do runs actions with a deadline, failing the test on error. The deadline
+// only guards against a hung browser: DevTools commands such as a viewport
+// change take seconds on a loaded machine, so callers give 20-30 s.
 func (b *browser) do(timeout time.Duration, actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, timeout)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
-		b.t.Fatalf("%s: %v", b.name, err)
+		page, perr := tryEval[any](b, `({focus: document.activeElement && document.activeElement.outerHTML.slice(0, 120), panel: window.parleyApp ? parleyApp.panel : undefined, body: document.body.innerText.slice(0, 300)})`)
+		b.t.Fatalf("%s: %v; page: %s %v", b.name, err, jsonish(page), perr)
 	}
 }
 
@@ -308,7 +311,15 @@ func (b *browser) join(room string, query ...string) {
 
 func (b *browser) click(sel string) {
 	b.t.Helper()
-	b.do(10*time.Second, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)); err != nil {
+		// Say what is there instead: no such element, or what covers it.
+		diag, derr := tryEval[any](b, fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) return 'no element; body: ' + document.body.innerText.slice(0, 300);
+		  const r = e.getBoundingClientRect(), at = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+		  return {rect: [r.x, r.y, r.width, r.height], at: at && at.outerHTML.slice(0, 200)}; })()`, jsString(sel)))
+		b.t.Fatalf("%s: clicking %s: %v; %s %v", b.name, sel, err, jsonish(diag), derr)
+	}
 }
 
 // selectOption sets a <select> and fires "change", as choosing it does.
@@ -379,6 +390,46 @@ func (b *browser) waitMedia(timeout time.Duration, from ...string) {
 		}
 		first = now
 	}
+}
+
+// renegotiated says whether two local descriptions of one connection differ
+// by more than the ICE candidates gathered into them: Chromium adds late
+// candidates (a slow TURN allocation on a loaded machine) to the
+// description it reports, and moves the m= port and c= address to the
+// default one, without any new offer or answer. It returns the first
+// differing line of each.
+func renegotiated(before, after string) (bool, string, string) {
+	keep := func(sdp string) []string {
+		var out []string
+		for _, l := range strings.Split(strings.ReplaceAll(sdp, "\r\n", "\n"), "\n") {
+			switch {
+			case strings.HasPrefix(l, "a=candidate:"), l == "a=end-of-candidates", strings.HasPrefix(l, "c="):
+			case strings.HasPrefix(l, "m="):
+				if f := strings.Fields(l); len(f) > 1 {
+					f[1] = "*"
+					l = strings.Join(f, " ")
+				}
+				out = append(out, l)
+			default:
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	a, b := keep(before), keep(after)
+	for i := 0; i < len(a) || i < len(b); i++ {
+		var x, y string
+		if i < len(a) {
+			x = a[i]
+		}
+		if i < len(b) {
+			y = b[i]
+		}
+		if x != y {
+			return true, x, y
+		}
+	}
+	return false, "", ""
 }
 
 func trimSDP(m map[string]inbound) map[string]inbound {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,20 +25,20 @@ func TestScreenShare(t *testing.T) {
 	a.click("#btn-share")
 	a.click("#share-pip")
 	a.waitFor(10*time.Second, "sharing", `parleyApp.media.sharing && document.querySelector('#btn-share').textContent.includes('Stop share')`, `document.body.innerText`)
-	b.waitFor(2*time.Second, "Alice's tile marked as a screen", tileJS("Alice")+`.dataset.screen === 'true'`)
+	b.waitFor(10*time.Second, "Alice's tile marked as a screen", tileJS("Alice")+`.dataset.screen === 'true'`)
 	b.waitMedia(10*time.Second, "Alice")
 	b.waitFor(10*time.Second, "the shared screen's size", `(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return v.videoWidth > 0 && (v.videoWidth !== 1280 || v.videoHeight !== 720) })()`,
 		`(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)
 	t.Logf("Bob sees Alice's share at %v", jsonish(eval[any](b, `(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)))
-	b.do(5*time.Second, chromedp.EmulateViewport(1280, 800))
+	b.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	time.Sleep(time.Second)
 	saveShot(t, "screen-share.png", b.screenshot(), 1280, 800)
-	if a.inbound()["Bob"].SDP != sdp {
-		t.Fatal("screen sharing renegotiated")
+	if re, x, y := renegotiated(sdp, a.inbound()["Bob"].SDP); re {
+		t.Fatalf("screen sharing renegotiated: %q became %q", x, y)
 	}
 	a.click("#btn-share")
 	a.click("#share-stop")
-	b.waitFor(2*time.Second, "the screen flag cleared", tileJS("Alice")+`.dataset.screen === 'false'`)
+	b.waitFor(10*time.Second, "the screen flag cleared", tileJS("Alice")+`.dataset.screen === 'false'`)
 	b.waitMedia(10*time.Second, "Alice")
 }
 
@@ -89,14 +90,25 @@ func TestRecordAndSnapshot(t *testing.T) {
 		t.Fatal("the snapshot is not a PNG")
 	}
 	a.click("#btn-record")
-	a.waitFor(2*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec')`)
-	time.Sleep(3 * time.Second)
+	a.recordChunks(3)
 	a.click("#btn-record")
 	webm := waitDownload(t, dir, ".webm")
 	if !bytes.HasPrefix(webm, []byte{0x1a, 0x45, 0xdf, 0xa3}) || len(webm) < 20000 {
 		t.Fatalf("the recording is not a plausible WebM (%d bytes)", len(webm))
 	}
 	t.Logf("snapshot %d bytes, 3 s recording %d bytes", len(png), len(webm))
+}
+
+// recordChunks waits, once the call page is recording, until its recorder
+// has handed over n chunks of data (one a second): n seconds of recording
+// however slowly the machine runs, rather than n seconds of wall clock.
+func (b *browser) recordChunks(n int) {
+	b.t.Helper()
+	b.waitFor(10*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec') && parleyApp.recorder.recorder`)
+	eval[bool](b, `(() => { window.recorded = {chunks: 0, bytes: 0};
+	  parleyApp.recorder.recorder.addEventListener('dataavailable', e => { recorded.chunks++; recorded.bytes += e.data.size; });
+	  return true })()`)
+	b.waitFor(30*time.Second, fmt.Sprintf("%d chunks recorded", n), fmt.Sprintf(`recorded.chunks >= %d`, n), `recorded`)
 }
 
 func waitDownload(t *testing.T, dir, ext string) []byte {

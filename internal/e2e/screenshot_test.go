@@ -52,17 +52,18 @@ func TestScreenshots(t *testing.T) {
 	b.click("#btn-chat")
 	b.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "Hi all! Slides are in the Files tab."), chromedp.Click(chromedp.CSS("#chat-send")))
 	a.waitFor(5*time.Second, "the unread badge", `!document.querySelector('#unread').hidden`)
-	a.waitFor(3*time.Second, "Linus shown muted", tileJS("Linus")+`.dataset.audioMuted === 'true'`)
-	time.Sleep(time.Second) // let the toast fade
+	a.waitFor(10*time.Second, "Linus shown muted", tileJS("Linus")+`.dataset.audioMuted === 'true'`)
+	a.waitFor(10*time.Second, "the toasts gone", `!document.querySelector('#toasts .toast')`)
 	saveShot(t, "call-3.png", a.screenshot(), 1280, 800)
 
 	a.click("#btn-stats")
-	time.Sleep(12 * time.Second) // a few graph points
-	a.waitFor(5*time.Second, "two stats cards with a path", `document.querySelectorAll('.stat-card .path[data-type="host"]').length === 2`, `document.querySelector('#panel').innerText`)
+	a.waitFor(20*time.Second, "two stats cards with a path and a few graph points", `document.querySelectorAll('.stat-card .path[data-type="host"]').length === 2 &&
+	  parleyApp.stats.history.size === 2 && [...parleyApp.stats.history.values()].every(h => h.length >= 12)`,
+		`[document.querySelector('#panel').innerText, [...parleyApp.stats.history.values()].map(h => h.length)]`)
 	saveShot(t, "stats.png", a.screenshot(), 1280, 800)
 
 	a.click("#btn-chat")
-	a.do(5*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+	a.do(30*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	a.click("#panel-close")
 	time.Sleep(500 * time.Millisecond)
 	saveShot(t, "call-phone.png", a.screenshot(), 390, 844)

@@ -25,7 +25,7 @@ func TestSFURoom(t *testing.T) {
 		bs = append(bs, b)
 	}
 	for i, b := range bs {
-		b.waitFor(2*time.Second, "an sfu room", `parleyApp.client.mode === 'sfu' && parleyApp.client.link`)
+		b.waitFor(10*time.Second, "an sfu room", `parleyApp.client.mode === 'sfu' && parleyApp.client.link`)
 		var others []string
 		for j, n := range names {
 			if j != i {
@@ -56,18 +56,18 @@ func TestSFURoom(t *testing.T) {
 	b.click("#btn-files")
 	a.waitFor(5*time.Second, "Ben in the recipient list", `[...document.querySelectorAll('#file-to option')].some(o => o.textContent === 'Ben')`)
 	eval[bool](a, `(() => { const s = document.querySelector('#file-to'); s.value = [...s.options].find(o => o.textContent === 'Ben').value; return true })()`)
-	a.do(10*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
+	a.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file-input"), []string{p}))
 	b.waitFor(60*time.Second, "the file received and verified", transferDone("in", "relayed.bin"), `document.querySelector('#transfers').innerText`)
 	a.waitFor(5*time.Second, "the sender at 100 %", transferDone("out", "relayed.bin"))
 	if got := eval[string](b, receivedSHA("relayed.bin")); got != sum {
 		t.Fatalf("relayed.bin SHA-256 %s, want %s", got, sum)
 	}
-	c.waitFor(time.Second, "Cy not getting Ben's file", `!document.querySelector('.transfer')`)
+	c.waitFor(10*time.Second, "Cy not getting Ben's file", `!document.querySelector('.transfer')`)
 
 	a.click("#btn-cam")
-	b.waitFor(time.Second, "Ana's tile muted", tileJS("Ana")+`.dataset.videoMuted === 'true'`)
+	b.waitFor(10*time.Second, "Ana's tile muted", tileJS("Ana")+`.dataset.videoMuted === 'true'`)
 	a.click("#btn-hangup")
 	for _, x := range []*browser{b, c} {
-		x.waitFor(2*time.Second, "Ana's tile removed", `!`+tileJS("Ana"))
+		x.waitFor(10*time.Second, "Ana's tile removed", `!`+tileJS("Ana"))
 	}
 }

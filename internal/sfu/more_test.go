@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -63,18 +64,27 @@ func TestNACKRecoversDroppedPackets(t *testing.T) {
 	d := &dropper{seen: map[uint16]bool{}}
 	sub := joinWHEP(t, s, "nack", QualityHigh, dropperFactory{d})
 	sub.waitFor(5*time.Second, "150 video packets", func() bool { return len(sub.pkts["video"]) >= 150 })
-	time.Sleep(400 * time.Millisecond) // let the last retransmissions arrive
+	// Everything but the last 30 packets (~300 ms) received so far must be
+	// completed by retransmissions: wait for them rather than for a while.
 	pkts := sub.video()
-	got := map[uint16]bool{}
-	for _, p := range pkts {
-		got[p.SequenceNumber] = true
+	first, end := pkts[0].SequenceNumber, pkts[len(pkts)-1].SequenceNumber-30
+	missingOf := func(pkts []*rtp.Packet) []uint16 {
+		got := map[uint16]bool{}
+		for _, p := range pkts {
+			got[p.SequenceNumber] = true
+		}
+		var missing []uint16
+		for q := first; q != end; q++ {
+			if !got[q] {
+				missing = append(missing, q)
+			}
+		}
+		return missing
 	}
-	first, last := pkts[0].SequenceNumber, pkts[len(pkts)-1].SequenceNumber
-	// Everything but the last ~300 ms must be complete.
 	var missing []uint16
-	for q := first; q != last-30; q++ {
-		if !got[q] {
-			missing = append(missing, q)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if missing = missingOf(sub.video()); len(missing) == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if d.dropped.Load() == 0 {

@@ -47,7 +47,10 @@ func TestFanOutToThreeSubscribers(t *testing.T) {
 	wcancel()
 
 	subs := []*testSubscriber{joinWHEP(t, s, "r1", QualityHigh), joinWHEP(t, s, "r1", QualityHigh)}
-	time.Sleep(300 * time.Millisecond)
+	// The third joins late: once the first two are receiving video.
+	for _, sub := range subs {
+		sub.waitFor(5*time.Second, "the first video packets", func() bool { return len(sub.pkts["video"]) >= 10 })
+	}
 	subs = append(subs, joinWHEP(t, s, "r1", QualityHigh)) // late joiner
 	for i, sub := range subs {
 		sub.waitFor(5*time.Second, "60 video packets", func() bool { return len(sub.pkts["video"]) >= 60 && len(sub.pkts["audio"]) >= 10 })

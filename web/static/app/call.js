@@ -80,10 +80,12 @@ function lobby(app) {
     joinBtn.disabled = true;
     try {
       await app.media.start(app.want);
-      joinBtn.disabled = false;
+      // Lay the lobby out before enabling Join: the device pickers go above
+      // the button, and adding them later moved it from under the pointer.
       status.textContent = '';
       showPreview();
-      fillDevices();
+      await fillDevices();
+      joinBtn.disabled = false;
     } catch (e) {
       showPreview();
       const m = describeMediaError(e);

@@ -19,12 +19,23 @@ export function describeMediaError(e) {
   return { code: 'error', text: `Camera/microphone error: ${(e && e.message) || e}` };
 }
 
-/** A timer that keeps ticking in background tabs (worker timers are not throttled like page timers). */
+/**
+ * A timer that keeps ticking in background tabs (worker timers are not
+ * throttled like page timers). At most one tick is outstanding: the worker
+ * skips ticks until the page has handled the last one, so a page slower
+ * than the rate (a busy CPU) is not buried under a backlog of ticks.
+ */
 function workerTicker(ms, fn) {
   try {
-    const src = 'let t;onmessage=e=>{clearInterval(t);if(e.data>0)t=setInterval(()=>postMessage(0),e.data)}';
+    const src = 'let t,busy=0;onmessage=e=>{if(e.data==="done"){busy=0;return}clearInterval(t);if(e.data>0)t=setInterval(()=>{if(!busy){busy=1;postMessage(0)}},e.data)}';
     const w = new Worker(URL.createObjectURL(new Blob([src], { type: 'text/javascript' })));
-    w.onmessage = fn;
+    w.onmessage = () => {
+      try {
+        fn();
+      } finally {
+        w.postMessage('done');
+      }
+    };
     w.postMessage(ms);
     return { set: (m) => w.postMessage(m), stop: () => w.terminate() };
   } catch {
