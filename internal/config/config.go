@@ -44,6 +44,7 @@ type Config struct {
 	SessionIdle   Duration              `yaml:"session_idle"`   // HTTP sessions idle longer are reaped
 	MediaUDP      string                `yaml:"media_udp"`      // SFU ICE UDP mux address
 	MediaTCP      string                `yaml:"media_tcp"`      // SFU ICE TCP mux address ("off" disables)
+	Pprof         string                `yaml:"pprof"`          // Go profiler listen address ("" = off)
 	MediaNoBatch  bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
 	LogLevel      string                `yaml:"log_level"`
 }

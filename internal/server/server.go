@@ -41,6 +41,7 @@ type Server struct {
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
 	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
+	pprofSrv   *http.Server   // --pprof, nil when off
 	shows      *show.Registry // light shows (show.go)
 	bridge     *sfusignal.Bridge
 	turnSecret []byte
@@ -123,6 +124,9 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("http server stopped", "err", err)
 		}
 	}()
+	if err := s.startPprof(ctx); err != nil {
+		s.log.Error("profiler not started", "err", err)
+	}
 	if len(s.authSecret) == 0 {
 		s.log.Warn("no --auth-secret: rooms are open to anyone who can reach this server")
 	}
@@ -222,6 +226,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.httpSrv != nil {
 			err = s.httpSrv.Shutdown(ctx)
 			<-s.serveDone
+		}
+		if s.pprofSrv != nil {
+			_ = s.pprofSrv.Close()
 		}
 		s.stopPlanes()
 	})
