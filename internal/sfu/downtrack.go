@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,8 +44,9 @@ type prefs struct {
 }
 
 // downTrack is one subscription: a sink of one published track. It has its
-// own bounded queue (see queue.go) and its own writer goroutine, so a slow
-// subscriber never delays the publisher's reader or another subscriber.
+// own bounded queue (see queue.go), drained by its subscriber's writer
+// goroutine (writer.go), so a slow subscriber never delays the publisher's
+// reader or another subscriber.
 //
 // The writer rewrites SSRC, payload type, sequence numbers and timestamps,
 // so that simulcast layer switches, drops and publisher restarts look like
@@ -73,9 +73,9 @@ type downTrack struct {
 	closed   atomic.Bool
 	retired  bool // counted in the SFU totals (under counters.statsMu)
 
-	q    queue
-	done chan struct{} // closed by close: ends the writer
-	wg   sync.WaitGroup
+	q         queue
+	w         *writer // drains q
+	ownWriter bool    // w serves this down-track alone (a stand-alone sink)
 
 	packets atomic.Uint64 // written
 	bytes   atomic.Uint64
@@ -111,7 +111,9 @@ type binding struct {
 	w    rtpWriter
 }
 
-func newDownTrack(r *Room, up *upTrack, pr *prefs, log *slog.Logger) *downTrack {
+// newDownTrack makes a subscription of up drained by w (nil: a writer of
+// its own, ended by close).
+func newDownTrack(r *Room, up *upTrack, pr *prefs, log *slog.Logger, w *writer) *downTrack {
 	d := &downTrack{
 		room:     r,
 		prefs:    pr,
@@ -120,21 +122,20 @@ func newDownTrack(r *Room, up *upTrack, pr *prefs, log *slog.Logger) *downTrack 
 		streamID: up.streamID,
 		kind:     up.kind,
 		codec:    up.codec.RTPCodecCapability,
-		done:     make(chan struct{}),
 	}
+	if w == nil {
+		w, d.ownWriter = newWriter(), true
+	}
+	d.w = w
 	if up.isVideo() {
 		d.hist = make([]histEntry, histVideo)
-		d.q.init(queueVideo)
+		d.q.init(queueVideo, w.wake)
 	} else {
 		d.hist = make([]histEntry, histAudio)
-		d.q.init(queueAudio)
+		d.q.init(queueAudio, w.wake)
 	}
 	d.up.Store(up)
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.run()
-	}()
+	w.add(d)
 	return d
 }
 
@@ -191,36 +192,31 @@ func (d *downTrack) enqueue(l *layer, s *slot, now int64) {
 	}
 }
 
-// run is the down-track's writer: the only goroutine that writes to the
-// subscriber. It drains the queue in batches and answers NACKs.
-func (d *downTrack) run() {
-	var batch [queueBatch]qentry
-	var nacks [queueBatch]uint16
-	for {
-		select {
-		case <-d.done:
-			return
-		case <-d.q.wake:
-		}
-		for !d.closed.Load() {
-			n, nn, resync := d.q.pop(batch[:], nacks[:])
-			if n == 0 && nn == 0 && !resync {
-				break
-			}
-			if resync {
-				d.cur.Store(nil) // start again from a keyframe
-			}
-			for _, seq := range nacks[:nn] {
-				d.retransmit(seq)
-			}
-			for i := range n {
-				if d.q.resyncPending() {
-					break // dropped meanwhile: the rest of the batch is stale
-				}
-				d.forward(&batch[i])
-			}
-		}
+// drain runs on the down-track's writer (the only goroutine that writes
+// to the subscriber): it takes one batch off the queue, answers the NACKs
+// queued with it and forwards the packets. It reports whether there was
+// anything to do.
+func (d *downTrack) drain(batch []qentry, nacks []uint16) bool {
+	if d.closed.Load() {
+		return false
 	}
+	n, nn, resync := d.q.pop(batch, nacks)
+	if n == 0 && nn == 0 && !resync {
+		return false
+	}
+	if resync {
+		d.cur.Store(nil) // start again from a keyframe
+	}
+	for _, seq := range nacks[:nn] {
+		d.retransmit(seq)
+	}
+	for i := range n {
+		if d.q.resyncPending() {
+			break // dropped meanwhile: the rest of the batch is stale
+		}
+		d.forward(&batch[i])
+	}
+	return true
 }
 
 // forward writes one queued packet.
@@ -477,7 +473,10 @@ func (d *downTrack) close() {
 	if d.closed.Swap(true) {
 		return
 	}
-	close(d.done)
+	d.w.remove(d)
+	if d.ownWriter {
+		d.w.stop()
+	}
 	if up := d.up.Load(); up != nil {
 		up.removeSub(d)
 	}

@@ -96,6 +96,8 @@ type Participant struct {
 
 	data atomic.Pointer[dataRelay] // set when DataRelay is on
 
+	writer *writer // drains every down-track's queue onto the connection
+
 	mu     sync.Mutex
 	ups    map[*webrtc.RTPReceiver]*upTrack
 	downs  map[*upTrack]*downTrack
@@ -146,6 +148,7 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		room:          r,
 		id:            id,
 		pc:            pc,
+		writer:        newWriter(),
 		log:           r.sfu.log.With("room", r.name, "participant", id),
 		autoSubscribe: opts.AutoSubscribe,
 		oneShot:       opts.OneShot,
@@ -161,6 +164,7 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	if err := r.join(p); err != nil {
 		_ = pc.Close()
 		p.cancel()
+		p.writer.stop()
 		return nil, err
 	}
 	if opts.DataRelay {
@@ -301,9 +305,8 @@ func (p *Participant) Close() {
 	if err := p.pc.Close(); err != nil {
 		p.log.Debug("close peer connection", "err", err)
 	}
-	for _, d := range downs {
-		d.wg.Wait() // writers end once the closed connection fails their write
-	}
+	p.writer.stop()
+	p.writer.wait() // after a blocked write, which the closed connection fails
 	for _, u := range ups {
 		u.wg.Wait()
 	}

@@ -34,12 +34,12 @@ type queue struct {
 	nacks  [queueNACKs]uint16
 	nn     int
 	resync bool          // the writer must drop what it holds and wait for a keyframe
-	wake   chan struct{} // capacity 1: "there is work"
+	wake   chan struct{} // the writer's (capacity 1): "there is work"
 }
 
-func (q *queue) init(size int) {
+func (q *queue) init(size int, wake chan struct{}) {
 	q.ring = make([]qentry, size)
-	q.wake = make(chan struct{}, 1)
+	q.wake = wake
 }
 
 func (q *queue) signal() {

@@ -161,7 +161,7 @@ func (r *Room) Subscribe(trackID string, sink Sink, opts SinkOptions) (*Subscrip
 	}
 	pr := &prefs{}
 	pr.maxLayer.Store(opts.MaxQuality.rank())
-	d := newDownTrack(r, u, pr, r.sfu.log.With("room", r.name, "sink", trackID))
+	d := newDownTrack(r, u, pr, r.sfu.log.With("room", r.name, "sink", trackID), nil)
 	sub := &Subscription{d: d, ended: make(chan struct{})}
 	d.onEnded = func(d *downTrack, _ *upTrack) {
 		close(sub.ended)

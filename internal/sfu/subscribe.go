@@ -89,7 +89,7 @@ func (p *Participant) subscribe(u *upTrack) error {
 		p.mu.Unlock()
 		return nil
 	}
-	d := newDownTrack(p.room, u, &p.prefs, p.log)
+	d := newDownTrack(p.room, u, &p.prefs, p.log, p.writer)
 	d.p = p
 	d.onEnded = p.sourceEnded
 	p.downs[u] = d

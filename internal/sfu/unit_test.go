@@ -172,12 +172,12 @@ func fanOutFixture(tb testing.TB, n int) (*layer, *slot, []*downTrack) {
 	up := newUpTrack(r, nopSource{}, "v", "s", webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96})
 	l := up.addLayer("", 1, 0, nil)
 	var ds []*downTrack
+	idle := &writer{wake: make(chan struct{}, 1)} // never runs: the queues alone are measured
+	idle.sinks.Store(&[]*downTrack{})
 	for i := 0; i < n; i++ {
 		pr := &prefs{}
 		pr.maxLayer.Store(2)
-		d := newDownTrack(r, up, pr, testLogger())
-		d.close() // stop the writer: the queue alone is measured
-		d.closed.Store(false)
+		d := newDownTrack(r, up, pr, testLogger(), idle)
 		d.target.Store(l)
 		d.cur.Store(l)
 		up.addSub(d)
