@@ -118,39 +118,40 @@ func (p *Participant) subscribe(u *upTrack) error {
 
 // addSender gives d a send section towards the subscriber. One-shot
 // sessions (WHEP) take the client's receive sections, as pion's AddTrack
-// does. Renegotiating sessions get a sendonly section (no receiver, no
-// receive-side header extensions) that offers only the forwarded codec and
-// its RTX, or reuse a section whose track ended and whose end has been
-// negotiated, so the SDP grows with the tracks being sent, not with the
-// history of the room.
+// does. Renegotiating sessions reuse a section whose track ended (once its
+// end is negotiated), so the SDP grows with the tracks being sent, not
+// with the history of the room; a new section offers only the forwarded
+// codec and its RTX. (Sendonly sections of their own, tried first, left
+// pion members that publish while being offered tracks without some of
+// them: parley bench meeting showed 63-90 of 180 subscriptions flowing.)
 func (p *Participant) addSender(d *downTrack) (*webrtc.RTPSender, error) {
 	if p.oneShot {
 		return p.pc.AddTrack(d)
 	}
 	p.negMu.Lock()
 	defer p.negMu.Unlock()
-	var sender *webrtc.RTPSender
-	if p.freeSections[d.kind] > 0 {
-		// pion's AddTrack reuses a section of this kind that is negotiated
-		// as not sending (currentDirection inactive or recvonly).
-		s, err := p.pc.AddTrack(d)
-		if err != nil {
-			return nil, err
-		}
+	// pion's AddTrack reuses a section of this kind that sends nothing:
+	// a section of an ended subscription once its end is negotiated, or
+	// the section the member publishes on (which then goes both ways);
+	// otherwise it adds one.
+	reusing := p.freeSections[d.kind] > 0
+	sender, err := p.pc.AddTrack(d)
+	if err != nil {
+		return nil, err
+	}
+	if reusing {
 		p.freeSections[d.kind]--
-		sender = s
-	} else {
-		t, err := p.pc.AddTransceiverFromTrack(d, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
-		if err != nil {
-			return nil, err
-		}
-		sender = t.Sender()
 	}
 	for _, t := range p.pc.GetTransceivers() {
-		if t.Sender() == sender {
-			p.preferCodec(t, d.codec)
-			break
+		if t.Sender() != sender {
+			continue
 		}
+		// Only a section that carries nothing else may be narrowed to the
+		// forwarded codec: one the member publishes on keeps its codecs.
+		if rcv := t.Receiver(); rcv == nil || len(rcv.Tracks()) == 0 || rcv.Track() == nil {
+			p.preferCodec(t, d.codec)
+		}
+		break
 	}
 	return sender, nil
 }
