@@ -7,18 +7,20 @@ import (
 	"time"
 )
 
-func TestThreePersonMeeting(t *testing.T) {
+// Six members who all publish while being offered each other's tracks
+// (five showed a negotiation bug that three did not).
+func TestSixPersonMeeting(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a server and three pion participants")
+		t.Skip("starts a server and six pion participants")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	res, err := Run(ctx, Options{Participants: 3, Warmup: 500 * time.Millisecond, Duration: 1500 * time.Millisecond})
+	res, err := Run(ctx, Options{Participants: 6, VideoBitrate: 150_000, Warmup: 500 * time.Millisecond, Duration: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every member receives the other two's audio and video.
-	if res.Expected != 12 || res.Subscriptions != 12 || res.Silent != 0 {
+	// Every member receives the other five's audio and video.
+	if res.Expected != 60 || res.Subscriptions != 60 || res.Silent != 0 {
 		t.Fatalf("subscriptions: %+v", res)
 	}
 	if res.Sent == 0 || res.Received == 0 || res.LatencyP50 <= 0 || res.ServerRSSMB <= 0 {
