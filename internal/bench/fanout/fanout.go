@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/bench/benchsrv"
+	"github.com/parley/parley/internal/bench/measure"
 	"github.com/parley/parley/internal/bench/proc"
 	"github.com/parley/parley/internal/sfu"
 )
@@ -320,7 +321,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		defer pub.close()
 		progress(o.Progress, "publisher up; waiting for the stream to go live")
-		if err := sleepCtx(ctx, time.Second); err != nil {
+		if err := measure.Sleep(ctx, time.Second); err != nil {
 			return res, err
 		}
 	}
@@ -435,7 +436,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.SinkDrops = drops1 - drops0
 	}
 	slices.Sort(joins)
-	res.FirstPacketP50, res.FirstPacketP95 = pct(joins, 50), pct(joins, 95)
+	res.FirstPacketP50, res.FirstPacketP95 = measure.Percentile(joins, 50), measure.Percentile(joins, 95)
 	if len(joins) > 0 {
 		res.FirstPacketMax = joins[len(joins)-1]
 	}
@@ -491,7 +492,7 @@ func measureGroup(viewers []*viewer, idx []int, snap0, snap1 []snap, published i
 		g.ReceivedPct = 100 * float64(g.Received) / float64(published*int64(len(idx)))
 	}
 	slices.Sort(lats)
-	g.LatencyP50, g.LatencyP95, g.LatencyP99 = pct(lats, 50), pct(lats, 95), pct(lats, 99)
+	g.LatencyP50, g.LatencyP95, g.LatencyP99 = measure.Percentile(lats, 50), measure.Percentile(lats, 95), measure.Percentile(lats, 99)
 	if len(lats) > 0 {
 		g.LatencyMax = lats[len(lats)-1]
 	}
@@ -590,7 +591,7 @@ func startProfile(ctx context.Context, o Options, hc *http.Client) chan error {
 			return done
 		}
 		go func() {
-			_ = sleepCtx(ctx, o.Duration)
+			_ = measure.Sleep(ctx, o.Duration)
 			pprof.StopCPUProfile()
 			done <- nil
 		}()
@@ -655,28 +656,9 @@ func heapProfile(ctx context.Context, o Options, hc *http.Client) error {
 	return err
 }
 
-func pct(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
 func progress(w io.Writer, format string, a ...any) {
 	if w != nil {
 		fmt.Fprintf(w, "fanout: "+format+"\n", a...)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
@@ -686,7 +668,7 @@ func watch(ctx context.Context, w io.Writer, viewers []*viewer, d time.Duration,
 	last := snapshotAll(viewers)
 	lastT := time.Now()
 	for time.Now().Before(end) {
-		if err := sleepCtx(ctx, min(2*time.Second, time.Until(end))); err != nil {
+		if err := measure.Sleep(ctx, min(2*time.Second, time.Until(end))); err != nil {
 			return err
 		}
 		cur := snapshotAll(viewers)

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/bench/benchsrv"
+	"github.com/parley/parley/internal/bench/measure"
 	"github.com/parley/parley/internal/bench/proc"
 )
 
@@ -201,12 +202,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			progress(o.Progress, "only %d of %d subscriptions flow; measuring anyway", got, res.Expected)
 			break
 		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := measure.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return res, err
 		}
 	}
 	progress(o.Progress, "%d participants in; warming up %s", n, o.Warmup)
-	if err := sleepCtx(ctx, o.Warmup); err != nil {
+	if err := measure.Sleep(ctx, o.Warmup); err != nil {
 		return res, err
 	}
 
@@ -219,7 +220,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	t0 := time.Now()
 	progress(o.Progress, "measuring %s", o.Duration)
-	if err := sleepCtx(ctx, o.Duration); err != nil {
+	if err := measure.Sleep(ctx, o.Duration); err != nil {
 		return res, err
 	}
 	window := time.Since(t0).Seconds()
@@ -258,7 +259,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.LossPct = 100 * float64(res.Lost) / float64(res.ExpectedRx)
 	}
 	slices.Sort(lats)
-	res.LatencyP50, res.LatencyP95, res.LatencyP99 = pct(lats, 50), pct(lats, 95), pct(lats, 99)
+	res.LatencyP50, res.LatencyP95, res.LatencyP99 = measure.Percentile(lats, 50), measure.Percentile(lats, 95), measure.Percentile(lats, 99)
 	if len(lats) > 0 {
 		res.LatencyMax = lats[len(lats)-1]
 	}
@@ -294,28 +295,9 @@ func snapAll(ps []*participant) map[subKey]snap {
 	return out
 }
 
-func pct(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
 func progress(w io.Writer, format string, a ...any) {
 	if w != nil {
 		fmt.Fprintf(w, "meeting: "+format+"\n", a...)
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
