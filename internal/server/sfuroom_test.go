@@ -170,9 +170,12 @@ func (m *sfuMember) publish() *webrtc.TrackLocalStaticRTP {
 	return track
 }
 
+// waitFor checks cond until it holds. The 60 s limit only catches a hang:
+// a starved 2-core machine once took more than 15 s to settle a member's
+// first negotiation here.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if cond() {
 			return
 		}
