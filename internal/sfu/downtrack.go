@@ -27,12 +27,6 @@ type histEntry struct {
 	ts    uint32 // timestamp as sent
 }
 
-// rtpWriter is where a down-track's rewritten packets go: pion's SRTP
-// write stream for a WebRTC subscriber, anything else for other sinks.
-type rtpWriter interface {
-	WriteRTP(h *rtp.Header, payload []byte) (int, error)
-}
-
 // prefs are what a subscriber may receive: shared by all down-tracks of one
 // participant, or owned by one stand-alone sink.
 type prefs struct {
@@ -104,11 +98,12 @@ type downTrack struct {
 var _ webrtc.TrackLocal = (*downTrack)(nil)
 
 // binding is where a down-track writes: the subscriber's SSRC and payload
-// type, and the writer (pion's SRTP stream, or a Sink).
+// type, and the sink (pion's SRTP write stream for a WebRTC subscriber, or
+// a Sink given to Room.Subscribe).
 type binding struct {
 	ssrc uint32
 	pt   uint8
-	w    rtpWriter
+	w    Sink
 }
 
 // newDownTrack makes a subscription of up drained by w (nil: a writer of
@@ -160,7 +155,7 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 }
 
 // bind points the down-track at a writer; it starts again from a keyframe.
-func (d *downTrack) bind(ssrc uint32, pt uint8, w rtpWriter) {
+func (d *downTrack) bind(ssrc uint32, pt uint8, w Sink) {
 	d.binding.Store(&binding{ssrc: ssrc, pt: pt, w: w})
 	d.q.requestResync()
 	d.retarget()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
@@ -62,11 +61,7 @@ func codecTable() []webrtc.RTPCodecParameters {
 
 func registerCodecs(me *webrtc.MediaEngine) error {
 	for _, c := range codecTable() {
-		kind := webrtc.RTPCodecTypeVideo
-		if strings.HasPrefix(strings.ToLower(c.MimeType), "audio/") {
-			kind = webrtc.RTPCodecTypeAudio
-		}
-		if err := me.RegisterCodec(c, kind); err != nil {
+		if err := me.RegisterCodec(c, codecKindOfMime(c.MimeType)); err != nil {
 			return fmt.Errorf("register %s/%d: %w", c.MimeType, c.PayloadType, err)
 		}
 	}
