@@ -1,6 +1,9 @@
 package sfu
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Queue sizes: how many packets a subscriber's writer may fall behind its
 // track before it drops to the next keyframe (video) or drops the oldest
@@ -27,13 +30,16 @@ type qentry struct {
 // the track's reader(s) and drained by the subscriber's writer. NACKed
 // sequence numbers ride in a second small ring so the writer alone sends.
 type queue struct {
-	mu     sync.Mutex
-	ring   []qentry // len is a power of two
-	head   int
-	n      int
-	nacks  [queueNACKs]uint16
-	nn     int
-	resync bool          // the writer must drop what it holds and wait for a keyframe
+	mu    sync.Mutex
+	ring  []qentry // len is a power of two
+	head  int
+	n     int
+	nacks [queueNACKs]uint16
+	nn    int
+	// resync: the writer must drop what it holds and wait for a keyframe.
+	// Set and cleared under mu; read without it by the writer between
+	// packets (resyncPending), so the hot path takes no lock per packet.
+	resync atomic.Bool
 	wake   chan struct{} // the writer's (capacity 1): "there is work"
 }
 
@@ -58,7 +64,7 @@ func (q *queue) push(e qentry, video bool) (dropped int) {
 		if video {
 			dropped = q.n
 			q.n, q.head = 0, 0
-			q.resync = true
+			q.resync.Store(true)
 		} else {
 			dropped = 1
 			q.head = (q.head + 1) & (len(q.ring) - 1)
@@ -91,18 +97,14 @@ func (q *queue) pushNACK(seq uint16) bool {
 // a keyframe (a new binding, a paused track).
 func (q *queue) requestResync() {
 	q.mu.Lock()
-	q.resync = true
+	q.resync.Store(true)
 	q.n, q.head = 0, 0
 	q.mu.Unlock()
 	q.signal()
 }
 
 // resyncPending reports a resync requested since the last pop.
-func (q *queue) resyncPending() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.resync
-}
+func (q *queue) resyncPending() bool { return q.resync.Load() }
 
 // pop moves up to len(dst) entries and len(nacks) NACKs out, and reports
 // (and clears) a pending resync.
@@ -117,8 +119,7 @@ func (q *queue) pop(dst []qentry, nacks []uint16) (n, nn int, resync bool) {
 	}
 	nn = copy(nacks, q.nacks[:q.nn])
 	q.nn = copy(q.nacks[:], q.nacks[nn:q.nn])
-	resync = q.resync
-	q.resync = false
+	resync = q.resync.Swap(false)
 	q.mu.Unlock()
 	return n, nn, resync
 }
