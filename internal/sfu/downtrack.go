@@ -130,7 +130,7 @@ func newDownTrack(r *Room, up *upTrack, pr *prefs, log *slog.Logger, w *writer) 
 		d.q.init(queueAudio, w.wake)
 	}
 	d.up.Store(up)
-	w.add(d)
+	w.sinks.add(d)
 	return d
 }
 
@@ -468,12 +468,12 @@ func (d *downTrack) close() {
 	if d.closed.Swap(true) {
 		return
 	}
-	d.w.remove(d)
+	d.w.sinks.remove(d)
 	if d.ownWriter {
 		d.w.stop()
 	}
 	if up := d.up.Load(); up != nil {
-		up.removeSub(d)
+		up.subs.remove(d)
 	}
 	d.room.sfu.retireDownTrack(d)
 }

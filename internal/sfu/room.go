@@ -233,8 +233,8 @@ func (r *Room) removeTrack(u *upTrack) {
 		}
 	}
 	r.mu.Unlock()
-	for _, d := range *u.subs.Load() {
-		u.removeSub(d)
+	for _, d := range u.subs.load() {
+		u.subs.remove(d)
 		if d.onEnded != nil {
 			d.onEnded(d, u)
 		}

@@ -483,7 +483,7 @@ func (s *SFU) Stats() Stats {
 					st.FanOutHist[i] += l.fanout[i].Load()
 				}
 			}
-			for _, d := range *t.subs.Load() {
+			for _, d := range t.subs.load() {
 				if d.retired {
 					continue
 				}

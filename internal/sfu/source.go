@@ -171,7 +171,7 @@ func (r *Room) Subscribe(trackID string, sink Sink, opts SinkOptions) (*Subscrip
 	if pt == 0 {
 		pt = uint8(u.codec.PayloadType)
 	}
-	u.addSub(d)
+	u.subs.add(d)
 	d.bind(opts.SSRC, pt, sink)
 	return sub, nil
 }

@@ -104,7 +104,7 @@ func (p *Participant) subscribe(u *upTrack) error {
 		return fmt.Errorf("sfu: add track: %w", err)
 	}
 	d.sender = sender
-	u.addSub(d)
+	u.subs.add(d)
 	d.retarget()
 	p.wg.Add(1)
 	go func() {
@@ -220,7 +220,7 @@ func (p *Participant) Reattach(endedID, trackID string) error {
 	p.downs[u] = d
 	p.mu.Unlock()
 	d.up.Store(u)
-	u.addSub(d)
+	u.subs.add(d)
 	d.retarget()
 	p.log.Info("subscription re-attached", "ended", endedID, "track", u.id)
 	return nil

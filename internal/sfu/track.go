@@ -38,12 +38,11 @@ type upTrack struct {
 	layers []*layer // sorted by rank
 	closed bool
 
-	layersPtr atomic.Pointer[[]*layer]     // copy-on-write view of layers
-	subs      atomic.Pointer[[]*downTrack] // copy-on-write subscriber list
-	subsMu    sync.Mutex                   // serializes writers of subs
-	level     atomic.Uint64                // audio loudness accumulated since the last speaker tick
-	wg        sync.WaitGroup               // layer readers
-	done      chan struct{}                // closed when the track has ended
+	layersPtr atomic.Pointer[[]*layer] // copy-on-write view of layers
+	subs      cowList[*downTrack]      // subscriptions
+	level     atomic.Uint64            // audio loudness accumulated since the last speaker tick
+	wg        sync.WaitGroup           // layer readers
+	done      chan struct{}            // closed when the track has ended
 }
 
 // layer is one RTP stream of a published track, with its reader and cache.
@@ -86,8 +85,6 @@ func newUpTrack(r *Room, src Source, trackID, streamID string, codec webrtc.RTPC
 	}
 	up.id = src.SourceID() + "/" + trackID
 	up.ck = codecKindOf(up.codec.MimeType)
-	empty := []*downTrack{}
-	up.subs.Store(&empty)
 	noLayers := []*layer{}
 	up.layersPtr.Store(&noLayers)
 	return up
@@ -136,7 +133,7 @@ func (u *upTrack) addLayer(rid string, ssrc uint32, levelExt uint8, remote *webr
 			l.run()
 		}()
 	}
-	for _, d := range *u.subs.Load() {
+	for _, d := range u.subs.load() {
 		d.retarget()
 	}
 	return l
@@ -187,7 +184,7 @@ func (l *layer) ingest(s *slot, now int64) {
 // fanOut queues one cached packet for every subscriber's writer. It must
 // not allocate or block: a slow subscriber drops, never the others.
 func (l *layer) fanOut(s *slot, now int64) {
-	for _, d := range *l.up.subs.Load() {
+	for _, d := range l.up.subs.load() {
 		d.enqueue(l, s, now)
 	}
 }
@@ -209,7 +206,7 @@ func (l *layer) measure(s *slot, now int64) {
 		l.bitrate.Store(l.winBytes * 8 * uint64(time.Second) / uint64(el))
 		l.winBytes, l.winStart = 0, now
 		if len(*l.up.layersPtr.Load()) > 1 {
-			for _, d := range *l.up.subs.Load() {
+			for _, d := range l.up.subs.load() {
 				d.retarget()
 			}
 		}
@@ -256,7 +253,7 @@ func (u *upTrack) layerEnded(l *layer) {
 		u.room.removeTrack(u)
 		return
 	}
-	for _, d := range *u.subs.Load() {
+	for _, d := range u.subs.load() {
 		d.retarget()
 	}
 }
@@ -283,34 +280,7 @@ func (u *upTrack) end() {
 	}
 }
 
-func (u *upTrack) addSub(d *downTrack) {
-	u.subsMu.Lock()
-	defer u.subsMu.Unlock()
-	old := *u.subs.Load()
-	n := make([]*downTrack, len(old), len(old)+1)
-	copy(n, old)
-	n = append(n, d)
-	u.subs.Store(&n)
-}
-
-func (u *upTrack) removeSub(d *downTrack) bool {
-	u.subsMu.Lock()
-	defer u.subsMu.Unlock()
-	old := *u.subs.Load()
-	n := make([]*downTrack, 0, len(old))
-	found := false
-	for _, x := range old {
-		if x == d {
-			found = true
-			continue
-		}
-		n = append(n, x)
-	}
-	u.subs.Store(&n)
-	return found
-}
-
-func (u *upTrack) subscriberCount() int { return len(*u.subs.Load()) }
+func (u *upTrack) subscriberCount() int { return len(u.subs.load()) }
 
 // TrackInfo describes a published track.
 type TrackInfo struct {

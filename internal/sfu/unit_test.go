@@ -173,14 +173,13 @@ func fanOutFixture(tb testing.TB, n int) (*layer, *slot, []*downTrack) {
 	l := up.addLayer("", 1, 0, nil)
 	var ds []*downTrack
 	idle := &writer{wake: make(chan struct{}, 1)} // never runs: the queues alone are measured
-	idle.sinks.Store(&[]*downTrack{})
 	for i := 0; i < n; i++ {
 		pr := &prefs{}
 		pr.maxLayer.Store(2)
 		d := newDownTrack(r, up, pr, testLogger(), idle)
 		d.target.Store(l)
 		d.cur.Store(l)
-		up.addSub(d)
+		up.subs.add(d)
 		ds = append(ds, d)
 	}
 	sl := l.cache.reserve()

@@ -2,7 +2,6 @@ package sfu
 
 import (
 	"sync"
-	"sync/atomic"
 )
 
 // writer is the goroutine that drains the queues of one subscriber's sinks:
@@ -16,36 +15,13 @@ type writer struct {
 	ended chan struct{} // closed when run returns
 	once  sync.Once
 
-	mu    sync.Mutex // serializes changes of sinks
-	sinks atomic.Pointer[[]*downTrack]
+	sinks cowList[*downTrack]
 }
 
 func newWriter() *writer {
 	w := &writer{wake: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
-	w.sinks.Store(&[]*downTrack{})
 	go w.run()
 	return w
-}
-
-func (w *writer) add(d *downTrack) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	old := *w.sinks.Load()
-	n := append(append(make([]*downTrack, 0, len(old)+1), old...), d)
-	w.sinks.Store(&n)
-}
-
-func (w *writer) remove(d *downTrack) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	old := *w.sinks.Load()
-	n := make([]*downTrack, 0, len(old))
-	for _, x := range old {
-		if x != d {
-			n = append(n, x)
-		}
-	}
-	w.sinks.Store(&n)
 }
 
 // stop ends the goroutine after the write in progress (closing the
@@ -69,7 +45,7 @@ func (w *writer) run() {
 		}
 		for busy := true; busy; {
 			busy = false
-			for _, d := range *w.sinks.Load() {
+			for _, d := range w.sinks.load() {
 				if d.drain(batch[:], nacks[:]) {
 					busy = true
 				}
