@@ -48,7 +48,7 @@ type gsoRun struct {
 const (
 	gsoMax    = 32  // datagrams per GSO send
 	batchMax  = 64  // messages per sendmmsg
-	batchCap  = 512 // datagrams queued before WriteTo writes through
+	batchCap  = 512 // datagrams queued before WriteTo waits for the flusher
 	batchSize = maxPacketSize + 64
 )
 
@@ -94,8 +94,7 @@ func (b *batchConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if m.Buffers == nil {
 		m.Buffers = [][]byte{make([]byte, batchSize)}
 	}
-	m.Buffers[0] = m.Buffers[0][:cap(m.Buffers[0])]
-	m.Buffers[0] = m.Buffers[0][:copy(m.Buffers[0], p)]
+	m.Buffers[0] = m.Buffers[0][:copy(m.Buffers[0][:cap(m.Buffers[0])], p)]
 	m.Addr = addr
 	first := n == 0
 	b.mu.Unlock()
@@ -129,29 +128,32 @@ func (b *batchConn) flush() {
 	b.fill = b.spare[:0]
 	b.mu.Unlock()
 	b.room.Broadcast()
-	sent := out
 	if b.gso {
 		b.sendGSO(out)
 	} else {
 		b.send(out)
 	}
 	b.mu.Lock()
-	b.spare = sent[:0] // its messages keep their buffers for the next fill
+	b.spare = out[:0] // its messages keep their buffers for the next fill
 	b.mu.Unlock()
 }
 
-// send hands datagrams to the kernel, batchMax per system call.
-func (b *batchConn) send(ms []ipv4.Message) {
-	for len(ms) > 0 {
-		k := min(len(ms), batchMax)
-		n, err := b.bw.WriteBatch(ms[:k], 0)
+// send hands messages to the kernel, batchMax per system call, and
+// returns how many went. A datagram the kernel refuses (an unreachable
+// address) is skipped, as a failed sendto would be, so it does not lose
+// the rest; a refused GSO message stops it instead (the caller falls back).
+func (b *batchConn) send(ms []ipv4.Message) int {
+	for i := 0; i < len(ms); {
+		n, err := b.bw.WriteBatch(ms[i:i+min(len(ms)-i, batchMax)], 0)
 		if err != nil || n <= 0 {
-			// One bad datagram (an unreachable address) must not lose
-			// the rest: skip it, like a failed sendto would.
+			if len(ms[i].OOB) > 0 {
+				return i
+			}
 			n = 1
 		}
-		ms = ms[n:]
+		i += n
 	}
+	return len(ms)
 }
 
 // sendGSO sends the queue with runs to one address coalesced into single
@@ -175,7 +177,8 @@ func (b *batchConn) sendGSO(q []ipv4.Message) {
 	}
 	out := b.out[:0]
 	for _, r := range b.runs {
-		m := b.out[len(out)]
+		out = out[:len(out)+1]
+		m := &out[len(out)-1]
 		m.Buffers = m.Buffers[:0]
 		for _, x := range q[r.start:r.end] {
 			m.Buffers = append(m.Buffers, x.Buffers[0])
@@ -187,22 +190,11 @@ func (b *batchConn) sendGSO(q []ipv4.Message) {
 		} else {
 			m.OOB = m.OOB[:0]
 		}
-		b.out[len(out)] = m
-		out = append(out, m)
 	}
-	for i := 0; i < len(out); {
-		k := min(len(out)-i, batchMax)
-		n, err := b.bw.WriteBatch(out[i:i+k], 0)
-		if err != nil || n <= 0 {
-			if len(out[i].OOB) > 0 {
-				// Refused: no GSO here. Send the rest one by one.
-				b.gso = false
-				b.send(q[b.runs[i].start:])
-				return
-			}
-			n = 1 // skip one bad datagram, as a failed sendto would
-		}
-		i += n
+	if i := b.send(out); i < len(out) {
+		// Refused: no GSO here. Send the rest one by one.
+		b.gso = false
+		b.send(q[b.runs[i].start:])
 	}
 }
 
