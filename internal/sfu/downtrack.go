@@ -472,10 +472,10 @@ func (d *downTrack) close() {
 	if d.ownWriter {
 		d.w.stop()
 	}
+	d.room.sfu.retireDownTrack(d)
 	if up := d.up.Load(); up != nil {
 		up.subs.remove(d)
 	}
-	d.room.sfu.retireDownTrack(d)
 }
 
 // SinkStats are one subscription's counters.

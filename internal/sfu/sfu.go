@@ -97,56 +97,68 @@ type roomKey struct {
 	name string
 }
 
-// counters are the SFU-wide totals of what closed down-tracks and ended
-// layers counted, plus rare events. Live per-packet counters belong to
-// each layer and down-track (no core fights over a shared cache line per
-// packet) and are summed by Stats.
+// counters are the SFU-wide forwarding statistics. Per-packet counters
+// belong to each layer and down-track (no core fights over a shared cache
+// line per packet); what ended ones counted is kept in ended, and Stats
+// adds the live ones to it. The rare events are shared atomics.
 type counters struct {
 	statsMu    sync.Mutex    // orders retiring a layer or down-track against Stats
-	packets    atomic.Uint64 // RTP packets written to subscribers
-	bytes      atomic.Uint64 // payload+header bytes written to subscribers
-	dropped    atomic.Uint64 // failed writes
-	sinkDrops  atomic.Uint64 // packets dropped because a subscriber fell behind
+	ended      tally         // under statsMu
 	nacks      atomic.Uint64 // NACKed packets answered from the cache
 	nackMisses atomic.Uint64 // NACKed packets no longer in the cache
 	plis       atomic.Uint64 // keyframe requests sent to publishers
-	received   atomic.Uint64 // RTP packets read from publishers
+}
+
+// tally sums layers' and down-tracks' counters.
+type tally struct {
+	received  uint64 // RTP packets read from publishers
+	forwarded uint64 // RTP packets written to subscribers
+	bytes     uint64 // payload+header bytes written to subscribers
+	errors    uint64 // failed writes
+	sinkDrops uint64 // packets dropped because a subscriber fell behind
 	// fanout[i] counts packets whose fan-out to all subscribers' queues
 	// took [2^i, 2^(i+1)) microseconds (bucket 0 also holds < 1 µs).
-	fanout [fanoutBuckets]atomic.Uint64
+	fanout [fanoutBuckets]uint64
 }
 
 const fanoutBuckets = 24
+
+func (t *tally) addLayer(l *layer) {
+	t.received += l.received.Load()
+	for i := range l.fanout {
+		t.fanout[i] += l.fanout[i].Load()
+	}
+}
+
+func (t *tally) addSink(st SinkStats) {
+	t.forwarded += st.Packets
+	t.bytes += st.Bytes
+	t.errors += st.Errors
+	t.sinkDrops += st.Drops
+}
 
 // retireLayer moves an ended layer's counters into the totals.
 func (s *SFU) retireLayer(l *layer) {
 	c := &s.counters
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	if l.retired {
-		return
-	}
-	l.retired = true
-	c.received.Add(l.received.Load())
-	for i := range l.fanout {
-		c.fanout[i].Add(l.fanout[i].Load())
+	if !l.retired {
+		l.retired = true
+		c.ended.addLayer(l)
 	}
 }
 
 // retireDownTrack moves a closed down-track's counters into the totals.
+// It comes before the down-track leaves its track's list, so that Stats
+// always counts it once: live (in the list) or retired.
 func (s *SFU) retireDownTrack(d *downTrack) {
 	c := &s.counters
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	if d.retired {
-		return
+	if !d.retired {
+		d.retired = true
+		c.ended.addSink(d.stats())
 	}
-	d.retired = true
-	st := d.stats()
-	c.packets.Add(st.Packets)
-	c.bytes.Add(st.Bytes)
-	c.dropped.Add(st.Errors)
-	c.sinkDrops.Add(st.Drops)
 }
 
 // tcpWriteTimeout bounds one write to an ICE-TCP connection. pion sets no
@@ -455,46 +467,26 @@ func (s *SFU) Stats() Stats {
 	c := &s.counters
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	st := Stats{
-		Rooms:        len(rooms),
-		Received:     c.received.Load(),
-		Forwarded:    c.packets.Load(),
-		Bytes:        c.bytes.Load(),
-		Dropped:      c.dropped.Load(),
-		SinkDrops:    c.sinkDrops.Load(),
-		NACKAnswered: c.nacks.Load(),
-		NACKMissed:   c.nackMisses.Load(),
-		PLIs:         c.plis.Load(),
-		FanOutHist:   make([]uint64, fanoutBuckets),
-	}
-	for i := range st.FanOutHist {
-		st.FanOutHist[i] = c.fanout[i].Load()
-	}
+	st := Stats{Rooms: len(rooms), NACKAnswered: c.nacks.Load(), NACKMissed: c.nackMisses.Load(), PLIs: c.plis.Load()}
+	t := c.ended
 	for _, r := range rooms {
 		st.Participants += len(r.Participants())
-		for _, t := range r.tracks() {
+		for _, u := range r.tracks() {
 			st.Tracks++
-			for _, l := range *t.layersPtr.Load() {
-				if l.retired {
-					continue
-				}
-				st.Received += l.received.Load()
-				for i := range l.fanout {
-					st.FanOutHist[i] += l.fanout[i].Load()
+			for _, l := range *u.layersPtr.Load() {
+				if !l.retired {
+					t.addLayer(l)
 				}
 			}
-			for _, d := range t.subs.load() {
-				if d.retired {
-					continue
+			for _, d := range u.subs.load() {
+				if !d.retired {
+					st.DownTracks++
+					t.addSink(d.stats())
 				}
-				st.DownTracks++
-				ds := d.stats()
-				st.Forwarded += ds.Packets
-				st.Bytes += ds.Bytes
-				st.Dropped += ds.Errors
-				st.SinkDrops += ds.Drops
 			}
 		}
 	}
+	st.Received, st.Forwarded, st.Bytes, st.Dropped, st.SinkDrops = t.received, t.forwarded, t.bytes, t.errors, t.sinkDrops
+	st.FanOutHist = append([]uint64(nil), t.fanout[:]...)
 	return st
 }
