@@ -102,6 +102,14 @@ func (c *Config) Validate() error {
 			bad("%s: %q is not host:port or off: %v", a.name, a.v, err)
 		}
 	}
+	if c.Pprof != "" && c.Pprof != "off" {
+		// The profiler has no authentication: it may only listen on loopback.
+		host, _, err := net.SplitHostPort(c.Pprof)
+		ip, perr := netip.ParseAddr(host)
+		if err != nil || (host != "localhost" && (perr != nil || !ip.IsLoopback())) {
+			bad("pprof: %q must be a loopback host:port (127.0.0.1:6060, [::1]:6060, localhost:6060) or off", c.Pprof)
+		}
+	}
 	if c.PublicIP != "" {
 		if _, err := netip.ParseAddr(c.PublicIP); err != nil {
 			bad("public-ip: %q is not an IP address", c.PublicIP)

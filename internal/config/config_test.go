@@ -22,6 +22,11 @@ func TestDefaultsAreValid(t *testing.T) {
 }
 
 func TestPrecedenceFileEnvFlag(t *testing.T) {
+	for _, ok := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:0", "off"} {
+		if _, err := Load([]string{"--pprof", ok}, noEnv, io.Discard); err != nil {
+			t.Errorf("--pprof %s refused: %v", ok, err)
+		}
+	}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "p.yaml")
 	os.WriteFile(file, []byte("room_capacity: 3\nhttp: \":9000\"\nturn_allow_peers: [\"127.0.0.0/8\"]\nrooms:\n  big:\n    capacity: 50\n    mode: sfu\nping_interval: 2s\n"), 0o600)
@@ -45,10 +50,17 @@ func TestBadInputIsReported(t *testing.T) {
 		{"--ping-interval", "banana"},
 		{"--no-such-flag"},
 		{"--tls-cert", "a"},
+		{"--pprof", ":6060"},          // every interface: the profiler has no auth
+		{"--pprof", "192.0.2.1:6060"}, // not loopback
 	}
 	for _, args := range cases {
 		if _, err := Load(args, noEnv, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
+		}
+	}
+	for _, ok := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:0", "off"} {
+		if _, err := Load([]string{"--pprof", ok}, noEnv, io.Discard); err != nil {
+			t.Errorf("--pprof %s refused: %v", ok, err)
 		}
 	}
 	dir := t.TempDir()

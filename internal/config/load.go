@@ -106,7 +106,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Var(&cfg.SessionIdle, "session-idle", "HTTP sessions idle longer than this are closed")
 	fs.StringVar(&cfg.MediaUDP, "media-udp", cfg.MediaUDP, "SFU media UDP `address` (one port for all sessions)")
 	fs.StringVar(&cfg.MediaTCP, "media-tcp", cfg.MediaTCP, "SFU media ICE-TCP `address`, or off")
-	fs.StringVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler (/debug/pprof/) on this `address`; keep it on loopback; off by default")
+	fs.StringVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler (/debug/pprof/) on this loopback `address`; off by default")
 	fs.BoolVar(&cfg.MediaNoBatch, "media-no-batch", cfg.MediaNoBatch, "send each media datagram with its own system call instead of batching (sendmmsg); for comparison")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	return fs

@@ -12,7 +12,8 @@ import (
 
 // startPprof serves Go's profiler on its own listener (--pprof ADDR), apart
 // from the public port; off by default. It is for operators and the load
-// tools ("where does the CPU go"), so bind it to loopback.
+// tools ("where does the CPU go"); it has no authentication, so the config
+// admits only loopback addresses, and its requests are bounded in time.
 func (s *Server) startPprof(ctx context.Context) error {
 	if s.cfg.Pprof == "" || s.cfg.Pprof == "off" {
 		return nil
@@ -26,7 +27,13 @@ func (s *Server) startPprof(ctx context.Context) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.pprofSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.pprofSrv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      2 * time.Minute, // a CPU profile may ask for up to this many seconds
+		IdleTimeout:       time.Minute,
+	}
 	go func() {
 		if err := s.pprofSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("pprof server stopped", "err", err)
