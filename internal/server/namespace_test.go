@@ -9,6 +9,8 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/server"
+	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/whip"
 )
@@ -50,21 +52,12 @@ func TestNamespacesDoNotMix(t *testing.T) {
 	defer pub.Close(context.Background())
 	go sendKeyframes(stop, streamTrack)
 	got := make(chan string, 4)
-	var viewer *whip.Session
-	for viewer == nil {
-		viewer, err = whip.Play(ctx, srv.URL()+"/whep/team", whip.Options{API: api, OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-			got <- tr.StreamID()
-		}})
-		if err != nil && status(t, nil, err) != 404 {
-			t.Fatal(err)
-		}
-		if err != nil {
-			select { // the stream's tracks appear with its first packets
-			case <-ctx.Done():
-				t.Fatal("the stream never went live")
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+	waitLive(ctx, t, srv, sfu.Streams, "team")
+	viewer, err := whip.Play(ctx, srv.URL()+"/whep/team", whip.Options{API: api, OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		got <- tr.StreamID()
+	}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer viewer.Close(context.Background())
 	select {
@@ -75,10 +68,15 @@ func TestNamespacesDoNotMix(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the stream's viewer got no track")
 	}
+	// The call still has a's track alone, and its member got nothing new.
+	call, _ := srv.SFU().LookupRoom(sfu.Calls, "team")
+	if ts := call.Tracks(); len(ts) != 1 || ts[0].Publisher != a.id {
+		t.Fatalf("the call's tracks: %+v", ts)
+	}
 	select {
 	case tr := <-b.got:
 		t.Fatalf("a call member got a track from the stream: %s", tr.StreamID())
-	case <-time.After(300 * time.Millisecond):
+	default:
 	}
 
 	// A show's audio: the show endpoint has it, the public one does not.
@@ -101,23 +99,24 @@ func TestNamespacesDoNotMix(t *testing.T) {
 			audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: uint32(seq) * 960}, Payload: []byte{0xf8, 0xff, 0xfe}})
 		}
 	}()
-	var screen *whip.Session
-	for screen == nil {
-		screen, err = whip.Play(ctx, srv.URL()+"/api/show-media/whep/show-party", whip.Options{API: api, Kinds: []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}})
-		if err != nil && status(t, nil, err) != 404 {
-			t.Fatal(err)
-		}
-		if err != nil {
-			select {
-			case <-ctx.Done():
-				t.Fatal("the show's audio never went live")
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+	waitLive(ctx, t, srv, sfu.Shows, "show-party")
+	screen, err := whip.Play(ctx, srv.URL()+"/api/show-media/whep/show-party", whip.Options{API: api, Kinds: []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	screen.Close(context.Background())
 	if _, err := whip.Play(ctx, srv.URL()+"/whep/show-party", whip.Options{API: api}); status(t, nil, err) != 404 {
 		t.Fatalf("WHEP reached a show's audio: %v", err)
+	}
+}
+
+// waitLive waits until the stream's publisher has a track (tracks appear
+// with their first packets), so that a viewer finds it live.
+func waitLive(ctx context.Context, t *testing.T, srv *server.Server, ns sfu.Namespace, name string) {
+	t.Helper()
+	room, ok := srv.SFU().LookupRoom(ns, name)
+	if !ok || room.WaitTracks(ctx, 1) < 1 {
+		t.Fatalf("%s %s never went live", ns, name)
 	}
 }
 
