@@ -6,6 +6,8 @@ package benchsrv
 import (
 	"context"
 	"log/slog"
+	"net/netip"
+	"net/url"
 
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/server"
@@ -65,4 +67,19 @@ func StartConfig(ctx context.Context, cfg config.Config, log *slog.Logger) (*ser
 		return nil, err
 	}
 	return srv, nil
+}
+
+// LoopbackURL reports whether u is a URL of a loopback host (127.0.0.0/8,
+// ::1, localhost): the load tools send traffic only there.
+func LoopbackURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h := p.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
 }

@@ -299,7 +299,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			o.ServerPID = os.Getpid()
 		}
 	}
-	if !strings.HasPrefix(o.URL, "http://127.0.0.1") && !strings.HasPrefix(o.URL, "http://[::1]") && !strings.HasPrefix(o.URL, "http://localhost") {
+	if !benchsrv.LoopbackURL(o.URL) {
 		return res, fmt.Errorf("fanout: refusing non-loopback URL %q", o.URL)
 	}
 	frames, err := videoSource(o.Video, o.VideoBitrate)

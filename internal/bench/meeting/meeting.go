@@ -130,15 +130,6 @@ func (o *Options) defaults() {
 	}
 }
 
-func loopbackURL(u string) bool {
-	for _, p := range []string{"http://127.0.0.1:", "http://[::1]:", "http://localhost:"} {
-		if strings.HasPrefix(u, p) {
-			return true
-		}
-	}
-	return false
-}
-
 // Run performs one measurement.
 func Run(ctx context.Context, o Options) (Result, error) {
 	o.defaults()
@@ -161,7 +152,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			o.ServerPID = os.Getpid()
 		}
 	}
-	if !loopbackURL(o.URL) {
+	if !benchsrv.LoopbackURL(o.URL) {
 		return res, fmt.Errorf("meeting: refusing non-loopback URL %q", o.URL)
 	}
 	api, err := newAPI()

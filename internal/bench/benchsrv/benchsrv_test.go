@@ -1,0 +1,20 @@
+package benchsrv
+
+import "testing"
+
+func TestLoopbackURL(t *testing.T) {
+	for u, want := range map[string]bool{
+		"http://127.0.0.1:8080":           true,
+		"http://127.3.4.5:1":              true,
+		"http://[::1]:8080":               true,
+		"http://localhost:8080":           true,
+		"http://127.0.0.1.example.com:80": false,
+		"http://192.0.2.1:8080":           false,
+		"http://[2001:db8::1]:8080":       false,
+		"::nope":                          false,
+	} {
+		if got := LoopbackURL(u); got != want {
+			t.Errorf("LoopbackURL(%q) = %v, want %v", u, got, want)
+		}
+	}
+}
