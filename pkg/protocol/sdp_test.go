@@ -42,3 +42,24 @@ func TestSDPDeflateBounded(t *testing.T) {
 		t.Fatalf("inflating past MaxSDP: %v", err)
 	}
 }
+
+// FuzzSDPText: whatever a client sends as compact SDP, inflating it never
+// panics, never returns more than MaxSDP bytes, and what DeflateSDP makes
+// comes back unchanged.
+func FuzzSDPText(f *testing.F) {
+	f.Add("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n", "")
+	f.Add("", "not base64")
+	f.Add("", "AAAA")
+	f.Fuzz(func(t *testing.T, text, deflate string) {
+		if len(text) <= MaxSDP {
+			got, err := DeflateSDP("offer", text).Text()
+			if err != nil || got != text {
+				t.Fatalf("round trip: %q, %v", got, err)
+			}
+		}
+		got, err := SDP{Type: "offer", Deflate: deflate}.Text()
+		if err == nil && len(got) > MaxSDP {
+			t.Fatalf("inflated to %d bytes", len(got))
+		}
+	})
+}
