@@ -103,7 +103,7 @@ func (s *Server) verifyShowStream(r *http.Request, stream string, publish bool) 
 
 // verifyStream checks a WHIP/WHEP bearer token when auth is on.
 func (s *Server) verifyStream(r *http.Request, stream string, publish bool) error {
-	if len(s.authSecret) == 0 {
+	if s.auth == nil {
 		return nil
 	}
 	c, err := s.requestClaims(r, false)

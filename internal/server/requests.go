@@ -28,7 +28,7 @@ func (s *Server) requestClaims(r *http.Request, query bool) (auth.Claims, error)
 		}
 		return auth.Claims{}, errors.New("a Bearer token is required")
 	}
-	c, err := auth.Verify(s.authSecret, tok, time.Now())
+	c, err := s.auth.Verify(tok, time.Now())
 	if err != nil {
 		return c, fmt.Errorf("token: %w", err)
 	}

@@ -45,7 +45,7 @@ type Server struct {
 	shows      *show.Registry // light shows (show.go)
 	bridge     *sfusignal.Bridge
 	turnSecret []byte
-	authSecret []byte
+	auth       *auth.Verifier // nil when auth is off
 	mux        *http.ServeMux
 
 	httpSrv *http.Server
@@ -65,7 +65,14 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms),
-		authSecret: []byte(cfg.AuthSecret), serveDone: make(chan struct{})}
+		serveDone: make(chan struct{})}
+	if cfg.AuthSecret != "" {
+		v, err := auth.NewVerifier(auth.Keys{Secret: []byte(cfg.AuthSecret)})
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		s.auth = v
+	}
 	s.metrics.RegisterRuntime()
 	s.turnSecret = []byte(cfg.TURNSecret)
 	if len(s.turnSecret) == 0 {
@@ -80,7 +87,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Media:      media,
 		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
 		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
-		AuthSecret: s.authSecret, AllowOrigins: cfg.AllowOrigins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
+		Auth: s.auth, AllowOrigins: cfg.AllowOrigins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
 		ICEServers: s.iceServers, Rooms: s.rooms, Metrics: s.metrics, Logger: log,
 	})
 	s.mux = s.routes()
@@ -127,7 +134,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.startPprof(ctx); err != nil {
 		s.log.Error("profiler not started", "err", err)
 	}
-	if len(s.authSecret) == 0 {
+	if s.auth == nil {
 		s.log.Warn("no --auth-secret: rooms are open to anyone who can reach this server")
 	}
 	return nil

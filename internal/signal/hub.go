@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
@@ -19,15 +20,15 @@ import (
 
 // Options configure a Hub. Zero values are replaced by safe defaults.
 type Options struct {
-	MaxMessage   int           // bytes per message (default 64 KiB)
-	RateLimit    float64       // messages/s sustained per connection (default 50)
-	RateBurst    int           // burst size (default 200)
-	Outbox       int           // queued messages per member before it is cut off (default 256)
-	PingInterval time.Duration // WebSocket keepalive (default 5 s)
-	PollTimeout  time.Duration // long-poll wait (default 25 s)
-	SessionIdle  time.Duration // HTTP sessions idle longer are reaped (default 60 s)
-	MaxSessions  int           // connections of both kinds at once (default 100000)
-	AuthSecret   []byte        // when set, join needs a token
+	MaxMessage   int            // bytes per message (default 64 KiB)
+	RateLimit    float64        // messages/s sustained per connection (default 50)
+	RateBurst    int            // burst size (default 200)
+	Outbox       int            // queued messages per member before it is cut off (default 256)
+	PingInterval time.Duration  // WebSocket keepalive (default 5 s)
+	PollTimeout  time.Duration  // long-poll wait (default 25 s)
+	SessionIdle  time.Duration  // HTTP sessions idle longer are reaped (default 60 s)
+	MaxSessions  int            // connections of both kinds at once (default 100000)
+	Auth         *auth.Verifier // when set, join needs a token
 	// AllowOrigins are host patterns of other sites whose pages may use
 	// the WebSocket and HTTP transports (same-origin pages always may).
 	AllowOrigins []string

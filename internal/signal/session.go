@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -156,8 +155,8 @@ func (s *session) join(m protocol.Message) {
 		return
 	}
 	name := m.Name
-	if len(h.opts.AuthSecret) > 0 {
-		claims, err := auth.Verify(h.opts.AuthSecret, m.Token, h.opts.Now())
+	if h.opts.Auth != nil {
+		claims, err := h.opts.Auth.Verify(m.Token, h.opts.Now())
 		switch {
 		case m.Token == "":
 			s.sendError(protocol.CodeUnauthorized, "this server needs a token to join")

@@ -345,7 +345,11 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 
 func TestTokens(t *testing.T) {
 	secret := []byte("topsecret")
-	_, url := newHub(t, signal.Options{AuthSecret: secret})
+	v, err := auth.NewVerifier(auth.Keys{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, url := newHub(t, signal.Options{Auth: v})
 	now := time.Now()
 	good, _ := auth.NewToken(secret, "team-*", "alice", auth.AllGrants, time.Hour, now)
 	expired, _ := auth.NewToken(secret, "team-*", "alice", auth.AllGrants, time.Hour, now.Add(-2*time.Hour))
