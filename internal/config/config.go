@@ -16,37 +16,55 @@ import (
 
 // Config is everything a Parley server needs to start.
 type Config struct {
-	HTTP          string                `yaml:"http"`              // HTTP listen address
-	TURN          string                `yaml:"turn"`              // STUN/TURN UDP+TCP listen address, or "off"
-	PublicIP      string                `yaml:"public_ip"`         // announced in relay addresses and ICE
-	TURNSecret    string                `yaml:"turn_secret"`       // TURN REST shared secret; random per start if empty
-	TURNAllow     []string              `yaml:"turn_allow_peers"`  // CIDRs relaying may reach despite the deny list
-	TURNQuota     int                   `yaml:"turn_quota"`        // allocations per user
-	TURNTTL       Duration              `yaml:"turn_ttl"`          // lifetime of handed-out TURN credentials
-	TURNExternal  []string              `yaml:"turn_urls"`         // announce these URLs instead of the embedded server
-	TURNSockets   int                   `yaml:"turn_sockets"`      // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
-	TURNBuffer    int                   `yaml:"turn_buffer"`       // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
-	SFUCapacity   int                   `yaml:"sfu_room_capacity"` // members per server-routed room
-	RoomCapacity  int                   `yaml:"room_capacity"`
-	Rooms         map[string]RoomConfig `yaml:"rooms"` // per-room overrides
-	MaxRooms      int                   `yaml:"max_rooms"`
-	AllowOrigins  []string              `yaml:"allow_origins"` // other sites' origins that may use /ws and /api/session
-	AuthSecret    string                `yaml:"auth_secret"`
-	TLSCert       string                `yaml:"tls_cert"`
-	TLSKey        string                `yaml:"tls_key"`
-	TLSSelfSigned bool                  `yaml:"tls_self_signed"`
-	MaxMessage    int                   `yaml:"max_message"`    // bytes per signaling message
-	RateLimit     float64               `yaml:"rate_limit"`     // messages per second per connection (sustained)
-	RateBurst     int                   `yaml:"rate_burst"`     // messages allowed in a burst
-	Outbox        int                   `yaml:"outbox"`         // queued messages per member before it is cut off
-	PingInterval  Duration              `yaml:"ping_interval"`  // WebSocket keepalive; dead peers are dropped after 2 intervals
-	PollTimeout   Duration              `yaml:"poll_timeout"`   // long-poll wait
-	SessionIdle   Duration              `yaml:"session_idle"`   // HTTP sessions idle longer are reaped
-	MediaUDP      string                `yaml:"media_udp"`      // SFU ICE UDP mux address
-	MediaTCP      string                `yaml:"media_tcp"`      // SFU ICE TCP mux address ("off" disables)
-	Pprof         string                `yaml:"pprof"`          // Go profiler listen address ("" = off)
-	MediaNoBatch  bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
-	LogLevel      string                `yaml:"log_level"`
+	HTTP           string                `yaml:"http"`              // HTTP listen address
+	TURN           string                `yaml:"turn"`              // STUN/TURN UDP+TCP listen address, or "off"
+	PublicIP       string                `yaml:"public_ip"`         // announced in relay addresses and ICE
+	TURNSecret     string                `yaml:"turn_secret"`       // TURN REST shared secret; random per start if empty
+	TURNAllow      []string              `yaml:"turn_allow_peers"`  // CIDRs relaying may reach despite the deny list
+	TURNQuota      int                   `yaml:"turn_quota"`        // allocations per user
+	TURNTTL        Duration              `yaml:"turn_ttl"`          // lifetime of handed-out TURN credentials
+	TURNExternal   []string              `yaml:"turn_urls"`         // announce these URLs instead of the embedded server
+	TURNSockets    int                   `yaml:"turn_sockets"`      // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
+	TURNBuffer     int                   `yaml:"turn_buffer"`       // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
+	SFUCapacity    int                   `yaml:"sfu_room_capacity"` // members per server-routed room
+	RoomCapacity   int                   `yaml:"room_capacity"`
+	Rooms          map[string]RoomConfig `yaml:"rooms"` // per-room overrides
+	MaxRooms       int                   `yaml:"max_rooms"`
+	AllowOrigins   []string              `yaml:"allow_origins"` // other sites' origins that may use /ws and /api/session
+	AuthSecret     string                `yaml:"auth_secret"`
+	AuthSecretFile string                `yaml:"auth_secret_file"` // read AuthSecret from this file
+	AuthPublicKey  string                `yaml:"auth_public_key"`  // PEM file of ES256/Ed25519 public keys tokens may be signed for
+	AuthJWKS       string                `yaml:"auth_jwks"`        // JWKS file of public keys tokens may be signed for
+	TURNSecretFile string                `yaml:"turn_secret_file"` // read TURNSecret from this file
+	PublicHost     []string              `yaml:"public_host"`      // host names the server is reached at (same-origin checks)
+	TrustedProxies []string              `yaml:"trusted_proxies"`  // CIDRs whose X-Forwarded-For / Forwarded name the client
+	Ops            string                `yaml:"ops"`              // operations listener (/metrics, status, management APIs), or off
+	MaxSessions    int                   `yaml:"max_sessions"`     // signaling connections at once
+	ConnsPerIP     int                   `yaml:"conns_per_ip"`     // signaling connections per client address
+	RoomsPerIP     int                   `yaml:"rooms_per_ip"`     // rooms one client address may create per minute
+	JoinTimeout    Duration              `yaml:"join_timeout"`     // a connection that has not joined a room by then is closed
+	OutboxBytes    int                   `yaml:"outbox_bytes"`     // bytes queued for a member before it is cut off
+	ByteRate       int                   `yaml:"byte_rate"`        // signaling bytes per second per connection (sustained)
+	ByteBurst      int                   `yaml:"byte_burst"`       // signaling bytes allowed in a burst
+	BodyTimeout    Duration              `yaml:"body_timeout"`     // time to read an HTTP request body
+	PendingPerIP   int                   `yaml:"pending_per_ip"`   // WHIP/WHEP sessions per client address still connecting
+	ICETimeout     Duration              `yaml:"ice_timeout"`      // a WHIP/WHEP session not connected by then is dropped
+	TURNPerIP      int                   `yaml:"turn_per_ip"`      // TURN allocations per client address, across usernames
+	TLSCert        string                `yaml:"tls_cert"`
+	TLSKey         string                `yaml:"tls_key"`
+	TLSSelfSigned  bool                  `yaml:"tls_self_signed"`
+	MaxMessage     int                   `yaml:"max_message"`    // bytes per signaling message
+	RateLimit      float64               `yaml:"rate_limit"`     // messages per second per connection (sustained)
+	RateBurst      int                   `yaml:"rate_burst"`     // messages allowed in a burst
+	Outbox         int                   `yaml:"outbox"`         // queued messages per member before it is cut off
+	PingInterval   Duration              `yaml:"ping_interval"`  // WebSocket keepalive; dead peers are dropped after 2 intervals
+	PollTimeout    Duration              `yaml:"poll_timeout"`   // long-poll wait
+	SessionIdle    Duration              `yaml:"session_idle"`   // HTTP sessions idle longer are reaped
+	MediaUDP       string                `yaml:"media_udp"`      // SFU ICE UDP mux address
+	MediaTCP       string                `yaml:"media_tcp"`      // SFU ICE TCP mux address ("off" disables)
+	Pprof          string                `yaml:"pprof"`          // Go profiler listen address ("" = off)
+	MediaNoBatch   bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
+	LogLevel       string                `yaml:"log_level"`
 }
 
 // RoomConfig overrides settings for one named room.
@@ -61,7 +79,7 @@ func Default() Config {
 		HTTP:         ":8080",
 		TURN:         ":3478",
 		TURNQuota:    10,
-		TURNTTL:      Duration(12 * time.Hour),
+		TURNTTL:      Duration(10 * time.Minute),
 		RoomCapacity: 16,
 		SFUCapacity:  50,
 		// Broadcast chat rooms (chat.<stream>) hold a broadcast's viewers.
@@ -77,6 +95,18 @@ func Default() Config {
 		MediaUDP:     ":8443",
 		MediaTCP:     ":8443",
 		LogLevel:     "info",
+		Ops:          "127.0.0.1:9090",
+		MaxSessions:  100000,
+		ConnsPerIP:   200,
+		RoomsPerIP:   60,
+		JoinTimeout:  Duration(10 * time.Second),
+		OutboxBytes:  1 << 20,
+		ByteRate:     256 << 10,
+		ByteBurst:    1 << 20,
+		BodyTimeout:  Duration(10 * time.Second),
+		PendingPerIP: 10,
+		ICETimeout:   Duration(10 * time.Second),
+		TURNPerIP:    32,
 	}
 }
 
@@ -124,7 +154,10 @@ func (c *Config) Validate() error {
 		name string
 		v    int
 	}{{"room-capacity", c.RoomCapacity}, {"sfu-room-capacity", c.SFUCapacity}, {"max-rooms", c.MaxRooms}, {"max-message", c.MaxMessage},
-		{"rate-burst", c.RateBurst}, {"outbox", c.Outbox}, {"turn-quota", c.TURNQuota}}
+		{"rate-burst", c.RateBurst}, {"outbox", c.Outbox}, {"turn-quota", c.TURNQuota},
+		{"max-sessions", c.MaxSessions}, {"conns-per-ip", c.ConnsPerIP}, {"rooms-per-ip", c.RoomsPerIP},
+		{"outbox-bytes", c.OutboxBytes}, {"byte-rate", c.ByteRate}, {"byte-burst", c.ByteBurst},
+		{"pending-per-ip", c.PendingPerIP}, {"turn-per-ip", c.TURNPerIP}}
 	for _, p := range positive {
 		if p.v <= 0 {
 			bad("%s: must be > 0, got %d", p.name, p.v)
@@ -132,6 +165,19 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMessage > 16<<20 {
 		bad("max-message: %d is over the 16 MiB ceiling", c.MaxMessage)
+	}
+	if c.ByteBurst < c.MaxMessage {
+		bad("byte-burst: %d is smaller than max-message %d (a largest message could never be sent)", c.ByteBurst, c.MaxMessage)
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(p)); err != nil {
+			bad("trusted-proxies: %q is not a CIDR", p)
+		}
+	}
+	if c.Ops != "" && c.Ops != "off" {
+		if _, _, err := net.SplitHostPort(c.Ops); err != nil {
+			bad("ops: %q is not host:port or off: %v", c.Ops, err)
+		}
 	}
 	if c.TURNSockets < 0 || c.TURNSockets > 64 {
 		bad("turn-sockets: must be 0..64, got %d", c.TURNSockets)
@@ -142,7 +188,8 @@ func (c *Config) Validate() error {
 	durations := []struct {
 		name string
 		v    Duration
-	}{{"turn-ttl", c.TURNTTL}, {"ping-interval", c.PingInterval}, {"poll-timeout", c.PollTimeout}, {"session-idle", c.SessionIdle}}
+	}{{"turn-ttl", c.TURNTTL}, {"ping-interval", c.PingInterval}, {"poll-timeout", c.PollTimeout}, {"session-idle", c.SessionIdle},
+		{"join-timeout", c.JoinTimeout}, {"body-timeout", c.BodyTimeout}, {"ice-timeout", c.ICETimeout}}
 	for _, d := range durations {
 		if d.v <= 0 {
 			bad("%s: must be > 0", d.name)

@@ -16,7 +16,7 @@ func TestDefaultsAreValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTP != ":8080" || c.TURN != ":3478" || c.RoomCapacity != 16 || c.TURNTTL.D() != 12*time.Hour {
+	if c.HTTP != ":8080" || c.TURN != ":3478" || c.RoomCapacity != 16 || c.TURNTTL.D() != 10*time.Minute {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

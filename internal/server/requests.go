@@ -3,11 +3,14 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/signal"
 	"github.com/parley/parley/pkg/protocol"
@@ -39,4 +42,22 @@ func (s *Server) requestClaims(r *http.Request, query bool) (auth.Claims, error)
 // member (WHIP, WHEP, show pages): the TURN user is prefix plus a random ID.
 func (s *Server) requestICEServers(r *http.Request, prefix string) []protocol.ICEServer {
 	return s.iceServers(signal.HostOf(r), prefix+room.NewID())
+}
+
+// ownOrigins is the origin policy: the server's own names (the HTTP
+// listener's host, every interface address when it listens on all of
+// them, --public-ip, --public-host) and the --allow-origins patterns.
+// The TLS certificate's names are added when it is loaded.
+func ownOrigins(cfg config.Config) *origin.Policy {
+	p := origin.New(cfg.PublicHost, cfg.AllowOrigins)
+	if cfg.PublicIP != "" {
+		p.AddHost(cfg.PublicIP)
+	}
+	host, _, _ := net.SplitHostPort(cfg.HTTP)
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		p.AddInterfaceAddrs()
+	} else {
+		p.AddHost(host)
+	}
+	return p
 }

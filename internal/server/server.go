@@ -20,6 +20,7 @@ import (
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/metrics"
+	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
@@ -46,6 +47,7 @@ type Server struct {
 	bridge     *sfusignal.Bridge
 	turnSecret []byte
 	auth       *auth.Verifier // nil when auth is off
+	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
 	mux        *http.ServeMux
 
 	httpSrv *http.Server
@@ -74,6 +76,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		s.auth = v
 	}
 	s.metrics.RegisterRuntime()
+	s.origins = ownOrigins(cfg)
 	s.turnSecret = []byte(cfg.TURNSecret)
 	if len(s.turnSecret) == 0 {
 		s.turnSecret = make([]byte, 32)
@@ -87,7 +90,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Media:      media,
 		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
 		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
-		Auth: s.auth, AllowOrigins: cfg.AllowOrigins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
+		Auth: s.auth, Origins: s.origins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
 		ICEServers: s.iceServers, Rooms: s.rooms, Metrics: s.metrics, Logger: log,
 	})
 	s.mux = s.routes()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -20,6 +21,13 @@ func (s *Server) tlsConfig() (*tls.Config, error) {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
+		}
+		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+			for _, n := range leaf.DNSNames { // the certificate's names are the server's own
+				if !strings.Contains(n, "*") {
+					s.origins.AddHost(n)
+				}
+			}
 		}
 		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 	case s.cfg.TLSSelfSigned:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/metrics"
+	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -29,9 +30,9 @@ type Options struct {
 	SessionIdle  time.Duration  // HTTP sessions idle longer are reaped (default 60 s)
 	MaxSessions  int            // connections of both kinds at once (default 100000)
 	Auth         *auth.Verifier // when set, join needs a token
-	// AllowOrigins are host patterns of other sites whose pages may use
-	// the WebSocket and HTTP transports (same-origin pages always may).
-	AllowOrigins []string
+	// Origins says which web pages may use the WebSocket and HTTP
+	// transports (nil: only the loopback names' pages and non-browsers).
+	Origins *origin.Policy
 
 	// Mode and Capacity give a new room's settings; Mode returns "" when the
 	// room is not configured, and then the join's own mode (or p2p) is used.
@@ -74,6 +75,9 @@ func (o *Options) fill() {
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 100000
+	}
+	if o.Origins == nil {
+		o.Origins = origin.New(nil, nil)
 	}
 	if o.Capacity == nil {
 		o.Capacity = func(string, string) int { return 16 }

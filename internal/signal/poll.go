@@ -7,8 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
-	"path"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -35,8 +33,8 @@ const maxPollBatch = 256
 //	DELETE /api/session/{id}         leave and close -> 204
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if origin := r.Header.Get("Origin"); origin != "" {
-		if !originAllowed(origin, r.Host, h.opts.AllowOrigins) {
-			httpError(w, http.StatusForbidden, protocol.CodeForbidden, "pages from "+origin+" may not use this server (see --allow-origins)")
+		if !h.opts.Origins.Allowed(origin) {
+			httpError(w, http.StatusForbidden, protocol.CodeForbidden, "pages from "+origin+" may not use this server (see --public-host and --allow-origins)")
 			return
 		}
 		w.Header().Set("Access-Control-Allow-Origin", origin)
@@ -223,29 +221,6 @@ func (h *Hub) reapIdlePolls() {
 			h.dropPoll(p)
 		}
 	}
-}
-
-// originAllowed applies the same rule as the WebSocket handshake: the
-// page's own host, or one of the patterns (matched against the host, or
-// against scheme://host when the pattern has a scheme).
-func originAllowed(origin, host string, patterns []string) bool {
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, host) {
-		return true
-	}
-	for _, p := range patterns {
-		target := u.Host
-		if strings.Contains(p, "://") {
-			target = u.Scheme + "://" + u.Host
-		}
-		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
-			return true
-		}
-	}
-	return false
 }
 
 func httpError(w http.ResponseWriter, status int, code, msg string) {

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/signal"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
@@ -414,10 +415,10 @@ func TestShutdownSendsCloseFrame(t *testing.T) {
 }
 
 func TestCrossOriginNeedsAllowOrigins(t *testing.T) {
-	_, url := newHub(t, signal.Options{AllowOrigins: []string{"app.example.org"}})
+	_, url := newHub(t, signal.Options{Origins: origin.New(nil, []string{"app.example.org"})})
 	ctx := context.Background()
 	wsURL := "ws" + strings.TrimPrefix(url, "http") + "/ws"
-	for origin, ok := range map[string]bool{"https://app.example.org": true, "https://evil.example.com": false} {
+	for origin, ok := range map[string]bool{"https://app.example.org": true, "https://evil.example.com": false, "http://127.0.0.1:1": true} {
 		c, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
 		if (err == nil) != ok {
 			t.Errorf("WebSocket from %s: err %v", origin, err)
