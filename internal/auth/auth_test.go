@@ -92,6 +92,25 @@ func TestNameClaimAndTimes(t *testing.T) {
 	if _, err := Mint(testSecret, Claims{Room: "r"}); err == nil {
 		t.Fatal("minted a token without exp")
 	}
+	// Other minting libraries may write times with fractions.
+	frac, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"room": "r", "sub": "u",
+		"iat": float64(now.Unix()) + 0.25, "exp": float64(now.Unix()) + 60.75}).SignedString(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := v.Verify(frac, now); err != nil || c.ExpiresAt != now.Unix()+60 || c.IssuedAt != now.Unix() {
+		t.Fatalf("fractional times: %+v %v", c, err)
+	}
+	for _, bad := range []string{`"soon"`, `true`, `[1]`} {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"room": "r", "exp": json.RawMessage(bad)})
+		s, err := tok.SignedString(testSecret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(s, now); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("exp %s: %v", bad, err)
+		}
+	}
 }
 
 func TestShortSecretRefused(t *testing.T) {

@@ -6,6 +6,7 @@ package auth
 
 import (
 	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -107,6 +108,32 @@ func (c Claims) AllowsRoom(room string) bool {
 	}
 	ok, err := path.Match(c.Room, room)
 	return err == nil && ok
+}
+
+// UnmarshalJSON reads the times as JWT NumericDates: applications that
+// mint tokens may write them with a fraction ("iat": 1700000000.25),
+// which is cut to whole seconds.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	type plain Claims // without this method
+	var aux struct {
+		plain
+		ExpiresAt *jwt.NumericDate `json:"exp"`
+		IssuedAt  *jwt.NumericDate `json:"iat"`
+		NotBefore *jwt.NumericDate `json:"nbf"`
+	}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	*c = Claims(aux.plain)
+	c.ExpiresAt, c.IssuedAt, c.NotBefore = unix(aux.ExpiresAt), unix(aux.IssuedAt), unix(aux.NotBefore)
+	return nil
+}
+
+func unix(d *jwt.NumericDate) int64 {
+	if d == nil {
+		return 0
+	}
+	return d.Unix()
 }
 
 // The jwt.Claims methods let the library check exp and nbf itself.
