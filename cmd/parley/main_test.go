@@ -47,7 +47,7 @@ func TestHelpListsEveryOption(t *testing.T) {
 	if code := run([]string{"--help"}, noEnv, &out, &errb); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
-	for _, opt := range []string{"-http", "-turn", "-public-ip", "-turn-secret", "-turn-allow-peers", "-room-capacity", "-auth-secret", "-tls-cert", "-tls-key", "-tls-self-signed", "-config"} {
+	for _, opt := range []string{"-http", "-turn", "-public-ip", "-turn-secret", "-turn-allow-peers", "-room-capacity", "-auth-secret", "-tls-cert", "-tls-key", "-tls-self-signed", "-config", "-auth-secret-file", "-auth-public-key", "-auth-jwks", "-turn-secret-file"} {
 		if !strings.Contains(errb.String(), "  "+opt) {
 			t.Errorf("--help lacks %s", opt)
 		}

@@ -30,9 +30,10 @@ func token(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage:
-  parley token [flags]                                 print an access token
-  parley token secret                                  print a new random secret for --auth-secret
-  parley token keypair --alg ed25519|es256 --out PREFIX  write PREFIX.key (for --key) and PREFIX.pub (for --auth-public-key)
+  parley token [flags]        print an access token
+  parley token secret         print a new random secret for --auth-secret
+  parley token keypair --alg ed25519|es256 --out PREFIX
+                              write PREFIX.key (for --key) and PREFIX.pub (for --auth-public-key)
 
 Flags:
 `)
