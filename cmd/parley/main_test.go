@@ -25,6 +25,8 @@ func TestBadFlagsExitTwoWithoutPanic(t *testing.T) {
 		{"serve", "--config", "/does/not/exist.yaml"},
 		{"frobnicate"},
 		{"token", "--room", "r"},
+		{"--auth-secret", "a"},            // row 12: a guessable secret no longer starts
+		{"--turn-urls", "turn:t.example"}, // row 12: TURN credentials that could never authenticate
 		{"token", "--auth-secret", "short", "--room", "r", "--identity", "u"},
 		{"token", "--auth-secret", testSecret, "--key", "k.pem", "--room", "r", "--identity", "u"},
 		{"token", "--key", "/does/not/exist.pem", "--room", "r", "--identity", "u"},

@@ -84,7 +84,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 
 const goodSecret = "config-test-secret-0123456789abc" // 32 bytes
 
-func TestSecretsRefuseTheUnsafe(t *testing.T) {
+func TestRow12UnsafeSecretsRefused(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := writeFile(t, dir, "secret", goodSecret+"\n \n")
 	shortFile := writeFile(t, dir, "short", "s3cret\n")

@@ -117,7 +117,7 @@ func (l *lockedBuffer) String() string {
 
 // Media on loopback without --public-ip: a warning says only this machine
 // can reach it, and the loopback address is announced so this machine can.
-func TestLoopbackMediaWarnsAndAnnouncesLoopback(t *testing.T) {
+func TestRow12LoopbackMediaWarnsAndAnnouncesLoopback(t *testing.T) {
 	var logs lockedBuffer
 	cfg := config.Default()
 	cfg.HTTP, cfg.TURN = "127.0.0.1:0", "off"
