@@ -329,6 +329,9 @@ func TestParsePrivateKey(t *testing.T) {
 	if _, err := ParsePrivateKey(k.pem); err == nil {
 		t.Error("public keys parsed as a private key")
 	}
+	if _, err := ParsePrivateKey([]byte("-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n")); err == nil || !strings.Contains(err.Error(), "encrypted") {
+		t.Errorf("encrypted key: %v", err)
+	}
 	if _, err := GenerateKey("rsa"); err == nil {
 		t.Error("rsa key generated")
 	}

@@ -208,6 +208,8 @@ func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
 		case "EC PRIVATE KEY":
 			k, err = x509.ParseECPrivateKey(blk.Bytes)
+		case "ENCRYPTED PRIVATE KEY":
+			return nil, errors.New("auth: the private key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)")
 		default:
 			continue // e.g. "EC PARAMETERS" before the key
 		}
