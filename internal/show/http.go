@@ -9,24 +9,20 @@ import (
 	"net/http"
 
 	"github.com/coder/websocket"
+
+	"github.com/parley/parley/internal/httperr"
 )
 
 // HTTP error codes (besides the message codes).
 const (
 	codeNotFound     = "not-found"
 	codeBadRequest   = "bad-request"
-	codeUnauthorized = "unauthorized"
 	codeUnavailable  = "unavailable"
 	codeMediaType    = "unsupported-media-type"
 )
 
 // writeError writes {"error":{"code","message"}}.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
-}
+var writeError = httperr.Write
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -34,22 +30,17 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// authorize runs Options.Verify and writes 401/403 on failure.
+// authorize runs Options.Verify and writes 401/403 on failure (403
+// insufficient_scope for a valid token without the grant, RFC 6750).
 func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, name string, role Role) bool {
 	if r.o.Verify == nil {
 		return true
 	}
-	err := r.o.Verify(req, name, role)
-	switch {
-	case err == nil:
-		return true
-	case errors.Is(err, ErrForbidden):
-		writeError(w, http.StatusForbidden, CodeForbidden, err.Error())
-	default:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
+	if err := r.o.Verify(req, name, role); err != nil {
+		httperr.Auth(w, err)
+		return false
 	}
-	return false
+	return true
 }
 
 // showName reads and checks the {name} path value.

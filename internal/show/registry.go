@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/parley/parley/internal/httperr"
 )
 
 // ICEServer is an RTCIceServer as a browser takes it.
@@ -48,8 +50,9 @@ type Options struct {
 	Logger       *slog.Logger
 }
 
-// ErrForbidden marks a Verify error as 403 (authenticated, not allowed).
-var ErrForbidden = errors.New("forbidden")
+// ErrForbidden marks a Verify error as 403 insufficient_scope
+// (authenticated, not allowed); it is httperr.ErrInsufficientScope.
+var ErrForbidden = httperr.ErrInsufficientScope
 
 // Registry holds the shows by name.
 type Registry struct {
