@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/show"
@@ -35,15 +36,20 @@ func (s *Server) startMedia() error {
 	if err != nil {
 		return fmt.Errorf("media: %w", err)
 	}
-	w, err := whip.New(whip.Config{SFU: m, Verify: s.verifyStream, ICEServers: s.whipICEServers, Logger: s.log})
+	limits := func(c whip.Config) whip.Config {
+		c.Origins, c.ClientAddr = s.origins, s.clients.Request
+		c.PendingPerIP, c.ICETimeout = s.cfg.PendingPerIP, s.cfg.ICETimeout.D()
+		return c
+	}
+	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, ICEServers: s.whipICEServers, Logger: s.log}))
 	if err != nil {
 		m.Close()
 		return fmt.Errorf("whip: %w", err)
 	}
 	// The shows' audio lives in its own namespace behind its own endpoints,
 	// so /whep/ cannot reach it and /whip/ cannot inject into it.
-	sw, err := whip.New(whip.Config{SFU: m, Namespace: sfu.Shows, Verify: s.verifyShowStream,
-		ICEServers: s.whipICEServers, Logger: s.log, BasePath: showMediaPrefix})
+	sw, err := whip.New(limits(whip.Config{SFU: m, Namespace: sfu.Shows, Verify: s.verifyShowStream,
+		ICEServers: s.whipICEServers, Logger: s.log, BasePath: showMediaPrefix}))
 	if err != nil {
 		w.Close()
 		m.Close()
@@ -123,7 +129,7 @@ func (s *Server) serveShowWHIP(w http.ResponseWriter, r *http.Request) {
 // shows' endpoints, with the same token rules as any stream.
 func (s *Server) verifyShowStream(r *http.Request, stream string, publish bool) error {
 	if !strings.HasPrefix(stream, show.StreamName("")) {
-		return fmt.Errorf("%s is not a show's audio stream", stream)
+		return fmt.Errorf("%w: %s is not a show's audio stream", httperr.ErrInsufficientScope, stream)
 	}
 	return s.verifyStream(r, stream, publish)
 }
@@ -138,11 +144,11 @@ func (s *Server) verifyStream(r *http.Request, stream string, publish bool) erro
 	case err != nil:
 		return err
 	case !c.AllowsRoom(stream):
-		return fmt.Errorf("the token does not grant stream %s", stream)
+		return fmt.Errorf("%w: the token does not grant stream %s", httperr.ErrInsufficientScope, stream)
 	case publish && !c.Grants.Publish:
-		return errors.New("the token does not grant publish")
+		return fmt.Errorf("%w: the token does not grant publish", httperr.ErrInsufficientScope)
 	case !publish && !c.Grants.Subscribe:
-		return errors.New("the token does not grant subscribe")
+		return fmt.Errorf("%w: the token does not grant subscribe", httperr.ErrInsufficientScope)
 	}
 	return nil
 }

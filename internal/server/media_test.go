@@ -53,10 +53,10 @@ func TestWHIPMountedWithAuth(t *testing.T) {
 	}{
 		{"/whip/show", "", http.StatusUnauthorized},
 		{"/whip/show", "garbage", http.StatusUnauthorized},
-		{"/whip/show", viewer, http.StatusUnauthorized},     // no publish grant
-		{"/whip/other", publisher, http.StatusUnauthorized}, // wrong stream
-		{"/whep/show", publisher, http.StatusUnauthorized},  // no subscribe grant
-		{"/whep/show", viewer, http.StatusNotFound},         // authorized, but nothing is published
+		{"/whip/show", viewer, http.StatusForbidden},     // no publish grant
+		{"/whip/other", publisher, http.StatusForbidden}, // wrong stream
+		{"/whep/show", publisher, http.StatusForbidden},  // no subscribe grant
+		{"/whep/show", viewer, http.StatusNotFound},      // authorized, but nothing is published
 		{"/whip/show", publisher, http.StatusCreated},
 	}
 	for _, tc := range cases {

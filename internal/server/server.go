@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
@@ -43,12 +44,14 @@ type Server struct {
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
 	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
-	pprofSrv   *http.Server   // --pprof, nil when off
+	pprof      *sideServer    // --pprof, nil when off
+	ops        *sideServer    // --ops, nil when off
 	shows      *show.Registry // light shows (show.go)
 	bridge     *sfusignal.Bridge
 	turnSecret []byte
 	auth       *auth.Verifier // nil when auth is off
 	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
+	clients    *clientip.Resolver
 	mux        *http.ServeMux
 
 	httpSrv *http.Server
@@ -93,6 +96,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.metrics.RegisterRuntime()
 	s.origins = ownOrigins(cfg)
+	trusted, err := clientip.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted-proxies: %w", err)
+	}
+	s.clients = clientip.New(trusted)
 	s.turnSecret = []byte(cfg.TURNSecret)
 	if len(s.turnSecret) == 0 {
 		s.turnSecret = make([]byte, 32)
@@ -139,10 +147,15 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.httpSrv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.bodyLimits(s.mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if err := s.startOps(ctx); err != nil {
+		_ = ln.Close()
+		s.stopPlanes()
+		return err
 	}
 	go func() {
 		defer close(s.serveDone)
@@ -219,12 +232,7 @@ func (s *Server) iceServers(host, member string) []protocol.ICEServer {
 
 // URL is the base URL clients use, e.g. "http://127.0.0.1:8080".
 func (s *Server) URL() string {
-	addr := s.ln.Addr().(*net.TCPAddr)
-	host := addr.IP.String()
-	if addr.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return s.scheme + "://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+	return s.scheme + "://" + hostPortURL(s.ln.Addr().(*net.TCPAddr))
 }
 
 // TURN is the embedded TURN server, or nil.
@@ -253,9 +261,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = s.httpSrv.Shutdown(ctx)
 			<-s.serveDone
 		}
-		if s.pprofSrv != nil {
-			_ = s.pprofSrv.Close()
-		}
+		s.ops.close(ctx)
+		s.pprof.close(ctx)
 		s.stopPlanes()
 	})
 	return err
@@ -298,5 +305,12 @@ func (s *Server) LogURLs() {
 	if s.sfu != nil {
 		s.log.Info("media (SFU, WHIP, WHEP) is running", "udp", s.sfu.UDPAddr().String(), "whip", s.URL()+"/whip/STREAM", "whep", s.URL()+"/whep/STREAM")
 	}
-	s.log.Info("operations", "health", s.URL()+"/healthz", "metrics", s.URL()+"/metrics")
+	switch {
+	case s.ops != nil:
+		s.log.Info("operations listener (metrics, stream status): keep it off the internet", "ops", s.OpsURL(), "metrics", s.OpsURL()+"/metrics", "health", s.URL()+"/healthz")
+	case s.auth != nil:
+		s.log.Info("operations listener is off (--ops off): metrics only to admin tokens on the main port", "metrics", s.URL()+"/metrics", "health", s.URL()+"/healthz")
+	default:
+		s.log.Info("operations listener is off (--ops off): no metrics", "health", s.URL()+"/healthz")
+	}
 }

@@ -104,7 +104,7 @@ func TestShowAPIWithAuth(t *testing.T) {
 	if code, m := postJSON(t, base, host, `{"flash":"#ff0000"}`); code != 200 || m["delivered"] != 1.0 {
 		t.Errorf("broadcast to one screen: %d %v", code, m)
 	}
-	resp, err := http.Get(srv.URL() + "/metrics")
+	resp, err := http.Get(srv.OpsURL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

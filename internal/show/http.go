@@ -15,10 +15,10 @@ import (
 
 // HTTP error codes (besides the message codes).
 const (
-	codeNotFound     = "not-found"
-	codeBadRequest   = "bad-request"
-	codeUnavailable  = "unavailable"
-	codeMediaType    = "unsupported-media-type"
+	codeNotFound    = "not-found"
+	codeBadRequest  = "bad-request"
+	codeUnavailable = "unavailable"
+	codeMediaType   = "unsupported-media-type"
 )
 
 // writeError writes {"error":{"code","message"}}.
