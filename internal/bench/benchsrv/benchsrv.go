@@ -49,6 +49,7 @@ func ConfigFor(iceTCP bool) config.Config {
 		cfg.MediaTCP = MediaTCP
 	}
 	cfg.PublicIP = "127.0.0.1"
+	cfg.Ops = "127.0.0.1:0" // /metrics for the load tools, on a free port
 	return cfg
 }
 
