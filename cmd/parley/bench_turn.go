@@ -38,7 +38,9 @@ func benchTurn(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	udp.Close()
 	o.Secret = "bench-secret"
 	child, err := startChildServer(ctx, "--turn", turnAddr, "--turn-secret", o.Secret,
-		"--turn-allow-peers", "127.0.0.0/8,::1/128", "--turn-quota", "1000",
+		// Every allocation comes from loopback, one client address: the
+		// per-address limit is raised to the tool's maximum with the quota.
+		"--turn-allow-peers", "127.0.0.0/8,::1/128", "--turn-quota", "1000", "--turn-per-ip", "1000",
 		"--turn-sockets", strconv.Itoa(*sockets), "--turn-buffer", strconv.Itoa(*buffer))
 	if err != nil {
 		fmt.Fprintf(stderr, "parley bench turn: %v\n", err)

@@ -123,11 +123,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 
 // Start binds the HTTP listener and TURN, and serves in the background.
 func (s *Server) Start(ctx context.Context) error {
-	if err := s.startTURN(); err != nil {
+	// Media first: TURN must know the SFU's port (relayed clients may
+	// reach it on the server's own addresses, and nothing else there).
+	if err := s.startMedia(); err != nil {
 		return err
 	}
-	if err := s.startMedia(); err != nil {
-		s.stopTURN()
+	if err := s.startTURN(); err != nil {
+		s.stopMedia()
 		return err
 	}
 	tlsCfg, err := s.tlsConfig()
@@ -180,8 +182,10 @@ func (s *Server) startTURN() error {
 	for _, p := range s.cfg.TURNAllow {
 		allow = append(allow, netip.MustParsePrefix(strings.TrimSpace(p))) // validated by config
 	}
+	own, ports := s.ownAddrs()
 	t, err := turn.New(turn.Config{Listen: s.cfg.TURN, PublicIP: s.cfg.PublicIP, Secret: s.turnSecret,
-		AllowPeers: allow, Quota: s.cfg.TURNQuota, Sockets: s.cfg.TURNSockets, SocketBuffer: s.cfg.TURNBuffer, Logger: s.log})
+		AllowPeers: allow, Quota: s.cfg.TURNQuota, PerIP: s.cfg.TURNPerIP, OwnAddrs: own, ServicePorts: ports,
+		Sockets: s.cfg.TURNSockets, SocketBuffer: s.cfg.TURNBuffer, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("turn: %w", err)
 	}
@@ -193,6 +197,27 @@ func (s *Server) startTURN() error {
 	s.metrics.CounterFunc("parley_turn_auth_failures_total", "TURN requests with bad or expired credentials.", func() float64 { return float64(t.Stats().AuthFailures) })
 	s.metrics.CounterFunc("parley_turn_permissions_denied_total", "TURN permissions refused by the relay policy.", func() float64 { return float64(t.Stats().PermissionsDenied) })
 	return nil
+}
+
+// ownAddrs are the hosts of the HTTP and media listeners when they are
+// specific (TURN adds its own, --public-ip and the interfaces), and the
+// SFU's UDP port, which relayed clients may still reach.
+func (s *Server) ownAddrs() ([]netip.Addr, []uint16) {
+	var addrs []netip.Addr
+	for _, hp := range []string{s.cfg.HTTP, s.cfg.MediaUDP, s.cfg.MediaTCP} {
+		if host, _, err := net.SplitHostPort(hp); err == nil {
+			if a, err := netip.ParseAddr(host); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	var ports []uint16
+	if s.sfu != nil {
+		if ua, ok := s.sfu.UDPAddr().(*net.UDPAddr); ok {
+			ports = append(ports, uint16(ua.Port))
+		}
+	}
+	return addrs, ports
 }
 
 // stopPlanes closes media and TURN.
