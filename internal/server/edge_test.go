@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/server"
@@ -155,6 +157,7 @@ func TestRow11OriginRebinding(t *testing.T) {
 		hdr                 []string
 	}{
 		{http.MethodGet, "/ws", "", ws},
+		{http.MethodGet, "/api/shows/party/ws?role=screen", "", ws},
 		{http.MethodPost, "/api/session", "", evil},
 		{http.MethodOptions, "/api/session", "", evil},
 		{http.MethodPost, "/whip/x", "application/sdp", evil},
@@ -276,5 +279,50 @@ func TestTokenScopeErrors(t *testing.T) {
 		if code != tc.want || !strings.Contains(h.Get("WWW-Authenticate"), tc.challenge) || errorCode(body) != tc.code {
 			t.Errorf("%s with token %.8q: %d %q %s, want %d %s %s", tc.path, tc.token, code, h.Get("WWW-Authenticate"), body, tc.want, tc.challenge, tc.code)
 		}
+	}
+}
+
+// deadWHIPOffer is a WHIP offer whose candidates nobody answers (its peer
+// connection is closed): a session made from it never connects.
+func deadWHIPOffer(t *testing.T) string {
+	t.Helper()
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.AddTransceiverFromTrack(vp8(t), webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	return pc.LocalDescription().SDP
+}
+
+// Row 8 through the server (the whole row is TestRow08PendingWHIP in
+// internal/whip): the pending limit counts the client named by a trusted
+// proxy, and pending publishers do not hold the stream name.
+func TestPendingWHIPPerClient(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) {
+		c.TrustedProxies = []string{"127.0.0.1/32"}
+		c.PendingPerIP = 2
+	})
+	offer := deadWHIPOffer(t)
+	post := func(client string) int {
+		code, _, _ := do(t, http.MethodPost, srv.URL()+"/whip/cam", offer, "Content-Type", "application/sdp", "X-Forwarded-For", client)
+		return code
+	}
+	for i, want := range []int{http.StatusCreated, http.StatusCreated, http.StatusTooManyRequests} {
+		if got := post("203.0.113.5"); got != want {
+			t.Fatalf("POST %d from 203.0.113.5: %d, want %d", i+1, got, want)
+		}
+	}
+	if got := post("203.0.113.6"); got != http.StatusCreated {
+		t.Fatalf("another client: %d, want 201 (neither its limit nor the stream name is taken)", got)
 	}
 }

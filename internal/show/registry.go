@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/httperr"
+	"github.com/parley/parley/internal/origin"
 )
 
 // ICEServer is an RTCIceServer as a browser takes it.
@@ -35,6 +36,10 @@ type Options struct {
 	Verify func(r *http.Request, show string, role Role) error
 	// ICEServers are handed to pages in the hello message (may be nil).
 	ICEServers func(r *http.Request) []ICEServer
+	// Origins are the web pages that may open the control WebSocket; nil
+	// allows loopback pages only. It is judged against the server's own
+	// names, never the request's Host (DNS rebinding).
+	Origins *origin.Policy
 	// Grace keeps a disconnected screen's place and band this long so a
 	// reconnecting screen (same key) resumes it; default 10 s, <0 none.
 	Grace time.Duration
@@ -89,6 +94,9 @@ func NewRegistry(o Options) *Registry {
 	}
 	if o.Outbox <= 0 {
 		o.Outbox = 128
+	}
+	if o.Origins == nil {
+		o.Origins = origin.New(nil, nil)
 	}
 	log := o.Logger
 	if log == nil {
