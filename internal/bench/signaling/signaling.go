@@ -297,6 +297,9 @@ func scrape(ctx context.Context, url string) (map[string]float64, error) {
 		return nil, fmt.Errorf("read server metrics: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("read server metrics from %s/metrics: %s (the server serves them on its --ops listener: pass its URL as OpsURL, -ops-url)", url, resp.Status)
+	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
