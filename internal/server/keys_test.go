@@ -120,7 +120,7 @@ func (l *lockedBuffer) String() string {
 func TestRow12LoopbackMediaWarnsAndAnnouncesLoopback(t *testing.T) {
 	var logs lockedBuffer
 	cfg := config.Default()
-	cfg.HTTP, cfg.TURN = "127.0.0.1:0", "off"
+	cfg.HTTP, cfg.TURN, cfg.Ops = "127.0.0.1:0", "off", "127.0.0.1:0"
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
 	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
