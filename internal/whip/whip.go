@@ -17,6 +17,7 @@
 // that POSTs and never connects cannot squat a name). Each client address
 // may hold Config.PendingPerIP pending sessions (429 beyond), and a session
 // not connected within Config.ICETimeout is dropped.
+//
 // A viewer who arrives while nothing is published gets 404 ("not live"):
 // plain WHEP cannot renegotiate, so accepting and waiting would leave the
 // viewer with no tracks. A viewer arriving just after the publisher's POST
