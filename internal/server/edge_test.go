@@ -325,4 +325,10 @@ func TestPendingWHIPPerClient(t *testing.T) {
 	if got := post("203.0.113.6"); got != http.StatusCreated {
 		t.Fatalf("another client: %d, want 201 (neither its limit nor the stream name is taken)", got)
 	}
+	m := get(t, srv.OpsURL()+"/metrics")
+	for _, want := range []string{"parley_whip_pending_sessions 3", "parley_whip_pending_refused_total 1"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }

@@ -56,6 +56,13 @@ func (s *Server) startMedia() error {
 		return fmt.Errorf("show whip: %w", err)
 	}
 	s.sfu, s.whip, s.showWhip, s.bridge = m, w, sw, sfusignal.New(m, s.log)
+	whipStat := func(f func(whip.Stats) uint64) func() float64 {
+		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
+	}
+	s.metrics.GaugeFunc("parley_whip_pending_sessions", "WHIP/WHEP sessions whose ICE and DTLS have not connected yet.", whipStat(func(x whip.Stats) uint64 { return uint64(x.Pending) }))
+	s.metrics.CounterFunc("parley_whip_pending_refused_total", "WHIP/WHEP POSTs refused because the client had --pending-per-ip sessions connecting.", whipStat(func(x whip.Stats) uint64 { return x.Refused }))
+	s.metrics.CounterFunc("parley_whip_ice_timeouts_total", "WHIP/WHEP sessions dropped for not connecting within --ice-timeout.", whipStat(func(x whip.Stats) uint64 { return x.TimedOut }))
+	s.metrics.CounterFunc("parley_whip_publishers_lost_total", "WHIP publishers dropped because another publisher of the stream connected first.", whipStat(func(x whip.Stats) uint64 { return x.Lost }))
 	stat := func(f func(sfu.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(m.Stats())) }
 	}

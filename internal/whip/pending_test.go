@@ -157,6 +157,9 @@ func TestRow08PendingWHIP(t *testing.T) {
 	if n := f.h.pending.Count(key); n != 0 {
 		t.Fatalf("%d pending slots held after the viewers were dropped", n)
 	}
+	if st := f.h.Stats(); st != (Stats{Pending: 0, Refused: 400 - limit + 1, TimedOut: limit, Lost: limit}) {
+		t.Fatalf("stats: %+v", st)
+	}
 }
 
 // waitDrops waits for n dropped sessions, each for reason.

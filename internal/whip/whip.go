@@ -53,6 +53,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -117,6 +118,9 @@ type Handler struct {
 
 	pending *limit.Conns   // pending sessions per client key
 	drops   sync.WaitGroup // closings started from connection callbacks; Close waits
+	stats   struct {
+		refused, timedOut, lost atomic.Uint64
+	}
 
 	mu         sync.Mutex
 	sessions   map[string]*session
@@ -333,6 +337,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.patch(w, r, sess)
 }
 
+// Stats counts sessions by how they fared while pending.
+type Stats struct {
+	Pending  int    // sessions not connected yet
+	Refused  uint64 // POSTs refused with 429 (the client had PendingPerIP pending)
+	TimedOut uint64 // sessions dropped for not connecting within ICETimeout
+	Lost     uint64 // publishers dropped because another connected first
+}
+
+// Stats returns the current counts.
+func (h *Handler) Stats() Stats {
+	h.mu.Lock()
+	n := 0
+	for _, s := range h.sessions {
+		if !s.connected {
+			n++
+		}
+	}
+	h.mu.Unlock()
+	return Stats{Pending: n, Refused: h.stats.refused.Load(), TimedOut: h.stats.timedOut.Load(), Lost: h.stats.lost.Load()}
+}
+
 func (h *Handler) lookup(id, stream string, publish bool) *session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -425,6 +450,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	}
 	unpend, ok := h.pending.Acquire(clientip.Key(h.cfg.ClientAddr(r)))
 	if !ok {
+		h.stats.refused.Add(1)
 		httperr.TooMany(w, h.cfg.ICETimeout, fmt.Sprintf("this address has %d sessions still connecting; wait until they connect or end", h.cfg.PendingPerIP))
 		return
 	}
@@ -575,6 +601,7 @@ func (h *Handler) connected(sess *session) {
 		go func() {
 			defer h.drops.Done()
 			for _, d := range drop {
+				h.stats.lost.Add(1)
 				h.log.Info("another publisher took the stream first; dropping this one", "stream", d.stream, "session", d.id)
 				d.part.Close()
 				if h.cfg.onDropped != nil {
@@ -595,6 +622,7 @@ func (h *Handler) dropIfPending(sess *session) {
 	if !drop {
 		return
 	}
+	h.stats.timedOut.Add(1)
 	h.log.Info("session did not connect in time; dropping it", "stream", sess.stream, "session", sess.id, "publish", sess.publish, "timeout", h.cfg.ICETimeout)
 	sess.part.Close()
 	if h.cfg.onDropped != nil {
