@@ -21,7 +21,7 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := flag.NewFlagSet("parley bench fanout", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o fanout.Options
-	fs.StringVar(&o.URL, "url", "", "server base URL serving /whip and /whep (loopback only); empty starts `parley serve` as a child process")
+	fs.StringVar(&o.URL, "url", "", "server base URL serving /whip and /whep (loopback only; start it with --pending-per-ip above the join concurrency, as every viewer comes from loopback); empty starts `parley serve` as a child process")
 	fs.StringVar(&o.OpsURL, "ops-url", "", "with -url: the server's operations listener (its --ops), where /metrics is read; empty means -url")
 	inProcess := fs.Bool("in-process", false, "without -url: run the server inside this process (needed for -cpuprofile)")
 	fs.IntVar(&o.ServerPID, "pid", 0, "server process to sample for CPU and RSS (with -url)")
