@@ -898,12 +898,20 @@ export class SfuLink {
     this.pc = pc;
     const s = c.localStream;
     const streams = s ? [s] : [];
-    this.audioTx = pc.addTransceiver((s && s.getAudioTracks()[0]) || 'audio', { direction: 'sendonly', streams });
-    /** @type {RTCRtpTransceiverInit} */
-    const vinit = { direction: 'sendonly', streams };
-    // Three simulcast layers (the server forwards each member the one that fits its tile).
-    if (c.opts.simulcast !== false) vinit.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
-    this.videoTx = pc.addTransceiver((s && s.getVideoTracks()[0]) || 'video', vinit);
+    /** @type {RTCRtpTransceiver|null} */
+    this.audioTx = null;
+    /** @type {RTCRtpTransceiver|null} */
+    this.videoTx = null;
+    // Without the publish grant the server would refuse sending sections:
+    // offer none (we still receive on the server's).
+    if (c.grants.publish) {
+      this.audioTx = pc.addTransceiver((s && s.getAudioTracks()[0]) || 'audio', { direction: 'sendonly', streams });
+      /** @type {RTCRtpTransceiverInit} */
+      const vinit = { direction: 'sendonly', streams };
+      // Three simulcast layers (the server forwards each member the one that fits its tile).
+      if (c.opts.simulcast !== false) vinit.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+      this.videoTx = pc.addTransceiver((s && s.getVideoTracks()[0]) || 'video', vinit);
+    }
     const dc = pc.createDataChannel('parley', { negotiated: true, id: 0, ordered: true });
     dc.binaryType = 'arraybuffer';
     dc.bufferedAmountLowThreshold = BUFFER_LOW;
@@ -1015,6 +1023,9 @@ export class SfuLink {
           this.reoffer = false;
           this.offer();
         }
+      } else if (d.error.code === 'media-closed') {
+        // Our offer came from the connection the server closed.
+        this.client.rebuildLink();
       } else emit(this.client, 'error', { code: d.error.code, message: d.error.message || d.error.code, fatal: false });
     }
   }
@@ -1322,7 +1333,9 @@ export class SfuPeer extends Peer {
  *
  * Events (CustomEvent, payload in .detail): "state", "joined", "peer-joined",
  * "peer-left", "peer-state", "track", "chat", "control", "transfer",
- * "reconnecting", "error", "full".
+ * "reconnecting", "error", "full", "speaker", and from moderators "muted",
+ * "removed", "ended"; "media-closed" when the server closed our sfu link
+ * (a new one is already being built).
  */
 export class Client extends EventTarget {
   /**
@@ -1352,6 +1365,11 @@ export class Client extends EventTarget {
     this.state = 'idle';
     this.id = '';
     this.mode = 'p2p';
+    /** What the server lets us do in the room (from "joined"). */
+    this.grants = { publish: true, subscribe: true, admin: false };
+    /** @type {Map<string, 'audio'|'video'>} our tracks a moderator muted (sfu rooms), by server track id */
+    this.heldTracks = new Map();
+    this.joining = false;
     /** @type {Signaling|null} */
     this.sig = null;
     /** @type {SfuLink|null} the connection to the server in "sfu" rooms */
@@ -1416,6 +1434,7 @@ export class Client extends EventTarget {
     const msg = { type: 'join', room: this.room, name: this.name };
     if (this.token) msg.token = this.token;
     if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
+    this.joining = true;
     sig.send(msg);
   }
 
@@ -1445,6 +1464,9 @@ export class Client extends EventTarget {
         this.attempt = 0;
         this.id = m.id;
         this.mode = m.mode || 'p2p';
+        this.joining = false;
+        this.grants = { publish: true, subscribe: true, admin: false, ...(m.grants || {}) };
+        this.heldTracks.clear();
         this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
         if (m.name) this.name = m.name;
         if (this.link) this.link.close();
@@ -1480,10 +1502,33 @@ export class Client extends EventTarget {
       case 'speaker':
         emit(this, 'speaker', { id: m.id });
         break;
+      case 'media-closed':
+        // The server closed our media connection (ICE or DTLS failed) and
+        // takes an offer from a new one.
+        this.log('media closed by the server', m.message);
+        this.rebuildLink();
+        break;
+      case 'muted': {
+        // A moderator muted one of our tracks: in sfu rooms the server
+        // holds it until we unmute (setMediaState), in p2p rooms we mute
+        // ourselves.
+        const kind = m.kind === 'video' || m.track === 'video' ? 'video' : 'audio';
+        if (m.track && m.track !== 'audio' && m.track !== 'video') this.heldTracks.set(m.track, kind);
+        emit(this, 'muted', { kind, track: m.track || kind, by: m.from || '' });
+        break;
+      }
+      case 'removed':
+      case 'ended':
+        // The server closes the connection after this: no reconnecting.
+        this.shutdown('closed');
+        emit(this, m.type, { by: m.from || '', room: m.room || this.room, message: m.message || '' });
+        break;
       case 'left':
         break;
       case 'error': {
-        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'already-joined'].includes(m.code);
+        // "forbidden" ends a join; once in, it refuses one thing (moderating
+        // without admin, publishing without publish) and we stay.
+        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'already-joined'].includes(m.code) && (m.code !== 'forbidden' || this.joining);
         emit(this, 'error', { code: m.code, message: m.message || m.code, fatal });
         if (fatal) this.fail(new ParleyError(m.code, m.message || m.code));
         break;
@@ -1517,6 +1562,24 @@ export class Client extends EventTarget {
     this.peers.delete(id);
     p.close();
     emit(this, 'peer-left', { peer: p, reason });
+  }
+
+  /** A new SfuLink in place of the one the server closed; the peers move to it. */
+  rebuildLink() {
+    const old = this.link;
+    if (!old || this.state !== 'joined') return;
+    old.close();
+    const link = new SfuLink(this);
+    link.tracks = old.tracks;
+    link.owner = old.owner;
+    link.prefs = old.prefs; // re-sent when the server's track list comes
+    this.link = link;
+    for (const p of this.peers.values()) {
+      p.closePC();
+      p.buildPC();
+      emit(p, 'state', p);
+    }
+    emit(this, 'media-closed', { link });
   }
 
   dropAllPeers() {
@@ -1572,6 +1635,12 @@ export class Client extends EventTarget {
    */
   setMediaState(st) {
     Object.assign(this.mediaState, st);
+    // Unmuting releases our tracks a moderator had the server hold.
+    for (const [track, kind] of this.heldTracks) {
+      if (!this.mediaState[kind] || !this.link) continue;
+      this.heldTracks.delete(track);
+      this.link.send({ unmute: { track } });
+    }
     for (const p of this.peers.values()) p.sendControl({ t: 'state', ...this.mediaState });
   }
 
@@ -1580,6 +1649,34 @@ export class Client extends EventTarget {
     this.maxBitrate = bps > 0 ? Math.round(bps) : 0;
     if (this.link) await this.link.applyBitrate();
     await Promise.all([...this.peers.values()].map((p) => p.applyBitrate()));
+  }
+
+  // --- moderation (needs the admin grant: grants.admin; otherwise the
+  // server answers with a "forbidden" error event)
+
+  /** @param {object} m */
+  moderate(m) {
+    if (this.sig) this.sig.send({ type: 'moderate', ...m });
+  }
+
+  /** Takes a member out of the room (it gets "removed"). @param {string} id */
+  removeMember(id) {
+    this.moderate({ action: 'remove', id });
+  }
+
+  /**
+   * Mutes a member: 'audio' (default) or 'video' for all its tracks of that
+   * kind, or one server track id. In sfu rooms the server stops forwarding
+   * them until the member unmutes.
+   * @param {string} id @param {string} [track]
+   */
+  muteMember(id, track = 'audio') {
+    this.moderate({ action: 'mute', id, track });
+  }
+
+  /** Ends the room for everyone (each gets "ended"). */
+  endRoom() {
+    this.moderate({ action: 'end' });
   }
 
   // --- data
