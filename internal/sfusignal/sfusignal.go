@@ -299,7 +299,12 @@ func (s *Session) offer(p *sfu.Participant, offer string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	answer, err := p.HandleOffer(ctx, offer)
-	if err != nil {
+	switch {
+	case err != nil && refused > 0 && errors.Is(err, sfu.ErrBadOffer):
+		// The offer parsed: it had nothing left once its sending went.
+		s.fail(CodeForbidden, "sending media needs the publish grant, and the offer has nothing else")
+		return
+	case err != nil:
 		s.fail(codeOf(err), err.Error())
 		return
 	}

@@ -1024,8 +1024,9 @@ export class SfuLink {
           this.offer();
         }
       } else if (d.error.code === 'media-closed') {
-        // Our offer came from the connection the server closed.
-        this.client.rebuildLink();
+        // An offer of the connection the server closed crossed its
+        // "media-closed" message, which has already made a new link.
+        this.client.log('sfu offer of a closed link', d.error.message);
       } else emit(this.client, 'error', { code: d.error.code, message: d.error.message || d.error.code, fatal: false });
     }
   }
@@ -1091,6 +1092,13 @@ export class SfuLink {
       try {
         o = JSON.parse(data);
       } catch {
+        return;
+      }
+      if (o && o.type === 'relay-error') {
+        // The server did not relay one of our messages: without the publish
+        // grant, say so (once a message); a slow receiver is only logged.
+        if (o.code === 'forbidden') emit(this.client, 'error', { code: o.code, message: o.message || 'message not relayed', fatal: false });
+        else this.client.log('relay error', o.code, o.message);
         return;
       }
       const p = o && this.client.peers.get(o.from);
