@@ -81,12 +81,16 @@ func (s *session) moderate(m protocol.Message) {
 }
 
 // finish ends the session with m as its last message (removed, ended):
-// like fail, for an end that is no error.
+// like fail, for an end that is no error. The member's media stop at once,
+// not when its transport notices (a long-poll client may never poll again).
 func (s *session) finish(m protocol.Message) {
 	s.once.Do(func() {
 		s.reason = m
 		close(s.failed)
-		go s.hub.opts.Rooms.Leave(s.member) // not inline: we may hold room locks
+		go func() { // not inline: we hold the moderator's session lock, and s may be moderating
+			s.hub.opts.Rooms.Leave(s.member)
+			s.closeMedia()
+		}()
 	})
 }
 
