@@ -145,6 +145,8 @@ func (s *Session) current(offer string) (*sfu.Participant, error) {
 		s.b.unwatch(s.room, s)
 		s.room = r
 		s.b.watch(s, r)
+	} else {
+		greet(s, r) // the new connection's client re-sends its preferences on it
 	}
 	return p, nil
 }
@@ -416,9 +418,15 @@ func (b *Bridge) watch(s *Session, r *sfu.Room) {
 		go b.announceTracks(ctx, r)
 	}
 	w.sessions[s] = struct{}{}
-	s.send(tracksMessage(r)) // the newcomer learns the current list at once
+	greet(s, r)
+}
+
+// greet tells a newcomer the current track list at once, and who speaks
+// (it is only re-sent on a change).
+func greet(s *Session, r *sfu.Room) {
+	s.send(tracksMessage(r))
 	if id := r.ActiveSpeaker(); id != "" {
-		s.send(protocol.Message{Type: protocol.TypeSpeaker, ID: id}) // and who speaks: it is only re-sent on a change
+		s.send(protocol.Message{Type: protocol.TypeSpeaker, ID: id})
 	}
 }
 
