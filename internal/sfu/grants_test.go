@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +74,66 @@ func TestWithoutSendingAnswersInactive(t *testing.T) {
 	}
 	if same, n, _ := WithoutSending(rewritten); n != 0 || same != rewritten {
 		t.Fatal("rewriting twice changed the offer")
+	}
+}
+
+// A held (moderator-muted) track is read but not forwarded; released, its
+// subscribers go on from the next keyframe, with continuous numbering.
+func TestHoldTrack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := newTestSFU(t)
+	ms := newMemStream(t, s, "hold")
+	ms.send(t, true)
+	room, _ := s.LookupRoom(Streams, "hold")
+	sink := newMemSink()
+	if _, err := room.Subscribe(ms.pub.ID(), sink, SinkOptions{SSRC: 7, PayloadType: 100}); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		ms.send(t, false)
+	}
+	sink.waitFor(ctx, t, 11, "before the hold")
+	changed := room.Changed()
+	if ti, err := room.HoldTrack(ms.pub.ID(), true); err != nil || !ti.Muted || !room.Tracks()[0].Muted {
+		t.Fatalf("hold: %+v %v", ti, err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("the track list did not change")
+	}
+	held := map[uint32]bool{}
+	for range 20 {
+		held[ms.send(t, false)] = true
+	}
+	held[ms.send(t, true)] = true // a keyframe while held goes nowhere either
+	plis := ms.src.plis.Load()
+	if _, err := room.HoldTrack(ms.pub.ID(), false); err != nil {
+		t.Fatal(err)
+	}
+	ms.send(t, false) // the subscriber waits for a keyframe and asks for one
+	for ms.src.plis.Load() == plis {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no keyframe request after the release")
+		case <-time.After(10 * time.Millisecond):
+		}
+		ms.send(t, false)
+	}
+	key := ms.send(t, true)
+	sink.waitFor(ctx, t, 12, "after the release")
+	got := sink.packets()
+	for _, p := range got {
+		if held[p.counter] {
+			t.Fatalf("packet %d sent while held", p.counter)
+		}
+	}
+	if p := got[11]; p.counter != key || !p.key {
+		t.Fatalf("resumed on packet %d (keyframe %v), want keyframe %d", p.counter, p.key, key)
+	}
+	checkContinuous(t, "held sink", got)
+	if _, err := room.HoldTrack("nope", true); !errors.Is(err, ErrNoSuchTrack) {
+		t.Fatalf("unknown track: %v", err)
 	}
 }

@@ -320,7 +320,9 @@ func (s *Session) offer(p *sfu.Participant, offer string) {
 	s.mu.Unlock()
 	if first {
 		p.OnLocalOffer(func(sdp string) { s.sendSDP(webrtc.SDPTypeOffer, sdp) })
-		p.Renegotiate() // others' tracks waiting since the join
+		if s.grants.Subscribe {
+			p.Renegotiate() // others' tracks waiting since the join
+		}
 	}
 }
 
