@@ -89,3 +89,44 @@ func TestGroupModeration(t *testing.T) {
 		b.waitFor(10*time.Second, "the call ended", `document.querySelector('#notice') && /ended/.test(document.querySelector('#notice').innerText) && parleyApp.client.state === 'closed'`, `document.body.innerText`)
 	}
 }
+
+// A viewer's token grants only subscribe: its page offers no sending
+// sections and sends no data (so the server refuses nothing), receives the
+// others' media, and what it types in the chat is refused with a clear
+// message.
+func TestGroupSubscribeOnly(t *testing.T) {
+	secret := "e2e-grants-secret-0123456789abcdefgh"
+	e := newEnv(t, func(c *config.Config) {
+		c.AuthSecret = secret
+		c.MediaUDP = "127.0.0.1:0"
+		c.Rooms = map[string]config.RoomConfig{"talk": {Mode: "sfu"}}
+	})
+	token := func(name string, g auth.Grants) string {
+		tok, err := auth.NewToken([]byte(secret), "talk", name, g, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "token=" + tok
+	}
+	ana, vic := e.launch("Ana"), e.launch("Vic")
+	ana.join("talk", token("ana", auth.AllGrants))
+	vic.join("talk", token("vic", auth.Grants{Subscribe: true}))
+	eval[bool](vic, `window.errors = []; parleyApp.client.addEventListener('error', (e) => window.errors.push(e.detail.code + ': ' + e.detail.message)); true`)
+	vic.waitFor(5*time.Second, "the grants from joined", `parleyApp.client.grants.subscribe && !parleyApp.client.grants.publish && !parleyApp.client.grants.admin`)
+	vic.waitMedia(25*time.Second, "Ana")
+	if errs := eval[[]string](vic, `window.errors`); len(errs) != 0 {
+		t.Fatalf("errors in the call: %v", errs)
+	}
+	if n := eval[int](vic, `parleyApp.client.link.pc.getTransceivers().filter(t => t.direction === 'sendonly' || t.direction === 'sendrecv').length`); n != 0 {
+		t.Fatalf("the subscribe-only page offers %d sending sections", n)
+	}
+	ana.waitFor(15*time.Second, "Vic's tile, without video", tileJS("Vic")+` && `+tileJS("Vic")+`.dataset.hasVideo === 'false'`)
+	vic.waitFor(10*time.Second, "the relay channel open", `parleyApp.client.link.dc.readyState === 'open'`)
+	vic.click("#btn-chat")
+	vic.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "hello?"), chromedp.Click(chromedp.CSS("#chat-send")))
+	vic.waitFor(10*time.Second, "the chat refused for want of publish", `window.errors.some(e => e.startsWith('forbidden: ') && /publish grant/.test(e)) && parleyApp.client.state === 'joined' && !document.querySelector('#chat-list .msg')`, `window.errors`)
+	ana.click("#btn-chat")
+	if eval[bool](ana, `[...document.querySelectorAll('#chat-list .msg')].some(m => m.textContent.includes('hello?'))`) {
+		t.Fatal("Vic's chat was relayed")
+	}
+}

@@ -1124,6 +1124,7 @@ export class SfuLink {
       bufferedAmountLowThreshold: BUFFER_LOW,
       /** @param {string|Uint8Array} data */
       send(data) {
+        if (!link.client.grants.publish) return; // the server would refuse it (see Client.maySend)
         if (typeof data === 'string') {
           const o = JSON.parse(data);
           o.ch = label;
@@ -1689,8 +1690,20 @@ export class Client extends EventTarget {
 
   // --- data
 
+  /**
+   * Whether we may send data: in sfu rooms the server relays it only for
+   * members with the publish grant (p2p data goes straight to the peers).
+   */
+  maySend() {
+    return !this.link || this.grants.publish;
+  }
+
   /** Sends a chat line to everyone. @param {string} text */
   chat(text) {
+    if (!this.maySend()) {
+      emit(this, 'error', { code: 'forbidden', message: 'Your access token does not let you send messages in this room (no publish grant).', fatal: false });
+      return;
+    }
     const ts = Date.now();
     for (const p of this.peers.values()) {
       const ch = p.channels.chat;
@@ -1713,6 +1726,7 @@ export class Client extends EventTarget {
    * @param {File|Blob} file @param {string} [to] @returns {Promise<Transfer[]>}
    */
   async sendFile(file, to) {
+    if (!this.maySend()) throw new ParleyError('forbidden', 'Your access token does not let you send files in this room (no publish grant).');
     if (file.size > this.maxFileSize) throw new ParleyError('too-large', `File is larger than the ${formatBytes(this.maxFileSize)} limit`);
     const targets = [...this.peers.values()].filter((p) => !to || p.id === to);
     return Promise.all(targets.map((p) => p.sendFile(file)));
