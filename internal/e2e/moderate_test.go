@@ -12,6 +12,25 @@ import (
 	"github.com/parley/parley/internal/sfu"
 )
 
+// sfuAuthEnv runs a server with auth whose room is in sfu mode, and mints
+// "token=..." queries for it.
+func sfuAuthEnv(t *testing.T, room string) (*env, func(name string, g auth.Grants) string) {
+	t.Helper()
+	secret := "e2e-grants-secret-0123456789abcdefgh"
+	e := newEnv(t, func(c *config.Config) {
+		c.AuthSecret = secret
+		c.MediaUDP = "127.0.0.1:0"
+		c.Rooms = map[string]config.RoomConfig{room: {Mode: "sfu"}}
+	})
+	return e, func(name string, g auth.Grants) string {
+		tok, err := auth.NewToken([]byte(secret), room, name, g, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "token=" + tok
+	}
+}
+
 // pressOn focuses an element and presses a key on it, as a keyboard user
 // does (the buttons must be reachable and work without a pointer).
 func (b *browser) pressOn(sel, key string) {
@@ -25,19 +44,7 @@ func (b *browser) pressOn(sel, key string) {
 // unmutes), the server closing a member's media (its page rebuilds the
 // link by itself), remove, and end for all.
 func TestGroupModeration(t *testing.T) {
-	secret := "e2e-moderation-secret-0123456789abcdef"
-	e := newEnv(t, func(c *config.Config) {
-		c.AuthSecret = secret
-		c.MediaUDP = "127.0.0.1:0"
-		c.Rooms = map[string]config.RoomConfig{"board": {Mode: "sfu"}}
-	})
-	token := func(name string, g auth.Grants) string {
-		tok, err := auth.NewToken([]byte(secret), "board", name, g, time.Hour, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "token=" + tok
-	}
+	e, token := sfuAuthEnv(t, "board")
 	ana, ben := e.launch("Ana"), e.launch("Ben")
 	ana.join("board", token("ana", auth.Grants{Publish: true, Subscribe: true, Admin: true}))
 	ben.join("board", token("ben", auth.AllGrants))
@@ -95,19 +102,7 @@ func TestGroupModeration(t *testing.T) {
 // others' media, and what it types in the chat is refused with a clear
 // message.
 func TestGroupSubscribeOnly(t *testing.T) {
-	secret := "e2e-grants-secret-0123456789abcdefgh"
-	e := newEnv(t, func(c *config.Config) {
-		c.AuthSecret = secret
-		c.MediaUDP = "127.0.0.1:0"
-		c.Rooms = map[string]config.RoomConfig{"talk": {Mode: "sfu"}}
-	})
-	token := func(name string, g auth.Grants) string {
-		tok, err := auth.NewToken([]byte(secret), "talk", name, g, time.Hour, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "token=" + tok
-	}
+	e, token := sfuAuthEnv(t, "talk")
 	ana, vic := e.launch("Ana"), e.launch("Vic")
 	ana.join("talk", token("ana", auth.AllGrants))
 	vic.join("talk", token("vic", auth.Grants{Subscribe: true}))
