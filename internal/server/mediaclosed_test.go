@@ -260,12 +260,18 @@ func TestRow09MediaClosedRebuilt(t *testing.T) {
 	}
 	m := &proxiedMember{t: t, c: c, api: api, proxy: newUDPProxy(t, srv.SFU().UDPAddr().(*net.UDPAddr)),
 		closed: make(chan time.Time, 4), flow: make(chan flowed, 16)}
+	loopDone := make(chan struct{})
 	t.Cleanup(func() {
+		c.Close() // ends the loop: no new connection once the test is over
+		<-loopDone
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.pc.Close()
 	})
-	go m.loop()
+	go func() {
+		defer close(loopDone)
+		m.loop()
+	}()
 	m.connect()
 	m.waitFlow(1, 30*time.Second)
 
