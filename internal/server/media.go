@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/pion/webrtc/v4"
@@ -22,7 +24,15 @@ func (s *Server) startMedia() error {
 	if s.cfg.MediaUDP == "off" {
 		return nil
 	}
-	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: s.cfg.PublicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch})
+	publicIP := s.cfg.PublicIP
+	if ip, ok := loopbackOnly(s.cfg.MediaUDP); ok && publicIP == "" {
+		// Announce the loopback address (without it no candidate at all
+		// would be offered), and say plainly who can reach it.
+		s.log.Warn("media listens on loopback only and --public-ip is not set: only this machine can reach the SFU (group rooms, WHIP, WHEP); "+
+			"listen on a reachable address (e.g. --media-udp :8443) and set --public-ip for other machines", "media_udp", s.cfg.MediaUDP)
+		publicIP = ip
+	}
+	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: publicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch})
 	if err != nil {
 		return fmt.Errorf("media: %w", err)
 	}
@@ -54,6 +64,23 @@ func (s *Server) startMedia() error {
 	s.metrics.CounterFunc("parley_sfu_nack_answered_total", "Retransmissions served from the packet cache.", stat(func(x sfu.Stats) uint64 { return x.NACKAnswered }))
 	s.metrics.CounterFunc("parley_sfu_plis_total", "Keyframe requests sent to publishers.", stat(func(x sfu.Stats) uint64 { return x.PLIs }))
 	return nil
+}
+
+// loopbackOnly reports whether a listen address is on loopback only, and
+// the loopback IP it announces.
+func loopbackOnly(addr string) (ip string, ok bool) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", false
+	}
+	if host == "localhost" {
+		return "127.0.0.1", true
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || !a.IsLoopback() {
+		return "", false
+	}
+	return a.Unmap().String(), true
 }
 
 func (s *Server) stopMedia() {

@@ -39,7 +39,7 @@ func vp8(t *testing.T) *webrtc.TrackLocalStaticRTP {
 }
 
 func TestWHIPMountedWithAuth(t *testing.T) {
-	secret := "s3"
+	secret := "media-test-secret-of-32-bytes-ok"
 	srv := startServer(t, func(c *config.Config) { c.AuthSecret = secret })
 	now := time.Now()
 	viewer, _ := auth.NewToken([]byte(secret), "show", "v", auth.Grants{Subscribe: true}, time.Hour, now)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -68,8 +69,23 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms),
 		serveDone: make(chan struct{})}
-	if cfg.AuthSecret != "" {
-		v, err := auth.NewVerifier(auth.Keys{Secret: []byte(cfg.AuthSecret)})
+	// Auth is on with any of the secret, the public keys or the JWKS.
+	keys := auth.Keys{Secret: []byte(cfg.AuthSecret)}
+	for _, f := range []struct {
+		flag, file string
+		dst        *[]byte
+	}{{"auth-public-key", cfg.AuthPublicKey, &keys.PublicKeys}, {"auth-jwks", cfg.AuthJWKS, &keys.JWKS}} {
+		if f.file == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.flag, err)
+		}
+		*f.dst = b
+	}
+	if len(keys.Secret) > 0 || len(keys.PublicKeys) > 0 || len(keys.JWKS) > 0 {
+		v, err := auth.NewVerifier(keys)
 		if err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
 		}
