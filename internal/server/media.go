@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
@@ -173,9 +174,9 @@ func (s *Server) whipICEServers(r *http.Request) []webrtc.ICEServer {
 // bridge exists once Start has opened the SFU.
 type mediaRooms struct{ s *Server }
 
-func (m mediaRooms) Join(room, member string, send func(protocol.Message)) (signal.MediaSession, error) {
+func (m mediaRooms) Join(room, member string, g auth.Grants, send func(protocol.Message)) (signal.MediaSession, error) {
 	if m.s.bridge == nil {
 		return nil, errors.New("media is not running")
 	}
-	return m.s.bridge.Join(room, member, send)
+	return m.s.bridge.Join(room, member, g, send)
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -16,6 +17,7 @@ type session struct {
 	host   string // host the client reached us at, for ICE server URLs
 	member *room.Member
 	media  MediaSession // in sfu rooms; guarded by mu
+	grants auth.Grants  // what the member may do in its room (set by join)
 
 	out      chan []byte   // encoded messages for the client
 	failed   chan struct{} // closed by fail: the transport must close the connection
@@ -130,6 +132,8 @@ func (s *session) handle(raw []byte) {
 		s.join(m)
 	case protocol.TypeSignal:
 		s.signal(m)
+	case protocol.TypeModerate:
+		s.moderate(m)
 	case protocol.TypeMedia:
 		if s.media == nil {
 			s.sendError(protocol.CodeNotSFU, "media messages go to the server only in sfu rooms")
@@ -155,6 +159,7 @@ func (s *session) join(m protocol.Message) {
 		return
 	}
 	name := m.Name
+	s.grants = auth.AllGrants
 	if h.opts.Auth != nil {
 		claims, err := h.opts.Auth.Verify(m.Token, h.opts.Now())
 		switch {
@@ -171,6 +176,7 @@ func (s *session) join(m protocol.Message) {
 		if name == "" {
 			name = claims.Identity
 		}
+		s.grants = claims.Grants
 	}
 	if name == "" {
 		name = "guest-" + s.member.ID[:4]
@@ -202,9 +208,9 @@ func (s *session) join(m protocol.Message) {
 		list[i] = protocol.Peer{ID: p.ID, Name: p.Name}
 	}
 	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: name,
-		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID)}))
+		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID), Grants: wireGrants(s.grants)}))
 	if r.Mode == room.SFU && h.opts.Media != nil {
-		ms, err := h.opts.Media.Join(r.Name, s.member.ID, func(m protocol.Message) { s.push(mustJSON(m)) })
+		ms, err := h.opts.Media.Join(r.Name, s.member.ID, s.grants, func(m protocol.Message) { s.push(mustJSON(m)) })
 		if err != nil {
 			h.log.Warn("media join failed", "room", r.Name, "member", s.member.ID, "err", err)
 			s.sendError(protocol.CodeNotSFU, "the server could not start media for this room: "+err.Error())
