@@ -29,6 +29,7 @@ var AllGrants = Grants{Publish: true, Subscribe: true, Admin: false}
 type Claims struct {
 	Room      string `json:"room"`
 	Identity  string `json:"sub"`
+	Name      string `json:"name,omitempty"` // display name, when the application gives one
 	Grants    Grants `json:"grants"`
 	ExpiresAt int64  `json:"exp"`
 	IssuedAt  int64  `json:"iat,omitempty"`
