@@ -11,7 +11,7 @@ import (
 // BenchmarkRelay measures one signal from a WebSocket client through the
 // hub to another WebSocket client, both ends in this process.
 func BenchmarkRelay(b *testing.B) {
-	h := signal.NewHub(signal.Options{RateLimit: 1e9, RateBurst: 1e9, Outbox: 4096, Capacity: func(string, string) int { return 10 }})
+	h := signal.NewHub(signal.Options{RateLimit: 1e9, RateBurst: 1e9, ByteRate: 1 << 30, ByteBurst: 1 << 30, Outbox: 4096, OutboxBytes: 64 << 20, Capacity: func(string, string) int { return 10 }})
 	url, stop := serveHub(h)
 	defer stop()
 	a, bb := mustDial(b, url), mustDial(b, url)

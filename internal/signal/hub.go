@@ -25,6 +25,9 @@ type Options struct {
 	RateLimit    float64        // messages/s sustained per connection (default 50)
 	RateBurst    int            // burst size (default 200)
 	Outbox       int            // queued messages per member before it is cut off (default 256)
+	OutboxBytes  int            // queued bytes per member before it is cut off (default 1 MiB)
+	ByteRate     int            // bytes/s sustained per connection (default 256 KiB)
+	ByteBurst    int            // byte burst (default 1 MiB; at least MaxMessage)
 	PingInterval time.Duration  // WebSocket keepalive (default 5 s)
 	PollTimeout  time.Duration  // long-poll wait (default 25 s)
 	SessionIdle  time.Duration  // HTTP sessions idle longer are reaped (default 60 s)
@@ -63,6 +66,21 @@ func (o *Options) fill() {
 	}
 	if o.Outbox <= 0 {
 		o.Outbox = 256
+	}
+	if o.OutboxBytes <= 0 {
+		o.OutboxBytes = 1 << 20
+	}
+	if o.ByteRate <= 0 {
+		o.ByteRate = 256 << 10
+	}
+	if o.ByteBurst <= 0 {
+		o.ByteBurst = 1 << 20
+	}
+	if o.ByteBurst < o.MaxMessage {
+		o.ByteBurst = o.MaxMessage // else the largest message could never pass
+	}
+	if o.OutboxBytes < 2*o.MaxMessage {
+		o.OutboxBytes = 2 * o.MaxMessage // room for a relayed message and a reply
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 5 * time.Second

@@ -142,6 +142,7 @@ func (h *Hub) poll(w http.ResponseWriter, r *http.Request, p *pollSession) {
 	batch := make([][]byte, 0, 8)
 	select {
 	case b := <-p.out:
+		p.took(b)
 		batch = append(batch, b)
 	case <-p.failed:
 	case <-timer.C:
@@ -153,6 +154,7 @@ more:
 	for len(batch) < maxPollBatch {
 		select {
 		case b := <-p.out:
+			p.took(b)
 			batch = append(batch, b)
 		default:
 			break more

@@ -3,28 +3,32 @@ package signal
 import (
 	"errors"
 	"sync"
-	"time"
+	"sync/atomic"
 
+	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
 )
 
 // session is one client, whatever its transport: it owns a room member,
-// a bounded outbox of encoded messages, and a rate limiter.
+// an outbox of encoded messages bounded in messages and in bytes, and rate
+// limiters for messages and bytes.
 type session struct {
 	hub    *Hub
 	host   string // host the client reached us at, for ICE server URLs
 	member *room.Member
 	media  MediaSession // in sfu rooms; guarded by mu
 
-	out      chan []byte   // encoded messages for the client
+	out      chan []byte   // encoded messages for the client; shared slices, never modified
+	queued   atomic.Int64  // bytes in out (see push and took)
 	failed   chan struct{} // closed by fail: the transport must close the connection
 	finished chan struct{} // closed by the transport when it has gone
 	once     sync.Once
 	reason   protocol.Message // the error that failed the session
 
 	mu      sync.Mutex // serialises handle: HTTP posts may arrive concurrently
-	bucket  tokenBucket
+	msgs    limit.Bucket
+	bytes   limit.Bucket
 	strikes int // consecutive rate-limited messages
 }
 
@@ -34,37 +38,74 @@ func (h *Hub) newSession(host string) *session {
 		out:      make(chan []byte, h.opts.Outbox),
 		failed:   make(chan struct{}),
 		finished: make(chan struct{}),
-		bucket:   newTokenBucket(h.opts.RateLimit, h.opts.RateBurst, h.opts.Now()),
 	}
+	now := h.opts.Now()
+	s.msgs = limit.NewBucket(h.opts.RateLimit, float64(h.opts.RateBurst), now)
+	s.bytes = limit.NewBucket(float64(h.opts.ByteRate), float64(h.opts.ByteBurst), now)
 	s.member = &room.Member{ID: room.NewID(), Notify: s.notify}
 	return s
 }
 
-// notify runs under the room's lock: encode, queue, never block.
+// notify runs under the room's lock: queue, never block. Events come
+// encoded (Wire, or the sender's peerInfo): one encoding shared by every
+// receiver, however many there are.
 func (s *session) notify(e room.Event) bool {
-	var b []byte
-	switch e.Kind {
-	case room.PeerJoined:
-		b = mustJSON(protocol.Message{Type: protocol.TypePeerJoined, ID: e.From.ID, Name: e.From.Name})
-	case room.PeerLeft:
-		b = mustJSON(protocol.Message{Type: protocol.TypePeerLeft, ID: e.From.ID})
-	case room.Signal:
-		b = protocol.AppendSignal(make([]byte, 0, len(e.Data)+48), e.From.ID, e.Data)
+	b := e.Wire
+	if b == nil {
+		switch e.Kind {
+		case room.PeerJoined:
+			b = infoOf(e.From).joined
+		case room.PeerLeft:
+			b = infoOf(e.From).left
+		case room.Signal:
+			b = protocol.AppendSignal(make([]byte, 0, len(e.Data)+48), e.From.ID, e.Data)
+		}
 	}
 	return s.push(b)
 }
 
-// push queues an encoded message; a full outbox fails the session, because
-// a client that cannot keep up must not slow the others.
+// peerInfo is what a member's room-mates are told about it, encoded once
+// when it joins (room.Member.Info).
+type peerInfo struct {
+	peer         protocol.Peer
+	joined, left []byte // its peer-joined and peer-left messages
+}
+
+func newPeerInfo(p protocol.Peer) *peerInfo {
+	return &peerInfo{peer: p,
+		joined: mustJSON(protocol.Message{Type: protocol.TypePeerJoined, ID: p.ID, Name: p.Name}),
+		left:   mustJSON(protocol.Message{Type: protocol.TypePeerLeft, ID: p.ID})}
+}
+
+func infoOf(m *room.Member) *peerInfo {
+	if pi, ok := m.Info.(*peerInfo); ok {
+		return pi
+	}
+	return newPeerInfo(protocol.Peer{ID: m.ID, Name: m.Name}) // a member of another transport
+}
+
+// push queues an encoded message; an outbox full in messages or in bytes
+// fails the session, because a client that cannot keep up must not slow
+// the others, nor make the server hold its backlog.
 func (s *session) push(b []byte) bool {
+	n := int64(len(b))
+	if s.queued.Add(n) > int64(s.hub.opts.OutboxBytes) {
+		s.queued.Add(-n)
+		s.fail(protocol.CodeSlowConsumer, "you were not reading your messages fast enough")
+		return false
+	}
 	select {
 	case s.out <- b:
 		return true
 	default:
+		s.queued.Add(-n)
 		s.fail(protocol.CodeSlowConsumer, "you were not reading your messages fast enough")
 		return false
 	}
 }
+
+// took accounts for a message the transport has taken out of the outbox.
+func (s *session) took(b []byte) { s.queued.Add(-int64(len(b))) }
 
 func (s *session) send(m protocol.Message) { s.push(mustJSON(m)) }
 
@@ -100,10 +141,14 @@ func (s *session) handle(raw []byte) {
 	defer s.mu.Unlock()
 	h := s.hub
 	h.received.Inc()
-	if !s.bucket.take(h.opts.Now()) {
+	if s.isFailed() {
+		return // closing: nothing more is done for this client
+	}
+	now := h.opts.Now()
+	if !s.msgs.Take(1, now) || !s.bytes.Take(float64(len(raw)), now) {
 		s.strikes++
 		if s.strikes == 1 {
-			s.sendError(protocol.CodeRateLimited, "too many messages; slow down or you will be disconnected")
+			s.sendError(protocol.CodeRateLimited, "too many messages or bytes; slow down or you will be disconnected")
 		}
 		if s.strikes > h.opts.RateBurst {
 			s.fail(protocol.CodeRateLimited, "message flood; disconnected")
@@ -176,6 +221,7 @@ func (s *session) join(m protocol.Message) {
 		name = "guest-" + s.member.ID[:4]
 	}
 	s.member.Name = name
+	s.member.Info = newPeerInfo(protocol.Peer{ID: s.member.ID, Name: name})
 	mode := room.Mode(h.opts.Mode(m.Room))
 	if mode == "" {
 		mode = room.Mode(m.Mode)
@@ -199,7 +245,7 @@ func (s *session) join(m protocol.Message) {
 	h.joins.Inc()
 	list := make([]protocol.Peer, len(peers))
 	for i, p := range peers {
-		list[i] = protocol.Peer{ID: p.ID, Name: p.Name}
+		list[i] = infoOf(p).peer
 	}
 	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: name,
 		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID)}))
@@ -231,7 +277,10 @@ func (s *session) closeMedia() {
 
 func (s *session) signal(m protocol.Message) {
 	h := s.hub
-	_, err := h.opts.Rooms.Route(s.member, m.To, m.Data)
+	// Encoded once here; a message to everyone shares this one slice
+	// among all its receivers' outboxes.
+	wire := protocol.AppendSignal(make([]byte, 0, len(m.Data)+48), s.member.ID, m.Data)
+	_, err := h.opts.Rooms.RouteWire(s.member, m.To, m.Data, wire)
 	switch {
 	case errors.Is(err, room.ErrNotInRoom):
 		s.sendError(protocol.CodeNotInRoom, "join a room before sending signals")
@@ -240,27 +289,4 @@ func (s *session) signal(m protocol.Message) {
 	default:
 		h.relayed.Inc()
 	}
-}
-
-// tokenBucket is a small rate limiter: rate tokens/s, up to burst.
-type tokenBucket struct {
-	rate, burst, tokens float64
-	last                time.Time
-}
-
-func newTokenBucket(rate float64, burst int, now time.Time) tokenBucket {
-	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
-}
-
-func (b *tokenBucket) take(now time.Time) bool {
-	b.tokens += now.Sub(b.last).Seconds() * b.rate
-	b.last = now
-	if b.tokens > b.burst {
-		b.tokens = b.burst
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

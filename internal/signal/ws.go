@@ -101,6 +101,7 @@ func (h *Hub) writeLoop(ctx context.Context, c *websocket.Conn, s *session) {
 	for {
 		select {
 		case b := <-s.out:
+			s.took(b)
 			// No context here either (see readLoop); the pinger or ctx.Done
 			// closes a connection whose writes are stuck.
 			if err := c.Write(context.Background(), websocket.MessageText, b); err != nil {
@@ -138,6 +139,7 @@ func (h *Hub) drainThenClose(ctx context.Context, c *websocket.Conn, s *session)
 		for {
 			select {
 			case b := <-s.out:
+				s.took(b)
 				if write(ctx, c, b) != nil {
 					c.CloseNow()
 					return
