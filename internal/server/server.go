@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
@@ -86,9 +87,16 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if cfg.MediaUDP != "off" {
 		media = mediaRooms{s}
 	}
+	proxies, err := clientip.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted-proxies: %w", err)
+	}
 	s.hub = signal.NewHub(signal.Options{
 		Media:      media,
 		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
+		OutboxBytes: cfg.OutboxBytes, ByteRate: cfg.ByteRate, ByteBurst: cfg.ByteBurst,
+		MaxSessions: cfg.MaxSessions, ConnsPerIP: cfg.ConnsPerIP, RoomsPerIP: cfg.RoomsPerIP, JoinTimeout: cfg.JoinTimeout.D(),
+		ClientIP:     clientip.New(proxies),
 		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
 		Auth: s.auth, Origins: s.origins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
 		ICEServers: s.iceServers, Rooms: s.rooms, Metrics: s.metrics, Logger: log,

@@ -4,11 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/clientip"
+	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/signal"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/protocol"
@@ -162,4 +171,171 @@ func TestByteRateLimited(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		next(t, b, protocol.TypeSignal)
 	}
+}
+
+var (
+	fromMu      sync.Mutex
+	fromClients = map[string]*http.Client{}
+)
+
+// from is an HTTP client whose connections come from the loopback
+// address ip (127.x.y.z): a distinct client for per-address limits.
+func from(ip string) *http.Client {
+	fromMu.Lock()
+	defer fromMu.Unlock()
+	if c := fromClients[ip]; c != nil {
+		return c
+	}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4}}
+	fromClients[ip] = c
+	return c
+}
+
+func dialFrom(t *testing.T, url, ip, transport string) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, url, &client.Options{Transport: transport, HTTPClient: from(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// rawFirst opens a raw WebSocket from ip, sends msg (unless empty) and
+// returns the first message the server sends, then the connection.
+func rawFirst(t *testing.T, url, ip, msg string) (protocol.Message, *websocket.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws", &websocket.DialOptions{HTTPClient: from(ip)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	if msg != "" {
+		c.Write(ctx, websocket.MessageText, []byte(msg))
+	}
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	var m protocol.Message
+	json.Unmarshal(b, &m)
+	return m, c
+}
+
+// Row 4 of issue #10: 10,100 WebSocket connections from one client took
+// every room and a real user's join was refused with server-full. Now one
+// address holds at most ConnsPerIP connections (WebSocket and long-poll
+// alike: too-many-connections) and creates at most RoomsPerIP rooms a
+// minute (too-many-rooms), so others still get in.
+func TestRow04ConnectionsPerIP(t *testing.T) {
+	const attempts = 250 // over the default 200 connections per address
+	trusted := clientip.New([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	_, url := newHub(t, signal.Options{Rooms: room.NewManager(100), ClientIP: trusted})
+	codes := map[string]int{}
+	for i := 0; i < attempts; i++ {
+		m, _ := rawFirst(t, url, "127.0.0.1", fmt.Sprintf(`{"type":"join","room":"spam-%d"}`, i))
+		if m.Type == protocol.TypeError {
+			codes[m.Code]++
+		} else {
+			codes[m.Type]++
+		}
+	}
+	if codes[protocol.TypeJoined] != 60 || codes[protocol.CodeTooManyRooms] != 140 || codes[protocol.CodeTooManyConnections] != attempts-200 {
+		t.Fatalf("one address's %d attempts: %v; want 60 rooms, then too-many-rooms, and too-many-connections past 200", attempts, codes)
+	}
+	// Long-poll counts against the same slots: 429.
+	if st, e := openSession(t, url, ""); st != http.StatusTooManyRequests || e.Code != protocol.CodeTooManyConnections {
+		t.Fatalf("long-poll from the same address: %d %+v", st, e)
+	}
+	// Another address is not affected, over either transport...
+	for _, tr := range transports {
+		c := dialFrom(t, url, "127.0.0.2", tr)
+		join(t, c, "real-"+tr, "real user")
+	}
+	// ...nor a client behind a trusted proxy, named by X-Forwarded-For.
+	if st, _ := openSession(t, url, "198.51.100.7"); st != http.StatusCreated {
+		t.Fatalf("client behind the proxy: %d", st)
+	}
+}
+
+// openSession opens a long-poll session (as forwarded for xff, unless
+// empty) and returns the status and the error object, if any.
+func openSession(t *testing.T, url, xff string) (int, protocol.Message) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/session", nil)
+	if xff != "" {
+		req.Header.Set("X-Forwarded-For", xff)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e protocol.Message
+	json.NewDecoder(resp.Body).Decode(&e)
+	return resp.StatusCode, e
+}
+
+// Row 5 of issue #10: 200 WebSocket connections that never join, on a
+// server with auth, were all held (one still answered pong after 40 s).
+// Now a connection that is in no room JoinTimeout after connecting (or
+// after leaving) is closed with join-timeout; one that joined stays.
+func TestRow05JoinDeadline(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	v, err := auth.NewVerifier(auth.Keys{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, url := newHub(t, signal.Options{Auth: v, JoinTimeout: 300 * time.Millisecond, ConnsPerIP: 1000})
+	tok, _ := auth.NewToken(secret, "*", "alice", auth.AllGrants, time.Hour, time.Now())
+	good := dial(t, url, "")
+	if _, err := good.Join(context.Background(), "kept", "", tok); err != nil {
+		t.Fatal(err)
+	}
+	var conns []*websocket.Conn
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 200; i++ {
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		conns = append(conns, c)
+	}
+	for i, c := range conns {
+		_, b, err := c.Read(ctx)
+		var m protocol.Message
+		json.Unmarshal(b, &m)
+		if err != nil || m.Code != protocol.CodeJoinTimeout {
+			t.Fatalf("idle connection %d: %s %v", i, b, err)
+		}
+		if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+			t.Fatalf("idle connection %d not closed: %v", i, err)
+		}
+	}
+	// Long-poll sessions have the same deadline.
+	hp := dial(t, url, client.HTTP)
+	select {
+	case m := <-hp.Events():
+		if m.Code != protocol.CodeJoinTimeout {
+			t.Fatalf("long-poll: %+v", m)
+		}
+	case <-ctx.Done():
+		t.Fatal("long-poll session never timed out")
+	}
+	// The member who joined is still served; leaving re-arms the deadline.
+	good.SendRaw(ctx, []byte(`{"type":"ping"}`))
+	next(t, good, protocol.TypePong)
+	good.Leave(ctx)
+	next(t, good, protocol.TypeLeft)
+	if m := next(t, good, protocol.TypeError); m.Code != protocol.CodeJoinTimeout {
+		t.Fatalf("after leaving: %+v", m)
+	}
+	<-good.Done()
 }

@@ -2,8 +2,10 @@ package signal
 
 import (
 	"errors"
+	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/room"
@@ -14,10 +16,12 @@ import (
 // an outbox of encoded messages bounded in messages and in bytes, and rate
 // limiters for messages and bytes.
 type session struct {
-	hub    *Hub
-	host   string // host the client reached us at, for ICE server URLs
-	member *room.Member
-	media  MediaSession // in sfu rooms; guarded by mu
+	hub     *Hub
+	host    string     // host the client reached us at, for ICE server URLs
+	client  netip.Addr // the client's address as per-client limits count it
+	release func()     // gives back the client's connection slot; set by register
+	member  *room.Member
+	media   MediaSession // in sfu rooms; guarded by mu
 
 	out      chan []byte   // encoded messages for the client; shared slices, never modified
 	queued   atomic.Int64  // bytes in out (see push and took)
@@ -30,11 +34,15 @@ type session struct {
 	msgs    limit.Bucket
 	bytes   limit.Bucket
 	strikes int // consecutive rate-limited messages
+
+	timerMu   sync.Mutex
+	joinTimer *time.Timer // closes a session that is in no room for JoinTimeout
+	stopped   bool        // the session has ended: no timer is armed again
 }
 
-func (h *Hub) newSession(host string) *session {
+func (h *Hub) newSession(host string, client netip.Addr) *session {
 	s := &session{
-		hub: h, host: host,
+		hub: h, host: host, client: client,
 		out:      make(chan []byte, h.opts.Outbox),
 		failed:   make(chan struct{}),
 		finished: make(chan struct{}),
@@ -135,6 +143,46 @@ func (s *session) isFailed() bool {
 	}
 }
 
+// armJoinDeadline (re)starts the join deadline: on connecting and on
+// leaving a room. A client that holds a connection without being in a room
+// is closed after JoinTimeout.
+func (s *session) armJoinDeadline() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	switch {
+	case s.stopped:
+	case s.joinTimer == nil:
+		s.joinTimer = time.AfterFunc(s.hub.opts.JoinTimeout, s.joinDeadline)
+	default:
+		s.joinTimer.Reset(s.hub.opts.JoinTimeout)
+	}
+}
+
+func (s *session) joinDeadline() {
+	if s.member.Room() == nil {
+		s.fail(protocol.CodeJoinTimeout, "no room joined within "+s.hub.opts.JoinTimeout.String()+"; closing the connection")
+	}
+}
+
+// joined stops the join deadline.
+func (s *session) joined() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	if s.joinTimer != nil {
+		s.joinTimer.Stop()
+	}
+}
+
+// stopTimers ends the session's timers for good (unregister).
+func (s *session) stopTimers() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	s.stopped = true
+	if s.joinTimer != nil {
+		s.joinTimer.Stop()
+	}
+}
+
 // handle processes one raw client message.
 func (s *session) handle(raw []byte) {
 	s.mu.Lock()
@@ -184,6 +232,7 @@ func (s *session) handle(raw []byte) {
 	case protocol.TypeLeave:
 		s.closeMediaLocked()
 		if r, ok := h.opts.Rooms.Leave(s.member); ok {
+			s.armJoinDeadline()
 			s.send(protocol.Message{Type: protocol.TypeLeft, Room: r.Name})
 		} else {
 			s.sendError(protocol.CodeNotInRoom, "you are not in a room")
@@ -192,6 +241,8 @@ func (s *session) handle(raw []byte) {
 		s.send(protocol.Message{Type: protocol.TypePong})
 	}
 }
+
+var errRoomRate = errors.New("too many new rooms from this address")
 
 func (s *session) join(m protocol.Message) {
 	h := s.hub
@@ -229,11 +280,19 @@ func (s *session) join(m protocol.Message) {
 	if mode == "" || (mode == room.SFU && h.opts.Media == nil) {
 		mode = room.P2P
 	}
-	r, peers, err := h.opts.Rooms.Join(m.Room, mode, h.opts.Capacity(m.Room, string(mode)), s.member)
+	r, peers, err := h.opts.Rooms.JoinIf(m.Room, mode, h.opts.Capacity(m.Room, string(mode)), s.member, func() error {
+		if !h.newRooms.Allow(s.client, h.opts.Now()) {
+			return errRoomRate
+		}
+		return nil
+	})
 	switch {
 	case errors.Is(err, room.ErrFull):
 		h.errors.Inc("full")
 		s.send(protocol.Message{Type: protocol.TypeFull, Room: m.Room})
+		return
+	case errors.Is(err, errRoomRate):
+		s.sendError(protocol.CodeTooManyRooms, "your address has opened too many new rooms in the last minute; join an existing one or try again later")
 		return
 	case errors.Is(err, room.ErrTooManyRooms):
 		s.sendError(protocol.CodeServerFull, "the server has too many rooms open; try again later")
@@ -243,6 +302,7 @@ func (s *session) join(m protocol.Message) {
 		return
 	}
 	h.joins.Inc()
+	s.joined()
 	list := make([]protocol.Peer, len(peers))
 	for i, p := range peers {
 		list[i] = infoOf(p).peer

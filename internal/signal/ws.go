@@ -3,7 +3,6 @@ package signal
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -37,17 +36,18 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// Messages up to 4x the limit are read and refused with an error;
 	// beyond that the library closes with 1009 (message too big).
 	c.SetReadLimit(int64(h.opts.MaxMessage) * 4)
-	s := h.newSession(HostOf(r))
+	s := h.newSession(HostOf(r), h.clientOf(r))
 	if err := h.register(s); err != nil {
-		code := protocol.CodeServerFull
-		if !errors.Is(err, errServerFull) {
-			code = protocol.CodeShuttingDown
-		}
-		msg := mustJSON(protocol.ErrorMessage(code, err.Error()))
+		ref := err.(*refusal)
+		msg := mustJSON(protocol.ErrorMessage(ref.code, ref.msg))
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		_ = c.Write(ctx, websocket.MessageText, msg)
 		cancel()
-		c.Close(websocket.StatusTryAgainLater, code)
+		status := websocket.StatusTryAgainLater
+		if ref == errShuttingDown {
+			status = websocket.StatusGoingAway
+		}
+		c.Close(status, ref.code)
 		return
 	}
 	ctx, cancel := context.WithCancel(h.ctx)

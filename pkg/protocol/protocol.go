@@ -54,6 +54,12 @@ const (
 	CodeShuttingDown  = "shutting-down"
 	CodeNoSession     = "no-session"
 	CodeNotSFU        = "not-sfu"
+	// Per-client limits (issue #10): too many connections from one client
+	// address, too many new rooms from it in the last minute, no join in
+	// time after connecting.
+	CodeTooManyConnections = "too-many-connections"
+	CodeTooManyRooms       = "too-many-rooms"
+	CodeJoinTimeout        = "join-timeout"
 )
 
 // Message is any signaling message. Fields unused by a type are omitted.

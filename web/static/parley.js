@@ -1483,7 +1483,7 @@ export class Client extends EventTarget {
       case 'left':
         break;
       case 'error': {
-        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'already-joined'].includes(m.code);
+        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'too-many-rooms', 'already-joined'].includes(m.code);
         emit(this, 'error', { code: m.code, message: m.message || m.code, fatal });
         if (fatal) this.fail(new ParleyError(m.code, m.message || m.code));
         break;
