@@ -109,33 +109,40 @@ func (g *Manager) Join(name string, mode Mode, capacity int, m *Member) (*Room, 
 	return g.JoinIf(name, mode, capacity, m, nil)
 }
 
-// JoinIf is Join where creating the room must first be allowed by
-// mayCreate (called with the manager locked, only when the room does not
-// exist yet; nil allows it). Its error is returned as is. Per-client limits
-// on new rooms use it, so that joining an existing room is never counted.
-func (g *Manager) JoinIf(name string, mode Mode, capacity int, m *Member, mayCreate func() error) (*Room, []*Member, error) {
+// JoinIf is Join with a last say for the caller: admit (nil admits all)
+// is called with the manager and the room locked, once the room has space,
+// before m is added or anyone is told. created says whether this join
+// would create the room; peers are the members already in it, in join
+// order. Its error refuses the join and is returned as is; a room the join
+// would have created is then not kept. Per-client limits on new rooms use
+// it, so joining an existing room never counts, and so can anything that
+// must decide about m (its Info) knowing who is already there.
+func (g *Manager) JoinIf(name string, mode Mode, capacity int, m *Member, admit func(created bool, peers []*Member) error) (*Room, []*Member, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if m.room.Load() != nil {
 		return nil, nil, ErrAlreadyJoined
 	}
 	r := g.rooms[name]
-	if r == nil {
+	created := r == nil
+	if created {
 		if len(g.rooms) >= g.maxRooms {
 			return nil, nil, ErrTooManyRooms
 		}
-		if mayCreate != nil {
-			if err := mayCreate(); err != nil {
-				return nil, nil, err
-			}
-		}
 		r = &Room{Name: name, Mode: mode, Capacity: capacity, members: map[string]*Member{}}
-		g.rooms[name] = r
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.members) >= r.Capacity {
 		return r, nil, ErrFull
+	}
+	if admit != nil {
+		if err := admit(created, r.order); err != nil {
+			return nil, nil, err
+		}
+	}
+	if created {
+		g.rooms[name] = r
 	}
 	peers := append([]*Member(nil), r.order...)
 	r.members[m.ID] = m

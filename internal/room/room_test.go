@@ -74,7 +74,13 @@ func TestJoinIfAsksOnlyForNewRooms(t *testing.T) {
 	b, _ := member("b")
 	refuse := errors.New("no new rooms for you")
 	asked := 0
-	no := func() error { asked++; return refuse }
+	no := func(created bool, _ []*Member) error {
+		if !created {
+			return nil
+		}
+		asked++
+		return refuse
+	}
 	if _, _, err := g.JoinIf("r", P2P, 4, a, no); !errors.Is(err, refuse) || a.Room() != nil || g.Lookup("r") != nil {
 		t.Fatalf("refused creation: %v, room %v", err, a.Room())
 	}

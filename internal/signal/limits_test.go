@@ -286,11 +286,7 @@ func openSession(t *testing.T, url, xff string) (int, protocol.Message) {
 // Now a connection that is in no room JoinTimeout after connecting (or
 // after leaving) is closed with join-timeout; one that joined stays.
 func TestRow05JoinDeadline(t *testing.T) {
-	secret := []byte("0123456789abcdef0123456789abcdef")
-	v, err := auth.NewVerifier(auth.Keys{Secret: secret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	secret, v := testVerifier(t)
 	_, url := newHub(t, signal.Options{Auth: v, JoinTimeout: 300 * time.Millisecond, ConnsPerIP: 1000})
 	tok, _ := auth.NewToken(secret, "*", "alice", auth.AllGrants, time.Hour, time.Now())
 	good := dial(t, url, "")
@@ -338,4 +334,110 @@ func TestRow05JoinDeadline(t *testing.T) {
 		t.Fatalf("after leaving: %+v", m)
 	}
 	<-good.Done()
+}
+
+// Row 10 of issue #10: two tokens, sub=alice and sub=carol, joined with
+// name "bob" and both were shown as "bob". Now peers see each member's
+// verified identity (and the token's name when it carries one), and who
+// hosts comes from the grants, not from the client.
+func TestRow10VerifiedIdentity(t *testing.T) {
+	secret, v := testVerifier(t)
+	_, url := newHub(t, signal.Options{Auth: v})
+	now := time.Now()
+	mint := func(c auth.Claims) string {
+		c.Room, c.ExpiresAt = "chat.*", now.Add(time.Hour).Unix()
+		tok, err := auth.Mint(secret, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	ctx := context.Background()
+	viewer := dial(t, url, "")
+	jv, err := viewer.Join(ctx, "chat.show", "bob", mint(auth.Claims{Identity: "alice", Grants: auth.Grants{Subscribe: true}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jv.Identity != "alice" || !jv.Verified || jv.Host || jv.Name != "bob" {
+		t.Fatalf("alice's joined: %+v", jv)
+	}
+	// carol's token names her and grants publish: she hosts, whatever she asks.
+	host := dial(t, url, "")
+	if err := host.Send(ctx, protocol.Message{Type: protocol.TypeJoin, Room: "chat.show", Name: "bob",
+		Token: mint(auth.Claims{Identity: "carol", Name: "Carol C.", Grants: auth.Grants{Publish: true}})}); err != nil {
+		t.Fatal(err)
+	}
+	pj := next(t, viewer, protocol.TypePeerJoined)
+	if pj.Identity != "carol" || !pj.Verified || pj.Name != "Carol C." || !pj.Host {
+		t.Fatalf("alice is told of carol as %+v", pj)
+	}
+	// A subscriber asking to host does not.
+	third := dial(t, url, "")
+	if err := third.Send(ctx, protocol.Message{Type: protocol.TypeJoin, Room: "chat.show", Name: "Carol C.", Host: true,
+		Token: mint(auth.Claims{Identity: "mallory", Grants: auth.Grants{Subscribe: true}})}); err != nil {
+		t.Fatal(err)
+	}
+	pj = next(t, viewer, protocol.TypePeerJoined)
+	if pj.Identity != "mallory" || pj.Host || !pj.Verified {
+		t.Fatalf("alice is told of mallory as %+v", pj)
+	}
+	j := until(t, third, protocol.TypeJoined)
+	if len(j.Peers) != 2 || j.Peers[0].Identity != "alice" || j.Peers[1].Identity != "carol" || !j.Peers[1].Host || j.Peers[0].Host {
+		t.Fatalf("mallory's peer list: %+v", j.Peers)
+	}
+}
+
+// On an open server nobody is verified, and the first member present that
+// asks to host a room does (the broadcast page asks for its chat room).
+func TestOpenServerHost(t *testing.T) {
+	_, url := newHub(t, signal.Options{})
+	ctx := context.Background()
+	joinAs := func(name string, host bool) (*client.Client, protocol.Message) {
+		c := dial(t, url, "")
+		c.Send(ctx, protocol.Message{Type: protocol.TypeJoin, Room: "chat.open", Name: name, Host: host})
+		return c, until(t, c, protocol.TypeJoined)
+	}
+	a, ja := joinAs("first", true)
+	_, jb := joinAs("second", true)
+	if !ja.Host || jb.Host || ja.Verified || ja.Identity != "" {
+		t.Fatalf("first %+v, second %+v", ja, jb)
+	}
+	if len(jb.Peers) != 1 || !jb.Peers[0].Host || jb.Peers[0].Verified {
+		t.Fatalf("second's peers: %+v", jb.Peers)
+	}
+	a.Leave(ctx)
+	until(t, a, protocol.TypeLeft)
+	if _, jc := joinAs("third", true); !jc.Host {
+		t.Fatalf("host left, a new claim: %+v", jc)
+	}
+}
+
+// until waits for the next event of the given type, skipping others.
+func until(t *testing.T, c *client.Client, typ string) protocol.Message {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case m, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("session ended waiting for %s: %v", typ, c.Err())
+			}
+			if m.Type == typ {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s", typ)
+		}
+	}
+}
+
+// testVerifier is a token verifier with its secret.
+func testVerifier(t *testing.T) ([]byte, *auth.Verifier) {
+	t.Helper()
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	v, err := auth.NewVerifier(auth.Keys{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret, v
 }

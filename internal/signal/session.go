@@ -3,6 +3,7 @@ package signal
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,8 +82,18 @@ type peerInfo struct {
 
 func newPeerInfo(p protocol.Peer) *peerInfo {
 	return &peerInfo{peer: p,
-		joined: mustJSON(protocol.Message{Type: protocol.TypePeerJoined, ID: p.ID, Name: p.Name}),
-		left:   mustJSON(protocol.Message{Type: protocol.TypePeerLeft, ID: p.ID})}
+		joined: mustJSON(protocol.Message{Type: protocol.TypePeerJoined, ID: p.ID, Name: p.Name,
+			Identity: p.Identity, Verified: p.Verified, Host: p.Host}),
+		left: mustJSON(protocol.Message{Type: protocol.TypePeerLeft, ID: p.ID})}
+}
+
+func hasHost(members []*room.Member) bool {
+	for _, p := range members {
+		if infoOf(p).peer.Host {
+			return true
+		}
+	}
+	return false
 }
 
 func infoOf(m *room.Member) *peerInfo {
@@ -250,7 +261,8 @@ func (s *session) join(m protocol.Message) {
 		s.sendError(protocol.CodeAlreadyJoined, "you are already in room "+s.member.Room().Name+"; leave first")
 		return
 	}
-	name := m.Name
+	me := protocol.Peer{ID: s.member.ID, Name: m.Name}
+	grantsHost := false // with tokens, the grant decides who hosts
 	if h.opts.Auth != nil {
 		claims, err := h.opts.Auth.Verify(m.Token, h.opts.Now())
 		switch {
@@ -264,15 +276,24 @@ func (s *session) join(m protocol.Message) {
 			s.sendError(protocol.CodeForbidden, "your token does not grant room "+m.Room)
 			return
 		}
-		if name == "" {
-			name = claims.Identity
+		// Who the member is comes from the token, and peers are told it
+		// is verified; the name shown is the token's when it has one.
+		me.Identity, me.Verified = claims.Identity, true
+		if claims.Name != "" {
+			me.Name = claims.Name
 		}
+		if me.Name == "" {
+			me.Name = claims.Identity
+		}
+		grantsHost = claims.Grants.Publish || claims.Grants.Admin
 	}
-	if name == "" {
-		name = "guest-" + s.member.ID[:4]
+	if len(me.Name) > protocol.MaxNameLen {
+		me.Name = strings.ToValidUTF8(me.Name[:protocol.MaxNameLen], "") // a token's name may be longer
 	}
-	s.member.Name = name
-	s.member.Info = newPeerInfo(protocol.Peer{ID: s.member.ID, Name: name})
+	if me.Name == "" {
+		me.Name = "guest-" + s.member.ID[:4]
+	}
+	s.member.Name = me.Name
 	mode := room.Mode(h.opts.Mode(m.Room))
 	if mode == "" {
 		mode = room.Mode(m.Mode)
@@ -280,19 +301,27 @@ func (s *session) join(m protocol.Message) {
 	if mode == "" || (mode == room.SFU && h.opts.Media == nil) {
 		mode = room.P2P
 	}
-	r, peers, err := h.opts.Rooms.JoinIf(m.Room, mode, h.opts.Capacity(m.Room, string(mode)), s.member, func() error {
-		if !h.newRooms.Allow(s.client, h.opts.Now()) {
+	r, peers, err := h.opts.Rooms.JoinIf(m.Room, mode, h.opts.Capacity(m.Room, string(mode)), s.member, func(created bool, peers []*room.Member) error {
+		if created && !h.newRooms.Allow(s.client, h.opts.Now()) {
 			return errRoomRate
 		}
+		if h.opts.Auth != nil {
+			me.Host = grantsHost
+		} else {
+			// Open server: everyone has every grant, so grants cannot tell
+			// the host; the first member present that asks for it is.
+			me.Host = m.Host && !hasHost(peers)
+		}
+		s.member.Info = newPeerInfo(me)
 		return nil
 	})
 	switch {
+	case errors.Is(err, errRoomRate):
+		s.sendError(protocol.CodeTooManyRooms, "your address has opened too many new rooms in the last minute; join an existing one or try again later")
+		return
 	case errors.Is(err, room.ErrFull):
 		h.errors.Inc("full")
 		s.send(protocol.Message{Type: protocol.TypeFull, Room: m.Room})
-		return
-	case errors.Is(err, errRoomRate):
-		s.sendError(protocol.CodeTooManyRooms, "your address has opened too many new rooms in the last minute; join an existing one or try again later")
 		return
 	case errors.Is(err, room.ErrTooManyRooms):
 		s.sendError(protocol.CodeServerFull, "the server has too many rooms open; try again later")
@@ -307,8 +336,9 @@ func (s *session) join(m protocol.Message) {
 	for i, p := range peers {
 		list[i] = infoOf(p).peer
 	}
-	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: name,
-		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID)}))
+	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: me.Name,
+		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID),
+		Identity: me.Identity, Verified: me.Verified, Host: me.Host}))
 	if r.Mode == room.SFU && h.opts.Media != nil {
 		ms, err := h.opts.Media.Join(r.Name, s.member.ID, func(m protocol.Message) { s.push(mustJSON(m)) })
 		if err != nil {

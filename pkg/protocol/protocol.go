@@ -77,6 +77,11 @@ type Message struct {
 	ICEServers []ICEServer     `json:"iceServers,omitempty"`
 	Code       string          `json:"code,omitempty"`
 	Message    string          `json:"message,omitempty"`
+	// In peer-joined (see Peer); in join, Host asks to host the room on an
+	// open server.
+	Identity string `json:"identity,omitempty"`
+	Verified bool   `json:"verified,omitempty"`
+	Host     bool   `json:"host,omitempty"`
 }
 
 // Joined is the server's answer to a successful join. Peers is always
@@ -89,12 +94,24 @@ type Joined struct {
 	Mode       string      `json:"mode"`
 	Peers      []Peer      `json:"peers"`
 	ICEServers []ICEServer `json:"iceServers"`
+	Identity   string      `json:"identity,omitempty"` // as in Peer, about you
+	Verified   bool        `json:"verified,omitempty"`
+	Host       bool        `json:"host,omitempty"`
 }
 
-// Peer is another member of the room.
+// Peer is another member of the room. Identity and Verified are set when
+// the member joined with a token: Identity is the token's subject, which
+// the server has verified (Name is the token's name claim when it has
+// one, else the name the member chose). Host says the server holds the
+// member to be a host of the room: with tokens, one whose token grants
+// publish or admin; on an open server, the first member present that
+// asked for it (join with "host": true).
 type Peer struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Identity string `json:"identity,omitempty"`
+	Verified bool   `json:"verified,omitempty"`
+	Host     bool   `json:"host,omitempty"`
 }
 
 // ICEServer is one entry of RTCConfiguration.iceServers.

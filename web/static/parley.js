@@ -13,7 +13,10 @@ const BUFFER_LOW = 256 * 1024; // resume below this (bufferedAmountLowThreshold)
 const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
 
 /**
- * @typedef {{id: string, name: string}} MemberInfo
+ * A member as the server describes it. identity/verified: the subject of the
+ * member's token, checked by the server (absent on open servers); host: the
+ * server holds the member to be a host of the room (from its token's grants).
+ * @typedef {{id: string, name: string, identity?: string, verified?: boolean, host?: boolean}} MemberInfo
  * @typedef {{urls: string|string[], username?: string, credential?: string}} IceServer
  * @typedef {'idle'|'connecting'|'joined'|'reconnecting'|'left'|'closed'} ClientState
  * @typedef {{code: string, message: string}} ServerError
@@ -318,6 +321,9 @@ export class Peer extends EventTarget {
     this.client = client;
     this.id = info.id;
     this.name = info.name || 'Guest';
+    this.identity = info.identity || '';
+    this.verified = !!info.verified;
+    this.host = !!info.host;
     this.polite = client.id > info.id; // lexically larger id yields in glare
     this.offerer = offerer;
     this.remoteStream = new MediaStream();
@@ -602,7 +608,8 @@ export class Peer extends EventTarget {
     }
     switch (msg.t) {
       case 'hello':
-        if (typeof msg.name === 'string' && msg.name) this.name = msg.name.slice(0, 64);
+        // A verified member's name is the server's, not what the peer says.
+        if (!this.verified && typeof msg.name === 'string' && msg.name) this.name = msg.name.slice(0, 64);
       // fall through
       case 'state':
         this.media = { audio: msg.audio !== false, video: msg.video !== false, screen: !!msg.screen };
@@ -1351,6 +1358,10 @@ export class Client extends EventTarget {
     /** @type {ClientState} */
     this.state = 'idle';
     this.id = '';
+    /** your verified identity (from your token), '' on open servers */
+    this.identity = '';
+    this.verified = false;
+    this.host = false;
     this.mode = 'p2p';
     /** @type {Signaling|null} */
     this.sig = null;
@@ -1447,6 +1458,9 @@ export class Client extends EventTarget {
         this.mode = m.mode || 'p2p';
         this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
         if (m.name) this.name = m.name;
+        this.identity = m.identity || '';
+        this.verified = !!m.verified;
+        this.host = !!m.host;
         if (this.link) this.link.close();
         this.link = this.mode === 'sfu' ? new SfuLink(this) : null;
         this.setState('joined');
