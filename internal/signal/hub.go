@@ -54,6 +54,10 @@ type Options struct {
 	// ICEServers returns the STUN/TURN servers handed to a member in joined;
 	// host is the host name the client reached Parley at.
 	ICEServers func(host, memberID string) []protocol.ICEServer
+	// ICERefresh is how often a member in a room is sent fresh ICE servers
+	// (an ice-servers message), e.g. 3/4 of the TURN credentials' lifetime;
+	// 0 never.
+	ICERefresh time.Duration
 
 	// Media runs the media of sfu-mode rooms; nil makes every room p2p.
 	Media MediaRooms

@@ -441,3 +441,31 @@ func testVerifier(t *testing.T) ([]byte, *auth.Verifier) {
 	}
 	return secret, v
 }
+
+// A member in a room gets fresh ICE servers every ICERefresh, each from a
+// new ICEServers call, until it leaves.
+func TestICEServersRefreshedWhileInRoom(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	ice := func(host, member string) []protocol.ICEServer {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		return []protocol.ICEServer{{URLs: []string{"turn:" + host}, Username: fmt.Sprint(calls), Credential: member}}
+	}
+	_, url := newHub(t, signal.Options{ICEServers: ice, ICERefresh: 20 * time.Millisecond})
+	for _, tr := range transports {
+		c := dial(t, url, tr)
+		j := join(t, c, "ice-"+tr, "x")
+		last := j.ICEServers[0].Username
+		for i := 0; i < 3; i++ {
+			m := until(t, c, protocol.TypeICEServers)
+			if len(m.ICEServers) != 1 || m.ICEServers[0].Username == last || m.ICEServers[0].Credential != j.ID {
+				t.Fatalf("%s refresh %d: %+v after %s", tr, i, m.ICEServers, last)
+			}
+			last = m.ICEServers[0].Username
+		}
+		c.Leave(context.Background())
+		until(t, c, protocol.TypeLeft)
+	}
+}

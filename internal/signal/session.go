@@ -38,6 +38,7 @@ type session struct {
 
 	timerMu   sync.Mutex
 	joinTimer *time.Timer // closes a session that is in no room for JoinTimeout
+	iceTimer  *time.Timer // sends fresh ICE servers while in a room (ICERefresh)
 	stopped   bool        // the session has ended: no timer is armed again
 }
 
@@ -175,13 +176,48 @@ func (s *session) joinDeadline() {
 	}
 }
 
-// joined stops the join deadline.
+// joined stops the join deadline and starts the ICE refresh.
 func (s *session) joined() {
 	s.timerMu.Lock()
 	defer s.timerMu.Unlock()
 	if s.joinTimer != nil {
 		s.joinTimer.Stop()
 	}
+	if d := s.hub.opts.ICERefresh; d > 0 && !s.stopped {
+		if s.iceTimer == nil {
+			s.iceTimer = time.AfterFunc(d, s.refreshICE)
+		} else {
+			s.iceTimer.Reset(d)
+		}
+	}
+}
+
+// refreshICE sends the member fresh ICE servers (new TURN credentials)
+// before the ones it holds expire, and comes again while it stays in the
+// room. It runs on the timer's goroutine, which ends with it; leaving and
+// unregister stop the timer.
+func (s *session) refreshICE() {
+	if s.member.Room() == nil || s.isFailed() {
+		return
+	}
+	if list := s.hub.opts.ICEServers(s.host, s.member.ID); len(list) > 0 {
+		s.send(protocol.Message{Type: protocol.TypeICEServers, ICEServers: list})
+	}
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	if !s.stopped && s.member.Room() != nil {
+		s.iceTimer.Reset(s.hub.opts.ICERefresh)
+	}
+}
+
+// left stops the ICE refresh and re-arms the join deadline.
+func (s *session) left() {
+	s.timerMu.Lock()
+	if s.iceTimer != nil {
+		s.iceTimer.Stop()
+	}
+	s.timerMu.Unlock()
+	s.armJoinDeadline()
 }
 
 // stopTimers ends the session's timers for good (unregister).
@@ -189,8 +225,10 @@ func (s *session) stopTimers() {
 	s.timerMu.Lock()
 	defer s.timerMu.Unlock()
 	s.stopped = true
-	if s.joinTimer != nil {
-		s.joinTimer.Stop()
+	for _, t := range []*time.Timer{s.joinTimer, s.iceTimer} {
+		if t != nil {
+			t.Stop()
+		}
 	}
 }
 
@@ -243,7 +281,7 @@ func (s *session) handle(raw []byte) {
 	case protocol.TypeLeave:
 		s.closeMediaLocked()
 		if r, ok := h.opts.Rooms.Leave(s.member); ok {
-			s.armJoinDeadline()
+			s.left()
 			s.send(protocol.Message{Type: protocol.TypeLeft, Room: r.Name})
 		} else {
 			s.sendError(protocol.CodeNotInRoom, "you are not in a room")

@@ -33,6 +33,9 @@ const (
 	TypePong       = "pong"
 	TypeTracks     = "tracks"  // sfu rooms: the published tracks, in "data"
 	TypeSpeaker    = "speaker" // sfu rooms: the active speaker's "id"
+	// TypeICEServers carries fresh "iceServers" (TURN credentials) to a
+	// member before the ones it holds expire.
+	TypeICEServers = "ice-servers"
 )
 
 // Error codes: stable strings clients can switch on.

@@ -1325,6 +1325,24 @@ export class SfuPeer extends Peer {
 // Client
 
 /**
+ * Whether pc's selected candidate pair goes through a TURN relay of ours.
+ * @param {RTCPeerConnection} pc @returns {Promise<boolean>}
+ */
+async function relayed(pc) {
+  try {
+    const st = await pc.getStats();
+    let pair = null;
+    st.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pair = st.get(s.selectedCandidatePairId);
+    });
+    const local = pair && st.get(pair.localCandidateId);
+    return !!local && local.candidateType === 'relay';
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A Parley room member.
  *
  * Events (CustomEvent, payload in .detail): "state", "joined", "peer-joined",
@@ -1494,6 +1512,9 @@ export class Client extends EventTarget {
       case 'speaker':
         emit(this, 'speaker', { id: m.id });
         break;
+      case 'ice-servers': // fresh TURN credentials, before the old ones expire
+        if (Array.isArray(m.iceServers)) this.setIceServers(m.iceServers);
+        break;
       case 'left':
         break;
       case 'error': {
@@ -1502,6 +1523,32 @@ export class Client extends EventTarget {
         if (fatal) this.fail(new ParleyError(m.code, m.message || m.code));
         break;
       }
+    }
+  }
+
+  /**
+   * Uses list for new connections and gives it to the open ones
+   * (setConfiguration). A connection whose path goes through a TURN relay
+   * restarts ICE, so its relay is allocated again with the fresh
+   * credential: the server refuses to refresh an allocation made with an
+   * expired one.
+   * @param {IceServer[]} list
+   */
+  setIceServers(list) {
+    this.iceServers = list;
+    const pcs = new Set([...this.peers.values()].map((p) => p.pc));
+    if (this.link) pcs.add(this.link.pc);
+    for (const pc of pcs) {
+      if (!pc || pc.signalingState === 'closed') continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers: list });
+      } catch (e) {
+        this.log('setConfiguration', e);
+        continue;
+      }
+      relayed(pc).then((yes) => {
+        if (yes && pc.signalingState !== 'closed') pc.restartIce();
+      });
     }
   }
 
