@@ -469,3 +469,188 @@ func TestICEServersRefreshedWhileInRoom(t *testing.T) {
 		until(t, c, protocol.TypeLeft)
 	}
 }
+
+// wsFrom opens a raw WebSocket from the loopback address ip.
+func wsFrom(ctx context.Context, url, ip string) (*websocket.Conn, error) {
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/ws", &websocket.DialOptions{HTTPClient: from(ip)})
+	return c, err
+}
+
+// readCode reads until the first error message (its code) or the close.
+func readCode(ctx context.Context, c *websocket.Conn) string {
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			return "closed"
+		}
+		var m protocol.Message
+		json.Unmarshal(b, &m)
+		if m.Type == protocol.TypeError || m.Type == protocol.TypeJoined {
+			return m.Type + ":" + m.Code
+		}
+	}
+}
+
+// The flood test of issue #10: one abusive client per row 3–5 at once —
+// a chat amplifier (silent members, a 60 KB sender to "*"), a connection
+// and room storm, sockets that never join — while 10 well-behaved members,
+// each from its own address, receive every message relayed to their room,
+// in order, and the server's heap stays bounded. Latency under attack is a
+// benchmark figure, not asserted here.
+func TestFloodBounded(t *testing.T) {
+	_, url := newHub(t, signal.Options{ConnsPerIP: 40, RoomsPerIP: 10, JoinTimeout: 2 * time.Second,
+		Capacity: func(string, string) int { return 64 }})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// The well-behaved: a sender and 10 receivers, each its own address.
+	sender := dialFrom(t, url, "127.0.1.100", "")
+	join(t, sender, "calm", "sender")
+	var rs []*seqReader
+	for i := 0; i < 10; i++ {
+		c := dialFrom(t, url, fmt.Sprintf("127.0.1.%d", i+1), "")
+		join(t, c, "calm", fmt.Sprint("member", i))
+		rs = append(rs, readSeqs(c))
+	}
+	go func() {
+		for range sender.Events() {
+		}
+	}()
+	base := heapInUse()
+
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	results := make(chan string, 1024)
+	abuse := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	var connsMu sync.Mutex
+	var conns []*websocket.Conn
+	defer func() {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+	}()
+	// open connects from ip and sends join (unless empty); nil on failure.
+	open := func(row, ip, join string) *websocket.Conn {
+		c, err := wsFrom(ctx, url, ip)
+		if err != nil {
+			results <- row + " dial: " + err.Error()
+			return nil
+		}
+		connsMu.Lock()
+		conns = append(conns, c)
+		connsMu.Unlock()
+		if join != "" {
+			c.Write(ctx, websocket.MessageText, []byte(join))
+		}
+		return c
+	}
+	// Row 3: 30 silent members of a chat room and a sender of 60 KB to "*".
+	abuse(func() {
+		for i := 0; i < 30; i++ {
+			if open("row3", "127.0.2.1", `{"type":"join","room":"chat.flood"}`) == nil {
+				return
+			}
+		}
+		c := open("row3", "127.0.2.2", `{"type":"join","room":"chat.flood"}`)
+		if c == nil {
+			return
+		}
+		codes := make(chan string, 1)
+		go func() { // the flooder's own reader: it is told rate-limited
+			for {
+				_, b, err := c.Read(ctx)
+				if err != nil {
+					codes <- "closed"
+					return
+				}
+				var m protocol.Message
+				json.Unmarshal(b, &m)
+				if m.Code == protocol.CodeRateLimited {
+					codes <- m.Code
+					return
+				}
+			}
+		}()
+		big := []byte(fmt.Sprintf(`{"type":"signal","to":"*","data":%q}`, strings.Repeat("A", 60<<10)))
+		for {
+			select {
+			case <-stop:
+				results <- "row3 flooder: " + <-codes
+				return
+			default:
+			}
+			if c.Write(ctx, websocket.MessageText, big) != nil {
+				results <- "row3 flooder: " + <-codes
+				return
+			}
+		}
+	})
+	// Row 4: connections from one address, each creating a room.
+	abuse(func() {
+		for i := 0; i < 80; i++ {
+			c := open("row4", "127.0.3.1", fmt.Sprintf(`{"type":"join","room":"storm-%d"}`, i))
+			if c == nil {
+				return
+			}
+			results <- "row4 " + readCode(ctx, c)
+		}
+	})
+	// Row 5: sockets that never join.
+	abuse(func() {
+		var cs []*websocket.Conn
+		for i := 0; i < 30; i++ {
+			c := open("row5", "127.0.4.1", "")
+			if c == nil {
+				return
+			}
+			cs = append(cs, c)
+		}
+		for _, c := range cs {
+			results <- "row5 " + readCode(ctx, c)
+		}
+	})
+
+	// Meanwhile the calm room talks: 200 messages of 1 KB at 100/s.
+	const msgs = 200
+	pad := strings.Repeat("c", 1000)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < msgs; i++ {
+		if err := sender.SendRaw(ctx, []byte(fmt.Sprintf(`{"type":"signal","to":"*","data":{"seq":%d,"pad":%q}}`, i, pad))); err != nil {
+			t.Fatalf("calm send %d: %v", i, err)
+		}
+		<-tick.C
+	}
+	for i, r := range rs {
+		r.waitSeq(t, fmt.Sprint("member", i), msgs-1)
+	}
+	// Weigh the server while the abusers still hold what they could get.
+	grown := int64(heapInUse()) - int64(base)
+	close(stop)
+	wg.Wait()
+	close(results)
+	got := map[string]int{}
+	for r := range results {
+		got[r]++
+	}
+	t.Logf("heap growth %.1f MB; abusers got %v", float64(grown)/(1<<20), got)
+	if grown > 50<<20 {
+		t.Errorf("heap grew by %d MB under the flood", grown>>20)
+	}
+	if got["row3 flooder: "+protocol.CodeRateLimited] != 1 {
+		t.Errorf("the chat flooder was not rate-limited: %v", got)
+	}
+	// 10 rooms, then too-many-rooms; past 40 connections too-many-connections
+	// (exactly 30 and 40 unless the machine is so slow that refused sockets
+	// reach their join deadline and give their slots back first).
+	refused, noRoom := got["row4 error:"+protocol.CodeTooManyConnections], got["row4 error:"+protocol.CodeTooManyRooms]
+	if got["row4 joined:"] != 10 || refused == 0 || refused+noRoom != 70 {
+		t.Errorf("the connection storm: %v; want 10 rooms, then too-many-rooms, and too-many-connections past 40", got)
+	}
+	if got["row5 error:"+protocol.CodeJoinTimeout] != 30 {
+		t.Errorf("sockets that never join: %v", got)
+	}
+}
