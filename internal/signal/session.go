@@ -26,6 +26,7 @@ type session struct {
 
 	out      chan []byte   // encoded messages for the client; shared slices, never modified
 	queued   atomic.Int64  // bytes in out (see push and took)
+	heard    atomic.Bool   // a message came in since the last keepalive tick (WebSocket)
 	failed   chan struct{} // closed by fail: the transport must close the connection
 	finished chan struct{} // closed by the transport when it has gone
 	once     sync.Once
@@ -68,7 +69,7 @@ func (s *session) notify(e room.Event) bool {
 		case room.PeerLeft:
 			b = infoOf(e.From).left
 		case room.Signal:
-			b = protocol.AppendSignal(make([]byte, 0, len(e.Data)+48), e.From.ID, e.Data)
+			b = protocol.AppendSignal(make([]byte, 0, protocol.SignalLen(e.From.ID, e.Data)), e.From.ID, e.Data)
 		}
 	}
 	return s.push(b)
@@ -257,6 +258,10 @@ func (s *session) handle(raw []byte) {
 		s.sendError(protocol.CodeTooLarge, "message is larger than the limit")
 		return
 	}
+	if to, data, ok := protocol.DecodeSignal(raw); ok { // the hot path
+		s.signal(to, data)
+		return
+	}
 	m, err := protocol.Decode(raw)
 	if err != nil {
 		var pe *protocol.Error
@@ -271,7 +276,7 @@ func (s *session) handle(raw []byte) {
 	case protocol.TypeJoin:
 		s.join(m)
 	case protocol.TypeSignal:
-		s.signal(m)
+		s.signal(m.To, m.Data)
 	case protocol.TypeMedia:
 		if s.media == nil {
 			s.sendError(protocol.CodeNotSFU, "media messages go to the server only in sfu rooms")
@@ -403,17 +408,19 @@ func (s *session) closeMedia() {
 	s.closeMediaLocked()
 }
 
-func (s *session) signal(m protocol.Message) {
+// signal relays data to member to (or everyone); data may be the reader's
+// buffer, so it is copied into the wire form here.
+func (s *session) signal(to string, data []byte) {
 	h := s.hub
 	// Encoded once here; a message to everyone shares this one slice
 	// among all its receivers' outboxes.
-	wire := protocol.AppendSignal(make([]byte, 0, len(m.Data)+48), s.member.ID, m.Data)
-	_, err := h.opts.Rooms.RouteWire(s.member, m.To, m.Data, wire)
+	wire := protocol.AppendSignal(make([]byte, 0, protocol.SignalLen(s.member.ID, data)), s.member.ID, data)
+	_, err := h.opts.Rooms.RouteWire(s.member, to, data, wire)
 	switch {
 	case errors.Is(err, room.ErrNotInRoom):
 		s.sendError(protocol.CodeNotInRoom, "join a room before sending signals")
 	case errors.Is(err, room.ErrNoSuchPeer):
-		s.sendError(protocol.CodeNoSuchPeer, "no member "+m.To+" in your room")
+		s.sendError(protocol.CodeNoSuchPeer, "no member "+to+" in your room")
 	default:
 		h.relayed.Inc()
 	}

@@ -70,15 +70,18 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) readLoop(c *websocket.Conn, s *session) {
 	limit := int64(h.opts.MaxMessage)
 	var buf bytes.Buffer // reused: handle copies whatever it keeps
+	lr := &io.LimitedReader{}
 	for {
 		typ, rd, err := c.Reader(context.Background())
 		if err != nil {
 			return
 		}
 		buf.Reset()
-		if _, err := buf.ReadFrom(io.LimitReader(rd, limit+1)); err != nil {
+		lr.R, lr.N = rd, limit+1
+		if _, err := buf.ReadFrom(lr); err != nil {
 			return
 		}
+		s.heard.Store(true) // the peer is alive: no ping needed this interval
 		b := buf.Bytes()
 		if int64(len(b)) > limit {
 			if _, err := io.Copy(io.Discard, rd); err != nil {
@@ -109,6 +112,9 @@ func (h *Hub) writeLoop(ctx context.Context, c *websocket.Conn, s *session) {
 				return
 			}
 		case <-ping.C:
+			if s.heard.Swap(false) {
+				continue // the peer spoke this interval: it is there
+			}
 			go func() { // Ping waits for the pong, which the read loop receives
 				pctx, cancel := context.WithTimeout(ctx, h.opts.PingInterval)
 				defer cancel()

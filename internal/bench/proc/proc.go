@@ -104,3 +104,26 @@ func HostBusySeconds() float64 {
 	}
 	return float64(busy) / clockTicks
 }
+
+// RaiseFileLimit lifts this process's open-file limit (and so its
+// children's) to at least n when it can: the soft limit up to the hard
+// one, and the hard one too when the process may (root). It returns the
+// soft limit in force afterwards.
+func RaiseFileLimit(n uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("proc: getrlimit: %w", err)
+	}
+	if lim.Cur >= n {
+		return lim.Cur, nil
+	}
+	want := syscall.Rlimit{Cur: n, Max: max(lim.Max, n)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err == nil {
+		return n, nil
+	}
+	lim.Cur = lim.Max // not allowed above the hard limit: go as far as it
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("proc: setrlimit: %w", err)
+	}
+	return lim.Cur, nil
+}
