@@ -46,6 +46,7 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.SetOutput(stderr)
 	var o signaling.Options
 	url := fs.String("url", "", "server to load (loopback only); empty starts `parley serve` on 127.0.0.1 as a child process")
+	fs.StringVar(&o.OpsURL, "ops-url", "", "with -url: the server's operations listener (its --ops), where /metrics is read; empty means -url")
 	fs.IntVar(&o.Clients, "clients", 1000, "WebSocket clients")
 	fs.IntVar(&o.RoomSize, "room-size", 10, "members per room")
 	fs.DurationVar(&o.Interval, "interval", time.Second, "each client signals a room-mate this often")
@@ -67,13 +68,13 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if *pprofAddr != "" {
 			extra = append(extra, "--pprof", *pprofAddr)
 		}
-		u, pid, done, err := startChildServer(ctx, extra...)
+		child, err := startChildServer(ctx, extra...)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench: %v\n", err)
 			return 1
 		}
-		defer done()
-		o.URL, o.ServerPID = u, pid
+		defer child.stop()
+		o.URL, o.OpsURL, o.ServerPID = child.url, child.ops, child.pid
 	}
 	res, err := signaling.Run(ctx, o)
 	if err != nil {
@@ -97,26 +98,46 @@ func exitCodeFor(err error) int {
 	return 2
 }
 
-// startChildServer runs this binary's `serve` on a free loopback port so
-// the load tool's own memory does not blur the server's figures.
-func startChildServer(ctx context.Context, extra ...string) (url string, pid int, stop func(), err error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return "", 0, nil, err
-	}
+// childServer is a `parley serve` child process.
+type childServer struct {
+	url  string // main port
+	ops  string // operations listener (/metrics)
+	pid  int
+	stop func()
+}
+
+// freeLoopbackAddr is a TCP port on 127.0.0.1 that was free a moment ago.
+func freeLoopbackAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return "", 0, nil, err
+		return "", err
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	args := append([]string{"serve", "--http", addr, "--log-level", "warn"}, extra...)
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startChildServer runs this binary's `serve` on free loopback ports so
+// the load tool's own memory does not blur the server's figures.
+func startChildServer(ctx context.Context, extra ...string) (childServer, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return childServer{}, err
+	}
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return childServer{}, err
+	}
+	opsAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return childServer{}, err
+	}
+	args := append([]string{"serve", "--http", addr, "--ops", opsAddr, "--log-level", "warn"}, extra...)
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", 0, nil, fmt.Errorf("start server: %w", err)
+		return childServer{}, fmt.Errorf("start server: %w", err)
 	}
-	stop = func() {
+	stop := func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -127,13 +148,13 @@ func startChildServer(ctx context.Context, extra ...string) (url string, pid int
 			<-done
 		}
 	}
-	url = "http://" + addr
+	url := "http://" + addr
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get(url + "/healthz"); err == nil {
 			resp.Body.Close()
-			return url, cmd.Process.Pid, stop, nil
+			return childServer{url: url, ops: "http://" + opsAddr, pid: cmd.Process.Pid, stop: stop}, nil
 		}
 	}
 	stop()
-	return "", 0, nil, errors.New("server did not become healthy")
+	return childServer{}, errors.New("server did not become healthy")
 }

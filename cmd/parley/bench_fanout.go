@@ -21,7 +21,8 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := flag.NewFlagSet("parley bench fanout", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o fanout.Options
-	fs.StringVar(&o.URL, "url", "", "server base URL serving /whip and /whep (loopback only); empty starts `parley serve` as a child process")
+	fs.StringVar(&o.URL, "url", "", "server base URL serving /whip and /whep (loopback only; start it with --pending-per-ip above the join concurrency, as every viewer comes from loopback); empty starts `parley serve` as a child process")
+	fs.StringVar(&o.OpsURL, "ops-url", "", "with -url: the server's operations listener (its --ops), where /metrics is read; empty means -url")
 	inProcess := fs.Bool("in-process", false, "without -url: run the server inside this process (needed for -cpuprofile)")
 	fs.IntVar(&o.ServerPID, "pid", 0, "server process to sample for CPU and RSS (with -url)")
 	fs.IntVar(&o.Viewers, "viewers", 10, "WHEP viewers")
@@ -57,13 +58,13 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	o.Progress = stderr
 	if o.URL == "" && !*inProcess {
-		url, pid, stop, err := startChildServer(ctx, benchsrv.ArgsFor(o.Stalled > 0)...)
+		child, err := startChildServer(ctx, benchsrv.ArgsFor(o.Stalled > 0)...)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
 			return 1
 		}
-		defer stop()
-		o.URL, o.ServerPID = url, pid
+		defer child.stop()
+		o.URL, o.OpsURL, o.ServerPID = child.url, child.ops, child.pid
 	}
 	res, err := fanout.Run(ctx, o)
 	if err != nil {

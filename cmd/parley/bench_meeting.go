@@ -33,13 +33,13 @@ func benchMeeting(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	o.Progress = stderr
 	if o.URL == "" && !*inProcess {
-		url, pid, stop, err := startChildServer(ctx, benchsrv.Args...)
+		child, err := startChildServer(ctx, benchsrv.Args...)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench meeting: %v\n", err)
 			return 1
 		}
-		defer stop()
-		o.URL, o.ServerPID = url, pid
+		defer child.stop()
+		o.URL, o.ServerPID = child.url, child.pid
 	}
 	res, err := meeting.Run(ctx, o)
 	if err != nil {

@@ -37,15 +37,17 @@ func benchTurn(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	turnAddr := udp.LocalAddr().String()
 	udp.Close()
 	o.Secret = "bench-secret"
-	_, pid, stop, err := startChildServer(ctx, "--turn", turnAddr, "--turn-secret", o.Secret,
-		"--turn-allow-peers", "127.0.0.0/8,::1/128", "--turn-quota", "1000",
+	child, err := startChildServer(ctx, "--turn", turnAddr, "--turn-secret", o.Secret,
+		// Every allocation comes from loopback, one client address: the
+		// per-address limit is raised to the tool's maximum with the quota.
+		"--turn-allow-peers", "127.0.0.0/8,::1/128", "--turn-quota", "1000", "--turn-per-ip", "1000",
 		"--turn-sockets", strconv.Itoa(*sockets), "--turn-buffer", strconv.Itoa(*buffer))
 	if err != nil {
 		fmt.Fprintf(stderr, "parley bench turn: %v\n", err)
 		return 1
 	}
-	defer stop()
-	o.Server, o.PID = turnAddr, pid
+	defer child.stop()
+	o.Server, o.PID = turnAddr, child.pid
 	fmt.Fprintf(stderr, "sending %d packets/s of %d bytes through %d allocations for %v\n", o.Rate, o.Size, o.Allocations, o.Duration)
 	res, err := turnload.Run(ctx, o)
 	if err != nil {

@@ -1,7 +1,7 @@
 // Command parley runs the Parley server and its tools.
 //
 //	parley [serve] [flags]   run the server (the default)
-//	parley token [flags]     mint an access token
+//	parley token [flags]     mint an access token (token secret, token keypair: make keys)
 //	parley bench KIND        load tools (signal, turn, fanout, meeting)
 //	parley version
 package main
@@ -9,7 +9,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,7 +60,8 @@ func usage(w io.Writer) {
 
 Usage:
   parley [serve] [flags]   run the server (parley serve --help lists every option)
-  parley token [flags]     print an access token for --auth-secret servers
+  parley token [flags]     print an access token for servers with auth (parley token --help;
+                           parley token secret / keypair make the server's secret or keys)
   parley bench KIND        load tools: signal, turn, fanout, meeting (parley bench KIND --help)
   parley version           print the version
 `)
@@ -104,27 +104,4 @@ func newLogger(level string, w io.Writer) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-func token(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("parley token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	secret := fs.String("auth-secret", getenv("PARLEY_AUTH_SECRET"), "the server's --auth-secret (or PARLEY_AUTH_SECRET)")
-	roomPat := fs.String("room", "", "room name or pattern (e.g. team-* or *)")
-	identity := fs.String("identity", "", "who the token is for (shown as the name)")
-	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
-	grants := fs.String("grants", "publish,subscribe", "comma-separated grants: publish, subscribe, admin")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	tok, err := mintToken(*secret, *roomPat, *identity, *grants, *ttl)
-	if err != nil {
-		fmt.Fprintf(stderr, "parley token: %v\n", err)
-		return 2
-	}
-	fmt.Fprintln(stdout, tok)
-	return 0
 }

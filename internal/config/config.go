@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"path"
@@ -182,8 +183,8 @@ func (c *Config) Validate() error {
 	if c.TURNSockets < 0 || c.TURNSockets > 64 {
 		bad("turn-sockets: must be 0..64, got %d", c.TURNSockets)
 	}
-	if c.RateLimit <= 0 {
-		bad("rate-limit: must be > 0, got %v", c.RateLimit)
+	if !(c.RateLimit > 0) || math.IsInf(c.RateLimit, 1) { // NaN fails > 0
+		bad("rate-limit: must be a number > 0, got %v", c.RateLimit)
 	}
 	durations := []struct {
 		name string
@@ -217,6 +218,7 @@ func (c *Config) Validate() error {
 			bad("rooms.%s.mode: %q is not p2p or sfu", name, r.Mode)
 		}
 	}
+	c.validateSecrets(bad)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:

@@ -2,11 +2,13 @@ package config
 
 import (
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 )
 
 func noEnv(string) string { return "" }
@@ -69,4 +71,134 @@ func TestBadInputIsReported(t *testing.T) {
 	if _, err := Load([]string{"--config", file}, noEnv, io.Discard); err == nil || !strings.Contains(err.Error(), "room_capacty") {
 		t.Errorf("typo in file: %v", err)
 	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const goodSecret = "config-test-secret-0123456789abc" // 32 bytes
+
+func TestRow12UnsafeSecretsRefused(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := writeFile(t, dir, "secret", goodSecret+"\n \n")
+	shortFile := writeFile(t, dir, "short", "s3cret\n")
+	emptyFile := writeFile(t, dir, "empty", " \n")
+	keyFile := writeFile(t, dir, "key.pub", "-----BEGIN PUBLIC KEY-----\n")
+	missing := filepath.Join(dir, "missing")
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	refused := []struct {
+		args []string
+		env  func(string) string
+		want string // in the error
+	}{
+		{[]string{"--auth-secret", "a"}, noEnv, "parley token secret"},
+		{[]string{"--auth-secret", goodSecret[:31]}, noEnv, "openssl rand -base64 32"},
+		{nil, env("PARLEY_AUTH_SECRET", "short"), "auth-secret"},
+		{[]string{"--auth-secret-file", shortFile}, noEnv, shortFile},
+		{[]string{"--auth-secret-file", emptyFile}, noEnv, "empty"},
+		{[]string{"--auth-secret-file", missing}, noEnv, "missing"},
+		{[]string{"--auth-secret", goodSecret, "--auth-secret-file", secretFile}, noEnv, "exclude each other"},
+		{[]string{"--auth-secret-file", secretFile}, env("PARLEY_AUTH_SECRET", goodSecret), "exclude each other"},
+		{[]string{"--turn-secret", "t", "--turn-secret-file", secretFile}, noEnv, "exclude each other"},
+		{[]string{"--turn-secret-file", emptyFile}, noEnv, "empty"},
+		{[]string{"--turn-urls", "turn:turn.example.com:3478"}, noEnv, "never authenticate"},
+		{[]string{"--auth-public-key", missing}, noEnv, "auth-public-key"},
+		{[]string{"--auth-jwks", emptyFile}, noEnv, "auth-jwks"},
+		{[]string{"--rate-limit", "NaN"}, noEnv, "rate-limit"},
+	}
+	for _, c := range refused {
+		_, err := Load(c.args, c.env, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	accepted := []struct {
+		args  []string
+		env   func(string) string
+		check func(Config) bool
+	}{
+		{[]string{"--auth-secret", goodSecret}, noEnv, func(c Config) bool { return c.AuthSecret == goodSecret }},
+		{nil, env("PARLEY_AUTH_SECRET", goodSecret), func(c Config) bool { return c.AuthSecret == goodSecret }},
+		{[]string{"--auth-secret-file", secretFile}, noEnv, func(c Config) bool { return c.AuthSecret == goodSecret }},
+		{nil, env("PARLEY_AUTH_SECRET_FILE", secretFile), func(c Config) bool { return c.AuthSecret == goodSecret }},
+		{[]string{"--turn-secret-file", secretFile, "--turn-urls", "turn:t.example:3478"}, noEnv, func(c Config) bool { return c.TURNSecret == goodSecret }},
+		{[]string{"--turn-secret", "shared", "--turn-urls", "turn:t.example:3478"}, noEnv, func(c Config) bool { return c.TURNSecret == "shared" }},
+		{[]string{"--auth-public-key", keyFile, "--auth-jwks", keyFile}, noEnv, func(c Config) bool { return c.AuthPublicKey == keyFile && c.AuthSecret == "" }},
+	}
+	for _, c := range accepted {
+		cfg, err := Load(c.args, c.env, io.Discard)
+		if err != nil || !c.check(cfg) {
+			t.Errorf("%v: %v", c.args, err)
+		}
+	}
+	// A file named in a Config that did not come through Load is not
+	// silently ignored.
+	cfg := Default()
+	cfg.AuthSecretFile = secretFile
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "not been read") {
+		t.Errorf("unread secret file: %v", err)
+	}
+}
+
+// memFiles serves Load's reads from memory.
+func memFiles(files map[string][]byte) func(string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		if b, ok := files[name]; ok {
+			return b, nil
+		}
+		return nil, &os.PathError{Op: "open", Path: name, Err: os.ErrNotExist}
+	}
+}
+
+// FuzzLoad feeds YAML (and a secret file's contents) through Load: it must
+// never panic, and a configuration it accepts passes Validate and is safe:
+// no short auth secret, no TURN URLs without the secret they need, secrets
+// from files trimmed as documented.
+func FuzzLoad(f *testing.F) {
+	f.Add([]byte("room_capacity: 3\nrooms:\n  big: {capacity: 50, mode: sfu}\nping_interval: 2s\n"), []byte(goodSecret+"\n"))
+	f.Add([]byte("auth_secret_file: secret\n"), []byte("short\n"))
+	f.Add([]byte("auth_secret_file: secret\nauth_secret: x\n"), []byte(goodSecret))
+	f.Add([]byte("turn_urls: [turn:t.example]\nturn_secret_file: secret\n"), []byte(goodSecret))
+	f.Add([]byte("auth_public_key: secret\nauth_jwks: nope\n"), []byte(""))
+	f.Add([]byte("rate_limit: .nan\nmax_message: 99999999999\n"), []byte{})
+	f.Add([]byte("rooms: {\"a*\": {capacity: -1}}\nturn_ttl: -5s\n"), []byte{})
+	f.Add([]byte("[1, 2]"), []byte{})
+	f.Fuzz(func(t *testing.T, yaml, secret []byte) {
+		read := memFiles(map[string][]byte{"config.yaml": yaml, "secret": secret})
+		cfg, err := load([]string{"--config", "config.yaml"}, noEnv, io.Discard, read)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("accepted, yet Validate says: %v", err)
+		}
+		if n := len(cfg.AuthSecret); n > 0 && n < 32 {
+			t.Fatalf("%d-byte auth secret accepted", n)
+		}
+		if len(cfg.TURNExternal) > 0 && cfg.TURNSecret == "" {
+			t.Fatal("turn-urls accepted without a TURN secret")
+		}
+		trimmed := strings.TrimRightFunc(string(secret), unicode.IsSpace)
+		if (cfg.AuthSecretFile == "secret" && cfg.AuthSecret != trimmed) || (cfg.TURNSecretFile == "secret" && cfg.TURNSecret != trimmed) {
+			t.Fatalf("secret file read as %q / %q, want %q", cfg.AuthSecret, cfg.TURNSecret, trimmed)
+		}
+		if !(cfg.RateLimit > 0) || math.IsInf(cfg.RateLimit, 0) {
+			t.Fatalf("rate-limit %v accepted", cfg.RateLimit)
+		}
+	})
 }

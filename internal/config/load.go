@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -19,6 +18,11 @@ var ErrHelp = flag.ErrHelp
 // file named by --config, PARLEY_* environment variables and flags, in
 // that order, and validates it. Usage and errors are written to out.
 func Load(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	return load(args, getenv, out, readFile)
+}
+
+// load is Load reading files with read (tests and fuzzing pass their own).
+func load(args []string, getenv func(string) string, out io.Writer, read func(string) ([]byte, error)) (Config, error) {
 	cfg := Default()
 	fs := FlagSet(&cfg, out)
 	var file string
@@ -37,8 +41,12 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 		}
 	}
 	if file != "" {
-		if err := loadFile(file, &cfg); err != nil {
-			return cfg, err
+		b, err := read(file)
+		if err != nil {
+			return cfg, fmt.Errorf("config file: %w", err)
+		}
+		if err := decode(b, &cfg); err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", file, err)
 		}
 	}
 	var envErr error
@@ -59,18 +67,19 @@ func Load(args []string, getenv func(string) string, out io.Writer) (Config, err
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := cfg.readSecrets(read); err != nil {
+		return cfg, err
+	}
 	return cfg, cfg.Validate()
 }
 
-func loadFile(path string, cfg *Config) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("config file: %w", err)
-	}
+// decode reads a YAML configuration over cfg; unknown keys are errors (a
+// typo must not pass for a setting).
+func decode(b []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config file %s: %w", path, err)
+		return err
 	}
 	return nil
 }
@@ -86,14 +95,14 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Var((*listValue)(&cfg.TURNAllow), "turn-allow-peers", "`CIDR,...` TURN may relay to although private/loopback (denied by default)")
 	fs.IntVar(&cfg.TURNQuota, "turn-quota", cfg.TURNQuota, "TURN allocations per user")
 	fs.Var(&cfg.TURNTTL, "turn-ttl", "lifetime of the TURN credentials handed to members")
-	fs.Var((*listValue)(&cfg.TURNExternal), "turn-urls", "announce these `URL,...` (e.g. an external coturn with the same secret) instead of the embedded server")
+	fs.Var((*listValue)(&cfg.TURNExternal), "turn-urls", "announce these `URL,...` (e.g. an external coturn with the same --turn-secret, which they require) instead of the embedded server")
 	fs.IntVar(&cfg.TURNSockets, "turn-sockets", cfg.TURNSockets, "UDP sockets (SO_REUSEPORT) serving TURN; 0 = one per CPU")
 	fs.IntVar(&cfg.TURNBuffer, "turn-buffer", cfg.TURNBuffer, "TURN socket buffer `bytes`; 0 = 4 MiB, -1 = the OS default")
 	fs.IntVar(&cfg.RoomCapacity, "room-capacity", cfg.RoomCapacity, "members per peer-to-peer room (per-room or per-pattern overrides in the config file)")
 	fs.IntVar(&cfg.SFUCapacity, "sfu-room-capacity", cfg.SFUCapacity, "members per server-routed (group) room")
 	fs.IntVar(&cfg.MaxRooms, "max-rooms", cfg.MaxRooms, "rooms open at once")
 	fs.Var((*listValue)(&cfg.AllowOrigins), "allow-origins", "`HOST,...` patterns (path.Match; with scheme:// to match scheme too) of other sites whose pages may signal here, for embedding calls")
-	fs.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 `secret`: when set, joining needs a token (see parley token)")
+	fs.StringVar(&cfg.AuthSecret, "auth-secret", cfg.AuthSecret, "HS256 `secret` of 32 bytes or more (parley token secret makes one): when set, joining needs a token (see parley token)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate `file` (PEM) for HTTPS")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS key `file` (PEM) for HTTPS")
 	fs.BoolVar(&cfg.TLSSelfSigned, "tls-self-signed", cfg.TLSSelfSigned, "serve HTTPS with a generated self-signed certificate (LAN use: cameras need https)")

@@ -197,7 +197,7 @@ func TestBroadcastInterop(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := fanout.Run(ctx, fanout.Options{URL: e.url, Stream: "bench", Viewers: 1, Warmup: time.Second, Duration: 60 * time.Second, Video: clip})
+		_, err := fanout.Run(ctx, fanout.Options{URL: e.url, OpsURL: e.srv.OpsURL(), Stream: "bench", Viewers: 1, Warmup: time.Second, Duration: 60 * time.Second, Video: clip})
 		done <- err
 	}()
 	v := e.openViewer("Val", "bench")

@@ -63,6 +63,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	cfg.PublicIP = "127.0.0.1"
 	cfg.MediaUDP = "off"
 	cfg.MediaTCP = "off"
+	cfg.Ops = "127.0.0.1:0"
 	cfg.LogLevel = "warn"
 	if mutate != nil {
 		mutate(&cfg)

@@ -3,11 +3,15 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/show"
@@ -21,25 +25,45 @@ func (s *Server) startMedia() error {
 	if s.cfg.MediaUDP == "off" {
 		return nil
 	}
-	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: s.cfg.PublicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch})
+	publicIP := s.cfg.PublicIP
+	if ip, ok := loopbackOnly(s.cfg.MediaUDP); ok && publicIP == "" {
+		// Announce the loopback address (without it no candidate at all
+		// would be offered), and say plainly who can reach it.
+		s.log.Warn("media listens on loopback only and --public-ip is not set: only this machine can reach the SFU (group rooms, WHIP, WHEP); "+
+			"listen on a reachable address (e.g. --media-udp :8443) and set --public-ip for other machines", "media_udp", s.cfg.MediaUDP)
+		publicIP = ip
+	}
+	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: publicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch})
 	if err != nil {
 		return fmt.Errorf("media: %w", err)
 	}
-	w, err := whip.New(whip.Config{SFU: m, Verify: s.verifyStream, ICEServers: s.whipICEServers, Logger: s.log})
+	limits := func(c whip.Config) whip.Config {
+		c.Origins, c.ClientAddr = s.origins, s.clients.Request
+		c.PendingPerIP, c.ICETimeout = s.cfg.PendingPerIP, s.cfg.ICETimeout.D()
+		return c
+	}
+	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, ICEServers: s.whipICEServers, Logger: s.log}))
 	if err != nil {
 		m.Close()
 		return fmt.Errorf("whip: %w", err)
 	}
 	// The shows' audio lives in its own namespace behind its own endpoints,
 	// so /whep/ cannot reach it and /whip/ cannot inject into it.
-	sw, err := whip.New(whip.Config{SFU: m, Namespace: sfu.Shows, Verify: s.verifyShowStream,
-		ICEServers: s.whipICEServers, Logger: s.log, BasePath: showMediaPrefix})
+	sw, err := whip.New(limits(whip.Config{SFU: m, Namespace: sfu.Shows, Verify: s.verifyShowStream,
+		ICEServers: s.whipICEServers, Logger: s.log, BasePath: showMediaPrefix}))
 	if err != nil {
 		w.Close()
 		m.Close()
 		return fmt.Errorf("show whip: %w", err)
 	}
 	s.sfu, s.whip, s.showWhip, s.bridge = m, w, sw, sfusignal.New(m, s.log)
+	whipStat := func(f func(whip.Stats) uint64) func() float64 {
+		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
+	}
+	s.metrics.GaugeFunc("parley_whip_pending_sessions", "WHIP/WHEP sessions whose ICE and DTLS have not connected yet.", whipStat(func(x whip.Stats) uint64 { return uint64(x.Pending) }))
+	s.metrics.CounterFunc("parley_whip_pending_refused_total", "WHIP/WHEP POSTs refused because the client had --pending-per-ip sessions connecting.", whipStat(func(x whip.Stats) uint64 { return x.Refused }))
+	s.metrics.CounterFunc("parley_whip_ice_timeouts_total", "WHIP/WHEP sessions dropped for not connecting within --ice-timeout.", whipStat(func(x whip.Stats) uint64 { return x.TimedOut }))
+	s.metrics.CounterFunc("parley_whip_publishers_lost_total", "WHIP publishers dropped because another publisher of the stream connected first.", whipStat(func(x whip.Stats) uint64 { return x.Lost }))
 	stat := func(f func(sfu.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(m.Stats())) }
 	}
@@ -53,6 +77,23 @@ func (s *Server) startMedia() error {
 	s.metrics.CounterFunc("parley_sfu_nack_answered_total", "Retransmissions served from the packet cache.", stat(func(x sfu.Stats) uint64 { return x.NACKAnswered }))
 	s.metrics.CounterFunc("parley_sfu_plis_total", "Keyframe requests sent to publishers.", stat(func(x sfu.Stats) uint64 { return x.PLIs }))
 	return nil
+}
+
+// loopbackOnly reports whether a listen address is on loopback only, and
+// the loopback IP it announces.
+func loopbackOnly(addr string) (ip string, ok bool) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", false
+	}
+	if host == "localhost" {
+		return "127.0.0.1", true
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || !a.IsLoopback() {
+		return "", false
+	}
+	return a.Unmap().String(), true
 }
 
 func (s *Server) stopMedia() {
@@ -96,7 +137,7 @@ func (s *Server) serveShowWHIP(w http.ResponseWriter, r *http.Request) {
 // shows' endpoints, with the same token rules as any stream.
 func (s *Server) verifyShowStream(r *http.Request, stream string, publish bool) error {
 	if !strings.HasPrefix(stream, show.StreamName("")) {
-		return fmt.Errorf("%s is not a show's audio stream", stream)
+		return fmt.Errorf("%w: %s is not a show's audio stream", httperr.ErrInsufficientScope, stream)
 	}
 	return s.verifyStream(r, stream, publish)
 }
@@ -111,11 +152,11 @@ func (s *Server) verifyStream(r *http.Request, stream string, publish bool) erro
 	case err != nil:
 		return err
 	case !c.AllowsRoom(stream):
-		return fmt.Errorf("the token does not grant stream %s", stream)
+		return fmt.Errorf("%w: the token does not grant stream %s", httperr.ErrInsufficientScope, stream)
 	case publish && !c.Grants.Publish:
-		return errors.New("the token does not grant publish")
+		return fmt.Errorf("%w: the token does not grant publish", httperr.ErrInsufficientScope)
 	case !publish && !c.Grants.Subscribe:
-		return errors.New("the token does not grant subscribe")
+		return fmt.Errorf("%w: the token does not grant subscribe", httperr.ErrInsufficientScope)
 	}
 	return nil
 }
@@ -133,9 +174,9 @@ func (s *Server) whipICEServers(r *http.Request) []webrtc.ICEServer {
 // bridge exists once Start has opened the SFU.
 type mediaRooms struct{ s *Server }
 
-func (m mediaRooms) Join(room, member string, send func(protocol.Message)) (signal.MediaSession, error) {
+func (m mediaRooms) Join(room, member string, g auth.Grants, send func(protocol.Message)) (signal.MediaSession, error) {
 	if m.s.bridge == nil {
 		return nil, errors.New("media is not running")
 	}
-	return m.s.bridge.Join(room, member, send)
+	return m.s.bridge.Join(room, member, g, send)
 }

@@ -39,7 +39,7 @@ func vp8(t *testing.T) *webrtc.TrackLocalStaticRTP {
 }
 
 func TestWHIPMountedWithAuth(t *testing.T) {
-	secret := "s3"
+	secret := "media-test-secret-of-32-bytes-ok"
 	srv := startServer(t, func(c *config.Config) { c.AuthSecret = secret })
 	now := time.Now()
 	viewer, _ := auth.NewToken([]byte(secret), "show", "v", auth.Grants{Subscribe: true}, time.Hour, now)
@@ -53,10 +53,10 @@ func TestWHIPMountedWithAuth(t *testing.T) {
 	}{
 		{"/whip/show", "", http.StatusUnauthorized},
 		{"/whip/show", "garbage", http.StatusUnauthorized},
-		{"/whip/show", viewer, http.StatusUnauthorized},     // no publish grant
-		{"/whip/other", publisher, http.StatusUnauthorized}, // wrong stream
-		{"/whep/show", publisher, http.StatusUnauthorized},  // no subscribe grant
-		{"/whep/show", viewer, http.StatusNotFound},         // authorized, but nothing is published
+		{"/whip/show", viewer, http.StatusForbidden},     // no publish grant
+		{"/whip/other", publisher, http.StatusForbidden}, // wrong stream
+		{"/whep/show", publisher, http.StatusForbidden},  // no subscribe grant
+		{"/whep/show", viewer, http.StatusNotFound},      // authorized, but nothing is published
 		{"/whip/show", publisher, http.StatusCreated},
 	}
 	for _, tc := range cases {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/signal"
@@ -27,9 +27,9 @@ func (s *Server) requestClaims(r *http.Request, query bool) (auth.Claims, error)
 	tok = strings.TrimSpace(tok)
 	if tok == "" {
 		if query {
-			return auth.Claims{}, errors.New("a token is required (Authorization: Bearer or ?token=)")
+			return auth.Claims{}, fmt.Errorf("%w (Authorization: Bearer or ?token=)", httperr.ErrNoToken)
 		}
-		return auth.Claims{}, errors.New("a Bearer token is required")
+		return auth.Claims{}, fmt.Errorf("%w (Authorization: Bearer)", httperr.ErrNoToken)
 	}
 	c, err := s.auth.Verify(tok, time.Now())
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/web"
 )
 
@@ -13,8 +14,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/api/session", s.hub)
 	mux.Handle("/api/session/", s.hub)
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.Handle("GET /metrics", s.metrics)
-	mux.HandleFunc("GET /api/streams/{name}", s.streamStatus)
+	mux.HandleFunc("GET /metrics", s.publicMetrics)                 // ops.go
+	mux.HandleFunc("GET /api/streams/{name}", s.publicStreamStatus) // ops.go
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
 	mux.HandleFunc(showMediaPrefix+"/", s.serveShowWHIP)
@@ -30,8 +31,4 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 		"sessions": s.hub.Sessions(), "turn": s.turn != nil})
 }
 
-func httpJSONError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
-}
+var httpJSONError = httperr.Write

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -43,12 +44,14 @@ type Server struct {
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
 	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
-	pprofSrv   *http.Server   // --pprof, nil when off
+	pprof      *sideServer    // --pprof, nil when off
+	ops        *sideServer    // --ops, nil when off
 	shows      *show.Registry // light shows (show.go)
 	bridge     *sfusignal.Bridge
 	turnSecret []byte
 	auth       *auth.Verifier // nil when auth is off
 	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
+	clients    *clientip.Resolver
 	mux        *http.ServeMux
 
 	httpSrv *http.Server
@@ -69,8 +72,23 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms),
 		serveDone: make(chan struct{})}
-	if cfg.AuthSecret != "" {
-		v, err := auth.NewVerifier(auth.Keys{Secret: []byte(cfg.AuthSecret)})
+	// Auth is on with any of the secret, the public keys or the JWKS.
+	keys := auth.Keys{Secret: []byte(cfg.AuthSecret)}
+	for _, f := range []struct {
+		flag, file string
+		dst        *[]byte
+	}{{"auth-public-key", cfg.AuthPublicKey, &keys.PublicKeys}, {"auth-jwks", cfg.AuthJWKS, &keys.JWKS}} {
+		if f.file == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.flag, err)
+		}
+		*f.dst = b
+	}
+	if len(keys.Secret) > 0 || len(keys.PublicKeys) > 0 || len(keys.JWKS) > 0 {
+		v, err := auth.NewVerifier(keys)
 		if err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
 		}
@@ -78,6 +96,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	s.metrics.RegisterRuntime()
 	s.origins = ownOrigins(cfg)
+	trusted, err := clientip.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("trusted-proxies: %w", err)
+	}
+	s.clients = clientip.New(trusted)
 	s.turnSecret = []byte(cfg.TURNSecret)
 	if len(s.turnSecret) == 0 {
 		s.turnSecret = make([]byte, 32)
@@ -87,16 +110,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if cfg.MediaUDP != "off" {
 		media = mediaRooms{s}
 	}
-	proxies, err := clientip.ParsePrefixes(cfg.TrustedProxies)
-	if err != nil {
-		return nil, fmt.Errorf("trusted-proxies: %w", err)
-	}
 	s.hub = signal.NewHub(signal.Options{
 		Media:      media,
 		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
 		OutboxBytes: cfg.OutboxBytes, ByteRate: cfg.ByteRate, ByteBurst: cfg.ByteBurst,
 		MaxSessions: cfg.MaxSessions, ConnsPerIP: cfg.ConnsPerIP, RoomsPerIP: cfg.RoomsPerIP, JoinTimeout: cfg.JoinTimeout.D(),
-		ClientIP:     clientip.New(proxies),
+		ClientIP:     s.clients,
 		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
 		Auth: s.auth, Origins: s.origins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
 		ICEServers: s.iceServers, ICERefresh: iceRefresh(cfg), Rooms: s.rooms, Metrics: s.metrics, Logger: log,
@@ -107,11 +126,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 
 // Start binds the HTTP listener and TURN, and serves in the background.
 func (s *Server) Start(ctx context.Context) error {
-	if err := s.startTURN(); err != nil {
+	// Media first: TURN must know the SFU's port (relayed clients may
+	// reach it on the server's own addresses, and nothing else there).
+	if err := s.startMedia(); err != nil {
 		return err
 	}
-	if err := s.startMedia(); err != nil {
-		s.stopTURN()
+	if err := s.startTURN(); err != nil {
+		s.stopMedia()
 		return err
 	}
 	tlsCfg, err := s.tlsConfig()
@@ -131,10 +152,15 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.httpSrv = &http.Server{
-		Handler:           s.mux,
+		Handler:           s.bodyLimits(s.mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if err := s.startOps(ctx); err != nil {
+		_ = ln.Close()
+		s.stopPlanes()
+		return err
 	}
 	go func() {
 		defer close(s.serveDone)
@@ -159,8 +185,10 @@ func (s *Server) startTURN() error {
 	for _, p := range s.cfg.TURNAllow {
 		allow = append(allow, netip.MustParsePrefix(strings.TrimSpace(p))) // validated by config
 	}
+	own, ports := s.ownAddrs()
 	t, err := turn.New(turn.Config{Listen: s.cfg.TURN, PublicIP: s.cfg.PublicIP, Secret: s.turnSecret,
-		AllowPeers: allow, Quota: s.cfg.TURNQuota, Sockets: s.cfg.TURNSockets, SocketBuffer: s.cfg.TURNBuffer, Logger: s.log})
+		AllowPeers: allow, Quota: s.cfg.TURNQuota, PerIP: s.cfg.TURNPerIP, OwnAddrs: own, ServicePorts: ports,
+		Sockets: s.cfg.TURNSockets, SocketBuffer: s.cfg.TURNBuffer, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("turn: %w", err)
 	}
@@ -172,6 +200,27 @@ func (s *Server) startTURN() error {
 	s.metrics.CounterFunc("parley_turn_auth_failures_total", "TURN requests with bad or expired credentials.", func() float64 { return float64(t.Stats().AuthFailures) })
 	s.metrics.CounterFunc("parley_turn_permissions_denied_total", "TURN permissions refused by the relay policy.", func() float64 { return float64(t.Stats().PermissionsDenied) })
 	return nil
+}
+
+// ownAddrs are the hosts of the HTTP and media listeners when they are
+// specific (TURN adds its own, --public-ip and the interfaces), and the
+// SFU's UDP port, which relayed clients may still reach.
+func (s *Server) ownAddrs() ([]netip.Addr, []uint16) {
+	var addrs []netip.Addr
+	for _, hp := range []string{s.cfg.HTTP, s.cfg.MediaUDP, s.cfg.MediaTCP} {
+		if host, _, err := net.SplitHostPort(hp); err == nil {
+			if a, err := netip.ParseAddr(host); err == nil {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	var ports []uint16
+	if s.sfu != nil {
+		if ua, ok := s.sfu.UDPAddr().(*net.UDPAddr); ok {
+			ports = append(ports, uint16(ua.Port))
+		}
+	}
+	return addrs, ports
 }
 
 // stopPlanes closes media and TURN.
@@ -221,12 +270,7 @@ func iceRefresh(cfg config.Config) time.Duration {
 
 // URL is the base URL clients use, e.g. "http://127.0.0.1:8080".
 func (s *Server) URL() string {
-	addr := s.ln.Addr().(*net.TCPAddr)
-	host := addr.IP.String()
-	if addr.IP.IsUnspecified() {
-		host = "127.0.0.1"
-	}
-	return s.scheme + "://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+	return s.scheme + "://" + hostPortURL(s.ln.Addr().(*net.TCPAddr))
 }
 
 // TURN is the embedded TURN server, or nil.
@@ -255,9 +299,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = s.httpSrv.Shutdown(ctx)
 			<-s.serveDone
 		}
-		if s.pprofSrv != nil {
-			_ = s.pprofSrv.Close()
-		}
+		s.ops.close(ctx)
+		s.pprof.close(ctx)
 		s.stopPlanes()
 	})
 	return err
@@ -300,5 +343,12 @@ func (s *Server) LogURLs() {
 	if s.sfu != nil {
 		s.log.Info("media (SFU, WHIP, WHEP) is running", "udp", s.sfu.UDPAddr().String(), "whip", s.URL()+"/whip/STREAM", "whep", s.URL()+"/whep/STREAM")
 	}
-	s.log.Info("operations", "health", s.URL()+"/healthz", "metrics", s.URL()+"/metrics")
+	switch {
+	case s.ops != nil:
+		s.log.Info("operations listener (metrics, stream status): keep it off the internet", "ops", s.OpsURL(), "metrics", s.OpsURL()+"/metrics", "health", s.URL()+"/healthz")
+	case s.auth != nil:
+		s.log.Info("operations listener is off (--ops off): metrics only to admin tokens on the main port", "metrics", s.URL()+"/metrics", "health", s.URL()+"/healthz")
+	default:
+		s.log.Info("operations listener is off (--ops off): no metrics", "health", s.URL()+"/healthz")
+	}
 }

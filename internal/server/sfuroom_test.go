@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,16 +29,31 @@ type sfuMember struct {
 	data   chan webrtc.DataChannelMessage
 	errs   chan string
 	sent   chan struct{} // a server answer arrived
+	// refused carries forbidden media errors (a refused part of an
+	// offer comes after its answer); events the other server messages
+	// (muted, removed, ended, media-closed).
+	refused chan *protocol.Message
+	events  chan protocol.Message
+	packets atomic.Int64           // RTP packets received on all tracks
+	answer  atomic.Pointer[string] // the server's last answer
+	grants  *protocol.Grants
 }
 
 type mediaMsg struct {
 	SDP       *webrtc.SessionDescription `json:"sdp,omitempty"`
 	Candidate *webrtc.ICECandidateInit   `json:"candidate,omitempty"`
 	Subscribe any                        `json:"subscribe,omitempty"`
+	Unmute    any                        `json:"unmute,omitempty"`
 	Error     *protocol.Message          `json:"error,omitempty"`
 }
 
 func joinSFU(t *testing.T, url, room, name string) *sfuMember {
+	t.Helper()
+	return joinSFUAs(t, url, room, name, "")
+}
+
+// joinSFUAs joins with a token.
+func joinSFUAs(t *testing.T, url, room, name, token string) *sfuMember {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -62,7 +78,8 @@ func joinSFU(t *testing.T, url, room, name string) *sfuMember {
 	}
 	m := &sfuMember{t: t, c: c, pc: pc, dc: dc, tracks: make(chan []protocol.Message, 20),
 		got: make(chan *webrtc.TrackRemote, 10), data: make(chan webrtc.DataChannelMessage, 10),
-		errs: make(chan string, 10), sent: make(chan struct{}, 10)}
+		errs: make(chan string, 10), sent: make(chan struct{}, 10),
+		refused: make(chan *protocol.Message, 10), events: make(chan protocol.Message, 20)}
 	dc.OnMessage(func(msg webrtc.DataChannelMessage) { m.data <- msg })
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		m.got <- tr
@@ -70,6 +87,7 @@ func joinSFU(t *testing.T, url, room, name string) *sfuMember {
 			if _, _, err := tr.ReadRTP(); err != nil {
 				return
 			}
+			m.packets.Add(1)
 		}
 	})
 	pc.OnICECandidate(func(cand *webrtc.ICECandidate) {
@@ -78,14 +96,14 @@ func joinSFU(t *testing.T, url, room, name string) *sfuMember {
 			m.media(mediaMsg{Candidate: &init})
 		}
 	})
-	j, err := c.JoinMode(ctx, room, name, "", "sfu")
+	j, err := c.JoinMode(ctx, room, name, token, "sfu")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if j.Mode != "sfu" {
 		t.Fatalf("room mode %q", j.Mode)
 	}
-	m.id = j.ID
+	m.id, m.grants = j.ID, j.Grants
 	go m.loop()
 	m.offer()
 	return m
@@ -131,11 +149,16 @@ func (m *sfuMember) loop() {
 		case protocol.TypeTracks:
 			var list []protocol.Message
 			json.Unmarshal(msg.Data, &list)
-			m.tracks <- list
+			select { // tests that do not read the lists must not stall the loop
+			case m.tracks <- list:
+			default:
+			}
 		case protocol.TypeMedia:
 			var d mediaMsg
 			json.Unmarshal(msg.Data, &d)
 			switch {
+			case d.Error != nil && d.Error.Code == protocol.CodeForbidden:
+				m.refused <- d.Error
 			case d.Error != nil:
 				m.errs <- d.Error.Code
 			case d.Candidate != nil:
@@ -150,8 +173,11 @@ func (m *sfuMember) loop() {
 				m.media(mediaMsg{SDP: &ans})
 			case d.SDP != nil:
 				m.pc.SetRemoteDescription(*d.SDP)
+				m.answer.Store(&d.SDP.SDP)
 				m.sent <- struct{}{}
 			}
+		case protocol.TypeMuted, protocol.TypeRemoved, protocol.TypeEnded, protocol.TypeMediaClosed:
+			m.events <- msg
 		}
 	}
 }

@@ -19,6 +19,7 @@ func (s *Server) mountShows(mux *http.ServeMux) {
 	s.shows = show.NewRegistry(show.Options{
 		Verify:     s.verifyShow,
 		ICEServers: s.showICEServers,
+		Origins:    s.origins,
 		Logger:     s.log,
 	})
 	counts := func(pick func(shows, screens, hosts int) int) func() float64 {

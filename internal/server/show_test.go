@@ -35,7 +35,7 @@ func postJSON(t *testing.T, url, token, body string) (int, map[string]any) {
 // The show API is mounted and token-protected when auth is on: tokens
 // name the stream "show-<name>" (or a pattern such as "show-*").
 func TestShowAPIWithAuth(t *testing.T) {
-	secret := []byte("s3cret")
+	secret := []byte("show-test-secret-of-32-bytes-ok!")
 	srv := startServer(t, func(c *config.Config) { c.AuthSecret = string(secret) })
 	now := time.Now()
 	mint := func(room string, g auth.Grants) string {
@@ -104,7 +104,7 @@ func TestShowAPIWithAuth(t *testing.T) {
 	if code, m := postJSON(t, base, host, `{"flash":"#ff0000"}`); code != 200 || m["delivered"] != 1.0 {
 		t.Errorf("broadcast to one screen: %d %v", code, m)
 	}
-	resp, err := http.Get(srv.URL() + "/metrics")
+	resp, err := http.Get(srv.OpsURL() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ func startServer(t *testing.T, mod func(*config.Config)) *server.Server {
 	cfg.TURN = "127.0.0.1:0"
 	cfg.TURNAllow = []string{"127.0.0.0/8"}
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
+	cfg.Ops = "127.0.0.1:0"
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -247,7 +248,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	if !strings.Contains(body, `"status":"ok"`) || !strings.Contains(body, `"members":1`) {
 		t.Fatalf("healthz: %s", body)
 	}
-	m := get(t, srv.URL()+"/metrics")
+	m := get(t, srv.OpsURL()+"/metrics")
 	for _, want := range []string{"parley_rooms 1", "parley_room_members 1", `parley_signal_errors_total{code="bad-json"} 1`, "parley_turn_allocations ", "parley_turn_relayed_bytes_total "} {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q", want)

@@ -56,14 +56,18 @@ func (p *Participant) enableDataRelay() error {
 
 // relayData forwards one message from p to its addressees.
 func (p *Participant) relayData(m webrtc.DataChannelMessage) {
+	if p.noPublish {
+		p.sendDataError("", "forbidden", "sending data needs the publish grant")
+		return
+	}
 	to, out, err := rewriteData(p.id, m.Data, m.IsString)
 	if err != nil {
 		p.sendDataError("", "bad-message", err.Error())
 		return
 	}
 	for _, q := range p.room.Participants() {
-		if q == p || (to != "" && q.id != to) {
-			continue
+		if q == p || (to != "" && q.id != to) || q.noSubscribe {
+			continue // a member without the subscribe grant receives no data
 		}
 		if !q.sendData(out, m.IsString) {
 			p.sendDataError(q.id, "slow-receiver", "the receiver is not keeping up; message dropped")

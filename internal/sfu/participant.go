@@ -46,6 +46,13 @@ type ParticipantOptions struct {
 	// DataRelay opens the "parley" data channel whose messages the server
 	// relays to the rest of the room (see datarelay.go).
 	DataRelay bool
+	// NoPublish and NoSubscribe take rights away, for members whose token
+	// lacks a grant. Without publish, media the participant sends is not
+	// published (a signaling layer should also answer its sending sections
+	// inactive: see WithoutSending) and its relayed data is refused; without
+	// subscribe, it cannot be subscribed to anything and relayed data does
+	// not reach it.
+	NoPublish, NoSubscribe bool
 }
 
 // Participant is one client's PeerConnection with the SFU: the tracks it
@@ -71,6 +78,8 @@ type Participant struct {
 	oneShot       bool
 	onSourceEnded func(TrackInfo)
 	onPublished   func(TrackInfo)
+	noPublish     bool
+	noSubscribe   bool
 
 	prefs prefs // what this participant may receive (estimate.go)
 
@@ -150,7 +159,9 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		pc:            pc,
 		writer:        newWriter(),
 		log:           r.sfu.log.With("room", r.name, "participant", id),
-		autoSubscribe: opts.AutoSubscribe,
+		autoSubscribe: opts.AutoSubscribe && !opts.NoSubscribe,
+		noPublish:     opts.NoPublish,
+		noSubscribe:   opts.NoSubscribe,
 		oneShot:       opts.OneShot,
 		onSourceEnded: opts.OnSourceEnded,
 		onPublished:   opts.OnPublished,
@@ -186,7 +197,7 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		// running on it may call Close.
 		go p.negotiationLoop()
 	}
-	if opts.AutoSubscribe {
+	if p.autoSubscribe {
 		for _, u := range r.tracks() {
 			if u.src != Source(p) {
 				if err := p.subscribe(u); err != nil {

@@ -78,6 +78,18 @@ func (r *Room) tracks() []*upTrack {
 	return append([]*upTrack(nil), r.pubs...)
 }
 
+// track finds a published track by its TrackInfo.ID.
+func (r *Room) track(id string) (*upTrack, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.pubs {
+		if t.id == id {
+			return t, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoSuchTrack, id)
+}
+
 // WaitTracks waits until at least n tracks are published or ctx ends, and
 // returns the number of published tracks.
 func (r *Room) WaitTracks(ctx context.Context, n int) int {

@@ -16,6 +16,8 @@ var (
 	ErrNoSuchTrack = errors.New("sfu: no such track")
 	// ErrGlare: a client offer arrived while a server offer is outstanding.
 	ErrGlare = errors.New("sfu: glare: a server offer is outstanding; answer it, then offer again")
+	// ErrNotAllowed: the participant lacks the right (see NoPublish, NoSubscribe).
+	ErrNotAllowed = errors.New("sfu: not allowed")
 )
 
 // CodecError says that an offer shares no codec with the SFU (or, with
@@ -224,4 +226,52 @@ func replaceICECredentials(offer, ufrag, pwd string, candidates []string) (strin
 		return "", fmt.Errorf("sfu: marshal offer: %w", err)
 	}
 	return string(b), nil
+}
+
+// WithoutSending rewrites an offer so that the client sends on none of its
+// audio and video sections: sendonly becomes inactive, sendrecv becomes
+// recvonly, and the sections' sending details (ssrc, msid, rid, simulcast)
+// go. The answer to the rewritten offer is a valid answer to the original
+// one, with those sections not receiving: the client keeps receiving and
+// its data channel, and sends no media. It returns the new offer and how
+// many sections it changed.
+func WithoutSending(offer string) (string, int, error) {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(offer); err != nil {
+		return "", 0, fmt.Errorf("%w: malformed SDP: %w", ErrBadOffer, err)
+	}
+	changed := 0
+	for _, md := range sd.MediaDescriptions {
+		kind := md.MediaName.Media
+		if (kind != "audio" && kind != "video") || md.MediaName.Port.Value == 0 {
+			continue
+		}
+		var to string
+		switch direction(md, &sd) {
+		case "sendonly":
+			to = "inactive"
+		case "sendrecv":
+			to = "recvonly"
+		default:
+			continue
+		}
+		out := md.Attributes[:0:0]
+		for _, a := range md.Attributes {
+			switch a.Key {
+			case "sendrecv", "sendonly", "recvonly", "inactive", "ssrc", "ssrc-group", "msid", "rid", "simulcast":
+				continue
+			}
+			out = append(out, a)
+		}
+		md.Attributes = append(out, sdp.Attribute{Key: to})
+		changed++
+	}
+	if changed == 0 {
+		return offer, 0, nil
+	}
+	b, err := sd.Marshal()
+	if err != nil {
+		return "", 0, fmt.Errorf("sfu: marshal offer: %w", err)
+	}
+	return string(b), changed, nil
 }

@@ -149,15 +149,9 @@ type Subscription struct {
 // Subscribe attaches sink to the track with this TrackInfo.ID. The sink
 // starts on a keyframe (replayed from the cache when one is there).
 func (r *Room) Subscribe(trackID string, sink Sink, opts SinkOptions) (*Subscription, error) {
-	var u *upTrack
-	for _, t := range r.tracks() {
-		if t.id == trackID {
-			u = t
-			break
-		}
-	}
-	if u == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoSuchTrack, trackID)
+	u, err := r.track(trackID)
+	if err != nil {
+		return nil, err
 	}
 	pr := &prefs{}
 	pr.maxLayer.Store(opts.MaxQuality.rank())

@@ -11,6 +11,11 @@ import (
 // onTrack registers a published stream (a simulcast layer joins the track
 // of its receiver).
 func (p *Participant) onTrack(remote *webrtc.TrackRemote, rec *webrtc.RTPReceiver) {
+	if p.noPublish {
+		// Not published: nobody reads it, so pion drops its packets.
+		p.log.Warn("track refused: no publish grant", "track", remote.ID(), "rid", remote.RID())
+		return
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -52,12 +57,11 @@ func (p *Participant) canAddTracks() bool {
 // Subscribe subscribes the participant to a track of the room by its
 // TrackInfo.ID.
 func (p *Participant) Subscribe(trackID string) error {
-	for _, u := range p.room.tracks() {
-		if u.id == trackID {
-			return p.subscribe(u)
-		}
+	u, err := p.room.track(trackID)
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("%w: %s", ErrNoSuchTrack, trackID)
+	return p.subscribe(u)
 }
 
 // Unsubscribe ends the subscription to a track.
@@ -80,6 +84,9 @@ func (p *Participant) Unsubscribe(trackID string) error {
 }
 
 func (p *Participant) subscribe(u *upTrack) error {
+	if p.noSubscribe {
+		return fmt.Errorf("%w: subscribe", ErrNotAllowed)
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -193,15 +200,9 @@ func (p *Participant) preferCodec(t *webrtc.RTPTransceiver, c webrtc.RTPCodecCap
 // ID trackID, of the same kind and codec: the subscriber's stream goes on
 // (same SSRC, continuous numbering) from that track's next keyframe.
 func (p *Participant) Reattach(endedID, trackID string) error {
-	var u *upTrack
-	for _, t := range p.room.tracks() {
-		if t.id == trackID {
-			u = t
-			break
-		}
-	}
-	if u == nil {
-		return fmt.Errorf("%w: %s", ErrNoSuchTrack, trackID)
+	u, err := p.room.track(trackID)
+	if err != nil {
+		return err
 	}
 	p.mu.Lock()
 	d := p.idle[endedID]

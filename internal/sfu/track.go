@@ -41,6 +41,7 @@ type upTrack struct {
 	layersPtr atomic.Pointer[[]*layer] // copy-on-write view of layers
 	subs      cowList[*downTrack]      // subscriptions
 	level     atomic.Uint64            // audio loudness accumulated since the last speaker tick
+	held      atomic.Bool              // muted by a moderator: cached, not forwarded (Room.HoldTrack)
 	wg        sync.WaitGroup           // layer readers
 	done      chan struct{}            // closed when the track has ended
 }
@@ -171,6 +172,9 @@ func (l *layer) ingest(s *slot, now int64) {
 		l.keyAt.Store(now)
 		l.keySeq.Store(int32(s.hdr.SequenceNumber))
 	}
+	if u.held.Load() {
+		return // muted by a moderator: neither forwarded nor heard as a speaker
+	}
 	if l.levelExt != 0 {
 		if lv, _, ok := audioLevel(s.hdr.GetExtension(l.levelExt)); ok && lv <= speakerThreshold {
 			u.level.Add(uint64(127 - lv))
@@ -292,12 +296,14 @@ type TrackInfo struct {
 	Publisher   string   `json:"publisher"`
 	Layers      []string `json:"layers,omitempty"` // simulcast RIDs, lowest first
 	Subscribers int      `json:"subscribers"`
+	Muted       bool     `json:"muted,omitempty"` // held by a moderator (Room.HoldTrack)
 }
 
 func (u *upTrack) info() TrackInfo {
 	ti := TrackInfo{
 		ID: u.id, TrackID: u.trackID, StreamID: u.streamID, Kind: u.kind.String(),
 		Codec: u.codec.MimeType, Publisher: u.src.SourceID(), Subscribers: u.subscriberCount(),
+		Muted: u.held.Load(),
 	}
 	for _, l := range *u.layersPtr.Load() {
 		if l.rid != "" {

@@ -12,12 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -39,37 +41,129 @@ func New(s *sfu.SFU, log *slog.Logger) *Bridge {
 	return &Bridge{sfu: s, log: log.With("plane", "sfusignal"), rooms: map[*sfu.Room]*roomWatch{}}
 }
 
-// Session is one member's media session.
+// Session is one member's media session. Its participant may be closed by
+// the server (ICE or DTLS failed): the member is then told with a
+// "media-closed" message, and its next offer from a new connection gets a
+// new participant.
 type Session struct {
-	b    *Bridge
-	room *sfu.Room
-	id   string
-	p    *sfu.Participant
-	send func(protocol.Message)
+	b      *Bridge
+	name   string // the room's
+	id     string
+	grants auth.Grants
+	send   func(protocol.Message)
 
-	deflate     atomic.Bool // the member sends compact SDP, so it gets compact SDP
-	firstAnswer sync.Once   // server offers start after the member's first offer is answered
+	deflate atomic.Bool // the member sends compact SDP, so it gets compact SDP
+
+	mu       sync.Mutex
+	room     *sfu.Room        // watched for tracks and speaker
+	p        *sfu.Participant // nil once the server closed it, until the next offer
+	answered bool             // p has answered a member offer: server offers may start
+	// deadPrint is the DTLS fingerprint of the member's connection whose
+	// participant the server closed: an offer still made by that
+	// connection (an ICE restart racing media-closed) cannot be answered
+	// by a new participant.
+	deadPrint string
+	closed    bool
 }
 
-// Join creates member id's participant in room. send must not block; it
-// delivers server messages ("media", "tracks", "speaker") to the member.
-func (b *Bridge) Join(room, id string, send func(protocol.Message)) (*Session, error) {
-	p, err := b.sfu.Join(sfu.Calls, room, sfu.ParticipantOptions{ID: id, AutoSubscribe: true, DataRelay: true})
+// Join creates member id's participant in room, with what its grants allow
+// (auth.AllGrants on an open server). send must not block; it delivers
+// server messages ("media", "tracks", "speaker", "media-closed") to the
+// member.
+func (b *Bridge) Join(room, id string, g auth.Grants, send func(protocol.Message)) (*Session, error) {
+	s := &Session{b: b, name: room, id: id, grants: g, send: send}
+	p, err := s.participant()
+	if err != nil {
+		return nil, err
+	}
+	s.p, s.room = p, p.Room()
+	b.watch(s, s.room)
+	return s, nil
+}
+
+// participant makes a participant for the member. The server makes no
+// offer before it has answered the member's first one (see Handle): a
+// server offer racing the browser's first offer leaves Chromium
+// renegotiating on top of the server's SDP (DTLS roles, header-extension
+// ids, no data channel yet).
+func (s *Session) participant() (*sfu.Participant, error) {
+	p, err := s.b.sfu.Join(sfu.Calls, s.name, sfu.ParticipantOptions{ID: s.id, AutoSubscribe: true, DataRelay: true,
+		NoPublish: !s.grants.Publish, NoSubscribe: !s.grants.Subscribe})
 	if err != nil {
 		return nil, fmt.Errorf("media join: %w", err)
 	}
-	s := &Session{b: b, room: p.Room(), id: id, p: p, send: send}
-	// The server makes no offer before it has answered the member's first
-	// one (see Handle): a server offer racing the browser's first offer
-	// leaves Chromium renegotiating on top of the server's SDP (DTLS roles,
-	// header-extension ids, no data channel yet).
 	p.OnICECandidate(func(c *webrtc.ICECandidateInit) {
 		if c != nil {
 			s.sendMedia(mediaData{Candidate: c})
 		}
 	})
-	b.watch(s)
-	return s, nil
+	p.OnClose(func() { s.participantClosed(p) })
+	return p, nil
+}
+
+// participantClosed runs when p has been closed, by Close or by the server
+// (its connection failed or closed): in the second case the member learns
+// that its media are gone and that a fresh offer will be answered.
+func (s *Session) participantClosed(p *sfu.Participant) {
+	s.mu.Lock()
+	if s.closed || s.p != p {
+		s.mu.Unlock()
+		return
+	}
+	s.p, s.answered = nil, false
+	if rd := p.PeerConnection().RemoteDescription(); rd != nil {
+		s.deadPrint = fingerprint(rd.SDP)
+	}
+	s.mu.Unlock()
+	s.b.log.Info("media closed by the server", "room", s.name, "member", s.id)
+	s.send(protocol.Message{Type: protocol.TypeMediaClosed,
+		Message: "the server closed your media connection (ICE or DTLS failed); offer again from a new connection"})
+}
+
+// current returns the member's participant, making a new one for an offer
+// after the server closed the last (offer is the offer's text, "" for any
+// other message).
+func (s *Session) current(offer string) (*sfu.Participant, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return nil, sfu.ErrClosed
+	case s.p != nil:
+		return s.p, nil
+	case offer == "":
+		return nil, errMediaClosed
+	case s.deadPrint != "" && fingerprint(offer) == s.deadPrint:
+		return nil, errStaleOffer
+	}
+	p, err := s.participant()
+	if err != nil {
+		return nil, err
+	}
+	s.p = p
+	if r := p.Room(); r != s.room {
+		s.b.unwatch(s.room, s)
+		s.room = r
+		s.b.watch(s, r)
+	} else {
+		greet(s, r) // the new connection's client re-sends its preferences on it
+	}
+	return p, nil
+}
+
+var (
+	errMediaClosed = errors.New("your media connection was closed; offer again from a new connection")
+	errStaleOffer  = errors.New("this offer comes from the connection the server closed; offer again from a new connection")
+)
+
+// fingerprint is the first DTLS fingerprint of a session description.
+func fingerprint(sdp string) string {
+	_, rest, ok := strings.Cut(sdp, "a=fingerprint:")
+	if !ok {
+		return ""
+	}
+	line, _, _ := strings.Cut(rest, "\n")
+	return strings.TrimSpace(line)
 }
 
 // mediaData is the payload of a "media" message, both directions.
@@ -78,6 +172,7 @@ type mediaData struct {
 	Candidate  *webrtc.ICECandidateInit `json:"candidate,omitempty"`
 	Subscribe  *subscription            `json:"subscribe,omitempty"`
 	MaxBitrate *uint64                  `json:"maxBitrate,omitempty"`
+	Unmute     *subscription            `json:"unmute,omitempty"` // track: one of the member's own, muted by a moderator
 	Error      *protocol.Message        `json:"error,omitempty"`
 }
 
@@ -94,6 +189,10 @@ const (
 	CodeCodec       = "unsupported-codec"
 	CodeNoSuchTrack = "no-such-track"
 	CodeBadMedia    = "bad-media"
+	CodeForbidden   = protocol.CodeForbidden // the member's grants do not allow it
+	// CodeMediaClosed: the server closed the member's media connection;
+	// only an offer from a new connection is taken.
+	CodeMediaClosed = "media-closed"
 )
 
 func (s *Session) sendMedia(d mediaData) {
@@ -118,11 +217,13 @@ func (s *Session) fail(code, msg string) {
 	s.sendMedia(mediaData{Error: &protocol.Message{Code: code, Message: msg}})
 }
 
-// Handle applies one "media" message from the member.
+// Handle applies one "media" message from the member. Every message the
+// member may not send, or that fails, is answered with a media error; the
+// session stays usable.
 func (s *Session) Handle(raw json.RawMessage) {
 	var d mediaData
 	if err := json.Unmarshal(raw, &d); err != nil {
-		s.fail(CodeBadMedia, "media data must be an object with sdp, candidate, subscribe or maxBitrate")
+		s.fail(CodeBadMedia, "media data must be an object with sdp, candidate, subscribe, maxBitrate or unmute")
 		return
 	}
 	var text string
@@ -136,44 +237,139 @@ func (s *Session) Handle(raw json.RawMessage) {
 			s.deflate.Store(true)
 		}
 	}
-	switch {
-	case d.SDP != nil && d.SDP.Type == webrtc.SDPTypeOffer.String():
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		answer, err := s.p.HandleOffer(ctx, text)
-		if err != nil {
-			s.fail(codeOf(err), err.Error())
-			return
+	offer := ""
+	if d.SDP != nil && d.SDP.Type == webrtc.SDPTypeOffer.String() {
+		offer = text
+	}
+	p, err := s.current(offer)
+	if err != nil {
+		code := CodeMediaClosed
+		if !errors.Is(err, errMediaClosed) && !errors.Is(err, errStaleOffer) {
+			code = CodeBadSDP
 		}
-		s.sendSDP(webrtc.SDPTypeAnswer, answer)
-		s.firstAnswer.Do(func() {
-			s.p.OnLocalOffer(func(sdp string) { s.sendSDP(webrtc.SDPTypeOffer, sdp) })
-			s.p.Renegotiate() // others' tracks waiting since the join
-		})
+		if d.Candidate == nil { // candidates of a closed connection just go
+			s.fail(code, err.Error())
+		}
+		return
+	}
+	switch {
+	case offer != "":
+		s.offer(p, offer)
 	case d.SDP != nil && d.SDP.Type == webrtc.SDPTypeAnswer.String():
-		if err := s.p.HandleAnswer(text); err != nil {
+		if err := p.HandleAnswer(text); err != nil {
 			s.fail(CodeBadSDP, err.Error())
 		}
 	case d.SDP != nil:
 		s.fail(CodeBadSDP, "sdp.type must be offer or answer")
 	case d.Candidate != nil:
-		if err := s.p.AddICECandidate(*d.Candidate); err != nil {
+		if err := p.AddICECandidate(*d.Candidate); err != nil {
 			s.b.log.Debug("candidate", "member", s.id, "err", err)
 		}
 	case d.Subscribe != nil:
 		q, ok := qualities[d.Subscribe.Quality]
-		if !ok {
+		switch {
+		case !s.grants.Subscribe:
+			s.fail(CodeForbidden, "receiving media needs the subscribe grant")
+		case !ok:
 			s.fail(CodeBadMedia, "quality is low, medium or high")
-			return
-		}
-		if err := s.p.SetTrackPreference(d.Subscribe.Track, q, d.Subscribe.Paused); err != nil {
-			s.fail(CodeNoSuchTrack, err.Error())
+		default:
+			if err := p.SetTrackPreference(d.Subscribe.Track, q, d.Subscribe.Paused); err != nil {
+				s.fail(CodeNoSuchTrack, err.Error())
+			}
 		}
 	case d.MaxBitrate != nil:
-		s.p.SetMaxBitrate(*d.MaxBitrate)
+		p.SetMaxBitrate(*d.MaxBitrate)
+	case d.Unmute != nil:
+		s.unmute(d.Unmute.Track)
 	default:
-		s.fail(CodeBadMedia, "media data must carry sdp, candidate, subscribe or maxBitrate")
+		s.fail(CodeBadMedia, "media data must carry sdp, candidate, subscribe, maxBitrate or unmute")
 	}
+}
+
+// offer answers a member offer. Without the publish grant its sending
+// sections are answered inactive (receiving and data go on) and the member
+// is told why.
+func (s *Session) offer(p *sfu.Participant, offer string) {
+	refused := 0
+	if !s.grants.Publish {
+		var err error
+		if offer, refused, err = sfu.WithoutSending(offer); err != nil {
+			s.fail(CodeBadSDP, err.Error())
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	answer, err := p.HandleOffer(ctx, offer)
+	switch {
+	case err != nil && refused > 0 && errors.Is(err, sfu.ErrBadOffer):
+		// The offer parsed: it had nothing left once its sending went.
+		s.fail(CodeForbidden, "sending media needs the publish grant, and the offer has nothing else")
+		return
+	case err != nil:
+		s.fail(codeOf(err), err.Error())
+		return
+	}
+	s.sendSDP(webrtc.SDPTypeAnswer, answer)
+	if refused > 0 {
+		s.fail(CodeForbidden, fmt.Sprintf("sending media needs the publish grant: %d sending section(s) answered inactive", refused))
+	}
+	s.mu.Lock()
+	first := !s.answered && s.p == p
+	s.answered = s.answered || first
+	s.mu.Unlock()
+	if first {
+		p.OnLocalOffer(func(sdp string) { s.sendSDP(webrtc.SDPTypeOffer, sdp) })
+		if s.grants.Subscribe {
+			p.Renegotiate() // others' tracks waiting since the join
+		}
+	}
+}
+
+// unmute releases one of the member's own tracks held by a moderator.
+func (s *Session) unmute(track string) {
+	r, ok := s.b.sfu.LookupRoom(sfu.Calls, s.name)
+	if !ok || !ownTrack(r, s.id, track) {
+		s.fail(CodeNoSuchTrack, "you publish no track "+track)
+		return
+	}
+	if _, err := r.HoldTrack(track, false); err != nil {
+		s.fail(CodeNoSuchTrack, err.Error())
+	}
+}
+
+func ownTrack(r *sfu.Room, member, track string) bool {
+	for _, t := range r.Tracks() {
+		if t.ID == track && t.Publisher == member {
+			return true
+		}
+	}
+	return false
+}
+
+// Mute holds tracks member publishes in the session's room (a
+// moderator's mute): track is a track ID from the "tracks" list, or
+// "audio" or "video" for all of the member's tracks of that kind ("" is
+// "audio"). It returns the "muted" messages to tell the member, one per
+// track held; none when it publishes no such track (yet).
+func (s *Session) Mute(member, track string) []protocol.Message {
+	if track == "" {
+		track = "audio"
+	}
+	r, ok := s.b.sfu.LookupRoom(sfu.Calls, s.name)
+	if !ok {
+		return nil
+	}
+	var out []protocol.Message
+	for _, t := range r.Tracks() {
+		if t.Publisher != member || (t.ID != track && t.Kind != track) {
+			continue
+		}
+		if _, err := r.HoldTrack(t.ID, true); err == nil {
+			out = append(out, protocol.Message{Type: protocol.TypeMuted, Track: t.ID, Kind: t.Kind})
+		}
+	}
+	return out
 }
 
 var qualities = map[string]sfu.Quality{"": sfu.QualityHigh, "high": sfu.QualityHigh, "medium": sfu.QualityMedium, "low": sfu.QualityLow}
@@ -191,8 +387,18 @@ func codeOf(err error) string {
 
 // Close ends the member's participant (its tracks end for the others).
 func (s *Session) Close() {
-	s.p.Close()
-	s.b.unwatch(s.room, s)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	p, r := s.p, s.room
+	s.mu.Unlock()
+	if p != nil {
+		p.Close()
+	}
+	s.b.unwatch(r, s)
 }
 
 // roomWatch announces one room's tracks and speaker to its sessions; its
@@ -202,10 +408,9 @@ type roomWatch struct {
 	cancel   context.CancelFunc
 }
 
-func (b *Bridge) watch(s *Session) {
+func (b *Bridge) watch(s *Session, r *sfu.Room) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	r := s.room
 	w := b.rooms[r]
 	if w == nil {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -215,9 +420,15 @@ func (b *Bridge) watch(s *Session) {
 		go b.announceTracks(ctx, r)
 	}
 	w.sessions[s] = struct{}{}
-	s.send(tracksMessage(r)) // the newcomer learns the current list at once
+	greet(s, r)
+}
+
+// greet tells a newcomer the current track list at once, and who speaks
+// (it is only re-sent on a change).
+func greet(s *Session, r *sfu.Room) {
+	s.send(tracksMessage(r))
 	if id := r.ActiveSpeaker(); id != "" {
-		s.send(protocol.Message{Type: protocol.TypeSpeaker, ID: id}) // and who speaks: it is only re-sent on a change
+		s.send(protocol.Message{Type: protocol.TypeSpeaker, ID: id})
 	}
 }
 

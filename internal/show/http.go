@@ -9,24 +9,20 @@ import (
 	"net/http"
 
 	"github.com/coder/websocket"
+
+	"github.com/parley/parley/internal/httperr"
 )
 
 // HTTP error codes (besides the message codes).
 const (
-	codeNotFound     = "not-found"
-	codeBadRequest   = "bad-request"
-	codeUnauthorized = "unauthorized"
-	codeUnavailable  = "unavailable"
-	codeMediaType    = "unsupported-media-type"
+	codeNotFound    = "not-found"
+	codeBadRequest  = "bad-request"
+	codeUnavailable = "unavailable"
+	codeMediaType   = "unsupported-media-type"
 )
 
 // writeError writes {"error":{"code","message"}}.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
-}
+var writeError = httperr.Write
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -34,22 +30,17 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// authorize runs Options.Verify and writes 401/403 on failure.
+// authorize runs Options.Verify and writes 401/403 on failure (403
+// insufficient_scope for a valid token without the grant, RFC 6750).
 func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, name string, role Role) bool {
 	if r.o.Verify == nil {
 		return true
 	}
-	err := r.o.Verify(req, name, role)
-	switch {
-	case err == nil:
-		return true
-	case errors.Is(err, ErrForbidden):
-		writeError(w, http.StatusForbidden, CodeForbidden, err.Error())
-	default:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
-		writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
+	if err := r.o.Verify(req, name, role); err != nil {
+		httperr.Auth(w, err)
+		return false
 	}
-	return false
+	return true
 }
 
 // showName reads and checks the {name} path value.
@@ -97,6 +88,10 @@ func (r *Registry) ServeWS(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, codeBadRequest, "key must be 1-32 characters of A-Z a-z 0-9 _ -")
 		return
 	}
+	if o := req.Header.Get("Origin"); !r.o.Origins.Allowed(o) {
+		writeError(w, http.StatusForbidden, httperr.CodeForbiddenOrigin, "pages from "+o+" may not use this server (see --public-host and --allow-origins)")
+		return
+	}
 	if !r.authorize(w, req, name, role) {
 		return
 	}
@@ -112,7 +107,9 @@ func (r *Registry) ServeWS(w http.ResponseWriter, req *http.Request) {
 			r.release(sh)
 		}
 	}()
-	ws, err := websocket.Accept(w, req, nil)
+	// The origin is judged above against the server's own names; the
+	// library's own check would trust the request's Host header.
+	ws, err := websocket.Accept(w, req, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		r.log.Debug("websocket accept", "show", name, "err", err)
 		return

@@ -17,6 +17,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/parley/parley/internal/httperr"
+	"github.com/parley/parley/internal/origin"
 )
 
 // ICEServer is an RTCIceServer as a browser takes it.
@@ -33,6 +36,10 @@ type Options struct {
 	Verify func(r *http.Request, show string, role Role) error
 	// ICEServers are handed to pages in the hello message (may be nil).
 	ICEServers func(r *http.Request) []ICEServer
+	// Origins are the web pages that may open the control WebSocket; nil
+	// allows loopback pages only. It is judged against the server's own
+	// names, never the request's Host (DNS rebinding).
+	Origins *origin.Policy
 	// Grace keeps a disconnected screen's place and band this long so a
 	// reconnecting screen (same key) resumes it; default 10 s, <0 none.
 	Grace time.Duration
@@ -48,8 +55,9 @@ type Options struct {
 	Logger       *slog.Logger
 }
 
-// ErrForbidden marks a Verify error as 403 (authenticated, not allowed).
-var ErrForbidden = errors.New("forbidden")
+// ErrForbidden marks a Verify error as 403 insufficient_scope
+// (authenticated, not allowed); it is httperr.ErrInsufficientScope.
+var ErrForbidden = httperr.ErrInsufficientScope
 
 // Registry holds the shows by name.
 type Registry struct {
@@ -86,6 +94,9 @@ func NewRegistry(o Options) *Registry {
 	}
 	if o.Outbox <= 0 {
 		o.Outbox = 128
+	}
+	if o.Origins == nil {
+		o.Origins = origin.New(nil, nil)
 	}
 	log := o.Logger
 	if log == nil {

@@ -405,8 +405,8 @@ func TestBroadcastEndpoint(t *testing.T) {
 	if code, m := post("gig", "", `{"mode":"hue"}`); code != 401 || m["error"].(map[string]any)["code"] != "unauthorized" {
 		t.Errorf("no token: %d %v", code, m)
 	}
-	if code, _ := post("gig", "viewer", `{"mode":"hue"}`); code != 403 {
-		t.Errorf("viewer token: %d, want 403", code)
+	if code, m := post("gig", "viewer", `{"mode":"hue"}`); code != 403 || m["error"].(map[string]any)["code"] != "insufficient_scope" {
+		t.Errorf("viewer token: %d %v, want 403 insufficient_scope", code, m)
 	}
 	if code, m := post("nobody-here", "good", `{"mode":"hue"}`); code != 200 || m["delivered"] != 0.0 {
 		t.Errorf("unknown show: %d %v", code, m)

@@ -147,14 +147,18 @@ func (o *Options) fill() {
 }
 
 // MediaRooms gives members of sfu-mode rooms a media session with the
-// server. send delivers server messages to the member and must not block.
+// server, limited to what the member's grants allow. send delivers server
+// messages to the member and must not block.
 type MediaRooms interface {
-	Join(room, memberID string, send func(protocol.Message)) (MediaSession, error)
+	Join(room, memberID string, g auth.Grants, send func(protocol.Message)) (MediaSession, error)
 }
 
 // MediaSession is one member's media connection with the server.
 type MediaSession interface {
 	Handle(data json.RawMessage) // a "media" message from the member
+	// Mute holds the tracks of another member of the room (a moderator's
+	// mute; see moderate.go) and returns the "muted" messages to tell it.
+	Mute(memberID, track string) []protocol.Message
 	Close()
 }
 

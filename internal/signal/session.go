@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
@@ -23,6 +24,7 @@ type session struct {
 	release func()     // gives back the client's connection slot; set by register
 	member  *room.Member
 	media   MediaSession // in sfu rooms; guarded by mu
+	grants  auth.Grants  // what the member may do in its room (set by join)
 
 	out      chan []byte   // encoded messages for the client; shared slices, never modified
 	queued   atomic.Int64  // bytes in out (see push and took)
@@ -277,6 +279,8 @@ func (s *session) handle(raw []byte) {
 		s.join(m)
 	case protocol.TypeSignal:
 		s.signal(m.To, m.Data)
+	case protocol.TypeModerate:
+		s.moderate(m)
 	case protocol.TypeMedia:
 		if s.media == nil {
 			s.sendError(protocol.CodeNotSFU, "media messages go to the server only in sfu rooms")
@@ -306,6 +310,7 @@ func (s *session) join(m protocol.Message) {
 	}
 	me := protocol.Peer{ID: s.member.ID, Name: m.Name}
 	grantsHost := false // with tokens, the grant decides who hosts
+	s.grants = auth.AllGrants
 	if h.opts.Auth != nil {
 		claims, err := h.opts.Auth.Verify(m.Token, h.opts.Now())
 		switch {
@@ -328,6 +333,7 @@ func (s *session) join(m protocol.Message) {
 		if me.Name == "" {
 			me.Name = claims.Identity
 		}
+		s.grants = claims.Grants
 		grantsHost = claims.Grants.Publish || claims.Grants.Admin
 	}
 	if len(me.Name) > protocol.MaxNameLen {
@@ -380,10 +386,10 @@ func (s *session) join(m protocol.Message) {
 		list[i] = infoOf(p).peer
 	}
 	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: me.Name,
-		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID),
+		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID), Grants: wireGrants(s.grants),
 		Identity: me.Identity, Verified: me.Verified, Host: me.Host}))
 	if r.Mode == room.SFU && h.opts.Media != nil {
-		ms, err := h.opts.Media.Join(r.Name, s.member.ID, func(m protocol.Message) { s.push(mustJSON(m)) })
+		ms, err := h.opts.Media.Join(r.Name, s.member.ID, s.grants, func(m protocol.Message) { s.push(mustJSON(m)) })
 		if err != nil {
 			h.log.Warn("media join failed", "room", r.Name, "member", s.member.ID, "err", err)
 			s.sendError(protocol.CodeNotSFU, "the server could not start media for this room: "+err.Error())

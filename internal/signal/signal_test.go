@@ -345,7 +345,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 }
 
 func TestTokens(t *testing.T) {
-	secret := []byte("topsecret")
+	secret := []byte("signal-test-secret-of-32-bytes!!")
 	v, err := auth.NewVerifier(auth.Keys{Secret: secret})
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +354,7 @@ func TestTokens(t *testing.T) {
 	now := time.Now()
 	good, _ := auth.NewToken(secret, "team-*", "alice", auth.AllGrants, time.Hour, now)
 	expired, _ := auth.NewToken(secret, "team-*", "alice", auth.AllGrants, time.Hour, now.Add(-2*time.Hour))
-	forged, _ := auth.NewToken([]byte("other"), "team-*", "alice", auth.AllGrants, time.Hour, now)
+	forged, _ := auth.NewToken([]byte("another-secret-of-32-bytes-long!"), "team-*", "alice", auth.AllGrants, time.Hour, now)
 	ctx := context.Background()
 	cases := []struct{ room, token, code string }{
 		{"team-a", "", protocol.CodeUnauthorized},

@@ -32,11 +32,15 @@ func (s *Server) onAuth(src, _ net.Addr, _, username, _, method string, verdict 
 }
 
 func (s *Server) quotaHandler(username, _ string, src net.Addr) bool {
-	if s.quota.allow(username, src) {
+	switch s.quota.allow(username, src) {
+	case "":
 		return true
+	case refusedIP:
+		s.log.Info("turn: allocation quota per client address reached", "client", src.String(), "quota", s.cfg.PerIP)
+	default:
+		s.log.Info("turn: allocation quota reached", "user", userOf(username), "quota", s.cfg.Quota)
 	}
 	s.stats.quotaRejections.Add(1)
-	s.log.Info("turn: allocation quota reached", "user", userOf(username), "quota", s.cfg.Quota)
 	return false
 }
 
@@ -48,7 +52,7 @@ func (s *Server) onAllocationCreated(src, _ net.Addr, _, username, _ string, rel
 }
 
 func (s *Server) onAllocationDeleted(src, _ net.Addr, _, username, _ string) {
-	s.quota.deleted(username)
+	s.quota.deleted(username, src)
 	s.stats.allocations.Add(-1)
 	s.log.Debug("turn: allocation deleted", "user", userOf(username), "client", src.String())
 }

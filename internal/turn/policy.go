@@ -98,14 +98,97 @@ func inAny(a netip.Addr, ps []netip.Prefix) bool {
 	return false
 }
 
-// permissionHandler adapts PeerAllowed to pion's PermissionHandler and
-// counts refusals for Stats.
+// permissionHandler adapts PeerAllowed and the self rule (selfSet) to
+// pion's PermissionHandler and counts refusals for Stats.
 func (s *Server) permissionHandler(client net.Addr, peer net.IP) bool {
 	addr, ok := netip.AddrFromSlice(peer)
-	if ok && PeerAllowed(addr, s.cfg.AllowPeers) {
+	if ok && s.self.permits(addr) && (s.self.has(addr) || PeerAllowed(addr, s.cfg.AllowPeers)) {
 		return true
 	}
 	s.stats.permissionsDenied.Add(1)
 	s.log.Debug("turn: peer refused by relay policy", "client", client.String(), "peer", peer.String())
 	return false
+}
+
+// selfSet is this server's own addresses, which relayed clients may not
+// reach (a relay into the server itself would let them probe its other
+// services or loop traffic through TURN), except its service ports (the
+// SFU's media port: a client that can only use TURN must still reach the
+// SFU). Loopback addresses are not in the set: they are judged by the
+// ordinary policy (denied unless AllowPeers names them, as tests do).
+type selfSet struct {
+	addrs map[netip.Addr]bool
+	ports map[uint16]bool
+}
+
+func newSelfSet(addrs []netip.Addr, ports []uint16) *selfSet {
+	s := &selfSet{addrs: map[netip.Addr]bool{}, ports: map[uint16]bool{}}
+	for _, a := range addrs {
+		if a = a.Unmap().WithZone(""); a.IsValid() && !a.IsLoopback() && !a.IsUnspecified() {
+			s.addrs[a] = true
+		}
+	}
+	for _, p := range ports {
+		s.ports[p] = true
+	}
+	return s
+}
+
+// has reports whether a is one of the server's addresses, also in its
+// IPv4-mapped and IPv4-embedding forms.
+func (s *selfSet) has(a netip.Addr) bool {
+	if len(s.addrs) == 0 {
+		return false
+	}
+	a = a.Unmap().WithZone("")
+	if s.addrs[a] {
+		return true
+	}
+	v4, ok := embeddedIPv4(a)
+	return ok && s.addrs[v4]
+}
+
+// permits reports whether a permission to a is allowed by the self rule:
+// any address that is not the server's, and the server's own when it has
+// service ports (the relay sockets then pass only those ports, blocks).
+func (s *selfSet) permits(a netip.Addr) bool {
+	return !s.has(a) || len(s.ports) > 0
+}
+
+// blocks reports whether a datagram to or from addr must be dropped: it
+// is one of the server's addresses and not a service port.
+func (s *selfSet) blocks(addr net.Addr) bool {
+	if len(s.addrs) == 0 {
+		return false
+	}
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return false
+	}
+	ap := ua.AddrPort()
+	return s.has(ap.Addr()) && !s.ports[ap.Port()]
+}
+
+// ownAddrs is what the server counts as itself: cfg.OwnAddrs, the public
+// IP, the listener's host when it is specific, and every interface
+// address (a wildcard listener is reachable on all of them, and even a
+// specific one shares the host with other services).
+func ownAddrs(cfg Config) []netip.Addr {
+	out := append([]netip.Addr(nil), cfg.OwnAddrs...)
+	if a, err := netip.ParseAddr(cfg.PublicIP); err == nil {
+		out = append(out, a)
+	}
+	if host, _, err := net.SplitHostPort(cfg.Listen); err == nil {
+		if a, err := netip.ParseAddr(host); err == nil {
+			out = append(out, a)
+		}
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, ia := range addrs {
+			if p, err := netip.ParsePrefix(ia.String()); err == nil {
+				out = append(out, p.Addr())
+			}
+		}
+	}
+	return out
 }

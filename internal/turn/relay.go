@@ -42,7 +42,7 @@ func (g *relayGen) AllocatePacketConn(_ string, port int) (net.PacketConn, net.A
 	if err != nil {
 		return nil, nil, fmt.Errorf("turn: bind relay socket: %w", err)
 	}
-	c := &relayConn{PacketConn: pc, stats: &g.srv.stats, owner: g.owner, bc: newBatchConn(pc.(*net.UDPConn))}
+	c := &relayConn{PacketConn: pc, stats: &g.srv.stats, self: g.srv.self, owner: g.owner, bc: newBatchConn(pc.(*net.UDPConn))}
 	c.onClose = func() { g.srv.relays.remove(c) }
 	if !g.srv.relays.add(c) {
 		_ = pc.Close()
@@ -68,6 +68,7 @@ func (g *relayGen) AllocateConn(string, int) (net.Conn, net.Addr, error) {
 type relayConn struct {
 	net.PacketConn
 	stats   *counters
+	self    *selfSet // datagrams to and from the server's own non-service ports are dropped
 	once    sync.Once
 	onClose func()
 
@@ -79,15 +80,23 @@ type relayConn struct {
 }
 
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	n, addr, err := c.PacketConn.ReadFrom(p)
-	if err == nil {
-		c.stats.relayedPackets.Add(1)
-		c.stats.relayedBytes.Add(uint64(n))
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		if err == nil && c.self.blocks(addr) {
+			continue
+		}
+		if err == nil {
+			c.stats.relayedPackets.Add(1)
+			c.stats.relayedBytes.Add(uint64(n))
+		}
+		return n, addr, err
 	}
-	return n, addr, err
 }
 
 func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if c.self.blocks(addr) {
+		return len(p), nil // as a datagram lost on the way
+	}
 	if c.owner == nil {
 		n, err := c.PacketConn.WriteTo(p, addr)
 		if err == nil {

@@ -29,9 +29,18 @@ type Config struct {
 	Secret     []byte         // TURN REST shared secret
 	AllowPeers []netip.Prefix // exceptions to the deny list
 	Quota      int            // allocations per user; 0 = 10
+	PerIP      int            // allocations per client address (IPv6: per /64), across users; 0 = 32
 	Sockets    int            // UDP sockets; 0 = NumCPU
 	Realm      string         // "" = "parley"
-	Logger     *slog.Logger
+	// OwnAddrs are more of the server's own addresses (its HTTP and media
+	// listeners' hosts). With PublicIP, the TURN listener's host and every
+	// interface address they are refused as relay peers even where
+	// AllowPeers would allow them (loopback excepted: AllowPeers decides).
+	OwnAddrs []netip.Addr
+	// ServicePorts are the UDP ports relayed clients may still reach on
+	// the server's own addresses: the SFU's media port.
+	ServicePorts []uint16
+	Logger       *slog.Logger
 
 	// SocketBuffer is the SO_RCVBUF/SO_SNDBUF size for listener and relay
 	// sockets; 0 = 4 MiB, negative = OS default (for benchmarks).
@@ -45,6 +54,7 @@ type Server struct {
 	pion  *pturn.Server
 	stats counters
 	quota *quota
+	self  *selfSet
 
 	relays   relaySet
 	tcpConns connSet
@@ -70,7 +80,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, quota: newQuota(cfg.Quota)}
+	s := &Server{cfg: cfg, log: cfg.Logger, quota: newQuota(cfg.Quota, cfg.PerIP),
+		self: newSelfSet(ownAddrs(cfg), cfg.ServicePorts)}
 	sc, err := s.listen()
 	if err != nil {
 		return nil, err
@@ -91,6 +102,9 @@ func withDefaults(cfg Config) (Config, error) {
 	}
 	if cfg.Quota <= 0 {
 		cfg.Quota = 10
+	}
+	if cfg.PerIP <= 0 {
+		cfg.PerIP = 32
 	}
 	if cfg.Sockets <= 0 {
 		cfg.Sockets = runtime.NumCPU()

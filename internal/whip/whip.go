@@ -9,7 +9,15 @@
 //	DELETE /whip/{stream}/{session}  end the session (200)
 //	(the same for /whep/...), and OPTIONS everywhere for CORS preflight.
 //
-// A stream is an SFU room with one publisher. A second publisher gets 409.
+// A stream is an SFU room with one publisher. A second publisher gets 409
+// while the first is connected. A session is pending from its POST until
+// its ICE and DTLS have connected; a pending publisher does not reserve the
+// stream name: several may be pending at once, the first to connect
+// becomes the stream's publisher and the others are dropped (so a client
+// that POSTs and never connects cannot squat a name). Each client address
+// may hold Config.PendingPerIP pending sessions (429 beyond), and a session
+// not connected within Config.ICETimeout is dropped.
+//
 // A viewer who arrives while nothing is published gets 404 ("not live"):
 // plain WHEP cannot renegotiate, so accepting and waiting would leave the
 // viewer with no tracks. A viewer arriving just after the publisher's POST
@@ -18,6 +26,13 @@
 // the same stream for them; after that their sessions end.
 //
 // Errors are JSON: {"error":{"code":"not_live","message":"stream x is not live"}}.
+// A missing or invalid token gets 401, a valid token lacking the grant 403
+// "insufficient_scope" (RFC 6750 challenges, see internal/httperr).
+//
+// CORS: a browser page may call the endpoints only from an origin the
+// Config.Origins policy allows (the server's own names and
+// --allow-origins); the answer names that origin, never "*". Other pages
+// get 403.
 //
 // The wire formats shared with clients (SDP fragments, ICE-server Link
 // headers) live in pkg/whip, which is also the Go client.
@@ -27,21 +42,26 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/parley/parley/internal/clientip"
+	"github.com/parley/parley/internal/httperr"
+	"github.com/parley/parley/internal/limit"
+	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/sfu"
 	whipclient "github.com/parley/parley/pkg/whip"
 )
@@ -54,8 +74,22 @@ type Config struct {
 	// WHEP on the public endpoint reaches only streams.
 	Namespace sfu.Namespace
 	// Verify authorizes a request for a stream (publish or play); nil
-	// allows everything. An error means 401.
+	// allows everything. An error means 401, or 403 when it wraps
+	// httperr.ErrInsufficientScope (a valid token without the grant).
 	Verify func(r *http.Request, stream string, publish bool) error
+	// Origins are the web pages that may call the endpoints (CORS); nil
+	// allows loopback pages only. Requests without Origin (not from a
+	// browser page) are not judged.
+	Origins *origin.Policy
+	// ClientAddr tells which client a request comes from, for the pending
+	// limit; nil uses the connection's address.
+	ClientAddr func(r *http.Request) netip.Addr
+	// PendingPerIP bounds the sessions one client address may have
+	// pending (not connected yet); 0 means 10.
+	PendingPerIP int
+	// ICETimeout is how long a session may take to connect (ICE and
+	// DTLS) before it is dropped; 0 means 10 s.
+	ICETimeout time.Duration
 	// ICEServers lists STUN/TURN servers announced in Link headers.
 	ICEServers func(r *http.Request) []webrtc.ICEServer
 	// MaxBody bounds request bodies; 0 means 64 KiB.
@@ -70,6 +104,11 @@ type Config struct {
 	// 0 means 5 s.
 	ReattachGrace time.Duration
 	Logger        *slog.Logger
+
+	// onDropped, for tests, is called after a session was dropped for not
+	// connecting in time ("timeout") or for losing its stream to a
+	// publisher that connected first ("lost").
+	onDropped func(reason string)
 }
 
 // Handler is the WHIP/WHEP http.Handler.
@@ -77,10 +116,17 @@ type Handler struct {
 	cfg Config
 	log *slog.Logger
 
+	pending *limit.Conns   // pending sessions per client key
+	drops   sync.WaitGroup // closings started from connection callbacks; Close waits
+	stats   struct {
+		refused, timedOut, lost atomic.Uint64
+	}
+
 	mu         sync.Mutex
 	sessions   map[string]*session
-	publishers map[string]*session  // stream -> live WHIP session
-	orphans    map[string][]*orphan // stream -> viewers' subscriptions waiting for the publisher to return
+	publishers map[string]*session   // stream -> connected WHIP session
+	candidates map[string][]*session // stream -> pending WHIP sessions, oldest first
+	orphans    map[string][]*orphan  // stream -> viewers' subscriptions waiting for the publisher to return
 	closed     bool
 }
 
@@ -101,6 +147,14 @@ type session struct {
 	publish  bool
 	part     *sfu.Participant
 	expected int // tracks announced by a publisher's offer
+
+	// Guarded by Handler.mu: connected is set once ICE and DTLS are up;
+	// until then the session holds a pending slot (unpend) and is dropped
+	// when iceTimer fires.
+	connected bool
+	lost      bool // a publisher dropped because another connected first
+	unpend    func()
+	iceTimer  *time.Timer
 
 	mu      sync.Mutex
 	version int
@@ -130,6 +184,18 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.ReattachGrace <= 0 {
 		cfg.ReattachGrace = 5 * time.Second
 	}
+	if cfg.PendingPerIP <= 0 {
+		cfg.PendingPerIP = 10
+	}
+	if cfg.ICETimeout <= 0 {
+		cfg.ICETimeout = 10 * time.Second
+	}
+	if cfg.Origins == nil {
+		cfg.Origins = origin.New(nil, nil)
+	}
+	if cfg.ClientAddr == nil {
+		cfg.ClientAddr = clientip.New(nil).Request
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -137,8 +203,10 @@ func New(cfg Config) (*Handler, error) {
 	return &Handler{
 		cfg:        cfg,
 		log:        log.With("component", "whip"),
+		pending:    limit.NewConns(cfg.PendingPerIP),
 		sessions:   map[string]*session{},
 		publishers: map[string]*session{},
+		candidates: map[string][]*session{},
 		orphans:    map[string][]*orphan{},
 	}, nil
 }
@@ -161,6 +229,7 @@ func (h *Handler) Close() {
 	for _, s := range ss {
 		s.part.Close()
 	}
+	h.drops.Wait()
 }
 
 var streamRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -176,45 +245,40 @@ const (
 	codeMethod           = "method_not_allowed"
 	codeTooLarge         = "payload_too_large"
 	codeMediaType        = "unsupported_media_type"
-	codeUnauthorized     = "unauthorized"
+	codeUnauthorized     = httperr.CodeUnauthorized
+	codeForbiddenOrigin  = httperr.CodeForbiddenOrigin
 	codePrecondition     = "precondition_failed"
 	codeInternal         = "internal"
 	codeUnavailable      = "unavailable"
 )
 
-type errorBody struct {
-	Error struct {
-		Code      string   `json:"code"`
-		Message   string   `json:"message"`
-		Offered   []string `json:"offered,omitempty"`
-		Supported []string `json:"supported,omitempty"`
-	} `json:"error"`
-}
+var writeError = httperr.Write
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var b errorBody
-	b.Error.Code, b.Error.Message = code, msg
-	writeErrorBody(w, status, b)
-}
-
-func writeErrorBody(w http.ResponseWriter, status int, b errorBody) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(b)
-}
-
-func setCORS(w http.ResponseWriter) {
+// cors admits browser pages of allowed origins, naming the origin in the
+// answer; it answers 403 itself and returns false for any other page.
+func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 	hd := w.Header()
-	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Add("Vary", "Origin")
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	if !h.cfg.Origins.Allowed(o) {
+		writeError(w, http.StatusForbidden, codeForbiddenOrigin, "pages from "+o+" may not use this server (see --public-host and --allow-origins)")
+		return false
+	}
+	hd.Set("Access-Control-Allow-Origin", o)
 	hd.Set("Access-Control-Allow-Methods", "OPTIONS, POST, PATCH, DELETE")
 	hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
 	hd.Set("Access-Control-Expose-Headers", "Location, ETag, Link, Accept-Patch, Accept-Post")
+	return true
 }
 
 // ServeHTTP routes WHIP and WHEP requests.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setCORS(w)
+	if !h.cors(w, r) {
+		return
+	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	// Accept being mounted with or without a prefix: find "whip"/"whep".
 	i := 0
@@ -262,7 +326,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.verify(r, stream, publish); err != nil {
-		unauthorized(w, err)
+		httperr.Auth(w, err)
 		return
 	}
 	if r.Method == http.MethodDelete {
@@ -271,6 +335,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.patch(w, r, sess)
+}
+
+// Stats counts sessions by how they fared while pending.
+type Stats struct {
+	Pending  int    // sessions not connected yet
+	Refused  uint64 // POSTs refused with 429 (the client had PendingPerIP pending)
+	TimedOut uint64 // sessions dropped for not connecting within ICETimeout
+	Lost     uint64 // publishers dropped because another connected first
+}
+
+// Stats returns the current counts.
+func (h *Handler) Stats() Stats {
+	h.mu.Lock()
+	n := 0
+	for _, s := range h.sessions {
+		if !s.connected {
+			n++
+		}
+	}
+	h.mu.Unlock()
+	return Stats{Pending: n, Refused: h.stats.refused.Load(), TimedOut: h.stats.timedOut.Load(), Lost: h.stats.lost.Load()}
 }
 
 func (h *Handler) lookup(id, stream string, publish bool) *session {
@@ -288,11 +373,6 @@ func (h *Handler) verify(r *http.Request, stream string, publish bool) error {
 		return nil
 	}
 	return h.cfg.Verify(r, stream, publish)
-}
-
-func unauthorized(w http.ResponseWriter, err error) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
-	writeError(w, http.StatusUnauthorized, codeUnauthorized, err.Error())
 }
 
 // readBody enforces the content type and size limit; it writes the error
@@ -344,10 +424,9 @@ func offerError(w http.ResponseWriter, err error) {
 	var ce *sfu.CodecError
 	switch {
 	case errors.As(err, &ce):
-		var b errorBody
-		b.Error.Code, b.Error.Message = codeUnsupportedCodec, strings.TrimPrefix(ce.Error(), "sfu: ")
-		b.Error.Offered, b.Error.Supported = ce.Offered, ce.Supported
-		writeErrorBody(w, http.StatusNotAcceptable, b)
+		httperr.WriteBody(w, http.StatusNotAcceptable, httperr.Body{Error: httperr.Detail{
+			Code: codeUnsupportedCodec, Message: strings.TrimPrefix(ce.Error(), "sfu: "),
+			Offered: ce.Offered, Supported: ce.Supported}})
 	case errors.Is(err, sfu.ErrBadOffer):
 		writeError(w, http.StatusBadRequest, codeBadSDP, strings.TrimPrefix(err.Error(), "sfu: "))
 	default:
@@ -357,7 +436,7 @@ func offerError(w http.ResponseWriter, err error) {
 
 func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, publish bool) {
 	if err := h.verify(r, stream, publish); err != nil {
-		unauthorized(w, err)
+		httperr.Auth(w, err)
 		return
 	}
 	offer, ok := h.readBody(w, r, "application/sdp")
@@ -369,47 +448,50 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		offerError(w, err)
 		return
 	}
-	sess := &session{id: newID(), stream: stream, publish: publish, expected: info.Sending, ufrag: offerUfrag(offer)}
+	unpend, ok := h.pending.Acquire(clientip.Key(h.cfg.ClientAddr(r)))
+	if !ok {
+		h.stats.refused.Add(1)
+		httperr.TooMany(w, h.cfg.ICETimeout, fmt.Sprintf("this address has %d sessions still connecting; wait until they connect or end", h.cfg.PendingPerIP))
+		return
+	}
+	sess := &session{id: newID(), stream: stream, publish: publish, expected: info.Sending, ufrag: offerUfrag(offer), unpend: unpend}
 
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
+		unpend()
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "server is shutting down")
 		return
 	}
-	var pub *session
+	pub := h.publishers[stream]
 	if publish {
-		if h.publishers[stream] != nil {
+		if pub != nil {
 			h.mu.Unlock()
+			unpend()
 			writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
 			return
 		}
-		h.publishers[stream] = sess // reserve before the slow part
-	} else {
-		pub = h.publishers[stream]
-	}
-	h.mu.Unlock()
-	release := func() {
-		if publish {
-			h.mu.Lock()
-			if h.publishers[stream] == sess {
-				delete(h.publishers, stream)
-			}
-			h.mu.Unlock()
+		// A candidate until it connects: it reserves nothing.
+		h.candidates[stream] = append(h.candidates[stream], sess)
+	} else if pub == nil {
+		if c := h.candidates[stream]; len(c) > 0 {
+			pub = c[len(c)-1] // a viewer right after the publisher's POST waits for its tracks
 		}
 	}
+	h.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	if !publish {
 		if !h.live(ctx, stream, pub) {
+			unpend()
 			writeError(w, http.StatusNotFound, codeNotLive, fmt.Sprintf("stream %s is not live", stream))
 			return
 		}
 	}
 	opts := sfu.ParticipantOptions{ID: kindName(publish) + "-" + sess.id, OneShot: true}
 	if publish {
-		opts.OnPublished = func(ti sfu.TrackInfo) { h.adopt(stream, ti) }
+		opts.OnPublished = func(ti sfu.TrackInfo) { h.adopt(sess, ti) }
 	} else {
 		opts.AutoSubscribe = true
 		opts.ReceiveOnly = true
@@ -417,28 +499,53 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	}
 	part, err := h.cfg.SFU.Join(h.cfg.Namespace, stream, opts)
 	if err != nil {
-		release()
+		h.mu.Lock()
+		h.forgetLocked(sess)
+		h.mu.Unlock()
+		unpend()
 		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "joining stream: "+err.Error())
 		return
 	}
-	sess.part = part
 	h.mu.Lock()
-	h.sessions[sess.id] = sess
+	sess.part = part
+	lost := sess.lost // another publisher connected while this one joined
+	if !lost {
+		h.sessions[sess.id] = sess
+		sess.iceTimer = time.AfterFunc(h.cfg.ICETimeout, func() { h.dropIfPending(sess) })
+	}
 	h.mu.Unlock()
+	if lost {
+		part.Close()
+		unpend()
+		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
+		return
+	}
 	part.OnClose(func() {
 		h.mu.Lock()
-		delete(h.sessions, sess.id)
-		if h.publishers[stream] == sess {
-			delete(h.publishers, stream)
-		}
+		sess.iceTimer.Stop()
+		h.forgetLocked(sess)
 		h.unparkLocked(stream, sess)
 		h.mu.Unlock()
+		sess.unpend()
 		h.log.Info("session ended", "stream", stream, "session", sess.id, "publish", publish)
+	})
+	dtls := part.PeerConnection().SCTP().Transport()
+	dtls.OnStateChange(func(st webrtc.DTLSTransportState) {
+		if st == webrtc.DTLSTransportStateConnected {
+			h.connected(sess)
+		}
 	})
 
 	answer, err := part.HandleOffer(ctx, offer)
 	if err != nil {
 		part.Close()
+		h.mu.Lock()
+		lost := sess.lost
+		h.mu.Unlock()
+		if lost {
+			writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
+			return
+		}
 		offerError(w, err)
 		return
 	}
@@ -455,6 +562,94 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	}
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
+}
+
+// connected ends a session's pending time. For a publisher it is the
+// moment the stream is taken: the first candidate to connect becomes the
+// publisher and the other candidates are dropped; one connecting after
+// another publisher took the stream is dropped itself.
+func (h *Handler) connected(sess *session) {
+	var drop []*session
+	h.mu.Lock()
+	if sess.connected || h.sessions[sess.id] != sess {
+		h.mu.Unlock()
+		return
+	}
+	sess.connected = true
+	sess.iceTimer.Stop()
+	if sess.publish {
+		if cur := h.publishers[sess.stream]; cur != nil {
+			sess.lost = true
+			drop = append(drop, sess)
+		} else {
+			h.publishers[sess.stream] = sess
+			for _, c := range h.candidates[sess.stream] {
+				if c != sess {
+					c.lost = true
+					if c.part != nil { // else post sees lost once it has joined
+						drop = append(drop, c)
+					}
+				}
+			}
+			delete(h.candidates, sess.stream)
+		}
+	}
+	if len(drop) > 0 && !h.closed { // Close ends every session itself
+		// Not inline: this runs in pion's DTLS callback, which must not
+		// wait for its own connection to close.
+		h.drops.Add(1)
+		go func() {
+			defer h.drops.Done()
+			for _, d := range drop {
+				h.stats.lost.Add(1)
+				h.log.Info("another publisher took the stream first; dropping this one", "stream", d.stream, "session", d.id)
+				d.part.Close()
+				if h.cfg.onDropped != nil {
+					h.cfg.onDropped("lost")
+				}
+			}
+		}()
+	}
+	h.mu.Unlock()
+	sess.unpend()
+}
+
+// dropIfPending closes a session that has not connected in ICETimeout.
+func (h *Handler) dropIfPending(sess *session) {
+	h.mu.Lock()
+	drop := !sess.connected && h.sessions[sess.id] == sess
+	h.mu.Unlock()
+	if !drop {
+		return
+	}
+	h.stats.timedOut.Add(1)
+	h.log.Info("session did not connect in time; dropping it", "stream", sess.stream, "session", sess.id, "publish", sess.publish, "timeout", h.cfg.ICETimeout)
+	sess.part.Close()
+	if h.cfg.onDropped != nil {
+		h.cfg.onDropped("timeout")
+	}
+}
+
+// forgetLocked removes a session from the tables.
+func (h *Handler) forgetLocked(sess *session) {
+	if h.sessions[sess.id] == sess {
+		delete(h.sessions, sess.id)
+	}
+	if h.publishers[sess.stream] == sess {
+		delete(h.publishers, sess.stream)
+	}
+	list := h.candidates[sess.stream]
+	for i, c := range list {
+		if c == sess {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(h.candidates, sess.stream)
+	} else {
+		h.candidates[sess.stream] = list
+	}
 }
 
 // park keeps a viewer's ended subscription for ReattachGrace; the viewer's
@@ -480,10 +675,15 @@ func (h *Handler) park(stream string, sess *session, ended sfu.TrackInfo) {
 }
 
 // adopt re-attaches waiting viewers to a track the stream's (new)
-// publisher just published: one subscription of the same kind and codec
+// publisher pub just published: one subscription of the same kind and codec
 // per viewer.
-func (h *Handler) adopt(stream string, ti sfu.TrackInfo) {
+func (h *Handler) adopt(pub *session, ti sfu.TrackInfo) {
+	stream := pub.stream
 	h.mu.Lock()
+	if h.publishers[stream] != pub {
+		h.mu.Unlock() // a publisher that lost the stream, being dropped
+		return
+	}
 	var take []*orphan
 	seen := map[*session]bool{}
 	keep := h.orphans[stream][:0]

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/sfu"
 	whipclient "github.com/parley/parley/pkg/whip"
 	"github.com/pion/rtp"
@@ -30,6 +31,12 @@ type fixture struct {
 
 func newFixture(t *testing.T, verify func(*http.Request, string, bool) error) *fixture {
 	t.Helper()
+	return newFixtureConfig(t, func(c *Config) { c.Verify = verify })
+}
+
+// newFixtureConfig is newFixture with the handler's config adjusted by mod.
+func newFixtureConfig(t *testing.T, mod func(*Config)) *fixture {
+	t.Helper()
 	level := slog.LevelWarn
 	if os.Getenv("SFU_DEBUG") != "" {
 		level = slog.LevelDebug
@@ -39,9 +46,8 @@ func newFixture(t *testing.T, verify func(*http.Request, string, bool) error) *f
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(Config{
-		SFU:    s,
-		Verify: verify,
+	cfg := Config{
+		SFU: s,
 		ICEServers: func(*http.Request) []webrtc.ICEServer {
 			return []webrtc.ICEServer{
 				{URLs: []string{"stun:127.0.0.1:3478"}},
@@ -51,7 +57,11 @@ func newFixture(t *testing.T, verify func(*http.Request, string, bool) error) *f
 		MaxBody:       16 << 10,
 		ReattachGrace: 500 * time.Millisecond,
 		Logger:        log,
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +250,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func errCode(t *testing.T, resp *http.Response) string {
 	t.Helper()
-	var b errorBody
+	var b httperr.Body
 	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
 		t.Fatalf("error body is not JSON: %v", err)
 	}
@@ -391,7 +401,8 @@ func TestWHIPErrors(t *testing.T) {
 	})
 
 	t.Run("OPTIONS preflight", func(t *testing.T) {
-		resp := f.do("OPTIONS", "/whip/a", "", "")
+		const page = "http://localhost:5173"
+		resp := f.do("OPTIONS", "/whip/a", "", "", "Origin", page)
 		if resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
@@ -400,8 +411,20 @@ func TestWHIPErrors(t *testing.T) {
 				t.Errorf("missing %s", h)
 			}
 		}
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != page {
+			t.Errorf("Access-Control-Allow-Origin %q, want the page's origin %q (never *)", got, page)
+		}
 		if !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Location") {
 			t.Error("Location not exposed")
+		}
+	})
+
+	t.Run("foreign origin", func(t *testing.T) {
+		for _, m := range []string{"OPTIONS", "POST"} {
+			resp := f.do(m, "/whip/a", "application/sdp", goodOffer, "Origin", "http://evil.example")
+			if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("%s from a foreign page: %d, Access-Control-Allow-Origin %q", m, resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+			}
 		}
 	})
 }

@@ -20,6 +20,17 @@ const (
 	// TypeMedia carries, in sfu rooms, the member's SDP, candidates and
 	// subscription preferences to the server, and the server's back.
 	TypeMedia = "media"
+	// TypeModerate is a moderator's command (needs the admin grant):
+	// Action is one of the Action* constants, ID the member it concerns,
+	// Track (mute) a track ID or "audio"/"video".
+	TypeModerate = "moderate"
+)
+
+// Moderation actions.
+const (
+	ActionRemove = "remove" // take member ID out of the room
+	ActionMute   = "mute"   // mute member ID's track(s)
+	ActionEnd    = "end"    // end the room for everyone
 )
 
 // Message types, server to client.
@@ -36,6 +47,15 @@ const (
 	// TypeICEServers carries fresh "iceServers" (TURN credentials) to a
 	// member before the ones it holds expire.
 	TypeICEServers = "ice-servers"
+	// TypeMediaClosed: in sfu rooms, the server closed the member's media
+	// connection (ICE or DTLS failed); it takes an offer from a new one.
+	TypeMediaClosed = "media-closed"
+	// Moderation, to the members affected: "removed" and "ended" come
+	// last, before the server closes the connection; "muted" names the
+	// track ("track", "kind") a moderator muted.
+	TypeRemoved = "removed"
+	TypeEnded   = "ended"
+	TypeMuted   = "muted"
 )
 
 // Error codes: stable strings clients can switch on.
@@ -80,6 +100,10 @@ type Message struct {
 	ICEServers []ICEServer     `json:"iceServers,omitempty"`
 	Code       string          `json:"code,omitempty"`
 	Message    string          `json:"message,omitempty"`
+	Action     string          `json:"action,omitempty"` // moderate
+	Track      string          `json:"track,omitempty"`  // moderate (mute), muted
+	Kind       string          `json:"kind,omitempty"`   // muted: "audio" or "video"
+	Grants     *Grants         `json:"grants,omitempty"` // joined
 	// In peer-joined (see Peer); in join, Host asks to host the room on an
 	// open server.
 	Identity string `json:"identity,omitempty"`
@@ -100,6 +124,16 @@ type Joined struct {
 	Identity   string      `json:"identity,omitempty"` // as in Peer, about you
 	Verified   bool        `json:"verified,omitempty"`
 	Host       bool        `json:"host,omitempty"`
+	Grants     Grants      `json:"grants"`
+}
+
+// Grants tell a member what it may do in its room: publish media and
+// data, receive them, moderate (the token's grants; on an open server
+// publish and subscribe).
+type Grants struct {
+	Publish   bool `json:"publish"`
+	Subscribe bool `json:"subscribe"`
+	Admin     bool `json:"admin"`
 }
 
 // Peer is another member of the room. Identity and Verified are set when
@@ -193,6 +227,21 @@ func Decode(b []byte) (Message, error) {
 	case TypeMedia:
 		if len(m.Data) == 0 || m.Data[0] != '{' {
 			return m, errorf(CodeMissingField, "media needs \"data\", an object")
+		}
+	case TypeModerate:
+		switch m.Action {
+		case ActionRemove, ActionMute:
+			if m.ID == "" {
+				return m, errorf(CodeMissingField, "moderate %s needs \"id\"", m.Action)
+			}
+		case ActionEnd:
+		case "":
+			return m, errorf(CodeMissingField, "moderate needs \"action\": remove, mute or end")
+		default:
+			return m, errorf(CodeBadField, "action is remove, mute or end")
+		}
+		if len(m.ID) > MaxIDLen || len(m.Track) > MaxIDLen*2 {
+			return m, errorf(CodeBadField, "\"id\" or \"track\" is too long")
 		}
 	case TypeLeave, TypePing:
 	default:

@@ -20,6 +20,10 @@ func TestDecodeErrors(t *testing.T) {
 		`{"type":"signal","data":1}`:             CodeMissingField,
 		`{"type":"signal","to":"x"}`:             CodeMissingField,
 		`{"type":"signal","to":"x","data":null}`: CodeMissingField,
+		`{"type":"moderate"}`:                    CodeMissingField,
+		`{"type":"moderate","action":"ban"}`:     CodeBadField,
+		`{"type":"moderate","action":"remove"}`:  CodeMissingField,
+		`{"type":"moderate","action":"mute"}`:    CodeMissingField,
 	}
 	for in, want := range cases {
 		_, err := Decode([]byte(in))
@@ -30,6 +34,12 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	if m, err := Decode([]byte(`{"type":"signal","to":"ab","data":{"sdp":"x"}}`)); err != nil || string(m.Data) != `{"sdp":"x"}` {
 		t.Fatalf("signal: %v %s", err, m.Data)
+	}
+	if m, err := Decode([]byte(`{"type":"moderate","action":"mute","id":"ab","track":"video"}`)); err != nil || m.Action != ActionMute || m.Track != "video" {
+		t.Fatalf("moderate: %v %+v", err, m)
+	}
+	if _, err := Decode([]byte(`{"type":"moderate","action":"end"}`)); err != nil {
+		t.Fatalf("end: %v", err)
 	}
 }
 

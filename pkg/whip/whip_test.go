@@ -250,7 +250,7 @@ func TestErrors(t *testing.T) {
 
 	_, err = whip.Publish(ctx, f.url+"/whip/secret", withToken, tracks(t)...)
 	if st, code := status(err); st != http.StatusConflict || code != "conflict" {
-		t.Fatalf("second publisher: %d %s", st, code)
+		t.Fatalf("second publisher: %d %s: %v", st, code, err)
 	}
 
 	// A body that is not JSON still gives the status and its text.

@@ -905,12 +905,20 @@ export class SfuLink {
     this.pc = pc;
     const s = c.localStream;
     const streams = s ? [s] : [];
-    this.audioTx = pc.addTransceiver((s && s.getAudioTracks()[0]) || 'audio', { direction: 'sendonly', streams });
-    /** @type {RTCRtpTransceiverInit} */
-    const vinit = { direction: 'sendonly', streams };
-    // Three simulcast layers (the server forwards each member the one that fits its tile).
-    if (c.opts.simulcast !== false) vinit.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
-    this.videoTx = pc.addTransceiver((s && s.getVideoTracks()[0]) || 'video', vinit);
+    /** @type {RTCRtpTransceiver|null} */
+    this.audioTx = null;
+    /** @type {RTCRtpTransceiver|null} */
+    this.videoTx = null;
+    // Without the publish grant the server would refuse sending sections:
+    // offer none (we still receive on the server's).
+    if (c.grants.publish) {
+      this.audioTx = pc.addTransceiver((s && s.getAudioTracks()[0]) || 'audio', { direction: 'sendonly', streams });
+      /** @type {RTCRtpTransceiverInit} */
+      const vinit = { direction: 'sendonly', streams };
+      // Three simulcast layers (the server forwards each member the one that fits its tile).
+      if (c.opts.simulcast !== false) vinit.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
+      this.videoTx = pc.addTransceiver((s && s.getVideoTracks()[0]) || 'video', vinit);
+    }
     const dc = pc.createDataChannel('parley', { negotiated: true, id: 0, ordered: true });
     dc.binaryType = 'arraybuffer';
     dc.bufferedAmountLowThreshold = BUFFER_LOW;
@@ -1022,6 +1030,10 @@ export class SfuLink {
           this.reoffer = false;
           this.offer();
         }
+      } else if (d.error.code === 'media-closed') {
+        // An offer of the connection the server closed crossed its
+        // "media-closed" message, which has already made a new link.
+        this.client.log('sfu offer of a closed link', d.error.message);
       } else emit(this.client, 'error', { code: d.error.code, message: d.error.message || d.error.code, fatal: false });
     }
   }
@@ -1089,6 +1101,13 @@ export class SfuLink {
       } catch {
         return;
       }
+      if (o && o.type === 'relay-error') {
+        // The server did not relay one of our messages: without the publish
+        // grant, say so (once a message); a slow receiver is only logged.
+        if (o.code === 'forbidden') emit(this.client, 'error', { code: o.code, message: o.message || 'message not relayed', fatal: false });
+        else this.client.log('relay error', o.code, o.message);
+        return;
+      }
       const p = o && this.client.peers.get(o.from);
       if (p) p.onChannelMessage(o.ch === 'chat' || o.ch === 'file' ? o.ch : 'control', data);
       return;
@@ -1112,6 +1131,7 @@ export class SfuLink {
       bufferedAmountLowThreshold: BUFFER_LOW,
       /** @param {string|Uint8Array} data */
       send(data) {
+        if (!link.client.grants.publish) return; // the server would refuse it (see Client.maySend)
         if (typeof data === 'string') {
           const o = JSON.parse(data);
           o.ch = label;
@@ -1347,7 +1367,9 @@ async function relayed(pc) {
  *
  * Events (CustomEvent, payload in .detail): "state", "joined", "peer-joined",
  * "peer-left", "peer-state", "track", "chat", "control", "transfer",
- * "reconnecting", "error", "full".
+ * "reconnecting", "error", "full", "speaker", and from moderators "muted",
+ * "removed", "ended"; "media-closed" when the server closed our sfu link
+ * (a new one is already being built).
  */
 export class Client extends EventTarget {
   /**
@@ -1381,6 +1403,11 @@ export class Client extends EventTarget {
     this.verified = false;
     this.host = false;
     this.mode = 'p2p';
+    /** What the server lets us do in the room (from "joined"). */
+    this.grants = { publish: true, subscribe: true, admin: false };
+    /** @type {Map<string, 'audio'|'video'>} our tracks a moderator muted (sfu rooms), by server track id */
+    this.heldTracks = new Map();
+    this.joining = false;
     /** @type {Signaling|null} */
     this.sig = null;
     /** @type {SfuLink|null} the connection to the server in "sfu" rooms */
@@ -1445,6 +1472,7 @@ export class Client extends EventTarget {
     const msg = { type: 'join', room: this.room, name: this.name };
     if (this.token) msg.token = this.token;
     if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
+    this.joining = true;
     sig.send(msg);
   }
 
@@ -1474,6 +1502,9 @@ export class Client extends EventTarget {
         this.attempt = 0;
         this.id = m.id;
         this.mode = m.mode || 'p2p';
+        this.joining = false;
+        this.grants = { publish: true, subscribe: true, admin: false, ...(m.grants || {}) };
+        this.heldTracks.clear();
         this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
         if (m.name) this.name = m.name;
         this.identity = m.identity || '';
@@ -1515,10 +1546,33 @@ export class Client extends EventTarget {
       case 'ice-servers': // fresh TURN credentials, before the old ones expire
         if (Array.isArray(m.iceServers)) this.setIceServers(m.iceServers);
         break;
+      case 'media-closed':
+        // The server closed our media connection (ICE or DTLS failed) and
+        // takes an offer from a new one.
+        this.log('media closed by the server', m.message);
+        this.rebuildLink();
+        break;
+      case 'muted': {
+        // A moderator muted one of our tracks: in sfu rooms the server
+        // holds it until we unmute (setMediaState), in p2p rooms we mute
+        // ourselves.
+        const kind = m.kind === 'video' || m.track === 'video' ? 'video' : 'audio';
+        if (m.track && m.track !== 'audio' && m.track !== 'video') this.heldTracks.set(m.track, kind);
+        emit(this, 'muted', { kind, track: m.track || kind, by: m.from || '' });
+        break;
+      }
+      case 'removed':
+      case 'ended':
+        // The server closes the connection after this: no reconnecting.
+        this.shutdown('closed');
+        emit(this, m.type, { by: m.from || '', room: m.room || this.room, message: m.message || '' });
+        break;
       case 'left':
         break;
       case 'error': {
-        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'too-many-rooms', 'already-joined'].includes(m.code);
+        // "forbidden" ends a join; once in, it refuses one thing (moderating
+        // without admin, publishing without publish) and we stay.
+        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'too-many-rooms', 'already-joined'].includes(m.code) && (m.code !== 'forbidden' || this.joining);
         emit(this, 'error', { code: m.code, message: m.message || m.code, fatal });
         if (fatal) this.fail(new ParleyError(m.code, m.message || m.code));
         break;
@@ -1580,6 +1634,24 @@ export class Client extends EventTarget {
     emit(this, 'peer-left', { peer: p, reason });
   }
 
+  /** A new SfuLink in place of the one the server closed; the peers move to it. */
+  rebuildLink() {
+    const old = this.link;
+    if (!old || this.state !== 'joined') return;
+    old.close();
+    const link = new SfuLink(this);
+    link.tracks = old.tracks;
+    link.owner = old.owner;
+    link.prefs = old.prefs; // re-sent when the server's track list comes
+    this.link = link;
+    for (const p of this.peers.values()) {
+      p.closePC();
+      p.buildPC();
+      emit(p, 'state', p);
+    }
+    emit(this, 'media-closed', { link });
+  }
+
   dropAllPeers() {
     for (const id of [...this.peers.keys()]) this.dropPeer(id, 'reconnect');
     if (this.link) this.link.close();
@@ -1633,6 +1705,12 @@ export class Client extends EventTarget {
    */
   setMediaState(st) {
     Object.assign(this.mediaState, st);
+    // Unmuting releases our tracks a moderator had the server hold.
+    for (const [track, kind] of this.heldTracks) {
+      if (!this.mediaState[kind] || !this.link) continue;
+      this.heldTracks.delete(track);
+      this.link.send({ unmute: { track } });
+    }
     for (const p of this.peers.values()) p.sendControl({ t: 'state', ...this.mediaState });
   }
 
@@ -1643,10 +1721,50 @@ export class Client extends EventTarget {
     await Promise.all([...this.peers.values()].map((p) => p.applyBitrate()));
   }
 
+  // --- moderation (needs the admin grant: grants.admin; otherwise the
+  // server answers with a "forbidden" error event)
+
+  /** @param {object} m */
+  moderate(m) {
+    if (this.sig) this.sig.send({ type: 'moderate', ...m });
+  }
+
+  /** Takes a member out of the room (it gets "removed"). @param {string} id */
+  removeMember(id) {
+    this.moderate({ action: 'remove', id });
+  }
+
+  /**
+   * Mutes a member: 'audio' (default) or 'video' for all its tracks of that
+   * kind, or one server track id. In sfu rooms the server stops forwarding
+   * them until the member unmutes.
+   * @param {string} id @param {string} [track]
+   */
+  muteMember(id, track = 'audio') {
+    this.moderate({ action: 'mute', id, track });
+  }
+
+  /** Ends the room for everyone (each gets "ended"). */
+  endRoom() {
+    this.moderate({ action: 'end' });
+  }
+
   // --- data
+
+  /**
+   * Whether we may send data: in sfu rooms the server relays it only for
+   * members with the publish grant (p2p data goes straight to the peers).
+   */
+  maySend() {
+    return !this.link || this.grants.publish;
+  }
 
   /** Sends a chat line to everyone. @param {string} text */
   chat(text) {
+    if (!this.maySend()) {
+      emit(this, 'error', { code: 'forbidden', message: 'Your access token does not let you send messages in this room (no publish grant).', fatal: false });
+      return;
+    }
     const ts = Date.now();
     for (const p of this.peers.values()) {
       const ch = p.channels.chat;
@@ -1669,6 +1787,7 @@ export class Client extends EventTarget {
    * @param {File|Blob} file @param {string} [to] @returns {Promise<Transfer[]>}
    */
   async sendFile(file, to) {
+    if (!this.maySend()) throw new ParleyError('forbidden', 'Your access token does not let you send files in this room (no publish grant).');
     if (file.size > this.maxFileSize) throw new ParleyError('too-large', `File is larger than the ${formatBytes(this.maxFileSize)} limit`);
     const targets = [...this.peers.values()].filter((p) => !to || p.id === to);
     return Promise.all(targets.map((p) => p.sendFile(file)));

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"strconv"
 
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/server"
@@ -15,8 +16,16 @@ import (
 
 // Args are the `parley serve` flags of a child-process server (the
 // listen address is added by the caller); Config is the same setup in
-// process. ICE-TCP is off: see ArgsFor for runs that need it.
-var Args = []string{"--turn", "off", "--media-udp", "127.0.0.1:0", "--media-tcp", "off", "--public-ip", "127.0.0.1"}
+// process. ICE-TCP is off: see ArgsFor for runs that need it. Every
+// viewer of the load tools comes from loopback, one client address, and
+// they join many at a time: the limit on sessions still connecting per
+// address (--pending-per-ip) is raised to PendingPerIP.
+var Args = []string{"--turn", "off", "--media-udp", "127.0.0.1:0", "--media-tcp", "off", "--public-ip", "127.0.0.1",
+	"--pending-per-ip", strconv.Itoa(PendingPerIP)}
+
+// PendingPerIP is the load tools' --pending-per-ip: more than any join
+// concurrency they use.
+const PendingPerIP = 10000
 
 // MediaTCP is the ICE-TCP address of runs with ICE-TCP viewers: loopback,
 // port 0, which the SFU turns into the UDP port's number.
@@ -49,6 +58,8 @@ func ConfigFor(iceTCP bool) config.Config {
 		cfg.MediaTCP = MediaTCP
 	}
 	cfg.PublicIP = "127.0.0.1"
+	cfg.PendingPerIP = PendingPerIP
+	cfg.Ops = "127.0.0.1:0" // /metrics for the load tools, on a free port
 	return cfg
 }
 

@@ -54,6 +54,9 @@ type Options struct {
 	// URL is the server's base URL (http://127.0.0.1:port), serving
 	// /whip/{stream} and /whep/{stream}; "" starts an in-process server.
 	URL string
+	// OpsURL is the server's operations listener, where /metrics is read;
+	// "" means URL (a server of before --ops).
+	OpsURL string
 	// Stream is the stream name; "" means "bench".
 	Stream string
 	// Viewers is the number of WHEP viewers; 0 means 10.
@@ -292,15 +295,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, err
 		}
 		defer srv.Close()
-		o.URL = srv.URL()
+		o.URL, o.OpsURL = srv.URL(), srv.OpsURL()
 		stats = func() (sfu.Stats, error) { return srv.SFU().Stats(), nil }
 		res.InProcess = true
 		if o.ServerPID == 0 {
 			o.ServerPID = os.Getpid()
 		}
 	}
-	if !benchsrv.LoopbackURL(o.URL) {
-		return res, fmt.Errorf("fanout: refusing non-loopback URL %q", o.URL)
+	if o.OpsURL == "" {
+		o.OpsURL = o.URL
+	}
+	if !benchsrv.LoopbackURL(o.URL) || !benchsrv.LoopbackURL(o.OpsURL) {
+		return res, fmt.Errorf("fanout: refusing non-loopback URL %q (ops %q)", o.URL, o.OpsURL)
 	}
 	frames, err := videoSource(o.Video, o.VideoBitrate)
 	if err != nil {
@@ -352,14 +358,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 
 	// Measurement window.
-	drops0, drops0Err := sinkDrops(ctx, hc, o.URL)
+	drops0, drops0Err := sinkDrops(ctx, hc, o.OpsURL)
 	firstDrop := func() float64 { return 0 }
 	if stalls != nil {
 		stalls.stall()
 		progress(o.Progress, "stalled %d viewers' proxies (server sink drops so far: %d)", nStalled, drops0)
-		firstDrop = watchFirstDrop(ctx, hc, o.URL, drops0, o.Progress)
+		firstDrop = watchFirstDrop(ctx, hc, o.OpsURL, drops0, o.Progress)
 		if o.waitDrops {
-			if err := waitSinkDrops(ctx, hc, o.URL, drops0); err != nil {
+			if err := waitSinkDrops(ctx, hc, o.OpsURL, drops0); err != nil {
 				return res, err
 			}
 		}
@@ -385,7 +391,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		v.measuring.Store(false)
 	}
 	snap1 := snapshotAll(viewers)
-	drops1, drops1Err := sinkDrops(ctx, hc, o.URL)
+	drops1, drops1Err := sinkDrops(ctx, hc, o.OpsURL)
 	res.FirstDropAfter = firstDrop()
 	st1, st1Err := stats()
 	srv1, srvErr := serverCPU(o.ServerPID)

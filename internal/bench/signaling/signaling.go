@@ -26,6 +26,7 @@ import (
 // Options of one run.
 type Options struct {
 	URL       string        // server base URL, e.g. http://127.0.0.1:8080
+	OpsURL    string        // the server's operations listener (/metrics), e.g. http://127.0.0.1:9090; "" = URL
 	Clients   int           // how many (default 1000)
 	RoomSize  int           // members per room (default 10)
 	Dialers   int           // concurrent connection attempts (default 100)
@@ -65,6 +66,9 @@ type Result struct {
 }
 
 func (o *Options) fill() {
+	if o.OpsURL == "" {
+		o.OpsURL = o.URL
+	}
 	if o.Clients <= 0 {
 		o.Clients = 1000
 	}
@@ -124,7 +128,7 @@ type member struct {
 func Run(ctx context.Context, o Options) (Result, error) {
 	o.fill()
 	res := Result{Clients: o.Clients, RoomSize: o.RoomSize}
-	base, err := scrape(ctx, o.URL)
+	base, err := scrape(ctx, o.OpsURL)
 	if err != nil {
 		return res, err
 	}
@@ -191,7 +195,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	fmt.Fprintf(o.Progress, "all %d joined; settling %v\n", o.Clients, o.Settle)
 	time.Sleep(o.Settle)
-	idle, err := scrape(ctx, o.URL)
+	idle, err := scrape(ctx, o.OpsURL)
 	if err != nil {
 		return res, err
 	}
@@ -329,6 +333,9 @@ func scrape(ctx context.Context, url string) (map[string]float64, error) {
 		return nil, fmt.Errorf("read server metrics: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("read server metrics from %s/metrics: %s (the server serves them on its --ops listener: pass its URL as OpsURL, -ops-url)", url, resp.Status)
+	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {

@@ -13,7 +13,7 @@ import (
 // A small bounded run proves the tool measures what it says.
 func TestRunSmall(t *testing.T) {
 	cfg := config.Default()
-	cfg.HTTP, cfg.TURN, cfg.MediaUDP = "127.0.0.1:0", "off", "off"
+	cfg.HTTP, cfg.TURN, cfg.MediaUDP, cfg.Ops = "127.0.0.1:0", "off", "off", "127.0.0.1:0"
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -22,7 +22,7 @@ func TestRunSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Close()
-	res, err := signaling.Run(context.Background(), signaling.Options{URL: srv.URL(), Clients: 20, RoomSize: 5,
+	res, err := signaling.Run(context.Background(), signaling.Options{URL: srv.URL(), OpsURL: srv.OpsURL(), Clients: 20, RoomSize: 5,
 		Interval: 100 * time.Millisecond, Duration: time.Second, Settle: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,7 @@
 // do, so viewers (/w/<stream>) cannot tell the difference.
 import { h, $, icons, toast, store } from './ui.js';
 import { LocalMedia, describeMediaError } from './media.js';
-import { publishMedia } from './whip.js';
+import { publishMedia, authHeaders } from './whip.js';
 import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/b\/?/, '').replace(/\/+$/, ''));
@@ -177,8 +177,8 @@ async function goLive() {
   } catch (e) {
     app.session = null;
     if (e.status === 409) setState('error', 'Someone else is already publishing this stream (only one publisher at a time). Try again when they stop, or pick another stream name.');
-    else if (e.status === 401) {
-      setState('error', `The server wants a publish token: ${e.message}. Add ?token=… to this page's address.`);
+    else if (e.status === 401 || e.status === 403) {
+      setState('error', `The server wants a publish token for this stream: ${e.message}. Add ?token=… to this page's address.`);
       sessionStorage.removeItem('parley.token.b.' + app.stream);
     } else setState('error', `Could not start the broadcast: ${e.message}`);
     return;
@@ -219,7 +219,7 @@ async function stop(restarting) {
 
 async function pollStatus() {
   try {
-    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store' });
+    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store', headers: authHeaders(app.token) });
     if (r.ok) {
       const j = await r.json();
       app.viewers = j.viewers || 0;

@@ -257,8 +257,11 @@ function enterCall(app) {
   };
   btn.chat.append(h('span', { class: 'badge', id: 'unread', hidden: true, 'aria-label': 'unread messages' }));
   for (const b of [btn.chat, btn.files, btn.stats, btn.settings]) b.setAttribute('aria-pressed', 'false');
+  // Moderators (the admin grant) end the call for everyone; shown once joined says so.
+  const endAll = iconButton({ id: 'btn-end-all', icon: 'close', label: 'End for all', class: 'danger', onclick: () => client.endRoom() });
+  endAll.hidden = true;
   const group = (cls, ...els) => h('div', { class: 'group ' + cls }, ...els);
-  controls.append(group('media', btn.mic, btn.cam, btn.share), group('tools', btn.chat, btn.files, btn.stats, btn.settings, btn.record, btn.snap), group('end', btn.hangup));
+  controls.append(group('media', btn.mic, btn.cam, btn.share), group('tools', btn.chat, btn.files, btn.stats, btn.settings, btn.record, btn.snap), group('end', endAll, btn.hangup));
 
   function updateButtons() {
     setButton(btn.mic, m.audioEnabled && m.mic ? 'mic' : 'micOff', !m.mic ? 'No mic' : m.audioEnabled ? 'Mute' : 'Unmute');
@@ -425,7 +428,9 @@ function enterCall(app) {
   updateCount();
   client.addEventListener('peer-joined', (e) => {
     const p = /** @type {CustomEvent} */ (e).detail;
-    grid.append(makeTile(app, p, false));
+    const tile = makeTile(app, p, false);
+    grid.append(tile);
+    moderation(app, tile);
     updateCount();
     panels.files.refresh();
   });
@@ -453,6 +458,36 @@ function enterCall(app) {
   });
   client.addEventListener('transfer', (e) => panels.files.add(/** @type {CustomEvent} */ (e).detail));
   groupView(app, { stage, controls, relayout: layout });
+
+  // Moderation: the buttons for admins, and what moderators do to us.
+  client.addEventListener('joined', () => {
+    endAll.hidden = !client.grants.admin;
+    for (const t of grid.querySelectorAll('.tile.remote')) moderation(app, /** @type {HTMLElement} */ (t));
+  });
+  client.addEventListener('muted', (e) => {
+    const { kind, by } = /** @type {CustomEvent} */ (e).detail;
+    const who = (client.peers.get(by) || { name: 'A moderator' }).name;
+    if (kind === 'video') {
+      m.setVideoEnabled(false);
+      client.setMediaState({ video: false });
+    } else {
+      m.setAudioEnabled(false);
+      client.setMediaState({ audio: false });
+    }
+    refreshSelf();
+    updateButtons();
+    toast(`${who} muted your ${kind === 'video' ? 'camera' : 'microphone'}. Turn it back on when you are ready.`);
+  });
+  const sentAway = (title, text) => () => {
+    if (app.recorder.recording) app.recorder.stop();
+    m.stop();
+    app.stats.stop();
+    notice(app, 'left', title, text, [
+      h('button', { type: 'button', class: 'btn primary', id: 'rejoin', onclick: () => location.reload() }, 'Rejoin'),
+      h('a', { class: 'btn', href: '/', text: 'Home' })]);
+  };
+  client.addEventListener('removed', sentAway('You were removed from the call', 'A moderator took you out of this call.'));
+  client.addEventListener('ended', sentAway('The call has ended', 'A moderator ended this call for everyone.'));
 
   // Connection state
   let countdown = 0;
@@ -556,6 +591,37 @@ function makeTile(app, p, self) {
   return tile;
 }
 
+/**
+ * Gives a remote tile its moderator buttons (mute, remove) when we have the
+ * admin grant, or takes them away.
+ * @param {HTMLElement} tile
+ */
+function moderation(app, tile) {
+  const client = app.client;
+  let box = /** @type {HTMLElement|null} */ (tile.querySelector('.mod'));
+  if (!client.grants.admin) {
+    if (box) box.remove();
+    return;
+  }
+  const id = tile.dataset.peerId;
+  if (!box) {
+    box = h('div', { class: 'mod', role: 'group' },
+      h('button', { type: 'button', class: 'btn small icon mod-mute', html: icons.micOff, onclick: () => {
+        client.muteMember(id, 'audio');
+        toast(`${tile.dataset.name} muted`, 'ok');
+      } }),
+      h('button', { type: 'button', class: 'btn small icon danger mod-remove', html: icons.close, onclick: () => client.removeMember(id) }));
+    tile.append(box);
+  }
+  const name = tile.dataset.name;
+  box.setAttribute('aria-label', `Moderate ${name}`);
+  for (const [cls, label] of [['.mod-mute', `Mute ${name} for everyone`], ['.mod-remove', `Remove ${name} from the call`]]) {
+    const b = box.querySelector(cls);
+    b.setAttribute('aria-label', label);
+    b.setAttribute('title', label);
+  }
+}
+
 /** @param {Peer} p @param {HTMLElement} [tile] */
 function updateTile(app, p, tile) {
   tile = tile || app.grid.querySelector(`.tile[data-peer-id="${CSS.escape(p.id)}"]`);
@@ -570,6 +636,7 @@ function updateTile(app, p, tile) {
   tile.dataset.videoMuted = String(!p.media.video);
   tile.dataset.audioMuted = String(!p.media.audio);
   tile.dataset.screen = String(p.media.screen);
+  if (tile.querySelector('.mod')) moderation(app, tile); // the name may have changed
   const status = tile.querySelector('.tile-status');
   if (st === 'failed') {
     status.replaceChildren(h('div', { class: 'fail', role: 'alert' },

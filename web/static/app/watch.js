@@ -3,7 +3,7 @@
 // not live and starts by itself when it goes live; says "stream ended" when
 // it stops (and starts again if it comes back).
 import { h, $, icons, store } from './ui.js';
-import { playMedia } from './whip.js';
+import { playMedia, authHeaders } from './whip.js';
 import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/w\/?/, '').replace(/\/+$/, ''));
@@ -78,8 +78,9 @@ async function connect() {
       // Not live (any more): wait for it.
       if (app.wasLive) ended();
       else waiting();
-    } else if (e.status === 401) {
-      setState('error', 'This stream needs an access token', 'Open the viewer link with ?token=… that the publisher gave you.');
+    } else if (e.status === 401 || e.status === 403) {
+      setState('error', e.status === 401 ? 'This stream needs an access token' : 'This access token does not let you watch this stream',
+        'Open the viewer link with ?token=… that the publisher gave you.');
     } else {
       setState('error', 'Could not connect to the stream', `${e.message}. Retrying…`);
     }
@@ -138,7 +139,7 @@ function stopSession(checkLive) {
 async function pollStatus() {
   let j;
   try {
-    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store' });
+    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store', headers: authHeaders(app.token) });
     if (!r.ok) return;
     j = await r.json();
   } catch {

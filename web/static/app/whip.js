@@ -60,7 +60,8 @@ export class Session {
   }
 }
 
-function authHeaders(token) {
+// authHeaders is the Bearer header of token, or none.
+export function authHeaders(token) {
   return token ? { Authorization: 'Bearer ' + token } : {};
 }
 
