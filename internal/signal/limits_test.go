@@ -101,7 +101,7 @@ func TestRow03ChatAmplification(t *testing.T) {
 	)
 	// A byte rate high enough not to matter here: the outbox bound and the
 	// shared encoding must hold the line on their own.
-	_, url := newHub(t, signal.Options{ByteRate: 1 << 30, ByteBurst: 1 << 30, RateLimit: 50, RateBurst: 200,
+	h, url := newHub(t, signal.Options{ByteRate: 1 << 30, ByteBurst: 1 << 30, RateLimit: 50, RateBurst: 200,
 		Capacity: func(string, string) int { return 100 }})
 	const room = "chat.stream"
 	sender := dial(t, url, "")
@@ -152,6 +152,15 @@ func TestRow03ChatAmplification(t *testing.T) {
 		r.waitSeq(t, fmt.Sprint("reader", j), msgs-1)
 	}
 	t.Logf("heap growth at most %.1f MB", float64(int64(peak)-int64(base))/(1<<20))
+	// The silent members' writers are stuck in writes nobody reads; their
+	// sessions still end (the connection is cut a while after they fail),
+	// so shutting down does not wait on them forever.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	h.Close(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("sessions of members that never read were still there 15 s after shutdown began")
+	}
 }
 
 // The byte rate limits a sender of big messages that stays inside the

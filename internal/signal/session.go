@@ -33,6 +33,9 @@ type session struct {
 	finished chan struct{} // closed by the transport when it has gone
 	once     sync.Once
 	reason   protocol.Message // the error that failed the session
+	// abort, set by the WebSocket transport, closes the connection at once
+	// unless the writer has gone (see armAbort).
+	abort func()
 
 	mu      sync.Mutex // serialises handle: HTTP posts may arrive concurrently
 	msgs    limit.Bucket
@@ -145,8 +148,22 @@ func (s *session) fail(code, msg string) {
 		s.hub.errors.Inc(code)
 		s.reason = protocol.ErrorMessage(code, msg)
 		close(s.failed)
+		s.armAbort()
 		go s.hub.opts.Rooms.Leave(s.member) // not inline: we may hold room locks
 	})
+}
+
+// stuckWriteTimeout bounds how long a session that failed may take to go.
+const stuckWriteTimeout = 5 * time.Second
+
+// armAbort makes sure a failed session's connection goes: a writer stuck
+// in a write to a client that stopped reading (the slow consumers of a
+// chat flood) would hold its goroutines, its socket buffers and its
+// client's connection slot for as long as that client liked.
+func (s *session) armAbort() {
+	if s.abort != nil {
+		time.AfterFunc(stuckWriteTimeout, s.abort)
+	}
 }
 
 func (s *session) isFailed() bool {

@@ -37,6 +37,14 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// beyond that the library closes with 1009 (message too big).
 	c.SetReadLimit(int64(h.opts.MaxMessage) * 4)
 	s := h.newSession(HostOf(r), h.clientOf(r))
+	writerDone := make(chan struct{})
+	s.abort = func() {
+		select {
+		case <-writerDone:
+		default:
+			c.CloseNow() // ends a stuck write, and with it the session
+		}
+	}
 	if err := h.register(s); err != nil {
 		ref := err.(*refusal)
 		msg := mustJSON(protocol.ErrorMessage(ref.code, ref.msg))
@@ -51,7 +59,6 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		h.writeLoop(ctx, c, s)
