@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/parley/parley/internal/bench/proc"
 	"github.com/parley/parley/internal/bench/signaling"
 )
 
@@ -50,13 +51,24 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.IntVar(&o.RoomSize, "room-size", 10, "members per room")
 	fs.DurationVar(&o.Interval, "interval", time.Second, "each client signals a room-mate this often")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of the relay phase")
+	fs.IntVar(&o.PerAddress, "per-address", 100, "clients per loopback source address (127.1.x.y), so the server's per-address limits stay on; 0: all from one address")
+	pprofAddr := fs.String("pprof", "", "the child server's --pprof address (loopback), to profile it during the run")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
 	}
 	o.Progress = stderr
 	o.URL = *url
+	// Each client is a socket here and one in the server: raise the file
+	// limit this process and the child server inherit.
+	if n, err := proc.RaiseFileLimit(uint64(2*o.Clients + 1024)); err != nil || n < uint64(2*o.Clients+1024) {
+		fmt.Fprintf(stderr, "parley bench: open-file limit %d (%v): may be too low for %d clients\n", n, err, o.Clients)
+	}
 	if o.URL == "" {
-		child, err := startChildServer(ctx, "--turn", "off", "--media-udp", "off", "--max-rooms", "100000")
+		extra := []string{"--turn", "off", "--media-udp", "off", "--max-rooms", "100000", "--max-sessions", fmt.Sprint(o.Clients + 1000)}
+		if *pprofAddr != "" {
+			extra = append(extra, "--pprof", *pprofAddr)
+		}
+		child, err := startChildServer(ctx, extra...)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench: %v\n", err)
 			return 1

@@ -37,6 +37,16 @@ func TestTokenRequired(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.join("vip", "token="+tok)
+	// Row 10 of #10: peers see the identity the server verified from the
+	// token, marked on the tile (visible, and named for screen readers).
+	btok, err := auth.NewToken([]byte(secret), "vip", "bob", auth.AllGrants, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.launch("Bob")
+	b.join("vip", "token="+btok)
+	a.waitFor(10*time.Second, "Bob's tile with the verified mark", tileJS("Bob")+` && `+tileJS("Bob")+`.querySelector('.verified[role="img"][aria-label="verified as bob"]') && `+tileJS("Bob")+`.getAttribute('aria-label') === 'Bob, verified as bob'`,
+		`[...document.querySelectorAll('.tile')].map(t => t.outerHTML.slice(0, 400))`)
 }
 
 // Camera and microphone denied: a clear message with "join without", and the

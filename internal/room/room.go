@@ -33,10 +33,14 @@ const (
 
 // Event is delivered to a member. For Signal, Data is the sender's payload,
 // verbatim; the receiver must not keep it past Notify unless it copies.
+// Wire, when the sender's transport set it, is the message already encoded
+// for the receivers: one slice shared by every receiver of the event, which
+// they may keep (queue) but never modify.
 type Event struct {
 	Kind EventKind
 	From *Member
 	Data []byte
+	Wire []byte
 }
 
 // Member is one participant. Notify must not block: it queues the event and
@@ -46,6 +50,10 @@ type Member struct {
 	ID     string
 	Name   string
 	Notify func(Event) bool
+	// Info is the transport's own description of the member (what peers
+	// are told about it). It is set before Join and not changed while the
+	// member is in a room, so other members' Notify may read it.
+	Info any
 
 	room atomic.Pointer[Room] // set while joined; written under Manager.mu
 }
@@ -98,23 +106,43 @@ func NewID() string {
 // the members already there, in join order; they are told PeerJoined before
 // Join returns, so no later event about m can overtake that one.
 func (g *Manager) Join(name string, mode Mode, capacity int, m *Member) (*Room, []*Member, error) {
+	return g.JoinIf(name, mode, capacity, m, nil)
+}
+
+// JoinIf is Join with a last say for the caller: admit (nil admits all)
+// is called with the manager and the room locked, once the room has space,
+// before m is added or anyone is told. created says whether this join
+// would create the room; peers are the members already in it, in join
+// order. Its error refuses the join and is returned as is; a room the join
+// would have created is then not kept. Per-client limits on new rooms use
+// it, so joining an existing room never counts, and so can anything that
+// must decide about m (its Info) knowing who is already there.
+func (g *Manager) JoinIf(name string, mode Mode, capacity int, m *Member, admit func(created bool, peers []*Member) error) (*Room, []*Member, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if m.room.Load() != nil {
 		return nil, nil, ErrAlreadyJoined
 	}
 	r := g.rooms[name]
-	if r == nil {
+	created := r == nil
+	if created {
 		if len(g.rooms) >= g.maxRooms {
 			return nil, nil, ErrTooManyRooms
 		}
 		r = &Room{Name: name, Mode: mode, Capacity: capacity, members: map[string]*Member{}}
-		g.rooms[name] = r
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.members) >= r.Capacity {
 		return r, nil, ErrFull
+	}
+	if admit != nil {
+		if err := admit(created, r.order); err != nil {
+			return nil, nil, err
+		}
+	}
+	if created {
+		g.rooms[name] = r
 	}
 	peers := append([]*Member(nil), r.order...)
 	r.members[m.ID] = m
@@ -161,6 +189,13 @@ const Everyone = "*"
 // every other member when to is Everyone. It returns ErrNoSuchPeer for
 // anyone else; delivered is false when a receiver's queue was full.
 func (g *Manager) Route(m *Member, to string, data []byte) (delivered bool, err error) {
+	return g.RouteWire(m, to, data, nil)
+}
+
+// RouteWire is Route with the message already encoded: every receiver's
+// event carries the same wire slice (see Event), so a message to Everyone
+// costs one encoding and one copy in memory however many receive it.
+func (g *Manager) RouteWire(m *Member, to string, data, wire []byte) (delivered bool, err error) {
 	r := m.room.Load()
 	if r == nil {
 		return false, ErrNotInRoom
@@ -170,7 +205,7 @@ func (g *Manager) Route(m *Member, to string, data []byte) (delivered bool, err 
 	if to == Everyone {
 		delivered = true
 		for _, p := range r.order {
-			if p != m && !p.Notify(Event{Kind: Signal, From: m, Data: data}) {
+			if p != m && !p.Notify(Event{Kind: Signal, From: m, Data: data, Wire: wire}) {
 				delivered = false
 			}
 		}
@@ -180,7 +215,7 @@ func (g *Manager) Route(m *Member, to string, data []byte) (delivered bool, err 
 	if dst == nil || dst == m {
 		return false, ErrNoSuchPeer
 	}
-	return dst.Notify(Event{Kind: Signal, From: m, Data: data}), nil
+	return dst.Notify(Event{Kind: Signal, From: m, Data: data, Wire: wire}), nil
 }
 
 // Members returns a snapshot of the room's members in join order.

@@ -67,3 +67,49 @@ func TestMaxRooms(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestJoinIfAsksOnlyForNewRooms(t *testing.T) {
+	g := NewManager(10)
+	a, _ := member("a")
+	b, _ := member("b")
+	refuse := errors.New("no new rooms for you")
+	asked := 0
+	no := func(created bool, _ []*Member) error {
+		if !created {
+			return nil
+		}
+		asked++
+		return refuse
+	}
+	if _, _, err := g.JoinIf("r", P2P, 4, a, no); !errors.Is(err, refuse) || a.Room() != nil || g.Lookup("r") != nil {
+		t.Fatalf("refused creation: %v, room %v", err, a.Room())
+	}
+	if _, _, err := g.JoinIf("r", P2P, 4, a, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := g.JoinIf("r", P2P, 4, b, no); err != nil || asked != 1 {
+		t.Fatalf("joining an existing room: %v, mayCreate asked %d times", err, asked)
+	}
+}
+
+func TestRouteWireSharesOneEncoding(t *testing.T) {
+	g := NewManager(10)
+	a, _ := member("a")
+	g.Join("r", P2P, 8, a)
+	var ins []*inbox
+	for i := 0; i < 5; i++ {
+		m, in := member("m")
+		g.Join("r", P2P, 8, m)
+		ins = append(ins, in)
+	}
+	wire := []byte(`{"type":"signal"}`)
+	if ok, err := g.RouteWire(a, Everyone, []byte(`1`), wire); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	for _, in := range ins {
+		e := in.events[len(in.events)-1]
+		if e.Kind != Signal || &e.Wire[0] != &wire[0] {
+			t.Fatalf("receiver got %+v, not the shared encoding", e)
+		}
+	}
+}

@@ -113,9 +113,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.hub = signal.NewHub(signal.Options{
 		Media:      media,
 		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
+		OutboxBytes: cfg.OutboxBytes, ByteRate: cfg.ByteRate, ByteBurst: cfg.ByteBurst,
+		MaxSessions: cfg.MaxSessions, ConnsPerIP: cfg.ConnsPerIP, RoomsPerIP: cfg.RoomsPerIP, JoinTimeout: cfg.JoinTimeout.D(),
+		ClientIP:     s.clients,
 		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
 		Auth: s.auth, Origins: s.origins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
-		ICEServers: s.iceServers, Rooms: s.rooms, Metrics: s.metrics, Logger: log,
+		ICEServers: s.iceServers, ICERefresh: iceRefresh(cfg), Rooms: s.rooms, Metrics: s.metrics, Logger: log,
 	})
 	s.mux = s.routes()
 	return s, nil
@@ -253,6 +256,16 @@ func (s *Server) iceServers(host, member string) []protocol.ICEServer {
 		out = append(out, protocol.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
 	}
 	return out
+}
+
+// iceRefresh is how often members get fresh TURN credentials: at 3/4 of
+// their lifetime, so a member that stays never holds expired ones (and one
+// that left holds them for --turn-ttl at most). No TURN, no refresh.
+func iceRefresh(cfg config.Config) time.Duration {
+	if cfg.TURN == "off" && len(cfg.TURNExternal) == 0 {
+		return 0
+	}
+	return cfg.TURNTTL.D() * 3 / 4
 }
 
 // URL is the base URL clients use, e.g. "http://127.0.0.1:8080".

@@ -7,12 +7,15 @@ package signal
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
+	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/clientip"
+	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
@@ -21,15 +24,25 @@ import (
 
 // Options configure a Hub. Zero values are replaced by safe defaults.
 type Options struct {
-	MaxMessage   int            // bytes per message (default 64 KiB)
-	RateLimit    float64        // messages/s sustained per connection (default 50)
-	RateBurst    int            // burst size (default 200)
-	Outbox       int            // queued messages per member before it is cut off (default 256)
-	PingInterval time.Duration  // WebSocket keepalive (default 5 s)
-	PollTimeout  time.Duration  // long-poll wait (default 25 s)
-	SessionIdle  time.Duration  // HTTP sessions idle longer are reaped (default 60 s)
-	MaxSessions  int            // connections of both kinds at once (default 100000)
-	Auth         *auth.Verifier // when set, join needs a token
+	MaxMessage   int           // bytes per message (default 64 KiB)
+	RateLimit    float64       // messages/s sustained per connection (default 50)
+	RateBurst    int           // burst size (default 200)
+	Outbox       int           // queued messages per member before it is cut off (default 256)
+	OutboxBytes  int           // queued bytes per member before it is cut off (default 1 MiB)
+	ByteRate     int           // bytes/s sustained per connection (default 256 KiB)
+	ByteBurst    int           // byte burst (default 1 MiB; at least MaxMessage)
+	PingInterval time.Duration // WebSocket keepalive (default 5 s)
+	PollTimeout  time.Duration // long-poll wait (default 25 s)
+	SessionIdle  time.Duration // HTTP sessions idle longer are reaped (default 60 s)
+	MaxSessions  int           // connections of both kinds at once (default 100000)
+	ConnsPerIP   int           // connections of both kinds per client address (default 200; < 0: no limit)
+	RoomsPerIP   int           // rooms one client address may create per minute (default 60; < 0: no limit)
+	JoinTimeout  time.Duration // a connection not in a room this long is closed (default 10 s)
+	// ClientIP tells which client a request comes from, for the per-client
+	// limits (keyed by clientip.Key); nil uses the connection's peer
+	// address and believes no forwarding header.
+	ClientIP *clientip.Resolver
+	Auth     *auth.Verifier // when set, join needs a token
 	// Origins says which web pages may use the WebSocket and HTTP
 	// transports (nil: only the loopback names' pages and non-browsers).
 	Origins *origin.Policy
@@ -41,6 +54,10 @@ type Options struct {
 	// ICEServers returns the STUN/TURN servers handed to a member in joined;
 	// host is the host name the client reached Parley at.
 	ICEServers func(host, memberID string) []protocol.ICEServer
+	// ICERefresh is how often a member in a room is sent fresh ICE servers
+	// (an ice-servers message), e.g. 3/4 of the TURN credentials' lifetime;
+	// 0 never.
+	ICERefresh time.Duration
 
 	// Media runs the media of sfu-mode rooms; nil makes every room p2p.
 	Media MediaRooms
@@ -64,6 +81,21 @@ func (o *Options) fill() {
 	if o.Outbox <= 0 {
 		o.Outbox = 256
 	}
+	if o.OutboxBytes <= 0 {
+		o.OutboxBytes = 1 << 20
+	}
+	if o.ByteRate <= 0 {
+		o.ByteRate = 256 << 10
+	}
+	if o.ByteBurst <= 0 {
+		o.ByteBurst = 1 << 20
+	}
+	if o.ByteBurst < o.MaxMessage {
+		o.ByteBurst = o.MaxMessage // else the largest message could never pass
+	}
+	if o.OutboxBytes < 2*o.MaxMessage {
+		o.OutboxBytes = 2 * o.MaxMessage // room for a relayed message and a reply
+	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 5 * time.Second
 	}
@@ -75,6 +107,18 @@ func (o *Options) fill() {
 	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 100000
+	}
+	if o.ConnsPerIP == 0 {
+		o.ConnsPerIP = 200
+	}
+	if o.RoomsPerIP == 0 {
+		o.RoomsPerIP = 60
+	}
+	if o.JoinTimeout <= 0 {
+		o.JoinTimeout = 10 * time.Second
+	}
+	if o.ClientIP == nil {
+		o.ClientIP = clientip.New(nil)
 	}
 	if o.Origins == nil {
 		o.Origins = origin.New(nil, nil)
@@ -128,6 +172,9 @@ type Hub struct {
 	polls    map[string]*pollSession
 	closing  bool
 
+	perIP    *limit.Conns // connections per client address
+	newRooms *limit.Rate  // rooms created per client address per minute
+
 	connections *metrics.Counter
 	received    *metrics.Counter
 	relayed     *metrics.Counter
@@ -146,6 +193,7 @@ func NewHub(o Options) *Hub {
 	h := &Hub{
 		opts: o, log: o.Logger.With("plane", "signal"),
 		sessions: map[*session]struct{}{}, polls: map[string]*pollSession{},
+		perIP: limit.NewConns(o.ConnsPerIP), newRooms: limit.NewRate(o.RoomsPerIP, time.Minute),
 		connections: o.Metrics.Counter("parley_signal_connections_total", "Signaling sessions opened (WebSocket and HTTP)."),
 		received:    o.Metrics.Counter("parley_signal_messages_received_total", "Signaling messages received from clients."),
 		relayed:     o.Metrics.Counter("parley_signal_messages_relayed_total", "Signal messages relayed to another member."),
@@ -196,29 +244,60 @@ func (h *Hub) Sessions() int {
 	return len(h.sessions)
 }
 
-var errServerFull = errors.New("too many sessions")
+// refusal is why a new session was not opened: a wire code and message.
+type refusal struct{ code, msg string }
 
+func (e *refusal) Error() string { return e.msg }
+
+var (
+	errShuttingDown = &refusal{protocol.CodeShuttingDown, "the server is shutting down"}
+	errServerFull   = &refusal{protocol.CodeServerFull, "the server has too many connections; try again later"}
+	errPerIP        = &refusal{protocol.CodeTooManyConnections, "too many connections from your address; close some and try again"}
+)
+
+// clientOf is the key per-client limits count r against.
+func (h *Hub) clientOf(r *http.Request) netip.Addr {
+	return clientip.Key(h.opts.ClientIP.Request(r))
+}
+
+// register admits s: the server's session limit, then the client's. The
+// refusal, if any, is a *refusal.
 func (h *Hub) register(s *session) error {
+	release, ok := h.perIP.Acquire(s.client)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closing {
-		return errors.New("shutting down")
+	var err error
+	switch {
+	case h.closing:
+		err = errShuttingDown
+	case !ok:
+		err = errPerIP
+	case len(h.sessions) >= h.opts.MaxSessions:
+		err = errServerFull
 	}
-	if len(h.sessions) >= h.opts.MaxSessions {
-		return errServerFull
+	if err != nil {
+		release()
+		h.errors.Inc(err.(*refusal).code)
+		return err
 	}
+	s.release = release
 	h.sessions[s] = struct{}{}
 	h.connections.Inc()
+	s.armJoinDeadline()
 	return nil
 }
 
 // unregister takes s out of its room and the hub; safe to call twice.
 func (h *Hub) unregister(s *session) {
+	s.stopTimers()
 	s.closeMedia()
 	h.opts.Rooms.Leave(s.member)
 	h.mu.Lock()
 	delete(h.sessions, s)
 	h.mu.Unlock()
+	if s.release != nil {
+		s.release()
+	}
 }
 
 // mustJSON encodes our own message types, which cannot fail to encode

@@ -87,6 +87,7 @@ func (s *session) finish(m protocol.Message) {
 	s.once.Do(func() {
 		s.reason = m
 		close(s.failed)
+		s.armAbort()
 		go func() { // not inline: we hold the moderator's session lock, and s may be moderating
 			s.hub.opts.Rooms.Leave(s.member)
 			s.closeMedia()

@@ -75,14 +75,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) openPoll(w http.ResponseWriter, r *http.Request) {
 	var idb [16]byte
 	_, _ = rand.Read(idb[:])
-	p := &pollSession{session: h.newSession(HostOf(r)), id: hex.EncodeToString(idb[:])}
+	p := &pollSession{session: h.newSession(HostOf(r), h.clientOf(r)), id: hex.EncodeToString(idb[:])}
 	p.lastSeen.Store(h.opts.Now().UnixNano())
 	if err := h.register(p.session); err != nil {
-		code := protocol.CodeServerFull
-		if !errors.Is(err, errServerFull) {
-			code = protocol.CodeShuttingDown
+		ref := err.(*refusal)
+		status := http.StatusServiceUnavailable
+		if ref == errPerIP {
+			status = http.StatusTooManyRequests
 		}
-		httpError(w, http.StatusServiceUnavailable, code, err.Error())
+		httpError(w, status, ref.code, ref.msg)
 		return
 	}
 	h.mu.Lock()
@@ -142,6 +143,7 @@ func (h *Hub) poll(w http.ResponseWriter, r *http.Request, p *pollSession) {
 	batch := make([][]byte, 0, 8)
 	select {
 	case b := <-p.out:
+		p.took(b)
 		batch = append(batch, b)
 	case <-p.failed:
 	case <-timer.C:
@@ -153,6 +155,7 @@ more:
 	for len(batch) < maxPollBatch {
 		select {
 		case b := <-p.out:
+			p.took(b)
 			batch = append(batch, b)
 		default:
 			break more

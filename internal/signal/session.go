@@ -2,71 +2,136 @@ package signal
 
 import (
 	"errors"
+	"net/netip"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
 )
 
 // session is one client, whatever its transport: it owns a room member,
-// a bounded outbox of encoded messages, and a rate limiter.
+// an outbox of encoded messages bounded in messages and in bytes, and rate
+// limiters for messages and bytes.
 type session struct {
-	hub    *Hub
-	host   string // host the client reached us at, for ICE server URLs
-	member *room.Member
-	media  MediaSession // in sfu rooms; guarded by mu
-	grants auth.Grants  // what the member may do in its room (set by join)
+	hub     *Hub
+	host    string     // host the client reached us at, for ICE server URLs
+	client  netip.Addr // the client's address as per-client limits count it
+	release func()     // gives back the client's connection slot; set by register
+	member  *room.Member
+	media   MediaSession // in sfu rooms; guarded by mu
+	grants  auth.Grants  // what the member may do in its room (set by join)
 
-	out      chan []byte   // encoded messages for the client
+	out      chan []byte   // encoded messages for the client; shared slices, never modified
+	queued   atomic.Int64  // bytes in out (see push and took)
+	heard    atomic.Bool   // a message came in since the last keepalive tick (WebSocket)
 	failed   chan struct{} // closed by fail: the transport must close the connection
 	finished chan struct{} // closed by the transport when it has gone
 	once     sync.Once
 	reason   protocol.Message // the error that failed the session
+	// abort, set by the WebSocket transport, closes the connection at once
+	// unless the writer has gone (see armAbort).
+	abort func()
 
 	mu      sync.Mutex // serialises handle: HTTP posts may arrive concurrently
-	bucket  tokenBucket
+	msgs    limit.Bucket
+	bytes   limit.Bucket
 	strikes int // consecutive rate-limited messages
+
+	timerMu   sync.Mutex
+	joinTimer *time.Timer // closes a session that is in no room for JoinTimeout
+	iceTimer  *time.Timer // sends fresh ICE servers while in a room (ICERefresh)
+	stopped   bool        // the session has ended: no timer is armed again
 }
 
-func (h *Hub) newSession(host string) *session {
+func (h *Hub) newSession(host string, client netip.Addr) *session {
 	s := &session{
-		hub: h, host: host,
+		hub: h, host: host, client: client,
 		out:      make(chan []byte, h.opts.Outbox),
 		failed:   make(chan struct{}),
 		finished: make(chan struct{}),
-		bucket:   newTokenBucket(h.opts.RateLimit, h.opts.RateBurst, h.opts.Now()),
 	}
+	now := h.opts.Now()
+	s.msgs = limit.NewBucket(h.opts.RateLimit, float64(h.opts.RateBurst), now)
+	s.bytes = limit.NewBucket(float64(h.opts.ByteRate), float64(h.opts.ByteBurst), now)
 	s.member = &room.Member{ID: room.NewID(), Notify: s.notify}
 	return s
 }
 
-// notify runs under the room's lock: encode, queue, never block.
+// notify runs under the room's lock: queue, never block. Events come
+// encoded (Wire, or the sender's peerInfo): one encoding shared by every
+// receiver, however many there are.
 func (s *session) notify(e room.Event) bool {
-	var b []byte
-	switch e.Kind {
-	case room.PeerJoined:
-		b = mustJSON(protocol.Message{Type: protocol.TypePeerJoined, ID: e.From.ID, Name: e.From.Name})
-	case room.PeerLeft:
-		b = mustJSON(protocol.Message{Type: protocol.TypePeerLeft, ID: e.From.ID})
-	case room.Signal:
-		b = protocol.AppendSignal(make([]byte, 0, len(e.Data)+48), e.From.ID, e.Data)
+	b := e.Wire
+	if b == nil {
+		switch e.Kind {
+		case room.PeerJoined:
+			b = infoOf(e.From).joined
+		case room.PeerLeft:
+			b = infoOf(e.From).left
+		case room.Signal:
+			b = protocol.AppendSignal(make([]byte, 0, protocol.SignalLen(e.From.ID, e.Data)), e.From.ID, e.Data)
+		}
 	}
 	return s.push(b)
 }
 
-// push queues an encoded message; a full outbox fails the session, because
-// a client that cannot keep up must not slow the others.
+// peerInfo is what a member's room-mates are told about it, encoded once
+// when it joins (room.Member.Info).
+type peerInfo struct {
+	peer         protocol.Peer
+	joined, left []byte // its peer-joined and peer-left messages
+}
+
+func newPeerInfo(p protocol.Peer) *peerInfo {
+	return &peerInfo{peer: p,
+		joined: mustJSON(protocol.Message{Type: protocol.TypePeerJoined, ID: p.ID, Name: p.Name,
+			Identity: p.Identity, Verified: p.Verified, Host: p.Host}),
+		left: mustJSON(protocol.Message{Type: protocol.TypePeerLeft, ID: p.ID})}
+}
+
+func hasHost(members []*room.Member) bool {
+	for _, p := range members {
+		if infoOf(p).peer.Host {
+			return true
+		}
+	}
+	return false
+}
+
+func infoOf(m *room.Member) *peerInfo {
+	if pi, ok := m.Info.(*peerInfo); ok {
+		return pi
+	}
+	return newPeerInfo(protocol.Peer{ID: m.ID, Name: m.Name}) // a member of another transport
+}
+
+// push queues an encoded message; an outbox full in messages or in bytes
+// fails the session, because a client that cannot keep up must not slow
+// the others, nor make the server hold its backlog.
 func (s *session) push(b []byte) bool {
+	n := int64(len(b))
+	if s.queued.Add(n) > int64(s.hub.opts.OutboxBytes) {
+		s.queued.Add(-n)
+		s.fail(protocol.CodeSlowConsumer, "you were not reading your messages fast enough")
+		return false
+	}
 	select {
 	case s.out <- b:
 		return true
 	default:
+		s.queued.Add(-n)
 		s.fail(protocol.CodeSlowConsumer, "you were not reading your messages fast enough")
 		return false
 	}
 }
+
+// took accounts for a message the transport has taken out of the outbox.
+func (s *session) took(b []byte) { s.queued.Add(-int64(len(b))) }
 
 func (s *session) send(m protocol.Message) { s.push(mustJSON(m)) }
 
@@ -83,8 +148,22 @@ func (s *session) fail(code, msg string) {
 		s.hub.errors.Inc(code)
 		s.reason = protocol.ErrorMessage(code, msg)
 		close(s.failed)
+		s.armAbort()
 		go s.hub.opts.Rooms.Leave(s.member) // not inline: we may hold room locks
 	})
+}
+
+// stuckWriteTimeout bounds how long a session that failed may take to go.
+const stuckWriteTimeout = 5 * time.Second
+
+// armAbort makes sure a failed session's connection goes: a writer stuck
+// in a write to a client that stopped reading (the slow consumers of a
+// chat flood) would hold its goroutines, its socket buffers and its
+// client's connection slot for as long as that client liked.
+func (s *session) armAbort() {
+	if s.abort != nil {
+		time.AfterFunc(stuckWriteTimeout, s.abort)
+	}
 }
 
 func (s *session) isFailed() bool {
@@ -96,16 +175,97 @@ func (s *session) isFailed() bool {
 	}
 }
 
+// armJoinDeadline (re)starts the join deadline: on connecting and on
+// leaving a room. A client that holds a connection without being in a room
+// is closed after JoinTimeout.
+func (s *session) armJoinDeadline() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	switch {
+	case s.stopped:
+	case s.joinTimer == nil:
+		s.joinTimer = time.AfterFunc(s.hub.opts.JoinTimeout, s.joinDeadline)
+	default:
+		s.joinTimer.Reset(s.hub.opts.JoinTimeout)
+	}
+}
+
+func (s *session) joinDeadline() {
+	if s.member.Room() == nil {
+		s.fail(protocol.CodeJoinTimeout, "no room joined within "+s.hub.opts.JoinTimeout.String()+"; closing the connection")
+	}
+}
+
+// joined stops the join deadline and starts the ICE refresh.
+func (s *session) joined() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	if s.joinTimer != nil {
+		s.joinTimer.Stop()
+	}
+	if d := s.hub.opts.ICERefresh; d > 0 && !s.stopped {
+		if s.iceTimer == nil {
+			s.iceTimer = time.AfterFunc(d, s.refreshICE)
+		} else {
+			s.iceTimer.Reset(d)
+		}
+	}
+}
+
+// refreshICE sends the member fresh ICE servers (new TURN credentials)
+// before the ones it holds expire, and comes again while it stays in the
+// room. It runs on the timer's goroutine, which ends with it; leaving and
+// unregister stop the timer.
+func (s *session) refreshICE() {
+	if s.member.Room() == nil || s.isFailed() {
+		return
+	}
+	if list := s.hub.opts.ICEServers(s.host, s.member.ID); len(list) > 0 {
+		s.send(protocol.Message{Type: protocol.TypeICEServers, ICEServers: list})
+	}
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	if !s.stopped && s.member.Room() != nil {
+		s.iceTimer.Reset(s.hub.opts.ICERefresh)
+	}
+}
+
+// left stops the ICE refresh and re-arms the join deadline.
+func (s *session) left() {
+	s.timerMu.Lock()
+	if s.iceTimer != nil {
+		s.iceTimer.Stop()
+	}
+	s.timerMu.Unlock()
+	s.armJoinDeadline()
+}
+
+// stopTimers ends the session's timers for good (unregister).
+func (s *session) stopTimers() {
+	s.timerMu.Lock()
+	defer s.timerMu.Unlock()
+	s.stopped = true
+	for _, t := range []*time.Timer{s.joinTimer, s.iceTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+}
+
 // handle processes one raw client message.
 func (s *session) handle(raw []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.hub
 	h.received.Inc()
-	if !s.bucket.take(h.opts.Now()) {
+	if s.isFailed() {
+		return // closing: nothing more is done for this client
+	}
+	now := h.opts.Now()
+	if !s.msgs.Take(1, now) || !s.bytes.Take(float64(len(raw)), now) {
 		s.strikes++
 		if s.strikes == 1 {
-			s.sendError(protocol.CodeRateLimited, "too many messages; slow down or you will be disconnected")
+			s.sendError(protocol.CodeRateLimited, "too many messages or bytes; slow down or you will be disconnected")
 		}
 		if s.strikes > h.opts.RateBurst {
 			s.fail(protocol.CodeRateLimited, "message flood; disconnected")
@@ -115,6 +275,10 @@ func (s *session) handle(raw []byte) {
 	s.strikes = 0
 	if len(raw) > h.opts.MaxMessage {
 		s.sendError(protocol.CodeTooLarge, "message is larger than the limit")
+		return
+	}
+	if to, data, ok := protocol.DecodeSignal(raw); ok { // the hot path
+		s.signal(to, data)
 		return
 	}
 	m, err := protocol.Decode(raw)
@@ -131,7 +295,7 @@ func (s *session) handle(raw []byte) {
 	case protocol.TypeJoin:
 		s.join(m)
 	case protocol.TypeSignal:
-		s.signal(m)
+		s.signal(m.To, m.Data)
 	case protocol.TypeModerate:
 		s.moderate(m)
 	case protocol.TypeMedia:
@@ -143,6 +307,7 @@ func (s *session) handle(raw []byte) {
 	case protocol.TypeLeave:
 		s.closeMediaLocked()
 		if r, ok := h.opts.Rooms.Leave(s.member); ok {
+			s.left()
 			s.send(protocol.Message{Type: protocol.TypeLeft, Room: r.Name})
 		} else {
 			s.sendError(protocol.CodeNotInRoom, "you are not in a room")
@@ -152,13 +317,16 @@ func (s *session) handle(raw []byte) {
 	}
 }
 
+var errRoomRate = errors.New("too many new rooms from this address")
+
 func (s *session) join(m protocol.Message) {
 	h := s.hub
 	if s.member.Room() != nil {
 		s.sendError(protocol.CodeAlreadyJoined, "you are already in room "+s.member.Room().Name+"; leave first")
 		return
 	}
-	name := m.Name
+	me := protocol.Peer{ID: s.member.ID, Name: m.Name}
+	grantsHost := false // with tokens, the grant decides who hosts
 	s.grants = auth.AllGrants
 	if h.opts.Auth != nil {
 		claims, err := h.opts.Auth.Verify(m.Token, h.opts.Now())
@@ -173,15 +341,25 @@ func (s *session) join(m protocol.Message) {
 			s.sendError(protocol.CodeForbidden, "your token does not grant room "+m.Room)
 			return
 		}
-		if name == "" {
-			name = claims.Identity
+		// Who the member is comes from the token, and peers are told it
+		// is verified; the name shown is the token's when it has one.
+		me.Identity, me.Verified = claims.Identity, true
+		if claims.Name != "" {
+			me.Name = claims.Name
+		}
+		if me.Name == "" {
+			me.Name = claims.Identity
 		}
 		s.grants = claims.Grants
+		grantsHost = claims.Grants.Publish || claims.Grants.Admin
 	}
-	if name == "" {
-		name = "guest-" + s.member.ID[:4]
+	if len(me.Name) > protocol.MaxNameLen {
+		me.Name = strings.ToValidUTF8(me.Name[:protocol.MaxNameLen], "") // a token's name may be longer
 	}
-	s.member.Name = name
+	if me.Name == "" {
+		me.Name = "guest-" + s.member.ID[:4]
+	}
+	s.member.Name = me.Name
 	mode := room.Mode(h.opts.Mode(m.Room))
 	if mode == "" {
 		mode = room.Mode(m.Mode)
@@ -189,8 +367,24 @@ func (s *session) join(m protocol.Message) {
 	if mode == "" || (mode == room.SFU && h.opts.Media == nil) {
 		mode = room.P2P
 	}
-	r, peers, err := h.opts.Rooms.Join(m.Room, mode, h.opts.Capacity(m.Room, string(mode)), s.member)
+	r, peers, err := h.opts.Rooms.JoinIf(m.Room, mode, h.opts.Capacity(m.Room, string(mode)), s.member, func(created bool, peers []*room.Member) error {
+		if created && !h.newRooms.Allow(s.client, h.opts.Now()) {
+			return errRoomRate
+		}
+		if h.opts.Auth != nil {
+			me.Host = grantsHost
+		} else {
+			// Open server: everyone has every grant, so grants cannot tell
+			// the host; the first member present that asks for it is.
+			me.Host = m.Host && !hasHost(peers)
+		}
+		s.member.Info = newPeerInfo(me)
+		return nil
+	})
 	switch {
+	case errors.Is(err, errRoomRate):
+		s.sendError(protocol.CodeTooManyRooms, "your address has opened too many new rooms in the last minute; join an existing one or try again later")
+		return
 	case errors.Is(err, room.ErrFull):
 		h.errors.Inc("full")
 		s.send(protocol.Message{Type: protocol.TypeFull, Room: m.Room})
@@ -203,12 +397,14 @@ func (s *session) join(m protocol.Message) {
 		return
 	}
 	h.joins.Inc()
+	s.joined()
 	list := make([]protocol.Peer, len(peers))
 	for i, p := range peers {
-		list[i] = protocol.Peer{ID: p.ID, Name: p.Name}
+		list[i] = infoOf(p).peer
 	}
-	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: name,
-		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID), Grants: wireGrants(s.grants)}))
+	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: me.Name,
+		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID), Grants: wireGrants(s.grants),
+		Identity: me.Identity, Verified: me.Verified, Host: me.Host}))
 	if r.Mode == room.SFU && h.opts.Media != nil {
 		ms, err := h.opts.Media.Join(r.Name, s.member.ID, s.grants, func(m protocol.Message) { s.push(mustJSON(m)) })
 		if err != nil {
@@ -235,38 +431,20 @@ func (s *session) closeMedia() {
 	s.closeMediaLocked()
 }
 
-func (s *session) signal(m protocol.Message) {
+// signal relays data to member to (or everyone); data may be the reader's
+// buffer, so it is copied into the wire form here.
+func (s *session) signal(to string, data []byte) {
 	h := s.hub
-	_, err := h.opts.Rooms.Route(s.member, m.To, m.Data)
+	// Encoded once here; a message to everyone shares this one slice
+	// among all its receivers' outboxes.
+	wire := protocol.AppendSignal(make([]byte, 0, protocol.SignalLen(s.member.ID, data)), s.member.ID, data)
+	_, err := h.opts.Rooms.RouteWire(s.member, to, data, wire)
 	switch {
 	case errors.Is(err, room.ErrNotInRoom):
 		s.sendError(protocol.CodeNotInRoom, "join a room before sending signals")
 	case errors.Is(err, room.ErrNoSuchPeer):
-		s.sendError(protocol.CodeNoSuchPeer, "no member "+m.To+" in your room")
+		s.sendError(protocol.CodeNoSuchPeer, "no member "+to+" in your room")
 	default:
 		h.relayed.Inc()
 	}
-}
-
-// tokenBucket is a small rate limiter: rate tokens/s, up to burst.
-type tokenBucket struct {
-	rate, burst, tokens float64
-	last                time.Time
-}
-
-func newTokenBucket(rate float64, burst int, now time.Time) tokenBucket {
-	return tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst), last: now}
-}
-
-func (b *tokenBucket) take(now time.Time) bool {
-	b.tokens += now.Sub(b.last).Seconds() * b.rate
-	b.last = now
-	if b.tokens > b.burst {
-		b.tokens = b.burst
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }

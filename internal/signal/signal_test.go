@@ -319,7 +319,7 @@ func TestFloodIsCutOff(t *testing.T) {
 }
 
 func TestSlowConsumerDisconnected(t *testing.T) {
-	_, url := newHub(t, signal.Options{Outbox: 8, RateLimit: 1e6, RateBurst: 1e6})
+	_, url := newHub(t, signal.Options{Outbox: 8, RateLimit: 1e6, RateBurst: 1e6, ByteRate: 1 << 30, ByteBurst: 1 << 30})
 	a := dial(t, url, "")
 	join(t, a, "slow", "a")
 	ctx := context.Background()

@@ -3,7 +3,6 @@ package signal
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -37,21 +36,29 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// Messages up to 4x the limit are read and refused with an error;
 	// beyond that the library closes with 1009 (message too big).
 	c.SetReadLimit(int64(h.opts.MaxMessage) * 4)
-	s := h.newSession(HostOf(r))
-	if err := h.register(s); err != nil {
-		code := protocol.CodeServerFull
-		if !errors.Is(err, errServerFull) {
-			code = protocol.CodeShuttingDown
+	s := h.newSession(HostOf(r), h.clientOf(r))
+	writerDone := make(chan struct{})
+	s.abort = func() {
+		select {
+		case <-writerDone:
+		default:
+			c.CloseNow() // ends a stuck write, and with it the session
 		}
-		msg := mustJSON(protocol.ErrorMessage(code, err.Error()))
+	}
+	if err := h.register(s); err != nil {
+		ref := err.(*refusal)
+		msg := mustJSON(protocol.ErrorMessage(ref.code, ref.msg))
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		_ = c.Write(ctx, websocket.MessageText, msg)
 		cancel()
-		c.Close(websocket.StatusTryAgainLater, code)
+		status := websocket.StatusTryAgainLater
+		if ref == errShuttingDown {
+			status = websocket.StatusGoingAway
+		}
+		c.Close(status, ref.code)
 		return
 	}
 	ctx, cancel := context.WithCancel(h.ctx)
-	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		h.writeLoop(ctx, c, s)
@@ -70,15 +77,18 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 func (h *Hub) readLoop(c *websocket.Conn, s *session) {
 	limit := int64(h.opts.MaxMessage)
 	var buf bytes.Buffer // reused: handle copies whatever it keeps
+	lr := &io.LimitedReader{}
 	for {
 		typ, rd, err := c.Reader(context.Background())
 		if err != nil {
 			return
 		}
 		buf.Reset()
-		if _, err := buf.ReadFrom(io.LimitReader(rd, limit+1)); err != nil {
+		lr.R, lr.N = rd, limit+1
+		if _, err := buf.ReadFrom(lr); err != nil {
 			return
 		}
+		s.heard.Store(true) // the peer is alive: no ping needed this interval
 		b := buf.Bytes()
 		if int64(len(b)) > limit {
 			if _, err := io.Copy(io.Discard, rd); err != nil {
@@ -101,6 +111,7 @@ func (h *Hub) writeLoop(ctx context.Context, c *websocket.Conn, s *session) {
 	for {
 		select {
 		case b := <-s.out:
+			s.took(b)
 			// No context here either (see readLoop); the pinger or ctx.Done
 			// closes a connection whose writes are stuck.
 			if err := c.Write(context.Background(), websocket.MessageText, b); err != nil {
@@ -108,6 +119,9 @@ func (h *Hub) writeLoop(ctx context.Context, c *websocket.Conn, s *session) {
 				return
 			}
 		case <-ping.C:
+			if s.heard.Swap(false) {
+				continue // the peer spoke this interval: it is there
+			}
 			go func() { // Ping waits for the pong, which the read loop receives
 				pctx, cancel := context.WithTimeout(ctx, h.opts.PingInterval)
 				defer cancel()
@@ -138,6 +152,7 @@ func (h *Hub) drainThenClose(ctx context.Context, c *websocket.Conn, s *session)
 		for {
 			select {
 			case b := <-s.out:
+				s.took(b)
 				if write(ctx, c, b) != nil {
 					c.CloseNow()
 					return

@@ -25,7 +25,7 @@ const (
 // Options tune Dial. The zero value dials WebSocket.
 type Options struct {
 	Transport  string       // WebSocket (default) or HTTP
-	HTTPClient *http.Client // for the HTTP transport; default http.DefaultClient
+	HTTPClient *http.Client // for both transports (e.g. a dialer with its own source address); default http.DefaultClient
 	Buffer     int          // events buffered for the reader (default 1024)
 }
 
@@ -63,7 +63,7 @@ func Dial(ctx context.Context, baseURL string, o *Options) (*Client, error) {
 	var err error
 	switch opt.Transport {
 	case "", WebSocket:
-		t, err = dialWS(ctx, baseURL)
+		t, err = dialWS(ctx, baseURL, opt.HTTPClient)
 	case HTTP:
 		t, err = dialHTTP(ctx, baseURL, opt.HTTPClient)
 	default:

@@ -16,9 +16,9 @@ import (
 
 type wsTransport struct{ c *websocket.Conn }
 
-func dialWS(ctx context.Context, baseURL string) (*wsTransport, error) {
+func dialWS(ctx context.Context, baseURL string, hc *http.Client) (*wsTransport, error) {
 	u := "ws" + strings.TrimPrefix(baseURL, "http") + "/ws"
-	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled})
+	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled, HTTPClient: hc})
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", u, err)
 	}

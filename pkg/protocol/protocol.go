@@ -44,6 +44,9 @@ const (
 	TypePong       = "pong"
 	TypeTracks     = "tracks"  // sfu rooms: the published tracks, in "data"
 	TypeSpeaker    = "speaker" // sfu rooms: the active speaker's "id"
+	// TypeICEServers carries fresh "iceServers" (TURN credentials) to a
+	// member before the ones it holds expire.
+	TypeICEServers = "ice-servers"
 	// TypeMediaClosed: in sfu rooms, the server closed the member's media
 	// connection (ICE or DTLS failed); it takes an offer from a new one.
 	TypeMediaClosed = "media-closed"
@@ -74,6 +77,12 @@ const (
 	CodeShuttingDown  = "shutting-down"
 	CodeNoSession     = "no-session"
 	CodeNotSFU        = "not-sfu"
+	// Per-client limits (issue #10): too many connections from one client
+	// address, too many new rooms from it in the last minute, no join in
+	// time after connecting.
+	CodeTooManyConnections = "too-many-connections"
+	CodeTooManyRooms       = "too-many-rooms"
+	CodeJoinTimeout        = "join-timeout"
 )
 
 // Message is any signaling message. Fields unused by a type are omitted.
@@ -95,6 +104,11 @@ type Message struct {
 	Track      string          `json:"track,omitempty"`  // moderate (mute), muted
 	Kind       string          `json:"kind,omitempty"`   // muted: "audio" or "video"
 	Grants     *Grants         `json:"grants,omitempty"` // joined
+	// In peer-joined (see Peer); in join, Host asks to host the room on an
+	// open server.
+	Identity string `json:"identity,omitempty"`
+	Verified bool   `json:"verified,omitempty"`
+	Host     bool   `json:"host,omitempty"`
 }
 
 // Joined is the server's answer to a successful join. Peers is always
@@ -107,6 +121,9 @@ type Joined struct {
 	Mode       string      `json:"mode"`
 	Peers      []Peer      `json:"peers"`
 	ICEServers []ICEServer `json:"iceServers"`
+	Identity   string      `json:"identity,omitempty"` // as in Peer, about you
+	Verified   bool        `json:"verified,omitempty"`
+	Host       bool        `json:"host,omitempty"`
 	Grants     Grants      `json:"grants"`
 }
 
@@ -119,10 +136,19 @@ type Grants struct {
 	Admin     bool `json:"admin"`
 }
 
-// Peer is another member of the room.
+// Peer is another member of the room. Identity and Verified are set when
+// the member joined with a token: Identity is the token's subject, which
+// the server has verified (Name is the token's name claim when it has
+// one, else the name the member chose). Host says the server holds the
+// member to be a host of the room: with tokens, one whose token grants
+// publish or admin; on an open server, the first member present that
+// asked for it (join with "host": true).
 type Peer struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Identity string `json:"identity,omitempty"`
+	Verified bool   `json:"verified,omitempty"`
+	Host     bool   `json:"host,omitempty"`
 }
 
 // ICEServer is one entry of RTCConfiguration.iceServers.
@@ -225,6 +251,48 @@ func Decode(b []byte) (Message, error) {
 		return m, errorf(CodeUnknownType, "unknown message type %q", m.Type)
 	}
 	return m, nil
+}
+
+const signalPrefix = `{"type":"signal","to":"`
+
+// DecodeSignal is the fast path of Decode for the signal messages clients
+// send (JSON.stringify and encoding/json both write them so):
+// {"type":"signal","to":"<to>","data":<data>} with nothing else, no
+// whitespace and no escapes in to. It skips the reflective decoding of
+// the relay hot path. ok false only means "not in that form": Decode then
+// has the final word. When ok, Decode would accept b with the same to
+// and data.
+func DecodeSignal(b []byte) (to string, data []byte, ok bool) {
+	if len(b) < len(signalPrefix)+len(`","data":1}`) || string(b[:len(signalPrefix)]) != signalPrefix || b[len(b)-1] != '}' {
+		return "", nil, false
+	}
+	rest := b[len(signalPrefix) : len(b)-1]
+	end := -1
+	for i, c := range rest {
+		if c == '"' {
+			end = i
+			break
+		}
+		if c < 0x20 || c > 0x7e || c == '\\' || i >= MaxIDLen {
+			return "", nil, false
+		}
+	}
+	if end <= 0 || string(rest[end:min(len(rest), end+len(`","data":`))]) != `","data":` {
+		return "", nil, false
+	}
+	data = rest[end+len(`","data":`):]
+	if len(data) == 0 || isSpace(data[0]) || isSpace(data[len(data)-1]) || string(data) == "null" || !json.Valid(data) {
+		return "", nil, false
+	}
+	return string(rest[:end]), data, true
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// SignalLen is the length of AppendSignal's output for from and data: a
+// buffer of this capacity takes it without growing.
+func SignalLen(from string, data []byte) int {
+	return len(`{"type":"signal","from":"","data":}`) + len(from) + len(data)
 }
 
 // AppendSignal appends the relayed form of a signal, {"type":"signal",

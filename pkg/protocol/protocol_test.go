@@ -45,10 +45,62 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestAppendSignalIsValidJSON(t *testing.T) {
 	b := AppendSignal(nil, "abc123", []byte(`{"candidate":"x"}`))
+	if len(b) != SignalLen("abc123", []byte(`{"candidate":"x"}`)) {
+		t.Fatalf("SignalLen %d for %d bytes", SignalLen("abc123", []byte(`{"candidate":"x"}`)), len(b))
+	}
 	var m Message
 	if err := json.Unmarshal(b, &m); err != nil || m.From != "abc123" || m.Type != TypeSignal {
 		t.Fatalf("%s: %v", b, err)
 	}
+}
+
+func TestDecodeSignal(t *testing.T) {
+	for in, ok := range map[string]bool{
+		`{"type":"signal","to":"ab12","data":{"sdp":"x"}}`: true,
+		`{"type":"signal","to":"*","data":"hi"}`:           true,
+		`{"type":"signal","to":"ab","data":null}`:          false,
+		`{"type":"signal","to":"ab","data":}`:              false,
+		`{"type":"signal","to":"","data":1}`:               false,
+		`{"type":"signal","to":"a\u0062","data":1}`:        false,
+		`{"type":"signal","to":"ab","data":1,"to":"cd"}`:   false,
+		`{"type":"signal","to":"ab","data":{"x":1}`:        false,
+		`{"type":"signal","to":"ab","data":1} `:            false,
+		`{"type":"signal", "to":"ab","data":1}`:            false,
+		`{"type":"signal","to":"ab","data": 1}`:            false,
+		`{"type":"signal","to":"ab","data":1 }`:            false,
+	} {
+		to, data, got := DecodeSignal([]byte(in))
+		if got != ok {
+			t.Errorf("%s: ok %v, want %v", in, got, ok)
+			continue
+		}
+		if got {
+			m, err := Decode([]byte(in))
+			if err != nil || m.To != to || string(m.Data) != string(data) {
+				t.Errorf("%s: fast path %q %s, Decode %+v %v", in, to, data, m, err)
+			}
+		}
+	}
+}
+
+// The fast path never accepts what Decode refuses, nor reads it otherwise.
+func FuzzDecodeSignal(f *testing.F) {
+	for _, s := range []string{`{"type":"signal","to":"ab12","data":{"sdp":"x"}}`, `{"type":"signal","to":"*","data":[1,2]}`, `{"type":"signal","to":"a","data":1}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		to, data, ok := DecodeSignal(b)
+		if !ok {
+			return
+		}
+		m, err := Decode(b)
+		if err != nil || m.Type != TypeSignal || m.To != to || string(m.Data) != string(data) {
+			t.Fatalf("%q: fast path %q %q; Decode %+v %v", b, to, data, m, err)
+		}
+		if !json.Valid(AppendSignal(nil, "f00d", data)) {
+			t.Fatalf("relay form invalid for %q", data)
+		}
+	})
 }
 
 func FuzzDecode(f *testing.F) {

@@ -13,7 +13,10 @@ const BUFFER_LOW = 256 * 1024; // resume below this (bufferedAmountLowThreshold)
 const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
 
 /**
- * @typedef {{id: string, name: string}} MemberInfo
+ * A member as the server describes it. identity/verified: the subject of the
+ * member's token, checked by the server (absent on open servers); host: the
+ * server holds the member to be a host of the room (from its token's grants).
+ * @typedef {{id: string, name: string, identity?: string, verified?: boolean, host?: boolean}} MemberInfo
  * @typedef {{urls: string|string[], username?: string, credential?: string}} IceServer
  * @typedef {'idle'|'connecting'|'joined'|'reconnecting'|'left'|'closed'} ClientState
  * @typedef {{code: string, message: string}} ServerError
@@ -318,6 +321,9 @@ export class Peer extends EventTarget {
     this.client = client;
     this.id = info.id;
     this.name = info.name || 'Guest';
+    this.identity = info.identity || '';
+    this.verified = !!info.verified;
+    this.host = !!info.host;
     this.polite = client.id > info.id; // lexically larger id yields in glare
     this.offerer = offerer;
     this.remoteStream = new MediaStream();
@@ -602,7 +608,8 @@ export class Peer extends EventTarget {
     }
     switch (msg.t) {
       case 'hello':
-        if (typeof msg.name === 'string' && msg.name) this.name = msg.name.slice(0, 64);
+        // A verified member's name is the server's, not what the peer says.
+        if (!this.verified && typeof msg.name === 'string' && msg.name) this.name = msg.name.slice(0, 64);
       // fall through
       case 'state':
         this.media = { audio: msg.audio !== false, video: msg.video !== false, screen: !!msg.screen };
@@ -1338,6 +1345,24 @@ export class SfuPeer extends Peer {
 // Client
 
 /**
+ * Whether pc's selected candidate pair goes through a TURN relay of ours.
+ * @param {RTCPeerConnection} pc @returns {Promise<boolean>}
+ */
+async function relayed(pc) {
+  try {
+    const st = await pc.getStats();
+    let pair = null;
+    st.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) pair = st.get(s.selectedCandidatePairId);
+    });
+    const local = pair && st.get(pair.localCandidateId);
+    return !!local && local.candidateType === 'relay';
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A Parley room member.
  *
  * Events (CustomEvent, payload in .detail): "state", "joined", "peer-joined",
@@ -1373,6 +1398,10 @@ export class Client extends EventTarget {
     /** @type {ClientState} */
     this.state = 'idle';
     this.id = '';
+    /** your verified identity (from your token), '' on open servers */
+    this.identity = '';
+    this.verified = false;
+    this.host = false;
     this.mode = 'p2p';
     /** What the server lets us do in the room (from "joined"). */
     this.grants = { publish: true, subscribe: true, admin: false };
@@ -1478,6 +1507,9 @@ export class Client extends EventTarget {
         this.heldTracks.clear();
         this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
         if (m.name) this.name = m.name;
+        this.identity = m.identity || '';
+        this.verified = !!m.verified;
+        this.host = !!m.host;
         if (this.link) this.link.close();
         this.link = this.mode === 'sfu' ? new SfuLink(this) : null;
         this.setState('joined');
@@ -1511,6 +1543,9 @@ export class Client extends EventTarget {
       case 'speaker':
         emit(this, 'speaker', { id: m.id });
         break;
+      case 'ice-servers': // fresh TURN credentials, before the old ones expire
+        if (Array.isArray(m.iceServers)) this.setIceServers(m.iceServers);
+        break;
       case 'media-closed':
         // The server closed our media connection (ICE or DTLS failed) and
         // takes an offer from a new one.
@@ -1537,11 +1572,37 @@ export class Client extends EventTarget {
       case 'error': {
         // "forbidden" ends a join; once in, it refuses one thing (moderating
         // without admin, publishing without publish) and we stay.
-        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'already-joined'].includes(m.code) && (m.code !== 'forbidden' || this.joining);
+        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'too-many-rooms', 'already-joined'].includes(m.code) && (m.code !== 'forbidden' || this.joining);
         emit(this, 'error', { code: m.code, message: m.message || m.code, fatal });
         if (fatal) this.fail(new ParleyError(m.code, m.message || m.code));
         break;
       }
+    }
+  }
+
+  /**
+   * Uses list for new connections and gives it to the open ones
+   * (setConfiguration). A connection whose path goes through a TURN relay
+   * restarts ICE, so its relay is allocated again with the fresh
+   * credential: the server refuses to refresh an allocation made with an
+   * expired one.
+   * @param {IceServer[]} list
+   */
+  setIceServers(list) {
+    this.iceServers = list;
+    const pcs = new Set([...this.peers.values()].map((p) => p.pc));
+    if (this.link) pcs.add(this.link.pc);
+    for (const pc of pcs) {
+      if (!pc || pc.signalingState === 'closed') continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers: list });
+      } catch (e) {
+        this.log('setConfiguration', e);
+        continue;
+      }
+      relayed(pc).then((yes) => {
+        if (yes && pc.signalingState !== 'closed') pc.restartIce();
+      });
     }
   }
 

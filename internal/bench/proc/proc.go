@@ -104,3 +104,28 @@ func HostBusySeconds() float64 {
 	}
 	return float64(busy) / clockTicks
 }
+
+// RaiseFileLimit lifts this process's open-file limit (and so its
+// children's) to at least n when it can: the soft limit up to the hard
+// one, and the hard one too when the process may (CAP_SYS_RESOURCE). It
+// returns the soft limit in force afterwards, and why it is below n.
+func RaiseFileLimit(n uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("proc: getrlimit: %w", err)
+	}
+	if lim.Cur >= n {
+		return lim.Cur, nil
+	}
+	want := syscall.Rlimit{Cur: n, Max: max(lim.Max, n)}
+	err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want)
+	if err == nil {
+		return n, nil
+	}
+	high := fmt.Errorf("proc: open-file limit above the hard limit %d: %w", lim.Max, err)
+	lim.Cur = lim.Max // not allowed above the hard limit: go as far as it
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("proc: setrlimit: %w", err)
+	}
+	return lim.Cur, high
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -34,6 +35,13 @@ type Options struct {
 	Settle    time.Duration // idle wait before reading memory (default 2 s)
 	Progress  io.Writer     // progress lines, may be nil
 	ServerPID int           // server process, for its CPU during the relay phase; 0 = not measured
+	// PerAddress spreads the clients over loopback source addresses
+	// (127.1.0.0/16), this many per address, so a server's per-address
+	// limits (--conns-per-ip, --rooms-per-ip) stay switched on and are
+	// not what stops the load; and each address has its own ephemeral
+	// ports, which one address runs out of near 28,000 connections. 0 dials
+	// every client from the default address.
+	PerAddress int
 }
 
 // Result of one run; JSON for machines, Table for people.
@@ -84,6 +92,33 @@ func (o *Options) fill() {
 	}
 }
 
+// sources hands out one HTTP client per loopback source address.
+type sources struct {
+	per     int
+	mu      sync.Mutex
+	clients map[int]*http.Client
+}
+
+func newSources(per int) *sources { return &sources{per: per, clients: map[int]*http.Client{}} }
+
+// of is the HTTP client for client i: nil (the default address) when not
+// spreading, else one bound to 127.1.x.y for i/per = x*256+y.
+func (s *sources) of(i int) *http.Client {
+	if s.per <= 0 {
+		return nil
+	}
+	a := i / s.per
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.clients[a]; c != nil {
+		return c
+	}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 1, byte(a>>8), byte(a))}, Timeout: 30 * time.Second}
+	c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	s.clients[a] = c
+	return c
+}
+
 type member struct {
 	c  *client.Client
 	id string
@@ -97,6 +132,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	sources := newSources(o.PerAddress)
 	members := make([]member, o.Clients)
 	joinLat := make([]time.Duration, o.Clients)
 	var wg sync.WaitGroup
@@ -112,7 +148,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			start := time.Now()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := client.Dial(dctx, o.URL, &client.Options{Buffer: 256})
+			c, err := client.Dial(dctx, o.URL, &client.Options{Buffer: 256, HTTPClient: sources.of(i)})
 			if err == nil {
 				var j *protocol.Message
 				j, err = c.Join(dctx, fmt.Sprintf("bench-%d", i/o.RoomSize), fmt.Sprint("c", i), "")

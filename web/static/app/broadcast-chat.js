@@ -3,8 +3,22 @@
 // talk with `signal` to "*". The publisher says whether chat is on:
 //   {t: 'chat-state', on, publisher: true}   to everyone, and to each newcomer
 //   {t: 'chat', text}                        a message
+// Who hosts is the server's word, not the sender's: peers come with "host"
+// (a token granting publish or admin; on an open server, the first member
+// present that asked, which the publisher's page does), and only a host's
+// chat-state counts. Peers with a token also come "verified" with their
+// "identity".
 // Events: 'state' (detail {on, connected}), 'message' (detail {from, name,
-// text, ts, self, host}), 'members' (detail count).
+// text, ts, self, host, verified, identity}), 'members' (detail count).
+
+import { verifiedMark } from './ui.js';
+
+/** @typedef {{name: string, host: boolean, verified: boolean, identity: string}} ChatMember */
+
+/** @param {any} p @returns {ChatMember} */
+function member(p) {
+  return { name: p.name || 'Viewer', host: !!p.host, verified: !!p.verified, identity: p.identity || '' };
+}
 
 /** Room name of a stream's chat ('' when the name would be too long). @param {string} stream */
 export function chatRoom(stream) {
@@ -28,7 +42,9 @@ export class BroadcastChat extends EventTarget {
     this.connected = false;
     this.id = '';
     this.hostId = '';
-    /** @type {Map<string, string>} member id → name */
+    /** the server holds us to be a host (see above) */
+    this.isHost = false;
+    /** @type {Map<string, ChatMember>} member id → what the server says of it */
     this.names = new Map();
     /** @type {WebSocket|null} */
     this.ws = null;
@@ -45,6 +61,7 @@ export class BroadcastChat extends EventTarget {
     ws.onopen = () => {
       /** @type {any} */
       const j = { type: 'join', room: this.room, name: this.name };
+      if (this.publisher) j.host = true; // counts on open servers; with tokens the grant decides
       if (this.token) j.token = this.token;
       ws.send(JSON.stringify(j));
     };
@@ -76,14 +93,16 @@ export class BroadcastChat extends EventTarget {
         this.id = m.id;
         this.connected = true;
         this.retry = 0;
+        this.isHost = !!m.host;
         this.names.clear();
-        for (const p of m.peers || []) this.names.set(p.id, p.name || 'Viewer');
+        for (const p of m.peers || []) this.names.set(p.id, member(p));
+        if (this.publisher && !this.isHost) this.emit('error', { code: 'not-host', message: 'The server does not hold this page to be the host of the chat: viewers will not follow its chat switch.' });
         if (this.publisher) this.sendTo('*', { t: 'chat-state', on: this.on, publisher: true });
         this.emitState();
         this.emitMembers();
         break;
       case 'peer-joined':
-        this.names.set(m.id, m.name || 'Viewer');
+        this.names.set(m.id, member(m));
         if (this.publisher) this.sendTo(m.id, { t: 'chat-state', on: this.on, publisher: true });
         this.emitMembers();
         break;
@@ -98,13 +117,14 @@ export class BroadcastChat extends EventTarget {
         break;
       case 'signal': {
         const d = m.data || {};
-        if (d.t === 'chat-state' && d.publisher && !this.publisher) {
+        const from = this.names.get(m.from);
+        if (d.t === 'chat-state' && from && from.host && !this.publisher) {
           this.hostId = m.from;
           this.on = !!d.on;
           this.emitState();
         } else if (d.t === 'chat' && typeof d.text === 'string' && (this.on || this.publisher)) {
-          const name = this.names.get(m.from) || 'Viewer';
-          this.emit('message', { from: m.from, name, text: d.text.slice(0, 2000), ts: Date.now(), self: false, host: m.from === this.hostId });
+          const p = from || member({});
+          this.emit('message', { from: m.from, name: p.name, text: d.text.slice(0, 2000), ts: Date.now(), self: false, host: p.host, verified: p.verified, identity: p.identity });
         }
         break;
       }
@@ -131,7 +151,7 @@ export class BroadcastChat extends EventTarget {
     text = text.trim().slice(0, 2000);
     if (!text || !this.connected || !(this.on || this.publisher)) return false;
     this.sendTo('*', { t: 'chat', text });
-    this.emit('message', { from: this.id, name: this.name, text, ts: Date.now(), self: true, host: this.publisher });
+    this.emit('message', { from: this.id, name: this.name, text, ts: Date.now(), self: true, host: this.isHost, verified: false, identity: '' });
     return true;
   }
 
@@ -179,6 +199,7 @@ export function chatBox(chat, h) {
     empty.hidden = true;
     const li = h('li', { class: `msg ${d.self ? 'mine' : ''} ${d.host ? 'host' : ''}`, 'data-from': d.name },
       h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name', text: d.self ? 'You' : d.name }),
+        d.verified ? verifiedMark(d.identity) : null,
         d.host ? h('span', { class: 'host-badge', text: 'host' }) : null,
         h('time', { class: 'msg-time', text: new Date(d.ts).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) })),
       h('div', { class: 'msg-text', text: d.text }));

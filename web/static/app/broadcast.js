@@ -347,6 +347,11 @@ function main() {
     enabled.checked = q.get('chat') === '1';
     chat.on = enabled.checked;
     $('#chat-slot').replaceChildren(chatBox(chat, h));
+    // The server, not this page, says who hosts the chat (see broadcast-chat.js).
+    chat.addEventListener('error', (e) => {
+      const d = /** @type {CustomEvent} */ (e).detail;
+      if (d.code === 'not-host') toast(d.message, 'error');
+    });
     enabled.addEventListener('change', () => chat.setEnabled(enabled.checked));
     chat.connect();
   } else {

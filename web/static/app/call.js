@@ -1,6 +1,6 @@
 // Call page: lobby (preview, name, devices) then the call itself.
 import { Client, formatBytes } from '../parley.js';
-import { h, $, icons, iconButton, setButton, toast, clock, initials, hue, store, download } from './ui.js';
+import { h, $, icons, iconButton, setButton, toast, clock, initials, hue, store, download, verifiedMark } from './ui.js';
 import { LocalMedia, RESOLUTIONS, EFFECTS, describeMediaError } from './media.js';
 import { StatsBoard } from './stats.js';
 import { CallRecorder, snapshot } from './record.js';
@@ -565,13 +565,13 @@ function layoutGrid(grid, stage) {
   grid.style.setProperty('--tile-w', `${Math.max(120, Math.floor(best.w))}px`);
 }
 
-/** @param {{id: string, name: string}} p @param {boolean} self */
+/** @param {{id: string, name: string, identity?: string, verified?: boolean}} p @param {boolean} self */
 function makeTile(app, p, self) {
   const video = h('video', { autoplay: true, playsInline: true, muted: self });
   const tile = h('div', { class: `tile ${self ? 'self' : 'remote'}`, 'data-peer-id': p.id, 'data-name': p.name, 'data-state': self ? 'connected' : 'connecting', 'data-video-muted': 'false', 'data-audio-muted': 'false', 'data-has-video': 'false', tabindex: 0, 'aria-label': p.name },
     video,
     h('div', { class: 'avatar' }, h('span', { text: initials(p.name) })),
-    h('div', { class: 'label' }, h('span', { class: 'mic-off', title: 'Microphone muted', html: icons.micOff }), h('span', { class: 'name', text: p.name })),
+    h('div', { class: 'label' }, h('span', { class: 'mic-off', title: 'Microphone muted', html: icons.micOff }), h('span', { class: 'name', text: p.name }), p.verified ? verifiedMark(p.identity || '') : null),
     h('div', { class: 'tile-status', role: 'status' }));
   const avatar = tile.querySelector('.avatar span');
   avatar.style.setProperty('--h', String(hue(p.name)));
@@ -630,7 +630,7 @@ function updateTile(app, p, tile) {
   tile.dataset.state = st;
   tile.dataset.name = p.name;
   tile.dataset.relay = String(p.relay);
-  tile.setAttribute('aria-label', p.name);
+  tile.setAttribute('aria-label', p.verified ? `${p.name}, verified as ${p.identity}` : p.name);
   tile.querySelector('.name').textContent = p.name;
   tile.querySelector('.avatar span').textContent = initials(p.name);
   tile.dataset.videoMuted = String(!p.media.video);

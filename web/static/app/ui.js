@@ -21,6 +21,15 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * The mark shown next to the name of a member whose identity the server
+ * verified from their token (peers' "verified" flag): visible, and named for
+ * screen readers. @param {string} identity
+ */
+export function verifiedMark(identity) {
+  return h('span', { class: 'verified', role: 'img', 'aria-label': `verified as ${identity}`, title: `Verified: ${identity}`, text: '✓' });
+}
+
 /** @param {string} sel @param {ParentNode} [root] @returns {any} */
 export const $ = (sel, root = document) => root.querySelector(sel);
 
