@@ -3,7 +3,6 @@ import { Client, formatBytes } from '../parley.js';
 import { h, $, icons, iconButton, setButton, toast, clock, initials, hue, store, download, verifiedMark } from './ui.js';
 import { LocalMedia, RESOLUTIONS, EFFECTS, describeMediaError } from './media.js';
 import { StatsBoard } from './stats.js';
-import { CallRecorder, snapshot } from './record.js';
 import { groupView } from './group.js';
 
 const BITRATES = [['0', 'Unlimited'], ['2000', '2000 kbps'], ['1000', '1000 kbps'], ['500', '500 kbps'], ['300', '300 kbps'], ['200', '200 kbps'], ['100', '100 kbps']];
@@ -214,7 +213,10 @@ function enterCall(app) {
   client.mediaState = { audio: m.audioEnabled && !!m.mic, video: m.videoEnabled && !!m.output, screen: false };
   app.client = client;
   app.stats = new StatsBoard(client);
-  app.recorder = new CallRecorder(grid, app.room);
+  // Recording and snapshots load on first use (record.js); until then
+  // nothing records.
+  app.recorder = { recording: false, stop() {}, addAudio() {} };
+  const recording = () => import('./record.js');
 
   // Local tile
   const self = makeTile(app, { id: 'self', name: `${app.name} (you)` }, true);
@@ -252,14 +254,13 @@ function enterCall(app) {
     stats: iconButton({ id: 'btn-stats', icon: 'stats', label: 'Stats', onclick: () => togglePanel('stats') }),
     settings: iconButton({ id: 'btn-settings', icon: 'gear', label: 'Settings', onclick: () => togglePanel('settings') }),
     record: iconButton({ id: 'btn-record', icon: 'record', label: 'Record', onclick: () => toggleRecord() }),
-    snap: iconButton({ id: 'btn-snap', icon: 'snap', label: 'Snapshot', onclick: () => snapshot(grid, app.room).then(() => toast('Snapshot saved', 'ok')) }),
+    snap: iconButton({ id: 'btn-snap', icon: 'snap', label: 'Snapshot', onclick: () => recording().then((r) => r.snapshot(grid, app.room)).then(() => toast('Snapshot saved', 'ok'), (e) => toast(`Cannot take a snapshot: ${e.message}`, 'error')) }),
     hangup: iconButton({ id: 'btn-hangup', icon: 'hangup', label: 'Leave', class: 'danger', onclick: () => hangUp() }),
   };
   btn.chat.append(h('span', { class: 'badge', id: 'unread', hidden: true, 'aria-label': 'unread messages' }));
   for (const b of [btn.chat, btn.files, btn.stats, btn.settings]) b.setAttribute('aria-pressed', 'false');
   // Moderators (the admin grant) end the call for everyone; shown once joined says so.
-  const endAll = iconButton({ id: 'btn-end-all', icon: 'close', label: 'End for all', class: 'danger', onclick: () => client.endRoom() });
-  endAll.hidden = true;
+  const endAll = h('span', { id: 'end-all-slot' });
   const group = (cls, ...els) => h('div', { class: 'group ' + cls }, ...els);
   controls.append(group('media', btn.mic, btn.cam, btn.share), group('tools', btn.chat, btn.files, btn.stats, btn.settings, btn.record, btn.snap), group('end', endAll, btn.hangup));
 
@@ -346,16 +347,15 @@ function enterCall(app) {
     if (app.recorder.recording) {
       app.recorder.stop();
       toast('Recording saved', 'ok');
-    } else {
-      try {
-        const streams = [m.sendStream, ...[...client.peers.values()].map((p) => p.remoteStream)];
-        app.recorder.start(streams);
-        toast('Recording… press again to stop and download');
-      } catch (e) {
-        toast(`Cannot record: ${e.message}`, 'error');
-      }
+      updateButtons();
+      return;
     }
-    updateButtons();
+    recording().then(({ CallRecorder }) => {
+      if (!(app.recorder instanceof CallRecorder)) app.recorder = new CallRecorder(grid, app.room);
+      const streams = [m.sendStream, ...[...client.peers.values()].map((p) => p.remoteStream)];
+      app.recorder.start(streams);
+      toast('Recording… press again to stop and download');
+    }).catch((e) => toast(`Cannot record: ${e.message}`, 'error')).finally(updateButtons);
   }
 
   function hangUp() {
@@ -430,7 +430,7 @@ function enterCall(app) {
     const p = /** @type {CustomEvent} */ (e).detail;
     const tile = makeTile(app, p, false);
     grid.append(tile);
-    moderation(app, tile);
+    if (app.moderate) app.moderate.decorateTile(app, tile);
     updateCount();
     panels.files.refresh();
   });
@@ -461,8 +461,13 @@ function enterCall(app) {
 
   // Moderation: the buttons for admins, and what moderators do to us.
   client.addEventListener('joined', () => {
-    endAll.hidden = !client.grants.admin;
-    for (const t of grid.querySelectorAll('.tile.remote')) moderation(app, /** @type {HTMLElement} */ (t));
+    // The moderator's controls load only for members with the admin grant.
+    if (client.grants.admin || app.moderate) {
+      import('./moderate.js').then((mod) => {
+        app.moderate = mod;
+        mod.enable(app, endAll, grid);
+      }).catch((err) => toast(`Moderation controls did not load: ${err.message}`));
+    }
   });
   client.addEventListener('muted', (e) => {
     const { kind, by } = /** @type {CustomEvent} */ (e).detail;
@@ -591,37 +596,6 @@ function makeTile(app, p, self) {
   return tile;
 }
 
-/**
- * Gives a remote tile its moderator buttons (mute, remove) when we have the
- * admin grant, or takes them away.
- * @param {HTMLElement} tile
- */
-function moderation(app, tile) {
-  const client = app.client;
-  let box = /** @type {HTMLElement|null} */ (tile.querySelector('.mod'));
-  if (!client.grants.admin) {
-    if (box) box.remove();
-    return;
-  }
-  const id = tile.dataset.peerId;
-  if (!box) {
-    box = h('div', { class: 'mod', role: 'group' },
-      h('button', { type: 'button', class: 'btn small icon mod-mute', html: icons.micOff, onclick: () => {
-        client.muteMember(id, 'audio');
-        toast(`${tile.dataset.name} muted`, 'ok');
-      } }),
-      h('button', { type: 'button', class: 'btn small icon danger mod-remove', html: icons.close, onclick: () => client.removeMember(id) }));
-    tile.append(box);
-  }
-  const name = tile.dataset.name;
-  box.setAttribute('aria-label', `Moderate ${name}`);
-  for (const [cls, label] of [['.mod-mute', `Mute ${name} for everyone`], ['.mod-remove', `Remove ${name} from the call`]]) {
-    const b = box.querySelector(cls);
-    b.setAttribute('aria-label', label);
-    b.setAttribute('title', label);
-  }
-}
-
 /** @param {Peer} p @param {HTMLElement} [tile] */
 function updateTile(app, p, tile) {
   tile = tile || app.grid.querySelector(`.tile[data-peer-id="${CSS.escape(p.id)}"]`);
@@ -636,7 +610,7 @@ function updateTile(app, p, tile) {
   tile.dataset.videoMuted = String(!p.media.video);
   tile.dataset.audioMuted = String(!p.media.audio);
   tile.dataset.screen = String(p.media.screen);
-  if (tile.querySelector('.mod')) moderation(app, tile); // the name may have changed
+  if (app.moderate && tile.querySelector('.mod')) app.moderate.decorateTile(app, tile); // the name may have changed
   const status = tile.querySelector('.tile-status');
   if (st === 'failed') {
     status.replaceChildren(h('div', { class: 'fail', role: 'alert' },
