@@ -20,7 +20,7 @@ import (
 	"github.com/parley/parley/pkg/protocol"
 )
 
-func newHub(t *testing.T, o signal.Options) (*signal.Hub, string) {
+func newHub(t testing.TB, o signal.Options) (*signal.Hub, string) {
 	t.Helper()
 	if o.Capacity == nil {
 		o.Capacity = func(string, string) int { return 4 }
@@ -53,7 +53,7 @@ func mustDial(tb testing.TB, url string) *client.Client {
 	return c
 }
 
-func dial(t *testing.T, url, transport string) *client.Client {
+func dial(t testing.TB, url, transport string) *client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -65,7 +65,7 @@ func dial(t *testing.T, url, transport string) *client.Client {
 	return c
 }
 
-func join(t *testing.T, c *client.Client, room, name string) *protocol.Message {
+func join(t testing.TB, c *client.Client, room, name string) *protocol.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
