@@ -36,7 +36,7 @@ func benchTurn(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	turnAddr := udp.LocalAddr().String()
 	udp.Close()
-	o.Secret = "bench-secret"
+	o.Secret = "bench-turn-secret-0123456789abcdef"
 	child, err := startChildServer(ctx, "--turn", turnAddr, "--turn-secret", o.Secret,
 		// Every allocation comes from loopback, one client address: the
 		// per-address limit is raised to the tool's maximum with the quota.

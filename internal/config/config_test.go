@@ -116,6 +116,7 @@ func TestRow12UnsafeSecretsRefused(t *testing.T) {
 		{[]string{"--auth-secret-file", secretFile}, env("PARLEY_AUTH_SECRET", goodSecret), "exclude each other"},
 		{[]string{"--turn-secret", "t", "--turn-secret-file", secretFile}, noEnv, "exclude each other"},
 		{[]string{"--turn-secret-file", emptyFile}, noEnv, "empty"},
+		{[]string{"--turn-secret", "north"}, noEnv, "turn-secret: a secret of 5 bytes"},
 		{[]string{"--turn-urls", "turn:turn.example.com:3478"}, noEnv, "never authenticate"},
 		{[]string{"--auth-public-key", missing}, noEnv, "auth-public-key"},
 		{[]string{"--auth-jwks", emptyFile}, noEnv, "auth-jwks"},
@@ -137,7 +138,7 @@ func TestRow12UnsafeSecretsRefused(t *testing.T) {
 		{[]string{"--auth-secret-file", secretFile}, noEnv, func(c Config) bool { return c.AuthSecret == goodSecret }},
 		{nil, env("PARLEY_AUTH_SECRET_FILE", secretFile), func(c Config) bool { return c.AuthSecret == goodSecret }},
 		{[]string{"--turn-secret-file", secretFile, "--turn-urls", "turn:t.example:3478"}, noEnv, func(c Config) bool { return c.TURNSecret == goodSecret }},
-		{[]string{"--turn-secret", "shared", "--turn-urls", "turn:t.example:3478"}, noEnv, func(c Config) bool { return c.TURNSecret == "shared" }},
+		{[]string{"--turn-secret", goodSecret, "--turn-urls", "turn:t.example:3478"}, noEnv, func(c Config) bool { return c.TURNSecret == goodSecret }},
 		{[]string{"--auth-public-key", keyFile, "--auth-jwks", keyFile}, noEnv, func(c Config) bool { return c.AuthPublicKey == keyFile && c.AuthSecret == "" }},
 	}
 	for _, c := range accepted {

@@ -98,6 +98,13 @@ func (c *Config) validateSecrets(bad func(string, ...any)) {
 		bad("%s: a secret of %d bytes can be guessed from any token; use at least %d random bytes: `parley token secret` or `openssl rand -base64 32` makes one",
 			from, n, auth.MinSecretLen)
 	}
+	if n := len(c.TURNSecret); n > 0 && n < auth.MinSecretLen {
+		// Every member is handed a password that is HMAC(secret, username):
+		// a short secret falls to an offline search, and then anyone mints
+		// TURN credentials.
+		bad("turn-secret: a secret of %d bytes can be guessed from any TURN credential the server hands out; use at least %d random bytes: `parley token secret` or `openssl rand -base64 32` makes one",
+			n, auth.MinSecretLen)
+	}
 	if len(c.TURNExternal) > 0 && c.TURNSecret == "" {
 		bad("turn-urls: needs --turn-secret (or --turn-secret-file), the secret that TURN server checks credentials with: " +
 			"without it Parley makes up a random secret at each start and the credentials it hands out could never authenticate there")

@@ -34,7 +34,7 @@ func TestSelfSignedTLS(t *testing.T) {
 func TestExternalTURN(t *testing.T) {
 	srv := startServer(t, func(c *config.Config) {
 		c.TURNExternal = []string{"turn:turn.example.org:3478?transport=udp"}
-		c.TURNSecret = "shared"
+		c.TURNSecret = "shared-turn-secret-0123456789abcd"
 	})
 	if srv.TURN() != nil {
 		t.Fatal("embedded TURN started although an external one is configured")
@@ -55,7 +55,7 @@ func TestExternalTURN(t *testing.T) {
 	}
 	is := j.ICEServers[0]
 	exp, user, ok := auth.TURNExpiry(is.Username)
-	if !ok || user != j.ID || time.Until(exp) < 9*time.Minute || is.Credential != auth.TURNPassword([]byte("shared"), is.Username) {
+	if !ok || user != j.ID || time.Until(exp) < 9*time.Minute || is.Credential != auth.TURNPassword([]byte("shared-turn-secret-0123456789abcd"), is.Username) {
 		t.Fatalf("credential %+v", is)
 	}
 }

@@ -172,7 +172,7 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Error("profiler not started", "err", err)
 	}
 	if s.auth == nil {
-		s.log.Warn("no --auth-secret: rooms are open to anyone who can reach this server")
+		s.log.Warn("no --auth-secret, --auth-public-key or --auth-jwks: rooms are open to anyone who can reach this server (see docs/security.md)")
 	}
 	return nil
 }
