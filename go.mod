@@ -3,6 +3,7 @@ module github.com/parley/parley
 go 1.26.8
 
 require (
+	github.com/bluenviron/mediacommon/v2 v2.9.3
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 	github.com/coder/websocket v1.8.15
