@@ -2,6 +2,7 @@ package rtmp
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -193,4 +195,48 @@ func FuzzParsePath(f *testing.F) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
+}
+
+// TestNoFFmpegForAAC: without ffmpeg for the transcoder, an AAC publisher
+// still goes live (video), and the stream is counted as without audio.
+func TestNoFFmpegForAAC(t *testing.T) {
+	if _, err := exec.LookPath("ffmpeg"); err != nil { // the publisher is ffmpeg
+		if os.Getenv("CI") != "" {
+			t.Fatal("ffmpeg is required in CI")
+		}
+		t.Skip("ffmpeg not installed")
+	}
+	s := newServer(t, Config{FFmpeg: "/nonexistent/ffmpeg"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=f=440",
+		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "flv",
+		"rtmp://"+s.Addr().String()+"/live/s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	tick := time.NewTicker(10 * time.Millisecond) // stats have no change event
+	defer tick.Stop()
+	for {
+		if st := s.Stats(); st.Publishers == 1 {
+			if st.AudioUnavailable != 1 {
+				t.Fatalf("stats %+v: want the stream counted as without audio", st)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the publisher never went live: %+v", s.Stats())
+		case <-tick.C:
+		}
+	}
+	room, ok := s.cfg.SFU.LookupRoom(sfu.Streams, "s")
+	if !ok || len(room.Tracks()) != 2 {
+		t.Fatal("want the video and the (silent) audio track published")
+	}
 }

@@ -213,7 +213,8 @@ func TestRTMPAuth(t *testing.T) {
 }
 
 // TestRTMPBusyAndMalformed: a malformed handshake is closed and the server
-// keeps serving; a second publisher of a live stream is refused.
+// keeps serving; a second publisher of a live stream is refused, over RTMP
+// and over WHIP.
 func TestRTMPBusyAndMalformed(t *testing.T) {
 	needFFmpeg(t)
 	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1" })
@@ -242,4 +243,10 @@ func TestRTMPBusyAndMalformed(t *testing.T) {
 		t.Fatalf("%d tracks", n)
 	}
 	studio(ctx, t, url).refused(ctx, t, "second publisher")
+	// WHIP on the same name while RTMP holds it: 409.
+	api, _ := client.LoopbackAPI()
+	pub, err := whip.Publish(ctx, srv.URL()+"/whip/s", whip.Options{API: api}, vp8(t))
+	if got := status(t, pub, err); got != 409 {
+		t.Fatalf("WHIP publish of a stream live over RTMP: %d, want 409", got)
+	}
 }
