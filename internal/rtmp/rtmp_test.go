@@ -10,10 +10,10 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/sfu"
 )
 
@@ -200,19 +200,11 @@ func FuzzParsePath(f *testing.F) {
 // TestNoFFmpegForAAC: without ffmpeg for the transcoder, an AAC publisher
 // still goes live (video), and the stream is counted as without audio.
 func TestNoFFmpegForAAC(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil { // the publisher is ffmpeg
-		if os.Getenv("CI") != "" {
-			t.Fatal("ffmpeg is required in CI")
-		}
-		t.Skip("ffmpeg not installed")
-	}
+	rtmptest.NeedFFmpeg(t) // the publisher is ffmpeg
 	s := newServer(t, Config{FFmpeg: "/nonexistent/ffmpeg"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
-		"-re", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=f=440",
-		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "flv",
-		"rtmp://"+s.Addr().String()+"/live/s")
+	cmd := rtmptest.Studio(ctx, "rtmp://"+s.Addr().String()+"/live/s")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

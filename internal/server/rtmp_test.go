@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/server"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/transcode"
@@ -22,24 +23,11 @@ import (
 	"github.com/parley/parley/pkg/whip"
 )
 
-// needFFmpeg skips without ffmpeg, except in CI where it is a failure.
-func needFFmpeg(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("ffmpeg is required in CI (scripts/test.sh installs it)")
-		}
-		t.Skip("ffmpeg not installed")
-	}
-}
-
 // studio starts ffmpeg publishing a test picture and a 440 Hz tone over
 // RTMP, as OBS would; it ends with ctx or the test.
 func studio(ctx context.Context, t *testing.T, url string) *proc {
 	t.Helper()
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
-		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=f=440",
-		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "flv", url)
+	cmd := rtmptest.Studio(ctx, url)
 	cmd.Stderr = &testLog{t: t}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -143,7 +131,7 @@ func drain(ch chan struct{}) {
 // gets H.264 and Opus; ffmpeg killed and started again, the same viewer
 // session gets both again without signaling anew.
 func TestRTMPToWHEP(t *testing.T) {
-	needFFmpeg(t)
+	rtmptest.NeedFFmpeg(t)
 	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1" })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -190,7 +178,7 @@ func waitRoom(ctx context.Context, t *testing.T, srv *server.Server, name string
 // TestRTMPAuth: with auth on, a publish without a token or with one for
 // another stream is refused (ffmpeg exits); the right token publishes.
 func TestRTMPAuth(t *testing.T) {
-	needFFmpeg(t)
+	rtmptest.NeedFFmpeg(t)
 	srv := startServer(t, func(c *config.Config) { c.AuthSecret = testSecret; c.PublicIP = "127.0.0.1" })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -216,7 +204,7 @@ func TestRTMPAuth(t *testing.T) {
 // keeps serving; a second publisher of a live stream is refused, over RTMP
 // and over WHIP.
 func TestRTMPBusyAndMalformed(t *testing.T) {
-	needFFmpeg(t)
+	rtmptest.NeedFFmpeg(t)
 	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1" })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -11,18 +11,9 @@ import (
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
-)
 
-// needFFmpeg skips without ffmpeg, except in CI where it is a failure.
-func needFFmpeg(t testing.TB) {
-	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("ffmpeg is required in CI (scripts/test.sh installs it)")
-		}
-		t.Skip("ffmpeg not installed")
-	}
-}
+	"github.com/parley/parley/internal/rtmp/rtmptest"
+)
 
 // aacFrames makes seconds of a 440 Hz tone as AAC access units (44.1 kHz stereo).
 func aacFrames(t testing.TB, seconds int) [][]byte {
@@ -74,7 +65,7 @@ func feed(t *testing.T, tr *AACToOpus, aus [][]byte, pkts <-chan opusPkt) []opus
 }
 
 func TestAACToOpus(t *testing.T) {
-	needFFmpeg(t)
+	rtmptest.NeedFFmpeg(t)
 	aus := aacFrames(t, 20)
 	pkts := make(chan opusPkt, 1024)
 	tr, err := Start(context.Background(), Config{SampleRate: 44100, Channels: 2, OnPacket: func(p []byte, ts uint32) {
@@ -117,7 +108,7 @@ func childCPU(t *testing.T, pid int) time.Duration {
 }
 
 func TestRestartAfterKill(t *testing.T) {
-	needFFmpeg(t)
+	rtmptest.NeedFFmpeg(t)
 	aus := aacFrames(t, 2)
 	pkts := make(chan opusPkt, 1024)
 	tr, err := Start(context.Background(), Config{SampleRate: 44100, Channels: 2, MinBackoff: time.Millisecond, OnPacket: func(p []byte, ts uint32) {
