@@ -150,6 +150,9 @@ func TestRTMPToWHEP(t *testing.T) {
 	drain(video)
 	drain(audio)
 	studio(ctx, t, url)
+	began := time.Now()
+	waitN(ctx, t, video, 1, "H.264 after the restart")
+	t.Logf("first video packet %s after the new ffmpeg started", time.Since(began).Round(time.Millisecond))
 	// The old publisher cannot produce this many packets after its death.
 	waitN(ctx, t, video, 100, "H.264 after the restart")
 	waitN(ctx, t, audio, 50, "Opus after the restart")
