@@ -259,7 +259,9 @@ func (s *Server) handle(c net.Conn) error {
 	defer s.npub.Add(-1)
 	log.Info("RTMP publisher live", "tracks", p.describe())
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		// Both ways: reading may write an acknowledgement (when the client
+		// set a window size), which the handshake's deadline would cut.
+		_ = c.SetDeadline(time.Now().Add(s.cfg.ReadTimeout))
 		if err := r.Read(); err != nil {
 			return fmt.Errorf("publisher: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -230,5 +231,29 @@ func TestNoFFmpegForAAC(t *testing.T) {
 	room, ok := s.cfg.SFU.LookupRoom(sfu.Streams, "s")
 	if !ok || len(room.Tracks()) != 2 {
 		t.Fatal("want the video and the (silent) audio track published")
+	}
+}
+
+// TestLongPublish: a publisher sending well past the handshake deadline,
+// at a high rate, stays connected. (ffmpeg sets no acknowledgement window,
+// so this does not reach the acknowledgement writes the read loop's
+// deadline also covers.)
+func TestLongPublish(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	s := newServer(t, Config{HandshakeTimeout: 3 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// 6 s at a constant 10 Mbit/s: about 7.5 MB.
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "6",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",
+		"-b:v", "10M", "-minrate", "10M", "-maxrate", "10M", "-bufsize", "2M", "-x264-params", "nal-hrd=cbr",
+		"-f", "flv", "rtmp://"+s.Addr().String()+"/live/long")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the publisher was cut off: %v: %s", err, out)
+	}
+	if st := s.Stats(); st.Accepted != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }
