@@ -7,13 +7,14 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg) # RTMP ingest and AAC->Opus tests
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "warning: missing ${need[*]}; run as root or install them (browser tests fail in CI without chromium)" >&2
+    echo "warning: missing ${need[*]}; run as root or install them (in CI, browser tests fail without chromium and RTMP/transcode tests without ffmpeg)" >&2
   fi
 fi
 

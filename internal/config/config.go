@@ -40,6 +40,7 @@ type Config struct {
 	PublicHost     []string              `yaml:"public_host"`      // host names the server is reached at (same-origin checks)
 	TrustedProxies []string              `yaml:"trusted_proxies"`  // CIDRs whose X-Forwarded-For / Forwarded name the client
 	Ops            string                `yaml:"ops"`              // operations listener (/metrics, status, management APIs), or off
+	RTMP           string                `yaml:"rtmp"`             // RTMP ingest listener (OBS, ffmpeg), or off
 	MaxSessions    int                   `yaml:"max_sessions"`     // signaling connections at once
 	ConnsPerIP     int                   `yaml:"conns_per_ip"`     // signaling connections per client address
 	RoomsPerIP     int                   `yaml:"rooms_per_ip"`     // rooms one client address may create per minute
@@ -97,6 +98,7 @@ func Default() Config {
 		MediaTCP:     ":8443",
 		LogLevel:     "info",
 		Ops:          "127.0.0.1:9090",
+		RTMP:         ":1935",
 		MaxSessions:  100000,
 		ConnsPerIP:   200,
 		RoomsPerIP:   60,
@@ -175,9 +177,11 @@ func (c *Config) Validate() error {
 			bad("trusted-proxies: %q is not a CIDR", p)
 		}
 	}
-	if c.Ops != "" && c.Ops != "off" {
-		if _, _, err := net.SplitHostPort(c.Ops); err != nil {
-			bad("ops: %q is not host:port or off: %v", c.Ops, err)
+	for _, l := range []struct{ name, addr string }{{"ops", c.Ops}, {"rtmp", c.RTMP}} {
+		if l.addr != "" && l.addr != "off" {
+			if _, _, err := net.SplitHostPort(l.addr); err != nil {
+				bad("%s: %q is not host:port or off: %v", l.name, l.addr, err)
+			}
 		}
 	}
 	if c.TURNSockets < 0 || c.TURNSockets > 64 {

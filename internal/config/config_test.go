@@ -54,6 +54,7 @@ func TestBadInputIsReported(t *testing.T) {
 		{"--tls-cert", "a"},
 		{"--pprof", ":6060"},          // every interface: the profiler has no auth
 		{"--pprof", "192.0.2.1:6060"}, // not loopback
+		{"--rtmp", "1935"},            // no host:port
 	}
 	for _, args := range cases {
 		if _, err := Load(args, noEnv, io.Discard); err == nil {
@@ -63,6 +64,11 @@ func TestBadInputIsReported(t *testing.T) {
 	for _, ok := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:0", "off"} {
 		if _, err := Load([]string{"--pprof", ok}, noEnv, io.Discard); err != nil {
 			t.Errorf("--pprof %s refused: %v", ok, err)
+		}
+	}
+	for _, ok := range []string{":1935", "127.0.0.1:0", "off"} {
+		if c, err := Load([]string{"--rtmp", ok}, noEnv, io.Discard); err != nil || c.RTMP != ok {
+			t.Errorf("--rtmp %s: %v", ok, err)
 		}
 	}
 	dir := t.TempDir()

@@ -59,6 +59,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	cfg := config.Default()
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.TURN = "127.0.0.1:0"
+	cfg.RTMP = "off"
 	cfg.TURNAllow = []string{"127.0.0.0/8"}
 	cfg.PublicIP = "127.0.0.1"
 	cfg.MediaUDP = "off"

@@ -122,6 +122,7 @@ func TestRow12LoopbackMediaWarnsAndAnnouncesLoopback(t *testing.T) {
 	cfg := config.Default()
 	cfg.HTTP, cfg.TURN, cfg.Ops = "127.0.0.1:0", "off", "127.0.0.1:0"
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
+	cfg.RTMP = "127.0.0.1:0"
 	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -57,6 +57,10 @@ func (s *Server) startMedia() error {
 		return fmt.Errorf("show whip: %w", err)
 	}
 	s.sfu, s.whip, s.showWhip, s.bridge = m, w, sw, sfusignal.New(m, s.log)
+	if err := s.startRTMP(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("rtmp: %w", err)
+	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
 	}
@@ -97,6 +101,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 }
 
 func (s *Server) stopMedia() {
+	s.stopRTMP()
 	if s.whip != nil {
 		s.whip.Close()
 	}
@@ -148,9 +153,28 @@ func (s *Server) verifyStream(r *http.Request, stream string, publish bool) erro
 		return nil
 	}
 	c, err := s.requestClaims(r, false)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
+	}
+	return streamGrant(c, stream, publish)
+}
+
+// verifyPublishToken checks a token for publishing stream from another
+// ingest (RTMP's ?token=) by the same rules as WHIP.
+func (s *Server) verifyPublishToken(tok, stream string) error {
+	if s.auth == nil {
+		return nil
+	}
+	c, err := s.tokenClaims(tok, "(?token= in the URL)")
+	if err != nil {
+		return err
+	}
+	return streamGrant(c, stream, true)
+}
+
+// streamGrant checks that claims grant publishing or playing stream.
+func streamGrant(c auth.Claims, stream string, publish bool) error {
+	switch {
 	case !c.AllowsRoom(stream):
 		return fmt.Errorf("%w: the token does not grant stream %s", httperr.ErrInsufficientScope, stream)
 	case publish && !c.Grants.Publish:

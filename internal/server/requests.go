@@ -24,12 +24,17 @@ func (s *Server) requestClaims(r *http.Request, query bool) (auth.Claims, error)
 	if !ok && query {
 		tok = r.URL.Query().Get("token")
 	}
+	if query {
+		return s.tokenClaims(tok, "(Authorization: Bearer or ?token=)")
+	}
+	return s.tokenClaims(tok, "(Authorization: Bearer)")
+}
+
+// tokenClaims verifies a token; hint says where a missing one belongs.
+func (s *Server) tokenClaims(tok, hint string) (auth.Claims, error) {
 	tok = strings.TrimSpace(tok)
 	if tok == "" {
-		if query {
-			return auth.Claims{}, fmt.Errorf("%w (Authorization: Bearer or ?token=)", httperr.ErrNoToken)
-		}
-		return auth.Claims{}, fmt.Errorf("%w (Authorization: Bearer)", httperr.ErrNoToken)
+		return auth.Claims{}, fmt.Errorf("%w %s", httperr.ErrNoToken, hint)
 	}
 	c, err := s.auth.Verify(tok, time.Now())
 	if err != nil {

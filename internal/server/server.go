@@ -24,6 +24,7 @@ import (
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
+	"github.com/parley/parley/internal/rtmp"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/show"
@@ -44,6 +45,7 @@ type Server struct {
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
 	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
+	rtmp       *rtmp.Server   // --rtmp, nil when off or media is off
 	pprof      *sideServer    // --pprof, nil when off
 	ops        *sideServer    // --ops, nil when off
 	shows      *show.Registry // light shows (show.go)

@@ -189,3 +189,6 @@ func codecKindOfMime(mime string) webrtc.RTPCodecType {
 	}
 	return 0
 }
+
+// Info describes the published track as the room lists it.
+func (p *Publication) Info() TrackInfo { return p.up.info() }

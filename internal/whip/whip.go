@@ -854,3 +854,50 @@ func offerUfrag(offer string) string {
 	}
 	return ""
 }
+
+// ValidStream reports whether name is a valid stream name (what WHIP, WHEP
+// and every other ingest accept).
+func ValidStream(name string) bool { return streamRE.MatchString(name) }
+
+// ErrBusy is returned by ClaimStream while the stream has a publisher.
+var ErrBusy = errors.New("stream already has a publisher")
+
+// External is a publisher of a stream from outside WHIP (RTMP, later RTSP
+// and SRT): it holds the stream name against WHIP publishers and other
+// external ones, and WHEP viewers waiting for the stream's return continue
+// on its tracks.
+type External struct {
+	h    *Handler
+	sess *session
+	once sync.Once
+}
+
+// ClaimStream takes stream for an external publisher announcing tracks
+// tracks; it fails with ErrBusy while another publisher holds it. The
+// caller publishes into the SFU, calls Published for each track, and
+// Release when it goes.
+func (h *Handler) ClaimStream(stream string, tracks int) (*External, error) {
+	sess := &session{id: newID(), stream: stream, publish: true, connected: true, expected: tracks, unpend: func() {}}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, errors.New("whip: server is shutting down")
+	}
+	if h.publishers[stream] != nil {
+		return nil, fmt.Errorf("%s: %w", stream, ErrBusy)
+	}
+	h.publishers[stream] = sess
+	return &External{h: h, sess: sess}, nil
+}
+
+// Published re-attaches WHEP viewers waiting for the stream to this track.
+func (e *External) Published(ti sfu.TrackInfo) { e.h.adopt(e.sess, ti) }
+
+// Release frees the stream name; extra calls do nothing.
+func (e *External) Release() {
+	e.once.Do(func() {
+		e.h.mu.Lock()
+		e.h.forgetLocked(e.sess)
+		e.h.mu.Unlock()
+	})
+}

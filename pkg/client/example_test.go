@@ -18,7 +18,8 @@ func Example() {
 	cfg := config.Default()
 	cfg.HTTP, cfg.TURN = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.MediaUDP, cfg.MediaTCP = "off", "off" // this example needs no SFU
-	cfg.Ops = "off"                           // nor an operations listener
+	cfg.RTMP = "off"
+	cfg.Ops = "off" // nor an operations listener
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		log.Fatal(err)

@@ -54,6 +54,7 @@ func ConfigFor(iceTCP bool) config.Config {
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.TURN = "off"
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
+	cfg.RTMP = "off"
 	if iceTCP {
 		cfg.MediaTCP = MediaTCP
 	}

@@ -14,6 +14,7 @@ import (
 func TestRunSmall(t *testing.T) {
 	cfg := config.Default()
 	cfg.HTTP, cfg.TURN, cfg.MediaUDP, cfg.Ops = "127.0.0.1:0", "off", "off", "127.0.0.1:0"
+	cfg.RTMP = "off"
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,513 @@
+// Package rtmp takes streams from OBS, ffmpeg and other RTMP encoders:
+// rtmp://host:1935/live/<stream> publishes stream <stream> in the SFU's
+// stream namespace, where WHEP and /w/<stream> watch it. H.264 passes
+// through as RTP (packetization-mode=1); AAC is transcoded to Opus by an
+// ffmpeg child (internal/transcode); Opus (enhanced RTMP) passes through.
+//
+// With auth on, the token rides in the URL's query
+// (rtmp://host:1935/live/<stream>?token=<JWT>; in OBS the stream key
+// "<stream>?token=<JWT>") and must grant publishing the stream.
+//
+// Limits: each client address may hold Config.ConnsPerIP connections;
+// the handshake, connect and publish commands and the first media must
+// arrive within Config.HandshakeTimeout, and then a message at least every
+// Config.ReadTimeout; RTMP messages are bounded by the library (10 MiB).
+// A second publisher of a live stream (RTMP or WHIP) is refused.
+// Reading (play) over RTMP is not served yet.
+package rtmp
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/gortmplib/pkg/amf0"
+	"github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/gortmplib/pkg/message"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/internal/clientip"
+	"github.com/parley/parley/internal/limit"
+	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/transcode"
+)
+
+// Claim holds a stream name for one publisher.
+type Claim interface {
+	// Published is told each track the publisher published.
+	Published(ti sfu.TrackInfo)
+	// Release frees the name.
+	Release()
+}
+
+// Config configures the server.
+type Config struct {
+	// Listen is the TCP address, e.g. ":1935" or "127.0.0.1:0".
+	Listen string
+	SFU    *sfu.SFU
+	// Verify authorizes publishing stream with token ("" when the URL has
+	// none); nil allows everything.
+	Verify func(token, stream string) error
+	// Claim takes the stream name against other publishers (WHIP too); it
+	// fails while the stream is live. nil keeps names only among RTMP
+	// publishers.
+	Claim func(stream string, tracks int) (Claim, error)
+	// ValidStream checks a stream name; nil accepts 1-64 of [A-Za-z0-9_.-].
+	ValidStream func(string) bool
+	// ConnsPerIP bounds connections per client address; 0 means 10.
+	ConnsPerIP int
+	// HandshakeTimeout bounds the time from accept to the first media;
+	// 0 means 10 s. ReadTimeout is the longest silence after; 0 means 10 s.
+	HandshakeTimeout, ReadTimeout time.Duration
+	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
+	FFmpeg string
+	Logger *slog.Logger
+}
+
+// Stats are the server's counters.
+type Stats struct {
+	Conns, Publishers int
+	Accepted          uint64 // connections accepted
+	Refused           uint64 // connections refused for the per-address limit
+	Rejected          uint64 // publishes refused: token, name, busy, codecs
+	AudioUnavailable  int    // live publishers whose AAC cannot be transcoded
+}
+
+// Server is a running RTMP listener.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	ln    net.Listener
+	conns *limit.Conns
+	ctx   context.Context
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+
+	accepted, refused, rejected atomic.Uint64
+	nconns, npub, noAudio       atomic.Int64
+
+	mu     sync.Mutex
+	open   map[net.Conn]struct{}
+	claims map[string]bool // names held when Config.Claim is nil
+}
+
+// Listen binds the address and serves in the background until Close.
+func Listen(cfg Config) (*Server, error) {
+	if cfg.SFU == nil {
+		return nil, errors.New("rtmp: Config.SFU is required")
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("rtmp: listen %s: %w", cfg.Listen, err)
+	}
+	cfg.ConnsPerIP = cmp.Or(max(cfg.ConnsPerIP, 0), 10)
+	cfg.HandshakeTimeout = cmp.Or(max(cfg.HandshakeTimeout, 0), 10*time.Second)
+	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), 10*time.Second)
+	if cfg.ValidStream == nil {
+		cfg.ValidStream = validStream
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log.With("listener", "rtmp"), ln: ln, conns: limit.NewConns(cfg.ConnsPerIP),
+		open: map[net.Conn]struct{}{}, claims: map[string]bool{}}
+	s.ctx, s.stop = context.WithCancel(context.Background())
+	s.wg.Add(1)
+	go s.serve()
+	return s, nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Stats reports the counters.
+func (s *Server) Stats() Stats {
+	return Stats{Conns: int(s.nconns.Load()), Publishers: int(s.npub.Load()), Accepted: s.accepted.Load(),
+		Refused: s.refused.Load(), Rejected: s.rejected.Load(), AudioUnavailable: int(s.noAudio.Load())}
+}
+
+// Close stops listening, ends every connection and waits for them.
+func (s *Server) Close() error {
+	s.stop()
+	err := s.ln.Close()
+	s.mu.Lock()
+	for c := range s.open {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) serve() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept", "err", err)
+			select { // a transient error (EMFILE): do not spin
+			case <-time.After(50 * time.Millisecond):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		release, ok := s.conns.Acquire(clientip.Key(clientip.Addr(c.RemoteAddr())))
+		if !ok {
+			s.refused.Add(1)
+			s.log.Info("refusing connection: too many from this address", "remote", c.RemoteAddr(), "conns_per_ip", s.cfg.ConnsPerIP)
+			_ = c.Close()
+			continue
+		}
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			release()
+			_ = c.Close()
+			return
+		}
+		s.open[c] = struct{}{}
+		s.mu.Unlock()
+		s.accepted.Add(1)
+		s.nconns.Add(1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer func() {
+				s.mu.Lock()
+				delete(s.open, c)
+				s.mu.Unlock()
+				_ = c.Close()
+				s.nconns.Add(-1)
+				release()
+			}()
+			if err := s.handle(c); err != nil {
+				s.log.Info("connection ended", "remote", c.RemoteAddr(), "err", err)
+			}
+		}()
+	}
+}
+
+// errRejected marks a publish refused after the RTMP connect.
+var errRejected = errors.New("publish refused")
+
+// handle runs one connection to its end.
+func (s *Server) handle(c net.Conn) error {
+	_ = c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	sc := &gortmplib.ServerConn{RW: c}
+	if err := sc.Initialize(); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if err := sc.AcceptConn(); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	if !sc.Publish {
+		s.rejected.Add(1)
+		_ = sc.RejectAction()
+		return fmt.Errorf("%w: reading over RTMP is not served (watch with WHEP or /w/<stream>)", errRejected)
+	}
+	stream, token, err := parsePath(sc.URL, s.cfg.ValidStream)
+	if err != nil {
+		s.rejected.Add(1)
+		_ = refuse(sc, "NetStream.Publish.BadName", err.Error())
+		return fmt.Errorf("%w: %w", errRejected, err)
+	}
+	log := s.log.With("stream", stream, "remote", c.RemoteAddr())
+	if s.cfg.Verify != nil {
+		if err := s.cfg.Verify(token, stream); err != nil {
+			s.rejected.Add(1)
+			_ = sc.RejectAction()
+			log.Info("publish refused", "err", err)
+			return fmt.Errorf("%w: %w", errRejected, err)
+		}
+	}
+	r := &gortmplib.Reader{Conn: sc}
+	if err := r.Initialize(); err != nil { // accepts the publish, reads the tracks
+		return fmt.Errorf("reading tracks: %w", err)
+	}
+	claim, err := s.claim(stream, len(r.Tracks()))
+	if err != nil {
+		s.rejected.Add(1)
+		_ = refuse(sc, "NetStream.Publish.BadName", err.Error())
+		log.Info("publish refused", "err", err)
+		return fmt.Errorf("%w: %w", errRejected, err)
+	}
+	defer claim.Release()
+	p := &publisher{s: s, log: log, stream: stream, claim: claim}
+	defer p.close()
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	if err := p.setup(ctx, r); err != nil {
+		s.rejected.Add(1)
+		log.Info("publish refused", "err", err)
+		return fmt.Errorf("%w: %w", errRejected, err)
+	}
+	s.npub.Add(1)
+	defer s.npub.Add(-1)
+	log.Info("RTMP publisher live", "tracks", p.describe())
+	for {
+		// Both ways: reading may write an acknowledgement (when the client
+		// set a window size), which the handshake's deadline would cut.
+		_ = c.SetDeadline(time.Now().Add(s.cfg.ReadTimeout))
+		if err := r.Read(); err != nil {
+			return fmt.Errorf("publisher: %w", err)
+		}
+	}
+}
+
+// claim takes the stream name through Config.Claim, or locally.
+func (s *Server) claim(stream string, tracks int) (Claim, error) {
+	if s.cfg.Claim != nil {
+		return s.cfg.Claim(stream, tracks)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.claims[stream] {
+		return nil, fmt.Errorf("stream %s already has a publisher", stream)
+	}
+	s.claims[stream] = true
+	return &localClaim{s: s, stream: stream}, nil
+}
+
+type localClaim struct {
+	s      *Server
+	stream string
+	once   sync.Once
+}
+
+func (*localClaim) Published(sfu.TrackInfo) {}
+
+func (l *localClaim) Release() {
+	l.once.Do(func() {
+		l.s.mu.Lock()
+		delete(l.s.claims, l.stream)
+		l.s.mu.Unlock()
+	})
+}
+
+// refuse answers the publish with an error status the encoder shows.
+func refuse(sc *gortmplib.ServerConn, code, desc string) error {
+	return sc.Write(&message.CommandAMF0{
+		ChunkStreamID:   5,
+		MessageStreamID: 0x1000000,
+		Name:            "onStatus",
+		Arguments: []any{nil, amf0.Object{
+			{Key: "level", Value: "error"},
+			{Key: "code", Value: code},
+			{Key: "description", Value: desc},
+		}},
+	})
+}
+
+// parsePath takes the stream and token from rtmp://host/live/<stream>?token=<JWT>.
+func parsePath(u *url.URL, valid func(string) bool) (stream, token string, err error) {
+	if u == nil {
+		return "", "", errors.New("no URL")
+	}
+	app, name, ok := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	if !ok || app != "live" {
+		return "", "", fmt.Errorf("publish to rtmp://host/live/<stream>, not %q", u.Path)
+	}
+	if !valid(name) {
+		return "", "", fmt.Errorf("%q is not a stream name (1-64 of A-Z a-z 0-9 _ . -)", name)
+	}
+	return name, u.Query().Get("token"), nil
+}
+
+func validStream(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// publisher is one live RTMP publish: its SFU tracks and transcoder.
+type publisher struct {
+	s      *Server
+	log    *slog.Logger
+	stream string
+	claim  Claim
+	pubs   []*sfu.Publication
+	tr     *transcode.AACToOpus
+	kinds  []string
+}
+
+// source is the SFU's view of an RTMP publisher: keyframes come every GOP
+// on their own, RTMP cannot ask for one.
+type source struct{ id string }
+
+func (s source) SourceID() string     { return s.id }
+func (source) RequestKeyframe(uint32) {}
+
+const (
+	ptH264 = 102
+	ptOpus = 111
+)
+
+func (p *publisher) publish(spec sfu.TrackSpec) (*sfu.Publication, error) {
+	pub, err := p.s.cfg.SFU.Publish(sfu.Streams, p.stream, source{id: "rtmp-" + p.stream}, spec)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %s: %w", spec.Codec.MimeType, err)
+	}
+	p.pubs = append(p.pubs, pub)
+	return pub, nil
+}
+
+// setup publishes a track per supported RTMP track and installs the
+// callbacks that feed them.
+func (p *publisher) setup(ctx context.Context, r *gortmplib.Reader) error {
+	var video, audio bool
+	for _, t := range r.Tracks() {
+		switch c := t.Codec.(type) {
+		case *codecs.H264:
+			if video {
+				continue
+			}
+			video = true
+			if err := p.setupH264(r, t, c); err != nil {
+				return err
+			}
+		case *codecs.MPEG4Audio:
+			if audio {
+				continue
+			}
+			audio = true
+			if err := p.setupAAC(ctx, r, t, c); err != nil {
+				return err
+			}
+		case *codecs.Opus:
+			if audio {
+				continue
+			}
+			audio = true
+			if err := p.setupOpus(r, t); err != nil {
+				return err
+			}
+		default:
+			p.log.Warn("RTMP track not supported yet; ignoring it", "codec", fmt.Sprintf("%T", t.Codec))
+		}
+	}
+	if !video && !audio {
+		return errors.New("no supported track (H.264 video, AAC or Opus audio)")
+	}
+	for _, pub := range p.pubs {
+		p.claim.Published(pub.Info())
+	}
+	return nil
+}
+
+func (p *publisher) setupH264(r *gortmplib.Reader, t *gortmplib.Track, c *codecs.H264) error {
+	fmtp := "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+	if len(c.SPS) >= 4 {
+		fmtp = fmt.Sprintf("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=%02x%02x%02x", c.SPS[1], c.SPS[2], c.SPS[3])
+	}
+	pub, err := p.publish(sfu.TrackSpec{TrackID: "video", StreamID: p.stream, Codec: webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: fmtp},
+		PayloadType:        ptH264,
+	}})
+	if err != nil {
+		return err
+	}
+	h := &h264{rtpWriter: rtpWriter{pt: ptH264, ssrc: 1}}
+	h.write = func(pkt []byte) error { return pub.WriteRTP("", pkt) }
+	h.setParams(c.SPS, c.PPS)
+	r.OnDataH264(t, func(pts, _ time.Duration, au [][]byte) {
+		if isParamsOnly(au) { // a new sequence header
+			h.setParams(au[0], au[1])
+			return
+		}
+		if err := h.writeAU(au, pts); err != nil {
+			p.log.Debug("dropping video", "err", err)
+		}
+	})
+	p.kinds = append(p.kinds, "H.264")
+	return nil
+}
+
+func isParamsOnly(au [][]byte) bool {
+	return len(au) == 2 && len(au[0]) > 0 && len(au[1]) > 0 && au[0][0]&0x1f == naluSPS && au[1][0]&0x1f == naluPPS
+}
+
+func opusSpec(stream string) sfu.TrackSpec {
+	return sfu.TrackSpec{TrackID: "audio", StreamID: stream, Codec: webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType:        ptOpus,
+	}}
+}
+
+func (p *publisher) setupAAC(ctx context.Context, r *gortmplib.Reader, t *gortmplib.Track, c *codecs.MPEG4Audio) error {
+	if c.Config == nil {
+		return errors.New("AAC track without its configuration")
+	}
+	pub, err := p.publish(opusSpec(p.stream))
+	if err != nil {
+		return err
+	}
+	w := &rtpWriter{pt: ptOpus, ssrc: 2, write: func(pkt []byte) error { return pub.WriteRTP("", pkt) }}
+	tr, err := transcode.Start(ctx, transcode.Config{SampleRate: c.Config.SampleRate, Channels: c.Config.ChannelCount,
+		FFmpeg: p.s.cfg.FFmpeg, Logger: p.log,
+		OnPacket: func(pkt []byte, ts uint32) {
+			if len(pkt) <= maxRTPPayload {
+				_ = w.payload(true, ts, pkt)
+			}
+		}})
+	if err != nil {
+		return fmt.Errorf("AAC: %w", err)
+	}
+	p.tr = tr
+	if st := tr.Status(); st.Err != "" {
+		p.s.noAudio.Add(1)
+		p.log.Error("this stream has no sound", "err", st.Err)
+	}
+	r.OnDataMPEG4Audio(t, func(_ time.Duration, au []byte) { tr.Write(au) })
+	p.kinds = append(p.kinds, "AAC→Opus")
+	return nil
+}
+
+func (p *publisher) setupOpus(r *gortmplib.Reader, t *gortmplib.Track) error {
+	pub, err := p.publish(opusSpec(p.stream))
+	if err != nil {
+		return err
+	}
+	w := &rtpWriter{pt: ptOpus, ssrc: 2, write: func(pkt []byte) error { return pub.WriteRTP("", pkt) }}
+	r.OnDataOpus(t, func(pts time.Duration, pkt []byte) {
+		if len(pkt) <= maxRTPPayload {
+			_ = w.payload(true, uint32(pts*48000/time.Second), pkt)
+		}
+	})
+	p.kinds = append(p.kinds, "Opus")
+	return nil
+}
+
+func (p *publisher) describe() string { return strings.Join(p.kinds, ", ") }
+
+// close ends the transcoder and the tracks.
+func (p *publisher) close() {
+	if p.tr != nil {
+		p.tr.Close()
+		if p.tr.Status().Err == transcode.ErrNoFFmpeg.Error() {
+			p.s.noAudio.Add(-1)
+		}
+	}
+	for _, pub := range p.pubs {
+		pub.End()
+	}
+}

@@ -1,0 +1,259 @@
+package rtmp
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/internal/rtmp/rtmptest"
+	"github.com/parley/parley/internal/sfu"
+)
+
+func newServer(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	m, err := sfu.New(sfu.Config{UDP: "127.0.0.1:0", TCP: "off", PublicIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	cfg.Listen, cfg.SFU = "127.0.0.1:0", m
+	s, err := Listen(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// closedByServer reads until the server closes the connection (EOF or a
+// reset); a read timeout means it did not.
+func closedByServer(t *testing.T, c net.Conn, within time.Duration) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(within))
+	if _, err := io.Copy(io.Discard, c); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the server did not close the connection")
+	}
+}
+
+// TestLimits: a client silent after connecting is cut at the handshake
+// timeout, and one address holds at most ConnsPerIP connections.
+func TestLimits(t *testing.T) {
+	s := newServer(t, Config{ConnsPerIP: 2, HandshakeTimeout: 200 * time.Millisecond})
+	var conns []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	third, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedByServer(t, third, 5*time.Second)
+	third.Close()
+	for _, c := range conns { // silent: closed at the handshake timeout
+		closedByServer(t, c, 5*time.Second)
+	}
+	if st := s.Stats(); st.Refused < 1 || st.Accepted < 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestParsePath(t *testing.T) {
+	for raw, want := range map[string]string{
+		"rtmp://h/live/s":           "s",
+		"rtmp://h/live/s?token=abc": "s",
+		"rtmp://h/other/s":          "",
+		"rtmp://h/live/":            "",
+		"rtmp://h/live/a/b":         "",
+		"rtmp://h/live/%20x":        "",
+	} {
+		u, _ := url.Parse(raw)
+		got, tok, err := parsePath(u, validStream)
+		if got != want || (err == nil) != (want != "") {
+			t.Errorf("%s: %q %v, want %q", raw, got, err, want)
+		}
+		if want != "" && raw != "rtmp://h/live/s" && tok != "abc" {
+			t.Errorf("%s: token %q", raw, tok)
+		}
+	}
+}
+
+// packets collects what an h264 packetizer writes.
+func packetizer(out *[][]byte) *h264 {
+	h := &h264{rtpWriter: rtpWriter{pt: ptH264, ssrc: 7}}
+	h.write = func(p []byte) error {
+		*out = append(*out, bytes.Clone(p))
+		return nil
+	}
+	return h
+}
+
+// depacketize rebuilds the NAL units of one access unit (RFC 6184).
+func depacketize(t *testing.T, pkts [][]byte) [][]byte {
+	t.Helper()
+	var nalus [][]byte
+	var fu []byte
+	for i, p := range pkts {
+		if p[0] != 0x80 || p[1]&0x7f != ptH264 || binary.BigEndian.Uint32(p[8:]) != 7 {
+			t.Fatalf("packet %d: bad header % x", i, p[:12])
+		}
+		if marker := p[1]&0x80 != 0; marker != (i == len(pkts)-1) {
+			t.Fatalf("packet %d: marker %v", i, marker)
+		}
+		if len(p) > rtpHeaderLen+maxRTPPayload {
+			t.Fatalf("packet %d: %d bytes", i, len(p))
+		}
+		pl := p[rtpHeaderLen:]
+		if pl[0]&0x1f != naluFUA {
+			nalus = append(nalus, pl)
+			continue
+		}
+		if pl[1]&0x80 != 0 {
+			fu = []byte{pl[0]&0xe0 | pl[1]&0x1f}
+		}
+		fu = append(fu, pl[2:]...)
+		if pl[1]&0x40 != 0 {
+			nalus = append(nalus, fu)
+			fu = nil
+		}
+	}
+	return nalus
+}
+
+func TestH264Packetizer(t *testing.T) {
+	var out [][]byte
+	h := packetizer(&out)
+	sps, pps := []byte{0x67, 0x64, 0x00, 0x1f, 1}, []byte{0x68, 2}
+	h.setParams(sps, pps)
+	big := bytes.Repeat([]byte{0xab}, 5000)
+	big[0] = 0x65 // IDR
+	if err := h.writeAU([][]byte{{0x09, 0xf0}, big, {0x41, 3}}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := depacketize(t, out)
+	want := [][]byte{sps, pps, big, {0x41, 3}}
+	if len(got) != len(want) {
+		t.Fatalf("%d NAL units, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("NAL unit %d differs", i)
+		}
+	}
+	if ts := binary.BigEndian.Uint32(out[0][4:]); ts != 90000 {
+		t.Fatalf("timestamp %d, want 90000", ts)
+	}
+	h.write = func([]byte) error { return nil }
+	au := [][]byte{big, {0x41, 1, 2, 3}}
+	if n := testing.AllocsPerRun(100, func() { _ = h.writeAU(au, time.Second) }); n != 0 {
+		t.Fatalf("%v allocations per access unit", n)
+	}
+}
+
+func FuzzH264Packetizer(f *testing.F) {
+	f.Add([]byte{0x65, 1, 2, 3}, uint16(3000))
+	f.Add([]byte{0x7c, 0x85}, uint16(1))
+	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {
+		// Split b into NAL units at cut-sized steps.
+		var au [][]byte
+		step := int(cut)%4000 + 1
+		for len(b) > 0 {
+			k := min(step, len(b))
+			au = append(au, b[:k])
+			b = b[k:]
+		}
+		var out [][]byte
+		h := packetizer(&out)
+		if err := h.writeAU(au, time.Duration(cut)*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range out {
+			if len(p) > rtpHeaderLen+maxRTPPayload || len(p) <= rtpHeaderLen {
+				t.Fatalf("packet of %d bytes", len(p))
+			}
+		}
+	})
+}
+
+func FuzzParsePath(f *testing.F) {
+	f.Add("/live/s", "token=x")
+	f.Fuzz(func(t *testing.T, path, query string) {
+		s, _, err := parsePath(&url.URL{Path: path, RawQuery: query}, validStream)
+		if err == nil && !validStream(s) {
+			t.Fatalf("accepted %q", s)
+		}
+	})
+}
+
+// TestNoFFmpegForAAC: without ffmpeg for the transcoder, an AAC publisher
+// still goes live (video), and the stream is counted as without audio.
+func TestNoFFmpegForAAC(t *testing.T) {
+	rtmptest.NeedFFmpeg(t) // the publisher is ffmpeg
+	s := newServer(t, Config{FFmpeg: "/nonexistent/ffmpeg"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := rtmptest.Studio(ctx, "rtmp://"+s.Addr().String()+"/live/s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	tick := time.NewTicker(10 * time.Millisecond) // stats have no change event
+	defer tick.Stop()
+	for {
+		if st := s.Stats(); st.Publishers == 1 {
+			if st.AudioUnavailable != 1 {
+				t.Fatalf("stats %+v: want the stream counted as without audio", st)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the publisher never went live: %+v", s.Stats())
+		case <-tick.C:
+		}
+	}
+	room, ok := s.cfg.SFU.LookupRoom(sfu.Streams, "s")
+	if !ok || len(room.Tracks()) != 2 {
+		t.Fatal("want the video and the (silent) audio track published")
+	}
+}
+
+// TestLongPublish: a publisher sending well past the handshake deadline,
+// at a high rate, stays connected. (ffmpeg sets no acknowledgement window,
+// so this does not reach the acknowledgement writes the read loop's
+// deadline also covers.)
+func TestLongPublish(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	s := newServer(t, Config{HandshakeTimeout: 3 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// 6 s at a constant 10 Mbit/s: about 7.5 MB.
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "6",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",
+		"-b:v", "10M", "-minrate", "10M", "-maxrate", "10M", "-bufsize", "2M", "-x264-params", "nal-hrd=cbr",
+		"-f", "flv", "rtmp://"+s.Addr().String()+"/live/long")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the publisher was cut off: %v: %s", err, out)
+	}
+	if st := s.Stats(); st.Accepted != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
