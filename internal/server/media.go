@@ -118,7 +118,7 @@ func (s *Server) stopMedia() {
 // serveWHIP hands /whip/ and /whep/ to the WHIP handler once media runs.
 func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 	if s.whip == nil {
-		httpJSONError(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
+		httperr.Write(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
 		return
 	}
 	s.whip.ServeHTTP(w, r)
@@ -132,7 +132,7 @@ const showMediaPrefix = "/api/show-media"
 // serveShowWHIP hands the shows' media endpoints to their WHIP handler.
 func (s *Server) serveShowWHIP(w http.ResponseWriter, r *http.Request) {
 	if s.showWhip == nil {
-		httpJSONError(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
+		httperr.Write(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
 		return
 	}
 	http.StripPrefix(showMediaPrefix, s.showWhip).ServeHTTP(w, r)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/web"
 )
 
@@ -30,5 +29,3 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"status": "ok", "rooms": rooms, "members": members,
 		"sessions": s.hub.Sessions(), "turn": s.turn != nil})
 }
-
-var httpJSONError = httperr.Write

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 
+	"github.com/parley/parley/internal/httperr"
+
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -20,7 +22,7 @@ type streamStatus struct {
 func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if !protocol.ValidRoom(name) {
-		httpJSONError(w, http.StatusBadRequest, protocol.CodeInvalidRoom, "stream names are 1-64 characters of A-Z a-z 0-9 _ . -")
+		httperr.Write(w, http.StatusBadRequest, protocol.CodeInvalidRoom, "stream names are 1-64 characters of A-Z a-z 0-9 _ . -")
 		return
 	}
 	st := streamStatus{Stream: name}

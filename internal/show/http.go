@@ -21,9 +21,6 @@ const (
 	codeMediaType   = "unsupported-media-type"
 )
 
-// writeError writes {"error":{"code","message"}}.
-var writeError = httperr.Write
-
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -47,7 +44,7 @@ func (r *Registry) authorize(w http.ResponseWriter, req *http.Request, name stri
 func showName(w http.ResponseWriter, req *http.Request) (string, bool) {
 	name := req.PathValue("name")
 	if !ValidName(name) {
-		writeError(w, http.StatusNotFound, codeNotFound, "show names are 1-59 characters of A-Z a-z 0-9 _ . -")
+		httperr.Write(w, http.StatusNotFound, codeNotFound, "show names are 1-59 characters of A-Z a-z 0-9 _ . -")
 		return "", false
 	}
 	return name, true
@@ -74,22 +71,22 @@ func (r *Registry) ServeWS(w http.ResponseWriter, req *http.Request) {
 	q := req.URL.Query()
 	role := Role(q.Get("role"))
 	if role != RoleHost && role != RoleScreen {
-		writeError(w, http.StatusBadRequest, codeBadRequest, `role must be "host" or "screen"`)
+		httperr.Write(w, http.StatusBadRequest, codeBadRequest, `role must be "host" or "screen"`)
 		return
 	}
 	label, key := q.Get("label"), q.Get("key")
 	if label != "" {
 		if err := checkLabel(label); err != nil {
-			writeError(w, http.StatusBadRequest, codeBadRequest, "label: "+err.Error())
+			httperr.Write(w, http.StatusBadRequest, codeBadRequest, "label: "+err.Error())
 			return
 		}
 	}
 	if key != "" && !validID(key) {
-		writeError(w, http.StatusBadRequest, codeBadRequest, "key must be 1-32 characters of A-Z a-z 0-9 _ -")
+		httperr.Write(w, http.StatusBadRequest, codeBadRequest, "key must be 1-32 characters of A-Z a-z 0-9 _ -")
 		return
 	}
 	if o := req.Header.Get("Origin"); !r.o.Origins.Allowed(o) {
-		writeError(w, http.StatusForbidden, httperr.CodeForbiddenOrigin, "pages from "+o+" may not use this server (see --public-host and --allow-origins)")
+		httperr.Write(w, http.StatusForbidden, httperr.CodeForbiddenOrigin, "pages from "+o+" may not use this server (see --public-host and --allow-origins)")
 		return
 	}
 	if !r.authorize(w, req, name, role) {
@@ -97,7 +94,7 @@ func (r *Registry) ServeWS(w http.ResponseWriter, req *http.Request) {
 	}
 	sh, err := r.acquire(name)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, err.Error())
+		httperr.Write(w, http.StatusServiceUnavailable, codeUnavailable, err.Error())
 		return
 	}
 	defer r.conns.Done()
@@ -179,22 +176,22 @@ func (r *Registry) ServeBroadcast(w http.ResponseWriter, req *http.Request) {
 	// Only JSON: a cross-site page cannot send it without a CORS preflight
 	// (which is not granted), so it cannot drive an open server's screens.
 	if mt, _, err := mime.ParseMediaType(req.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType, codeMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", req.Header.Get("Content-Type")))
+		httperr.Write(w, http.StatusUnsupportedMediaType, codeMediaType, fmt.Sprintf("Content-Type must be application/json, got %q", req.Header.Get("Content-Type")))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxMessage))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body exceeds %d bytes", MaxMessage))
+			httperr.Write(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body exceeds %d bytes", MaxMessage))
 			return
 		}
-		writeError(w, http.StatusBadRequest, CodeBadBody, "reading body: "+err.Error())
+		httperr.Write(w, http.StatusBadRequest, CodeBadBody, "reading body: "+err.Error())
 		return
 	}
 	msgs, err := DecodeBroadcast(body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, CodeBadBody, err.Error())
+		httperr.Write(w, http.StatusBadRequest, CodeBadBody, err.Error())
 		return
 	}
 	res := BroadcastResult{Show: name}
@@ -202,7 +199,7 @@ func (r *Registry) ServeBroadcast(w http.ResponseWriter, req *http.Request) {
 		for _, m := range msgs {
 			n, err := sh.apply(m)
 			if err != nil {
-				writeError(w, http.StatusBadRequest, CodeBadBody, err.Error())
+				httperr.Write(w, http.StatusBadRequest, CodeBadBody, err.Error())
 				return
 			}
 			res.Delivered = max(res.Delivered, n)
@@ -226,7 +223,7 @@ func (r *Registry) ServeState(w http.ResponseWriter, req *http.Request) {
 	}
 	sh := r.lookup(name)
 	if sh == nil {
-		writeError(w, http.StatusNotFound, codeNotFound, "no show "+name+" is open")
+		httperr.Write(w, http.StatusNotFound, codeNotFound, "no show "+name+" is open")
 		return
 	}
 	writeJSON(w, sh.Snapshot())

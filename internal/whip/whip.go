@@ -252,8 +252,6 @@ const (
 	codeUnavailable      = "unavailable"
 )
 
-var writeError = httperr.Write
-
 // cors admits browser pages of allowed origins, naming the origin in the
 // answer; it answers 403 itself and returns false for any other page.
 func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
@@ -264,7 +262,7 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	if !h.cfg.Origins.Allowed(o) {
-		writeError(w, http.StatusForbidden, codeForbiddenOrigin, "pages from "+o+" may not use this server (see --public-host and --allow-origins)")
+		httperr.Write(w, http.StatusForbidden, codeForbiddenOrigin, "pages from "+o+" may not use this server (see --public-host and --allow-origins)")
 		return false
 	}
 	hd.Set("Access-Control-Allow-Origin", o)
@@ -287,13 +285,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	parts = parts[min(i, len(parts)):]
 	if len(parts) < 2 || len(parts) > 3 {
-		writeError(w, http.StatusNotFound, codeNotFound, "no such endpoint; use /whip/{stream} or /whep/{stream}")
+		httperr.Write(w, http.StatusNotFound, codeNotFound, "no such endpoint; use /whip/{stream} or /whep/{stream}")
 		return
 	}
 	publish := parts[0] == "whip"
 	stream := parts[1]
 	if !streamRE.MatchString(stream) {
-		writeError(w, http.StatusNotFound, codeNotFound, "stream names are 1-64 characters of A-Z a-z 0-9 _ . -")
+		httperr.Write(w, http.StatusNotFound, codeNotFound, "stream names are 1-64 characters of A-Z a-z 0-9 _ . -")
 		return
 	}
 	if len(parts) == 2 {
@@ -305,7 +303,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.post(w, r, stream, publish)
 		default:
 			w.Header().Set("Allow", "OPTIONS, POST")
-			writeError(w, http.StatusMethodNotAllowed, codeMethod, r.Method+" is not allowed here; POST an SDP offer")
+			httperr.Write(w, http.StatusMethodNotAllowed, codeMethod, r.Method+" is not allowed here; POST an SDP offer")
 		}
 		return
 	}
@@ -318,11 +316,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPatch, http.MethodDelete:
 	default:
 		w.Header().Set("Allow", "OPTIONS, PATCH, DELETE")
-		writeError(w, http.StatusMethodNotAllowed, codeMethod, r.Method+" is not allowed on a session; use PATCH or DELETE")
+		httperr.Write(w, http.StatusMethodNotAllowed, codeMethod, r.Method+" is not allowed on a session; use PATCH or DELETE")
 		return
 	}
 	if sess == nil {
-		writeError(w, http.StatusNotFound, codeNotFound, "no such session")
+		httperr.Write(w, http.StatusNotFound, codeNotFound, "no such session")
 		return
 	}
 	if err := h.verify(r, stream, publish); err != nil {
@@ -380,21 +378,21 @@ func (h *Handler) verify(r *http.Request, stream string, publish bool) error {
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, want string) (string, bool) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != want {
-		writeError(w, http.StatusUnsupportedMediaType, codeMediaType, fmt.Sprintf("Content-Type must be %s, got %q", want, r.Header.Get("Content-Type")))
+		httperr.Write(w, http.StatusUnsupportedMediaType, codeMediaType, fmt.Sprintf("Content-Type must be %s, got %q", want, r.Header.Get("Content-Type")))
 		return "", false
 	}
 	if r.ContentLength > h.cfg.MaxBody {
-		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBody))
+		httperr.Write(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBody))
 		return "", false
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBody))
+			httperr.Write(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBody))
 			return "", false
 		}
-		writeError(w, http.StatusBadRequest, codeBadRequest, "reading body: "+err.Error())
+		httperr.Write(w, http.StatusBadRequest, codeBadRequest, "reading body: "+err.Error())
 		return "", false
 	}
 	return string(b), true
@@ -428,9 +426,9 @@ func offerError(w http.ResponseWriter, err error) {
 			Code: codeUnsupportedCodec, Message: strings.TrimPrefix(ce.Error(), "sfu: "),
 			Offered: ce.Offered, Supported: ce.Supported}})
 	case errors.Is(err, sfu.ErrBadOffer):
-		writeError(w, http.StatusBadRequest, codeBadSDP, strings.TrimPrefix(err.Error(), "sfu: "))
+		httperr.Write(w, http.StatusBadRequest, codeBadSDP, strings.TrimPrefix(err.Error(), "sfu: "))
 	default:
-		writeError(w, http.StatusInternalServerError, codeInternal, "negotiation failed: "+err.Error())
+		httperr.Write(w, http.StatusInternalServerError, codeInternal, "negotiation failed: "+err.Error())
 	}
 }
 
@@ -460,7 +458,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	if h.closed {
 		h.mu.Unlock()
 		unpend()
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "server is shutting down")
+		httperr.Write(w, http.StatusServiceUnavailable, codeUnavailable, "server is shutting down")
 		return
 	}
 	pub := h.publishers[stream]
@@ -468,7 +466,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		if pub != nil {
 			h.mu.Unlock()
 			unpend()
-			writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
+			httperr.Write(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
 			return
 		}
 		// A candidate until it connects: it reserves nothing.
@@ -485,7 +483,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	if !publish {
 		if !h.live(ctx, stream, pub) {
 			unpend()
-			writeError(w, http.StatusNotFound, codeNotLive, fmt.Sprintf("stream %s is not live", stream))
+			httperr.Write(w, http.StatusNotFound, codeNotLive, fmt.Sprintf("stream %s is not live", stream))
 			return
 		}
 	}
@@ -503,7 +501,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		h.forgetLocked(sess)
 		h.mu.Unlock()
 		unpend()
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "joining stream: "+err.Error())
+		httperr.Write(w, http.StatusServiceUnavailable, codeUnavailable, "joining stream: "+err.Error())
 		return
 	}
 	h.mu.Lock()
@@ -517,7 +515,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	if lost {
 		part.Close()
 		unpend()
-		writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
+		httperr.Write(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
 		return
 	}
 	part.OnClose(func() {
@@ -543,7 +541,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		lost := sess.lost
 		h.mu.Unlock()
 		if lost {
-			writeError(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
+			httperr.Write(w, http.StatusConflict, codeConflict, fmt.Sprintf("stream %s already has a publisher", stream))
 			return
 		}
 		offerError(w, err)
@@ -785,11 +783,11 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	frag, err := whipclient.ParseSDPFrag(body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeBadSDP, err.Error())
+		httperr.Write(w, http.StatusBadRequest, codeBadSDP, err.Error())
 		return
 	}
 	if im := r.Header.Get("If-Match"); im != "" && im != "*" && im != sess.etag() {
-		writeError(w, http.StatusPreconditionFailed, codePrecondition, "If-Match does not match the session's ETag "+sess.etag())
+		httperr.Write(w, http.StatusPreconditionFailed, codePrecondition, "If-Match does not match the session's ETag "+sess.etag())
 		return
 	}
 	sess.mu.Lock()
@@ -810,7 +808,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, sess *session) {
 				init.SDPMLineIndex = &zero
 			}
 			if err := sess.part.AddICECandidate(init); err != nil {
-				writeError(w, http.StatusBadRequest, codeBadSDP, "candidate rejected: "+err.Error())
+				httperr.Write(w, http.StatusBadRequest, codeBadSDP, "candidate rejected: "+err.Error())
 				return
 			}
 		}
@@ -827,7 +825,7 @@ func (h *Handler) restart(w http.ResponseWriter, r *http.Request, sess *session,
 	defer cancel()
 	local, err := sess.part.RestartICE(ctx, frag.ICEUfrag, frag.ICEPwd, cands)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeBadSDP, "ICE restart failed: "+strings.TrimPrefix(err.Error(), "sfu: "))
+		httperr.Write(w, http.StatusBadRequest, codeBadSDP, "ICE restart failed: "+strings.TrimPrefix(err.Error(), "sfu: "))
 		return
 	}
 	sess.mu.Lock()
@@ -836,7 +834,7 @@ func (h *Handler) restart(w http.ResponseWriter, r *http.Request, sess *session,
 	sess.mu.Unlock()
 	out, err := whipclient.FragFromSDP(local.SDP)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, codeInternal, err.Error())
+		httperr.Write(w, http.StatusInternalServerError, codeInternal, err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/trickle-ice-sdpfrag")
