@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/pkg/protocol"
+
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
@@ -113,7 +115,7 @@ func Listen(cfg Config) (*Server, error) {
 	cfg.HandshakeTimeout = cmp.Or(max(cfg.HandshakeTimeout, 0), 10*time.Second)
 	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), 10*time.Second)
 	if cfg.ValidStream == nil {
-		cfg.ValidStream = validStream
+		cfg.ValidStream = protocol.ValidRoom // the same rule as WHIP's stream names
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -325,18 +327,6 @@ func parsePath(u *url.URL, valid func(string) bool) (stream, token string, err e
 		return "", "", fmt.Errorf("%q is not a stream name (1-64 of A-Z a-z 0-9 _ . -)", name)
 	}
 	return name, u.Query().Get("token"), nil
-}
-
-func validStream(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // publisher is one live RTMP publish: its SFU tracks and transcoder.

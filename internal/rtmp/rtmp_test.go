@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/pkg/protocol"
+
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/sfu"
 )
@@ -81,7 +83,7 @@ func TestParsePath(t *testing.T) {
 		"rtmp://h/live/%20x":        "",
 	} {
 		u, _ := url.Parse(raw)
-		got, tok, err := parsePath(u, validStream)
+		got, tok, err := parsePath(u, protocol.ValidRoom)
 		if got != want || (err == nil) != (want != "") {
 			t.Errorf("%s: %q %v, want %q", raw, got, err, want)
 		}
@@ -191,8 +193,8 @@ func FuzzH264Packetizer(f *testing.F) {
 func FuzzParsePath(f *testing.F) {
 	f.Add("/live/s", "token=x")
 	f.Fuzz(func(t *testing.T, path, query string) {
-		s, _, err := parsePath(&url.URL{Path: path, RawQuery: query}, validStream)
-		if err == nil && !validStream(s) {
+		s, _, err := parsePath(&url.URL{Path: path, RawQuery: query}, protocol.ValidRoom)
+		if err == nil && !protocol.ValidRoom(s) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
