@@ -13,7 +13,8 @@
 // arrive within Config.HandshakeTimeout, and then a message at least every
 // Config.ReadTimeout; RTMP messages are bounded by the library (10 MiB).
 // A second publisher of a live stream (RTMP or WHIP) is refused.
-// Reading (play) over RTMP is not served yet.
+// Reading (play) over RTMP is not served yet. The media side (tracks,
+// packetizing, transcoding) is internal/ingest's, shared with RTSP and SRT.
 package rtmp
 
 import (
@@ -35,21 +36,16 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortmplib/pkg/message"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/internal/clientip"
+	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/transcode"
 )
 
 // Claim holds a stream name for one publisher.
-type Claim interface {
-	// Published is told each track the publisher published.
-	Published(ti sfu.TrackInfo)
-	// Release frees the name.
-	Release()
-}
+type Claim = ingest.Claim
 
 // Config configures the server.
 type Config struct {
@@ -248,18 +244,32 @@ func (s *Server) handle(c net.Conn) error {
 		return fmt.Errorf("%w: %w", errRejected, err)
 	}
 	defer claim.Release()
-	p := &publisher{s: s, log: log, stream: stream, claim: claim}
-	defer p.close()
+	p, err := ingest.NewPublisher(ingest.Config{SFU: s.cfg.SFU, Stream: stream, SourceID: "rtmp-" + stream,
+		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log})
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	if err := p.setup(ctx, r); err != nil {
+	noAudio := false
+	defer func() {
+		if noAudio {
+			s.noAudio.Add(-1)
+		}
+		p.Close()
+	}()
+	if err := setup(ctx, p, r, log); err != nil {
 		s.rejected.Add(1)
 		log.Info("publish refused", "err", err)
 		return fmt.Errorf("%w: %w", errRejected, err)
 	}
+	if p.AudioErr() == transcode.ErrNoFFmpeg.Error() {
+		noAudio = true
+		s.noAudio.Add(1)
+	}
 	s.npub.Add(1)
 	defer s.npub.Add(-1)
-	log.Info("RTMP publisher live", "tracks", p.describe())
+	log.Info("RTMP publisher live", "tracks", p.Describe())
 	for {
 		// Both ways: reading may write an acknowledgement (when the client
 		// set a window size), which the handshake's deadline would cut.
@@ -329,175 +339,52 @@ func parsePath(u *url.URL, valid func(string) bool) (stream, token string, err e
 	return name, u.Query().Get("token"), nil
 }
 
-// publisher is one live RTMP publish: its SFU tracks and transcoder.
-type publisher struct {
-	s      *Server
-	log    *slog.Logger
-	stream string
-	claim  Claim
-	pubs   []*sfu.Publication
-	tr     *transcode.AACToOpus
-	kinds  []string
-}
-
-// source is the SFU's view of an RTMP publisher: keyframes come every GOP
-// on their own, RTMP cannot ask for one.
-type source struct{ id string }
-
-func (s source) SourceID() string     { return s.id }
-func (source) RequestKeyframe(uint32) {}
-
-const (
-	ptH264 = 102
-	ptOpus = 111
-)
-
-func (p *publisher) publish(spec sfu.TrackSpec) (*sfu.Publication, error) {
-	pub, err := p.s.cfg.SFU.Publish(sfu.Streams, p.stream, source{id: "rtmp-" + p.stream}, spec)
-	if err != nil {
-		return nil, fmt.Errorf("publishing %s: %w", spec.Codec.MimeType, err)
-	}
-	p.pubs = append(p.pubs, pub)
-	return pub, nil
-}
-
-// setup publishes a track per supported RTMP track and installs the
-// callbacks that feed them.
-func (p *publisher) setup(ctx context.Context, r *gortmplib.Reader) error {
-	var video, audio bool
+// setup adds a track per supported RTMP track (the first video and the
+// first audio) and installs the callbacks that feed them.
+func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *slog.Logger) error {
 	for _, t := range r.Tracks() {
 		switch c := t.Codec.(type) {
 		case *codecs.H264:
-			if video {
+			if p.HasVideo() {
 				continue
 			}
-			video = true
-			if err := p.setupH264(r, t, c); err != nil {
+			h, err := p.H264(c.SPS, c.PPS)
+			if err != nil {
 				return err
 			}
+			r.OnDataH264(t, func(pts, _ time.Duration, au [][]byte) {
+				if err := h.WriteAU(au, pts); err != nil {
+					log.Debug("dropping video", "err", err)
+				}
+			})
 		case *codecs.MPEG4Audio:
-			if audio {
+			if p.HasAudio() {
 				continue
 			}
-			audio = true
-			if err := p.setupAAC(ctx, r, t, c); err != nil {
+			if c.Config == nil {
+				return errors.New("AAC track without its configuration")
+			}
+			a, err := p.AAC(ctx, c.Config.SampleRate, c.Config.ChannelCount)
+			if err != nil {
 				return err
 			}
+			r.OnDataMPEG4Audio(t, func(_ time.Duration, au []byte) { a.Write(au) })
 		case *codecs.Opus:
-			if audio {
+			if p.HasAudio() {
 				continue
 			}
-			audio = true
-			if err := p.setupOpus(r, t); err != nil {
+			a, err := p.Opus()
+			if err != nil {
 				return err
 			}
+			r.OnDataOpus(t, func(pts time.Duration, pkt []byte) { _ = a.WriteFrame(pkt, pts) })
 		default:
-			p.log.Warn("RTMP track not supported yet; ignoring it", "codec", fmt.Sprintf("%T", t.Codec))
+			log.Warn("RTMP track not supported yet; ignoring it", "codec", fmt.Sprintf("%T", t.Codec))
 		}
 	}
-	if !video && !audio {
+	if !p.HasVideo() && !p.HasAudio() {
 		return errors.New("no supported track (H.264 video, AAC or Opus audio)")
 	}
-	for _, pub := range p.pubs {
-		p.claim.Published(pub.Info())
-	}
+	p.Ready()
 	return nil
-}
-
-func (p *publisher) setupH264(r *gortmplib.Reader, t *gortmplib.Track, c *codecs.H264) error {
-	fmtp := "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-	if len(c.SPS) >= 4 {
-		fmtp = fmt.Sprintf("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=%02x%02x%02x", c.SPS[1], c.SPS[2], c.SPS[3])
-	}
-	pub, err := p.publish(sfu.TrackSpec{TrackID: "video", StreamID: p.stream, Codec: webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: fmtp},
-		PayloadType:        ptH264,
-	}})
-	if err != nil {
-		return err
-	}
-	h := &h264{rtpWriter: rtpWriter{pt: ptH264, ssrc: 1}}
-	h.write = func(pkt []byte) error { return pub.WriteRTP("", pkt) }
-	h.setParams(c.SPS, c.PPS)
-	r.OnDataH264(t, func(pts, _ time.Duration, au [][]byte) {
-		if isParamsOnly(au) { // a new sequence header
-			h.setParams(au[0], au[1])
-			return
-		}
-		if err := h.writeAU(au, pts); err != nil {
-			p.log.Debug("dropping video", "err", err)
-		}
-	})
-	p.kinds = append(p.kinds, "H.264")
-	return nil
-}
-
-func isParamsOnly(au [][]byte) bool {
-	return len(au) == 2 && len(au[0]) > 0 && len(au[1]) > 0 && au[0][0]&0x1f == naluSPS && au[1][0]&0x1f == naluPPS
-}
-
-func opusSpec(stream string) sfu.TrackSpec {
-	return sfu.TrackSpec{TrackID: "audio", StreamID: stream, Codec: webrtc.RTPCodecParameters{
-		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
-		PayloadType:        ptOpus,
-	}}
-}
-
-func (p *publisher) setupAAC(ctx context.Context, r *gortmplib.Reader, t *gortmplib.Track, c *codecs.MPEG4Audio) error {
-	if c.Config == nil {
-		return errors.New("AAC track without its configuration")
-	}
-	pub, err := p.publish(opusSpec(p.stream))
-	if err != nil {
-		return err
-	}
-	w := &rtpWriter{pt: ptOpus, ssrc: 2, write: func(pkt []byte) error { return pub.WriteRTP("", pkt) }}
-	tr, err := transcode.Start(ctx, transcode.Config{SampleRate: c.Config.SampleRate, Channels: c.Config.ChannelCount,
-		FFmpeg: p.s.cfg.FFmpeg, Logger: p.log,
-		OnPacket: func(pkt []byte, ts uint32) {
-			if len(pkt) <= maxRTPPayload {
-				_ = w.payload(true, ts, pkt)
-			}
-		}})
-	if err != nil {
-		return fmt.Errorf("AAC: %w", err)
-	}
-	p.tr = tr
-	if st := tr.Status(); st.Err != "" {
-		p.s.noAudio.Add(1)
-		p.log.Error("this stream has no sound", "err", st.Err)
-	}
-	r.OnDataMPEG4Audio(t, func(_ time.Duration, au []byte) { tr.Write(au) })
-	p.kinds = append(p.kinds, "AAC→Opus")
-	return nil
-}
-
-func (p *publisher) setupOpus(r *gortmplib.Reader, t *gortmplib.Track) error {
-	pub, err := p.publish(opusSpec(p.stream))
-	if err != nil {
-		return err
-	}
-	w := &rtpWriter{pt: ptOpus, ssrc: 2, write: func(pkt []byte) error { return pub.WriteRTP("", pkt) }}
-	r.OnDataOpus(t, func(pts time.Duration, pkt []byte) {
-		if len(pkt) <= maxRTPPayload {
-			_ = w.payload(true, uint32(pts*48000/time.Second), pkt)
-		}
-	})
-	p.kinds = append(p.kinds, "Opus")
-	return nil
-}
-
-func (p *publisher) describe() string { return strings.Join(p.kinds, ", ") }
-
-// close ends the transcoder and the tracks.
-func (p *publisher) close() {
-	if p.tr != nil {
-		p.tr.Close()
-		if p.tr.Status().Err == transcode.ErrNoFFmpeg.Error() {
-			p.s.noAudio.Add(-1)
-		}
-	}
-	for _, pub := range p.pubs {
-		pub.End()
-	}
 }

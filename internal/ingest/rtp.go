@@ -1,4 +1,4 @@
-package rtmp
+package ingest
 
 import (
 	"encoding/binary"

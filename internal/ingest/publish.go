@@ -1,0 +1,371 @@
+// Package ingest is what every non-WebRTC source has in common: RTMP, RTSP
+// (pushed and pulled) and SRT publishers turn their media into access
+// units and frames, and a Publisher here makes them the SFU tracks that
+// WHEP and /w/<stream> watch: H.264 repacketized as RTP
+// (packetization-mode=1), AAC transcoded to Opus by an ffmpeg child, Opus
+// and G.711 framed as RTP, other RTP codecs passed through. It also holds
+// the Request and Authorizer types every listener checks access with.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/transcode"
+)
+
+// Claim holds a stream name for one publisher (WHIP's ClaimStream gives
+// one, so WHIP and every ingest share the names).
+type Claim interface {
+	// Published is told each track the publisher published.
+	Published(ti sfu.TrackInfo)
+	// Release frees the name.
+	Release()
+}
+
+// Claimer takes a stream name for a publisher announcing this many
+// tracks; it fails while the stream has a live publisher.
+type Claimer func(stream string, tracks int) (Claim, error)
+
+// Config describes one live publish.
+type Config struct {
+	SFU    *sfu.SFU
+	Stream string
+	// SourceID names the publisher in the stream's room, e.g. "rtmp-door".
+	SourceID string
+	// Claim is told the tracks once Ready is called; nil for none.
+	Claim Claim
+	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
+	FFmpeg string
+	// OnKeyframeRequest, when set, is called (rate-limited by the SFU)
+	// when a viewer needs a keyframe; most ingest protocols cannot ask.
+	OnKeyframeRequest func()
+	Logger            *slog.Logger
+}
+
+// Payload types and SSRCs of ingested tracks.
+const (
+	PTH264 = 102
+	PTOpus = 111
+	PTPCMU = 0
+	PTPCMA = 8
+
+	ssrcVideo = 1
+	ssrcAudio = 2
+)
+
+// Publisher is one live source of a stream: its SFU tracks and its
+// transcoder. Track constructors and Ready are called by the setup
+// goroutine; each track's Write methods by one goroutine at a time.
+type Publisher struct {
+	cfg   Config
+	log   *slog.Logger
+	mu    sync.Mutex
+	pubs  []*sfu.Publication
+	tr    *transcode.AACToOpus
+	kinds []string
+	video bool
+	audio bool
+}
+
+// NewPublisher starts a publish; nothing is visible until a track is added.
+func NewPublisher(cfg Config) (*Publisher, error) {
+	if cfg.SFU == nil || cfg.Stream == "" {
+		return nil, errors.New("ingest: Config.SFU and Config.Stream are required")
+	}
+	if cfg.SourceID == "" {
+		cfg.SourceID = "ingest-" + cfg.Stream
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Publisher{cfg: cfg, log: log}, nil
+}
+
+type source struct {
+	id string
+	kf func()
+}
+
+func (s source) SourceID() string { return s.id }
+func (s source) RequestKeyframe(uint32) {
+	if s.kf != nil {
+		s.kf()
+	}
+}
+
+func (p *Publisher) publish(spec sfu.TrackSpec, kind string) (*sfu.Publication, error) {
+	spec.StreamID = p.cfg.Stream
+	if len(spec.Layers) == 0 {
+		ssrc := uint32(ssrcVideo)
+		if strings.HasPrefix(strings.ToLower(spec.Codec.MimeType), "audio/") {
+			ssrc = ssrcAudio
+		}
+		spec.Layers = []sfu.LayerSpec{{SSRC: ssrc}}
+	}
+	pub, err := p.cfg.SFU.Publish(sfu.Streams, p.cfg.Stream, source{id: p.cfg.SourceID, kf: p.cfg.OnKeyframeRequest}, spec)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %s: %w", spec.Codec.MimeType, err)
+	}
+	p.mu.Lock()
+	p.pubs = append(p.pubs, pub)
+	p.kinds = append(p.kinds, kind)
+	p.mu.Unlock()
+	return pub, nil
+}
+
+// HasVideo and HasAudio tell whether a track of the kind was added (a
+// source offering two keeps the first).
+func (p *Publisher) HasVideo() bool { return p.video }
+func (p *Publisher) HasAudio() bool { return p.audio }
+
+// H264 adds the video track, fed with access units.
+func (p *Publisher) H264(sps, pps []byte) (*H264, error) {
+	if p.video {
+		return nil, errors.New("ingest: a second video track")
+	}
+	fmtp := "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+	if len(sps) >= 4 {
+		fmtp = fmt.Sprintf("level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=%02x%02x%02x", sps[1], sps[2], sps[3])
+	}
+	pub, err := p.publish(sfu.TrackSpec{TrackID: "video", Codec: webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: fmtp},
+		PayloadType:        PTH264,
+	}}, "H.264")
+	if err != nil {
+		return nil, err
+	}
+	p.video = true
+	h := &H264{h: h264{rtpWriter: rtpWriter{pt: PTH264, ssrc: ssrcVideo}}}
+	h.h.write = func(pkt []byte) error { return pub.WriteRTP("", pkt) }
+	h.h.setParams(sps, pps)
+	return h, nil
+}
+
+// H264 is an H.264 track fed with access units.
+type H264 struct{ h h264 }
+
+// SetParams takes a new SPS and PPS (either may be nil to keep the old).
+func (h *H264) SetParams(sps, pps []byte) { h.h.setParams(sps, pps) }
+
+// WriteAU sends one access unit (NAL units without start codes) with its
+// presentation time. An access unit of only an SPS and a PPS updates them.
+func (h *H264) WriteAU(au [][]byte, pts time.Duration) error {
+	if len(au) == 2 && len(au[0]) > 0 && len(au[1]) > 0 && au[0][0]&0x1f == naluSPS && au[1][0]&0x1f == naluPPS {
+		h.h.setParams(au[0], au[1])
+		return nil
+	}
+	return h.h.writeAU(au, pts)
+}
+
+// OpusSpec is the track an ingested (or transcoded) Opus stream gets.
+func OpusSpec() sfu.TrackSpec {
+	return sfu.TrackSpec{TrackID: "audio", Codec: webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
+		PayloadType:        PTOpus,
+	}}
+}
+
+// Audio is an audio track fed with packets (Opus or G.711 frames).
+type Audio struct {
+	w     rtpWriter
+	clock time.Duration // ticks per second
+}
+
+// WriteFrame sends one audio frame with its presentation time.
+func (a *Audio) WriteFrame(frame []byte, pts time.Duration) error {
+	if len(frame) > maxRTPPayload {
+		return fmt.Errorf("ingest: %d-byte audio frame", len(frame))
+	}
+	return a.w.payload(true, uint32(pts*a.clock/time.Second), frame)
+}
+
+func (p *Publisher) audioTrack(spec sfu.TrackSpec, kind string, clock int) (*Audio, error) {
+	if p.audio {
+		return nil, errors.New("ingest: a second audio track")
+	}
+	pub, err := p.publish(spec, kind)
+	if err != nil {
+		return nil, err
+	}
+	p.audio = true
+	a := &Audio{w: rtpWriter{pt: uint8(spec.Codec.PayloadType), ssrc: ssrcAudio}, clock: time.Duration(clock)}
+	a.w.write = func(pkt []byte) error { return pub.WriteRTP("", pkt) }
+	return a, nil
+}
+
+// Opus adds an Opus audio track that passes through.
+func (p *Publisher) Opus() (*Audio, error) { return p.audioTrack(OpusSpec(), "Opus", 48000) }
+
+// G711 adds a G.711 track (mu-law, or A-law when alaw) that passes
+// through: WebRTC viewers decode it as PCMU/PCMA at 8 kHz mono.
+func (p *Publisher) G711(alaw bool) (*Audio, error) {
+	mime, pt, kind := webrtc.MimeTypePCMU, PTPCMU, "G.711 µ-law"
+	if alaw {
+		mime, pt, kind = webrtc.MimeTypePCMA, PTPCMA, "G.711 A-law"
+	}
+	return p.audioTrack(sfu.TrackSpec{TrackID: "audio", Codec: webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 8000, Channels: 1},
+		PayloadType:        webrtc.PayloadType(pt),
+	}}, kind, 8000)
+}
+
+// AAC is an AAC track transcoded to Opus.
+type AAC struct{ tr *transcode.AACToOpus }
+
+// Write hands one AAC access unit to the transcoder; it never blocks.
+func (a *AAC) Write(au []byte) { a.tr.Write(au) }
+
+// AAC adds an Opus track fed by transcoding AAC-LC with this sample rate
+// and channel count. Without ffmpeg the track is there but silent, and
+// Status says why.
+func (p *Publisher) AAC(ctx context.Context, sampleRate, channels int) (*AAC, error) {
+	a, err := p.audioTrack(OpusSpec(), "AAC→Opus", 48000)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := transcode.Start(ctx, transcode.Config{SampleRate: sampleRate, Channels: channels,
+		FFmpeg: p.cfg.FFmpeg, Logger: p.log,
+		OnPacket: func(pkt []byte, ts uint32) {
+			if len(pkt) <= maxRTPPayload {
+				_ = a.w.payload(true, ts, pkt)
+			}
+		}})
+	if err != nil {
+		return nil, fmt.Errorf("AAC: %w", err)
+	}
+	p.mu.Lock()
+	p.tr = tr
+	p.mu.Unlock()
+	if st := tr.Status(); st.Err != "" {
+		p.log.Error("this stream has no sound", "err", st.Err)
+	}
+	return &AAC{tr: tr}, nil
+}
+
+// RTP is a track whose source already speaks RTP in a codec WebRTC
+// viewers take as it is (VP8, VP9, AV1, H.264 packetization-mode=1).
+type RTP struct {
+	pub  *sfu.Publication
+	pt   uint8
+	ssrc uint32
+	buf  []byte
+}
+
+// Passthrough adds such a track with this codec.
+func (p *Publisher) Passthrough(codec webrtc.RTPCodecParameters) (*RTP, error) {
+	spec := sfu.TrackSpec{TrackID: "video", Codec: codec}
+	isAudio := strings.HasPrefix(strings.ToLower(codec.MimeType), "audio/")
+	if isAudio {
+		if p.audio {
+			return nil, errors.New("ingest: a second audio track")
+		}
+		spec.TrackID = "audio"
+	} else if p.video {
+		return nil, errors.New("ingest: a second video track")
+	}
+	pub, err := p.publish(spec, codec.MimeType)
+	if err != nil {
+		return nil, err
+	}
+	ssrc := uint32(ssrcVideo)
+	if isAudio {
+		ssrc, p.audio = ssrcAudio, true
+	} else {
+		p.video = true
+	}
+	return &RTP{pub: pub, pt: uint8(codec.PayloadType), ssrc: ssrc, buf: make([]byte, 0, 1500)}, nil
+}
+
+// WritePacket sends the packet with the track's payload type and SSRC
+// (the packet is modified).
+func (r *RTP) WritePacket(pkt *rtp.Packet) error {
+	pkt.PayloadType, pkt.SSRC = r.pt, r.ssrc
+	pkt.Extension, pkt.Extensions, pkt.Padding, pkt.PaddingSize = false, nil, false, 0
+	b, err := pkt.Header.MarshalTo(r.buf[:cap(r.buf)])
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	if b+len(pkt.Payload) > cap(r.buf) {
+		return fmt.Errorf("ingest: %d-byte RTP packet", b+len(pkt.Payload))
+	}
+	n := copy(r.buf[b:cap(r.buf)], pkt.Payload)
+	return r.pub.WriteRTP("", r.buf[:b+n])
+}
+
+// Ready tells the claim of every track: WHEP viewers waiting for the
+// stream attach to them. Call it once, after the tracks are added.
+func (p *Publisher) Ready() {
+	if p.cfg.Claim == nil {
+		return
+	}
+	p.mu.Lock()
+	pubs := append([]*sfu.Publication(nil), p.pubs...)
+	p.mu.Unlock()
+	for _, pub := range pubs {
+		p.cfg.Claim.Published(pub.Info())
+	}
+}
+
+// Describe lists the tracks, e.g. "H.264, AAC→Opus".
+func (p *Publisher) Describe() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.kinds, ", ")
+}
+
+// Tracks is how many tracks were added.
+func (p *Publisher) Tracks() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pubs)
+}
+
+// AudioErr is why the stream has no sound ("" when it has, or has no
+// audio track): the transcoder's last error, e.g. ffmpeg not found.
+func (p *Publisher) AudioErr() string {
+	p.mu.Lock()
+	tr := p.tr
+	p.mu.Unlock()
+	if tr == nil {
+		return ""
+	}
+	return tr.Status().Err
+}
+
+// TranscoderStatus is the AAC→Opus transcoder's status; ok is false when
+// the stream has none.
+func (p *Publisher) TranscoderStatus() (st transcode.Status, ok bool) {
+	p.mu.Lock()
+	tr := p.tr
+	p.mu.Unlock()
+	if tr == nil {
+		return transcode.Status{}, false
+	}
+	return tr.Status(), true
+}
+
+// Close ends the transcoder and the tracks (their viewers wait for the
+// next publisher, as WHIP's do). It does not release the claim.
+func (p *Publisher) Close() {
+	p.mu.Lock()
+	tr, pubs := p.tr, p.pubs
+	p.tr, p.pubs = nil, nil
+	p.mu.Unlock()
+	if tr != nil {
+		tr.Close()
+	}
+	for _, pub := range pubs {
+		pub.End()
+	}
+}
