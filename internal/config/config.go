@@ -40,7 +40,9 @@ type Config struct {
 	PublicHost     []string              `yaml:"public_host"`      // host names the server is reached at (same-origin checks)
 	TrustedProxies []string              `yaml:"trusted_proxies"`  // CIDRs whose X-Forwarded-For / Forwarded name the client
 	Ops            string                `yaml:"ops"`              // operations listener (/metrics, status, management APIs), or off
-	RTMP           string                `yaml:"rtmp"`             // RTMP ingest listener (OBS, ffmpeg), or off
+	RTMP           string                `yaml:"rtmp"`             // RTMP listener (OBS, ffmpeg publish; players read), or off
+	RTSP           string                `yaml:"rtsp"`             // RTSP listener (cameras push, players read), or off
+	SRT            string                `yaml:"srt"`              // SRT listener (encoders push, players read), or off
 	MaxSessions    int                   `yaml:"max_sessions"`     // signaling connections at once
 	ConnsPerIP     int                   `yaml:"conns_per_ip"`     // signaling connections per client address
 	RoomsPerIP     int                   `yaml:"rooms_per_ip"`     // rooms one client address may create per minute
@@ -99,6 +101,8 @@ func Default() Config {
 		LogLevel:     "info",
 		Ops:          "127.0.0.1:9090",
 		RTMP:         ":1935",
+		RTSP:         ":8554",
+		SRT:          ":8890",
 		MaxSessions:  100000,
 		ConnsPerIP:   200,
 		RoomsPerIP:   60,
@@ -177,7 +181,7 @@ func (c *Config) Validate() error {
 			bad("trusted-proxies: %q is not a CIDR", p)
 		}
 	}
-	for _, l := range []struct{ name, addr string }{{"ops", c.Ops}, {"rtmp", c.RTMP}} {
+	for _, l := range []struct{ name, addr string }{{"ops", c.Ops}, {"rtmp", c.RTMP}, {"rtsp", c.RTSP}, {"srt", c.SRT}} {
 		if l.addr != "" && l.addr != "off" {
 			if _, _, err := net.SplitHostPort(l.addr); err != nil {
 				bad("%s: %q is not host:port or off: %v", l.name, l.addr, err)

@@ -125,6 +125,8 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Var((*listValue)(&cfg.TrustedProxies), "trusted-proxies", "`CIDR,...` of reverse proxies whose X-Forwarded-For / Forwarded header names the client")
 	fs.StringVar(&cfg.Ops, "ops", cfg.Ops, "operations listen `address` for /metrics, the status page and management APIs, or off")
 	fs.StringVar(&cfg.RTMP, "rtmp", cfg.RTMP, "RTMP ingest listen `address` (OBS, ffmpeg: rtmp://host/live/<stream>), or off")
+	fs.StringVar(&cfg.RTSP, "rtsp", cfg.RTSP, "RTSP listen `address` (cameras and ffmpeg push rtsp://host:8554/<stream>; VLC reads it), or off")
+	fs.StringVar(&cfg.SRT, "srt", cfg.SRT, "SRT listen UDP `address` (srt://host:8890?streamid=publish:<stream>, or read:<stream>), or off")
 	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "signaling connections at once (WebSocket and HTTP)")
 	fs.IntVar(&cfg.ConnsPerIP, "conns-per-ip", cfg.ConnsPerIP, "signaling connections per client address")
 	fs.IntVar(&cfg.RoomsPerIP, "rooms-per-ip", cfg.RoomsPerIP, "rooms one client address may create per minute")

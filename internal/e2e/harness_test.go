@@ -60,6 +60,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.TURN = "127.0.0.1:0"
 	cfg.RTMP = "off"
+	cfg.RTSP, cfg.SRT = "off", "off"
 	cfg.TURNAllow = []string{"127.0.0.0/8"}
 	cfg.PublicIP = "127.0.0.1"
 	cfg.MediaUDP = "off"

@@ -123,6 +123,7 @@ func TestRow12LoopbackMediaWarnsAndAnnouncesLoopback(t *testing.T) {
 	cfg.HTTP, cfg.TURN, cfg.Ops = "127.0.0.1:0", "off", "127.0.0.1:0"
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
 	cfg.RTMP = "127.0.0.1:0"
+	cfg.RTSP, cfg.SRT = "127.0.0.1:0", "127.0.0.1:0"
 	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ func startServer(t *testing.T, mod func(*config.Config)) *server.Server {
 	cfg.TURNAllow = []string{"127.0.0.0/8"}
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
 	cfg.RTMP = "127.0.0.1:0"
+	cfg.RTSP, cfg.SRT = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Ops = "127.0.0.1:0"
 	if mod != nil {
 		mod(&cfg)

@@ -19,6 +19,7 @@ func Example() {
 	cfg.HTTP, cfg.TURN = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.MediaUDP, cfg.MediaTCP = "off", "off" // this example needs no SFU
 	cfg.RTMP = "off"
+	cfg.RTSP, cfg.SRT = "off", "off"
 	cfg.Ops = "off" // nor an operations listener
 	srv, err := server.New(cfg, nil)
 	if err != nil {

@@ -55,6 +55,7 @@ func ConfigFor(iceTCP bool) config.Config {
 	cfg.TURN = "off"
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
 	cfg.RTMP = "off"
+	cfg.RTSP, cfg.SRT = "off", "off"
 	if iceTCP {
 		cfg.MediaTCP = MediaTCP
 	}

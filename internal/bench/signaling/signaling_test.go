@@ -15,6 +15,7 @@ func TestRunSmall(t *testing.T) {
 	cfg := config.Default()
 	cfg.HTTP, cfg.TURN, cfg.MediaUDP, cfg.Ops = "127.0.0.1:0", "off", "off", "127.0.0.1:0"
 	cfg.RTMP = "off"
+	cfg.RTSP, cfg.SRT = "off", "off"
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
