@@ -63,13 +63,6 @@ func StartOpusToAAC(ctx context.Context, cfg OpusConfig) (*OpusToAAC, error) {
 		return nil, errors.New("transcode: OpusConfig.OnFrame is required")
 	}
 	cfg.Bitrate = positiveOr(cfg.Bitrate, 128000)
-	cfg.Queue = positiveOr(cfg.Queue, 64)
-	cfg.MinBackoff = positiveOr(cfg.MinBackoff, 250*time.Millisecond)
-	cfg.MaxBackoff = positiveOr(cfg.MaxBackoff, 10*time.Second)
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error",
 		"-probesize", "4096", "-analyzeduration", "0", "-fflags", "nobuffer",
 		"-f", "ogg", "-i", "pipe:0",
@@ -78,7 +71,7 @@ func StartOpusToAAC(ctx context.Context, cfg OpusConfig) (*OpusToAAC, error) {
 	t := &OpusToAAC{cfg: cfg}
 	var n uint32 // AAC frames given out, across restarts
 	t.child = newChild("Opus to AAC", args, oggHeaders(cfg.Channels), func(r io.Reader) error { return t.readADTS(r, &n) },
-		cfg.Queue, cfg.MinBackoff, cfg.MaxBackoff, log)
+		cfg.Queue, cfg.MinBackoff, cfg.MaxBackoff, cfg.Logger)
 	t.start(ctx, cfg.FFmpeg)
 	return t, nil
 }

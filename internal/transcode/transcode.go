@@ -108,13 +108,6 @@ func Start(ctx context.Context, cfg Config) (*AACToOpus, error) {
 		return nil, errors.New("transcode: Config.OnPacket is required")
 	}
 	cfg.Bitrate = positiveOr(cfg.Bitrate, 64000)
-	cfg.Queue = positiveOr(cfg.Queue, 64)
-	cfg.MinBackoff = positiveOr(cfg.MinBackoff, 250*time.Millisecond)
-	cfg.MaxBackoff = positiveOr(cfg.MaxBackoff, 10*time.Second)
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	// Input probing off so the first Opus comes after a few frames, not
 	// seconds; libopus at complexity 5 (of 10) costs about 0.012 core in
 	// steady state against 0.0155 at 10 (60 s of 44.1 kHz stereo on the
@@ -128,12 +121,20 @@ func Start(ctx context.Context, cfg Config) (*AACToOpus, error) {
 	t := &AACToOpus{cfg: cfg, srIdx: idx}
 	var ts uint32 // continues across restarts
 	t.child = newChild("AAC to Opus", args, nil, func(r io.Reader) error { return t.readOpus(r, &ts) },
-		cfg.Queue, cfg.MinBackoff, cfg.MaxBackoff, log)
+		cfg.Queue, cfg.MinBackoff, cfg.MaxBackoff, cfg.Logger)
 	t.start(ctx, cfg.FFmpeg)
 	return t, nil
 }
 
+// newChild makes a supervisor; zero queue, backoffs and logger take
+// their defaults (64 frames, 250 ms to 10 s, no logs).
 func newChild(name string, args []string, preamble []byte, read func(io.Reader) error, queue int, minB, maxB time.Duration, log *slog.Logger) *child {
+	queue = positiveOr(queue, 64)
+	minB = positiveOr(minB, 250*time.Millisecond)
+	maxB = positiveOr(maxB, 10*time.Second)
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	c := &child{name: name, args: args, preamble: preamble, read: read, minBackoff: minB, maxBackoff: maxB, log: log,
 		free: make(chan *frame, queue), queue: make(chan *frame, queue), done: make(chan struct{})}
 	for range queue {
