@@ -13,8 +13,9 @@
 // arrive within Config.HandshakeTimeout, and then a message at least every
 // Config.ReadTimeout; RTMP messages are bounded by the library (10 MiB).
 // A second publisher of a live stream (RTMP or WHIP) is refused.
-// Reading (play) over RTMP is not served yet. The media side (tracks,
-// packetizing, transcoding) is internal/ingest's, shared with RTSP and SRT.
+// Players read any live stream at the same URL (read.go). The publishing
+// media side (tracks, packetizing, transcoding) is internal/ingest's,
+// shared with RTSP and SRT.
 package rtmp
 
 import (
@@ -24,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -40,6 +42,7 @@ import (
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/limit"
+	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/transcode"
 )
@@ -55,6 +58,8 @@ type Config struct {
 	// Verify authorizes publishing stream with token ("" when the URL has
 	// none); nil allows everything.
 	Verify func(token, stream string) error
+	// Authorize decides reads (play); nil allows everything.
+	Authorize ingest.Authorizer
 	// Claim takes the stream name against other publishers (WHIP too); it
 	// fails while the stream is live. nil keeps names only among RTMP
 	// publishers.
@@ -74,6 +79,7 @@ type Config struct {
 // Stats are the server's counters.
 type Stats struct {
 	Conns, Publishers int
+	Readers           int    // RTMP players playing
 	Accepted          uint64 // connections accepted
 	Refused           uint64 // connections refused for the per-address limit
 	Rejected          uint64 // publishes refused: token, name, busy, codecs
@@ -90,12 +96,13 @@ type Server struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
-	accepted, refused, rejected atomic.Uint64
-	nconns, npub, noAudio       atomic.Int64
+	accepted, refused, rejected  atomic.Uint64
+	nconns, npub, noAudio, nread atomic.Int64
 
 	mu     sync.Mutex
 	open   map[net.Conn]struct{}
-	claims map[string]bool // names held when Config.Claim is nil
+	claims map[string]bool    // names held when Config.Claim is nil
+	taps   map[string]*aacTap // Opus→AAC per stream and track, for readers
 }
 
 // Listen binds the address and serves in the background until Close.
@@ -118,7 +125,7 @@ func Listen(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log.With("listener", "rtmp"), ln: ln, conns: limit.NewConns(cfg.ConnsPerIP),
-		open: map[net.Conn]struct{}{}, claims: map[string]bool{}}
+		open: map[net.Conn]struct{}{}, claims: map[string]bool{}, taps: map[string]*aacTap{}}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.serve()
@@ -130,7 +137,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Stats reports the counters.
 func (s *Server) Stats() Stats {
-	return Stats{Conns: int(s.nconns.Load()), Publishers: int(s.npub.Load()), Accepted: s.accepted.Load(),
+	return Stats{Conns: int(s.nconns.Load()), Publishers: int(s.npub.Load()), Readers: int(s.nread.Load()), Accepted: s.accepted.Load(),
 		Refused: s.refused.Load(), Rejected: s.rejected.Load(), AudioUnavailable: int(s.noAudio.Load())}
 }
 
@@ -213,9 +220,7 @@ func (s *Server) handle(c net.Conn) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	if !sc.Publish {
-		s.rejected.Add(1)
-		_ = sc.RejectAction()
-		return fmt.Errorf("%w: reading over RTMP is not served (watch with WHEP or /w/<stream>)", errRejected)
+		return s.play(c, sc)
 	}
 	stream, token, err := parsePath(sc.URL, s.cfg.ValidStream)
 	if err != nil {
@@ -388,3 +393,9 @@ func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *s
 	p.Ready()
 	return nil
 }
+
+// remoteAddr is the client's address, unmapped.
+func remoteAddr(c net.Conn) netip.Addr { return clientip.Addr(c.RemoteAddr()) }
+
+// newSessionID names one session for the access hooks.
+func newSessionID() string { return "rtmp-" + room.NewID() }
