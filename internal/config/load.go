@@ -127,6 +127,8 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.RTMP, "rtmp", cfg.RTMP, "RTMP ingest listen `address` (OBS, ffmpeg: rtmp://host/live/<stream>), or off")
 	fs.StringVar(&cfg.RTSP, "rtsp", cfg.RTSP, "RTSP listen `address` (cameras and ffmpeg push rtsp://host:8554/<stream>; VLC reads it), or off")
 	fs.StringVar(&cfg.SRT, "srt", cfg.SRT, "SRT listen UDP `address` (srt://host:8890?streamid=publish:<stream>, or read:<stream>), or off")
+	fs.IntVar(&cfg.StreamConnsPerIP, "stream-conns-per-ip", cfg.StreamConnsPerIP, "RTMP, RTSP and SRT connections per client address (each listener)")
+	fs.IntVar(&cfg.StreamMaxConns, "stream-max-conns", cfg.StreamMaxConns, "RTMP, RTSP and SRT connections in all (each listener)")
 	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "signaling connections at once (WebSocket and HTTP)")
 	fs.IntVar(&cfg.ConnsPerIP, "conns-per-ip", cfg.ConnsPerIP, "signaling connections per client address")
 	fs.IntVar(&cfg.RoomsPerIP, "rooms-per-ip", cfg.RoomsPerIP, "rooms one client address may create per minute")

@@ -68,6 +68,8 @@ type Config struct {
 	ValidStream func(string) bool
 	// ConnsPerIP bounds connections per client address; 0 means 10.
 	ConnsPerIP int
+	// MaxConns bounds connections in all; 0 means 1000.
+	MaxConns int
 	// HandshakeTimeout bounds the time from accept to the first media;
 	// 0 means 10 s. ReadTimeout is the longest silence after; 0 means 10 s.
 	HandshakeTimeout, ReadTimeout time.Duration
@@ -81,7 +83,7 @@ type Stats struct {
 	Conns, Publishers int
 	Readers           int    // RTMP players playing
 	Accepted          uint64 // connections accepted
-	Refused           uint64 // connections refused for the per-address limit
+	Refused           uint64 // connections refused for the per-address or total limit
 	Rejected          uint64 // publishes refused: token, name, busy, codecs
 	AudioUnavailable  int    // live publishers whose AAC cannot be transcoded
 }
@@ -115,6 +117,7 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("rtmp: listen %s: %w", cfg.Listen, err)
 	}
 	cfg.ConnsPerIP = cmp.Or(max(cfg.ConnsPerIP, 0), 10)
+	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), 1000)
 	cfg.HandshakeTimeout = cmp.Or(max(cfg.HandshakeTimeout, 0), 10*time.Second)
 	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), 10*time.Second)
 	if cfg.ValidStream == nil {
@@ -168,6 +171,12 @@ func (s *Server) serve() {
 			case <-s.ctx.Done():
 				return
 			}
+			continue
+		}
+		if s.nconns.Load() >= int64(s.cfg.MaxConns) {
+			s.refused.Add(1)
+			s.log.Warn("refusing connection: the server holds its maximum", "remote", c.RemoteAddr(), "max_conns", s.cfg.MaxConns)
+			_ = c.Close()
 			continue
 		}
 		release, ok := s.conns.Acquire(clientip.Key(clientip.Addr(c.RemoteAddr())))

@@ -27,6 +27,7 @@ func (s *Server) startRTMP() error {
 			}
 			return c, nil
 		},
+		ConnsPerIP: s.cfg.StreamConnsPerIP, MaxConns: s.cfg.StreamMaxConns,
 		Logger: s.log,
 	})
 	if err != nil {
