@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/internal/sfu"
@@ -55,6 +56,8 @@ type Config struct {
 // Payload types and SSRCs of ingested tracks.
 const (
 	PTH264 = 102
+	PTVP9  = 98
+	PTAV1  = 45
 	PTOpus = 111
 	PTPCMU = 0
 	PTPCMA = 8
@@ -166,6 +169,53 @@ func (h *H264) WriteAU(au [][]byte, pts time.Duration) error {
 		return nil
 	}
 	return h.h.writeAU(au, pts)
+}
+
+// Framed is a video track fed with whole frames that a pion payloader
+// cuts into RTP packets (VP9, AV1).
+type Framed struct {
+	w  rtpWriter
+	pl rtp.Payloader
+}
+
+// WriteFrame sends one frame (a VP9 frame, or an AV1 temporal unit in the
+// low-overhead bitstream format) with its presentation time.
+func (f *Framed) WriteFrame(frame []byte, pts time.Duration) error {
+	ps := f.pl.Payload(maxRTPPayload, frame)
+	ts := uint32(pts * 90000 / time.Second)
+	for i, pl := range ps {
+		if err := f.w.payload(i == len(ps)-1, ts, pl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Publisher) framed(mime, fmtp string, pt uint8, kind string, pl rtp.Payloader) (*Framed, error) {
+	if p.video {
+		return nil, errors.New("ingest: a second video track")
+	}
+	pub, err := p.publish(sfu.TrackSpec{TrackID: "video", Codec: webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp},
+		PayloadType:        webrtc.PayloadType(pt),
+	}}, kind)
+	if err != nil {
+		return nil, err
+	}
+	p.video = true
+	f := &Framed{w: rtpWriter{pt: pt, ssrc: ssrcVideo}, pl: pl}
+	f.w.write = func(pkt []byte) error { return pub.WriteRTP("", pkt) }
+	return f, nil
+}
+
+// VP9 adds a VP9 (profile 0) video track fed with frames.
+func (p *Publisher) VP9() (*Framed, error) {
+	return p.framed(webrtc.MimeTypeVP9, "profile-id=0", PTVP9, "VP9", &codecs.VP9Payloader{})
+}
+
+// AV1 adds an AV1 video track fed with temporal units.
+func (p *Publisher) AV1() (*Framed, error) {
+	return p.framed(webrtc.MimeTypeAV1, "", PTAV1, "AV1", &codecs.AV1Payloader{})
 }
 
 // OpusSpec is the track an ingested (or transcoded) Opus stream gets.

@@ -38,6 +38,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortmplib/pkg/message"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/ingest"
@@ -392,12 +393,59 @@ func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *s
 				return err
 			}
 			r.OnDataOpus(t, func(pts time.Duration, pkt []byte) { _ = a.WriteFrame(pkt, pts) })
+		case *codecs.VP9:
+			if p.HasVideo() {
+				continue
+			}
+			v, err := p.VP9()
+			if err != nil {
+				return err
+			}
+			r.OnDataVP9(t, func(pts time.Duration, frame []byte) {
+				if err := v.WriteFrame(frame, pts); err != nil {
+					log.Debug("dropping video", "err", err)
+				}
+			})
+		case *codecs.AV1:
+			if p.HasVideo() {
+				continue
+			}
+			v, err := p.AV1()
+			if err != nil {
+				return err
+			}
+			r.OnDataAV1(t, func(pts time.Duration, tu [][]byte) {
+				b, err := av1.Bitstream(tu).Marshal()
+				if err == nil {
+					err = v.WriteFrame(b, pts)
+				}
+				if err != nil {
+					log.Debug("dropping video", "err", err)
+				}
+			})
+		case *codecs.G711:
+			if p.HasAudio() || c.ChannelCount != 1 {
+				continue
+			}
+			a, err := p.G711(!c.MULaw)
+			if err != nil {
+				return err
+			}
+			r.OnDataG711(t, func(pts time.Duration, samples []byte) {
+				for len(samples) > 0 { // 8000 samples/s, one byte each: cut into 20 ms frames
+					n := min(len(samples), 160)
+					_ = a.WriteFrame(samples[:n], pts)
+					samples, pts = samples[n:], pts+time.Duration(n)*time.Second/8000
+				}
+			})
+		case *codecs.H265:
+			log.Warn("ignoring the H.265 track: no WebRTC viewer here decodes H.265 (publish H.264, VP9 or AV1)")
 		default:
 			log.Warn("RTMP track not supported yet; ignoring it", "codec", fmt.Sprintf("%T", t.Codec))
 		}
 	}
 	if !p.HasVideo() && !p.HasAudio() {
-		return errors.New("no supported track (H.264 video, AAC or Opus audio)")
+		return errors.New("no supported track (H.264, VP9 or AV1 video; AAC, Opus or G.711 audio)")
 	}
 	p.Ready()
 	return nil
