@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,10 @@ type Config struct {
 	Claim Claim
 	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
 	FFmpeg string
+	// Proto names the protocol for status ("rtmp", "rtsp", "srt", "camera").
+	Proto string
+	// Registry, when set, lists the publisher while it is live.
+	Registry *Registry
 	// OnKeyframeRequest, when set, is called (rate-limited by the SFU)
 	// when a viewer needs a keyframe; most ingest protocols cannot ask.
 	OnKeyframeRequest func()
@@ -76,6 +81,8 @@ type Publisher struct {
 	pubs  []*sfu.Publication
 	tr    *transcode.AACToOpus
 	kinds []string
+	notes []string
+	since time.Time
 	video bool
 	audio bool
 }
@@ -92,7 +99,32 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{cfg: cfg, log: log}, nil
+	p := &Publisher{cfg: cfg, log: log, since: time.Now()}
+	cfg.Registry.add(p)
+	return p, nil
+}
+
+// Note records a problem viewers should be told about (e.g. video no
+// browser can decode), once; it is logged and shown in the stream's status.
+func (p *Publisher) Note(note string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slices.Contains(p.notes, note) {
+		return
+	}
+	p.notes = append(p.notes, note)
+	p.log.Warn(note)
+}
+
+// Info describes the live publisher for the stream's status.
+func (p *Publisher) Info() SourceInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	si := SourceInfo{Proto: p.cfg.Proto, Since: p.since, Tracks: slices.Clone(p.kinds), Notes: slices.Clone(p.notes)}
+	if p.tr != nil {
+		si.AudioError = p.tr.Status().Err
+	}
+	return si
 }
 
 type source struct {
@@ -408,6 +440,7 @@ func (p *Publisher) TranscoderStatus() (st transcode.Status, ok bool) {
 // Close ends the transcoder and the tracks (their viewers wait for the
 // next publisher, as WHIP's do). It does not release the claim.
 func (p *Publisher) Close() {
+	p.cfg.Registry.remove(p)
 	p.mu.Lock()
 	tr, pubs := p.tr, p.pubs
 	p.tr, p.pubs = nil, nil

@@ -74,6 +74,8 @@ type Config struct {
 	// HandshakeTimeout bounds the time from accept to the first media;
 	// 0 means 10 s. ReadTimeout is the longest silence after; 0 means 10 s.
 	HandshakeTimeout, ReadTimeout time.Duration
+	// Registry lists live publishers for the streams' status; nil for none.
+	Registry *ingest.Registry
 	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
 	FFmpeg string
 	Logger *slog.Logger
@@ -260,7 +262,7 @@ func (s *Server) handle(c net.Conn) error {
 	}
 	defer claim.Release()
 	p, err := ingest.NewPublisher(ingest.Config{SFU: s.cfg.SFU, Stream: stream, SourceID: "rtmp-" + stream,
-		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log})
+		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log, Proto: "rtmp", Registry: s.cfg.Registry})
 	if err != nil {
 		return err
 	}
@@ -367,7 +369,12 @@ func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *s
 			if err != nil {
 				return err
 			}
-			r.OnDataH264(t, func(pts, _ time.Duration, au [][]byte) {
+			bframes := false
+			r.OnDataH264(t, func(pts, dts time.Duration, au [][]byte) {
+				if pts != dts && !bframes {
+					bframes = true
+					p.Note("the encoder sends B-frames, which WebRTC viewers show out of order: set it to make none (x264: tune zerolatency or bframes=0)")
+				}
 				if err := h.WriteAU(au, pts); err != nil {
 					log.Debug("dropping video", "err", err)
 				}
@@ -439,7 +446,7 @@ func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *s
 				}
 			})
 		case *codecs.H265:
-			log.Warn("ignoring the H.265 track: no WebRTC viewer here decodes H.265 (publish H.264, VP9 or AV1)")
+			p.Note("the H.265 video cannot be shown: no browser viewer here decodes H.265 (publish H.264, VP9 or AV1)")
 		default:
 			log.Warn("RTMP track not supported yet; ignoring it", "codec", fmt.Sprintf("%T", t.Codec))
 		}

@@ -10,11 +10,13 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley/parley/pkg/protocol"
 
+	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/sfu"
 )
@@ -203,4 +205,36 @@ func FuzzConn(f *testing.F) {
 		_ = s.handle(server)
 		_ = server.Close()
 	})
+}
+
+// TestBFramesNoted: a publisher whose encoder makes B-frames goes live,
+// and the stream's status says why its picture may look wrong.
+func TestBFramesNoted(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	reg := ingest.NewRegistry()
+	s := newServer(t, Config{Registry: reg})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-c:v", "libx264", "-bf", "2", "-g", "25",
+		"-f", "flv", "rtmp://"+s.Addr().String()+"/live/b")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	tick := time.NewTicker(20 * time.Millisecond) // the note has no event of its own to wait on
+	defer tick.Stop()
+	for {
+		if si, ok := reg.Source("b"); ok && len(si.Notes) > 0 {
+			if si.Proto != "rtmp" || !strings.Contains(si.Notes[0], "B-frames") {
+				t.Fatalf("source %+v", si)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no B-frame note")
+		case <-tick.C:
+		}
+	}
 }
