@@ -25,6 +25,7 @@ func (s *Server) startSRT() error {
 	url := "srt://" + hostPortURL(&net.TCPAddr{IP: ua.IP, Port: ua.Port})
 	s.log.Info("SRT listening", "addr", srv.Addr().String(), "publish", url+"?streamid=publish:<stream>", "read", url+"?streamid=read:<stream>")
 	stat := func(f func(srt.Stats) float64) func() float64 { return func() float64 { return f(srv.Stats()) } }
+	s.metrics.GaugeFunc("parley_srt_sessions", "SRT sessions open (callers being decided or served).", stat(func(x srt.Stats) float64 { return float64(x.Sessions) }))
 	s.metrics.GaugeFunc("parley_srt_publishers", "SRT publishers live.", stat(func(x srt.Stats) float64 { return float64(x.Publishers) }))
 	s.metrics.GaugeFunc("parley_srt_readers", "SRT readers attached.", stat(func(x srt.Stats) float64 { return float64(x.Readers) }))
 	s.metrics.CounterFunc("parley_srt_sessions_total", "SRT sessions accepted.", stat(func(x srt.Stats) float64 { return float64(x.Accepted) }))

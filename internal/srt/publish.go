@@ -173,10 +173,14 @@ func (w *watchdog) Read(p []byte) (int, error) {
 		return n, errSetupTooLarge
 	}
 	if err != nil && w.fired.Load() {
-		return n, fmt.Errorf("timed out: %w", err)
+		// Not wrapping io.EOF: the demuxer takes only a bare io.EOF as the
+		// end, and skips (forever) an error that merely wraps it.
+		return n, errTimedOut
 	}
 	return n, err
 }
+
+var errTimedOut = errors.New("timed out: no MPEG-TS tables or data in time")
 
 // live switches from the setup deadline to the idle timeout.
 func (w *watchdog) live(idle time.Duration) {

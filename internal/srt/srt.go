@@ -71,6 +71,7 @@ type Config struct {
 
 // Stats are the server's counters.
 type Stats struct {
+	Sessions            int // callers being decided or served
 	Publishers, Readers int
 	Accepted            uint64 // sessions accepted
 	Refused             uint64 // refused by the per-address limit
@@ -91,7 +92,7 @@ type Server struct {
 	seq   atomic.Uint64
 
 	accepted, refused, rejected, drops, decodeErrs atomic.Uint64
-	npub, nread                                    atomic.Int64
+	nsess, npub, nread                             atomic.Int64
 }
 
 // maxSetupBytes bounds what a publisher may send before its MPEG-TS
@@ -136,7 +137,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Stats reports the counters.
 func (s *Server) Stats() Stats {
-	return Stats{Publishers: int(s.npub.Load()), Readers: int(s.nread.Load()), Accepted: s.accepted.Load(),
+	return Stats{Sessions: int(s.nsess.Load()), Publishers: int(s.npub.Load()), Readers: int(s.nread.Load()), Accepted: s.accepted.Load(),
 		Refused: s.refused.Load(), Rejected: s.rejected.Load(), ReaderDrops: s.drops.Load(), DecodeErrors: s.decodeErrs.Load()}
 }
 
@@ -165,9 +166,11 @@ func (s *Server) serve() {
 			req.Reject(gosrt.REJX_OVERLOAD)
 			continue
 		}
+		s.nsess.Add(1)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.nsess.Add(-1)
 			defer release()
 			s.handle(req)
 		}()
