@@ -201,3 +201,23 @@ func TestSRTBusyAndMalformed(t *testing.T) {
 		t.Logf("second publisher: %v", err)
 	}
 }
+
+// TestSRTCodecs: H.264 with Opus passes through to a WHEP viewer; an
+// H.265-only stream is closed (nothing of it goes live).
+func TestSRTCodecs(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1" })
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	ffmpeg := func(streamid string, codecs ...string) *proc {
+		args := append([]string{"-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+			"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=f=440:sample_rate=48000"}, codecs...)
+		return run(t, exec.CommandContext(ctx, "ffmpeg", append(args, "-f", "mpegts", srtURL(srv, streamid))...))
+	}
+	ffmpeg("publish:hevc", "-an", "-c:v", "libx265", "-x265-params", "log-level=error").refused(ctx, t, "H.265 only")
+	if _, ok := srv.SFU().LookupRoom(sfu.Streams, "hevc"); ok {
+		t.Fatal("an H.265-only stream went live")
+	}
+	ffmpeg("publish:s", "-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "libopus")
+	watchLive(ctx, t, srv, "s")
+}
