@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,7 +197,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	if errors.As(err, &r) {
 		s.rejected.Add(1)
 		req.Reject(r.code)
-		log.Info("SRT caller refused", "streamid", truncate(req.StreamId()), "code", int(r.code), "err", r.err)
+		log.Info("SRT caller refused", "streamid", redact(req.StreamId()), "code", int(r.code), "err", r.err)
 		return
 	}
 	if err != nil {
@@ -204,10 +205,17 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	}
 }
 
-// truncate keeps logged streamids short (tokens are cut too).
-func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
+// redact keeps tokens out of logged streamids, and keeps them short.
+func redact(s string) string {
+	if i := strings.Index(s, "t="); strings.HasPrefix(s, "#!::") && i >= 0 {
+		s = s[:i+2] + "…"
+	} else if a, b, ok := strings.Cut(s, ":"); ok && !strings.HasPrefix(s, "#") {
+		if stream, _, ok := strings.Cut(b, ":"); ok {
+			s = a + ":" + stream + ":…"
+		}
+	}
+	if len(s) > 80 {
+		return s[:80] + "…"
 	}
 	return s
 }

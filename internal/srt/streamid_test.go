@@ -68,3 +68,16 @@ func FuzzParseStreamID(f *testing.F) {
 		}
 	})
 }
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"publish:s":                  "publish:s",
+		"publish:s:secret":           "publish:s:…",
+		"#!::r=s,m=publish,t=secret": "#!::r=s,m=publish,t=…",
+		"#!::t=secret,r=s":           "#!::t=…",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
