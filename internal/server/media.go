@@ -61,6 +61,10 @@ func (s *Server) startMedia() error {
 		s.stopMedia()
 		return fmt.Errorf("rtmp: %w", err)
 	}
+	if err := s.startSRT(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("srt: %w", err)
+	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
 	}
@@ -102,6 +106,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 
 func (s *Server) stopMedia() {
 	s.stopRTMP()
+	s.stopSRT()
 	if s.whip != nil {
 		s.whip.Close()
 	}

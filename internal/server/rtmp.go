@@ -10,24 +10,12 @@ import (
 // startRTMP opens the RTMP ingest listener unless it is off; it needs the
 // SFU and the WHIP handler (which holds the stream names).
 func (s *Server) startRTMP() error {
-	if s.cfg.RTMP == "" || s.cfg.RTMP == "off" {
+	if !s.streamListener("rtmp", s.cfg.RTMP) {
 		return nil
 	}
-	if s.sfu == nil {
-		s.log.Warn("RTMP ingest is off because media is off (--media-udp off)", "rtmp", s.cfg.RTMP)
-		return nil
-	}
-	w := s.whip
 	srv, err := rtmp.Listen(rtmp.Config{
 		Listen: s.cfg.RTMP, SFU: s.sfu, Verify: s.verifyPublishToken, Authorize: s.authorize, ValidStream: whip.ValidStream,
-		Claim: func(stream string, tracks int) (rtmp.Claim, error) {
-			c, err := w.ClaimStream(stream, tracks)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		},
-		ConnsPerIP: s.cfg.StreamConnsPerIP, MaxConns: s.cfg.StreamMaxConns,
+		Claim: s.claimStream, ConnsPerIP: s.cfg.StreamConnsPerIP, MaxConns: s.cfg.StreamMaxConns,
 		Logger: s.log,
 	})
 	if err != nil {

@@ -27,7 +27,12 @@ import (
 // RTMP, as OBS would; it ends with ctx or the test.
 func studio(ctx context.Context, t *testing.T, url string) *proc {
 	t.Helper()
-	cmd := rtmptest.Studio(ctx, url)
+	return run(t, rtmptest.Studio(ctx, url))
+}
+
+// run starts a command as a proc that ends with the test.
+func run(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	cmd.Stderr = &testLog{t: t}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -137,13 +142,7 @@ func TestRTMPToWHEP(t *testing.T) {
 	defer cancel()
 	url := fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr())
 	ff := studio(ctx, t, url)
-	room := waitRoom(ctx, t, srv, "s")
-	if n := room.WaitTracks(ctx, 2); n != 2 {
-		t.Fatalf("%d tracks live, want 2", n)
-	}
-	viewer, video, audio := watch(ctx, t, srv.URL()+"/whep/s")
-	waitN(ctx, t, video, 50, "H.264")
-	waitN(ctx, t, audio, 25, "Opus")
+	viewer, video, audio := watchLive(ctx, t, srv, "s")
 
 	// The studio drops and comes back.
 	ff.kill()
@@ -153,6 +152,26 @@ func TestRTMPToWHEP(t *testing.T) {
 	began := time.Now()
 	waitN(ctx, t, video, 1, "H.264 after the restart")
 	t.Logf("first video packet %s after the new ffmpeg started", time.Since(began).Round(time.Millisecond))
+	watchesAgain(ctx, t, viewer, video, audio)
+}
+
+// watchLive waits for the stream's two tracks and plays it over WHEP
+// until H.264 and Opus flow.
+func watchLive(ctx context.Context, t *testing.T, srv *server.Server, stream string) (viewer *whip.Session, video, audio chan struct{}) {
+	t.Helper()
+	if n := waitRoom(ctx, t, srv, stream).WaitTracks(ctx, 2); n != 2 {
+		t.Fatalf("%d tracks live, want 2", n)
+	}
+	viewer, video, audio = watch(ctx, t, srv.URL()+"/whep/"+stream)
+	waitN(ctx, t, video, 50, "H.264")
+	waitN(ctx, t, audio, 25, "Opus")
+	return viewer, video, audio
+}
+
+// watchesAgain checks that a viewer whose publisher restarted gets
+// H.264 and Opus again in the same session.
+func watchesAgain(ctx context.Context, t *testing.T, viewer *whip.Session, video, audio chan struct{}) {
+	t.Helper()
 	// The old publisher cannot produce this many packets after its death.
 	waitN(ctx, t, video, 100, "H.264 after the restart")
 	waitN(ctx, t, audio, 50, "Opus after the restart")
@@ -172,15 +191,26 @@ func waitTracks(ctx context.Context, t *testing.T, srv *server.Server, name stri
 // waitRoom waits for the stream's room to exist.
 func waitRoom(ctx context.Context, t *testing.T, srv *server.Server, name string) *sfu.Room {
 	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond) // the room appears with the first track: no event to wait on before it exists
+	var room *sfu.Room
+	// the room appears with the first track: no event to wait on before it exists
+	pollUntil(ctx, t, "stream "+name+" going live", func() bool {
+		r, ok := srv.SFU().LookupRoom(sfu.Streams, name)
+		room = r
+		return ok
+	})
+	return room
+}
+
+// pollUntil checks cond every 10 ms until it holds, failing the test when
+// ctx ends first; for states no event announces.
+func pollUntil(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for {
-		if r, ok := srv.SFU().LookupRoom(sfu.Streams, name); ok {
-			return r
-		}
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("stream %s never went live", name)
+			t.Fatalf("timed out waiting for %s", what)
 		case <-tick.C:
 		}
 	}

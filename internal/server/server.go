@@ -29,6 +29,7 @@ import (
 	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/show"
 	"github.com/parley/parley/internal/signal"
+	"github.com/parley/parley/internal/srt"
 	"github.com/parley/parley/internal/turn"
 	"github.com/parley/parley/internal/whip"
 	"github.com/parley/parley/pkg/protocol"
@@ -46,6 +47,7 @@ type Server struct {
 	whip       *whip.Handler
 	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
 	rtmp       *rtmp.Server   // --rtmp, nil when off or media is off
+	srt        *srt.Server    // --srt, nil when off or media is off
 	pprof      *sideServer    // --pprof, nil when off
 	ops        *sideServer    // --ops, nil when off
 	shows      *show.Registry // light shows (show.go)

@@ -24,8 +24,14 @@ func NeedFFmpeg(t testing.TB) {
 // Studio is ffmpeg publishing testsrc2 (H.264, a keyframe a second) and a
 // 440 Hz sine (AAC) in real time to url (rtmp://host:port/live/<stream>);
 // it ends with ctx. Start it with Start and wait with Wait.
-func Studio(ctx context.Context, url string) *exec.Cmd {
+func Studio(ctx context.Context, url string) *exec.Cmd { return studio(ctx, "flv", url) }
+
+// StudioMPEGTS is the same studio muxing MPEG-TS, for SRT
+// (srt://host:port?streamid=publish:<stream>).
+func StudioMPEGTS(ctx context.Context, url string) *exec.Cmd { return studio(ctx, "mpegts", url) }
+
+func studio(ctx context.Context, format, url string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
 		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=f=440",
-		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "flv", url)
+		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", format, url)
 }
