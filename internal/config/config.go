@@ -17,58 +17,62 @@ import (
 
 // Config is everything a Parley server needs to start.
 type Config struct {
-	HTTP           string                `yaml:"http"`              // HTTP listen address
-	TURN           string                `yaml:"turn"`              // STUN/TURN UDP+TCP listen address, or "off"
-	PublicIP       string                `yaml:"public_ip"`         // announced in relay addresses and ICE
-	TURNSecret     string                `yaml:"turn_secret"`       // TURN REST shared secret; random per start if empty
-	TURNAllow      []string              `yaml:"turn_allow_peers"`  // CIDRs relaying may reach despite the deny list
-	TURNQuota      int                   `yaml:"turn_quota"`        // allocations per user
-	TURNTTL        Duration              `yaml:"turn_ttl"`          // lifetime of handed-out TURN credentials
-	TURNExternal   []string              `yaml:"turn_urls"`         // announce these URLs instead of the embedded server
-	TURNSockets    int                   `yaml:"turn_sockets"`      // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
-	TURNBuffer     int                   `yaml:"turn_buffer"`       // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
-	SFUCapacity    int                   `yaml:"sfu_room_capacity"` // members per server-routed room
-	RoomCapacity   int                   `yaml:"room_capacity"`
-	Rooms          map[string]RoomConfig `yaml:"rooms"` // per-room overrides
-	MaxRooms       int                   `yaml:"max_rooms"`
-	AllowOrigins   []string              `yaml:"allow_origins"` // other sites' origins that may use /ws and /api/session
-	AuthSecret     string                `yaml:"auth_secret"`
-	AuthSecretFile string                `yaml:"auth_secret_file"` // read AuthSecret from this file
-	AuthPublicKey  string                `yaml:"auth_public_key"`  // PEM file of ES256/Ed25519 public keys tokens may be signed for
-	AuthJWKS       string                `yaml:"auth_jwks"`        // JWKS file of public keys tokens may be signed for
-	TURNSecretFile string                `yaml:"turn_secret_file"` // read TURNSecret from this file
-	PublicHost     []string              `yaml:"public_host"`      // host names the server is reached at (same-origin checks)
-	TrustedProxies []string              `yaml:"trusted_proxies"`  // CIDRs whose X-Forwarded-For / Forwarded name the client
-	Ops            string                `yaml:"ops"`              // operations listener (/metrics, status, management APIs), or off
-	RTMP           string                `yaml:"rtmp"`             // RTMP listener (OBS, ffmpeg publish; players read), or off
-	RTSP           string                `yaml:"rtsp"`             // RTSP listener (cameras push, players read), or off
-	SRT            string                `yaml:"srt"`              // SRT listener (encoders push, players read), or off
-	MaxSessions    int                   `yaml:"max_sessions"`     // signaling connections at once
-	ConnsPerIP     int                   `yaml:"conns_per_ip"`     // signaling connections per client address
-	RoomsPerIP     int                   `yaml:"rooms_per_ip"`     // rooms one client address may create per minute
-	JoinTimeout    Duration              `yaml:"join_timeout"`     // a connection that has not joined a room by then is closed
-	OutboxBytes    int                   `yaml:"outbox_bytes"`     // bytes queued for a member before it is cut off
-	ByteRate       int                   `yaml:"byte_rate"`        // signaling bytes per second per connection (sustained)
-	ByteBurst      int                   `yaml:"byte_burst"`       // signaling bytes allowed in a burst
-	BodyTimeout    Duration              `yaml:"body_timeout"`     // time to read an HTTP request body
-	PendingPerIP   int                   `yaml:"pending_per_ip"`   // WHIP/WHEP sessions per client address still connecting
-	ICETimeout     Duration              `yaml:"ice_timeout"`      // a WHIP/WHEP session not connected by then is dropped
-	TURNPerIP      int                   `yaml:"turn_per_ip"`      // TURN allocations per client address, across usernames
-	TLSCert        string                `yaml:"tls_cert"`
-	TLSKey         string                `yaml:"tls_key"`
-	TLSSelfSigned  bool                  `yaml:"tls_self_signed"`
-	MaxMessage     int                   `yaml:"max_message"`    // bytes per signaling message
-	RateLimit      float64               `yaml:"rate_limit"`     // messages per second per connection (sustained)
-	RateBurst      int                   `yaml:"rate_burst"`     // messages allowed in a burst
-	Outbox         int                   `yaml:"outbox"`         // queued messages per member before it is cut off
-	PingInterval   Duration              `yaml:"ping_interval"`  // WebSocket keepalive; dead peers are dropped after 2 intervals
-	PollTimeout    Duration              `yaml:"poll_timeout"`   // long-poll wait
-	SessionIdle    Duration              `yaml:"session_idle"`   // HTTP sessions idle longer are reaped
-	MediaUDP       string                `yaml:"media_udp"`      // SFU ICE UDP mux address
-	MediaTCP       string                `yaml:"media_tcp"`      // SFU ICE TCP mux address ("off" disables)
-	Pprof          string                `yaml:"pprof"`          // Go profiler listen address ("" = off)
-	MediaNoBatch   bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
-	LogLevel       string                `yaml:"log_level"`
+	HTTP           string                  `yaml:"http"`              // HTTP listen address
+	TURN           string                  `yaml:"turn"`              // STUN/TURN UDP+TCP listen address, or "off"
+	PublicIP       string                  `yaml:"public_ip"`         // announced in relay addresses and ICE
+	TURNSecret     string                  `yaml:"turn_secret"`       // TURN REST shared secret; random per start if empty
+	TURNAllow      []string                `yaml:"turn_allow_peers"`  // CIDRs relaying may reach despite the deny list
+	TURNQuota      int                     `yaml:"turn_quota"`        // allocations per user
+	TURNTTL        Duration                `yaml:"turn_ttl"`          // lifetime of handed-out TURN credentials
+	TURNExternal   []string                `yaml:"turn_urls"`         // announce these URLs instead of the embedded server
+	TURNSockets    int                     `yaml:"turn_sockets"`      // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
+	TURNBuffer     int                     `yaml:"turn_buffer"`       // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
+	SFUCapacity    int                     `yaml:"sfu_room_capacity"` // members per server-routed room
+	RoomCapacity   int                     `yaml:"room_capacity"`
+	Rooms          map[string]RoomConfig   `yaml:"rooms"` // per-room overrides
+	MaxRooms       int                     `yaml:"max_rooms"`
+	AllowOrigins   []string                `yaml:"allow_origins"` // other sites' origins that may use /ws and /api/session
+	AuthSecret     string                  `yaml:"auth_secret"`
+	AuthSecretFile string                  `yaml:"auth_secret_file"` // read AuthSecret from this file
+	AuthPublicKey  string                  `yaml:"auth_public_key"`  // PEM file of ES256/Ed25519 public keys tokens may be signed for
+	AuthJWKS       string                  `yaml:"auth_jwks"`        // JWKS file of public keys tokens may be signed for
+	TURNSecretFile string                  `yaml:"turn_secret_file"` // read TURNSecret from this file
+	PublicHost     []string                `yaml:"public_host"`      // host names the server is reached at (same-origin checks)
+	TrustedProxies []string                `yaml:"trusted_proxies"`  // CIDRs whose X-Forwarded-For / Forwarded name the client
+	Ops            string                  `yaml:"ops"`              // operations listener (/metrics, status, management APIs), or off
+	RTMP           string                  `yaml:"rtmp"`             // RTMP listener (OBS, ffmpeg publish; players read), or off
+	RTSP           string                  `yaml:"rtsp"`             // RTSP listener (cameras push, players read), or off
+	SRT            string                  `yaml:"srt"`              // SRT listener (encoders push, players read), or off
+	PublishAllow   []string                `yaml:"publish_allow"`    // CIDRs that may publish streams (empty: everyone)
+	ReadAllow      []string                `yaml:"read_allow"`       // CIDRs that may read streams (empty: everyone)
+	StreamAccess   map[string]StreamAccess `yaml:"stream_access"`    // per-stream (or pattern) allow/deny lists
+	Hooks          Hooks                   `yaml:"hooks"`            // on_publish, on_play, on_done webhooks
+	MaxSessions    int                     `yaml:"max_sessions"`     // signaling connections at once
+	ConnsPerIP     int                     `yaml:"conns_per_ip"`     // signaling connections per client address
+	RoomsPerIP     int                     `yaml:"rooms_per_ip"`     // rooms one client address may create per minute
+	JoinTimeout    Duration                `yaml:"join_timeout"`     // a connection that has not joined a room by then is closed
+	OutboxBytes    int                     `yaml:"outbox_bytes"`     // bytes queued for a member before it is cut off
+	ByteRate       int                     `yaml:"byte_rate"`        // signaling bytes per second per connection (sustained)
+	ByteBurst      int                     `yaml:"byte_burst"`       // signaling bytes allowed in a burst
+	BodyTimeout    Duration                `yaml:"body_timeout"`     // time to read an HTTP request body
+	PendingPerIP   int                     `yaml:"pending_per_ip"`   // WHIP/WHEP sessions per client address still connecting
+	ICETimeout     Duration                `yaml:"ice_timeout"`      // a WHIP/WHEP session not connected by then is dropped
+	TURNPerIP      int                     `yaml:"turn_per_ip"`      // TURN allocations per client address, across usernames
+	TLSCert        string                  `yaml:"tls_cert"`
+	TLSKey         string                  `yaml:"tls_key"`
+	TLSSelfSigned  bool                    `yaml:"tls_self_signed"`
+	MaxMessage     int                     `yaml:"max_message"`    // bytes per signaling message
+	RateLimit      float64                 `yaml:"rate_limit"`     // messages per second per connection (sustained)
+	RateBurst      int                     `yaml:"rate_burst"`     // messages allowed in a burst
+	Outbox         int                     `yaml:"outbox"`         // queued messages per member before it is cut off
+	PingInterval   Duration                `yaml:"ping_interval"`  // WebSocket keepalive; dead peers are dropped after 2 intervals
+	PollTimeout    Duration                `yaml:"poll_timeout"`   // long-poll wait
+	SessionIdle    Duration                `yaml:"session_idle"`   // HTTP sessions idle longer are reaped
+	MediaUDP       string                  `yaml:"media_udp"`      // SFU ICE UDP mux address
+	MediaTCP       string                  `yaml:"media_tcp"`      // SFU ICE TCP mux address ("off" disables)
+	Pprof          string                  `yaml:"pprof"`          // Go profiler listen address ("" = off)
+	MediaNoBatch   bool                    `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
+	LogLevel       string                  `yaml:"log_level"`
 }
 
 // RoomConfig overrides settings for one named room.
@@ -114,6 +118,7 @@ func Default() Config {
 		PendingPerIP: 10,
 		ICETimeout:   Duration(10 * time.Second),
 		TURNPerIP:    32,
+		Hooks:        Hooks{Timeout: Duration(5 * time.Second)},
 	}
 }
 
@@ -227,6 +232,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateSecrets(bad)
+	c.validateAccess(bad)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -238,16 +244,23 @@ func (c *Config) Validate() error {
 // roomConfig finds a room's settings: its exact name first, then the
 // longest matching pattern (rooms: {"chat.*": ...}).
 func (c *Config) roomConfig(room string) (RoomConfig, bool) {
-	if r, ok := c.Rooms[room]; ok {
+	return Lookup(c.Rooms, room)
+}
+
+// Lookup finds name's entry in a map keyed by names and path.Match
+// patterns: the exact name first, then the longest matching pattern
+// (between equally long ones, the smaller string).
+func Lookup[T any](m map[string]T, name string) (T, bool) {
+	if r, ok := m[name]; ok {
 		return r, true
 	}
 	best, found := "", false
-	for pat := range c.Rooms {
-		if ok, _ := path.Match(pat, room); ok && (!found || len(pat) > len(best) || (len(pat) == len(best) && pat < best)) {
+	for pat := range m {
+		if ok, _ := path.Match(pat, name); ok && (!found || len(pat) > len(best) || (len(pat) == len(best) && pat < best)) {
 			best, found = pat, true
 		}
 	}
-	return c.Rooms[best], found
+	return m[best], found
 }
 
 // CapacityOf is the capacity of the named room in the given mode: the
