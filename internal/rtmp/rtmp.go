@@ -20,6 +20,8 @@ package rtmp
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,9 +54,10 @@ type Config struct {
 	// Listen is the TCP address, e.g. ":1935" or "127.0.0.1:0".
 	Listen string
 	SFU    *sfu.SFU
-	// Verify authorizes publishing stream with token ("" when the URL has
-	// none); nil allows everything.
-	Verify func(token, stream string) error
+	// Authorize decides each publish (Proto "rtmp", the URL's ?token=, the
+	// connection's address); nil allows everything. The end it returns is
+	// called when the publish ends.
+	Authorize ingest.Authorizer
 	// Claim takes the stream name against other publishers (WHIP too); it
 	// fails while the stream is live. nil keeps names only among RTMP
 	// publishers.
@@ -224,14 +227,15 @@ func (s *Server) handle(c net.Conn) error {
 		return fmt.Errorf("%w: %w", errRejected, err)
 	}
 	log := s.log.With("stream", stream, "remote", c.RemoteAddr())
-	if s.cfg.Verify != nil {
-		if err := s.cfg.Verify(token, stream); err != nil {
-			s.rejected.Add(1)
-			_ = sc.RejectAction()
-			log.Info("publish refused", "err", err)
-			return fmt.Errorf("%w: %w", errRejected, err)
-		}
+	end, err := s.cfg.Authorize.Authorize(s.ctx, ingest.Request{Action: ingest.Publish, Proto: "rtmp", Stream: stream,
+		Token: token, Remote: clientip.Addr(c.RemoteAddr()), ID: "rtmp-" + newID()})
+	if err != nil {
+		s.rejected.Add(1)
+		_ = refuse(sc, "NetStream.Publish.Unauthorized", err.Error())
+		log.Info("publish refused", "err", err)
+		return fmt.Errorf("%w: %w", errRejected, err)
 	}
+	defer end()
 	r := &gortmplib.Reader{Conn: sc}
 	if err := r.Initialize(); err != nil { // accepts the publish, reads the tracks
 		return fmt.Errorf("reading tracks: %w", err)
@@ -278,6 +282,13 @@ func (s *Server) handle(c net.Conn) error {
 			return fmt.Errorf("publisher: %w", err)
 		}
 	}
+}
+
+// newID is a random session id (hooks pair on_publish and on_done by it).
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // claim takes the stream name through Config.Claim, or locally.

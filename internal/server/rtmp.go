@@ -19,7 +19,7 @@ func (s *Server) startRTMP() error {
 	}
 	w := s.whip
 	srv, err := rtmp.Listen(rtmp.Config{
-		Listen: s.cfg.RTMP, SFU: s.sfu, Verify: s.verifyPublishToken, ValidStream: whip.ValidStream,
+		Listen: s.cfg.RTMP, SFU: s.sfu, Authorize: s.authorize, ValidStream: whip.ValidStream,
 		Claim: func(stream string, tracks int) (rtmp.Claim, error) {
 			c, err := w.ClaimStream(stream, tracks)
 			if err != nil {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/access"
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/config"
@@ -44,11 +45,12 @@ type Server struct {
 	turn       *turn.Server // nil when off or external
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
-	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
-	rtmp       *rtmp.Server   // --rtmp, nil when off or media is off
-	pprof      *sideServer    // --pprof, nil when off
-	ops        *sideServer    // --ops, nil when off
-	shows      *show.Registry // light shows (show.go)
+	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
+	rtmp       *rtmp.Server    // --rtmp, nil when off or media is off
+	access     *access.Checker // CIDR lists and hooks (authorize.go), nil when media is off
+	pprof      *sideServer     // --pprof, nil when off
+	ops        *sideServer     // --ops, nil when off
+	shows      *show.Registry  // light shows (show.go)
 	bridge     *sfusignal.Bridge
 	turnSecret []byte
 	auth       *auth.Verifier // nil when auth is off
