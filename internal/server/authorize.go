@@ -79,7 +79,9 @@ func (s *Server) startAccess() error {
 		return err
 	}
 	s.access = c
-	stat := func(f func(access.Stats) uint64) func() float64 { return func() float64 { return float64(f(c.Stats())) } }
+	stat := func(f func(access.Stats) uint64) func() float64 {
+		return func() float64 { return float64(f(c.Stats())) }
+	}
 	s.metrics.CounterFunc("parley_access_address_denied_total", "Publishes and plays refused by --publish-allow, --read-allow or stream_access.", stat(func(x access.Stats) uint64 { return x.AddressDenied }))
 	s.metrics.CounterFunc("parley_access_hook_refused_total", "Publishes and plays refused by the on_publish/on_play hook (non-2xx, error or timeout).", stat(func(x access.Stats) uint64 { return x.HookRefused }))
 	s.metrics.CounterFunc("parley_access_done_sent_total", "on_done hook calls answered 2xx.", stat(func(x access.Stats) uint64 { return x.DoneSent }))
@@ -97,4 +99,3 @@ func (s *Server) stopAccess() {
 		s.access.Close()
 	}
 }
-
