@@ -18,8 +18,15 @@ import (
 func (s *Server) authorize(ctx context.Context, r ingest.Request) (end func(), err error) {
 	if s.auth != nil {
 		hint := "(in the " + r.Proto + " URL)"
-		if r.Proto == "whip" || r.Proto == "whep" {
+		switch r.Proto { // where each protocol takes the token
+		case "whip", "whep":
 			hint = "(Authorization: Bearer)"
+		case "rtmp":
+			hint = "(?token= in the URL)"
+		case "srt":
+			hint = "(:<token> after the stream in the streamid)"
+		case "rtsp":
+			hint = "(as the RTSP password)"
 		}
 		c, err := s.tokenClaims(r.Token, hint)
 		if err != nil {
