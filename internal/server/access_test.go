@@ -86,8 +86,9 @@ func refusedWith(t *testing.T, s *whip.Session, err error, code, what string) {
 
 // TestAccessHooks: a refusing on_publish stops an RTMP publish (ffmpeg
 // exits) and a WHIP publish (403), a refusing on_play a WHEP viewer; an
-// allowed RTMP and WHIP session each fire on_done exactly once, with the
-// id on_publish had, and no hook ever sees the token.
+// allowed RTMP publish, WHIP publish and WHEP viewer each fire on_done
+// exactly once, with the id on_publish/on_play had, and no hook ever sees
+// the token.
 func TestAccessHooks(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
 	hook, events := hookServer(t, nil)
@@ -122,6 +123,15 @@ func TestAccessHooks(t *testing.T) {
 		t.Fatalf("%d tracks", n)
 	}
 	rtmpPub := nextEvent(ctx, t, events, "on_publish (allowed)")
+	viewer, err := whip.Play(ctx, srv.URL()+"/whep/s", whip.Options{API: api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	play := nextEvent(ctx, t, events, "on_play (allowed)")
+	viewer.Close(ctx)
+	if d := nextEvent(ctx, t, events, "on_done (viewer)"); d.Action != "play_done" || d.ID != play.ID || d.Proto != "whep" || play.Action != "play" {
+		t.Errorf("viewer on_done %+v for on_play %+v", d, play)
+	}
 	wpub, err := whip.Publish(ctx, srv.URL()+"/whip/w", whip.Options{API: api}, vp8(t))
 	if err != nil {
 		t.Fatal(err)
