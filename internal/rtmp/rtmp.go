@@ -6,7 +6,9 @@
 //
 // With auth on, the token rides in the URL's query
 // (rtmp://host:1935/live/<stream>?token=<JWT>; in OBS the stream key
-// "<stream>?token=<JWT>") and must grant publishing the stream.
+// "<stream>?token=<JWT>") and must grant publishing the stream. Token,
+// address lists and the on_publish hook are the server's one Authorizer
+// (Config.Authorize); on_done fires when the publish ends.
 //
 // Limits: each client address may hold Config.ConnsPerIP connections;
 // the handshake, connect and publish commands and the first media must
@@ -79,7 +81,7 @@ type Stats struct {
 	Conns, Publishers int
 	Accepted          uint64 // connections accepted
 	Refused           uint64 // connections refused for the per-address limit
-	Rejected          uint64 // publishes refused: token, name, busy, codecs
+	Rejected          uint64 // publishes refused: token, address lists, hook, name, busy, codecs
 	AudioUnavailable  int    // live publishers whose AAC cannot be transcoded
 }
 
