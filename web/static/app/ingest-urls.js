@@ -74,8 +74,9 @@ export async function showIngestURLs(stream) {
       }),
       x.note ? h('p', { class: 'hint', text: x.note }) : null);
   };
-  $('#ingest-publish').replaceChildren(...w.publish.map((x) => row('publish', x)));
-  $('#ingest-read').replaceChildren(...w.read.map((x) => row('read', x)));
+  const none = () => h('li', { class: 'hint', text: 'None: this server runs without media (--media-udp off).' });
+  $('#ingest-publish').replaceChildren(...(w.publish.length ? w.publish.map((x) => row('publish', x)) : [none()]));
+  $('#ingest-read').replaceChildren(...(w.read.length ? w.read.map((x) => row('read', x)) : [none()]));
   const authNote = $('#ingest-auth');
   authNote.hidden = !info.auth;
   authNote.textContent = info.auth ? 'This server requires a token; the notes say where each protocol takes it. Tokens are not shown here.' : '';
