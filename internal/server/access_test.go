@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/sfu"
@@ -214,4 +215,29 @@ func TestAccessCIDR(t *testing.T) {
 	}
 	view, err := whip.Play(ctx, srv.URL()+"/whep/open-1", whip.Options{API: api})
 	refusedWith(t, view, err, "address_denied", "WHEP play in read_deny")
+}
+
+// TestAccessOrder: the token is checked before the address lists, and the
+// lists before the hook: a publish without a token gets 401, one with a
+// token from outside --publish-allow 403 address_denied, and the hook is
+// never asked about either.
+func TestAccessOrder(t *testing.T) {
+	hook, events := hookServer(t, nil)
+	srv := startServer(t, func(c *config.Config) {
+		c.AuthSecret = testSecret
+		c.PublishAllow = []string{"10.0.0.0/8"}
+		c.Hooks = config.Hooks{OnPublish: hook, Timeout: config.Duration(5 * time.Second)}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	api, _ := client.LoopbackAPI()
+	pub, err := whip.Publish(ctx, srv.URL()+"/whip/s", whip.Options{API: api}, vp8(t))
+	if got := status(t, pub, err); got != http.StatusUnauthorized {
+		t.Errorf("no token: %d, want 401", got)
+	}
+	pub, err = whip.Publish(ctx, srv.URL()+"/whip/s", whip.Options{API: api, Token: mintToken(t, "s", auth.Grants{Publish: true})}, vp8(t))
+	refusedWith(t, pub, err, "address_denied", "a token from outside --publish-allow")
+	if len(events) != 0 {
+		t.Errorf("the hook was asked about a refused publish: %+v", <-events)
+	}
 }

@@ -27,7 +27,9 @@
 //
 // Errors are JSON: {"error":{"code":"not_live","message":"stream x is not live"}}.
 // A missing or invalid token gets 401, a valid token lacking the grant 403
-// "insufficient_scope" (RFC 6750 challenges, see internal/httperr).
+// "insufficient_scope" (RFC 6750 challenges, see internal/httperr). With
+// Config.Authorize, the server's address lists and hooks may then refuse
+// a new session: 403 "address_denied" or "hook_refused".
 //
 // CORS: a browser page may call the endpoints only from an origin the
 // Config.Origins policy allows (the server's own names and
