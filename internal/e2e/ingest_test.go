@@ -16,7 +16,7 @@ import (
 
 // TestBroadcastIngestURLs: on a phone-sized broadcast page the stream's
 // publish and read URLs are listed for the listeners that are on (WHIP,
-// RTMP with its bound port; WHEP, the watch page), each copy button puts
+// RTMP with its bound port; WHEP, the watch page, RTMP), each copy button puts
 // its URL on the clipboard (by mouse and by keyboard) and says so in a
 // live region; with auth on the notes say where the token goes and no
 // token is printed.
@@ -41,7 +41,7 @@ func TestBroadcastIngestURLs(t *testing.T) {
 	  publish: [...document.querySelectorAll('#ingest-publish li')].map(li => li.dataset.proto + ' ' + li.querySelector('code').textContent),
 	  read: [...document.querySelectorAll('#ingest-read li')].map(li => li.dataset.proto + ' ' + li.querySelector('code').textContent)})`)
 	wantPub := []string{"WHIP " + e.url + "/whip/show-1", "RTMP " + rtmp}
-	wantRead := []string{"WHEP " + e.url + "/whep/show-1", "Watch page " + e.url + "/w/show-1"}
+	wantRead := []string{"WHEP " + e.url + "/whep/show-1", "Watch page " + e.url + "/w/show-1", "RTMP " + rtmp}
 	if !slices.Equal(urls["publish"], wantPub) || !slices.Equal(urls["read"], wantRead) {
 		t.Errorf("URLs %q, want publish %q read %q (RTSP and SRT are off)", urls, wantPub, wantRead)
 	}

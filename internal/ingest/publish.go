@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/internal/sfu"
@@ -46,6 +48,10 @@ type Config struct {
 	Claim Claim
 	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
 	FFmpeg string
+	// Proto names the protocol for status ("rtmp", "rtsp", "srt", "camera").
+	Proto string
+	// Registry, when set, lists the publisher while it is live.
+	Registry *Registry
 	// OnKeyframeRequest, when set, is called (rate-limited by the SFU)
 	// when a viewer needs a keyframe; most ingest protocols cannot ask.
 	OnKeyframeRequest func()
@@ -55,6 +61,8 @@ type Config struct {
 // Payload types and SSRCs of ingested tracks.
 const (
 	PTH264 = 102
+	PTVP9  = 98
+	PTAV1  = 45
 	PTOpus = 111
 	PTPCMU = 0
 	PTPCMA = 8
@@ -73,6 +81,8 @@ type Publisher struct {
 	pubs  []*sfu.Publication
 	tr    *transcode.AACToOpus
 	kinds []string
+	notes []string
+	since time.Time
 	video bool
 	audio bool
 }
@@ -89,7 +99,32 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Publisher{cfg: cfg, log: log}, nil
+	p := &Publisher{cfg: cfg, log: log, since: time.Now()}
+	cfg.Registry.add(p)
+	return p, nil
+}
+
+// Note records a problem viewers should be told about (e.g. video no
+// browser can decode), once; it is logged and shown in the stream's status.
+func (p *Publisher) Note(note string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if slices.Contains(p.notes, note) {
+		return
+	}
+	p.notes = append(p.notes, note)
+	p.log.Warn(note)
+}
+
+// Info describes the live publisher for the stream's status.
+func (p *Publisher) Info() SourceInfo {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	si := SourceInfo{Proto: p.cfg.Proto, Since: p.since, Tracks: slices.Clone(p.kinds), Notes: slices.Clone(p.notes)}
+	if p.tr != nil {
+		si.AudioError = p.tr.Status().Err
+	}
+	return si
 }
 
 type source struct {
@@ -166,6 +201,53 @@ func (h *H264) WriteAU(au [][]byte, pts time.Duration) error {
 		return nil
 	}
 	return h.h.writeAU(au, pts)
+}
+
+// Framed is a video track fed with whole frames that a pion payloader
+// cuts into RTP packets (VP9, AV1).
+type Framed struct {
+	w  rtpWriter
+	pl rtp.Payloader
+}
+
+// WriteFrame sends one frame (a VP9 frame, or an AV1 temporal unit in the
+// low-overhead bitstream format) with its presentation time.
+func (f *Framed) WriteFrame(frame []byte, pts time.Duration) error {
+	ps := f.pl.Payload(maxRTPPayload, frame)
+	ts := uint32(pts * 90000 / time.Second)
+	for i, pl := range ps {
+		if err := f.w.payload(i == len(ps)-1, ts, pl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Publisher) framed(mime, fmtp string, pt uint8, kind string, pl rtp.Payloader) (*Framed, error) {
+	if p.video {
+		return nil, errors.New("ingest: a second video track")
+	}
+	pub, err := p.publish(sfu.TrackSpec{TrackID: "video", Codec: webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: 90000, SDPFmtpLine: fmtp},
+		PayloadType:        webrtc.PayloadType(pt),
+	}}, kind)
+	if err != nil {
+		return nil, err
+	}
+	p.video = true
+	f := &Framed{w: rtpWriter{pt: pt, ssrc: ssrcVideo}, pl: pl}
+	f.w.write = func(pkt []byte) error { return pub.WriteRTP("", pkt) }
+	return f, nil
+}
+
+// VP9 adds a VP9 (profile 0) video track fed with frames.
+func (p *Publisher) VP9() (*Framed, error) {
+	return p.framed(webrtc.MimeTypeVP9, "profile-id=0", PTVP9, "VP9", &codecs.VP9Payloader{})
+}
+
+// AV1 adds an AV1 video track fed with temporal units.
+func (p *Publisher) AV1() (*Framed, error) {
+	return p.framed(webrtc.MimeTypeAV1, "", PTAV1, "AV1", &codecs.AV1Payloader{})
 }
 
 // OpusSpec is the track an ingested (or transcoded) Opus stream gets.
@@ -358,6 +440,7 @@ func (p *Publisher) TranscoderStatus() (st transcode.Status, ok bool) {
 // Close ends the transcoder and the tracks (their viewers wait for the
 // next publisher, as WHIP's do). It does not release the claim.
 func (p *Publisher) Close() {
+	p.cfg.Registry.remove(p)
 	p.mu.Lock()
 	tr, pubs := p.tr, p.pubs
 	p.tr, p.pubs = nil, nil

@@ -15,19 +15,19 @@
 // arrive within Config.HandshakeTimeout, and then a message at least every
 // Config.ReadTimeout; RTMP messages are bounded by the library (10 MiB).
 // A second publisher of a live stream (RTMP or WHIP) is refused.
-// Reading (play) over RTMP is not served yet. The media side (tracks,
-// packetizing, transcoding) is internal/ingest's, shared with RTSP and SRT.
+// Players read any live stream at the same URL (read.go). The publishing
+// media side (tracks, packetizing, transcoding) is internal/ingest's,
+// shared with RTSP and SRT.
 package rtmp
 
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -40,10 +40,12 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortmplib/pkg/message"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/limit"
+	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/transcode"
 )
@@ -56,9 +58,9 @@ type Config struct {
 	// Listen is the TCP address, e.g. ":1935" or "127.0.0.1:0".
 	Listen string
 	SFU    *sfu.SFU
-	// Authorize decides each publish (Proto "rtmp", the URL's ?token=, the
-	// connection's address); nil allows everything. The end it returns is
-	// called when the publish ends.
+	// Authorize decides each publish and each read (play) (Proto "rtmp", the
+	// URL's ?token=, the connection's address); nil allows everything.
+	// The end it returns is called when the session ends.
 	Authorize ingest.Authorizer
 	// Claim takes the stream name against other publishers (WHIP too); it
 	// fails while the stream is live. nil keeps names only among RTMP
@@ -68,9 +70,13 @@ type Config struct {
 	ValidStream func(string) bool
 	// ConnsPerIP bounds connections per client address; 0 means 10.
 	ConnsPerIP int
+	// MaxConns bounds connections in all; 0 means 1000.
+	MaxConns int
 	// HandshakeTimeout bounds the time from accept to the first media;
 	// 0 means 10 s. ReadTimeout is the longest silence after; 0 means 10 s.
 	HandshakeTimeout, ReadTimeout time.Duration
+	// Registry lists live publishers for the streams' status; nil for none.
+	Registry *ingest.Registry
 	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
 	FFmpeg string
 	Logger *slog.Logger
@@ -79,9 +85,10 @@ type Config struct {
 // Stats are the server's counters.
 type Stats struct {
 	Conns, Publishers int
+	Readers           int    // RTMP players playing
 	Accepted          uint64 // connections accepted
-	Refused           uint64 // connections refused for the per-address limit
-	Rejected          uint64 // publishes refused: token, address lists, hook, name, busy, codecs
+	Refused           uint64 // connections refused for the per-address or total limit
+	Rejected          uint64 // publishes and reads refused: token, address lists, hook, name, busy, codecs
 	AudioUnavailable  int    // live publishers whose AAC cannot be transcoded
 }
 
@@ -95,12 +102,13 @@ type Server struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 
-	accepted, refused, rejected atomic.Uint64
-	nconns, npub, noAudio       atomic.Int64
+	accepted, refused, rejected  atomic.Uint64
+	nconns, npub, noAudio, nread atomic.Int64
 
 	mu     sync.Mutex
 	open   map[net.Conn]struct{}
-	claims map[string]bool // names held when Config.Claim is nil
+	claims map[string]bool    // names held when Config.Claim is nil
+	taps   map[string]*aacTap // Opus→AAC per stream and track, for readers
 }
 
 // Listen binds the address and serves in the background until Close.
@@ -113,6 +121,7 @@ func Listen(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("rtmp: listen %s: %w", cfg.Listen, err)
 	}
 	cfg.ConnsPerIP = cmp.Or(max(cfg.ConnsPerIP, 0), 10)
+	cfg.MaxConns = cmp.Or(max(cfg.MaxConns, 0), 1000)
 	cfg.HandshakeTimeout = cmp.Or(max(cfg.HandshakeTimeout, 0), 10*time.Second)
 	cfg.ReadTimeout = cmp.Or(max(cfg.ReadTimeout, 0), 10*time.Second)
 	if cfg.ValidStream == nil {
@@ -123,7 +132,7 @@ func Listen(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log.With("listener", "rtmp"), ln: ln, conns: limit.NewConns(cfg.ConnsPerIP),
-		open: map[net.Conn]struct{}{}, claims: map[string]bool{}}
+		open: map[net.Conn]struct{}{}, claims: map[string]bool{}, taps: map[string]*aacTap{}}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.serve()
@@ -135,7 +144,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Stats reports the counters.
 func (s *Server) Stats() Stats {
-	return Stats{Conns: int(s.nconns.Load()), Publishers: int(s.npub.Load()), Accepted: s.accepted.Load(),
+	return Stats{Conns: int(s.nconns.Load()), Publishers: int(s.npub.Load()), Readers: int(s.nread.Load()), Accepted: s.accepted.Load(),
 		Refused: s.refused.Load(), Rejected: s.rejected.Load(), AudioUnavailable: int(s.noAudio.Load())}
 }
 
@@ -166,6 +175,12 @@ func (s *Server) serve() {
 			case <-s.ctx.Done():
 				return
 			}
+			continue
+		}
+		if s.nconns.Load() >= int64(s.cfg.MaxConns) {
+			s.refused.Add(1)
+			s.log.Warn("refusing connection: the server holds its maximum", "remote", c.RemoteAddr(), "max_conns", s.cfg.MaxConns)
+			_ = c.Close()
 			continue
 		}
 		release, ok := s.conns.Acquire(clientip.Key(clientip.Addr(c.RemoteAddr())))
@@ -218,9 +233,7 @@ func (s *Server) handle(c net.Conn) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	if !sc.Publish {
-		s.rejected.Add(1)
-		_ = sc.RejectAction()
-		return fmt.Errorf("%w: reading over RTMP is not served (watch with WHEP or /w/<stream>)", errRejected)
+		return s.play(c, sc)
 	}
 	stream, token, err := parsePath(sc.URL, s.cfg.ValidStream)
 	if err != nil {
@@ -230,7 +243,7 @@ func (s *Server) handle(c net.Conn) error {
 	}
 	log := s.log.With("stream", stream, "remote", c.RemoteAddr())
 	end, err := s.cfg.Authorize.Authorize(s.ctx, ingest.Request{Action: ingest.Publish, Proto: "rtmp", Stream: stream,
-		Token: token, Remote: clientip.Addr(c.RemoteAddr()), ID: "rtmp-" + newID()})
+		Token: token, Remote: remoteAddr(c), ID: newSessionID()})
 	if err != nil {
 		s.rejected.Add(1)
 		_ = refuse(sc, "NetStream.Publish.Unauthorized", err.Error())
@@ -251,7 +264,7 @@ func (s *Server) handle(c net.Conn) error {
 	}
 	defer claim.Release()
 	p, err := ingest.NewPublisher(ingest.Config{SFU: s.cfg.SFU, Stream: stream, SourceID: "rtmp-" + stream,
-		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log})
+		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log, Proto: "rtmp", Registry: s.cfg.Registry})
 	if err != nil {
 		return err
 	}
@@ -284,13 +297,6 @@ func (s *Server) handle(c net.Conn) error {
 			return fmt.Errorf("publisher: %w", err)
 		}
 	}
-}
-
-// newID is a random session id (hooks pair on_publish and on_done by it).
-func newID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // claim takes the stream name through Config.Claim, or locally.
@@ -365,7 +371,12 @@ func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *s
 			if err != nil {
 				return err
 			}
-			r.OnDataH264(t, func(pts, _ time.Duration, au [][]byte) {
+			bframes := false
+			r.OnDataH264(t, func(pts, dts time.Duration, au [][]byte) {
+				if pts != dts && !bframes {
+					bframes = true
+					p.Note("the encoder sends B-frames, which WebRTC viewers show out of order: set it to make none (x264: tune zerolatency or bframes=0)")
+				}
 				if err := h.WriteAU(au, pts); err != nil {
 					log.Debug("dropping video", "err", err)
 				}
@@ -391,13 +402,66 @@ func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *s
 				return err
 			}
 			r.OnDataOpus(t, func(pts time.Duration, pkt []byte) { _ = a.WriteFrame(pkt, pts) })
+		case *codecs.VP9:
+			if p.HasVideo() {
+				continue
+			}
+			v, err := p.VP9()
+			if err != nil {
+				return err
+			}
+			r.OnDataVP9(t, func(pts time.Duration, frame []byte) {
+				if err := v.WriteFrame(frame, pts); err != nil {
+					log.Debug("dropping video", "err", err)
+				}
+			})
+		case *codecs.AV1:
+			if p.HasVideo() {
+				continue
+			}
+			v, err := p.AV1()
+			if err != nil {
+				return err
+			}
+			r.OnDataAV1(t, func(pts time.Duration, tu [][]byte) {
+				b, err := av1.Bitstream(tu).Marshal()
+				if err == nil {
+					err = v.WriteFrame(b, pts)
+				}
+				if err != nil {
+					log.Debug("dropping video", "err", err)
+				}
+			})
+		case *codecs.G711:
+			if p.HasAudio() || c.ChannelCount != 1 {
+				continue
+			}
+			a, err := p.G711(!c.MULaw)
+			if err != nil {
+				return err
+			}
+			r.OnDataG711(t, func(pts time.Duration, samples []byte) {
+				for len(samples) > 0 { // 8000 samples/s, one byte each: cut into 20 ms frames
+					n := min(len(samples), 160)
+					_ = a.WriteFrame(samples[:n], pts)
+					samples, pts = samples[n:], pts+time.Duration(n)*time.Second/8000
+				}
+			})
+		case *codecs.H265:
+			p.Note("the H.265 video cannot be shown: no browser viewer here decodes H.265 (publish H.264, VP9 or AV1)")
 		default:
 			log.Warn("RTMP track not supported yet; ignoring it", "codec", fmt.Sprintf("%T", t.Codec))
 		}
 	}
 	if !p.HasVideo() && !p.HasAudio() {
-		return errors.New("no supported track (H.264 video, AAC or Opus audio)")
+		return errors.New("no supported track (H.264, VP9 or AV1 video; AAC, Opus or G.711 audio)")
 	}
 	p.Ready()
 	return nil
 }
+
+// remoteAddr is the client's address, unmapped.
+func remoteAddr(c net.Conn) netip.Addr { return clientip.Addr(c.RemoteAddr()) }
+
+// newSessionID names one session for the access hooks.
+func newSessionID() string { return "rtmp-" + room.NewID() }

@@ -1,6 +1,7 @@
 package rtmp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -9,16 +10,18 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley/parley/pkg/protocol"
 
+	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/sfu"
 )
 
-func newServer(t *testing.T, cfg Config) *Server {
+func newServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	m, err := sfu.New(sfu.Config{UDP: "127.0.0.1:0", TCP: "off", PublicIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -67,6 +70,25 @@ func TestLimits(t *testing.T) {
 		closedByServer(t, c, 5*time.Second)
 	}
 	if st := s.Stats(); st.Refused < 1 || st.Accepted < 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestMaxConns: past MaxConns in all, new connections are closed at once.
+func TestMaxConns(t *testing.T) {
+	s := newServer(t, Config{MaxConns: 1, HandshakeTimeout: 5 * time.Second})
+	first, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	second, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	closedByServer(t, second, 3*time.Second)
+	if st := s.Stats(); st.Refused != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -158,5 +180,61 @@ func TestLongPublish(t *testing.T) {
 	}
 	if st := s.Stats(); st.Accepted != 1 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// FuzzConn feeds raw bytes to a connection's handler, after a plain
+// handshake when the first byte is odd (so the chunk and command parsers
+// are reached): it must end (the client closes) without a panic.
+func FuzzConn(f *testing.F) {
+	f.Add([]byte{1, 0x02, 0, 0, 0, 0, 0, 0x1e, 0x14, 1, 0, 0, 0})
+	f.Add([]byte{0, 3})
+	f.Add(append([]byte{1}, bytes.Repeat([]byte{0x03, 0, 0, 0, 0, 0, 0x10, 0x14}, 8)...))
+	s := newServer(f, Config{HandshakeTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		client, server := net.Pipe()
+		in := b
+		if len(b) > 0 && b[0]&1 == 1 {
+			in = append(append([]byte{3}, make([]byte, 2*1536)...), b[1:]...) // C0, C1, C2
+		}
+		go func() {
+			_, _ = client.Write(in)
+			_ = client.Close()
+		}()
+		go func() { _, _ = io.Copy(io.Discard, client) }()
+		_ = s.handle(server)
+		_ = server.Close()
+	})
+}
+
+// TestBFramesNoted: a publisher whose encoder makes B-frames goes live,
+// and the stream's status says why its picture may look wrong.
+func TestBFramesNoted(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	reg := ingest.NewRegistry()
+	s := newServer(t, Config{Registry: reg})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-c:v", "libx264", "-bf", "2", "-g", "25",
+		"-f", "flv", "rtmp://"+s.Addr().String()+"/live/b")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	tick := time.NewTicker(20 * time.Millisecond) // the note has no event of its own to wait on
+	defer tick.Stop()
+	for {
+		if si, ok := reg.Source("b"); ok && len(si.Notes) > 0 {
+			if si.Proto != "rtmp" || !strings.Contains(si.Notes[0], "B-frames") {
+				t.Fatalf("source %+v", si)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no B-frame note")
+		case <-tick.C:
+		}
 	}
 }

@@ -46,7 +46,7 @@ func (s *Server) ingestInfo(w http.ResponseWriter, r *http.Request) {
 	info := ingestInfo{Host: host, Auth: s.auth != nil, Media: s.sfu != nil}
 	if s.sfu != nil {
 		if s.rtmp != nil {
-			info.RTMP = &ingestListener{Port: s.rtmp.Addr().(*net.TCPAddr).Port, Publish: true} // RTMP play is not served yet
+			info.RTMP = &ingestListener{Port: s.rtmp.Addr().(*net.TCPAddr).Port, Publish: true, Read: true}
 		}
 		// RTSP and SRT publish and read; their configured ports until
 		// their listeners report bound ones.

@@ -23,7 +23,7 @@ func TestIngestInfo(t *testing.T) {
 		t.Fatal(err)
 	}
 	rtmp, _ := got["rtmp"].(map[string]any)
-	if rtmp == nil || int(rtmp["port"].(float64)) != srv.RTMPAddr().(*net.TCPAddr).Port || rtmp["publish"] != true {
+	if rtmp == nil || int(rtmp["port"].(float64)) != srv.RTMPAddr().(*net.TCPAddr).Port || rtmp["publish"] != true || rtmp["read"] != true {
 		t.Errorf("rtmp %v", got["rtmp"])
 	}
 	if got["rtsp"] != nil || got["srt"] != nil || got["auth"] != true || got["media"] != true || got["host"] != "127.0.0.1" {

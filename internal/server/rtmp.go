@@ -27,16 +27,18 @@ func (s *Server) startRTMP() error {
 			}
 			return c, nil
 		},
+		ConnsPerIP: s.cfg.StreamConnsPerIP, MaxConns: s.cfg.StreamMaxConns,
 		Logger: s.log,
 	})
 	if err != nil {
 		return err
 	}
 	s.rtmp = srv
-	s.log.Info("RTMP ingest listening", "addr", srv.Addr().String(), "publish", "rtmp://"+hostPortURL(srv.Addr().(*net.TCPAddr))+"/live/<stream>")
+	s.log.Info("RTMP listening", "addr", srv.Addr().String(), "url", "rtmp://"+hostPortURL(srv.Addr().(*net.TCPAddr))+"/live/<stream>")
 	stat := func(f func(rtmp.Stats) float64) func() float64 { return func() float64 { return f(srv.Stats()) } }
 	s.metrics.GaugeFunc("parley_rtmp_connections", "RTMP connections open.", stat(func(x rtmp.Stats) float64 { return float64(x.Conns) }))
 	s.metrics.GaugeFunc("parley_rtmp_publishers", "RTMP publishers live.", stat(func(x rtmp.Stats) float64 { return float64(x.Publishers) }))
+	s.metrics.GaugeFunc("parley_rtmp_readers", "RTMP players reading a stream.", stat(func(x rtmp.Stats) float64 { return float64(x.Readers) }))
 	s.metrics.CounterFunc("parley_rtmp_connections_total", "RTMP connections accepted.", stat(func(x rtmp.Stats) float64 { return float64(x.Accepted) }))
 	s.metrics.CounterFunc("parley_rtmp_connections_refused_total", "RTMP connections refused by the per-address limit.", stat(func(x rtmp.Stats) float64 { return float64(x.Refused) }))
 	s.metrics.CounterFunc("parley_rtmp_publishes_refused_total", "RTMP publishes refused (token, address lists, hook, stream name, busy stream, codecs).", stat(func(x rtmp.Stats) float64 { return float64(x.Rejected) }))

@@ -161,6 +161,14 @@ func TestRTMPToWHEP(t *testing.T) {
 	}
 }
 
+// waitTracks waits for the stream to have n tracks live.
+func waitTracks(ctx context.Context, t *testing.T, srv *server.Server, name string, n int) {
+	t.Helper()
+	if got := waitRoom(ctx, t, srv, name).WaitTracks(ctx, n); got != n {
+		t.Fatalf("stream %s: %d tracks live, want %d", name, got, n)
+	}
+}
+
 // waitRoom waits for the stream's room to exist.
 func waitRoom(ctx context.Context, t *testing.T, srv *server.Server, name string) *sfu.Room {
 	t.Helper()

@@ -62,13 +62,25 @@ const maxFrame = 8191 - adtsHeaderLen
 
 // AACToOpus is one stream's transcoder.
 type AACToOpus struct {
-	cfg    Config
-	log    *slog.Logger
-	srIdx  int
-	free   chan *frame
-	queue  chan *frame
-	done   chan struct{}
-	cancel context.CancelFunc
+	*child
+	cfg   Config
+	srIdx int
+}
+
+// child is a supervised ffmpeg: frames queued by Write go to its stdin,
+// read consumes its stdout; it is restarted with backoff when it dies.
+type child struct {
+	name       string   // "AAC to Opus", for logs
+	args       []string // ffmpeg's arguments
+	preamble   []byte   // written to stdin first at every start
+	read       func(io.Reader) error
+	minBackoff time.Duration
+	maxBackoff time.Duration
+	log        *slog.Logger
+	free       chan *frame
+	queue      chan *frame
+	done       chan struct{}
+	cancel     context.CancelFunc
 
 	dropped, packets, restarts atomic.Uint64
 	mu                         sync.Mutex
@@ -96,32 +108,55 @@ func Start(ctx context.Context, cfg Config) (*AACToOpus, error) {
 		return nil, errors.New("transcode: Config.OnPacket is required")
 	}
 	cfg.Bitrate = positiveOr(cfg.Bitrate, 64000)
-	cfg.Queue = positiveOr(cfg.Queue, 64)
-	cfg.MinBackoff = positiveOr(cfg.MinBackoff, 250*time.Millisecond)
-	cfg.MaxBackoff = positiveOr(cfg.MaxBackoff, 10*time.Second)
-	log := cfg.Logger
+	// Input probing off so the first Opus comes after a few frames, not
+	// seconds; libopus at complexity 5 (of 10) costs about 0.012 core in
+	// steady state against 0.0155 at 10 (60 s of 44.1 kHz stereo on the
+	// test machine), inaudible at 64 kbit/s for speech and music streams.
+	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error",
+		"-probesize", "32", "-analyzeduration", "0", "-fflags", "nobuffer",
+		"-f", "aac", "-i", "pipe:0",
+		"-vn", "-c:a", "libopus", "-b:a", strconv.Itoa(cfg.Bitrate), "-ar", "48000",
+		"-application", "lowdelay", "-frame_duration", "20", "-compression_level", "5",
+		"-f", "ogg", "-page_duration", "20000", "-flush_packets", "1", "pipe:1"}
+	t := &AACToOpus{cfg: cfg, srIdx: idx}
+	var ts uint32 // continues across restarts
+	t.child = newChild("AAC to Opus", args, nil, func(r io.Reader) error { return t.readOpus(r, &ts) },
+		cfg.Queue, cfg.MinBackoff, cfg.MaxBackoff, cfg.Logger)
+	t.start(ctx, cfg.FFmpeg)
+	return t, nil
+}
+
+// newChild makes a supervisor; zero queue, backoffs and logger take
+// their defaults (64 frames, 250 ms to 10 s, no logs).
+func newChild(name string, args []string, preamble []byte, read func(io.Reader) error, queue int, minB, maxB time.Duration, log *slog.Logger) *child {
+	queue = positiveOr(queue, 64)
+	minB = positiveOr(minB, 250*time.Millisecond)
+	maxB = positiveOr(maxB, 10*time.Second)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	t := &AACToOpus{cfg: cfg, log: log, srIdx: idx,
-		free: make(chan *frame, cfg.Queue), queue: make(chan *frame, cfg.Queue), done: make(chan struct{})}
-	for range cfg.Queue {
-		t.free <- new(frame)
+	c := &child{name: name, args: args, preamble: preamble, read: read, minBackoff: minB, maxBackoff: maxB, log: log,
+		free: make(chan *frame, queue), queue: make(chan *frame, queue), done: make(chan struct{})}
+	for range queue {
+		c.free <- new(frame)
 	}
+	return c
+}
+
+// start runs the supervisor, or, without ffmpeg, a drain that says so.
+func (t *child) start(ctx context.Context, bin string) {
 	ctx, t.cancel = context.WithCancel(ctx)
-	bin := cfg.FFmpeg
 	if bin == "" {
 		bin = "ffmpeg"
 	}
 	path, err := exec.LookPath(bin)
 	if err != nil {
 		t.setErr(ErrNoFFmpeg.Error())
-		log.Error("AAC to Opus transcoding is off for this stream", "err", ErrNoFFmpeg)
+		t.log.Error(t.name+" transcoding is off for this stream", "err", ErrNoFFmpeg)
 		go t.drain(ctx)
-		return t, nil
+		return
 	}
 	go t.supervise(ctx, path)
-	return t, nil
 }
 
 // positiveOr is v, or def when v is not positive.
@@ -139,15 +174,28 @@ func (t *AACToOpus) Write(au []byte) {
 		t.dropped.Add(1)
 		return
 	}
-	var f *frame
-	select {
-	case f = <-t.free:
-	default:
-		t.dropped.Add(1)
+	f := t.take()
+	if f == nil {
 		return
 	}
 	putADTSHeader(f.buf[:adtsHeaderLen], t.srIdx, t.cfg.Channels, len(au))
 	f.n = adtsHeaderLen + copy(f.buf[adtsHeaderLen:], au)
+	t.put(f)
+}
+
+// take gets a free frame, or counts a drop and gives nil.
+func (t *child) take() *frame {
+	select {
+	case f := <-t.free:
+		return f
+	default:
+		t.dropped.Add(1)
+		return nil
+	}
+}
+
+// put queues a filled frame.
+func (t *child) put(f *frame) {
 	select {
 	case t.queue <- f:
 	default: // cannot happen: queue and free hold the same frames
@@ -157,36 +205,36 @@ func (t *AACToOpus) Write(au []byte) {
 }
 
 // Close stops the child and waits for the supervisor.
-func (t *AACToOpus) Close() {
+func (t *child) Close() {
 	t.cancel()
 	<-t.done
 }
 
 // Done is closed once the transcoder has stopped.
-func (t *AACToOpus) Done() <-chan struct{} { return t.done }
+func (t *child) Done() <-chan struct{} { return t.done }
 
 // Status reports the transcoder's state.
-func (t *AACToOpus) Status() Status {
+func (t *child) Status() Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return Status{Running: t.pid != 0, Err: t.err, Restarts: t.restarts.Load(),
 		Dropped: t.dropped.Load(), Packets: t.packets.Load(), PID: t.pid}
 }
 
-func (t *AACToOpus) setErr(s string) {
+func (t *child) setErr(s string) {
 	t.mu.Lock()
 	t.err = s
 	t.mu.Unlock()
 }
 
-func (t *AACToOpus) setPID(pid int) {
+func (t *child) setPID(pid int) {
 	t.mu.Lock()
 	t.pid = pid
 	t.mu.Unlock()
 }
 
 // drain recycles queued frames while there is no child.
-func (t *AACToOpus) drain(ctx context.Context) {
+func (t *child) drain(ctx context.Context) {
 	defer close(t.done)
 	for {
 		select {
@@ -199,21 +247,20 @@ func (t *AACToOpus) drain(ctx context.Context) {
 	}
 }
 
-func (t *AACToOpus) supervise(ctx context.Context, path string) {
+func (t *child) supervise(ctx context.Context, path string) {
 	defer close(t.done)
-	backoff := t.cfg.MinBackoff
-	var ts uint32 // continues across restarts
+	backoff := t.minBackoff
 	for {
 		started := time.Now()
-		err := t.runChild(ctx, path, &ts)
+		err := t.runChild(ctx, path)
 		if ctx.Err() != nil {
 			return
 		}
 		if time.Since(started) > 10*time.Second {
-			backoff = t.cfg.MinBackoff
+			backoff = t.minBackoff
 		}
 		t.setErr(fmt.Sprintf("ffmpeg exited: %v; restarting in %s", err, backoff))
-		t.log.Warn("AAC to Opus transcoder died; restarting", "err", err, "backoff", backoff)
+		t.log.Warn(t.name+" transcoder died; restarting", "err", err, "backoff", backoff)
 		t.restarts.Add(1)
 		// Frames queued while no child runs are stale: drop them.
 		timer := time.NewTimer(backoff)
@@ -230,24 +277,15 @@ func (t *AACToOpus) supervise(ctx context.Context, path string) {
 				break wait
 			}
 		}
-		backoff = min(2*backoff, t.cfg.MaxBackoff)
+		backoff = min(2*backoff, t.maxBackoff)
 	}
 }
 
 // runChild runs one ffmpeg until it exits or ctx ends.
-func (t *AACToOpus) runChild(ctx context.Context, path string, ts *uint32) error {
+func (t *child) runChild(ctx context.Context, path string) error {
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Input probing off so the first Opus comes after a few frames, not
-	// seconds; libopus at complexity 5 (of 10) costs about 0.012 core in
-	// steady state against 0.0155 at 10 (60 s of 44.1 kHz stereo on the
-	// test machine), inaudible at 64 kbit/s for speech and music streams.
-	cmd := exec.CommandContext(cctx, path, "-hide_banner", "-nostdin", "-loglevel", "error",
-		"-probesize", "32", "-analyzeduration", "0", "-fflags", "nobuffer",
-		"-f", "aac", "-i", "pipe:0",
-		"-vn", "-c:a", "libopus", "-b:a", strconv.Itoa(t.cfg.Bitrate), "-ar", "48000",
-		"-application", "lowdelay", "-frame_duration", "20", "-compression_level", "5",
-		"-f", "ogg", "-page_duration", "20000", "-flush_packets", "1", "pipe:1")
+	cmd := exec.CommandContext(cctx, path, t.args...)
 	cmd.WaitDelay = 2 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -271,6 +309,12 @@ func (t *AACToOpus) runChild(ctx context.Context, path string, ts *uint32) error
 	go func() { // the writer: queue to stdin, ends with the child
 		defer wg.Done()
 		defer stdin.Close()
+		if len(t.preamble) > 0 {
+			if _, err := stdin.Write(t.preamble); err != nil {
+				cancel()
+				return
+			}
+		}
 		for {
 			select {
 			case <-cctx.Done():
@@ -285,7 +329,7 @@ func (t *AACToOpus) runChild(ctx context.Context, path string, ts *uint32) error
 			}
 		}
 	}()
-	rerr := t.readOpus(stdout, ts)
+	rerr := t.read(stdout)
 	cancel()
 	wg.Wait()
 	werr := cmd.Wait()
