@@ -86,7 +86,8 @@ func refusedWith(t *testing.T, s *whip.Session, err error, code, what string) {
 }
 
 // TestAccessHooks: a refusing on_publish stops an RTMP publish (ffmpeg
-// exits) and a WHIP publish (403), a refusing on_play a WHEP viewer; an
+// exits) and a WHIP publish (403), a refusing on_play a WHEP viewer and
+// an RTMP reader (ffprobe fails); an
 // allowed RTMP publish, WHIP publish and WHEP viewer each fire on_done
 // exactly once, with the id on_publish/on_play had, and no hook ever sees
 // the token.
@@ -116,6 +117,13 @@ func TestAccessHooks(t *testing.T) {
 	refusedWith(t, view, err, "hook_refused", "WHEP play refused by on_play")
 	if ev := nextEvent(ctx, t, events, "on_play"); ev.Action != "play" || ev.Proto != "whep" || ev.Stream != "deny-you" {
 		t.Errorf("on_play event %+v", ev)
+	}
+
+	if _, err := probe(ctx, t, base+"deny-you"); err == nil {
+		t.Error("RTMP read refused by on_play: ffprobe succeeded")
+	}
+	if ev := nextEvent(ctx, t, events, "on_play (RTMP)"); ev.Action != "play" || ev.Proto != "rtmp" || ev.Stream != "deny-you" {
+		t.Errorf("RTMP on_play event %+v", ev)
 	}
 
 	// Allowed sessions: on_done once each, after they end.
