@@ -45,18 +45,18 @@ type Server struct {
 	turn       *turn.Server // nil when off or external
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
-	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
-	rtmp       *rtmp.Server    // --rtmp, nil when off or media is off
-	access     *access.Checker // CIDR lists and hooks (authorize.go), nil when media is off
-	pprof      *sideServer     // --pprof, nil when off
-	ops        *sideServer     // --ops, nil when off
-	shows      *show.Registry  // light shows (show.go)
+	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
+	rtmp       *rtmp.Server   // --rtmp, nil when off or media is off
+	pprof      *sideServer    // --pprof, nil when off
+	ops        *sideServer    // --ops, nil when off
+	shows      *show.Registry // light shows (show.go)
 	bridge     *sfusignal.Bridge
 	turnSecret []byte
 	auth       *auth.Verifier // nil when auth is off
 	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
 	clients    *clientip.Resolver
 	mux        *http.ServeMux
+	access     *access.Checker // CIDR lists and hooks (authorize.go), nil when media is off
 
 	httpSrv *http.Server
 	ln      net.Listener
