@@ -7,8 +7,8 @@
 // With auth on, the token rides in the URL's query
 // (rtmp://host:1935/live/<stream>?token=<JWT>; in OBS the stream key
 // "<stream>?token=<JWT>") and must grant publishing the stream. Token,
-// address lists and the on_publish hook are the server's one Authorizer
-// (Config.Authorize); on_done fires when the publish ends.
+// address lists and the on_publish/on_play hooks are the server's one
+// Authorizer (Config.Authorize); on_done fires when the session ends.
 //
 // Limits: each client address may hold Config.ConnsPerIP connections;
 // the handshake, connect and publish commands and the first media must
