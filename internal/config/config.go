@@ -71,6 +71,12 @@ type Config struct {
 	Pprof            string                `yaml:"pprof"`          // Go profiler listen address ("" = off)
 	MediaNoBatch     bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
 	LogLevel         string                `yaml:"log_level"`
+
+	// Who may publish and read streams beyond the token (internal/access).
+	PublishAllow []string                `yaml:"publish_allow"` // CIDRs that may publish streams (empty: everyone)
+	ReadAllow    []string                `yaml:"read_allow"`    // CIDRs that may read streams (empty: everyone)
+	StreamAccess map[string]StreamAccess `yaml:"stream_access"` // per-stream (or pattern) allow/deny lists
+	Hooks        Hooks                   `yaml:"hooks"`         // on_publish, on_play, on_done webhooks
 }
 
 // RoomConfig overrides settings for one named room.
@@ -118,6 +124,7 @@ func Default() Config {
 		PendingPerIP:     10,
 		ICETimeout:       Duration(10 * time.Second),
 		TURNPerIP:        32,
+		Hooks:            Hooks{Timeout: Duration(5 * time.Second)},
 	}
 }
 
@@ -232,6 +239,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateSecrets(bad)
+	c.validateAccess(bad)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -243,16 +251,23 @@ func (c *Config) Validate() error {
 // roomConfig finds a room's settings: its exact name first, then the
 // longest matching pattern (rooms: {"chat.*": ...}).
 func (c *Config) roomConfig(room string) (RoomConfig, bool) {
-	if r, ok := c.Rooms[room]; ok {
+	return Lookup(c.Rooms, room)
+}
+
+// Lookup finds name's entry in a map keyed by names and path.Match
+// patterns: the exact name first, then the longest matching pattern
+// (between equally long ones, the smaller string).
+func Lookup[T any](m map[string]T, name string) (T, bool) {
+	if r, ok := m[name]; ok {
 		return r, true
 	}
 	best, found := "", false
-	for pat := range c.Rooms {
-		if ok, _ := path.Match(pat, room); ok && (!found || len(pat) > len(best) || (len(pat) == len(best) && pat < best)) {
+	for pat := range m {
+		if ok, _ := path.Match(pat, name); ok && (!found || len(pat) > len(best) || (len(pat) == len(best) && pat < best)) {
 			best, found = pat, true
 		}
 	}
-	return c.Rooms[best], found
+	return m[best], found
 }
 
 // CapacityOf is the capacity of the named room in the given mode: the

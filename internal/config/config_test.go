@@ -209,3 +209,37 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestAccessOptions(t *testing.T) {
+	yml := `
+publish_allow: [10.0.0.0/8]
+stream_access:
+  cam-*: {publish_allow: [192.168.0.0/16], read_deny: [203.0.113.7]}
+hooks: {on_publish: "http://127.0.0.1:9/pub", timeout: 2s}
+`
+	read := memFiles(map[string][]byte{"c.yaml": []byte(yml)})
+	cfg, err := load([]string{"--config", "c.yaml", "--read-allow", "10.0.0.0/8, ::1", "--on-done", "https://hooks.example/done"}, noEnv, io.Discard, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.StreamAccess["cam-*"].ReadDeny[0] != "203.0.113.7" || len(cfg.ReadAllow) != 2 || cfg.Hooks.Timeout.D() != 2*time.Second ||
+		cfg.Hooks.OnPublish == "" || cfg.Hooks.OnDone != "https://hooks.example/done" {
+		t.Errorf("access options %+v %+v", cfg.StreamAccess, cfg.Hooks)
+	}
+	for _, args := range [][]string{
+		{"--publish-allow", "10.0.0.0/33"},
+		{"--read-allow", "example.com"},
+		{"--on-play", "ftp://x/"},
+		{"--on-publish", "localhost:8080/hook"},
+		{"--hook-timeout", "0s"},
+	} {
+		if _, err := load(args, noEnv, io.Discard, read); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	bad := memFiles(map[string][]byte{"c.yaml": []byte("stream_access: {\"bad/name\": {publish_deny: [1.2.3.4]}, ok: {read_allow: [nope]}}\n")})
+	_, err = load([]string{"--config", "c.yaml"}, noEnv, io.Discard, bad)
+	if err == nil || !strings.Contains(err.Error(), "bad/name") || !strings.Contains(err.Error(), "stream_access.ok.read_allow") {
+		t.Errorf("bad stream_access: %v", err)
+	}
+}

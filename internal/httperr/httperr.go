@@ -72,9 +72,13 @@ func WriteBody(w http.ResponseWriter, status int, b Body) {
 // lacking the grant (err wraps ErrInsufficientScope) gets 403 with
 // error="insufficient_scope"; a missing token (err wraps ErrNoToken) 401
 // with a bare Bearer challenge; any other token error 401 with
-// error="invalid_token".
+// error="invalid_token". A *Denied (an address list or a hook refused)
+// gets 403 with its own code and no challenge.
 func Auth(w http.ResponseWriter, err error) {
+	var d *Denied
 	switch {
+	case errors.As(err, &d):
+		Write(w, http.StatusForbidden, d.Code, d.Message)
 	case errors.Is(err, ErrInsufficientScope):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+Realm+`", error="insufficient_scope"`)
 		Write(w, http.StatusForbidden, CodeInsufficientScope, err.Error())
@@ -92,3 +96,11 @@ func TooMany(w http.ResponseWriter, retry time.Duration, msg string) {
 	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(retry.Round(time.Second)/time.Second))))
 	Write(w, http.StatusTooManyRequests, CodeTooManyRequests, msg)
 }
+
+// Denied is a refusal that is not about the token (a CIDR list, a
+// webhook): Auth answers it 403 with its own Code.
+type Denied struct {
+	Code, Message string
+}
+
+func (d *Denied) Error() string { return d.Message }

@@ -6,7 +6,9 @@
 //
 // With auth on, the token rides in the URL's query
 // (rtmp://host:1935/live/<stream>?token=<JWT>; in OBS the stream key
-// "<stream>?token=<JWT>") and must grant publishing the stream.
+// "<stream>?token=<JWT>") and must grant publishing the stream. Token,
+// address lists and the on_publish/on_play hooks are the server's one
+// Authorizer (Config.Authorize); on_done fires when the session ends.
 //
 // Limits: each client address may hold Config.ConnsPerIP connections;
 // the handshake, connect and publish commands and the first media must
@@ -56,10 +58,9 @@ type Config struct {
 	// Listen is the TCP address, e.g. ":1935" or "127.0.0.1:0".
 	Listen string
 	SFU    *sfu.SFU
-	// Verify authorizes publishing stream with token ("" when the URL has
-	// none); nil allows everything.
-	Verify func(token, stream string) error
-	// Authorize decides reads (play); nil allows everything.
+	// Authorize decides each publish and each read (play) (Proto "rtmp", the
+	// URL's ?token=, the connection's address); nil allows everything.
+	// The end it returns is called when the session ends.
 	Authorize ingest.Authorizer
 	// Claim takes the stream name against other publishers (WHIP too); it
 	// fails while the stream is live. nil keeps names only among RTMP
@@ -87,7 +88,7 @@ type Stats struct {
 	Readers           int    // RTMP players playing
 	Accepted          uint64 // connections accepted
 	Refused           uint64 // connections refused for the per-address or total limit
-	Rejected          uint64 // publishes refused: token, name, busy, codecs
+	Rejected          uint64 // publishes and reads refused: token, address lists, hook, name, busy, codecs
 	AudioUnavailable  int    // live publishers whose AAC cannot be transcoded
 }
 
@@ -241,14 +242,15 @@ func (s *Server) handle(c net.Conn) error {
 		return fmt.Errorf("%w: %w", errRejected, err)
 	}
 	log := s.log.With("stream", stream, "remote", c.RemoteAddr())
-	if s.cfg.Verify != nil {
-		if err := s.cfg.Verify(token, stream); err != nil {
-			s.rejected.Add(1)
-			_ = sc.RejectAction()
-			log.Info("publish refused", "err", err)
-			return fmt.Errorf("%w: %w", errRejected, err)
-		}
+	end, err := s.cfg.Authorize.Authorize(s.ctx, ingest.Request{Action: ingest.Publish, Proto: "rtmp", Stream: stream,
+		Token: token, Remote: remoteAddr(c), ID: newSessionID()})
+	if err != nil {
+		s.rejected.Add(1)
+		_ = refuse(sc, "NetStream.Publish.Unauthorized", err.Error())
+		log.Info("publish refused", "err", err)
+		return fmt.Errorf("%w: %w", errRejected, err)
 	}
+	defer end()
 	r := &gortmplib.Reader{Conn: sc}
 	if err := r.Initialize(); err != nil { // accepts the publish, reads the tracks
 		return fmt.Errorf("reading tracks: %w", err)

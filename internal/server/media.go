@@ -25,6 +25,9 @@ func (s *Server) startMedia() error {
 	if s.cfg.MediaUDP == "off" {
 		return nil
 	}
+	if err := s.startAccess(); err != nil {
+		return err
+	}
 	publicIP := s.cfg.PublicIP
 	if ip, ok := loopbackOnly(s.cfg.MediaUDP); ok && publicIP == "" {
 		// Announce the loopback address (without it no candidate at all
@@ -35,6 +38,7 @@ func (s *Server) startMedia() error {
 	}
 	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: publicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch})
 	if err != nil {
+		s.stopAccess()
 		return fmt.Errorf("media: %w", err)
 	}
 	limits := func(c whip.Config) whip.Config {
@@ -42,9 +46,10 @@ func (s *Server) startMedia() error {
 		c.PendingPerIP, c.ICETimeout = s.cfg.PendingPerIP, s.cfg.ICETimeout.D()
 		return c
 	}
-	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, ICEServers: s.whipICEServers, Logger: s.log}))
+	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, Authorize: s.authorizeHTTP, ICEServers: s.whipICEServers, Logger: s.log}))
 	if err != nil {
 		m.Close()
+		s.stopAccess()
 		return fmt.Errorf("whip: %w", err)
 	}
 	// The shows' audio lives in its own namespace behind its own endpoints,
@@ -54,6 +59,7 @@ func (s *Server) startMedia() error {
 	if err != nil {
 		w.Close()
 		m.Close()
+		s.stopAccess()
 		return fmt.Errorf("show whip: %w", err)
 	}
 	s.sfu, s.whip, s.showWhip, s.bridge = m, w, sw, sfusignal.New(m, s.log)
@@ -118,6 +124,7 @@ func (s *Server) stopMedia() {
 			s.log.Warn("closing sfu", "err", err)
 		}
 	}
+	s.stopAccess() // last: every session above has ended and queued its on_done
 }
 
 // serveWHIP hands /whip/ and /whep/ to the WHIP handler once media runs.
@@ -162,19 +169,6 @@ func (s *Server) verifyStream(r *http.Request, stream string, publish bool) erro
 		return err
 	}
 	return streamGrant(c, stream, publish)
-}
-
-// verifyPublishToken checks a token for publishing stream from another
-// ingest (RTMP's ?token=) by the same rules as WHIP.
-func (s *Server) verifyPublishToken(tok, stream string) error {
-	if s.auth == nil {
-		return nil
-	}
-	c, err := s.tokenClaims(tok, "(?token= in the URL)")
-	if err != nil {
-		return err
-	}
-	return streamGrant(c, stream, true)
 }
 
 // streamGrant checks that claims grant publishing or playing stream.

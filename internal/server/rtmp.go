@@ -14,7 +14,7 @@ func (s *Server) startRTMP() error {
 		return nil
 	}
 	srv, err := rtmp.Listen(rtmp.Config{
-		Listen: s.cfg.RTMP, SFU: s.sfu, Verify: s.verifyPublishToken, Authorize: s.authorize, ValidStream: whip.ValidStream,
+		Listen: s.cfg.RTMP, SFU: s.sfu, Authorize: s.authorize, ValidStream: whip.ValidStream,
 		Claim: s.claimStream, ConnsPerIP: s.cfg.StreamConnsPerIP, MaxConns: s.cfg.StreamMaxConns,
 		Logger: s.log,
 	})
@@ -29,7 +29,7 @@ func (s *Server) startRTMP() error {
 	s.metrics.GaugeFunc("parley_rtmp_readers", "RTMP players reading a stream.", stat(func(x rtmp.Stats) float64 { return float64(x.Readers) }))
 	s.metrics.CounterFunc("parley_rtmp_connections_total", "RTMP connections accepted.", stat(func(x rtmp.Stats) float64 { return float64(x.Accepted) }))
 	s.metrics.CounterFunc("parley_rtmp_connections_refused_total", "RTMP connections refused by the per-address limit.", stat(func(x rtmp.Stats) float64 { return float64(x.Refused) }))
-	s.metrics.CounterFunc("parley_rtmp_publishes_refused_total", "RTMP publishes refused (token, stream name, busy stream, codecs).", stat(func(x rtmp.Stats) float64 { return float64(x.Rejected) }))
+	s.metrics.CounterFunc("parley_rtmp_publishes_refused_total", "RTMP publishes refused (token, address lists, hook, stream name, busy stream, codecs).", stat(func(x rtmp.Stats) float64 { return float64(x.Rejected) }))
 	s.metrics.GaugeFunc("parley_rtmp_audio_unavailable", "Live RTMP publishers whose AAC cannot be transcoded (ffmpeg not found).", stat(func(x rtmp.Stats) float64 { return float64(x.AudioUnavailable) }))
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/access"
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/config"
@@ -57,6 +58,7 @@ type Server struct {
 	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
 	clients    *clientip.Resolver
 	mux        *http.ServeMux
+	access     *access.Checker // CIDR lists and hooks (authorize.go), nil when media is off
 
 	httpSrv *http.Server
 	ln      net.Listener

@@ -27,7 +27,9 @@
 //
 // Errors are JSON: {"error":{"code":"not_live","message":"stream x is not live"}}.
 // A missing or invalid token gets 401, a valid token lacking the grant 403
-// "insufficient_scope" (RFC 6750 challenges, see internal/httperr).
+// "insufficient_scope" (RFC 6750 challenges, see internal/httperr). With
+// Config.Authorize, the server's address lists and hooks may then refuse
+// a new session: 403 "address_denied" or "hook_refused".
 //
 // CORS: a browser page may call the endpoints only from an origin the
 // Config.Origins policy allows (the server's own names and
@@ -77,6 +79,12 @@ type Config struct {
 	// allows everything. An error means 401, or 403 when it wraps
 	// httperr.ErrInsufficientScope (a valid token without the grant).
 	Verify func(r *http.Request, stream string, publish bool) error
+	// Authorize, when set, decides each new session (a POST whose token
+	// passed Verify and whose offer is well-formed): the token again, then
+	// the server's address lists and hooks. On success end is called once
+	// when the session ends (on_done). Its errors are answered by
+	// httperr.Auth (401/403).
+	Authorize func(r *http.Request, stream string, publish bool, session string) (end func(), err error)
 	// Origins are the web pages that may call the endpoints (CORS); nil
 	// allows loopback pages only. Requests without Origin (not from a
 	// browser page) are not judged.
@@ -366,6 +374,21 @@ func (h *Handler) lookup(id, stream string, publish bool) *session {
 	return s
 }
 
+// authorize decides a new session by Config.Authorize, if any.
+func (h *Handler) authorize(r *http.Request, stream string, publish bool, id string) (end func(), err error) {
+	if h.cfg.Authorize != nil {
+		end, err := h.cfg.Authorize(r, stream, publish, id)
+		if err != nil {
+			return nil, err
+		}
+		if end == nil {
+			end = func() {}
+		}
+		return end, nil
+	}
+	return func() {}, nil
+}
+
 func (h *Handler) verify(r *http.Request, stream string, publish bool) error {
 	if h.cfg.Verify == nil {
 		return nil
@@ -433,7 +456,7 @@ func offerError(w http.ResponseWriter, err error) {
 }
 
 func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, publish bool) {
-	if err := h.verify(r, stream, publish); err != nil {
+	if err := h.verify(r, stream, publish); err != nil { // the token first: 401/403 before anything else
 		httperr.Auth(w, err)
 		return
 	}
@@ -452,7 +475,22 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		httperr.TooMany(w, h.cfg.ICETimeout, fmt.Sprintf("this address has %d sessions still connecting; wait until they connect or end", h.cfg.PendingPerIP))
 		return
 	}
-	sess := &session{id: newID(), stream: stream, publish: publish, expected: info.Sending, ufrag: offerUfrag(offer), unpend: unpend}
+	// A well-formed offer within the limits: now the address lists and
+	// hooks (Authorize), which see each session once.
+	id := newID()
+	end, err := h.authorize(r, stream, publish, id)
+	if err != nil {
+		unpend()
+		httperr.Auth(w, err)
+		return
+	}
+	handedOff := false // once the session's OnClose owns end
+	defer func() {
+		if !handedOff {
+			end()
+		}
+	}()
+	sess := &session{id: id, stream: stream, publish: publish, expected: info.Sending, ufrag: offerUfrag(offer), unpend: unpend}
 
 	h.mu.Lock()
 	if h.closed {
@@ -526,7 +564,9 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		h.mu.Unlock()
 		sess.unpend()
 		h.log.Info("session ended", "stream", stream, "session", sess.id, "publish", publish)
+		end()
 	})
+	handedOff = true
 	dtls := part.PeerConnection().SCTP().Transport()
 	dtls.OnStateChange(func(st webrtc.DTLSTransportState) {
 		if st == webrtc.DTLSTransportStateConnected {

@@ -312,6 +312,10 @@ function main() {
   $('#copy-viewer-link').addEventListener('click', () => copy(viewerLink, 'Viewer link'));
   $('#copy-whip-url').addEventListener('click', () => copy(whipURL, 'WHIP URL'));
   $('#copy-whip-token').addEventListener('click', () => copy(app.token, 'Token'));
+  // Every way in and out of the stream, on demand (a module of its own).
+  import('./ingest-urls.js').then((m) => m.showIngestURLs(app.stream)).catch((e) => {
+    $('#ingest-copied').textContent = `Could not list the stream URLs: ${e.message}`;
+  });
   $('#go-live').addEventListener('click', () => goLive());
   $('#stop').addEventListener('click', () => stop());
   for (const r of document.querySelectorAll('input[name=src]')) {
