@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/parley/parley/pkg/protocol"
 )
 
 // Config is everything a Parley server needs to start.
@@ -71,6 +73,8 @@ type Config struct {
 	Pprof            string                `yaml:"pprof"`          // Go profiler listen address ("" = off)
 	MediaNoBatch     bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
 	LogLevel         string                `yaml:"log_level"`
+	Streams          map[string]Stream     `yaml:"streams"`  // IP cameras pulled over RTSP, by stream name
+	DataDir          string                `yaml:"data_dir"` // where state written at run time lives (streams added through the API)
 }
 
 // RoomConfig overrides settings for one named room.
@@ -118,6 +122,7 @@ func Default() Config {
 		PendingPerIP:     10,
 		ICETimeout:       Duration(10 * time.Second),
 		TURNPerIP:        32,
+		DataDir:          "parley-data",
 	}
 }
 
@@ -230,6 +235,16 @@ func (c *Config) Validate() error {
 		if r.Mode != "" && r.Mode != "p2p" && r.Mode != "sfu" {
 			bad("rooms.%s.mode: %q is not p2p or sfu", name, r.Mode)
 		}
+	}
+	for name, st := range c.Streams {
+		if !protocol.ValidRoom(name) {
+			bad("streams: %q is not a stream name (1-64 characters of A-Z a-z 0-9 _ . -)", name)
+		} else if err := st.Check(); err != nil {
+			bad("streams.%s: %v", name, err)
+		}
+	}
+	if c.DataDir == "" {
+		bad("data-dir: must not be empty")
 	}
 	c.validateSecrets(bad)
 	switch strings.ToLower(c.LogLevel) {

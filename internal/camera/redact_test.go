@@ -1,0 +1,37 @@
+package camera
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// FuzzRedact: a redacted URL shows no password (its password reads back
+// as xxxxx), and an error text quoting the password loses it.
+func FuzzRedact(f *testing.F) {
+	f.Add("rtsp://admin:s3cret@cam/stream1", "dial rtsp://admin:s3cret@cam/stream1: refused")
+	f.Add("rtsp://cam/s", "timeout")
+	f.Add("rtsp://a:p%40ss@cam/s", "p%40ss p@ss")
+	f.Fuzz(func(t *testing.T, raw, msg string) {
+		got := Redact(raw)
+		u, err := url.Parse(raw)
+		if err != nil {
+			if got != "(not a URL)" {
+				t.Fatalf("unparsable %q shown as %q", raw, got)
+			}
+			return
+		}
+		p, ok := u.User.Password()
+		if !ok || p == "" {
+			return
+		}
+		if back, err := url.Parse(got); err != nil || back.User == nil {
+			t.Fatalf("%q redacted as %q", raw, got)
+		} else if bp, _ := back.User.Password(); bp != "xxxxx" {
+			t.Fatalf("%q redacted as %q (password %q)", raw, got, bp)
+		}
+		if out := redactErr(msg+p, raw); strings.Contains(out, p) && !strings.Contains("xxxxx", p) {
+			t.Fatalf("password %q left in %q", p, out)
+		}
+	})
+}
