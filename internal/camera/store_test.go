@@ -57,4 +57,3 @@ func FuzzStreamsFile(f *testing.F) {
 		}
 	})
 }
-
