@@ -257,6 +257,19 @@ func (m *Manager) infoLocked(s *stream) Info {
 	return in
 }
 
+// Sources are the settings of the streams of one origin, by name.
+func (m *Manager) Sources(origin string) map[string]Source {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]Source{}
+	for name, s := range m.streams {
+		if s.origin == origin {
+			out[name] = s.src
+		}
+	}
+	return out
+}
+
 // Count is how many streams are in each state.
 func (m *Manager) Count() map[State]int {
 	m.mu.Lock()

@@ -42,7 +42,7 @@ func (s *Server) startMedia() error {
 		c.PendingPerIP, c.ICETimeout = s.cfg.PendingPerIP, s.cfg.ICETimeout.D()
 		return c
 	}
-	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, ICEServers: s.whipICEServers, Logger: s.log}))
+	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, ICEServers: s.whipICEServers, Logger: s.log, Demand: s.demandStream}))
 	if err != nil {
 		m.Close()
 		return fmt.Errorf("whip: %w", err)
@@ -60,6 +60,10 @@ func (s *Server) startMedia() error {
 	if err := s.startRTMP(); err != nil {
 		s.stopMedia()
 		return fmt.Errorf("rtmp: %w", err)
+	}
+	if err := s.startCameras(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("cameras: %w", err)
 	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
@@ -101,6 +105,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 }
 
 func (s *Server) stopMedia() {
+	s.stopCameras()
 	s.stopRTMP()
 	if s.whip != nil {
 		s.whip.Close()
