@@ -53,7 +53,9 @@ var States = []State{Idle, Connecting, Live, Error}
 
 // Status is one stream's state.
 type Status struct {
-	State State     `json:"state"`
+	State State `json:"state"`
+	// Since is when the stream went live, idle or offline: retrying
+	// (connecting, error, connecting…) counts as one offline spell.
 	Since time.Time `json:"since"`
 	// Error is the last failure in words ("connection refused", "timed
 	// out", "401 unauthorized", "no supported track: H265"); it stays while
@@ -335,7 +337,7 @@ func (m *Manager) set(s *stream, f func(st *Status)) {
 	m.mu.Lock()
 	old := s.st
 	f(&s.st)
-	if s.st.State != old.State {
+	if offline := func(x State) bool { return x == Connecting || x == Error }; s.st.State != old.State && !(offline(old.State) && offline(s.st.State)) {
 		s.st.Since = time.Now()
 	}
 	st := s.st
