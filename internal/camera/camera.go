@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/internal/config"
@@ -105,6 +106,8 @@ type Config struct {
 type Manager struct {
 	cfg Config
 	log *slog.Logger
+
+	received, lost atomic.Uint64 // RTP packets from cameras, and lost on the way
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -271,6 +274,15 @@ func (m *Manager) Sources(origin string) map[string]Source {
 	}
 	return out
 }
+
+// Stats are packet counts over every pull since the Manager started.
+type Stats struct {
+	Received uint64 // RTP packets read from cameras
+	Lost     uint64 // RTP packets the cameras sent that never arrived (sequence gaps)
+}
+
+// Stats counts packets.
+func (m *Manager) Stats() Stats { return Stats{Received: m.received.Load(), Lost: m.lost.Load()} }
 
 // Count is how many streams are in each state.
 func (m *Manager) Count() map[State]int {

@@ -14,7 +14,7 @@ import (
 	"github.com/parley/parley/internal/sfu"
 )
 
-func newSFU(t *testing.T) *sfu.SFU {
+func newSFU(t testing.TB) *sfu.SFU {
 	t.Helper()
 	m, err := sfu.New(sfu.Config{UDP: "127.0.0.1:0", PublicIP: "127.0.0.1"})
 	if err != nil {

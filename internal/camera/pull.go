@@ -35,6 +35,12 @@ func (m *Manager) pull(ctx context.Context, s *stream, log *slog.Logger) (wasLiv
 		ReadTimeout: m.cfg.Timeout, WriteTimeout: m.cfg.Timeout,
 		DialContext: dialer.DialContext,
 		UserAgent:   "Parley",
+		OnPacketsLost: func(n uint64) {
+			m.lost.Add(n)
+			log.Debug("RTP packets lost", "packets", n)
+		},
+		OnDecodeError:     func(err error) { log.Debug("RTSP decode error", "err", err) },
+		OnTransportSwitch: func(err error) { log.Info("RTSP transport switched", "why", err) },
 	}
 	switch s.src.Transport {
 	case "tcp":
@@ -205,7 +211,7 @@ func (m *Manager) track(ctx context.Context, c *gortsplib.Client, medi *descript
 		if !ok {
 			return 0, false
 		}
-		return time.Duration(t) * time.Second / time.Duration(forma.ClockRate()), true
+		return ticks(t, forma.ClockRate()), true
 	}
 	switch f := forma.(type) {
 	case *format.H264:
@@ -218,7 +224,7 @@ func (m *Manager) track(ctx context.Context, c *gortsplib.Client, medi *descript
 			return err
 		}
 		started := false
-		c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
+		m.onPacket(c, medi, forma, func(pkt *rtp.Packet) {
 			t, ok := pts(pkt)
 			if !ok {
 				return
@@ -246,7 +252,7 @@ func (m *Manager) track(ctx context.Context, c *gortsplib.Client, medi *descript
 		if err != nil {
 			return err
 		}
-		c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
+		m.onPacket(c, medi, forma, func(pkt *rtp.Packet) {
 			aus, err := dec.Decode(pkt)
 			if err != nil {
 				return
@@ -265,7 +271,7 @@ func (m *Manager) track(ctx context.Context, c *gortsplib.Client, medi *descript
 		if err != nil {
 			return err
 		}
-		c.OnPacketRTP(medi, forma, frames(a, pts, dec.Decode))
+		m.onPacket(c, medi, forma, frames(a, pts, dec.Decode))
 		return nil
 	case *format.G711:
 		dec, err := f.CreateDecoder()
@@ -276,17 +282,32 @@ func (m *Manager) track(ctx context.Context, c *gortsplib.Client, medi *descript
 		if err != nil {
 			return err
 		}
-		c.OnPacketRTP(medi, forma, frames(a, pts, dec.Decode))
+		m.onPacket(c, medi, forma, frames(a, pts, dec.Decode))
 		return nil
 	case *format.VP8, *format.VP9, *format.AV1:
 		r, err := pub.Passthrough(passthroughCodec(f))
 		if err != nil {
 			return err
 		}
-		c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) { _ = r.WritePacket(pkt) })
+		m.onPacket(c, medi, forma, func(pkt *rtp.Packet) { _ = r.WritePacket(pkt) })
 		return nil
 	}
 	return fmt.Errorf("%s: not supported", forma.Codec())
+}
+
+// onPacket installs a packet callback that also counts the packet.
+func (m *Manager) onPacket(c *gortsplib.Client, medi *description.Media, forma format.Format, cb func(*rtp.Packet)) {
+	c.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
+		m.received.Add(1)
+		cb(pkt)
+	})
+}
+
+// ticks converts a timestamp in clock units to a duration without
+// overflowing (t*1e9 would after a day at 90 kHz).
+func ticks(t int64, clock int) time.Duration {
+	c := int64(clock)
+	return time.Duration(t/c)*time.Second + time.Duration(t%c)*time.Second/time.Duration(c)
 }
 
 // frames is the packet callback of an audio track whose RTP packets each

@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzRedact: a redacted URL shows no password (its password reads back
@@ -34,4 +35,17 @@ func FuzzRedact(f *testing.F) {
 			t.Fatalf("password %q left in %q", p, out)
 		}
 	})
+}
+
+// TestTicks: clock units become durations, also days into a stream.
+func TestTicks(t *testing.T) {
+	for _, c := range []struct {
+		t     int64
+		clock int
+		want  time.Duration
+	}{{90000, 90000, time.Second}, {45, 90000, 500 * time.Microsecond}, {90000 * 86400 * 3, 90000, 72 * time.Hour}, {48000*200000 + 480, 48000, 200000*time.Second + 10*time.Millisecond}} {
+		if got := ticks(c.t, c.clock); got != c.want {
+			t.Errorf("ticks(%d, %d) = %v, want %v", c.t, c.clock, got, c.want)
+		}
+	}
 }

@@ -69,6 +69,8 @@ func (s *Server) startCameras() error {
 		s.metrics.GaugeFunc("parley_camera_streams_"+string(st), "IP camera streams "+stateHelp[st]+".",
 			func() float64 { return float64(m.Count()[st]) })
 	}
+	s.metrics.CounterFunc("parley_camera_packets_received_total", "RTP packets read from IP cameras.", func() float64 { return float64(m.Stats().Received) })
+	s.metrics.CounterFunc("parley_camera_packets_lost_total", "RTP packets IP cameras sent that never arrived (sequence gaps).", func() float64 { return float64(m.Stats().Lost) })
 	return nil
 }
 
