@@ -68,6 +68,13 @@ func TestPullFailures(t *testing.T) {
 		"refused": {cameratest.RefusedURL, "connection refused"},
 		"silent":  {cameratest.Silent, "timed out"},
 		"garbage": {cameratest.Garbage, "connection closed by the camera"},
+		"no path": {func(t testing.TB) string { return cameratest.Start(t).URL() }, "404 not found"},
+		"h265":    {func(t testing.TB) string { return cameratest.StartH265(t).URL() }, "no supported track (the camera offers H265)"},
+		"wrong password": {func(t testing.TB) string {
+			c := cameratest.StartH265(t)
+			c.RequireAuth("admin", "the-right-one")
+			return c.URL()
+		}, "401 unauthorized"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -132,7 +139,8 @@ func TestReconnectsDoNotLeak(t *testing.T) {
 	t.Logf("%d goroutines, %d before", n, base)
 }
 
-// TestPullLive: a camera fed by ffmpeg (H.264 + AAC) goes live with both
+// TestPullLive: a camera fed by ffmpeg (H.264 + AAC), asking for a
+// password, goes live with both
 // tracks in the SFU; its feed stopping puts the stream in error, and the
 // feed returning makes it live again.
 func TestPullLive(t *testing.T) {
@@ -152,7 +160,8 @@ func TestPullLive(t *testing.T) {
 	}
 	s := newSFU(t)
 	m, ch := events(t, camera.Config{SFU: s, MinBackoff: 50 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-	if err := m.Add("door", config.Stream{Source: cam.URL()}, "config"); err != nil {
+	cam.RequireAuth("admin", "s3cret")
+	if err := m.Add("door", config.Stream{Source: strings.Replace(cam.URL(), "rtsp://", "rtsp://admin:s3cret@", 1)}, "config"); err != nil {
 		t.Fatal(err)
 	}
 	st := waitState(ctx, t, ch, camera.Live)

@@ -17,6 +17,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
 )
 
@@ -29,6 +30,35 @@ type Camera struct {
 	publisher *gortsplib.ServerSession
 	ready     chan struct{} // closed when a publisher records
 	readers   int
+	user      string // readers must log in when set
+	pass      string
+}
+
+// RequireAuth makes readers log in with user and pass (Basic or Digest).
+func (c *Camera) RequireAuth(user, pass string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.user, c.pass = user, pass
+}
+
+// StartH265 runs a camera that offers only an H.265 track (which Parley
+// does not forward), announced from the start; it never sends a packet.
+func StartH265(t testing.TB) *Camera {
+	t.Helper()
+	c := Start(t)
+	desc := &description.Session{Medias: []*description.Media{{
+		Type: description.MediaTypeVideo, Formats: []format.Format{&format.H265{PayloadTyp: 96}},
+	}}}
+	st := &gortsplib.ServerStream{Server: c.srv, Desc: desc}
+	if err := st.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	c.mu.Lock()
+	c.stream = st
+	close(c.ready)
+	c.mu.Unlock()
+	return c
 }
 
 // Start runs a camera on 127.0.0.1 until the test ends. Its URL
@@ -92,9 +122,12 @@ func (c *Camera) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 }
 
 // OnDescribe serves the stream being pushed.
-func (c *Camera) OnDescribe(*gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (c *Camera) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.user != "" && !ctx.Conn.VerifyCredentials(ctx.Request, c.user, c.pass) {
+		return &base.Response{StatusCode: base.StatusUnauthorized}, nil, liberrors.ErrServerAuth{}
+	}
 	if c.stream == nil {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
 	}
