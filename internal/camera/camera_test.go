@@ -97,17 +97,18 @@ func TestPullFailures(t *testing.T) {
 	}
 }
 
-// TestReconnectsDoNotLeak: 100 failed attempts with a short backoff, then
-// the stream removed: the goroutine count settles back to where it was.
+// TestReconnectsDoNotLeak: 100 failed attempts with a short backoff
+// against a refused port, a garbage server and a silent one (each attempt
+// timing out), then the stream removed: the goroutine count settles back
+// to where it was.
 func TestReconnectsDoNotLeak(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	m, ch := events(t, camera.Config{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, Timeout: time.Second})
-	garbage := cameratest.Garbage(t)
-	refused := cameratest.RefusedURL(t)
+	m, ch := events(t, camera.Config{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, Timeout: 30 * time.Millisecond})
+	urls := map[string]string{"refused": cameratest.RefusedURL(t), "garbage": cameratest.Garbage(t), "silent": cameratest.Silent(t)}
 	base := runtime.NumGoroutine()
-	for i, u := range []string{refused, garbage} {
-		name := []string{"refused", "garbage"}[i]
+	for _, name := range []string{"refused", "garbage", "silent"} {
+		u := urls[name]
 		if err := m.Add(name, config.Stream{Source: u, Transport: "tcp"}, "api"); err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +133,7 @@ func TestReconnectsDoNotLeak(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines after 200 attempts, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("%d goroutines after 300 attempts, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
 		case <-time.After(20 * time.Millisecond): // polling the count: no event says "settled"
 		}
 	}
