@@ -16,13 +16,15 @@ import (
 
 // Reason puts a pull's failure in words for the status ("connection
 // refused", "timed out", "401 unauthorized", "no supported track (…)"),
-// without the source's password.
+// without the source's password or the camera's address (the watch page
+// shows it to viewers; the log has the whole error).
 func Reason(err error, source string) string {
 	var (
 		bad   liberrors.ErrClientBadStatusCode
 		dns   *net.DNSError
 		nerr  net.Error
 		track errNoTrack
+		op    *net.OpError
 	)
 	switch {
 	case err == nil:
@@ -43,6 +45,9 @@ func Reason(err error, source string) string {
 		return "timed out"
 	case errors.As(err, &bad):
 		return fmt.Sprintf("%d %s", int(bad.Code), strings.ToLower(bad.Message))
+	case errors.As(err, &op) && op.Err != nil:
+		// Without the addresses: viewers see the reason, not where the camera is.
+		return "network error: " + redactErr(op.Err.Error(), source)
 	}
 	return redactErr(err.Error(), source)
 }

@@ -1,6 +1,9 @@
 package camera
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -47,5 +50,14 @@ func TestTicks(t *testing.T) {
 		if got := ticks(c.t, c.clock); got != c.want {
 			t.Errorf("ticks(%d, %d) = %v, want %v", c.t, c.clock, got, c.want)
 		}
+	}
+}
+
+// TestReasonHidesAddress: a network error the reasons do not name is
+// shown without the camera's address.
+func TestReasonHidesAddress(t *testing.T) {
+	err := fmt.Errorf("DESCRIBE: %w", &net.OpError{Op: "read", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 554}, Err: errors.New("something odd")})
+	if got := Reason(err, "rtsp://10.1.2.3/s"); got != "network error: something odd" {
+		t.Fatalf("%q", got)
 	}
 }
