@@ -28,6 +28,7 @@ import (
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/pkg/protocol"
 )
 
 // Source is one camera's settings.
@@ -160,6 +161,9 @@ var (
 // Add starts pulling a stream (an on-demand one waits for its first
 // viewer). origin is "config" or "api".
 func (m *Manager) Add(name string, src Source, origin string) error {
+	if !protocol.ValidRoom(name) {
+		return fmt.Errorf("%q is not a stream name", name)
+	}
 	if err := src.Check(); err != nil {
 		return err
 	}
