@@ -91,6 +91,8 @@ type Config struct {
 	Claim ingest.Claimer
 	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
 	FFmpeg string
+	// Registry, when set, lists live pulls with the other ingests.
+	Registry *ingest.Registry
 	// MinBackoff and MaxBackoff bound the wait between attempts (doubling
 	// from Min, capped at Max, ±20 % jitter); 0 means 1 s and 30 s.
 	MinBackoff, MaxBackoff time.Duration

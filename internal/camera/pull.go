@@ -75,7 +75,7 @@ func (m *Manager) pull(ctx context.Context, s *stream, log *slog.Logger) (wasLiv
 		}
 		defer claim.Release()
 	}
-	pub, err := ingest.NewPublisher(ingest.Config{SFU: m.cfg.SFU, Stream: s.name, SourceID: "camera-" + s.name,
+	pub, err := ingest.NewPublisher(ingest.Config{SFU: m.cfg.SFU, Stream: s.name, SourceID: "camera-" + s.name, Proto: "camera", Registry: m.cfg.Registry,
 		Claim: claim, FFmpeg: m.cfg.FFmpeg, Logger: log})
 	if err != nil {
 		return false, err
