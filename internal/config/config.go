@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/parley/parley/pkg/protocol"
 )
 
 // Config is everything a Parley server needs to start.
@@ -77,6 +79,8 @@ type Config struct {
 	ReadAllow    []string                `yaml:"read_allow"`    // CIDRs that may read streams (empty: everyone)
 	StreamAccess map[string]StreamAccess `yaml:"stream_access"` // per-stream (or pattern) allow/deny lists
 	Hooks        Hooks                   `yaml:"hooks"`         // on_publish, on_play, on_done webhooks
+	Streams          map[string]Stream     `yaml:"streams"`  // IP cameras pulled over RTSP, by stream name
+	DataDir          string                `yaml:"data_dir"` // where state written at run time lives (streams added through the API)
 }
 
 // RoomConfig overrides settings for one named room.
@@ -125,6 +129,7 @@ func Default() Config {
 		ICETimeout:       Duration(10 * time.Second),
 		TURNPerIP:        32,
 		Hooks:            Hooks{Timeout: Duration(5 * time.Second)},
+		DataDir:          "parley-data",
 	}
 }
 
@@ -237,6 +242,16 @@ func (c *Config) Validate() error {
 		if r.Mode != "" && r.Mode != "p2p" && r.Mode != "sfu" {
 			bad("rooms.%s.mode: %q is not p2p or sfu", name, r.Mode)
 		}
+	}
+	for name, st := range c.Streams {
+		if !protocol.ValidRoom(name) {
+			bad("streams: %q is not a stream name (1-64 characters of A-Z a-z 0-9 _ . -)", name)
+		} else if err := st.Check(); err != nil {
+			bad("streams.%s: %v", name, err)
+		}
+	}
+	if c.DataDir == "" {
+		bad("data-dir: must not be empty")
 	}
 	c.validateSecrets(bad)
 	c.validateAccess(bad)

@@ -46,7 +46,7 @@ func (s *Server) startMedia() error {
 		c.PendingPerIP, c.ICETimeout = s.cfg.PendingPerIP, s.cfg.ICETimeout.D()
 		return c
 	}
-	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, Authorize: s.authorizeHTTP, ICEServers: s.whipICEServers, Logger: s.log}))
+	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, Authorize: s.authorizeHTTP, ICEServers: s.whipICEServers, Logger: s.log, Demand: s.demandStream}))
 	if err != nil {
 		m.Close()
 		s.stopAccess()
@@ -70,6 +70,10 @@ func (s *Server) startMedia() error {
 	if err := s.startSRT(); err != nil {
 		s.stopMedia()
 		return fmt.Errorf("srt: %w", err)
+	}
+	if err := s.startCameras(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("cameras: %w", err)
 	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
@@ -111,6 +115,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 }
 
 func (s *Server) stopMedia() {
+	s.stopCameras()
 	s.stopRTMP()
 	s.stopSRT()
 	if s.whip != nil {

@@ -29,6 +29,7 @@ func (s *Server) opsRoutes() *http.ServeMux {
 	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/streams/{name}", s.streamStatus)
+	s.cameraRoutes(mux)
 	return mux
 }
 
@@ -61,15 +62,9 @@ func (s *Server) publicMetrics(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, http.StatusNotFound, "not_found", "metrics are served on the operations listener (--ops), not on this port")
 		return
 	}
-	c, err := s.requestClaims(r, false)
-	if err == nil && !c.Grants.Admin {
-		err = fmt.Errorf("%w: metrics need the admin grant", httperr.ErrInsufficientScope)
+	if s.requireAdmin(w, r, "metrics") {
+		s.metrics.ServeHTTP(w, r)
 	}
-	if err != nil {
-		httperr.Auth(w, err)
-		return
-	}
-	s.metrics.ServeHTTP(w, r)
 }
 
 // publicStreamStatus is /api/streams/{name} on the main port: open on an

@@ -20,6 +20,7 @@ import (
 
 	"github.com/parley/parley/internal/access"
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/camera"
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/metrics"
@@ -46,12 +47,14 @@ type Server struct {
 	turn       *turn.Server // nil when off or external
 	sfu        *sfu.SFU     // nil when media is off
 	whip       *whip.Handler
-	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
-	rtmp       *rtmp.Server   // --rtmp, nil when off or media is off
-	srt        *srt.Server    // --srt, nil when off or media is off
-	pprof      *sideServer    // --pprof, nil when off
-	ops        *sideServer    // --ops, nil when off
-	shows      *show.Registry // light shows (show.go)
+	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
+	rtmp       *rtmp.Server    // --rtmp, nil when off or media is off
+	srt        *srt.Server     // --srt, nil when off or media is off
+	cameras    *camera.Manager // IP camera pulls, nil when media is off
+	camerasMu  sync.Mutex      // orders the management API's changes and saves
+	pprof      *sideServer     // --pprof, nil when off
+	ops        *sideServer     // --ops, nil when off
+	shows      *show.Registry  // light shows (show.go)
 	bridge     *sfusignal.Bridge
 	turnSecret []byte
 	auth       *auth.Verifier // nil when auth is off

@@ -1,8 +1,8 @@
 package server
 
 import (
-	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/parley/parley/internal/httperr"
 
@@ -17,6 +17,19 @@ type streamStatus struct {
 	Live    bool   `json:"live"`
 	Tracks  int    `json:"tracks"`
 	Viewers int    `json:"viewers"`
+	// Source is set when the stream comes from an IP camera Parley pulls:
+	// the pull's state, so the watch page can say "camera offline since
+	// 12:03 — connection refused" rather than show a black screen.
+	Source *streamSource `json:"source,omitempty"`
+}
+
+// streamSource is a pulled stream's state (no URL: viewers see it).
+type streamSource struct {
+	Kind     string    `json:"kind"` // "camera"
+	State    string    `json:"state"`
+	Since    time.Time `json:"since"`
+	Error    string    `json:"error,omitempty"`
+	OnDemand bool      `json:"on_demand"`
 }
 
 func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +54,11 @@ func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(st)
+	if s.cameras != nil {
+		if in, ok := s.cameras.Get(name); ok {
+			st.Source = &streamSource{Kind: "camera", State: string(in.Status.State), Since: in.Status.Since,
+				Error: in.Status.Error, OnDemand: in.OnDemand}
+		}
+	}
+	writeJSON(w, http.StatusOK, st)
 }

@@ -30,6 +30,7 @@ func startServer(t *testing.T, mod func(*config.Config)) *server.Server {
 	cfg.RTMP = "127.0.0.1:0"
 	cfg.RTSP, cfg.SRT = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Ops = "127.0.0.1:0"
+	cfg.DataDir = t.TempDir()
 	if mod != nil {
 		mod(&cfg)
 	}

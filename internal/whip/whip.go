@@ -20,7 +20,8 @@
 //
 // A viewer who arrives while nothing is published gets 404 ("not live"):
 // plain WHEP cannot renegotiate, so accepting and waiting would leave the
-// viewer with no tracks. A viewer arriving just after the publisher's POST
+// viewer with no tracks; Config.Demand may first start a source that runs
+// on demand (an IP camera) and wait for it. A viewer arriving just after the publisher's POST
 // waits (up to Config.TrackWait) for its tracks. When a publisher leaves,
 // viewers are kept for a few seconds so a restarting publisher continues
 // the same stream for them; after that their sessions end.
@@ -112,6 +113,10 @@ type Config struct {
 	// 0 means 5 s.
 	ReattachGrace time.Duration
 	Logger        *slog.Logger
+	// Demand, when set, is called when a viewer asks for a stream nothing
+	// publishes: a source that starts on demand (an IP camera) starts and
+	// Demand waits, up to ctx, for it to go live; it reports whether it did.
+	Demand func(ctx context.Context, stream string) bool
 
 	// onDropped, for tests, is called after a session was dropped for not
 	// connecting in time ("timeout") or for losing its stream to a
@@ -519,6 +524,9 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	if !publish {
+		if pub == nil && h.cfg.Demand != nil && !h.live(ctx, stream, nil) {
+			h.cfg.Demand(ctx, stream)
+		}
 		if !h.live(ctx, stream, pub) {
 			unpend()
 			httperr.Write(w, http.StatusNotFound, codeNotLive, fmt.Sprintf("stream %s is not live", stream))

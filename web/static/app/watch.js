@@ -29,6 +29,8 @@ const app = {
   lastTracks: 0,
   sessionTracks: 0,
   needsClick: false,
+  /** a WHEP request is starting an on-demand camera */
+  demanding: false,
   stats: { bytes: 0, at: 0, kbps: 0, latencyMs: 0, rttMs: 0, jitterMs: 0, width: 0, height: 0, fps: 0, framesDecoded: 0 },
   /** @type {BroadcastChat|null} */
   chat: null,
@@ -59,13 +61,35 @@ function waiting() {
   setState('waiting', 'This stream is not live yet', `It starts playing here by itself when ${app.stream} goes live.`);
 }
 
+/** Says since when and why the camera cannot be reached (the overlay is an aria-live status). @param {{since: string, error?: string}} cam */
+function cameraOffline(cam) {
+  const since = new Date(cam.since);
+  const at = isNaN(since.getTime()) ? '' : ` since ${since.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })}`;
+  const title = `Camera offline${at} — ${cam.error || 'unreachable'}`;
+  const text = 'It plays here by itself when the camera is back.';
+  // Unchanged text is not set again, so screen readers announce it once.
+  if (app.state === 'waiting' && $('#overlay-title').textContent === title) return;
+  setState('waiting', title, text);
+}
+
 function ended() {
   setState('ended', 'Stream ended', 'Thanks for watching. If the stream comes back, it starts here again by itself.');
 }
 
-async function connect() {
+/** Asks for an on-demand camera: plays it, or keeps saying it is offline without flickering. @param {{state: string}} cam */
+async function demand(cam) {
+  app.demanding = true;
+  try {
+    await connect(cam.state === 'error');
+  } finally {
+    app.demanding = false;
+  }
+}
+
+/** @param {boolean} [quiet] keep the current message while connecting */
+async function connect(quiet) {
   if (app.session || app.state === 'connecting') return;
-  setState('connecting', 'Connecting to the stream…', '');
+  if (!quiet) setState('connecting', 'Connecting to the stream…', '');
   app.sessionTracks = app.lastTracks;
   let s;
   try {
@@ -76,6 +100,7 @@ async function connect() {
   } catch (e) {
     if (e.status === 404) {
       // Not live (any more): wait for it.
+      if (quiet) return;
       if (app.wasLive) ended();
       else waiting();
     } else if (e.status === 401 || e.status === 403) {
@@ -146,6 +171,8 @@ async function pollStatus() {
     return;
   }
   app.lastTracks = j.tracks || 0;
+  // An IP camera Parley pulls: its state says why there is no picture.
+  const cam = j.source && j.source.kind === 'camera' ? j.source : null;
   if (j.live) {
     if (app.session && app.sessionTracks && app.lastTracks !== app.sessionTracks) {
       // The publisher now sends other tracks (e.g. microphone only): play them.
@@ -154,9 +181,14 @@ async function pollStatus() {
       app.state = 'waiting';
     }
     if (!app.session && app.state !== 'connecting') connect();
+  } else if (cam && cam.on_demand && (cam.state === 'idle' || cam.state === 'error') && !app.session && !app.demanding && app.state !== 'connecting') {
+    demand(cam); // a viewer starts an on-demand camera (after a failure, the server's backoff paces the retries)
   } else if (app.session || app.state === 'live') {
     stopSession();
-    ended();
+    if (cam && cam.state === 'error') cameraOffline(cam);
+    else ended();
+  } else if (cam && cam.state === 'error' && !app.demanding) {
+    cameraOffline(cam);
   } else if (app.state === 'error') {
     if (app.wasLive) ended();
     else waiting();

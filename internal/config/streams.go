@@ -1,0 +1,48 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+)
+
+// Stream is an IP camera (or any RTSP server) Parley pulls a stream from
+// (streams: in the file, or added through the management API).
+type Stream struct {
+	// Source is rtsp:// or rtsps://, with user:password@ when the camera
+	// wants them.
+	Source string `yaml:"source" json:"source"`
+	// Transport is auto (UDP, then TCP when no packet arrives), tcp or udp.
+	Transport string `yaml:"transport" json:"transport,omitempty"`
+	// OnDemand pulls only while someone watches: the first viewer starts
+	// the pull, IdleTimeout without viewers stops it.
+	OnDemand bool `yaml:"on_demand" json:"on_demand,omitempty"`
+	// IdleTimeout is how long an on-demand pull runs with no viewer; 0
+	// means the default (30 s).
+	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+}
+
+// Check reports what is wrong with a stream's settings; the error never
+// contains the source URL (it may hold a password).
+func (s Stream) Check() error {
+	u, err := url.Parse(s.Source)
+	switch {
+	case s.Source == "":
+		return errors.New("source is required (rtsp://[user:password@]host[:port]/path)")
+	case err != nil:
+		return errors.New("source is not a URL")
+	case u.Scheme != "rtsp" && u.Scheme != "rtsps":
+		return errors.New("source must be an rtsp:// or rtsps:// URL")
+	case u.Opaque != "" || u.Hostname() == "":
+		return errors.New("source has no host (rtsp://host[:port]/path)")
+	}
+	switch s.Transport {
+	case "", "auto", "tcp", "udp":
+	default:
+		return fmt.Errorf("transport %q is not auto, tcp or udp", s.Transport)
+	}
+	if s.IdleTimeout < 0 {
+		return errors.New("idle_timeout must be >= 0")
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+package config
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestStreams: cameras declared in the file are read; bad names, URLs and
+// transports are reported without echoing the URL's password.
+func TestStreams(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", "data_dir: /var/lib/parley\nstreams:\n  door:\n    source: rtsp://u:p@cam/stream1\n    transport: tcp\n    on_demand: true\n    idle_timeout: 10s\n  yard:\n    source: rtsps://cam2/s\n")
+	c, err := Load([]string{"--config", good}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.Streams["door"]; d.Source != "rtsp://u:p@cam/stream1" || d.Transport != "tcp" || !d.OnDemand || d.IdleTimeout.D() != 10*time.Second || c.DataDir != "/var/lib/parley" {
+		t.Fatalf("got %+v", c)
+	}
+	for name, yaml := range map[string]string{
+		"bad name":      "streams:\n  'a b':\n    source: rtsp://cam/s\n",
+		"http url":      "streams:\n  door:\n    source: http://u:hunter2@cam/s\n",
+		"no source":     "streams:\n  door:\n    transport: tcp\n",
+		"no host":       "streams:\n  door:\n    source: rtsp:///s\n",
+		"transport":     "streams:\n  door:\n    source: rtsp://cam/s\n    transport: sctp\n",
+		"negative idle": "streams:\n  door:\n    source: rtsp://cam/s\n    idle_timeout: -1s\n",
+		"bad url":       "streams:\n  door:\n    source: \"rtsp://u:hunter2@cam:port:x/%zz\"\n",
+	} {
+		f := writeFile(t, dir, strings.ReplaceAll(name, " ", "_")+".yaml", yaml)
+		_, err := Load([]string{"--config", f}, noEnv, io.Discard)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the password is in the error: %v", name, err)
+		}
+	}
+	if _, err := Load([]string{"--data-dir", ""}, noEnv, io.Discard); err == nil {
+		t.Error("empty --data-dir accepted")
+	}
+}
