@@ -79,8 +79,8 @@ type Config struct {
 	ReadAllow    []string                `yaml:"read_allow"`    // CIDRs that may read streams (empty: everyone)
 	StreamAccess map[string]StreamAccess `yaml:"stream_access"` // per-stream (or pattern) allow/deny lists
 	Hooks        Hooks                   `yaml:"hooks"`         // on_publish, on_play, on_done webhooks
-	Streams          map[string]Stream     `yaml:"streams"`  // IP cameras pulled over RTSP, by stream name
-	DataDir          string                `yaml:"data_dir"` // where state written at run time lives (streams added through the API)
+	Streams      map[string]Stream       `yaml:"streams"`       // IP cameras pulled over RTSP, by stream name
+	DataDir      string                  `yaml:"data_dir"`      // where state written at run time lives (streams added through the API)
 }
 
 // RoomConfig overrides settings for one named room.
