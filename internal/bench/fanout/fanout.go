@@ -197,6 +197,10 @@ type Result struct {
 	ServerCPU      float64 `json:"server_cpu_s"` // CPU seconds in the window
 	ServerCores    float64 `json:"server_cores"` // CPU seconds per second
 	CoresPerViewer float64 `json:"server_cores_per_viewer"`
+	// USPerPacket is the server's CPU time per packet the viewers
+	// received: per-viewer CPU normalized for sources whose packet rates
+	// differ (the rtmp source's video has one more, small, packet a frame).
+	USPerPacket    float64 `json:"server_us_per_received_packet"`
 	ServerRSSMB    float64 `json:"server_rss_mb"`
 	BaseRSSMB      float64 `json:"server_base_rss_mb"` // with the publisher only
 	RSSPerViewerMB float64 `json:"server_rss_per_viewer_mb"`
@@ -277,7 +281,10 @@ func (r Result) Table() string {
 		}
 	}
 	w("POST to first packet", "p50 %.0f ms  p95 %.0f ms  max %.0f ms", r.FirstPacketP50, r.FirstPacketP95, r.FirstPacketMax)
-	w("server CPU", "%.2f cores = %.5f cores/viewer", r.ServerCores, r.CoresPerViewer)
+	if r.Window > 0 {
+		w("published", "%d packets in the window (%.0f/s)", r.PublisherPackets, float64(r.PublisherPackets)/r.Window)
+	}
+	w("server CPU", "%.2f cores = %.5f cores/viewer = %.2f µs per received packet", r.ServerCores, r.CoresPerViewer, r.USPerPacket)
 	w("server RSS", "%.1f MB (base %.1f MB) = %.3f MB/viewer", r.ServerRSSMB, r.BaseRSSMB, r.RSSPerViewerMB)
 	if r.ServerFanOutP99 > 0 {
 		w("server fan-out per packet", "p50 <= %.3f ms  p99 <= %.3f ms (read to last viewer written)", r.ServerFanOutP50, r.ServerFanOutP99)
@@ -336,8 +343,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	case rtmpSource:
 		res.Media = fmt.Sprintf("H.264 (libx264, %dx%d, %d fps, %d kbit/s, keyframe every second) + Opus over enhanced RTMP", clipWidth, clipHeight, clipFPS, cmp.Or(o.VideoBitrate, 1_000_000)/1000)
 	}
-	if o.AudioOnly {
-		res.Media = "audio only: " + res.Media
+	if o.AudioOnly && !o.External {
+		res.Media = "Opus only over " + map[bool]string{false: "WebRTC", true: "enhanced RTMP"}[rtmpSource]
 	}
 	nStalled := o.StalledCount()
 	res.StalledViewers = nStalled
@@ -558,6 +565,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.ServerCPU = srv1 - srv0
 		res.ServerCores = res.ServerCPU / window
 		res.CoresPerViewer = res.ServerCores / float64(len(viewers))
+		if res.Received > 0 {
+			res.USPerPacket = res.ServerCPU / float64(res.Received) * 1e6
+		}
 		res.ServerRSSMB = float64(rss) / (1 << 20)
 		res.BaseRSSMB = float64(baseRSS) / (1 << 20)
 		res.RSSPerViewerMB = (res.ServerRSSMB - res.BaseRSSMB) / float64(len(viewers))

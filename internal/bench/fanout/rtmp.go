@@ -256,4 +256,4 @@ func (p *publisher) sendRTMP(ctx context.Context, w *gortmplib.Writer, video, au
 }
 
 // errNoRTMP is the error of an rtmp run without an RTMP address.
-var errNoRTMP = errors.New("fanout: the rtmp source needs the server's RTMP listener (RTMPURL, e.g. rtmp://127.0.0.1:1935)")
+var errNoRTMP = errors.New("fanout: the rtmp source needs the server's RTMP listener (Options.RTMPURL, --rtmp-url: e.g. rtmp://127.0.0.1:1935)")
