@@ -343,8 +343,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	case rtmpSource:
 		res.Media = fmt.Sprintf("H.264 (libx264, %dx%d, %d fps, %d kbit/s, keyframe every second) + Opus over enhanced RTMP", clipWidth, clipHeight, clipFPS, cmp.Or(o.VideoBitrate, 1_000_000)/1000)
 	}
-	if o.AudioOnly && !o.External {
-		res.Media = "Opus only over " + map[bool]string{false: "WebRTC", true: "enhanced RTMP"}[rtmpSource]
+	switch {
+	case o.AudioOnly && rtmpSource:
+		res.Media = "Opus only over enhanced RTMP"
+	case o.AudioOnly && !o.External:
+		res.Media = "Opus only over WebRTC"
 	}
 	nStalled := o.StalledCount()
 	res.StalledViewers = nStalled
