@@ -31,6 +31,7 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
 	fs.StringVar(&o.Stream, "stream", "bench", "stream name")
 	fs.StringVar(&o.Source, "source", fanout.SourceWHIP, "publisher: whip (VP8 + Opus over WebRTC) or rtmp (H.264 that ffmpeg's libx264 encodes at the start, 640x360 30 fps at -video-bitrate, + Opus over enhanced RTMP, to the server's RTMP listener; needs ffmpeg)")
+	fs.StringVar(&o.RTMPAudio, "rtmp-audio", fanout.AudioOpus, "with -source rtmp: opus (enhanced RTMP, passed through) or aac (a 440 Hz tone ffmpeg encodes; the server transcodes it to Opus with an ffmpeg child, a cost of its own; no audio latency)")
 	fs.StringVar(&o.RTMPURL, "rtmp-url", "", "with -url and -source rtmp: the server's RTMP listener, rtmp://127.0.0.1:PORT (loopback only; the tool publishes to .../live/STREAM); the started server gets one on a free loopback port")
 	fs.BoolVar(&o.AudioOnly, "audio-only", false, "publish and watch Opus only (a light show's screens)")
 	fs.BoolVar(&o.External, "external", false, "the stream is published by someone else (e.g. a browser on /b/STREAM): start viewers only")

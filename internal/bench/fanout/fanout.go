@@ -75,6 +75,11 @@ type Options struct {
 	// tool publishes to RTMPURL/live/Stream); an in-process server gets
 	// one on a free loopback port.
 	RTMPURL string
+	// RTMPAudio is the rtmp source's audio: AudioOpus ("" too) or
+	// AudioAAC, a 440 Hz tone that ffmpeg encodes at the start, which the
+	// server transcodes to Opus with an ffmpeg child (a cost of its own;
+	// its audio latency is not measured, the payloads change).
+	RTMPAudio string
 	// Viewers is the number of WHEP viewers; 0 means 10.
 	Viewers int
 	// Warmup runs after the last viewer joined, before measuring; 0 means 3 s.
@@ -200,7 +205,11 @@ type Result struct {
 	// USPerPacket is the server's CPU time per packet the viewers
 	// received: per-viewer CPU normalized for sources whose packet rates
 	// differ (the rtmp source's video has one more, small, packet a frame).
-	USPerPacket    float64 `json:"server_us_per_received_packet"`
+	USPerPacket float64 `json:"server_us_per_received_packet"`
+	// ChildCores is the CPU per second of the server's child processes
+	// alive in the window (ffmpeg transcoders: per stream, not per
+	// viewer; not in ServerCores).
+	ChildCores     float64 `json:"server_children_cores,omitempty"`
 	ServerRSSMB    float64 `json:"server_rss_mb"`
 	BaseRSSMB      float64 `json:"server_base_rss_mb"` // with the publisher only
 	RSSPerViewerMB float64 `json:"server_rss_per_viewer_mb"`
@@ -285,6 +294,9 @@ func (r Result) Table() string {
 		w("published", "%d packets in the window (%.0f/s)", r.PublisherPackets, float64(r.PublisherPackets)/r.Window)
 	}
 	w("server CPU", "%.2f cores = %.5f cores/viewer = %.2f µs per received packet", r.ServerCores, r.CoresPerViewer, r.USPerPacket)
+	if r.ChildCores > 0 {
+		w("server's child processes", "%.3f cores (ffmpeg transcoders: per stream, not in the figure above)", r.ChildCores)
+	}
 	w("server RSS", "%.1f MB (base %.1f MB) = %.3f MB/viewer", r.ServerRSSMB, r.BaseRSSMB, r.RSSPerViewerMB)
 	if r.ServerFanOutP99 > 0 {
 		w("server fan-out per packet", "p50 <= %.3f ms  p99 <= %.3f ms (read to last viewer written)", r.ServerFanOutP50, r.ServerFanOutP99)
@@ -299,6 +311,9 @@ func (o *Options) defaults() {
 	}
 	if o.Source == "" {
 		o.Source = SourceWHIP
+	}
+	if o.RTMPAudio == "" {
+		o.RTMPAudio = AudioOpus
 	}
 	if o.Viewers <= 0 {
 		o.Viewers = 10
@@ -333,6 +348,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, fmt.Errorf("fanout: source %q: want %s or %s", o.Source, SourceWHIP, SourceRTMP)
 	case rtmpSource && o.External:
 		return res, errors.New("fanout: an external publisher and the rtmp source exclude each other")
+	case o.RTMPAudio != AudioOpus && o.RTMPAudio != AudioAAC:
+		return res, fmt.Errorf("fanout: rtmp audio %q: want %s or %s", o.RTMPAudio, AudioOpus, AudioAAC)
+	case o.RTMPAudio == AudioAAC && !rtmpSource:
+		return res, errors.New("fanout: AAC audio is for the rtmp source")
 	case rtmpSource && o.Video != nil:
 		return res, errors.New("fanout: an IVF video is VP8 for the whip source; the rtmp source encodes its own H.264")
 	}
@@ -342,8 +361,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.Source, res.Media = "external", "someone else's publisher"
 	case rtmpSource:
 		res.Media = fmt.Sprintf("H.264 (libx264, %dx%d, %d fps, %d kbit/s, keyframe every second) + Opus over enhanced RTMP", clipWidth, clipHeight, clipFPS, cmp.Or(o.VideoBitrate, 1_000_000)/1000)
+		if o.RTMPAudio == AudioAAC {
+			res.Media = strings.Replace(res.Media, "Opus over enhanced RTMP", "AAC over RTMP (the server transcodes it to Opus; audio latency not measured)", 1)
+		}
 	}
 	switch {
+	case o.AudioOnly && rtmpSource && o.RTMPAudio == AudioAAC:
+		res.Media = "AAC only over RTMP (transcoded to Opus by the server)"
 	case o.AudioOnly && rtmpSource:
 		res.Media = "Opus only over enhanced RTMP"
 	case o.AudioOnly && !o.External:
@@ -387,8 +411,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var (
 		frames frameSource
 		clip   h264Clip
+		audio  = opusAudio()
 		err    error
 	)
+	if rtmpSource && o.RTMPAudio == AudioAAC {
+		progress(o.Progress, "encoding %d s of AAC with ffmpeg", clipSeconds)
+		if audio, err = aacAudio(ctx); err != nil {
+			return res, err
+		}
+	}
 	if rtmpSource {
 		if !o.AudioOnly {
 			progress(o.Progress, "encoding %d s of H.264 with ffmpeg", clipSeconds)
@@ -413,7 +444,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	pub := &publisher{} // External: no publisher of ours, no latency stamps
 	if !o.External {
 		if rtmpSource {
-			pub, err = startRTMPPublisher(ctx, o.RTMPURL, o.Stream, clip, epoch, o.AudioOnly)
+			pub, err = startRTMPPublisher(ctx, o.RTMPURL, o.Stream, clip, audio, epoch, o.AudioOnly)
 		} else {
 			pub, err = startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch, o.AudioOnly)
 		}
@@ -472,6 +503,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	srv0, _ := serverCPU(o.ServerPID)
+	kids0, _ := proc.ChildrenCPU(o.ServerPID)
 	tool0 := proc.SelfCPU()
 	snap0 := snapshotAll(viewers)
 	st0, st0Err := stats()
@@ -499,6 +531,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.FirstDropAfter = firstDrop()
 	st1, st1Err := stats()
 	srv1, srvErr := serverCPU(o.ServerPID)
+	kids1, _ := proc.ChildrenCPU(o.ServerPID)
 	tool1 := proc.SelfCPU()
 	rss, _ := proc.RSS(o.ServerPID)
 	if profErr != nil {
@@ -568,6 +601,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.ServerCPU = srv1 - srv0
 		res.ServerCores = res.ServerCPU / window
 		res.CoresPerViewer = res.ServerCores / float64(len(viewers))
+		for pid, c := range kids1 {
+			res.ChildCores += (c - kids0[pid]) / window
+		}
 		if res.Received > 0 {
 			res.USPerPacket = res.ServerCPU / float64(res.Received) * 1e6
 		}

@@ -34,37 +34,46 @@ func TestRunSmall(t *testing.T) {
 
 // TestRunRTMP: an RTMP publisher (H.264 that ffmpeg encoded, Opus over
 // enhanced RTMP) reaches every WHEP viewer, with video latency by
-// frame-index SEI and audio latency by payload hash.
+// frame-index SEI and audio latency by payload hash; with AAC the
+// server's transcoder's Opus reaches them too (no audio latency: the
+// payloads change).
 func TestRunRTMP(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a server, ffmpeg, an RTMP client and four pion viewers")
+		t.Skip("starts a server, ffmpeg, an RTMP client and pion viewers")
 	}
 	rtmptest.NeedFFmpeg(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	res, err := Run(ctx, Options{Source: SourceRTMP, Viewers: 4, Warmup: time.Second, Duration: 3 * time.Second, VideoBitrate: 500_000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("\n%s", res.Table())
-	t.Logf("published %d packets (estimate), viewers received %d", res.PublisherPackets, res.Received)
-	if res.Source != SourceRTMP || res.Connected != 4 || res.VideoViewers != 4 || res.AudioViewers != 4 {
-		t.Fatalf("not every viewer received video and audio: %+v", res)
-	}
-	if res.Expected == 0 || res.PublisherPackets == 0 {
-		t.Fatalf("result: %+v", res)
-	}
-	if res.VideoLatencyP50 <= 0 || res.AudioLatencyP50 <= 0 || res.LatencyP50 <= 0 {
-		t.Fatalf("missing latency figures: %+v", res)
-	}
-	if !strings.Contains(res.Table(), "rtmp: H.264") {
-		t.Fatal("the table does not name the source")
+	for _, c := range []struct {
+		audio   string
+		viewers int
+		table   string
+	}{{AudioOpus, 4, "+ Opus over enhanced RTMP"}, {AudioAAC, 2, "+ AAC over RTMP"}} {
+		t.Run(c.audio, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			res, err := Run(ctx, Options{Source: SourceRTMP, RTMPAudio: c.audio, Viewers: c.viewers, Warmup: time.Second, Duration: 3 * time.Second, VideoBitrate: 500_000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%s", res.Table())
+			t.Logf("published %d packets (estimate), viewers received %d", res.PublisherPackets, res.Received)
+			if res.Source != SourceRTMP || res.Connected != c.viewers || res.VideoViewers != c.viewers || res.AudioViewers != c.viewers {
+				t.Fatalf("not every viewer received video and audio: %+v", res)
+			}
+			if res.Expected == 0 || res.PublisherPackets == 0 || res.VideoLatencyP50 <= 0 || (c.audio == AudioOpus) != (res.AudioLatencyP50 > 0) {
+				t.Fatalf("missing figures: %+v", res)
+			}
+			if !strings.Contains(res.Table(), "rtmp: H.264") || !strings.Contains(res.Table(), c.table) {
+				t.Fatal("the table does not name the source")
+			}
+		})
 	}
 }
 
 func TestRefusesBadSource(t *testing.T) {
 	for _, o := range []Options{
 		{Source: "srt"},
+		{Source: SourceRTMP, RTMPAudio: "mp3"},
+		{RTMPAudio: AudioAAC},
 		{Source: SourceRTMP, External: true},
 		{Source: SourceRTMP, URL: "http://127.0.0.1:1", RTMPURL: "rtmp://192.0.2.1:1935"},
 		{Source: SourceRTMP, URL: "http://127.0.0.1:1"},

@@ -16,7 +16,14 @@ import (
 
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
+)
+
+// RTMP audio codecs (Options.RTMPAudio).
+const (
+	AudioOpus = "opus" // enhanced RTMP, passed through
+	AudioAAC  = "aac"  // transcoded to Opus by the server's ffmpeg child
 )
 
 // Sources a run can publish with (Options.Source).
@@ -169,13 +176,75 @@ func h264RTPPackets(au [][]byte) int64 {
 	return n
 }
 
+// rtmpAudio is the RTMP source's audio: its track, frame length and
+// frames, and whether viewers can match them by payload hash (Opus passes
+// through; AAC is transcoded by the server).
+type rtmpAudio struct {
+	track  *gortmplib.Track
+	period time.Duration
+	frame  func(i uint32) []byte
+	write  func(w *gortmplib.Writer, t *gortmplib.Track, pts time.Duration, frame []byte) error
+	hashed bool
+	// packets is how many RTP packets the server makes when frame i
+	// arrives (Result.PublisherPackets).
+	packets func(i uint32) int64
+}
+
+// opusAudio is the WHIP publisher's counter-carrying 20 ms Opus frames
+// as an enhanced-RTMP Opus track.
+func opusAudio() rtmpAudio {
+	return rtmpAudio{
+		track:   &gortmplib.Track{Codec: &codecs.Opus{IDHeader: &opus.IDHeader{Version: 1, ChannelCount: 2, InputSampleRate: 48000}}},
+		period:  20 * time.Millisecond,
+		frame:   opusFrame,
+		write:   (*gortmplib.Writer).WriteOpus,
+		hashed:  true,
+		packets: func(uint32) int64 { return 1 },
+	}
+}
+
+// aacAudio has ffmpeg encode clipSeconds of a 440 Hz tone as AAC-LC
+// (48 kHz, stereo, 128 kbit/s) and loops its 1024-sample frames.
+func aacAudio(ctx context.Context) (rtmpAudio, error) {
+	ff, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		return rtmpAudio{}, fmt.Errorf("fanout: AAC over RTMP is encoded with ffmpeg, which is not installed (Debian: apt install ffmpeg): %w", err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, ff, "-hide_banner", "-nostdin", "-loglevel", "error",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", strconv.Itoa(clipSeconds),
+		"-ac", "2", "-c:a", "aac", "-b:a", "128k", "-f", "adts", "pipe:1")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return rtmpAudio{}, fmt.Errorf("fanout: ffmpeg (aac): %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	var pkts mpeg4audio.ADTSPackets
+	if err := pkts.Unmarshal(out); err != nil || len(pkts) == 0 {
+		return rtmpAudio{}, fmt.Errorf("fanout: ffmpeg's ADTS (%d packets): %v", len(pkts), err)
+	}
+	f := pkts[0]
+	if f.SampleRate <= 0 {
+		return rtmpAudio{}, fmt.Errorf("fanout: ffmpeg's ADTS: sample rate %d", f.SampleRate)
+	}
+	// The transcoder's 20 ms Opus packets that end by frame i's end.
+	opusPackets := func(i uint32) int64 { return int64(i) * 1024 * 50 / int64(f.SampleRate) }
+	cfg := &mpeg4audio.AudioSpecificConfig{Type: f.Type, SampleRate: f.SampleRate, ChannelConfig: f.ChannelConfig, ChannelCount: int(f.ChannelConfig)}
+	return rtmpAudio{
+		track:   &gortmplib.Track{Codec: &codecs.MPEG4Audio{Config: cfg}},
+		period:  time.Second * 1024 / time.Duration(f.SampleRate),
+		frame:   func(i uint32) []byte { return pkts[int(i)%len(pkts)].AU },
+		write:   (*gortmplib.Writer).WriteMPEG4Audio,
+		packets: func(i uint32) int64 { return opusPackets(i+1) - opusPackets(i) },
+	}, nil
+}
+
 // startRTMPPublisher publishes to base/live/stream (base:
 // rtmp://host:port) with gortmplib: the clip's H.264 (without audio-only)
-// and the same counter-carrying 20 ms Opus frames as the WHIP publisher,
-// over enhanced RTMP, which Parley passes through. Each access unit
-// carries its index in a trailing SEI (frameSEI); the video ring is keyed
-// by that index, the audio ring by the frame counter.
-func startRTMPPublisher(ctx context.Context, base, stream string, clip h264Clip, epoch time.Time, audioOnly bool) (*publisher, error) {
+// and audio. Each access unit carries its index in a trailing SEI
+// (frameSEI); the video ring is keyed by that index, the audio ring (for
+// audio viewers can match) by the frame counter.
+func startRTMPPublisher(ctx context.Context, base, stream string, clip h264Clip, audio rtmpAudio, epoch time.Time, audioOnly bool) (*publisher, error) {
 	u, err := url.Parse(base + "/live/" + stream)
 	if err != nil {
 		return nil, fmt.Errorf("fanout: rtmp url: %w", err)
@@ -186,8 +255,7 @@ func startRTMPPublisher(ctx context.Context, base, stream string, clip h264Clip,
 	if err := c.Initialize(cctx); err != nil {
 		return nil, fmt.Errorf("fanout: rtmp publish to %s: %w", u, err)
 	}
-	audio := &gortmplib.Track{Codec: &codecs.Opus{IDHeader: &opus.IDHeader{Version: 1, ChannelCount: 2, InputSampleRate: 48000}}}
-	tracks := []*gortmplib.Track{audio}
+	tracks := []*gortmplib.Track{audio.track}
 	var video *gortmplib.Track
 	if !audioOnly {
 		video = &gortmplib.Track{Codec: &codecs.H264{SPS: clip.sps, PPS: clip.pps}}
@@ -198,7 +266,10 @@ func startRTMPPublisher(ctx context.Context, base, stream string, clip h264Clip,
 		c.Close()
 		return nil, fmt.Errorf("fanout: rtmp tracks: %w", err)
 	}
-	p := &publisher{rings: [2]*stampRing{{seed: maphash.MakeSeed()}, {seed: maphash.MakeSeed()}}, epoch: epoch}
+	p := &publisher{rings: [2]*stampRing{{seed: maphash.MakeSeed()}}, epoch: epoch}
+	if audio.hashed {
+		p.rings[1] = &stampRing{seed: maphash.MakeSeed()}
+	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	var once sync.Once
 	p.closeConn = func() { once.Do(c.Close) }
@@ -212,17 +283,17 @@ func startRTMPPublisher(ctx context.Context, base, stream string, clip h264Clip,
 	return p, nil
 }
 
-// sendRTMP writes video frames at 30 fps and Opus frames every 20 ms on
-// one connection (a Writer is not safe for concurrent use), on a schedule
+// sendRTMP writes video frames at 30 fps and audio frames on one
+// connection (a Writer is not safe for concurrent use), on a schedule
 // fixed from the start: a late write is followed by the ones it delayed.
-func (p *publisher) sendRTMP(ctx context.Context, w *gortmplib.Writer, video, audio *gortmplib.Track, clip h264Clip) error {
-	const vPeriod, aPeriod = time.Second / clipFPS, 20 * time.Millisecond
+func (p *publisher) sendRTMP(ctx context.Context, w *gortmplib.Writer, video *gortmplib.Track, audio rtmpAudio, clip h264Clip) error {
+	const vPeriod = time.Second / clipFPS
 	start := time.Now()
 	tm := time.NewTimer(0)
 	defer tm.Stop()
 	var vi, ai uint32
 	for {
-		vAt, aAt := start.Add(time.Duration(vi)*vPeriod), start.Add(time.Duration(ai)*aPeriod)
+		vAt, aAt := start.Add(time.Duration(vi)*vPeriod), start.Add(time.Duration(ai)*audio.period)
 		if video != nil && !vAt.After(aAt) {
 			au := append(slices.Clip(clip.aus[int(vi)%len(clip.aus)]), frameSEI(vi))
 			sei := au[len(au)-1]
@@ -234,15 +305,17 @@ func (p *publisher) sendRTMP(ctx context.Context, w *gortmplib.Writer, video, au
 			p.sent.Add(h264RTPPackets(au))
 			vi++
 		} else {
-			payload := opusFrame(ai)
-			p.rings[1].put(uint16(ai), maphash.Bytes(p.rings[1].seed, payload), p.now())
-			if err := w.WriteOpus(audio, time.Duration(ai)*aPeriod, payload); err != nil {
+			frame := audio.frame(ai)
+			if r := p.rings[1]; r != nil {
+				r.put(uint16(ai), maphash.Bytes(r.seed, frame), p.now())
+			}
+			if err := audio.write(w, audio.track, time.Duration(ai)*audio.period, frame); err != nil {
 				return fmt.Errorf("fanout: rtmp audio: %w", err)
 			}
-			p.sent.Add(1)
+			p.sent.Add(audio.packets(ai))
 			ai++
 		}
-		next := start.Add(time.Duration(ai) * aPeriod)
+		next := start.Add(time.Duration(ai) * audio.period)
 		if v := start.Add(time.Duration(vi) * vPeriod); video != nil && v.Before(next) {
 			next = v
 		}
