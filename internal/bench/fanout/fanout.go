@@ -332,6 +332,25 @@ func (o *Options) defaults() {
 	}
 }
 
+// describe names the source and what it publishes, for the report.
+func (o Options) describe() (source, media string) {
+	if o.External {
+		return "external", "someone else's publisher"
+	}
+	video, audio, over := "VP8", "Opus", "WebRTC"
+	if o.Source == SourceRTMP {
+		video = fmt.Sprintf("H.264 (libx264, %dx%d, %d fps, %d kbit/s, keyframe every second)", clipWidth, clipHeight, clipFPS, cmp.Or(o.VideoBitrate, 1_000_000)/1000)
+		over = "enhanced RTMP"
+		if o.RTMPAudio == AudioAAC {
+			audio, over = "AAC (the server transcodes it to Opus; no audio latency)", "RTMP"
+		}
+	}
+	if o.AudioOnly {
+		return o.Source, audio + " only, over " + over
+	}
+	return o.Source, video + " + " + audio + " over " + over
+}
+
 // Run performs one measurement.
 func Run(ctx context.Context, o Options) (Result, error) {
 	o.defaults()
@@ -355,24 +374,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	case rtmpSource && o.Video != nil:
 		return res, errors.New("fanout: an IVF video is VP8 for the whip source; the rtmp source encodes its own H.264")
 	}
-	res.Source, res.Media = o.Source, "VP8 + Opus over WebRTC"
-	switch {
-	case o.External:
-		res.Source, res.Media = "external", "someone else's publisher"
-	case rtmpSource:
-		res.Media = fmt.Sprintf("H.264 (libx264, %dx%d, %d fps, %d kbit/s, keyframe every second) + Opus over enhanced RTMP", clipWidth, clipHeight, clipFPS, cmp.Or(o.VideoBitrate, 1_000_000)/1000)
-		if o.RTMPAudio == AudioAAC {
-			res.Media = strings.Replace(res.Media, "Opus over enhanced RTMP", "AAC over RTMP (the server transcodes it to Opus; audio latency not measured)", 1)
-		}
-	}
-	switch {
-	case o.AudioOnly && rtmpSource && o.RTMPAudio == AudioAAC:
-		res.Media = "AAC only over RTMP (transcoded to Opus by the server)"
-	case o.AudioOnly && rtmpSource:
-		res.Media = "Opus only over enhanced RTMP"
-	case o.AudioOnly && !o.External:
-		res.Media = "Opus only over WebRTC"
-	}
+	res.Source, res.Media = o.describe()
 	nStalled := o.StalledCount()
 	res.StalledViewers = nStalled
 	stats := func() (sfu.Stats, error) { return fetchStats(ctx, o.StatsURL) }

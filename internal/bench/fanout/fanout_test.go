@@ -46,7 +46,7 @@ func TestRunRTMP(t *testing.T) {
 		audio   string
 		viewers int
 		table   string
-	}{{AudioOpus, 4, "+ Opus over enhanced RTMP"}, {AudioAAC, 2, "+ AAC over RTMP"}} {
+	}{{AudioOpus, 4, "+ Opus over enhanced RTMP"}, {AudioAAC, 2, "+ AAC (the server transcodes it to Opus"}} {
 		t.Run(c.audio, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
