@@ -29,7 +29,7 @@ const (
 // Sources a run can publish with (Options.Source).
 const (
 	SourceWHIP = "whip" // pion: VP8 + Opus over WebRTC
-	SourceRTMP = "rtmp" // gortmplib: H.264 + Opus (enhanced RTMP)
+	SourceRTMP = "rtmp" // gortmplib: H.264 + Opus (enhanced RTMP) or AAC
 )
 
 // The RTMP source's video: a clip of testsrc2 encoded once by ffmpeg,
