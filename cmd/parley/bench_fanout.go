@@ -13,7 +13,8 @@ import (
 )
 
 // benchFanout runs the SFU fan-out load tool (`parley bench fanout`): one
-// WHIP publisher, N WHEP viewers, loss/latency/CPU/RSS over a fixed window.
+// WHIP (or, with -source rtmp, RTMP) publisher, N WHEP viewers,
+// loss/latency/CPU/RSS over a fixed window.
 // Without -url it starts `parley serve` on 127.0.0.1 as a child process,
 // so the server's CPU and RSS are measured alone; -in-process runs the
 // server inside the tool instead (for -cpuprofile; CPU is then summed).
@@ -29,10 +30,13 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up after the last viewer joined")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
 	fs.StringVar(&o.Stream, "stream", "bench", "stream name")
+	fs.StringVar(&o.Source, "source", fanout.SourceWHIP, "publisher: whip (VP8 + Opus over WebRTC) or rtmp (H.264 that ffmpeg's libx264 encodes at the start, 640x360 30 fps at -video-bitrate, + Opus over enhanced RTMP, to the server's RTMP listener; needs ffmpeg)")
+	fs.StringVar(&o.RTMPAudio, "rtmp-audio", fanout.AudioOpus, "with -source rtmp: opus (enhanced RTMP, passed through) or aac (a 440 Hz tone ffmpeg encodes; the server transcodes it to Opus with an ffmpeg child, a cost of its own; no audio latency)")
+	fs.StringVar(&o.RTMPURL, "rtmp-url", "", "with -url and -source rtmp: the server's RTMP listener, rtmp://127.0.0.1:PORT (loopback only; the tool publishes to .../live/STREAM); the started server gets one on a free loopback port")
 	fs.BoolVar(&o.AudioOnly, "audio-only", false, "publish and watch Opus only (a light show's screens)")
 	fs.BoolVar(&o.External, "external", false, "the stream is published by someone else (e.g. a browser on /b/STREAM): start viewers only")
 	video := fs.String("video", "", "loop this IVF file of VP8 frames (30 fps) instead of synthetic VP8")
-	fs.IntVar(&o.VideoBitrate, "video-bitrate", 1_000_000, "synthetic video bitrate, bits/s (without -video)")
+	fs.IntVar(&o.VideoBitrate, "video-bitrate", 1_000_000, "synthetic VP8 (without -video) or, with -source rtmp, H.264 bitrate, bits/s")
 	fs.BoolVar(&o.BareViewers, "bare-viewers", false, "viewers send NACKs only, no receiver reports or TWCC feedback (less server work than browsers)")
 	fs.IntVar(&o.Stalled, "stalled", 0, "percentage of viewers that connect over ICE-TCP through a proxy of the tool that stops reading from the server when the window starts; their figures are reported apart (the started server gets --media-tcp "+benchsrv.MediaTCP+"; a -url server needs ICE-TCP on loopback)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the measurement window (in-process server only)")
@@ -58,7 +62,17 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	o.Progress = stderr
 	if o.URL == "" && !*inProcess {
-		child, err := startChildServer(ctx, benchsrv.ArgsFor(o.Stalled > 0)...)
+		args := benchsrv.ArgsFor(o.Stalled > 0)
+		if o.Source == fanout.SourceRTMP {
+			addr, err := freeLoopbackAddr()
+			if err != nil {
+				fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
+				return 1
+			}
+			args = benchsrv.SetArg(args, "--rtmp", addr)
+			o.RTMPURL = "rtmp://" + addr
+		}
+		child, err := startChildServer(ctx, args...)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
 			return 1

@@ -15,13 +15,14 @@ import (
 )
 
 // Args are the `parley serve` flags of a child-process server (the
-// listen address is added by the caller); Config is the same setup in
+// listen address is added by the caller; RTMP is off, SetArg turns it on);
+// Config is the same setup in
 // process. ICE-TCP is off: see ArgsFor for runs that need it. Every
 // viewer of the load tools comes from loopback, one client address, and
 // they join many at a time: the limit on sessions still connecting per
 // address (--pending-per-ip) is raised to PendingPerIP.
 var Args = []string{"--turn", "off", "--media-udp", "127.0.0.1:0", "--media-tcp", "off", "--public-ip", "127.0.0.1",
-	"--pending-per-ip", strconv.Itoa(PendingPerIP)}
+	"--rtmp", "off", "--pending-per-ip", strconv.Itoa(PendingPerIP)}
 
 // PendingPerIP is the load tools' --pending-per-ip: more than any join
 // concurrency they use.
@@ -35,13 +36,22 @@ const MediaTCP = "127.0.0.1:0"
 func ArgsFor(iceTCP bool) []string {
 	a := append([]string(nil), Args...)
 	if iceTCP {
-		for i := range a {
-			if a[i] == "--media-tcp" {
-				a[i+1] = MediaTCP
-			}
-		}
+		a = SetArg(a, "--media-tcp", MediaTCP)
 	}
 	return a
+}
+
+// SetArg sets flag name's value in args (a list of "--flag value"
+// pairs), appending the pair when the flag is not there; args is changed
+// in place.
+func SetArg(args []string, name, value string) []string {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == name {
+			args[i+1] = value
+			return args
+		}
+	}
+	return append(args, name, value)
 }
 
 // Config is the server configuration Args give, with HTTP on a free
@@ -62,6 +72,16 @@ func ConfigFor(iceTCP bool) config.Config {
 	cfg.PublicIP = "127.0.0.1"
 	cfg.PendingPerIP = PendingPerIP
 	cfg.Ops = "127.0.0.1:0" // /metrics for the load tools, on a free port
+	return cfg
+}
+
+// RTMP is the RTMP listener of runs with an RTMP publisher: loopback, a
+// free port (Server.RTMPAddr tells which).
+const RTMP = "127.0.0.1:0"
+
+// WithRTMP is cfg with the RTMP listener on (RTMP).
+func WithRTMP(cfg config.Config) config.Config {
+	cfg.RTMP = RTMP
 	return cfg
 }
 

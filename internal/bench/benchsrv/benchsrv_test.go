@@ -18,3 +18,22 @@ func TestLoopbackURL(t *testing.T) {
 		}
 	}
 }
+
+func TestSetArg(t *testing.T) {
+	a := SetArg(ArgsFor(true), "--rtmp", "127.0.0.1:1")
+	var tcp, rtmp string
+	for i := 0; i+1 < len(a); i++ {
+		switch a[i] {
+		case "--media-tcp":
+			tcp = a[i+1]
+		case "--rtmp":
+			rtmp = a[i+1]
+		}
+	}
+	if tcp != MediaTCP || rtmp != "127.0.0.1:1" || len(a) != len(Args) {
+		t.Fatalf("args %q", a)
+	}
+	if Args[len(Args)-1] == "127.0.0.1:1" || len(SetArg([]string{"--x", "1"}, "--y", "2")) != 4 {
+		t.Fatal("SetArg")
+	}
+}

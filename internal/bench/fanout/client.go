@@ -29,11 +29,13 @@ type apiT = *webrtc.API
 
 // clientAPIs builds the publisher's and the viewers' pion APIs: VP8 + Opus,
 // loopback-only ICE over UDP (tcpView: over TCP, for stalled viewers).
+// With h264Fmtp the viewers also take H.264 with that format line (an
+// RTMP source's video).
 // The publisher answers the server's NACKs and sends sender reports;
 // viewers run pion's default interceptors (NACK generator, receiver
 // reports, TWCC feedback) as a browser sends them, or with bare only
 // generate NACKs.
-func clientAPIs(bare bool) (pub, view, tcpView apiT, err error) {
+func clientAPIs(bare bool, h264Fmtp string) (pub, view, tcpView apiT, err error) {
 	build := func(viewer, tcp bool) (apiT, error) {
 		me := &webrtc.MediaEngine{}
 		fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -42,6 +44,14 @@ func clientAPIs(bare bool) (pub, view, tcpView apiT, err error) {
 			PayloadType:        96,
 		}, webrtc.RTPCodecTypeVideo); err != nil {
 			return nil, fmt.Errorf("fanout: register VP8: %w", err)
+		}
+		if viewer && h264Fmtp != "" {
+			if err := me.RegisterCodec(webrtc.RTPCodecParameters{
+				RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: h264Fmtp, RTCPFeedback: fb},
+				PayloadType:        102,
+			}, webrtc.RTPCodecTypeVideo); err != nil {
+				return nil, fmt.Errorf("fanout: register H.264: %w", err)
+			}
 		}
 		if err := me.RegisterCodec(webrtc.RTPCodecParameters{
 			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
@@ -182,14 +192,32 @@ func (r *stampRing) find(h uint64) (uint16, bool) {
 	return 0, false
 }
 
+// publisher is the run's source: a WHIP session (startPublisher) or an
+// RTMP connection (startRTMPPublisher). Its rings hold the send times of
+// what it sent (video, audio), sent counts the RTP packets.
 type publisher struct {
-	sess     *whip.Session
-	sent     atomic.Int64
-	rings    [2]*stampRing // video, audio
-	wg       sync.WaitGroup
-	cancel   context.CancelFunc
-	epoch    time.Time
-	videoSeq atomic.Uint32
+	sent      atomic.Int64
+	rings     [2]*stampRing // video, audio
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+	closeConn func() // ends the session or connection
+	epoch     time.Time
+
+	mu  sync.Mutex
+	err error // why sending stopped early
+}
+
+func (p *publisher) setErr(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+}
+
+// failed is why the publisher stopped sending, nil while it sends.
+func (p *publisher) failed() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
 }
 
 // kindsFor lists the media kinds a run carries: audio only (a light show)
@@ -219,7 +247,7 @@ func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream
 	if err != nil {
 		return nil, fmt.Errorf("fanout: publish: %w", err)
 	}
-	p.sess = sess
+	p.closeConn = func() { closeSession(sess) }
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := sess.WaitConnected(cctx); err != nil {
@@ -262,14 +290,13 @@ func (p *publisher) sendVideo(ctx context.Context, tr *webrtc.TrackLocalStaticRT
 	}
 }
 
-// sendAudio sends 20 ms Opus frames; each carries a counter after a
-// silence TOC byte so payloads (and hashes) differ.
+// sendAudio sends 20 ms Opus frames (opusFrame).
 func (p *publisher) sendAudio(ctx context.Context, tr *webrtc.TrackLocalStaticRTP) {
 	tk := time.NewTicker(20 * time.Millisecond)
 	defer tk.Stop()
 	seq := uint16(time.Now().UnixNano())
 	for i := uint32(0); ; i++ {
-		payload := []byte{0xf8, 0xff, 0xfe, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
+		payload := opusFrame(i)
 		p.write(tr, p.rings[1], &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq, Timestamp: i * 960}, Payload: payload})
 		seq++
 		select {
@@ -280,9 +307,18 @@ func (p *publisher) sendAudio(ctx context.Context, tr *webrtc.TrackLocalStaticRT
 	}
 }
 
+// opusFrame is the i-th 20 ms Opus frame the publishers send: a silence
+// TOC byte and padding, then the counter, so payloads (and hashes) differ.
+func opusFrame(i uint32) []byte {
+	return []byte{0xf8, 0xff, 0xfe, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}
+}
+
 func (p *publisher) close() {
+	if p.cancel == nil { // External: no publisher of ours
+		return
+	}
 	p.cancel()
-	closeSession(p.sess)
+	p.closeConn()
 	p.wg.Wait()
 }
 
@@ -299,6 +335,7 @@ type viewer struct {
 	rings     [2]*stampRing
 	epoch     time.Time
 	audioOnly bool // first packet counts for any kind
+	seiVideo  bool // video latency by frame-index SEI (the RTMP source)
 	stalled   bool // over ICE-TCP through a stall proxy (Options.Stalled)
 	postAt    int64
 	firstAt   atomic.Int64
@@ -320,8 +357,8 @@ type rxStream struct {
 	lat     []float64
 }
 
-func startViewer(ctx context.Context, api apiT, hc *http.Client, base, stream string, epoch time.Time, rings [2]*stampRing, audioOnly bool) (*viewer, error) {
-	v := &viewer{epoch: epoch, rings: rings, audioOnly: audioOnly}
+func startViewer(ctx context.Context, api apiT, hc *http.Client, base, stream string, epoch time.Time, rings [2]*stampRing, audioOnly, seiVideo bool) (*viewer, error) {
+	v := &viewer{epoch: epoch, rings: rings, audioOnly: audioOnly, seiVideo: seiVideo}
 	onTrack := func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		kind := 0
 		if tr.Kind() == webrtc.RTPCodecTypeAudio {
@@ -387,6 +424,16 @@ func (v *viewer) record(kind int, seq uint16, payload []byte, now int64) {
 	if !measuring || ring == nil {
 		return
 	}
+	if kind == 0 && v.seiVideo {
+		// Only a frame's last packet, its index SEI, is matched: the
+		// publisher stamped the frame's write under the index.
+		if i, ok := seiIndex(payload); ok {
+			if at, ok := ring.lookup(uint16(i), hsh); ok {
+				s.lat = append(s.lat, float64(now-at)/1e6)
+			}
+		}
+		return
+	}
 	if !s.synced {
 		ps, ok := ring.find(hsh)
 		if !ok {
@@ -407,24 +454,33 @@ func (v *viewer) snapshot() snap {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var out snap
-	for _, s := range v.streams {
+	for k, s := range v.streams {
 		if s.started {
 			out.ext += s.ext - s.first + 1
 			out.recv += s.recv
+			out.kinds[k] = s.recv
 		}
 	}
 	return out
 }
 
-func (v *viewer) latencies() []float64 {
+// latencies are the viewer's latency samples of kind (0 video, 1 audio;
+// -1 both).
+func (v *viewer) latencies(kind int) []float64 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var out []float64
-	for _, s := range v.streams {
-		out = append(out, s.lat...)
+	for k, s := range v.streams {
+		if kind < 0 || k == kind {
+			out = append(out, s.lat...)
+		}
 	}
 	return out
 }
+
+// received tells whether the viewer got packets of kind in the window
+// between snapshots a and b.
+func (a snap) received(b snap, kind int) bool { return b.kinds[kind] > a.kinds[kind] }
 
 func (v *viewer) close() {
 	closeSession(v.sess)

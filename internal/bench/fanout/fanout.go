@@ -1,6 +1,7 @@
 // Package fanout is the SFU load tool: one WHIP publisher sends VP8 video
 // (synthetic frames at a set bitrate, or an IVF file) and Opus to a
-// Parley server, N WHEP viewers receive
+// Parley server (or, with Source rtmp, an RTMP publisher sends H.264 that
+// ffmpeg encoded and Opus over enhanced RTMP), N WHEP viewers receive
 // it, and after a warm-up the tool measures, over a fixed window,
 // per-viewer packet loss (sequence gaps after NACK recovery), forwarding
 // latency (send time stamped per packet, matched on arrival by payload
@@ -25,6 +26,7 @@ package fanout
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,6 +61,25 @@ type Options struct {
 	OpsURL string
 	// Stream is the stream name; "" means "bench".
 	Stream string
+	// Source is how the stream is published: SourceWHIP ("" too: VP8 +
+	// Opus from pion) or SourceRTMP (H.264 + Opus from a gortmplib client
+	// to the server's RTMP listener, RTMPURL). With rtmp the video is a
+	// 10 s testsrc2 clip that ffmpeg's libx264 encodes at the start
+	// (640x360, 30 fps, VideoBitrate, keyframe every second, no
+	// B-frames), each frame followed by a 9-byte SEI NAL unit carrying its
+	// index, by which viewers time the frame's arrival (its last RTP
+	// packet); the audio is the WHIP publisher's Opus frames, which
+	// Parley passes through unchanged, matched by payload hash.
+	Source string
+	// RTMPURL is the server's RTMP listener (rtmp://127.0.0.1:1935; the
+	// tool publishes to RTMPURL/live/Stream); an in-process server gets
+	// one on a free loopback port.
+	RTMPURL string
+	// RTMPAudio is the rtmp source's audio: AudioOpus ("" too) or
+	// AudioAAC, a 440 Hz tone that ffmpeg encodes at the start, which the
+	// server transcodes to Opus with an ffmpeg child (a cost of its own;
+	// its audio latency is not measured, the payloads change).
+	RTMPAudio string
 	// Viewers is the number of WHEP viewers; 0 means 10.
 	Viewers int
 	// Warmup runs after the last viewer joined, before measuring; 0 means 3 s.
@@ -78,7 +99,8 @@ type Options struct {
 	// synthetic VP8 frames (synth.VP8: valid frame headers, a keyframe
 	// every 2 s) at VideoBitrate.
 	Video []byte
-	// VideoBitrate is the synthetic video's bitrate; 0 means 1 Mbit/s.
+	// VideoBitrate is the synthetic (or, with rtmp, the H.264) video's
+	// bitrate; 0 means 1 Mbit/s.
 	VideoBitrate int
 	// BareViewers gives viewers a NACK generator only, no receiver
 	// reports or TWCC feedback: less work for the server than browsers
@@ -144,6 +166,8 @@ type Result struct {
 	Date         string  `json:"date"`
 	CPUs         int     `json:"cpus"`
 	InProcess    bool    `json:"in_process"`
+	Source       string  `json:"source"` // whip, rtmp or external
+	Media        string  `json:"media"`  // what was published
 	Viewers      int     `json:"viewers"`
 	Connected    int     `json:"connected"`     // viewers that received video
 	JoinFailures int     `json:"join_failures"` // viewers whose POST or connection failed
@@ -162,6 +186,15 @@ type Result struct {
 	LatencyP99 float64 `json:"latency_p99_ms"`
 	LatencyMax float64 `json:"latency_max_ms"`
 
+	// Each kind apart (video with rtmp: per frame, to its last packet),
+	// and how many viewers received it in the window.
+	VideoLatencyP50 float64 `json:"video_latency_p50_ms"`
+	VideoLatencyP99 float64 `json:"video_latency_p99_ms"`
+	AudioLatencyP50 float64 `json:"audio_latency_p50_ms"`
+	AudioLatencyP99 float64 `json:"audio_latency_p99_ms"`
+	VideoViewers    int     `json:"viewers_receiving_video"`
+	AudioViewers    int     `json:"viewers_receiving_audio"`
+
 	FirstPacketP50 float64 `json:"first_packet_p50_ms"`
 	FirstPacketP95 float64 `json:"first_packet_p95_ms"`
 	FirstPacketMax float64 `json:"first_packet_max_ms"`
@@ -169,6 +202,14 @@ type Result struct {
 	ServerCPU      float64 `json:"server_cpu_s"` // CPU seconds in the window
 	ServerCores    float64 `json:"server_cores"` // CPU seconds per second
 	CoresPerViewer float64 `json:"server_cores_per_viewer"`
+	// USPerPacket is the server's CPU time per packet the viewers
+	// received: per-viewer CPU normalized for sources whose packet rates
+	// differ (the rtmp source's video has one more, small, packet a frame).
+	USPerPacket float64 `json:"server_us_per_received_packet"`
+	// ChildCores is the CPU per second of the server's child processes
+	// alive in the window (ffmpeg transcoders: per stream, not per
+	// viewer; not in ServerCores).
+	ChildCores     float64 `json:"server_children_cores,omitempty"`
 	ServerRSSMB    float64 `json:"server_rss_mb"`
 	BaseRSSMB      float64 `json:"server_base_rss_mb"` // with the publisher only
 	RSSPerViewerMB float64 `json:"server_rss_per_viewer_mb"`
@@ -209,6 +250,7 @@ func (r Result) Table() string {
 		mode = "in-process (server and tool share one process; CPU/RSS are their sum)"
 	}
 	w("server", "%s", mode)
+	w("source", "%s: %s", r.Source, r.Media)
 	w("viewers connected", "%d / %d (join failures %d)", r.Connected, r.Viewers, r.JoinFailures)
 	w("window", "%.1f s", r.Window)
 	all := ""
@@ -217,6 +259,8 @@ func (r Result) Table() string {
 	}
 	w("packet loss"+all, "%.3f %% (%d of %d; worst viewer %.3f %%)", r.LossPct, r.Lost, r.Expected, r.WorstLossPc)
 	w("forwarding latency"+all, "p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms", r.LatencyP50, r.LatencyP95, r.LatencyP99, r.LatencyMax)
+	w("  video / audio", "p50 %.2f / %.2f ms  p99 %.2f / %.2f ms (receiving: %d / %d viewers)",
+		r.VideoLatencyP50, r.AudioLatencyP50, r.VideoLatencyP99, r.AudioLatencyP99, r.VideoViewers, r.AudioViewers)
 	for _, g := range []struct {
 		name string
 		g    *Group
@@ -246,7 +290,13 @@ func (r Result) Table() string {
 		}
 	}
 	w("POST to first packet", "p50 %.0f ms  p95 %.0f ms  max %.0f ms", r.FirstPacketP50, r.FirstPacketP95, r.FirstPacketMax)
-	w("server CPU", "%.2f cores = %.5f cores/viewer", r.ServerCores, r.CoresPerViewer)
+	if r.Window > 0 {
+		w("published", "%d packets in the window (%.0f/s)", r.PublisherPackets, float64(r.PublisherPackets)/r.Window)
+	}
+	w("server CPU", "%.2f cores = %.5f cores/viewer = %.2f µs per received packet", r.ServerCores, r.CoresPerViewer, r.USPerPacket)
+	if r.ChildCores > 0 {
+		w("server's child processes", "%.3f cores (ffmpeg transcoders: per stream, not in the figure above)", r.ChildCores)
+	}
 	w("server RSS", "%.1f MB (base %.1f MB) = %.3f MB/viewer", r.ServerRSSMB, r.BaseRSSMB, r.RSSPerViewerMB)
 	if r.ServerFanOutP99 > 0 {
 		w("server fan-out per packet", "p50 <= %.3f ms  p99 <= %.3f ms (read to last viewer written)", r.ServerFanOutP50, r.ServerFanOutP99)
@@ -258,6 +308,12 @@ func (r Result) Table() string {
 func (o *Options) defaults() {
 	if o.Stream == "" {
 		o.Stream = "bench"
+	}
+	if o.Source == "" {
+		o.Source = SourceWHIP
+	}
+	if o.RTMPAudio == "" {
+		o.RTMPAudio = AudioOpus
 	}
 	if o.Viewers <= 0 {
 		o.Viewers = 10
@@ -276,6 +332,25 @@ func (o *Options) defaults() {
 	}
 }
 
+// describe names the source and what it publishes, for the report.
+func (o Options) describe() (source, media string) {
+	if o.External {
+		return "external", "someone else's publisher"
+	}
+	video, audio, over := "VP8", "Opus", "WebRTC"
+	if o.Source == SourceRTMP {
+		video = fmt.Sprintf("H.264 (libx264, %dx%d, %d fps, %d kbit/s, keyframe every second)", clipWidth, clipHeight, clipFPS, cmp.Or(o.VideoBitrate, 1_000_000)/1000)
+		over = "enhanced RTMP"
+		if o.RTMPAudio == AudioAAC {
+			audio, over = "AAC (the server transcodes it to Opus; no audio latency)", "RTMP"
+		}
+	}
+	if o.AudioOnly {
+		return o.Source, audio + " only, over " + over
+	}
+	return o.Source, video + " + " + audio + " over " + over
+}
+
 // Run performs one measurement.
 func Run(ctx context.Context, o Options) (Result, error) {
 	o.defaults()
@@ -286,16 +361,37 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.Stalled < 0 || o.Stalled > 100 {
 		return res, fmt.Errorf("fanout: stalled %d %%: want 0-100", o.Stalled)
 	}
+	rtmpSource := o.Source == SourceRTMP
+	switch {
+	case o.Source != SourceWHIP && !rtmpSource:
+		return res, fmt.Errorf("fanout: source %q: want %s or %s", o.Source, SourceWHIP, SourceRTMP)
+	case rtmpSource && o.External:
+		return res, errors.New("fanout: an external publisher and the rtmp source exclude each other")
+	case o.RTMPAudio != AudioOpus && o.RTMPAudio != AudioAAC:
+		return res, fmt.Errorf("fanout: rtmp audio %q: want %s or %s", o.RTMPAudio, AudioOpus, AudioAAC)
+	case o.RTMPAudio == AudioAAC && !rtmpSource:
+		return res, errors.New("fanout: AAC audio is for the rtmp source")
+	case rtmpSource && o.Video != nil:
+		return res, errors.New("fanout: an IVF video is VP8 for the whip source; the rtmp source encodes its own H.264")
+	}
+	res.Source, res.Media = o.describe()
 	nStalled := o.StalledCount()
 	res.StalledViewers = nStalled
 	stats := func() (sfu.Stats, error) { return fetchStats(ctx, o.StatsURL) }
 	if o.URL == "" {
-		srv, err := benchsrv.StartConfig(ctx, benchsrv.ConfigFor(nStalled > 0), o.Logger)
+		cfg := benchsrv.ConfigFor(nStalled > 0)
+		if rtmpSource {
+			cfg = benchsrv.WithRTMP(cfg)
+		}
+		srv, err := benchsrv.StartConfig(ctx, cfg, o.Logger)
 		if err != nil {
 			return res, err
 		}
 		defer srv.Close()
 		o.URL, o.OpsURL = srv.URL(), srv.OpsURL()
+		if rtmpSource {
+			o.RTMPURL = "rtmp://" + srv.RTMPAddr().String()
+		}
 		stats = func() (sfu.Stats, error) { return srv.SFU().Stats(), nil }
 		res.InProcess = true
 		if o.ServerPID == 0 {
@@ -308,12 +404,40 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if !benchsrv.LoopbackURL(o.URL) || !benchsrv.LoopbackURL(o.OpsURL) {
 		return res, fmt.Errorf("fanout: refusing non-loopback URL %q (ops %q)", o.URL, o.OpsURL)
 	}
-	frames, err := videoSource(o.Video, o.VideoBitrate)
-	if err != nil {
+	if rtmpSource && o.RTMPURL == "" {
+		return res, errNoRTMP
+	}
+	if rtmpSource && (!benchsrv.LoopbackURL(o.RTMPURL) || !strings.HasPrefix(o.RTMPURL, "rtmp://")) {
+		return res, fmt.Errorf("fanout: refusing RTMP URL %q: want rtmp:// on loopback", o.RTMPURL)
+	}
+	var (
+		frames frameSource
+		clip   h264Clip
+		audio  = opusAudio()
+		err    error
+	)
+	if rtmpSource && o.RTMPAudio == AudioAAC {
+		progress(o.Progress, "encoding %d s of AAC with ffmpeg", clipSeconds)
+		if audio, err = aacAudio(ctx); err != nil {
+			return res, err
+		}
+	}
+	if rtmpSource {
+		if !o.AudioOnly {
+			progress(o.Progress, "encoding %d s of H.264 with ffmpeg", clipSeconds)
+			if clip, err = encodeH264(ctx, o.VideoBitrate); err != nil {
+				return res, err
+			}
+		}
+	} else if frames, err = videoSource(o.Video, o.VideoBitrate); err != nil {
 		return res, err
 	}
 	epoch := time.Now()
-	pubAPI, viewAPI, tcpAPI, err := clientAPIs(o.BareViewers)
+	h264Fmtp := ""
+	if clip.sps != nil {
+		h264Fmtp = clip.fmtp()
+	}
+	pubAPI, viewAPI, tcpAPI, err := clientAPIs(o.BareViewers, h264Fmtp)
 	if err != nil {
 		return res, err
 	}
@@ -321,13 +445,23 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	pub := &publisher{} // External: no publisher of ours, no latency stamps
 	if !o.External {
-		pub, err = startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch, o.AudioOnly)
+		if rtmpSource {
+			pub, err = startRTMPPublisher(ctx, o.RTMPURL, o.Stream, clip, audio, epoch, o.AudioOnly)
+		} else {
+			pub, err = startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch, o.AudioOnly)
+		}
 		if err != nil {
 			return res, err
 		}
 		defer pub.close()
 		progress(o.Progress, "publisher up; waiting for the stream to go live")
-		if err := measure.Sleep(ctx, time.Second); err != nil {
+		if rtmpSource {
+			// The server learns an RTMP publish's tracks from its first
+			// packets (a second or two): wait until they are published.
+			if err := waitLive(ctx, hc, o.URL, o.Stream, len(kindsFor(o.AudioOnly)), pub); err != nil {
+				return res, err
+			}
+		} else if err := measure.Sleep(ctx, time.Second); err != nil {
 			return res, err
 		}
 	}
@@ -371,6 +505,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	srv0, _ := serverCPU(o.ServerPID)
+	kids0, _ := proc.ChildrenCPU(o.ServerPID)
 	tool0 := proc.SelfCPU()
 	snap0 := snapshotAll(viewers)
 	st0, st0Err := stats()
@@ -387,6 +522,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	window := time.Since(t0).Seconds()
+	if err := pub.failed(); err != nil {
+		return res, err
+	}
 	for _, v := range viewers {
 		v.measuring.Store(false)
 	}
@@ -395,6 +533,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.FirstDropAfter = firstDrop()
 	st1, st1Err := stats()
 	srv1, srvErr := serverCPU(o.ServerPID)
+	kids1, _ := proc.ChildrenCPU(o.ServerPID)
 	tool1 := proc.SelfCPU()
 	rss, _ := proc.RSS(o.ServerPID)
 	if profErr != nil {
@@ -428,6 +567,20 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.LossPct, res.WorstLossPc = g.LossPct, g.WorstLossPc
 	res.LatencyP50, res.LatencyP95, res.LatencyP99, res.LatencyMax = g.LatencyP50, g.LatencyP95, g.LatencyP99, g.LatencyMax
 	res.JoinFailures += len(viewers) - res.Connected
+	var vlat, alat []float64
+	for i, v := range viewers {
+		vlat, alat = append(vlat, v.latencies(0)...), append(alat, v.latencies(1)...)
+		if snap0[i].received(snap1[i], 0) {
+			res.VideoViewers++
+		}
+		if snap0[i].received(snap1[i], 1) {
+			res.AudioViewers++
+		}
+	}
+	slices.Sort(vlat)
+	slices.Sort(alat)
+	res.VideoLatencyP50, res.VideoLatencyP99 = measure.Percentile(vlat, 50), measure.Percentile(vlat, 99)
+	res.AudioLatencyP50, res.AudioLatencyP99 = measure.Percentile(alat, 50), measure.Percentile(alat, 99)
 	if stalls != nil {
 		h, st := measureGroup(viewers, healthy, snap0, snap1, res.PublisherPackets), measureGroup(viewers, stalled, snap0, snap1, res.PublisherPackets)
 		res.HealthyGroup, res.StalledGroup = &h, &st
@@ -450,6 +603,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.ServerCPU = srv1 - srv0
 		res.ServerCores = res.ServerCPU / window
 		res.CoresPerViewer = res.ServerCores / float64(len(viewers))
+		for pid, c := range kids1 {
+			res.ChildCores += (c - kids0[pid]) / window
+		}
+		if res.Received > 0 {
+			res.USPerPacket = res.ServerCPU / float64(res.Received) * 1e6
+		}
 		res.ServerRSSMB = float64(rss) / (1 << 20)
 		res.BaseRSSMB = float64(baseRSS) / (1 << 20)
 		res.RSSPerViewerMB = (res.ServerRSSMB - res.BaseRSSMB) / float64(len(viewers))
@@ -489,7 +648,7 @@ func measureGroup(viewers []*viewer, idx []int, snap0, snap1 []snap, published i
 		} else {
 			g.WorstLossPc = 100
 		}
-		lats = append(lats, v.latencies()...)
+		lats = append(lats, v.latencies(-1)...)
 	}
 	if g.Expected > 0 {
 		g.LossPct = 100 * float64(g.Lost) / float64(g.Expected)
@@ -505,21 +664,77 @@ func measureGroup(viewers []*viewer, idx []int, snap0, snap1 []snap, published i
 	return g
 }
 
-// sinkDrops reads parley_sfu_sink_drops_total from the server's /metrics.
-func sinkDrops(ctx context.Context, hc *http.Client, base string) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+// waitLive polls the server's /api/streams/{stream} until the stream has
+// the tracks the publisher sends (20 s at most).
+func waitLive(ctx context.Context, hc *http.Client, base, stream string, tracks int, pub *publisher) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	tk := time.NewTicker(100 * time.Millisecond)
+	defer tk.Stop()
+	var last string
+	for {
+		st, err := streamTracks(ctx, hc, base, stream)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case st >= tracks:
+			return nil
+		default:
+			last = fmt.Sprintf("%d of %d tracks published", st, tracks)
+		}
+		if err := pub.failed(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fanout: stream %s did not go live (%s): %w", stream, last, ctx.Err())
+		case <-tk.C:
+		}
+	}
+}
+
+// streamTracks is how many tracks GET /api/streams/{stream} counts.
+func streamTracks(ctx context.Context, hc *http.Client, base, stream string) (int, error) {
+	body, err := get(ctx, hc, base+"/api/streams/"+stream, "stream status")
 	if err != nil {
 		return 0, err
 	}
+	defer body.Close()
+	var st struct {
+		Tracks int `json:"tracks"`
+	}
+	if err := json.NewDecoder(io.LimitReader(body, 1<<16)).Decode(&st); err != nil {
+		return 0, fmt.Errorf("fanout: stream status: %w", err)
+	}
+	return st.Tracks, nil
+}
+
+// get GETs url and returns the body of a 200 answer; what names the
+// request in errors.
+func get(ctx context.Context, hc *http.Client, url, what string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("fanout: metrics: %w", err)
+		return nil, fmt.Errorf("fanout: %s: %w", what, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("fanout: metrics: %s", resp.Status)
+		resp.Body.Close()
+		return nil, fmt.Errorf("fanout: %s: %s", what, resp.Status)
 	}
-	sc := bufio.NewScanner(resp.Body)
+	return resp.Body, nil
+}
+
+// sinkDrops reads parley_sfu_sink_drops_total from the server's /metrics.
+func sinkDrops(ctx context.Context, hc *http.Client, base string) (uint64, error) {
+	body, err := get(ctx, hc, base+"/metrics", "metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	sc := bufio.NewScanner(body)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
 		if len(f) >= 2 && f[0] == "parley_sfu_sink_drops_total" {
@@ -694,7 +909,10 @@ func watch(ctx context.Context, w io.Writer, viewers []*viewer, d time.Duration,
 	return nil
 }
 
-type snap struct{ ext, recv int64 }
+type snap struct {
+	ext, recv int64
+	kinds     [2]int64 // packets received per kind (video, audio)
+}
 
 func snapshotAll(vs []*viewer) []snap {
 	out := make([]snap, len(vs))
@@ -736,7 +954,7 @@ func joinViewers(ctx context.Context, api, tcpAPI apiT, hc *http.Client, stalls 
 			if stalled {
 				a, c = tcpAPI, tcpHC
 			}
-			v, err := startViewer(ctx, a, c, o.URL, o.Stream, epoch, rings, o.AudioOnly)
+			v, err := startViewer(ctx, a, c, o.URL, o.Stream, epoch, rings, o.AudioOnly, o.Source == SourceRTMP)
 			if err != nil {
 				failures.Add(1)
 				o.Logger.Warn("viewer failed", "err", err)

@@ -27,27 +27,56 @@ func ReadCPU(pid int) (CPU, error) {
 	if pid > 0 {
 		path = "/proc/" + strconv.Itoa(pid) + "/stat"
 	}
+	c, _, err := readStat(path)
+	return c, err
+}
+
+// ChildrenCPU is the CPU seconds of each live child process of pid (its
+// direct children, e.g. a server's ffmpeg transcoders), by process id:
+// what its own utime and stime leave out until a child is reaped.
+func ChildrenCPU(pid int) (map[int]float64, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("proc: children: %w", err)
+	}
+	out := map[int]float64{}
+	for _, e := range ents {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		c, ppid, err := readStat("/proc/" + e.Name() + "/stat")
+		if err == nil && ppid == pid {
+			out[child] = c.Total()
+		}
+	}
+	return out, nil
+}
+
+// readStat reads a /proc/<pid>/stat: CPU times and parent process id.
+func readStat(path string) (CPU, int, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return CPU{}, fmt.Errorf("proc: read cpu time: %w", err)
+		return CPU{}, 0, fmt.Errorf("proc: read cpu time: %w", err)
 	}
 	// The command name (field 2) may contain spaces; after ")" come state,
 	// ppid, ... with utime and stime at positions 11 and 12.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return CPU{}, fmt.Errorf("proc: malformed %s", path)
+		return CPU{}, 0, fmt.Errorf("proc: malformed %s", path)
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 13 {
-		return CPU{}, fmt.Errorf("proc: short %s", path)
+		return CPU{}, 0, fmt.Errorf("proc: short %s", path)
 	}
+	ppid, err0 := strconv.Atoi(f[1])
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return CPU{}, fmt.Errorf("proc: parse %s", path)
+	if err0 != nil || err1 != nil || err2 != nil {
+		return CPU{}, 0, fmt.Errorf("proc: parse %s", path)
 	}
-	return CPU{float64(ut) / clockTicks, float64(st) / clockTicks}, nil
+	return CPU{float64(ut) / clockTicks, float64(st) / clockTicks}, ppid, nil
 }
 
 // SelfCPU is this process's user+system CPU time in seconds, with

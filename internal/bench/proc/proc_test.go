@@ -2,6 +2,7 @@ package proc
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -23,5 +24,20 @@ func TestReaders(t *testing.T) {
 	}
 	if _, err := ReadCPU(1 << 30); err == nil {
 		t.Fatal("a missing process read fine")
+	}
+}
+
+func TestChildrenCPU(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Skip("no sleep(1):", err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	kids, err := ChildrenCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kids[cmd.Process.Pid]; !ok {
+		t.Fatalf("child %d not among %v", cmd.Process.Pid, kids)
 	}
 }
