@@ -4,9 +4,16 @@ package rtmptest
 
 import (
 	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"testing"
+	"time"
+
+	"github.com/parley/parley/internal/sfu"
 )
 
 // NeedFFmpeg skips the test without ffmpeg, except in CI (CI set), where
@@ -28,4 +35,48 @@ func Studio(ctx context.Context, url string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
 		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=f=440",
 		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "flv", url)
+}
+
+// ClosedByServer reads until the server closes the connection (EOF or a
+// reset); a read timeout means it did not, and fails the test.
+func ClosedByServer(t testing.TB, c net.Conn, within time.Duration) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(within))
+	if _, err := io.Copy(io.Discard, c); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the server did not close the connection")
+	}
+}
+
+// ConnLimit opens n connections to addr (closed when the test ends) and
+// checks that the server closes one more: its per-address limit is n.
+func ConnLimit(t testing.TB, addr string, n int) []net.Conn {
+	t.Helper()
+	var conns []net.Conn
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns = append(conns, c)
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	ClosedByServer(t, extra, 10*time.Second)
+	return conns
+}
+
+// SFU is an SFU on loopback for a listener under test; it closes when the
+// test ends.
+func SFU(t testing.TB) *sfu.SFU {
+	t.Helper()
+	m, err := sfu.New(sfu.Config{UDP: "127.0.0.1:0", TCP: "off", PublicIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }
