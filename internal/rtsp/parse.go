@@ -3,6 +3,7 @@ package rtsp
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
@@ -23,9 +24,14 @@ func streamName(path string, valid func(string) bool) (string, error) {
 // errBadCredentials is an Authorization header that cannot be read.
 var errBadCredentials = errors.New("unreadable Authorization header (use Basic: rtsp://user:<token>@host/<stream>)")
 
-// credentials takes the token from a request's Authorization header: the
-// password of Basic credentials. given tells whether any were sent.
-func credentials(h base.HeaderValue) (token string, given bool, err error) {
+// credentials takes the token from a request: the query's token=, else
+// the password of Basic credentials in the Authorization header (ffmpeg
+// cuts URL credentials to 127 bytes, too short for most tokens: it needs
+// ?token=). given tells whether any were sent.
+func credentials(h base.HeaderValue, query string) (token string, given bool, err error) {
+	if q, err := url.ParseQuery(query); err == nil && q.Get("token") != "" {
+		return q.Get("token"), true, nil
+	}
 	if len(h) == 0 {
 		return "", false, nil
 	}

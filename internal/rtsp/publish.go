@@ -79,7 +79,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 	if s.sessionCount() >= s.cfg.MaxSessions {
 		return s.reject("publish", ctx.Conn, ctx.Path, refuse(base.StatusServiceUnavailable, "too many sessions"))
 	}
-	stream, end, r := s.access(ctx.Conn, ctx.Request, ctx.Path, ingest.Publish)
+	stream, end, r := s.access(ctx.Conn, ctx.Request, ctx.Path, ctx.Query, ingest.Publish)
 	if r != nil {
 		return s.reject("publish", ctx.Conn, ctx.Path, r)
 	}

@@ -172,12 +172,12 @@ func (k sink) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 // OnDescribe answers with the live stream's tracks, 404 when it is not
 // live.
 func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	stream, end, r := s.access(ctx.Conn, ctx.Request, ctx.Path, ingest.Read)
+	stream, end, r := s.access(ctx.Conn, ctx.Request, ctx.Path, ctx.Query, ingest.Read)
 	if r != nil {
 		res, err := s.reject("read", ctx.Conn, ctx.Path, r)
 		return res, nil, err
 	}
-	token, _, _ := credentials(ctx.Request.Header["Authorization"])
+	token, _, _ := credentials(ctx.Request.Header["Authorization"], ctx.Query)
 	rd, ok := s.newReader(stream, token, end)
 	if !ok {
 		end()
@@ -213,7 +213,7 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 		res, err := s.reject("read", ctx.Conn, ctx.Path, refuse(base.StatusServiceUnavailable, "too many sessions"))
 		return res, nil, err
 	}
-	token, _, _ := credentials(ctx.Request.Header["Authorization"])
+	token, _, _ := credentials(ctx.Request.Header["Authorization"], ctx.Query)
 	s.mu.Lock()
 	rd := s.pending[ctx.Conn]
 	if rd != nil && "/"+rd.stream == ctx.Path && rd.token == token {
@@ -223,7 +223,7 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 	}
 	s.mu.Unlock()
 	if rd == nil {
-		stream, end, r := s.access(ctx.Conn, ctx.Request, ctx.Path, ingest.Read)
+		stream, end, r := s.access(ctx.Conn, ctx.Request, ctx.Path, ctx.Query, ingest.Read)
 		if r != nil {
 			res, err := s.reject("read", ctx.Conn, ctx.Path, r)
 			return res, nil, err

@@ -8,8 +8,9 @@
 //
 // Access: the token is the password of the URL's credentials
 // (rtsp://anyuser:<JWT>@host:8554/<stream>), sent as Basic auth after the
-// server's 401 challenge; every ANNOUNCE, DESCRIBE and SETUP is checked
-// by Config.Authorize (publish or read).
+// server's 401 challenge, or the URL's token= (ffmpeg cuts credentials to
+// 127 bytes); every ANNOUNCE, DESCRIBE and SETUP is checked by
+// Config.Authorize (publish or read).
 //
 // Limits: Config.ConnsPerIP connections per client address, MaxSessions
 // sessions in all, read/write/idle timeouts on every connection, a bounded
@@ -399,12 +400,12 @@ func refuse(code base.StatusCode, why string) *refusal {
 // access checks a request for stream against Config.Authorize: 401 with a
 // Basic challenge when credentials are needed and none came, 401 for a
 // token that does not verify, 403 for one that does not grant it.
-func (s *Server) access(conn *gortsplib.ServerConn, req *base.Request, path string, action ingest.Action) (stream string, end func(), r *refusal) {
+func (s *Server) access(conn *gortsplib.ServerConn, req *base.Request, path, query string, action ingest.Action) (stream string, end func(), r *refusal) {
 	stream, err := streamName(path, s.cfg.ValidStream)
 	if err != nil {
 		return "", nil, refuse(base.StatusBadRequest, err.Error())
 	}
-	token, given, err := credentials(req.Header["Authorization"])
+	token, given, err := credentials(req.Header["Authorization"], query)
 	if err != nil {
 		return "", nil, refuse(base.StatusBadRequest, err.Error())
 	}

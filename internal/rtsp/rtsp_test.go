@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,23 +39,15 @@ func newServer(t *testing.T, cfg Config) *Server {
 }
 
 // push starts ffmpeg publishing a test picture (H.264) and a 440 Hz tone
-// (AAC) over RTSP in real time; transport is "udp", "tcp", or "" for
-// ffmpeg's default (UDP, then TCP when the server answers 461).
+// (AAC) over RTSP in real time (rtmptest.StudioRTSP).
 func push(ctx context.Context, t *testing.T, url, transport string) *ffmpeg {
 	t.Helper()
-	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error",
-		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=f=440",
-		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "rtsp"}
-	if transport != "" {
-		args = append(args, "-rtsp_transport", transport)
-	}
-	return start(t, exec.CommandContext(ctx, "ffmpeg", append(args, url)...))
+	return start(t, rtmptest.StudioRTSP(ctx, url, transport))
 }
 
 // ffmpeg is a running ffmpeg or ffprobe; exited is closed when it ends.
 type ffmpeg struct {
 	cmd    *exec.Cmd
-	out    strings.Builder
 	exited chan struct{}
 	err    error
 }
@@ -63,7 +55,6 @@ type ffmpeg struct {
 func start(t *testing.T, cmd *exec.Cmd) *ffmpeg {
 	t.Helper()
 	f := &ffmpeg{cmd: cmd, exited: make(chan struct{})}
-	cmd.Stdout = &f.out
 	cmd.Stderr = &logWriter{t: t, name: cmd.Args[0]}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -125,29 +116,10 @@ func waitLive(ctx context.Context, t *testing.T, m *sfu.SFU, name string, n int)
 // probe runs ffprobe on url and returns the codecs it finds.
 func probe(ctx context.Context, t *testing.T, url, transport string) []string {
 	t.Helper()
-	f := start(t, exec.CommandContext(ctx, "ffprobe", "-hide_banner", "-loglevel", "error", "-rtsp_transport", transport,
-		"-show_entries", "stream=codec_name", "-of", "json", url))
-	select {
-	case <-f.exited:
-	case <-ctx.Done():
-		t.Fatal("ffprobe did not finish")
+	codecs, err := rtmptest.Probe(ctx, url, "-rtsp_transport", transport)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if f.err != nil {
-		t.Fatalf("ffprobe %s: %v", url, f.err)
-	}
-	var out struct {
-		Streams []struct {
-			Codec string `json:"codec_name"`
-		} `json:"streams"`
-	}
-	if err := json.Unmarshal([]byte(f.out.String()), &out); err != nil {
-		t.Fatalf("ffprobe output %q: %v", f.out.String(), err)
-	}
-	var codecs []string
-	for _, s := range out.Streams {
-		codecs = append(codecs, s.Codec)
-	}
-	slices.Sort(codecs)
 	return codecs
 }
 
@@ -297,14 +269,17 @@ func TestStreamName(t *testing.T) {
 		}
 	}
 	for h, want := range map[string]string{"Basic " + b64([]byte("u:tok")): "tok", "Basic " + b64([]byte(":tok")): "tok"} {
-		if got, given, err := credentials(base.HeaderValue{h}); got != want || !given || err != nil {
+		if got, given, err := credentials(base.HeaderValue{h}, ""); got != want || !given || err != nil {
 			t.Errorf("credentials(%q) = %q, %v, %v", h, got, given, err)
 		}
 	}
-	if _, given, err := credentials(nil); given || err != nil {
+	if _, given, err := credentials(nil, "a=b"); given || err != nil {
 		t.Error("no header: credentials given")
 	}
-	if _, _, err := credentials(base.HeaderValue{"Digest x"}); err == nil {
+	if got, given, _ := credentials(base.HeaderValue{"Basic " + b64([]byte("u:cut"))}, "token=long"); got != "long" || !given {
+		t.Errorf("the query's token= does not win over a password: %q", got)
+	}
+	if _, _, err := credentials(base.HeaderValue{"Digest x"}, ""); err == nil {
 		t.Error("Digest accepted")
 	}
 }
@@ -312,16 +287,64 @@ func TestStreamName(t *testing.T) {
 // FuzzRequest: stream names and credentials from any path and
 // Authorization header never panic, and a name taken is valid.
 func FuzzRequest(f *testing.F) {
-	f.Add("/s", "Basic dTp0b2s=")
-	f.Add("/a/b", "Digest username=\"u\"")
-	f.Add("", "Basic")
-	f.Fuzz(func(t *testing.T, path, auth string) {
+	f.Add("/s", "Basic dTp0b2s=", "")
+	f.Add("/a/b", "Digest username=\"u\"", "token=x")
+	f.Add("", "Basic", "%zz&token")
+	f.Fuzz(func(t *testing.T, path, auth, query string) {
 		valid := func(s string) bool { return len(s) > 0 && len(s) <= 64 && !strings.ContainsAny(s, "/") }
 		if name, err := streamName(path, valid); err == nil && (!valid(name) || "/"+name != path && name != path) {
 			t.Fatalf("streamName(%q) = %q", path, name)
 		}
-		_, _, _ = credentials(base.HeaderValue{auth})
+		_, _, _ = credentials(base.HeaderValue{auth}, query)
 	})
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// TestPasswordToken: ffmpeg sends the URL's password as Basic auth after
+// the 401 challenge, for pushing and for reading; each authorized session
+// ends its authorization exactly once.
+func TestPasswordToken(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	var mu sync.Mutex
+	ends := map[ingest.Action]int{}
+	authz := func(_ context.Context, r ingest.Request) (func(), error) {
+		want := map[ingest.Action]string{ingest.Publish: "pub", ingest.Read: "read"}[r.Action]
+		if r.Token != want || r.Proto != "rtsp" || r.Stream != "s" || !r.Remote.IsLoopback() {
+			return nil, fmt.Errorf("%+v refused", r)
+		}
+		return sync.OnceFunc(func() {
+			mu.Lock()
+			ends[r.Action]++
+			mu.Unlock()
+		}), nil
+	}
+	s := newServer(t, Config{Authorize: authz})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ff := push(ctx, t, fmt.Sprintf("rtsp://cam:pub@%s/s", s.Addr()), "tcp")
+	waitLive(ctx, t, s.cfg.SFU, "s", 2)
+	if got := probe(ctx, t, fmt.Sprintf("rtsp://viewer:read@%s/s", s.Addr()), "tcp"); !slices.Equal(got, []string{"h264", "opus"}) {
+		t.Fatalf("ffprobe: %v", got)
+	}
+	if _, err := rtmptest.Probe(ctx, fmt.Sprintf("rtsp://viewer:pub@%s/s", s.Addr())); err == nil {
+		t.Fatal("read with the publish token")
+	}
+	_ = ff.cmd.Process.Kill()
+	<-ff.exited
+	tick := time.NewTicker(10 * time.Millisecond) // sessions end in the library's goroutines: nothing to wait on
+	defer tick.Stop()
+	for {
+		mu.Lock()
+		pub, read := ends[ingest.Publish], ends[ingest.Read]
+		mu.Unlock()
+		if pub == 1 && read >= 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("ends: %d publish, %d read", pub, read)
+		case <-tick.C:
+		}
+	}
+}

@@ -4,12 +4,16 @@ package rtmptest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,9 +36,53 @@ func NeedFFmpeg(t testing.TB) {
 // 440 Hz sine (AAC) in real time to url (rtmp://host:port/live/<stream>);
 // it ends with ctx. Start it with Start and wait with Wait.
 func Studio(ctx context.Context, url string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error",
+	return studio(ctx, "flv", url)
+}
+
+// StudioRTSP is the same studio pushing to rtsp://host:port/<stream>
+// over transport "udp" or "tcp", or "" for ffmpeg's default (UDP, then
+// TCP when the server answers 461).
+func StudioRTSP(ctx context.Context, url, transport string) *exec.Cmd {
+	if transport == "" {
+		return studio(ctx, "rtsp", url)
+	}
+	return studio(ctx, "rtsp", "-rtsp_transport", transport, url)
+}
+
+func studio(ctx context.Context, format string, out ...string) *exec.Cmd {
+	args := []string{"-hide_banner", "-nostdin", "-loglevel", "error",
 		"-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=f=440",
-		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "flv", url)
+		"-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", format}
+	return exec.CommandContext(ctx, "ffmpeg", append(args, out...)...)
+}
+
+// Probe runs ffprobe on url (with these options before it, e.g.
+// -rtsp_transport tcp) and returns the codec names of its streams,
+// sorted.
+func Probe(ctx context.Context, url string, opts ...string) ([]string, error) {
+	args := append([]string{"-hide_banner", "-loglevel", "error"}, opts...)
+	args = append(args, "-show_entries", "stream=codec_name", "-of", "json", url)
+	cmd := exec.CommandContext(ctx, "ffprobe", args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ffprobe %s: %w: %s", url, err, stderr.String())
+	}
+	var res struct {
+		Streams []struct {
+			Codec string `json:"codec_name"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return nil, fmt.Errorf("ffprobe output %q: %w", out, err)
+	}
+	var codecs []string
+	for _, s := range res.Streams {
+		codecs = append(codecs, s.Codec)
+	}
+	slices.Sort(codecs)
+	return codecs, nil
 }
 
 // ClosedByServer reads until the server closes the connection (EOF or a
