@@ -42,6 +42,7 @@ type Config struct {
 	Ops            string                `yaml:"ops"`              // operations listener (/metrics, status, management APIs), or off
 	RTMP           string                `yaml:"rtmp"`             // RTMP listener (OBS, ffmpeg publish; players read), or off
 	RTSP           string                `yaml:"rtsp"`             // RTSP listener (cameras push, players read), or off
+	RTSPUDP        string                `yaml:"rtsp_udp"`         // RTSP's RTP port for the UDP transport (RTCP the next), "" for 8000 on the RTSP host, or off
 	SRT            string                `yaml:"srt"`              // SRT listener (encoders push, players read), or off
 	MaxSessions    int                   `yaml:"max_sessions"`     // signaling connections at once
 	ConnsPerIP     int                   `yaml:"conns_per_ip"`     // signaling connections per client address
@@ -181,7 +182,7 @@ func (c *Config) Validate() error {
 			bad("trusted-proxies: %q is not a CIDR", p)
 		}
 	}
-	for _, l := range []struct{ name, addr string }{{"ops", c.Ops}, {"rtmp", c.RTMP}, {"rtsp", c.RTSP}, {"srt", c.SRT}} {
+	for _, l := range []struct{ name, addr string }{{"ops", c.Ops}, {"rtmp", c.RTMP}, {"rtsp", c.RTSP}, {"rtsp-udp", c.RTSPUDP}, {"srt", c.SRT}} {
 		if l.addr != "" && l.addr != "off" {
 			if _, _, err := net.SplitHostPort(l.addr); err != nil {
 				bad("%s: %q is not host:port or off: %v", l.name, l.addr, err)

@@ -126,6 +126,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Ops, "ops", cfg.Ops, "operations listen `address` for /metrics, the status page and management APIs, or off")
 	fs.StringVar(&cfg.RTMP, "rtmp", cfg.RTMP, "RTMP ingest listen `address` (OBS, ffmpeg: rtmp://host/live/<stream>), or off")
 	fs.StringVar(&cfg.RTSP, "rtsp", cfg.RTSP, "RTSP listen `address` (cameras and ffmpeg push rtsp://host:8554/<stream>; VLC reads it), or off")
+	fs.StringVar(&cfg.RTSPUDP, "rtsp-udp", cfg.RTSPUDP, "RTSP's RTP UDP `address` (even port; RTCP takes the next): empty for port 8000 on the --rtsp host, or off for interleaved TCP only")
 	fs.StringVar(&cfg.SRT, "srt", cfg.SRT, "SRT listen UDP `address` (srt://host:8890?streamid=publish:<stream>, or read:<stream>), or off")
 	fs.IntVar(&cfg.MaxSessions, "max-sessions", cfg.MaxSessions, "signaling connections at once (WebSocket and HTTP)")
 	fs.IntVar(&cfg.ConnsPerIP, "conns-per-ip", cfg.ConnsPerIP, "signaling connections per client address")

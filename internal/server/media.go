@@ -61,6 +61,10 @@ func (s *Server) startMedia() error {
 		s.stopMedia()
 		return fmt.Errorf("rtmp: %w", err)
 	}
+	if err := s.startRTSP(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("rtsp: %w", err)
+	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
 	}
@@ -101,6 +105,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 }
 
 func (s *Server) stopMedia() {
+	s.stopRTSP()
 	s.stopRTMP()
 	if s.whip != nil {
 		s.whip.Close()

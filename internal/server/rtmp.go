@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 
+	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/rtmp"
 	"github.com/parley/parley/internal/whip"
 )
@@ -17,17 +18,9 @@ func (s *Server) startRTMP() error {
 		s.log.Warn("RTMP ingest is off because media is off (--media-udp off)", "rtmp", s.cfg.RTMP)
 		return nil
 	}
-	w := s.whip
 	srv, err := rtmp.Listen(rtmp.Config{
 		Listen: s.cfg.RTMP, SFU: s.sfu, Verify: s.verifyPublishToken, ValidStream: whip.ValidStream,
-		Claim: func(stream string, tracks int) (rtmp.Claim, error) {
-			c, err := w.ClaimStream(stream, tracks)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		},
-		Logger: s.log,
+		Claim: s.ingestClaimer(), Logger: s.log,
 	})
 	if err != nil {
 		return err
@@ -42,6 +35,19 @@ func (s *Server) startRTMP() error {
 	s.metrics.CounterFunc("parley_rtmp_publishes_refused_total", "RTMP publishes refused (token, stream name, busy stream, codecs).", stat(func(x rtmp.Stats) float64 { return float64(x.Rejected) }))
 	s.metrics.GaugeFunc("parley_rtmp_audio_unavailable", "Live RTMP publishers whose AAC cannot be transcoded (ffmpeg not found).", stat(func(x rtmp.Stats) float64 { return float64(x.AudioUnavailable) }))
 	return nil
+}
+
+// ingestClaimer takes stream names through WHIP's handler, so WHIP, RTMP
+// and RTSP publishers share them.
+func (s *Server) ingestClaimer() ingest.Claimer {
+	w := s.whip
+	return func(stream string, tracks int) (ingest.Claim, error) {
+		c, err := w.ClaimStream(stream, tracks)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return c, nil
+	}
 }
 
 func (s *Server) stopRTMP() {

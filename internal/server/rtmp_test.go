@@ -27,7 +27,13 @@ import (
 // RTMP, as OBS would; it ends with ctx or the test.
 func studio(ctx context.Context, t *testing.T, url string) *proc {
 	t.Helper()
-	cmd := rtmptest.Studio(ctx, url)
+	return run(t, rtmptest.Studio(ctx, url))
+}
+
+// run starts an ffmpeg command, logging its output; it ends with its
+// context or the test.
+func run(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	cmd.Stderr = &testLog{t: t}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

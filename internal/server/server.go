@@ -25,6 +25,7 @@ import (
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/rtmp"
+	"github.com/parley/parley/internal/rtsp"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/show"
@@ -46,6 +47,7 @@ type Server struct {
 	whip       *whip.Handler
 	showWhip   *whip.Handler  // the shows' audio (sfu.Shows)
 	rtmp       *rtmp.Server   // --rtmp, nil when off or media is off
+	rtsp       *rtsp.Server   // --rtsp, nil when off or media is off
 	pprof      *sideServer    // --pprof, nil when off
 	ops        *sideServer    // --ops, nil when off
 	shows      *show.Registry // light shows (show.go)
