@@ -348,3 +348,54 @@ func TestPasswordToken(t *testing.T) {
 		}
 	}
 }
+
+// TestPushCodecs: ffmpeg pushes each codec pair the server takes, the
+// stream goes live with the tracks WebRTC viewers get, and ffprobe reads
+// them back over RTSP; a push of only MJPEG is refused (415) and never
+// goes live.
+func TestPushCodecs(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	in := []string{"-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25", "-f", "lavfi", "-i", "sine=f=440"}
+	for name, c := range map[string]struct {
+		args       []string
+		want, read []string
+	}{
+		"VP8 and Opus": {[]string{"-c:v", "libvpx", "-deadline", "realtime", "-b:v", "300k", "-c:a", "libopus"},
+			[]string{"audio/opus", "video/VP8"}, []string{"opus", "vp8"}},
+		"H.264 and G.711u": {[]string{"-c:v", "libx264", "-tune", "zerolatency", "-c:a", "pcm_mulaw", "-ar", "8000", "-ac", "1"},
+			[]string{"audio/PCMU", "video/H264"}, []string{"h264", "pcm_mulaw"}},
+		"G.711a alone": {[]string{"-vn", "-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"},
+			[]string{"audio/PCMA"}, []string{"pcm_alaw"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newServer(t, Config{})
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			args := append(append(append([]string(nil), in...), c.args...), "-f", "rtsp", "-rtsp_transport", "tcp", fmt.Sprintf("rtsp://%s/s", s.Addr()))
+			start(t, exec.CommandContext(ctx, "ffmpeg", args...))
+			room := waitLive(ctx, t, s.cfg.SFU, "s", len(c.want))
+			var got []string
+			for _, ti := range room.Tracks() {
+				got = append(got, ti.Codec)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, c.want) {
+				t.Fatalf("tracks %v, want %v", got, c.want)
+			}
+			if got := probe(ctx, t, fmt.Sprintf("rtsp://%s/s", s.Addr()), "tcp"); !slices.Equal(got, c.read) {
+				t.Fatalf("ffprobe: %v, want %v", got, c.read)
+			}
+		})
+	}
+	t.Run("MJPEG refused", func(t *testing.T) {
+		s := newServer(t, Config{})
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		args := append(append([]string(nil), in[:len(in)-4]...), "-c:v", "mjpeg", "-f", "rtsp", "-rtsp_transport", "tcp", fmt.Sprintf("rtsp://%s/s", s.Addr()))
+		start(t, exec.CommandContext(ctx, "ffmpeg", args...)).refused(ctx, t, "MJPEG")
+		if _, ok := s.cfg.SFU.LookupRoom(sfu.Streams, "s"); ok {
+			t.Fatal("an MJPEG push went live")
+		}
+	})
+}
