@@ -65,9 +65,9 @@ type Config struct {
 	ConnsPerIP int
 	// MaxSessions bounds publish and read sessions in all; 0 means 200.
 	MaxSessions int
-	// ReadTimeout and WriteTimeout bound each read and write (0 means
-	// 10 s); IdleTimeout is the longest silence of a connection without
-	// media (0 means 60 s).
+	// ReadTimeout and WriteTimeout bound each read and write, and the
+	// time from connecting to the first byte (0 means 10 s); IdleTimeout
+	// is the longest silence of a connection without media (0 means 60 s).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// WriteQueueSize is each reader's packet queue (a power of two; 0
 	// means 512).
@@ -99,6 +99,7 @@ type Server struct {
 
 	accepted, refused, rejected atomic.Uint64
 	nconns, npub, nread         atomic.Int64
+	ids                         atomic.Uint64 // Request.ID
 
 	mu       sync.Mutex
 	sessions map[*gortsplib.ServerSession]*session
@@ -288,31 +289,43 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.s.accepted.Add(1)
-		return &limitConn{Conn: c, release: sync.OnceFunc(release)}, nil
+		lc := &limitConn{Conn: c, release: sync.OnceFunc(release), first: time.Now().Add(l.s.cfg.ReadTimeout)}
+		_ = c.SetReadDeadline(lc.first)
+		return lc, nil
 	}
 }
 
-// limitConn releases its place on Close and closes itself when its first
-// byte cannot start a request (the library would skip junk until the idle
-// timeout).
+// limitConn releases its place on Close, must bring its first byte
+// within ReadTimeout of the accept (the library would wait the idle
+// timeout), and closes itself when that byte cannot start a request (the
+// library would skip junk until the idle timeout).
 type limitConn struct {
 	net.Conn
 	release func()
-	started bool // read by the connection's one reader
+	first   time.Time   // the first byte's deadline
+	started atomic.Bool // the first byte came
 }
 
 var errNotRTSP = errors.New("rtsp: not an RTSP request")
 
 func (c *limitConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if !c.started && n > 0 {
-		c.started = true
+	if n > 0 && !c.started.Load() {
+		c.started.Store(true)
 		if p[0] < 'A' || p[0] > 'Z' {
 			_ = c.Close()
 			return 0, errNotRTSP
 		}
 	}
 	return n, err
+}
+
+// SetReadDeadline keeps the first byte's deadline until it came.
+func (c *limitConn) SetReadDeadline(t time.Time) error {
+	if !c.started.Load() && (t.IsZero() || t.After(c.first)) {
+		t = c.first
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *limitConn) Close() error {
@@ -409,7 +422,7 @@ func (s *Server) access(conn *gortsplib.ServerConn, req *base.Request, path, que
 	if err != nil {
 		return "", nil, refuse(base.StatusBadRequest, err.Error())
 	}
-	id := fmt.Sprintf("rtsp-%p", conn)
+	id := fmt.Sprintf("rtsp-%d", s.ids.Add(1))
 	end, err = s.cfg.Authorize.Authorize(s.ctx, ingest.Request{Action: action, Proto: "rtsp", Stream: stream, Token: token,
 		Remote: clientip.Addr(conn.NetConn().RemoteAddr()), ID: id})
 	switch {

@@ -231,8 +231,8 @@ func TestAuth(t *testing.T) {
 }
 
 // TestMalformedAndLimits: garbage and a malformed request close their
-// connection, one address holds at most ConnsPerIP connections, and the
-// server still answers.
+// connection, one address holds at most ConnsPerIP connections, a silent
+// connection is closed after ReadTimeout, and the server still answers.
 func TestMalformedAndLimits(t *testing.T) {
 	s := newServer(t, Config{ConnsPerIP: 2})
 	for _, junk := range []string{
@@ -258,6 +258,14 @@ func TestMalformedAndLimits(t *testing.T) {
 	if st := s.Stats(); st.Refused < 1 {
 		t.Fatalf("stats %+v", st)
 	}
+
+	quick := newServer(t, Config{ReadTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", quick.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rtmptest.ClosedByServer(t, c, 10*time.Second) // silent: cut at ReadTimeout, not the 60 s idle timeout
 }
 
 func TestStreamName(t *testing.T) {
