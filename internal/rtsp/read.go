@@ -62,7 +62,9 @@ func describeTrack(mime string) (format.Format, bool) {
 }
 
 // newReader describes the live stream's tracks (the first video and the
-// first audio of a codec RTSP carries); ok is false when nothing is live.
+// first audio of a codec RTSP carries; H.264 with the SPS and PPS of its
+// latest keyframe when it comes within paramsWait); ok is false when
+// nothing is live.
 func (s *Server) newReader(stream, token string, end func()) (*reader, bool) {
 	room, ok := s.cfg.SFU.LookupRoom(sfu.Streams, stream)
 	if !ok {
@@ -77,6 +79,9 @@ func (s *Server) newReader(stream, token string, end func()) (*reader, bool) {
 			continue
 		}
 		have[ti.Kind] = true
+		if h, ok := f.(*format.H264); ok {
+			h.SPS, h.PPS = s.h264Params(room, ti.ID)
+		}
 		typ := description.MediaTypeVideo
 		if ti.Kind == "audio" {
 			typ = description.MediaTypeAudio

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/pion/rtp"
 
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
@@ -149,6 +150,9 @@ func TestPushAndRead(t *testing.T) {
 					t.Fatalf("ffprobe over %s: %v, want %v", tr, got, want)
 				}
 			}
+			if sdp := describe(t, s.Addr().String(), "s"); !strings.Contains(sdp, "sprop-parameter-sets=") {
+				t.Fatalf("the description has no SPS/PPS:\n%s", sdp)
+			}
 			push(ctx, t, url, transport).refused(ctx, t, "second publisher")
 			if st := s.Stats(); st.Publishers != 1 || st.Rejected < 1 {
 				t.Fatalf("stats %+v", st)
@@ -169,6 +173,26 @@ func TestUDPOff(t *testing.T) {
 	if s.UDPAddr() != nil {
 		t.Fatal("UDP is on")
 	}
+}
+
+// describe sends a DESCRIBE and returns the description.
+func describe(t *testing.T, addr, stream string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "DESCRIBE rtsp://%s/%s RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n", addr, stream)
+	var res base.Response
+	if err := res.Unmarshal(bufio.NewReader(c)); err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != base.StatusOK {
+		t.Fatalf("DESCRIBE: %d %s", res.StatusCode, res.StatusMessage)
+	}
+	return string(res.Body)
 }
 
 // request sends one raw RTSP request and reads the status line.
@@ -404,6 +428,22 @@ func TestPushCodecs(t *testing.T) {
 		start(t, exec.CommandContext(ctx, "ffmpeg", args...)).refused(ctx, t, "MJPEG")
 		if _, ok := s.cfg.SFU.LookupRoom(sfu.Streams, "s"); ok {
 			t.Fatal("an MJPEG push went live")
+		}
+	})
+}
+
+// FuzzParamSink: any payload sequence is scanned for an SPS and a PPS
+// without panicking, and what is taken has the right NAL unit type.
+func FuzzParamSink(f *testing.F) {
+	f.Add([]byte{0x67, 0x42, 0xc0, 0x1f}, []byte{0x18, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce})
+	f.Add([]byte{0x18, 0x00}, []byte{0x18, 0xff, 0xff, 0x67})
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		k := &paramSink{done: make(chan struct{})}
+		for _, p := range [][]byte{a, b} {
+			_, _ = k.WriteRTP(&rtp.Header{Timestamp: 1}, p)
+		}
+		if len(k.sps) > 0 && k.sps[0]&0x1f != 7 || len(k.pps) > 0 && k.pps[0]&0x1f != 8 {
+			t.Fatalf("sps %x pps %x", k.sps, k.pps)
 		}
 	})
 }
