@@ -98,7 +98,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 		s.log.Warn("RTSP tracks not supported; ignoring them", "stream", stream, "codecs", ignored)
 	}
 	s.mu.Lock()
-	s.sessions[ctx.Session] = &session{stream: stream, end: end, claim: c}
+	s.sessions[ctx.Session] = &session{stream: stream, conn: ctx.Conn, end: end, claim: c}
 	s.mu.Unlock()
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }

@@ -243,7 +243,7 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 	end := rd.end
 	rd.end = nil // the session ends it
 	s.mu.Lock()
-	s.sessions[ctx.Session] = &session{stream: rd.stream, end: end, rd: rd}
+	s.sessions[ctx.Session] = &session{stream: rd.stream, conn: ctx.Conn, end: end, rd: rd}
 	s.mu.Unlock()
 	return &base.Response{StatusCode: base.StatusOK}, rd.rs, nil
 }

@@ -336,7 +336,8 @@ func (c *limitConn) Close() error {
 // session is what the server keeps of a publish or read session.
 type session struct {
 	stream string
-	end    func() // the Authorizer's
+	conn   *gortsplib.ServerConn // the connection that opened it
+	end    func()                // the Authorizer's
 	// publish
 	claim  ingest.Claim
 	pub    *ingest.Publisher
@@ -348,12 +349,20 @@ type session struct {
 // OnConnOpen counts connections.
 func (s *Server) OnConnOpen(*gortsplib.ServerHandlerOnConnOpenCtx) { s.nconns.Add(1) }
 
-// OnConnClose drops what the connection described but never set up.
+// OnConnClose drops what the connection described but never set up, and
+// ends the sessions it opened: a UDP session would otherwise outlive its
+// client until the media timeout, and a camera reconnecting meanwhile
+// would find its stream busy.
 func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	s.nconns.Add(-1)
 	s.mu.Lock()
 	rd := s.pending[ctx.Conn]
 	delete(s.pending, ctx.Conn)
+	for ss, se := range s.sessions {
+		if se.conn == ctx.Conn {
+			ss.Close()
+		}
+	}
 	s.mu.Unlock()
 	if rd != nil {
 		rd.close()

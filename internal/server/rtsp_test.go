@@ -39,7 +39,8 @@ func probeRTSP(ctx context.Context, t *testing.T, url, transport string, want ..
 
 // TestRTSPToWHEP: ffmpeg pushes H.264 and AAC over RTSP (UDP, then TCP);
 // a WHEP viewer gets H.264 and Opus; a second RTSP publisher and a WHIP
-// publisher of the live stream are refused.
+// publisher of the live stream are refused; ffmpeg killed and started
+// again, the same viewer session gets both again.
 func TestRTSPToWHEP(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
 	for _, transport := range []string{"udp", "tcp"} {
@@ -48,11 +49,11 @@ func TestRTSPToWHEP(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			url := fmt.Sprintf("rtsp://%s/s", srv.RTSPAddr())
-			pushRTSP(ctx, t, url, transport)
+			ff := pushRTSP(ctx, t, url, transport)
 			if n := waitRoom(ctx, t, srv, "s").WaitTracks(ctx, 2); n != 2 {
 				t.Fatalf("%d tracks live, want 2", n)
 			}
-			_, video, audio := watch(ctx, t, srv.URL()+"/whep/s")
+			viewer, video, audio := watch(ctx, t, srv.URL()+"/whep/s")
 			waitN(ctx, t, video, 50, "H.264")
 			waitN(ctx, t, audio, 25, "Opus")
 			pushRTSP(ctx, t, url, transport).refused(ctx, t, "second RTSP publisher")
@@ -60,6 +61,18 @@ func TestRTSPToWHEP(t *testing.T) {
 			pub, err := whip.Publish(ctx, srv.URL()+"/whip/s", whip.Options{API: api}, vp8(t))
 			if got := status(t, pub, err); got != 409 {
 				t.Fatalf("WHIP publish of a stream live over RTSP: %d, want 409", got)
+			}
+
+			// The camera drops and comes back: the same viewer session
+			// continues on the new publisher's tracks.
+			ff.kill()
+			drain(video)
+			drain(audio)
+			pushRTSP(ctx, t, url, transport)
+			waitN(ctx, t, video, 100, "H.264 after the restart")
+			waitN(ctx, t, audio, 50, "Opus after the restart")
+			if st := viewer.PeerConnection().ConnectionState(); st != webrtc.PeerConnectionStateConnected {
+				t.Fatalf("viewer state %s", st)
 			}
 		})
 	}
