@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -186,6 +187,13 @@ func (c *Config) Validate() error {
 		if l.addr != "" && l.addr != "off" {
 			if _, _, err := net.SplitHostPort(l.addr); err != nil {
 				bad("%s: %q is not host:port or off: %v", l.name, l.addr, err)
+			}
+		}
+	}
+	if c.RTSPUDP != "" && c.RTSPUDP != "off" {
+		if _, p, err := net.SplitHostPort(c.RTSPUDP); err == nil {
+			if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65534 || n%2 != 0 {
+				bad("rtsp-udp: the RTP port of %q must be even (RTCP takes the next one)", c.RTSPUDP)
 			}
 		}
 	}
