@@ -399,6 +399,8 @@ func TestPushCodecs(t *testing.T) {
 			[]string{"audio/PCMU", "video/H264"}, []string{"h264", "pcm_mulaw"}},
 		"G.711a alone": {[]string{"-vn", "-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"},
 			[]string{"audio/PCMA"}, []string{"pcm_alaw"}},
+		"VP9 alone": {[]string{"-an", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-b:v", "300k", "-strict", "experimental"},
+			[]string{"video/VP9"}, []string{"vp9"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newServer(t, Config{})
