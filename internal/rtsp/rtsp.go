@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -415,7 +416,15 @@ type refusal struct {
 	err error // for the library: liberrors.ErrServerAuth asks for credentials
 }
 
+// refuse answers with the status and, in its reason phrase (ffmpeg
+// prints it), why; control characters are dropped from it.
 func refuse(code base.StatusCode, why string) *refusal {
+	why = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, why)
 	return &refusal{res: &base.Response{StatusCode: code, StatusMessage: base.StatusMessages[code] + " (" + why + ")"}}
 }
 

@@ -292,6 +292,12 @@ func TestMalformedAndLimits(t *testing.T) {
 	rtmptest.ClosedByServer(t, c, 10*time.Second) // silent: cut at ReadTimeout, not the 60 s idle timeout
 }
 
+func TestRefuseKeepsOneLine(t *testing.T) {
+	if m := refuse(base.StatusForbidden, "a\r\nX-Injected: 1\x7f").res.StatusMessage; m != "Forbidden (aX-Injected: 1)" {
+		t.Fatalf("reason phrase %q", m)
+	}
+}
+
 func TestStreamName(t *testing.T) {
 	valid := func(s string) bool { return s != "" && !strings.ContainsAny(s, "/?# ") && len(s) <= 64 }
 	for path, want := range map[string]string{"/s": "s", "/cam.1": "cam.1", "/": "", "": "", "/a/b": "", "/" + strings.Repeat("x", 65): ""} {
