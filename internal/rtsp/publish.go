@@ -137,9 +137,11 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-// dur turns a PTS in clock ticks into a duration.
+// dur turns a PTS in clock ticks into the duration ingest turns back
+// into an RTP timestamp. It wraps as RTP timestamps do (modulo 2^32
+// ticks): ticks × 10^9 would overflow after 28 hours at 90 kHz.
 func dur(pts int64, clock int64) time.Duration {
-	return time.Duration(pts) * time.Second / time.Duration(clock)
+	return time.Duration(uint32(pts)) * time.Second / time.Duration(clock)
 }
 
 // feed adds the track for one pushed format and installs the callback

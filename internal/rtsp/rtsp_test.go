@@ -292,6 +292,20 @@ func TestMalformedAndLimits(t *testing.T) {
 	rtmptest.ClosedByServer(t, c, 10*time.Second) // silent: cut at ReadTimeout, not the 60 s idle timeout
 }
 
+// TestDurWraps: a PTS days into a stream comes back as its RTP timestamp
+// (modulo 2^32, give or take the one tick two roundings lose).
+func TestDurWraps(t *testing.T) {
+	for _, clock := range []int64{90000, 48000, 8000} {
+		for _, pts := range []int64{0, 1, 12345, 1<<32 - 1, 1 << 32, 3 * 24 * 3600 * clock, 1<<40 + 7, -3} {
+			d := dur(pts, clock)
+			back := uint32(d * time.Duration(clock) / time.Second) // as internal/ingest computes it
+			if diff := uint32(pts) - back; d < 0 || diff > 1 {
+				t.Errorf("clock %d, pts %d: %v, back %d, want %d", clock, pts, d, back, uint32(pts))
+			}
+		}
+	}
+}
+
 func TestRefuseKeepsOneLine(t *testing.T) {
 	if m := refuse(base.StatusForbidden, "a\r\nX-Injected: 1\x7f").res.StatusMessage; m != "Forbidden (aX-Injected: 1)" {
 		t.Fatalf("reason phrase %q", m)
