@@ -298,7 +298,7 @@ func TestDurWraps(t *testing.T) {
 	for _, clock := range []int64{90000, 48000, 8000} {
 		for _, pts := range []int64{0, 1, 12345, 1<<32 - 1, 1 << 32, 3 * 24 * 3600 * clock, 1<<40 + 7, -3} {
 			d := dur(pts, clock)
-			back := uint32(d * time.Duration(clock) / time.Second) // as internal/ingest computes it
+			back := uint32(d * time.Duration(clock) / time.Second) // d is under 2^32 ticks: no overflow here
 			if diff := uint32(pts) - back; d < 0 || diff > 1 {
 				t.Errorf("clock %d, pts %d: %v, back %d, want %d", clock, pts, d, back, uint32(pts))
 			}
