@@ -469,3 +469,18 @@ func FuzzParamSink(f *testing.F) {
 		}
 	})
 }
+
+// TestMaxSessions: with room for one session, a publisher takes it and a
+// reader's SETUP gets 503 (ffprobe fails).
+func TestMaxSessions(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	s := newServer(t, Config{MaxSessions: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("rtsp://%s/s", s.Addr())
+	push(ctx, t, url, "tcp")
+	waitLive(ctx, t, s.cfg.SFU, "s", 2)
+	if _, err := rtmptest.Probe(ctx, url, "-rtsp_transport", "tcp"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("a reader beyond MaxSessions: %v", err)
+	}
+}
