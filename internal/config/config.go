@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,7 @@ type Config struct {
 	Ops              string                `yaml:"ops"`                 // operations listener (/metrics, status, management APIs), or off
 	RTMP             string                `yaml:"rtmp"`                // RTMP listener (OBS, ffmpeg publish; players read), or off
 	RTSP             string                `yaml:"rtsp"`                // RTSP listener (cameras push, players read), or off
+	RTSPUDP          string                `yaml:"rtsp_udp"`            // RTSP's RTP port for the UDP transport (RTCP the next), "" for 8000 on the RTSP host, or off
 	SRT              string                `yaml:"srt"`                 // SRT listener (encoders push, players read), or off
 	StreamConnsPerIP int                   `yaml:"stream_conns_per_ip"` // RTMP/RTSP/SRT connections per client address
 	StreamMaxConns   int                   `yaml:"stream_max_conns"`    // RTMP/RTSP/SRT connections in all, per listener
@@ -198,10 +200,17 @@ func (c *Config) Validate() error {
 			bad("trusted-proxies: %q is not a CIDR", p)
 		}
 	}
-	for _, l := range []struct{ name, addr string }{{"ops", c.Ops}, {"rtmp", c.RTMP}, {"rtsp", c.RTSP}, {"srt", c.SRT}} {
+	for _, l := range []struct{ name, addr string }{{"ops", c.Ops}, {"rtmp", c.RTMP}, {"rtsp", c.RTSP}, {"rtsp-udp", c.RTSPUDP}, {"srt", c.SRT}} {
 		if l.addr != "" && l.addr != "off" {
 			if _, _, err := net.SplitHostPort(l.addr); err != nil {
 				bad("%s: %q is not host:port or off: %v", l.name, l.addr, err)
+			}
+		}
+	}
+	if c.RTSPUDP != "" && c.RTSPUDP != "off" {
+		if _, p, err := net.SplitHostPort(c.RTSPUDP); err == nil {
+			if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65534 || n%2 != 0 {
+				bad("rtsp-udp: the RTP port of %q must be even (RTCP takes the next one)", c.RTSPUDP)
 			}
 		}
 	}

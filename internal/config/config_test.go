@@ -55,6 +55,8 @@ func TestBadInputIsReported(t *testing.T) {
 		{"--pprof", ":6060"},          // every interface: the profiler has no auth
 		{"--pprof", "192.0.2.1:6060"}, // not loopback
 		{"--rtmp", "1935"},            // no host:port
+		{"--rtsp-udp", "8000"},        // no host:port
+		{"--rtsp-udp", ":8001"},       // the RTP port is even
 	}
 	for _, args := range cases {
 		if _, err := Load(args, noEnv, io.Discard); err == nil {
@@ -69,6 +71,11 @@ func TestBadInputIsReported(t *testing.T) {
 	for _, ok := range []string{":1935", "127.0.0.1:0", "off"} {
 		if c, err := Load([]string{"--rtmp", ok}, noEnv, io.Discard); err != nil || c.RTMP != ok {
 			t.Errorf("--rtmp %s: %v", ok, err)
+		}
+	}
+	for _, ok := range []string{":8000", "127.0.0.1:0", "off", ""} {
+		if c, err := Load([]string{"--rtsp-udp", ok}, noEnv, io.Discard); err != nil || c.RTSPUDP != ok {
+			t.Errorf("--rtsp-udp %s: %v", ok, err)
 		}
 	}
 	dir := t.TempDir()

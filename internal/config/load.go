@@ -126,6 +126,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Ops, "ops", cfg.Ops, "operations listen `address` for /metrics, the status page and management APIs, or off")
 	fs.StringVar(&cfg.RTMP, "rtmp", cfg.RTMP, "RTMP ingest listen `address` (OBS, ffmpeg: rtmp://host/live/<stream>), or off")
 	fs.StringVar(&cfg.RTSP, "rtsp", cfg.RTSP, "RTSP listen `address` (cameras and ffmpeg push rtsp://host:8554/<stream>; VLC reads it), or off")
+	fs.StringVar(&cfg.RTSPUDP, "rtsp-udp", cfg.RTSPUDP, "RTSP's RTP UDP `address` (even port; RTCP takes the next): empty for port 8000 on the --rtsp host, or off for interleaved TCP only")
 	fs.StringVar(&cfg.SRT, "srt", cfg.SRT, "SRT listen UDP `address` (srt://host:8890?streamid=publish:<stream>, or read:<stream>), or off")
 	fs.IntVar(&cfg.StreamConnsPerIP, "stream-conns-per-ip", cfg.StreamConnsPerIP, "RTMP, RTSP and SRT connections per client address (each listener)")
 	fs.IntVar(&cfg.StreamMaxConns, "stream-max-conns", cfg.StreamMaxConns, "RTMP, RTSP and SRT connections in all (each listener)")

@@ -67,3 +67,26 @@ func TestRTMPBroadcast(t *testing.T) {
 		time.Since(began).Round(10*time.Millisecond))
 	v.waitFor(10*time.Second, "the tone again", toneJS, `window.__toneSeen`)
 }
+
+// TestRTSPBroadcast: ffmpeg pushes over RTSP (H.264 + AAC, UDP); a
+// browser on /w/s decodes the picture and hears the tone.
+func TestRTSPBroadcast(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	e := newEnv(t, func(c *config.Config) {
+		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
+		c.RTSP = "127.0.0.1:0"
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := rtmptest.StudioRTSP(ctx, fmt.Sprintf("rtsp://%s/s", e.srv.RTSPAddr()), "udp")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	v := e.openViewer("Val", "s")
+	v.waitDecoding(30 * time.Second)
+	v.waitFor(15*time.Second, "the 440 Hz tone", toneJS, `window.__toneSeen`)
+}

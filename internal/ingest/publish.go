@@ -269,7 +269,7 @@ func (a *Audio) WriteFrame(frame []byte, pts time.Duration) error {
 	if len(frame) > maxRTPPayload {
 		return fmt.Errorf("ingest: %d-byte audio frame", len(frame))
 	}
-	return a.w.payload(true, uint32(pts*a.clock/time.Second), frame)
+	return a.w.payload(true, ticks(pts, int64(a.clock)), frame)
 }
 
 func (p *Publisher) audioTrack(spec sfu.TrackSpec, kind string, clock int) (*Audio, error) {

@@ -40,6 +40,12 @@ func (w *rtpWriter) payload(marker bool, ts uint32, p []byte) error {
 	return w.send(marker, ts, copy(w.buf[rtpHeaderLen:], p))
 }
 
+// ticks is an RTP timestamp: pts at this clock rate, modulo 2^32 (pts ×
+// clock would overflow after 28 hours at 90 kHz).
+func ticks(pts time.Duration, clock int64) uint32 {
+	return uint32(int64(pts/time.Second)*clock + int64(pts%time.Second)*clock/int64(time.Second))
+}
+
 // H.264 NAL unit types this packetizer looks at (RFC 6184).
 const (
 	naluIDR  = 5
@@ -72,7 +78,7 @@ func (h *h264) setParams(sps, pps []byte) {
 
 // writeAU sends one access unit with its presentation time.
 func (h *h264) writeAU(au [][]byte, pts time.Duration) error {
-	ts := uint32(pts * 90000 / time.Second)
+	ts := ticks(pts, 90000)
 	list := h.nalus[:0]
 	idr, params := false, false
 	for _, n := range au {

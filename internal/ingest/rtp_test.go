@@ -103,3 +103,22 @@ func FuzzH264Packetizer(f *testing.F) {
 		}
 	})
 }
+
+// TestTicksDoNotOverflow: days into a stream, a presentation time still
+// becomes its RTP timestamp (modulo 2^32).
+func TestTicksDoNotOverflow(t *testing.T) {
+	for _, c := range []struct {
+		pts   time.Duration
+		clock int64
+		want  uint32
+	}{
+		{time.Second, 90000, 90000},
+		{72 * time.Hour, 90000, uint32(72 * 3600 * 90000 % (1 << 32))},
+		{72*time.Hour + 500*time.Millisecond, 48000, uint32((72*3600*48000 + 24000) % (1 << 32))},
+		{30 * 24 * time.Hour, 8000, uint32(30 * 24 * 3600 * 8000 % (1 << 32))},
+	} {
+		if got := ticks(c.pts, c.clock); got != c.want {
+			t.Errorf("ticks(%v, %d) = %d, want %d", c.pts, c.clock, got, c.want)
+		}
+	}
+}

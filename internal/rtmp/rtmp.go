@@ -105,10 +105,9 @@ type Server struct {
 	accepted, refused, rejected  atomic.Uint64
 	nconns, npub, noAudio, nread atomic.Int64
 
-	mu     sync.Mutex
-	open   map[net.Conn]struct{}
-	claims map[string]bool    // names held when Config.Claim is nil
-	taps   map[string]*aacTap // Opus→AAC per stream and track, for readers
+	mu   sync.Mutex
+	open map[net.Conn]struct{}
+	taps map[string]*aacTap // Opus→AAC per stream and track, for readers
 }
 
 // Listen binds the address and serves in the background until Close.
@@ -127,12 +126,15 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.ValidStream == nil {
 		cfg.ValidStream = protocol.ValidRoom // the same rule as WHIP's stream names
 	}
+	if cfg.Claim == nil {
+		cfg.Claim = ingest.LocalClaimer()
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log.With("listener", "rtmp"), ln: ln, conns: limit.NewConns(cfg.ConnsPerIP),
-		open: map[net.Conn]struct{}{}, claims: map[string]bool{}, taps: map[string]*aacTap{}}
+		open: map[net.Conn]struct{}{}, taps: map[string]*aacTap{}}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.serve()
@@ -255,7 +257,7 @@ func (s *Server) handle(c net.Conn) error {
 	if err := r.Initialize(); err != nil { // accepts the publish, reads the tracks
 		return fmt.Errorf("reading tracks: %w", err)
 	}
-	claim, err := s.claim(stream, len(r.Tracks()))
+	claim, err := s.cfg.Claim(stream, len(r.Tracks()))
 	if err != nil {
 		s.rejected.Add(1)
 		_ = refuse(sc, "NetStream.Publish.BadName", err.Error())
@@ -297,36 +299,6 @@ func (s *Server) handle(c net.Conn) error {
 			return fmt.Errorf("publisher: %w", err)
 		}
 	}
-}
-
-// claim takes the stream name through Config.Claim, or locally.
-func (s *Server) claim(stream string, tracks int) (Claim, error) {
-	if s.cfg.Claim != nil {
-		return s.cfg.Claim(stream, tracks)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.claims[stream] {
-		return nil, fmt.Errorf("stream %s already has a publisher", stream)
-	}
-	s.claims[stream] = true
-	return &localClaim{s: s, stream: stream}, nil
-}
-
-type localClaim struct {
-	s      *Server
-	stream string
-	once   sync.Once
-}
-
-func (*localClaim) Published(sfu.TrackInfo) {}
-
-func (l *localClaim) Release() {
-	l.once.Do(func() {
-		l.s.mu.Lock()
-		delete(l.s.claims, l.stream)
-		l.s.mu.Unlock()
-	})
 }
 
 // refuse answers the publish with an error status the encoder shows.

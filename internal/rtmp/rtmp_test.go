@@ -3,12 +3,9 @@ package rtmp
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,12 +20,7 @@ import (
 
 func newServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
-	m, err := sfu.New(sfu.Config{UDP: "127.0.0.1:0", TCP: "off", PublicIP: "127.0.0.1", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	cfg.Listen, cfg.SFU = "127.0.0.1:0", m
+	cfg.Listen, cfg.SFU = "127.0.0.1:0", rtmptest.SFU(t)
 	s, err := Listen(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -37,37 +29,13 @@ func newServer(t testing.TB, cfg Config) *Server {
 	return s
 }
 
-// closedByServer reads until the server closes the connection (EOF or a
-// reset); a read timeout means it did not.
-func closedByServer(t *testing.T, c net.Conn, within time.Duration) {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(within))
-	if _, err := io.Copy(io.Discard, c); errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatal("the server did not close the connection")
-	}
-}
-
 // TestLimits: a client silent after connecting is cut at the handshake
 // timeout, and one address holds at most ConnsPerIP connections.
 func TestLimits(t *testing.T) {
 	s := newServer(t, Config{ConnsPerIP: 2, HandshakeTimeout: 200 * time.Millisecond})
-	var conns []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", s.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns = append(conns, c)
-	}
-	third, err := net.Dial("tcp", s.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedByServer(t, third, 5*time.Second)
-	third.Close()
+	conns := rtmptest.ConnLimit(t, s.Addr().String(), 2)
 	for _, c := range conns { // silent: closed at the handshake timeout
-		closedByServer(t, c, 5*time.Second)
+		rtmptest.ClosedByServer(t, c, 5*time.Second)
 	}
 	if st := s.Stats(); st.Refused < 1 || st.Accepted < 2 {
 		t.Fatalf("stats %+v", st)
@@ -87,7 +55,7 @@ func TestMaxConns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	closedByServer(t, second, 3*time.Second)
+	rtmptest.ClosedByServer(t, second, 3*time.Second)
 	if st := s.Stats(); st.Refused != 1 {
 		t.Fatalf("stats %+v", st)
 	}

@@ -75,6 +75,10 @@ func (s *Server) startMedia() error {
 		s.stopMedia()
 		return fmt.Errorf("cameras: %w", err)
 	}
+	if err := s.startRTSP(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("rtsp: %w", err)
+	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
 	}
@@ -116,6 +120,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 
 func (s *Server) stopMedia() {
 	s.stopCameras()
+	s.stopRTSP()
 	s.stopRTMP()
 	s.stopSRT()
 	if s.whip != nil {

@@ -30,7 +30,8 @@ func studio(ctx context.Context, t *testing.T, url string) *proc {
 	return run(t, rtmptest.Studio(ctx, url))
 }
 
-// run starts a command as a proc that ends with the test.
+// run starts an ffmpeg command, logging its output; it ends with its
+// context or the test.
 func run(t *testing.T, cmd *exec.Cmd) *proc {
 	t.Helper()
 	cmd.Stderr = &testLog{t: t}

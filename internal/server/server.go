@@ -27,6 +27,7 @@ import (
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/rtmp"
+	"github.com/parley/parley/internal/rtsp"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/show"
@@ -50,6 +51,7 @@ type Server struct {
 	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
 	rtmp       *rtmp.Server    // --rtmp, nil when off or media is off
 	srt        *srt.Server     // --srt, nil when off or media is off
+	rtsp       *rtsp.Server    // --rtsp, nil when off or media is off
 	cameras    *camera.Manager // IP camera pulls, nil when media is off
 	camerasMu  sync.Mutex      // orders the management API's changes and saves
 	pprof      *sideServer     // --pprof, nil when off

@@ -60,6 +60,7 @@ type layer struct {
 	bitrate atomic.Uint64 // measured bits per second
 	keyAt   atomic.Int64  // ns since epoch of the last keyframe seen
 	keySeq  atomic.Int32  // sequence number of the last keyframe start, -1 if none
+	keyTS   uint32        // its RTP timestamp (the ingesting goroutine's)
 	lastAt  atomic.Int64  // ns since epoch of the last packet (a publisher pauses layers it cannot afford)
 	// received counts the layer's packets and fanout the time each took to
 	// queue for every subscriber; per layer (no core shares them), summed
@@ -170,7 +171,12 @@ func (l *layer) ingest(s *slot, now int64) {
 	l.received.Add(1)
 	if s.keyframe {
 		l.keyAt.Store(now)
-		l.keySeq.Store(int32(s.hdr.SequenceNumber))
+		// An H.264 keyframe is SPS, PPS, then IDR, all starts: a replay
+		// begins at the access unit's first packet, not at its IDR.
+		if l.keySeq.Load() < 0 || s.hdr.Timestamp != l.keyTS {
+			l.keySeq.Store(int32(s.hdr.SequenceNumber))
+			l.keyTS = s.hdr.Timestamp
+		}
 	}
 	if u.held.Load() {
 		return // muted by a moderator: neither forwarded nor heard as a speaker
