@@ -113,7 +113,7 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	}
 	log := s.log.With("stream", se.stream, "remote", ctx.Conn.NetConn().RemoteAddr())
 	p, err := ingest.NewPublisher(ingest.Config{SFU: s.cfg.SFU, Stream: se.stream, SourceID: "rtsp-" + se.stream,
-		Claim: se.claim, FFmpeg: s.cfg.FFmpeg, Logger: log})
+		Claim: se.claim, FFmpeg: s.cfg.FFmpeg, Logger: log, Proto: "rtsp", Registry: s.cfg.Registry})
 	if err != nil {
 		return &base.Response{StatusCode: base.StatusInternalServerError}, err
 	}

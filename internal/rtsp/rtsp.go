@@ -75,7 +75,9 @@ type Config struct {
 	WriteQueueSize int
 	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
 	FFmpeg string
-	Logger *slog.Logger
+	// Registry lists live publishers for the streams\' status; nil for none.
+	Registry *ingest.Registry
+	Logger   *slog.Logger
 }
 
 // Stats are the server's counters.

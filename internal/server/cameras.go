@@ -40,7 +40,7 @@ func (s *Server) startCameras() error {
 		return nil
 	}
 	w := s.whip
-	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log,
+	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources,
 		Claim: func(stream string, tracks int) (ingest.Claim, error) {
 			c, err := w.ClaimStream(stream, tracks)
 			if err != nil {

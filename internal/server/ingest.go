@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/parley/parley/internal/signal"
@@ -47,8 +46,7 @@ func (s *Server) ingestInfo(w http.ResponseWriter, r *http.Request) {
 	if s.sfu != nil {
 		info.RTMP = boundListener(s.RTMPAddr())
 		info.SRT = boundListener(s.SRTAddr())
-		// RTSP by its configured port until its listener reports a bound one.
-		info.RTSP = configuredListener(s.cfg.RTSP)
+		info.RTSP = boundListener(s.RTSPAddr())
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -64,20 +62,6 @@ func boundListener(a net.Addr) *ingestListener {
 	case *net.UDPAddr:
 		port = a.Port
 	default:
-		return nil
-	}
-	return &ingestListener{Port: port, Publish: true, Read: true}
-}
-
-// configuredListener is a listener by its --rtsp/--srt address; nil when
-// off or when the port is chosen at start (":0").
-func configuredListener(addr string) *ingestListener {
-	if addr == "" || addr == "off" {
-		return nil
-	}
-	_, p, err := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(p)
-	if err != nil || port <= 0 {
 		return nil
 	}
 	return &ingestListener{Port: port, Publish: true, Read: true}

@@ -23,6 +23,7 @@ import (
 	"github.com/parley/parley/internal/camera"
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/room"
@@ -45,8 +46,9 @@ type Server struct {
 	metrics    *metrics.Registry
 	rooms      *room.Manager
 	hub        *signal.Hub
-	turn       *turn.Server // nil when off or external
-	sfu        *sfu.SFU     // nil when media is off
+	turn       *turn.Server     // nil when off or external
+	sfu        *sfu.SFU         // nil when media is off
+	sources    *ingest.Registry // live RTMP, RTSP, SRT and camera publishers, for the streams' status
 	whip       *whip.Handler
 	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
 	rtmp       *rtmp.Server    // --rtmp, nil when off or media is off
@@ -81,7 +83,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms),
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms), sources: ingest.NewRegistry(),
 		serveDone: make(chan struct{})}
 	// Auth is on with any of the secret, the public keys or the JWKS.
 	keys := auth.Keys{Secret: []byte(cfg.AuthSecret)}

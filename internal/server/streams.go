@@ -17,19 +17,25 @@ type streamStatus struct {
 	Live    bool   `json:"live"`
 	Tracks  int    `json:"tracks"`
 	Viewers int    `json:"viewers"`
-	// Source is set when the stream comes from an IP camera Parley pulls:
-	// the pull's state, so the watch page can say "camera offline since
-	// 12:03 — connection refused" rather than show a black screen.
+	// Source is set when the stream comes from an IP camera Parley pulls
+	// or an RTMP, RTSP or SRT publisher: for a camera, the pull's state,
+	// so the watch page can say "camera offline since 12:03 — connection
+	// refused" rather than show a black screen; for a live source, its
+	// tracks and what viewers should be told (video no browser decodes,
+	// B-frames, no sound).
 	Source *streamSource `json:"source,omitempty"`
 }
 
-// streamSource is a pulled stream's state (no URL: viewers see it).
+// streamSource is a stream's non-WebRTC source (no URL: viewers see it).
 type streamSource struct {
-	Kind     string    `json:"kind"` // "camera"
-	State    string    `json:"state"`
-	Since    time.Time `json:"since"`
-	Error    string    `json:"error,omitempty"`
-	OnDemand bool      `json:"on_demand"`
+	Kind       string    `json:"kind"` // "camera", "rtmp", "rtsp", "srt"
+	State      string    `json:"state"`
+	Since      time.Time `json:"since"`
+	Error      string    `json:"error,omitempty"`
+	OnDemand   bool      `json:"on_demand"`
+	Tracks     []string  `json:"tracks,omitempty"`      // e.g. "H.264", "AAC→Opus"
+	Notes      []string  `json:"notes,omitempty"`       // problems viewers should know of, in words
+	AudioError string    `json:"audio_error,omitempty"` // why there is no sound (the transcoder's state)
 }
 
 func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
@@ -54,10 +60,17 @@ func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if si, ok := s.sources.Source(name); ok {
+		st.Source = &streamSource{Kind: si.Proto, State: "live", Since: si.Since, Tracks: si.Tracks, Notes: si.Notes, AudioError: si.AudioError}
+	}
 	if s.cameras != nil {
 		if in, ok := s.cameras.Get(name); ok {
-			st.Source = &streamSource{Kind: "camera", State: string(in.Status.State), Since: in.Status.Since,
+			src := &streamSource{Kind: "camera", State: string(in.Status.State), Since: in.Status.Since,
 				Error: in.Status.Error, OnDemand: in.OnDemand}
+			if st.Source != nil && st.Source.Kind == "camera" { // live: what the pull publishes
+				src.Tracks, src.Notes, src.AudioError = st.Source.Tracks, st.Source.Notes, st.Source.AudioError
+			}
+			st.Source = src
 		}
 	}
 	writeJSON(w, http.StatusOK, st)

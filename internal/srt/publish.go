@@ -218,7 +218,7 @@ func (s *Server) publish(req gosrt.ConnRequest, stream string, log *slog.Logger)
 		log.Warn("SRT track not supported; ignoring it", "codec", name)
 	}
 	p, err := ingest.NewPublisher(ingest.Config{SFU: s.cfg.SFU, Stream: stream, SourceID: "srt-" + stream,
-		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log})
+		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log, Proto: "srt", Registry: s.cfg.Registry})
 	if err != nil {
 		return err
 	}

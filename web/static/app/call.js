@@ -196,7 +196,7 @@ function enterCall(app) {
   const top = h('header', { class: 'topbar' },
     h('a', { class: 'brand small', href: '/', 'aria-label': 'Parley home' }, h('span', { class: 'logo' }), h('span', { class: 'brand-name', text: 'Parley' })),
     h('div', { class: 'room' }, h('span', { class: 'room-name', text: app.room }),
-      h('button', { type: 'button', class: 'btn ghost small', id: 'copy-link', onclick: () => copyLink(app) }, h('span', { class: 'ico', html: icons.link }), h('span', { class: 'lbl', text: 'Copy link' }))),
+      h('button', { type: 'button', class: 'btn ghost small', id: 'copy-link', 'aria-label': 'Copy link', onclick: () => copyLink(app) }, h('span', { class: 'ico', html: icons.link }), h('span', { class: 'lbl', text: 'Copy link' }))),
     h('div', { class: 'top-right' }, count, conn));
   const stage = h('main', { class: 'stage' }, grid, banner);
   const root = h('div', { class: 'call', id: 'call' }, top, h('div', { class: 'body' }, stage, panel), controls);

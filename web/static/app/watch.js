@@ -171,6 +171,7 @@ async function pollStatus() {
     return;
   }
   app.lastTracks = j.tracks || 0;
+  showSourceNotes(j.source);
   // An IP camera Parley pulls: its state says why there is no picture.
   const cam = j.source && j.source.kind === 'camera' ? j.source : null;
   if (j.live) {
@@ -193,6 +194,20 @@ async function pollStatus() {
     if (app.wasLive) ended();
     else waiting();
   }
+}
+
+/**
+ * What the server says viewers should know of the stream's source: video
+ * no browser decodes, B-frames, no sound (e.g. ffmpeg missing for AAC).
+ * @param {any} src
+ */
+function showSourceNotes(src) {
+  const notes = src && src.state === 'live' ? [...(src.notes || [])] : [];
+  if (src && src.state === 'live' && src.audio_error) notes.push(`No sound: ${src.audio_error}.`);
+  const el = $('#source-note');
+  const text = notes.map((n) => n.charAt(0).toUpperCase() + n.slice(1)).join(' ');
+  if (el.textContent !== text) el.textContent = text;
+  el.hidden = !text;
 }
 
 async function readStats() {
