@@ -1,75 +1,19 @@
 package rtmp
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"net/url"
-	"os/exec"
 	"slices"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/pion/rtp"
 
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/sfu"
 )
-
-// x264Frames encodes n frames of a test picture (no B-frames, a keyframe
-// every 25) and returns them as access units.
-func x264Frames(tb testing.TB, n int) [][][]byte {
-	tb.Helper()
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-		"-i", "testsrc2=size=640x360:rate=25", "-frames:v", strconv.Itoa(n), "-c:v", "libx264", "-profile:v", "high",
-		"-tune", "zerolatency", "-g", "25", "-b:v", "1M", "-f", "h264", "pipe:1").Output()
-	if err != nil {
-		tb.Fatalf("ffmpeg: %v", err)
-	}
-	var nalus [][]byte // split at the start codes
-	for _, part := range bytes.Split(out, []byte{0, 0, 1}) {
-		if part = bytes.TrimRight(part, "\x00"); len(part) > 0 {
-			nalus = append(nalus, part)
-		}
-	}
-	var aus [][][]byte
-	var au [][]byte
-	for _, n := range nalus {
-		au = append(au, n)
-		if t := h264.NALUType(n[0] & 0x1f); t == h264.NALUTypeIDR || t == h264.NALUTypeNonIDR {
-			aus = append(aus, au)
-			au = nil
-		}
-	}
-	return aus
-}
-
-// stampSink records when each frame's marked SEI (the access unit's last
-// NAL unit, which carries its index) leaves the core.
-type stampSink struct {
-	mu   sync.Mutex
-	at   map[uint32]time.Time
-	seen chan uint32
-}
-
-func (s *stampSink) WriteRTP(h *rtp.Header, p []byte) (int, error) {
-	if len(p) == 9 && p[0]&0x1f == 6 && h.Marker {
-		i := binary.BigEndian.Uint32(p[1:])
-		s.mu.Lock()
-		s.at[i] = time.Now()
-		s.mu.Unlock()
-		select {
-		case s.seen <- i:
-		default:
-		}
-	}
-	return len(p), nil
-}
 
 // BenchmarkRTMPToCoreLatency: the server's added latency per video frame,
 // from the RTMP client's write of an access unit (loopback TCP) to its
@@ -78,7 +22,7 @@ func (s *stampSink) WriteRTP(h *rtp.Header, p []byte) (int, error) {
 // 2 s (the library's track analysis) are not counted.
 func BenchmarkRTMPToCoreLatency(b *testing.B) {
 	rtmptest.NeedFFmpeg(b)
-	aus := x264Frames(b, 250)
+	aus := rtmptest.X264Frames(b, 250)
 	s := newServer(b, Config{})
 	u, _ := url.Parse("rtmp://" + s.Addr().String() + "/live/bench")
 	c := &gortmplib.Client{URL: u, Publish: true}
@@ -100,15 +44,13 @@ func BenchmarkRTMPToCoreLatency(b *testing.B) {
 	if err := w.Initialize(); err != nil {
 		b.Fatal(err)
 	}
-	sink := &stampSink{at: map[uint32]time.Time{}, seen: make(chan uint32, 1)}
+	sink := rtmptest.NewStampSink()
 	sent := map[uint32]time.Time{}
 	const period = 10 * time.Millisecond
 	start := time.Now()
 	write := func(i int) {
 		au := slices.Clone(aus[i%len(aus)])
-		sei := []byte{6, 0, 0, 0, 0, 0, 0, 0, 0x80}
-		binary.BigEndian.PutUint32(sei[1:], uint32(i))
-		au = append(au, sei)
+		au = append(au, rtmptest.IndexSEI(uint32(i)))
 		sent[uint32(i)] = time.Now()
 		if err := w.WriteH264(track, time.Duration(i)*period, time.Duration(i)*period, au); err != nil {
 			b.Fatal(err)
@@ -137,35 +79,9 @@ func BenchmarkRTMPToCoreLatency(b *testing.B) {
 		i++
 		time.Sleep(time.Until(start.Add(time.Duration(i) * period)))
 	}
-	deadline := time.After(5 * time.Second)
-	for {
-		sink.mu.Lock()
-		_, done := sink.at[uint32(i-1)]
-		sink.mu.Unlock()
-		if done {
-			break
-		}
-		select {
-		case <-sink.seen:
-		case <-deadline:
-			b.Fatal("the last frame never arrived")
-		}
+	if !sink.Wait(uint32(i-1), 5*time.Second) {
+		b.Fatal("the last frame never arrived")
 	}
 	b.StopTimer()
-	var lat []time.Duration
-	sink.mu.Lock()
-	for k, t := range sink.at {
-		if k >= first {
-			lat = append(lat, t.Sub(sent[k]))
-		}
-	}
-	sink.mu.Unlock()
-	slices.Sort(lat)
-	if len(lat) == 0 {
-		b.Fatal("no frames measured")
-	}
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
-	b.ReportMetric(float64(len(lat)), "frames")
+	sink.Report(b, sent, first)
 }

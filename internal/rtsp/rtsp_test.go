@@ -25,7 +25,7 @@ import (
 	"github.com/parley/parley/internal/sfu"
 )
 
-func newServer(t *testing.T, cfg Config) *Server {
+func newServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	cfg.Listen, cfg.SFU = "127.0.0.1:0", rtmptest.SFU(t)
 	if testing.Verbose() {
