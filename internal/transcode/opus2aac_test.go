@@ -150,7 +150,7 @@ func TestOpusToAACMissingFFmpeg(t *testing.T) {
 	}
 	tr.Write([]byte{0xfc, 1, 2}, 0)
 	tr.Close()
-	if st := tr.Status(); st.Err != ErrNoFFmpeg.Error() || st.Dropped != 1 {
+	if st := tr.Status(); st.Err != ErrNoFFmpeg.Error() || st.Packets != 0 {
 		t.Fatalf("status %+v", st)
 	}
 }

@@ -247,6 +247,11 @@ func TestErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close(ctx)
+	// A second publisher is refused once the first is live; while both are
+	// still connecting, the first to connect wins (and the test would race).
+	if err := pub.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	_, err = whip.Publish(ctx, f.url+"/whip/secret", withToken, tracks(t)...)
 	if st, code := status(err); st != http.StatusConflict || code != "conflict" {
