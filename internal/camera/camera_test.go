@@ -69,9 +69,9 @@ func TestPullFailures(t *testing.T) {
 		"silent":  {cameratest.Silent, "timed out"},
 		"garbage": {cameratest.Garbage, "connection closed by the camera"},
 		"no path": {func(t testing.TB) string { return cameratest.Start(t).URL() }, "404 not found"},
-		"h265":    {func(t testing.TB) string { return cameratest.StartH265(t).URL() }, "no supported track (the camera offers H265)"},
+		"mjpeg":   {func(t testing.TB) string { return cameratest.StartMJPEG(t).URL() }, "no supported track (the camera offers M-JPEG)"},
 		"wrong password": {func(t testing.TB) string {
-			c := cameratest.StartH265(t)
+			c := cameratest.StartMJPEG(t)
 			c.RequireAuth("admin", "the-right-one")
 			return c.URL()
 		}, "401 unauthorized"},

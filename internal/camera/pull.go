@@ -188,7 +188,7 @@ func kind(forma format.Format) string {
 		if f.PacketizationMode <= 1 {
 			return "video"
 		}
-	case *format.VP8, *format.VP9, *format.AV1:
+	case *format.VP8, *format.VP9, *format.AV1, *format.H265:
 		return "video"
 	case *format.MPEG4Audio:
 		if f.Config != nil {
@@ -241,6 +241,23 @@ func (m *Manager) track(ctx context.Context, c *gortsplib.Client, medi *descript
 			}
 			started = true
 			_ = h.WriteAU(au, t)
+		})
+		return nil
+	case *format.H265:
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return fmt.Errorf("H.265: %w", err)
+		}
+		h, err := pub.H265(f.SafeParams())
+		if err != nil {
+			return err
+		}
+		m.onPacket(c, medi, forma, func(pkt *rtp.Packet) {
+			if t, ok := pts(pkt); ok {
+				if au, err := dec.Decode(pkt); err == nil { // else more packets needed, or a lost fragment
+					_ = h.WriteAU(au, t)
+				}
+			}
 		})
 		return nil
 	case *format.MPEG4Audio:

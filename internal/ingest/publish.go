@@ -63,6 +63,7 @@ const (
 	PTH264 = 102
 	PTVP9  = 98
 	PTAV1  = 45
+	PTH265 = 116
 	PTOpus = 111
 	PTPCMU = 0
 	PTPCMA = 8
@@ -248,6 +249,53 @@ func (p *Publisher) VP9() (*Framed, error) {
 // AV1 adds an AV1 video track fed with temporal units.
 func (p *Publisher) AV1() (*Framed, error) {
 	return p.framed(webrtc.MimeTypeAV1, "", PTAV1, "AV1", &codecs.AV1Payloader{})
+}
+
+// H265 adds an H.265 video track fed with access units. Only viewers
+// that offer H.265 get it (few browsers do), so the publisher is told to
+// say so (Note).
+func (p *Publisher) H265(vps, sps, pps []byte) (*H265, error) {
+	if p.video {
+		return nil, errors.New("ingest: a second video track")
+	}
+	pub, err := p.publish(sfu.TrackSpec{TrackID: "video", Codec: webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH265, ClockRate: 90000},
+		PayloadType:        PTH265,
+	}}, "H.265")
+	if err != nil {
+		return nil, err
+	}
+	p.video = true
+	h := &H265{h: h265{rtpWriter: rtpWriter{pt: PTH265, ssrc: ssrcVideo}}}
+	h.h.write = func(pkt []byte) error { return pub.WriteRTP("", pkt) }
+	h.h.setParams(vps, sps, pps)
+	p.Note("the video is H.265: only viewers whose browser decodes H.265 see it (most show no picture); publish H.264 for everyone")
+	return h, nil
+}
+
+// H265 is an H.265 track fed with access units.
+type H265 struct{ h h265 }
+
+// WriteAU sends one access unit (NAL units without start codes) with its
+// presentation time; VPS, SPS and PPS in it are kept for later IRAPs.
+func (h *H265) WriteAU(au [][]byte, pts time.Duration) error {
+	var vps, sps, pps []byte
+	for _, n := range au {
+		if len(n) > 1 {
+			switch n[0] >> 1 & 0x3f {
+			case h265VPS:
+				vps = n
+			case h265SPS:
+				sps = n
+			case h265PPS:
+				pps = n
+			}
+		}
+	}
+	if vps != nil || sps != nil || pps != nil {
+		h.h.setParams(vps, sps, pps)
+	}
+	return h.h.writeAU(au, pts)
 }
 
 // OpusSpec is the track an ingested (or transcoded) Opus stream gets.

@@ -135,3 +135,95 @@ func (h *h264) writeAU(au [][]byte, pts time.Duration) error {
 	}
 	return nil
 }
+
+// H.265 NAL unit types this packetizer looks at (RFC 7798).
+const (
+	h265VPS = 32
+	h265SPS = 33
+	h265PPS = 34
+	h265AUD = 35
+	h265FU  = 49
+)
+
+// h265 packetizes H.265 access units (RFC 7798, no DONL): single NAL unit
+// packets, fragmentation units for larger units, the marker on an access
+// unit's last packet; VPS, SPS and PPS go before every IRAP picture that
+// lacks them.
+type h265 struct {
+	rtpWriter
+	vps, sps, pps []byte
+	nalus         [maxNALUs + 3][]byte
+}
+
+func (h *h265) setParams(vps, sps, pps []byte) {
+	if len(vps) > 0 {
+		h.vps = append(h.vps[:0], vps...)
+	}
+	if len(sps) > 0 {
+		h.sps = append(h.sps[:0], sps...)
+	}
+	if len(pps) > 0 {
+		h.pps = append(h.pps[:0], pps...)
+	}
+}
+
+func (h *h265) writeAU(au [][]byte, pts time.Duration) error {
+	ts := ticks(pts, 90000)
+	list := h.nalus[:0]
+	irap, params := false, false
+	for _, n := range au {
+		if len(n) < 2 {
+			continue
+		}
+		switch t := n[0] >> 1 & 0x3f; {
+		case t == h265AUD:
+			continue
+		case t >= 16 && t <= 21:
+			irap = true
+		case t == h265VPS || t == h265SPS || t == h265PPS:
+			params = true
+		}
+		if len(list) < maxNALUs {
+			list = append(list, n)
+		}
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	if irap && !params && len(h.vps) > 0 && len(h.sps) > 0 && len(h.pps) > 0 {
+		list = append(list, nil, nil, nil)
+		copy(list[3:], list[:len(list)-3])
+		list[0], list[1], list[2] = h.vps, h.sps, h.pps
+	}
+	for i, n := range list {
+		last := i == len(list)-1
+		if len(n) <= maxRTPPayload {
+			if err := h.payload(last, ts, n); err != nil {
+				return err
+			}
+			continue
+		}
+		// FU: payload header (type 49, the unit's layer and TID), FU
+		// header (S, E, type), fragment.
+		typ := n[0] >> 1 & 0x3f
+		h0, h1 := n[0]&0x81|h265FU<<1, n[1]
+		for rest, start := n[2:], true; len(rest) > 0; start = false {
+			k := min(len(rest), maxRTPPayload-3)
+			end := k == len(rest)
+			fu := typ
+			if start {
+				fu |= 0x80
+			}
+			if end {
+				fu |= 0x40
+			}
+			h.buf[rtpHeaderLen], h.buf[rtpHeaderLen+1], h.buf[rtpHeaderLen+2] = h0, h1, fu
+			copy(h.buf[rtpHeaderLen+3:], rest[:k])
+			if err := h.send(last && end, ts, 3+k); err != nil {
+				return err
+			}
+			rest = rest[k:]
+		}
+	}
+	return nil
+}

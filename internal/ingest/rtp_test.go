@@ -122,3 +122,80 @@ func TestTicksDoNotOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestH265Packetizer: a large IRAP picture without parameter sets goes
+// out as VPS, SPS, PPS and fragmentation units that join back into it.
+func TestH265Packetizer(t *testing.T) {
+	var out [][]byte
+	h := &h265{rtpWriter: rtpWriter{pt: PTH265, ssrc: 7}}
+	h.write = func(p []byte) error {
+		out = append(out, bytes.Clone(p))
+		return nil
+	}
+	vps, sps, pps := []byte{32 << 1, 1, 0xc}, []byte{33 << 1, 1, 1}, []byte{34 << 1, 1, 2}
+	h.setParams(vps, sps, pps)
+	big := bytes.Repeat([]byte{0xab}, 5000)
+	big[0], big[1] = 19<<1, 1 // IDR_W_RADL
+	if err := h.writeAU([][]byte{{35 << 1, 1, 0x50}, big}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var nalus [][]byte
+	var fu []byte
+	for i, p := range out {
+		if marker := p[1]&0x80 != 0; marker != (i == len(out)-1) {
+			t.Fatalf("packet %d: marker %v", i, marker)
+		}
+		if len(p) > rtpHeaderLen+maxRTPPayload {
+			t.Fatalf("packet %d: %d bytes", i, len(p))
+		}
+		pl := p[rtpHeaderLen:]
+		if pl[0]>>1&0x3f != h265FU {
+			nalus = append(nalus, pl)
+			continue
+		}
+		if pl[2]&0x80 != 0 {
+			fu = []byte{pl[0]&0x81 | (pl[2]&0x3f)<<1, pl[1]}
+		}
+		fu = append(fu, pl[3:]...)
+		if pl[2]&0x40 != 0 {
+			nalus = append(nalus, fu)
+		}
+	}
+	want := [][]byte{vps, sps, pps, big}
+	if len(nalus) != len(want) {
+		t.Fatalf("%d NAL units, want %d", len(nalus), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(nalus[i], want[i]) {
+			t.Fatalf("NAL unit %d differs", i)
+		}
+	}
+	h.write = func([]byte) error { return nil }
+	au := [][]byte{big, {1 << 1, 1, 2, 3}}
+	if n := testing.AllocsPerRun(100, func() { _ = h.writeAU(au, time.Second) }); n != 0 {
+		t.Fatalf("%v allocations per access unit", n)
+	}
+}
+
+func FuzzH265Packetizer(f *testing.F) {
+	f.Add([]byte{19 << 1, 1, 2, 3}, uint16(3000))
+	f.Fuzz(func(t *testing.T, b []byte, cut uint16) {
+		var au [][]byte
+		step := int(cut)%4000 + 1
+		for len(b) > 0 {
+			k := min(step, len(b))
+			au = append(au, b[:k])
+			b = b[k:]
+		}
+		h := &h265{rtpWriter: rtpWriter{pt: PTH265, ssrc: 7}}
+		h.write = func(p []byte) error {
+			if len(p) > rtpHeaderLen+maxRTPPayload || len(p) <= rtpHeaderLen {
+				t.Fatalf("packet of %d bytes", len(p))
+			}
+			return nil
+		}
+		if err := h.writeAU(au, time.Duration(cut)*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

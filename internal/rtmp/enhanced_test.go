@@ -57,8 +57,40 @@ func (s countSink) WriteRTP(_ *rtp.Header, p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestEnhancedRTMP: VP9 and AV1 published over enhanced RTMP become SFU
-// tracks that a subscriber (which starts on a keyframe) receives.
+// x265Frames encodes 2 s of a test picture with libx265 (no B-frames, a
+// keyframe every 25) and returns its access units and parameter sets.
+func x265Frames(t *testing.T) (aus [][][]byte, vps, sps, pps []byte) {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+		"-frames:v", "50", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "bframes=0:keyint=25:log-level=error",
+		"-f", "hevc", "pipe:1").Output()
+	if err != nil {
+		t.Fatalf("ffmpeg libx265: %v", err)
+	}
+	var au [][]byte
+	for _, n := range bytes.Split(out, []byte{0, 0, 1}) {
+		if n = bytes.TrimRight(n, "\x00"); len(n) < 2 {
+			continue
+		}
+		switch typ := n[0] >> 1 & 0x3f; {
+		case typ == 32:
+			vps = n
+		case typ == 33:
+			sps = n
+		case typ == 34:
+			pps = n
+		}
+		au = append(au, n)
+		if n[0]>>1&0x3f < 32 { // a slice ends the access unit (one slice per picture here)
+			aus = append(aus, au)
+			au = nil
+		}
+	}
+	return aus, vps, sps, pps
+}
+
+// TestEnhancedRTMP: VP9, AV1 and H.265 published over enhanced RTMP become
+// SFU tracks that a subscriber (which starts on a keyframe) receives.
 func TestEnhancedRTMP(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
 	for _, c := range []struct {
@@ -69,9 +101,19 @@ func TestEnhancedRTMP(t *testing.T) {
 	}{
 		{"VP9", "video/VP9", &codecs.VP9{}, []string{"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "500k"}},
 		{"AV1", "video/AV1", &codecs.AV1{}, []string{"-c:v", "libaom-av1", "-usage", "realtime", "-cpu-used", "8", "-b:v", "500k"}},
+		{"H265", "video/H265", nil, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			frames := ivfFrames(t, c.encoder...)
+			var frames [][]byte
+			var aus [][][]byte
+			if c.name == "H265" {
+				var vps, sps, pps []byte
+				aus, vps, sps, pps = x265Frames(t)
+				c.codec = &codecs.H265{VPS: vps, SPS: sps, PPS: pps}
+				frames = make([][]byte, len(aus))
+			} else {
+				frames = ivfFrames(t, c.encoder...)
+			}
 			s := newServer(t, Config{})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -92,12 +134,15 @@ func TestEnhancedRTMP(t *testing.T) {
 				pts := time.Duration(i) * 40 * time.Millisecond
 				f := frames[i%len(frames)]
 				var err error
-				if c.name == "AV1" {
+				switch c.name {
+				case "AV1":
 					var tu av1.Bitstream
 					if err = tu.Unmarshal(f); err == nil {
 						err = w.WriteAV1(track, pts, tu)
 					}
-				} else {
+				case "H265":
+					err = w.WriteH265(track, pts, pts, aus[i%len(aus)])
+				default:
 					err = w.WriteVP9(track, pts, f)
 				}
 				if err != nil {

@@ -420,7 +420,18 @@ func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *s
 				}
 			})
 		case *codecs.H265:
-			p.Note("the H.265 video cannot be shown: no browser viewer here decodes H.265 (publish H.264, VP9 or AV1)")
+			if p.HasVideo() {
+				continue
+			}
+			h, err := p.H265(c.VPS, c.SPS, c.PPS)
+			if err != nil {
+				return err
+			}
+			r.OnDataH265(t, func(pts, _ time.Duration, au [][]byte) {
+				if err := h.WriteAU(au, pts); err != nil {
+					log.Debug("dropping video", "err", err)
+				}
+			})
 		default:
 			log.Warn("RTMP track not supported yet; ignoring it", "codec", fmt.Sprintf("%T", t.Codec))
 		}

@@ -28,7 +28,7 @@ const (
 // usable tells whether a pushed format becomes a track, and of which kind.
 func usable(f format.Format) (kind string, ok bool) {
 	switch f := f.(type) {
-	case *format.H264, *format.VP8, *format.VP9, *format.AV1:
+	case *format.H264, *format.H265, *format.VP8, *format.VP9, *format.AV1:
 		return "video", true
 	case *format.MPEG4Audio:
 		return "audio", f.Config != nil
@@ -71,7 +71,7 @@ type mediaFormat struct {
 	f format.Format
 }
 
-const supported = "H.264, VP8, VP9 or AV1 video; AAC, Opus or G.711 (8 kHz mono) audio"
+const supported = "H.264, H.265, VP8, VP9 or AV1 video; AAC, Opus or G.711 (8 kHz mono) audio"
 
 // OnAnnounce admits a publisher: its token, its codecs, then the stream
 // name (busy while another publisher holds it).
@@ -144,6 +144,23 @@ func dur(pts int64, clock int64) time.Duration {
 	return time.Duration(uint32(pts)) * time.Second / time.Duration(clock)
 }
 
+// accessUnits is a packet callback that hands each complete access unit
+// (decoded from RTP by decode) to write with its PTS; packets before the
+// stream has a PTS, and incomplete or broken units, are skipped.
+func accessUnits(pts func(*rtp.Packet) (int64, bool), decode func(*rtp.Packet) ([][]byte, error), write func([][]byte, int64)) func(*rtp.Packet) {
+	return func(pkt *rtp.Packet) {
+		ts, ok := pts(pkt)
+		if !ok {
+			return
+		}
+		au, err := decode(pkt)
+		if err != nil {
+			return // more packets needed, or a lost fragment
+		}
+		write(au, ts)
+	}
+}
+
 // feed adds the track for one pushed format and installs the callback
 // that feeds it (run by the library's reader of this session).
 func feed(ctx context.Context, p *ingest.Publisher, ss *gortsplib.ServerSession, t mediaFormat, log *slog.Logger) error {
@@ -163,17 +180,17 @@ func feed(ctx context.Context, p *ingest.Publisher, ss *gortsplib.ServerSession,
 		if err != nil {
 			return err
 		}
-		ss.OnPacketRTP(t.m, f, func(pkt *rtp.Packet) {
-			ts, ok := pts(pkt)
-			if !ok {
-				return
-			}
-			au, err := dec.Decode(pkt)
-			if err != nil {
-				return // more packets needed, or a lost fragment
-			}
-			drop(h.WriteAU(au, dur(ts, 90000)))
-		})
+		ss.OnPacketRTP(t.m, f, accessUnits(pts, dec.Decode, func(au [][]byte, ts int64) { drop(h.WriteAU(au, dur(ts, 90000))) }))
+	case *format.H265:
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return fmt.Errorf("H.265: %w", err)
+		}
+		h, err := p.H265(f.SafeParams())
+		if err != nil {
+			return err
+		}
+		ss.OnPacketRTP(t.m, f, accessUnits(pts, dec.Decode, func(au [][]byte, ts int64) { drop(h.WriteAU(au, dur(ts, 90000))) }))
 	case *format.MPEG4Audio:
 		dec, err := f.CreateDecoder()
 		if err != nil {

@@ -57,6 +57,8 @@ func describeTrack(mime string) (format.Format, bool) {
 		return &format.VP9{PayloadTyp: ptVP9}, true
 	case strings.ToLower(webrtc.MimeTypeAV1):
 		return &format.AV1{PayloadTyp: ptAV1}, true
+	case strings.ToLower(webrtc.MimeTypeH265):
+		return &format.H265{PayloadTyp: ingest.PTH265}, true // parameter sets travel in-band, before each IRAP
 	}
 	return nil, false
 }

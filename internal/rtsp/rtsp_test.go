@@ -419,6 +419,8 @@ func TestPushCodecs(t *testing.T) {
 			[]string{"audio/PCMU", "video/H264"}, []string{"h264", "pcm_mulaw"}},
 		"G.711a alone": {[]string{"-vn", "-c:a", "pcm_alaw", "-ar", "8000", "-ac", "1"},
 			[]string{"audio/PCMA"}, []string{"pcm_alaw"}},
+		"H.265 alone": {[]string{"-an", "-c:v", "libx265", "-x265-params", "log-level=error:bframes=0:keyint=25"},
+			[]string{"video/H265"}, []string{"hevc"}},
 		"VP9 alone": {[]string{"-an", "-c:v", "libvpx-vp9", "-deadline", "realtime", "-b:v", "300k", "-strict", "experimental"},
 			[]string{"video/VP9"}, []string{"vp9"}},
 	} {

@@ -189,8 +189,9 @@ func TestSRTBusyAndMalformed(t *testing.T) {
 	}
 }
 
-// TestSRTCodecs: H.264 with Opus passes through to a WHEP viewer; an
-// H.265-only stream is closed (nothing of it goes live).
+// TestSRTCodecs: H.264 with Opus passes through to a WHEP viewer; H.265
+// goes live as an H.265 track (for the viewers that offer it); a stream
+// with nothing usable (MP2 audio only) is closed, and nothing goes live.
 func TestSRTCodecs(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
 	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1" })
@@ -201,9 +202,14 @@ func TestSRTCodecs(t *testing.T) {
 			"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=f=440:sample_rate=48000"}, codecs...)
 		return run(t, exec.CommandContext(ctx, "ffmpeg", append(args, "-f", "mpegts", srtURL(srv, streamid))...))
 	}
-	ffmpeg("publish:hevc", "-an", "-c:v", "libx265", "-x265-params", "log-level=error").refused(ctx, t, "H.265 only")
-	if _, ok := srv.SFU().LookupRoom(sfu.Streams, "hevc"); ok {
-		t.Fatal("an H.265-only stream went live")
+	ffmpeg("publish:mp2", "-vn", "-c:a", "mp2").refused(ctx, t, "MP2 only")
+	if _, ok := srv.SFU().LookupRoom(sfu.Streams, "mp2"); ok {
+		t.Fatal("an MP2-only stream went live")
+	}
+	ffmpeg("publish:hevc", "-an", "-c:v", "libx265", "-x265-params", "log-level=error:bframes=0")
+	waitTracks(ctx, t, srv, "hevc", 1)
+	if r, _ := srv.SFU().LookupRoom(sfu.Streams, "hevc"); r.Tracks()[0].Codec != "video/H265" {
+		t.Fatalf("H.265 stream's track: %+v", r.Tracks())
 	}
 	ffmpeg("publish:s", "-c:v", "libx264", "-tune", "zerolatency", "-g", "25", "-c:a", "libopus")
 	watchLive(ctx, t, srv, "s")

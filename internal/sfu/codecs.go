@@ -13,6 +13,7 @@ const (
 	codecVP9
 	codecH264
 	codecAV1
+	codecH265
 )
 
 func codecKindOf(mime string) codecKind {
@@ -25,6 +26,8 @@ func codecKindOf(mime string) codecKind {
 		return codecH264
 	case "video/av1":
 		return codecAV1
+	case "video/h265":
+		return codecH265
 	}
 	return codecOther
 }
@@ -51,6 +54,8 @@ func isKeyframeStart(k codecKind, p []byte) bool {
 		return h264KeyframeStart(p)
 	case codecAV1:
 		return av1KeyframeStart(p)
+	case codecH265:
+		return h265KeyframeStart(p)
 	}
 	return false
 }
@@ -163,6 +168,35 @@ func h264KeyframeStart(p []byte) bool {
 		return start && (nt == 5 || nt == 7)
 	}
 	return false
+}
+
+// h265KeyframeStart looks for an IRAP picture (BLA, IDR, CRA: NAL types
+// 16-21) or a VPS/SPS at the start of the payload (RFC 7798): single NAL
+// unit, aggregation packet, or the first fragmentation unit.
+func h265KeyframeStart(p []byte) bool {
+	if len(p) < 3 {
+		return false
+	}
+	key := func(t byte) bool { return t >= 16 && t <= 21 || t == 32 || t == 33 }
+	switch t := p[0] >> 1 & 0x3f; t {
+	case 48: // aggregation packet: 16-bit sizes, no DONL
+		for i := 2; i+2 < len(p); {
+			size := int(p[i])<<8 | int(p[i+1])
+			i += 2
+			if size == 0 || i+size > len(p) {
+				return false
+			}
+			if key(p[i] >> 1 & 0x3f) {
+				return true
+			}
+			i += size
+		}
+		return false
+	case 49: // fragmentation unit: its header after the 2-byte payload header
+		return p[2]&0x80 != 0 && key(p[2]&0x3f)
+	default:
+		return key(t)
+	}
 }
 
 // av1KeyframeStart reads the AV1 RTP aggregation header: N (first packet of

@@ -56,6 +56,9 @@ func codecTable() []webrtc.RTPCodecParameters {
 		video(127, webrtc.MimeTypeH264, h264+"4d001f"), rtx(121, 127),
 		video(112, webrtc.MimeTypeH264, h264+"64001f"), rtx(113, 112),
 		video(45, webrtc.MimeTypeAV1, ""), rtx(46, 45),
+		// Last, so no publisher is steered to it: H.265 reaches only the
+		// viewers that offer it (RTMP, RTSP, SRT and camera sources).
+		video(116, webrtc.MimeTypeH265, ""), rtx(117, 116),
 	}
 }
 

@@ -42,6 +42,17 @@ func TestKeyframeDetection(t *testing.T) {
 		{"av1 new sequence", codecAV1, []byte{0x18}, true},
 		{"av1 continuation", codecAV1, []byte{0x88}, false},
 		{"av1 plain", codecAV1, []byte{0x10}, false},
+		{"h265 idr", codecH265, []byte{19 << 1, 0x01, 0xaf}, true},
+		{"h265 cra", codecH265, []byte{21 << 1, 0x01, 0xaf}, true},
+		{"h265 vps", codecH265, []byte{32 << 1, 0x01, 0x0c}, true},
+		{"h265 trail", codecH265, []byte{1 << 1, 0x01, 0xaf}, false},
+		{"h265 ap vps", codecH265, []byte{48 << 1, 0x01, 0x00, 0x02, 32 << 1, 0x01, 0x00, 0x02, 33 << 1, 0x01}, true},
+		{"h265 ap trail", codecH265, []byte{48 << 1, 0x01, 0x00, 0x02, 1 << 1, 0x01}, false},
+		{"h265 ap truncated", codecH265, []byte{48 << 1, 0x01, 0x00, 0x09, 32 << 1}, false},
+		{"h265 fu idr start", codecH265, []byte{49 << 1, 0x01, 0x80 | 19}, true},
+		{"h265 fu idr middle", codecH265, []byte{49 << 1, 0x01, 19}, false},
+		{"h265 fu trail start", codecH265, []byte{49 << 1, 0x01, 0x80 | 1}, false},
+		{"h265 short", codecH265, []byte{19 << 1}, false},
 		{"opus", codecOther, []byte{0xff}, false},
 	}
 	for _, tc := range tests {
@@ -137,10 +148,10 @@ func TestValidateOffer(t *testing.T) {
 	if _, err := ValidateOffer("not sdp"); err == nil {
 		t.Fatal("garbage accepted")
 	}
-	h265 := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 49\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:49 H265/90000\r\na=sendonly\r\n"
-	_, err := ValidateOffer(h265)
+	mpeg4 := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 49\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:49 MP4V-ES/90000\r\na=sendonly\r\n"
+	_, err := ValidateOffer(mpeg4)
 	ce, ok := err.(*CodecError)
-	if !ok || ce.Kind != "video" || ce.Offered[0] != "video/H265" {
+	if !ok || ce.Kind != "video" || ce.Offered[0] != "video/MP4V-ES" {
 		t.Fatalf("want CodecError, got %v", err)
 	}
 	pcmu := "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=sendonly\r\n"

@@ -46,7 +46,7 @@ func TestDemux(t *testing.T) {
 	}{
 		{"h264_aac.ts", true, true, false, 0},
 		{"h264_opus.ts", true, false, true, 0},
-		{"h265.ts", false, false, false, 1},
+		{"h265.ts", true, false, false, 0},
 	} {
 		ts, err := os.ReadFile("testdata/" + c.file)
 		if err != nil {

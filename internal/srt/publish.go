@@ -19,7 +19,8 @@ import (
 )
 
 // tsTracks are the tracks of a publisher's MPEG-TS that become SFU tracks:
-// the first H.264 and the first AAC or Opus. Ignored lists the others.
+// the first H.264 or H.265 and the first AAC or Opus. Ignored lists the
+// others.
 type tsTracks struct {
 	video, audio *mpegts.Track
 	ignored      []string
@@ -30,7 +31,7 @@ func pickTracks(tracks []*mpegts.Track) tsTracks {
 	var t tsTracks
 	for _, tr := range tracks {
 		switch c := tr.Codec.(type) {
-		case *mpegts.CodecH264:
+		case *mpegts.CodecH264, *mpegts.CodecH265:
 			if t.video == nil {
 				t.video = tr
 				continue
@@ -57,7 +58,7 @@ func codecName(c mpegts.Codec) string {
 	case *mpegts.CodecH264:
 		return "H.264"
 	case *mpegts.CodecH265:
-		return "H.265 (browsers here cannot decode it; send H.264)"
+		return "H.265"
 	case *mpegts.CodecMPEG4Audio:
 		return "AAC"
 	case *mpegts.CodecOpus:
@@ -72,7 +73,7 @@ func codecName(c mpegts.Codec) string {
 
 // tsSinks receive the chosen tracks' media; nil ones are not wanted.
 type tsSinks struct {
-	h264 func(au [][]byte, pts time.Duration)
+	h264 func(au [][]byte, pts time.Duration) // H.264 or H.265 access units
 	aac  func(au []byte)
 	opus func(pkt []byte, pts time.Duration)
 	// decodeError is told each stream error the demuxer skips.
@@ -98,10 +99,17 @@ func demux(rd *mpegts.Reader, t tsTracks, out tsSinks) error {
 		rd.OnDecodeError(out.decodeError)
 	}
 	if t.video != nil && out.h264 != nil {
-		rd.OnDataH264(t.video, func(p, _ int64, au [][]byte) error {
-			out.h264(au, pts(p))
-			return nil
-		})
+		if _, hevc := t.video.Codec.(*mpegts.CodecH265); hevc {
+			rd.OnDataH265(t.video, func(p, _ int64, au [][]byte) error {
+				out.h264(au, pts(p))
+				return nil
+			})
+		} else {
+			rd.OnDataH264(t.video, func(p, _ int64, au [][]byte) error {
+				out.h264(au, pts(p))
+				return nil
+			})
+		}
 	}
 	if t.audio != nil {
 		switch t.audio.Codec.(type) {
@@ -252,12 +260,22 @@ func (s *Server) sinks(ctx context.Context, p *ingest.Publisher, t tsTracks, log
 		log.Debug("skipping MPEG-TS data", "err", err)
 	}}
 	if t.video != nil {
-		h, err := p.H264(nil, nil) // SPS and PPS arrive in-band
-		if err != nil {
-			return out, err
+		var write func(au [][]byte, pts time.Duration) error
+		if _, hevc := t.video.Codec.(*mpegts.CodecH265); hevc {
+			h, err := p.H265(nil, nil, nil) // VPS, SPS and PPS arrive in-band
+			if err != nil {
+				return out, err
+			}
+			write = h.WriteAU
+		} else {
+			h, err := p.H264(nil, nil) // SPS and PPS arrive in-band
+			if err != nil {
+				return out, err
+			}
+			write = h.WriteAU
 		}
 		out.h264 = func(au [][]byte, pts time.Duration) {
-			if err := h.WriteAU(au, pts); err != nil {
+			if err := write(au, pts); err != nil {
 				log.Debug("dropping video", "err", err)
 			}
 		}

@@ -314,16 +314,16 @@ func TestWHIPErrors(t *testing.T) {
 	})
 	goodOffer := publisherOffer(t)
 	viewOffer := viewerOffer(t)
-	h265 := strings.NewReplacer("VP8/90000", "H265/90000").Replace(goodOffer)
-	// Strip every other video codec so only H.265 remains.
+	mpeg4 := strings.NewReplacer("VP8/90000", "MP4V-ES/90000").Replace(goodOffer)
+	// Strip every other video codec so only MPEG-4 Part 2 remains.
 	var lines []string
-	for _, l := range strings.Split(h265, "\r\n") {
-		if strings.HasPrefix(l, "a=rtpmap:") && !strings.Contains(l, "H265") && !strings.Contains(l, "rtx") {
+	for _, l := range strings.Split(mpeg4, "\r\n") {
+		if strings.HasPrefix(l, "a=rtpmap:") && !strings.Contains(l, "MP4V-ES") && !strings.Contains(l, "rtx") {
 			continue
 		}
 		lines = append(lines, l)
 	}
-	h265 = strings.Join(lines, "\r\n")
+	mpeg4 = strings.Join(lines, "\r\n")
 
 	tests := []struct {
 		name, method, path, ctype, body string
@@ -334,7 +334,7 @@ func TestWHIPErrors(t *testing.T) {
 		{"malformed SDP", "POST", "/whip/a", "application/sdp", "hello", nil, 400, codeBadSDP},
 		{"empty body", "POST", "/whip/a", "application/sdp", "", nil, 400, codeBadSDP},
 		{"viewer offer on WHIP", "POST", "/whip/a", "application/sdp", viewOffer, nil, 400, codeBadSDP},
-		{"unsupported codec", "POST", "/whip/a", "application/sdp", h265, nil, 406, codeUnsupportedCodec},
+		{"unsupported codec", "POST", "/whip/a", "application/sdp", mpeg4, nil, 406, codeUnsupportedCodec},
 		{"not live", "POST", "/whep/nobody", "application/sdp", viewOffer, nil, 404, codeNotLive},
 		{"wrong content type", "POST", "/whip/a", "text/plain", goodOffer, nil, 415, codeMediaType},
 		{"too large", "POST", "/whip/a", "application/sdp", strings.Repeat("a", 17<<10), nil, 413, codeTooLarge},

@@ -41,13 +41,13 @@ func (c *Camera) RequireAuth(user, pass string) {
 	c.user, c.pass = user, pass
 }
 
-// StartH265 runs a camera that offers only an H.265 track (which Parley
+// StartMJPEG runs a camera that offers only an M-JPEG track (which Parley
 // does not forward), announced from the start; it never sends a packet.
-func StartH265(t testing.TB) *Camera {
+func StartMJPEG(t testing.TB) *Camera {
 	t.Helper()
 	c := Start(t)
 	desc := &description.Session{Medias: []*description.Media{{
-		Type: description.MediaTypeVideo, Formats: []format.Format{&format.H265{PayloadTyp: 96}},
+		Type: description.MediaTypeVideo, Formats: []format.Format{&format.MJPEG{}},
 	}}}
 	st := &gortsplib.ServerStream{Server: c.srv, Desc: desc}
 	if err := st.Initialize(); err != nil {

@@ -106,6 +106,9 @@ async function connect(quiet) {
     } else if (e.status === 401 || e.status === 403) {
       setState('error', e.status === 401 ? 'This stream needs an access token' : 'This access token does not let you watch this stream',
         'Open the viewer link with ?token=… that the publisher gave you.');
+    } else if (e.status === 406) {
+      // The stream's codec is one this browser does not decode (e.g. H.265 from an encoder).
+      setState('error', 'This browser cannot play this stream', e.message);
     } else {
       setState('error', 'Could not connect to the stream', `${e.message}. Retrying…`);
     }
