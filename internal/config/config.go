@@ -59,6 +59,7 @@ type Config struct {
 	BodyTimeout      Duration              `yaml:"body_timeout"`        // time to read an HTTP request body
 	PendingPerIP     int                   `yaml:"pending_per_ip"`      // WHIP/WHEP sessions per client address still connecting
 	ICETimeout       Duration              `yaml:"ice_timeout"`         // a WHIP/WHEP session not connected by then is dropped
+	ReattachGrace    Duration              `yaml:"reattach_grace"`      // how long viewers wait for a stream's publisher to come back
 	TURNPerIP        int                   `yaml:"turn_per_ip"`         // TURN allocations per client address, across usernames
 	TLSCert          string                `yaml:"tls_cert"`
 	TLSKey           string                `yaml:"tls_key"`
@@ -129,6 +130,7 @@ func Default() Config {
 		BodyTimeout:      Duration(10 * time.Second),
 		PendingPerIP:     10,
 		ICETimeout:       Duration(10 * time.Second),
+		ReattachGrace:    Duration(15 * time.Second),
 		TURNPerIP:        32,
 		Hooks:            Hooks{Timeout: Duration(5 * time.Second)},
 		DataDir:          "parley-data",
@@ -224,7 +226,7 @@ func (c *Config) Validate() error {
 		name string
 		v    Duration
 	}{{"turn-ttl", c.TURNTTL}, {"ping-interval", c.PingInterval}, {"poll-timeout", c.PollTimeout}, {"session-idle", c.SessionIdle},
-		{"join-timeout", c.JoinTimeout}, {"body-timeout", c.BodyTimeout}, {"ice-timeout", c.ICETimeout}}
+		{"join-timeout", c.JoinTimeout}, {"body-timeout", c.BodyTimeout}, {"ice-timeout", c.ICETimeout}, {"reattach-grace", c.ReattachGrace}}
 	for _, d := range durations {
 		if d.v <= 0 {
 			bad("%s: must be > 0", d.name)

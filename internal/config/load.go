@@ -146,6 +146,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Var(&cfg.BodyTimeout, "body-timeout", "time allowed to read an HTTP request body")
 	fs.IntVar(&cfg.PendingPerIP, "pending-per-ip", cfg.PendingPerIP, "WHIP/WHEP sessions per client address that have not connected yet")
 	fs.Var(&cfg.ICETimeout, "ice-timeout", "a WHIP/WHEP session that has not connected by then is dropped")
+	fs.Var(&cfg.ReattachGrace, "reattach-grace", "how long WHEP and browser viewers wait, session kept, for a stream's publisher to come back (OBS reconnecting, a camera rebooting)")
 	fs.IntVar(&cfg.TURNPerIP, "turn-per-ip", cfg.TURNPerIP, "TURN allocations per client address, across usernames")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` for state written at run time (camera streams added through the management API); created when first written")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")

@@ -43,7 +43,7 @@ func (s *Server) startMedia() error {
 	}
 	limits := func(c whip.Config) whip.Config {
 		c.Origins, c.ClientAddr = s.origins, s.clients.Request
-		c.PendingPerIP, c.ICETimeout = s.cfg.PendingPerIP, s.cfg.ICETimeout.D()
+		c.PendingPerIP, c.ICETimeout, c.ReattachGrace = s.cfg.PendingPerIP, s.cfg.ICETimeout.D(), s.cfg.ReattachGrace.D()
 		return c
 	}
 	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, Authorize: s.authorizeHTTP, ICEServers: s.whipICEServers, Logger: s.log, Demand: s.demandStream}))

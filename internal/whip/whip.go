@@ -195,7 +195,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.TrackWait = 3 * time.Second
 	}
 	if cfg.ReattachGrace <= 0 {
-		cfg.ReattachGrace = 5 * time.Second
+		cfg.ReattachGrace = 15 * time.Second
 	}
 	if cfg.PendingPerIP <= 0 {
 		cfg.PendingPerIP = 10
