@@ -15,9 +15,6 @@ const ICON = {
   full: '<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><path d="M4 9V4h5M20 9V4h-5M4 15v5h5M20 15v5h-5"/></svg>',
 };
 
-/** How long a session is kept while the stream is not live (the server's --reattach-grace is 15 s by default). */
-const AWAY_MS = 16000;
-
 const app = {
   stream,
   token: q.get('token') || sessionStorage.getItem('parley.token.w.' + stream) || '',
@@ -32,8 +29,6 @@ const app = {
   lastTracks: 0,
   sessionTracks: 0,
   needsClick: false,
-  /** when the stream stopped being live while this session stayed (0: it is live) */
-  awaySince: 0,
   /** a WHEP request is starting an on-demand camera */
   demanding: false,
   stats: { bytes: 0, at: 0, kbps: 0, latencyMs: 0, rttMs: 0, jitterMs: 0, width: 0, height: 0, fps: 0, framesDecoded: 0 },
@@ -183,8 +178,6 @@ async function pollStatus() {
   // An IP camera Parley pulls: its state says why there is no picture.
   const cam = j.source && j.source.kind === 'camera' ? j.source : null;
   if (j.live) {
-    app.awaySince = 0;
-    if (app.session && app.state === 'waiting' && app.session.pc.connectionState === 'connected') live(); // the publisher is back
     if (app.session && app.sessionTracks && app.lastTracks !== app.sessionTracks) {
       // The publisher now sends other tracks (e.g. microphone only): play them.
       stopSession();
@@ -194,16 +187,7 @@ async function pollStatus() {
     if (!app.session && app.state !== 'connecting') connect();
   } else if (cam && cam.on_demand && (cam.state === 'idle' || cam.state === 'error') && !app.session && !app.demanding && app.state !== 'connecting') {
     demand(cam); // a viewer starts an on-demand camera (after a failure, the server's backoff paces the retries)
-  } else if (app.session && !(cam && cam.state === 'error') && (!app.awaySince || Date.now() - app.awaySince < AWAY_MS)) {
-    // The publisher went (OBS reconnecting, an encoder restarted): the
-    // server keeps this session a while, and a returning publisher
-    // continues it, so keep it too rather than negotiate a new one.
-    if (!app.awaySince) {
-      app.awaySince = Date.now();
-      setState('waiting', 'The stream paused', 'It continues here by itself when the publisher is back.');
-    }
   } else if (app.session || app.state === 'live') {
-    app.awaySince = 0;
     stopSession();
     if (cam && cam.state === 'error') cameraOffline(cam);
     else ended();
