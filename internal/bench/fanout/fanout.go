@@ -66,8 +66,8 @@ type Options struct {
 	// to the server's RTMP listener, RTMPURL). With rtmp the video is a
 	// 10 s testsrc2 clip that ffmpeg's libx264 encodes at the start
 	// (640x360, 30 fps, VideoBitrate, keyframe every second, no
-	// B-frames), each frame followed by a 9-byte SEI NAL unit carrying its
-	// index, by which viewers time the frame's arrival (its last RTP
+	// B-frames), every 10th frame followed by a 9-byte SEI NAL unit carrying
+	// its index, by which viewers time the frame's arrival (its last RTP
 	// packet); the audio is the WHIP publisher's Opus frames, which
 	// Parley passes through unchanged, matched by payload hash.
 	Source string

@@ -46,6 +46,11 @@ const (
 // access unit's last (with the marker), so viewers can match frames.
 const seiLen = 9
 
+// seiEvery is how often a frame carries its index: every 10th (3 a
+// second), enough latency samples while adding few packets (one per
+// SEI) to the stream whose forwarding cost is measured.
+const seiEvery = 10
+
 func frameSEI(i uint32) []byte {
 	b := []byte{6, 0, 0, 0, 0, 0, 0, 0, 0x80}
 	binary.BigEndian.PutUint32(b[1:], i)
@@ -295,10 +300,12 @@ func (p *publisher) sendRTMP(ctx context.Context, w *gortmplib.Writer, video *go
 	for {
 		vAt, aAt := start.Add(time.Duration(vi)*vPeriod), start.Add(time.Duration(ai)*audio.period)
 		if video != nil && !vAt.After(aAt) {
-			au := append(slices.Clip(clip.aus[int(vi)%len(clip.aus)]), frameSEI(vi))
-			sei := au[len(au)-1]
+			au := clip.aus[int(vi)%len(clip.aus)]
+			if vi%seiEvery == 0 {
+				au = append(slices.Clip(au), frameSEI(vi))
+				p.rings[0].put(uint16(vi), maphash.Bytes(p.rings[0].seed, au[len(au)-1]), p.now())
+			}
 			pts := time.Duration(vi) * vPeriod
-			p.rings[0].put(uint16(vi), maphash.Bytes(p.rings[0].seed, sei), p.now())
 			if err := w.WriteH264(video, pts, pts, au); err != nil {
 				return fmt.Errorf("fanout: rtmp video: %w", err)
 			}
