@@ -12,7 +12,6 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/parley/parley/internal/rtmp/rtmptest"
-	"github.com/parley/parley/internal/sfu"
 )
 
 // BenchmarkRTMPToCoreLatency: the server's added latency per video frame,
@@ -44,44 +43,13 @@ func BenchmarkRTMPToCoreLatency(b *testing.B) {
 	if err := w.Initialize(); err != nil {
 		b.Fatal(err)
 	}
-	sink := rtmptest.NewStampSink()
-	sent := map[uint32]time.Time{}
-	const period = 10 * time.Millisecond
-	start := time.Now()
-	write := func(i int) {
-		au := slices.Clone(aus[i%len(aus)])
-		au = append(au, rtmptest.IndexSEI(uint32(i)))
-		sent[uint32(i)] = time.Now()
-		if err := w.WriteH264(track, time.Duration(i)*period, time.Duration(i)*period, au); err != nil {
+	rtmptest.MeasureLatency(b, s.cfg.SFU, "bench", func(i uint32) time.Time {
+		pts := time.Duration(i) * rtmptest.FramePeriod
+		au := append(slices.Clone(aus[int(i)%len(aus)]), rtmptest.IndexSEI(i))
+		at := time.Now()
+		if err := w.WriteH264(track, pts, pts, au); err != nil {
 			b.Fatal(err)
 		}
-	}
-	// Warm up until the stream is live and the sink is attached.
-	var sub *sfu.Subscription
-	i := 0
-	for ; sub == nil; i++ {
-		write(i)
-		if r, ok := s.cfg.SFU.LookupRoom(sfu.Streams, "bench"); ok {
-			if ts := r.Tracks(); len(ts) > 0 {
-				var err error
-				if sub, err = r.Subscribe(ts[0].ID, sink, sfu.SinkOptions{SSRC: 1}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		time.Sleep(time.Until(start.Add(time.Duration(i+1) * period))) // pacing the media, not waiting for an event
-	}
-	defer sub.Close()
-	first := uint32(i + 25) // past the replayed keyframe
-	b.ResetTimer()
-	for n := 0; n < b.N+25; n++ {
-		write(i)
-		i++
-		time.Sleep(time.Until(start.Add(time.Duration(i) * period)))
-	}
-	if !sink.Wait(uint32(i-1), 5*time.Second) {
-		b.Fatal("the last frame never arrived")
-	}
-	b.StopTimer()
-	sink.Report(b, sent, first)
+		return at
+	})
 }

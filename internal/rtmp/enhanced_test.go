@@ -57,38 +57,6 @@ func (s countSink) WriteRTP(_ *rtp.Header, p []byte) (int, error) {
 	return len(p), nil
 }
 
-// x265Frames encodes 2 s of a test picture with libx265 (no B-frames, a
-// keyframe every 25) and returns its access units and parameter sets.
-func x265Frames(t *testing.T) (aus [][][]byte, vps, sps, pps []byte) {
-	t.Helper()
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-		"-frames:v", "50", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "bframes=0:keyint=25:log-level=error",
-		"-f", "hevc", "pipe:1").Output()
-	if err != nil {
-		t.Fatalf("ffmpeg libx265: %v", err)
-	}
-	var au [][]byte
-	for _, n := range bytes.Split(out, []byte{0, 0, 1}) {
-		if n = bytes.TrimRight(n, "\x00"); len(n) < 2 {
-			continue
-		}
-		switch typ := n[0] >> 1 & 0x3f; {
-		case typ == 32:
-			vps = n
-		case typ == 33:
-			sps = n
-		case typ == 34:
-			pps = n
-		}
-		au = append(au, n)
-		if n[0]>>1&0x3f < 32 { // a slice ends the access unit (one slice per picture here)
-			aus = append(aus, au)
-			au = nil
-		}
-	}
-	return aus, vps, sps, pps
-}
-
 // TestEnhancedRTMP: VP9, AV1 and H.265 published over enhanced RTMP become
 // SFU tracks that a subscriber (which starts on a keyframe) receives.
 func TestEnhancedRTMP(t *testing.T) {
@@ -108,7 +76,7 @@ func TestEnhancedRTMP(t *testing.T) {
 			var aus [][][]byte
 			if c.name == "H265" {
 				var vps, sps, pps []byte
-				aus, vps, sps, pps = x265Frames(t)
+				aus, vps, sps, pps = rtmptest.X265Frames(t, 50)
 				c.codec = &codecs.H265{VPS: vps, SPS: sps, PPS: pps}
 				frames = make([][]byte, len(aus))
 			} else {

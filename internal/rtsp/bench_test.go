@@ -11,7 +11,6 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/parley/parley/internal/rtmp/rtmptest"
-	"github.com/parley/parley/internal/sfu"
 )
 
 // BenchmarkRTSPToCoreLatency: the server's added latency per video frame,
@@ -45,50 +44,20 @@ func BenchmarkRTSPToCoreLatency(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sink := rtmptest.NewStampSink()
-	sent := map[uint32]time.Time{}
-	const period = 10 * time.Millisecond
-	start := time.Now()
-	write := func(i int) {
-		au := append(slices.Clone(aus[i%len(aus)]), rtmptest.IndexSEI(uint32(i)))
-		pkts, err := enc.Encode(au)
+	rtmptest.MeasureLatency(b, s.cfg.SFU, "bench", func(i uint32) (at time.Time) {
+		pkts, err := enc.Encode(append(slices.Clone(aus[int(i)%len(aus)]), rtmptest.IndexSEI(i)))
 		if err != nil {
 			b.Fatal(err)
 		}
 		for k, pkt := range pkts {
-			pkt.Timestamp = uint32(i) * 900
+			pkt.Timestamp = i * 900 // 90 kHz ticks of rtmptest.FramePeriod
 			if k == len(pkts)-1 {
-				sent[uint32(i)] = time.Now()
+				at = time.Now()
 			}
 			if err := c.WritePacketRTP(desc.Medias[0], pkt); err != nil {
 				b.Fatal(err)
 			}
 		}
-	}
-	var sub *sfu.Subscription
-	i := 0
-	for ; sub == nil; i++ { // warm up until the stream is live and the sink attached
-		write(i)
-		if r, ok := s.cfg.SFU.LookupRoom(sfu.Streams, "bench"); ok {
-			if ts := r.Tracks(); len(ts) > 0 {
-				if sub, err = r.Subscribe(ts[0].ID, sink, sfu.SinkOptions{SSRC: 1}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		time.Sleep(time.Until(start.Add(time.Duration(i+1) * period))) // pacing the media, not waiting for an event
-	}
-	defer sub.Close()
-	first := uint32(i + 25) // past the replayed keyframe
-	b.ResetTimer()
-	for n := 0; n < b.N+25; n++ {
-		write(i)
-		i++
-		time.Sleep(time.Until(start.Add(time.Duration(i) * period)))
-	}
-	if !sink.Wait(uint32(i-1), 5*time.Second) {
-		b.Fatal("the last frame never arrived")
-	}
-	b.StopTimer()
-	sink.Report(b, sent, first)
+		return at
+	})
 }

@@ -119,7 +119,7 @@ func TestAccessHooks(t *testing.T) {
 		t.Errorf("on_play event %+v", ev)
 	}
 
-	if _, err := probe(ctx, t, base+"deny-you"); err == nil {
+	if _, err := rtmptest.Probe(ctx, base+"deny-you"); err == nil {
 		t.Error("RTMP read refused by on_play: ffprobe succeeded")
 	}
 	if ev := nextEvent(ctx, t, events, "on_play (RTMP)"); ev.Action != "play" || ev.Proto != "rtmp" || ev.Stream != "deny-you" {

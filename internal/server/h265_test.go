@@ -1,12 +1,10 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -26,27 +24,7 @@ import (
 // why (406, the codec named), as a viewer lacking any stream codec is.
 func TestH265ToWHEP(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-		"-frames:v", "50", "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "bframes=0:keyint=25:log-level=error",
-		"-f", "hevc", "pipe:1").Output()
-	if err != nil {
-		t.Fatalf("ffmpeg libx265: %v", err)
-	}
-	var aus [][][]byte
-	var au [][]byte
-	var params [3][]byte
-	for _, n := range bytes.Split(out, []byte{0, 0, 1}) {
-		if n = bytes.TrimRight(n, "\x00"); len(n) < 2 {
-			continue
-		}
-		if typ := n[0] >> 1 & 0x3f; typ >= 32 && typ <= 34 {
-			params[typ-32] = n
-		}
-		au = append(au, n)
-		if n[0]>>1&0x3f < 32 {
-			aus, au = append(aus, au), nil
-		}
-	}
+	aus, vps, sps, pps := rtmptest.X265Frames(t, 50)
 	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1" })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -56,7 +34,7 @@ func TestH265ToWHEP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	video := &gortmplib.Track{Codec: &codecs.H265{VPS: params[0], SPS: params[1], PPS: params[2]}}
+	video := &gortmplib.Track{Codec: &codecs.H265{VPS: vps, SPS: sps, PPS: pps}}
 	audio := &gortmplib.Track{Codec: &codecs.Opus{IDHeader: &opus.IDHeader{Version: 1, ChannelCount: 2, InputSampleRate: 48000}}}
 	w := &gortmplib.Writer{Conn: cl, Tracks: []*gortmplib.Track{video, audio}}
 	if err := w.Initialize(); err != nil {
@@ -87,7 +65,7 @@ func TestH265ToWHEP(t *testing.T) {
 
 	// A viewer that offers H.265.
 	hevc := make(chan struct{}, 64)
-	api, _ := apiWith(t, true)
+	api := apiWith(t, true)
 	if _, err := whip.Play(ctx, srv.URL()+"/whep/hevc", whip.Options{API: api, OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		for {
 			if _, _, err := tr.ReadRTP(); err != nil {
@@ -106,8 +84,8 @@ func TestH265ToWHEP(t *testing.T) {
 	waitN(ctx, t, hevc, 20, "H.265 to a viewer that offers it")
 
 	// A viewer without H.265 is told why, as for any codec it lacks.
-	api, _ = apiWith(t, false)
-	_, err = whip.Play(ctx, srv.URL()+"/whep/hevc", whip.Options{API: api})
+	api = apiWith(t, false)
+	_, err := whip.Play(ctx, srv.URL()+"/whep/hevc", whip.Options{API: api})
 	var he *whip.HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusNotAcceptable || he.Code != "unsupported_codec" || !strings.Contains(he.Message, "H265") {
 		t.Fatalf("WHEP without H.265: %v, want 406 unsupported_codec naming H265", err)
@@ -116,7 +94,7 @@ func TestH265ToWHEP(t *testing.T) {
 
 // apiWith is a loopback pion API with VP8, H.264 and Opus, and H.265 when
 // hevc.
-func apiWith(t *testing.T, hevc bool) (*webrtc.API, error) {
+func apiWith(t *testing.T, hevc bool) *webrtc.API {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	codecs := []webrtc.RTPCodecParameters{
@@ -139,5 +117,5 @@ func apiWith(t *testing.T, hevc bool) (*webrtc.API, error) {
 	}
 	se := webrtc.SettingEngine{}
 	se.SetIncludeLoopbackCandidate(true)
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)), nil
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se))
 }

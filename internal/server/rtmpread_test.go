@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,28 +22,6 @@ import (
 	"github.com/parley/parley/pkg/whip"
 )
 
-// probe runs ffprobe on url and returns the codec names it reports.
-func probe(ctx context.Context, t *testing.T, url string) ([]string, error) {
-	t.Helper()
-	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-rw_timeout", "15000000",
-		"-show_entries", "stream=codec_name", "-of", "csv=p=0", url)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("ffprobe %s: %w: %s", url, err, stderr.String())
-	}
-	if stderr.Len() > 0 {
-		t.Logf("ffprobe %s: %s", url, stderr.String())
-	}
-	var codecs []string
-	for _, l := range strings.Fields(string(out)) {
-		codecs = append(codecs, strings.Trim(l, ","))
-	}
-	slices.Sort(codecs)
-	return slices.Compact(codecs), nil // MPEG-TS lists its streams again under its program
-}
-
 // TestRTMPRead: ffprobe reads over RTMP a stream published over RTMP
 // (H.264 + AAC→Opus) and one published over WHIP (H.264 + Opus): both
 // come out as H.264 and AAC, Opus transcoded once per stream.
@@ -57,7 +34,7 @@ func TestRTMPRead(t *testing.T) {
 
 	studio(ctx, t, base+"s")
 	waitTracks(ctx, t, srv, "s", 2)
-	got, err := probe(ctx, t, base+"s")
+	got, err := rtmptest.Probe(ctx, base+"s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +44,7 @@ func TestRTMPRead(t *testing.T) {
 
 	whipPublish(ctx, t, srv.URL()+"/whip/w")
 	waitTracks(ctx, t, srv, "w", 2)
-	got, err = probe(ctx, t, base+"w")
+	got, err = rtmptest.Probe(ctx, base+"w")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +52,7 @@ func TestRTMPRead(t *testing.T) {
 		t.Fatalf("WHIP-published stream read over RTMP: %v, want %v", got, want)
 	}
 
-	if _, err := probe(ctx, t, base+"nothing"); err == nil {
+	if _, err := rtmptest.Probe(ctx, base+"nothing"); err == nil {
 		t.Fatal("a stream that is not live was read")
 	}
 }
@@ -95,11 +72,11 @@ func TestRTMPReadAuth(t *testing.T) {
 		"other stream": base + "?token=" + mintToken(t, "other", auth.Grants{Subscribe: true}),
 		"publish only": base + "?token=" + mintToken(t, "s", auth.Grants{Publish: true}),
 	} {
-		if _, err := probe(ctx, t, u); err == nil {
+		if _, err := rtmptest.Probe(ctx, u); err == nil {
 			t.Fatalf("%s: read allowed", name)
 		}
 	}
-	if got, err := probe(ctx, t, base+"?token="+mintToken(t, "s", auth.Grants{Subscribe: true})); err != nil || len(got) != 2 {
+	if got, err := rtmptest.Probe(ctx, base+"?token="+mintToken(t, "s", auth.Grants{Subscribe: true})); err != nil || len(got) != 2 {
 		t.Fatalf("reading with a subscribe token: %v %v", got, err)
 	}
 }

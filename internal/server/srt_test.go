@@ -87,12 +87,12 @@ func TestSRTRead(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 
-	if _, err := probe(ctx, t, srtURL(srv, "read:nobody")); err == nil {
+	if _, err := rtmptest.Probe(ctx, srtURL(srv, "read:nobody")); err == nil {
 		t.Fatal("reading a stream that is not live: ffprobe succeeded")
 	}
 	studio(ctx, t, fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr()))
 	waitTracks(ctx, t, srv, "s", 2)
-	got, err := probe(ctx, t, srtURL(srv, "read:s"))
+	got, err := rtmptest.Probe(ctx, srtURL(srv, "read:s"))
 	if err != nil {
 		t.Fatal(err)
 	}
