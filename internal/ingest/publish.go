@@ -52,10 +52,7 @@ type Config struct {
 	Proto string
 	// Registry, when set, lists the publisher while it is live.
 	Registry *Registry
-	// OnKeyframeRequest, when set, is called (rate-limited by the SFU)
-	// when a viewer needs a keyframe; most ingest protocols cannot ask.
-	OnKeyframeRequest func()
-	Logger            *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Payload types and SSRCs of ingested tracks.
@@ -128,17 +125,12 @@ func (p *Publisher) Info() SourceInfo {
 	return si
 }
 
-type source struct {
-	id string
-	kf func()
-}
+// source is the SFU's view of an ingested publisher: its keyframes come
+// every GOP on their own; none of these protocols can ask for one.
+type source struct{ id string }
 
-func (s source) SourceID() string { return s.id }
-func (s source) RequestKeyframe(uint32) {
-	if s.kf != nil {
-		s.kf()
-	}
-}
+func (s source) SourceID() string     { return s.id }
+func (source) RequestKeyframe(uint32) {}
 
 func (p *Publisher) publish(spec sfu.TrackSpec, kind string) (*sfu.Publication, error) {
 	spec.StreamID = p.cfg.Stream
@@ -149,7 +141,7 @@ func (p *Publisher) publish(spec sfu.TrackSpec, kind string) (*sfu.Publication, 
 		}
 		spec.Layers = []sfu.LayerSpec{{SSRC: ssrc}}
 	}
-	pub, err := p.cfg.SFU.Publish(sfu.Streams, p.cfg.Stream, source{id: p.cfg.SourceID, kf: p.cfg.OnKeyframeRequest}, spec)
+	pub, err := p.cfg.SFU.Publish(sfu.Streams, p.cfg.Stream, source{id: p.cfg.SourceID}, spec)
 	if err != nil {
 		return nil, fmt.Errorf("publishing %s: %w", spec.Codec.MimeType, err)
 	}
@@ -298,8 +290,8 @@ func (h *H265) WriteAU(au [][]byte, pts time.Duration) error {
 	return h.h.writeAU(au, pts)
 }
 
-// OpusSpec is the track an ingested (or transcoded) Opus stream gets.
-func OpusSpec() sfu.TrackSpec {
+// opusSpec is the track an ingested (or transcoded) Opus stream gets.
+func opusSpec() sfu.TrackSpec {
 	return sfu.TrackSpec{TrackID: "audio", Codec: webrtc.RTPCodecParameters{
 		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
 		PayloadType:        PTOpus,
@@ -335,7 +327,7 @@ func (p *Publisher) audioTrack(spec sfu.TrackSpec, kind string, clock int) (*Aud
 }
 
 // Opus adds an Opus audio track that passes through.
-func (p *Publisher) Opus() (*Audio, error) { return p.audioTrack(OpusSpec(), "Opus", 48000) }
+func (p *Publisher) Opus() (*Audio, error) { return p.audioTrack(opusSpec(), "Opus", 48000) }
 
 // G711 adds a G.711 track (mu-law, or A-law when alaw) that passes
 // through: WebRTC viewers decode it as PCMU/PCMA at 8 kHz mono.
@@ -358,9 +350,9 @@ func (a *AAC) Write(au []byte) { a.tr.Write(au) }
 
 // AAC adds an Opus track fed by transcoding AAC-LC with this sample rate
 // and channel count. Without ffmpeg the track is there but silent, and
-// Status says why.
+// AudioErr says why.
 func (p *Publisher) AAC(ctx context.Context, sampleRate, channels int) (*AAC, error) {
-	a, err := p.audioTrack(OpusSpec(), "AAC→Opus", 48000)
+	a, err := p.audioTrack(opusSpec(), "AAC→Opus", 48000)
 	if err != nil {
 		return nil, err
 	}
@@ -471,18 +463,6 @@ func (p *Publisher) AudioErr() string {
 		return ""
 	}
 	return tr.Status().Err
-}
-
-// TranscoderStatus is the AAC→Opus transcoder's status; ok is false when
-// the stream has none.
-func (p *Publisher) TranscoderStatus() (st transcode.Status, ok bool) {
-	p.mu.Lock()
-	tr := p.tr
-	p.mu.Unlock()
-	if tr == nil {
-		return transcode.Status{}, false
-	}
-	return tr.Status(), true
 }
 
 // Close ends the transcoder and the tracks (their viewers wait for the
