@@ -154,3 +154,21 @@ func TestOpusToAACMissingFFmpeg(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 }
+
+// FuzzReadADTS: whatever the child writes, the ADTS reader hands out
+// bounded access units or stops with an error, without panicking.
+func FuzzReadADTS(f *testing.F) {
+	h := make([]byte, adtsHeaderLen+3)
+	putADTSHeader(h, 3, 2, 3)
+	f.Add(append(h, h...))
+	f.Add([]byte{0xff, 0xf0, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr := &OpusToAAC{child: &child{}, cfg: OpusConfig{OnFrame: func(au []byte, _ uint32) {
+			if len(au) > 8192 {
+				t.Fatalf("access unit of %d bytes", len(au))
+			}
+		}}}
+		var n uint32
+		_ = tr.readADTS(bytes.NewReader(b), &n)
+	})
+}
