@@ -100,6 +100,8 @@ type Config struct {
 	Timeout time.Duration
 	// IdleTimeout is the default on-demand idle time; 0 means 30 s.
 	IdleTimeout time.Duration
+	// MaxStreams bounds the streams pulled at once; 0 means 256.
+	MaxStreams int
 	// OnStatus, when set, is told every status change (tests wait on it).
 	OnStatus func(name string, st Status)
 	Logger   *slog.Logger
@@ -133,6 +135,9 @@ type stream struct {
 
 // New makes a Manager; streams are added with Add.
 func New(cfg Config) *Manager {
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = 256
+	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = time.Second
 	}
@@ -158,6 +163,7 @@ var (
 	ErrExists   = errors.New("stream already configured")
 	ErrNotFound = errors.New("no such camera stream")
 	ErrClosed   = errors.New("camera manager closed")
+	ErrFull     = errors.New("too many camera streams")
 )
 
 // Add starts pulling a stream (an on-demand one waits for its first
@@ -185,6 +191,9 @@ func (m *Manager) Add(name string, src Source, origin string) error {
 	case m.streams[name] != nil:
 		cancel()
 		return fmt.Errorf("%s: %w", name, ErrExists)
+	case len(m.streams) >= m.cfg.MaxStreams:
+		cancel()
+		return fmt.Errorf("%s: %w (at most %d)", name, ErrFull, m.cfg.MaxStreams)
 	}
 	m.streams[name] = s
 	m.wg.Add(1)

@@ -2,6 +2,7 @@ package camera_test
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"strings"
 	"testing"
@@ -183,4 +184,25 @@ func TestPullLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(ctx, t, ch, camera.Live)
+}
+
+// TestMaxStreams: past MaxStreams, Add refuses with ErrFull; a removed
+// stream frees its place.
+func TestMaxStreams(t *testing.T) {
+	m, _ := events(t, camera.Config{MaxStreams: 2, MinBackoff: time.Hour, Timeout: 30 * time.Millisecond})
+	u := cameratest.RefusedURL(t)
+	for _, name := range []string{"a", "b"} {
+		if err := m.Add(name, config.Stream{Source: u, Transport: "tcp"}, "api"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Add("c", config.Stream{Source: u, Transport: "tcp"}, "api"); !errors.Is(err, camera.ErrFull) {
+		t.Fatalf("third stream: %v, want ErrFull", err)
+	}
+	if err := m.Remove("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Add("c", config.Stream{Source: u, Transport: "tcp"}, "api"); err != nil {
+		t.Fatalf("after a removal: %v", err)
+	}
 }

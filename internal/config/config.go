@@ -49,6 +49,7 @@ type Config struct {
 	SRT              string                `yaml:"srt"`                 // SRT listener (encoders push, players read), or off
 	StreamConnsPerIP int                   `yaml:"stream_conns_per_ip"` // RTMP/RTSP/SRT connections per client address
 	StreamMaxConns   int                   `yaml:"stream_max_conns"`    // RTMP/RTSP/SRT connections in all, per listener
+	MaxCameras       int                   `yaml:"max_cameras"`         // IP camera streams pulled at once (config and API together)
 	MaxSessions      int                   `yaml:"max_sessions"`        // signaling connections at once
 	ConnsPerIP       int                   `yaml:"conns_per_ip"`        // signaling connections per client address
 	RoomsPerIP       int                   `yaml:"rooms_per_ip"`        // rooms one client address may create per minute
@@ -120,6 +121,7 @@ func Default() Config {
 		SRT:              ":8890",
 		StreamConnsPerIP: 10,
 		StreamMaxConns:   1000,
+		MaxCameras:       256,
 		MaxSessions:      100000,
 		ConnsPerIP:       200,
 		RoomsPerIP:       60,
@@ -185,7 +187,7 @@ func (c *Config) Validate() error {
 		{"max-sessions", c.MaxSessions}, {"conns-per-ip", c.ConnsPerIP}, {"rooms-per-ip", c.RoomsPerIP},
 		{"outbox-bytes", c.OutboxBytes}, {"byte-rate", c.ByteRate}, {"byte-burst", c.ByteBurst},
 		{"pending-per-ip", c.PendingPerIP}, {"turn-per-ip", c.TURNPerIP},
-		{"stream-conns-per-ip", c.StreamConnsPerIP}, {"stream-max-conns", c.StreamMaxConns}}
+		{"stream-conns-per-ip", c.StreamConnsPerIP}, {"stream-max-conns", c.StreamMaxConns}, {"max-cameras", c.MaxCameras}}
 	for _, p := range positive {
 		if p.v <= 0 {
 			bad("%s: must be > 0, got %d", p.name, p.v)

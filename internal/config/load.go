@@ -130,6 +130,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.SRT, "srt", cfg.SRT, "SRT listen UDP `address` (srt://host:8890?streamid=publish:<stream>, or read:<stream>), or off")
 	fs.IntVar(&cfg.StreamConnsPerIP, "stream-conns-per-ip", cfg.StreamConnsPerIP, "RTMP, RTSP and SRT connections per client address (each listener)")
 	fs.IntVar(&cfg.StreamMaxConns, "stream-max-conns", cfg.StreamMaxConns, "RTMP, RTSP and SRT connections in all (each listener)")
+	fs.IntVar(&cfg.MaxCameras, "max-cameras", cfg.MaxCameras, "IP camera streams pulled at once (the configuration file's and the API's together)")
 	fs.Var((*listValue)(&cfg.PublishAllow), "publish-allow", "`CIDR,...` that may publish streams (RTMP, RTSP, SRT, WHIP, browsers); empty: any address (per-stream lists: stream_access in the config file)")
 	fs.Var((*listValue)(&cfg.ReadAllow), "read-allow", "`CIDR,...` that may read streams (WHEP, /w/, RTSP, SRT, RTMP); empty: any address")
 	fs.StringVar(&cfg.Hooks.OnPublish, "on-publish", cfg.Hooks.OnPublish, "`URL` POSTed a JSON event before each publish; a non-2xx answer refuses it")

@@ -11,7 +11,6 @@ import (
 	"github.com/parley/parley/internal/camera"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/httperr"
-	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -39,15 +38,7 @@ func (s *Server) startCameras() error {
 		}
 		return nil
 	}
-	w := s.whip
-	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources,
-		Claim: func(stream string, tracks int) (ingest.Claim, error) {
-			c, err := w.ClaimStream(stream, tracks)
-			if err != nil {
-				return nil, err
-			}
-			return c, nil
-		}})
+	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources, Claim: s.claimStream, MaxStreams: s.cfg.MaxCameras})
 	for name, st := range s.cfg.Streams {
 		if err := m.Add(name, st, originConfig); err != nil {
 			m.Close()
