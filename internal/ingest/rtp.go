@@ -78,7 +78,6 @@ func (h *h264) setParams(sps, pps []byte) {
 
 // writeAU sends one access unit with its presentation time.
 func (h *h264) writeAU(au [][]byte, pts time.Duration) error {
-	ts := ticks(pts, 90000)
 	list := h.nalus[:0]
 	idr, params := false, false
 	for _, n := range au {
@@ -101,33 +100,57 @@ func (h *h264) writeAU(au [][]byte, pts time.Duration) error {
 		return nil
 	}
 	if idr && !params && len(h.sps) > 0 && len(h.pps) > 0 {
-		list = append(list, nil, nil)
-		copy(list[2:], list[:len(list)-2])
-		list[0], list[1] = h.sps, h.pps
+		list = prepend(list, h.sps, h.pps)
 	}
+	return h.sendNALUs(list, ticks(pts, 90000), 1, fuA)
+}
+
+// fuA is the FU-A header for a fragment of an H.264 unit whose NAL header
+// is hdr (RFC 6184): indicator (F, NRI, type 28), then S, E and the type.
+func fuA(dst, hdr []byte, start, end bool) int {
+	dst[0], dst[1] = hdr[0]&0xe0|naluFUA, hdr[0]&0x1f|fuFlags(start, end)
+	return 2
+}
+
+func fuFlags(start, end bool) byte {
+	var f byte
+	if start {
+		f |= 0x80
+	}
+	if end {
+		f |= 0x40
+	}
+	return f
+}
+
+// prepend puts units before the list (whose array has room for them).
+func prepend(list [][]byte, units ...[]byte) [][]byte {
+	n := len(units)
+	list = list[:len(list)+n]
+	copy(list[n:], list[:len(list)-n])
+	copy(list, units)
+	return list
+}
+
+// sendNALUs sends an access unit's NAL units with one timestamp: each
+// that fits as a single-NAL-unit packet, larger ones as fragments after a
+// header that frag writes from the unit's hdrLen-byte NAL header (and
+// whose length it returns); the marker on the last packet.
+func (w *rtpWriter) sendNALUs(list [][]byte, ts uint32, hdrLen int, frag func(dst, hdr []byte, start, end bool) int) error {
 	for i, n := range list {
 		last := i == len(list)-1
 		if len(n) <= maxRTPPayload {
-			if err := h.payload(last, ts, n); err != nil {
+			if err := w.payload(last, ts, n); err != nil {
 				return err
 			}
 			continue
 		}
-		// FU-A: indicator (F, NRI, type 28), header (S, E, type), fragment.
-		ind, typ := n[0]&0xe0|naluFUA, n[0]&0x1f
-		for rest, start := n[1:], true; len(rest) > 0; start = false {
-			k := min(len(rest), maxRTPPayload-2)
+		for rest, start := n[hdrLen:], true; len(rest) > 0; start = false {
+			k := min(len(rest), maxRTPPayload-hdrLen-1) // a fragment header is the NAL header and one byte
 			end := k == len(rest)
-			hdr := typ
-			if start {
-				hdr |= 0x80
-			}
-			if end {
-				hdr |= 0x40
-			}
-			h.buf[rtpHeaderLen], h.buf[rtpHeaderLen+1] = ind, hdr
-			copy(h.buf[rtpHeaderLen+2:], rest[:k])
-			if err := h.send(last && end, ts, 2+k); err != nil {
+			fh := frag(w.buf[rtpHeaderLen:], n[:hdrLen], start, end)
+			copy(w.buf[rtpHeaderLen+fh:], rest[:k])
+			if err := w.send(last && end, ts, fh+k); err != nil {
 				return err
 			}
 			rest = rest[k:]
@@ -168,7 +191,6 @@ func (h *h265) setParams(vps, sps, pps []byte) {
 }
 
 func (h *h265) writeAU(au [][]byte, pts time.Duration) error {
-	ts := ticks(pts, 90000)
 	list := h.nalus[:0]
 	irap, params := false, false
 	for _, n := range au {
@@ -191,39 +213,15 @@ func (h *h265) writeAU(au [][]byte, pts time.Duration) error {
 		return nil
 	}
 	if irap && !params && len(h.vps) > 0 && len(h.sps) > 0 && len(h.pps) > 0 {
-		list = append(list, nil, nil, nil)
-		copy(list[3:], list[:len(list)-3])
-		list[0], list[1], list[2] = h.vps, h.sps, h.pps
+		list = prepend(list, h.vps, h.sps, h.pps)
 	}
-	for i, n := range list {
-		last := i == len(list)-1
-		if len(n) <= maxRTPPayload {
-			if err := h.payload(last, ts, n); err != nil {
-				return err
-			}
-			continue
-		}
-		// FU: payload header (type 49, the unit's layer and TID), FU
-		// header (S, E, type), fragment.
-		typ := n[0] >> 1 & 0x3f
-		h0, h1 := n[0]&0x81|h265FU<<1, n[1]
-		for rest, start := n[2:], true; len(rest) > 0; start = false {
-			k := min(len(rest), maxRTPPayload-3)
-			end := k == len(rest)
-			fu := typ
-			if start {
-				fu |= 0x80
-			}
-			if end {
-				fu |= 0x40
-			}
-			h.buf[rtpHeaderLen], h.buf[rtpHeaderLen+1], h.buf[rtpHeaderLen+2] = h0, h1, fu
-			copy(h.buf[rtpHeaderLen+3:], rest[:k])
-			if err := h.send(last && end, ts, 3+k); err != nil {
-				return err
-			}
-			rest = rest[k:]
-		}
-	}
-	return nil
+	return h.sendNALUs(list, ticks(pts, 90000), 2, fu265)
+}
+
+// fu265 is the header for a fragment of an H.265 unit whose NAL header is
+// hdr (RFC 7798): payload header (type 49, the unit's layer and TID),
+// then the FU header (S, E, type).
+func fu265(dst, hdr []byte, start, end bool) int {
+	dst[0], dst[1], dst[2] = hdr[0]&0x81|h265FU<<1, hdr[1], hdr[0]>>1&0x3f|fuFlags(start, end)
+	return 3
 }

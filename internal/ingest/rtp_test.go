@@ -199,3 +199,27 @@ func FuzzH265Packetizer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPacketizers: one access unit of a 5000-byte picture (five
+// fragments) and a small unit, into RTP packets (written nowhere).
+func BenchmarkPacketizers(b *testing.B) {
+	big := bytes.Repeat([]byte{0xab}, 5000)
+	b.Run("H264", func(b *testing.B) {
+		h := &h264{rtpWriter: rtpWriter{pt: PTH264, ssrc: 7, write: func([]byte) error { return nil }}}
+		big := append([]byte{0x41}, big...)
+		au := [][]byte{big, {0x06, 1, 2, 3}}
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = h.writeAU(au, time.Second)
+		}
+	})
+	b.Run("H265", func(b *testing.B) {
+		h := &h265{rtpWriter: rtpWriter{pt: PTH265, ssrc: 7, write: func([]byte) error { return nil }}}
+		big := append([]byte{1 << 1, 1}, big...)
+		au := [][]byte{big, {39 << 1, 1, 2, 3}}
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = h.writeAU(au, time.Second)
+		}
+	})
+}
