@@ -20,6 +20,34 @@ type Stream struct {
 	// IdleTimeout is how long an on-demand pull runs with no viewer; 0
 	// means the default (30 s).
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+
+	// Per-stream settings of a stream published to Parley (WHIP, RTMP,
+	// SRT, RTSP) or pulled from a camera: an entry may hold only these.
+	//
+	// HLS (internal/hls): "" (the --hls default), "on" (the muxer starts
+	// with the first HLS request), "always" (it runs whenever the stream
+	// is live) or "off".
+	HLS string `yaml:"hls" json:"-"`
+}
+
+// IsCamera reports whether the entry is an IP camera to pull (it has a
+// camera's setting), not only per-stream settings.
+func (s Stream) IsCamera() bool {
+	return s.Source != "" || s.Transport != "" || s.OnDemand || s.IdleTimeout != 0
+}
+
+// CheckSettings checks an entry of streams: in the file: its per-stream
+// settings, and the camera's when it is one.
+func (s Stream) CheckSettings() error {
+	switch s.HLS {
+	case "", "on", "off", "always":
+	default:
+		return fmt.Errorf("hls %q is not on, off or always", s.HLS)
+	}
+	if s.IsCamera() {
+		return s.Check()
+	}
+	return nil
 }
 
 // Check reports what is wrong with a stream's settings; the error never
