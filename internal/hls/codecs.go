@@ -2,12 +2,14 @@ package hls
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2"
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
+	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/tap"
 )
 
@@ -46,7 +48,7 @@ func mapTracks(tracks []tap.Track) (out []hlsTrack, notes []string, err error) {
 	case len(refused) > 0 && !video && !(audio && !hasKind(tracks, "video")):
 		// No video where the stream has video (it would be sound only),
 		// or nothing at all.
-		return nil, nil, fmt.Errorf("%w: %s", ErrUnsupported, join(refused))
+		return nil, nil, fmt.Errorf("%w: %s", ErrUnsupported, strings.Join(refused, "; "))
 	case len(out) == 0:
 		return nil, nil, fmt.Errorf("%w: the stream has no track", ErrUnsupported)
 	}
@@ -56,6 +58,19 @@ func mapTracks(tracks []tap.Track) (out []hlsTrack, notes []string, err error) {
 	return out, notes, nil
 }
 
+// Carries says what the HLS of a live stream with these tracks leaves
+// out (notes), or why it cannot be served (ErrUnsupported), before any
+// muxer runs: for the stream's status.
+func Carries(tracks []sfu.TrackInfo) (notes []string, err error) {
+	tt := make([]tap.Track, 0, len(tracks))
+	for _, t := range tracks {
+		_, codec, _ := strings.Cut(t.Codec, "/")               // a MIME type: video/H264
+		tt = append(tt, tap.Track{Kind: t.Kind, Codec: codec}) // WebRTC tracks: no AAC, no parameters needed
+	}
+	_, notes, err = mapTracks(tt)
+	return notes, err
+}
+
 func hasKind(tracks []tap.Track, kind string) bool {
 	for _, t := range tracks {
 		if t.Kind == kind {
@@ -63,17 +78,6 @@ func hasKind(tracks []tap.Track, kind string) bool {
 		}
 	}
 	return false
-}
-
-func join(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += "; "
-		}
-		out += x
-	}
-	return out
 }
 
 func param(t tap.Track, i int) []byte {
@@ -88,7 +92,7 @@ func mapTrack(t tap.Track) (hlsTrack, string) {
 	var c codecs.Codec
 	var w writeFunc
 	rate := 90000
-	switch t.Codec {
+	switch strings.ToUpper(t.Codec) {
 	case "H264":
 		c = &codecs.H264{SPS: param(t, 0), PPS: param(t, 1)}
 		w = func(m *gohlslib.Muxer, tr *gohlslib.Track, ntp time.Time, pts int64, au [][]byte) error {
@@ -109,7 +113,7 @@ func mapTrack(t tap.Track) (hlsTrack, string) {
 		w = func(m *gohlslib.Muxer, tr *gohlslib.Track, ntp time.Time, pts int64, au [][]byte) error {
 			return m.WriteVP9(tr, ntp, pts, first(au))
 		}
-	case "Opus":
+	case "OPUS":
 		ch := t.Channels
 		if ch <= 0 {
 			ch = 2

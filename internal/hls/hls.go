@@ -33,6 +33,7 @@ import (
 type Reader interface {
 	Tracks() []tap.Track
 	Read(ctx context.Context) (tap.Frame, error)
+	Stats() tap.ReaderStats
 	Close()
 }
 

@@ -54,6 +54,8 @@ func (f *fakeReader) Read(ctx context.Context) (tap.Frame, error) {
 	return tap.Frame{Track: 0, PTS: 5*time.Second + pts, NTP: f.start.Add(pts), Key: f.i%25 == 1, AU: au}, nil
 }
 
+func (f *fakeReader) Stats() tap.ReaderStats { return tap.ReaderStats{Frames: uint64(f.i)} }
+
 func (f *fakeReader) Close() { f.once.Do(func() { close(f.closed) }) }
 
 type env struct {
@@ -93,17 +95,6 @@ func h264Env(t *testing.T, cfg Config) *env {
 	return newEnv(t, cfg, func() (Reader, error) { return newFakeReader(aus), nil })
 }
 
-func get(t *testing.T, url string) (*http.Response, string) {
-	t.Helper()
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res, string(b)
-}
-
 // TestFFprobe: Debian's ffprobe reads the LL-HLS of an H.264 stream:
 // codec, size, and frames 40 ms apart without a gap.
 func TestFFprobe(t *testing.T) {
@@ -130,7 +121,7 @@ var partRE = regexp.MustCompile(`#EXT-X-PART:DURATION=[0-9.]+,URI="([^"]+)"`)
 // token query is carried into every URI, and the headers are right.
 func TestPlaylist(t *testing.T) {
 	e := h264Env(t, Config{})
-	res, body := get(t, e.srv.URL+"/hls/cam/index.m3u8?token=abc")
+	res, body := hlstest.Get(t, e.srv.URL+"/hls/cam/index.m3u8?token=abc")
 	if res.StatusCode != 200 {
 		t.Fatalf("index.m3u8: %d %s", res.StatusCode, body)
 	}
@@ -141,7 +132,7 @@ func TestPlaylist(t *testing.T) {
 	if !strings.Contains(media, "token=abc") {
 		t.Fatalf("multivariant playlist names %q, without the token:\n%s", media, body)
 	}
-	res, body = get(t, e.srv.URL+"/hls/cam/"+media)
+	res, body = hlstest.Get(t, e.srv.URL+"/hls/cam/"+media)
 	for _, want := range []string{"#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES", "PART-HOLD-BACK=", "#EXT-X-PART-INF:PART-TARGET=",
 		"#EXT-X-PROGRAM-DATE-TIME:", "#EXT-X-PRELOAD-HINT:TYPE=PART", "#EXT-X-MAP:URI=", "#EXT-X-PART:"} {
 		if !strings.Contains(body, want) {
@@ -157,7 +148,7 @@ func TestPlaylist(t *testing.T) {
 	if len(parts) == 0 {
 		t.Fatalf("no parts:\n%s", body)
 	}
-	res, _ = get(t, e.srv.URL+"/hls/cam/"+parts[len(parts)-1][1])
+	res, _ = hlstest.Get(t, e.srv.URL+"/hls/cam/"+parts[len(parts)-1][1])
 	if res.StatusCode != 200 || res.Header.Get("Cache-Control") != cacheMedia || res.Header.Get("Content-Type") != "video/mp4" {
 		t.Errorf("part: %d %v", res.StatusCode, res.Header)
 	}
@@ -169,7 +160,7 @@ func TestPlaylist(t *testing.T) {
 	}
 	var seq int
 	json.Unmarshal([]byte(msn[1]), &seq)
-	res, body = get(t, e.srv.URL+"/hls/cam/"+strings.Split(media, "?")[0]+"?token=abc&_HLS_msn="+itoa(seq+n)+"&_HLS_part=0")
+	res, body = hlstest.Get(t, e.srv.URL+"/hls/cam/"+strings.Split(media, "?")[0]+"?token=abc&_HLS_msn="+itoa(seq+n)+"&_HLS_part=0")
 	if res.StatusCode != 200 || res.Header.Get("Cache-Control") != cacheBlocking {
 		t.Errorf("blocking playlist: %d %v\n%s", res.StatusCode, res.Header, body)
 	}
@@ -189,7 +180,7 @@ func TestPlaylist(t *testing.T) {
 	}
 	// Files that are not there.
 	for _, p := range []string{"cam/nope_part1.mp4", "cam/../x.m3u8", "cam/x.txt", "bad name/index.m3u8", "cam"} {
-		res, _ := get(t, e.srv.URL+"/hls/"+p)
+		res, _ := hlstest.Get(t, e.srv.URL+"/hls/"+p)
 		if res.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: %d, want 404", p, res.StatusCode)
 		}
@@ -202,7 +193,7 @@ func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 // the next request starts a fresh one.
 func TestIdleStop(t *testing.T) {
 	e := h264Env(t, Config{Idle: 300 * time.Millisecond})
-	if res, body := get(t, e.srv.URL+"/hls/cam/index.m3u8"); res.StatusCode != 200 {
+	if res, body := hlstest.Get(t, e.srv.URL+"/hls/cam/index.m3u8"); res.StatusCode != 200 {
 		t.Fatalf("%d %s", res.StatusCode, body)
 	}
 	e.mu.Lock()
@@ -217,7 +208,7 @@ func TestIdleStop(t *testing.T) {
 	if st := e.m.Status("cam"); st.State != "idle" {
 		t.Errorf("status after idle: %+v", st)
 	}
-	if res, body := get(t, e.srv.URL+"/hls/cam/index.m3u8"); res.StatusCode != 200 {
+	if res, body := hlstest.Get(t, e.srv.URL+"/hls/cam/index.m3u8"); res.StatusCode != 200 {
 		t.Fatalf("after idle: %d %s", res.StatusCode, body)
 	}
 }
@@ -226,7 +217,7 @@ func TestIdleStop(t *testing.T) {
 // blocked request; the next request gets a new muxer (a new prefix).
 func TestStreamEnd(t *testing.T) {
 	e := h264Env(t, Config{})
-	_, body := get(t, e.srv.URL+"/hls/cam/video1_stream.m3u8")
+	_, body := hlstest.Get(t, e.srv.URL+"/hls/cam/video1_stream.m3u8")
 	prefix := regexp.MustCompile(`([0-9a-f]{12})_video1_init.mp4`).FindStringSubmatch(body)
 	if prefix == nil {
 		t.Fatalf("no init file:\n%s", body)
@@ -235,11 +226,11 @@ func TestStreamEnd(t *testing.T) {
 	close(e.opened[0].eof)
 	e.mu.Unlock()
 	waitFor(t, func() bool { return len(e.m.Streams()) == 0 })
-	res, body := get(t, e.srv.URL+"/hls/cam/"+prefix[1]+"_video1_init.mp4")
+	res, body := hlstest.Get(t, e.srv.URL+"/hls/cam/"+prefix[1]+"_video1_init.mp4")
 	if res.StatusCode != http.StatusNotFound || !strings.Contains(body, CodeNotFound) {
 		t.Errorf("old init file: %d %s", res.StatusCode, body)
 	}
-	_, body = get(t, e.srv.URL+"/hls/cam/video1_stream.m3u8")
+	_, body = hlstest.Get(t, e.srv.URL+"/hls/cam/video1_stream.m3u8")
 	if strings.Contains(body, prefix[1]) || !strings.Contains(body, "_video1_init.mp4") {
 		t.Errorf("republished stream's playlist:\n%s", body)
 	}
@@ -254,7 +245,7 @@ func TestUnsupported(t *testing.T) {
 		return r, nil
 	}
 	e := newEnv(t, Config{}, vp8)
-	res, body := get(t, e.srv.URL+"/hls/cam/index.m3u8")
+	res, body := hlstest.Get(t, e.srv.URL+"/hls/cam/index.m3u8")
 	if res.StatusCode != http.StatusConflict || !strings.Contains(body, CodeUnsupported) || !strings.Contains(body, "VP8") {
 		t.Errorf("VP8: %d %s", res.StatusCode, body)
 	}
@@ -262,7 +253,7 @@ func TestUnsupported(t *testing.T) {
 		t.Errorf("VP8 status: %+v", st)
 	}
 	notLive := newEnv(t, Config{}, func() (Reader, error) { return nil, tap.ErrNotLive })
-	res, body = get(t, notLive.srv.URL+"/hls/cam/index.m3u8")
+	res, body = hlstest.Get(t, notLive.srv.URL+"/hls/cam/index.m3u8")
 	if res.StatusCode != http.StatusNotFound || !strings.Contains(body, CodeNotLive) {
 		t.Errorf("not live: %d %s", res.StatusCode, body)
 	}
@@ -302,7 +293,7 @@ func TestVerify(t *testing.T) {
 		}
 		return nil
 	}}, func() (Reader, error) { return nil, tap.ErrNotLive })
-	res, _ := get(t, e.srv.URL+"/hls/cam/index.m3u8")
+	res, _ := hlstest.Get(t, e.srv.URL+"/hls/cam/index.m3u8")
 	if res.StatusCode != http.StatusUnauthorized || len(e.m.Streams()) != 0 {
 		t.Errorf("no token: %d", res.StatusCode)
 	}

@@ -195,14 +195,11 @@ func (mx *muxer) dropped() uint64 {
 	mx.mu.Lock()
 	r := mx.reader
 	mx.mu.Unlock()
-	if s, ok := r.(interface{ Stats() DropStats }); ok {
-		return s.Stats().Dropped
+	if r == nil {
+		return 0
 	}
-	return 0
+	return r.Stats().Dropped
 }
-
-// DropStats is the part of a reader's Stats the Manager reports.
-type DropStats struct{ Dropped uint64 }
 
 func (mx *muxer) status() Status {
 	st := Status{State: "starting", Viewers: mx.viewers.count()}

@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // Stream is one stream ffprobe found, with its packets' timestamps.
@@ -79,4 +82,19 @@ func (s Stream) Gaps(maxStep int64) string {
 		}
 	}
 	return ""
+}
+
+// Get fetches url and returns the response (body closed) and its body.
+func Get(t testing.TB, url string) (*http.Response, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("reading %s: %v", url, err)
+	}
+	return res, string(b)
 }
