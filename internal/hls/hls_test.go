@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ type fakeReader struct {
 	aus    [][][]byte
 	start  time.Time
 	i      int
+	read   atomic.Uint64 // frames read, for Stats
 	eof    chan struct{} // closed: Read answers io.EOF
 	closed chan struct{}
 	once   sync.Once
@@ -51,10 +53,11 @@ func (f *fakeReader) Read(ctx context.Context) (tap.Frame, error) {
 	}
 	au := f.aus[f.i%len(f.aus)]
 	f.i++
+	f.read.Add(1)
 	return tap.Frame{Track: 0, PTS: 5*time.Second + pts, NTP: f.start.Add(pts), Key: f.i%25 == 1, AU: au}, nil
 }
 
-func (f *fakeReader) Stats() tap.ReaderStats { return tap.ReaderStats{Frames: uint64(f.i)} }
+func (f *fakeReader) Stats() tap.ReaderStats { return tap.ReaderStats{Frames: f.read.Load()} }
 
 func (f *fakeReader) Close() { f.once.Do(func() { close(f.closed) }) }
 
@@ -325,4 +328,22 @@ func FuzzParsePath(f *testing.F) {
 			t.Fatalf("parsePath(%q) = %q, %q", p, stream, file)
 		}
 	})
+}
+
+// TestKeep: a stream kept always on gets its muxer without a request,
+// and it outlives the idle time.
+func TestKeep(t *testing.T) {
+	e := h264Env(t, Config{Idle: 100 * time.Millisecond})
+	e.m.Keep("cam")
+	waitFor(t, func() bool { return e.m.Status("cam").State == "live" })
+	e.mu.Lock()
+	r := e.opened[0]
+	e.mu.Unlock()
+	// Past several idle periods (frames are the clock here: 1 s of them).
+	waitFor(t, func() bool { return r.Stats().Frames >= 50 })
+	select {
+	case <-r.closed:
+		t.Fatal("the kept muxer stopped when idle")
+	default:
+	}
 }
