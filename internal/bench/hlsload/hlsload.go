@@ -74,14 +74,14 @@ type Result struct {
 	Clients      int     `json:"clients"`
 	Following    int     `json:"following"` // clients that got parts in the window
 	Window       float64 `json:"window_s"`
-	Parts        int     `json:"parts"`         // distinct parts made in the window
-	PartMs       float64 `json:"part_ms"`       // their mean duration (availability to availability)
-	Fetches      int     `json:"fetches"`       // (client, part) deliveries in the window
-	Missed       int     `json:"missed"`        // (client, part) pairs a client never got
-	Errors       int     `json:"errors"`        // failed requests
-	LateP50      float64 `json:"late_p50_ms"`   // lateness past availability
-	LateP99      float64 `json:"late_p99_ms"`   //
-	LateMax      float64 `json:"late_max_ms"`   //
+	Parts        int     `json:"parts"`          // distinct parts made in the window
+	PartMs       float64 `json:"part_ms"`        // their mean duration (availability to availability)
+	Fetches      int     `json:"fetches"`        // (client, part) deliveries in the window
+	Missed       int     `json:"missed"`         // (client, part) pairs a client never got
+	Errors       int     `json:"errors"`         // failed requests
+	LateP50      float64 `json:"late_p50_ms"`    // lateness past availability
+	LateP99      float64 `json:"late_p99_ms"`    //
+	LateMax      float64 `json:"late_max_ms"`    //
 	LateOverPart int     `json:"late_over_part"` // deliveries later than one part duration
 	ServerCores  float64 `json:"server_cores"`
 	ToolCores    float64 `json:"tool_cores"`
