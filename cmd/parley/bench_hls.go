@@ -29,6 +29,7 @@ func benchHLS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up after every client got its first part")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
 	fs.StringVar(&o.Stream, "stream", "bench", "stream name")
+	fs.BoolVar(&o.Verbose, "v", false, "print every failed request")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
 	}

@@ -347,3 +347,40 @@ func TestKeep(t *testing.T) {
 	default:
 	}
 }
+
+// TestSharedBlocking: players blocked on the same part all get it, and
+// the same playlist.
+func TestSharedBlocking(t *testing.T) {
+	e := h264Env(t, Config{})
+	_, body := hlstest.Get(t, e.srv.URL+"/hls/cam/video1_stream.m3u8")
+	seq := regexp.MustCompile(`#EXT-X-MEDIA-SEQUENCE:(\d+)`).FindStringSubmatch(body)
+	if seq == nil {
+		t.Fatalf("no media sequence:\n%s", body)
+	}
+	var s int
+	json.Unmarshal([]byte(seq[1]), &s)
+	next := e.srv.URL + "/hls/cam/video1_stream.m3u8?_HLS_msn=" + itoa(s+strings.Count(body, "#EXTINF")) + "&_HLS_part=1"
+	bodies := make([]string, 20)
+	var wg sync.WaitGroup
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := http.Get(next)
+			if err != nil {
+				return
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			if res.StatusCode == http.StatusOK {
+				bodies[i] = string(b)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, b := range bodies {
+		if b == "" || b != bodies[0] || !strings.Contains(b, "#EXT-X-PART:") {
+			t.Fatalf("player %d got %q (player 0: %q)", i, b, bodies[0])
+		}
+	}
+}

@@ -46,6 +46,7 @@ type Options struct {
 	// so the server's per-address limits stay on.
 	PerAddress int
 	Progress   io.Writer
+	Verbose    bool // every failed request to Progress
 }
 
 func (o *Options) fill() {
@@ -125,6 +126,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	clients := make([]*player, o.Clients)
 	for i := range clients {
 		clients[i] = &player{base: o.URL + "/hls/" + o.Stream + "/", http: httpClient(i / o.PerAddress), avail: avail}
+		if o.Verbose {
+			clients[i].log = o.Progress
+		}
 	}
 	fmt.Fprintf(o.Progress, "hls: %d clients following %s\n", o.Clients, o.URL+"/hls/"+o.Stream+"/index.m3u8")
 	var wg sync.WaitGroup
@@ -273,6 +277,7 @@ type player struct {
 	base  string
 	http  *http.Client
 	avail *availability
+	log   io.Writer // failed requests, with Options.Verbose
 
 	mu    sync.Mutex
 	from  time.Time            // the window's start (zero: not yet)
@@ -299,7 +304,10 @@ func (p *player) snapshot() (map[string]time.Time, int) {
 	return maps.Clone(p.got), p.errs
 }
 
-func (p *player) fail() {
+func (p *player) fail(err error) {
+	if p.log != nil {
+		fmt.Fprintln(p.log, "hls client:", err)
+	}
 	p.mu.Lock()
 	p.errs++
 	p.mu.Unlock()
@@ -310,7 +318,7 @@ func (p *player) run(ctx context.Context) {
 	for ctx.Err() == nil && media == "" {
 		body, err := p.get(ctx, "index.m3u8")
 		if err != nil {
-			p.fail()
+			p.fail(err)
 			_ = measure.Sleep(ctx, 500*time.Millisecond)
 			continue
 		}
@@ -325,7 +333,7 @@ func (p *player) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		body, err := p.get(ctx, media+q)
 		if err != nil {
-			p.fail()
+			p.fail(err)
 			q = "" // start again from the live edge
 			_ = measure.Sleep(ctx, 200*time.Millisecond)
 			continue
@@ -333,13 +341,13 @@ func (p *player) run(ctx context.Context) {
 		listed := time.Now()
 		last, ok := newestPart(body)
 		if !ok {
-			p.fail()
+			p.fail(errors.New("no part in the playlist"))
 			q = ""
 			continue
 		}
 		p.avail.listed(last.uri, listed)
 		if _, err := p.get(ctx, last.uri); err != nil {
-			p.fail()
+			p.fail(err)
 		} else {
 			done := time.Now()
 			p.mu.Lock()
