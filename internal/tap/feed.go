@@ -159,19 +159,23 @@ func (t *tap) stop() {
 
 // clock maps one track's RTP timestamps to the tap's clock: its first
 // frame is placed at its arrival since the tap started, the rest follow
-// its timestamps.
+// their RTP distance from it, unwrapped across the 32-bit wrap (tracks are
+// lined up by arrival: their RTP clocks have independent origins).
 type clock struct {
 	rate    int64
 	started bool
-	first   uint32
+	last    uint32
+	ext     int64 // unwrapped ticks since the first frame
 	offset  time.Duration
 }
 
 func (c *clock) pts(ts uint32, start time.Time) time.Duration {
 	if !c.started {
-		c.started, c.first, c.offset = true, ts, max(time.Since(start), 0)
+		c.started, c.last, c.offset = true, ts, max(time.Since(start), 0)
 	}
-	return c.offset + time.Duration(int64(int32(ts-c.first))*int64(time.Second)/c.rate)
+	c.ext += int64(int32(ts - c.last))
+	c.last = ts
+	return c.offset + time.Duration(c.ext/c.rate)*time.Second + time.Duration(c.ext%c.rate*int64(time.Second)/c.rate)
 }
 
 // emit hands one access unit to every reader (a subscription's goroutine
