@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpav1"
@@ -38,7 +39,10 @@ type tap struct {
 
 	subs []*sfu.Subscription
 	aac  *transcode.OpusToAAC
-	quit chan struct{} // closed by stop: ends the watchers
+	// keyEvery is the shortest KeyframeInterval of the readers (0: none);
+	// lastKey the video's last keyframe (unix nanoseconds).
+	keyEvery, lastKey atomic.Int64
+	quit              chan struct{} // closed by stop: ends the watchers
 
 	mu       sync.Mutex
 	tracks   []Track
@@ -130,6 +134,13 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 			return nil, fmt.Errorf("tap: subscribing to %s: %w", chosen[i].ID, err)
 		}
 		t.subs = append(t.subs, sub)
+		if i == t.video {
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				t.askKeyframes(sub)
+			}()
+		}
 		h.wg.Add(1)
 		go func() { // the tap ends with any of its tracks
 			defer h.wg.Done()
@@ -143,6 +154,41 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 		}()
 	}
 	return t, nil
+}
+
+// keyCheck is how often the tap looks whether a keyframe is due.
+const keyCheck = 250 * time.Millisecond
+
+// askKeyframes asks the video's publisher for a keyframe whenever none
+// came for the readers' KeyframeInterval, until the tap stops or ends.
+func (t *tap) askKeyframes(sub *sfu.Subscription) {
+	tick := time.NewTicker(keyCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.quit:
+			return
+		case <-t.ended:
+			return
+		case now := <-tick.C:
+			every := time.Duration(t.keyEvery.Load())
+			if last := t.lastKey.Load(); every > 0 && last != 0 && now.Sub(time.Unix(0, last)) >= every {
+				sub.RequestKeyframe()
+			}
+		}
+	}
+}
+
+// setKeyEvery recomputes the shortest keyframe interval the readers
+// ask; with t.mu held.
+func (t *tap) setKeyEvery() {
+	var every time.Duration
+	for r := range t.readers {
+		if r.keyEvery > 0 && (every == 0 || r.keyEvery < every) {
+			every = r.keyEvery
+		}
+	}
+	t.keyEvery.Store(int64(every))
 }
 
 // stop releases the subscriptions and the transcoder.
@@ -304,6 +350,9 @@ func (f *feed) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		return n, nil
 	}
 	key, params := f.inspect(au)
+	if key {
+		f.t.lastKey.Store(time.Now().UnixNano())
+	}
 	if key && params != nil {
 		f.t.setParams(f.idx, params)
 		f.haveKey = true
