@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -27,6 +26,7 @@ import (
 
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/ingest"
+	"github.com/parley/parley/internal/redact"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -202,7 +202,7 @@ func (m *Manager) Add(name string, src Source, origin string) error {
 		defer close(s.done)
 		m.run(ctx, s)
 	}()
-	m.log.Info("camera added", "stream", name, "source", Redact(src.Source), "on_demand", src.OnDemand, "origin", origin)
+	m.log.Info("camera added", "stream", name, "source", redact.URL(src.Source, false), "on_demand", src.OnDemand, "origin", origin)
 	return nil
 }
 
@@ -270,7 +270,7 @@ func (m *Manager) infoLocked(s *stream) Info {
 	if tr == "" {
 		tr = "auto"
 	}
-	in := Info{Name: s.name, Source: Redact(s.src.Source), Transport: tr, OnDemand: s.src.OnDemand, Origin: s.origin, Status: s.st}
+	in := Info{Name: s.name, Source: redact.URL(s.src.Source, false), Transport: tr, OnDemand: s.src.OnDemand, Origin: s.origin, Status: s.st}
 	if s.src.OnDemand {
 		in.IdleTimeout = m.idle(s.src).String()
 	}
@@ -413,7 +413,7 @@ func (m *Manager) run(ctx context.Context, s *stream) {
 			continue
 		}
 		reason := Reason(err, s.src.Source)
-		log.Warn("camera pull failed", "err", redactErr(err.Error(), s.src.Source), "retry_in", backoff)
+		log.Warn("camera pull failed", "err", redact.Text(err.Error(), s.src.Source), "retry_in", backoff)
 		m.set(s, func(st *Status) { st.State, st.Error, st.Tracks = Error, reason, "" })
 		t := time.NewTimer(jitter(backoff))
 		select {
@@ -435,14 +435,4 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return d - d/5 + rand.N(2*d/5+1)
-}
-
-// Redact is a URL fit for logs, answers and metrics: the password, if
-// any, replaced by "xxxxx"; a string that does not parse is not shown.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(not a URL)"
-	}
-	return u.Redacted()
 }

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"syscall"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+
+	"github.com/parley/parley/internal/redact"
 )
 
 // Reason puts a pull's failure in words for the status ("connection
@@ -47,23 +48,7 @@ func Reason(err error, source string) string {
 		return fmt.Sprintf("%d %s", int(bad.Code), strings.ToLower(bad.Message))
 	case errors.As(err, &op) && op.Err != nil:
 		// Without the addresses: viewers see the reason, not where the camera is.
-		return "network error: " + redactErr(op.Err.Error(), source)
+		return "network error: " + redact.Text(op.Err.Error(), source)
 	}
-	return redactErr(err.Error(), source)
-}
-
-// redactErr removes a source's password from an error text (a library
-// may quote the URL it was given).
-func redactErr(msg, source string) string {
-	u, err := url.Parse(source)
-	if err != nil || u.User == nil {
-		return msg
-	}
-	if p, ok := u.User.Password(); ok && p != "" {
-		msg = strings.ReplaceAll(msg, p, "xxxxx")
-		if esc := url.PathEscape(p); esc != p {
-			msg = strings.ReplaceAll(msg, esc, "xxxxx")
-		}
-	}
-	return msg
+	return redact.Text(err.Error(), source)
 }
