@@ -59,10 +59,10 @@ func FuzzRedact(f *testing.F) {
 
 func TestURL(t *testing.T) {
 	for raw, want := range map[string]string{
-		"rtmp://a.rtmp.youtube.com/live2/abcd-efgh":          "rtmp://a.rtmp.youtube.com/live2/xxxxx",
+		"rtmp://a.rtmp.youtube.com/live2/abcd-efgh":         "rtmp://a.rtmp.youtube.com/live2/xxxxx",
 		"rtmps://live.twitch.tv:443/app/live_1_x?token=jwt": "rtmps://live.twitch.tv:443/app/xxxxx?token=xxxxx",
-		"rtmp://u:pw@h/app":                                  "rtmp://u:xxxxx@h/app",
-		"srt://h:9000?streamid=publish:s:tok":                "srt://h:9000?streamid=xxxxx",
+		"rtmp://u:pw@h/app":                                 "rtmp://u:xxxxx@h/app",
+		"srt://h:9000?streamid=publish:s:tok":               "srt://h:9000?streamid=xxxxx",
 	} {
 		if got := URL(raw, true); got != want {
 			t.Errorf("URL(%q) = %q, want %q", raw, got, want)
