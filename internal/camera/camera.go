@@ -18,12 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/backoff"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/redact"
@@ -389,7 +389,7 @@ var errIdle = errors.New("no viewers")
 // run is a stream's life: wait for a viewer (on demand), pull, and after
 // a failure wait out the backoff and try again.
 func (m *Manager) run(ctx context.Context, s *stream) {
-	backoff := m.cfg.MinBackoff
+	bo := backoff.Backoff{Min: m.cfg.MinBackoff, Max: m.cfg.MaxBackoff}
 	log := m.log.With("stream", s.name)
 	for {
 		if s.src.OnDemand {
@@ -405,7 +405,7 @@ func (m *Manager) run(ctx context.Context, s *stream) {
 			return
 		}
 		if wasLive {
-			backoff = m.cfg.MinBackoff
+			bo.Reset()
 		}
 		if errors.Is(err, errIdle) {
 			log.Info("camera stopped: no viewers")
@@ -413,26 +413,13 @@ func (m *Manager) run(ctx context.Context, s *stream) {
 			continue
 		}
 		reason := Reason(err, s.src.Source)
-		log.Warn("camera pull failed", "err", redact.Text(err.Error(), s.src.Source), "retry_in", backoff)
+		wait := bo.Next()
+		log.Warn("camera pull failed", "err", redact.Text(err.Error(), s.src.Source), "retry_in", wait)
 		m.set(s, func(st *Status) { st.State, st.Error, st.Tracks = Error, reason, "" })
-		t := time.NewTimer(jitter(backoff))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait) {
 			return
 		}
-		backoff = min(2*backoff, m.cfg.MaxBackoff)
 		// An on-demand stream tries again at the next viewer (one who
 		// asked meanwhile is kept in s.demand).
 	}
-}
-
-// jitter spreads d by ±20 % so cameras that failed together do not
-// retry together.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d - d/5 + rand.N(2*d/5+1)
 }

@@ -1,14 +1,9 @@
 package camera
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
 	"strings"
-	"syscall"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
@@ -22,33 +17,22 @@ import (
 func Reason(err error, source string) string {
 	var (
 		bad   liberrors.ErrClientBadStatusCode
-		dns   *net.DNSError
-		nerr  net.Error
 		track errNoTrack
-		op    *net.OpError
 	)
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &track):
 		return track.Error()
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed by the camera"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return "host unreachable"
-	case errors.As(err, &dns):
-		return "host not found"
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &nerr) && nerr.Timeout(), errors.As(err, new(liberrors.ErrClientRequestTimedOut)):
+	case errors.As(err, new(liberrors.ErrClientRequestTimedOut)):
 		return "timed out"
 	case errors.As(err, &bad):
 		return fmt.Sprintf("%d %s", int(bad.Code), strings.ToLower(bad.Message))
-	case errors.As(err, &op) && op.Err != nil:
-		// Without the addresses: viewers see the reason, not where the camera is.
-		return "network error: " + redact.Text(op.Err.Error(), source)
+	}
+	// Network errors without the addresses: viewers see the reason, not
+	// where the camera is.
+	if r, ok := redact.NetReason(err, "the camera", source); ok {
+		return r
 	}
 	return redact.Text(err.Error(), source)
 }
