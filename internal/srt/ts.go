@@ -26,7 +26,7 @@ var ErrNoTSTrack = errors.New("no H.264, H.265, Opus or AAC track")
 // MPEG-TS: what SRT readers get and what a push to an SRT destination
 // sends. Tracks MPEG-TS cannot carry (VP8, VP9, AV1, G.711) are left out.
 type TSMuxer struct {
-	r      *tap.Reader
+	r      Frames
 	bw     *bufio.Writer
 	w      *mpegts.Writer
 	out    []*mpegts.Track // per tap track; nil when left out
@@ -35,8 +35,14 @@ type TSMuxer struct {
 	start  bool
 }
 
+// Frames is what a TSMuxer reads: a *tap.Reader (or frames a test makes).
+type Frames interface {
+	Tracks() []tap.Track
+	Read(ctx context.Context) (tap.Frame, error)
+}
+
 // NewTSMuxer prepares the muxer; ErrNoTSTrack when nothing can be carried.
-func NewTSMuxer(r *tap.Reader, w io.Writer) (*TSMuxer, error) {
+func NewTSMuxer(r Frames, w io.Writer) (*TSMuxer, error) {
 	m := &TSMuxer{r: r, bw: bufio.NewWriterSize(w, tsPacketsPerSRT*188)}
 	var tracks []*mpegts.Track
 	for _, t := range r.Tracks() {
@@ -50,7 +56,7 @@ func NewTSMuxer(r *tap.Reader, w io.Writer) (*TSMuxer, error) {
 			c = &mpegts.CodecOpus{ChannelCount: t.Channels}
 		case "AAC":
 			var asc mpeg4audio.AudioSpecificConfig
-			if asc.Unmarshal(t.Params[0]) == nil {
+			if len(t.Params) > 0 && asc.Unmarshal(t.Params[0]) == nil {
 				c = &mpegts.CodecMPEG4Audio{Config: asc}
 			}
 		}
