@@ -1,0 +1,76 @@
+package push
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/parley/parley/internal/redact"
+	"github.com/parley/parley/internal/tap"
+)
+
+// Reason puts a push's failure in words for its status ("connection
+// refused", "timed out", "refused by the destination: …"), without the
+// URL's secrets.
+func Reason(err error, raw string) string {
+	var cc cannotCarry
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &cc):
+		return cc.Error()
+	}
+	msg := err.Error()
+	if r := rtmpRefusal(msg); r != "" {
+		return redact.Text("refused by the destination: "+r, raw)
+	}
+	// gosrt's dial errors are plain texts.
+	if _, r, ok := strings.Cut(msg, "connection rejected: "); ok {
+		return redact.Text("refused by the destination: "+r, raw)
+	}
+	if strings.Contains(msg, "server didn't respond") {
+		return "timed out (no SRT listener answered)"
+	}
+	if r, ok := redact.NetReason(err, "the destination", raw); ok {
+		return r
+	}
+	return redact.Text(msg, raw)
+}
+
+// rtmpRefusal finds the status code and description in gortmplib's
+// "bad result: &{… [{level error} {code X} {description Y}]}" errors.
+func rtmpRefusal(msg string) string {
+	if !strings.Contains(msg, "bad result") {
+		return ""
+	}
+	field := func(key string) string {
+		_, v, ok := strings.Cut(msg, "{"+key+" ")
+		if !ok {
+			return ""
+		}
+		v, _, _ = strings.Cut(v, "}")
+		return v
+	}
+	code, desc := field("code"), field("description")
+	switch {
+	case code != "" && desc != "":
+		return code + " (" + desc + ")"
+	case code != "":
+		return code
+	}
+	return "the publish was refused"
+}
+
+// cannotCarry: the stream has no track the destination's protocol takes.
+type cannotCarry struct {
+	proto  string
+	tracks []tap.Track
+}
+
+func (e cannotCarry) Error() string {
+	var names []string
+	for _, t := range e.tracks {
+		names = append(names, t.Codec)
+	}
+	return fmt.Sprintf("%s cannot carry this stream's tracks (%s)", e.proto, strings.Join(names, ", "))
+}
