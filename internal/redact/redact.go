@@ -47,10 +47,22 @@ func URL(raw string, keys bool) string {
 	return u.String()
 }
 
+// minSecret is the shortest key or query value Text removes: shorter ones
+// ("d" in rtmp://host/live/d) are names more likely than secrets, and
+// removing them would garble the text. Passwords go at any length.
+const minSecret = 4
+
 // Text removes from msg every secret of raw (as URL with keys hides
 // them), plain or escaped: a library may quote the URL it was given.
 func Text(msg, raw string) string {
+	var pw string
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		pw, _ = u.User.Password()
+	}
 	for _, s := range Secrets(raw) {
+		if len(s) < minSecret && s != pw {
+			continue
+		}
 		msg = strings.ReplaceAll(msg, s, Mask)
 		if esc := url.QueryEscape(s); esc != s {
 			msg = strings.ReplaceAll(msg, esc, Mask)

@@ -49,7 +49,11 @@ func FuzzRedact(f *testing.F) {
 		if k := streamKey(back); k != "" && k != Mask {
 			t.Fatalf("%q redacted as %q: stream key %q", raw, shown, k)
 		}
+		pw, _ := u.User.Password()
 		for _, s := range Secrets(raw) {
+			if len(s) < minSecret && s != pw {
+				continue
+			}
 			if out := Text(msg+s, raw); strings.Contains(out, s) && !strings.Contains(Mask, s) {
 				t.Fatalf("secret %q left in %q", s, out)
 			}
