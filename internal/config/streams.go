@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 )
 
 // Stream is an IP camera (or any RTSP server) Parley pulls a stream from
-// (streams: in the file, or added through the management API).
+// (streams: in the file, or added through the management API), or, with
+// no source, settings of a stream published to Parley (push:).
 type Stream struct {
 	// Source is rtsp:// or rtsps://, with user:password@ when the camera
 	// wants them.
@@ -20,11 +22,25 @@ type Stream struct {
 	// IdleTimeout is how long an on-demand pull runs with no viewer; 0
 	// means the default (30 s).
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+
+	// Push (restreaming, internal/push) lists rtmp://, rtmps:// and srt://
+	// destinations the stream is pushed to while it is live.
+	Push []string `yaml:"push" json:"push,omitempty"`
 }
+
+// IsCamera tells whether the stream is pulled from a source (rather than
+// only holding settings of a published stream).
+func (s Stream) IsCamera() bool { return s.Source != "" }
 
 // Check reports what is wrong with a stream's settings; the error never
 // contains the source URL (it may hold a password).
 func (s Stream) Check() error {
+	if err := s.checkPush(); err != nil {
+		return err
+	}
+	if !s.IsCamera() && len(s.Push) > 0 {
+		return nil // a published stream's settings
+	}
 	u, err := url.Parse(s.Source)
 	switch {
 	case s.Source == "":
@@ -43,6 +59,25 @@ func (s Stream) Check() error {
 	}
 	if s.IdleTimeout < 0 {
 		return errors.New("idle_timeout must be >= 0")
+	}
+	return nil
+}
+
+// --- restreaming (internal/push) ---
+
+// MaxPushes bounds a stream's push destinations in the file.
+const MaxPushes = 8
+
+// checkPush checks the push list's shape (the restreamer checks each URL
+// fully when it starts); errors never quote a URL: it holds the stream key.
+func (s Stream) checkPush() error {
+	if len(s.Push) > MaxPushes {
+		return fmt.Errorf("push: %d destinations, at most %d", len(s.Push), MaxPushes)
+	}
+	for i, raw := range s.Push {
+		if !strings.HasPrefix(raw, "rtmp://") && !strings.HasPrefix(raw, "rtmps://") && !strings.HasPrefix(raw, "srt://") {
+			return fmt.Errorf("push[%d]: must be an rtmp://, rtmps:// or srt:// URL", i)
+		}
 	}
 	return nil
 }
