@@ -341,10 +341,9 @@ func (p *pusher) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			// The stream is live but cannot be read (a transcoder that
-			// failed to start, …): not the destination's fault, but not
-			// worth hammering either.
-			p.fail(ctx, log, err, bo)
+			// The stream is live but cannot be read (no keyframe, …):
+			// not the destination's fault, but not worth hammering either.
+			p.fail(ctx, log, streamError{err}, bo)
 			continue
 		}
 		if attempts > 0 {

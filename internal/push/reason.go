@@ -13,12 +13,17 @@ import (
 // refused", "timed out", "refused by the destination: …"), without the
 // URL's secrets.
 func Reason(err error, raw string) string {
-	var cc cannotCarry
+	var (
+		cc cannotCarry
+		se streamError
+	)
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &cc):
 		return cc.Error()
+	case errors.As(err, &se):
+		return "the stream cannot be read: " + redact.Text(se.err.Error(), raw)
 	}
 	msg := err.Error()
 	if r := rtmpRefusal(msg); r != "" {
@@ -74,3 +79,9 @@ func (e cannotCarry) Error() string {
 	}
 	return fmt.Sprintf("%s cannot carry this stream's tracks (%s)", e.proto, strings.Join(names, ", "))
 }
+
+// streamError: the stream is live but its reader could not start.
+type streamError struct{ err error }
+
+func (e streamError) Error() string { return "reading the stream: " + e.err.Error() }
+func (e streamError) Unwrap() error { return e.err }
