@@ -377,3 +377,30 @@ func TestSRTPush(t *testing.T) {
 		t.Fatalf("ffprobe sees %v", codecs)
 	}
 }
+
+// TestRTMPPushH265: H.265 goes as enhanced RTMP; Parley's RTMP ingest
+// takes it as an H.265 track.
+func TestRTMPPushH265(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	aus, vps, sps, pps := rtmptest.X265Frames(t, 50)
+	md := media{tracks: []tap.Track{{Kind: "video", Codec: "H265", ClockRate: 90000, Params: [][]byte{vps, sps, pps}}}, length: 2 * time.Second}
+	for i, au := range aus {
+		md.frames = append(md.frames, tap.Frame{PTS: time.Duration(i) * 40 * time.Millisecond, Key: i%25 == 0, AU: au})
+	}
+	sf := rtmptest.SFU(t)
+	dst := destination(t, sf, "127.0.0.1:0")
+	st := newStatuses()
+	m := testManager(t, func(context.Context, string) (Reader, error) { return md.open(), nil }, st)
+	if _, err := m.Add("src", "rtmp://"+dst.Addr().String()+"/live/hevc", "api"); err != nil {
+		t.Fatal(err)
+	}
+	if live := st.wait(ctx, t, "live", state(Live)); live.Tracks != "H265" {
+		t.Fatalf("status %+v", live)
+	}
+	room := waitRoom(ctx, t, sf, "hevc")
+	if n := room.WaitTracks(ctx, 1); n != 1 || !strings.EqualFold(room.Tracks()[0].Codec, "video/H265") {
+		t.Fatalf("destination tracks %+v", room.Tracks())
+	}
+}
