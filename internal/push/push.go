@@ -19,6 +19,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -97,6 +98,9 @@ type Config struct {
 	Poll time.Duration
 	// Timeout bounds connecting and publishing, and each write; 0 means 10 s.
 	Timeout time.Duration
+	// RootCAs checks rtmps:// destinations' certificates; nil means the
+	// system's roots.
+	RootCAs *x509.CertPool
 	// MaxPerStream and MaxTotal bound the destinations; 0 means 8 and 64.
 	MaxPerStream, MaxTotal int
 	// OnStatus, when set, is told every status change (tests wait on it).

@@ -2,10 +2,13 @@ package push
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"sync"
@@ -403,4 +406,90 @@ func TestRTMPPushH265(t *testing.T) {
 	if n := room.WaitTracks(ctx, 1); n != 1 || !strings.EqualFold(room.Tracks()[0].Codec, "video/H265") {
 		t.Fatalf("destination tracks %+v", room.Tracks())
 	}
+}
+
+// TestRTMPSPush: rtmps:// is RTMP over TLS with the certificate checked:
+// a destination whose certificate the roots trust gets the stream; one
+// they do not is refused and backs off.
+func TestRTMPSPush(t *testing.T) {
+	md := loadMedia(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sf := rtmptest.SFU(t)
+	dst := destination(t, sf, "127.0.0.1:0")
+	// httptest's certificate for 127.0.0.1, borrowed for a TLS front.
+	hs := httptest.NewTLSServer(nil)
+	cert, roots := hs.TLS.Certificates[0], x509.NewCertPool()
+	roots.AddCert(hs.Certificate())
+	hs.Close()
+	front := tlsFront(t, cert, dst.Addr().String())
+
+	st := newStatuses()
+	m := New(Config{Open: func(context.Context, string) (Reader, error) { return md.open(), nil }, RootCAs: roots,
+		MinBackoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, OnStatus: st.on})
+	defer m.Close()
+	if _, err := m.Add("src", "rtmps://"+front+"/live/tls", "api"); err != nil {
+		t.Fatal(err)
+	}
+	st.wait(ctx, t, "live", state(Live))
+	if n := waitRoom(ctx, t, sf, "tls").WaitTracks(ctx, 2); n != 2 {
+		t.Fatalf("%d tracks at the destination", n)
+	}
+
+	// The system's roots do not know httptest's certificate.
+	st2 := newStatuses()
+	m2 := testManager(t, func(context.Context, string) (Reader, error) { return md.open(), nil }, st2)
+	if _, err := m2.Add("src", "rtmps://"+front+"/live/untrusted", "api"); err != nil {
+		t.Fatal(err)
+	}
+	bad := st2.wait(ctx, t, "backoff", state(Backoff))
+	if !strings.HasPrefix(bad.Error, "the destination's TLS certificate is not trusted") {
+		t.Fatalf("status %+v", bad)
+	}
+	t.Logf("untrusted: %q", bad.Error)
+}
+
+// tlsFront terminates TLS with cert on a loopback port and relays each
+// connection to addr; it stops with the test.
+func tlsFront(t *testing.T, cert tls.Certificate, addr string) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				b, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer b.Close()
+				done := make(chan struct{})
+				go func() {
+					_, _ = io.Copy(b, c)
+					b.Close()
+					close(done)
+				}()
+				_, _ = io.Copy(c, b)
+				c.Close()
+				<-done
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

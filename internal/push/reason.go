@@ -1,6 +1,7 @@
 package push
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,6 +17,7 @@ func Reason(err error, raw string) string {
 	var (
 		cc cannotCarry
 		se streamError
+		ce *tls.CertificateVerificationError
 	)
 	switch {
 	case err == nil:
@@ -24,6 +26,8 @@ func Reason(err error, raw string) string {
 		return cc.Error()
 	case errors.As(err, &se):
 		return "the stream cannot be read: " + redact.Text(se.err.Error(), raw)
+	case errors.As(err, &ce):
+		return "the destination's TLS certificate is not trusted: " + redact.Text(ce.Err.Error(), raw)
 	}
 	msg := err.Error()
 	if r := rtmpRefusal(msg); r != "" {

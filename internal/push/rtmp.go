@@ -38,7 +38,7 @@ func dialRTMP(ctx context.Context, p *pusher, u *url.URL, r Reader) (session, er
 	c := &gortmplib.Client{
 		URL:       rtmpTarget(u),
 		Publish:   true,
-		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12}, // rtmps: the system's roots
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: p.m.cfg.RootCAs}, // rtmps
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			nc, err := d.DialContext(ctx, network, addr)
 			if err != nil {
