@@ -362,6 +362,17 @@ func TestSRTPush(t *testing.T) {
 		t.Fatalf("%d tracks at the destination", n)
 	}
 
+	// A listener that rejects the caller (a streamid it does not take).
+	bad, err := m.Add("src", "srt://"+dst.Addr().String()+"?streamid=publish:no%2Fsuch%2Fname", "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := st.wait(ctx, t, "refused", func(s Status) bool { return s.ID == bad.ID && s.State == Backoff })
+	if got.Error != "refused by the destination: SRT 1400 bad request (streamid)" || strings.Contains(got.URL, "publish") {
+		t.Fatalf("status %+v", got)
+	}
+	t.Logf("refused: %q", got.Error)
+
 	// ffprobe as an SRT listener on a free port; the push retries until it listens.
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
