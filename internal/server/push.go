@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/parley/parley/internal/httperr"
@@ -16,8 +17,8 @@ import (
 
 // Restreaming: the streams' push: destinations in the configuration file,
 // and those added through the management API (GET/POST
-// /api/streams/{name}/push, DELETE /api/streams/{name}/push/{id}; kept
-// until the server stops), are pushed by a push.Manager once media runs.
+// /api/streams/{name}/push, DELETE /api/streams/{name}/push/{id}; kept in
+// <data-dir>/pushes.json), are pushed by a push.Manager once media runs.
 
 // maxPushBody bounds a POST /api/streams/{name}/push body.
 const maxPushBody = 4 << 10
@@ -27,12 +28,29 @@ func (s *Server) startPushes() error {
 	if s.taps == nil {
 		return nil
 	}
+	stored, err := push.LoadFile(s.pushesFile())
+	if err != nil {
+		return fmt.Errorf("destinations added through the API: %w", err)
+	}
 	m := push.New(push.Config{Open: s.openPush, Logger: s.log})
 	for name, st := range s.cfg.Streams {
 		for i, raw := range st.Push {
 			if _, err := m.Add(name, raw, originConfig); err != nil {
 				m.Close()
 				return fmt.Errorf("streams.%s.push[%d]: %w", name, i, err)
+			}
+		}
+	}
+	for name, urls := range stored {
+		for i, raw := range urls {
+			_, err := m.Add(name, raw, originAPI)
+			if errors.Is(err, push.ErrExists) {
+				s.log.Warn("a push added through the API is also in the configuration file; the file's wins", "stream", name, "id", push.ID(raw))
+				continue
+			}
+			if err != nil {
+				m.Close()
+				return fmt.Errorf("%s: stream %s, push %d: %w", s.pushesFile(), name, i, err)
 			}
 		}
 	}
@@ -69,6 +87,20 @@ func (s *Server) openPush(ctx context.Context, stream string) (push.Reader, erro
 		return nil, fmt.Errorf("no keyframe from the publisher within %s", pushKeyframeWait)
 	}
 	return nil, err
+}
+
+// pushesFile is where destinations added through the API are kept.
+func (s *Server) pushesFile() string { return filepath.Join(s.cfg.DataDir, push.FileName) }
+
+// savePushes writes the API's destinations to the data directory (called
+// with pushesMu held); on failure it answers 500.
+func (s *Server) savePushes(w http.ResponseWriter) bool {
+	if err := push.SaveFile(s.pushesFile(), s.pushes.URLs(originAPI)); err != nil {
+		s.log.Error("saving the push destinations", "err", err)
+		httperr.Write(w, http.StatusInternalServerError, "internal", "the change is live but could not be saved: "+err.Error())
+		return false
+	}
+	return true
 }
 
 func (s *Server) stopPushes() {
@@ -144,6 +176,8 @@ func (s *Server) addPush(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, maxPushBody, &body, `{"url": "rtmp://…"}`) {
 		return
 	}
+	s.pushesMu.Lock()
+	defer s.pushesMu.Unlock()
 	st, err := s.pushes.Add(name, body.URL, originAPI)
 	switch {
 	case errors.Is(err, push.ErrExists):
@@ -153,7 +187,9 @@ func (s *Server) addPush(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadField, err.Error())
 	default:
-		writeJSON(w, http.StatusCreated, st)
+		if s.savePushes(w) {
+			writeJSON(w, http.StatusCreated, st)
+		}
 	}
 }
 
@@ -163,6 +199,8 @@ func (s *Server) deletePush(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.pushesMu.Lock()
+	defer s.pushesMu.Unlock()
 	switch err := s.pushes.Remove(name, r.PathValue("id"), true); {
 	case errors.Is(err, push.ErrNotFound):
 		httperr.Write(w, http.StatusNotFound, "not_found", "stream "+name+" has no push "+r.PathValue("id"))
@@ -171,6 +209,8 @@ func (s *Server) deletePush(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		httperr.Write(w, http.StatusInternalServerError, "internal", err.Error())
 	default:
-		w.WriteHeader(http.StatusNoContent)
+		if s.savePushes(w) {
+			w.WriteHeader(http.StatusNoContent)
+		}
 	}
 }

@@ -103,10 +103,12 @@ func TestPushAPI(t *testing.T) {
 	closed := "rtmp://" + ln.Addr().String() + "/app/k3y"
 	ln.Close()
 	fromConfig := "rtmp://127.0.0.1:1/live/cfg"
-	srv := startServer(t, func(c *config.Config) {
-		c.AuthSecret = testSecret
+	dataDir := t.TempDir()
+	mod := func(c *config.Config) {
+		c.AuthSecret, c.DataDir = testSecret, dataDir
 		c.Streams = map[string]config.Stream{"s": {Push: []string{fromConfig}}}
-	})
+	}
+	srv := startServer(t, mod)
 	admin := "Bearer " + mintToken(t, "*", auth.Grants{Admin: true})
 	api := srv.OpsURL() + "/api/streams/s/push"
 	for name, c := range map[string]struct {
@@ -140,6 +142,18 @@ func TestPushAPI(t *testing.T) {
 	var list struct{ Push []push.Status }
 	if err := json.Unmarshal([]byte(body), &list); err != nil || len(list.Push) != 2 || strings.Contains(body, "k3y") {
 		t.Fatalf("GET: %s (%v)", body, err)
+	}
+	// The API's destinations outlive a restart (<data-dir>/pushes.json).
+	srv.Close()
+	srv = startServer(t, mod)
+	api = srv.OpsURL() + "/api/streams/s/push"
+	waitPush(ctx, t, srv, closed, push.Waiting)
+	if st := srv.Pushes(); len(st) != 2 || st[0].Origin == st[1].Origin {
+		t.Fatalf("after a restart: %+v", st)
+	}
+	_, _, metrics := do(t, http.MethodGet, srv.OpsURL()+"/metrics", "", "Authorization", admin)
+	if !strings.Contains(metrics, "parley_push_destinations_waiting 2") || !strings.Contains(metrics, "parley_push_bytes_sent_total 0") {
+		t.Errorf("metrics lack the pushes:\n%s", metrics)
 	}
 	// Main port: admin tokens only.
 	main := srv.URL() + "/api/streams/s/push"

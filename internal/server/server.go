@@ -63,6 +63,7 @@ type Server struct {
 	cameras    *camera.Manager // IP camera pulls, nil when media is off
 	camerasMu  sync.Mutex      // orders the management API's changes and saves
 	pushes     *push.Manager   // restreaming, nil when media is off
+	pushesMu   sync.Mutex      // orders the push API's changes and saves
 	pprof      *sideServer     // --pprof, nil when off
 	ops        *sideServer     // --ops, nil when off
 	shows      *show.Registry  // light shows (show.go)
