@@ -8,8 +8,7 @@ import (
 )
 
 // Stream is an IP camera (or any RTSP server) Parley pulls a stream from
-// (streams: in the file, or added through the management API), or, with
-// no source, settings of a stream published to Parley (push:).
+// (streams: in the file, or added through the management API).
 type Stream struct {
 	// Source is rtsp:// or rtsps://, with user:password@ when the camera
 	// wants them.
@@ -23,24 +22,45 @@ type Stream struct {
 	// means the default (30 s).
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
 
+	// Per-stream settings of a stream published to Parley (WHIP, RTMP,
+	// SRT, RTSP) or pulled from a camera: an entry may hold only these.
+	//
+	// HLS (internal/hls): "" (the --hls default), "on" (the muxer starts
+	// with the first HLS request), "always" (it runs whenever the stream
+	// is live) or "off".
+	HLS string `yaml:"hls" json:"-"`
 	// Push (restreaming, internal/push) lists rtmp://, rtmps:// and srt://
-	// destinations the stream is pushed to while it is live.
-	Push []string `yaml:"push" json:"push,omitempty"`
+	// destinations the stream is pushed to while it is live (the push API
+	// adds others; not through the camera API, hence no JSON).
+	Push []string `yaml:"push" json:"-"`
 }
 
-// IsCamera tells whether the stream is pulled from a source (rather than
-// only holding settings of a published stream).
-func (s Stream) IsCamera() bool { return s.Source != "" }
+// IsCamera reports whether the entry is an IP camera to pull (it has a
+// camera's setting), not only per-stream settings.
+func (s Stream) IsCamera() bool {
+	return s.Source != "" || s.Transport != "" || s.OnDemand || s.IdleTimeout != 0
+}
+
+// CheckSettings checks an entry of streams: in the file: its per-stream
+// settings, and the camera's when it is one.
+func (s Stream) CheckSettings() error {
+	switch s.HLS {
+	case "", "on", "off", "always":
+	default:
+		return fmt.Errorf("hls %q is not on, off or always", s.HLS)
+	}
+	if err := s.checkPush(); err != nil {
+		return err
+	}
+	if s.IsCamera() {
+		return s.Check()
+	}
+	return nil
+}
 
 // Check reports what is wrong with a stream's settings; the error never
 // contains the source URL (it may hold a password).
 func (s Stream) Check() error {
-	if err := s.checkPush(); err != nil {
-		return err
-	}
-	if !s.IsCamera() && len(s.Push) > 0 {
-		return nil // a published stream's settings
-	}
 	u, err := url.Parse(s.Source)
 	switch {
 	case s.Source == "":

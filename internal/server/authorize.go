@@ -21,7 +21,7 @@ func (s *Server) authorize(ctx context.Context, r ingest.Request) (end func(), e
 		switch r.Proto { // where each protocol takes the token
 		case "whip", "whep":
 			hint = "(Authorization: Bearer)"
-		case "rtmp":
+		case "rtmp", "hls":
 			hint = "(?token= in the URL)"
 		case "srt":
 			hint = "(:<token> after the stream in the streamid)"

@@ -40,8 +40,8 @@ func (s *Server) startCameras() error {
 	}
 	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources, Claim: s.claimStream, MaxStreams: s.cfg.MaxCameras})
 	for name, st := range s.cfg.Streams {
-		if !st.IsCamera() {
-			continue // settings of a published stream (push:)
+		if !st.IsCamera() { // per-stream settings only
+			continue
 		}
 		if err := m.Add(name, st, originConfig); err != nil {
 			m.Close()
@@ -49,7 +49,7 @@ func (s *Server) startCameras() error {
 		}
 	}
 	for name, st := range stored {
-		if _, ok := s.cfg.Streams[name]; ok {
+		if st, ok := s.cfg.Streams[name]; ok && st.IsCamera() {
 			s.log.Warn("a stream added through the API is also in the configuration file; the file's wins", "stream", name)
 			continue
 		}
@@ -193,10 +193,6 @@ func (s *Server) putCamera(w http.ResponseWriter, r *http.Request) {
 	}
 	var src config.Stream
 	if !readJSON(w, r, maxCameraBody, &src, "a stream") {
-		return
-	}
-	if len(src.Push) > 0 {
-		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadField, "push destinations are added at /api/streams/"+name+"/push")
 		return
 	}
 	if err := src.Check(); err != nil {

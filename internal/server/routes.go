@@ -20,6 +20,7 @@ func (s *Server) routes() *http.ServeMux {
 	s.pushRoutes(mux, true)                                         // push.go
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
+	mux.HandleFunc("/hls/", s.serveHLS) // hls.go
 	mux.HandleFunc(showMediaPrefix+"/", s.serveShowWHIP)
 	s.mountShows(mux)
 	mux.Handle("/", web.Handler())
