@@ -155,6 +155,17 @@ func TestPushAPI(t *testing.T) {
 	if !strings.Contains(metrics, "parley_push_destinations_waiting 2") || !strings.Contains(metrics, "parley_push_bytes_sent_total 0") {
 		t.Errorf("metrics lack the pushes:\n%s", metrics)
 	}
+	// The status page lists them with the stream, which is not live.
+	_, _, body = do(t, http.MethodGet, srv.OpsURL()+"/api/status", "", "Authorization", admin)
+	var status struct {
+		Streams []struct {
+			Name   string
+			Pushes []push.Status
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &status); err != nil || len(status.Streams) != 1 || len(status.Streams[0].Pushes) != 2 || strings.Contains(body, "k3y") {
+		t.Errorf("/api/status: %s (%v)", body, err)
+	}
 	// Main port: admin tokens only.
 	main := srv.URL() + "/api/streams/s/push"
 	if code, _, _ := do(t, http.MethodGet, main, ""); code != http.StatusUnauthorized {
