@@ -390,11 +390,14 @@ func (p *pusher) push(ctx context.Context, r Reader, log *slog.Logger) (wasLive 
 	if err != nil {
 		return false, err
 	}
+	// The destination going (its watcher sees the connection end) cancels ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var s session
 	if u.Scheme == "srt" {
-		s, err = dialSRT(ctx, p, u, r)
+		s, err = dialSRT(ctx, cancel, p, u, r)
 	} else {
-		s, err = dialRTMP(ctx, p, u, r)
+		s, err = dialRTMP(ctx, cancel, p, u, r)
 	}
 	if err != nil {
 		return false, err
@@ -402,15 +405,6 @@ func (p *pusher) push(ctx context.Context, r Reader, log *slog.Logger) (wasLive 
 	defer s.close()
 	p.set(func(st *Status) { st.State, st.Error, st.Tracks = Live, "", s.describe() })
 	log.Info("pushing", "tracks", s.describe())
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { // the destination going ends the push
-		select {
-		case <-s.gone():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	err = s.run(ctx, r)
 	if errors.Is(err, io.EOF) {
 		return true, errEnded
@@ -428,21 +422,21 @@ type session interface {
 	run(ctx context.Context, r Reader) error
 	// describe names the tracks sent ("H264, AAC").
 	describe() string
-	// gone is closed when the destination closes the connection; err then
-	// says how.
-	gone() <-chan struct{}
+	// err says how the destination went, nil while it is there.
 	err() error
+	// close ends the connection and waits for its watcher.
 	close()
 }
 
-// watcher reads and drops what a destination sends; done is closed when
-// the connection ends (closing it ends the goroutine).
+// watcher reads and drops what a destination sends; when the connection
+// ends it records why and calls gone. Closing the connection ends its
+// goroutine; done is closed then.
 type watcher struct {
 	done chan struct{}
 	rerr error // set before done is closed
 }
 
-func watch(c io.Reader) *watcher {
+func watch(c io.Reader, gone func()) *watcher {
 	w := &watcher{done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -450,14 +444,13 @@ func watch(c io.Reader) *watcher {
 		for {
 			if _, err := c.Read(buf); err != nil {
 				w.rerr = fmt.Errorf("the destination closed the connection: %w", err)
+				gone()
 				return
 			}
 		}
 	}()
 	return w
 }
-
-func (w *watcher) gone() <-chan struct{} { return w.done }
 
 // err is how the destination went, nil while it is there.
 func (w *watcher) err() error {

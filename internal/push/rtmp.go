@@ -23,7 +23,7 @@ type rtmpSession struct {
 	*watcher
 }
 
-func dialRTMP(ctx context.Context, p *pusher, u *url.URL, r Reader) (session, error) {
+func dialRTMP(ctx context.Context, gone context.CancelFunc, p *pusher, u *url.URL, r Reader) (session, error) {
 	tw, err := rtmp.NewTapWriter(r.Tracks(), true)
 	if errors.Is(err, rtmp.ErrNoTrack) {
 		return nil, cannotCarry{proto: "RTMP", tracks: r.Tracks()}
@@ -56,7 +56,7 @@ func dialRTMP(ctx context.Context, p *pusher, u *url.URL, r Reader) (session, er
 	}
 	// The server's messages (acknowledgements, pings, errors) are read
 	// and dropped: their end tells that the destination went.
-	return &rtmpSession{c: c, tw: tw, watcher: watch(c.NetConn())}, nil
+	return &rtmpSession{c: c, tw: tw, watcher: watch(c.NetConn(), gone)}, nil
 }
 
 func (s *rtmpSession) run(ctx context.Context, r Reader) error {

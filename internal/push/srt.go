@@ -21,7 +21,7 @@ type srtSession struct {
 	*watcher
 }
 
-func dialSRT(ctx context.Context, p *pusher, u *url.URL, r Reader) (session, error) {
+func dialSRT(ctx context.Context, gone context.CancelFunc, p *pusher, u *url.URL, r Reader) (session, error) {
 	timeout := p.m.cfg.Timeout
 	cfg := gosrt.DefaultConfig()
 	cfg.ConnectionTimeout = timeout
@@ -68,7 +68,7 @@ func dialSRT(ctx context.Context, p *pusher, u *url.URL, r Reader) (session, err
 		}
 	}
 	// A listener sends nothing we need; reading notices it leave.
-	return &srtSession{conn: conn, mux: mux, codecs: names, watcher: watch(conn)}, nil
+	return &srtSession{conn: conn, mux: mux, codecs: names, watcher: watch(conn, gone)}, nil
 }
 
 func (s *srtSession) run(ctx context.Context, _ Reader) error { return s.mux.Run(ctx) }
