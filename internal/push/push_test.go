@@ -504,3 +504,26 @@ func tlsFront(t *testing.T, cert tls.Certificate, addr string) string {
 	}()
 	return ln.Addr().String()
 }
+
+// TestCannotCarry: a stream with nothing the destination's protocol takes
+// (VP8 over RTMP, AV1 over MPEG-TS) backs off with that reason, before
+// any connection is made.
+func TestCannotCarry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for url, track := range map[string]tap.Track{
+		"rtmp://127.0.0.1:1/live/k": {Kind: "video", Codec: "VP8", ClockRate: 90000},
+		"srt://127.0.0.1:1":         {Kind: "video", Codec: "AV1", ClockRate: 90000},
+	} {
+		md := media{tracks: []tap.Track{track}, frames: []tap.Frame{{AU: [][]byte{{0}}}}, length: time.Second}
+		st := newStatuses()
+		m := testManager(t, func(context.Context, string) (Reader, error) { return md.open(), nil }, st)
+		if _, err := m.Add("src", url, "api"); err != nil {
+			t.Fatal(err)
+		}
+		got := st.wait(ctx, t, "backoff", state(Backoff))
+		if !strings.Contains(got.Error, "cannot carry this stream's tracks ("+track.Codec+")") {
+			t.Errorf("%s: %q", url, got.Error)
+		}
+	}
+}

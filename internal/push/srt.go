@@ -2,7 +2,6 @@ package push
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -22,6 +21,10 @@ type srtSession struct {
 }
 
 func dialSRT(ctx context.Context, gone context.CancelFunc, p *pusher, u *url.URL, r Reader) (session, error) {
+	names := srt.TSCodecs(r.Tracks())
+	if len(names) == 0 {
+		return nil, cannotCarry{proto: "SRT (MPEG-TS)", tracks: r.Tracks()}
+	}
 	timeout := p.m.cfg.Timeout
 	cfg := gosrt.DefaultConfig()
 	cfg.ConnectionTimeout = timeout
@@ -52,20 +55,9 @@ func dialSRT(ctx context.Context, gone context.CancelFunc, p *pusher, u *url.URL
 	}
 	conn := res.c
 	mux, err := srt.NewTSMuxer(r, &countConn{Conn: conn, p: p, timeout: timeout})
-	if errors.Is(err, srt.ErrNoTSTrack) {
-		conn.Close()
-		return nil, cannotCarry{proto: "SRT (MPEG-TS)", tracks: r.Tracks()}
-	}
 	if err != nil {
 		conn.Close()
 		return nil, err
-	}
-	var names []string
-	for _, t := range r.Tracks() {
-		switch t.Codec {
-		case "H264", "H265", "AAC", "Opus":
-			names = append(names, t.Codec)
-		}
 	}
 	// A listener sends nothing we need; reading notices it leave.
 	return &srtSession{conn: conn, mux: mux, codecs: names, watcher: watch(conn, gone)}, nil
