@@ -385,6 +385,9 @@ func TestSRTPush(t *testing.T) {
 	}
 	codecs, err := rtmptest.Probe(ctx, fmt.Sprintf("srt://127.0.0.1:%d?mode=listener", port))
 	if err != nil {
+		for len(st.ch) > 0 {
+			t.Log(<-st.ch)
+		}
 		t.Fatal(err)
 	}
 	if strings.Join(codecs, ",") != "aac,h264" {
