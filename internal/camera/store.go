@@ -22,11 +22,8 @@ type streamsFile struct {
 // ParseStreams reads a streams file; every stream's name and settings
 // are checked.
 func ParseStreams(b []byte) (map[string]Source, error) {
-	if len(b) > maxFile {
-		return nil, fmt.Errorf("%d bytes, more than %d", len(b), maxFile)
-	}
 	var f streamsFile
-	if err := store.Decode(b, &f, "streams file"); err != nil {
+	if err := store.Decode(b, maxFile, &f, "streams file"); err != nil {
 		return nil, err
 	}
 	for name, src := range f.Streams {

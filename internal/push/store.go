@@ -23,11 +23,8 @@ type pushFile struct {
 // ParseFile reads a pushes file; every stream name and URL is checked
 // (errors never quote a URL).
 func ParseFile(b []byte) (map[string][]string, error) {
-	if len(b) > maxFile {
-		return nil, fmt.Errorf("%d bytes, more than %d", len(b), maxFile)
-	}
 	var f pushFile
-	if err := store.Decode(b, &f, "pushes file"); err != nil {
+	if err := store.Decode(b, maxFile, &f, "pushes file"); err != nil {
 		return nil, err
 	}
 	for stream, urls := range f.Push {

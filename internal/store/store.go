@@ -31,10 +31,13 @@ func Read(path string, limit int) ([]byte, error) {
 	return b, nil
 }
 
-// Decode reads one JSON object from b into v: unknown fields and data
-// after the object are refused; what is a "streams file" is what names
-// the file in errors.
-func Decode(b []byte, v any, what string) error {
+// Decode reads one JSON object from b (at most limit bytes) into v:
+// unknown fields and data after the object are refused; what ("streams
+// file") names the file in errors.
+func Decode(b []byte, limit int, v any, what string) error {
+	if len(b) > limit {
+		return fmt.Errorf("%d bytes, more than %d", len(b), limit)
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
