@@ -113,7 +113,7 @@ var (
 	ErrExists     = errors.New("the stream already pushes to this url")
 	ErrFull       = errors.New("too many push destinations")
 	ErrNotFound   = errors.New("no such push destination")
-	ErrFromConfig = errors.New("this push is in the configuration file; remove it there")
+	ErrFromConfig = errors.New("this push is not the API's (it is in the configuration file); remove it there")
 )
 
 // Manager runs the pushes.
@@ -202,16 +202,16 @@ func (m *Manager) Add(stream, raw, origin string) (Status, error) {
 	return p.statusLocked(), nil
 }
 
-// Remove stops a destination and waits for its goroutine; fromAPI
-// refuses to remove the configuration file's.
-func (m *Manager) Remove(stream, id string, fromAPI bool) error {
+// Remove stops a destination and waits for its goroutine; with origin
+// set, only one added with that origin (ErrFromConfig for another).
+func (m *Manager) Remove(stream, id, origin string) error {
 	m.mu.Lock()
 	p, ok := m.pushes[stream+"/"+id]
 	switch {
 	case !ok:
 		m.mu.Unlock()
 		return ErrNotFound
-	case fromAPI && p.st.Origin != "api":
+	case origin != "" && p.st.Origin != origin:
 		m.mu.Unlock()
 		return ErrFromConfig
 	}

@@ -300,7 +300,7 @@ func TestWaitsForStream(t *testing.T) {
 	cur = nil
 	mu.Unlock()
 	st.wait(ctx, t, "waiting again", state(Waiting))
-	if err := m.Remove("src", ID("rtmp://"+dst.Addr().String()+"/live/dst"), true); !errors.Is(err, ErrFromConfig) {
+	if err := m.Remove("src", ID("rtmp://"+dst.Addr().String()+"/live/dst"), "api"); !errors.Is(err, ErrFromConfig) {
 		t.Fatalf("removing a config push through the API: %v", err)
 	}
 }
@@ -328,7 +328,7 @@ func TestLimits(t *testing.T) {
 	if err := add("c", "rtmp://h/app/5"); !errors.Is(err, ErrFull) {
 		t.Fatalf("total: %v", err)
 	}
-	if err := m.Remove("a", ID("rtmp://h/app/1"), true); err != nil {
+	if err := m.Remove("a", ID("rtmp://h/app/1"), "api"); err != nil {
 		t.Fatal(err)
 	}
 	if got := m.List("a"); len(got) != 1 || got[0].URL != "srt://h:9000?streamid=xxxxx" {

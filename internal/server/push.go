@@ -201,7 +201,7 @@ func (s *Server) deletePush(w http.ResponseWriter, r *http.Request) {
 	}
 	s.pushesMu.Lock()
 	defer s.pushesMu.Unlock()
-	switch err := s.pushes.Remove(name, r.PathValue("id"), true); {
+	switch err := s.pushes.Remove(name, r.PathValue("id"), originAPI); {
 	case errors.Is(err, push.ErrNotFound):
 		httperr.Write(w, http.StatusNotFound, "not_found", "stream "+name+" has no push "+r.PathValue("id"))
 	case errors.Is(err, push.ErrFromConfig):
