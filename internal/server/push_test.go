@@ -73,8 +73,10 @@ func TestPushRTMP(t *testing.T) {
 	watchLive(ctx, t, dst, "d")
 }
 
-// TestPushSRT: a stream pushed (through the API) to a second Parley's SRT
-// ingest goes live there; a WHEP viewer gets H.264 and Opus.
+// TestPushSRT: a stream a WHIP client publishes (H.264 and Opus, as a
+// browser does), pushed (through the API) to a second Parley's SRT ingest
+// as H.264 and AAC, goes live there with both tracks; a WHEP viewer gets
+// its H.264.
 func TestPushSRT(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -85,9 +87,13 @@ func TestPushSRT(t *testing.T) {
 	if code, _, body := do(t, http.MethodPost, src.OpsURL()+"/api/streams/s/push", `{"url":"`+to+`"}`); code != http.StatusCreated {
 		t.Fatalf("POST: %d %s", code, body)
 	}
-	studio(ctx, t, fmt.Sprintf("rtmp://%s/live/s", src.RTMPAddr()))
-	waitPush(ctx, t, src, to, push.Live)
-	watchLive(ctx, t, dst, "d2")
+	publishH264(ctx, t, src, "s", "")
+	if st := waitPush(ctx, t, src, to, push.Live); st.Tracks != "H264, AAC" && st.Tracks != "AAC, H264" {
+		t.Fatalf("pushing %q", st.Tracks)
+	}
+	waitTracks(ctx, t, dst, "d2", 2)
+	_, video, _ := watch(ctx, t, dst.URL()+"/whep/d2")
+	waitN(ctx, t, video, 50, "H.264 at the destination")
 }
 
 // TestPushAPI: the management API lists, adds (checked, capped) and
