@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 )
 
 // Stream is an IP camera (or any RTSP server) Parley pulls a stream from
@@ -28,6 +29,10 @@ type Stream struct {
 	// with the first HLS request), "always" (it runs whenever the stream
 	// is live) or "off".
 	HLS string `yaml:"hls" json:"-"`
+	// Push (restreaming, internal/push) lists rtmp://, rtmps:// and srt://
+	// destinations the stream is pushed to while it is live (the push API
+	// adds others; not through the camera API, hence no JSON).
+	Push []string `yaml:"push" json:"-"`
 }
 
 // IsCamera reports whether the entry is an IP camera to pull (it has a
@@ -43,6 +48,9 @@ func (s Stream) CheckSettings() error {
 	case "", "on", "off", "always":
 	default:
 		return fmt.Errorf("hls %q is not on, off or always", s.HLS)
+	}
+	if err := s.checkPush(); err != nil {
+		return err
 	}
 	if s.IsCamera() {
 		return s.Check()
@@ -71,6 +79,25 @@ func (s Stream) Check() error {
 	}
 	if s.IdleTimeout < 0 {
 		return errors.New("idle_timeout must be >= 0")
+	}
+	return nil
+}
+
+// --- restreaming (internal/push) ---
+
+// MaxPushes bounds a stream's push destinations in the file.
+const MaxPushes = 8
+
+// checkPush checks the push list's shape (the restreamer checks each URL
+// fully when it starts); errors never quote a URL: it holds the stream key.
+func (s Stream) checkPush() error {
+	if len(s.Push) > MaxPushes {
+		return fmt.Errorf("push: %d destinations, at most %d", len(s.Push), MaxPushes)
+	}
+	for i, raw := range s.Push {
+		if !strings.HasPrefix(raw, "rtmp://") && !strings.HasPrefix(raw, "rtmps://") && !strings.HasPrefix(raw, "srt://") {
+			return fmt.Errorf("push[%d]: must be an rtmp://, rtmps:// or srt:// URL", i)
+		}
 	}
 	return nil
 }

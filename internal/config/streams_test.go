@@ -71,3 +71,30 @@ func TestStreamHLS(t *testing.T) {
 		t.Error("--hls maybe accepted")
 	}
 }
+
+// TestStreamPush: a stream may list push destinations, with or without a
+// camera source; a bad scheme or too many are refused without the URL.
+func TestStreamPush(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "push.yaml", "streams:\n  show:\n    push:\n      - rtmp://a.rtmp.youtube.com/live2/k3y\n      - srt://h:9000?streamid=x\n  door:\n    source: rtsp://cam/s\n    push: [rtmps://live.example/app/k]\n")
+	c, err := Load([]string{"--config", good}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Streams["show"]; s.IsCamera() || len(s.Push) != 2 || !c.Streams["door"].IsCamera() || len(c.Streams["door"].Push) != 1 {
+		t.Fatalf("got %+v", c.Streams)
+	}
+	many := "streams:\n  s:\n    push:\n" + strings.Repeat("      - rtmp://h/a/k\n", MaxPushes+1)
+	for name, yaml := range map[string]string{
+		"http":     "streams:\n  s:\n    push: [\"http://h/live/hunter2\"]\n",
+		"too many": many,
+	} {
+		f := writeFile(t, dir, strings.ReplaceAll(name, " ", "_")+".yaml", yaml)
+		_, err := Load([]string{"--config", f}, noEnv, io.Discard)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: the key is in the error: %v", name, err)
+		}
+	}
+}

@@ -130,6 +130,23 @@ func (s *Server) camerasReady(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// readJSON decodes a management API's body (at most limit bytes, no
+// unknown fields) into v; on failure it answers 413 or 400 and is false.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, what string) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			httperr.Write(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, fmt.Sprintf("the body is over %d bytes", limit))
+			return false
+		}
+		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadJSON, "the body is not "+what+": "+err.Error())
+		return false
+	}
+	return true
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -175,15 +192,7 @@ func (s *Server) putCamera(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var src config.Stream
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCameraBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&src); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			httperr.Write(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, fmt.Sprintf("the body is over %d bytes", maxCameraBody))
-			return
-		}
-		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadJSON, "the body is not a stream: "+err.Error())
+	if !readJSON(w, r, maxCameraBody, &src, "a stream") {
 		return
 	}
 	if err := src.Check(); err != nil {

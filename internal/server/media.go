@@ -85,6 +85,10 @@ func (s *Server) startMedia() error {
 		s.stopMedia()
 		return fmt.Errorf("rtsp: %w", err)
 	}
+	if err := s.startPushes(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("push: %w", err)
+	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
 	}
@@ -125,6 +129,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 }
 
 func (s *Server) stopMedia() {
+	s.stopPushes()
 	s.stopCameras()
 	s.stopRTSP()
 	s.stopRTMP()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/ingest"
+	"github.com/parley/parley/internal/push"
 	"github.com/parley/parley/internal/sfu"
 )
 
@@ -103,6 +104,7 @@ type streamReport struct {
 	Bitrate uint64         `json:"bitrate"` // bit/s, all tracks
 	Viewers map[string]int `json:"viewers"` // by protocol: webrtc, hls, rtsp, rtmp, srt
 	Notes   []string       `json:"notes,omitempty"`
+	Pushes  []push.Status  `json:"pushes,omitempty"` // restreaming destinations, URLs redacted
 }
 
 type trackReport struct {
@@ -170,6 +172,10 @@ func (s *Server) report() opsStatus {
 			since := in.Status.Since
 			r.Source, r.State, r.Since, r.Error = "camera", string(in.Status.State), &since, in.Status.Error
 		}
+	}
+	for _, p := range s.Pushes() {
+		r := get(p.Stream)
+		r.Pushes = append(r.Pushes, p)
 	}
 	for _, r := range byName {
 		st.Streams = append(st.Streams, *r)
