@@ -20,6 +20,31 @@ type Stream struct {
 	// IdleTimeout is how long an on-demand pull runs with no viewer; 0
 	// means the default (30 s).
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+
+	// --- Settings of a stream whoever publishes it (WHIP, RTMP, a camera...) ---
+	// An entry with only these (no source) configures a stream that is
+	// published to Parley rather than pulled.
+
+	// MaxWebRTCViewers caps the stream's WebRTC (WHEP, /w/) viewers; past it
+	// WHEP answers 503 "webrtc_viewer_limit" and the watch page plays HLS.
+	// 0 means the server's --max-webrtc-viewers. The camera API does not
+	// carry it (json "-"): it is set in the configuration file.
+	MaxWebRTCViewers int `yaml:"max_webrtc_viewers" json:"-"`
+}
+
+// Camera reports whether the entry is an IP camera to pull (any camera
+// setting is set), rather than only settings of a published stream.
+func (s Stream) Camera() bool {
+	return s.Source != "" || s.Transport != "" || s.OnDemand || s.IdleTimeout != 0
+}
+
+// checkSettings reports what is wrong with the settings any stream may
+// have (published or pulled).
+func (s Stream) checkSettings() error {
+	if s.MaxWebRTCViewers < 0 {
+		return errors.New("max_webrtc_viewers must be >= 0 (0: the server's --max-webrtc-viewers)")
+	}
+	return nil
 }
 
 // Check reports what is wrong with a stream's settings; the error never

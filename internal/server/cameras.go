@@ -40,13 +40,16 @@ func (s *Server) startCameras() error {
 	}
 	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources, Claim: s.claimStream, MaxStreams: s.cfg.MaxCameras})
 	for name, st := range s.cfg.Streams {
+		if !st.Camera() {
+			continue // settings of a published stream (e.g. max_webrtc_viewers), nothing to pull
+		}
 		if err := m.Add(name, st, originConfig); err != nil {
 			m.Close()
 			return fmt.Errorf("streams.%s: %w", name, err)
 		}
 	}
 	for name, st := range stored {
-		if _, ok := s.cfg.Streams[name]; ok {
+		if st, ok := s.cfg.Streams[name]; ok && st.Camera() {
 			s.log.Warn("a stream added through the API is also in the configuration file; the file's wins", "stream", name)
 			continue
 		}
