@@ -26,7 +26,7 @@ func TestIngestInfo(t *testing.T) {
 	if rtmp == nil || int(rtmp["port"].(float64)) != srv.RTMPAddr().(*net.TCPAddr).Port || rtmp["publish"] != true || rtmp["read"] != true {
 		t.Errorf("rtmp %v", got["rtmp"])
 	}
-	if got["rtsp"] != nil || got["srt"] != nil || got["auth"] != true || got["media"] != true || got["host"] != "127.0.0.1" {
+	if got["rtsp"] != nil || got["srt"] != nil || got["auth"] != true || got["media"] != true || got["prefer_h264"] != true || got["host"] != "127.0.0.1" {
 		t.Errorf("ingest info %v", got)
 	}
 }
