@@ -263,12 +263,8 @@ func (c *Config) Validate() error {
 	for name, st := range c.Streams {
 		if !protocol.ValidRoom(name) {
 			bad("streams: %q is not a stream name (1-64 characters of A-Z a-z 0-9 _ . -)", name)
-		} else if err := st.checkSettings(); err != nil {
+		} else if err := st.CheckSettings(); err != nil {
 			bad("streams.%s: %v", name, err)
-		} else if st.Camera() {
-			if err := st.Check(); err != nil {
-				bad("streams.%s: %v", name, err)
-			}
 		}
 	}
 	if c.DataDir == "" {

@@ -21,10 +21,9 @@ type Stream struct {
 	// means the default (30 s).
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
 
-	// --- Settings of a stream whoever publishes it (WHIP, RTMP, a camera...) ---
-	// An entry with only these (no source) configures a stream that is
-	// published to Parley rather than pulled.
-
+	// Per-stream settings of a stream published to Parley (WHIP, RTMP,
+	// SRT, RTSP) or pulled from a camera: an entry may hold only these.
+	//
 	// MaxWebRTCViewers caps the stream's WebRTC (WHEP, /w/) viewers; past it
 	// WHEP answers 503 "webrtc_viewer_limit" and the watch page plays HLS.
 	// 0 means the server's --max-webrtc-viewers. The camera API does not
@@ -32,17 +31,20 @@ type Stream struct {
 	MaxWebRTCViewers int `yaml:"max_webrtc_viewers" json:"-"`
 }
 
-// Camera reports whether the entry is an IP camera to pull (any camera
-// setting is set), rather than only settings of a published stream.
-func (s Stream) Camera() bool {
+// IsCamera reports whether the entry is an IP camera to pull (it has a
+// camera's setting), not only per-stream settings.
+func (s Stream) IsCamera() bool {
 	return s.Source != "" || s.Transport != "" || s.OnDemand || s.IdleTimeout != 0
 }
 
-// checkSettings reports what is wrong with the settings any stream may
-// have (published or pulled).
-func (s Stream) checkSettings() error {
+// CheckSettings checks an entry of streams: in the file: its per-stream
+// settings, and the camera's when it is one.
+func (s Stream) CheckSettings() error {
 	if s.MaxWebRTCViewers < 0 {
 		return errors.New("max_webrtc_viewers must be >= 0 (0: the server's --max-webrtc-viewers)")
+	}
+	if s.IsCamera() {
+		return s.Check()
 	}
 	return nil
 }

@@ -53,8 +53,8 @@ func TestMaxWebRTCViewers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Streams["town-hall"].Camera() || !c.Streams["door"].Camera() {
-		t.Errorf("camera entries: town-hall %v, door %v", c.Streams["town-hall"].Camera(), c.Streams["door"].Camera())
+	if c.Streams["town-hall"].IsCamera() || !c.Streams["door"].IsCamera() {
+		t.Errorf("camera entries: town-hall %v, door %v", c.Streams["town-hall"].IsCamera(), c.Streams["door"].IsCamera())
 	}
 	for stream, want := range map[string]int{"town-hall": 5, "door": 100, "other": 100} {
 		if got := c.MaxWebRTCViewersOf(stream); got != want {

@@ -40,8 +40,8 @@ func (s *Server) startCameras() error {
 	}
 	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources, Claim: s.claimStream, MaxStreams: s.cfg.MaxCameras})
 	for name, st := range s.cfg.Streams {
-		if !st.Camera() {
-			continue // settings of a published stream (e.g. max_webrtc_viewers), nothing to pull
+		if !st.IsCamera() { // per-stream settings only
+			continue
 		}
 		if err := m.Add(name, st, originConfig); err != nil {
 			m.Close()
@@ -49,7 +49,7 @@ func (s *Server) startCameras() error {
 		}
 	}
 	for name, st := range stored {
-		if st, ok := s.cfg.Streams[name]; ok && st.Camera() {
+		if st, ok := s.cfg.Streams[name]; ok && st.IsCamera() {
 			s.log.Warn("a stream added through the API is also in the configuration file; the file's wins", "stream", name)
 			continue
 		}

@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/rtmp/rtmptest"
+)
+
+// hlsFramesJS is how many video frames the watch page's <video> has
+// presented (any path: WebRTC or HLS), and where its playback is.
+const hlsFramesJS = `(() => { const v = document.querySelector('#video'); const q = v.getVideoPlaybackQuality();
+  return { frames: q.totalVideoFrames - q.droppedVideoFrames, time: v.currentTime, path: parleyWatch.path, hls: !!parleyWatch.hls,
+    state: parleyWatch.state, badge: document.querySelector('#path').textContent.trim() } })()`
+
+// hlsToneJS is toneJS on what the <video> element plays (its
+// captureStream), for HLS, where the page has no MediaStream of its own.
+var hlsToneJS = strings.Replace(toneJS, `parleyWatch.media && parleyWatch.media.getAudioTracks()[0]`,
+	`(window.__cap = window.__cap || document.querySelector('#video').captureStream()).getAudioTracks()[0]`, 1)
+
+// lagJS is what the watch page knows of its delay, in ms: over HLS,
+// hls.js's distance to the live edge and the wall clock minus the
+// EXT-X-PROGRAM-DATE-TIME of the frame on screen (the server stamps it when
+// the frame arrives: the delay the server and the player add, as a person
+// would see it next to the source); over WebRTC the badge's estimate (half
+// the round trip plus the jitter buffer).
+const lagJS = `(() => { const p = parleyWatch.hls;
+  if (p && p.hls) return { edge: p.hls.latency * 1000, pdt: p.hls.playingDate ? Date.now() - p.hls.playingDate.getTime() : -1, target: (p.hls.targetLatency || 0) * 1000 };
+  return { webrtc: parleyWatch.stats.latencyMs } })()`
+
+type lag struct {
+	Edge   float64 `json:"edge"`
+	PDT    float64 `json:"pdt"`
+	Target float64 `json:"target"`
+	WebRTC float64 `json:"webrtc"`
+}
+
+// tab opens another tab of b's browser: two pages, one Chromium.
+func (b *browser) tab(name string) *browser {
+	b.t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	nb := &browser{t: b.t, name: name, ctx: ctx, env: b.env}
+	b.t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		b.t.Fatalf("%s: opening a tab: %v", name, err)
+	}
+	return nb
+}
+
+// openWatch loads /w/<stream>?<query> in a browser.
+func (b *browser) openWatch(stream, query string) {
+	b.t.Helper()
+	b.do(30*time.Second, chromedp.Navigate(b.env.url+"/w/"+stream+"?name="+b.name+"&"+query))
+	b.waitFor(15*time.Second, "the viewer page", `window.parleyWatch && document.body.dataset.state`, `document.body.innerText`)
+}
+
+// waitHLSPlaying waits until the page plays over HLS: frames presented and
+// the playback position moving, the badge saying HLS.
+func (b *browser) waitHLSPlaying(timeout time.Duration) {
+	b.t.Helper()
+	b.waitFor(timeout, "the stream playing over HLS", `(() => { const s = `+hlsFramesJS+`; return s.path === 'hls' && s.hls && s.state === 'live' && s.frames > 10 && /^HLS/.test(s.badge) })()`,
+		hlsFramesJS, `[...document.querySelectorAll('#overlay, #path, #source-note')].map(e => e.innerText)`)
+	type frames struct {
+		Frames float64 `json:"frames"`
+		Time   float64 `json:"time"`
+	}
+	f := eval[frames](b, hlsFramesJS)
+	b.waitFor(10*time.Second, "more frames and a later position", `(() => { const s = `+hlsFramesJS+`; return s.frames > `+jsonish(f.Frames+25)+` && s.time > `+jsonish(f.Time+0.5)+` })()`, hlsFramesJS)
+}
+
+// TestHLSWatch: ffmpeg publishes over RTMP (H.264 + AAC, 440 Hz); Chromium
+// plays /w/s?hls through the vendored hls.js: frames decode, the tone is
+// heard, the badge says HLS with its delay, axe finds nothing. A WebRTC
+// viewer of the same stream in another tab of the same browser plays too,
+// and how far HLS is behind it is printed.
+func TestHLSWatch(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	e := newEnv(t, func(c *config.Config) {
+		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
+		c.RTMP = "127.0.0.1:0"
+	})
+	stop := keepPublishing(t, func(ctx context.Context) *exec.Cmd {
+		return rtmptest.Studio(ctx, fmt.Sprintf("rtmp://%s/live/s", e.srv.RTMPAddr()))
+	})
+	defer stop()
+
+	h := e.launch("Hana")
+	h.openWatch("s", "hls")
+	h.waitHLSPlaying(45 * time.Second)
+	if k := eval[string](h, `parleyWatch.hls.kind`); k != "hls.js" {
+		t.Errorf("HLS played by %q, want the vendored hls.js", k)
+	}
+	h.waitFor(15*time.Second, "the 440 Hz tone over HLS", hlsToneJS, `window.__toneSeen`)
+	h.waitFor(10*time.Second, "the HLS badge with its delay", `/^HLS\s+~[\d.]+ (ms|s)$/.test(document.querySelector('#path').textContent.trim())`, `document.querySelector('#path').outerHTML`)
+	if a := a11yViolations(h); a != "" {
+		t.Errorf("watch page playing HLS: WCAG 2.1 AA violations:\n%s", a)
+	}
+
+	w := h.tab("Wes")
+	w.openWatch("s", "")
+	w.waitDecoding(30 * time.Second)
+	if p := eval[string](w, `parleyWatch.path`); p != "webrtc" {
+		t.Errorf("the viewer without ?hls plays %s", p)
+	}
+	// Both settled; then what each page knows of its delay.
+	h.waitHLSPlaying(10 * time.Second)
+	hl, wl := eval[lag](h, lagJS), eval[lag](w, lagJS)
+	t.Logf("HLS (hls.js, LL-HLS): %.0f ms behind the live edge (target %.0f ms), frame on screen %.0f ms after the server stamped it (EXT-X-PROGRAM-DATE-TIME); WebRTC viewer: ~%.0f ms (half RTT + jitter buffer); HLS behind WebRTC: ~%.0f ms",
+		hl.Edge, hl.Target, hl.PDT, wl.WebRTC, hl.PDT-wl.WebRTC)
+}
+
+// TestHLSViewerCap: with max_webrtc_viewers: 1 for the stream, the first
+// watch page plays over WebRTC and the second, refused by WHEP, plays over
+// HLS, its badge saying so and a status message telling why.
+func TestHLSViewerCap(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	e := newEnv(t, func(c *config.Config) {
+		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
+		c.RTMP = "127.0.0.1:0"
+		c.Streams = map[string]config.Stream{"s": {MaxWebRTCViewers: 1}}
+	})
+	stop := keepPublishing(t, func(ctx context.Context) *exec.Cmd {
+		return rtmptest.Studio(ctx, fmt.Sprintf("rtmp://%s/live/s", e.srv.RTMPAddr()))
+	})
+	defer stop()
+
+	first := e.launch("Fay")
+	first.openWatch("s", "")
+	first.waitDecoding(30 * time.Second)
+	first.waitFor(5*time.Second, "the WebRTC badge", `document.querySelector('#path').textContent.includes('WebRTC')`, `document.querySelector('#path').outerHTML`)
+
+	second := first.tab("Sam")
+	second.openWatch("s", "")
+	second.waitHLSPlaying(45 * time.Second)
+	second.waitFor(5*time.Second, "why it plays HLS, said", `/HLS.*WebRTC viewers/.test(document.querySelector('#path-status').textContent)`, `document.querySelector('#path-status').textContent`)
+	if p := eval[string](first, `parleyWatch.path`); p != "webrtc" {
+		t.Errorf("the first viewer now plays %s", p)
+	}
+}
