@@ -86,6 +86,11 @@ type Config struct {
 	Hooks        Hooks                   `yaml:"hooks"`         // on_publish, on_play, on_done webhooks
 	Streams      map[string]Stream       `yaml:"streams"`       // IP cameras pulled over RTSP, by stream name
 	DataDir      string                  `yaml:"data_dir"`      // where state written at run time lives (streams added through the API)
+
+	// LL-HLS of every stream (internal/hls, docs/hls.md; hls.go here).
+	HLS              string   `yaml:"hls"`                 // on (/hls/<stream>/index.m3u8 for every stream) or off
+	HLSIdle          Duration `yaml:"hls_idle"`            // a stream's muxer stops when no HLS request came for this long
+	HLSBlockingPerIP int      `yaml:"hls_blocking_per_ip"` // blocking playlist/part requests one client address may have waiting
 }
 
 // RoomConfig overrides settings for one named room.
@@ -137,6 +142,9 @@ func Default() Config {
 		TURNPerIP:        32,
 		Hooks:            Hooks{Timeout: Duration(5 * time.Second)},
 		DataDir:          "parley-data",
+		HLS:              "on",
+		HLSIdle:          Duration(30 * time.Second),
+		HLSBlockingPerIP: 100,
 	}
 }
 
@@ -272,6 +280,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateSecrets(bad)
 	c.validateAccess(bad)
+	c.validateHLS(bad)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:

@@ -152,6 +152,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.TURNPerIP, "turn-per-ip", cfg.TURNPerIP, "TURN allocations per client address, across usernames")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` for state written at run time (camera streams added through the management API); created when first written")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	hlsFlags(fs, cfg)
 	return fs
 }
 

@@ -29,6 +29,11 @@ type Stream struct {
 	// 0 means the server's --max-webrtc-viewers. The camera API does not
 	// carry it (json "-"): it is set in the configuration file.
 	MaxWebRTCViewers int `yaml:"max_webrtc_viewers" json:"-"`
+
+	// HLS (internal/hls): "" (the --hls default), "on" (the muxer starts
+	// with the first HLS request), "always" (it runs whenever the stream
+	// is live) or "off".
+	HLS string `yaml:"hls" json:"-"`
 }
 
 // IsCamera reports whether the entry is an IP camera to pull (it has a
@@ -40,6 +45,11 @@ func (s Stream) IsCamera() bool {
 // CheckSettings checks an entry of streams: in the file: its per-stream
 // settings, and the camera's when it is one.
 func (s Stream) CheckSettings() error {
+	switch s.HLS {
+	case "", "on", "off", "always":
+	default:
+		return fmt.Errorf("hls %q is not on, off or always", s.HLS)
+	}
 	if s.MaxWebRTCViewers < 0 {
 		return errors.New("max_webrtc_viewers must be >= 0 (0: the server's --max-webrtc-viewers)")
 	}

@@ -58,11 +58,11 @@ func (s *Server) ingestInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // preferH264 reports whether a stream's readers other than WebRTC need
-// H.264 from browser publishers: LL-HLS is on by default wherever media
-// runs (and RTMP readers and MP4 recording take H.264 too). With HLS off,
-// no RTMP listener and no recording it could be false; nothing turns HLS
-// off yet.
-func (s *Server) preferH264() bool { return s.sfu != nil }
+// H.264 from browser publishers: LL-HLS (on by default) and RTMP readers
+// carry H.264, not VP8 (MP4 recording too).
+func (s *Server) preferH264() bool {
+	return s.sfu != nil && (s.hls != nil || boundListener(s.RTMPAddr()) != nil)
+}
 
 // boundListener is a running listener by its address; nil when off.
 func boundListener(a net.Addr) *ingestListener {

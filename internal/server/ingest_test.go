@@ -30,3 +30,15 @@ func TestIngestInfo(t *testing.T) {
 		t.Errorf("ingest info %v", got)
 	}
 }
+
+// TestIngestPreferH264: with HLS and RTMP off nothing needs H.264 from
+// browser publishers, and /api/ingest says so.
+func TestIngestPreferH264(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.HLS, c.RTMP = "off", "off" })
+	var got struct {
+		PreferH264 *bool `json:"prefer_h264"`
+	}
+	if err := json.Unmarshal([]byte(get(t, srv.URL()+"/api/ingest")), &got); err != nil || got.PreferH264 == nil || *got.PreferH264 {
+		t.Errorf("prefer_h264 %v (%v), want false", got.PreferH264, err)
+	}
+}

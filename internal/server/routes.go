@@ -18,6 +18,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/ingest", s.ingestInfo)                 // ingest.go
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
+	mux.HandleFunc("/hls/", s.serveHLS) // hls.go
 	mux.HandleFunc(showMediaPrefix+"/", s.serveShowWHIP)
 	s.mountShows(mux)
 	mux.Handle("/", web.Handler())

@@ -23,6 +23,7 @@ import (
 	"github.com/parley/parley/internal/camera"
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
@@ -51,6 +52,7 @@ type Server struct {
 	sfu        *sfu.SFU           // nil when media is off
 	taps       *tap.Hub           // streams read as access units: RTMP players, HLS, recording, restreaming
 	tapStop    context.CancelFunc // ends the taps
+	hls        *hls.Manager       // LL-HLS (hls.go), nil when --hls off or media is off
 	sources    *ingest.Registry   // live RTMP, RTSP, SRT and camera publishers, for the streams' status
 	whip       *whip.Handler
 	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
