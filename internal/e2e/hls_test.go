@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 // presented (any path: WebRTC or HLS), and where its playback is.
 const hlsFramesJS = `(() => { const v = document.querySelector('#video'); const q = v.getVideoPlaybackQuality();
   return { frames: q.totalVideoFrames - q.droppedVideoFrames, time: v.currentTime, path: parleyWatch.path, hls: !!parleyWatch.hls,
-    state: parleyWatch.state, badge: document.querySelector('#path').textContent.trim() } })()`
+    state: parleyWatch.state, badge: document.querySelector('#path-name').textContent + ' ' + document.querySelector('#path-latency').textContent } })()`
 
 // hlsToneJS is toneJS on what the <video> element plays (its
 // captureStream), for HLS, where the page has no MediaStream of its own.
@@ -66,7 +67,8 @@ func (b *browser) openWatch(stream, query string) {
 func (b *browser) waitHLSPlaying(timeout time.Duration) {
 	b.t.Helper()
 	b.waitFor(timeout, "the stream playing over HLS", `(() => { const s = `+hlsFramesJS+`; return s.path === 'hls' && s.hls && s.state === 'live' && s.frames > 10 && /^HLS/.test(s.badge) })()`,
-		hlsFramesJS, `[...document.querySelectorAll('#overlay, #path, #source-note')].map(e => e.innerText)`)
+		`(async () => [`+hlsFramesJS+`, [...document.querySelectorAll('#overlay, #path, #source-note')].map(e => e.innerText),
+		  await fetch('/api/streams/' + parleyWatch.stream).then(r => r.json()).then(j => j, e => String(e))])()`)
 	type frames struct {
 		Frames float64 `json:"frames"`
 		Time   float64 `json:"time"`
@@ -98,7 +100,7 @@ func TestHLSWatch(t *testing.T) {
 		t.Errorf("HLS played by %q, want the vendored hls.js", k)
 	}
 	h.waitFor(15*time.Second, "the 440 Hz tone over HLS", hlsToneJS, `window.__toneSeen`)
-	h.waitFor(10*time.Second, "the HLS badge with its delay", `/^HLS\s+~[\d.]+ (ms|s)$/.test(document.querySelector('#path').textContent.trim())`, `document.querySelector('#path').outerHTML`)
+	h.waitFor(10*time.Second, "the HLS badge with its delay", `/^HLS ~[\d.]+ (ms|s)$/.test(`+hlsFramesJS+`.badge)`, `document.querySelector('#path').outerHTML`)
 	if a := a11yViolations(h); a != "" {
 		t.Errorf("watch page playing HLS: WCAG 2.1 AA violations:\n%s", a)
 	}
@@ -143,4 +145,72 @@ func TestHLSViewerCap(t *testing.T) {
 	if p := eval[string](first, `parleyWatch.path`); p != "webrtc" {
 		t.Errorf("the first viewer now plays %s", p)
 	}
+}
+
+// glassLag measures, on viewer pages of one browser publisher's test
+// pattern (its clock in the picture), the glass-to-glass delay of the frames
+// each page shows for d, and returns each page's median in ms.
+func glassLag(t *testing.T, d time.Duration, pages ...*browser) []float64 {
+	t.Helper()
+	for _, p := range pages {
+		eval[bool](p, glassJS)
+	}
+	start := time.Now()
+	for _, p := range pages {
+		// Wait for enough readable frames, and at least d of them.
+		p.waitFor(d+30*time.Second, "readable test-pattern frames", `glass.samples.length > 50`, `[glass.samples.length, glass.bad]`)
+	}
+	if rest := d - time.Since(start); rest > 0 {
+		pages[0].waitFor(rest+10*time.Second, "the measuring time", `(window.__glassT = window.__glassT || Date.now()) && Date.now() - __glassT >= `+jsonish(rest.Milliseconds()))
+	}
+	out := make([]float64, len(pages))
+	for i, p := range pages {
+		r := eval[[]float64](p, `glass.samples`)
+		s := slices.Clone(r)
+		slices.Sort(s)
+		out[i] = s[len(s)/2]
+		t.Logf("%s (%s): glass-to-glass over %d frames: median %.0f ms, p90 %.0f ms, min %.0f, max %.0f", p.name, eval[string](p, `parleyWatch.path`),
+			len(s), s[len(s)/2], s[len(s)*9/10], s[0], s[len(s)-1])
+	}
+	return out
+}
+
+// playlistJS is the head of the stream's first media playlist (the server
+// control, the part target, the first part lines), as hls.js loaded it.
+const playlistJS = `(async () => { const p = parleyWatch.hls.hls; const u = p.levels[p.currentLevel >= 0 ? p.currentLevel : 0].url[0];
+  const t = await fetch(u).then(r => r.text()); return t.split('\n').filter(l => !/^#EXT-X-(PART|PRELOAD-HINT):/.test(l) || /PART-INF/.test(l)).slice(0, 12).join('\n') })()`
+
+// keyframesJS makes the publisher page's encoder send a keyframe every
+// second: Chrome's encoders send one only when asked (a PLI), and HLS cuts
+// segments at keyframes. Rescaling the encodings a little (1 % up and back)
+// makes the encoder start over with a keyframe.
+const keyframesJS = `(() => { let up = false;
+  setInterval(() => { const s = parleyBroadcast.session && parleyBroadcast.session.video; if (!s) return;
+    const p = s.getParameters(); up = !up;
+    for (const e of p.encodings) e.scaleResolutionDownBy = ({ q: 4, h: 2 }[e.rid] || 1) * (up ? 1.01 : 1);
+    s.setParameters(p).catch(e => console.warn('setParameters', e)); }, 1000);
+  return true })()`
+
+// TestHLSBehindWebRTC: the publisher page sends its test pattern (the
+// sender's clock in the picture); one watch page plays it over WebRTC, one
+// over HLS (hls.js), and each reads the clock off the frames it shows: how
+// far HLS is behind WebRTC, as a person watching both would see it.
+func TestHLSBehindWebRTC(t *testing.T) {
+	e := newBroadcastEnv(t)
+	pub := e.openPublisher("Host", "glass", "source=test&autostart=1&res=360")
+	pub.waitFor(15*time.Second, "live", `document.body.dataset.state === 'live'`)
+	t.Logf("publisher: %s", jsonish(eval[any](pub, `(async () => { const r = await parleyBroadcast.session.pc.getStats(); const o = []; r.forEach(s => { if (s.type === 'outbound-rtp') o.push([s.kind, s.rid, s.codecId && r.get(s.codecId) && r.get(s.codecId).mimeType, s.framesEncoded, s.keyFramesEncoded]); }); return o })()`)))
+	eval[bool](pub, keyframesJS)
+	w := e.launch("Wes")
+	w.openWatch("glass", "")
+	w.waitDecoding(30 * time.Second)
+	h := w.tab("Hana")
+	h.openWatch("glass", "hls")
+	h.waitHLSPlaying(45 * time.Second)
+	if v := eval[string](h, `document.visibilityState`); v != "visible" {
+		t.Fatalf("the second tab is %s: its frames would not be presented", v)
+	}
+	m := glassLag(t, 5*time.Second, w, h)
+	t.Logf("HLS (LL-HLS in hls.js) is %.0f ms behind WebRTC (medians %.0f vs %.0f ms); hls.js: %s", m[1]-m[0], m[1], m[0], jsonish(eval[lag](h, lagJS)))
+	t.Logf("the video playlist's head:\n%s", eval[string](h, playlistJS))
 }
