@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -153,7 +154,7 @@ func TestHLSViewerCap(t *testing.T) {
 func glassLag(t *testing.T, d time.Duration, pages ...*browser) []float64 {
 	t.Helper()
 	for _, p := range pages {
-		eval[bool](p, glassJS)
+		eval[bool](p, glassJS+` && !(window.__glassT = 0)`)
 	}
 	start := time.Now()
 	for _, p := range pages {
@@ -213,4 +214,37 @@ func TestHLSBehindWebRTC(t *testing.T) {
 	m := glassLag(t, 5*time.Second, w, h)
 	t.Logf("HLS (LL-HLS in hls.js) is %.0f ms behind WebRTC (medians %.0f vs %.0f ms); hls.js: %s", m[1]-m[0], m[1], m[0], jsonish(eval[lag](h, lagJS)))
 	t.Logf("the video playlist's head:\n%s", eval[string](h, playlistJS))
+}
+
+// TestBenchHLSGlassToGlass measures LL-HLS glass-to-glass in hls.js: the
+// publisher page's test pattern (its clock in the picture, a keyframe a
+// second) read off the frames a watch page shows over HLS, 20 s each on 3
+// fresh page loads (where hls.js starts decides much of its delay), with a
+// WebRTC watch page alongside for comparison. Run with PARLEY_BENCH=1:
+//
+//	PARLEY_BENCH=1 go test ./internal/e2e -run TestBenchHLSGlassToGlass -v -count=1
+func TestBenchHLSGlassToGlass(t *testing.T) {
+	if os.Getenv("PARLEY_BENCH") == "" {
+		t.Skip("set PARLEY_BENCH=1 to run the browser benchmark")
+	}
+	e := newBroadcastEnv(t)
+	pub := e.openPublisher("Host", "glass", "source=test&autostart=1&res=360")
+	pub.waitFor(15*time.Second, "live", `document.body.dataset.state === 'live'`)
+	eval[bool](pub, keyframesJS)
+	w := e.launch("Wes")
+	w.openWatch("glass", "")
+	w.waitDecoding(30 * time.Second)
+	h := w.tab("Hana")
+	var hlsMs, rtcMs []float64
+	for i := range 3 {
+		h.openWatch("glass", "hls")
+		h.waitHLSPlaying(45 * time.Second)
+		m := glassLag(t, 20*time.Second, w, h)
+		rtcMs, hlsMs = append(rtcMs, m[0]), append(hlsMs, m[1])
+		t.Logf("load %d: hls.js %s", i+1, jsonish(eval[lag](h, lagJS)))
+	}
+	t.Logf("the video playlist's head:\n%s", eval[string](h, playlistJS))
+	slices.Sort(hlsMs)
+	slices.Sort(rtcMs)
+	t.Logf("LL-HLS in hls.js glass-to-glass, median of each load: %v ms, median %.0f ms; WebRTC alongside: %v ms", hlsMs, hlsMs[1], rtcMs)
 }

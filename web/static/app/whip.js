@@ -271,7 +271,9 @@ export async function playHLS(video, url, { onError = () => {} } = {}) {
   const { default: Hls } = await import(HLS_LIB);
   if (!Hls.isSupported()) throw new WHIPError(0, 'hls_unsupported', 'this browser can play neither WebRTC nor HLS');
   // The ESM build has no inline worker: fMP4 needs no transmuxing anyway.
-  const hls = new Hls({ lowLatencyMode: true, enableWorker: false, backBufferLength: 10 });
+  // Behind the target delay (after a stall, or a start far from the live
+  // edge), play up to 1.5x faster to catch up, as LL-HLS players do.
+  const hls = new Hls({ lowLatencyMode: true, enableWorker: false, backBufferLength: 10, maxLiveSyncPlaybackRate: 1.5 });
   let recovered = 0;
   hls.on(Hls.Events.ERROR, (/** @type {any} */ _ev, /** @type {any} */ d) => {
     if (!d.fatal) return;
