@@ -90,7 +90,7 @@ func acceptsGzip(r *http.Request) bool {
 			if !strings.EqualFold(strings.TrimSpace(enc), "gzip") {
 				continue
 			}
-			q, ok := strings.CutPrefix(strings.TrimSpace(params), "q=")
+			q, ok := strings.CutPrefix(strings.ToLower(strings.ReplaceAll(params, " ", "")), "q=")
 			if !ok {
 				return true
 			}

@@ -167,3 +167,19 @@ func TestHandlerVendor(t *testing.T) {
 		t.Errorf("/app/watch.js: Cache-Control %q", cc)
 	}
 }
+
+// FuzzAcceptsGzip: any Accept-Encoding header is read without a panic, and
+// gzip refused with q=0 is never taken.
+func FuzzAcceptsGzip(f *testing.F) {
+	for _, s := range []string{"gzip", "br, gzip;q=0.8", "gzip;q=0", "GZIP ; q=0.000", "identity", "gzip;q=x", ",,;;=", "*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Accept-Encoding", v)
+		refused := regexp.MustCompile(`^gzip;q=0(\.0*)?$`).MatchString(strings.ToLower(strings.Join(strings.Fields(v), "")))
+		if acceptsGzip(r) && refused {
+			t.Errorf("%q: gzip taken although refused", v)
+		}
+	})
+}
