@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/parley/parley/internal/config"
@@ -247,4 +248,30 @@ func TestBenchHLSGlassToGlass(t *testing.T) {
 	slices.Sort(hlsMs)
 	slices.Sort(rtcMs)
 	t.Logf("LL-HLS in hls.js glass-to-glass, median of each load: %v ms, median %.0f ms; WebRTC alongside: %v ms", hlsMs, hlsMs[1], rtcMs)
+}
+
+// TestHLSWhenWebRTCFails: a browser whose WHEP requests do not get
+// through (blocked in the browser, as by a proxy or a filter that lets
+// plain HTTP through) cannot play over WebRTC; the watch page plays the
+// stream over HLS instead and says why.
+func TestHLSWhenWebRTCFails(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	e := newEnv(t, func(c *config.Config) {
+		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
+		c.RTMP = "127.0.0.1:0"
+	})
+	stop := keepPublishing(t, func(ctx context.Context) *exec.Cmd { return rtmptest.Studio(ctx, fmt.Sprintf("rtmp://%s/live/s", e.srv.RTMPAddr())) })
+	defer stop()
+	b := e.launch("Una")
+	if _, err := chromedp.Call(b.ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(b.ctx, network.SetBlockedURLs, network.SetBlockedURLsParams{
+		URLPatterns: []*network.BlockPattern{{URLPattern: "*://*:*/whep/*", Block: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.openWatch("s", "")
+	b.waitHLSPlaying(60 * time.Second)
+	b.waitFor(5*time.Second, "why it plays HLS, said", `/HLS.*WebRTC could not connect/.test(document.querySelector('#path-status').textContent)`, `document.querySelector('#path-status').textContent`)
+	t.Logf("said: %q", eval[string](b, `document.querySelector('#path-status').textContent`))
 }
