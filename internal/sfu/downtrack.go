@@ -432,6 +432,18 @@ func (d *downTrack) readRTCP() {
 	}
 }
 
+// requestKeyframe asks the publisher of the layer the subscriber gets (or
+// is switching to) for a keyframe, rate-limited per layer.
+func (d *downTrack) requestKeyframe() {
+	cur := d.cur.Load()
+	if cur == nil {
+		cur = d.target.Load()
+	}
+	if cur != nil {
+		cur.requestKeyframe()
+	}
+}
+
 func (d *downTrack) handleRTCP(pkt rtcp.Packet) {
 	switch p := pkt.(type) {
 	case *rtcp.TransportLayerNack:
@@ -443,13 +455,7 @@ func (d *downTrack) handleRTCP(pkt rtcp.Packet) {
 			}
 		}
 	case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-		cur := d.cur.Load()
-		if cur == nil {
-			cur = d.target.Load()
-		}
-		if cur != nil {
-			cur.requestKeyframe()
-		}
+		d.requestKeyframe()
 	case *rtcp.ReceiverEstimatedMaximumBitrate:
 		if d.p != nil {
 			d.p.setEstimateFromREMB(uint64(p.Bitrate))

@@ -176,6 +176,12 @@ func (s *Subscription) Done() <-chan struct{} { return s.ended }
 // Close detaches the sink; its writer ends after a write in progress.
 func (s *Subscription) Close() { s.d.close() }
 
+// RequestKeyframe asks the track's publisher for a keyframe (a PLI, as a
+// WebRTC subscriber's, rate-limited the same way), for a sink that needs
+// one now and then: a browser publisher sends one only when asked, and an
+// HLS muxer cuts its segments at keyframes.
+func (s *Subscription) RequestKeyframe() { s.d.requestKeyframe() }
+
 // Stats returns the subscription's counters.
 func (s *Subscription) Stats() SinkStats { return s.d.stats() }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpav1"
@@ -130,6 +131,7 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 			return nil, fmt.Errorf("tap: subscribing to %s: %w", chosen[i].ID, err)
 		}
 		t.subs = append(t.subs, sub)
+		feeds[i].sub.Store(sub)
 		h.wg.Add(1)
 		go func() { // the tap ends with any of its tracks
 			defer h.wg.Done()
@@ -258,6 +260,30 @@ type feed struct {
 	av1     *rtpav1.Decoder
 	toAAC   *transcode.OpusToAAC
 	haveKey bool // a keyframe with its parameters went out
+
+	sub     atomic.Pointer[sfu.Subscription] // set once subscribed, for keyframe requests
+	lastKey time.Time                        // the last keyframe, or the last request for one
+}
+
+// keyframeDue asks the publisher for a keyframe when the video has gone
+// Config.KeyframeEvery without one (and as often while none comes).
+func (f *feed) keyframeDue(key bool) {
+	every := f.t.h.cfg.KeyframeEvery
+	if every < 0 {
+		return
+	}
+	now := time.Now()
+	if key || f.lastKey.IsZero() {
+		f.lastKey = now
+		return
+	}
+	if now.Sub(f.lastKey) < every {
+		return
+	}
+	f.lastKey = now
+	if sub := f.sub.Load(); sub != nil {
+		sub.RequestKeyframe()
+	}
 }
 
 // WriteRTP runs on the subscription's goroutine.
@@ -304,6 +330,7 @@ func (f *feed) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		return n, nil
 	}
 	key, params := f.inspect(au)
+	f.keyframeDue(key)
 	if key && params != nil {
 		f.t.setParams(f.idx, params)
 		f.haveKey = true

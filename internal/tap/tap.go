@@ -77,6 +77,12 @@ type Config struct {
 	// FFmpeg is the binary for Opus to AAC; "" finds "ffmpeg" on PATH.
 	FFmpeg string
 	Logger *slog.Logger
+	// KeyframeEvery is how long a tap's video may go without a keyframe
+	// before it asks the publisher for one (a PLI; publishers that cannot
+	// be asked, such as RTMP encoders, keep their own GOP): a browser sends
+	// a keyframe only when asked, and the HLS muxer and recordings cut at
+	// keyframes. 0 means 1 s; negative never asks.
+	KeyframeEvery time.Duration
 }
 
 // Hub owns the taps of one server.
@@ -95,6 +101,9 @@ func New(ctx context.Context, cfg Config) *Hub {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.KeyframeEvery == 0 {
+		cfg.KeyframeEvery = time.Second
 	}
 	return &Hub{cfg: cfg, ctx: ctx, log: log, taps: map[string]*tap{}}
 }
