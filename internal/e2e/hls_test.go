@@ -204,7 +204,11 @@ func TestHLSBehindWebRTC(t *testing.T) {
 	m := glassLag(t, 5*time.Second, w, h)
 	t.Logf("HLS (LL-HLS in hls.js) is %.0f ms behind WebRTC (medians %.0f vs %.0f ms); hls.js: %s", m[1]-m[0], m[1], m[0], jsonish(eval[lag](h, lagJS)))
 	t.Logf("the video playlist's head:\n%s", eval[string](h, playlistJS))
+	t.Logf("HLS picture %s, playing at %sx, buffered ahead %s s; WebRTC picture %s", eval[string](h, sizeJS), jsonish(eval[float64](h, `document.querySelector('#video').playbackRate`)),
+		jsonish(eval[float64](h, `(() => { const v = document.querySelector('#video'), b = v.buffered; return b.length ? b.end(b.length - 1) - v.currentTime : 0 })()`)), eval[string](w, sizeJS))
 }
+
+const sizeJS = `document.querySelector('#video').videoWidth + 'x' + document.querySelector('#video').videoHeight`
 
 // TestBenchHLSGlassToGlass measures LL-HLS glass-to-glass in hls.js: the
 // publisher page's test pattern (its clock in the picture; the server's tap
