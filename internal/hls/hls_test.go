@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ type fakeReader struct {
 	aus    [][][]byte
 	start  time.Time
 	i      int
+	read   atomic.Uint64 // frames read, for Stats
 	eof    chan struct{} // closed: Read answers io.EOF
 	closed chan struct{}
 	once   sync.Once
@@ -51,10 +53,11 @@ func (f *fakeReader) Read(ctx context.Context) (tap.Frame, error) {
 	}
 	au := f.aus[f.i%len(f.aus)]
 	f.i++
+	f.read.Add(1)
 	return tap.Frame{Track: 0, PTS: 5*time.Second + pts, NTP: f.start.Add(pts), Key: f.i%25 == 1, AU: au}, nil
 }
 
-func (f *fakeReader) Stats() tap.ReaderStats { return tap.ReaderStats{Frames: uint64(f.i)} }
+func (f *fakeReader) Stats() tap.ReaderStats { return tap.ReaderStats{Frames: f.read.Load()} }
 
 func (f *fakeReader) Close() { f.once.Do(func() { close(f.closed) }) }
 
@@ -325,4 +328,59 @@ func FuzzParsePath(f *testing.F) {
 			t.Fatalf("parsePath(%q) = %q, %q", p, stream, file)
 		}
 	})
+}
+
+// TestKeep: a stream kept always on gets its muxer without a request,
+// and it outlives the idle time.
+func TestKeep(t *testing.T) {
+	e := h264Env(t, Config{Idle: 100 * time.Millisecond})
+	e.m.Keep("cam")
+	waitFor(t, func() bool { return e.m.Status("cam").State == "live" })
+	e.mu.Lock()
+	r := e.opened[0]
+	e.mu.Unlock()
+	// Past several idle periods (frames are the clock here: 1 s of them).
+	waitFor(t, func() bool { return r.Stats().Frames >= 50 })
+	select {
+	case <-r.closed:
+		t.Fatal("the kept muxer stopped when idle")
+	default:
+	}
+}
+
+// TestSharedBlocking: players blocked on the same part all get it, and
+// the same playlist.
+func TestSharedBlocking(t *testing.T) {
+	e := h264Env(t, Config{})
+	_, body := hlstest.Get(t, e.srv.URL+"/hls/cam/video1_stream.m3u8")
+	seq := regexp.MustCompile(`#EXT-X-MEDIA-SEQUENCE:(\d+)`).FindStringSubmatch(body)
+	if seq == nil {
+		t.Fatalf("no media sequence:\n%s", body)
+	}
+	var s int
+	json.Unmarshal([]byte(seq[1]), &s)
+	next := e.srv.URL + "/hls/cam/video1_stream.m3u8?_HLS_msn=" + itoa(s+strings.Count(body, "#EXTINF")) + "&_HLS_part=1"
+	bodies := make([]string, 20)
+	var wg sync.WaitGroup
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := http.Get(next)
+			if err != nil {
+				return
+			}
+			defer res.Body.Close()
+			b, _ := io.ReadAll(res.Body)
+			if res.StatusCode == http.StatusOK {
+				bodies[i] = string(b)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, b := range bodies {
+		if b == "" || b != bodies[0] || !strings.Contains(b, "#EXT-X-PART:") {
+			t.Fatalf("player %d got %q (player 0: %q)", i, b, bodies[0])
+		}
+	}
 }

@@ -150,7 +150,11 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cache = cachePlaylist
 	}
 	rw := &responseWriter{w: w, cache: cache}
-	hm.Handle(rw, r)
+	if cache == cacheBlocking {
+		mx.shared.serve(rw, r, hm)
+	} else {
+		hm.Handle(rw, r)
+	}
 	rw.finish(stream, file, mx)
 }
 
@@ -228,13 +232,6 @@ func (rw *responseWriter) Write(b []byte) (int, error) {
 		rw.WriteHeader(http.StatusOK)
 	}
 	return rw.w.Write(b)
-}
-
-// Flush lets parts stream out as they are copied.
-func (rw *responseWriter) Flush() {
-	if f, ok := rw.w.(http.Flusher); ok && rw.wrote {
-		f.Flush()
-	}
 }
 
 func (rw *responseWriter) finish(stream, file string, mx *muxer) {

@@ -20,6 +20,7 @@ type muxer struct {
 	stream  string
 	keep    bool // hls: always (no idle stop)
 	viewers *viewers
+	shared  sharedAnswers // blocking playlist answers (shared.go)
 
 	ready chan struct{} // closed when the first segment is out
 	done  chan struct{} // closed when run has returned
@@ -110,6 +111,7 @@ func (mx *muxer) run(parent context.Context) (err error) {
 				return
 			case now := <-t.C:
 				mx.viewers.sweep(now)
+				mx.shared.sweep(now)
 				if !mx.keep && mx.inflight.Load() == 0 && now.Sub(time.Unix(0, mx.lastReq.Load())) > mx.m.cfg.Idle {
 					cancel()
 					return

@@ -90,17 +90,15 @@ func (s *Server) verifyHLS(r *http.Request, stream string) error {
 	return s.verifyStreamToken(r, stream, false, true)
 }
 
-// authorizeHLS admits a new HLS viewer through the CIDR lists and the
-// on_play hook (once per viewer; the token was checked by verifyHLS).
+// authorizeHLS admits a new HLS viewer (once per viewer) through the
+// authorizer every listener uses: the token, the CIDR lists, the on_play
+// hook; the status page counts the viewer until its end.
 func (s *Server) authorizeHLS(r *http.Request, stream, id string) (func(), error) {
-	if s.access == nil {
-		return func() {}, nil
-	}
 	tok := r.URL.Query().Get("token")
 	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
 		tok = b
 	}
-	return s.access.Check(r.Context(), ingest.Request{Action: ingest.Read, Proto: "hls", Stream: stream, Token: tok,
+	return s.authorize(r.Context(), ingest.Request{Action: ingest.Read, Proto: "hls", Stream: stream, Token: tok,
 		Remote: s.clients.Request(r).Unmap(), ID: id})
 }
 

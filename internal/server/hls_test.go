@@ -131,6 +131,26 @@ func TestHLSFromWHIP(t *testing.T) {
 	if v := srv.HLSViewers()["cam"]; v < 1 {
 		t.Errorf("HLSViewers = %d", v)
 	}
+	// The operators' status counts the HLS viewer (admitted through the
+	// authorizer like every protocol's).
+	var ops struct {
+		Streams []struct {
+			Name    string         `json:"name"`
+			Viewers map[string]int `json:"viewers"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(get(t, srv.OpsURL()+"/api/status")), &ops); err != nil {
+		t.Fatal(err)
+	}
+	hlsViewers := -1
+	for _, st := range ops.Streams {
+		if st.Name == "cam" {
+			hlsViewers = st.Viewers["hls"]
+		}
+	}
+	if hlsViewers < 1 {
+		t.Errorf("/api/status: %d HLS viewers of cam (-1: no cam), want 1: %+v", hlsViewers, ops.Streams)
+	}
 }
 
 // TestHLSFromRTMP: ffprobe reads the LL-HLS of a stream ffmpeg publishes

@@ -16,6 +16,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /metrics", s.publicMetrics)                 // ops.go
 	mux.HandleFunc("GET /api/streams/{name}", s.publicStreamStatus) // ops.go
 	mux.HandleFunc("GET /api/ingest", s.ingestInfo)                 // ingest.go
+	mux.HandleFunc("GET /api/status", s.publicStatusAPI)            // status.go
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
 	mux.HandleFunc("/hls/", s.serveHLS) // hls.go

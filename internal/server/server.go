@@ -50,6 +50,8 @@ type Server struct {
 	hub        *signal.Hub
 	turn       *turn.Server       // nil when off or external
 	sfu        *sfu.SFU           // nil when media is off
+	started    time.Time          // for the status's uptime
+	counts     sessionCounts      // stream sessions by protocol, for the status
 	taps       *tap.Hub           // streams read as access units: RTMP players, HLS, recording, restreaming
 	tapStop    context.CancelFunc // ends the taps
 	hls        *hls.Manager       // LL-HLS (hls.go), nil when --hls off or media is off
@@ -89,7 +91,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms), sources: ingest.NewRegistry(),
-		serveDone: make(chan struct{})}
+		serveDone: make(chan struct{}), started: time.Now()}
 	// Auth is on with any of the secret, the public keys or the JWKS.
 	keys := auth.Keys{Secret: []byte(cfg.AuthSecret)}
 	for _, f := range []struct {
