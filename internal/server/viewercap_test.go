@@ -3,7 +3,9 @@ package server_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +90,28 @@ func TestWHEPViewerCap(t *testing.T) {
 	}
 	_, err = play("two")
 	capped("two", err)
+	// What a browser sees: 503, Retry-After, the JSON code.
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(srv.URL()+"/whep/two", "application/sdp", strings.NewReader(offer.SDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"code":"webrtc_viewer_limit"`) {
+		t.Errorf("raw WHEP past the cap: %s, Retry-After %q, %s", resp.Status, resp.Header.Get("Retry-After"), body)
+	}
 
 	// The first viewer of "one" leaves: its seat is free again.
 	first.Close(ctx)
