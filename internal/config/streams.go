@@ -25,6 +25,12 @@ type Stream struct {
 	// Per-stream settings of a stream published to Parley (WHIP, RTMP,
 	// SRT, RTSP) or pulled from a camera: an entry may hold only these.
 	//
+	// MaxWebRTCViewers caps the stream's WebRTC (WHEP, /w/) viewers; past it
+	// WHEP answers 503 "webrtc_viewer_limit" and the watch page plays HLS.
+	// 0 means the server's --max-webrtc-viewers. The camera API does not
+	// carry it (json "-"): it is set in the configuration file.
+	MaxWebRTCViewers int `yaml:"max_webrtc_viewers" json:"-"`
+
 	// HLS (internal/hls): "" (the --hls default), "on" (the muxer starts
 	// with the first HLS request), "always" (it runs whenever the stream
 	// is live) or "off".
@@ -51,6 +57,9 @@ func (s Stream) CheckSettings() error {
 	}
 	if err := s.checkPush(); err != nil {
 		return err
+	}
+	if s.MaxWebRTCViewers < 0 {
+		return errors.New("max_webrtc_viewers must be >= 0 (0: the server's --max-webrtc-viewers)")
 	}
 	if s.IsCamera() {
 		return s.Check()

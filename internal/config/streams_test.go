@@ -98,3 +98,34 @@ func TestStreamPush(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxWebRTCViewers: a stream's own max_webrtc_viewers (an entry with no
+// source is a published stream's settings, not a camera) overrides
+// --max-webrtc-viewers; negative values are refused.
+func TestMaxWebRTCViewers(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "cap.yaml", "max_webrtc_viewers: 100\nstreams:\n  town-hall:\n    max_webrtc_viewers: 5\n  door:\n    source: rtsp://cam/s\n")
+	c, err := Load([]string{"--config", f}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Streams["town-hall"].IsCamera() || !c.Streams["door"].IsCamera() {
+		t.Errorf("camera entries: town-hall %v, door %v", c.Streams["town-hall"].IsCamera(), c.Streams["door"].IsCamera())
+	}
+	for stream, want := range map[string]int{"town-hall": 5, "door": 100, "other": 100} {
+		if got := c.MaxWebRTCViewersOf(stream); got != want {
+			t.Errorf("MaxWebRTCViewersOf(%s) = %d, want %d", stream, got, want)
+		}
+	}
+	if c, err := Load([]string{"--max-webrtc-viewers", "3"}, noEnv, io.Discard); err != nil || c.MaxWebRTCViewersOf("x") != 3 {
+		t.Errorf("--max-webrtc-viewers 3: %v, %d", err, c.MaxWebRTCViewersOf("x"))
+	}
+	for name, args := range map[string][]string{
+		"negative flag":       {"--max-webrtc-viewers", "-1"},
+		"negative per stream": {"--config", writeFile(t, dir, "neg.yaml", "streams:\n  s:\n    max_webrtc_viewers: -2\n")},
+	} {
+		if _, err := Load(args, noEnv, io.Discard); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

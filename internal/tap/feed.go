@@ -39,10 +39,9 @@ type tap struct {
 
 	subs []*sfu.Subscription
 	aac  *transcode.OpusToAAC
-	// keyEvery is the shortest KeyframeInterval of the readers (0: none);
-	// lastKey the video's last keyframe (unix nanoseconds).
-	keyEvery, lastKey atomic.Int64
-	quit              chan struct{} // closed by stop: ends the watchers
+	// keyEvery is the shortest KeyframeInterval of the readers (0: none).
+	keyEvery atomic.Int64
+	quit     chan struct{} // closed by stop: ends the watchers
 
 	mu       sync.Mutex
 	tracks   []Track
@@ -134,13 +133,7 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 			return nil, fmt.Errorf("tap: subscribing to %s: %w", chosen[i].ID, err)
 		}
 		t.subs = append(t.subs, sub)
-		if i == t.video {
-			h.wg.Add(1)
-			go func() {
-				defer h.wg.Done()
-				t.askKeyframes(sub)
-			}()
-		}
+		f.sub.Store(sub)
 		h.wg.Add(1)
 		go func() { // the tap ends with any of its tracks
 			defer h.wg.Done()
@@ -154,29 +147,6 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 		}()
 	}
 	return t, nil
-}
-
-// keyCheck is how often the tap looks whether a keyframe is due.
-const keyCheck = 250 * time.Millisecond
-
-// askKeyframes asks the video's publisher for a keyframe whenever none
-// came for the readers' KeyframeInterval, until the tap stops or ends.
-func (t *tap) askKeyframes(sub *sfu.Subscription) {
-	tick := time.NewTicker(keyCheck)
-	defer tick.Stop()
-	for {
-		select {
-		case <-t.quit:
-			return
-		case <-t.ended:
-			return
-		case now := <-tick.C:
-			every := time.Duration(t.keyEvery.Load())
-			if last := t.lastKey.Load(); every > 0 && last != 0 && now.Sub(time.Unix(0, last)) >= every {
-				sub.RequestKeyframe()
-			}
-		}
-	}
 }
 
 // setKeyEvery recomputes the shortest keyframe interval the readers
@@ -304,6 +274,29 @@ type feed struct {
 	av1     *rtpav1.Decoder
 	toAAC   *transcode.OpusToAAC
 	haveKey bool // a keyframe with its parameters went out
+
+	sub     atomic.Pointer[sfu.Subscription] // set once subscribed (WriteRTP may run before)
+	lastKey time.Time                        // the last keyframe, or the last request for one
+}
+
+// keyframeDue asks the publisher for a keyframe when the video went the
+// readers' shortest KeyframeInterval without one (and as often while
+// none comes): a browser sends one only when asked, and HLS segments and
+// recording files start at keyframes. Publishers that cannot be asked
+// (RTMP encoders, cameras) keep their own interval.
+func (f *feed) keyframeDue(key bool) {
+	every := time.Duration(f.t.keyEvery.Load())
+	now := time.Now()
+	if key || f.lastKey.IsZero() {
+		f.lastKey = now
+		return
+	}
+	sub := f.sub.Load()
+	if every <= 0 || now.Sub(f.lastKey) < every || sub == nil {
+		return
+	}
+	f.lastKey = now
+	sub.RequestKeyframe()
 }
 
 // WriteRTP runs on the subscription's goroutine.
@@ -350,9 +343,7 @@ func (f *feed) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		return n, nil
 	}
 	key, params := f.inspect(au)
-	if key {
-		f.t.lastKey.Store(time.Now().UnixNano())
-	}
+	f.keyframeDue(key)
 	if key && params != nil {
 		f.t.setParams(f.idx, params)
 		f.haveKey = true
