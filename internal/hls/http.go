@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/bluenviron/gohlslib/v2"
+
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/tap"
@@ -151,11 +153,35 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := &responseWriter{w: w, cache: cache}
 	if cache == cacheBlocking {
-		mx.shared.serve(rw, r, hm)
+		mx.serveBlocking(rw, r, hm)
 	} else {
 		hm.Handle(rw, r)
 	}
 	rw.finish(stream, file, mx)
+}
+
+// serveBlocking answers a blocking playlist request (edge.go): it waits
+// for the part, then shares the muxer's playlist with the others that
+// waited for it.
+func (mx *muxer) serveBlocking(w *responseWriter, r *http.Request, hm *gohlslib.Muxer) {
+	msn, part, rest, err := directives(r.URL.Query())
+	if err == nil {
+		err = mx.edge.wait(r.Context(), mx.done, msn, part)
+	}
+	switch {
+	case r.Context().Err() != nil:
+		return // the client went
+	case errors.Is(err, ErrClosed):
+		w.status = http.StatusInternalServerError // finish: the stream ended
+		return
+	case err != nil:
+		w.status = http.StatusBadRequest
+		return
+	}
+	key := r.URL.Path + "?" + r.URL.RawQuery
+	r = r.Clone(r.Context())
+	r.URL.RawQuery = rest
+	mx.shared.serve(w, r, key, hm)
 }
 
 // writeFailure answers a playlist request whose muxer could not start.
