@@ -91,6 +91,10 @@ func (c *Config) defaults() {
 	}
 }
 
+// notLiveFor is how long a stream found not live answers so without
+// asking the tap again.
+const notLiveFor = time.Second
+
 // Errors a stream's HLS can fail with (Status.Error says them in words).
 var (
 	// ErrUnsupported: the stream's codecs cannot be carried in HLS.
@@ -191,6 +195,16 @@ func (m *Manager) muxer(stream string) (*muxer, error) {
 	go func() {
 		defer m.wg.Done()
 		err := mx.run(m.ctx)
+		if errors.Is(err, tap.ErrNotLive) {
+			// Kept (done, failed) a moment, so that players polling a stream
+			// that is not live get their 404 without a muxer started for each.
+			t := time.NewTimer(notLiveFor)
+			select {
+			case <-t.C:
+			case <-m.ctx.Done():
+				t.Stop()
+			}
+		}
 		m.mu.Lock()
 		if m.muxers[stream] == mx {
 			delete(m.muxers, stream)

@@ -282,3 +282,20 @@ func TestHLSOff(t *testing.T) {
 		t.Errorf("hls: on, not live: %d %s", res.StatusCode, body)
 	}
 }
+
+// TestHLSAlways: a stream with hls: always has its muxer running once
+// it is live, before any HLS request.
+func TestHLSAlways(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	srv := startServer(t, func(c *config.Config) {
+		c.PublicIP = "127.0.0.1"
+		c.Streams = map[string]config.Stream{"s": {HLS: "always"}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	studio(ctx, t, fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr()))
+	pollUntil(ctx, t, "the HLS of s live without a request", func() bool {
+		st := streamStatusOf(t, srv.URL()+"/api/streams/s")
+		return st.HLS != nil && st.HLS.State == "live"
+	})
+}
