@@ -4,7 +4,10 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/ingest"
@@ -87,7 +90,51 @@ func (s *Server) openHLS(ctx context.Context, stream string) (hls.Reader, error)
 // subscribe grant for the stream, as WHEP viewers need, from ?token= (the
 // playlists carry it into every URL) or Authorization: Bearer.
 func (s *Server) verifyHLS(r *http.Request, stream string) error {
-	return s.verifyStreamToken(r, stream, false, true)
+	if s.auth == nil {
+		return nil
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		tok = r.URL.Query().Get("token")
+	}
+	c, err := s.hlsTokens.claims(strings.TrimSpace(tok), time.Now(), func(tok string) (auth.Claims, error) {
+		return s.tokenClaims(tok, "(?token= on the playlist, or Authorization: Bearer)")
+	})
+	if err != nil {
+		return err
+	}
+	return streamGrant(c, stream, false)
+}
+
+// tokenCache remembers the tokens it verified until they expire: an HLS
+// player shows its token on every part (five requests a second), and a
+// signature check costs tens of microseconds.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]auth.Claims
+}
+
+// maxCachedTokens bounds the cache; past it, it starts again empty.
+const maxCachedTokens = 4096
+
+func (tc *tokenCache) claims(tok string, now time.Time, verify func(string) (auth.Claims, error)) (auth.Claims, error) {
+	tc.mu.Lock()
+	c, ok := tc.m[tok]
+	tc.mu.Unlock()
+	if ok && now.Unix() < c.ExpiresAt && now.Unix() >= c.NotBefore {
+		return c, nil
+	}
+	c, err := verify(tok)
+	if err != nil {
+		return c, err
+	}
+	tc.mu.Lock()
+	if tc.m == nil || len(tc.m) >= maxCachedTokens {
+		tc.m = map[string]auth.Claims{}
+	}
+	tc.m[tok] = c
+	tc.mu.Unlock()
+	return c, nil
 }
 
 // authorizeHLS admits a new HLS viewer (once per viewer) through the

@@ -224,6 +224,20 @@ func TestHLSAuth(t *testing.T) {
 	}
 	// Blocking requests keep the token and answer once the part exists.
 	probeHLS(ctx, t, base+"?token="+tok, 640, 360, "opus")
+
+	// A token stops working when it expires, verified tokens being kept
+	// (one check per part would cost) only until then.
+	short, err := auth.NewToken([]byte(testSecret), "s", "v", auth.Grants{Subscribe: true}, time.Second, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, body := hlstest.Get(t, base+"?token="+short); res.StatusCode != http.StatusOK {
+		t.Fatalf("a fresh short token: %d %s", res.StatusCode, body)
+	}
+	pollUntil(ctx, t, "the expired token refused", func() bool {
+		res, _ := hlstest.Get(t, base+"?token="+short)
+		return res.StatusCode == http.StatusUnauthorized
+	})
 }
 
 // TestHLSVP8: a VP8 stream cannot be HLS: the playlist answers a clear
