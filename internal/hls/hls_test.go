@@ -384,3 +384,19 @@ func TestSharedBlocking(t *testing.T) {
 		}
 	}
 }
+
+// TestRatePerIP: past RatePerIP requests a second from one address, 429.
+func TestRatePerIP(t *testing.T) {
+	e := newEnv(t, Config{RatePerIP: 5}, func() (Reader, error) { return nil, tap.ErrNotLive })
+	codes := map[int]int{}
+	for range 8 {
+		res, _ := hlstest.Get(t, e.srv.URL+"/hls/cam/index.m3u8")
+		codes[res.StatusCode]++
+		if res.StatusCode == http.StatusTooManyRequests && res.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+	if codes[http.StatusNotFound] != 5 || codes[http.StatusTooManyRequests] != 3 {
+		t.Errorf("statuses %v, want 5 × 404 then 3 × 429", codes)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/bluenviron/gohlslib/v2"
 
@@ -84,6 +85,11 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.count(func(s *Stats) { s.Requests++ })
+	if !m.rate.Allow(m.clientAddr(r), time.Now()) {
+		m.count(func(s *Stats) { s.RateRefused++ })
+		httperr.TooMany(w, time.Second, fmt.Sprintf("more than %d HLS requests a second from one address", m.cfg.RatePerIP))
+		return
+	}
 	stream, file, err := parsePath(r.URL.Path)
 	if err != nil {
 		httperr.Write(w, http.StatusNotFound, CodeNotFound, err.Error())

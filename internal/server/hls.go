@@ -43,6 +43,7 @@ func (s *Server) startHLS() {
 		ClientAddr:    s.clients.Request,
 		Idle:          s.cfg.HLSIdle.D(),
 		BlockingPerIP: s.cfg.HLSBlockingPerIP,
+		RatePerIP:     s.cfg.HLSRatePerIP,
 		Logger:        s.log,
 	})
 	for _, name := range always {
@@ -53,6 +54,7 @@ func (s *Server) startHLS() {
 	s.metrics.GaugeFunc("parley_hls_viewers", "LL-HLS viewers (distinct clients with a request in the last 5 s), all streams.", func() float64 { return float64(m.Stats().Viewers) })
 	s.metrics.CounterFunc("parley_hls_requests_total", "LL-HLS requests answered (playlists, parts, segments).", func() float64 { return float64(m.Stats().Requests) })
 	s.metrics.CounterFunc("parley_hls_blocking_refused_total", "LL-HLS blocking requests refused by --hls-blocking-per-ip.", func() float64 { return float64(m.Stats().BlockRefused) })
+	s.metrics.CounterFunc("parley_hls_rate_refused_total", "LL-HLS requests refused by --hls-rate-per-ip.", func() float64 { return float64(m.Stats().RateRefused) })
 	s.metrics.CounterFunc("parley_hls_frames_dropped_total", "Frames HLS muxers skipped because they fell behind their stream.", func() float64 { return float64(m.Stats().FramesDropped) })
 }
 
