@@ -120,6 +120,13 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mx.inflight.Add(-1)
 		mx.touch()
 	}()
+	if playlist {
+		if err := mx.wait(r.Context()); err != nil {
+			writeFailure(w, stream, err)
+			return
+		}
+	}
+	// Admitted once the stream plays: no on_play for a stream that is not.
 	if err := mx.viewers.admit(m.viewerKey(r), func(id string) (func(), error) {
 		if m.cfg.Authorize == nil {
 			return func() {}, nil
@@ -128,12 +135,6 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}); err != nil {
 		httperr.Auth(w, err)
 		return
-	}
-	if playlist {
-		if err := mx.wait(r.Context()); err != nil {
-			writeFailure(w, stream, err)
-			return
-		}
 	}
 	blocking := r.URL.Query().Has("_HLS_msn") || strings.Contains(file, "_part")
 	if blocking {
