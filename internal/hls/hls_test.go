@@ -151,9 +151,10 @@ func TestPlaylist(t *testing.T) {
 	if len(parts) == 0 {
 		t.Fatalf("no parts:\n%s", body)
 	}
-	res, _ = hlstest.Get(t, e.srv.URL+"/hls/cam/"+parts[len(parts)-1][1])
-	if res.StatusCode != 200 || res.Header.Get("Cache-Control") != cacheMedia || res.Header.Get("Content-Type") != "video/mp4" {
-		t.Errorf("part: %d %v", res.StatusCode, res.Header)
+	res, part := hlstest.Get(t, e.srv.URL+"/hls/cam/"+parts[len(parts)-1][1])
+	if res.StatusCode != 200 || res.Header.Get("Cache-Control") != cacheMedia || res.Header.Get("Content-Type") != "video/mp4" ||
+		res.ContentLength != int64(len(part)) || len(part) == 0 {
+		t.Errorf("part: %d %v, %d bytes (Content-Length %d)", res.StatusCode, res.Header, len(part), res.ContentLength)
 	}
 	// A blocking request for the next segment's first part.
 	msn := regexp.MustCompile(`#EXT-X-MEDIA-SEQUENCE:(\d+)`).FindStringSubmatch(body)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -234,41 +235,76 @@ func (m *Manager) viewerKey(r *http.Request) string {
 
 // responseWriter sets Parley's caching on gohlslib's answers and turns
 // its bare error statuses (and the silence of an unknown file) into
-// httperr bodies.
+// httperr bodies. Bodies of up to maxBuffered bytes (parts, init files,
+// playlists) go out in one write with a Content-Length, instead of
+// chunked in three: fewer system calls per part, and a length a CDN can
+// use.
 type responseWriter struct {
 	w      http.ResponseWriter
 	cache  string
-	status int  // an error status gohlslib chose (held back)
-	wrote  bool // a success went out
+	status int    // an error status gohlslib chose (held back)
+	ok     int    // the success status, while the body is held
+	buf    []byte // the body held
+	wrote  bool   // a success went out
 }
+
+// maxBuffered bounds the body a responseWriter holds (a part of a few
+// Mbit/s is under 200 KB; segments pass through past it).
+const maxBuffered = 512 << 10
 
 func (rw *responseWriter) Header() http.Header { return rw.w.Header() }
 
 func (rw *responseWriter) WriteHeader(code int) {
-	if rw.wrote || rw.status != 0 {
+	if rw.wrote || rw.status != 0 || rw.ok != 0 {
 		return
 	}
 	if code >= 400 {
 		rw.status = code
 		return
 	}
-	rw.wrote = true
-	rw.w.Header().Set("Cache-Control", rw.cache)
-	rw.w.WriteHeader(code)
+	rw.ok = code
 }
 
 func (rw *responseWriter) Write(b []byte) (int, error) {
 	if rw.status != 0 {
 		return len(b), nil
 	}
-	if !rw.wrote {
-		rw.WriteHeader(http.StatusOK)
+	if rw.ok == 0 {
+		rw.ok = http.StatusOK
 	}
+	if rw.wrote {
+		return rw.w.Write(b)
+	}
+	if len(rw.buf)+len(b) <= maxBuffered {
+		rw.buf = append(rw.buf, b...)
+		return len(b), nil
+	}
+	rw.send(false) // too big to hold: the rest streams
 	return rw.w.Write(b)
+}
+
+// send writes the success status and the body held, with its length
+// when it is the whole body.
+func (rw *responseWriter) send(whole bool) {
+	rw.wrote = true
+	h := rw.w.Header()
+	h.Set("Cache-Control", rw.cache)
+	if whole {
+		h.Set("Content-Length", strconv.Itoa(len(rw.buf)))
+	}
+	rw.w.WriteHeader(rw.ok)
+	if len(rw.buf) > 0 {
+		_, _ = rw.w.Write(rw.buf)
+	}
+	rw.buf = nil
 }
 
 func (rw *responseWriter) finish(stream, file string, mx *muxer) {
 	if rw.wrote {
+		return
+	}
+	if rw.ok != 0 && rw.status == 0 {
+		rw.send(true)
 		return
 	}
 	rw.w.Header().Del("Cache-Control")
