@@ -30,6 +30,7 @@ func benchHLS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
 	fs.StringVar(&o.Stream, "stream", "bench", "stream name")
 	fs.BoolVar(&o.Verbose, "v", false, "print every failed request")
+	pprofAddr := fs.String("pprof", "", "without -url: the child server's --pprof address (loopback), to profile it during the run")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
 	}
@@ -47,7 +48,11 @@ func benchHLS(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(stderr, "parley bench hls: %v\n", err)
 			return 1
 		}
-		child, err := startChildServer(ctx, benchsrv.SetArg(benchsrv.ArgsFor(false), "--rtmp", addr)...)
+		args := benchsrv.SetArg(benchsrv.ArgsFor(false), "--rtmp", addr)
+		if *pprofAddr != "" {
+			args = append(args, "--pprof", *pprofAddr)
+		}
+		child, err := startChildServer(ctx, args...)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench hls: %v\n", err)
 			return 1

@@ -74,19 +74,30 @@ func TestEdge(t *testing.T) {
 }
 
 // FuzzDirectives: no query makes reading the delivery directives, or
-// looking them up on a live edge, panic.
+// looking them up on a live edge, panic, and the raw query reading
+// (queryLookup) agrees with url.ParseQuery.
 func FuzzDirectives(f *testing.F) {
-	for _, s := range []string{"_HLS_msn=7&_HLS_part=2", "_HLS_msn=7", "_HLS_part=1", "_HLS_msn=-1", "_HLS_msn=18446744073709551615&_HLS_part=18446744073709551615", "token=x&_HLS_msn=8&_HLS_skip=YES"} {
+	for _, s := range []string{"_HLS_msn=7&_HLS_part=2", "_HLS_msn=7", "_HLS_part=1", "_HLS_msn=-1", "_HLS_msn=18446744073709551615&_HLS_part=18446744073709551615", "token=x&_HLS_msn=8&_HLS_skip=YES", "%5FHLS_msn=3&_HLS_msn=4&token=a+b%2F", "a;b=1&_HLS_msn=2", "_HLS_msn=%zz&_HLS_msn=5"} {
 		f.Add(s)
 	}
 	e := newEdge()
 	e.update("#EXT-X-MEDIA-SEQUENCE:5\n#EXT-X-PART:a\n#EXTINF:1\nseg5.mp4\n#EXT-X-PART:b\n")
 	f.Fuzz(func(t *testing.T, raw string) {
-		q, err := url.ParseQuery(raw)
-		if err != nil {
+		q, perr := url.ParseQuery(raw)
+		// The raw reading every blocking request uses agrees with url.Values.
+		for _, k := range []string{"_HLS_msn", "_HLS_part", "token"} {
+			if v, ok := queryLookup(raw, k); ok != q.Has(k) || v != q.Get(k) {
+				t.Fatalf("queryLookup(%q, %s) = %q, %v; url.Values: %q, %v", raw, k, v, ok, q.Get(k), q.Has(k))
+			}
+		}
+		if perr != nil {
 			return
 		}
+		m1, p1, err1 := blockingDirectives(raw)
 		msn, part, rest, err := directives(q)
+		if (err1 != nil) != (err != nil) || err == nil && (m1 != msn || p1 != part) {
+			t.Fatalf("blockingDirectives(%q) = %d, %d, %v; directives: %d, %d, %v", raw, m1, p1, err1, msn, part, err)
+		}
 		if err != nil {
 			return
 		}

@@ -76,6 +76,14 @@ func (e *edge) update(pl string) (hint string) {
 	return hint
 }
 
+// window is the oldest segment the playlist lists and the one being
+// made.
+func (e *edge) window() (oldest, making uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.oldest, e.making
+}
+
 // errAhead: a request too far past the live edge (answered 400).
 var errAhead = errors.New("hls: _HLS_msn is more than one segment past the live edge")
 
@@ -155,17 +163,60 @@ func (e *edge) watch(ctx context.Context, h *gohlslib.Muxer, media string) {
 // directives reads a blocking request's _HLS_msn and _HLS_part, and the
 // query without them (the muxer then answers its current playlist).
 func directives(q url.Values) (msn, part uint64, rest string, err error) {
-	msn, err = strconv.ParseUint(q.Get("_HLS_msn"), 10, 64)
-	if err != nil {
+	if msn, part, err = parseDirectives(q.Get); err != nil {
 		return 0, 0, "", err
-	}
-	part = wholeSegment
-	if p := q.Get("_HLS_part"); p != "" {
-		if part, err = strconv.ParseUint(p, 10, 64); err != nil || part == wholeSegment {
-			return 0, 0, "", errors.New("hls: bad _HLS_part")
-		}
 	}
 	q.Del("_HLS_msn")
 	q.Del("_HLS_part")
 	return msn, part, q.Encode(), nil
+}
+
+// blockingDirectives reads _HLS_msn and _HLS_part from a raw query as
+// directives does, without building the url.Values (every blocking
+// request reads them).
+func blockingDirectives(raw string) (msn, part uint64, err error) {
+	return parseDirectives(func(k string) string { v, _ := queryLookup(raw, k); return v })
+}
+
+func parseDirectives(get func(string) string) (msn, part uint64, err error) {
+	msn, err = strconv.ParseUint(get("_HLS_msn"), 10, 64)
+	if err != nil {
+		return 0, 0, err
+	}
+	part = wholeSegment
+	if p := get("_HLS_part"); p != "" {
+		if part, err = strconv.ParseUint(p, 10, 64); err != nil || part == wholeSegment {
+			return 0, 0, errors.New("hls: bad _HLS_part")
+		}
+	}
+	return msn, part, nil
+}
+
+// queryLookup is the first value of key in a raw query, as url.ParseQuery
+// and url.Values.Get and Has see it, without allocating unless escaped.
+func queryLookup(raw, key string) (string, bool) {
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		if kv == "" || strings.Contains(kv, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		k, ok := unescape(k)
+		if !ok || k != key {
+			continue
+		}
+		if v, ok = unescape(v); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func unescape(s string) (string, bool) {
+	if !strings.ContainsAny(s, "%+") {
+		return s, true
+	}
+	d, err := url.QueryUnescape(s)
+	return d, err == nil
 }

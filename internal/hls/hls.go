@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/internal/limit"
@@ -71,7 +72,10 @@ type Config struct {
 	// ViewerWindow is how long a viewer counts after its last playlist
 	// request (5 s).
 	ViewerWindow time.Duration
-	Logger       *slog.Logger
+	// Prefix is the URL path the Manager is mounted at ("/hls"), taken
+	// off each request's path; empty when mounted with http.StripPrefix.
+	Prefix string
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -123,7 +127,16 @@ type Manager struct {
 	always  map[string]bool // streams kept always on (Keep)
 	lastErr map[string]string
 	closed  bool
-	stats   Stats
+	stats   Stats // Started, FramesDropped (of muxers gone)
+
+	requests, rateRefused, blockRefused atomic.Uint64
+	hdr                                 headerValues
+}
+
+// headerValues are the header values every answer shares, made once (a
+// header map holds a []string; net/http only reads it).
+type headerValues struct {
+	anyOrigin, media, blocking []string
 }
 
 // Stats are the Manager's counters.
@@ -142,7 +155,8 @@ func New(cfg Config) *Manager {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, blocking: limit.NewConns(cfg.BlockingPerIP), rate: limit.NewRate(cfg.RatePerIP, time.Second),
-		muxers: map[string]*muxer{}, always: map[string]bool{}, lastErr: map[string]string{}}
+		muxers: map[string]*muxer{}, always: map[string]bool{}, lastErr: map[string]string{},
+		hdr: headerValues{anyOrigin: []string{"*"}, media: []string{cacheMedia}, blocking: []string{cacheBlocking}}}
 }
 
 // Close stops every muxer and waits for them.
@@ -290,6 +304,7 @@ func (m *Manager) AllViewers() map[string]int {
 func (m *Manager) Stats() Stats {
 	m.mu.Lock()
 	st := m.stats
+	st.Requests, st.RateRefused, st.BlockRefused = m.requests.Load(), m.rateRefused.Load(), m.blockRefused.Load()
 	st.Muxers = len(m.muxers)
 	list := make([]*muxer, 0, len(m.muxers))
 	for _, mx := range m.muxers {
@@ -313,12 +328,6 @@ func (m *Manager) Streams() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func (m *Manager) count(f func(*Stats)) {
-	m.mu.Lock()
-	f(&m.stats)
-	m.mu.Unlock()
 }
 
 // errorf wraps err with the stream's name.

@@ -68,7 +68,7 @@ type env struct {
 	opened []*fakeReader
 }
 
-func newEnv(t *testing.T, cfg Config, newReader func() (Reader, error)) *env {
+func newEnv(t testing.TB, cfg Config, newReader func() (Reader, error)) *env {
 	t.Helper()
 	e := &env{}
 	cfg.Open = func(ctx context.Context, stream string) (Reader, error) {
@@ -92,7 +92,7 @@ func newEnv(t *testing.T, cfg Config, newReader func() (Reader, error)) *env {
 	return e
 }
 
-func h264Env(t *testing.T, cfg Config) *env {
+func h264Env(t testing.TB, cfg Config) *env {
 	rtmptest.NeedFFmpeg(t)
 	aus := rtmptest.X264Frames(t, 50)
 	return newEnv(t, cfg, func() (Reader, error) { return newFakeReader(aus), nil })

@@ -68,10 +68,13 @@ func parsePath(p string) (stream, file string, err error) {
 	return stream, file, nil
 }
 
-// ServeHTTP serves /<stream>/<file>: mount it with http.StripPrefix("/hls").
+// ServeHTTP serves /<stream>/<file> below Config.Prefix (or mounted with
+// http.StripPrefix). Parts, segments and init files, and blocking
+// playlists, are answered from bytes the muxer made once for all players
+// (files.go, shared.go).
 func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
+	h["Access-Control-Allow-Origin"] = m.hdr.anyOrigin
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodOptions:
@@ -85,13 +88,14 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, http.StatusMethodNotAllowed, CodeMethod, r.Method+" is not allowed on HLS files; use GET")
 		return
 	}
-	m.count(func(s *Stats) { s.Requests++ })
-	if !m.rate.Allow(m.clientAddr(r), time.Now()) {
-		m.count(func(s *Stats) { s.RateRefused++ })
+	m.requests.Add(1)
+	addr := m.clientAddr(r)
+	if !m.rate.Allow(addr, time.Now()) {
+		m.rateRefused.Add(1)
 		httperr.TooMany(w, time.Second, fmt.Sprintf("more than %d HLS requests a second from one address", m.cfg.RatePerIP))
 		return
 	}
-	stream, file, err := parsePath(r.URL.Path)
+	stream, file, err := parsePath(strings.TrimPrefix(r.URL.Path, m.cfg.Prefix))
 	if err != nil {
 		httperr.Write(w, http.StatusNotFound, CodeNotFound, err.Error())
 		return
@@ -128,7 +132,7 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// Admitted once the stream plays: no on_play for a stream that is not.
-	if err := mx.viewers.admit(m.viewerKey(r), func(id string) (func(), error) {
+	if err := mx.viewers.admit(m.viewerKey(r, addr), func(id string) (func(), error) {
 		if m.cfg.Authorize == nil {
 			return func() {}, nil
 		}
@@ -137,11 +141,11 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httperr.Auth(w, err)
 		return
 	}
-	blocking := r.URL.Query().Has("_HLS_msn") || strings.Contains(file, "_part")
-	if blocking {
-		release, ok := m.blocking.Acquire(m.clientAddr(r))
+	blockingPlaylist := playlist && hasKey(r.URL.RawQuery, "_HLS_msn")
+	if blockingPlaylist || strings.Contains(file, "_part") {
+		release, ok := m.blocking.Acquire(addr)
 		if !ok {
-			m.count(func(s *Stats) { s.BlockRefused++ })
+			m.blockRefused.Add(1)
 			httperr.TooMany(w, m.cfg.Part, fmt.Sprintf("more than %d blocking HLS requests from one address", m.cfg.BlockingPerIP))
 			return
 		}
@@ -152,27 +156,41 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, stream, mx.failure())
 		return
 	}
-	cache := cacheMedia
 	switch {
-	case playlist && r.URL.Query().Has("_HLS_msn"):
-		cache = cacheBlocking
+	case blockingPlaylist:
+		mx.serveBlocking(w, r, hm, stream, file)
 	case playlist:
-		cache = cachePlaylist
-	}
-	rw := &responseWriter{w: w, cache: cache}
-	if cache == cacheBlocking {
-		mx.serveBlocking(rw, r, hm)
-	} else {
+		rw := &responseWriter{w: w, cache: cachePlaylist}
 		hm.Handle(rw, r)
+		rw.finish(stream, file, mx)
+	default:
+		mx.serveFile(w, r, hm, stream, file)
 	}
-	rw.finish(stream, file, mx)
+}
+
+// serveFile answers an init file, a part or a segment from the muxer's
+// file cache.
+func (mx *muxer) serveFile(w http.ResponseWriter, r *http.Request, hm *gohlslib.Muxer, stream, file string) {
+	msn := keepFile
+	if !strings.HasSuffix(file, "_init.mp4") {
+		_, msn = mx.edge.window()
+	}
+	a := mx.files.get(r, file, msn, hm)
+	switch {
+	case a == nil: // the client went
+	case a.status == http.StatusOK:
+		a.write(w, r, mx.m.hdr.media)
+	default:
+		(&responseWriter{w: w, status: a.status}).finish(stream, file, mx)
+	}
 }
 
 // serveBlocking answers a blocking playlist request (edge.go): it waits
 // for the part, then shares the muxer's playlist with the others that
 // waited for it.
-func (mx *muxer) serveBlocking(w *responseWriter, r *http.Request, hm *gohlslib.Muxer) {
-	msn, part, rest, err := directives(r.URL.Query())
+func (mx *muxer) serveBlocking(w http.ResponseWriter, r *http.Request, hm *gohlslib.Muxer, stream, file string) {
+	fail := func(status int) { (&responseWriter{w: w, status: status}).finish(stream, file, mx) }
+	msn, part, err := blockingDirectives(r.URL.RawQuery)
 	if err == nil {
 		err = mx.edge.wait(r.Context(), mx.done, msn, part)
 	}
@@ -180,16 +198,27 @@ func (mx *muxer) serveBlocking(w *responseWriter, r *http.Request, hm *gohlslib.
 	case r.Context().Err() != nil:
 		return // the client went
 	case errors.Is(err, ErrClosed):
-		w.status = http.StatusInternalServerError // finish: the stream ended
+		fail(http.StatusInternalServerError) // the stream ended
 		return
 	case err != nil:
-		w.status = http.StatusBadRequest
+		fail(http.StatusBadRequest)
 		return
 	}
-	key := r.URL.Path + "?" + r.URL.RawQuery
-	r = r.Clone(r.Context())
-	r.URL.RawQuery = rest
-	mx.shared.serve(w, r, key, hm)
+	// The muxer is asked for its current playlist, without the directives.
+	rest := func() *http.Request {
+		_, _, q, _ := directives(r.URL.Query())
+		r2 := r.Clone(r.Context())
+		r2.URL.RawQuery = q
+		return r2
+	}
+	a := mx.shared.get(r, sharedKey{r.URL.Path, r.URL.RawQuery}, rest, hm)
+	switch {
+	case a == nil: // the client went
+	case a.status == http.StatusOK:
+		a.write(w, r, mx.m.hdr.blocking)
+	default:
+		fail(a.status)
+	}
 }
 
 // writeFailure answers a playlist request whose muxer could not start.
@@ -223,14 +252,21 @@ func (m *Manager) clientAddr(r *http.Request) netip.Addr {
 	return clientip.Key(a.Unmap())
 }
 
+func hasKey(raw, key string) bool { _, ok := queryLookup(raw, key); return ok }
+
 // viewerKey tells viewers apart: address, user agent and token (players
 // behind one NAT differ by browser or token, not by address).
-func (m *Manager) viewerKey(r *http.Request) string {
-	tok := r.URL.Query().Get("token")
+type viewerKey struct {
+	addr    netip.Addr
+	ua, tok string
+}
+
+func (m *Manager) viewerKey(r *http.Request, addr netip.Addr) viewerKey {
+	tok, _ := queryLookup(r.URL.RawQuery, "token")
 	if tok == "" {
 		tok = r.Header.Get("Authorization")
 	}
-	return m.clientAddr(r).String() + "\x00" + r.UserAgent() + "\x00" + tok
+	return viewerKey{addr, r.UserAgent(), tok}
 }
 
 // responseWriter sets Parley's caching on gohlslib's answers and turns

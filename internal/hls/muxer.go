@@ -22,6 +22,7 @@ type muxer struct {
 	keep    bool // hls: always (no idle stop)
 	viewers *viewers
 	shared  sharedAnswers // blocking playlist answers (shared.go)
+	files   fileCache     // init files, parts, segments (files.go)
 	edge    *edge         // the live edge blocking requests wait on (edge.go)
 
 	ready chan struct{} // closed when the first segment is out
@@ -122,6 +123,8 @@ func (mx *muxer) run(parent context.Context) (err error) {
 			case now := <-t.C:
 				mx.viewers.sweep(now)
 				mx.shared.sweep(now)
+				oldest, _ := mx.edge.window()
+				mx.files.sweep(oldest)
 				if !mx.keep && mx.inflight.Load() == 0 && now.Sub(time.Unix(0, mx.lastReq.Load())) > mx.m.cfg.Idle {
 					cancel()
 					return
@@ -184,6 +187,11 @@ func leadingPlaylist(mv string) string {
 
 // wait waits, up to Config.StartTimeout, for the first segment.
 func (mx *muxer) wait(ctx context.Context) error {
+	select {
+	case <-mx.ready: // every playlist request after the first segment: no timer
+		return nil
+	default:
+	}
 	t := time.NewTimer(mx.m.cfg.StartTimeout)
 	defer t.Stop()
 	select {

@@ -3,6 +3,7 @@ package hls
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,7 +14,8 @@ import (
 // token) wait for the same moment and get the same playlist: the first
 // one asks the muxer, the others wait for its answer and share it, as a
 // CDN in front would. With a thousand players that is one playlist made
-// per part instead of a thousand, all under the muxer's lock.
+// per part instead of a thousand, all under the muxer's lock, and each
+// answer is the same bytes with headers built once.
 //
 // An answer is kept for sharedFor (the blocking answer's max-age says a
 // cache may keep it that long); at most maxShared URLs are kept, and a
@@ -25,62 +27,93 @@ const (
 
 type sharedAnswers struct {
 	mu sync.Mutex
-	m  map[string]*answer
+	m  map[sharedKey]*answer
 }
 
-// answer is one blocking playlist answer; done is closed when it is in.
+// sharedKey is a blocking request's URL as asked.
+type sharedKey struct{ path, query string }
+
+// answer is the muxer's answer to one request, shared by all who asked
+// for it (blocking playlists, media files); done is closed when it is
+// in, and its fields do not change after that.
 type answer struct {
 	done   chan struct{}
 	at     time.Time
+	msn    uint64 // media files: the segment being made when asked (fileCache.sweep)
 	status int
-	header http.Header
+	header http.Header // as the muxer set it
 	body   []byte
+	ctype  []string // Content-Type and Content-Length of a 200, as a header map holds them
+	length []string
 }
 
-// serve answers r (a blocking playlist request, its directives taken out)
-// from the shared answer of key (its URL as asked), asking the muxer when
-// no one has yet.
-func (s *sharedAnswers) serve(w http.ResponseWriter, r *http.Request, key string, h *gohlslib.Muxer) {
+func newAnswer() *answer { return &answer{done: make(chan struct{}), header: http.Header{}} }
+
+// fill asks the muxer; the request is not ended with its client, whose
+// answer others may wait for.
+func (a *answer) fill(h *gohlslib.Muxer, r *http.Request) {
+	h.Handle(&recorder{a: a}, r.WithContext(context.WithoutCancel(r.Context())))
+	if a.status == http.StatusOK {
+		a.ctype = []string{a.header.Get("Content-Type")}
+		a.length = []string{strconv.Itoa(len(a.body))}
+	}
+	a.at = time.Now()
+	close(a.done)
+}
+
+// wait waits for the answer; false when ctx ended first.
+func (a *answer) wait(ctx context.Context) bool {
+	select {
+	case <-a.done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// write sends a 200 answer with the Cache-Control cache.
+func (a *answer) write(w http.ResponseWriter, r *http.Request, cache []string) {
+	h := w.Header()
+	h["Content-Type"] = a.ctype
+	h["Content-Length"] = a.length
+	h["Cache-Control"] = cache
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(a.body)
+	}
+}
+
+// get answers r (a blocking playlist request, its directives taken out
+// by rest) from the shared answer of key, asking the muxer when no one
+// has yet; nil when r's client went first.
+func (s *sharedAnswers) get(r *http.Request, key sharedKey, rest func() *http.Request, h *gohlslib.Muxer) *answer {
 	s.mu.Lock()
 	if s.m == nil {
-		s.m = map[string]*answer{}
+		s.m = map[sharedKey]*answer{}
 	}
 	a, ok := s.m[key]
-	if !ok && len(s.m) >= maxShared {
-		s.mu.Unlock()
-		h.Handle(w, r)
-		return
-	}
 	if !ok {
-		a = &answer{done: make(chan struct{}), header: http.Header{}}
-		s.m[key] = a
+		a = newAnswer()
+		if len(s.m) < maxShared {
+			s.m[key] = a
+		}
 	}
 	s.mu.Unlock()
-	if !ok {
-		rec := &recorder{a: a}
-		// Not ended with this client, whose answer others may wait for.
-		h.Handle(rec, r.WithContext(context.WithoutCancel(r.Context())))
-		a.at = time.Now()
-		close(a.done)
-		if a.status != http.StatusOK {
-			s.mu.Lock()
+	if ok {
+		if !a.wait(r.Context()) {
+			return nil
+		}
+		return a
+	}
+	a.fill(h, rest())
+	if a.status != http.StatusOK {
+		s.mu.Lock()
+		if s.m[key] == a {
 			delete(s.m, key) // errors are not shared past the waiters
-			s.mu.Unlock()
 		}
-	} else {
-		select {
-		case <-a.done:
-		case <-r.Context().Done():
-			return
-		}
+		s.mu.Unlock()
 	}
-	for k, v := range a.header {
-		w.Header()[k] = v
-	}
-	if a.status != 0 {
-		w.WriteHeader(a.status)
-	}
-	_, _ = w.Write(a.body)
+	return a
 }
 
 // sweep forgets the answers older than sharedFor.

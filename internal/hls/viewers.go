@@ -13,7 +13,7 @@ import (
 type viewers struct {
 	window time.Duration
 	mu     sync.Mutex
-	m      map[string]*viewer
+	m      map[viewerKey]*viewer
 	closed bool
 }
 
@@ -23,12 +23,12 @@ type viewer struct {
 }
 
 func newViewers(window time.Duration) *viewers {
-	return &viewers{window: window, m: map[string]*viewer{}}
+	return &viewers{window: window, m: map[viewerKey]*viewer{}}
 }
 
 // admit registers a request of the viewer key; a new viewer is first
 // authorized (with a fresh session ID).
-func (v *viewers) admit(key string, authorize func(id string) (func(), error)) error {
+func (v *viewers) admit(key viewerKey, authorize func(id string) (func(), error)) error {
 	now := time.Now()
 	v.mu.Lock()
 	if vw, ok := v.m[key]; ok {
@@ -90,7 +90,7 @@ func (v *viewers) close() {
 	v.mu.Lock()
 	v.closed = true
 	list := v.m
-	v.m = map[string]*viewer{}
+	v.m = map[viewerKey]*viewer{}
 	v.mu.Unlock()
 	for _, vw := range list {
 		vw.end()

@@ -44,6 +44,7 @@ func (s *Server) startHLS() {
 		Idle:          s.cfg.HLSIdle.D(),
 		BlockingPerIP: s.cfg.HLSBlockingPerIP,
 		RatePerIP:     s.cfg.HLSRatePerIP,
+		Prefix:        "/hls",
 		Logger:        s.log,
 	})
 	for _, name := range always {
@@ -165,7 +166,7 @@ func (s *Server) serveHLS(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, http.StatusNotFound, "hls_off", "HLS is off for stream "+stream+" (--hls, or hls: in the stream's settings)")
 		return
 	}
-	http.StripPrefix("/hls", s.hls).ServeHTTP(w, r)
+	s.hls.ServeHTTP(w, r) // below Prefix "/hls" (no copy of the request, as http.StripPrefix makes)
 }
 
 // hlsStatus is the HLS part of a stream's status: the muxer's state, or
