@@ -78,3 +78,50 @@ func BenchmarkServe(b *testing.B) {
 		run(b, "/hls/cam/video1_stream.m3u8?token=abc&_HLS_msn="+strconv.Itoa(msn)+"&_HLS_part=0")
 	})
 }
+
+// TestFileCache: a part is served from the bytes the muxer made once
+// (the same bytes every time, with their length, a HEAD without them),
+// an unknown file answers 404 every time (errors are not kept), and a
+// file is forgotten once the playlist no longer lists its segment.
+func TestFileCache(t *testing.T) {
+	e := h264Env(t, Config{Prefix: "/hls"})
+	_, body := hlstest.Get(t, e.srv.URL+"/hls/cam/video1_stream.m3u8")
+	parts := partRE.FindAllStringSubmatch(body, -1)
+	if len(parts) == 0 {
+		t.Fatalf("no parts:\n%s", body)
+	}
+	url := e.srv.URL + "/hls/cam/" + parts[len(parts)-1][1]
+	res1, b1 := hlstest.Get(t, url)
+	res2, b2 := hlstest.Get(t, url)
+	if res1.StatusCode != 200 || res2.StatusCode != 200 || b1 != b2 || len(b1) == 0 || res2.ContentLength != int64(len(b2)) ||
+		res2.Header.Get("Content-Type") != "video/mp4" || res2.Header.Get("Cache-Control") != cacheMedia || res2.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Fatalf("part twice: %d %d, %d and %d bytes, headers %v", res1.StatusCode, res2.StatusCode, len(b1), len(b2), res2.Header)
+	}
+	head, err := http.Head(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != 200 || head.ContentLength != int64(len(b1)) {
+		t.Errorf("HEAD: %d, Content-Length %d, want %d", head.StatusCode, head.ContentLength, len(b1))
+	}
+	for range 2 {
+		if res, body := hlstest.Get(t, e.srv.URL+"/hls/cam/x_video1_part999999.mp4"); res.StatusCode != http.StatusNotFound || !strings.Contains(body, CodeNotFound) {
+			t.Fatalf("unknown part: %d %s", res.StatusCode, body)
+		}
+	}
+	mx, _ := e.m.lookup("cam")
+	count := func() int {
+		mx.files.mu.Lock()
+		defer mx.files.mu.Unlock()
+		return len(mx.files.m)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d files kept, want 1 (the part)", n)
+	}
+	_, making := mx.edge.window()
+	mx.files.sweep(making + 1) // the playlist has moved past the part's segment
+	if n := count(); n != 0 || mx.files.bytes != 0 {
+		t.Fatalf("%d files (%d bytes) kept after the sweep, want none", n, mx.files.bytes)
+	}
+}
