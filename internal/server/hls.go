@@ -169,6 +169,19 @@ func (s *Server) serveHLS(w http.ResponseWriter, r *http.Request) {
 	s.hls.ServeHTTP(w, r) // below Prefix "/hls" (no copy of the request, as http.StripPrefix makes)
 }
 
+// hlsFirst hands /hls/ requests to serveHLS before the ServeMux's
+// pattern matching (each HLS player makes about ten requests a second);
+// a path the mux would clean and redirect still goes through it.
+func (s *Server) hlsFirst(mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; strings.HasPrefix(p, "/hls/") && !strings.Contains(p, "//") && !strings.Contains(p, "/.") && r.Method != http.MethodConnect {
+			s.serveHLS(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
 // hlsStatus is the HLS part of a stream's status: the muxer's state, or
 // for a live stream nobody watches over HLS yet, whether HLS can carry it.
 func (s *Server) hlsStatus(stream string, tracks []sfu.TrackInfo) *hls.Status {

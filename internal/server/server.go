@@ -176,7 +176,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.ln = ln
 	s.httpSrv = &http.Server{
-		Handler:           s.bodyLimits(s.mux),
+		Handler:           s.bodyLimits(s.hlsFirst(s.mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
