@@ -63,6 +63,7 @@ func (c *fileCache) get(r *http.Request, name string, msn uint64, h *gohlslib.Mu
 		c.bytes += len(f.body)
 	}
 	c.mu.Unlock()
+	close(f.done) // after the count: sweep subtracts only what was added
 	return f
 }
 

@@ -2,11 +2,13 @@ package hls
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/parley/parley/internal/hls/hlstest"
@@ -110,14 +112,42 @@ func TestFileCache(t *testing.T) {
 			t.Fatalf("unknown part: %d %s", res.StatusCode, body)
 		}
 	}
+	// The preload-hinted part, asked by many players at once before it is
+	// made: one answer for all.
+	hint := regexp.MustCompile(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="([^"]+)"`).FindStringSubmatch(body)
+	if hint == nil {
+		t.Fatalf("no preload hint:\n%s", body)
+	}
+	got := make([]string, 10)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := http.Get(e.srv.URL + "/hls/cam/" + hint[1])
+			if err != nil {
+				return
+			}
+			defer res.Body.Close()
+			if b, err := io.ReadAll(res.Body); err == nil && res.StatusCode == http.StatusOK {
+				got[i] = string(b)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, g := range got {
+		if g == "" || g != got[0] {
+			t.Fatalf("player %d got %d bytes of the hinted part (player 0: %d)", i, len(g), len(got[0]))
+		}
+	}
 	mx, _ := e.m.lookup("cam")
 	count := func() int {
 		mx.files.mu.Lock()
 		defer mx.files.mu.Unlock()
 		return len(mx.files.m)
 	}
-	if n := count(); n != 1 {
-		t.Fatalf("%d files kept, want 1 (the part)", n)
+	if n := count(); n != 2 {
+		t.Fatalf("%d files kept, want 2 (the parts)", n)
 	}
 	_, making := mx.edge.window()
 	mx.files.sweep(making + 1) // the playlist has moved past the part's segment

@@ -50,7 +50,8 @@ type answer struct {
 func newAnswer() *answer { return &answer{done: make(chan struct{}), header: http.Header{}} }
 
 // fill asks the muxer; the request is not ended with its client, whose
-// answer others may wait for.
+// answer others may wait for. The caller closes done once its cache's
+// bookkeeping is done (a sweep only touches answers that are done).
 func (a *answer) fill(h *gohlslib.Muxer, r *http.Request) {
 	h.Handle(&recorder{a: a}, r.WithContext(context.WithoutCancel(r.Context())))
 	if a.status == http.StatusOK {
@@ -58,7 +59,6 @@ func (a *answer) fill(h *gohlslib.Muxer, r *http.Request) {
 		a.length = []string{strconv.Itoa(len(a.body))}
 	}
 	a.at = time.Now()
-	close(a.done)
 }
 
 // wait waits for the answer; false when ctx ended first.
@@ -113,6 +113,7 @@ func (s *sharedAnswers) get(r *http.Request, key sharedKey, rest func() *http.Re
 		}
 		s.mu.Unlock()
 	}
+	close(a.done)
 	return a
 }
 
