@@ -361,13 +361,23 @@ func TestSharedBlocking(t *testing.T) {
 	var s int
 	json.Unmarshal([]byte(seq[1]), &s)
 	next := e.srv.URL + "/hls/cam/video1_stream.m3u8?_HLS_msn=" + itoa(s+strings.Count(body, "#EXTINF")) + "&_HLS_part=1"
-	bodies := make([]string, 20)
+	bodies := getAll(next, 20)
+	for i, b := range bodies {
+		if b == "" || b != bodies[0] || !strings.Contains(b, "#EXT-X-PART:") {
+			t.Fatalf("player %d got %q (player 0: %q)", i, b, bodies[0])
+		}
+	}
+}
+
+// getAll GETs url from n players at once: the bodies of their 200s.
+func getAll(url string, n int) []string {
+	bodies := make([]string, n)
 	var wg sync.WaitGroup
 	for i := range bodies {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := http.Get(next)
+			res, err := http.Get(url)
 			if err != nil {
 				return
 			}
@@ -379,11 +389,7 @@ func TestSharedBlocking(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	for i, b := range bodies {
-		if b == "" || b != bodies[0] || !strings.Contains(b, "#EXT-X-PART:") {
-			t.Fatalf("player %d got %q (player 0: %q)", i, b, bodies[0])
-		}
-	}
+	return bodies
 }
 
 // TestRatePerIP: past RatePerIP requests a second from one address, 429.

@@ -2,13 +2,11 @@ package hls
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/parley/parley/internal/hls/hlstest"
@@ -118,23 +116,7 @@ func TestFileCache(t *testing.T) {
 	if hint == nil {
 		t.Fatalf("no preload hint:\n%s", body)
 	}
-	got := make([]string, 10)
-	var wg sync.WaitGroup
-	for i := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := http.Get(e.srv.URL + "/hls/cam/" + hint[1])
-			if err != nil {
-				return
-			}
-			defer res.Body.Close()
-			if b, err := io.ReadAll(res.Body); err == nil && res.StatusCode == http.StatusOK {
-				got[i] = string(b)
-			}
-		}()
-	}
-	wg.Wait()
+	got := getAll(e.srv.URL+"/hls/cam/"+hint[1], 10)
 	for i, g := range got {
 		if g == "" || g != got[0] {
 			t.Fatalf("player %d got %d bytes of the hinted part (player 0: %d)", i, len(g), len(got[0]))

@@ -367,7 +367,9 @@ func (p *player) run(ctx context.Context) {
 	}
 }
 
-func (p *player) get(ctx context.Context, file string) (string, error) { return p.fetch(ctx, file, true) }
+func (p *player) get(ctx context.Context, file string) (string, error) {
+	return p.fetch(ctx, file, true)
+}
 
 // fetch GETs a file; a part's body (keep false) is read and dropped, so
 // the tool spends no allocation on it (1,000 clients fetch 125 MB/s).
