@@ -1,0 +1,61 @@
+package record
+
+import "time"
+
+// Track is one track of a recorded stream, as internal/tap describes it:
+// Kind "video" or "audio", Codec "H264", "H265", "VP8", "VP9", "AV1",
+// "Opus", "AAC", "PCMU" or "PCMA", and the codec's parameters (H264: SPS,
+// PPS; H265: VPS, SPS, PPS; AV1: the sequence header OBU; AAC: the
+// AudioSpecificConfig).
+type Track struct {
+	Kind      string
+	Codec     string
+	ClockRate int
+	Channels  int
+	Params    [][]byte
+}
+
+// Frame is one access unit of a track (tap.Frame): PTS on one clock for
+// every track of a reader, Key on video random access points (and every
+// audio frame), AU the NAL units (H264/H265), the OBUs of a temporal unit
+// (AV1) or one element (every other codec). AU is shared: read only.
+type Frame struct {
+	Track int
+	PTS   time.Duration
+	NTP   time.Time
+	Key   bool
+	AU    [][]byte
+}
+
+// muxer writes one file's container: WriteFrame buffers, and the muxer
+// writes to its io.Writer (one write per fragment or cluster, at least
+// once per flushEvery of media); Close writes what is left.
+type muxer interface {
+	WriteFrame(f Frame) error
+	// Duration is the span of media written so far (the end of the last
+	// written sample after the file's first).
+	Duration() time.Duration
+	Close() error
+}
+
+// flushEvery bounds the media a muxer holds before writing it: a killed
+// process loses at most this much (plus the frame being assembled).
+const flushEvery = time.Second
+
+// Formats a recording can be written in.
+const (
+	FormatMP4  = "mp4"  // fragmented MP4: H.264, H.265, AV1, VP9 + Opus, AAC
+	FormatWebM = "webm" // WebM: VP8, VP9 + Opus
+)
+
+// FormatFor is the format a stream with these tracks is recorded in when
+// none is asked for: WebM when its video is VP8 (MP4 cannot carry it),
+// else fragmented MP4.
+func FormatFor(tracks []Track) string {
+	for _, t := range tracks {
+		if t.Kind == "video" && t.Codec == "VP8" {
+			return FormatWebM
+		}
+	}
+	return FormatMP4
+}
