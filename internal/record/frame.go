@@ -59,3 +59,18 @@ func FormatFor(tracks []Track) string {
 	}
 	return FormatMP4
 }
+
+// trackOf is f's track in a muxer's tracks (by input index), nil when it
+// is not recorded or f is empty.
+func trackOf[T any](tracks []*T, f Frame) *T {
+	if f.Track < 0 || f.Track >= len(tracks) || len(f.AU) == 0 {
+		return nil
+	}
+	return tracks[f.Track]
+}
+
+// opensFile reports whether f, of a video track or not, may be a file's
+// first frame: a video keyframe, or any frame when no video is recorded.
+func opensFile(videoRecorded, video bool, f Frame) bool {
+	return f.Key && (video || !videoRecorded)
+}

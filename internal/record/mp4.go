@@ -24,6 +24,7 @@ type mp4Muxer struct {
 	w       io.Writer
 	tracks  []*mp4Track // by input track index; nil: not recorded
 	started bool
+	video   bool          // a video track is recorded: files start at its keyframes
 	t0      time.Duration // PTS of the file's first frame
 	seq     uint32
 	lastCut time.Duration // PTS (from t0) of the last fragment's end
@@ -95,6 +96,7 @@ func newMP4Muxer(w io.Writer, tracks []Track) (*mp4Muxer, error) {
 			mt.codec = &mp4.CodecMPEG4Audio{Config: asc}
 		}
 		m.tracks[i] = mt
+		m.video = m.video || mt.video
 	}
 	if n == 0 {
 		return nil, errors.New("no track MP4 can carry (H.264, H.265, AV1, VP9, Opus, AAC)")
@@ -102,24 +104,14 @@ func newMP4Muxer(w io.Writer, tracks []Track) (*mp4Muxer, error) {
 	return m, nil
 }
 
-// hasVideo reports whether the muxer waits for a video keyframe.
-func (m *mp4Muxer) hasVideo() bool {
-	for _, t := range m.tracks {
-		if t != nil && t.video {
-			return true
-		}
-	}
-	return false
-}
-
 func (m *mp4Muxer) WriteFrame(f Frame) error {
-	if f.Track < 0 || f.Track >= len(m.tracks) || m.tracks[f.Track] == nil || len(f.AU) == 0 {
+	t := trackOf(m.tracks, f)
+	if t == nil {
 		return nil
 	}
-	t := m.tracks[f.Track]
 	if !m.started {
-		if (m.hasVideo() && !t.video) || !f.Key {
-			return nil // a file starts at a video keyframe
+		if !opensFile(m.video, t.video, f) {
+			return nil
 		}
 		if err := m.start(f); err != nil {
 			return err

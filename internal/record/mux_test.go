@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/parley/parley/internal/record/recordtest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 )
@@ -25,15 +24,7 @@ const frameRate = 25
 // Opus frames between them, in the order a tap hands them out.
 func h264Stream(tb testing.TB, n int) ([]Track, []Frame) {
 	aus := wholeFrames(rtmptest.X264Frames(tb, n))
-	var sps, pps []byte
-	for _, nalu := range aus[0] {
-		switch h264.NALUType(nalu[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			sps = nalu
-		case h264.NALUTypePPS:
-			pps = nalu
-		}
-	}
+	sps, pps := rtmptest.H264Params(aus[0])
 	tracks := []Track{{Kind: "video", Codec: "H264", ClockRate: 90000, Params: [][]byte{sps, pps}},
 		{Kind: "audio", Codec: "Opus", ClockRate: 48000, Channels: 2}}
 	return tracks, interleave(aus, n)

@@ -24,6 +24,7 @@ type webmMuxer struct {
 	w       io.Writer
 	tracks  []*webmTrack // by input track index; nil: not recorded
 	started bool
+	video   bool // a video track is recorded: files start at its keyframes
 	t0      time.Duration
 	cluster time.Duration // start of the open cluster (from t0), -1 before the first
 	lastOut time.Duration // media time of the last write
@@ -71,6 +72,7 @@ func newWebMMuxer(w io.Writer, tracks []Track) (*webmMuxer, error) {
 			wt.entry.SeekPreRoll = 80000000
 		}
 		m.tracks[i] = wt
+		m.video = m.video || wt.video
 	}
 	if n == 0 {
 		return nil, errors.New("no track WebM can carry (VP8, VP9, AV1, Opus)")
@@ -87,22 +89,13 @@ func opusHead(channels int) []byte {
 	return b
 }
 
-func (m *webmMuxer) hasVideo() bool {
-	for _, t := range m.tracks {
-		if t != nil && t.video {
-			return true
-		}
-	}
-	return false
-}
-
 func (m *webmMuxer) WriteFrame(f Frame) error {
-	if f.Track < 0 || f.Track >= len(m.tracks) || m.tracks[f.Track] == nil || len(f.AU) == 0 {
+	t := trackOf(m.tracks, f)
+	if t == nil {
 		return nil
 	}
-	t := m.tracks[f.Track]
 	if !m.started {
-		if (m.hasVideo() && !t.video) || !f.Key {
+		if !opensFile(m.video, t.video, f) {
 			return nil
 		}
 		if err := m.start(f); err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 )
@@ -29,15 +28,7 @@ func BenchmarkRTMPToCoreLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	var sps, pps []byte
-	for _, n := range aus[0] {
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			sps = n
-		case h264.NALUTypePPS:
-			pps = n
-		}
-	}
+	sps, pps := rtmptest.H264Params(aus[0])
 	track := &gortmplib.Track{Codec: &codecs.H264{SPS: sps, PPS: pps}}
 	w := &gortmplib.Writer{Conn: c, Tracks: []*gortmplib.Track{track}}
 	if err := w.Initialize(); err != nil {

@@ -8,7 +8,6 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 )
@@ -22,15 +21,7 @@ import (
 func BenchmarkRTSPToCoreLatency(b *testing.B) {
 	rtmptest.NeedFFmpeg(b)
 	aus := rtmptest.X264Frames(b, 250)
-	var sps, pps []byte
-	for _, n := range aus[0] {
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			sps = n
-		case h264.NALUTypePPS:
-			pps = n
-		}
-	}
+	sps, pps := rtmptest.H264Params(aus[0])
 	s := newServer(b, Config{UDP: "off"})
 	forma := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: sps, PPS: pps}
 	desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{forma}}}}
