@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,11 +24,27 @@ const frameRate = 25
 // h264Stream is n frames of ffmpeg's test picture at 25 fps with 20 ms
 // Opus frames between them, in the order a tap hands them out.
 func h264Stream(tb testing.TB, n int) ([]Track, []Frame) {
-	aus := wholeFrames(rtmptest.X264Frames(tb, n))
+	aus := encoded(tb, n)
 	sps, pps := rtmptest.H264Params(aus[0])
 	tracks := []Track{{Kind: "video", Codec: "H264", ClockRate: 90000, Params: [][]byte{sps, pps}},
 		{Kind: "audio", Codec: "Opus", ClockRate: 48000, Channels: 2}}
 	return tracks, interleave(aus, n)
+}
+
+// x264Cache keeps the test picture encoded once per test binary.
+var x264Cache struct {
+	sync.Mutex
+	aus [][][]byte
+}
+
+// encoded is n frames of the test picture, encoded once.
+func encoded(tb testing.TB, n int) [][][]byte {
+	x264Cache.Lock()
+	defer x264Cache.Unlock()
+	if len(x264Cache.aus) < n {
+		x264Cache.aus = wholeFrames(rtmptest.X264Frames(tb, max(n, 6*frameRate)))
+	}
+	return x264Cache.aus[:n]
 }
 
 // wholeFrames joins the slices of one picture: X264Frames cuts after

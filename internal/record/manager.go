@@ -1,0 +1,444 @@
+// Package record writes streams and group-room tracks to files that
+// survive a crash: fragmented MP4 (H.264, H.265, AV1, VP9 + Opus, AAC) or
+// WebM (VP8, VP9 + Opus), each written as it goes, a fragment or cluster
+// at least every second. A Manager runs one Recorder per recorded stream,
+// lists, serves and deletes the files under its directory, and keeps them
+// within an age and a total size.
+package record
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors of the Manager (the API maps them to 409 and 404).
+var (
+	ErrRecording    = errors.New("already being recorded")
+	ErrNotRecording = errors.New("not being recorded")
+	ErrNotFound     = errors.New("no such recording")
+	ErrBusy         = errors.New("the file is still being written")
+)
+
+// RoomsDir is the directory, under the record directory, of group-room
+// recordings (a name no stream can have).
+const RoomsDir = "@rooms"
+
+// Config configures a Manager.
+type Config struct {
+	Dir string // where recordings go, created when first written
+	// Open opens the stream's current publisher (tracks: nil for all, or
+	// the IDs of the tracks to read). It answers ErrNotLive (wrapped or
+	// not, as IsNotLive tells) when nobody publishes.
+	Open func(ctx context.Context, stream string) (Source, error)
+	// IsNotLive tells Open's "nobody publishes" error.
+	IsNotLive func(error) bool
+	// Retry is how often a recorder waiting for a publisher tries again
+	// (0: 1 s).
+	Retry time.Duration
+	// MaxAge and MaxBytes bound the recordings kept (0: no bound); the
+	// oldest finished files go first. Checked when a file is finished and
+	// every CleanEvery (0: a minute).
+	MaxAge     time.Duration
+	MaxBytes   int64
+	CleanEvery time.Duration
+	// OnFile is told of each finished file (the on_record_done hook).
+	OnFile func(File)
+	Logger *slog.Logger
+}
+
+// File is one recording on disk.
+type File struct {
+	ID       string        `json:"id"` // path under the record directory, with slashes
+	Stream   string        `json:"stream,omitempty"`
+	Room     string        `json:"room,omitempty"`
+	Path     string        `json:"path"` // on the server
+	Format   string        `json:"format"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"duration"` // Duration in seconds
+	Size     int64         `json:"size"`
+	State    string        `json:"state"` // recording, done
+}
+
+// Manager owns the recorders and the record directory.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+	ctx context.Context
+
+	mu        sync.Mutex
+	recorders map[string]*Recorder // by stream
+	open      map[string]bool      // paths being written
+	durations map[string]cached    // durations read back, by path
+	closed    bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type cached struct {
+	size int64
+	mod  time.Time
+	d    time.Duration
+}
+
+// New makes a Manager; nothing is written until a recording starts.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("record: no directory")
+	}
+	if cfg.Open == nil || cfg.IsNotLive == nil {
+		return nil, errors.New("record: no Open")
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = time.Second
+	}
+	if cfg.CleanEvery <= 0 {
+		cfg.CleanEvery = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "record"), recorders: map[string]*Recorder{},
+		open: map[string]bool{}, durations: map[string]cached{}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	if cfg.MaxAge > 0 || cfg.MaxBytes > 0 {
+		m.wg.Add(1)
+		go m.cleaner()
+	}
+	return m, nil
+}
+
+// Close stops every recorder (their files are finished) and the cleaner.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	recs := make([]*Recorder, 0, len(m.recorders))
+	for _, r := range m.recorders {
+		recs = append(recs, r)
+	}
+	m.mu.Unlock()
+	for _, r := range recs {
+		r.Stop()
+	}
+	m.cancel()
+	m.wg.Wait()
+}
+
+// Start records a stream. always keeps recording every publish of it
+// until Stop (record: always); otherwise the stream must be live now
+// (the wrapped ErrNotLive of Open otherwise) and the recording goes on
+// through republishes until Stop, or until a file cannot be written.
+func (m *Manager) Start(stream string, opts Options, always bool) error {
+	if err := opts.Check(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("record: shutting down")
+	}
+	if r, ok := m.recorders[stream]; ok && r.Status().State != StateFailed {
+		return fmt.Errorf("stream %s: %w", stream, ErrRecording)
+	}
+	var first Source
+	if !always {
+		src, err := m.cfg.Open(m.ctx, stream)
+		if err != nil {
+			return err
+		}
+		first = src
+	}
+	open := func(ctx context.Context) (Source, error) {
+		if first != nil {
+			src := first
+			first = nil
+			return src, nil
+		}
+		return m.waitLive(ctx, stream)
+	}
+	m.recorders[stream] = startRecorder(m.ctx, recorderConfig{name: stream, dir: filepath.Join(m.cfg.Dir, stream), prefix: stream,
+		opts: opts, open: open, log: m.log, done: m.fileDone, opened: m.fileOpened, end: func(*Recorder) {}})
+	return nil
+}
+
+// waitLive opens a stream as soon as it is live.
+func (m *Manager) waitLive(ctx context.Context, stream string) (Source, error) {
+	t := time.NewTicker(m.cfg.Retry)
+	defer t.Stop()
+	for {
+		src, err := m.cfg.Open(ctx, stream)
+		if err == nil || !m.cfg.IsNotLive(err) {
+			return src, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Stop ends a stream's recording and waits for its file to be finished.
+func (m *Manager) Stop(stream string) error {
+	m.mu.Lock()
+	r, ok := m.recorders[stream]
+	delete(m.recorders, stream)
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("stream %s: %w", stream, ErrNotRecording)
+	}
+	r.Stop()
+	return nil
+}
+
+// Status reports a stream's recorder (false when it has none).
+func (m *Manager) Status(stream string) (Status, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.recorders[stream]
+	if !ok {
+		return Status{}, false
+	}
+	return r.Status(), true
+}
+
+// Recording is one recorder's state, for listings.
+type Recording struct {
+	Stream string `json:"stream,omitempty"`
+	Room   string `json:"room,omitempty"`
+	Status
+}
+
+// Recordings lists the recorders, by name.
+func (m *Manager) Recordings() []Recording {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Recording, 0, len(m.recorders))
+	for name, r := range m.recorders {
+		out = append(out, Recording{Stream: name, Status: r.Status()})
+	}
+	slices.SortFunc(out, func(a, b Recording) int { return strings.Compare(a.Stream, b.Stream) })
+	return out
+}
+
+func (m *Manager) fileOpened(path string) {
+	m.mu.Lock()
+	m.open[path] = true
+	m.mu.Unlock()
+}
+
+// fileDone is told of each finished file.
+func (m *Manager) fileDone(f File) {
+	m.mu.Lock()
+	delete(m.open, f.Path)
+	if st, err := os.Stat(f.Path); err == nil {
+		m.durations[f.Path] = cached{size: st.Size(), mod: st.ModTime(), d: f.Duration}
+	}
+	m.mu.Unlock()
+	if info, err := m.describe(f.Path); err == nil {
+		f = info
+	}
+	m.log.Info("recording finished", "path", f.Path, "duration", f.Duration, "size", f.Size)
+	if m.cfg.OnFile != nil {
+		m.cfg.OnFile(f)
+	}
+	m.clean()
+}
+
+// Files lists the recordings under the directory, oldest first.
+func (m *Manager) Files() ([]File, error) {
+	var out []File
+	err := filepath.WalkDir(m.cfg.Dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if path == m.cfg.Dir && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		if d.IsDir() || !isMedia(path) {
+			return nil
+		}
+		f, err := m.describe(path)
+		if err != nil {
+			return nil // vanished or unreadable: not listed
+		}
+		out = append(out, f)
+		return nil
+	})
+	slices.SortFunc(out, func(a, b File) int {
+		if c := a.Start.Compare(b.Start); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, err
+}
+
+func isMedia(path string) bool {
+	ext := filepath.Ext(path)
+	return ext == "."+FormatMP4 || ext == "."+FormatWebM
+}
+
+// describe reads one file's listing.
+func (m *Manager) describe(path string) (File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return File{}, err
+	}
+	rel, err := filepath.Rel(m.cfg.Dir, path)
+	if err != nil {
+		return File{}, err
+	}
+	id := filepath.ToSlash(rel)
+	f := File{ID: id, Path: path, Format: strings.TrimPrefix(filepath.Ext(path), "."), Size: st.Size(), State: "done"}
+	parts := strings.Split(id, "/")
+	if parts[0] == RoomsDir && len(parts) > 2 {
+		f.Room = parts[1]
+	} else if len(parts) > 1 {
+		f.Stream = parts[0]
+	}
+	f.Start = startOf(filepath.Base(path), st.ModTime())
+	m.mu.Lock()
+	if m.open[path] {
+		f.State = StateRecording
+	}
+	c, ok := m.durations[path]
+	m.mu.Unlock()
+	if ok && c.size == st.Size() && c.mod.Equal(st.ModTime()) {
+		f.Duration = c.d
+	} else if d, err := readDuration(path, f.Format); err == nil {
+		f.Duration = d
+		if f.State != StateRecording {
+			m.mu.Lock()
+			m.durations[path] = cached{size: st.Size(), mod: st.ModTime(), d: d}
+			m.mu.Unlock()
+		}
+	}
+	f.Seconds = f.Duration.Seconds()
+	return f, nil
+}
+
+// startOf reads the UTC time in a file name (<prefix>-<time>[-n].ext),
+// or falls back to the modification time.
+func startOf(name string, mod time.Time) time.Time {
+	name = strings.TrimSuffix(name, filepath.Ext(name))
+	for i := len(name) - len(fileTime); i >= 0; i-- {
+		if t, err := time.Parse(fileTime, name[i:min(i+len(fileTime), len(name))]); err == nil {
+			return t
+		}
+	}
+	return mod.UTC()
+}
+
+func readDuration(path, format string) (time.Duration, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if format == FormatWebM {
+		return webmDuration(f, st.Size())
+	}
+	return mp4Duration(f, st.Size())
+}
+
+// Lookup finds a recording by its ID (a path under the directory: no
+// "..", no absolute paths, media files only).
+func (m *Manager) Lookup(id string) (File, error) {
+	if id == "" || !fs.ValidPath(id) || !isMedia(id) || strings.Contains(id, `\`) {
+		return File{}, fmt.Errorf("%q: %w", id, ErrNotFound)
+	}
+	path := filepath.Join(m.cfg.Dir, filepath.FromSlash(id))
+	f, err := m.describe(path)
+	if err != nil {
+		return File{}, fmt.Errorf("%q: %w", id, ErrNotFound)
+	}
+	return f, nil
+}
+
+// Delete removes a finished recording (ErrBusy while it is written).
+func (m *Manager) Delete(id string) error {
+	f, err := m.Lookup(id)
+	if err != nil {
+		return err
+	}
+	if f.State == StateRecording {
+		return fmt.Errorf("%s: %w", id, ErrBusy)
+	}
+	return m.remove(f.Path)
+}
+
+func (m *Manager) remove(path string) error {
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("deleting %s: %w", path, err)
+	}
+	m.mu.Lock()
+	delete(m.durations, path)
+	m.mu.Unlock()
+	// Empty directories go too (never the record directory itself).
+	for dir := filepath.Dir(path); dir != m.cfg.Dir && strings.HasPrefix(dir, m.cfg.Dir); dir = filepath.Dir(dir) {
+		if os.Remove(dir) != nil {
+			break
+		}
+	}
+	return nil
+}
+
+func (m *Manager) cleaner() {
+	defer m.wg.Done()
+	t := time.NewTicker(m.cfg.CleanEvery)
+	defer t.Stop()
+	for {
+		m.clean()
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// clean applies the retention: files older than MaxAge go, then the
+// oldest until the total is within MaxBytes; files being written stay.
+func (m *Manager) clean() {
+	if m.cfg.MaxAge <= 0 && m.cfg.MaxBytes <= 0 {
+		return
+	}
+	files, err := m.Files()
+	if err != nil {
+		m.log.Warn("retention: listing the recordings", "err", err)
+		return
+	}
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	now := time.Now()
+	for _, f := range files { // oldest first
+		old := m.cfg.MaxAge > 0 && now.Sub(f.Start.Add(f.Duration)) > m.cfg.MaxAge
+		over := m.cfg.MaxBytes > 0 && total > m.cfg.MaxBytes
+		if f.State == StateRecording || (!old && !over) {
+			continue
+		}
+		if err := m.remove(f.Path); err != nil {
+			m.log.Warn("retention", "err", err)
+			continue
+		}
+		total -= f.Size
+		m.log.Info("retention deleted a recording", "path", f.Path, "age", now.Sub(f.Start).Round(time.Second), "size", f.Size)
+	}
+}
