@@ -14,6 +14,7 @@ import (
 
 	"github.com/parley/parley/internal/record/recordtest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
+	"github.com/parley/parley/internal/tap"
 )
 
 // opusSilence is a 20 ms Opus frame (CELT, fullband, mono) of silence.
@@ -25,7 +26,7 @@ const frameRate = 25
 // Opus frames between them, in the order a tap hands them out.
 func h264Stream(tb testing.TB, n int) ([]Track, []Frame) {
 	aus := encoded(tb, n)
-	sps, pps := rtmptest.H264Params(aus[0])
+	sps, pps := tap.H264ParamSets(aus[0])
 	tracks := []Track{{Kind: "video", Codec: "H264", ClockRate: 90000, Params: [][]byte{sps, pps}},
 		{Kind: "audio", Codec: "Opus", ClockRate: 48000, Channels: 2}}
 	return tracks, interleave(aus, n)

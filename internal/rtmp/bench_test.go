@@ -11,6 +11,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 
 	"github.com/parley/parley/internal/rtmp/rtmptest"
+	"github.com/parley/parley/internal/tap"
 )
 
 // BenchmarkRTMPToCoreLatency: the server's added latency per video frame,
@@ -28,7 +29,7 @@ func BenchmarkRTMPToCoreLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	sps, pps := rtmptest.H264Params(aus[0])
+	sps, pps := tap.H264ParamSets(aus[0])
 	track := &gortmplib.Track{Codec: &codecs.H264{SPS: sps, PPS: pps}}
 	w := &gortmplib.Writer{Conn: c, Tracks: []*gortmplib.Track{track}}
 	if err := w.Initialize(); err != nil {

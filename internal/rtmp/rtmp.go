@@ -47,6 +47,7 @@ import (
 	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/tap"
 	"github.com/parley/parley/internal/transcode"
 )
 
@@ -79,6 +80,8 @@ type Config struct {
 	Registry *ingest.Registry
 	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
 	FFmpeg string
+	// Tap reads live streams for players; nil makes one for this server.
+	Tap    *tap.Hub
 	Logger *slog.Logger
 }
 
@@ -105,9 +108,10 @@ type Server struct {
 	accepted, refused, rejected  atomic.Uint64
 	nconns, npub, noAudio, nread atomic.Int64
 
+	ownTap *tap.Hub // made for this server when Config.Tap is nil
+
 	mu   sync.Mutex
 	open map[net.Conn]struct{}
-	taps map[string]*aacTap // Opus→AAC per stream and track, for readers
 }
 
 // Listen binds the address and serves in the background until Close.
@@ -134,8 +138,12 @@ func Listen(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log.With("listener", "rtmp"), ln: ln, conns: limit.NewConns(cfg.ConnsPerIP),
-		open: map[net.Conn]struct{}{}, taps: map[string]*aacTap{}}
+		open: map[net.Conn]struct{}{}}
 	s.ctx, s.stop = context.WithCancel(context.Background())
+	if s.cfg.Tap == nil {
+		s.ownTap = tap.New(s.ctx, tap.Config{SFU: cfg.SFU, FFmpeg: cfg.FFmpeg, Logger: log})
+		s.cfg.Tap = s.ownTap
+	}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -160,6 +168,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	if s.ownTap != nil {
+		s.ownTap.Wait()
+	}
 	return err
 }
 

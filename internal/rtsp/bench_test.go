@@ -10,6 +10,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 
 	"github.com/parley/parley/internal/rtmp/rtmptest"
+	"github.com/parley/parley/internal/tap"
 )
 
 // BenchmarkRTSPToCoreLatency: the server's added latency per video frame,
@@ -21,7 +22,7 @@ import (
 func BenchmarkRTSPToCoreLatency(b *testing.B) {
 	rtmptest.NeedFFmpeg(b)
 	aus := rtmptest.X264Frames(b, 250)
-	sps, pps := rtmptest.H264Params(aus[0])
+	sps, pps := tap.H264ParamSets(aus[0])
 	s := newServer(b, Config{UDP: "off"})
 	forma := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: sps, PPS: pps}
 	desc := &description.Session{Medias: []*description.Media{{Type: description.MediaTypeVideo, Formats: []format.Format{forma}}}}

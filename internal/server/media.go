@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"github.com/parley/parley/internal/sfusignal"
 	"github.com/parley/parley/internal/show"
 	"github.com/parley/parley/internal/signal"
+	"github.com/parley/parley/internal/tap"
 	"github.com/parley/parley/internal/whip"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -63,6 +65,9 @@ func (s *Server) startMedia() error {
 		return fmt.Errorf("show whip: %w", err)
 	}
 	s.sfu, s.whip, s.showWhip, s.bridge = m, w, sw, sfusignal.New(m, s.log)
+	var tapCtx context.Context
+	tapCtx, s.tapStop = context.WithCancel(context.Background())
+	s.taps = tap.New(tapCtx, tap.Config{SFU: m, Logger: s.log})
 	if err := s.startRTMP(); err != nil {
 		s.stopMedia()
 		return fmt.Errorf("rtmp: %w", err)
@@ -128,6 +133,10 @@ func (s *Server) stopMedia() {
 	}
 	if s.showWhip != nil {
 		s.showWhip.Close()
+	}
+	if s.taps != nil {
+		s.tapStop()
+		s.taps.Wait()
 	}
 	if s.sfu != nil {
 		if err := s.sfu.Close(); err != nil {

@@ -16,7 +16,7 @@ func (s *Server) startRTMP() error {
 	srv, err := rtmp.Listen(rtmp.Config{
 		Listen: s.cfg.RTMP, SFU: s.sfu, Authorize: s.authorize, ValidStream: whip.ValidStream,
 		Claim: s.claimStream, ConnsPerIP: s.cfg.StreamConnsPerIP, MaxConns: s.cfg.StreamMaxConns, Registry: s.sources,
-		Logger: s.log,
+		Tap: s.taps, Logger: s.log,
 	})
 	if err != nil {
 		return err

@@ -34,6 +34,7 @@ import (
 	"github.com/parley/parley/internal/show"
 	"github.com/parley/parley/internal/signal"
 	"github.com/parley/parley/internal/srt"
+	"github.com/parley/parley/internal/tap"
 	"github.com/parley/parley/internal/turn"
 	"github.com/parley/parley/internal/whip"
 	"github.com/parley/parley/pkg/protocol"
@@ -46,9 +47,11 @@ type Server struct {
 	metrics    *metrics.Registry
 	rooms      *room.Manager
 	hub        *signal.Hub
-	turn       *turn.Server     // nil when off or external
-	sfu        *sfu.SFU         // nil when media is off
-	sources    *ingest.Registry // live RTMP, RTSP, SRT and camera publishers, for the streams' status
+	turn       *turn.Server       // nil when off or external
+	sfu        *sfu.SFU           // nil when media is off
+	taps       *tap.Hub           // streams read as access units: RTMP players, HLS, recording, restreaming
+	tapStop    context.CancelFunc // ends the taps
+	sources    *ingest.Registry   // live RTMP, RTSP, SRT and camera publishers, for the streams' status
 	whip       *whip.Handler
 	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
 	rtmp       *rtmp.Server    // --rtmp, nil when off or media is off

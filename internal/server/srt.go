@@ -15,7 +15,7 @@ func (s *Server) startSRT() error {
 	}
 	srv, err := srt.Listen(srt.Config{
 		Listen: s.cfg.SRT, SFU: s.sfu, Authorize: s.authorize, ValidStream: whip.ValidStream,
-		Claim: s.claimStream, ConnsPerIP: s.cfg.StreamConnsPerIP, Registry: s.sources, Logger: s.log,
+		Claim: s.claimStream, ConnsPerIP: s.cfg.StreamConnsPerIP, Registry: s.sources, Tap: s.taps, Logger: s.log,
 	})
 	if err != nil {
 		return err

@@ -38,6 +38,7 @@ import (
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/tap"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -69,7 +70,9 @@ type Config struct {
 	FFmpeg string
 	// Registry lists live publishers for the streams\' status; nil for none.
 	Registry *ingest.Registry
-	Logger   *slog.Logger
+	// Tap reads live streams for readers; nil makes one for this server.
+	Tap    *tap.Hub
+	Logger *slog.Logger
 }
 
 // Stats are the server's counters.
@@ -96,6 +99,8 @@ type Server struct {
 
 	accepted, refused, rejected, drops, decodeErrs atomic.Uint64
 	nsess, npub, nread                             atomic.Int64
+
+	ownTap *tap.Hub // made for this server when Config.Tap is nil
 }
 
 // maxSetupBytes bounds what a publisher may send before its MPEG-TS
@@ -130,6 +135,10 @@ func Listen(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log.With("listener", "srt"), ln: ln, conns: limit.NewConns(cfg.ConnsPerIP)}
 	s.ctx, s.stop = context.WithCancel(context.Background())
+	if s.cfg.Tap == nil {
+		s.ownTap = tap.New(s.ctx, tap.Config{SFU: cfg.SFU, FFmpeg: cfg.FFmpeg, Logger: log})
+		s.cfg.Tap = s.ownTap
+	}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -149,6 +158,9 @@ func (s *Server) Close() error {
 	s.stop()
 	s.ln.Close() // closes every connection too
 	s.wg.Wait()
+	if s.ownTap != nil {
+		s.ownTap.Wait()
+	}
 	return nil
 }
 

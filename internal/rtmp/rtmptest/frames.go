@@ -209,16 +209,3 @@ func MeasureLatency(b *testing.B, m *sfu.SFU, stream string, write func(i uint32
 	b.StopTimer()
 	sink.Report(b, sent, first)
 }
-
-// H264Params finds the SPS and PPS in an access unit (nil when absent).
-func H264Params(au [][]byte) (sps, pps []byte) {
-	for _, n := range au {
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			sps = n
-		case h264.NALUTypePPS:
-			pps = n
-		}
-	}
-	return sps, pps
-}
