@@ -1,31 +1,17 @@
 package record
 
-import "time"
+import (
+	"time"
 
-// Track is one track of a recorded stream, as internal/tap describes it:
-// Kind "video" or "audio", Codec "H264", "H265", "VP8", "VP9", "AV1",
-// "Opus", "AAC", "PCMU" or "PCMA", and the codec's parameters (H264: SPS,
-// PPS; H265: VPS, SPS, PPS; AV1: the sequence header OBU; AAC: the
-// AudioSpecificConfig).
-type Track struct {
-	Kind      string
-	Codec     string
-	ClockRate int
-	Channels  int
-	Params    [][]byte
-}
+	"github.com/parley/parley/internal/tap"
+)
 
-// Frame is one access unit of a track (tap.Frame): PTS on one clock for
-// every track of a reader, Key on video random access points (and every
-// audio frame), AU the NAL units (H264/H265), the OBUs of a temporal unit
-// (AV1) or one element (every other codec). AU is shared: read only.
-type Frame struct {
-	Track int
-	PTS   time.Duration
-	NTP   time.Time
-	Key   bool
-	AU    [][]byte
-}
+// Track is one track of a recorded stream, as the tap describes it.
+type Track = tap.Track
+
+// Frame is one access unit of a track, as the tap delivers it (shared:
+// read only).
+type Frame = tap.Frame
 
 // muxer writes one file's container: WriteFrame buffers, and the muxer
 // writes to its io.Writer (one write per fragment or cluster, at least
@@ -74,3 +60,5 @@ func trackOf[T any](tracks []*T, f Frame) *T {
 func opensFile(videoRecorded, video bool, f Frame) bool {
 	return f.Key && (video || !videoRecorded)
 }
+
+var _ Source = (*tap.Reader)(nil)

@@ -124,7 +124,9 @@ func (m *Manager) Close() {
 	m.closed = true
 	recs := make([]*Recorder, 0, len(m.recorders))
 	for _, r := range m.recorders {
-		recs = append(recs, r)
+		if r != nil {
+			recs = append(recs, r)
+		}
 	}
 	m.mu.Unlock()
 	for _, r := range recs {
@@ -136,24 +138,27 @@ func (m *Manager) Close() {
 
 // Start records a stream. always keeps recording every publish of it
 // until Stop (record: always); otherwise the stream must be live now
-// (the wrapped ErrNotLive of Open otherwise) and the recording goes on
+// (Open's error otherwise, within StartWait) and the recording goes on
 // through republishes until Stop, or until a file cannot be written.
 func (m *Manager) Start(stream string, opts Options, always bool) error {
 	if err := opts.Check(); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return errors.New("record: shutting down")
+	if err := m.reserve(stream); err != nil {
+		m.mu.Unlock()
+		return err
 	}
-	if r, ok := m.recorders[stream]; ok && r.Status().State != StateFailed {
-		return fmt.Errorf("stream %s: %w", stream, ErrRecording)
-	}
+	m.mu.Unlock()
 	var first Source
 	if !always {
-		src, err := m.cfg.Open(m.ctx, stream)
+		ctx, cancel := context.WithTimeout(m.ctx, startWait)
+		src, err := m.cfg.Open(ctx, stream)
+		cancel()
 		if err != nil {
+			m.mu.Lock()
+			delete(m.recorders, stream)
+			m.mu.Unlock()
 			return err
 		}
 		first = src
@@ -166,8 +171,33 @@ func (m *Manager) Start(stream string, opts Options, always bool) error {
 		}
 		return m.waitLive(ctx, stream)
 	}
-	m.recorders[stream] = startRecorder(m.ctx, recorderConfig{name: stream, dir: filepath.Join(m.cfg.Dir, stream), prefix: stream,
+	r := startRecorder(m.ctx, recorderConfig{name: stream, dir: filepath.Join(m.cfg.Dir, stream), prefix: stream,
 		opts: opts, open: open, log: m.log, done: m.fileDone, opened: m.fileOpened, end: func(*Recorder) {}})
+	m.mu.Lock()
+	cur, ok := m.recorders[stream]
+	if m.closed || !ok || cur != nil { // stopped (or shut down) while starting
+		m.mu.Unlock()
+		r.Stop()
+		return fmt.Errorf("stream %s: %w (stopped while starting)", stream, ErrNotRecording)
+	}
+	m.recorders[stream] = r
+	m.mu.Unlock()
+	return nil
+}
+
+// startWait bounds how long Start waits for a live stream's first
+// keyframe.
+const startWait = 10 * time.Second
+
+// reserve holds a stream's place while its recorder starts (mu held).
+func (m *Manager) reserve(stream string) error {
+	if m.closed {
+		return errors.New("record: shutting down")
+	}
+	if r, ok := m.recorders[stream]; ok && (r == nil || r.Status().State != StateFailed) {
+		return fmt.Errorf("stream %s: %w", stream, ErrRecording)
+	}
+	m.recorders[stream] = nil
 	return nil
 }
 
@@ -194,7 +224,7 @@ func (m *Manager) Stop(stream string) error {
 	r, ok := m.recorders[stream]
 	delete(m.recorders, stream)
 	m.mu.Unlock()
-	if !ok {
+	if !ok || r == nil {
 		return fmt.Errorf("stream %s: %w", stream, ErrNotRecording)
 	}
 	r.Stop()
@@ -208,6 +238,9 @@ func (m *Manager) Status(stream string) (Status, bool) {
 	r, ok := m.recorders[stream]
 	if !ok {
 		return Status{}, false
+	}
+	if r == nil {
+		return Status{State: StateWaiting}, true
 	}
 	return r.Status(), true
 }
@@ -225,7 +258,11 @@ func (m *Manager) Recordings() []Recording {
 	defer m.mu.Unlock()
 	out := make([]Recording, 0, len(m.recorders))
 	for name, r := range m.recorders {
-		out = append(out, Recording{Stream: name, Status: r.Status()})
+		st := Status{State: StateWaiting}
+		if r != nil {
+			st = r.Status()
+		}
+		out = append(out, Recording{Stream: name, Status: st})
 	}
 	slices.SortFunc(out, func(a, b Recording) int { return strings.Compare(a.Stream, b.Stream) })
 	return out

@@ -15,7 +15,7 @@ import (
 
 // Source is one publisher's media as the recorder reads it (a tap reader
 // behind a small adapter): Read ends with io.EOF when the publisher goes.
-type Source interface {
+type Source interface { // *tap.Reader
 	Tracks() []Track
 	Read(ctx context.Context) (Frame, error)
 	Close()
