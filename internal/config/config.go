@@ -85,6 +85,12 @@ type Config struct {
 	Hooks        Hooks                   `yaml:"hooks"`         // on_publish, on_play, on_done webhooks
 	Streams      map[string]Stream       `yaml:"streams"`       // IP cameras pulled over RTSP, by stream name
 	DataDir      string                  `yaml:"data_dir"`      // where state written at run time lives (streams added through the API)
+
+	// Recording (internal/record; record.go): where files go and how
+	// long they are kept. Per-stream settings are in Stream.
+	RecordDir     string   `yaml:"record_dir"`      // recordings' directory
+	RecordMaxAge  Duration `yaml:"record_max_age"`  // finished recordings older than this are deleted; 0 keeps them
+	RecordMaxSize ByteSize `yaml:"record_max_size"` // the oldest recordings are deleted past this total; 0: no limit
 }
 
 // RoomConfig overrides settings for one named room.
@@ -136,6 +142,7 @@ func Default() Config {
 		TURNPerIP:        32,
 		Hooks:            Hooks{Timeout: Duration(5 * time.Second)},
 		DataDir:          "parley-data",
+		RecordDir:        "recordings",
 	}
 }
 
@@ -259,13 +266,14 @@ func (c *Config) Validate() error {
 	for name, st := range c.Streams {
 		if !protocol.ValidRoom(name) {
 			bad("streams: %q is not a stream name (1-64 characters of A-Z a-z 0-9 _ . -)", name)
-		} else if err := st.Check(); err != nil {
+		} else if err := st.checkEntry(); err != nil {
 			bad("streams.%s: %v", name, err)
 		}
 	}
 	if c.DataDir == "" {
 		bad("data-dir: must not be empty")
 	}
+	c.validateRecord(bad)
 	c.validateSecrets(bad)
 	c.validateAccess(bad)
 	switch strings.ToLower(c.LogLevel) {

@@ -20,6 +20,28 @@ type Stream struct {
 	// IdleTimeout is how long an on-demand pull runs with no viewer; 0
 	// means the default (30 s).
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
+
+	// Recording (internal/record; record.go). An entry may hold only
+	// these, for a stream published over RTMP, SRT, RTSP or WHIP (no
+	// source). Config file only: the cameras API does not take them.
+	Record                 string   `yaml:"record" json:"-"`                   // "always": record every publish; "" (off): by API only
+	RecordFormat           string   `yaml:"record_format" json:"-"`            // mp4, webm, or "" (WebM for VP8 video, else MP4)
+	RecordMode             string   `yaml:"record_mode" json:"-"`              // all (default) or keyframes
+	RecordKeyframeInterval Duration `yaml:"record_keyframe_interval" json:"-"` // keyframes mode: at most one keyframe per interval
+	RecordSegment          Duration `yaml:"record_segment" json:"-"`           // a new file after this long (at a keyframe); 0: one file per publish
+	RecordSegmentSize      ByteSize `yaml:"record_segment_size" json:"-"`      // a new file past this size; 0: no limit
+}
+
+// Camera reports whether the entry pulls an IP camera (it has a source).
+func (s Stream) Camera() bool { return s.Source != "" }
+
+// checkEntry checks a streams: entry of the file: a camera's settings,
+// unless it only sets recording options.
+func (s Stream) checkEntry() error {
+	if !s.Camera() && s.Record != "" {
+		return s.checkRecord()
+	}
+	return errors.Join(s.Check(), s.checkRecord())
 }
 
 // Check reports what is wrong with a stream's settings; the error never
