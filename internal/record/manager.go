@@ -60,7 +60,8 @@ type File struct {
 	ID       string        `json:"id"` // path under the record directory, with slashes
 	Stream   string        `json:"stream,omitempty"`
 	Room     string        `json:"room,omitempty"`
-	Path     string        `json:"path"` // on the server
+	Path     string        `json:"path"`          // on the server
+	URL      string        `json:"url,omitempty"` // download URL (set by the API)
 	Format   string        `json:"format"`
 	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"-"`

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -217,28 +216,12 @@ func TestRetention(t *testing.T) {
 	}
 }
 
-// readOnly makes dir unwritable, for root too (chattr +i).
-func readOnly(t *testing.T, dir string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if err := os.Chmod(dir, 0o555); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
-		return
-	}
-	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
-		t.Skipf("running as root and chattr +i fails: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
-}
-
 func TestUnwritableDir(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
 	tracks, frames := h264Stream(t, frameRate)
 	src := newFakeSource(tracks, frames, false)
 	dir := t.TempDir()
-	readOnly(t, dir)
+	recordtest.ReadOnly(t, dir)
 	m := testManager(t, Config{Dir: dir}, map[string][]*fakeSource{"s": {src}})
 	if err := m.Start("s", Options{}, false); err != nil {
 		t.Fatal(err)

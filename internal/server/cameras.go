@@ -102,10 +102,16 @@ func (s *Server) demandStream(ctx context.Context, stream string) bool {
 // requireAdmin lets a request through on an open server, and with auth
 // only with an admin token; otherwise it answers 401/403.
 func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request, what string) bool {
+	return s.requireAdminToken(w, r, what, false)
+}
+
+// requireAdminToken is requireAdmin that also takes the token from
+// ?token= when query is set (links a browser follows: downloads).
+func (s *Server) requireAdminToken(w http.ResponseWriter, r *http.Request, what string, query bool) bool {
 	if s.auth == nil {
 		return true
 	}
-	c, err := s.requestClaims(r, false)
+	c, err := s.requestClaims(r, query)
 	if err == nil && !c.Grants.Admin {
 		err = fmt.Errorf("%w: %s need the admin grant", httperr.ErrInsufficientScope, what)
 	}
@@ -131,6 +137,24 @@ func (s *Server) camerasReady(w http.ResponseWriter, r *http.Request) bool {
 	}
 	if s.cameras == nil {
 		httperr.Write(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
+		return false
+	}
+	return true
+}
+
+// decodeBody reads a JSON body of at most limit bytes into v (unknown
+// fields refused); on failure it answers 413 or 400 naming what the body
+// should be.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, what string, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			httperr.Write(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, fmt.Sprintf("the body is over %d bytes", limit))
+			return false
+		}
+		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadJSON, "the body is not "+what+": "+err.Error())
 		return false
 	}
 	return true
@@ -181,15 +205,7 @@ func (s *Server) putCamera(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var src config.Stream
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCameraBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&src); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			httperr.Write(w, http.StatusRequestEntityTooLarge, protocol.CodeTooLarge, fmt.Sprintf("the body is over %d bytes", maxCameraBody))
-			return
-		}
-		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadJSON, "the body is not a stream: "+err.Error())
+	if !decodeBody(w, r, maxCameraBody, "a stream", &src) {
 		return
 	}
 	if err := src.Check(); err != nil {

@@ -84,6 +84,10 @@ func (s *Server) startMedia() error {
 		s.stopMedia()
 		return fmt.Errorf("rtsp: %w", err)
 	}
+	if err := s.startRecording(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("recording: %w", err)
+	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
 	}
@@ -124,6 +128,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 }
 
 func (s *Server) stopMedia() {
+	s.stopRecording()
 	s.stopCameras()
 	s.stopRTSP()
 	s.stopRTMP()

@@ -30,6 +30,7 @@ func (s *Server) opsRoutes() *http.ServeMux {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/streams/{name}", s.streamStatus)
 	s.cameraRoutes(mux)
+	s.recordRoutes(mux, false)
 	return mux
 }
 

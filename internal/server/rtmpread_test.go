@@ -162,11 +162,14 @@ func whipPublish(ctx context.Context, t *testing.T, url string) {
 }
 
 // loopFile sends a file's frames, one per period, over and over until ctx
-// ends or write fails.
+// ends or write fails. Frame i goes at start + i*period: a loaded machine
+// that falls behind catches up, so the media time keeps to the wall clock.
 func loopFile(ctx context.Context, path string, period time.Duration, frames func(*os.File) (func() ([]byte, error), error), write func([]byte) error) {
-	tick := time.NewTicker(period) // the media's rate, not a wait for an event
-	defer tick.Stop()
-	for {
+	start := time.Now()
+	timer := time.NewTimer(0) // the media's rate, not a wait for an event
+	defer timer.Stop()
+	<-timer.C
+	for i := 1; ; {
 		f, err := os.Open(path)
 		if err != nil {
 			return
@@ -181,11 +184,13 @@ func loopFile(ctx context.Context, path string, period time.Duration, frames fun
 				f.Close()
 				return
 			}
+			timer.Reset(time.Until(start.Add(time.Duration(i) * period)))
+			i++
 			select {
 			case <-ctx.Done():
 				f.Close()
 				return
-			case <-tick.C:
+			case <-timer.C:
 			}
 		}
 		f.Close()

@@ -26,6 +26,7 @@ import (
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
+	"github.com/parley/parley/internal/record"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/rtmp"
 	"github.com/parley/parley/internal/rtsp"
@@ -58,6 +59,7 @@ type Server struct {
 	srt        *srt.Server     // --srt, nil when off or media is off
 	rtsp       *rtsp.Server    // --rtsp, nil when off or media is off
 	cameras    *camera.Manager // IP camera pulls, nil when media is off
+	recorder   *record.Manager // recordings (record.go), nil when media is off
 	camerasMu  sync.Mutex      // orders the management API's changes and saves
 	pprof      *sideServer     // --pprof, nil when off
 	ops        *sideServer     // --ops, nil when off

@@ -1,0 +1,302 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/record/recordtest"
+	"github.com/parley/parley/internal/rtmp/rtmptest"
+)
+
+// recordingsList is GET /api/recordings.
+type recordingsList struct {
+	Files     []recordedFile
+	Recorders []struct{ Stream, State, Error, File string }
+}
+
+type recordedFile struct {
+	ID, Stream, Room, Path, URL, Format, State string
+	Start                                      time.Time
+	Duration                                   float64
+	Size                                       int64
+}
+
+func listRecordings(t *testing.T, base string, hdr ...string) recordingsList {
+	t.Helper()
+	code, _, body := do(t, http.MethodGet, base+"/api/recordings", "", hdr...)
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/recordings: %d %s", code, body)
+	}
+	var l recordingsList
+	if err := json.Unmarshal([]byte(body), &l); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// waitRecorded polls the listing (the API has no push) until a file of
+// the stream holds at least d of media.
+func waitRecorded(ctx context.Context, t *testing.T, base, stream string, d time.Duration) {
+	t.Helper()
+	pollUntil(ctx, t, fmt.Sprintf("%s of %s recorded", d, stream), func() bool {
+		for _, f := range listRecordings(t, base).Files {
+			if f.Stream == stream && f.Duration >= d.Seconds() {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// recordFor10s records a live stream through the API until 10 s of it
+// are in the file, stops, and returns the file's listing and the span
+// from its first frame (as the tap stamped its arrival) to the stop.
+func recordFor10s(ctx context.Context, t *testing.T, ops, stream string) (recordedFile, time.Duration) {
+	t.Helper()
+	if code, _, body := do(t, http.MethodPost, ops+"/api/streams/"+stream+"/record", ""); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	if code, _, body := do(t, http.MethodPost, ops+"/api/streams/"+stream+"/record", ""); code != http.StatusConflict {
+		t.Errorf("second start: %d %s", code, body)
+	}
+	waitRecorded(ctx, t, ops, stream, 10*time.Second)
+	if code, _, body := do(t, http.MethodDelete, ops+"/api/streams/"+stream+"/record", ""); code != http.StatusNoContent {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	stopped := time.Now()
+	if code, _, _ := do(t, http.MethodDelete, ops+"/api/streams/"+stream+"/record", ""); code != http.StatusNotFound {
+		t.Errorf("second stop: %d", code)
+	}
+	for _, f := range listRecordings(t, ops).Files {
+		if f.Stream == stream {
+			if f.State != "done" || f.Format != "mp4" || !strings.HasPrefix(f.ID, stream+"/"+stream+"-") {
+				t.Errorf("listed %+v", f)
+			}
+			return f, stopped.Sub(f.Start)
+		}
+	}
+	t.Fatalf("no file of %s listed", stream)
+	return recordedFile{}, 0
+}
+
+// TestRecordStream: a WHIP-published stream (H.264 + Opus) and an
+// RTMP-published one (H.264 + AAC, Opus through the ingest) recorded
+// through the API for 10 s: ffprobe reads H.264 and Opus, and for the
+// WHIP one a duration within 0.5 s of the span from the first frame to
+// the stop. The file downloads with ranges and deletes. The API's
+// refusals are clear.
+func TestRecordStream(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	dir := t.TempDir()
+	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1"; c.RecordDir = dir })
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	ops := srv.OpsURL()
+	if code, _, body := do(t, http.MethodPost, ops+"/api/streams/s/record", ""); code != http.StatusNotFound || errorCode(body) != "not_live" {
+		t.Errorf("recording a stream nobody publishes: %d %s", code, body)
+	}
+	if code, _, _ := do(t, http.MethodGet, srv.URL()+"/api/recordings", ""); code != http.StatusNotFound {
+		t.Errorf("the main port of an open server lists recordings: %d", code)
+	}
+	whipPublish(ctx, t, srv.URL()+"/whip/w")
+	studio(ctx, t, fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr()))
+	waitTracks(ctx, t, srv, "w", 2)
+	waitTracks(ctx, t, srv, "s", 2)
+	if code, _, body := do(t, http.MethodPost, ops+"/api/streams/s/record", `{"format":"avi"}`); code != http.StatusBadRequest {
+		t.Errorf("bad format: %d %s", code, body)
+	}
+
+	f, span := recordFor10s(ctx, t, ops, "w")
+	in := recordtest.Probe(t, f.Path)
+	t.Logf("WHIP: recorded span %v (first frame to stop); ffprobe: duration %v, video ends at %v, audio at %v; listed %.3fs, %d bytes, frames %v",
+		span.Round(time.Millisecond), in.Duration, in.End["h264"], in.End["opus"], f.Duration, f.Size, in.Frames)
+	if !slices.Equal(in.Codecs, []string{"h264", "opus"}) {
+		t.Errorf("codecs %v, want h264 and opus", in.Codecs)
+	}
+	if d := in.Duration - span; d.Abs() > 500*time.Millisecond {
+		t.Errorf("ffprobe duration %v, recorded span %v", in.Duration, span)
+	}
+	if math.Abs(f.Duration-in.Duration.Seconds()) > 0.1 {
+		t.Errorf("listed duration %.3f s, ffprobe %v", f.Duration, in.Duration)
+	}
+
+	// RTMP: the tap lines tracks up by the arrival of their first frames,
+	// and the RTMP ingest delivers its first seconds in a burst (track
+	// analysis) and its audio late (transcoded), so the file's tracks may
+	// be offset and its span differ from the wall clock's: logged.
+	rf, rspan := recordFor10s(ctx, t, ops, "s")
+	rin := recordtest.Probe(t, rf.Path)
+	t.Logf("RTMP: recorded span %v; ffprobe: duration %v, video ends at %v, audio at %v; frames %v",
+		rspan.Round(time.Millisecond), rin.Duration, rin.End["h264"], rin.End["opus"], rin.Frames)
+	if !slices.Equal(rin.Codecs, []string{"h264", "opus"}) || rin.Frames["h264"] < 10*25 || rin.Frames["opus"] < 9*50 {
+		t.Errorf("RTMP recording: %v, frames %v; want h264 and opus, >= 10 s", rin.Codecs, rin.Frames)
+	}
+
+	// Download: whole, and a range.
+	code, hdr, body := do(t, http.MethodGet, ops+f.URL, "")
+	if code != http.StatusOK || int64(len(body)) != f.Size || hdr.Get("Content-Type") != "video/mp4" {
+		t.Errorf("download: %d, %d bytes of %d, %s", code, len(body), f.Size, hdr.Get("Content-Type"))
+	}
+	whole := body
+	code, _, body = do(t, http.MethodGet, ops+f.URL, "", "Range", "bytes=100-199")
+	if code != http.StatusPartialContent || body != whole[100:200] {
+		t.Errorf("range: %d, %d bytes", code, len(body))
+	}
+	for _, bad := range []string{"/api/recordings/s/..%2F..%2Fetc%2Fpasswd", "/api/recordings/s/nothing.mp4", "/api/recordings/s/" + filepath.Base(f.Path) + ".json"} {
+		if code, _, _ := do(t, http.MethodGet, ops+bad, ""); code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", bad, code)
+		}
+	}
+	if code, _, body := do(t, http.MethodDelete, ops+f.URL, ""); code != http.StatusNoContent {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if code, _, _ := do(t, http.MethodGet, ops+f.URL, ""); code != http.StatusNotFound {
+		t.Errorf("deleted file still served: %d", code)
+	}
+	if _, err := os.Stat(f.Path); !os.IsNotExist(err) {
+		t.Errorf("deleted file still on disk: %v", err)
+	}
+}
+
+// TestRecordAuth: on the main port the recording API answers admin
+// tokens only; downloads also take ?token=.
+func TestRecordAuth(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.AuthSecret = testSecret; c.RecordDir = t.TempDir() })
+	base := srv.URL()
+	if code, _, _ := do(t, http.MethodGet, base+"/api/recordings", ""); code != http.StatusUnauthorized {
+		t.Errorf("no token: %d", code)
+	}
+	viewer := mintToken(t, "s", auth.Grants{Subscribe: true, Publish: true})
+	if code, _, _ := do(t, http.MethodPost, base+"/api/streams/s/record", "", "Authorization", "Bearer "+viewer); code != http.StatusForbidden {
+		t.Errorf("publisher token starting a recording: %d", code)
+	}
+	admin := mintToken(t, "*", auth.Grants{Admin: true})
+	listRecordings(t, base, "Authorization", "Bearer "+admin)
+	if code, _, _ := do(t, http.MethodGet, base+"/api/recordings/s/x.mp4?token="+admin, ""); code != http.StatusNotFound {
+		t.Errorf("download with ?token=: %d, want 404 (authorized, no such file)", code)
+	}
+	if code, _, _ := do(t, http.MethodGet, base+"/api/recordings?token="+admin, ""); code != http.StatusUnauthorized {
+		t.Errorf("listing with ?token=: %d, want 401 (only downloads take it)", code)
+	}
+}
+
+// TestRecordUnwritable: recording into a directory that cannot be
+// written stops the recording with the reason; the stream stays live
+// for its viewers.
+func TestRecordUnwritable(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	dir := t.TempDir()
+	recordtest.ReadOnly(t, dir)
+	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1"; c.RecordDir = dir })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	studio(ctx, t, fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr()))
+	_, video, audio := watchLive(ctx, t, srv, "s")
+	if code, _, body := do(t, http.MethodPost, srv.OpsURL()+"/api/streams/s/record", ""); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	var why string
+	pollUntil(ctx, t, "the recording failing", func() bool {
+		for _, r := range listRecordings(t, srv.OpsURL()).Recorders {
+			if r.Stream == "s" && r.State == "failed" {
+				why = r.Error
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("status: %s", why)
+	if !strings.Contains(why, dir) {
+		t.Errorf("the error %q does not name the directory", why)
+	}
+	drain(video)
+	drain(audio)
+	waitN(ctx, t, video, 100, "H.264 after the recording failed")
+	waitN(ctx, t, audio, 50, "Opus after the recording failed")
+	// Fixed (here: another start fails the same way, but is allowed).
+	if code, _, body := do(t, http.MethodPost, srv.OpsURL()+"/api/streams/s/record", ""); code != http.StatusCreated {
+		t.Errorf("a new start after a failure: %d %s", code, body)
+	}
+}
+
+// recordChildEnv makes TestRecordChild a server recording stream "s"
+// (record: always) into the directory it names.
+const recordChildEnv = "PARLEY_TEST_RECORD_CHILD"
+
+// TestRecordChild is the server TestRecordKilled kills; it runs only in
+// that child process.
+func TestRecordChild(t *testing.T) {
+	dir := os.Getenv(recordChildEnv)
+	if dir == "" {
+		t.Skip("the child of TestRecordKilled")
+	}
+	srv := startServer(t, func(c *config.Config) {
+		c.PublicIP, c.RecordDir, c.DataDir = "127.0.0.1", dir, dir
+		c.Streams = map[string]config.Stream{"s": {Record: "always"}}
+	})
+	fmt.Printf("\nRTMP %s\nOPS %s\n", srv.RTMPAddr(), srv.OpsURL())
+	select {} // until killed
+}
+
+// TestRecordKilled: a server recording a stream (record: always) killed
+// with SIGKILL after 10 s leaves a file that decodes for at least 8 s.
+func TestRecordKilled(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	child := exec.Command(os.Args[0], "-test.run", "^TestRecordChild$", "-test.timeout", "5m")
+	child.Env = append(os.Environ(), recordChildEnv+"="+dir)
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child.Stderr = &testLog{t: t}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	addrs := map[string]string{}
+	sc := bufio.NewScanner(out)
+	for len(addrs) < 2 && sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), " "); ok && (k == "RTMP" || k == "OPS") {
+			addrs[k] = v
+		}
+	}
+	if len(addrs) < 2 {
+		t.Fatalf("the child server did not start: %v", sc.Err())
+	}
+	go func() { // keep the pipe drained
+		for sc.Scan() {
+		}
+	}()
+	studio(ctx, t, "rtmp://"+addrs["RTMP"]+"/live/s")
+	waitRecorded(ctx, t, addrs["OPS"], "s", 10*time.Second)
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Wait()
+	files, _ := filepath.Glob(filepath.Join(dir, "s", "s-*.mp4"))
+	if len(files) != 1 {
+		t.Fatalf("files %v", files)
+	}
+	in := recordtest.Probe(t, files[0])
+	t.Logf("killed after >= 10 s: ffprobe duration %v, frames %v", in.Duration, in.Frames)
+	if in.Frames["h264"] < 8*25 || in.Frames["opus"] < 8*50 {
+		t.Errorf("decoded %v, want >= 8 s of H.264 (25 fps) and Opus (20 ms frames)", in.Frames)
+	}
+}
