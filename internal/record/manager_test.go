@@ -14,6 +14,7 @@ import (
 
 	"github.com/parley/parley/internal/record/recordtest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
+	"github.com/parley/parley/internal/tap"
 )
 
 var errNotLive = errors.New("not live")
@@ -50,6 +51,8 @@ func (s *fakeSource) Read(ctx context.Context) (Frame, error) {
 }
 
 func (s *fakeSource) Close() { close(s.closed) }
+
+func (s *fakeSource) Stats() tap.ReaderStats { return tap.ReaderStats{} }
 
 // testManager is a Manager whose streams are the sources in srcs (each
 // opened once; then not live).

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/parley/parley/internal/tap"
 )
 
 // Source is one publisher's media as the recorder reads it (a tap reader
@@ -18,6 +20,7 @@ import (
 type Source interface { // *tap.Reader
 	Tracks() []Track
 	Read(ctx context.Context) (Frame, error)
+	Stats() tap.ReaderStats
 	Close()
 }
 
@@ -121,7 +124,10 @@ func (s *session) run(ctx context.Context, src Source) error {
 	for {
 		f, err := src.Read(ctx)
 		if err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return s.drain(ctx, src)
+			}
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return fmt.Errorf("reading the stream: %w", err)
@@ -131,6 +137,24 @@ func (s *session) run(ctx context.Context, src Source) error {
 		}
 	}
 }
+
+// drain writes what was queued when the recording was stopped (a
+// reader hands out queued frames before noticing its context ended).
+func (s *session) drain(ctx context.Context, src Source) error {
+	for range maxDrain {
+		f, err := src.Read(ctx)
+		if err != nil {
+			return nil
+		}
+		if err := s.write(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxDrain bounds drain (a tap reader queues 512 frames).
+const maxDrain = 1024
 
 func cloneTracks(ts []Track) []Track {
 	out := make([]Track, len(ts))
@@ -296,6 +320,8 @@ type Recorder struct {
 
 	mu     sync.Mutex
 	status Status
+	src    Source          // being read, nil between publishes
+	past   tap.ReaderStats // of the sources read before
 }
 
 // Status is a Recorder's state for the API.
@@ -304,6 +330,10 @@ type Status struct {
 	Error string    `json:"error,omitempty"`
 	File  string    `json:"file,omitempty"` // being written
 	Since time.Time `json:"since"`
+	// Frames the recorder was handed and Dropped because it fell behind
+	// (its queue was full), over every publish it recorded.
+	Frames  uint64 `json:"frames"`
+	Dropped uint64 `json:"dropped"`
 }
 
 // Recorder states.
@@ -344,11 +374,30 @@ func (r *Recorder) setStatus(state, err, file string) {
 	r.status = Status{State: state, Error: err, File: file, Since: time.Now()}
 }
 
+// reading sets the source being read (nil: done with it).
+func (r *Recorder) reading(src Source) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.src != nil {
+		st := r.src.Stats()
+		r.past.Frames += st.Frames
+		r.past.Dropped += st.Dropped
+	}
+	r.src = src
+}
+
 // Status reports the recorder's state.
 func (r *Recorder) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.status
+	st := r.status
+	st.Frames, st.Dropped = r.past.Frames, r.past.Dropped
+	if r.src != nil {
+		now := r.src.Stats()
+		st.Frames += now.Frames
+		st.Dropped += now.Dropped
+	}
+	return st
 }
 
 // Done closes when the recorder has ended.
@@ -381,7 +430,9 @@ func (r *Recorder) run(ctx context.Context, cfg recorderConfig) {
 				}
 				r.setStatus(StateRecording, "", p)
 			}}
+		r.reading(src)
 		err = s.run(ctx, src)
+		r.reading(nil)
 		src.Close()
 		if err != nil {
 			r.setStatus(StateFailed, err.Error(), "")

@@ -25,7 +25,10 @@ import (
 // recordingsList is GET /api/recordings.
 type recordingsList struct {
 	Files     []recordedFile
-	Recorders []struct{ Stream, State, Error, File string }
+	Recorders []struct {
+		Stream, State, Error, File string
+		Frames, Dropped            uint64
+	}
 }
 
 type recordedFile struct {
