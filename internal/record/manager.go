@@ -156,6 +156,11 @@ func (m *Manager) Start(stream string, opts Options, always bool) error {
 		ctx, cancel := context.WithTimeout(m.ctx, startWait)
 		src, err := m.cfg.Open(ctx, stream)
 		cancel()
+		if err == nil {
+			if err = checkFormat(opts.Format, src.Tracks()); err != nil {
+				src.Close()
+			}
+		}
 		if err != nil {
 			m.mu.Lock()
 			delete(m.recorders, stream)

@@ -250,3 +250,17 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("writing to a full disk: %v", err)
 	}
 }
+
+func TestFormatCannotCarry(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	tracks, frames := h264Stream(t, frameRate)
+	src := newFakeSource(tracks, frames, false)
+	m := testManager(t, Config{}, map[string][]*fakeSource{"s": {src}})
+	if err := m.Start("s", Options{Format: FormatWebM}, false); !errors.Is(err, ErrFormat) {
+		t.Errorf("H.264 into WebM: %v", err)
+	}
+	<-src.closed
+	if _, ok := m.Status("s"); ok {
+		t.Error("a refused start left a recorder")
+	}
+}

@@ -15,3 +15,12 @@ func newMuxer(format string, w io.Writer, tracks []Track) (muxer, error) {
 	}
 	return nil, fmt.Errorf("format %q is not mp4 or webm", format)
 }
+
+// carries reports whether a format can hold a codec.
+func carries(format, codec string) bool {
+	if format == FormatWebM {
+		_, ok := webmCodecs[codec]
+		return ok
+	}
+	return mp4Codecs[codec]
+}

@@ -120,6 +120,9 @@ func (s *session) run(ctx context.Context, src Source) error {
 	if _, err := newMuxer(s.format, io.Discard, s.tracks); err != nil {
 		return err // nothing this format can carry
 	}
+	if err := checkFormat(s.format, s.tracks); err != nil {
+		return err
+	}
 	defer s.closeFile()
 	for {
 		f, err := src.Read(ctx)
@@ -155,6 +158,19 @@ func (s *session) drain(ctx context.Context, src Source) error {
 
 // maxDrain bounds drain (a tap reader queues 512 frames).
 const maxDrain = 1024
+
+// ErrFormat is a format that cannot carry a stream's video.
+var ErrFormat = errors.New("format cannot carry the video")
+
+// checkFormat refuses a format that would drop the stream's video.
+func checkFormat(format string, tracks []Track) error {
+	for _, t := range tracks {
+		if t.Kind == "video" && t.Codec != "" && format != "" && !carries(format, t.Codec) {
+			return fmt.Errorf("%w: %s cannot carry this stream's %s video (MP4: H.264, H.265, AV1, VP9; WebM: VP8, VP9, AV1)", ErrFormat, format, t.Codec)
+		}
+	}
+	return nil
+}
 
 func cloneTracks(ts []Track) []Track {
 	out := make([]Track, len(ts))
@@ -250,7 +266,7 @@ func (s *session) openFile(f Frame) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		return fmt.Errorf("creating %s: %w", s.dir, err)
 	}
 	base := s.prefix + "-" + at.UTC().Format(fileTime)
@@ -263,7 +279,7 @@ func (s *session) openFile(f Frame) error {
 		}
 		path = filepath.Join(s.dir, name)
 		var err error
-		file, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		file, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 		if err == nil {
 			break
 		}

@@ -140,6 +140,9 @@ func (s *Server) startStreamRecording(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, tap.ErrNotLive), errors.Is(err, context.DeadlineExceeded):
 		httperr.Write(w, http.StatusNotFound, "not_live", "stream "+name+" is not live (nobody publishes it, or no keyframe came): nothing to record")
 		return
+	case errors.Is(err, record.ErrFormat):
+		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadField, err.Error())
+		return
 	case err != nil:
 		httperr.Write(w, http.StatusInternalServerError, "internal", "recording "+name+": "+err.Error())
 		return
