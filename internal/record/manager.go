@@ -50,6 +50,10 @@ type Config struct {
 	MaxAge     time.Duration
 	MaxBytes   int64
 	CleanEvery time.Duration
+	// RoomTracks lists a group room's tracks (false: no such room), and
+	// OpenTrack reads one of them; both nil: rooms are not recorded.
+	RoomTracks func(room string) ([]RoomTrack, bool)
+	OpenTrack  func(ctx context.Context, room, track string) (Source, error)
 	// OnFile is told of each finished file (the on_record_done hook).
 	OnFile func(File)
 	Logger *slog.Logger
@@ -78,8 +82,9 @@ type Manager struct {
 
 	mu        sync.Mutex
 	recorders map[string]*Recorder // by stream
-	open      map[string]bool      // paths being written
-	durations map[string]cached    // durations read back, by path
+	rooms     map[string]*roomRecorder
+	open      map[string]bool   // paths being written
+	durations map[string]cached // durations read back, by path
 	closed    bool
 
 	cancel context.CancelFunc
@@ -109,7 +114,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "record"), recorders: map[string]*Recorder{},
+	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "record"), recorders: map[string]*Recorder{}, rooms: map[string]*roomRecorder{},
 		open: map[string]bool{}, durations: map[string]cached{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if cfg.MaxAge > 0 || cfg.MaxBytes > 0 {
@@ -129,9 +134,16 @@ func (m *Manager) Close() {
 			recs = append(recs, r)
 		}
 	}
+	rooms := make([]string, 0, len(m.rooms))
+	for name := range m.rooms {
+		rooms = append(rooms, name)
+	}
 	m.mu.Unlock()
 	for _, r := range recs {
 		r.Stop()
+	}
+	for _, name := range rooms {
+		_ = m.StopRoom(name)
 	}
 	m.cancel()
 	m.wg.Wait()
@@ -258,7 +270,7 @@ type Recording struct {
 	Status
 }
 
-// Recordings lists the recorders, by name.
+// Recordings lists the recorders: streams by name, then rooms by name.
 func (m *Manager) Recordings() []Recording {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -271,10 +283,10 @@ func (m *Manager) Recordings() []Recording {
 		out = append(out, Recording{Stream: name, Status: st})
 	}
 	slices.SortFunc(out, func(a, b Recording) int { return strings.Compare(a.Stream, b.Stream) })
-	return out
+	return append(out, m.roomRecordings()...)
 }
 
-func (m *Manager) fileOpened(path string) {
+func (m *Manager) fileOpened(path string, _ time.Time) {
 	m.mu.Lock()
 	m.open[path] = true
 	m.mu.Unlock()
@@ -308,7 +320,7 @@ func (m *Manager) Files() ([]File, error) {
 			}
 			return err
 		}
-		if d.IsDir() || !isMedia(path) {
+		if rel, _ := filepath.Rel(m.cfg.Dir, path); d.IsDir() || !listed(rel) {
 			return nil
 		}
 		f, err := m.describe(path)
@@ -332,6 +344,17 @@ func isMedia(path string) bool {
 	return ext == "."+FormatMP4 || ext == "."+FormatWebM
 }
 
+// isManifest reports whether a path is a room recording's manifest
+// (<dir>/@rooms/<room>/<session>/manifest.json).
+func isManifest(rel string) bool {
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	return len(parts) == 4 && parts[0] == RoomsDir && parts[3] == ManifestName
+}
+
+// listed reports whether the listing shows a file (path relative to the
+// record directory): recordings and room manifests.
+func listed(rel string) bool { return isMedia(rel) || isManifest(rel) }
+
 // describe reads one file's listing.
 func (m *Manager) describe(path string) (File, error) {
 	st, err := os.Stat(path)
@@ -354,6 +377,14 @@ func (m *Manager) describe(path string) (File, error) {
 	m.mu.Lock()
 	if m.open[path] {
 		f.State = StateRecording
+	}
+	if isManifest(id) {
+		f.Format = "json"
+		if m.roomActiveLocked(filepath.Dir(path)) {
+			f.State = StateRecording
+		}
+		m.mu.Unlock()
+		return f, nil
 	}
 	c, ok := m.durations[path]
 	m.mu.Unlock()
@@ -402,7 +433,7 @@ func readDuration(path, format string) (time.Duration, error) {
 // Lookup finds a recording by its ID (a path under the directory: no
 // "..", no absolute paths, media files only).
 func (m *Manager) Lookup(id string) (File, error) {
-	if id == "" || !fs.ValidPath(id) || !isMedia(id) || strings.Contains(id, `\`) {
+	if id == "" || !fs.ValidPath(id) || !listed(id) || strings.Contains(id, `\`) {
 		return File{}, fmt.Errorf("%q: %w", id, ErrNotFound)
 	}
 	path := filepath.Join(m.cfg.Dir, filepath.FromSlash(id))
@@ -432,13 +463,36 @@ func (m *Manager) remove(path string) error {
 	m.mu.Lock()
 	delete(m.durations, path)
 	m.mu.Unlock()
-	// Empty directories go too (never the record directory itself).
-	for dir := filepath.Dir(path); dir != m.cfg.Dir && strings.HasPrefix(dir, m.cfg.Dir); dir = filepath.Dir(dir) {
+	// A finished room recording's manifest goes with its last file, and
+	// empty directories go too (never the record directory itself).
+	dir := filepath.Dir(path)
+	if rel, err := filepath.Rel(m.cfg.Dir, filepath.Join(dir, ManifestName)); err == nil && isManifest(rel) && !m.roomActive(dir) {
+		if left, err := os.ReadDir(dir); err == nil && len(left) == 1 && left[0].Name() == ManifestName {
+			_ = os.Remove(filepath.Join(dir, ManifestName))
+		}
+	}
+	for ; dir != m.cfg.Dir && strings.HasPrefix(dir, m.cfg.Dir); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil {
 			break
 		}
 	}
 	return nil
+}
+
+// roomActive reports whether a room recording writes into dir.
+func (m *Manager) roomActive(dir string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.roomActiveLocked(dir)
+}
+
+func (m *Manager) roomActiveLocked(dir string) bool {
+	for _, rr := range m.rooms {
+		if rr.dir == dir {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Manager) cleaner() {
@@ -474,8 +528,8 @@ func (m *Manager) clean() {
 	for _, f := range files { // oldest first
 		old := m.cfg.MaxAge > 0 && now.Sub(f.Start.Add(f.Duration)) > m.cfg.MaxAge
 		over := m.cfg.MaxBytes > 0 && total > m.cfg.MaxBytes
-		if f.State == StateRecording || (!old && !over) {
-			continue
+		if f.State == StateRecording || f.Format == "json" || (!old && !over) {
+			continue // manifests go with their room's last file
 		}
 		if err := m.remove(f.Path); err != nil {
 			m.log.Warn("retention", "err", err)

@@ -28,10 +28,11 @@ type fakeSource struct {
 	drained chan struct{} // closed when every frame was read
 	once    sync.Once
 	closed  chan struct{}
+	gone    chan struct{} // closed: the publisher goes (Read ends with io.EOF)
 }
 
 func newFakeSource(tracks []Track, frames []Frame, eof bool) *fakeSource {
-	return &fakeSource{tracks: tracks, frames: frames, eof: eof, drained: make(chan struct{}), closed: make(chan struct{})}
+	return &fakeSource{tracks: tracks, frames: frames, eof: eof, drained: make(chan struct{}), closed: make(chan struct{}), gone: make(chan struct{})}
 }
 
 func (s *fakeSource) Tracks() []Track { return s.tracks }
@@ -46,8 +47,12 @@ func (s *fakeSource) Read(ctx context.Context) (Frame, error) {
 	if s.eof {
 		return Frame{}, io.EOF
 	}
-	<-ctx.Done()
-	return Frame{}, ctx.Err()
+	select {
+	case <-ctx.Done():
+		return Frame{}, ctx.Err()
+	case <-s.gone:
+		return Frame{}, io.EOF
+	}
 }
 
 func (s *fakeSource) Close() { close(s.closed) }

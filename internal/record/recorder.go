@@ -99,7 +99,7 @@ type session struct {
 	haveKey bool
 	log     *slog.Logger
 	done    func(File) // a file was closed
-	opened  func(path string)
+	opened  func(path string, start time.Time)
 }
 
 // run records src until ctx ends or the publisher goes; it returns the
@@ -297,7 +297,7 @@ func (s *session) openFile(f Frame) error {
 	w.mux = m
 	s.cur = w
 	if s.opened != nil {
-		s.opened(path)
+		s.opened(path, at)
 	}
 	s.log.Info("recording to a new file", "path", path)
 	return nil
@@ -372,9 +372,9 @@ type recorderConfig struct {
 	// once: record one publish only (the first).
 	once   bool
 	log    *slog.Logger
-	opened func(path string) // a file was created
-	done   func(File)        // a file was finished
-	end    func(*Recorder)   // the recorder ended by itself
+	opened func(path string, start time.Time) // a file was created; start: its first frame
+	done   func(File)                         // a file was finished
+	end    func(*Recorder)                    // the recorder ended by itself
 }
 
 func startRecorder(ctx context.Context, cfg recorderConfig) *Recorder {
@@ -440,9 +440,9 @@ func (r *Recorder) run(ctx context.Context, cfg recorderConfig) {
 			return
 		}
 		s := &session{opts: cfg.opts, dir: cfg.dir, prefix: cfg.prefix, log: log, done: cfg.done,
-			opened: func(p string) {
+			opened: func(p string, start time.Time) {
 				if cfg.opened != nil {
-					cfg.opened(p)
+					cfg.opened(p, start)
 				}
 				r.setStatus(StateRecording, "", p)
 			}}

@@ -34,6 +34,7 @@ func (s *Server) startRecording() error {
 	m, err := record.New(record.Config{
 		Dir: s.cfg.RecordDir, Open: s.openRecordSource, IsNotLive: func(err error) bool { return errors.Is(err, tap.ErrNotLive) },
 		MaxAge: s.cfg.RecordMaxAge.D(), MaxBytes: int64(s.cfg.RecordMaxSize), OnFile: s.recordingDone, Logger: s.log,
+		RoomTracks: s.roomTracks, OpenTrack: s.openRoomTrack,
 	})
 	if err != nil {
 		return err
@@ -74,6 +75,29 @@ func (s *Server) openRecordSource(ctx context.Context, stream string) (record.So
 	return r, nil
 }
 
+// roomTracks lists a group call's tracks (sfu.Calls: server-routed
+// rooms; a peer-to-peer room has no media on the server).
+func (s *Server) roomTracks(room string) ([]record.RoomTrack, bool) {
+	r, ok := s.sfu.LookupRoom(sfu.Calls, room)
+	if !ok {
+		return nil, false
+	}
+	var out []record.RoomTrack
+	for _, t := range r.Tracks() {
+		out = append(out, record.RoomTrack{ID: t.ID, Participant: t.Publisher, Kind: t.Kind, Codec: t.Codec})
+	}
+	return out, true
+}
+
+// openRoomTrack reads one participant track of a group call.
+func (s *Server) openRoomTrack(ctx context.Context, room, track string) (record.Source, error) {
+	r, err := s.taps.Open(ctx, sfu.Calls, room, tap.Options{Tracks: []string{track}})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
 // recordingDone sends on_record_done for a finished file.
 func (s *Server) recordingDone(f record.File) {
 	if s.access != nil {
@@ -102,6 +126,8 @@ func (s *Server) recordRoutes(mux *http.ServeMux, public bool) {
 	}
 	mux.HandleFunc("POST /api/streams/{name}/record", h(s.startStreamRecording, false))
 	mux.HandleFunc("DELETE /api/streams/{name}/record", h(s.stopStreamRecording, false))
+	mux.HandleFunc("POST /api/rooms/{name}/record", h(s.startRoomRecording, false))
+	mux.HandleFunc("DELETE /api/rooms/{name}/record", h(s.stopRoomRecording, false))
 	mux.HandleFunc("GET /api/recordings", h(s.listRecordings, false))
 	mux.HandleFunc("GET /api/recordings/{id...}", h(s.downloadRecording, true))
 	mux.HandleFunc("DELETE /api/recordings/{id...}", h(s.deleteRecording, false))
@@ -163,6 +189,43 @@ func (s *Server) stopStreamRecording(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+func (s *Server) startRoomRecording(w http.ResponseWriter, r *http.Request) {
+	name, ok := cameraName(w, r)
+	if !ok {
+		return
+	}
+	switch err := s.recorder.StartRoom(name); {
+	case errors.Is(err, record.ErrRecording):
+		httperr.Write(w, http.StatusConflict, "recording", "room "+name+" is already being recorded (DELETE this URL to stop)")
+		return
+	case errors.Is(err, record.ErrNoRoom):
+		httperr.Write(w, http.StatusNotFound, "no_room", "no server-routed (sfu mode) call "+name+" is running: peer-to-peer rooms carry no media through the server")
+		return
+	case err != nil:
+		httperr.Write(w, http.StatusInternalServerError, "internal", "recording room "+name+": "+err.Error())
+		return
+	}
+	for _, rec := range s.recorder.Recordings() {
+		if rec.Room == name {
+			writeJSON(w, http.StatusCreated, rec)
+			return
+		}
+	}
+	writeJSON(w, http.StatusCreated, record.Recording{Room: name})
+}
+
+func (s *Server) stopRoomRecording(w http.ResponseWriter, r *http.Request) {
+	name, ok := cameraName(w, r)
+	if !ok {
+		return
+	}
+	if err := s.recorder.StopRoom(name); err != nil {
+		httperr.Write(w, http.StatusNotFound, "not_recording", "room "+name+" is not being recorded")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // recordingURL is a file's download URL (its ID's segments escaped).
 func recordingURL(id string) string {
 	parts := strings.Split(id, "/")
@@ -205,7 +268,11 @@ func (s *Server) downloadRecording(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, http.StatusInternalServerError, "internal", err.Error())
 		return
 	}
-	w.Header().Set("Content-Type", "video/"+f.Format)
+	ctype := "video/" + f.Format
+	if f.Format == "json" { // a room recording's manifest
+		ctype = "application/json"
+	}
+	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", st.Name()))
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

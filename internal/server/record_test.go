@@ -20,6 +20,7 @@ import (
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/record/recordtest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
+	"github.com/parley/parley/internal/sfu"
 )
 
 // recordingsList is GET /api/recordings.
@@ -301,5 +302,77 @@ func TestRecordKilled(t *testing.T) {
 	t.Logf("killed after >= 10 s: ffprobe duration %v, frames %v", in.Duration, in.Frames)
 	if in.Frames["h264"] < 8*25 || in.Frames["opus"] < 8*50 {
 		t.Errorf("decoded %v, want >= 8 s of H.264 (25 fps) and Opus (20 ms frames)", in.Frames)
+	}
+}
+
+// manifestTrack is a track of a room recording's manifest.json.
+type manifestTrack struct {
+	Participant, Track, Kind, File string
+	Offset                         float64
+	End                            *time.Time
+}
+
+// TestRecordRoom: a group call recorded one file per participant track
+// (VP8 here: WebM) with a manifest of who published which track when.
+func TestRecordRoom(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1"; c.RecordDir = t.TempDir() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ops := srv.OpsURL()
+	if code, _, body := do(t, http.MethodPost, ops+"/api/rooms/team/record", ""); code != http.StatusNotFound || errorCode(body) != "no_room" {
+		t.Errorf("a room nobody is in: %d %s", code, body)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	a := joinSFU(t, srv.URL(), "team", "a")
+	go sendKeyframes(stop, a.publish())
+	waitLive(ctx, t, srv, sfu.Calls, "team")
+	b := joinSFU(t, srv.URL(), "team", "b")
+	if code, _, body := do(t, http.MethodPost, ops+"/api/rooms/team/record", ""); code != http.StatusCreated {
+		t.Fatalf("start: %d %s", code, body)
+	}
+	if code, _, _ := do(t, http.MethodPost, ops+"/api/rooms/team/record", ""); code != http.StatusConflict {
+		t.Errorf("second start: %d", code)
+	}
+	roomFiles := func(format string) []recordedFile {
+		var out []recordedFile
+		for _, f := range listRecordings(t, ops).Files {
+			if f.Room == "team" && f.Format == format {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	pollUntil(ctx, t, "a's track recorded", func() bool { fs := roomFiles("webm"); return len(fs) == 1 && fs[0].Size > 0 })
+	go sendKeyframes(stop, b.publish()) // b joins the stage later
+	pollUntil(ctx, t, "b's track recorded", func() bool { return len(roomFiles("webm")) == 2 })
+	if code, _, body := do(t, http.MethodDelete, ops+"/api/rooms/team/record", ""); code != http.StatusNoContent {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	files, manifests := roomFiles("webm"), roomFiles("json")
+	if len(manifests) != 1 {
+		t.Fatalf("manifests %+v", manifests)
+	}
+	code, _, body := do(t, http.MethodGet, ops+manifests[0].URL, "")
+	var man struct {
+		Room   string
+		End    *time.Time
+		Tracks []manifestTrack
+	}
+	if err := json.Unmarshal([]byte(body), &man); err != nil || code != http.StatusOK {
+		t.Fatalf("manifest: %d %s %v", code, body, err)
+	}
+	if man.Room != "team" || man.End == nil || len(man.Tracks) != 2 || man.Tracks[0].Participant == man.Tracks[1].Participant ||
+		man.Tracks[1].Offset < man.Tracks[0].Offset || man.Tracks[0].End == nil {
+		t.Errorf("manifest %s", body)
+	}
+	for _, f := range files {
+		if !slices.ContainsFunc(man.Tracks, func(tr manifestTrack) bool { return tr.File == filepath.Base(f.Path) }) {
+			t.Errorf("%s is not in the manifest", f.ID)
+		}
+		if codecs, err := rtmptest.Probe(ctx, f.Path); err != nil || !slices.Equal(codecs, []string{"vp8"}) {
+			t.Errorf("%s: %v %v", f.ID, codecs, err)
+		}
 	}
 }
