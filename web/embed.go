@@ -79,6 +79,12 @@ func Handler() http.Handler {
 	return h
 }
 
+// StatusAssets are the files the status page (/status) loads, for a
+// listener that serves that page alone (the operations listener).
+func StatusAssets() []string {
+	return []string{"/status.css", "/style.css", "/favicon.svg", "/app/status.js", "/app/ui.js", "/app/whip.js"}
+}
+
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 	"media-src 'self' blob: mediastream:; connect-src 'self' ws: wss: blob:; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
@@ -101,6 +107,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			a = h.assets["/watch.html"]
 		}
+	case p == "/status":
+		a = h.assets["/status.html"]
 	case strings.HasPrefix(p, "/show/"):
 		// Light show pages: "/show/<name>" is the host, "/show/<name>/screen"
 		// a screen (the scripts read the show name from the URL).

@@ -91,6 +91,11 @@ type Config struct {
 	RecordDir     string   `yaml:"record_dir"`      // recordings' directory
 	RecordMaxAge  Duration `yaml:"record_max_age"`  // finished recordings older than this are deleted; 0 keeps them
 	RecordMaxSize ByteSize `yaml:"record_max_size"` // the oldest recordings are deleted past this total; 0: no limit
+
+	// LL-HLS of every stream (internal/hls, docs/hls.md; hls.go here).
+	HLS              string   `yaml:"hls"`                 // on (/hls/<stream>/index.m3u8 for every stream) or off
+	HLSIdle          Duration `yaml:"hls_idle"`            // a stream's muxer stops when no HLS request came for this long
+	HLSBlockingPerIP int      `yaml:"hls_blocking_per_ip"` // blocking playlist/part requests one client address may have waiting
 }
 
 // RoomConfig overrides settings for one named room.
@@ -143,6 +148,9 @@ func Default() Config {
 		Hooks:            Hooks{Timeout: Duration(5 * time.Second)},
 		DataDir:          "parley-data",
 		RecordDir:        "recordings",
+		HLS:              "on",
+		HLSIdle:          Duration(30 * time.Second),
+		HLSBlockingPerIP: 100,
 	}
 }
 
@@ -266,7 +274,7 @@ func (c *Config) Validate() error {
 	for name, st := range c.Streams {
 		if !protocol.ValidRoom(name) {
 			bad("streams: %q is not a stream name (1-64 characters of A-Z a-z 0-9 _ . -)", name)
-		} else if err := st.checkEntry(); err != nil {
+		} else if err := st.CheckSettings(); err != nil {
 			bad("streams.%s: %v", name, err)
 		}
 	}
@@ -276,6 +284,7 @@ func (c *Config) Validate() error {
 	c.validateRecord(bad)
 	c.validateSecrets(bad)
 	c.validateAccess(bad)
+	c.validateHLS(bad)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:

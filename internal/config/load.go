@@ -156,6 +156,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Var(&cfg.RecordMaxSize, "record-max-size", "the oldest recordings are deleted while all of them take more than this (e.g. 50G); 0: no limit")
 	fs.StringVar(&cfg.Hooks.OnRecordDone, "on-record-done", cfg.Hooks.OnRecordDone, "`URL` POSTed a JSON event (path, duration, size) when a recording file is finished")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	hlsFlags(fs, cfg)
 	return fs
 }
 

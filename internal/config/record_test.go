@@ -17,11 +17,11 @@ func TestRecordSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := c.Streams["show"]
-	if !s.RecordAlways() || s.Camera() || s.RecordFormat != "webm" || s.RecordMode != "keyframes" || s.RecordKeyframeInterval.D() != time.Minute ||
+	if !s.RecordAlways() || s.IsCamera() || s.RecordFormat != "webm" || s.RecordMode != "keyframes" || s.RecordKeyframeInterval.D() != time.Minute ||
 		s.RecordSegment.D() != 10*time.Minute || s.RecordSegmentSize != 500<<20 {
 		t.Errorf("show: %+v", s)
 	}
-	if !c.Streams["door"].Camera() || !c.Streams["door"].RecordAlways() {
+	if !c.Streams["door"].IsCamera() || !c.Streams["door"].RecordAlways() {
 		t.Errorf("door: %+v", c.Streams["door"])
 	}
 	if c.RecordDir != "/srv/rec" || c.RecordMaxAge.D() != 720*time.Hour || c.RecordMaxSize != 50<<30 || c.Hooks.OnRecordDone != "http://hooks/rec" {
@@ -31,14 +31,13 @@ func TestRecordSettings(t *testing.T) {
 		t.Errorf("defaults: %q %v %v", d.RecordDir, d.RecordMaxAge, d.RecordMaxSize)
 	}
 	for name, yaml := range map[string]string{
-		"record":        "streams:\n  s:\n    record: sometimes\n",
-		"format":        "streams:\n  s:\n    record: always\n    record_format: avi\n",
-		"mode":          "streams:\n  s:\n    record: always\n    record_mode: some\n",
-		"segment":       "streams:\n  s:\n    record: always\n    record_segment: -1s\n",
-		"size":          "streams:\n  s:\n    record: always\n    record_segment_size: lots\n",
-		"camera+bad":    "streams:\n  s:\n    source: rtsp://cam/s\n    record_format: avi\n",
-		"max size":      "record_max_size: -5\n",
-		"no record opt": "streams:\n  s:\n    record_format: mp4\n",
+		"record":     "streams:\n  s:\n    record: sometimes\n",
+		"format":     "streams:\n  s:\n    record: always\n    record_format: avi\n",
+		"mode":       "streams:\n  s:\n    record: always\n    record_mode: some\n",
+		"segment":    "streams:\n  s:\n    record: always\n    record_segment: -1s\n",
+		"size":       "streams:\n  s:\n    record: always\n    record_segment_size: lots\n",
+		"camera+bad": "streams:\n  s:\n    source: rtsp://cam/s\n    record_format: avi\n",
+		"max size":   "record_max_size: -5\n",
 	} {
 		f := writeFile(t, dir, strings.ReplaceAll(name, " ", "_")+".yaml", yaml)
 		if _, err := Load([]string{"--config", f}, noEnv, io.Discard); err == nil {

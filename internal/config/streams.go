@@ -21,9 +21,17 @@ type Stream struct {
 	// means the default (30 s).
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout,omitempty"`
 
-	// Recording (internal/record; record.go). An entry may hold only
-	// these, for a stream published over RTMP, SRT, RTSP or WHIP (no
-	// source). Config file only: the cameras API does not take them.
+	// Per-stream settings of a stream published to Parley (WHIP, RTMP,
+	// SRT, RTSP) or pulled from a camera: an entry may hold only these.
+	//
+	// HLS (internal/hls): "" (the --hls default), "on" (the muxer starts
+	// with the first HLS request), "always" (it runs whenever the stream
+	// is live) or "off".
+	HLS string `yaml:"hls" json:"-"`
+
+	// Recording (internal/record; record.go): record: always records
+	// every publish of the stream. Config file only: the cameras API does
+	// not take them.
 	Record                 string   `yaml:"record" json:"-"`                   // "always": record every publish; "" (off): by API only
 	RecordFormat           string   `yaml:"record_format" json:"-"`            // mp4, webm, or "" (WebM for VP8 video, else MP4)
 	RecordMode             string   `yaml:"record_mode" json:"-"`              // all (default) or keyframes
@@ -32,16 +40,27 @@ type Stream struct {
 	RecordSegmentSize      ByteSize `yaml:"record_segment_size" json:"-"`      // a new file past this size; 0: no limit
 }
 
-// Camera reports whether the entry pulls an IP camera (it has a source).
-func (s Stream) Camera() bool { return s.Source != "" }
+// IsCamera reports whether the entry is an IP camera to pull (it has a
+// camera's setting), not only per-stream settings.
+func (s Stream) IsCamera() bool {
+	return s.Source != "" || s.Transport != "" || s.OnDemand || s.IdleTimeout != 0
+}
 
-// checkEntry checks a streams: entry of the file: a camera's settings,
-// unless it only sets recording options.
-func (s Stream) checkEntry() error {
-	if !s.Camera() && s.Record != "" {
-		return s.checkRecord()
+// CheckSettings checks an entry of streams: in the file: its per-stream
+// settings, and the camera's when it is one.
+func (s Stream) CheckSettings() error {
+	switch s.HLS {
+	case "", "on", "off", "always":
+	default:
+		return fmt.Errorf("hls %q is not on, off or always", s.HLS)
 	}
-	return errors.Join(s.Check(), s.checkRecord())
+	if err := s.checkRecord(); err != nil {
+		return err
+	}
+	if s.IsCamera() {
+		return s.Check()
+	}
+	return nil
 }
 
 // Check reports what is wrong with a stream's settings; the error never

@@ -42,3 +42,32 @@ func TestStreams(t *testing.T) {
 		t.Error("empty --data-dir accepted")
 	}
 }
+
+// TestStreamHLS: a streams: entry may hold only per-stream settings (no
+// camera), hls: takes on, off or always, and HLSOf falls back to --hls.
+func TestStreamHLS(t *testing.T) {
+	dir := t.TempDir()
+	f := writeFile(t, dir, "hls.yaml", "hls: off\nstreams:\n  live:\n    hls: always\n  door:\n    source: rtsp://cam/s\n    hls: on\n")
+	c, err := Load([]string{"--config", f}, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Streams["live"].IsCamera() || !c.Streams["door"].IsCamera() {
+		t.Errorf("IsCamera: live %v, door %v", c.Streams["live"].IsCamera(), c.Streams["door"].IsCamera())
+	}
+	for stream, want := range map[string]string{"live": "always", "door": "on", "other": "off"} {
+		if got := c.HLSOf(stream); got != want {
+			t.Errorf("HLSOf(%s) = %s, want %s", stream, got, want)
+		}
+	}
+	if d := Default(); d.HLSOf("x") != "on" || d.HLSIdle.D() != 30*time.Second {
+		t.Errorf("defaults: %s %v", d.HLSOf("x"), d.HLSIdle)
+	}
+	bad := writeFile(t, dir, "bad.yaml", "streams:\n  live:\n    hls: sometimes\n")
+	if _, err := Load([]string{"--config", bad}, noEnv, io.Discard); err == nil || !strings.Contains(err.Error(), "sometimes") {
+		t.Errorf("hls: sometimes: %v", err)
+	}
+	if _, err := Load([]string{"--hls", "maybe"}, noEnv, io.Discard); err == nil {
+		t.Error("--hls maybe accepted")
+	}
+}

@@ -33,7 +33,7 @@ func a11yViolations(b *browser) string {
 // in the states a person sees first: home, a call before and after
 // joining, a broadcast's publisher and viewer pages (the viewer with the
 // stream's URL list open on the publisher page), a light show's host and
-// screen pages; at a desktop and a phone size.
+// screen pages, the operators' status page; at a desktop and a phone size.
 func TestAccessibility(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { // every listener on, so the broadcast page lists every URL
 		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
@@ -78,5 +78,12 @@ func TestAccessibility(t *testing.T) {
 			`getComputedStyle(document.querySelector('.screen-info')).opacity === '1'`,
 			`[document.body.dataset.audio, getComputedStyle(document.querySelector('.screen-info')).opacity]`)
 		check("light show screen page")
+
+		// The operators' status page, on the operations listener, showing
+		// the broadcast the watch page above left live or not.
+		b.do(20*time.Second, chromedp.Navigate(e.srv.OpsURL()+"/status"))
+		b.waitFor(10*time.Second, "the status page with its first report", `document.getElementById('summary').textContent.startsWith('Up')`,
+			`document.getElementById('summary').textContent`)
+		check("status page")
 	}
 }

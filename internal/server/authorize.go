@@ -21,7 +21,7 @@ func (s *Server) authorize(ctx context.Context, r ingest.Request) (end func(), e
 		switch r.Proto { // where each protocol takes the token
 		case "whip", "whep":
 			hint = "(Authorization: Bearer)"
-		case "rtmp":
+		case "rtmp", "hls":
 			hint = "(?token= in the URL)"
 		case "srt":
 			hint = "(:<token> after the stream in the streamid)"
@@ -36,10 +36,13 @@ func (s *Server) authorize(ctx context.Context, r ingest.Request) (end func(), e
 			return nil, err
 		}
 	}
-	if s.access == nil {
-		return func() {}, nil
+	end = func() {}
+	if s.access != nil {
+		if end, err = s.access.Check(ctx, r); err != nil {
+			return nil, err
+		}
 	}
-	return s.access.Check(ctx, r)
+	return s.countSession(r, end), nil
 }
 
 // authorizeHTTP is WHIP's and WHEP's way into authorize: the bearer

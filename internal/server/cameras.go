@@ -32,22 +32,16 @@ func (s *Server) startCameras() error {
 	if err != nil {
 		return fmt.Errorf("streams added through the API: %w", err)
 	}
-	configured := 0
-	for _, st := range s.cfg.Streams {
-		if st.Camera() {
-			configured++
-		}
-	}
 	if s.sfu == nil {
-		if configured+len(stored) > 0 {
+		if len(s.cfg.Streams)+len(stored) > 0 {
 			s.log.Warn("IP cameras are not pulled because media is off (--media-udp off)")
 		}
 		return nil
 	}
 	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources, Claim: s.claimStream, MaxStreams: s.cfg.MaxCameras})
 	for name, st := range s.cfg.Streams {
-		if !st.Camera() {
-			continue // only recording options for a stream published another way
+		if !st.IsCamera() { // per-stream settings only
+			continue
 		}
 		if err := m.Add(name, st, originConfig); err != nil {
 			m.Close()
@@ -55,7 +49,7 @@ func (s *Server) startCameras() error {
 		}
 	}
 	for name, st := range stored {
-		if st, ok := s.cfg.Streams[name]; ok && st.Camera() {
+		if st, ok := s.cfg.Streams[name]; ok && st.IsCamera() {
 			s.log.Warn("a stream added through the API is also in the configuration file; the file's wins", "stream", name)
 			continue
 		}

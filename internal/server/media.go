@@ -68,6 +68,7 @@ func (s *Server) startMedia() error {
 	var tapCtx context.Context
 	tapCtx, s.tapStop = context.WithCancel(context.Background())
 	s.taps = tap.New(tapCtx, tap.Config{SFU: m, Logger: s.log})
+	s.startHLS()
 	if err := s.startRTMP(); err != nil {
 		s.stopMedia()
 		return fmt.Errorf("rtmp: %w", err)
@@ -139,6 +140,7 @@ func (s *Server) stopMedia() {
 	if s.showWhip != nil {
 		s.showWhip.Close()
 	}
+	s.stopHLS()
 	if s.taps != nil {
 		s.tapStop()
 		s.taps.Wait()
@@ -185,10 +187,16 @@ func (s *Server) verifyShowStream(r *http.Request, stream string, publish bool) 
 
 // verifyStream checks a WHIP/WHEP bearer token when auth is on.
 func (s *Server) verifyStream(r *http.Request, stream string, publish bool) error {
+	return s.verifyStreamToken(r, stream, publish, false)
+}
+
+// verifyStreamToken checks the token of a request (also ?token= when
+// query) for a stream grant when auth is on.
+func (s *Server) verifyStreamToken(r *http.Request, stream string, publish, query bool) error {
 	if s.auth == nil {
 		return nil
 	}
-	c, err := s.requestClaims(r, false)
+	c, err := s.requestClaims(r, query)
 	if err != nil {
 		return err
 	}

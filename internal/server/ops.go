@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/parley/parley/web"
+
 	"github.com/parley/parley/internal/httperr"
 )
 
@@ -29,6 +31,11 @@ func (s *Server) opsRoutes() *http.ServeMux {
 	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/streams/{name}", s.streamStatus)
+	mux.HandleFunc("GET /api/status", s.opsStatusAPI) // status.go
+	mux.Handle("GET /status", web.Handler())          // the page and what it loads
+	for _, f := range web.StatusAssets() {
+		mux.Handle("GET "+f, web.Handler())
+	}
 	s.cameraRoutes(mux)
 	s.recordRoutes(mux, false)
 	return mux

@@ -17,8 +17,10 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/streams/{name}", s.publicStreamStatus) // ops.go
 	mux.HandleFunc("GET /api/ingest", s.ingestInfo)                 // ingest.go
 	s.recordRoutes(mux, true)                                       // record.go: admin tokens
+	mux.HandleFunc("GET /api/status", s.publicStatusAPI)            // status.go
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
+	mux.HandleFunc("/hls/", s.serveHLS) // hls.go
 	mux.HandleFunc(showMediaPrefix+"/", s.serveShowWHIP)
 	s.mountShows(mux)
 	mux.Handle("/", web.Handler())

@@ -18,6 +18,7 @@ import (
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
+	"github.com/parley/parley/internal/server"
 	"github.com/parley/parley/pkg/client"
 	"github.com/parley/parley/pkg/whip"
 )
@@ -60,13 +61,7 @@ func TestRTMPRead(t *testing.T) {
 // TestRTMPReadAuth: with auth on, reading needs a token granting
 // subscribe on the stream.
 func TestRTMPReadAuth(t *testing.T) {
-	rtmptest.NeedFFmpeg(t)
-	srv := startServer(t, func(c *config.Config) { c.AuthSecret = testSecret; c.PublicIP = "127.0.0.1" })
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	base := fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr())
-	studio(ctx, t, base+"?token="+mintToken(t, "s", auth.Grants{Publish: true}))
-	waitTracks(ctx, t, srv, "s", 2)
+	_, ctx, base := authStudio(t)
 	for name, u := range map[string]string{
 		"no token":     base,
 		"other stream": base + "?token=" + mintToken(t, "other", auth.Grants{Subscribe: true}),
@@ -208,4 +203,19 @@ func loopFile(ctx context.Context, path string, period time.Duration, frames fun
 		}
 		f.Close()
 	}
+}
+
+// authStudio starts a server with auth on and ffmpeg publishing stream
+// "s" over RTMP with a publish token; base is the stream's RTMP URL, ctx
+// ends with the test (a minute at most).
+func authStudio(t *testing.T) (srv *server.Server, ctx context.Context, base string) {
+	t.Helper()
+	rtmptest.NeedFFmpeg(t)
+	srv = startServer(t, func(c *config.Config) { c.AuthSecret = testSecret; c.PublicIP = "127.0.0.1" })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	base = fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr())
+	studio(ctx, t, base+"?token="+mintToken(t, "s", auth.Grants{Publish: true}))
+	waitTracks(ctx, t, srv, "s", 2)
+	return srv, ctx, base
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/parley/parley/internal/camera"
 	"github.com/parley/parley/internal/clientip"
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
@@ -50,8 +51,11 @@ type Server struct {
 	hub        *signal.Hub
 	turn       *turn.Server       // nil when off or external
 	sfu        *sfu.SFU           // nil when media is off
+	started    time.Time          // for the status's uptime
+	counts     sessionCounts      // stream sessions by protocol, for the status
 	taps       *tap.Hub           // streams read as access units: RTMP players, HLS, recording, restreaming
 	tapStop    context.CancelFunc // ends the taps
+	hls        *hls.Manager       // LL-HLS (hls.go), nil when --hls off or media is off
 	sources    *ingest.Registry   // live RTMP, RTSP, SRT and camera publishers, for the streams' status
 	whip       *whip.Handler
 	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
@@ -89,7 +93,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms), sources: ingest.NewRegistry(),
-		serveDone: make(chan struct{})}
+		serveDone: make(chan struct{}), started: time.Now()}
 	// Auth is on with any of the secret, the public keys or the JWKS.
 	keys := auth.Keys{Secret: []byte(cfg.AuthSecret)}
 	for _, f := range []struct {

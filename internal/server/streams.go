@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/httperr"
 
 	"github.com/parley/parley/internal/sfu"
@@ -24,6 +25,9 @@ type streamStatus struct {
 	// tracks and what viewers should be told (video no browser decodes,
 	// B-frames, no sound).
 	Source *streamSource `json:"source,omitempty"`
+	// HLS is the stream's LL-HLS (/hls/<stream>/index.m3u8): its state,
+	// viewers, and in words why it cannot be served or what it leaves out.
+	HLS *hls.Status `json:"hls,omitempty"`
 }
 
 // streamSource is a stream's non-WebRTC source (no URL: viewers see it).
@@ -46,9 +50,11 @@ func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	st := streamStatus{Stream: name}
 	if s.sfu != nil {
+		var tracks []sfu.TrackInfo
 		if room, ok := s.sfu.LookupRoom(sfu.Streams, name); ok {
+			tracks = room.Tracks()
 			publishers := map[string]bool{}
-			for _, t := range room.Tracks() {
+			for _, t := range tracks {
 				publishers[t.Publisher] = true
 				st.Tracks++
 			}
@@ -59,6 +65,7 @@ func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
+		st.HLS = s.hlsStatus(name, tracks)
 	}
 	if si, ok := s.sources.Source(name); ok {
 		st.Source = &streamSource{Kind: si.Proto, State: "live", Since: si.Since, Tracks: si.Tracks, Notes: si.Notes, AudioError: si.AudioError}

@@ -359,6 +359,19 @@ func (s *SFU) LookupRoom(ns Namespace, name string) (*Room, bool) {
 	return r, ok
 }
 
+// Rooms returns the rooms of namespace ns.
+func (s *SFU) Rooms(ns Namespace) []*Room {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Room
+	for k, r := range s.rooms {
+		if k.ns == ns {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // removeRoomIfEmpty forgets r once its last participant and publication
 // left.
 func (s *SFU) removeRoomIfEmpty(r *Room) {

@@ -303,6 +303,9 @@ type TrackInfo struct {
 	Layers      []string `json:"layers,omitempty"` // simulcast RIDs, lowest first
 	Subscribers int      `json:"subscribers"`
 	Muted       bool     `json:"muted,omitempty"` // held by a moderator (Room.HoldTrack)
+	// Bitrate is what the publisher sends, all layers, in bit/s over the
+	// last second.
+	Bitrate uint64 `json:"bitrate"`
 }
 
 func (u *upTrack) info() TrackInfo {
@@ -315,6 +318,7 @@ func (u *upTrack) info() TrackInfo {
 		if l.rid != "" {
 			ti.Layers = append(ti.Layers, l.rid)
 		}
+		ti.Bitrate += l.bitrate.Load()
 	}
 	return ti
 }

@@ -1,0 +1,131 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/parley/parley/internal/hls"
+	"github.com/parley/parley/internal/httperr"
+	"github.com/parley/parley/internal/ingest"
+	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/tap"
+)
+
+// LL-HLS: /hls/<stream>/index.m3u8 on the main port for every stream
+// (--hls, per stream hls: off|on|always), served by an hls.Manager that
+// reads the streams through the tap hub (docs/hls.md).
+
+// startHLS builds the HLS manager once the taps run; nil when no stream
+// can have HLS.
+func (s *Server) startHLS() {
+	always := []string{}
+	anyOn := s.cfg.HLS == "on"
+	for name := range s.cfg.Streams {
+		switch s.cfg.HLSOf(name) {
+		case "always":
+			always = append(always, name)
+			anyOn = true
+		case "on":
+			anyOn = true
+		}
+	}
+	if !anyOn {
+		return
+	}
+	m := hls.New(hls.Config{
+		Open:          s.openHLS,
+		Verify:        s.verifyHLS,
+		Authorize:     s.authorizeHLS,
+		ClientAddr:    s.clients.Request,
+		Idle:          s.cfg.HLSIdle.D(),
+		BlockingPerIP: s.cfg.HLSBlockingPerIP,
+		Logger:        s.log,
+	})
+	for _, name := range always {
+		m.Keep(name)
+	}
+	s.hls = m
+	s.metrics.GaugeFunc("parley_hls_muxers", "LL-HLS muxers running (one per stream being watched over HLS).", func() float64 { return float64(m.Stats().Muxers) })
+	s.metrics.GaugeFunc("parley_hls_viewers", "LL-HLS viewers (distinct clients with a request in the last 5 s), all streams.", func() float64 { return float64(m.Stats().Viewers) })
+	s.metrics.CounterFunc("parley_hls_requests_total", "LL-HLS requests answered (playlists, parts, segments).", func() float64 { return float64(m.Stats().Requests) })
+	s.metrics.CounterFunc("parley_hls_blocking_refused_total", "LL-HLS blocking requests refused by --hls-blocking-per-ip.", func() float64 { return float64(m.Stats().BlockRefused) })
+	s.metrics.CounterFunc("parley_hls_frames_dropped_total", "Frames HLS muxers skipped because they fell behind their stream.", func() float64 { return float64(m.Stats().FramesDropped) })
+}
+
+func (s *Server) stopHLS() {
+	if s.hls != nil {
+		s.hls.Close()
+	}
+}
+
+// HLSViewers are the HLS viewers of each stream being watched over HLS
+// (for the status page).
+func (s *Server) HLSViewers() map[string]int {
+	if s.hls == nil {
+		return map[string]int{}
+	}
+	return s.hls.AllViewers()
+}
+
+// openHLS reads a stream for its muxer: Opus stays Opus (hls.js and
+// Safari play it in fMP4).
+func (s *Server) openHLS(ctx context.Context, stream string) (hls.Reader, error) {
+	if room, ok := s.sfu.LookupRoom(sfu.Streams, stream); ok {
+		if _, err := hls.Carries(room.Tracks()); err != nil {
+			return nil, err // refused at once, no tap started
+		}
+	}
+	r, err := s.taps.Open(ctx, sfu.Streams, stream, tap.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// verifyHLS checks every HLS request's token when auth is on: a
+// subscribe grant for the stream, as WHEP viewers need, from ?token= (the
+// playlists carry it into every URL) or Authorization: Bearer.
+func (s *Server) verifyHLS(r *http.Request, stream string) error {
+	return s.verifyStreamToken(r, stream, false, true)
+}
+
+// authorizeHLS admits a new HLS viewer (once per viewer) through the
+// authorizer every listener uses: the token, the CIDR lists, the on_play
+// hook; the status page counts the viewer until its end.
+func (s *Server) authorizeHLS(r *http.Request, stream, id string) (func(), error) {
+	tok := r.URL.Query().Get("token")
+	if b, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		tok = b
+	}
+	return s.authorize(r.Context(), ingest.Request{Action: ingest.Read, Proto: "hls", Stream: stream, Token: tok,
+		Remote: s.clients.Request(r).Unmap(), ID: id})
+}
+
+// serveHLS hands /hls/ to the manager for streams whose HLS is on.
+func (s *Server) serveHLS(w http.ResponseWriter, r *http.Request) {
+	stream, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/hls/"), "/")
+	if s.hls == nil || s.cfg.HLSOf(stream) == "off" {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		httperr.Write(w, http.StatusNotFound, "hls_off", "HLS is off for stream "+stream+" (--hls, or hls: in the stream's settings)")
+		return
+	}
+	http.StripPrefix("/hls", s.hls).ServeHTTP(w, r)
+}
+
+// hlsStatus is the HLS part of a stream's status: the muxer's state, or
+// for a live stream nobody watches over HLS yet, whether HLS can carry it.
+func (s *Server) hlsStatus(stream string, tracks []sfu.TrackInfo) *hls.Status {
+	if s.hls == nil || s.cfg.HLSOf(stream) == "off" {
+		return &hls.Status{State: "off"}
+	}
+	st := s.hls.Status(stream)
+	if st.State == "idle" && len(tracks) > 0 {
+		notes, err := hls.Carries(tracks)
+		if err != nil {
+			st.State, st.Error = "unsupported", strings.TrimPrefix(err.Error(), hls.ErrUnsupported.Error()+": ")
+		}
+		st.Notes = notes
+	}
+	return &st
+}

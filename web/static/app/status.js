@@ -1,0 +1,81 @@
+// The operators' status page (/status): every stream with its source,
+// codecs, bitrate, viewers per protocol, recordings and pushes, from
+// GET /api/status every two seconds. With auth on it needs an admin token
+// (?token= or typed in; kept for the tab's session).
+import { h, $ } from './ui.js';
+import { authHeaders } from './whip.js';
+
+const q = new URLSearchParams(location.search);
+let token = q.get('token') || sessionStorage.getItem('parley.token.status') || '';
+let timer = 0;
+
+function kbps(bps) {
+  return bps >= 1e6 ? (bps / 1e6).toFixed(1) + ' Mbit/s' : Math.round(bps / 1000) + ' kbit/s';
+}
+
+function cell(text, cls) {
+  return h('td', cls ? { class: cls } : {}, text);
+}
+
+function row(s) {
+  const codecs = s.tracks.map((t) => t.codec + (t.layers ? ` (${t.layers.join(', ')})` : '')).join(' + ') || '—';
+  const source = h('td', {}, s.source || (s.live ? 'webrtc' : '—'));
+  if (s.state) source.append(h('span', { class: 'state' }, s.state));
+  if (s.error) source.append(h('span', { class: 'problem' }, s.error));
+  for (const n of s.notes || []) source.append(h('span', { class: 'problem' }, n));
+  const v = s.viewers || {};
+  const rec = (s.recordings || []).map((r) => r.state + (r.error ? ': ' + r.error : '')).join(', ') || '—';
+  const push = (s.pushes || []).map((p) => p.url + ' ' + p.state).join(', ') || '—';
+  return h('tr', {},
+    h('th', { scope: 'row' }, s.name),
+    source,
+    cell(codecs),
+    cell(s.live ? kbps(s.bitrate) : '—', 'num'),
+    cell(String(v.webrtc || 0), 'num'),
+    cell(String(v.hls || 0), 'num'),
+    cell(String(v.rtsp || 0), 'num'),
+    cell(String(v.rtmp || 0), 'num'),
+    cell(String(v.srt || 0), 'num'),
+    cell(rec),
+    cell(push));
+}
+
+function render(st) {
+  const rows = $('#rows');
+  rows.replaceChildren(...st.streams.map(row));
+  if (st.streams.length === 0) rows.append(h('tr', {}, h('td', { colspan: '11', class: 'empty' }, 'No streams.')));
+  const up = Math.round(st.uptime_seconds);
+  $('#summary').textContent = `Up ${Math.floor(up / 3600)} h ${Math.floor(up / 60) % 60} min · ${st.rooms} rooms, ${st.members} members · ` +
+    `${st.turn_allocations} TURN allocations · updated ${new Date(st.time).toLocaleTimeString()}`;
+}
+
+async function load() {
+  clearTimeout(timer);
+  try {
+    const res = await fetch('/api/status', { cache: 'no-store', headers: authHeaders(token) });
+    if (res.status === 401 || res.status === 403) {
+      const e = await res.json().catch(() => ({}));
+      $('#error').textContent = (e.message || 'An admin token is needed.') + ' Enter an admin token.';
+      $('#error').hidden = false;
+      $('#token-form').hidden = false;
+      return;
+    }
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).message || res.statusText);
+    $('#error').hidden = true;
+    $('#token-form').hidden = true;
+    render(await res.json());
+  } catch (e) {
+    $('#error').textContent = 'Cannot load the status: ' + e.message;
+    $('#error').hidden = false;
+  }
+  if (!$('#pause').checked) timer = setTimeout(load, 2000);
+}
+
+$('#token-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  token = $('#token').value.trim();
+  sessionStorage.setItem('parley.token.status', token);
+  load();
+});
+$('#pause').addEventListener('change', () => { if (!$('#pause').checked) load(); else clearTimeout(timer); });
+load();
