@@ -17,6 +17,7 @@ import (
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/tap"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/web"
 )
 
 // Recording (internal/record): streams recorded by API or by config
@@ -123,6 +124,9 @@ func (s *Server) recordRoutes(mux *http.ServeMux, public bool) {
 			}
 			f(w, r)
 		}
+	}
+	if !public { // the main port serves every page already
+		mux.Handle("GET /recordings", web.Handler()) // the page; its assets are the status page's
 	}
 	mux.HandleFunc("POST /api/streams/{name}/record", h(s.startStreamRecording, false))
 	mux.HandleFunc("DELETE /api/streams/{name}/record", h(s.stopStreamRecording, false))

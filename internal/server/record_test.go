@@ -206,6 +206,12 @@ func TestRecordAuth(t *testing.T) {
 	if code, _, _ := do(t, http.MethodGet, base+"/api/recordings?token="+admin, ""); code != http.StatusUnauthorized {
 		t.Errorf("listing with ?token=: %d, want 401 (only downloads take it)", code)
 	}
+	// The recordings page, on both listeners (its API asks for the token).
+	for _, u := range []string{srv.OpsURL() + "/recordings", srv.OpsURL() + "/app/recordings.js", base + "/recordings"} {
+		if code, _, body := do(t, http.MethodGet, u, ""); code != http.StatusOK || !strings.Contains(body, "ecordings") {
+			t.Errorf("GET %s: %d", u, code)
+		}
+	}
 }
 
 // TestRecordUnwritable: recording into a directory that cannot be

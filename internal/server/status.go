@@ -106,6 +106,8 @@ type streamReport struct {
 	Bitrate uint64         `json:"bitrate"` // bit/s, all tracks
 	Viewers map[string]int `json:"viewers"` // by protocol: webrtc, hls, rtsp, rtmp, srt
 	Notes   []string       `json:"notes,omitempty"`
+	// Recordings is the stream's recorder (record.go), when it has one.
+	Recordings []record.Status `json:"recordings,omitempty"`
 }
 
 type trackReport struct {
@@ -174,14 +176,20 @@ func (s *Server) report() opsStatus {
 			r.Source, r.State, r.Since, r.Error = "camera", string(in.Status.State), &since, in.Status.Error
 		}
 	}
+	st.Recordings = []record.Recording{}
+	if s.recorder != nil {
+		st.Recordings = s.recorder.Recordings()
+		for _, rec := range st.Recordings {
+			if rec.Stream != "" {
+				r := get(rec.Stream)
+				r.Recordings = append(r.Recordings, rec.Status)
+			}
+		}
+	}
 	for _, r := range byName {
 		st.Streams = append(st.Streams, *r)
 	}
 	slices.SortFunc(st.Streams, func(a, b streamReport) int { return strings.Compare(a.Name, b.Name) })
-	st.Recordings = []record.Recording{}
-	if s.recorder != nil {
-		st.Recordings = s.recorder.Recordings()
-	}
 	return st
 }
 
