@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -83,9 +84,11 @@ type Manager struct {
 	mu        sync.Mutex
 	recorders map[string]*Recorder // by stream
 	rooms     map[string]*roomRecorder
-	open      map[string]bool   // paths being written
-	durations map[string]cached // durations read back, by path
+	open      map[string]*atomic.Int64 // paths being written: their media so far (ns)
+	durations map[string]cached        // durations read back, by path
 	closed    bool
+
+	cleanMu sync.Mutex // one retention pass at a time (the cleaner and finished files)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -115,7 +118,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger.With("component", "record"), recorders: map[string]*Recorder{}, rooms: map[string]*roomRecorder{},
-		open: map[string]bool{}, durations: map[string]cached{}}
+		open: map[string]*atomic.Int64{}, durations: map[string]cached{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	if cfg.MaxAge > 0 || cfg.MaxBytes > 0 {
 		m.wg.Add(1)
@@ -286,9 +289,9 @@ func (m *Manager) Recordings() []Recording {
 	return append(out, m.roomRecordings()...)
 }
 
-func (m *Manager) fileOpened(path string, _ time.Time) {
+func (m *Manager) fileOpened(path string, _ time.Time, written *atomic.Int64) {
 	m.mu.Lock()
-	m.open[path] = true
+	m.open[path] = written
 	m.mu.Unlock()
 }
 
@@ -375,7 +378,8 @@ func (m *Manager) describe(path string) (File, error) {
 	}
 	f.Start = startOf(filepath.Base(path), st.ModTime())
 	m.mu.Lock()
-	if m.open[path] {
+	written, growing := m.open[path]
+	if growing {
 		f.State = StateRecording
 	}
 	if isManifest(id) {
@@ -388,11 +392,14 @@ func (m *Manager) describe(path string) (File, error) {
 	}
 	c, ok := m.durations[path]
 	m.mu.Unlock()
-	if ok && c.size == st.Size() && c.mod.Equal(st.ModTime()) {
+	switch {
+	case growing: // the recorder knows; a WebM's duration is in the file only once it is closed
+		f.Duration = time.Duration(written.Load())
+	case ok && c.size == st.Size() && c.mod.Equal(st.ModTime()):
 		f.Duration = c.d
-	} else if d, err := readDuration(path, f.Format); err == nil {
-		f.Duration = d
-		if f.State != StateRecording {
+	default:
+		if d, err := readDuration(path, f.Format); err == nil {
+			f.Duration = d
 			m.mu.Lock()
 			m.durations[path] = cached{size: st.Size(), mod: st.ModTime(), d: d}
 			m.mu.Unlock()
@@ -515,6 +522,8 @@ func (m *Manager) clean() {
 	if m.cfg.MaxAge <= 0 && m.cfg.MaxBytes <= 0 {
 		return
 	}
+	m.cleanMu.Lock()
+	defer m.cleanMu.Unlock()
 	files, err := m.Files()
 	if err != nil {
 		m.log.Warn("retention: listing the recordings", "err", err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/internal/tap"
@@ -70,6 +71,9 @@ type fileWriter struct {
 	size  int64
 	mux   muxer
 	err   error // the first write error
+	// written is the media written so far (the muxer's Duration, in ns),
+	// for listings while the file grows.
+	written atomic.Int64
 }
 
 func (w *fileWriter) Write(p []byte) (int, error) {
@@ -99,7 +103,7 @@ type session struct {
 	haveKey bool
 	log     *slog.Logger
 	done    func(File) // a file was closed
-	opened  func(path string, start time.Time)
+	opened  func(path string, start time.Time, written *atomic.Int64)
 }
 
 // run records src until ctx ends or the publisher goes; it returns the
@@ -209,6 +213,7 @@ func (s *session) write(f Frame) error {
 	if err := s.cur.mux.WriteFrame(f); err != nil {
 		return err
 	}
+	s.cur.written.Store(int64(s.cur.mux.Duration()))
 	return s.cur.err
 }
 
@@ -297,7 +302,7 @@ func (s *session) openFile(f Frame) error {
 	w.mux = m
 	s.cur = w
 	if s.opened != nil {
-		s.opened(path, at)
+		s.opened(path, at, &w.written)
 	}
 	s.log.Info("recording to a new file", "path", path)
 	return nil
@@ -372,9 +377,9 @@ type recorderConfig struct {
 	// once: record one publish only (the first).
 	once   bool
 	log    *slog.Logger
-	opened func(path string, start time.Time) // a file was created; start: its first frame
-	done   func(File)                         // a file was finished
-	end    func(*Recorder)                    // the recorder ended by itself
+	opened func(path string, start time.Time, written *atomic.Int64) // a file was created; start: its first frame; written: its media so far (ns)
+	done   func(File)                                                // a file was finished
+	end    func(*Recorder)                                           // the recorder ended by itself
 }
 
 func startRecorder(ctx context.Context, cfg recorderConfig) *Recorder {
@@ -440,9 +445,9 @@ func (r *Recorder) run(ctx context.Context, cfg recorderConfig) {
 			return
 		}
 		s := &session{opts: cfg.opts, dir: cfg.dir, prefix: cfg.prefix, log: log, done: cfg.done,
-			opened: func(p string, start time.Time) {
+			opened: func(p string, start time.Time, written *atomic.Int64) {
 				if cfg.opened != nil {
-					cfg.opened(p, start)
+					cfg.opened(p, start, written)
 				}
 				r.setStatus(StateRecording, "", p)
 			}}

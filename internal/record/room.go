@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -162,17 +163,15 @@ func (m *Manager) followTracks(ctx context.Context, rr *roomRecorder, tracks []R
 		rr.mu.Lock()
 		idx := len(rr.manifest.Tracks)
 		rr.manifest.Tracks = append(rr.manifest.Tracks, ManifestTrack{Participant: tr.Participant, Track: tr.ID, Kind: tr.Kind, Codec: tr.Codec})
-		entry := &roomTrack{idx: idx}
-		rr.tracks[tr.ID] = entry
 		rr.mu.Unlock()
 		id := tr.ID
-		entry.rec = startRecorder(ctx, recorderConfig{
+		rec := startRecorder(ctx, recorderConfig{
 			name: rr.name + "/" + id, dir: rr.dir, prefix: safeName(tr.Participant) + "-" + safeName(id), once: true, log: m.log,
 			open: func(ctx context.Context) (Source, error) { // once: a returning participant publishes a new track
 				return m.cfg.OpenTrack(ctx, rr.name, id)
 			},
-			opened: func(path string, start time.Time) {
-				m.fileOpened(path, start)
+			opened: func(path string, start time.Time, written *atomic.Int64) {
+				m.fileOpened(path, start, written)
 				rr.mu.Lock()
 				mt := &rr.manifest.Tracks[idx]
 				mt.File, mt.Start, mt.Offset = filepath.Base(path), &start, start.Sub(rr.manifest.Start).Seconds()
@@ -192,6 +191,9 @@ func (m *Manager) followTracks(ctx context.Context, rr *roomRecorder, tracks []R
 				rr.writeManifest(m)
 			},
 		})
+		rr.mu.Lock() // followTracks alone adds tracks: none came in between
+		rr.tracks[id] = &roomTrack{rec: rec, idx: idx}
+		rr.mu.Unlock()
 	}
 }
 
