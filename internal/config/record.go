@@ -64,7 +64,7 @@ func (b *ByteSize) Set(s string) error {
 		}
 	}
 	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || v < 0 || v*float64(mult) > 1<<62 {
+	if err != nil || !(v >= 0) || v*float64(mult) > 1<<62 { // NaN fails v >= 0
 		return fmt.Errorf("%q is not a size (bytes, or 500M, 10G, 1T)", s)
 	}
 	*b = ByteSize(v * float64(mult))

@@ -56,3 +56,16 @@ func TestRecordSettings(t *testing.T) {
 		}
 	}
 }
+
+// FuzzByteSize: any text as a size is read or refused, never negative.
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{"0", "1.5M", "2GiB", "1TB", "-1", "1e300G", "NaN", "Inf", "k"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b ByteSize
+		if err := b.Set(s); err == nil && b < 0 {
+			t.Errorf("%q read as %d", s, b)
+		}
+	})
+}
