@@ -4,13 +4,16 @@ package web
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -22,11 +25,21 @@ type asset struct {
 	body        []byte
 	contentType string
 	etag        string
+	immutable   bool // under /vendor/<name>-<version>/: cached for a year, never revalidated
+
+	gzOnce sync.Once
+	gz     []byte // body gzip-compressed (made at the first request), when that saves at least a tenth; else nil
+}
+
+// gzipped is the asset's gzip body, or nil when it is not worth sending.
+func (a *asset) gzipped() []byte {
+	a.gzOnce.Do(func() { a.gz = compress(a.body, a.contentType) })
+	return a.gz
 }
 
 type handler struct {
-	assets map[string]asset // by URL path, e.g. "/parley.js"
-	index  asset
+	assets map[string]*asset // by URL path, e.g. "/parley.js"
+	index  *asset
 }
 
 const htmlType = "text/html; charset=utf-8"
@@ -36,7 +49,7 @@ func contentType(ext string) string {
 	switch ext {
 	case ".html":
 		return htmlType
-	case ".js":
+	case ".js", ".mjs":
 		return "text/javascript; charset=utf-8"
 	case ".css":
 		return "text/css; charset=utf-8"
@@ -52,13 +65,52 @@ func contentType(ext string) string {
 	return "application/octet-stream"
 }
 
+// compress gzips a text asset of 1 KiB or more; nil when it is not text or
+// gzip saves less than a tenth.
+func compress(b []byte, ct string) []byte {
+	if len(b) < 1024 || !(strings.HasPrefix(ct, "text/") || ct == "image/svg+xml" || ct == "application/json") {
+		return nil
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
+	_, _ = zw.Write(b)                                       // to memory: no error
+	_ = zw.Close()
+	if buf.Len() > len(b)*9/10 {
+		return nil
+	}
+	return buf.Bytes()
+}
+
+// acceptsGzip reports whether the request's Accept-Encoding takes gzip
+// (named with a q-value above 0).
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, part := range strings.Split(v, ",") {
+			enc, params, _ := strings.Cut(part, ";")
+			if !strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+				continue
+			}
+			q, ok := strings.CutPrefix(strings.ToLower(strings.ReplaceAll(params, " ", "")), "q=")
+			if !ok {
+				return true
+			}
+			f, err := strconv.ParseFloat(q, 64)
+			return err == nil && f > 0
+		}
+	}
+	return false
+}
+
 // Handler serves the app: "/" is the home page, "/r/<room>" (and "/r/") the
 // call page (the same HTML; the script reads the room from the URL),
 // "/b/<stream>" and "/w/<stream>" a broadcast's publisher and viewer pages, other
 // paths the embedded assets. Responses carry "Cache-Control: no-cache" and an
-// ETag, so browsers revalidate and get 304 for unchanged files.
+// ETag, so browsers revalidate and get 304 for unchanged files; vendored
+// libraries (/vendor/<name>-<version>/, e.g. hls.js, loaded only by the
+// pages that need them) have the version in their path and are immutable.
+// Text files go gzip-compressed to browsers that take it.
 func Handler() http.Handler {
-	h := &handler{assets: map[string]asset{}}
+	h := &handler{assets: map[string]*asset{}}
 	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -68,7 +120,13 @@ func Handler() http.Handler {
 			return err
 		}
 		sum := sha256.Sum256(b)
-		h.assets[strings.TrimPrefix(p, "static")] = asset{body: b, contentType: contentType(path.Ext(p)), etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		ct := contentType(path.Ext(p))
+		if path.Base(p) == "LICENSE" {
+			ct = "text/plain; charset=utf-8"
+		}
+		name := strings.TrimPrefix(p, "static")
+		h.assets[name] = &asset{body: b, contentType: ct, etag: `"` + hex.EncodeToString(sum[:8]) + `"`,
+			immutable: strings.HasPrefix(name, "/vendor/")}
 		return nil
 	})
 	if err != nil {
@@ -96,7 +154,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := r.URL.Path
-	var a asset
+	var a *asset
 	switch {
 	case p == "/" || p == "/index.html" || p == "/r" || strings.HasPrefix(p, "/r/"):
 		a = h.index
@@ -129,8 +187,20 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", a.contentType)
-	hd.Set("Cache-Control", "no-cache")
-	hd.Set("ETag", a.etag)
+	if a.immutable {
+		hd.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		hd.Set("Cache-Control", "no-cache")
+	}
+	body, etag := a.body, a.etag
+	if gz := a.gzipped(); gz != nil {
+		hd.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			body, etag = gz, strings.TrimSuffix(a.etag, `"`)+`-gz"`
+			hd.Set("Content-Encoding", "gzip")
+		}
+	}
+	hd.Set("ETag", etag)
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "no-referrer")
 	if a.contentType == htmlType {
@@ -138,7 +208,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd.Set("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self), speaker-selection=(self)")
 	}
 	// ServeContent handles If-None-Match (304), HEAD and ranges.
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(a.body))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }
 
 // showPage maps a light-show URL to its HTML asset: "/show/<name>" and

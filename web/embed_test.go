@@ -1,6 +1,9 @@
 package web
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path"
@@ -104,4 +107,79 @@ func TestJSBudget(t *testing.T) {
 		t.Fatalf("call page JS: %d files, %d bytes; budget 150000", len(seen), total)
 	}
 	t.Logf("call page JS: %d files, %d bytes", len(seen), total)
+}
+
+// TestHandlerVendor: the vendored hls.js is served gzip-compressed to
+// browsers that take it, plain to others, immutable (its version is in its
+// path), with its licence next to it.
+func TestHandlerVendor(t *testing.T) {
+	h := Handler()
+	const p = "/vendor/hls.js-1.7.4/hls.min.mjs"
+	get := func(enc string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", p, nil)
+		if enc != "" {
+			req.Header.Set("Accept-Encoding", enc)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	plain, gz := get(""), get("br, gzip;q=0.8")
+	if plain.Code != 200 || gz.Code != 200 {
+		t.Fatalf("status %d / %d", plain.Code, gz.Code)
+	}
+	if plain.Header().Get("Content-Encoding") != "" || gz.Header().Get("Content-Encoding") != "gzip" {
+		t.Errorf("Content-Encoding %q without gzip, %q with", plain.Header().Get("Content-Encoding"), gz.Header().Get("Content-Encoding"))
+	}
+	if get("gzip;q=0").Header().Get("Content-Encoding") != "" {
+		t.Error("gzip;q=0 got gzip")
+	}
+	if plain.Header().Get("ETag") == gz.Header().Get("ETag") {
+		t.Error("the plain and gzip bodies share an ETag")
+	}
+	for _, rec := range []*httptest.ResponseRecorder{plain, gz} {
+		if cc := rec.Header().Get("Cache-Control"); !strings.Contains(cc, "immutable") {
+			t.Errorf("Cache-Control %q", cc)
+		}
+		if !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/javascript") || rec.Header().Get("Vary") != "Accept-Encoding" {
+			t.Errorf("headers %v", rec.Header())
+		}
+	}
+	gzSize := gz.Body.Len()
+	zr, err := gzip.NewReader(gz.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(b, plain.Body.Bytes()) || !strings.Contains(string(b), "isSupported") {
+		t.Fatalf("gzip body: %v, %d bytes, plain %d", err, len(b), plain.Body.Len())
+	}
+	t.Logf("hls.js: %d bytes, %d gzip-compressed", plain.Body.Len(), gzSize)
+	lic := httptest.NewRecorder()
+	h.ServeHTTP(lic, httptest.NewRequest("GET", "/vendor/hls.js-1.7.4/LICENSE", nil))
+	if lic.Code != 200 || !strings.Contains(lic.Body.String(), "Apache License") || !strings.HasPrefix(lic.Header().Get("Content-Type"), "text/plain") {
+		t.Errorf("LICENSE: %d %q", lic.Code, lic.Header().Get("Content-Type"))
+	}
+	// The app's own files revalidate as before.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/app/watch.js", nil))
+	if cc := rec.Header().Get("Cache-Control"); cc != "no-cache" {
+		t.Errorf("/app/watch.js: Cache-Control %q", cc)
+	}
+}
+
+// FuzzAcceptsGzip: any Accept-Encoding header is read without a panic, and
+// gzip refused with q=0 is never taken.
+func FuzzAcceptsGzip(f *testing.F) {
+	for _, s := range []string{"gzip", "br, gzip;q=0.8", "gzip;q=0", "GZIP ; q=0.000", "identity", "gzip;q=x", ",,;;=", "*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Accept-Encoding", v)
+		refused := regexp.MustCompile(`^gzip;q=0(\.0*)?$`).MatchString(strings.ToLower(strings.Join(strings.Fields(v), "")))
+		if acceptsGzip(r) && refused {
+			t.Errorf("%q: gzip taken although refused", v)
+		}
+	})
 }

@@ -18,15 +18,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net/url"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/backoff"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/ingest"
+	"github.com/parley/parley/internal/redact"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/pkg/protocol"
 )
@@ -202,7 +202,7 @@ func (m *Manager) Add(name string, src Source, origin string) error {
 		defer close(s.done)
 		m.run(ctx, s)
 	}()
-	m.log.Info("camera added", "stream", name, "source", Redact(src.Source), "on_demand", src.OnDemand, "origin", origin)
+	m.log.Info("camera added", "stream", name, "source", redact.URL(src.Source, false), "on_demand", src.OnDemand, "origin", origin)
 	return nil
 }
 
@@ -270,7 +270,7 @@ func (m *Manager) infoLocked(s *stream) Info {
 	if tr == "" {
 		tr = "auto"
 	}
-	in := Info{Name: s.name, Source: Redact(s.src.Source), Transport: tr, OnDemand: s.src.OnDemand, Origin: s.origin, Status: s.st}
+	in := Info{Name: s.name, Source: redact.URL(s.src.Source, false), Transport: tr, OnDemand: s.src.OnDemand, Origin: s.origin, Status: s.st}
 	if s.src.OnDemand {
 		in.IdleTimeout = m.idle(s.src).String()
 	}
@@ -389,7 +389,7 @@ var errIdle = errors.New("no viewers")
 // run is a stream's life: wait for a viewer (on demand), pull, and after
 // a failure wait out the backoff and try again.
 func (m *Manager) run(ctx context.Context, s *stream) {
-	backoff := m.cfg.MinBackoff
+	bo := backoff.Backoff{Min: m.cfg.MinBackoff, Max: m.cfg.MaxBackoff}
 	log := m.log.With("stream", s.name)
 	for {
 		if s.src.OnDemand {
@@ -405,7 +405,7 @@ func (m *Manager) run(ctx context.Context, s *stream) {
 			return
 		}
 		if wasLive {
-			backoff = m.cfg.MinBackoff
+			bo.Reset()
 		}
 		if errors.Is(err, errIdle) {
 			log.Info("camera stopped: no viewers")
@@ -413,36 +413,13 @@ func (m *Manager) run(ctx context.Context, s *stream) {
 			continue
 		}
 		reason := Reason(err, s.src.Source)
-		log.Warn("camera pull failed", "err", redactErr(err.Error(), s.src.Source), "retry_in", backoff)
+		wait := bo.Next()
+		log.Warn("camera pull failed", "err", redact.Text(err.Error(), s.src.Source), "retry_in", wait)
 		m.set(s, func(st *Status) { st.State, st.Error, st.Tracks = Error, reason, "" })
-		t := time.NewTimer(jitter(backoff))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait) {
 			return
 		}
-		backoff = min(2*backoff, m.cfg.MaxBackoff)
 		// An on-demand stream tries again at the next viewer (one who
 		// asked meanwhile is kept in s.demand).
 	}
-}
-
-// jitter spreads d by ±20 % so cameras that failed together do not
-// retry together.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return d - d/5 + rand.N(2*d/5+1)
-}
-
-// Redact is a URL fit for logs, answers and metrics: the password, if
-// any, replaced by "xxxxx"; a string that does not parse is not shown.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(not a URL)"
-	}
-	return u.Redacted()
 }

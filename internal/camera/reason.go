@@ -1,17 +1,13 @@
 package camera
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/url"
-	"os"
 	"strings"
-	"syscall"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+
+	"github.com/parley/parley/internal/redact"
 )
 
 // Reason puts a pull's failure in words for the status ("connection
@@ -21,49 +17,22 @@ import (
 func Reason(err error, source string) string {
 	var (
 		bad   liberrors.ErrClientBadStatusCode
-		dns   *net.DNSError
-		nerr  net.Error
 		track errNoTrack
-		op    *net.OpError
 	)
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &track):
 		return track.Error()
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed by the camera"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return "host unreachable"
-	case errors.As(err, &dns):
-		return "host not found"
-	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &nerr) && nerr.Timeout(), errors.As(err, new(liberrors.ErrClientRequestTimedOut)):
+	case errors.As(err, new(liberrors.ErrClientRequestTimedOut)):
 		return "timed out"
 	case errors.As(err, &bad):
 		return fmt.Sprintf("%d %s", int(bad.Code), strings.ToLower(bad.Message))
-	case errors.As(err, &op) && op.Err != nil:
-		// Without the addresses: viewers see the reason, not where the camera is.
-		return "network error: " + redactErr(op.Err.Error(), source)
 	}
-	return redactErr(err.Error(), source)
-}
-
-// redactErr removes a source's password from an error text (a library
-// may quote the URL it was given).
-func redactErr(msg, source string) string {
-	u, err := url.Parse(source)
-	if err != nil || u.User == nil {
-		return msg
+	// Network errors without the addresses: viewers see the reason, not
+	// where the camera is.
+	if r, ok := redact.NetReason(err, "the camera", source); ok {
+		return r
 	}
-	if p, ok := u.User.Password(); ok && p != "" {
-		msg = strings.ReplaceAll(msg, p, "xxxxx")
-		if esc := url.PathEscape(p); esc != p {
-			msg = strings.ReplaceAll(msg, esc, "xxxxx")
-		}
-	}
-	return msg
+	return redact.Text(err.Error(), source)
 }

@@ -1,14 +1,9 @@
 package camera
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
+	"github.com/parley/parley/internal/store"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -27,17 +22,9 @@ type streamsFile struct {
 // ParseStreams reads a streams file; every stream's name and settings
 // are checked.
 func ParseStreams(b []byte) (map[string]Source, error) {
-	if len(b) > maxFile {
-		return nil, fmt.Errorf("%d bytes, more than %d", len(b), maxFile)
-	}
 	var f streamsFile
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("not a streams file: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("not a streams file: data after the object")
+	if err := store.Decode(b, maxFile, &f, "streams file"); err != nil {
+		return nil, err
 	}
 	for name, src := range f.Streams {
 		if !protocol.ValidRoom(name) {
@@ -55,12 +42,12 @@ func ParseStreams(b []byte) (map[string]Source, error) {
 
 // LoadFile reads the streams file at path; a missing file holds none.
 func LoadFile(path string) (map[string]Source, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]Source{}, nil
-	}
+	b, err := store.Read(path, maxFile)
 	if err != nil {
 		return nil, err
+	}
+	if b == nil {
+		return map[string]Source{}, nil
 	}
 	m, err := ParseStreams(b)
 	if err != nil {
@@ -69,40 +56,8 @@ func LoadFile(path string) (map[string]Source, error) {
 	return m, nil
 }
 
-// SaveFile writes the streams file at path atomically (a temporary file
-// renamed over it), readable by the owner only since camera URLs may hold
-// passwords; the directory is created if needed.
+// SaveFile writes the streams file at path atomically, readable by the
+// owner only since camera URLs may hold passwords.
 func SaveFile(path string, streams map[string]Source) error {
-	b, err := json.MarshalIndent(streamsFile{Streams: streams}, "", "  ")
-	if err != nil {
-		return err
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".streams-*.json")
-	if err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	return nil
+	return store.Save(path, streamsFile{Streams: streams})
 }

@@ -50,6 +50,7 @@ type Config struct {
 	StreamConnsPerIP int                   `yaml:"stream_conns_per_ip"` // RTMP/RTSP/SRT connections per client address
 	StreamMaxConns   int                   `yaml:"stream_max_conns"`    // RTMP/RTSP/SRT connections in all, per listener
 	MaxCameras       int                   `yaml:"max_cameras"`         // IP camera streams pulled at once (config and API together)
+	MaxWebRTCViewers int                   `yaml:"max_webrtc_viewers"`  // WebRTC (WHEP) viewers per stream, 0 = unlimited; past it viewers play HLS (per stream: streams.<name>.max_webrtc_viewers)
 	MaxSessions      int                   `yaml:"max_sessions"`        // signaling connections at once
 	ConnsPerIP       int                   `yaml:"conns_per_ip"`        // signaling connections per client address
 	RoomsPerIP       int                   `yaml:"rooms_per_ip"`        // rooms one client address may create per minute
@@ -208,6 +209,9 @@ func (c *Config) Validate() error {
 			bad("%s: must be > 0, got %d", p.name, p.v)
 		}
 	}
+	if c.MaxWebRTCViewers < 0 {
+		bad("max-webrtc-viewers: must be >= 0 (0: unlimited), got %d", c.MaxWebRTCViewers)
+	}
 	if c.MaxMessage > 16<<20 {
 		bad("max-message: %d is over the 16 MiB ceiling", c.MaxMessage)
 	}
@@ -332,6 +336,16 @@ func (c *Config) CapacityOf(room, mode string) int {
 func (c *Config) ModeOf(room string) string {
 	r, _ := c.roomConfig(room)
 	return r.Mode
+}
+
+// MaxWebRTCViewersOf is the cap on a stream's WebRTC viewers: the
+// stream's own max_webrtc_viewers, else --max-webrtc-viewers; 0 means
+// unlimited.
+func (c *Config) MaxWebRTCViewersOf(stream string) int {
+	if st, ok := c.Streams[stream]; ok && st.MaxWebRTCViewers > 0 {
+		return st.MaxWebRTCViewers
+	}
+	return c.MaxWebRTCViewers
 }
 
 // Duration is a time.Duration that reads "5s" from YAML.

@@ -131,6 +131,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&cfg.StreamConnsPerIP, "stream-conns-per-ip", cfg.StreamConnsPerIP, "RTMP, RTSP and SRT connections per client address (each listener)")
 	fs.IntVar(&cfg.StreamMaxConns, "stream-max-conns", cfg.StreamMaxConns, "RTMP, RTSP and SRT connections in all (each listener)")
 	fs.IntVar(&cfg.MaxCameras, "max-cameras", cfg.MaxCameras, "IP camera streams pulled at once (the configuration file's and the API's together)")
+	fs.IntVar(&cfg.MaxWebRTCViewers, "max-webrtc-viewers", cfg.MaxWebRTCViewers, "WebRTC (WHEP, watch page) viewers per stream, 0 = unlimited; past it WHEP answers 503 and the watch page plays HLS (per stream: max_webrtc_viewers in streams:)")
 	fs.Var((*listValue)(&cfg.PublishAllow), "publish-allow", "`CIDR,...` that may publish streams (RTMP, RTSP, SRT, WHIP, browsers); empty: any address (per-stream lists: stream_access in the config file)")
 	fs.Var((*listValue)(&cfg.ReadAllow), "read-allow", "`CIDR,...` that may read streams (WHEP, /w/, RTSP, SRT, RTMP); empty: any address")
 	fs.StringVar(&cfg.Hooks.OnPublish, "on-publish", cfg.Hooks.OnPublish, "`URL` POSTed a JSON event before each publish; a non-2xx answer refuses it")

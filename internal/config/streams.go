@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 )
 
 // Stream is an IP camera (or any RTSP server) Parley pulls a stream from
@@ -24,6 +25,12 @@ type Stream struct {
 	// Per-stream settings of a stream published to Parley (WHIP, RTMP,
 	// SRT, RTSP) or pulled from a camera: an entry may hold only these.
 	//
+	// MaxWebRTCViewers caps the stream's WebRTC (WHEP, /w/) viewers; past it
+	// WHEP answers 503 "webrtc_viewer_limit" and the watch page plays HLS.
+	// 0 means the server's --max-webrtc-viewers. The camera API does not
+	// carry it (json "-"): it is set in the configuration file.
+	MaxWebRTCViewers int `yaml:"max_webrtc_viewers" json:"-"`
+
 	// HLS (internal/hls): "" (the --hls default), "on" (the muxer starts
 	// with the first HLS request), "always" (it runs whenever the stream
 	// is live) or "off".
@@ -38,6 +45,11 @@ type Stream struct {
 	RecordKeyframeInterval Duration `yaml:"record_keyframe_interval" json:"-"` // keyframes mode: at most one keyframe per interval
 	RecordSegment          Duration `yaml:"record_segment" json:"-"`           // a new file after this long (at a keyframe); 0: one file per publish
 	RecordSegmentSize      ByteSize `yaml:"record_segment_size" json:"-"`      // a new file past this size; 0: no limit
+
+	// Push (restreaming, internal/push) lists rtmp://, rtmps:// and srt://
+	// destinations the stream is pushed to while it is live (the push API
+	// adds others; not through the camera API, hence no JSON).
+	Push []string `yaml:"push" json:"-"`
 }
 
 // IsCamera reports whether the entry is an IP camera to pull (it has a
@@ -56,6 +68,12 @@ func (s Stream) CheckSettings() error {
 	}
 	if err := s.checkRecord(); err != nil {
 		return err
+	}
+	if err := s.checkPush(); err != nil {
+		return err
+	}
+	if s.MaxWebRTCViewers < 0 {
+		return errors.New("max_webrtc_viewers must be >= 0 (0: the server's --max-webrtc-viewers)")
 	}
 	if s.IsCamera() {
 		return s.Check()
@@ -84,6 +102,25 @@ func (s Stream) Check() error {
 	}
 	if s.IdleTimeout < 0 {
 		return errors.New("idle_timeout must be >= 0")
+	}
+	return nil
+}
+
+// --- restreaming (internal/push) ---
+
+// MaxPushes bounds a stream's push destinations in the file.
+const MaxPushes = 8
+
+// checkPush checks the push list's shape (the restreamer checks each URL
+// fully when it starts); errors never quote a URL: it holds the stream key.
+func (s Stream) checkPush() error {
+	if len(s.Push) > MaxPushes {
+		return fmt.Errorf("push: %d destinations, at most %d", len(s.Push), MaxPushes)
+	}
+	for i, raw := range s.Push {
+		if !strings.HasPrefix(raw, "rtmp://") && !strings.HasPrefix(raw, "rtmps://") && !strings.HasPrefix(raw, "srt://") {
+			return fmt.Errorf("push[%d]: must be an rtmp://, rtmps:// or srt:// URL", i)
+		}
 	}
 	return nil
 }

@@ -33,7 +33,8 @@ func a11yViolations(b *browser) string {
 // in the states a person sees first: home, a call before and after
 // joining, a broadcast's publisher and viewer pages (the viewer with the
 // stream's URL list open on the publisher page), a light show's host and
-// screen pages, the operators' status page; at a desktop and a phone size.
+// screen pages, the operators' status page, the watch page set to play HLS;
+// at a desktop and a phone size.
 func TestAccessibility(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { // every listener on, so the broadcast page lists every URL
 		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
@@ -67,6 +68,11 @@ func TestAccessibility(t *testing.T) {
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/w/a11y"))
 		b.waitFor(10*time.Second, "the watch page", `document.readyState === 'complete' && window.parleyWatch`)
 		check("watch page")
+
+		// Asked to play over HLS (as when WebRTC cannot): the badge says HLS.
+		b.do(20*time.Second, chromedp.Navigate(e.url+"/w/a11y?hls"))
+		b.waitFor(10*time.Second, "the watch page set for HLS", `window.parleyWatch && document.querySelector('#path').textContent.includes('HLS')`)
+		check("watch page over HLS")
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/show/a11y"))
 		b.waitFor(10*time.Second, "the light show host page", `document.readyState === 'complete' && document.querySelector('main')`)

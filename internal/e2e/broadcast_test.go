@@ -111,6 +111,13 @@ func TestBroadcast(t *testing.T) {
 	// The publisher sends simulcast; the viewer's readout has numbers.
 	pub.waitFor(20*time.Second, "3 simulcast layers sent", `parleyBroadcast.sent.layers === 3`, `document.querySelector('#send-stats').textContent`)
 	v1.waitFor(5*time.Second, "a latency/bitrate readout", `/kbit\/s|Mbit\/s/.test(document.querySelector('#readout').textContent) && parleyWatch.stats.kbps > 0`, `document.querySelector('#readout').textContent`)
+	v1.waitFor(5*time.Second, "the WebRTC badge with its latency", `document.querySelector('#path').textContent.includes('WebRTC') && / ms| s/.test(document.querySelector('#path-latency').textContent)`,
+		`document.querySelector('#path').outerHTML`)
+	// HLS is on by default (/api/ingest prefer_h264): the page publishes H.264.
+	if c := eval[string](pub, `(async () => { const r = await parleyBroadcast.session.pc.getStats(); let id = ''; r.forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.codecId) id = s.codecId; });
+	  return id && r.get(id) ? r.get(id).mimeType : 'none' })()`); c != "video/H264" {
+		t.Errorf("publisher's video codec %s, want video/H264 (HLS is on)", c)
+	}
 
 	// Chat: hidden until the publisher allows it.
 	if !eval[bool](v1, `document.querySelector('#chat').hidden`) {

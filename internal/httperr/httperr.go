@@ -25,6 +25,10 @@ const (
 	// CodeForbiddenOrigin answers 403: the request came from a web page
 	// whose origin may not use this server.
 	CodeForbiddenOrigin = "forbidden_origin"
+	// CodeWebRTCViewerLimit answers 503 to a WHEP viewer past the stream's
+	// cap on WebRTC viewers (--max-webrtc-viewers): the stream is live,
+	// and players should read it over HLS instead (the watch page does).
+	CodeWebRTCViewerLimit = "webrtc_viewer_limit"
 )
 
 // Realm is the realm of Parley's WWW-Authenticate challenges.

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortmplib"
-	"github.com/bluenviron/gortmplib/pkg/codecs"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/sfu"
@@ -65,16 +63,8 @@ func (s *Server) play(c net.Conn, sc *gortmplib.ServerConn) error {
 		return fmt.Errorf("%w: %s: %w", errRejected, why, err)
 	}
 	defer r.Close()
-	// per tap track: its RTMP track, nil when RTMP cannot carry it
-	out := make([]*gortmplib.Track, len(r.Tracks()))
-	var tracks []*gortmplib.Track
-	for i, t := range r.Tracks() {
-		if c := rtmpCodec(t); c != nil {
-			out[i] = &gortmplib.Track{Codec: c}
-			tracks = append(tracks, out[i])
-		}
-	}
-	if len(tracks) == 0 {
+	tw, err := NewTapWriter(r.Tracks(), false)
+	if err != nil {
 		s.rejected.Add(1)
 		why := "stream " + stream + " has no track RTMP can carry (H.264 video, Opus or G.711 audio)"
 		_ = refuse(sc, "NetStream.Play.StreamNotFound", why)
@@ -99,20 +89,17 @@ func (s *Server) play(c net.Conn, sc *gortmplib.ServerConn) error {
 		<-readerDone
 	}()
 	_ = c.SetWriteDeadline(time.Now().Add(s.cfg.ReadTimeout))
-	w := &gortmplib.Writer{Conn: sc, Tracks: tracks}
-	if err := w.Initialize(); err != nil {
+	if err := tw.Start(sc); err != nil {
 		return fmt.Errorf("starting the play: %w", err)
 	}
 	s.nread.Add(1)
 	defer s.nread.Add(-1)
-	log.Info("RTMP reader playing", "tracks", len(tracks))
+	log.Info("RTMP reader playing", "tracks", tw.Codecs())
 	defer func() {
 		if d := r.Stats().Dropped; d > 0 {
 			log.Info("RTMP reader dropped frames (too slow)", "frames", d)
 		}
 	}()
-	var origin time.Duration
-	started := false
 	for {
 		f, err := r.Read(ctx)
 		if errors.Is(err, io.EOF) {
@@ -121,43 +108,9 @@ func (s *Server) play(c net.Conn, sc *gortmplib.ServerConn) error {
 		if err != nil {
 			return err
 		}
-		t := out[f.Track]
-		if t == nil {
-			continue
-		}
-		if !started {
-			origin, started = f.PTS, true
-		}
-		pts := max(f.PTS-origin, 0)
 		_ = c.SetWriteDeadline(time.Now().Add(s.cfg.ReadTimeout))
-		switch t.Codec.(type) {
-		case *codecs.H264:
-			err = w.WriteH264(t, pts, pts, f.AU)
-		case *codecs.MPEG4Audio:
-			err = w.WriteMPEG4Audio(t, pts, f.AU[0])
-		default:
-			err = w.WriteG711(t, pts, f.AU[0])
-		}
-		if err != nil {
+		if err := tw.Write(f); err != nil {
 			return fmt.Errorf("reader: %w", err)
 		}
 	}
-}
-
-// rtmpCodec is the RTMP codec a tap track is read as; nil for those
-// classic RTMP cannot carry.
-func rtmpCodec(t tap.Track) codecs.Codec {
-	switch t.Codec {
-	case "H264":
-		return &codecs.H264{SPS: t.Params[0], PPS: t.Params[1]}
-	case "AAC":
-		var asc mpeg4audio.AudioSpecificConfig
-		if asc.Unmarshal(t.Params[0]) != nil {
-			return nil
-		}
-		return &codecs.MPEG4Audio{Config: &asc}
-	case "PCMU", "PCMA":
-		return &codecs.G711{MULaw: t.Codec == "PCMU", ChannelCount: 1}
-	}
-	return nil
 }

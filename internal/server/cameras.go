@@ -136,10 +136,9 @@ func (s *Server) camerasReady(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// decodeBody reads a JSON body of at most limit bytes into v (unknown
-// fields refused); on failure it answers 413 or 400 naming what the body
-// should be.
-func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, what string, v any) bool {
+// readJSON decodes a management API's body (at most limit bytes, no
+// unknown fields) into v; on failure it answers 413 or 400 and is false.
+func readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, what string) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -199,7 +198,7 @@ func (s *Server) putCamera(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var src config.Stream
-	if !decodeBody(w, r, maxCameraBody, "a stream", &src) {
+	if !readJSON(w, r, maxCameraBody, &src, "a stream") {
 		return
 	}
 	if err := src.Check(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/httperr"
@@ -69,19 +70,25 @@ func (s *Server) HLSViewers() map[string]int {
 }
 
 // openHLS reads a stream for its muxer: Opus stays Opus (hls.js and
-// Safari play it in fMP4).
+// Safari play it in fMP4). Segments start at keyframes: a publisher that
+// sends them only when asked (a browser) is asked for one a second, the
+// segments' length, so players start and follow close to the live edge.
 func (s *Server) openHLS(ctx context.Context, stream string) (hls.Reader, error) {
 	if room, ok := s.sfu.LookupRoom(sfu.Streams, stream); ok {
 		if _, err := hls.Carries(room.Tracks()); err != nil {
 			return nil, err // refused at once, no tap started
 		}
 	}
-	r, err := s.taps.Open(ctx, sfu.Streams, stream, tap.Options{})
+	r, err := s.taps.Open(ctx, sfu.Streams, stream, tap.Options{KeyframeInterval: hlsKeyframeInterval})
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
 }
+
+// hlsKeyframeInterval is how often HLS asks a stream's publisher for a
+// keyframe when none came (the segments' minimum length).
+const hlsKeyframeInterval = time.Second
 
 // verifyHLS checks every HLS request's token when auth is on: a
 // subscribe grant for the stream, as WHEP viewers need, from ?token= (the

@@ -29,6 +29,10 @@ type ingestInfo struct {
 	RTMP  *ingestListener `json:"rtmp,omitempty"`
 	RTSP  *ingestListener `json:"rtsp,omitempty"`
 	SRT   *ingestListener `json:"srt,omitempty"`
+
+	// PreferH264 asks browser publishers to send H.264 first: LL-HLS,
+	// RTMP readers and MP4 recordings carry H.264, not VP8.
+	PreferH264 bool `json:"prefer_h264"`
 }
 
 func (s *Server) ingestInfo(w http.ResponseWriter, r *http.Request) {
@@ -42,7 +46,7 @@ func (s *Server) ingestInfo(w http.ResponseWriter, r *http.Request) {
 	if strings.Contains(host, ":") { // IPv6: bracketed, ready for a URL
 		host = "[" + host + "]"
 	}
-	info := ingestInfo{Host: host, Auth: s.auth != nil, Media: s.sfu != nil}
+	info := ingestInfo{Host: host, Auth: s.auth != nil, Media: s.sfu != nil, PreferH264: s.preferH264()}
 	if s.sfu != nil {
 		info.RTMP = boundListener(s.RTMPAddr())
 		info.SRT = boundListener(s.SRTAddr())
@@ -51,6 +55,13 @@ func (s *Server) ingestInfo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(info)
+}
+
+// preferH264 reports whether a stream's readers other than WebRTC need
+// H.264 from browser publishers: LL-HLS (on by default) and RTMP readers
+// carry H.264, not VP8 (MP4 recording too).
+func (s *Server) preferH264() bool {
+	return s.sfu != nil && (s.hls != nil || boundListener(s.RTMPAddr()) != nil)
 }
 
 // boundListener is a running listener by its address; nil when off.

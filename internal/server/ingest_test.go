@@ -26,7 +26,19 @@ func TestIngestInfo(t *testing.T) {
 	if rtmp == nil || int(rtmp["port"].(float64)) != srv.RTMPAddr().(*net.TCPAddr).Port || rtmp["publish"] != true || rtmp["read"] != true {
 		t.Errorf("rtmp %v", got["rtmp"])
 	}
-	if got["rtsp"] != nil || got["srt"] != nil || got["auth"] != true || got["media"] != true || got["host"] != "127.0.0.1" {
+	if got["rtsp"] != nil || got["srt"] != nil || got["auth"] != true || got["media"] != true || got["prefer_h264"] != true || got["host"] != "127.0.0.1" {
 		t.Errorf("ingest info %v", got)
+	}
+}
+
+// TestIngestPreferH264: with HLS and RTMP off nothing needs H.264 from
+// browser publishers, and /api/ingest says so.
+func TestIngestPreferH264(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.HLS, c.RTMP = "off", "off" })
+	var got struct {
+		PreferH264 *bool `json:"prefer_h264"`
+	}
+	if err := json.Unmarshal([]byte(get(t, srv.URL()+"/api/ingest")), &got); err != nil || got.PreferH264 == nil || *got.PreferH264 {
+		t.Errorf("prefer_h264 %v (%v), want false", got.PreferH264, err)
 	}
 }

@@ -48,7 +48,8 @@ func (s *Server) startMedia() error {
 		c.PendingPerIP, c.ICETimeout, c.ReattachGrace = s.cfg.PendingPerIP, s.cfg.ICETimeout.D(), s.cfg.ReattachGrace.D()
 		return c
 	}
-	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, Authorize: s.authorizeHTTP, ICEServers: s.whipICEServers, Logger: s.log, Demand: s.demandStream}))
+	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, Authorize: s.authorizeHTTP, ICEServers: s.whipICEServers, Logger: s.log, Demand: s.demandStream,
+		MaxViewers: s.cfg.MaxWebRTCViewersOf}))
 	if err != nil {
 		m.Close()
 		s.stopAccess()
@@ -89,12 +90,17 @@ func (s *Server) startMedia() error {
 		s.stopMedia()
 		return fmt.Errorf("recording: %w", err)
 	}
+	if err := s.startPushes(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("push: %w", err)
+	}
 	whipStat := func(f func(whip.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(w.Stats()) + f(sw.Stats())) }
 	}
 	s.metrics.GaugeFunc("parley_whip_pending_sessions", "WHIP/WHEP sessions whose ICE and DTLS have not connected yet.", whipStat(func(x whip.Stats) uint64 { return uint64(x.Pending) }))
 	s.metrics.CounterFunc("parley_whip_pending_refused_total", "WHIP/WHEP POSTs refused because the client had --pending-per-ip sessions connecting.", whipStat(func(x whip.Stats) uint64 { return x.Refused }))
 	s.metrics.CounterFunc("parley_whip_ice_timeouts_total", "WHIP/WHEP sessions dropped for not connecting within --ice-timeout.", whipStat(func(x whip.Stats) uint64 { return x.TimedOut }))
+	s.metrics.CounterFunc("parley_whep_viewers_capped_total", "WHEP viewers refused with 503 because the stream had --max-webrtc-viewers (they can watch over HLS).", whipStat(func(x whip.Stats) uint64 { return x.Capped }))
 	s.metrics.CounterFunc("parley_whip_publishers_lost_total", "WHIP publishers dropped because another publisher of the stream connected first.", whipStat(func(x whip.Stats) uint64 { return x.Lost }))
 	stat := func(f func(sfu.Stats) uint64) func() float64 {
 		return func() float64 { return float64(f(m.Stats())) }
@@ -130,6 +136,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 
 func (s *Server) stopMedia() {
 	s.stopRecording()
+	s.stopPushes()
 	s.stopCameras()
 	s.stopRTSP()
 	s.stopRTMP()

@@ -38,6 +38,7 @@ func (s *Server) opsRoutes() *http.ServeMux {
 	}
 	s.cameraRoutes(mux)
 	s.recordRoutes(mux, false)
+	s.pushRoutes(mux, false)
 	return mux
 }
 

@@ -153,7 +153,7 @@ func (s *Server) startStreamRecording(w http.ResponseWriter, r *http.Request) {
 	}
 	var req recordRequest
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		if !decodeBody(w, r, maxRecordBody, "recording options", &req) {
+		if !readJSON(w, r, maxRecordBody, &req, "recording options") {
 			return
 		}
 	}

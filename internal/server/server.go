@@ -27,6 +27,7 @@ import (
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
+	"github.com/parley/parley/internal/push"
 	"github.com/parley/parley/internal/record"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/rtmp"
@@ -65,6 +66,8 @@ type Server struct {
 	cameras    *camera.Manager // IP camera pulls, nil when media is off
 	recorder   *record.Manager // recordings (record.go), nil when media is off
 	camerasMu  sync.Mutex      // orders the management API's changes and saves
+	pushes     *push.Manager   // restreaming, nil when media is off
+	pushesMu   sync.Mutex      // orders the push API's changes and saves
 	pprof      *sideServer     // --pprof, nil when off
 	ops        *sideServer     // --ops, nil when off
 	shows      *show.Registry  // light shows (show.go)

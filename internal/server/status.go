@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/ingest"
+	"github.com/parley/parley/internal/push"
 	"github.com/parley/parley/internal/record"
 	"github.com/parley/parley/internal/sfu"
 )
@@ -108,6 +109,7 @@ type streamReport struct {
 	Notes   []string       `json:"notes,omitempty"`
 	// Recordings is the stream's recorder (record.go), when it has one.
 	Recordings []record.Status `json:"recordings,omitempty"`
+	Pushes     []push.Status   `json:"pushes,omitempty"` // restreaming destinations, URLs redacted
 }
 
 type trackReport struct {
@@ -185,6 +187,10 @@ func (s *Server) report() opsStatus {
 				r.Recordings = append(r.Recordings, rec.Status)
 			}
 		}
+	}
+	for _, p := range s.Pushes() {
+		r := get(p.Stream)
+		r.Pushes = append(r.Pushes, p)
 	}
 	for _, r := range byName {
 		st.Streams = append(st.Streams, *r)

@@ -409,6 +409,18 @@ func (d *downTrack) retarget() {
 	}
 }
 
+// requestKeyframe asks the publisher of the layer the subscriber gets (or
+// is switching to) for a keyframe, rate-limited per layer.
+func (d *downTrack) requestKeyframe() {
+	cur := d.cur.Load()
+	if cur == nil {
+		cur = d.target.Load()
+	}
+	if cur != nil {
+		cur.requestKeyframe()
+	}
+}
+
 // readRTCP handles the subscriber's feedback: NACKs go to the writer,
 // PLI/FIR are forwarded (rate-limited) to the publisher, REMB lowers the
 // estimate. It ends when the sender is stopped.
@@ -443,13 +455,7 @@ func (d *downTrack) handleRTCP(pkt rtcp.Packet) {
 			}
 		}
 	case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-		cur := d.cur.Load()
-		if cur == nil {
-			cur = d.target.Load()
-		}
-		if cur != nil {
-			cur.requestKeyframe()
-		}
+		d.requestKeyframe()
 	case *rtcp.ReceiverEstimatedMaximumBitrate:
 		if d.p != nil {
 			d.p.setEstimateFromREMB(uint64(p.Bitrate))

@@ -176,6 +176,11 @@ func (s *Subscription) Done() <-chan struct{} { return s.ended }
 // Close detaches the sink; its writer ends after a write in progress.
 func (s *Subscription) Close() { s.d.close() }
 
+// RequestKeyframe asks the track's publisher for a keyframe, as a
+// subscriber's PLI does (rate-limited per layer; sources that cannot be
+// asked, such as RTMP, ignore it).
+func (s *Subscription) RequestKeyframe() { s.d.requestKeyframe() }
+
 // Stats returns the subscription's counters.
 func (s *Subscription) Stats() SinkStats { return s.d.stats() }
 

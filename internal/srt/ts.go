@@ -26,7 +26,7 @@ var ErrNoTSTrack = errors.New("no H.264, H.265, Opus or AAC track")
 // MPEG-TS: what SRT readers get and what a push to an SRT destination
 // sends. Tracks MPEG-TS cannot carry (VP8, VP9, AV1, G.711) are left out.
 type TSMuxer struct {
-	r      *tap.Reader
+	r      Frames
 	bw     *bufio.Writer
 	w      *mpegts.Writer
 	out    []*mpegts.Track // per tap track; nil when left out
@@ -35,25 +35,18 @@ type TSMuxer struct {
 	start  bool
 }
 
+// Frames is what a TSMuxer reads: a *tap.Reader (or frames a test makes).
+type Frames interface {
+	Tracks() []tap.Track
+	Read(ctx context.Context) (tap.Frame, error)
+}
+
 // NewTSMuxer prepares the muxer; ErrNoTSTrack when nothing can be carried.
-func NewTSMuxer(r *tap.Reader, w io.Writer) (*TSMuxer, error) {
+func NewTSMuxer(r Frames, w io.Writer) (*TSMuxer, error) {
 	m := &TSMuxer{r: r, bw: bufio.NewWriterSize(w, tsPacketsPerSRT*188)}
 	var tracks []*mpegts.Track
 	for _, t := range r.Tracks() {
-		var c mpegts.Codec
-		switch t.Codec {
-		case "H264":
-			c = &mpegts.CodecH264{}
-		case "H265":
-			c = &mpegts.CodecH265{}
-		case "Opus":
-			c = &mpegts.CodecOpus{ChannelCount: t.Channels}
-		case "AAC":
-			var asc mpeg4audio.AudioSpecificConfig
-			if asc.Unmarshal(t.Params[0]) == nil {
-				c = &mpegts.CodecMPEG4Audio{Config: asc}
-			}
-		}
+		c := tsCodec(t)
 		var mt *mpegts.Track
 		if c != nil {
 			mt = &mpegts.Track{Codec: c}
@@ -69,6 +62,37 @@ func NewTSMuxer(r *tap.Reader, w io.Writer) (*TSMuxer, error) {
 		return nil, fmt.Errorf("MPEG-TS writer: %w", err)
 	}
 	return m, nil
+}
+
+// tsCodec is the MPEG-TS codec a tap track goes out as, nil for one
+// left out.
+func tsCodec(t tap.Track) mpegts.Codec {
+	switch t.Codec {
+	case "H264":
+		return &mpegts.CodecH264{}
+	case "H265":
+		return &mpegts.CodecH265{}
+	case "Opus":
+		return &mpegts.CodecOpus{ChannelCount: t.Channels}
+	case "AAC":
+		var asc mpeg4audio.AudioSpecificConfig
+		if len(t.Params) > 0 && asc.Unmarshal(t.Params[0]) == nil {
+			return &mpegts.CodecMPEG4Audio{Config: asc}
+		}
+	}
+	return nil
+}
+
+// TSCodecs names the tracks of ts a TSMuxer sends (before any
+// connection is made: a push checks it can carry a stream first).
+func TSCodecs(ts []tap.Track) []string {
+	var names []string
+	for _, t := range ts {
+		if tsCodec(t) != nil {
+			names = append(names, t.Codec)
+		}
+	}
+	return names
 }
 
 // Tracks is how many tracks go out.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpav1"
@@ -38,7 +39,9 @@ type tap struct {
 
 	subs []*sfu.Subscription
 	aac  *transcode.OpusToAAC
-	quit chan struct{} // closed by stop: ends the watchers
+	// keyEvery is the shortest KeyframeInterval of the readers (0: none).
+	keyEvery atomic.Int64
+	quit     chan struct{} // closed by stop: ends the watchers
 
 	mu       sync.Mutex
 	tracks   []Track
@@ -130,6 +133,7 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 			return nil, fmt.Errorf("tap: subscribing to %s: %w", chosen[i].ID, err)
 		}
 		t.subs = append(t.subs, sub)
+		f.sub.Store(sub)
 		h.wg.Add(1)
 		go func() { // the tap ends with any of its tracks
 			defer h.wg.Done()
@@ -143,6 +147,18 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 		}()
 	}
 	return t, nil
+}
+
+// setKeyEvery recomputes the shortest keyframe interval the readers
+// ask; with t.mu held.
+func (t *tap) setKeyEvery() {
+	var every time.Duration
+	for r := range t.readers {
+		if r.keyEvery > 0 && (every == 0 || r.keyEvery < every) {
+			every = r.keyEvery
+		}
+	}
+	t.keyEvery.Store(int64(every))
 }
 
 // stop releases the subscriptions and the transcoder.
@@ -258,6 +274,29 @@ type feed struct {
 	av1     *rtpav1.Decoder
 	toAAC   *transcode.OpusToAAC
 	haveKey bool // a keyframe with its parameters went out
+
+	sub     atomic.Pointer[sfu.Subscription] // set once subscribed (WriteRTP may run before)
+	lastKey time.Time                        // the last keyframe, or the last request for one
+}
+
+// keyframeDue asks the publisher for a keyframe when the video went the
+// readers' shortest KeyframeInterval without one (and as often while
+// none comes): a browser sends one only when asked, and HLS segments and
+// recording files start at keyframes. Publishers that cannot be asked
+// (RTMP encoders, cameras) keep their own interval.
+func (f *feed) keyframeDue(key bool) {
+	every := time.Duration(f.t.keyEvery.Load())
+	now := time.Now()
+	if key || f.lastKey.IsZero() {
+		f.lastKey = now
+		return
+	}
+	sub := f.sub.Load()
+	if every <= 0 || now.Sub(f.lastKey) < every || sub == nil {
+		return
+	}
+	f.lastKey = now
+	sub.RequestKeyframe()
 }
 
 // WriteRTP runs on the subscription's goroutine.
@@ -304,6 +343,7 @@ func (f *feed) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 		return n, nil
 	}
 	key, params := f.inspect(au)
+	f.keyframeDue(key)
 	if key && params != nil {
 		f.t.setParams(f.idx, params)
 		f.haveKey = true

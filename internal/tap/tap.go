@@ -62,6 +62,12 @@ type Options struct {
 	Tracks []string
 	// Queue bounds the frames waiting for this reader; 0 means 512.
 	Queue int
+	// KeyframeInterval asks the publisher for a keyframe whenever none
+	// came for this long (HLS segments and recording files start at one;
+	// browsers send one only when asked). The tap uses the shortest its
+	// readers ask; 0 asks nothing. Publishers that cannot be asked (RTMP,
+	// SRT, cameras) keep their own interval.
+	KeyframeInterval time.Duration
 }
 
 // ErrNotLive is returned by Open for a stream without a publisher or
@@ -161,13 +167,14 @@ func (h *Hub) Open(ctx context.Context, ns sfu.Namespace, name string, opts Opti
 	if q <= 0 {
 		q = 512
 	}
-	r := &Reader{t: t, q: make(chan Frame, q), closed: make(chan struct{})}
+	r := &Reader{t: t, q: make(chan Frame, q), closed: make(chan struct{}), keyEvery: opts.KeyframeInterval}
 	t.mu.Lock()
 	r.tracks = slices.Clone(t.tracks)
 	for _, f := range t.gop {
 		t.deliver(r, f)
 	}
 	t.readers[r] = struct{}{}
+	t.setKeyEvery()
 	t.mu.Unlock()
 	return r, nil
 }
@@ -234,6 +241,8 @@ type Reader struct {
 	closed chan struct{}
 	once   sync.Once
 
+	keyEvery time.Duration // Options.KeyframeInterval
+
 	// guarded by t.mu
 	waitKey bool
 
@@ -278,6 +287,7 @@ func (r *Reader) Close() {
 		close(r.closed)
 		r.t.mu.Lock()
 		delete(r.t.readers, r)
+		r.t.setKeyEvery()
 		r.t.mu.Unlock()
 		r.t.h.release(r.t)
 	})

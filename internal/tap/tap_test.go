@@ -5,13 +5,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/tap"
+	"github.com/pion/webrtc/v4"
 )
 
 // silence is an Opus packet (CELT, 20 ms) that decodes to silence.
@@ -204,5 +207,75 @@ func TestNotLive(t *testing.T) {
 	h, _ := newHub(t)
 	if _, err := h.Open(context.Background(), sfu.Streams, "nobody", tap.Options{}); !errors.Is(err, tap.ErrNotLive) {
 		t.Fatalf("err %v, want ErrNotLive", err)
+	}
+}
+
+// askingSource is a publisher that sends a keyframe only when asked, as
+// browsers do; it counts the requests.
+type askingSource struct {
+	asks atomic.Int32
+	kf   chan struct{}
+}
+
+func (*askingSource) SourceID() string { return "asked" }
+func (s *askingSource) RequestKeyframe(uint32) {
+	s.asks.Add(1)
+	select {
+	case s.kf <- struct{}{}:
+	default:
+	}
+}
+
+// TestKeyframeInterval: a publisher that sends keyframes only when asked
+// is asked again once a reader's KeyframeInterval passed without one.
+func TestKeyframeInterval(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	h, m := newHub(t)
+	aus := rtmptest.X264Frames(t, 25) // one IDR, then P-frames
+	src := &askingSource{kf: make(chan struct{}, 1)}
+	pub, err := m.Publish(sfu.Streams, "s", src, sfu.TrackSpec{TrackID: "v", StreamID: "s",
+		Codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000}, PayloadType: 102}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.End()
+	enc := &rtph264.Encoder{PayloadType: 102, PacketizationMode: 1}
+	if err := enc.Init(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sent := make(chan struct{})
+	go func() { // P-frames at 25 per second, the IDR when asked, until the test ends
+		defer close(sent)
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			au := aus[1+i%(len(aus)-1)]
+			select {
+			case <-src.kf:
+				au = aus[0]
+			default:
+			}
+			pkts, _ := enc.Encode(au)
+			for _, p := range pkts {
+				p.Timestamp = uint32(i * 3600)
+				b, _ := p.Marshal()
+				_ = pub.WriteRTP("", b)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	defer func() { cancel(); <-sent }()
+	open(t, h, tap.Options{KeyframeInterval: 300 * time.Millisecond})
+	n0, start := src.asks.Load(), time.Now()
+	for src.asks.Load() == n0 {
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("the publisher was never asked for a keyframe")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the count
 	}
 }

@@ -117,6 +117,11 @@ type Config struct {
 	// publishes: a source that starts on demand (an IP camera) starts and
 	// Demand waits, up to ctx, for it to go live; it reports whether it did.
 	Demand func(ctx context.Context, stream string) bool
+	// MaxViewers, when set, is the cap on a stream's WHEP viewers (0:
+	// unlimited). A viewer past it gets 503 with the code
+	// httperr.CodeWebRTCViewerLimit (and Retry-After); viewers still
+	// connecting count, so a burst cannot overshoot.
+	MaxViewers func(stream string) int
 
 	// onDropped, for tests, is called after a session was dropped for not
 	// connecting in time ("timeout") or for losing its stream to a
@@ -132,7 +137,7 @@ type Handler struct {
 	pending *limit.Conns   // pending sessions per client key
 	drops   sync.WaitGroup // closings started from connection callbacks; Close waits
 	stats   struct {
-		refused, timedOut, lost atomic.Uint64
+		refused, timedOut, lost, capped atomic.Uint64
 	}
 
 	mu         sync.Mutex
@@ -140,6 +145,7 @@ type Handler struct {
 	publishers map[string]*session   // stream -> connected WHIP session
 	candidates map[string][]*session // stream -> pending WHIP sessions, oldest first
 	orphans    map[string][]*orphan  // stream -> viewers' subscriptions waiting for the publisher to return
+	viewers    map[string]int        // stream -> WHEP viewers, from the POST's admission to the session's end
 	closed     bool
 }
 
@@ -221,6 +227,7 @@ func New(cfg Config) (*Handler, error) {
 		publishers: map[string]*session{},
 		candidates: map[string][]*session{},
 		orphans:    map[string][]*orphan{},
+		viewers:    map[string]int{},
 	}, nil
 }
 
@@ -263,6 +270,7 @@ const (
 	codePrecondition     = "precondition_failed"
 	codeInternal         = "internal"
 	codeUnavailable      = "unavailable"
+	codeViewerLimit      = httperr.CodeWebRTCViewerLimit
 )
 
 // cors admits browser pages of allowed origins, naming the origin in the
@@ -354,6 +362,7 @@ type Stats struct {
 	Refused  uint64 // POSTs refused with 429 (the client had PendingPerIP pending)
 	TimedOut uint64 // sessions dropped for not connecting within ICETimeout
 	Lost     uint64 // publishers dropped because another connected first
+	Capped   uint64 // WHEP viewers refused with 503 past the stream's MaxViewers
 }
 
 // Stats returns the current counts.
@@ -366,7 +375,7 @@ func (h *Handler) Stats() Stats {
 		}
 	}
 	h.mu.Unlock()
-	return Stats{Pending: n, Refused: h.stats.refused.Load(), TimedOut: h.stats.timedOut.Load(), Lost: h.stats.lost.Load()}
+	return Stats{Pending: n, Refused: h.stats.refused.Load(), TimedOut: h.stats.timedOut.Load(), Lost: h.stats.lost.Load(), Capped: h.stats.capped.Load()}
 }
 
 func (h *Handler) lookup(id, stream string, publish bool) *session {
@@ -489,7 +498,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		httperr.Auth(w, err)
 		return
 	}
-	handedOff := false // once the session's OnClose owns end
+	handedOff := false // once the session's OnClose owns end (and a viewer's seat)
 	defer func() {
 		if !handedOff {
 			end()
@@ -504,6 +513,29 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		httperr.Write(w, http.StatusServiceUnavailable, codeUnavailable, "server is shutting down")
 		return
 	}
+	if !publish && !h.admitViewerLocked(stream) {
+		h.mu.Unlock()
+		unpend()
+		h.stats.capped.Add(1)
+		w.Header().Set("Retry-After", "5")
+		httperr.Write(w, http.StatusServiceUnavailable, codeViewerLimit,
+			fmt.Sprintf("stream %s has all the WebRTC viewers it takes (%d); watch it over HLS or try again later", stream, h.cfg.MaxViewers(stream)))
+		return
+	}
+	admitted := !publish // the viewer's seat, given back by leave unless the session's OnClose owns it
+	leave := func() {
+		if admitted {
+			admitted = false
+			h.mu.Lock()
+			h.leaveViewerLocked(stream)
+			h.mu.Unlock()
+		}
+	}
+	defer func() {
+		if !handedOff {
+			leave()
+		}
+	}()
 	pub := h.publishers[stream]
 	if publish {
 		if pub != nil {
@@ -570,6 +602,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		h.forgetLocked(sess)
 		h.unparkLocked(stream, sess)
 		h.mu.Unlock()
+		leave()
 		sess.unpend()
 		h.log.Info("session ended", "stream", stream, "session", sess.id, "publish", publish)
 		end()
@@ -658,6 +691,25 @@ func (h *Handler) connected(sess *session) {
 	}
 	h.mu.Unlock()
 	sess.unpend()
+}
+
+// admitViewerLocked takes a viewer's seat on stream, unless the stream's
+// MaxViewers are all taken.
+func (h *Handler) admitViewerLocked(stream string) bool {
+	if h.cfg.MaxViewers != nil {
+		if n := h.cfg.MaxViewers(stream); n > 0 && h.viewers[stream] >= n {
+			return false
+		}
+	}
+	h.viewers[stream]++
+	return true
+}
+
+// leaveViewerLocked gives a viewer's seat on stream back.
+func (h *Handler) leaveViewerLocked(stream string) {
+	if h.viewers[stream]--; h.viewers[stream] <= 0 {
+		delete(h.viewers, stream)
+	}
 }
 
 // dropIfPending closes a session that has not connected in ICETimeout.

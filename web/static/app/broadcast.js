@@ -3,7 +3,7 @@
 // do, so viewers (/w/<stream>) cannot tell the difference.
 import { h, $, icons, toast, store } from './ui.js';
 import { LocalMedia, describeMediaError } from './media.js';
-import { publishMedia, authHeaders } from './whip.js';
+import { publishMedia, authHeaders, serverInfo } from './whip.js';
 import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/b\/?/, '').replace(/\/+$/, ''));
@@ -170,7 +170,9 @@ async function goLive() {
   if (!list.length) return;
   setState('starting', 'Connecting to the server…');
   try {
-    const s = await publishMedia(`/whip/${encodeURIComponent(app.stream)}`, list, { token: app.token });
+    // H.264 unless the server says nothing needs it (HLS off, no RTMP readers, no MP4 recording).
+    const h264 = await serverInfo().then((i) => i.prefer_h264 !== false, () => true);
+    const s = await publishMedia(`/whip/${encodeURIComponent(app.stream)}`, list, { token: app.token, h264 });
     app.session = s;
     s.pc.addEventListener('connectionstatechange', () => onPCState(s));
     onPCState(s);

@@ -5,10 +5,11 @@
 // tokens are never printed here, only where they go.
 
 import { h, $ } from './ui.js';
+import { serverInfo } from './whip.js';
 
 /**
  * @typedef {{port: number, publish: boolean, read: boolean}} Listener
- * @typedef {{host: string, auth: boolean, media: boolean, rtmp?: Listener, rtsp?: Listener, srt?: Listener}} Ingest
+ * @typedef {{host: string, auth: boolean, media: boolean, prefer_h264?: boolean, rtmp?: Listener, rtsp?: Listener, srt?: Listener}} Ingest
  * @typedef {{proto: string, url: string, note?: string}} Way
  */
 
@@ -56,10 +57,8 @@ export function ways(info, stream, origin) {
  * @param {string} stream
  */
 export async function showIngestURLs(stream) {
-  const r = await fetch('/api/ingest', { cache: 'no-store' });
-  if (!r.ok) throw new Error(`HTTP ${r.status} from /api/ingest`);
   /** @type {Ingest} */
-  const info = await r.json();
+  const info = await serverInfo();
   const w = ways(info, stream, location.origin);
   const status = $('#ingest-copied');
   const row = (/** @type {string} */ kind, /** @type {Way} */ x) => {

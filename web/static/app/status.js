@@ -23,7 +23,7 @@ function row(s) {
   for (const n of s.notes || []) source.append(h('span', { class: 'problem' }, n));
   const v = s.viewers || {};
   const rec = (s.recordings || []).map((r) => r.state + (r.error ? ': ' + r.error : '')).join(', ') || '—';
-  const push = (s.pushes || []).map((p) => p.url + ' ' + p.state).join(', ') || '—';
+  const push = (s.pushes || []).map((p) => p.url + ' ' + p.state + (p.error ? ': ' + p.error : '')).join(', ') || '—';
   return h('tr', {},
     h('th', { scope: 'row' }, s.name),
     source,

@@ -1,9 +1,11 @@
 // Viewer page (/w/<stream>): plays a broadcast over WHEP, whatever publishes
 // it (the /b/ page, OBS, GStreamer, parley bench). Waits while the stream is
 // not live and starts by itself when it goes live; says "stream ended" when
-// it stops (and starts again if it comes back).
+// it stops (and starts again if it comes back). Plays LL-HLS instead (hls.js,
+// loaded then) with ?hls, when WebRTC cannot connect, or when the server
+// refuses another WebRTC viewer (--max-webrtc-viewers); a badge says which.
 import { h, $, icons, store } from './ui.js';
-import { playMedia, authHeaders } from './whip.js';
+import { playMedia, playHLS, hlsURL, authHeaders, VIEWER_LIMIT } from './whip.js';
 import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/w\/?/, '').replace(/\/+$/, ''));
@@ -34,6 +36,14 @@ const app = {
   stats: { bytes: 0, at: 0, kbps: 0, latencyMs: 0, rttMs: 0, jitterMs: 0, width: 0, height: 0, fps: 0, framesDecoded: 0 },
   /** @type {BroadcastChat|null} */
   chat: null,
+  /** how the page plays: 'webrtc', or 'hls' (asked for, or WebRTC could not) */
+  path: q.has('hls') ? 'hls' : 'webrtc',
+  /** why it plays HLS, in words ('' for WebRTC) */
+  pathReason: q.has('hls') ? 'asked for with ?hls' : '',
+  /** @type {{kind: string, latency: () => number, close: () => void, hls?: any}|null} the HLS playback */
+  hls: null,
+  /** an HLS playback is being set up */
+  hlsStarting: false,
 };
 // @ts-ignore test and debugging hook
 window.parleyWatch = app;
@@ -88,7 +98,8 @@ async function demand(cam) {
 
 /** @param {boolean} [quiet] keep the current message while connecting */
 async function connect(quiet) {
-  if (app.session || app.state === 'connecting') return;
+  if (app.session || app.hls || app.state === 'connecting') return;
+  if (app.path === 'hls') return connectHLS();
   if (!quiet) setState('connecting', 'Connecting to the stream…', '');
   app.sessionTracks = app.lastTracks;
   let s;
@@ -106,22 +117,108 @@ async function connect(quiet) {
     } else if (e.status === 401 || e.status === 403) {
       setState('error', e.status === 401 ? 'This stream needs an access token' : 'This access token does not let you watch this stream',
         'Open the viewer link with ?token=… that the publisher gave you.');
+    } else if (e.code === VIEWER_LIMIT) {
+      useHLS('the stream has all the WebRTC viewers the server takes');
     } else if (e.status === 406) {
-      // The stream's codec is one this browser does not decode (e.g. H.265 from an encoder).
-      setState('error', 'This browser cannot play this stream', e.message);
+      // The stream's codec is one this browser does not decode over WebRTC
+      // (e.g. H.265 from an encoder): HLS may carry it to the browser's player.
+      useHLS(`WebRTC cannot play it here (${e.message})`);
     } else {
-      setState('error', 'Could not connect to the stream', `${e.message}. Retrying…`);
+      // The WHEP request itself failed (a proxy, a network that blocks it).
+      useHLS(`WebRTC could not connect (${e.message})`);
     }
     return;
   }
   if (app.token) sessionStorage.setItem('parley.token.w.' + app.stream, app.token);
   app.session = s;
+  let connected = false;
+  // ICE that never connects (UDP blocked, no TURN) fails after a while; do
+  // not wait for the browser's own verdict longer than this.
+  const give = setTimeout(() => {
+    if (app.session === s && !connected) useHLS('WebRTC could not connect (no ICE connectivity)');
+  }, 12000);
   s.pc.addEventListener('connectionstatechange', () => {
     if (app.session !== s) return;
     const st = s.pc.connectionState;
-    if (st === 'connected') live();
-    else if (st === 'failed' || st === 'closed') stopSession(true);
+    if (st === 'connected') {
+      connected = true;
+      clearTimeout(give);
+      live();
+    } else if (st === 'failed' && !connected) {
+      clearTimeout(give);
+      useHLS('WebRTC could not connect (ICE failed)');
+    } else if (st === 'failed' || st === 'closed') stopSession(true);
   });
+}
+
+/**
+ * Plays over HLS from now on, saying why (WebRTC stays off for this page).
+ * @param {string} reason
+ */
+function useHLS(reason) {
+  stopSession();
+  app.path = 'hls';
+  app.pathReason = reason;
+  $('#path-status').textContent = `Playing over HLS, a few seconds behind: ${reason}.`;
+  showPath();
+  app.state = 'waiting'; // let connect run
+  connectHLS();
+}
+
+/** Starts the HLS playback of a live stream. */
+async function connectHLS() {
+  if (app.hls || app.hlsStarting) return;
+  app.hlsStarting = true;
+  if (app.state !== 'live') setState('connecting', 'Connecting to the stream over HLS…', '');
+  /** @type {any} */
+  let p = null;
+  try {
+    p = await playHLS(video, hlsURL(app.stream, app.token), {
+      onError: (e) => {
+        if (app.hls !== p) return;
+        stopSession();
+        if (e.status === 401 || e.status === 403) {
+          setState('error', 'This access token does not let you watch this stream', 'Open the viewer link with ?token=… that the publisher gave you.');
+        } else if (e.status === 404) {
+          // Not live (any more), or HLS is off: the status poll decides.
+          if (app.wasLive) ended();
+          else waiting();
+        } else {
+          setState('error', 'Could not play the stream over HLS', `${e.message}. Retrying…`);
+        }
+      },
+    });
+  } catch (e) {
+    setState('error', 'This browser cannot play this stream', /** @type {Error} */ (e).message);
+    return;
+  } finally {
+    app.hlsStarting = false;
+  }
+  if (app.token) sessionStorage.setItem('parley.token.w.' + app.stream, app.token);
+  app.hls = p;
+  showPath();
+  video.addEventListener('loadeddata', () => {
+    if (app.hls !== p) return;
+    $('#audio-only').hidden = video.videoWidth > 0;
+    live();
+  }, { once: true });
+}
+
+/** The badge that says which way the stream plays. */
+function showPath() {
+  const b = $('#path');
+  b.hidden = false;
+  b.dataset.path = app.path;
+  $('#path-name').textContent = app.path === 'hls' ? 'HLS' : 'WebRTC';
+  b.title = app.path === 'hls'
+    ? `Playing over HLS (${app.hls ? app.hls.kind : 'hls.js'}): ${app.pathReason}. HLS runs a few seconds behind WebRTC.`
+    : 'Playing over WebRTC: the lowest delay.';
+}
+
+/** @param {number} s seconds */
+function fmtLatency(s) {
+  if (!(s >= 0) || !isFinite(s)) return '';
+  return s < 1 ? `~${Math.round(s * 1000)} ms` : `~${s.toFixed(1)} s`;
 }
 
 /** @param {MediaStream} ms */
@@ -158,6 +255,9 @@ function stopSession(checkLive) {
   const s = app.session;
   app.session = null;
   if (s) s.close();
+  const p = app.hls;
+  app.hls = null;
+  if (p) p.close();
   video.srcObject = null;
   app.media = null;
   app.stats.at = 0;
@@ -178,16 +278,16 @@ async function pollStatus() {
   // An IP camera Parley pulls: its state says why there is no picture.
   const cam = j.source && j.source.kind === 'camera' ? j.source : null;
   if (j.live) {
-    if (app.session && app.sessionTracks && app.lastTracks !== app.sessionTracks) {
+    if (app.session && !app.hls && app.sessionTracks && app.lastTracks !== app.sessionTracks) {
       // The publisher now sends other tracks (e.g. microphone only): play them.
       stopSession();
       setState('connecting', 'The stream changed; reconnecting…', '');
       app.state = 'waiting';
     }
-    if (!app.session && app.state !== 'connecting') connect();
-  } else if (cam && cam.on_demand && (cam.state === 'idle' || cam.state === 'error') && !app.session && !app.demanding && app.state !== 'connecting') {
+    if (!app.session && !app.hls && app.state !== 'connecting') connect();
+  } else if (cam && cam.on_demand && (cam.state === 'idle' || cam.state === 'error') && !app.session && !app.hls && !app.demanding && app.state !== 'connecting') {
     demand(cam); // a viewer starts an on-demand camera (after a failure, the server's backoff paces the retries)
-  } else if (app.session || app.state === 'live') {
+  } else if (app.session || app.hls || app.state === 'live') {
     stopSession();
     if (cam && cam.state === 'error') cameraOffline(cam);
     else ended();
@@ -216,8 +316,21 @@ function showSourceNotes(src) {
 async function readStats() {
   const s = app.session;
   const out = $('#readout');
+  if (app.hls && app.state === 'live') {
+    const p = app.hls;
+    const lat = p.latency();
+    app.stats.latencyMs = lat >= 0 ? Math.round(lat * 1000) : 0;
+    app.stats.width = video.videoWidth;
+    app.stats.height = video.videoHeight;
+    const bw = p.hls && p.hls.bandwidthEstimate > 0 ? ` · ${(p.hls.bandwidthEstimate / 1e6).toFixed(1)} Mbit/s link` : '';
+    out.textContent = `${video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : 'audio'}${bw}`;
+    out.title = `HLS (${p.kind}) ${fmtLatency(lat)} behind the live edge`;
+    $('#path-latency').textContent = fmtLatency(lat);
+    return;
+  }
   if (!s || app.state !== 'live') {
     out.textContent = '';
+    $('#path-latency').textContent = '';
     return;
   }
   const r = await s.pc.getStats();
@@ -254,7 +367,8 @@ async function readStats() {
   // Network (half the round trip) + jitter buffer: what this end adds to the publisher's own delay.
   st.latencyMs = Math.round(st.rttMs / 2 + st.jitterMs);
   const rate = st.kbps >= 1000 ? `${(st.kbps / 1000).toFixed(1)} Mbit/s` : `${Math.round(st.kbps)} kbit/s`;
-  out.textContent = `${st.width ? `${st.width}×${st.height} · ` : ''}${rate} · ~${st.latencyMs} ms`;
+  out.textContent = `${st.width ? `${st.width}×${st.height} · ` : ''}${rate}`;
+  $('#path-latency').textContent = fmtLatency(st.latencyMs / 1000);
   out.title = `Round trip ${Math.round(st.rttMs)} ms, jitter buffer ${Math.round(st.jitterMs)} ms, ${Math.round(st.fps)} fps`;
 }
 
@@ -280,7 +394,7 @@ function main() {
     video.muted = !video.muted;
     if (!video.muted && video.volume === 0) video.volume = vol.valueAsNumber = 0.5;
     store.set('watch.muted', video.muted ? '1' : '0');
-    if (video.paused && app.media) startPlayback();
+    if (video.paused && (app.media || app.hls)) startPlayback();
     updateMute();
   });
   vol.addEventListener('input', () => {
@@ -306,6 +420,7 @@ function main() {
   });
   updateMute();
   waiting();
+  showPath();
 
   // Chat, when the publisher allows it.
   if (chatRoom(app.stream) && q.get('chat') !== '0') {
@@ -339,7 +454,7 @@ function main() {
   setInterval(pollStatus, 1000);
   setInterval(() => readStats().catch(() => {}), 1000);
   window.addEventListener('pagehide', () => {
-    if (app.session) app.session.close();
+    stopSession();
     if (app.chat) app.chat.close();
   });
 }
