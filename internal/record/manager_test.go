@@ -182,6 +182,25 @@ func TestAlwaysSegmentsAndRepublish(t *testing.T) {
 	}
 }
 
+// TestSegmentSize: a file past the segment size ends at the next
+// keyframe, and every segment plays on its own.
+func TestSegmentSize(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	tracks, frames := h264Stream(t, 4*frameRate)
+	src := newFakeSource(tracks, frames, true)
+	done := make(chan File, 8)
+	m := testManager(t, Config{OnFile: func(f File) { done <- f }}, map[string][]*fakeSource{"z": {src}})
+	if err := m.Start("z", Options{SegmentSize: 1}, false); err != nil { // every keyframe starts a file
+		t.Fatal(err)
+	}
+	for range 4 {
+		f := <-done
+		if in := recordtest.Probe(t, f.Path); in.Frames["h264"] != frameRate || !slices.Equal(in.Codecs, []string{"h264", "opus"}) {
+			t.Errorf("%s: %+v, want one GOP with audio", filepath.Base(f.Path), in)
+		}
+	}
+}
+
 func TestKeyframesMode(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
 	tracks, frames := h264Stream(t, 6*frameRate)

@@ -392,3 +392,35 @@ func TestRecordRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordAlways: a stream with record: always is recorded from its
+// publish, and its publisher coming back starts a new file; the first
+// one is finished and plays.
+func TestRecordAlways(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	srv := startServer(t, func(c *config.Config) {
+		c.PublicIP, c.RecordDir = "127.0.0.1", t.TempDir()
+		c.Streams = map[string]config.Stream{"s": {Record: "always", RecordSegmentSize: 50 << 20}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	ops := srv.OpsURL()
+	url := fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr())
+	ff := studio(ctx, t, url)
+	waitRecorded(ctx, t, ops, "s", 3*time.Second)
+	ff.kill()
+	pollUntil(ctx, t, "the first file finished", func() bool {
+		fs := listRecordings(t, ops).Files
+		return len(fs) == 1 && fs[0].State == "done"
+	})
+	studio(ctx, t, url)
+	pollUntil(ctx, t, "a second file", func() bool { return len(listRecordings(t, ops).Files) == 2 })
+	l := listRecordings(t, ops)
+	if len(l.Recorders) != 1 || l.Recorders[0].Stream != "s" {
+		t.Errorf("recorders %+v", l.Recorders)
+	}
+	first := l.Files[0]
+	if in := recordtest.Probe(t, first.Path); in.Frames["h264"] < 3*25 || !slices.Equal(in.Codecs, []string{"h264", "opus"}) {
+		t.Errorf("the first publish's file: %+v", in)
+	}
+}
