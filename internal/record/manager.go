@@ -157,6 +157,9 @@ func (m *Manager) Close() {
 // (Open's error otherwise, within StartWait) and the recording goes on
 // through republishes until Stop, or until a file cannot be written.
 func (m *Manager) Start(stream string, opts Options, always bool) error {
+	if err := checkName(stream); err != nil {
+		return err
+	}
 	if err := opts.Check(); err != nil {
 		return err
 	}
@@ -203,6 +206,18 @@ func (m *Manager) Start(stream string, opts Options, always bool) error {
 	}
 	m.recorders[stream] = r
 	m.mu.Unlock()
+	return nil
+}
+
+// ErrName is a stream or room name that cannot be a directory name.
+var ErrName = errors.New("cannot be recorded under that name")
+
+// checkName refuses names that are not one plain directory name ("." and
+// ".." are valid stream names, and would write outside the directory).
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || name == RoomsDir || strings.ContainsAny(name, `/\`) {
+		return fmt.Errorf("%q: %w", name, ErrName)
+	}
 	return nil
 }
 

@@ -96,6 +96,11 @@ func TestStartStop(t *testing.T) {
 	if err := m.Start("nobody", Options{}, false); !errors.Is(err, errNotLive) {
 		t.Errorf("a stream nobody publishes: %v, want not live", err)
 	}
+	for _, bad := range []string{"..", ".", RoomsDir, "a/b"} {
+		if err := m.Start(bad, Options{}, true); !errors.Is(err, ErrName) {
+			t.Errorf("stream %q: %v, want ErrName", bad, err)
+		}
+	}
 	if err := m.Start("live", Options{}, false); err != nil {
 		t.Fatal(err)
 	}

@@ -76,6 +76,9 @@ func (m *Manager) StartRoom(room string) error {
 	if m.cfg.RoomTracks == nil || m.cfg.OpenTrack == nil {
 		return errors.New("record: group rooms are not recorded here")
 	}
+	if err := checkName(room); err != nil {
+		return err
+	}
 	if _, ok := m.cfg.RoomTracks(room); !ok {
 		return fmt.Errorf("room %s: %w", room, ErrNoRoom)
 	}

@@ -170,7 +170,7 @@ func (s *Server) startStreamRecording(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, tap.ErrNotLive), errors.Is(err, context.DeadlineExceeded):
 		httperr.Write(w, http.StatusNotFound, "not_live", "stream "+name+" is not live (nobody publishes it, or no keyframe came): nothing to record")
 		return
-	case errors.Is(err, record.ErrFormat):
+	case errors.Is(err, record.ErrFormat), errors.Is(err, record.ErrName):
 		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadField, err.Error())
 		return
 	case err != nil:
@@ -201,6 +201,9 @@ func (s *Server) startRoomRecording(w http.ResponseWriter, r *http.Request) {
 	switch err := s.recorder.StartRoom(name); {
 	case errors.Is(err, record.ErrRecording):
 		httperr.Write(w, http.StatusConflict, "recording", "room "+name+" is already being recorded (DELETE this URL to stop)")
+		return
+	case errors.Is(err, record.ErrName):
+		httperr.Write(w, http.StatusBadRequest, protocol.CodeBadField, err.Error())
 		return
 	case errors.Is(err, record.ErrNoRoom):
 		httperr.Write(w, http.StatusNotFound, "no_room", "no server-routed (sfu mode) call "+name+" is running: peer-to-peer rooms carry no media through the server")

@@ -120,6 +120,10 @@ func TestRecordStream(t *testing.T) {
 	if code, _, _ := do(t, http.MethodGet, srv.URL()+"/api/recordings", ""); code != http.StatusNotFound {
 		t.Errorf("the main port of an open server lists recordings: %d", code)
 	}
+	// ".." is a valid stream name; as a directory it would be the parent.
+	if code, _, body := do(t, http.MethodPost, ops+"/api/streams/%2E%2E/record", ""); code != http.StatusBadRequest && code != http.StatusNotFound {
+		t.Errorf("recording stream \"..\": %d %s", code, body)
+	}
 	whipPublish(ctx, t, srv.URL()+"/whip/w")
 	studio(ctx, t, fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr()))
 	waitTracks(ctx, t, srv, "w", 2)
