@@ -97,6 +97,7 @@ type Config struct {
 	HLS              string   `yaml:"hls"`                 // on (/hls/<stream>/index.m3u8 for every stream) or off
 	HLSIdle          Duration `yaml:"hls_idle"`            // a stream's muxer stops when no HLS request came for this long
 	HLSBlockingPerIP int      `yaml:"hls_blocking_per_ip"` // blocking playlist/part requests one client address may have waiting
+	HLSRatePerIP     int      `yaml:"hls_rate_per_ip"`     // HLS requests per second one client address may make
 }
 
 // RoomConfig overrides settings for one named room.
@@ -152,6 +153,7 @@ func Default() Config {
 		HLS:              "on",
 		HLSIdle:          Duration(30 * time.Second),
 		HLSBlockingPerIP: 100,
+		HLSRatePerIP:     300,
 	}
 }
 

@@ -65,6 +65,9 @@ type Config struct {
 	// BlockingPerIP bounds the blocking playlist and preload-hint
 	// requests one client address may have waiting at once (100).
 	BlockingPerIP int
+	// RatePerIP bounds the requests per second one client address may
+	// make, in bursts of as many (300: a player makes 10-30).
+	RatePerIP int
 	// ViewerWindow is how long a viewer counts after its last playlist
 	// request (5 s).
 	ViewerWindow time.Duration
@@ -86,10 +89,17 @@ func (c *Config) defaults() {
 	if c.BlockingPerIP <= 0 {
 		c.BlockingPerIP = 100
 	}
+	if c.RatePerIP <= 0 {
+		c.RatePerIP = 300
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 }
+
+// notLiveFor is how long a stream found not live answers so without
+// asking the tap again.
+const notLiveFor = time.Second
 
 // Errors a stream's HLS can fail with (Status.Error says them in words).
 var (
@@ -105,6 +115,7 @@ type Manager struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	blocking *limit.Conns
+	rate     *limit.Rate
 	wg       sync.WaitGroup
 
 	mu      sync.Mutex
@@ -122,6 +133,7 @@ type Stats struct {
 	Started       uint64 // muxers started
 	Requests      uint64 // HLS requests answered
 	BlockRefused  uint64 // requests refused by BlockingPerIP
+	RateRefused   uint64 // requests refused by RatePerIP
 	FramesDropped uint64 // frames the muxers' readers skipped (fell behind)
 }
 
@@ -129,7 +141,7 @@ type Stats struct {
 func New(cfg Config) *Manager {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, blocking: limit.NewConns(cfg.BlockingPerIP),
+	return &Manager{cfg: cfg, ctx: ctx, cancel: cancel, blocking: limit.NewConns(cfg.BlockingPerIP), rate: limit.NewRate(cfg.RatePerIP, time.Second),
 		muxers: map[string]*muxer{}, always: map[string]bool{}, lastErr: map[string]string{}}
 }
 
@@ -191,6 +203,16 @@ func (m *Manager) muxer(stream string) (*muxer, error) {
 	go func() {
 		defer m.wg.Done()
 		err := mx.run(m.ctx)
+		if errors.Is(err, tap.ErrNotLive) {
+			// Kept (done, failed) a moment, so that players polling a stream
+			// that is not live get their 404 without a muxer started for each.
+			t := time.NewTimer(notLiveFor)
+			select {
+			case <-t.C:
+			case <-m.ctx.Done():
+				t.Stop()
+			}
+		}
 		m.mu.Lock()
 		if m.muxers[stream] == mx {
 			delete(m.muxers, stream)

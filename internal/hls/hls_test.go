@@ -151,9 +151,10 @@ func TestPlaylist(t *testing.T) {
 	if len(parts) == 0 {
 		t.Fatalf("no parts:\n%s", body)
 	}
-	res, _ = hlstest.Get(t, e.srv.URL+"/hls/cam/"+parts[len(parts)-1][1])
-	if res.StatusCode != 200 || res.Header.Get("Cache-Control") != cacheMedia || res.Header.Get("Content-Type") != "video/mp4" {
-		t.Errorf("part: %d %v", res.StatusCode, res.Header)
+	res, part := hlstest.Get(t, e.srv.URL+"/hls/cam/"+parts[len(parts)-1][1])
+	if res.StatusCode != 200 || res.Header.Get("Cache-Control") != cacheMedia || res.Header.Get("Content-Type") != "video/mp4" ||
+		res.ContentLength != int64(len(part)) || len(part) == 0 {
+		t.Errorf("part: %d %v, %d bytes (Content-Length %d)", res.StatusCode, res.Header, len(part), res.ContentLength)
 	}
 	// A blocking request for the next segment's first part.
 	msn := regexp.MustCompile(`#EXT-X-MEDIA-SEQUENCE:(\d+)`).FindStringSubmatch(body)
@@ -382,5 +383,21 @@ func TestSharedBlocking(t *testing.T) {
 		if b == "" || b != bodies[0] || !strings.Contains(b, "#EXT-X-PART:") {
 			t.Fatalf("player %d got %q (player 0: %q)", i, b, bodies[0])
 		}
+	}
+}
+
+// TestRatePerIP: past RatePerIP requests a second from one address, 429.
+func TestRatePerIP(t *testing.T) {
+	e := newEnv(t, Config{RatePerIP: 5}, func() (Reader, error) { return nil, tap.ErrNotLive })
+	codes := map[int]int{}
+	for range 8 {
+		res, _ := hlstest.Get(t, e.srv.URL+"/hls/cam/index.m3u8")
+		codes[res.StatusCode]++
+		if res.StatusCode == http.StatusTooManyRequests && res.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+	if codes[http.StatusNotFound] != 5 || codes[http.StatusTooManyRequests] != 3 {
+		t.Errorf("statuses %v, want 5 × 404 then 3 × 429", codes)
 	}
 }

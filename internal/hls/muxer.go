@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ type muxer struct {
 	keep    bool // hls: always (no idle stop)
 	viewers *viewers
 	shared  sharedAnswers // blocking playlist answers (shared.go)
+	edge    *edge         // the live edge blocking requests wait on (edge.go)
 
 	ready chan struct{} // closed when the first segment is out
 	done  chan struct{} // closed when run has returned
@@ -36,7 +38,7 @@ type muxer struct {
 }
 
 func newMuxer(m *Manager, stream string, keep bool) *muxer {
-	mx := &muxer{m: m, stream: stream, keep: keep, ready: make(chan struct{}), done: make(chan struct{})}
+	mx := &muxer{m: m, stream: stream, keep: keep, edge: newEdge(), ready: make(chan struct{}), done: make(chan struct{})}
 	mx.viewers = newViewers(m.cfg.ViewerWindow)
 	mx.touch()
 	return mx
@@ -97,9 +99,17 @@ func (mx *muxer) run(parent context.Context) (err error) {
 		probe := &probeWriter{header: http.Header{}}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "/index.m3u8", nil)
 		h.Handle(probe, req)
-		if probe.status == http.StatusOK {
-			close(mx.ready)
+		if probe.status != http.StatusOK {
+			return
 		}
+		media := leadingPlaylist(string(probe.body))
+		// The live edge is known before any request can wait on it.
+		pl := &probeWriter{header: http.Header{}}
+		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, "/"+media, nil)
+		h.Handle(pl, req)
+		mx.edge.update(string(pl.body))
+		close(mx.ready)
+		mx.edge.watch(ctx, h, media)
 	}()
 	go func() { // idle: no request for Config.Idle
 		defer wg.Done()
@@ -160,6 +170,18 @@ func (mx *muxer) feed(ctx context.Context, r Reader, h *gohlslib.Muxer, tracks [
 	}
 }
 
+// leadingPlaylist is the media playlist a multivariant playlist's
+// variant names (the leading track's: the others change in step).
+func leadingPlaylist(mv string) string {
+	for _, l := range strings.Split(mv, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			name, _, _ := strings.Cut(l, "?")
+			return name
+		}
+	}
+	return ""
+}
+
 // wait waits, up to Config.StartTimeout, for the first segment.
 func (mx *muxer) wait(ctx context.Context) error {
 	t := time.NewTimer(mx.m.cfg.StartTimeout)
@@ -216,10 +238,13 @@ func (mx *muxer) status() Status {
 	return st
 }
 
-// probeWriter is the ResponseWriter of the first-segment probe.
+// probeWriter is the ResponseWriter of the muxer's own requests (the
+// first-segment probe, the live-edge watcher).
 type probeWriter struct {
-	header http.Header
-	status int
+	header  http.Header
+	status  int
+	body    []byte
+	discard bool // keep no body
 }
 
 func (p *probeWriter) Header() http.Header { return p.header }
@@ -230,5 +255,8 @@ func (p *probeWriter) WriteHeader(code int) {
 }
 func (p *probeWriter) Write(b []byte) (int, error) {
 	p.WriteHeader(http.StatusOK)
+	if !p.discard {
+		p.body = append(p.body, b...)
+	}
 	return len(b), nil
 }

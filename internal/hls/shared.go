@@ -37,10 +37,10 @@ type answer struct {
 	body   []byte
 }
 
-// serve answers r (a blocking playlist request) from a shared answer,
-// asking the muxer when no one has yet.
-func (s *sharedAnswers) serve(w http.ResponseWriter, r *http.Request, h *gohlslib.Muxer) {
-	key := r.URL.Path + "?" + r.URL.RawQuery
+// serve answers r (a blocking playlist request, its directives taken out)
+// from the shared answer of key (its URL as asked), asking the muxer when
+// no one has yet.
+func (s *sharedAnswers) serve(w http.ResponseWriter, r *http.Request, key string, h *gohlslib.Muxer) {
 	s.mu.Lock()
 	if s.m == nil {
 		s.m = map[string]*answer{}
@@ -58,8 +58,7 @@ func (s *sharedAnswers) serve(w http.ResponseWriter, r *http.Request, h *gohlsli
 	s.mu.Unlock()
 	if !ok {
 		rec := &recorder{a: a}
-		// The muxer's wait ends with the part or the muxer; not with this
-		// client, whose answer others may be waiting for.
+		// Not ended with this client, whose answer others may wait for.
 		h.Handle(rec, r.WithContext(context.WithoutCancel(r.Context())))
 		a.at = time.Now()
 		close(a.done)

@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/ingest"
@@ -41,6 +43,7 @@ func (s *Server) startHLS() {
 		ClientAddr:    s.clients.Request,
 		Idle:          s.cfg.HLSIdle.D(),
 		BlockingPerIP: s.cfg.HLSBlockingPerIP,
+		RatePerIP:     s.cfg.HLSRatePerIP,
 		Logger:        s.log,
 	})
 	for _, name := range always {
@@ -51,6 +54,7 @@ func (s *Server) startHLS() {
 	s.metrics.GaugeFunc("parley_hls_viewers", "LL-HLS viewers (distinct clients with a request in the last 5 s), all streams.", func() float64 { return float64(m.Stats().Viewers) })
 	s.metrics.CounterFunc("parley_hls_requests_total", "LL-HLS requests answered (playlists, parts, segments).", func() float64 { return float64(m.Stats().Requests) })
 	s.metrics.CounterFunc("parley_hls_blocking_refused_total", "LL-HLS blocking requests refused by --hls-blocking-per-ip.", func() float64 { return float64(m.Stats().BlockRefused) })
+	s.metrics.CounterFunc("parley_hls_rate_refused_total", "LL-HLS requests refused by --hls-rate-per-ip.", func() float64 { return float64(m.Stats().RateRefused) })
 	s.metrics.CounterFunc("parley_hls_frames_dropped_total", "Frames HLS muxers skipped because they fell behind their stream.", func() float64 { return float64(m.Stats().FramesDropped) })
 }
 
@@ -94,7 +98,51 @@ const hlsKeyframeInterval = time.Second
 // subscribe grant for the stream, as WHEP viewers need, from ?token= (the
 // playlists carry it into every URL) or Authorization: Bearer.
 func (s *Server) verifyHLS(r *http.Request, stream string) error {
-	return s.verifyStreamToken(r, stream, false, true)
+	if s.auth == nil {
+		return nil
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		tok = r.URL.Query().Get("token")
+	}
+	c, err := s.hlsTokens.claims(strings.TrimSpace(tok), time.Now(), func(tok string) (auth.Claims, error) {
+		return s.tokenClaims(tok, "(?token= on the playlist, or Authorization: Bearer)")
+	})
+	if err != nil {
+		return err
+	}
+	return streamGrant(c, stream, false)
+}
+
+// tokenCache remembers the tokens it verified until they expire: an HLS
+// player shows its token on every part (five requests a second), and a
+// signature check costs tens of microseconds.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]auth.Claims
+}
+
+// maxCachedTokens bounds the cache; past it, it starts again empty.
+const maxCachedTokens = 4096
+
+func (tc *tokenCache) claims(tok string, now time.Time, verify func(string) (auth.Claims, error)) (auth.Claims, error) {
+	tc.mu.Lock()
+	c, ok := tc.m[tok]
+	tc.mu.Unlock()
+	if ok && now.Unix() < c.ExpiresAt && now.Unix() >= c.NotBefore {
+		return c, nil
+	}
+	c, err := verify(tok)
+	if err != nil {
+		return c, err
+	}
+	tc.mu.Lock()
+	if tc.m == nil || len(tc.m) >= maxCachedTokens {
+		tc.m = map[string]auth.Claims{}
+	}
+	tc.m[tok] = c
+	tc.mu.Unlock()
+	return c, nil
 }
 
 // authorizeHLS admits a new HLS viewer (once per viewer) through the

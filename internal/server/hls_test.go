@@ -224,6 +224,20 @@ func TestHLSAuth(t *testing.T) {
 	}
 	// Blocking requests keep the token and answer once the part exists.
 	probeHLS(ctx, t, base+"?token="+tok, 640, 360, "opus")
+
+	// A token stops working when it expires, verified tokens being kept
+	// (one check per part would cost) only until then.
+	short, err := auth.NewToken([]byte(testSecret), "s", "v", auth.Grants{Subscribe: true}, time.Second, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, body := hlstest.Get(t, base+"?token="+short); res.StatusCode != http.StatusOK {
+		t.Fatalf("a fresh short token: %d %s", res.StatusCode, body)
+	}
+	pollUntil(ctx, t, "the expired token refused", func() bool {
+		res, _ := hlstest.Get(t, base+"?token="+short)
+		return res.StatusCode == http.StatusUnauthorized
+	})
 }
 
 // TestHLSVP8: a VP8 stream cannot be HLS: the playlist answers a clear
@@ -281,4 +295,21 @@ func TestHLSOff(t *testing.T) {
 	if res.StatusCode != http.StatusNotFound || !strings.Contains(body, "not_live") {
 		t.Errorf("hls: on, not live: %d %s", res.StatusCode, body)
 	}
+}
+
+// TestHLSAlways: a stream with hls: always has its muxer running once
+// it is live, before any HLS request.
+func TestHLSAlways(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	srv := startServer(t, func(c *config.Config) {
+		c.PublicIP = "127.0.0.1"
+		c.Streams = map[string]config.Stream{"s": {HLS: "always"}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	studio(ctx, t, fmt.Sprintf("rtmp://%s/live/s", srv.RTMPAddr()))
+	pollUntil(ctx, t, "the HLS of s live without a request", func() bool {
+		st := streamStatusOf(t, srv.URL()+"/api/streams/s")
+		return st.HLS != nil && st.HLS.State == "live"
+	})
 }

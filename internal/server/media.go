@@ -194,16 +194,10 @@ func (s *Server) verifyShowStream(r *http.Request, stream string, publish bool) 
 
 // verifyStream checks a WHIP/WHEP bearer token when auth is on.
 func (s *Server) verifyStream(r *http.Request, stream string, publish bool) error {
-	return s.verifyStreamToken(r, stream, publish, false)
-}
-
-// verifyStreamToken checks the token of a request (also ?token= when
-// query) for a stream grant when auth is on.
-func (s *Server) verifyStreamToken(r *http.Request, stream string, publish, query bool) error {
 	if s.auth == nil {
 		return nil
 	}
-	c, err := s.requestClaims(r, query)
+	c, err := s.requestClaims(r, false)
 	if err != nil {
 		return err
 	}

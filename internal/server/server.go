@@ -57,6 +57,7 @@ type Server struct {
 	taps       *tap.Hub           // streams read as access units: RTMP players, HLS, recording, restreaming
 	tapStop    context.CancelFunc // ends the taps
 	hls        *hls.Manager       // LL-HLS (hls.go), nil when --hls off or media is off
+	hlsTokens  tokenCache         // tokens HLS requests showed, verified (hls.go)
 	sources    *ingest.Registry   // live RTMP, RTSP, SRT and camera publishers, for the streams' status
 	whip       *whip.Handler
 	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
