@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,5 +72,49 @@ func TestRecordingUI(t *testing.T) {
 		`[document.querySelector('#done').textContent, document.querySelector('#error').textContent]`)
 	if _, err := os.Stat(files[0]); !os.IsNotExist(err) {
 		t.Errorf("the file is still there: %v", err)
+	}
+}
+
+// TestRecordingCallButton: an admin in an sfu call records it on the
+// server from the call page (by keyboard): a file per participant track
+// and a manifest; a member without the admin grant has no such button.
+func TestRecordingCallButton(t *testing.T) {
+	secret := "e2e-recording-call-secret-0123456789"
+	dir := t.TempDir()
+	e := newEnv(t, func(c *config.Config) {
+		c.AuthSecret, c.RecordDir = secret, dir
+		c.MediaUDP = "127.0.0.1:0"
+		c.Rooms = map[string]config.RoomConfig{"board": {Mode: "sfu"}}
+	})
+	token := func(name string, g auth.Grants) string {
+		tok, err := auth.NewToken([]byte(secret), "board", name, g, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	adminTok := token("ana", auth.Grants{Publish: true, Subscribe: true, Admin: true})
+	ana, ben := e.launch("Ana"), e.launch("Ben")
+	ana.join("board", "token="+adminTok)
+	ben.join("board", "token="+token("ben", auth.AllGrants))
+	ana.waitMedia(25*time.Second, "Ben")
+	ana.waitFor(10*time.Second, "the server recording button", `document.querySelector('#btn-server-record')?.getAttribute('aria-pressed') === 'false'`)
+	if eval[bool](ben, `!!document.querySelector('#btn-server-record')`) {
+		t.Error("a member without the admin grant can record the call on the server")
+	}
+	ana.pressOn("#btn-server-record", "\r")
+	ana.waitFor(15*time.Second, "recording on", `document.querySelector('#btn-server-record').getAttribute('aria-pressed') === 'true'`,
+		`document.querySelector('#toasts')?.innerText`)
+	ana.waitFor(30*time.Second, "both members' tracks recorded", `(async () => { const l = await (await fetch('/api/recordings', {headers: {Authorization: 'Bearer `+adminTok+`'}})).json();
+	  return l.files.filter(f => f.room === 'board' && f.format !== 'json' && f.size > 0).length >= 4 })()`)
+	ana.pressOn("#btn-server-record", " ")
+	ana.waitFor(15*time.Second, "recording off", `document.querySelector('#btn-server-record').getAttribute('aria-pressed') === 'false'`)
+	manifests, _ := filepath.Glob(filepath.Join(dir, "@rooms", "board", "board-*", "manifest.json"))
+	if len(manifests) != 1 {
+		t.Fatalf("manifests %v", manifests)
+	}
+	b, err := os.ReadFile(manifests[0])
+	if err != nil || !strings.Contains(string(b), `"end"`) {
+		t.Errorf("manifest %s %v", b, err)
 	}
 }

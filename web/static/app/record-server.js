@@ -1,8 +1,9 @@
-// The broadcast page's Record button: server-side recording of the stream
-// (POST/DELETE /api/streams/<stream>/record). Recording is management, so
-// the button is there only for a host whose token carries the admin grant
-// (the server checks it again); the files are on the Recordings page.
-import { h } from './ui.js';
+// Server-side recording buttons: the broadcast page's Record (POST/DELETE
+// /api/streams/<stream>/record) and the call page's Record on server for
+// a group room (/api/rooms/<room>/record). Recording is management, so
+// the buttons are there only for a token with the admin grant (the server
+// checks it again); the files are on the Recordings page.
+import { h, iconButton, setButton } from './ui.js';
 import { authHeaders } from './whip.js';
 
 /** Whether a JWT's payload grants admin (read, not verified: the server verifies). @param {string} token */
@@ -16,21 +17,17 @@ export function grantsAdmin(token) {
 }
 
 /**
- * A toggle button recording the stream on the server, or null when the
- * token cannot record. say reports what happened (a status line).
- * @param {string} stream @param {string} token @param {(text: string) => void} say
+ * Makes btn an aria-pressed toggle of a recording at url; show(on) relabels
+ * it, mine(recorder) finds its recorder in GET /api/recordings.
+ * @param {HTMLButtonElement} btn @param {string} url @param {string} token
+ * @param {(on: boolean) => void} show @param {(r: any) => boolean} mine @param {(text: string) => void} say
  */
-export function recordButton(stream, token, say) {
-  if (!grantsAdmin(token)) return null;
-  const url = `/api/streams/${encodeURIComponent(stream)}/record`;
-  const btn = /** @type {HTMLButtonElement} */ (h('button', { class: 'btn big', type: 'button', id: 'record', 'aria-pressed': 'false' }, 'Record'));
-  const show = (on) => {
-    btn.setAttribute('aria-pressed', String(on));
-    btn.textContent = on ? 'Stop recording' : 'Record';
-  };
+function toggle(btn, url, token, show, mine, say) {
+  const set = (on) => { btn.setAttribute('aria-pressed', String(on)); show(on); };
+  set(false);
   fetch('/api/recordings', { cache: 'no-store', headers: authHeaders(token) })
     .then((r) => (r.ok ? r.json() : null))
-    .then((l) => show(!!l?.recorders?.some((r) => r.stream === stream && r.state !== 'failed')))
+    .then((l) => set(!!l?.recorders?.some((r) => mine(r) && r.state !== 'failed')))
     .catch(() => {});
   btn.addEventListener('click', async () => {
     const on = btn.getAttribute('aria-pressed') === 'true';
@@ -42,11 +39,34 @@ export function recordButton(stream, token, say) {
         say(`Recording: ${e.message || res.statusText}`);
         return;
       }
-      show(!on);
-      say(on ? 'Recording stopped: the file is on the Recordings page.' : 'Recording on the server.');
+      set(!on);
+      say(on ? 'Recording stopped: the files are on the Recordings page.' : 'Recording on the server.');
     } finally {
       btn.disabled = false;
     }
   });
   return btn;
+}
+
+/**
+ * The broadcast page's button, or null when the token cannot record.
+ * @param {string} stream @param {string} token @param {(text: string) => void} say
+ */
+export function recordButton(stream, token, say) {
+  if (!grantsAdmin(token)) return null;
+  const btn = /** @type {HTMLButtonElement} */ (h('button', { class: 'btn big', type: 'button', id: 'record' }, 'Record'));
+  return toggle(btn, `/api/streams/${encodeURIComponent(stream)}/record`, token,
+    (on) => { btn.textContent = on ? 'Stop recording' : 'Record'; }, (r) => r.stream === stream, say);
+}
+
+/**
+ * The call page's button for a group room (the caller checks the admin
+ * grant the server gave the member).
+ * @param {string} room @param {string} token @param {(text: string) => void} say
+ */
+export function roomRecordButton(room, token, say) {
+  const btn = /** @type {HTMLButtonElement} */ (iconButton({ id: 'btn-server-record', icon: 'record', label: 'Record on server' }));
+  return toggle(btn, `/api/rooms/${encodeURIComponent(room)}/record`, token,
+    (on) => { setButton(btn, 'record', on ? 'Stop server recording' : 'Record on server'); btn.classList.toggle('on', on); },
+    (r) => r.room === room, say);
 }
