@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/parley/parley/internal/access"
 	"github.com/parley/parley/internal/config"
@@ -67,9 +68,14 @@ func recordOptions(st config.Stream) record.Options {
 	return record.Options{Format: format, Mode: mode, KeyframeInterval: interval, SegmentDuration: segment, SegmentSize: size}
 }
 
+// recordKeyframeInterval is how often a recording asks a publisher that
+// sends keyframes only when asked (a browser) for one: segments and files
+// start at keyframes, and a file cut by a crash plays up to its last one.
+const recordKeyframeInterval = 2 * time.Second
+
 // openRecordSource reads a stream through its tap.
 func (s *Server) openRecordSource(ctx context.Context, stream string) (record.Source, error) {
-	r, err := s.taps.Open(ctx, sfu.Streams, stream, tap.Options{})
+	r, err := s.taps.Open(ctx, sfu.Streams, stream, tap.Options{KeyframeInterval: recordKeyframeInterval})
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +98,7 @@ func (s *Server) roomTracks(room string) ([]record.RoomTrack, bool) {
 
 // openRoomTrack reads one participant track of a group call.
 func (s *Server) openRoomTrack(ctx context.Context, room, track string) (record.Source, error) {
-	r, err := s.taps.Open(ctx, sfu.Calls, room, tap.Options{Tracks: []string{track}})
+	r, err := s.taps.Open(ctx, sfu.Calls, room, tap.Options{Tracks: []string{track}, KeyframeInterval: recordKeyframeInterval})
 	if err != nil {
 		return nil, err
 	}
