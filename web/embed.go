@@ -137,10 +137,11 @@ func Handler() http.Handler {
 	return h
 }
 
-// StatusAssets are the files the status page (/status) loads, for a
-// listener that serves that page alone (the operations listener).
+// StatusAssets are the files the status page (/status) and the
+// recordings page (/recordings) load, for a listener that serves those
+// pages alone (the operations listener).
 func StatusAssets() []string {
-	return []string{"/status.css", "/style.css", "/favicon.svg", "/app/status.js", "/app/ui.js", "/app/whip.js"}
+	return []string{"/status.css", "/style.css", "/favicon.svg", "/app/status.js", "/app/ui.js", "/app/whip.js", "/app/admin.js", "/app/recordings.js"}
 }
 
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
@@ -167,6 +168,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case p == "/status":
 		a = h.assets["/status.html"]
+	case p == "/recordings":
+		a = h.assets["/recordings.html"]
 	case strings.HasPrefix(p, "/show/"):
 		// Light show pages: "/show/<name>" is the host, "/show/<name>/screen"
 		// a screen (the scripts read the show name from the URL).

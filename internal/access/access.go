@@ -44,6 +44,9 @@ type Config struct {
 	Lists Lists
 	// OnPublish, OnPlay and OnDone are hook URLs (http or https); "" is off.
 	OnPublish, OnPlay, OnDone string
+	// OnRecordDone is told of each finished recording file (RecordDone),
+	// through the same queue and senders as on_done.
+	OnRecordDone string
 	// HookTimeout bounds each hook call; 0 means 5 s.
 	HookTimeout time.Duration
 	// DoneQueue bounds on_done events waiting to be sent; 0 means 1024.
@@ -66,17 +69,24 @@ type Event struct {
 	Remote string `json:"remote"` // the client's IP address, "" when none (pulls)
 	ID     string `json:"id"`     // the session; on_done carries the same id
 	Time   string `json:"time"`   // RFC 3339 with milliseconds, UTC
-	// Duration is the session's length in seconds (on_done only).
+	// Duration is the session's length in seconds (on_done only), or the
+	// recording's (on_record_done).
 	Duration *float64 `json:"duration,omitempty"`
+	// Path, Size and Room describe a finished recording (on_record_done,
+	// action "record_done"): its path on the server, its size in bytes,
+	// and the group room it belongs to ("" for a stream's).
+	Path string `json:"path,omitempty"`
+	Size *int64 `json:"size,omitempty"`
+	Room string `json:"room,omitempty"`
 }
 
 // Stats are the Checker's counters.
 type Stats struct {
 	AddressDenied uint64 // requests refused by a CIDR list
 	HookRefused   uint64 // requests refused by on_publish / on_play
-	DoneSent      uint64 // on_done calls answered 2xx
-	DoneFailed    uint64 // on_done calls that failed or answered non-2xx
-	DoneDropped   uint64 // on_done events dropped: queue full or closed
+	DoneSent      uint64 // on_done (and on_record_done) calls answered 2xx
+	DoneFailed    uint64 // on_done (and on_record_done) calls that failed or answered non-2xx
+	DoneDropped   uint64 // on_done (and on_record_done) events dropped: queue full or closed
 }
 
 // Checker applies the lists and hooks.
@@ -89,15 +99,21 @@ type Checker struct {
 
 	mu     sync.RWMutex // guards closed against sends on queue
 	closed bool
-	queue  chan Event
+	queue  chan queued
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
+// queued is an event waiting for its hook.
+type queued struct {
+	hook, name string // URL, and the hook's name for logs
+	ev         Event
+}
+
 // New starts a Checker (its on_done senders when OnDone is set).
 func New(cfg Config) (*Checker, error) {
-	for _, h := range []struct{ name, u string }{{"on_publish", cfg.OnPublish}, {"on_play", cfg.OnPlay}, {"on_done", cfg.OnDone}} {
+	for _, h := range []struct{ name, u string }{{"on_publish", cfg.OnPublish}, {"on_play", cfg.OnPlay}, {"on_done", cfg.OnDone}, {"on_record_done", cfg.OnRecordDone}} {
 		if err := config.CheckHookURL(h.u); err != nil {
 			return nil, fmt.Errorf("access: %s: %w", h.name, err)
 		}
@@ -118,8 +134,8 @@ func New(cfg Config) (*Checker, error) {
 	}
 	c := &Checker{cfg: cfg, log: log.With("component", "access"), client: client}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if cfg.OnDone != "" {
-		c.queue = make(chan Event, cfg.DoneQueue)
+	if cfg.OnDone != "" || cfg.OnRecordDone != "" {
+		c.queue = make(chan queued, cfg.DoneQueue)
 		for range cfg.DoneWorkers {
 			c.wg.Add(1)
 			go c.sendDone()
@@ -212,27 +228,52 @@ func (c *Checker) done(r ingest.Request, start time.Time) {
 	ev := c.event(r, hookAction(r.Action)+"_done", now)
 	d := now.Sub(start).Seconds()
 	ev.Duration = &d
+	c.enqueue(queued{hook: c.cfg.OnDone, name: "on_done", ev: ev})
+}
+
+// Recording is a finished recording file, for RecordDone.
+type Recording struct {
+	Stream, Room, Path string
+	Duration           time.Duration
+	Size               int64
+}
+
+// RecordDone queues the on_record_done event of a finished recording
+// file without waiting (nothing when the hook is off).
+func (c *Checker) RecordDone(r Recording) {
+	if c.cfg.OnRecordDone == "" {
+		return
+	}
+	d, size := r.Duration.Seconds(), r.Size
+	ev := Event{Action: "record_done", Proto: "record", Stream: r.Stream, Room: r.Room, Path: r.Path, Duration: &d, Size: &size,
+		Time: c.cfg.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00")}
+	c.enqueue(queued{hook: c.cfg.OnRecordDone, name: "on_record_done", ev: ev})
+}
+
+// enqueue hands an event to the senders, or drops and counts it when
+// the queue is full or closed.
+func (c *Checker) enqueue(q queued) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
 		c.dropped.Add(1)
-		c.log.Warn("on_done dropped: shutting down", "stream", ev.Stream, "id", ev.ID)
+		c.log.Warn(q.name+" dropped: shutting down", "stream", q.ev.Stream, "id", q.ev.ID)
 		return
 	}
 	select {
-	case c.queue <- ev:
+	case c.queue <- q:
 	default:
 		c.dropped.Add(1)
-		c.log.Warn("on_done dropped: the queue is full (the hook is slower than sessions end)", "stream", ev.Stream, "id", ev.ID, "queue", cap(c.queue))
+		c.log.Warn(q.name+" dropped: the queue is full (the hook is slower than events come)", "stream", q.ev.Stream, "id", q.ev.ID, "queue", cap(c.queue))
 	}
 }
 
 func (c *Checker) sendDone() {
 	defer c.wg.Done()
-	for ev := range c.queue {
-		if err := c.call(c.ctx, c.cfg.OnDone, ev); err != nil {
+	for q := range c.queue {
+		if err := c.call(c.ctx, q.hook, q.ev); err != nil {
 			c.failed.Add(1)
-			c.log.Warn("on_done hook failed", "hook", redact(c.cfg.OnDone), "stream", ev.Stream, "id", ev.ID, "err", err)
+			c.log.Warn(q.name+" hook failed", "hook", redact(q.hook), "stream", q.ev.Stream, "id", q.ev.ID, "err", err)
 			continue
 		}
 		c.sent.Add(1)

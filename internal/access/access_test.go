@@ -302,3 +302,27 @@ func FuzzParseList(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordDone: a finished recording is POSTed to on_record_done with
+// its path, duration and size; without the hook nothing is sent.
+func TestRecordDone(t *testing.T) {
+	h := newHook(t)
+	c := newChecker(t, Config{OnRecordDone: h.srv.URL})
+	c.RecordDone(Recording{Stream: "show", Path: "/rec/show/show-2026.mp4", Duration: 1500 * time.Millisecond, Size: 4096})
+	ev := h.next(t)
+	if ev.Action != "record_done" || ev.Stream != "show" || ev.Path != "/rec/show/show-2026.mp4" || ev.Duration == nil || *ev.Duration != 1.5 ||
+		ev.Size == nil || *ev.Size != 4096 || ev.Time == "" {
+		t.Errorf("event %+v", ev)
+	}
+	if end, err := c.Check(context.Background(), req); err != nil {
+		t.Fatal(err)
+	} else {
+		end() // on_done is off: nothing goes to the record hook
+	}
+	off := newChecker(t, Config{})
+	off.RecordDone(Recording{Stream: "x"})
+	c.Close()
+	if st := c.Stats(); st.DoneSent != 1 || st.DoneDropped != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}

@@ -275,7 +275,7 @@ func (m *Manager) track(ctx context.Context, c *gortsplib.Client, medi *descript
 				return
 			}
 			for _, au := range aus {
-				a.Write(au)
+				a.Write(au, 0) // not on a shared clock: the origin does not matter
 			}
 		})
 		return nil

@@ -22,10 +22,12 @@ type StreamAccess struct {
 // session ends (the hooks: block, or --on-publish, --on-play, --on-done,
 // --hook-timeout).
 type Hooks struct {
-	OnPublish string   `yaml:"on_publish"`
-	OnPlay    string   `yaml:"on_play"`
-	OnDone    string   `yaml:"on_done"`
-	Timeout   Duration `yaml:"timeout"`
+	OnPublish string `yaml:"on_publish"`
+	OnPlay    string `yaml:"on_play"`
+	OnDone    string `yaml:"on_done"`
+	// OnRecordDone is told of each finished recording file (--on-record-done).
+	OnRecordDone string   `yaml:"on_record_done"`
+	Timeout      Duration `yaml:"timeout"`
 }
 
 // ParseCIDRs reads "CIDR" or bare IP entries ("10.0.0.0/8",
@@ -93,7 +95,7 @@ func (c *Config) validateAccess(bad func(string, ...any)) {
 		cidrs("stream_access."+name+".read_allow", s.ReadAllow)
 		cidrs("stream_access."+name+".read_deny", s.ReadDeny)
 	}
-	for _, h := range []struct{ name, u string }{{"on-publish", c.Hooks.OnPublish}, {"on-play", c.Hooks.OnPlay}, {"on-done", c.Hooks.OnDone}} {
+	for _, h := range []struct{ name, u string }{{"on-publish", c.Hooks.OnPublish}, {"on-play", c.Hooks.OnPlay}, {"on-done", c.Hooks.OnDone}, {"on-record-done", c.Hooks.OnRecordDone}} {
 		if err := CheckHookURL(h.u); err != nil {
 			bad("%s: %v", h.name, err)
 		}

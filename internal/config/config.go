@@ -87,6 +87,12 @@ type Config struct {
 	Streams      map[string]Stream       `yaml:"streams"`       // IP cameras pulled over RTSP, by stream name
 	DataDir      string                  `yaml:"data_dir"`      // where state written at run time lives (streams added through the API)
 
+	// Recording (internal/record; record.go): where files go and how
+	// long they are kept. Per-stream settings are in Stream.
+	RecordDir     string   `yaml:"record_dir"`      // recordings' directory
+	RecordMaxAge  Duration `yaml:"record_max_age"`  // finished recordings older than this are deleted; 0 keeps them
+	RecordMaxSize ByteSize `yaml:"record_max_size"` // the oldest recordings are deleted past this total; 0: no limit
+
 	// LL-HLS of every stream (internal/hls, docs/hls.md; hls.go here).
 	HLS              string   `yaml:"hls"`                 // on (/hls/<stream>/index.m3u8 for every stream) or off
 	HLSIdle          Duration `yaml:"hls_idle"`            // a stream's muxer stops when no HLS request came for this long
@@ -143,6 +149,7 @@ func Default() Config {
 		TURNPerIP:        32,
 		Hooks:            Hooks{Timeout: Duration(5 * time.Second)},
 		DataDir:          "parley-data",
+		RecordDir:        "recordings",
 		HLS:              "on",
 		HLSIdle:          Duration(30 * time.Second),
 		HLSBlockingPerIP: 100,
@@ -280,6 +287,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data-dir: must not be empty")
 	}
+	c.validateRecord(bad)
 	c.validateSecrets(bad)
 	c.validateAccess(bad)
 	c.validateHLS(bad)

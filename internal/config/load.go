@@ -151,6 +151,11 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Var(&cfg.ReattachGrace, "reattach-grace", "how long WHEP and browser viewers wait, session kept, for a stream's publisher to come back (OBS reconnecting, a camera rebooting)")
 	fs.IntVar(&cfg.TURNPerIP, "turn-per-ip", cfg.TURNPerIP, "TURN allocations per client address, across usernames")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` for state written at run time (camera streams added through the management API); created when first written")
+	// Recording (internal/record).
+	fs.StringVar(&cfg.RecordDir, "record-dir", cfg.RecordDir, "`directory` recordings are written to (<stream>/<stream>-<UTC time>.mp4); created when first written")
+	fs.Var(&cfg.RecordMaxAge, "record-max-age", "finished recordings older than this are deleted (e.g. 720h); 0 keeps them")
+	fs.Var(&cfg.RecordMaxSize, "record-max-size", "the oldest recordings are deleted while all of them take more than this (e.g. 50G); 0: no limit")
+	fs.StringVar(&cfg.Hooks.OnRecordDone, "on-record-done", cfg.Hooks.OnRecordDone, "`URL` POSTed a JSON event (path, duration, size) when a recording file is finished")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	hlsFlags(fs, cfg)
 	return fs

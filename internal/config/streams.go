@@ -35,6 +35,17 @@ type Stream struct {
 	// with the first HLS request), "always" (it runs whenever the stream
 	// is live) or "off".
 	HLS string `yaml:"hls" json:"-"`
+
+	// Recording (internal/record; record.go): record: always records
+	// every publish of the stream. Config file only: the cameras API does
+	// not take them.
+	Record                 string   `yaml:"record" json:"-"`                   // "always": record every publish; "" (off): by API only
+	RecordFormat           string   `yaml:"record_format" json:"-"`            // mp4, webm, or "" (WebM for VP8 video, else MP4)
+	RecordMode             string   `yaml:"record_mode" json:"-"`              // all (default) or keyframes
+	RecordKeyframeInterval Duration `yaml:"record_keyframe_interval" json:"-"` // keyframes mode: at most one keyframe per interval
+	RecordSegment          Duration `yaml:"record_segment" json:"-"`           // a new file after this long (at a keyframe); 0: one file per publish
+	RecordSegmentSize      ByteSize `yaml:"record_segment_size" json:"-"`      // a new file past this size; 0: no limit
+
 	// Push (restreaming, internal/push) lists rtmp://, rtmps:// and srt://
 	// destinations the stream is pushed to while it is live (the push API
 	// adds others; not through the camera API, hence no JSON).
@@ -54,6 +65,9 @@ func (s Stream) CheckSettings() error {
 	case "", "on", "off", "always":
 	default:
 		return fmt.Errorf("hls %q is not on, off or always", s.HLS)
+	}
+	if err := s.checkRecord(); err != nil {
+		return err
 	}
 	if err := s.checkPush(); err != nil {
 		return err

@@ -91,5 +91,11 @@ func TestAccessibility(t *testing.T) {
 		b.waitFor(10*time.Second, "the status page with its first report", `document.getElementById('summary').textContent.startsWith('Up')`,
 			`document.getElementById('summary').textContent`)
 		check("status page")
+
+		// The recordings page, on the operations listener (empty list).
+		b.do(20*time.Second, chromedp.Navigate(e.srv.OpsURL()+"/recordings"))
+		b.waitFor(10*time.Second, "the recordings page with its list", `document.getElementById('summary').textContent.includes('files')`,
+			`document.getElementById('summary').textContent`)
+		check("recordings page")
 	}
 }

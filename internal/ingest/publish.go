@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -52,7 +53,12 @@ type Config struct {
 	Proto string
 	// Registry, when set, lists the publisher while it is live.
 	Registry *Registry
-	Logger   *slog.Logger
+	// SharedClock says the pts given to every track's writes count from
+	// one origin (RTMP's and SRT's demuxers): the tracks are published
+	// with sfu.TrackSpec.SharedClock, so sinks line them up exactly.
+	// Passthrough tracks keep their source's RTP clock and never share.
+	SharedClock bool
+	Logger      *slog.Logger
 }
 
 // Payload types and SSRCs of ingested tracks.
@@ -133,7 +139,12 @@ func (s source) SourceID() string     { return s.id }
 func (source) RequestKeyframe(uint32) {}
 
 func (p *Publisher) publish(spec sfu.TrackSpec, kind string) (*sfu.Publication, error) {
-	spec.StreamID = p.cfg.Stream
+	return p.publishTrack(spec, kind, p.cfg.SharedClock)
+}
+
+// publishTrack publishes a track, on the publisher's shared clock or not.
+func (p *Publisher) publishTrack(spec sfu.TrackSpec, kind string, shared bool) (*sfu.Publication, error) {
+	spec.StreamID, spec.SharedClock = p.cfg.Stream, shared
 	if len(spec.Layers) == 0 {
 		ssrc := uint32(ssrcVideo)
 		if strings.HasPrefix(strings.ToLower(spec.Codec.MimeType), "audio/") {
@@ -207,7 +218,7 @@ type Framed struct {
 // low-overhead bitstream format) with its presentation time.
 func (f *Framed) WriteFrame(frame []byte, pts time.Duration) error {
 	ps := f.pl.Payload(maxRTPPayload, frame)
-	ts := uint32(pts * 90000 / time.Second)
+	ts := ticks(pts, 90000)
 	for i, pl := range ps {
 		if err := f.w.payload(i == len(ps)-1, ts, pl); err != nil {
 			return err
@@ -343,10 +354,20 @@ func (p *Publisher) G711(alaw bool) (*Audio, error) {
 }
 
 // AAC is an AAC track transcoded to Opus.
-type AAC struct{ tr *transcode.AACToOpus }
+type AAC struct {
+	tr *transcode.AACToOpus
+	// base is the first access unit's pts in 48 kHz ticks + 1 (0: none
+	// yet): the transcoder counts its output from 0, the track's RTP
+	// timestamps from the source's origin.
+	base atomic.Uint64
+}
 
-// Write hands one AAC access unit to the transcoder; it never blocks.
-func (a *AAC) Write(au []byte) { a.tr.Write(au) }
+// Write hands one AAC access unit and its pts to the transcoder; it
+// never blocks.
+func (a *AAC) Write(au []byte, pts time.Duration) {
+	a.base.CompareAndSwap(0, uint64(ticks(pts, 48000))+1)
+	a.tr.Write(au)
+}
 
 // AAC adds an Opus track fed by transcoding AAC-LC with this sample rate
 // and channel count. Without ffmpeg the track is there but silent, and
@@ -356,11 +377,12 @@ func (p *Publisher) AAC(ctx context.Context, sampleRate, channels int) (*AAC, er
 	if err != nil {
 		return nil, err
 	}
+	out := &AAC{}
 	tr, err := transcode.Start(ctx, transcode.Config{SampleRate: sampleRate, Channels: channels,
 		FFmpeg: p.cfg.FFmpeg, Logger: p.log,
 		OnPacket: func(pkt []byte, ts uint32) {
 			if len(pkt) <= maxRTPPayload {
-				_ = a.w.payload(true, ts, pkt)
+				_ = a.w.payload(true, ts+uint32(max(out.base.Load(), 1)-1), pkt)
 			}
 		}})
 	if err != nil {
@@ -372,7 +394,8 @@ func (p *Publisher) AAC(ctx context.Context, sampleRate, channels int) (*AAC, er
 	if st := tr.Status(); st.Err != "" {
 		p.log.Error("this stream has no sound", "err", st.Err)
 	}
-	return &AAC{tr: tr}, nil
+	out.tr = tr
+	return out, nil
 }
 
 // RTP is a track whose source already speaks RTP in a codec WebRTC
@@ -396,7 +419,7 @@ func (p *Publisher) Passthrough(codec webrtc.RTPCodecParameters) (*RTP, error) {
 	} else if p.video {
 		return nil, errors.New("ingest: a second video track")
 	}
-	pub, err := p.publish(spec, codec.MimeType)
+	pub, err := p.publishTrack(spec, codec.MimeType, false) // the source's own RTP clock
 	if err != nil {
 		return nil, err
 	}

@@ -277,7 +277,7 @@ func (s *Server) handle(c net.Conn) error {
 	}
 	defer claim.Release()
 	p, err := ingest.NewPublisher(ingest.Config{SFU: s.cfg.SFU, Stream: stream, SourceID: "rtmp-" + stream,
-		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log, Proto: "rtmp", Registry: s.cfg.Registry})
+		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log, Proto: "rtmp", Registry: s.cfg.Registry, SharedClock: true})
 	if err != nil {
 		return err
 	}
@@ -375,7 +375,7 @@ func setup(ctx context.Context, p *ingest.Publisher, r *gortmplib.Reader, log *s
 			if err != nil {
 				return err
 			}
-			r.OnDataMPEG4Audio(t, func(_ time.Duration, au []byte) { a.Write(au) })
+			r.OnDataMPEG4Audio(t, func(pts time.Duration, au []byte) { a.Write(au, pts) })
 		case *codecs.Opus:
 			if p.HasAudio() {
 				continue

@@ -206,7 +206,7 @@ func feed(ctx context.Context, p *ingest.Publisher, ss *gortsplib.ServerSession,
 				return
 			}
 			for _, au := range aus {
-				a.Write(au)
+				a.Write(au, 0) // not on a shared clock: the origin does not matter
 			}
 		})
 	case *format.Opus:

@@ -96,10 +96,16 @@ func (s *Server) demandStream(ctx context.Context, stream string) bool {
 // requireAdmin lets a request through on an open server, and with auth
 // only with an admin token; otherwise it answers 401/403.
 func (s *Server) requireAdmin(w http.ResponseWriter, r *http.Request, what string) bool {
+	return s.requireAdminToken(w, r, what, false)
+}
+
+// requireAdminToken is requireAdmin that also takes the token from
+// ?token= when query is set (links a browser follows: downloads).
+func (s *Server) requireAdminToken(w http.ResponseWriter, r *http.Request, what string, query bool) bool {
 	if s.auth == nil {
 		return true
 	}
-	c, err := s.requestClaims(r, false)
+	c, err := s.requestClaims(r, query)
 	if err == nil && !c.Grants.Admin {
 		err = fmt.Errorf("%w: %s need the admin grant", httperr.ErrInsufficientScope, what)
 	}

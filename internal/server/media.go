@@ -86,6 +86,10 @@ func (s *Server) startMedia() error {
 		s.stopMedia()
 		return fmt.Errorf("rtsp: %w", err)
 	}
+	if err := s.startRecording(); err != nil {
+		s.stopMedia()
+		return fmt.Errorf("recording: %w", err)
+	}
 	if err := s.startPushes(); err != nil {
 		s.stopMedia()
 		return fmt.Errorf("push: %w", err)
@@ -131,6 +135,7 @@ func loopbackOnly(addr string) (ip string, ok bool) {
 }
 
 func (s *Server) stopMedia() {
+	s.stopRecording()
 	s.stopPushes()
 	s.stopCameras()
 	s.stopRTSP()

@@ -37,6 +37,7 @@ func (s *Server) opsRoutes() *http.ServeMux {
 		mux.Handle("GET "+f, web.Handler())
 	}
 	s.cameraRoutes(mux)
+	s.recordRoutes(mux, false)
 	s.pushRoutes(mux, false)
 	return mux
 }

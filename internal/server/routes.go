@@ -16,6 +16,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /metrics", s.publicMetrics)                 // ops.go
 	mux.HandleFunc("GET /api/streams/{name}", s.publicStreamStatus) // ops.go
 	mux.HandleFunc("GET /api/ingest", s.ingestInfo)                 // ingest.go
+	s.recordRoutes(mux, true)                                       // record.go: admin tokens
 	mux.HandleFunc("GET /api/status", s.publicStatusAPI)            // status.go
 	s.pushRoutes(mux, true)                                         // push.go
 	mux.HandleFunc("/whip/", s.serveWHIP)

@@ -79,10 +79,17 @@ func TestRTMPReadAuth(t *testing.T) {
 // whipPublish publishes 25 fps H.264 (baseline, no B-frames, a keyframe a
 // second) and a 440 Hz Opus tone to a WHIP url until the test ends, as a
 // browser would.
-func whipPublish(ctx context.Context, t *testing.T, url string) {
+func whipPublish(ctx context.Context, t testing.TB, url string) {
+	t.Helper()
+	h264File, oggFile := whipClip(ctx, t)
+	whipPublishClip(ctx, t, url, h264File, oggFile)
+}
+
+// whipClip encodes the 4 s that whipPublish loops: H.264 and Ogg Opus files.
+func whipClip(ctx context.Context, t testing.TB) (h264File, oggFile string) {
 	t.Helper()
 	dir := t.TempDir()
-	h264File, oggFile := filepath.Join(dir, "v.h264"), filepath.Join(dir, "a.ogg")
+	h264File, oggFile = filepath.Join(dir, "v.h264"), filepath.Join(dir, "a.ogg")
 	for _, args := range [][]string{
 		{"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-t", "4", "-c:v", "libx264", "-profile:v", "baseline",
 			"-tune", "zerolatency", "-g", "25", "-bsf:v", "h264_mp4toannexb", "-f", "h264", h264File},
@@ -93,6 +100,12 @@ func whipPublish(ctx context.Context, t *testing.T, url string) {
 			t.Fatalf("ffmpeg: %v: %s", err, out)
 		}
 	}
+	return h264File, oggFile
+}
+
+// whipPublishClip publishes whipClip's files over and over.
+func whipPublishClip(ctx context.Context, t testing.TB, url, h264File, oggFile string) {
+	t.Helper()
 	video, err := webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, "video", "w")
 	if err != nil {
@@ -157,11 +170,14 @@ func whipPublish(ctx context.Context, t *testing.T, url string) {
 }
 
 // loopFile sends a file's frames, one per period, over and over until ctx
-// ends or write fails.
+// ends or write fails. Frame i goes at start + i*period: a loaded machine
+// that falls behind catches up, so the media time keeps to the wall clock.
 func loopFile(ctx context.Context, path string, period time.Duration, frames func(*os.File) (func() ([]byte, error), error), write func([]byte) error) {
-	tick := time.NewTicker(period) // the media's rate, not a wait for an event
-	defer tick.Stop()
-	for {
+	start := time.Now()
+	timer := time.NewTimer(0) // the media's rate, not a wait for an event
+	defer timer.Stop()
+	<-timer.C
+	for i := 1; ; {
 		f, err := os.Open(path)
 		if err != nil {
 			return
@@ -176,11 +192,13 @@ func loopFile(ctx context.Context, path string, period time.Duration, frames fun
 				f.Close()
 				return
 			}
+			timer.Reset(time.Until(start.Add(time.Duration(i) * period)))
+			i++
 			select {
 			case <-ctx.Done():
 				f.Close()
 				return
-			case <-tick.C:
+			case <-timer.C:
 			}
 		}
 		f.Close()

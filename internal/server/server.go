@@ -28,6 +28,7 @@ import (
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/push"
+	"github.com/parley/parley/internal/record"
 	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/internal/rtmp"
 	"github.com/parley/parley/internal/rtsp"
@@ -64,6 +65,7 @@ type Server struct {
 	srt        *srt.Server     // --srt, nil when off or media is off
 	rtsp       *rtsp.Server    // --rtsp, nil when off or media is off
 	cameras    *camera.Manager // IP camera pulls, nil when media is off
+	recorder   *record.Manager // recordings (record.go), nil when media is off
 	camerasMu  sync.Mutex      // orders the management API's changes and saves
 	pushes     *push.Manager   // restreaming, nil when media is off
 	pushesMu   sync.Mutex      // orders the push API's changes and saves

@@ -11,6 +11,7 @@ import (
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/push"
+	"github.com/parley/parley/internal/record"
 	"github.com/parley/parley/internal/sfu"
 )
 
@@ -90,6 +91,8 @@ type opsStatus struct {
 	Sessions   int            `json:"sessions"`
 	TURN       int            `json:"turn_allocations"`
 	Streams    []streamReport `json:"streams"`
+	// Recordings are the streams and rooms being recorded (record.go).
+	Recordings []record.Recording `json:"recordings"`
 }
 
 // streamReport is one stream in the status.
@@ -104,7 +107,9 @@ type streamReport struct {
 	Bitrate uint64         `json:"bitrate"` // bit/s, all tracks
 	Viewers map[string]int `json:"viewers"` // by protocol: webrtc, hls, rtsp, rtmp, srt
 	Notes   []string       `json:"notes,omitempty"`
-	Pushes  []push.Status  `json:"pushes,omitempty"` // restreaming destinations, URLs redacted
+	// Recordings is the stream's recorder (record.go), when it has one.
+	Recordings []record.Status `json:"recordings,omitempty"`
+	Pushes     []push.Status   `json:"pushes,omitempty"` // restreaming destinations, URLs redacted
 }
 
 type trackReport struct {
@@ -171,6 +176,16 @@ func (s *Server) report() opsStatus {
 			r := get(in.Name)
 			since := in.Status.Since
 			r.Source, r.State, r.Since, r.Error = "camera", string(in.Status.State), &since, in.Status.Error
+		}
+	}
+	st.Recordings = []record.Recording{}
+	if s.recorder != nil {
+		st.Recordings = s.recorder.Recordings()
+		for _, rec := range st.Recordings {
+			if rec.Stream != "" {
+				r := get(rec.Stream)
+				r.Recordings = append(r.Recordings, rec.Status)
+			}
 		}
 	}
 	for _, p := range s.Pushes() {

@@ -41,6 +41,12 @@ type TrackSpec struct {
 	// Layers lists the simulcast RIDs with their SSRCs; empty means one
 	// layer with RID "" and SSRC 1.
 	Layers []LayerSpec
+	// SharedClock says the RTP timestamps of this source's tracks that
+	// set it count from one instant (timestamp = seconds since it × clock
+	// rate, modulo 2^32): RTMP and SRT publishers, whose demuxers give
+	// every track one clock. Sinks line such tracks up by timestamp
+	// rather than by arrival.
+	SharedClock bool
 }
 
 // LayerSpec is one RTP stream of a published track.
@@ -89,6 +95,7 @@ func (r *Room) publish(src Source, spec TrackSpec) (*Publication, error) {
 		layers = []LayerSpec{{SSRC: 1}}
 	}
 	up := newUpTrack(r, src, spec.TrackID, spec.StreamID, spec.Codec)
+	up.sharedClock = spec.SharedClock
 	for _, ls := range layers {
 		up.addLayer(ls.RID, ls.SSRC, 0, nil)
 	}

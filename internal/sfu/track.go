@@ -29,10 +29,13 @@ type upTrack struct {
 	id       string // unique in the room: "<publisher>/<track id>"
 	trackID  string
 	streamID string
-	kind     webrtc.RTPCodecType
-	codec    webrtc.RTPCodecParameters
-	ck       codecKind
-	epoch    time.Time
+	// sharedClock is TrackSpec.SharedClock: set before the track is added
+	// to its room, read-only after.
+	sharedClock bool
+	kind        webrtc.RTPCodecType
+	codec       webrtc.RTPCodecParameters
+	ck          codecKind
+	epoch       time.Time
 
 	mu     sync.Mutex
 	layers []*layer // sorted by rank
@@ -306,13 +309,15 @@ type TrackInfo struct {
 	// Bitrate is what the publisher sends, all layers, in bit/s over the
 	// last second.
 	Bitrate uint64 `json:"bitrate"`
+	// SharedClock is TrackSpec.SharedClock.
+	SharedClock bool `json:"-"`
 }
 
 func (u *upTrack) info() TrackInfo {
 	ti := TrackInfo{
 		ID: u.id, TrackID: u.trackID, StreamID: u.streamID, Kind: u.kind.String(),
 		Codec: u.codec.MimeType, Publisher: u.src.SourceID(), Subscribers: u.subscriberCount(),
-		Muted: u.held.Load(),
+		Muted: u.held.Load(), SharedClock: u.sharedClock,
 	}
 	for _, l := range *u.layersPtr.Load() {
 		if l.rid != "" {

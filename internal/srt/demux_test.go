@@ -31,7 +31,7 @@ func runDemux(ts []byte) (demuxCount, error) {
 			}
 			c.video, c.lastVideo = c.video+1, pts
 		},
-		aac:         func([]byte) { c.aac++ },
+		aac:         func([]byte, time.Duration) { c.aac++ },
 		opus:        func([]byte, time.Duration) { c.ops++ },
 		decodeError: func(error) {},
 	})

@@ -74,7 +74,7 @@ func codecName(c mpegts.Codec) string {
 // tsSinks receive the chosen tracks' media; nil ones are not wanted.
 type tsSinks struct {
 	h264 func(au [][]byte, pts time.Duration) // H.264 or H.265 access units
-	aac  func(au []byte)
+	aac  func(au []byte, pts time.Duration)
 	opus func(pkt []byte, pts time.Duration)
 	// decodeError is told each stream error the demuxer skips.
 	decodeError func(err error)
@@ -112,13 +112,14 @@ func demux(rd *mpegts.Reader, t tsTracks, out tsSinks) error {
 		}
 	}
 	if t.audio != nil {
-		switch t.audio.Codec.(type) {
+		switch c := t.audio.Codec.(type) {
 		case *mpegts.CodecMPEG4Audio:
 			if out.aac != nil {
+				rate := time.Duration(max(c.SampleRate, 1)) //nolint:staticcheck // the ADTS sample rate
 				rd.OnDataMPEG4Audio(t.audio, func(p int64, aus [][]byte) error {
-					pts(p) // keeps the clock's unwrapping in step
-					for _, au := range aus {
-						out.aac(au)
+					at := pts(p)
+					for i, au := range aus {
+						out.aac(au, at+time.Duration(i)*1024*time.Second/rate)
 					}
 					return nil
 				})
@@ -226,7 +227,7 @@ func (s *Server) publish(req gosrt.ConnRequest, stream string, log *slog.Logger)
 		log.Warn("SRT track not supported; ignoring it", "codec", name)
 	}
 	p, err := ingest.NewPublisher(ingest.Config{SFU: s.cfg.SFU, Stream: stream, SourceID: "srt-" + stream,
-		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log, Proto: "srt", Registry: s.cfg.Registry})
+		Claim: claim, FFmpeg: s.cfg.FFmpeg, Logger: log, Proto: "srt", Registry: s.cfg.Registry, SharedClock: true})
 	if err != nil {
 		return err
 	}

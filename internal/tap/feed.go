@@ -43,15 +43,25 @@ type tap struct {
 	keyEvery atomic.Int64
 	quit     chan struct{} // closed by stop: ends the watchers
 
-	mu       sync.Mutex
-	tracks   []Track
-	video    int // index of the video track, -1 without
-	started  bool
-	start    time.Time
-	clocks   []clock
-	gop      []Frame
-	gopValid bool
-	readers  map[*Reader]struct{}
+	mu      sync.Mutex
+	tracks  []Track
+	video   int // index of the video track, -1 without
+	started bool
+	start   time.Time
+	clocks  []clock
+	// shared: every track is on its publisher's shared RTP clock
+	// (sfu.TrackInfo.SharedClock) and is lined up by timestamp; refTS is
+	// the video's first timestamp. Otherwise tracks are lined up by
+	// arrival against videoBase, the least (arrival since start - pts)
+	// of the video's frames: how early its timeline began, which the
+	// SFU's replay of an old keyframe to a new subscription hides.
+	shared    bool
+	refTS     uint32
+	videoBase time.Duration
+	haveBase  bool
+	gop       []Frame
+	gopValid  bool
+	readers   map[*Reader]struct{}
 }
 
 func (t *tap) isEnded() bool {
@@ -70,6 +80,10 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 	t := &tap{h: h, key: key, ready: make(chan struct{}), ended: make(chan struct{}), quit: make(chan struct{}),
 		video: -1, readers: map[*Reader]struct{}{}}
 	var feeds []*feed
+	t.shared = len(chosen) > 1
+	for _, ti := range chosen {
+		t.shared = t.shared && ti.SharedClock && ti.Publisher == chosen[0].Publisher
+	}
 	for i, ti := range chosen {
 		tr := Track{ID: ti.ID, Kind: ti.Kind, Codec: codecOf(ti.Codec), ClockRate: 90000, Publisher: ti.Publisher}
 		f := &feed{t: t, idx: i, codec: tr.Codec}
@@ -173,27 +187,6 @@ func (t *tap) stop() {
 	t.end()
 }
 
-// clock maps one track's RTP timestamps to the tap's clock: its first
-// frame is placed at its arrival since the tap started, the rest follow
-// their RTP distance from it, unwrapped across the 32-bit wrap (tracks are
-// lined up by arrival: their RTP clocks have independent origins).
-type clock struct {
-	rate    int64
-	started bool
-	last    uint32
-	ext     int64 // unwrapped ticks since the first frame
-	offset  time.Duration
-}
-
-func (c *clock) pts(ts uint32, start time.Time) time.Duration {
-	if !c.started {
-		c.started, c.last, c.offset = true, ts, max(time.Since(start), 0)
-	}
-	c.ext += int64(int32(ts - c.last))
-	c.last = ts
-	return c.offset + time.Duration(c.ext/c.rate)*time.Second + time.Duration(c.ext%c.rate*int64(time.Second)/c.rate)
-}
-
 // emit hands one access unit to every reader (a subscription's goroutine
 // or the transcoder's).
 func (t *tap) emit(idx int, ts uint32, au [][]byte, key bool) {
@@ -207,7 +200,10 @@ func (t *tap) emit(idx int, ts uint32, au [][]byte, key bool) {
 		t.started, t.start = true, time.Now()
 		close(t.ready)
 	}
-	pts := t.clocks[idx].pts(ts, t.start)
+	pts, ok := t.place(idx, ts, time.Now())
+	if !ok {
+		return // from before the first picture
+	}
 	f := Frame{Track: idx, PTS: pts, NTP: t.start.Add(pts), Key: key || !isVideo, AU: au}
 	switch {
 	case isVideo && key:

@@ -320,6 +320,10 @@ function main() {
   });
   $('#go-live').addEventListener('click', () => goLive());
   $('#stop').addEventListener('click', () => stop());
+  import('./record-server.js').then((m) => { // hosts with an admin token record on the server
+    const btn = m.recordButton(app.stream, app.token, (text) => toast(text));
+    if (btn) $('#stop').after(btn);
+  }).catch(() => {});
   for (const r of document.querySelectorAll('input[name=src]')) {
     r.addEventListener('change', (e) => {
       app.source = /** @type {any} */ (e.target).value;

@@ -468,6 +468,11 @@ function enterCall(app) {
         mod.enable(app, endAll, grid);
       }).catch((err) => toast(`Moderation controls did not load: ${err.message}`));
     }
+    // Admins record an sfu room on the server: a file per participant track.
+    if (client.grants.admin && client.mode === 'sfu' && !document.querySelector('#btn-server-record')) {
+      import('./record-server.js').then((rec) => btn.record.after(rec.roomRecordButton(app.room, app.token, (text) => toast(text))))
+        .catch((err) => toast(`Server recording did not load: ${err.message}`));
+    }
   });
   client.addEventListener('muted', (e) => {
     const { kind, by } = /** @type {CustomEvent} */ (e).detail;

@@ -3,10 +3,8 @@
 // GET /api/status every two seconds. With auth on it needs an admin token
 // (?token= or typed in; kept for the tab's session).
 import { h, $ } from './ui.js';
-import { authHeaders } from './whip.js';
+import { adminGet, onToken } from './admin.js';
 
-const q = new URLSearchParams(location.search);
-let token = q.get('token') || sessionStorage.getItem('parley.token.status') || '';
 let timer = 0;
 
 function kbps(bps) {
@@ -51,31 +49,12 @@ function render(st) {
 
 async function load() {
   clearTimeout(timer);
-  try {
-    const res = await fetch('/api/status', { cache: 'no-store', headers: authHeaders(token) });
-    if (res.status === 401 || res.status === 403) {
-      const e = await res.json().catch(() => ({}));
-      $('#error').textContent = (e.message || 'An admin token is needed.') + ' Enter an admin token.';
-      $('#error').hidden = false;
-      $('#token-form').hidden = false;
-      return;
-    }
-    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).message || res.statusText);
-    $('#error').hidden = true;
-    $('#token-form').hidden = true;
-    render(await res.json());
-  } catch (e) {
-    $('#error').textContent = 'Cannot load the status: ' + e.message;
-    $('#error').hidden = false;
-  }
-  if (!$('#pause').checked) timer = setTimeout(load, 2000);
+  const st = await adminGet('/api/status', 'the status');
+  if (st) render(st);
+  // Waiting for a token (the form is shown) stops the updates.
+  if (!$('#pause').checked && $('#token-form').hidden) timer = setTimeout(load, 2000);
 }
 
-$('#token-form').addEventListener('submit', (e) => {
-  e.preventDefault();
-  token = $('#token').value.trim();
-  sessionStorage.setItem('parley.token.status', token);
-  load();
-});
+onToken(load);
 $('#pause').addEventListener('change', () => { if (!$('#pause').checked) load(); else clearTimeout(timer); });
 load();
