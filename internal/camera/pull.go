@@ -125,15 +125,20 @@ func (m *Manager) pull(ctx context.Context, s *stream, log *slog.Logger) (wasLiv
 	}
 }
 
-// viewers counts a stream's participants that publish nothing.
+// viewers counts what watches a stream: its participants that publish
+// nothing (WHEP, browsers), or, when more, the subscriptions to its
+// busiest track (which also counts sinks such as the HLS muxer, a
+// recording, a push, RTMP and SRT readers).
 func (m *Manager) viewers(name string) int {
 	room, ok := m.cfg.SFU.LookupRoom(sfu.Streams, name)
 	if !ok {
 		return 0
 	}
 	pubs := map[string]bool{}
+	subs := 0
 	for _, t := range room.Tracks() {
 		pubs[t.Publisher] = true
+		subs = max(subs, t.Subscribers)
 	}
 	n := 0
 	for _, p := range room.Participants() {
@@ -141,7 +146,7 @@ func (m *Manager) viewers(name string) int {
 			n++
 		}
 	}
-	return n
+	return max(n, subs)
 }
 
 // errNoTrack: the camera offers nothing Parley can forward.

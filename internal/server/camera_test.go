@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/camera/cameratest"
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/hls/hlstest"
 	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/server"
 )
@@ -139,6 +141,29 @@ func TestCameraOnDemand(t *testing.T) {
 	// A second viewer starts it again.
 	_, video, _ = watch(ctx, t, srv.URL()+"/whep/door")
 	waitN(ctx, t, video, 25, "H.264 from a second pull")
+}
+
+// TestCameraOnDemandHLS: an on-demand camera starts for its first HLS
+// viewer too, and ffprobe reads its H.264 over HLS.
+func TestCameraOnDemandHLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, cam, _ := cameraServer(ctx, t, func(u string) config.Stream {
+		return config.Stream{Source: u, Transport: "tcp", OnDemand: true}
+	})
+	if _, in := getCamera(t, srv, "door"); in.Status.State != "idle" || cam.Readers() != 0 {
+		t.Fatalf("before any viewer: %+v, %d readers", in, cam.Readers())
+	}
+	streams, err := hlstest.Probe(ctx, srv.URL()+"/hls/door/index.m3u8", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(streams, func(s hlstest.Stream) bool { return s.Codec == "h264" && s.Width > 0 }) {
+		t.Fatalf("HLS of an on-demand camera has no H.264: %d streams", len(streams))
+	}
+	if cam.Readers() != 1 {
+		t.Fatalf("%d camera readers", cam.Readers())
+	}
 }
 
 // TestCameraAPI: streams added through the management API are listed,

@@ -79,7 +79,15 @@ func (s *Server) HLSViewers() map[string]int {
 // sends them only when asked (a browser) is asked for one a second, the
 // segments' length, so players start and follow close to the live edge.
 func (s *Server) openHLS(ctx context.Context, stream string) (hls.Reader, error) {
-	if room, ok := s.sfu.LookupRoom(sfu.Streams, stream); ok {
+	room, ok := s.sfu.LookupRoom(sfu.Streams, stream)
+	if !ok || len(room.Tracks()) == 0 {
+		// An on-demand camera starts for its first viewer, over HLS as
+		// over WHEP (a bounded wait: the pull's first attempt).
+		if s.demandStream(ctx, stream) {
+			room, ok = s.sfu.LookupRoom(sfu.Streams, stream)
+		}
+	}
+	if ok {
 		if _, err := hls.Carries(room.Tracks()); err != nil {
 			return nil, err // refused at once, no tap started
 		}
