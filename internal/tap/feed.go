@@ -242,20 +242,7 @@ func (t *tap) deliver(r *Reader, f Frame) {
 func (t *tap) setParams(idx int, params [][]byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if !paramsEqual(t.tracks[idx].Params, params) {
-		t.tracks[idx].Params = params // readers keep the slice they copied
-	}
-}
-
-func paramsEqual(a, b [][]byte) bool {
-	return len(a) == len(b) && func() bool {
-		for i := range a {
-			if !bytes.Equal(a[i], b[i]) {
-				return false
-			}
-		}
-		return true
-	}()
+	t.tracks[idx].Params = params // readers keep the slice they copied
 }
 
 // feed is the sfu.Sink of one track: it depacketizes into access units.

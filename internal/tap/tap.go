@@ -277,10 +277,6 @@ func (r *Reader) Read(ctx context.Context) (Frame, error) {
 	}
 }
 
-// Ended is closed when the stream's publisher went (frames may still be
-// queued).
-func (r *Reader) Ended() <-chan struct{} { return r.t.ended }
-
 // Close detaches the reader; the tap stops with its last reader.
 func (r *Reader) Close() {
 	r.once.Do(func() {
