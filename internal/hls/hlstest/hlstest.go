@@ -3,15 +3,14 @@ package hlstest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/parley/parley/internal/rtmp/rtmptest"
 )
 
 // Stream is one stream ffprobe found, with its packets' timestamps.
@@ -30,16 +29,6 @@ type Stream struct {
 // Probe reads url (an HLS playlist) with ffprobe for about seconds of
 // media (-read_intervals) and returns its streams with their packets.
 func Probe(ctx context.Context, url string, seconds int) ([]Stream, error) {
-	cmd := exec.CommandContext(ctx, "ffprobe", "-hide_banner", "-loglevel", "error",
-		"-read_intervals", "%+"+strconv.Itoa(seconds), "-show_streams", "-show_packets",
-		"-show_entries", "packet=stream_index,pts,duration:stream=index,codec_type,codec_name,width,height,sample_rate,time_base",
-		"-of", "json", url)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("ffprobe %s: %w: %s", url, err, stderr.String())
-	}
 	var res struct {
 		Streams []Stream `json:"streams"`
 		Packets []struct {
@@ -48,8 +37,9 @@ func Probe(ctx context.Context, url string, seconds int) ([]Stream, error) {
 			Duration *int64 `json:"duration"`
 		} `json:"packets"`
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return nil, fmt.Errorf("ffprobe output: %w", err)
+	if err := rtmptest.FFprobeJSON(ctx, &res, "-read_intervals", "%+"+strconv.Itoa(seconds), "-show_streams", "-show_packets",
+		"-show_entries", "packet=stream_index,pts,duration:stream=index,codec_type,codec_name,width,height,sample_rate,time_base", url); err != nil {
+		return nil, err
 	}
 	for _, p := range res.Packets {
 		for i := range res.Streams {

@@ -64,22 +64,13 @@ func studio(ctx context.Context, format string, out ...string) *exec.Cmd {
 // -rtsp_transport tcp) and returns the codec names of its streams,
 // sorted.
 func Probe(ctx context.Context, url string, opts ...string) ([]string, error) {
-	args := append([]string{"-hide_banner", "-loglevel", "error"}, opts...)
-	args = append(args, "-show_entries", "stream=codec_name", "-of", "json", url)
-	cmd := exec.CommandContext(ctx, "ffprobe", args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, fmt.Errorf("ffprobe %s: %w: %s", url, err, stderr.String())
-	}
 	var res struct {
 		Streams []struct {
 			Codec string `json:"codec_name"`
 		} `json:"streams"`
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return nil, fmt.Errorf("ffprobe output %q: %w", out, err)
+	if err := FFprobeJSON(ctx, &res, append(opts, "-show_entries", "stream=codec_name", url)...); err != nil {
+		return nil, err
 	}
 	var codecs []string
 	for _, s := range res.Streams {
@@ -87,6 +78,22 @@ func Probe(ctx context.Context, url string, opts ...string) ([]string, error) {
 	}
 	slices.Sort(codecs)
 	return codecs, nil
+}
+
+// FFprobeJSON runs ffprobe with args (the input last) and JSON output,
+// decoding it into v; an error carries what ffprobe said.
+func FFprobeJSON(ctx context.Context, v any, args ...string) error {
+	cmd := exec.CommandContext(ctx, "ffprobe", append([]string{"-hide_banner", "-loglevel", "error", "-of", "json"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("ffprobe %s: %w: %s", args[len(args)-1], err, stderr.String())
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		return fmt.Errorf("ffprobe output %q: %w", out, err)
+	}
+	return nil
 }
 
 // ClosedByServer reads until the server closes the connection (EOF or a
