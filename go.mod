@@ -30,6 +30,7 @@ require (
 require (
 	github.com/Eyevinn/mp4ff v0.56.0 // indirect
 	github.com/abema/go-mp4 v1.7.1 // indirect
+	github.com/andybalholm/brotli v1.3.0 // indirect
 	github.com/asticode/go-astikit v0.30.0 // indirect
 	github.com/asticode/go-astits v1.16.0 // indirect
 	github.com/at-wat/ebml-go v0.19.4 // indirect
