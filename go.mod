@@ -3,6 +3,7 @@ module github.com/parley/parley
 go 1.26.8
 
 require (
+	github.com/andybalholm/brotli v1.3.0
 	github.com/bluenviron/gortmplib v1.0.1
 	github.com/bluenviron/gortsplib/v5 v5.6.4
 	github.com/bluenviron/mediacommon/v2 v2.9.3
@@ -30,7 +31,6 @@ require (
 require (
 	github.com/Eyevinn/mp4ff v0.56.0 // indirect
 	github.com/abema/go-mp4 v1.7.1 // indirect
-	github.com/andybalholm/brotli v1.3.0 // indirect
 	github.com/asticode/go-astikit v0.30.0 // indirect
 	github.com/asticode/go-astits v1.16.0 // indirect
 	github.com/at-wat/ebml-go v0.19.4 // indirect
