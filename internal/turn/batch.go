@@ -17,11 +17,6 @@ const (
 	flushDelay     = 500 * time.Microsecond // longest a client-bound datagram may wait for a flush
 )
 
-type batchConn interface {
-	ReadBatch([]ipv4.Message, int) (int, error)
-	WriteBatch([]ipv4.Message, int) (int, error)
-}
-
 // readBatch serves ReadFrom from recvmmsg batches. pion reads each socket
 // with one ReadFrom (one recvfrom system call) per datagram; on this class
 // of machine the system call and the goroutine park/unpark around it cost
@@ -41,7 +36,7 @@ type beforeReader interface{ beforeRead() }
 // readFrom returns the next buffered datagram, refilling the batch of
 // size datagrams with one recvmmsg when it is used up. A datagram longer
 // than p is truncated to len(p), as recvfrom would.
-func (r *readBatch) readFrom(c batchConn, p []byte, size int, hook beforeReader) (int, net.Addr, error) {
+func (r *readBatch) readFrom(c udpbatch.ReadWriter, p []byte, size int, hook beforeReader) (int, net.Addr, error) {
 	if r.i >= r.n {
 		hook.beforeRead()
 		if r.ms == nil {
@@ -77,7 +72,7 @@ type sendQueue struct {
 	closed bool
 }
 
-func newSendQueue(sock *net.UDPConn, bc batchConn, timed bool) *sendQueue {
+func newSendQueue(sock *net.UDPConn, bc udpbatch.ReadWriter, timed bool) *sendQueue {
 	s := &sendQueue{sock: sock, snd: udpbatch.NewSender(bc), q: make([]ipv4.Message, 0, udpbatch.MaxBatch)}
 	if timed {
 		s.timer = time.AfterFunc(time.Hour, s.flush)
@@ -153,7 +148,7 @@ func (s *sendQueue) close() {
 // before it reads again.
 type batchReader struct {
 	*net.UDPConn
-	pc    batchConn
+	pc    udpbatch.ReadWriter
 	in    readBatch
 	out   *sendQueue   // to clients
 	dirty []*relayConn // relay sockets with queued writes, see relayConn.WriteTo

@@ -76,7 +76,7 @@ type relayConn struct {
 	onClose func()
 
 	owner *batchReader
-	bc    batchConn
+	bc    udpbatch.ReadWriter
 	in    readBatch
 	out   *sendQueue // to peers
 }

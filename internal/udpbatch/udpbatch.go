@@ -26,11 +26,14 @@ type Conn interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
-// NewConn wraps c for batch writes (and reads) in its address family.
-func NewConn(c *net.UDPConn) interface {
+// ReadWriter reads batches (recvmmsg) too.
+type ReadWriter interface {
 	Conn
 	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-} {
+}
+
+// NewConn wraps c for batch writes and reads in its address family.
+func NewConn(c *net.UDPConn) ReadWriter {
 	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
 		return ipv6.NewPacketConn(c)
 	}
