@@ -290,7 +290,7 @@ func Handler() http.Handler {
 // paths, for a listener that serves those pages alone (the operations
 // listener).
 func StatusAssets() []string {
-	files := []string{"/status.css", "/style.css", "/favicon.svg", "/app/status.js", "/app/ui.js", "/app/whip.js", "/app/admin.js", "/app/recordings.js"}
+	files := []string{"/status.css", "/style.css", "/favicon.svg", "/app/status.js", "/app/ui.js", "/lib/api.js", "/lib/errors.js", "/app/admin.js", "/app/recordings.js"}
 	prefix := hashPrefix()
 	for _, f := range files { // ranges over the plain paths only
 		files = append(files, prefix+f)

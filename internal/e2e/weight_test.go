@@ -19,9 +19,8 @@ import (
 type load struct {
 	url      string
 	typ      network.ResourceType
-	status   int64 // as the page sees it (200 for a revalidated file)
-	wire     int64 // as the server sent it (304 for a revalidated file), from responseReceivedExtraInfo
-	extra    bool  // a responseReceivedExtraInfo is coming
+	wire     int64   // as the server sent it (304 for a revalidated file), from responseReceivedExtraInfo
+	extra    bool    // a responseReceivedExtraInfo is coming
 	encoding string  // Content-Encoding
 	bytes    float64 // on the wire, headers included (loadingFinished.encodedDataLength)
 	cached   bool    // answered by the browser's cache, no request sent
@@ -58,7 +57,7 @@ func (n *netLog) event(ev any) {
 		n.get(e.RequestID).cached = true
 	case *network.EventResponseReceived:
 		l := n.get(e.RequestID)
-		l.status, l.typ, l.extra = e.Response.Status, e.Type, e.HasExtraInfo
+		l.typ, l.extra = e.Type, e.HasExtraInfo
 		l.cached = l.cached || e.Response.FromDiskCache || e.Response.FromPrefetchCache
 		for k, v := range e.Response.Headers {
 			if strings.EqualFold(k, "Content-Encoding") {

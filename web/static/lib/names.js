@@ -1,6 +1,5 @@
 // @ts-check
-// names.js — room names, on their own so the home page need not load the
-// whole client library to make one.
+// Room names. No imports: the home page loads this alone.
 
 /** Picks a random readable room id such as "quiet-otter-42". */
 export function randomRoomId() {
