@@ -8,6 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 )
 
@@ -23,7 +24,8 @@ func checkResults(b *browser) map[string]string {
 // loopback, the connection check says STUN, TURN over UDP and TCP and both
 // media ports work, and that TURN over TLS is not offered; it meets WCAG
 // 2.1 AA at a desktop and a phone size. On a server with TURN off it says,
-// in words, that TURN is not available.
+// in words, that TURN is not available. With auth on, TURN is checked
+// only with an access token in the page's URL.
 func TestCheckPage(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) { c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "127.0.0.1:0" })
 	for _, size := range [][2]int{{1280, 800}, {390, 844}} {
@@ -75,6 +77,26 @@ func TestCheckPage(t *testing.T) {
 	}
 	if s := eval[string](b, `document.getElementById('summary').innerText`); !strings.Contains(s, "TURN is not available on this server.") {
 		t.Errorf("TURN off: summary %q", s)
+	}
+
+	// With auth on, the relay is checked only with a token.
+	const secret = "e2e-check-secret-of-32-bytes-ok!"
+	authed := newEnv(t, func(c *config.Config) { c.AuthSecret = secret })
+	tok, err := auth.NewToken([]byte(secret), "any", "ada", auth.Grants{}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"", "?token=" + tok} {
+		a := authed.launch("Auth")
+		a.do(20*time.Second, chromedp.Navigate(authed.url+"/check"+q))
+		a.waitFor(30*time.Second, "the check's results", checkDone, `document.getElementById('results-region').innerText`)
+		want := "unavailable: TURN over TCP: not checked: this server lends its relay only to people with an access token"
+		if q != "" {
+			want = "ok: TURN over TCP works"
+		}
+		if got := checkResults(a)["turn-tcp"]; !strings.HasPrefix(got, want) {
+			t.Errorf("auth on, token %v: turn-tcp %q, want %q…", q != "", got, want)
+		}
 	}
 
 	// Servers that do not answer are reported blocked (a closed port on

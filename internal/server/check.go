@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/parley/parley/internal/httperr"
@@ -29,10 +30,15 @@ type checkMedia struct {
 }
 
 // checkInfo is GET /api/check's answer: STUN/TURN with a credential valid
-// for --turn-ttl (the only secret in it) and the media ports.
+// for --turn-ttl (the only secret in it; with auth on only for a valid
+// token, any grant) and the media ports.
 type checkInfo struct {
 	ICEServers []protocol.ICEServer `json:"iceServers"`
 	Media      checkMedia           `json:"media"`
+	// TURNNeedsToken: auth is on and the request showed no valid token,
+	// so iceServers holds STUN only (a TURN credential is a relay anyone
+	// could use; calls get one only after their token is verified).
+	TURNNeedsToken bool `json:"turnNeedsToken,omitempty"`
 }
 
 // checkAllowed applies the origin policy and the per-address rate; false
@@ -54,6 +60,11 @@ func (s *Server) checkInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info := checkInfo{ICEServers: s.requestICEServers(r, "check-")}
+	if s.auth != nil {
+		if _, err := s.requestClaims(r, true); err != nil {
+			info.ICEServers, info.TURNNeedsToken = stunOnly(info.ICEServers), true
+		}
+	}
 	if s.sfu != nil {
 		info.Media.UDP = portOf(s.sfu.UDPAddr())
 		if a := s.sfu.TCPAddr(); a != nil {
@@ -100,6 +111,23 @@ func (s *Server) checkProbe(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusCreated)
 	_, _ = io.WriteString(w, answer)
+}
+
+// stunOnly keeps the stun: URLs of servers, without credentials.
+func stunOnly(servers []protocol.ICEServer) []protocol.ICEServer {
+	var out []protocol.ICEServer
+	for _, is := range servers {
+		var urls []string
+		for _, u := range is.URLs {
+			if strings.HasPrefix(u, "stun:") || strings.HasPrefix(u, "stuns:") {
+				urls = append(urls, u)
+			}
+		}
+		if len(urls) > 0 {
+			out = append(out, protocol.ICEServer{URLs: urls})
+		}
+	}
+	return out
 }
 
 // portOf is the port of a TCP or UDP address, 0 for anything else.

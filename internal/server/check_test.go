@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 
+	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/pkg/client"
 )
@@ -156,4 +157,18 @@ func postProbe(t *testing.T, base, transport, sdp string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestCheckAPIAuth: with auth on, a TURN credential only for a valid
+// token; without one, STUN only and turnNeedsToken.
+func TestCheckAPIAuth(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.AuthSecret = testSecret })
+	anon := get(t, srv.URL()+"/api/check")
+	if strings.Contains(anon, "turn:") || strings.Contains(anon, "credential") || !strings.Contains(anon, `"turnNeedsToken":true`) || !strings.Contains(anon, "stun:") {
+		t.Errorf("no token: %s", anon)
+	}
+	signed := get(t, srv.URL()+"/api/check?token="+mintToken(t, "room", auth.Grants{}))
+	if !strings.Contains(signed, "turn:") || !strings.Contains(signed, "credential") || strings.Contains(signed, "turnNeedsToken") {
+		t.Errorf("with a token: %s", signed)
+	}
 }

@@ -13,6 +13,12 @@ import { h, $ } from './ui.js';
  * @returns {string}
  */
 export function describe(r) {
+  if (r.needsToken) {
+    /** @type {Record<string, string>} */
+    const names = { 'turn-udp': 'TURN over UDP', 'turn-tcp': 'TURN over TCP', 'turn-tls': 'TURN over TLS' };
+    const name = names[r.id] || r.id;
+    return `${name}: not checked: this server lends its relay only to people with an access token (open this page with ?token= and yours).`;
+  }
   const port = r.port ? ` (port ${r.port})` : '';
   switch (`${r.id}:${r.status}`) {
     case 'stun:ok':
@@ -66,7 +72,7 @@ export function summarize(rs) {
   /** @param {string} id */
   const ok = (id) => rs.some((r) => r.id === id && r.status === 'ok');
   const relay = ok('turn-udp') || ok('turn-tcp') || ok('turn-tls');
-  const turnOff = rs.filter((r) => r.id.startsWith('turn-') && r.id !== 'turn-tls').every((r) => r.status === 'unavailable');
+  const turnOff = rs.filter((r) => r.id.startsWith('turn-') && r.id !== 'turn-tls').every((r) => r.status === 'unavailable' && !r.needsToken);
   const group = ok('media-udp') || ok('media-tcp') || relay;
   const parts = [];
   if ((ok('stun') || relay) && group) parts.push('Calls, group calls and broadcasts should connect from this network.');
@@ -81,6 +87,7 @@ const run = /** @type {HTMLButtonElement} */ ($('#run'));
 const list = /** @type {HTMLElement} */ ($('#results'));
 const summary = /** @type {HTMLElement} */ ($('#summary'));
 const region = /** @type {HTMLElement} */ ($('#results-region'));
+const token = new URLSearchParams(location.search).get('token') || '';
 
 async function check() {
   run.disabled = true;
@@ -95,7 +102,7 @@ async function check() {
       if (r.error && r.status === 'blocked') li.append(h('span', { class: 'detail', text: 'Browser said: ' + r.error }));
       rows.set(r.id, li);
       list.append(li);
-    });
+    }, { token });
     list.replaceChildren(...rs.map((r) => /** @type {HTMLElement} */ (rows.get(r.id))));
     summary.textContent = summarize(rs);
   } catch (e) {

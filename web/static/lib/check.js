@@ -11,6 +11,8 @@ import { ParleyError } from './errors.js';
 /**
  * One probe's outcome. status: "ok" (it works), "blocked" (it was tried and
  * failed or timed out) or "unavailable" (this server does not offer it).
+ * needsToken: a TURN probe not run because the server (auth on) hands
+ * out its relay only with a valid access token.
  * For STUN, natted tells whether the browser's address is translated
  * (a server-reflexive candidate different from its own address appeared).
  * @typedef {{
@@ -18,19 +20,21 @@ import { ParleyError } from './errors.js';
  *   status: 'ok'|'blocked'|'unavailable',
  *   port?: number,
  *   natted?: boolean,
+ *   needsToken?: boolean,
  *   error?: string,
  * }} ProbeResult
  */
 
 /**
  * GET /api/check: the server's STUN/TURN (with a short-lived TURN
- * credential) and its media ports (0 when off).
- * @typedef {{iceServers: RTCIceServer[], media: {udp: number, tcp: number}}} CheckInfo
+ * credential) and its media ports (0 when off). With auth on and no valid
+ * token, STUN only and turnNeedsToken.
+ * @typedef {{iceServers: RTCIceServer[], media: {udp: number, tcp: number}, turnNeedsToken?: boolean}} CheckInfo
  */
 
-/** @returns {Promise<CheckInfo>} */
-export function checkInfo() {
-  return api('/api/check');
+/** @param {string} [token] an access token (any grant) @returns {Promise<CheckInfo>} */
+export function checkInfo(token) {
+  return api('/api/check', { token });
 }
 
 /** How long one probe may take before it counts as blocked. */
@@ -210,20 +214,25 @@ export function probeMedia(transport, port, timeoutMs = PROBE_TIMEOUT_MS) {
  * Runs every probe at once; onResult sees each as it ends. Resolves with
  * all of them in a fixed order: stun, turn-udp, turn-tcp, turn-tls,
  * media-udp, media-tcp.
+ * token: an access token, for servers with auth on (their TURN needs one).
  * @param {(r: ProbeResult) => void} [onResult]
- * @param {number} [timeoutMs]
+ * @param {{timeoutMs?: number, token?: string}} [opts]
  * @returns {Promise<ProbeResult[]>}
  */
-export async function runChecks(onResult = () => {}, timeoutMs = PROBE_TIMEOUT_MS) {
-  const info = await checkInfo();
+export async function runChecks(onResult = () => {}, { timeoutMs = PROBE_TIMEOUT_MS, token = '' } = {}) {
+  const info = await checkInfo(token);
   const s = info.iceServers || [];
   /** @param {Promise<ProbeResult>} p */
   const report = (p) => p.then((r) => { onResult(r); return r; });
+  /** @param {'turn-udp'|'turn-tcp'|'turn-tls'} id @returns {Promise<ProbeResult>} */
+  const turn = (id) => info.turnNeedsToken
+    ? Promise.resolve({ id, status: 'unavailable', needsToken: true })
+    : probeTurn(id, pickServer(s, id), timeoutMs);
   return Promise.all([
     report(probeStun(pickServer(s, 'stun'), timeoutMs)),
-    report(probeTurn('turn-udp', pickServer(s, 'turn-udp'), timeoutMs)),
-    report(probeTurn('turn-tcp', pickServer(s, 'turn-tcp'), timeoutMs)),
-    report(probeTurn('turn-tls', pickServer(s, 'turn-tls'), timeoutMs)),
+    report(turn('turn-udp')),
+    report(turn('turn-tcp')),
+    report(turn('turn-tls')),
     report(probeMedia('udp', info.media?.udp || 0, timeoutMs)),
     report(probeMedia('tcp', info.media?.tcp || 0, timeoutMs)),
   ]);
