@@ -1,3 +1,4 @@
+// @ts-check
 // Viewer page (/w/<stream>): plays a broadcast over WHEP, whatever publishes
 // it (the /b/ page, OBS, GStreamer, parley bench). Waits while the stream is
 // not live and starts by itself when it goes live; says "stream ended" when
@@ -8,7 +9,8 @@ import { h, $, icons, store } from './ui.js';
 import { playMedia, VIEWER_LIMIT } from '../lib/whip.js';
 import { playHLS, hlsURL } from '../lib/hls.js';
 import { authHeaders } from '../lib/api.js';
-import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
+import { BroadcastChat, chatRoom } from '../lib/chat.js';
+import { chatBox } from './broadcast-chat.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/w\/?/, '').replace(/\/+$/, ''));
 const q = new URLSearchParams(location.search);
@@ -47,8 +49,8 @@ const app = {
   /** an HLS playback is being set up */
   hlsStarting: false,
 };
-// @ts-ignore test and debugging hook
-window.parleyWatch = app;
+// test and debugging hook
+/** @type {any} */ (window).parleyWatch = app;
 
 const video = /** @type {HTMLVideoElement} */ (document.getElementById('video'));
 
@@ -241,7 +243,7 @@ function live() {
 /** Plays with sound; if the browser blocks autoplay, a Play button does it. */
 function startPlayback() {
   video.muted = store.get('watch.muted') === '1';
-  video.volume = Number($('#volume').value);
+  video.volume = Number(/** @type {HTMLInputElement} */ ($('#volume')).value);
   video.play().then(() => {
     app.needsClick = false;
     $('#play').hidden = true;
@@ -434,9 +436,8 @@ function main() {
     nameInput.addEventListener('change', () => {
       const n = nameInput.value.trim().slice(0, 64);
       if (!n || n === chat.name) return;
-      chat.name = n;
       store.set('name', n);
-      if (chat.ws) chat.ws.close(); // rejoins under the new name
+      chat.rename(n);
     });
     $('#chat-slot').replaceChildren(chatBox(chat, h));
     chat.addEventListener('state', () => {
