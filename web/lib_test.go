@@ -78,6 +78,27 @@ func TestPagesUseTheLibrary(t *testing.T) {
 	}
 }
 
+// Every file a page preloads exists (a moved module leaves no dangling
+// modulepreload behind).
+func TestPreloadsExist(t *testing.T) {
+	pages, err := fs.Glob(static, "static/*.html")
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no pages: %v", err)
+	}
+	preload := regexp.MustCompile(`<link rel="modulepreload" href="([^"]+)">`)
+	for _, p := range pages {
+		b, err := fs.ReadFile(static, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range preload.FindAllStringSubmatch(string(b), -1) {
+			if _, err := fs.Stat(static, "static"+m[1]); err != nil {
+				t.Errorf("%s preloads %s: %v", p, m[1], err)
+			}
+		}
+	}
+}
+
 func merge(set map[string]bool, name string) map[string]bool {
 	if set == nil {
 		set = map[string]bool{}
