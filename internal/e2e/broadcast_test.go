@@ -108,6 +108,12 @@ func TestBroadcast(t *testing.T) {
 	if st := streamStatus(t, e, "x"); !st.Live || st.Viewers != 2 {
 		t.Errorf("stream status %+v", st)
 	}
+	// The pages follow the server's status events; none asks for the status.
+	for _, b := range []*browser{pub, v1, v2} {
+		if n := eval[int](b, `performance.getEntriesByType('resource').filter(r => /\/api\/streams\/x$/.test(new URL(r.name).pathname)).length`); n != 0 {
+			t.Errorf("%s fetched /api/streams/x %d times (it should follow /api/streams/x/events)", b.name, n)
+		}
+	}
 	// The publisher sends simulcast; the viewer's readout has numbers.
 	pub.waitFor(20*time.Second, "3 simulcast layers sent", `parleyBroadcast.sent.layers === 3`, `document.querySelector('#send-stats').textContent`)
 	v1.waitFor(5*time.Second, "a latency/bitrate readout", `/kbit\/s|Mbit\/s/.test(document.querySelector('#readout').textContent) && parleyWatch.stats.kbps > 0`, `document.querySelector('#readout').textContent`)
@@ -140,9 +146,8 @@ func TestBroadcast(t *testing.T) {
 	pub.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	v1.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	eval[bool](pub, `(window.scrollTo(0, 0), true)`)
-	time.Sleep(1500 * time.Millisecond)
-	saveShot(t, "broadcast-publisher.png", pub.screenshot(), 1280, 800)
-	saveShot(t, "broadcast-viewer.png", v1.screenshot(), 1280, 800)
+	pub.shot("broadcast-publisher.png", 1280, 800)
+	v1.shot("broadcast-viewer.png", 1280, 800)
 
 	pub.click("#stop")
 	pub.waitFor(5*time.Second, "the publisher off air", `document.body.dataset.state === 'off'`)

@@ -5,8 +5,9 @@
 // loaded then) with ?hls, when WebRTC cannot connect, or when the server
 // refuses another WebRTC viewer (--max-webrtc-viewers); a badge says which.
 import { h, $, icons, store } from './ui.js';
-import { playMedia, playHLS, hlsURL, authHeaders, VIEWER_LIMIT } from './whip.js';
+import { playMedia, playHLS, hlsURL, VIEWER_LIMIT } from './whip.js';
 import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
+import { watchStreamStatus } from '../lib/stream-status.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/w\/?/, '').replace(/\/+$/, ''));
 const q = new URLSearchParams(location.search);
@@ -44,6 +45,10 @@ const app = {
   hls: null,
   /** an HLS playback is being set up */
   hlsStarting: false,
+  /** @type {any} the last status the server pushed (GET /api/streams/<s>/events) */
+  status: null,
+  /** status events received (tests read it) */
+  statusEvents: 0,
 };
 // @ts-ignore test and debugging hook
 window.parleyWatch = app;
@@ -94,6 +99,9 @@ async function demand(cam) {
   } finally {
     app.demanding = false;
   }
+  // Still offline: ask again a little later (the server's backoff paces
+  // the camera), with the latest status.
+  if (!app.session && !app.hls) setTimeout(() => { if (app.status) onStatus(app.status); }, 5000);
 }
 
 /** @param {boolean} [quiet] keep the current message while connecting */
@@ -180,7 +188,7 @@ async function connectHLS() {
         if (e.status === 401 || e.status === 403) {
           setState('error', 'This access token does not let you watch this stream', 'Open the viewer link with ?token=… that the publisher gave you.');
         } else if (e.status === 404) {
-          // Not live (any more), or HLS is off: the status poll decides.
+          // Not live (any more), or HLS is off: the status events decide.
           if (app.wasLive) ended();
           else waiting();
         } else {
@@ -261,18 +269,12 @@ function stopSession(checkLive) {
   video.srcObject = null;
   app.media = null;
   app.stats.at = 0;
-  if (checkLive) pollStatus();
+  if (checkLive && app.status) onStatus(app.status);
 }
 
-async function pollStatus() {
-  let j;
-  try {
-    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store', headers: authHeaders(app.token) });
-    if (!r.ok) return;
-    j = await r.json();
-  } catch {
-    return;
-  }
+/** What the page does with the stream's status (pushed by the server). @param {any} j */
+function onStatus(j) {
+  app.status = j;
   app.lastTracks = j.tracks || 0;
   showSourceNotes(j.source);
   // An IP camera Parley pulls: its state says why there is no picture.
@@ -450,10 +452,13 @@ function main() {
     chat.connect();
   }
 
-  pollStatus();
-  setInterval(pollStatus, 1000);
+  const stopStatus = watchStreamStatus(app.stream, app.token, (st) => {
+    app.statusEvents++;
+    onStatus(st);
+  });
   setInterval(() => readStats().catch(() => {}), 1000);
   window.addEventListener('pagehide', () => {
+    stopStatus();
     stopSession();
     if (app.chat) app.chat.close();
   });
