@@ -209,8 +209,7 @@ func TestGroupCall(t *testing.T) {
 	// 7. What a group call looks like: speaker layout, Ada featured.
 	bs[1].do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	bs[1].waitFor(5*time.Second, "the featured tile resized", tileJS("Ada")+`.clientWidth > 700`)
-	time.Sleep(1500 * time.Millisecond)
-	saveShot(t, "group-call.png", bs[1].screenshot(), 1280, 800)
+	bs[1].shot("group-call.png", 1280, 800)
 
 	// Chat and a file to everyone, through the server's relay.
 	c := bs[2]

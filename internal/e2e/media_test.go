@@ -31,8 +31,7 @@ func TestScreenShare(t *testing.T) {
 		`(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)
 	t.Logf("Bob sees Alice's share at %v", jsonish(eval[any](b, `(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)))
 	b.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
-	time.Sleep(time.Second)
-	saveShot(t, "screen-share.png", b.screenshot(), 1280, 800)
+	b.shot("screen-share.png", 1280, 800)
 	if re, x, y := renegotiated(sdp, a.inbound()["Bob"].SDP); re {
 		t.Fatalf("screen sharing renegotiated: %q became %q", x, y)
 	}

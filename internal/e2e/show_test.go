@@ -246,34 +246,6 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	}
 }
 
-// Screenshots: the host page with three screens and a screen page.
-func TestShowScreenshots(t *testing.T) {
-	e := newShowEnv(t)
-	wav := filepath.Join(t.TempDir(), "tone.wav")
-	writeToneWAV(t, wav, 1000, 30, 0.5)
-	host := e.openShowHost("Host", "party-night", withSize(1280, 800))
-	var screens []*browser
-	for i, label := range []string{"R1C1", "R1C2", "R1C3"} {
-		screens = append(screens, e.openScreen(fmt.Sprintf("Screen%d", i+1), "party-night", label, withSize(640, 400)))
-	}
-	host.waitFor(5*time.Second, "three tiles", `document.querySelectorAll('.show-tile[data-online="true"]').length === 3`)
-	host.playFile(wav, true)
-	screens[1].waitFor(20*time.Second, "the middle screen lit by 1 kHz", blueJS, screenRGB)
-	host.selectOption("#palette", "hue")
-	screens[1].waitFor(10*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
-	host.waitFor(5*time.Second, "the middle tile lit", `+document.querySelectorAll('.show-tile')[1].dataset.level > 180`)
-	host.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
-	eval[bool](host, `(() => { document.activeElement.blur(); window.scrollTo(0, 0); return true })()`)
-	time.Sleep(600 * time.Millisecond)
-	saveShot(t, "show-host.png", host.screenshot(), 1280, 800)
-
-	s := screens[1]
-	s.do(30*time.Second, chromedp.EmulateViewport(640, 400))
-	eval[bool](s, `(() => { document.body.classList.add('show-info'); return true })()`)
-	time.Sleep(300 * time.Millisecond)
-	saveShot(t, "show-screen.png", s.screenshot(), 640, 400)
-}
-
 // A server restart: the screen and the host reconnect by themselves (control
 // channel, WHIP and WHEP) and the screen lights up again.
 func TestShowReconnectsAfterServerRestart(t *testing.T) {
