@@ -80,7 +80,8 @@ func streamStatus(t *testing.T, e *env, name string) (st struct {
 // goes live) start by themselves and decode it; the publisher reads 2
 // viewers; chat works once the publisher allows it; stopping shows
 // "stream ended" on the viewers. The second viewer's browser blocks
-// autoplay: it gets a Play button, and playing after the click.
+// autoplay with sound: it plays muted with an Unmute button, and has sound
+// after the click.
 func TestBroadcast(t *testing.T) {
 	e := newBroadcastEnv(t)
 	pub := e.openPublisher("Host", "x", "res=720&fps=15&name=Host")
@@ -99,9 +100,11 @@ func TestBroadcast(t *testing.T) {
 	pub.click("#go-live")
 	pub.waitFor(15*time.Second, "the publisher live", `document.body.dataset.state === 'live'`, `document.querySelector('#status').textContent`)
 	v1.waitDecoding(25 * time.Second)
-	v2.waitFor(25*time.Second, "the Play button (autoplay blocked)", `parleyWatch.state === 'live' && !document.querySelector('#play').hidden`, `[document.body.dataset.state, document.querySelector('#overlay').innerText]`)
+	v2.waitFor(25*time.Second, "playing muted with an Unmute button (sound blocked)", `parleyWatch.state === 'live' && !document.querySelector('#play').hidden &&
+	  document.querySelector('#play').getAttribute('aria-label') === 'Unmute' && document.querySelector('#video').muted && !document.querySelector('#video').paused`,
+		`[document.body.dataset.state, document.querySelector('#overlay').innerText, document.querySelector('#play').outerHTML]`)
 	v2.click("#play")
-	v2.waitFor(5*time.Second, "playing after the click", `document.querySelector('#play').hidden && !document.querySelector('#video').paused`)
+	v2.waitFor(5*time.Second, "sound after the click", `document.querySelector('#play').hidden && !document.querySelector('#video').paused && !document.querySelector('#video').muted`)
 	v2.waitDecoding(10 * time.Second)
 	pub.waitFor(5*time.Second, "2 viewers on the publisher page", `document.querySelector('#viewers').dataset.count === '2' && document.querySelector('#viewers').textContent.includes('2 viewers')`,
 		`document.querySelector('#viewers').textContent`)

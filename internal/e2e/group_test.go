@@ -347,6 +347,17 @@ func TestGroupCallFeatures(t *testing.T) {
 	  return e.length === 3 && e.filter(x => x.active).reduce((s, x) => s + x.maxBitrate, 0) <= 300000 && !e[2].active; })()`,
 		`parleyApp.client.link.videoTx.sender.getParameters().encodings`)
 	b.waitMedia(10*time.Second, "Alice") // still flowing
+	// Alice's readout after the cap: what goes out now (the layers still
+	// on), and loss from the counters' changes, never negative.
+	a.click("#btn-stats")
+	const bobStatsJS = `(() => { const c = [...document.querySelectorAll('.stat-card')].find(c => c.querySelector('.who').textContent === 'Bob'); if (!c) return null;
+	  const v = (k) => c.querySelector('dd[data-key="' + k + '"]').textContent; return { out: v('video-out'), loss: v('loss'), n: parleyApp.stats.history.get(c.dataset.peerId).length } })()`
+	a.waitFor(10*time.Second, "Alice's stats card for Bob", bobStatsJS, `document.querySelector('#panel').innerText`)
+	n0 := eval[map[string]any](a, bobStatsJS)["n"].(float64)
+	a.waitFor(15*time.Second, "three more samples with video going out", `(() => { const s = `+bobStatsJS+`; return s.n >= `+jsonish(n0+3)+` && parseFloat(s.out) > 0 })()`, bobStatsJS)
+	if st := eval[map[string]any](a, bobStatsJS); !(parseKbps(st["out"]) > 0) || strings.HasPrefix(st["loss"].(string), "-") {
+		t.Errorf("Alice's readout after the cap: video out %q, loss %q", st["out"], st["loss"])
+	}
 
 	b.click("#btn-stats")
 	b.waitFor(10*time.Second, "a stats card for Alice", `[...document.querySelectorAll('.stat-card')].some(c => c.textContent.includes('Alice'))`, `document.querySelector('#panel').innerText`)
@@ -358,4 +369,14 @@ func TestGroupCallFeatures(t *testing.T) {
 	}
 	a.click("#btn-hangup")
 	b.waitFor(10*time.Second, "Alice's tile removed", `!`+tileJS("Alice"))
+}
+
+// parseKbps reads the number of a "123 kbps · …" readout (NaN-safe: -1).
+func parseKbps(v any) float64 {
+	s, _ := v.(string)
+	var n float64
+	if _, err := fmt.Sscanf(s, "%f kbps", &n); err != nil {
+		return -1
+	}
+	return n
 }
