@@ -174,10 +174,22 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	low.waitFor(5*time.Second, "the low band", `parleyShow.state.band[0] === 40 && parleyShow.state.band[1] === 800`, `parleyShow.state.band`)
 	high.waitFor(5*time.Second, "the high band", `parleyShow.state.band[0] === 800 && parleyShow.state.band[1] === 16000`, `parleyShow.state.band`)
 	host.waitFor(5*time.Second, "two tiles", `document.querySelectorAll('.show-tile[data-online="true"]').length === 2`)
+	// Waiting for the show: the screens know from the server that it is not
+	// on air, and ask for its audio not at all (they used to every second,
+	// each a 404), and once when it goes on air.
+	const whepRequests = `performance.getEntriesByType('resource').filter(r => r.name.includes('/api/show-media/whep/')).length`
+	for _, s := range []*browser{low, high} {
+		if n := eval[int](s, whepRequests); n != 0 || eval[string](s, `parleyShow.state.audio`) != "waiting" {
+			t.Errorf("%s: %d WHEP requests before the show is on air (audio %s), want 0", s.name, n, eval[string](s, `parleyShow.state.audio`))
+		}
+	}
 
 	host.playFile(wav, true)
 	for _, s := range []*browser{low, high} {
 		s.waitFor(20*time.Second, "the show's audio", `parleyShow.state.audio === 'live'`, `parleyShow.state.audio`)
+		if n := eval[int](s, whepRequests); n > 2 {
+			t.Errorf("%s: %d WHEP requests to start the show's audio, want at most 2", s.name, n)
+		}
 	}
 	d := high.waitFor(15*time.Second, "the 1 kHz screen painting blue", blueJS, screenRGB)
 	t.Logf("1 kHz screen blue %v after audio went live: %v", d.Round(time.Millisecond), rgbOf(high))

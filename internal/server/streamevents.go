@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/sfu"
+	"github.com/parley/parley/internal/show"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -76,10 +77,16 @@ func (w *streamWatchers) notify(name string) {
 	}
 }
 
-// roomChanged is the SFU's OnRoomChange: streams' rooms wake their events.
+// roomChanged is the SFU's OnRoomChange: streams' rooms wake their
+// events; a show's audio tells its screens whether it is on air.
 func (s *Server) roomChanged(ns sfu.Namespace, name string) {
-	if ns == sfu.Streams {
+	switch ns {
+	case sfu.Streams:
 		s.streamWatch.notify(name)
+	case sfu.Shows:
+		if sh, ok := show.ShowOfStream(name); ok {
+			s.shows.AudioChanged(sh)
+		}
 	}
 }
 
