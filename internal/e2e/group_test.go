@@ -287,13 +287,21 @@ func TestGroupSimulcast(t *testing.T) {
 	// Out of sight: the subscription pauses (no more frames arrive).
 	eval[bool](v, `(() => { const t = `+tile+`; t.style.setProperty('position', 'fixed'); t.style.setProperty('top', '-2000px'); return true })()`)
 	v.waitFor(10*time.Second, "the hidden tile paused", tile+`.dataset.layer === 'paused'`)
-	// The frames already on their way are decoded; then none for a second.
-	v.waitFor(15*time.Second, "the frames to stop", `(async () => { const a = (await `+videoFromJS("Pub")+`).frames;
-	  await new Promise(r => setTimeout(r, 1000)); return (await `+videoFromJS("Pub")+`).frames - a <= 1; })()`, videoFromJS("Pub"))
-	f1 := eval[videoIn](v, videoFromJS("Pub")).Frames
-	time.Sleep(2 * time.Second)
-	if f2 := eval[videoIn](v, videoFromJS("Pub")).Frames; f2-f1 > 3 {
-		t.Errorf("a paused tile still decodes: %v frames in 2 s", f2-f1)
+	// The frames already on their way are decoded; then none while Pub
+	// encodes 15 more (a second at 15 fps: Pub's own clock, not a sleep).
+	pubFramesJS := `(async () => { let n = 0; (await parleyApp.client.link.pc.getStats()).forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video') n = Math.max(n, s.framesEncoded || 0); }); return n; })()`
+	framesWhilePubSends := func(n float64) float64 {
+		f, p := eval[videoIn](v, videoFromJS("Pub")).Frames, eval[float64](pub, pubFramesJS)
+		pub.waitFor(20*time.Second, fmt.Sprintf("Pub encoding %v more frames", n), `(async () => (await `+pubFramesJS+`) >= `+jsonish(p+n)+`)()`)
+		return eval[videoIn](v, videoFromJS("Pub")).Frames - f
+	}
+	for deadline := time.Now().Add(15 * time.Second); framesWhilePubSends(15) > 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hidden tile kept decoding: %s", jsonish(eval[any](v, videoFromJS("Pub"))))
+		}
+	}
+	if n := framesWhilePubSends(30); n > 3 {
+		t.Errorf("a paused tile still decodes: %v frames while Pub encoded 30 (2 s)", n)
 	}
 	eval[bool](v, `(() => { const t = `+tile+`; t.style.removeProperty('position'); t.style.removeProperty('top'); return true })()`)
 	f3 := eval[videoIn](v, videoFromJS("Pub")).Frames

@@ -116,8 +116,9 @@ func waitDownload(t *testing.T, dir, ext string) []byte {
 	for time.Now().Before(deadline) {
 		ents, _ := os.ReadDir(dir)
 		for _, en := range ents {
+			// Chromium writes a download as .crdownload and gives it its
+			// name once complete: a file with the name is whole.
 			if strings.HasSuffix(en.Name(), ext) && strings.HasPrefix(en.Name(), "parley-") {
-				time.Sleep(300 * time.Millisecond) // let the write finish
 				b, err := os.ReadFile(filepath.Join(dir, en.Name()))
 				if err == nil && len(b) > 0 {
 					return b
