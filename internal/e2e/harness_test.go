@@ -339,13 +339,14 @@ type inbound struct {
 	AudioBytes    float64 `json:"audioBytes"`
 	VideoBytes    float64 `json:"videoBytes"`
 	OutVideoBytes float64 `json:"outVideoBytes"`
+	LocalCand     string  `json:"localCandidate"`
+	RemoteCand    string  `json:"remoteCandidate"`
+	SDP           string  `json:"sdp"`
+
 	// OutVideoFrames are the frames encoded for the member, and
 	// OutVideoAt the stats' time (ms): a rate needs no wall clock.
 	OutVideoFrames float64 `json:"outVideoFrames"`
 	OutVideoAt     float64 `json:"outVideoAt"`
-	LocalCand      string  `json:"localCandidate"`
-	RemoteCand     string  `json:"remoteCandidate"`
-	SDP            string  `json:"sdp"`
 }
 
 const inboundJS = `(async () => {
