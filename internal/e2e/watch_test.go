@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/parley/parley/internal/bench/fanout"
 )
 
@@ -58,7 +60,11 @@ const playerRectsJS = `['#video', '#player', '#bar'].map(s => { const r = docume
 func TestWatchPlayer(t *testing.T) {
 	e := newBroadcastEnv(t)
 	stop := e.publishClip("clip")
-	v := e.openViewer("Val", "clip", withSize(1280, 657), func(o *browserOpts) { o.flags["autoplay-policy"] = "document-user-activation-required" })
+	v := e.openViewer("Val", "clip", func(o *browserOpts) { o.flags["autoplay-policy"] = "document-user-activation-required" })
+	v.do(30*time.Second, chromedp.EmulateViewport(1280, 657))
+	if vp := eval[string](v, `innerWidth + 'x' + innerHeight`); vp != "1280x657" {
+		t.Fatalf("viewport %s, want 1280x657", vp)
+	}
 	v.waitDecoding(30 * time.Second)
 	if !eval[bool](v, `document.querySelector('#video').muted && !document.querySelector('#video').paused`) {
 		t.Error("the video is not playing muted by itself")
