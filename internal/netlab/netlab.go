@@ -131,8 +131,12 @@ func New(t testing.TB) *Lab {
 }
 
 // AddClient adds a client namespace behind a new router with the given NAT.
-func (l *Lab) AddClient(nat NAT) *Client {
+func (l *Lab) AddClient(nat NAT, opts ...Option) *Client {
 	l.t.Helper()
+	var o linkOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
 	l.clients++
 	n := l.clients
 	if n > 200 {
@@ -156,11 +160,22 @@ func (l *Lab) AddClient(nat NAT) *Client {
 	l.nsMust(l.pub, "ip", "link", "set", port, "master", "br0", "up")
 	l.nsMust(r, "ip", "addr", "add", c.WANIP.String()+"/24", "dev", "wan")
 	l.nsMust(r, "ip", "link", "set", "wan", "up")
-	// router lan <-> client eth0
-	l.nsMust(r, "ip", "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", cl)
-	l.nsMust(r, "ip", "addr", "add", lanGW.String()+"/24", "dev", "lan")
+	// router lan <-> client eth0: a veth pair, or TUN devices and a
+	// forwarder in this process when the link has delay
+	if o.delay > 0 || o.jitter > 0 {
+		d, err := newDelayLink(r, cl, o)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		l.t.Cleanup(d.stop)
+		l.nsMust(r, "ip", "addr", "add", lanGW.String(), "peer", c.IP.String(), "dev", "lan")
+		l.nsMust(cl, "ip", "addr", "add", c.IP.String(), "peer", lanGW.String(), "dev", "eth0")
+	} else {
+		l.nsMust(r, "ip", "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", cl)
+		l.nsMust(r, "ip", "addr", "add", lanGW.String()+"/24", "dev", "lan")
+		l.nsMust(cl, "ip", "addr", "add", c.IP.String()+"/24", "dev", "eth0")
+	}
 	l.nsMust(r, "ip", "link", "set", "lan", "up")
-	l.nsMust(cl, "ip", "addr", "add", c.IP.String()+"/24", "dev", "eth0")
 	l.nsMust(cl, "ip", "link", "set", "eth0", "up")
 	l.nsMust(cl, "ip", "route", "add", "default", "via", lanGW.String())
 	l.nsMust(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")

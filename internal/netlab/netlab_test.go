@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -20,6 +22,21 @@ func udpFrom(t *testing.T, c *Client) *net.UDPConn {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// tcpFrom connects to addr from inside the client's namespace.
+func tcpFrom(t *testing.T, c *Client, addr string) net.Conn {
+	t.Helper()
+	var conn net.Conn
+	if err := Do(c.NS, func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp4", addr, 10*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("tcp from %s: %v", c.NS, err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
@@ -109,15 +126,7 @@ func TestBlockUDP(t *testing.T) {
 	defer ln.Close()
 	cl := udpFrom(t, c)
 	send(t, cl, u.LocalAddr().(*net.UDPAddr).AddrPort(), "udp")
-	var tc net.Conn
-	if err := Do(c.NS, func() error {
-		var err error
-		tc, err = net.DialTimeout("tcp4", ln.Addr().String(), 10*time.Second)
-		return err
-	}); err != nil {
-		t.Fatalf("tcp from a UDP-blocked client: %v", err)
-	}
-	defer tc.Close()
+	tc := tcpFrom(t, c, ln.Addr().String())
 	if _, err := tc.Write([]byte("tcp")); err != nil {
 		t.Fatal(err)
 	}
@@ -177,5 +186,78 @@ func TestLoss(t *testing.T) {
 	// mean 400, standard deviation ~9: six sigma either side
 	if count < 345 || count > 455 {
 		t.Fatalf("%d of %d arrived, want about 400", count, n)
+	}
+}
+
+// TestDelay measures round trips through a link with 40 ms ± 10 ms each
+// way: every one at least 60 ms, their median near 80 ms.
+func TestDelay(t *testing.T) {
+	l := New(t)
+	c := l.AddClient(PortRestricted, Delay(40*time.Millisecond, 10*time.Millisecond))
+	echo := hostUDP(t, l)
+	go func() { // ends when the test closes echo
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := echo.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			_, _ = echo.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	cl := udpFrom(t, c)
+	to := echo.LocalAddr().(*net.UDPAddr).AddrPort()
+	const n = 21
+	rtts := make([]time.Duration, 0, n)
+	for i := range n {
+		start := time.Now()
+		send(t, cl, to, "ping"+strconv.Itoa(i))
+		if msg, _ := readFrom(t, cl); string(msg) != "ping"+strconv.Itoa(i) {
+			t.Fatalf("echo %q", msg)
+		}
+		rtts = append(rtts, time.Since(start))
+	}
+	slices.Sort(rtts)
+	t.Logf("round trips through 40±10 ms each way: min %v, median %v, max %v", rtts[0], rtts[n/2], rtts[n-1])
+	if rtts[0] < 60*time.Millisecond || rtts[n/2] < 70*time.Millisecond {
+		t.Fatalf("round trips %v: the link does not delay as asked", rtts)
+	}
+}
+
+// TestRateLimit: 100 KB over TCP through a 400 kbit/s cap take at least
+// the ~1.9 s the cap allows (a lower bound only: a busy machine is slower).
+func TestRateLimit(t *testing.T) {
+	l := New(t)
+	c := l.AddClient(PortRestricted)
+	c.RateLimit(400)
+	ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(netip.AddrPortFrom(l.HostIP, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conn := tcpFrom(t, c, ln.Addr().String())
+	in, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	const size = 100_000
+	go func() { _, _ = conn.Write(make([]byte, size)) }() // ends when done or when conn closes
+	_ = in.SetReadDeadline(time.Now().Add(30 * time.Second))
+	buf := make([]byte, 64<<10)
+	n, err := in.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for got := n; got < size; got += n {
+		if n, err = in.Read(buf); err != nil {
+			t.Fatalf("after %d bytes: %v", got, err)
+		}
+	}
+	took := time.Since(start)
+	t.Logf("100 KB through a 400 kbit/s cap in %v (%.0f kbit/s)", took, size*8/took.Seconds()/1000)
+	if took < 1500*time.Millisecond {
+		t.Fatalf("100 KB in %v: faster than the cap allows", took)
 	}
 }
