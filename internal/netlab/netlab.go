@@ -22,6 +22,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -115,10 +116,14 @@ func New(t testing.TB) *Lab {
 	id := randHex(3)
 	l := &Lab{t: t, prefix: fmt.Sprintf("pl-%d-%s", os.Getpid(), id)}
 	l.pub = l.prefix + "-pub"
-	l.net = freeSubnet(t)
-	l.HostIP = netip.AddrFrom4([4]byte{10, 213, byte(l.net), 1})
 	hostIf := "pl" + id + "h"
 	t.Cleanup(func() { l.teardown(hostIf) })
+	// Labs of test processes running side by side (go test ./...) must
+	// not pick the same subnet: choose and claim it under a lock.
+	unlock := lockFile(t, filepath.Join(os.TempDir(), "parley-netlab.lock"))
+	defer unlock()
+	l.net = freeSubnet(t)
+	l.HostIP = netip.AddrFrom4([4]byte{10, 213, byte(l.net), 1})
 	l.must("ip", "netns", "add", l.pub)
 	l.nsMust(l.pub, "ip", "link", "set", "lo", "up")
 	l.nsMust(l.pub, "ip", "link", "add", "br0", "type", "bridge")
@@ -291,6 +296,19 @@ func sweep(t testing.TB) {
 		}
 		run("ip", "netns", "del", name)
 	}
+}
+
+// lockFile takes an exclusive flock on path; the returned func releases it.
+func lockFile(t testing.TB, path string) func() {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatalf("netlab: lock: %v", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		_ = f.Close()
+		t.Fatalf("netlab: lock: %v", err)
+	}
+	return func() { _ = f.Close() } // closing releases the lock
 }
 
 func alive(pid int) bool {

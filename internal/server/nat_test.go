@@ -44,6 +44,7 @@ func TestNATMatrix(t *testing.T) {
 		name   string
 		a, b   netlab.NAT
 		blockA bool
+		bad    bool   // both links: 80 ± 30 ms each way, 5 % loss, 1.5 Mbit/s
 		iceA   string // which of A's ICE servers to keep: all, tcp (turn:?transport=tcp), tls (turns:)
 		check  func(a, b pairInfo) error
 	}{
@@ -54,31 +55,37 @@ func TestNATMatrix(t *testing.T) {
 		// own outgoing check clashes with it and MASQUERADE picks another
 		// port. Any pair that connects passes; the log says which.
 		{name: "port-restricted", a: netlab.PortRestricted, b: netlab.PortRestricted, iceA: "all", check: func(a, b pairInfo) error { return nil }},
-		{name: "symmetric", a: netlab.Symmetric, b: netlab.Symmetric, iceA: "all", check: func(a, b pairInfo) error {
-			for _, p := range []pairInfo{a, b} {
-				if p.local != "relay" && p.remote != "relay" {
-					return fmt.Errorf("want a relayed pair behind symmetric NATs, got %+v", p)
-				}
-			}
-			return nil
-		}},
+		{name: "symmetric", a: netlab.Symmetric, b: netlab.Symmetric, iceA: "all", check: relayed},
+		{name: "full-cone-bad-links", a: netlab.FullCone, b: netlab.FullCone, bad: true, iceA: "all", check: direct},
+		{name: "symmetric-bad-links", a: netlab.Symmetric, b: netlab.Symmetric, bad: true, iceA: "all", check: relayed},
 		{name: "udp-blocked-tcp", a: netlab.PortRestricted, b: netlab.FullCone, blockA: true, iceA: "tcp", check: relayedOver("tcp")},
 		{name: "udp-blocked-tls", a: netlab.PortRestricted, b: netlab.FullCone, blockA: true, iceA: "tls", check: relayedOver("tls")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ca, cb := lab.AddClient(tc.a), lab.AddClient(tc.b)
+			var opts []netlab.Option
+			if tc.bad {
+				opts = append(opts, netlab.Delay(80*time.Millisecond, 30*time.Millisecond))
+			}
+			ca, cb := lab.AddClient(tc.a, opts...), lab.AddClient(tc.b, opts...)
+			if tc.bad {
+				for _, c := range []*netlab.Client{ca, cb} {
+					c.Loss(0.05)
+					c.RateLimit(1500)
+				}
+			}
 			if tc.blockA {
 				ca.BlockUDP()
 			}
 			room := "nat-" + tc.name
 			// The first member makes the offer when the second joins.
+			start := time.Now()
 			a := startNATPeer(t, ca, srv.URL(), room, "offer", tc.iceA, certFile)
 			a.waitLine(t, "JOINED")
 			b := startNATPeer(t, cb, srv.URL(), room, "answer", "all", certFile)
 			pa, pb := a.pair(t), b.pair(t)
 			pa.peerWAN, pb.peerWAN = cb.WANIP.String(), ca.WANIP.String()
-			t.Logf("a behind %s: %+v; b behind %s: %+v", tc.a, pa, tc.b, pb)
+			t.Logf("connected in %v; a behind %s: %+v; b behind %s: %+v", time.Since(start).Round(time.Millisecond), tc.a, pa, tc.b, pb)
 			if err := tc.check(pa, pb); err != nil {
 				t.Fatal(err)
 			}
@@ -92,6 +99,17 @@ func direct(a, b pairInfo) error {
 	for _, p := range []pairInfo{a, b} {
 		if p.local == "relay" || p.remote == "relay" || p.remoteIP != p.peerWAN {
 			return fmt.Errorf("want a direct pair through the NATs, got %+v", p)
+		}
+	}
+	return nil
+}
+
+// relayed: Parley's TURN carries the call (a relay candidate in each
+// side's pair).
+func relayed(a, b pairInfo) error {
+	for _, p := range []pairInfo{a, b} {
+		if p.local != "relay" && p.remote != "relay" {
+			return fmt.Errorf("want a relayed pair, got %+v", p)
 		}
 	}
 	return nil
@@ -239,6 +257,11 @@ func TestNATPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
+	// State changes with times go to stderr, which the test shows on failure.
+	t0 := time.Now()
+	pc.OnICEGatheringStateChange(func(st webrtc.ICEGatheringState) { fmt.Fprintln(os.Stderr, time.Since(t0), "gathering", st) })
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) { fmt.Fprintln(os.Stderr, time.Since(t0), "ice", st) })
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) { fmt.Fprintln(os.Stderr, time.Since(t0), "peer connection", st) })
 	p := &peer{t: t, c: c, pc: pc, id: j.ID, got: make(chan []byte, 1), msg: make(chan string, 10)}
 	connected := make(chan struct{})
 	if role == "offer" {
