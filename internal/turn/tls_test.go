@@ -94,3 +94,21 @@ func TestICEServersWithTLS(t *testing.T) {
 		t.Fatal("TLS listener without a certificate")
 	}
 }
+
+// A client that connects to the TLS port and says nothing is closed once
+// the handshake deadline passes.
+func TestTLSHandshakeDeadline(t *testing.T) {
+	mod := withTLS(t)
+	s := startServer(t, func(c *Config) { mod(c); c.TLSHandshake = 200 * time.Millisecond })
+	conn, err := net.Dial("tcp", s.TLSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read data from a server still waiting for our handshake")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a silent TLS client was not closed after the handshake deadline")
+	}
+}

@@ -29,15 +29,18 @@ type Config struct {
 	Listen string // "host:port" for UDP and TCP
 	// TLSListen is "host:port" for TURN over TLS (RFC 5766's "turns:"),
 	// served with TLS's certificate; "" or a nil TLS = no TLS listener.
-	TLSListen  string
-	TLS        *tls.Config
-	PublicIP   string         // announced relay IP; "" = listener IP (or first non-loopback for wildcard)
-	Secret     []byte         // TURN REST shared secret
-	AllowPeers []netip.Prefix // exceptions to the deny list
-	Quota      int            // allocations per user; 0 = 10
-	PerIP      int            // allocations per client address (IPv6: per /64), across users; 0 = 32
-	Sockets    int            // UDP sockets; 0 = NumCPU
-	Realm      string         // "" = "parley"
+	TLSListen string
+	TLS       *tls.Config
+	// TLSHandshake bounds a TLS client's handshake; 0 = 10 s. A client
+	// that connects and stays silent is closed after it.
+	TLSHandshake time.Duration
+	PublicIP     string         // announced relay IP; "" = listener IP (or first non-loopback for wildcard)
+	Secret       []byte         // TURN REST shared secret
+	AllowPeers   []netip.Prefix // exceptions to the deny list
+	Quota        int            // allocations per user; 0 = 10
+	PerIP        int            // allocations per client address (IPv6: per /64), across users; 0 = 32
+	Sockets      int            // UDP sockets; 0 = NumCPU
+	Realm        string         // "" = "parley"
 	// OwnAddrs are more of the server's own addresses (its HTTP and media
 	// listeners' hosts). With PublicIP, the TURN listener's host and every
 	// interface address they are refused as relay peers even where
@@ -126,6 +129,9 @@ func withDefaults(cfg Config) (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.TLSHandshake <= 0 {
+		cfg.TLSHandshake = 10 * time.Second
+	}
 	if cfg.SocketBuffer == 0 {
 		cfg.SocketBuffer = defaultSocketBuffer
 	}
@@ -200,7 +206,8 @@ func (s *Server) addTLS(sc *pturn.ServerConfig, f family, port int) (int, error)
 	}
 	gen := &relayGen{net: f.udpNet, bind: f.host, announce: announce, buf: s.cfg.SocketBuffer, srv: s}
 	sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{
-		Listener:              &trackingListener{Listener: tls.NewListener(ln, s.cfg.TLS), set: &s.tcpConns},
+		Listener: &trackingListener{Listener: &tlsListener{Listener: ln, cfg: s.cfg.TLS, timeout: s.cfg.TLSHandshake},
+			set: &s.tcpConns},
 		RelayAddressGenerator: gen, PermissionHandler: s.permissionHandler,
 	})
 	if s.tlsAddr == nil {
