@@ -3,6 +3,7 @@ package netlab
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -259,5 +260,47 @@ func TestRateLimit(t *testing.T) {
 	t.Logf("100 KB through a 400 kbit/s cap in %v (%.0f kbit/s)", took, size*8/took.Seconds()/1000)
 	if took < 1500*time.Millisecond {
 		t.Fatalf("100 KB in %v: faster than the cap allows", took)
+	}
+}
+
+// TestForward reaches a listener on a client namespace's loopback from
+// the test's own namespace.
+func TestForward(t *testing.T) {
+	l := New(t)
+	c := l.AddClient(PortRestricted)
+	var ln net.Listener
+	if err := Do(c.NS, func() error {
+		var err error
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // echoes one connection; ends when it closes
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = io.Copy(conn, conn)
+	}()
+	f, err := Forward(c.NS, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	conn, err := net.Dial("tcp", f.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("through the namespace")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len("through the namespace"))
+	if _, err := io.ReadFull(conn, got); err != nil || string(got) != "through the namespace" {
+		t.Fatalf("echo %q, %v", got, err)
 	}
 }
