@@ -25,6 +25,7 @@ import (
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/ingest"
+	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/push"
@@ -84,6 +85,11 @@ type Server struct {
 	ln      net.Listener
 	scheme  string
 
+	streamWatch      *streamWatchers // wakes the streams' status events (streamevents.go)
+	streamEventConns *limit.Conns    // status event connections per client address
+
+	quit      context.Context // ends at Shutdown: long-lived answers (status events) stop
+	quitNow   context.CancelFunc
 	closeOnce sync.Once
 	serveDone chan struct{}
 }
@@ -97,7 +103,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms), sources: ingest.NewRegistry(),
-		serveDone: make(chan struct{}), started: time.Now()}
+		serveDone: make(chan struct{}), started: time.Now(),
+		streamWatch: newStreamWatchers(), streamEventConns: limit.NewConns(streamEventsPerIP)}
+	s.quit, s.quitNow = context.WithCancel(context.Background())
 	// Auth is on with any of the secret, the public keys or the JWKS.
 	keys := auth.Keys{Secret: []byte(cfg.AuthSecret)}
 	for _, f := range []struct {
@@ -328,6 +336,7 @@ func (s *Server) Metrics() *metrics.Registry { return s.metrics }
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.quitNow()
 		s.hub.Close(ctx)
 		if err := s.shows.Close(ctx); err != nil {
 			s.log.Warn("closing shows", "err", err)
