@@ -35,11 +35,8 @@ func TestPagesUseTheLibrary(t *testing.T) {
 	}
 
 	imp := regexp.MustCompile(`(?m)^import \{([^}]*)\} from '\.\./((?:lib/)?[a-z-]+\.js)';`)
-	// Network access belongs in lib/. The exceptions are the watch and
-	// broadcast pages' once-a-second GET /api/streams/<s>, which server
-	// events replace (issue 13).
+	// Network access belongs in lib/.
 	network := regexp.MustCompile(`new WebSocket\(|new RTCPeerConnection\(|new EventSource\(|\bfetch\(`)
-	fetchOK := map[string]bool{"static/app/watch.js": true, "static/app/broadcast.js": true}
 
 	var files []string
 	for _, dir := range []string{"static/app", "static/lib"} {
@@ -71,7 +68,7 @@ func TestPagesUseTheLibrary(t *testing.T) {
 			}
 		}
 		for _, line := range strings.Split(body, "\n") {
-			if loc := network.FindString(line); loc != "" && !(loc == "fetch(" && fetchOK[f]) {
+			if network.MatchString(line) {
 				t.Errorf("%s: %q: pages reach the server through the library (web/static/lib)", f, strings.TrimSpace(line))
 			}
 		}

@@ -16,6 +16,7 @@ export { publish, play, publishMedia, playMedia, VIEWER_LIMIT } from './lib/whip
 export { playHLS, hlsURL } from './lib/hls.js';
 export { BroadcastChat, chatRoom } from './lib/chat.js';
 export { ControlSocket } from './lib/show.js';
+export { watchStreamStatus } from './lib/stream-status.js';
 
 /** @typedef {import('./lib/client.js').ClientState} ClientState */
 /** @typedef {import('./lib/errors.js').MemberInfo} MemberInfo */
@@ -23,3 +24,4 @@ export { ControlSocket } from './lib/show.js';
 /** @typedef {import('./lib/files.js').Transfer} Transfer */
 /** @typedef {import('./lib/stats.js').PeerStats} PeerStats */
 /** @typedef {import('./lib/whip.js').Session} Session */
+/** @typedef {import('./lib/stream-status.js').StreamStatus} StreamStatus */
