@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/parley/parley/internal/config"
@@ -173,5 +174,72 @@ func TestAccessibility(t *testing.T) {
 		b.waitFor(10*time.Second, "the recordings page with its list", `document.getElementById('summary').textContent.includes('files')`,
 			`document.getElementById('summary').textContent`)
 		check(b, size, "recordings page")
+	}
+}
+
+// flashRateJS counts, for 2.5 s, the flashes (WCAG 2.3.1: pairs of
+// opposing changes of 10 % or more in relative luminance) in the colours
+// the screen paints while the show's broadcast API sends it a 100 ms white
+// flash 8 times a second, as a host hammering Flash might. It leaves
+// window.__flashRate = {max: most changes within any 1 s, frames}.
+const flashRateJS = `(() => {
+  window.__flashRate = null;
+  const lum = (rgb) => { const l = rgb.map(c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4 });
+    return 0.2126 * l[0] + 0.7152 * l[1] + 0.0722 * l[2] };
+  const name = location.pathname.split('/')[2];
+  const send = setInterval(() => fetch('/api/shows/' + name + '/broadcast', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: '{"flash":"#ffffff","ms":100}'}), 125);
+  const changes = []; let ext = null, dir = 0, start = 0, frames = 0;
+  const step = (now) => {
+    if (!start) start = now;
+    frames++;
+    const L = lum(parleyShow.state.color);
+    if (ext === null) ext = L; // the last extreme, and which way the luminance is going from it
+    else if (dir === 0) { if (Math.abs(L - ext) >= 0.1) { dir = Math.sign(L - ext); changes.push(now); ext = L } }
+    else if ((L - ext) * dir > 0) ext = L;
+    else if (Math.abs(L - ext) >= 0.1) { dir = -dir; changes.push(now); ext = L }
+    if (now - start < 2500) return requestAnimationFrame(step);
+    clearInterval(send);
+    let max = 0;
+    for (let i = 0; i < changes.length; i++) max = Math.max(max, changes.filter(t => t >= changes[i] && t - changes[i] < 1000).length);
+    window.__flashRate = {max, frames};
+  };
+  requestAnimationFrame(step);
+  return true;
+})()`
+
+// TestShowCalmMode: a light-show screen in a browser that prefers reduced
+// motion starts with calm mode chosen under its flashing-lights warning;
+// calm, a host flashing the screens 8 times a second makes at most 3
+// flashes a second on it; with calm mode turned off (its button) the same
+// makes more, so the count would catch them.
+func TestShowCalmMode(t *testing.T) {
+	e := newBroadcastEnv(t)
+	s := e.launch("Screen", withSize(640, 400))
+	if _, err := chromedp.Call(s.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-reduced-motion", Value: "reduce"}}}); err != nil {
+		t.Fatalf("emulating reduced motion: %v", err)
+	}
+	s.do(30*time.Second, chromedp.Navigate(e.url+"/show/calm/screen"))
+	s.waitFor(15*time.Second, "the warning with calm mode chosen", `window.parleyShow && !document.querySelector('#start').hidden && document.querySelector('#calm').checked`,
+		`[document.querySelector('#calm').checked, matchMedia('(prefers-reduced-motion: reduce)').matches]`)
+	s.key(kb.Enter)
+	s.waitFor(15*time.Second, "the screen started", `parleyShow.state.started && parleyShow.state.calm && parleyShow.state.ws === 'open'`, `parleyShow.state`)
+	rate := func(what string) float64 {
+		t.Helper()
+		eval[bool](s, flashRateJS)
+		s.waitFor(15*time.Second, "the flashes counted ("+what+")", `window.__flashRate`)
+		r := eval[struct {
+			Max, Frames float64
+		}](s, `window.__flashRate`)
+		t.Logf("%s: at most %v luminance changes of 10 %% or more in 1 s (%v frames)", what, r.Max, r.Frames)
+		return r.Max
+	}
+	if n := rate("calm"); n > 6 {
+		t.Errorf("calm mode: %v changes within a second, more than 3 flashes", n)
+	}
+	s.do(20*time.Second, chromedp.Focus(chromedp.CSS("#btn-calm")), chromedp.KeyEvent(kb.Enter))
+	s.waitFor(10*time.Second, "calm mode off", `!parleyShow.state.calm && document.querySelector('#btn-calm').getAttribute('aria-pressed') === 'false'`)
+	if n := rate("not calm"); n <= 6 {
+		t.Errorf("without calm mode: only %v changes within a second; the count misses flashes", n)
 	}
 }
