@@ -141,7 +141,7 @@ func Handler() http.Handler {
 // recordings page (/recordings) load, for a listener that serves those
 // pages alone (the operations listener).
 func StatusAssets() []string {
-	return []string{"/status.css", "/style.css", "/favicon.svg", "/app/status.js", "/app/ui.js", "/app/whip.js", "/app/admin.js", "/app/recordings.js"}
+	return []string{"/status.css", "/style.css", "/favicon.svg", "/app/status.js", "/app/ui.js", "/lib/api.js", "/lib/errors.js", "/app/admin.js", "/app/recordings.js"}
 }
 
 const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +

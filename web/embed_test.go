@@ -22,7 +22,8 @@ func TestHandler(t *testing.T) {
 		{"/", "text/html", 200, `src="/app/main.js"`},
 		{"/r/abc", "text/html", 200, `src="/app/main.js"`},
 		{"/r/", "text/html", 200, "<html"},
-		{"/parley.js", "text/javascript", 200, "export class Client"},
+		{"/parley.js", "text/javascript", 200, "export { Client }"},
+		{"/lib/client.js", "text/javascript", 200, "export class Client"},
 		{"/app/call.js", "text/javascript", 200, "export function callPage"},
 		{"/style.css", "text/css", 200, ":root"},
 		{"/favicon.svg", "image/svg+xml", 200, "<svg"},
@@ -73,9 +74,11 @@ func TestHandlerETag(t *testing.T) {
 	}
 }
 
-// The call page must stay small: no framework, well under 150 KB of JS.
-// It loads /app/main.js, which imports /app/call.js for /r/<room>; count
-// those and everything they import statically.
+// The call page must stay small: no framework, at most 60 KB of JS
+// gzip-compressed (the issue's budget; JSDoc types make the plain files
+// larger than what they cost on the wire). It loads /app/main.js, which
+// imports /app/call.js for /r/<room>; count those and everything they
+// import statically.
 func TestJSBudget(t *testing.T) {
 	h := Handler()
 	get := func(p string) string {
@@ -89,6 +92,7 @@ func TestJSBudget(t *testing.T) {
 	importRE := regexp.MustCompile(`(?m)^\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]`)
 	seen := map[string]bool{}
 	total := 0
+	zipped := 0 // each file gzip-compressed, as served
 	var visit func(p string)
 	visit = func(p string) {
 		if seen[p] {
@@ -97,16 +101,21 @@ func TestJSBudget(t *testing.T) {
 		seen[p] = true
 		body := get(p)
 		total += len(body)
+		var z bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
+		zw.Write([]byte(body))
+		zw.Close()
+		zipped += z.Len()
 		for _, m := range importRE.FindAllStringSubmatch(body, -1) {
 			visit(path.Join(path.Dir(p), m[1]))
 		}
 	}
 	visit("/app/main.js")
 	visit("/app/call.js")
-	if len(seen) < 5 || total > 150_000 {
-		t.Fatalf("call page JS: %d files, %d bytes; budget 150000", len(seen), total)
+	if len(seen) < 5 || zipped > 60_000 {
+		t.Fatalf("call page JS: %d files, %d bytes, %d gzip-compressed; budget 60000 compressed", len(seen), total, zipped)
 	}
-	t.Logf("call page JS: %d files, %d bytes", len(seen), total)
+	t.Logf("call page JS: %d files, %d bytes, %d gzip-compressed", len(seen), total, zipped)
 }
 
 // TestHandlerVendor: the vendored hls.js is served gzip-compressed to

@@ -58,7 +58,7 @@ func TestBatchConnDeliversEverything(t *testing.T) {
 		}
 		next[w]++
 	}
-	t.Logf("GSO used: %v", b.gso)
+	t.Logf("GSO used: %v", b.snd.GSO())
 }
 
 // sizeOf is the size of a writer's i-th datagram: frames of three, the

@@ -98,7 +98,7 @@ func TestOwnAddressesServicePorts(t *testing.T) {
 		t.Fatal("a permission to an own address without service ports is granted")
 	}
 	pc := listenPeer(t, "udp4", "127.0.0.1:0")
-	relay := &relayConn{PacketConn: pc, stats: &counters{}, self: self}
+	relay := newRelayConn(pc.(*net.UDPConn), &counters{}, self, nil)
 	for _, to := range []net.PacketConn{other, service} {
 		if _, err := relay.WriteTo([]byte("hi"), to.LocalAddr()); err != nil {
 			t.Fatal(err)

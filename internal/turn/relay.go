@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/net/ipv4"
+	"github.com/parley/parley/internal/udpbatch"
 )
 
 var errTCPRelay = errors.New("turn: TCP relay allocations (RFC 6062) are not supported")
@@ -42,7 +42,7 @@ func (g *relayGen) AllocatePacketConn(_ string, port int) (net.PacketConn, net.A
 	if err != nil {
 		return nil, nil, fmt.Errorf("turn: bind relay socket: %w", err)
 	}
-	c := &relayConn{PacketConn: pc, stats: &g.srv.stats, self: g.srv.self, owner: g.owner, bc: newBatchConn(pc.(*net.UDPConn))}
+	c := newRelayConn(pc.(*net.UDPConn), &g.srv.stats, g.srv.self, g.owner)
 	c.onClose = func() { g.srv.relays.remove(c) }
 	if !g.srv.relays.add(c) {
 		_ = pc.Close()
@@ -61,10 +61,13 @@ func (g *relayGen) AllocateConn(string, int) (net.Conn, net.Addr, error) {
 // relayConn counts relayed traffic with atomics: ReadFrom sees datagrams
 // from peers (towards the client), WriteTo datagrams to peers.
 //
-// When owner is set (allocations made over a UDP listener), writes to
-// peers are queued and sent with sendmmsg by owner's read loop, which is
-// the only goroutine pion writes relay sockets from (ChannelData and Send
-// indications are handled inline in the listener's read loop).
+// Reads come from recvmmsg batches (pion's relay loop of the allocation is
+// the only reader); before each recvmmsg the owner's queue to clients is
+// flushed, since that loop wrote the ChannelData of the previous batch
+// there. When owner is set (allocations made over a UDP listener), writes
+// to peers are queued and sent by owner's read loop before it reads again:
+// it is the only goroutine pion writes relay sockets from (ChannelData and
+// Send indications are handled inline in the listener's read loop).
 type relayConn struct {
 	net.PacketConn
 	stats   *counters
@@ -72,24 +75,34 @@ type relayConn struct {
 	once    sync.Once
 	onClose func()
 
-	owner   *batchReader
-	bc      batchConn
-	mu      sync.Mutex // guards pending against Close
-	pending []ipv4.Message
-	bufs    [][]byte
+	owner *batchReader
+	bc    udpbatch.ReadWriter
+	in    readBatch
+	out   *sendQueue // to peers
+}
+
+func newRelayConn(pc *net.UDPConn, stats *counters, self *selfSet, owner *batchReader) *relayConn {
+	bc := udpbatch.NewConn(pc)
+	return &relayConn{PacketConn: pc, stats: stats, self: self, owner: owner, bc: bc, out: newSendQueue(pc, bc, false)}
 }
 
 func (c *relayConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		n, addr, err := c.PacketConn.ReadFrom(p)
+		n, addr, err := c.in.readFrom(c.bc, p, relayBatchSize, c)
 		if err == nil && c.self.blocks(addr) {
 			continue
 		}
 		if err == nil {
-			c.stats.relayedPackets.Add(1)
-			c.stats.relayedBytes.Add(uint64(n))
+			c.count(n)
 		}
 		return n, addr, err
+	}
+}
+
+// beforeRead sends the ChannelData this relay loop queued to clients.
+func (c *relayConn) beforeRead() {
+	if c.owner != nil {
+		c.owner.out.flush()
 	}
 }
 
@@ -104,20 +117,12 @@ func (c *relayConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 		}
 		return n, err
 	}
-	c.mu.Lock()
-	if len(c.pending) == 0 {
+	n, first, err := c.out.writeTo(p, addr)
+	if err != nil {
+		return n, err
+	}
+	if first {
 		c.owner.dirty = append(c.owner.dirty, c)
-	}
-	i := len(c.pending)
-	if i == len(c.bufs) {
-		c.bufs = append(c.bufs, make([]byte, 2048))
-	}
-	n := copy(c.bufs[i], p)
-	c.pending = append(c.pending, ipv4.Message{Buffers: [][]byte{c.bufs[i][:n]}, Addr: addr})
-	full := len(c.pending) >= batchSize
-	c.mu.Unlock()
-	if full {
-		c.flush()
 	}
 	c.count(n)
 	return n, nil
@@ -128,31 +133,13 @@ func (c *relayConn) count(n int) {
 	c.stats.relayedBytes.Add(uint64(n))
 }
 
-// flush sends the queued datagrams. A failed send drops the rest of the
-// batch, as a full socket would drop a single datagram.
-func (c *relayConn) flush() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for done := 0; done < len(c.pending); {
-		n, err := c.bc.WriteBatch(c.pending[done:], 0)
-		if err != nil {
-			break
-		}
-		done += n
-	}
-	clear(c.pending)
-	c.pending = c.pending[:0]
-}
-
 // Close is idempotent: both Server.Close and pion's allocation teardown
 // close relay sockets, and pion logs a second close's error as a failure.
 func (c *relayConn) Close() error {
 	var err error
 	c.once.Do(func() {
-		c.mu.Lock()
-		c.pending = c.pending[:0]
+		c.out.close()
 		err = c.PacketConn.Close()
-		c.mu.Unlock()
 		if c.onClose != nil {
 			c.onClose()
 		}

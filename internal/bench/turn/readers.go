@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/parley/parley/internal/udpbatch"
 )
 
 // startReaders runs the peer (sink or echo) and, for echo runs, one reader
@@ -21,7 +23,7 @@ func (r *run) startReaders() {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			r.clientLoop(newBatchConn(a.conn))
+			r.clientLoop(udpbatch.NewConn(a.conn))
 		}()
 	}
 }
@@ -37,7 +39,7 @@ func newMessages() []ipv4.Message {
 // peerLoop counts datagrams carrying magic and, in echo mode, sends each
 // straight back to the relay address it came from.
 func (r *run) peerLoop() {
-	c := newBatchConn(r.peer)
+	c := udpbatch.NewConn(r.peer)
 	in := newMessages()
 	out := make([]ipv4.Message, batch)
 	for i := range out {
@@ -67,7 +69,7 @@ func (r *run) peerLoop() {
 }
 
 // clientLoop counts ChannelData echoes arriving at one client.
-func (r *run) clientLoop(c batchConn) {
+func (r *run) clientLoop(c udpbatch.ReadWriter) {
 	in := newMessages()
 	for {
 		n, err := c.ReadBatch(in, 0)

@@ -20,11 +20,11 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
 	"github.com/parley/parley/internal/auth"
 
 	"github.com/parley/parley/internal/bench/proc"
+	"github.com/parley/parley/internal/udpbatch"
 )
 
 // Options describe one load run. Zero values take the defaults noted.
@@ -236,9 +236,9 @@ func (r *run) settle(ctx context.Context) {
 // of up to 64 packets (one sendmmsg), rotating over the allocations.
 func (r *run) send(ctx context.Context) (time.Duration, error) {
 	frame := channelFrame(r.opt.Size)
-	conns := make([]batchConn, len(r.allocs))
+	conns := make([]udpbatch.ReadWriter, len(r.allocs))
 	for i, a := range r.allocs {
-		conns[i] = newBatchConn(a.conn)
+		conns[i] = udpbatch.NewConn(a.conn)
 	}
 	msgs := make([]ipv4.Message, batch)
 	for i := range msgs {
@@ -275,19 +275,7 @@ func channelFrame(size int) []byte {
 	return f
 }
 
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
-
-func newBatchConn(c *net.UDPConn) batchConn {
-	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
-		return ipv6.NewPacketConn(c)
-	}
-	return ipv4.NewPacketConn(c)
-}
-
-func writeAll(c batchConn, ms []ipv4.Message) (int, error) {
+func writeAll(c udpbatch.ReadWriter, ms []ipv4.Message) (int, error) {
 	done := 0
 	for done < len(ms) {
 		n, err := c.WriteBatch(ms[done:], 0)

@@ -3,7 +3,7 @@
 // and loading a management API with it, the form shown when the server
 // asks for a token.
 import { $ } from './ui.js';
-import { authHeaders } from './whip.js';
+import { authHeaders } from '../lib/api.js';
 
 let token = new URLSearchParams(location.search).get('token') || sessionStorage.getItem('parley.token.status') || '';
 

@@ -3,7 +3,8 @@
 // do, so viewers (/w/<stream>) cannot tell the difference.
 import { h, $, icons, toast, store } from './ui.js';
 import { LocalMedia, describeMediaError } from './media.js';
-import { publishMedia, authHeaders, serverInfo } from './whip.js';
+import { publishMedia } from '../lib/whip.js';
+import { authHeaders, serverInfo } from '../lib/api.js';
 import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/b\/?/, '').replace(/\/+$/, ''));

@@ -1,5 +1,6 @@
 // Call page: lobby (preview, name, devices) then the call itself.
-import { Client, formatBytes } from '../parley.js';
+import { Client } from '../lib/client.js';
+import { formatBytes } from '../lib/files.js';
 import { h, $, icons, iconButton, setButton, toast, announce, clock, initials, hue, store, download, verifiedMark } from './ui.js';
 import { LocalMedia, RESOLUTIONS, EFFECTS, describeMediaError } from './media.js';
 import { StatsBoard } from './stats.js';
@@ -8,7 +9,7 @@ import { groupView } from './group.js';
 const BITRATES = [['0', 'Unlimited'], ['2000', '2000 kbps'], ['1000', '1000 kbps'], ['500', '500 kbps'], ['300', '300 kbps'], ['200', '200 kbps'], ['100', '100 kbps']];
 
 /** @typedef {import('../parley.js').Peer} Peer */
-/** @typedef {import('../parley.js').Transfer} Transfer */
+/** @typedef {import('../lib/files.js').Transfer} Transfer */
 
 /** @param {string} room */
 export function callPage(room) {

@@ -1,6 +1,6 @@
 // Home page: pick a name, create a room or join one.
 import { h, icons, store } from './ui.js';
-import { randomRoomId } from '../parley.js';
+import { randomRoomId } from '../lib/names.js';
 
 export function homePage() {
   document.title = 'Parley — video calls on your own server';

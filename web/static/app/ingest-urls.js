@@ -5,7 +5,7 @@
 // tokens are never printed here, only where they go.
 
 import { h, $ } from './ui.js';
-import { serverInfo } from './whip.js';
+import { serverInfo } from '../lib/api.js';
 
 /**
  * @typedef {{port: number, publish: boolean, read: boolean}} Listener

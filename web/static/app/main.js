@@ -1,6 +1,6 @@
 // Entry point: picks the page from the URL.
 import { h } from './ui.js';
-import { randomRoomId } from '../parley.js';
+import { randomRoomId } from '../lib/names.js';
 
 /** Shows an error instead of a blank page. @param {string} title @param {string} text */
 export function fatal(title, text) {

@@ -4,7 +4,7 @@
 // the buttons are there only for a token with the admin grant (the server
 // checks it again); the files are on the Recordings page.
 import { h, iconButton, setButton } from './ui.js';
-import { authHeaders } from './whip.js';
+import { authHeaders } from '../lib/api.js';
 
 /** Whether a JWT's payload grants admin (read, not verified: the server verifies). @param {string} token */
 export function grantsAdmin(token) {

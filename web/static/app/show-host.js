@@ -2,7 +2,7 @@
 // into a MediaStreamAudioDestinationNode published over WHIP as the show's
 // broadcast, and controls the screens (bands, palette, flash, text).
 import { el, showName, token, fmtHz, fmtBand, paint, rgbCSS, PALETTES, ControlSocket, MIN_FREQ, MAX_FREQ, checkName } from './show-common.js';
-import { publish } from './whip.js';
+import { publish } from '../lib/whip.js';
 
 const $ = (s) => document.querySelector(s);
 const name = showName();

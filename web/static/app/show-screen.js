@@ -2,7 +2,7 @@
 // audio over WHEP, analyses it and paints the whole screen with the level
 // of its assigned frequency band, once per display frame.
 import { showName, params, token, fmtBand, paint, rgbCSS, hexRGB, ControlSocket, checkName } from './show-common.js';
-import { play } from './whip.js';
+import { play } from '../lib/whip.js';
 
 // Band level: the power of the FFT bins in the band, in dB, mapped from
 // MIN_DB..MAX_DB to 0..255 (times the show's gain).

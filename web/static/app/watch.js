@@ -5,7 +5,9 @@
 // loaded then) with ?hls, when WebRTC cannot connect, or when the server
 // refuses another WebRTC viewer (--max-webrtc-viewers); a badge says which.
 import { h, $, icons, store } from './ui.js';
-import { playMedia, playHLS, hlsURL, authHeaders, VIEWER_LIMIT } from './whip.js';
+import { playMedia, VIEWER_LIMIT } from '../lib/whip.js';
+import { playHLS, hlsURL } from '../lib/hls.js';
+import { authHeaders } from '../lib/api.js';
 import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/w\/?/, '').replace(/\/+$/, ''));

@@ -1,14 +1,13 @@
-// Tiny WHIP (publish) / WHEP (play) client: one POST with the SDP offer
-// once ICE gathering is complete (no trickle), DELETE to end.
-// Errors carry .status and .code from the server's JSON error body.
+// @ts-check
+// WHIP (publish) and WHEP (play): one POST with the SDP offer once ICE
+// gathering is complete (no trickle), DELETE to end. Errors are ParleyErrors
+// with .status and .code from the server's JSON error body.
 
-export class WHIPError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
+import { authHeaders, readError } from './api.js';
+import { SIMULCAST } from './simulcast.js';
+
+/** The WHEP error code of a viewer refused past the stream's --max-webrtc-viewers (503). */
+export const VIEWER_LIMIT = 'webrtc_viewer_limit';
 
 function waitGathering(pc, ms) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -18,15 +17,6 @@ function waitGathering(pc, ms) {
     const t = setTimeout(done, ms);
     pc.addEventListener('icegatheringstatechange', check);
   });
-}
-
-async function readError(res) {
-  let code = 'http-' + res.status, message = res.statusText || ('HTTP ' + res.status);
-  try {
-    const j = await res.json();
-    if (j && j.error) { code = j.error.code || code; message = j.error.message || message; }
-  } catch { /* not JSON */ }
-  return new WHIPError(res.status, code, message);
 }
 
 // Opus for music: ask for a higher bitrate and stereo in what we send.
@@ -58,11 +48,6 @@ export class Session {
     }
     this.pc.close();
   }
-}
-
-// authHeaders is the Bearer header of token, or none.
-export function authHeaders(token) {
-  return token ? { Authorization: 'Bearer ' + token } : {};
 }
 
 async function negotiate(pc, url, token, tune) {
@@ -145,28 +130,6 @@ function preferH264(tr) {
   }
 }
 
-let infoPromise = null;
-// serverInfo is the server's GET /api/ingest (fetched once per page): which
-// ways in and out of a stream it offers, whether it wants tokens, and
-// whether browser publishers should send H.264 (prefer_h264).
-export function serverInfo() {
-  if (!infoPromise) {
-    infoPromise = fetch('/api/ingest', { cache: 'no-store' }).then((r) => {
-      if (!r.ok) throw new Error(`HTTP ${r.status} from /api/ingest`);
-      return r.json();
-    });
-    infoPromise.catch(() => { infoPromise = null; }); // the next call asks again
-  }
-  return infoPromise;
-}
-
-// Simulcast layers a browser publisher sends (the SFU knows rids q/h/f).
-export const SIMULCAST = [
-  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000 },
-  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000 },
-  { rid: 'f', maxBitrate: 2500000 },
-];
-
 // publishMedia sends tracks (audio and/or video) to url (a WHIP endpoint);
 // video goes as three simulcast layers unless simulcast is false, as H.264
 // when h264 is true (the server's prefer_h264). The session's .video /
@@ -208,83 +171,4 @@ export async function playMedia(url, { token = '', iceServers = [], onTrack } = 
     pc.close();
     throw e;
   }
-}
-
-// ---- HLS: the same stream as LL-HLS files (GET /hls/<stream>/index.m3u8),
-// for when WebRTC cannot play it (the server's WebRTC viewer cap, a
-// network that blocks WebRTC, or ?hls). hls.js is vendored and loaded only
-// when a page plays HLS; Safari (HLS without MSE) plays it natively.
-
-/** Where the vendored hls.js (npm 1.7.4, Apache-2.0, with its LICENSE) is served. */
-export const HLS_LIB = '/vendor/hls.js-1.7.4/hls.min.mjs';
-
-/** The WHEP error code of a viewer refused past the stream's --max-webrtc-viewers (503). */
-export const VIEWER_LIMIT = 'webrtc_viewer_limit';
-
-/**
- * The stream's LL-HLS playlist URL; with auth on, the subscribe token goes
- * in ?token= (the server carries it into the part and segment URLs).
- * @param {string} stream @param {string} [token]
- */
-export function hlsURL(stream, token) {
-  const u = `/hls/${encodeURIComponent(stream)}/index.m3u8`;
-  return token ? `${u}?token=${encodeURIComponent(token)}` : u;
-}
-
-/** Whether video plays HLS by itself and there is no MSE for hls.js (Safari on iPhone). @param {HTMLVideoElement} video */
-export function nativeHLS(video) {
-  // @ts-ignore ManagedMediaSource is Safari's MSE
-  const mse = !!(window.MediaSource || window.ManagedMediaSource);
-  return !mse && video.canPlayType('application/vnd.apple.mpegurl') !== '';
-}
-
-/**
- * An HLS playback of url in video: hls.js (loaded now), or the browser's own
- * HLS. onError gets a WHIPError (.status is the HTTP status of a playlist or
- * part that failed, 0 otherwise) once playback cannot go on; close() stops.
- * latency() is how far behind the live edge it plays, in seconds (NaN before
- * it knows).
- * @param {HTMLVideoElement} video @param {string} url
- * @param {{onError?: (e: WHIPError) => void}} [opts]
- * @returns {Promise<{kind: 'hls.js'|'native', latency: () => number, close: () => void, hls?: any}>}
- */
-export async function playHLS(video, url, { onError = () => {} } = {}) {
-  if (nativeHLS(video)) {
-    const err = () => onError(new WHIPError(0, 'hls_media', (video.error && video.error.message) || 'the browser could not play the HLS stream'));
-    video.addEventListener('error', err);
-    video.src = url;
-    return {
-      kind: 'native',
-      latency: () => {
-        // EXT-X-PROGRAM-DATE-TIME follows the server's wall clock.
-        // @ts-ignore getStartDate is Safari's
-        const start = video.getStartDate ? video.getStartDate().getTime() : NaN;
-        return (Date.now() - start) / 1000 - video.currentTime;
-      },
-      close: () => {
-        video.removeEventListener('error', err);
-        video.removeAttribute('src');
-        video.load();
-      },
-    };
-  }
-  const { default: Hls } = await import(HLS_LIB);
-  if (!Hls.isSupported()) throw new WHIPError(0, 'hls_unsupported', 'this browser can play neither WebRTC nor HLS');
-  // The ESM build has no inline worker: fMP4 needs no transmuxing anyway.
-  // Behind the target delay (after a stall, or a start far from the live
-  // edge), play up to 1.5x faster to catch up, as LL-HLS players do.
-  const hls = new Hls({ lowLatencyMode: true, enableWorker: false, backBufferLength: 10, maxLiveSyncPlaybackRate: 1.5 });
-  let recovered = 0;
-  hls.on(Hls.Events.ERROR, (/** @type {any} */ _ev, /** @type {any} */ d) => {
-    if (!d.fatal) return;
-    if (d.type === Hls.ErrorTypes.MEDIA_ERROR && recovered++ < 2) {
-      hls.recoverMediaError();
-      return;
-    }
-    const status = (d.response && d.response.code) || 0;
-    onError(new WHIPError(status, status ? 'http-' + status : d.details, status ? `HLS: HTTP ${status} for ${d.details}` : `HLS: ${d.details}`));
-  });
-  hls.loadSource(url);
-  hls.attachMedia(video);
-  return { kind: 'hls.js', hls, latency: () => hls.latency, close: () => hls.destroy() };
 }

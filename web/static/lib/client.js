@@ -1,0 +1,449 @@
+// @ts-check
+// Client: a member of a Parley room — signaling, reconnecting, and its
+// peers (p2p) or its link to the server (sfu).
+
+import { ParleyError, emit } from './errors.js';
+import { Signaling } from './signaling.js';
+import { formatBytes } from './files.js';
+import { Peer } from './p2p.js';
+import { SfuLink, SfuPeer } from './sfu.js';
+import { relayed } from './stats.js';
+
+/** @typedef {import('./errors.js').MemberInfo} MemberInfo */
+/** @typedef {import('./errors.js').IceServer} IceServer */
+/** @typedef {import('./files.js').Transfer} Transfer */
+/** @typedef {'idle'|'connecting'|'joined'|'reconnecting'|'left'|'closed'} ClientState */
+
+const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
+
+/**
+ * A Parley room member.
+ *
+ * Events (CustomEvent, payload in .detail): "state", "joined", "peer-joined",
+ * "peer-left", "peer-state", "track", "chat", "control", "transfer",
+ * "reconnecting", "error", "full", "speaker", and from moderators "muted",
+ * "removed", "ended"; "media-closed" when the server closed our sfu link
+ * (a new one is already being built).
+ */
+export class Client extends EventTarget {
+  /**
+   * @param {{room: string, name?: string, token?: string, server?: string,
+   *   transport?: 'auto'|'ws'|'http', iceTransportPolicy?: 'all'|'relay',
+   *   localStream?: MediaStream|null, maxFileSize?: number, connectTimeout?: number, debug?: boolean,
+   *   mode?: 'p2p'|'sfu', simulcast?: boolean}} opts
+   */
+  constructor(opts) {
+    super();
+    this.opts = { transport: 'auto', iceTransportPolicy: 'all', ...opts };
+    this.room = opts.room;
+    this.name = opts.name || 'Guest';
+    this.token = opts.token || '';
+    this.base = opts.server || location.origin;
+    /** @type {MediaStream|null} */
+    this.localStream = opts.localStream || null;
+    this.maxFileSize = opts.maxFileSize || 512 * 1024 * 1024;
+    /** @type {number} bits per second, 0 = unlimited */
+    this.maxBitrate = 0;
+    this.mediaState = { audio: true, video: true, screen: false };
+    /** @type {Map<string, Peer>} */
+    this.peers = new Map();
+    /** @type {IceServer[]} */
+    this.iceServers = [];
+    /** @type {ClientState} */
+    this.state = 'idle';
+    this.id = '';
+    /** your verified identity (from your token), '' on open servers */
+    this.identity = '';
+    this.verified = false;
+    this.host = false;
+    this.mode = 'p2p';
+    /** What the server lets us do in the room (from "joined"). */
+    this.grants = { publish: true, subscribe: true, admin: false };
+    /** @type {Map<string, 'audio'|'video'>} our tracks a moderator muted (sfu rooms), by server track id */
+    this.heldTracks = new Map();
+    this.joining = false;
+    /** @type {Signaling|null} */
+    this.sig = null;
+    /** @type {SfuLink|null} the connection to the server in "sfu" rooms */
+    this.link = null;
+    this.attempt = 0;
+    this.reconnectTimer = 0;
+    this.wakeup = null;
+  }
+
+  /** @param {...any} a */
+  log(...a) {
+    if (this.opts.debug) console.debug('[parley]', ...a);
+  }
+
+  /** @param {ClientState} s */
+  setState(s) {
+    if (this.state === s) return;
+    this.state = s;
+    emit(this, 'state', { state: s });
+  }
+
+  /** Transport in use: 'ws' or 'http' (null before connecting). */
+  get transport() {
+    return this.sig ? this.sig.transport : null;
+  }
+
+  /**
+   * Connects and joins the room. Resolves with the "joined" message. Rejects
+   * with a ParleyError for "full", "unauthorized" and other fatal errors. When
+   * the server cannot be reached it keeps retrying (emitting "reconnecting")
+   * until it can, or until leave() is called.
+   */
+  join() {
+    if (this.joinPromise) return this.joinPromise;
+    this.joinPromise = new Promise((resolve, reject) => {
+      this.joinWaiter = { resolve, reject };
+    });
+    this.connect();
+    return this.joinPromise;
+  }
+
+  async connect() {
+    if (this.state === 'left' || this.state === 'closed') return;
+    this.setState(this.id ? 'reconnecting' : 'connecting');
+    const sig = new Signaling({ base: this.base, transport: this.opts.transport });
+    this.sig = sig;
+    try {
+      await sig.open();
+    } catch (e) {
+      if (this.sig !== sig) return;
+      this.sig = null;
+      return this.scheduleReconnect(e.message || 'server unreachable');
+    }
+    if (this.sig !== sig || this.state === 'left') return sig.close();
+    sig.addEventListener('message', (ev) => this.onServerMessage(/** @type {CustomEvent} */ (ev).detail));
+    sig.addEventListener('close', (ev) => {
+      if (this.sig !== sig) return;
+      this.sig = null;
+      this.dropAllPeers();
+      this.scheduleReconnect(/** @type {CustomEvent} */ (ev).detail.reason);
+    });
+    const msg = { type: 'join', room: this.room, name: this.name };
+    if (this.token) msg.token = this.token;
+    if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
+    this.joining = true;
+    sig.send(msg);
+  }
+
+  /** @param {string} reason */
+  scheduleReconnect(reason) {
+    if (this.state === 'left' || this.state === 'closed') return;
+    const delay = RECONNECT_DELAYS[Math.min(this.attempt, RECONNECT_DELAYS.length - 1)];
+    this.attempt++;
+    this.setState('reconnecting');
+    emit(this, 'reconnecting', { attempt: this.attempt, delay, at: Date.now() + delay, reason });
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Skips the reconnect countdown. */
+  reconnectNow() {
+    if (this.state !== 'reconnecting' || this.sig) return;
+    clearTimeout(this.reconnectTimer);
+    this.connect();
+  }
+
+  /** @param {any} m */
+  onServerMessage(m) {
+    if (!m || typeof m !== 'object') return;
+    switch (m.type) {
+      case 'joined': {
+        this.attempt = 0;
+        this.id = m.id;
+        this.mode = m.mode || 'p2p';
+        this.joining = false;
+        this.grants = { publish: true, subscribe: true, admin: false, ...(m.grants || {}) };
+        this.heldTracks.clear();
+        this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
+        if (m.name) this.name = m.name;
+        this.identity = m.identity || '';
+        this.verified = !!m.verified;
+        this.host = !!m.host;
+        if (this.link) this.link.close();
+        this.link = this.mode === 'sfu' ? new SfuLink(this) : null;
+        this.setState('joined');
+        for (const info of m.peers || []) this.addPeer(info, false);
+        emit(this, 'joined', m);
+        if (this.joinWaiter) this.joinWaiter.resolve(m);
+        this.joinWaiter = null;
+        break;
+      }
+      case 'peer-joined':
+        this.addPeer(m, true);
+        break;
+      case 'peer-left':
+        this.dropPeer(m.id, 'left');
+        break;
+      case 'signal': {
+        const p = this.peers.get(m.from);
+        if (p) p.handleSignal(m.data);
+        break;
+      }
+      case 'full':
+        this.fail(new ParleyError('full', `The room "${m.room || this.room}" is full.`));
+        emit(this, 'full', m);
+        break;
+      case 'media':
+        if (this.link) this.link.onMedia(m.data);
+        break;
+      case 'tracks':
+        if (this.link) this.link.onTracks(m.data);
+        break;
+      case 'speaker':
+        emit(this, 'speaker', { id: m.id });
+        break;
+      case 'ice-servers': // fresh TURN credentials, before the old ones expire
+        if (Array.isArray(m.iceServers)) this.setIceServers(m.iceServers);
+        break;
+      case 'media-closed':
+        // The server closed our media connection (ICE or DTLS failed) and
+        // takes an offer from a new one.
+        this.log('media closed by the server', m.message);
+        this.rebuildLink();
+        break;
+      case 'muted': {
+        // A moderator muted one of our tracks: in sfu rooms the server
+        // holds it until we unmute (setMediaState), in p2p rooms we mute
+        // ourselves.
+        const kind = m.kind === 'video' || m.track === 'video' ? 'video' : 'audio';
+        if (m.track && m.track !== 'audio' && m.track !== 'video') this.heldTracks.set(m.track, kind);
+        emit(this, 'muted', { kind, track: m.track || kind, by: m.from || '' });
+        break;
+      }
+      case 'removed':
+      case 'ended':
+        // The server closes the connection after this: no reconnecting.
+        this.shutdown('closed');
+        emit(this, m.type, { by: m.from || '', room: m.room || this.room, message: m.message || '' });
+        break;
+      case 'left':
+        break;
+      case 'error': {
+        // "forbidden" ends a join; once in, it refuses one thing (moderating
+        // without admin, publishing without publish) and we stay.
+        const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'too-many-rooms', 'already-joined'].includes(m.code) && (m.code !== 'forbidden' || this.joining);
+        emit(this, 'error', { code: m.code, message: m.message || m.code, fatal });
+        if (fatal) this.fail(new ParleyError(m.code, m.message || m.code));
+        break;
+      }
+    }
+  }
+
+  /**
+   * Uses list for new connections and gives it to the open ones
+   * (setConfiguration). A connection whose path goes through a TURN relay
+   * restarts ICE, so its relay is allocated again with the fresh
+   * credential: the server refuses to refresh an allocation made with an
+   * expired one.
+   * @param {IceServer[]} list
+   */
+  setIceServers(list) {
+    this.iceServers = list;
+    const pcs = new Set([...this.peers.values()].map((p) => p.pc));
+    if (this.link) pcs.add(this.link.pc);
+    for (const pc of pcs) {
+      if (!pc || pc.signalingState === 'closed') continue;
+      try {
+        pc.setConfiguration({ ...pc.getConfiguration(), iceServers: list });
+      } catch (e) {
+        this.log('setConfiguration', e);
+        continue;
+      }
+      relayed(pc).then((yes) => {
+        if (yes && pc.signalingState !== 'closed') pc.restartIce();
+      });
+    }
+  }
+
+  /** @param {ParleyError} err */
+  fail(err) {
+    this.shutdown('closed');
+    if (this.joinWaiter) this.joinWaiter.reject(err);
+    this.joinWaiter = null;
+  }
+
+  /** @param {MemberInfo} info @param {boolean} offerer */
+  addPeer(info, offerer) {
+    if (!info || !info.id || info.id === this.id) return;
+    const old = this.peers.get(info.id);
+    if (old) old.close();
+    const p = this.link ? new SfuPeer(this, info) : new Peer(this, info, offerer);
+    this.peers.set(p.id, p);
+    p.addEventListener('track', (ev) => emit(this, 'track', /** @type {CustomEvent} */ (ev).detail));
+    p.addEventListener('state', () => emit(this, 'peer-state', p));
+    emit(this, 'peer-joined', p);
+  }
+
+  /** @param {string} id @param {'bye'|'left'|'reconnect'} reason */
+  dropPeer(id, reason) {
+    const p = this.peers.get(id);
+    if (!p) return;
+    this.peers.delete(id);
+    p.close();
+    emit(this, 'peer-left', { peer: p, reason });
+  }
+
+  /** A new SfuLink in place of the one the server closed; the peers move to it. */
+  rebuildLink() {
+    const old = this.link;
+    if (!old || this.state !== 'joined') return;
+    old.close();
+    const link = new SfuLink(this);
+    link.tracks = old.tracks;
+    link.owner = old.owner;
+    link.prefs = old.prefs; // re-sent when the server's track list comes
+    this.link = link;
+    for (const p of this.peers.values()) {
+      p.closePC();
+      p.buildPC();
+      emit(p, 'state', p);
+    }
+    emit(this, 'media-closed', { link });
+  }
+
+  dropAllPeers() {
+    for (const id of [...this.peers.keys()]) this.dropPeer(id, 'reconnect');
+    if (this.link) this.link.close();
+    this.link = null;
+  }
+
+  /** @param {ClientState} state */
+  shutdown(state) {
+    clearTimeout(this.reconnectTimer);
+    this.dropAllPeers();
+    if (this.sig) this.sig.close();
+    this.sig = null;
+    this.setState(state);
+  }
+
+  /** Says goodbye to every peer (they drop us at once) and leaves the room. */
+  leave() {
+    for (const p of this.peers.values()) p.sendControl({ t: 'bye' });
+    if (this.sig) this.sig.send({ type: 'leave' });
+    const sig = this.sig;
+    this.sig = null;
+    // Let the goodbye flush before the sockets close.
+    setTimeout(() => sig && sig.close(), 300);
+    clearTimeout(this.reconnectTimer);
+    this.dropAllPeers();
+    this.setState('left');
+    if (this.joinWaiter) this.joinWaiter.reject(new ParleyError('left', 'left the room'));
+    this.joinWaiter = null;
+  }
+
+  // --- media
+
+  /**
+   * Sets (or clears) the local track of a kind on every peer with replaceTrack:
+   * no renegotiation. Also updates localStream.
+   * @param {'audio'|'video'} kind @param {MediaStreamTrack|null} track
+   */
+  async setTrack(kind, track) {
+    if (!this.localStream) this.localStream = new MediaStream();
+    const s = this.localStream;
+    for (const t of kind === 'audio' ? s.getAudioTracks() : s.getVideoTracks()) if (t !== track) s.removeTrack(t);
+    if (track && !s.getTracks().includes(track)) s.addTrack(track);
+    if (this.link) await this.link.replaceTrack(kind, track).catch((e) => this.log('replaceTrack', e));
+    await Promise.all([...this.peers.values()].map((p) => p.replaceTrack(kind, track).catch((e) => this.log('replaceTrack', e))));
+  }
+
+  /**
+   * Announces the local media state (muted microphone/camera, screen sharing)
+   * to every peer over the control channel.
+   * @param {{audio?: boolean, video?: boolean, screen?: boolean}} st
+   */
+  setMediaState(st) {
+    Object.assign(this.mediaState, st);
+    // Unmuting releases our tracks a moderator had the server hold.
+    for (const [track, kind] of this.heldTracks) {
+      if (!this.mediaState[kind] || !this.link) continue;
+      this.heldTracks.delete(track);
+      this.link.send({ unmute: { track } });
+    }
+    for (const p of this.peers.values()) p.sendControl({ t: 'state', ...this.mediaState });
+  }
+
+  /** Caps the outgoing video bitrate for every peer. @param {number} bps 0 = unlimited */
+  async setMaxBitrate(bps) {
+    this.maxBitrate = bps > 0 ? Math.round(bps) : 0;
+    if (this.link) await this.link.applyBitrate();
+    await Promise.all([...this.peers.values()].map((p) => p.applyBitrate()));
+  }
+
+  // --- moderation (needs the admin grant: grants.admin; otherwise the
+  // server answers with a "forbidden" error event)
+
+  /** @param {object} m */
+  moderate(m) {
+    if (this.sig) this.sig.send({ type: 'moderate', ...m });
+  }
+
+  /** Takes a member out of the room (it gets "removed"). @param {string} id */
+  removeMember(id) {
+    this.moderate({ action: 'remove', id });
+  }
+
+  /**
+   * Mutes a member: 'audio' (default) or 'video' for all its tracks of that
+   * kind, or one server track id. In sfu rooms the server stops forwarding
+   * them until the member unmutes.
+   * @param {string} id @param {string} [track]
+   */
+  muteMember(id, track = 'audio') {
+    this.moderate({ action: 'mute', id, track });
+  }
+
+  /** Ends the room for everyone (each gets "ended"). */
+  endRoom() {
+    this.moderate({ action: 'end' });
+  }
+
+  // --- data
+
+  /**
+   * Whether we may send data: in sfu rooms the server relays it only for
+   * members with the publish grant (p2p data goes straight to the peers).
+   */
+  maySend() {
+    return !this.link || this.grants.publish;
+  }
+
+  /** Sends a chat line to everyone. @param {string} text */
+  chat(text) {
+    if (!this.maySend()) {
+      emit(this, 'error', { code: 'forbidden', message: 'Your access token does not let you send messages in this room (no publish grant).', fatal: false });
+      return;
+    }
+    const ts = Date.now();
+    for (const p of this.peers.values()) {
+      const ch = p.channels.chat;
+      if (ch.readyState === 'open') ch.send(JSON.stringify({ t: 'chat', text, ts }));
+    }
+    emit(this, 'chat', { peer: null, from: this.id, name: this.name, text, ts, self: true });
+  }
+
+  /**
+   * Sends an application control message (any JSON object with your own "t"),
+   * to one member or to everyone. Receivers get a "control" event.
+   * @param {object} message @param {string} [to]
+   */
+  sendControl(message, to) {
+    for (const p of this.peers.values()) if (!to || p.id === to) p.sendControl(message);
+  }
+
+  /**
+   * Sends a file to one member or (to omitted) to everyone.
+   * @param {File|Blob} file @param {string} [to] @returns {Promise<Transfer[]>}
+   */
+  async sendFile(file, to) {
+    if (!this.maySend()) throw new ParleyError('forbidden', 'Your access token does not let you send files in this room (no publish grant).');
+    if (file.size > this.maxFileSize) throw new ParleyError('too-large', `File is larger than the ${formatBytes(this.maxFileSize)} limit`);
+    const targets = [...this.peers.values()].filter((p) => !to || p.id === to);
+    return Promise.all(targets.map((p) => p.sendFile(file)));
+  }
+}

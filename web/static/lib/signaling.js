@@ -1,0 +1,191 @@
+// @ts-check
+// Signaling transports: one connection to the server's signaling endpoint,
+// over WebSocket or, where that does not get through, HTTP long-polling.
+
+import { ParleyError, emit } from './errors.js';
+
+/**
+ * One signaling connection (WebSocket or HTTP long-poll). Emits "message"
+ * (detail: server object) and "close" (detail: {reason}). Once closed it stays
+ * closed; the client makes a new one to reconnect.
+ */
+export class Signaling extends EventTarget {
+  /** @param {{base: string, transport?: 'auto'|'ws'|'http', timeout?: number}} opts */
+  constructor(opts) {
+    super();
+    this.base = opts.base.replace(/\/$/, '');
+    this.want = opts.transport || 'auto';
+    this.timeout = opts.timeout || 5000;
+    /** @type {'ws'|'http'|null} */
+    this.transport = null;
+    this.closed = false;
+    this.ws = null;
+    this.sid = null;
+    this.abort = new AbortController();
+    this.sendChain = Promise.resolve();
+    this.lastSeen = Date.now();
+  }
+
+  /** Opens the connection; rejects when no transport works. */
+  async open() {
+    let wsErr = null;
+    if (this.want !== 'http') {
+      try {
+        await this.openWS();
+        this.transport = 'ws';
+        return;
+      } catch (e) {
+        wsErr = e;
+        if (this.want === 'ws') throw e;
+      }
+    }
+    try {
+      await this.openHTTP();
+      this.transport = 'http';
+    } catch (e) {
+      throw wsErr && this.want === 'auto' ? new ParleyError('unreachable', `server unreachable (${e.message})`) : e;
+    }
+  }
+
+  openWS() {
+    return new Promise((resolve, reject) => {
+      const url = this.base.replace(/^http/, 'ws') + '/ws';
+      let ws;
+      try {
+        ws = new WebSocket(url);
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      const timer = setTimeout(() => {
+        ws.close();
+        reject(new ParleyError('unreachable', 'WebSocket timed out'));
+      }, this.timeout);
+      ws.onopen = () => {
+        clearTimeout(timer);
+        this.ws = ws;
+        ws.onmessage = (ev) => this.deliver(ev.data);
+        ws.onclose = (ev) => this.shut(`websocket closed (${ev.code})`);
+        ws.onerror = () => {};
+        this.pinger = setInterval(() => {
+          if (Date.now() - this.lastSeen > 20000) {
+            ws.close();
+            this.shut('no answer from server');
+            return;
+          }
+          this.send({ type: 'ping' });
+        }, 8000);
+        resolve();
+      };
+      ws.onerror = () => {};
+      ws.onclose = () => {
+        clearTimeout(timer);
+        reject(new ParleyError('unreachable', 'WebSocket connection failed'));
+      };
+    });
+  }
+
+  async openHTTP() {
+    const r = await this.fetchT(this.base + '/api/session', { method: 'POST' });
+    if (!r.ok) throw new ParleyError('unreachable', `HTTP ${r.status} from /api/session`);
+    const j = await r.json();
+    this.sid = j.id;
+    this.poll();
+  }
+
+  /** fetch with the connection's abort signal and a timeout. */
+  fetchT(url, init = {}, ms = this.timeout) {
+    const ctl = new AbortController();
+    const t = setTimeout(() => ctl.abort(), ms);
+    const onAbort = () => ctl.abort();
+    this.abort.signal.addEventListener('abort', onAbort);
+    return fetch(url, { ...init, signal: ctl.signal, cache: 'no-store' }).finally(() => {
+      clearTimeout(t);
+      this.abort.signal.removeEventListener('abort', onAbort);
+    });
+  }
+
+  async poll() {
+    const url = `${this.base}/api/session/${encodeURIComponent(this.sid)}/events`;
+    while (!this.closed) {
+      try {
+        const r = await this.fetchT(url, {}, 40000);
+        if (r.status === 404 || r.status === 410) return this.shut('session expired');
+        if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        const list = await r.json();
+        this.lastSeen = Date.now();
+        for (const m of Array.isArray(list) ? list : [list]) this.deliver(m);
+      } catch (e) {
+        if (!this.closed) this.shut(`poll failed: ${e.message}`);
+        return;
+      }
+    }
+  }
+
+  /** @param {string|object} raw */
+  deliver(raw) {
+    if (this.closed) return;
+    this.lastSeen = Date.now();
+    let msg = raw;
+    if (typeof raw === 'string') {
+      try {
+        msg = JSON.parse(raw);
+      } catch {
+        return;
+      }
+    }
+    if (msg && msg.type === 'pong') return;
+    emit(this, 'message', msg);
+  }
+
+  /** Sends one protocol object. @param {object} msg */
+  send(msg) {
+    if (this.closed) return;
+    if (this.transport === 'ws') {
+      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+      return;
+    }
+    const url = `${this.base}/api/session/${encodeURIComponent(this.sid)}`;
+    this.sendChain = this.sendChain.then(async () => {
+      if (this.closed) return;
+      try {
+        const r = await this.fetchT(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(msg),
+        });
+        if (r.status === 404 || r.status === 410) return this.shut('session expired');
+        if (!r.ok) {
+          const body = await r.json().catch(() => null);
+          this.deliver(body && body.type ? body : { type: 'error', code: (body && body.code) || 'http-' + r.status, message: (body && body.message) || `HTTP ${r.status}` });
+        }
+      } catch (e) {
+        if (!this.closed) this.shut(`send failed: ${e.message}`);
+      }
+    });
+  }
+
+  /** @param {string} reason */
+  shut(reason) {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pinger);
+    emit(this, 'close', { reason });
+  }
+
+  /** Closes without a "close" event. */
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pinger);
+    this.abort.abort();
+    if (this.sid) {
+      // End the HTTP session now rather than when it idles out.
+      fetch(`${this.base}/api/session/${encodeURIComponent(this.sid)}`, { method: 'DELETE', keepalive: true }).catch(() => {});
+    }
+    if (this.ws) {
+      this.ws.onclose = null;
+      this.ws.close(1000);
+    }
+  }
+}
