@@ -66,6 +66,26 @@ func TestAccessibility(t *testing.T) {
 		if v := a11yViolations(b); v != "" {
 			t.Errorf("%dx%d %s: WCAG 2.1 AA violations:\n%s", size[0], size[1], what, v)
 		}
+		// axe's rule for a page's h1 is a best practice, outside the WCAG tags.
+		if h := eval[int](b, `[...document.querySelectorAll('h1')].filter(x => x.checkVisibility()).length`); h != 1 {
+			t.Errorf("%dx%d %s: %d h1 headings, want 1", size[0], size[1], what, h)
+		}
+	}
+	// focusRing focuses a field and fails the test unless it shows an
+	// outline of 2 px or more: fields and sliders show where the focus is.
+	focusRing := func(b *browser, sel string) {
+		t.Helper()
+		// A headless page is not the focused window; emulate that it is, as
+		// it would be in front of a person.
+		if _, err := chromedp.Call(b.ctx, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
+			t.Fatalf("emulating focus: %v", err)
+		}
+		b.do(20*time.Second, chromedp.Focus(chromedp.CSS(sel)))
+		if o := eval[string](b, `(() => { const s = getComputedStyle(document.activeElement);
+		    return s.outlineStyle === 'none' || parseFloat(s.outlineWidth) < 2 ? '' : s.outlineStyle + ' ' + s.outlineWidth + ' ' + s.outlineColor })()`); o == "" {
+			t.Errorf("%s: no visible focus ring when focused: %v", sel, eval[any](b, `(() => { const e = document.activeElement, s = getComputedStyle(e);
+			  return [e.id, e.matches(':focus-visible'), document.hasFocus(), s.outlineStyle, s.outlineWidth, s.boxShadow] })()`))
+		}
 	}
 
 	// Bob is in the call, so tiles, chat and statistics have someone in them.
@@ -76,6 +96,7 @@ func TestAccessibility(t *testing.T) {
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/"))
 		b.waitFor(10*time.Second, "the home page", `document.querySelector('#create')`)
 		check(b, size, "home page")
+		focusRing(b, "#room")
 
 		b.open("a11y-room", "")
 		check(b, size, "call page before joining")
@@ -151,6 +172,7 @@ func TestAccessibility(t *testing.T) {
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/show/a11y"))
 		b.waitFor(10*time.Second, "the light show host page", `window.parleyHost && parleyHost.state.ws === 'open'`)
 		check(b, size, "light show host page")
+		focusRing(b, "#gain") // a slider
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/show/a11y/screen"))
 		b.waitFor(10*time.Second, "the flashing-lights warning", `window.parleyShow && !document.querySelector('#start').hidden && document.activeElement.id === 'btn-start'`)
