@@ -3,6 +3,7 @@ module github.com/parley/parley
 go 1.26.8
 
 require (
+	github.com/andybalholm/brotli v1.3.0
 	github.com/bluenviron/gortmplib v1.0.1
 	github.com/bluenviron/gortsplib/v5 v5.6.4
 	github.com/bluenviron/mediacommon/v2 v2.9.3

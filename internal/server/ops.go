@@ -32,9 +32,10 @@ func (s *Server) opsRoutes() *http.ServeMux {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/streams/{name}", s.streamStatus)
 	mux.HandleFunc("GET /api/status", s.opsStatusAPI) // status.go
-	mux.Handle("GET /status", web.Handler())          // the page and what it loads
+	app := web.Handler()
+	mux.Handle("GET /status", app) // the page and what it loads
 	for _, f := range web.StatusAssets() {
-		mux.Handle("GET "+f, web.Handler())
+		mux.Handle("GET "+f, app)
 	}
 	s.cameraRoutes(mux)
 	s.recordRoutes(mux, false)

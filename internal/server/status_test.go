@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -72,8 +73,19 @@ func TestStatus(t *testing.T) {
 			t.Errorf("ops %s: %d", p, code)
 		}
 	}
-	if code, _, body := do(t, "GET", srv.OpsURL()+"/status", ""); !strings.Contains(body, "<h1>Server status</h1>") {
+	code, _, page := do(t, "GET", srv.OpsURL()+"/status", "")
+	if !strings.Contains(page, "<h1>Server status</h1>") {
 		t.Errorf("ops /status: %d, not the status page", code)
+	}
+	// What the page loads (content-addressed URLs, /s/<hash>/…) is there too.
+	refs := regexp.MustCompile(`<(?:link|script)\b[^>]*?\b(?:href|src)="(/s/[^"]+)"`).FindAllStringSubmatch(page, -1)
+	if len(refs) < 3 {
+		t.Errorf("ops /status loads %d content-addressed files", len(refs))
+	}
+	for _, m := range refs {
+		if code, _, body := do(t, "GET", srv.OpsURL()+m[1], ""); code != http.StatusOK || len(body) == 0 {
+			t.Errorf("ops %s: %d", m[1], code)
+		}
 	}
 }
 
