@@ -112,10 +112,13 @@ func TestBitrateCap(t *testing.T) {
 	a.join("cap")
 	b.join("cap")
 	b.waitMedia(15*time.Second, "Alice")
+	// The video bitrate to Bob over the next 30 frames Alice encodes
+	// (the stats' own clock, no sleeping).
 	rate := func() float64 {
-		x := a.inbound()["Bob"].OutVideoBytes
-		time.Sleep(2 * time.Second)
-		return (a.inbound()["Bob"].OutVideoBytes - x) * 8 / 2 / 1000
+		x := a.inbound()["Bob"]
+		a.waitFor(20*time.Second, "30 more frames encoded", `(async () => (await `+inboundJS+`).Bob.outVideoFrames >= `+jsonish(x.OutVideoFrames+30)+`)()`)
+		y := a.inbound()["Bob"]
+		return (y.OutVideoBytes - x.OutVideoBytes) * 8 / (y.OutVideoAt - x.OutVideoAt) // bits per ms = kbit/s
 	}
 	// Let the bandwidth estimate ramp up first, so that the cap has something
 	// to cut. Chromium starts at 300 kbps and probes upwards after 15-20 s;

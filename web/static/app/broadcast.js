@@ -4,8 +4,9 @@
 import { h, $, icons, toast, store } from './ui.js';
 import { LocalMedia, describeMediaError } from './media.js';
 import { publishMedia } from '../lib/whip.js';
-import { authHeaders, serverInfo } from '../lib/api.js';
+import { serverInfo } from '../lib/api.js';
 import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
+import { watchStreamStatus } from '../lib/stream-status.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/b\/?/, '').replace(/\/+$/, ''));
 const q = new URLSearchParams(location.search);
@@ -220,19 +221,12 @@ async function stop(restarting) {
   if (!restarting) setState('off', 'The broadcast has ended. Viewers see “stream ended”.');
 }
 
-async function pollStatus() {
-  try {
-    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store', headers: authHeaders(app.token) });
-    if (r.ok) {
-      const j = await r.json();
-      app.viewers = j.viewers || 0;
-      const v = $('#viewers');
-      v.dataset.count = String(app.viewers);
-      v.replaceChildren(h('span', { class: 'ico', html: icons.users }), `${app.viewers} ${app.viewers === 1 ? 'viewer' : 'viewers'}`);
-    }
-  } catch {
-    /* next time */
-  }
+/** Shows the viewer count the server pushes. @param {{viewers?: number}} j */
+function onStatus(j) {
+  app.viewers = j.viewers || 0;
+  const v = $('#viewers');
+  v.dataset.count = String(app.viewers);
+  v.replaceChildren(h('span', { class: 'ico', html: icons.users }), `${app.viewers} ${app.viewers === 1 ? 'viewer' : 'viewers'}`);
 }
 
 async function sendStats() {
@@ -373,8 +367,7 @@ function main() {
   openSource().then(() => {
     if (q.get('autostart') === '1') goLive();
   });
-  pollStatus();
-  setInterval(pollStatus, 1000);
+  watchStreamStatus(app.stream, app.token, onStatus);
   setInterval(() => sendStats().catch(() => {}), 1000);
   micMeter();
   window.addEventListener('pagehide', () => {

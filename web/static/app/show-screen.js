@@ -29,6 +29,8 @@ const state = {
   band: null, index: 0, count: 1, mode: { palette: 'redblue', color: '#ffffff', gain: 1 }, text: '',
   level: 0, raw: 0, color: [255, 0, 0], ws: 'connecting', audio: 'waiting', stream: '', iceServers: [],
   onsets: [], flashes: 0, texts: 0, sound: false, epoch: '', peak: 0,
+  /** the server tells whether the show's audio is on air (hello's audio_live, then "air") */
+  airKnown: false, airLive: false,
   // Nothing is painted until the person has read the warning and started.
   started: false,
   calm: localStorage.getItem(CALM_KEY) ? localStorage.getItem(CALM_KEY) === '1' : matchMedia('(prefers-reduced-motion: reduce)').matches,
@@ -76,7 +78,19 @@ function onMessage(m) {
       // A new epoch means the server restarted: our media session is gone.
       if (state.epoch && m.epoch !== state.epoch && session) restartAudio('server restarted');
       state.epoch = m.epoch;
-      startAudio();
+      // The server says whether the show is on air (and "air" when that
+      // changes): a waiting screen asks for the audio once it is there.
+      state.airKnown = typeof m.audio_live === 'boolean';
+      state.airLive = !!m.audio_live;
+      if (!state.airKnown || m.audio_live) startAudio();
+      else {
+        state.audio = 'waiting';
+        renderStatus();
+      }
+      break;
+    case 'air':
+      state.airLive = !!m.live;
+      if (m.live) startAudio();
       break;
     case 'assign':
       state.band = m.band;
@@ -124,7 +138,11 @@ async function startAudio() {
   } catch (e) {
     state.audio = e.code === 'not_live' ? 'waiting' : 'error';
     if (state.audio === 'error') console.warn('show: audio:', e.message);
-    retryTimer = setTimeout(startAudio, e.code === 'not_live' ? 1000 : 3000);
+    // Not on air yet: the "air" message starts it. Ask again in a second
+    // only if the server says it is on air (it went live while we asked)
+    // or says nothing (an older server).
+    if (e.code !== 'not_live') retryTimer = setTimeout(startAudio, 3000);
+    else if (!state.airKnown || state.airLive) retryTimer = setTimeout(startAudio, 1000);
   } finally {
     starting = false;
     renderStatus();

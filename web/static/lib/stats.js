@@ -68,8 +68,11 @@ export function summarize(report, prev, mine, relay) {
       totalSamplesReceived: s.totalSamplesReceived || 0,
     };
     const slot = out[dir];
-    // With several streams of a kind, keep the busiest.
-    if (!slot[s.kind] || slot[s.kind].bytes < entry.bytes) slot[s.kind] = entry;
+    const had = slot[s.kind];
+    if (!had) slot[s.kind] = entry;
+    else if (dir === 'out') slot[s.kind] = addLayer(had, entry);
+    // Several inbound streams of a kind: the one receiving most now.
+    else if (entry.kbps > had.kbps || (entry.kbps === had.kbps && entry.bytes > had.bytes)) slot[s.kind] = entry;
   });
   if (pair) {
     const l = byId.get(pair.localCandidateId);
@@ -83,6 +86,21 @@ export function summarize(report, prev, mine, relay) {
     };
   }
   return { stats: out, sample: { ts: now, raw } };
+}
+
+/**
+ * Several outbound streams of a kind are simulcast layers: what goes out is
+ * their sum, and its picture is the largest layer sending now (a layer the
+ * bitrate cap turned off sends nothing, whatever it sent before).
+ * @param {StreamStats} a @param {StreamStats} b @returns {StreamStats}
+ */
+function addLayer(a, b) {
+  /** @param {StreamStats} x */
+  const pic = (x) => (x.kbps > 0 ? x.width * x.height + 1 : 0);
+  const top = pic(b) > pic(a) ? b : a;
+  const lost = a.lost + b.lost, packets = a.packets + b.packets;
+  return { ...top, kbps: a.kbps + b.kbps, pps: a.pps + b.pps, bytes: a.bytes + b.bytes, packets, lost,
+    lossPct: lost + packets ? (100 * lost) / (lost + packets) : 0 };
 }
 
 /**
