@@ -63,12 +63,15 @@ func (e *env) openShowHost(name, show string, opt ...func(*browserOpts)) *browse
 	return b
 }
 
-// openScreen loads a screen page and waits for its band.
+// openScreen loads a screen page, starts it past its flashing-lights
+// warning and waits for its band.
 func (e *env) openScreen(name, show, label string, opt ...func(*browserOpts)) *browser {
 	e.t.Helper()
 	b := e.launch(name, opt...)
 	b.do(30*time.Second, chromedp.Navigate(e.url+"/show/"+show+"/screen?label="+label))
-	b.waitFor(15*time.Second, "the screen's band", `window.parleyShow && parleyShow.state.ws === 'open' && parleyShow.state.band`, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the photosensitivity warning", `window.parleyShow && document.querySelector('#start-warn').textContent.includes('flashes')`, `document.body.innerText`)
+	b.click("#btn-start")
+	b.waitFor(15*time.Second, "the screen's band", `window.parleyShow && parleyShow.state.started && parleyShow.state.ws === 'open' && parleyShow.state.band`, `document.body.innerText`)
 	return b
 }
 

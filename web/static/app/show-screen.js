@@ -11,6 +11,12 @@ import { ControlSocket } from '../lib/show.js';
 const MIN_DB = -80;
 const MAX_DB = -25;
 const RELEASE_PER_S = 700; // how fast the level falls (attack is instant)
+// Calm mode (photosensitivity): the painted colour follows the show through
+// a low-pass filter of this time constant, so a change repeated 3 times a
+// second or faster keeps within about 5 % of its full swing (WCAG 2.3.1's
+// three-flashes threshold counts changes of 10 % or more).
+const CALM_TAU_S = 1;
+const CALM_KEY = 'parley-show-calm';
 const KEY_NAME = 'parley-show-key:';
 
 const $ = (s) => document.querySelector(s);
@@ -27,6 +33,9 @@ const state = {
   onsets: [], flashes: 0, texts: 0, sound: false, epoch: '', peak: 0,
   /** the server tells whether the show's audio is on air (hello's audio_live, then "air") */
   airKnown: false, airLive: false,
+  // Nothing is painted until the person has read the warning and started.
+  started: false,
+  calm: localStorage.getItem(CALM_KEY) ? localStorage.getItem(CALM_KEY) === '1' : matchMedia('(prefers-reduced-motion: reduce)').matches,
 };
 // For tests and the curious: window.parleyShow.state.
 /** @type {any} */
@@ -233,6 +242,11 @@ function frame(now) {
       rgb = rgb.map((c, i) => Math.round(c * (1 - a) + flash.rgb[i] * a));
     }
   }
+  if (!state.started) rgb = [0, 0, 0];
+  else if (state.calm) {
+    const k = 1 - Math.exp(-dt / CALM_TAU_S);
+    rgb = rgb.map((c, i) => Math.round(state.color[i] + (c - state.color[i]) * k));
+  }
   state.color = rgb;
   g2d.fillStyle = rgbCSS(rgb);
   g2d.fillRect(0, 0, canvas.width, canvas.height);
@@ -286,6 +300,9 @@ function needStart() {
 }
 
 async function start() {
+  state.started = true;
+  // The button goes away with the card: the focus goes to the page's heading.
+  if ($('#start').contains(document.activeElement)) $('#title').focus();
   $('#start').hidden = true;
   try { await ac.resume(); } catch { /* try again on the next tap */ }
   audioEl.play().catch(() => {});
@@ -313,6 +330,17 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') wakeLock();
 });
 $('#btn-start').addEventListener('click', start);
+/** @param {boolean} on */
+function setCalm(on) {
+  state.calm = on;
+  localStorage.setItem(CALM_KEY, on ? '1' : '0');
+  $('#calm').checked = on;
+  $('#btn-calm').setAttribute('aria-pressed', String(on));
+}
+$('#calm').checked = state.calm;
+$('#btn-calm').setAttribute('aria-pressed', String(state.calm));
+$('#calm').addEventListener('change', () => setCalm($('#calm').checked));
+$('#btn-calm').addEventListener('click', () => setCalm(!state.calm));
 $('#btn-full').addEventListener('click', () => { fullScreen(); wakeLock(); });
 $('#btn-sound').addEventListener('click', () => {
   state.sound = !state.sound;
@@ -334,8 +362,7 @@ document.addEventListener('pointermove', poke);
 document.addEventListener('pointerdown', poke);
 window.addEventListener('pagehide', () => { if (session) session.close(); });
 
-if (ac.state !== 'running') needStart();
-ac.addEventListener('statechange', () => { if (ac.state === 'running') $('#start').hidden = true; });
+$('#btn-start').focus();
 wakeLock();
 showInfo();
 renderStatus();

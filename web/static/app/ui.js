@@ -74,7 +74,24 @@ export function iconButton(o) {
 export function setButton(btn, icon, label) {
   btn.querySelector('.ico').innerHTML = icons[icon] || '';
   btn.querySelector('.lbl').textContent = label;
-  btn.title = label;
+  const keys = btn.getAttribute('aria-keyshortcuts');
+  btn.title = keys ? `${label} (${keys})` : label;
+}
+
+/**
+ * Says text to screen-reader users, politely, through the page's one live
+ * region (#announcer, visually hidden): joins and leaves, chat while its
+ * panel is closed, connection changes, recording. The rest of the page is
+ * not live, so nothing else is read out unasked.
+ * @param {string} text
+ */
+export function announce(text) {
+  let box = document.getElementById('announcer');
+  if (!box) document.body.append((box = h('div', { id: 'announcer', class: 'sr-only', role: 'status', 'aria-live': 'polite' })));
+  // Each message is a new node, so the same words twice are read twice;
+  // the last few stay (tests and screen-reader history read them).
+  box.append(h('p', { text }));
+  while (box.childElementCount > 5) box.firstElementChild.remove();
 }
 
 /**
@@ -83,8 +100,9 @@ export function setButton(btn, icon, label) {
  */
 export function toast(text, kind = 'info') {
   let box = $('#toasts');
-  if (!box) document.body.append((box = h('div', { id: 'toasts', role: 'status', 'aria-live': 'polite' })));
-  const t = h('div', { class: `toast ${kind}`, text });
+  if (!box) document.body.append((box = h('div', { id: 'toasts' })));
+  const t = h('div', { class: `toast ${kind}`, text, 'aria-hidden': 'true' });
+  announce(text);
   box.append(t);
   setTimeout(() => t.classList.add('out'), 3500);
   setTimeout(() => t.remove(), 4000);
