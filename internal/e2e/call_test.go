@@ -136,7 +136,7 @@ func TestBitrateCap(t *testing.T) {
 	a.click("#btn-settings")
 	a.waitFor(5*time.Second, "the bitrate selector", `document.querySelector('#bitrate-select')`)
 	a.selectOption("#bitrate-select", "200")
-	a.waitFor(10*time.Second, "maxBitrate set on the sender", `[...parleyApp.client.peers.values()].every(p => p.videoTx.sender.getParameters().encodings[0].maxBitrate === 200000)`)
+	a.waitFor(10*time.Second, "maxBitrate set on the sender", `[...parleyApp.client.peers.values()].every(p => p.pc.getSenders().find(s => s.track && s.track.kind === 'video').getParameters().encodings[0].maxBitrate === 200000)`)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := rate()
@@ -235,7 +235,7 @@ func TestDeviceSwitch(t *testing.T) {
 		t.Fatal("no second fake microphone to switch to")
 	}
 	a.selectOption("#mic-select", next)
-	a.waitFor(5*time.Second, "a new microphone track on the sender", `parleyApp.media.mic.id !== `+jsString(micBefore)+` && [...parleyApp.client.peers.values()][0].audioTx.sender.track === parleyApp.media.mic`)
+	a.waitFor(5*time.Second, "a new microphone track on the sender", `parleyApp.media.mic.id !== `+jsString(micBefore)+` && [...parleyApp.client.peers.values()][0].pc.getSenders().some(s => s.track === parleyApp.media.mic)`)
 	b.waitMedia(5*time.Second, "Alice")
 	after := a.inbound()["Bob"]
 	if re, x, y := renegotiated(sdpBefore, after.SDP); re || after.State != "connected" {

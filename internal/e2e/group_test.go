@@ -275,7 +275,7 @@ func TestGroupSimulcast(t *testing.T) {
 	// asked for the higher layer: a loaded machine slows the clock of the
 	// video too, a server that waits for a periodic keyframe still fails.
 	asked := eval[videoIn](v, videoFromJS("Pub")).Frames
-	d := v.waitFor(20*time.Second, "a higher layer", `(async () => { const x = await `+videoFromJS("Pub")+`; return x.width > 320; })()`, `(async () => [await `+videoFromJS("Pub")+`, [...parleyApp.client.link.sentPrefs], parleyApp.client.link.tracks])()`)
+	d := v.waitFor(20*time.Second, "a higher layer", `(async () => { const x = await `+videoFromJS("Pub")+`; return x.width > 320; })()`, `(async () => [await `+videoFromJS("Pub")+`, parleyApp.client.link.tracks])()`)
 	took := time.Since(start)
 	big := eval[videoIn](v, videoFromJS("Pub"))
 	frames := big.Frames - asked
@@ -351,9 +351,9 @@ func TestGroupCallFeatures(t *testing.T) {
 	a.click("#btn-settings")
 	a.waitFor(5*time.Second, "the bitrate selector", `document.querySelector('#bitrate-select')`)
 	a.selectOption("#bitrate-select", "300")
-	a.waitFor(5*time.Second, "the cap shared across layers", `(() => { const e = parleyApp.client.link.videoTx.sender.getParameters().encodings;
+	a.waitFor(5*time.Second, "the cap shared across layers", `(() => { const e = parleyApp.client.link.pc.getSenders().find(s => s.track && s.track.kind === 'video').getParameters().encodings;
 	  return e.length === 3 && e.filter(x => x.active).reduce((s, x) => s + x.maxBitrate, 0) <= 300000 && !e[2].active; })()`,
-		`parleyApp.client.link.videoTx.sender.getParameters().encodings`)
+		`parleyApp.client.link.pc.getSenders().map(s => s.getParameters().encodings)`)
 	b.waitMedia(10*time.Second, "Alice") // still flowing
 	// Alice's readout after the cap: what goes out now (the layers still
 	// on), and loss from the counters' changes, never negative.

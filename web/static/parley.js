@@ -14,6 +14,8 @@ export { randomRoomId } from './lib/names.js';
 export { api, authHeaders, serverInfo } from './lib/api.js';
 export { publish, play, publishMedia, playMedia, VIEWER_LIMIT } from './lib/whip.js';
 export { playHLS, hlsURL } from './lib/hls.js';
+export { BroadcastChat, chatRoom } from './lib/chat.js';
+export { ControlSocket } from './lib/show.js';
 export { watchStreamStatus } from './lib/stream-status.js';
 
 /** @typedef {import('./lib/client.js').ClientState} ClientState */

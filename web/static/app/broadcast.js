@@ -1,3 +1,4 @@
+// @ts-check
 // Broadcast publisher page (/b/<stream>): camera, screen, screen + camera or
 // microphone only, published with WHIP — exactly what OBS or GStreamer would
 // do, so viewers (/w/<stream>) cannot tell the difference.
@@ -5,7 +6,8 @@ import { h, $, icons, toast, store } from './ui.js';
 import { LocalMedia, describeMediaError } from './media.js';
 import { publishMedia } from '../lib/whip.js';
 import { serverInfo } from '../lib/api.js';
-import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
+import { BroadcastChat, chatRoom } from '../lib/chat.js';
+import { chatBox } from './broadcast-chat.js';
 import { watchStreamStatus } from '../lib/stream-status.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/b\/?/, '').replace(/\/+$/, ''));
@@ -28,8 +30,8 @@ const app = {
   chat: null,
   sent: { bytes: 0, at: 0, kbps: 0, width: 0, height: 0, layers: 0 },
 };
-// @ts-ignore test and debugging hook
-window.parleyBroadcast = app;
+// test and debugging hook
+/** @type {any} */ (window).parleyBroadcast = app;
 
 function setState(s, text) {
   app.state = s;
@@ -50,7 +52,7 @@ async function openSource() {
   const m = app.media;
   const src = app.source;
   $('#preview-box').dataset.source = src;
-  $('#go-live').disabled = true;
+  /** @type {HTMLButtonElement} */ ($('#go-live')).disabled = true;
   try {
     if (src !== 'test' && app.pattern) {
       app.pattern.stop();
@@ -80,7 +82,7 @@ async function openSource() {
     }
   }
   showPreview();
-  $('#go-live').disabled = !tracks().length;
+  /** @type {HTMLButtonElement} */ ($('#go-live')).disabled = !tracks().length;
   await resync();
 }
 
@@ -298,9 +300,9 @@ function main() {
   const origin = location.origin;
   const viewerLink = `${origin}/w/${encodeURIComponent(app.stream)}`;
   const whipURL = `${origin}/whip/${encodeURIComponent(app.stream)}`;
-  $('#viewer-link').value = viewerLink;
-  $('#whip-url').value = whipURL;
-  $('#whip-token').value = app.token || '(none)';
+  /** @type {HTMLInputElement} */ ($('#viewer-link')).value = viewerLink;
+  /** @type {HTMLInputElement} */ ($('#whip-url')).value = whipURL;
+  /** @type {HTMLInputElement} */ ($('#whip-token')).value = app.token || '(none)';
   $('#token-hint').textContent = app.token
     ? 'OBS and GStreamer use this token as the WHIP Bearer token.'
     : 'No token on this page. If the server requires one, open this page with ?token=… (parley token --room ' + app.stream + ' --grants publish).';

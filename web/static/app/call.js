@@ -1,3 +1,4 @@
+// @ts-check
 // Call page: lobby (preview, name, devices) then the call itself.
 import { Client } from '../lib/client.js';
 import { formatBytes } from '../lib/files.js';
@@ -10,6 +11,7 @@ const BITRATES = [['0', 'Unlimited'], ['2000', '2000 kbps'], ['1000', '1000 kbps
 
 /** @typedef {import('../parley.js').Peer} Peer */
 /** @typedef {import('../lib/files.js').Transfer} Transfer */
+/** A panel's content; add and refresh where the panel has them. @typedef {HTMLDivElement & {add?: (x: any) => void, refresh?: () => void}} PanelBody */
 
 /** @param {string} room */
 export function callPage(room) {
@@ -39,8 +41,8 @@ export function callPage(room) {
     unread: 0,
     panel: '',
   };
-  // @ts-ignore test and debugging hook
-  window.parleyApp = app;
+  // test and debugging hook
+  /** @type {any} */ (window).parleyApp = app;
   document.title = `${room} · Parley`;
   lobby(app);
 }
@@ -384,6 +386,7 @@ function enterCall(app) {
   }
 
   // Panel
+  /** @type {Record<string, PanelBody>} */
   const panels = {
     chat: chatPanel(app, () => { app.unread = 0; updateUnread(); }),
     files: filesPanel(app),
@@ -476,7 +479,7 @@ function enterCall(app) {
   });
   client.addEventListener('speaker', (e) => {
     const id = /** @type {CustomEvent} */ (e).detail.id;
-    for (const t of grid.querySelectorAll('.tile.remote')) t.classList.toggle('speaking', t.dataset.peerId === id);
+    for (const t of grid.querySelectorAll('.tile.remote')) /** @type {HTMLElement} */ (t).classList.toggle('speaking', /** @type {HTMLElement} */ (t).dataset.peerId === id);
   });
   client.addEventListener('transfer', (e) => panels.files.add(/** @type {CustomEvent} */ (e).detail));
   groupView(app, { stage, controls, relayout: layout });
@@ -620,7 +623,7 @@ function makeTile(app, p, self) {
     h('div', { class: 'avatar' }, h('span', { text: initials(p.name) })),
     h('div', { class: 'label' }, h('span', { class: 'mic-off', title: 'Microphone muted', html: icons.micOff }), h('span', { class: 'name', text: p.name }), p.verified ? verifiedMark(p.identity || '') : null),
     h('div', { class: 'tile-status', role: 'status' }));
-  const avatar = tile.querySelector('.avatar span');
+  const avatar = $('.avatar span', tile);
   avatar.style.setProperty('--h', String(hue(p.name)));
   const onFrame = () => {
     tile.dataset.hasVideo = 'true';
@@ -686,13 +689,14 @@ function chatPanel(app, onOpen) {
     app.client.chat(text);
     input.value = '';
   } }, input, h('button', { type: 'submit', class: 'btn primary', id: 'chat-send' }, h('span', { class: 'ico', html: icons.send }), h('span', { class: 'lbl', text: 'Send' })));
+  /** @type {PanelBody} */
   const el = h('div', { class: 'panel-body chat' }, empty, list, form);
   el.add = (d) => {
     empty.hidden = true;
     const li = h('li', { class: `msg ${d.self ? 'mine' : ''}`, 'data-from': d.name },
       h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name', text: d.self ? 'You' : d.name }), h('time', { class: 'msg-time', text: clock(d.ts), datetime: new Date(d.ts).toISOString() })),
       h('div', { class: 'msg-text', text: d.text }));
-    li.querySelector('.msg-name').style.setProperty('--h', String(hue(d.name)));
+    $('.msg-name', li).style.setProperty('--h', String(hue(d.name)));
     list.append(li);
     list.scrollTop = list.scrollHeight;
   };
@@ -705,6 +709,7 @@ function filesPanel(app) {
   const input = /** @type {HTMLInputElement} */ (h('input', { type: 'file', id: 'file-input', multiple: true, class: 'sr-only', onchange: () => send() }));
   const list = h('ol', { id: 'transfers', class: 'transfers' });
   const limit = h('p', { class: 'hint', id: 'file-limit' });
+  /** @type {PanelBody} */
   const el = h('div', { class: 'panel-body files' },
     h('div', { class: 'field' }, h('label', { for: 'file-to', text: 'Send to' }), to),
     h('label', { for: 'file-input', class: 'btn primary drop', tabindex: 0, onkeydown: (e) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), input.click()) },
@@ -751,7 +756,7 @@ function filesPanel(app) {
       li.dataset.progress = String(pct);
       li.dataset.state = tr.state;
       li.querySelector('.progress').setAttribute('aria-valuenow', String(pct));
-      bar.firstChild.style.width = `${pct}%`;
+      /** @type {HTMLElement} */ (bar.firstChild).style.width = `${pct}%`;
       const words = { sending: 'Sending', receiving: 'Receiving', verifying: tr.direction === 'in' ? 'Checking SHA-256' : 'Waiting for the receiver’s check', done: tr.direction === 'in' ? 'Received, SHA-256 verified' : 'Delivered, SHA-256 verified', failed: 'Failed', cancelled: 'Cancelled' };
       info.textContent = `${pct} % · ${formatBytes(tr.bytes)} of ${formatBytes(tr.size)}${tr.active && tr.speed ? ` · ${formatBytes(Math.round(tr.speed))}/s` : ''} · ${words[tr.state] || tr.state}${tr.error ? ` (${tr.error})` : ''}`;
       const kind = tr.active ? 'cancel' : tr.state === 'done' && tr.url ? 'download' : '';
@@ -771,6 +776,7 @@ function filesPanel(app) {
 }
 
 function settingsPanel(app) {
+  /** @type {PanelBody} */
   const el = h('div', { class: 'panel-body settings' });
   el.refresh = async () => {
     const d = await app.media.devices().catch(() => ({ cams: [], mics: [], speakers: [] }));

@@ -1,8 +1,10 @@
+// @ts-check
 // Light-show screen: joins the show's control channel, plays the show's
 // audio over WHEP, analyses it and paints the whole screen with the level
 // of its assigned frequency band, once per display frame.
-import { showName, params, token, fmtBand, paint, rgbCSS, hexRGB, ControlSocket, checkName } from './show-common.js';
+import { showName, params, token, fmtBand, paint, rgbCSS, hexRGB, checkName } from './show-common.js';
 import { play } from '../lib/whip.js';
+import { ControlSocket } from '../lib/show.js';
 
 // Band level: the power of the FFT bins in the band, in dB, mapped from
 // MIN_DB..MAX_DB to 0..255 (times the show's gain).
@@ -36,7 +38,9 @@ const state = {
   calm: localStorage.getItem(CALM_KEY) ? localStorage.getItem(CALM_KEY) === '1' : matchMedia('(prefers-reduced-motion: reduce)').matches,
 };
 // For tests and the curious: window.parleyShow.state.
-window.parleyShow = { state };
+/** @type {any} */
+const hook = { state };
+/** @type {any} */ (window).parleyShow = hook;
 
 const ac = new AudioContext({ latencyHint: 'interactive' });
 const analyser = ac.createAnalyser();
@@ -132,7 +136,7 @@ async function startAudio() {
       token, iceServers: state.iceServers, onTrack: attach,
     });
     session = s;
-    window.parleyShow.session = s;
+    hook.session = s;
     state.audio = 'connecting';
     watch(s);
   } catch (e) {

@@ -1,6 +1,7 @@
+// @ts-check
 // Live per-member statistics: sampled every second from getStats, kept for
 // HISTORY seconds and drawn as bitrate and packets-per-second graphs.
-import { h } from './ui.js';
+import { h, $ } from './ui.js';
 
 export const HISTORY = 180; // seconds of history per member
 
@@ -49,7 +50,7 @@ export class StatsBoard {
     const c = this.cards.get(id);
     if (c) c.remove();
     this.cards.delete(id);
-    this.root.querySelector('.empty').hidden = this.cards.size > 0;
+    $('.empty', this.root).hidden = this.cards.size > 0;
   }
 
   /** Latest sample for a member. @param {string} id */
@@ -80,12 +81,12 @@ export class StatsBoard {
         h('canvas', { class: 'graph pps', width: 600, height: 90, 'aria-label': 'Packets per second graph' }));
       this.cards.set(p.id, card);
       this.root.append(card);
-      this.root.querySelector('.empty').hidden = true;
+      $('.empty', this.root).hidden = true;
     }
     const s = hist[hist.length - 1];
     const vin = s.in.video, ain = s.in.audio, vout = s.out.video, aout = s.out.audio;
     card.querySelector('.who').textContent = p.name;
-    const path = card.querySelector('.path');
+    const path = $('.path', card);
     const type = s.candidate ? s.candidate.local === 'relay' || s.candidate.remote === 'relay' ? 'relay' : s.candidate.local : '';
     path.textContent = type ? `${type}${s.candidate.protocol ? ' · ' + s.candidate.protocol : ''}` : p.pc.connectionState;
     path.dataset.type = type;

@@ -1,10 +1,12 @@
+// @ts-check
 // Small DOM helpers shared by the pages.
 
 /**
  * Creates an element. Attributes starting with "on" become listeners; "class",
  * "text", "html" (trusted markup only: icons) and data-* are handled.
- * @param {string} tag @param {Record<string, any>} [attrs] @param {...(Node|string|null|undefined|false)} children
- * @returns {HTMLElement}
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag @param {Record<string, any>} [attrs] @param {...(Node|string|null|undefined|false)} children
+ * @returns {HTMLElementTagNameMap[K]}
  */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -31,7 +33,8 @@ export function verifiedMark(identity) {
 }
 
 /** @param {string} sel @param {ParentNode} [root] @returns {any} */
-export const $ = (sel, root = document) => root.querySelector(sel);
+/** The first element matching sel. @param {string} sel @param {ParentNode} [root] @returns {HTMLElement} */
+export const $ = (sel, root = document) => /** @type {HTMLElement} */ (root.querySelector(sel));
 
 const P = (d) => `<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">${d}</svg>`;
 

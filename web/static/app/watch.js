@@ -1,3 +1,4 @@
+// @ts-check
 // Viewer page (/w/<stream>): plays a broadcast over WHEP, whatever publishes
 // it (the /b/ page, OBS, GStreamer, parley bench). Waits while the stream is
 // not live and starts by itself when it goes live; says "stream ended" when
@@ -7,7 +8,8 @@
 import { h, $, icons, store } from './ui.js';
 import { playMedia, VIEWER_LIMIT } from '../lib/whip.js';
 import { playHLS, hlsURL } from '../lib/hls.js';
-import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
+import { BroadcastChat, chatRoom } from '../lib/chat.js';
+import { chatBox } from './broadcast-chat.js';
 import { watchStreamStatus } from '../lib/stream-status.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/w\/?/, '').replace(/\/+$/, ''));
@@ -53,8 +55,8 @@ const app = {
   /** status events received (tests read it) */
   statusEvents: 0,
 };
-// @ts-ignore test and debugging hook
-window.parleyWatch = app;
+// test and debugging hook
+/** @type {any} */ (window).parleyWatch = app;
 
 const video = /** @type {HTMLVideoElement} */ (document.getElementById('video'));
 
@@ -254,7 +256,7 @@ function live() {
  */
 function startPlayback() {
   video.muted = store.get('watch.muted') === '1';
-  video.volume = Number($('#volume').value);
+  video.volume = Number(/** @type {HTMLInputElement} */ ($('#volume')).value);
   const played = () => {
     app.needsClick = false;
     bigButton(app.autoMuted ? 'unmute' : '');
@@ -490,9 +492,8 @@ function main() {
     nameInput.addEventListener('change', () => {
       const n = nameInput.value.trim().slice(0, 64);
       if (!n || n === chat.name) return;
-      chat.name = n;
       store.set('name', n);
-      if (chat.ws) chat.ws.close(); // rejoins under the new name
+      chat.rename(n);
     });
     $('#chat-slot').replaceChildren(chatBox(chat, h));
     chat.addEventListener('state', () => {

@@ -26,6 +26,7 @@ export function summarize(report, prev, mine, relay) {
   const out = { ts: now, in: {}, out: {}, rtt: null, candidate: null, relay };
   const byId = new Map();
   report.forEach((s) => byId.set(s.id, s));
+  /** @param {string} key @param {string} id @param {number} v */
   const rate = (key, id, v) => {
     const p = prev && prev.raw.get(key + id);
     if (!p) return 0;
@@ -33,6 +34,7 @@ export function summarize(report, prev, mine, relay) {
     return dt > 0 ? Math.max(0, (v - p) / dt) : 0;
   };
   const raw = new Map();
+  /** @type {any} */
   let pair = null;
   report.forEach((s) => {
     if (s.type === 'transport' && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
@@ -67,6 +69,7 @@ export function summarize(report, prev, mine, relay) {
       audioLevel: s.audioLevel || 0,
       totalSamplesReceived: s.totalSamplesReceived || 0,
     };
+    /** @type {Record<string, StreamStats>} */
     const slot = out[dir];
     const had = slot[s.kind];
     if (!had) slot[s.kind] = entry;
@@ -110,6 +113,7 @@ function addLayer(a, b) {
 export async function relayed(pc) {
   try {
     const st = await pc.getStats();
+    /** @type {any} */
     let pair = null;
     st.forEach((s) => {
       if (s.type === 'transport' && s.selectedCandidatePairId) pair = st.get(s.selectedCandidatePairId);
