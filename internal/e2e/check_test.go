@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,15 @@ func checkResults(b *browser) map[string]string {
 // in words, that TURN is not available. With auth on, TURN is checked
 // only with an access token in the page's URL.
 func TestCheckPage(t *testing.T) {
-	e := newEnv(t, func(c *config.Config) { c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "127.0.0.1:0" })
+	// ICE-TCP on a port of its own: "127.0.0.1:0" would ask for the UDP
+	// port's number, which another process on a busy machine may hold.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcpAddr := ln.Addr().String()
+	ln.Close()
+	e := newEnv(t, func(c *config.Config) { c.MediaUDP, c.MediaTCP = "127.0.0.1:0", tcpAddr })
 	for _, size := range [][2]int{{1280, 800}, {390, 844}} {
 		b := e.launch(fmt.Sprintf("Chk%d", size[0]), withSize(size[0], size[1]))
 		// Headless Chromium's window is at least 500 px wide: emulate the

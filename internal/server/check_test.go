@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ import (
 // a TURN credential and the media ports, refuses foreign pages, and holds
 // each address to 30 requests a minute.
 func TestCheckAPI(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) { c.MediaTCP = "127.0.0.1:0" })
+	srv := startServer(t, func(c *config.Config) { c.MediaTCP = freeTCPAddr(t) })
 	var got struct {
 		ICEServers []struct {
 			URLs       []string `json:"urls"`
@@ -43,7 +44,7 @@ func TestCheckAPI(t *testing.T) {
 			t.Errorf("ice servers %q lack %q", all, want)
 		}
 	}
-	if got.Media.UDP == 0 || got.Media.TCP != got.Media.UDP {
+	if got.Media.UDP == 0 || got.Media.TCP == 0 {
 		t.Errorf("media %+v", got.Media)
 	}
 
@@ -76,7 +77,7 @@ func TestCheckAPI(t *testing.T) {
 // candidates of the asked transport only, and over UDP the channel opens
 // and echoes; with ICE-TCP off the TCP probe is 404.
 func TestCheckProbe(t *testing.T) {
-	srv := startServer(t, func(c *config.Config) { c.MediaTCP = "127.0.0.1:0" })
+	srv := startServer(t, func(c *config.Config) { c.MediaTCP = freeTCPAddr(t) })
 	api, err := client.LoopbackAPI()
 	if err != nil {
 		t.Fatal(err)
@@ -171,4 +172,17 @@ func TestCheckAPIAuth(t *testing.T) {
 	if !strings.Contains(signed, "turn:") || !strings.Contains(signed, "credential") || strings.Contains(signed, "turnNeedsToken") {
 		t.Errorf("with a token: %s", signed)
 	}
+}
+
+// freeTCPAddr is a loopback TCP address free a moment ago, for ICE-TCP:
+// "127.0.0.1:0" would ask for the UDP port's number, which another
+// process on a busy machine may hold for TCP.
+func freeTCPAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

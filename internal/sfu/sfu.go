@@ -47,6 +47,11 @@ type Config struct {
 	// NoBatch sends each UDP datagram with its own system call instead of
 	// batching them (sendmmsg); for comparison in benchmarks.
 	NoBatch bool
+	// OnRoomChange, when set, is told that a room's participants or
+	// published tracks changed (a join, a leave, a track published or
+	// ended). It runs on the changing goroutine with no lock held and
+	// must not block; it may look the room up again.
+	OnRoomChange func(ns Namespace, name string)
 }
 
 // SFU owns the shared pion API, the ICE sockets and the rooms.

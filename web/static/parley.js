@@ -14,6 +14,9 @@ export { randomRoomId } from './lib/names.js';
 export { api, authHeaders, serverInfo } from './lib/api.js';
 export { publish, play, publishMedia, playMedia, VIEWER_LIMIT } from './lib/whip.js';
 export { playHLS, hlsURL } from './lib/hls.js';
+export { BroadcastChat, chatRoom } from './lib/chat.js';
+export { ControlSocket } from './lib/show.js';
+export { watchStreamStatus } from './lib/stream-status.js';
 export { runChecks, checkInfo, probeStun, probeTurn, probeMedia, pickServer } from './lib/check.js';
 
 /** @typedef {import('./lib/client.js').ClientState} ClientState */
@@ -22,4 +25,5 @@ export { runChecks, checkInfo, probeStun, probeTurn, probeMedia, pickServer } fr
 /** @typedef {import('./lib/files.js').Transfer} Transfer */
 /** @typedef {import('./lib/stats.js').PeerStats} PeerStats */
 /** @typedef {import('./lib/whip.js').Session} Session */
+/** @typedef {import('./lib/stream-status.js').StreamStatus} StreamStatus */
 /** @typedef {import('./lib/check.js').ProbeResult} ProbeResult */

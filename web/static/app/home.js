@@ -1,3 +1,4 @@
+// @ts-check
 // Home page: pick a name, create a room or join one.
 import { h, icons, store } from './ui.js';
 import { randomRoomId } from '../lib/names.js';

@@ -13,6 +13,12 @@ import { relayed } from './stats.js';
 /** @typedef {import('./errors.js').IceServer} IceServer */
 /** @typedef {import('./files.js').Transfer} Transfer */
 /** @typedef {'idle'|'connecting'|'joined'|'reconnecting'|'left'|'closed'} ClientState */
+/**
+ * @typedef {{room: string, name?: string, token?: string, server?: string,
+ *   transport?: 'auto'|'ws'|'http', iceTransportPolicy?: 'all'|'relay',
+ *   localStream?: MediaStream|null, maxFileSize?: number, connectTimeout?: number, debug?: boolean,
+ *   mode?: 'p2p'|'sfu', simulcast?: boolean}} ClientOptions
+ */
 
 const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
 
@@ -26,14 +32,10 @@ const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
  * (a new one is already being built).
  */
 export class Client extends EventTarget {
-  /**
-   * @param {{room: string, name?: string, token?: string, server?: string,
-   *   transport?: 'auto'|'ws'|'http', iceTransportPolicy?: 'all'|'relay',
-   *   localStream?: MediaStream|null, maxFileSize?: number, connectTimeout?: number, debug?: boolean,
-   *   mode?: 'p2p'|'sfu', simulcast?: boolean}} opts
-   */
+  /** @param {ClientOptions} opts */
   constructor(opts) {
     super();
+    /** @type {ClientOptions} */
     this.opts = { transport: 'auto', iceTransportPolicy: 'all', ...opts };
     this.room = opts.room;
     this.name = opts.name || 'Guest';
@@ -83,6 +85,11 @@ export class Client extends EventTarget {
     emit(this, 'state', { state: s });
   }
 
+  /** Whether the client left the room or was closed (it does not reconnect). */
+  get gone() {
+    return this.state === 'left' || this.state === 'closed';
+  }
+
   /** Transport in use: 'ws' or 'http' (null before connecting). */
   get transport() {
     return this.sig ? this.sig.transport : null;
@@ -104,7 +111,7 @@ export class Client extends EventTarget {
   }
 
   async connect() {
-    if (this.state === 'left' || this.state === 'closed') return;
+    if (this.gone) return;
     this.setState(this.id ? 'reconnecting' : 'connecting');
     const sig = new Signaling({ base: this.base, transport: this.opts.transport });
     this.sig = sig;
@@ -115,7 +122,7 @@ export class Client extends EventTarget {
       this.sig = null;
       return this.scheduleReconnect(e.message || 'server unreachable');
     }
-    if (this.sig !== sig || this.state === 'left') return sig.close();
+    if (this.sig !== sig || this.gone) return sig.close();
     sig.addEventListener('message', (ev) => this.onServerMessage(/** @type {CustomEvent} */ (ev).detail));
     sig.addEventListener('close', (ev) => {
       if (this.sig !== sig) return;
@@ -123,6 +130,7 @@ export class Client extends EventTarget {
       this.dropAllPeers();
       this.scheduleReconnect(/** @type {CustomEvent} */ (ev).detail.reason);
     });
+    /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu'}} */
     const msg = { type: 'join', room: this.room, name: this.name };
     if (this.token) msg.token = this.token;
     if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
@@ -132,7 +140,7 @@ export class Client extends EventTarget {
 
   /** @param {string} reason */
   scheduleReconnect(reason) {
-    if (this.state === 'left' || this.state === 'closed') return;
+    if (this.gone) return;
     const delay = RECONNECT_DELAYS[Math.min(this.attempt, RECONNECT_DELAYS.length - 1)];
     this.attempt++;
     this.setState('reconnecting');
