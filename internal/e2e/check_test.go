@@ -26,7 +26,8 @@ func checkResults(b *browser) map[string]string {
 // media ports work, and that TURN over TLS is not offered; it meets WCAG
 // 2.1 AA at a desktop and a phone size. On a server with TURN off it says,
 // in words, that TURN is not available. With auth on, TURN is checked
-// only with an access token in the page's URL.
+// only with an access token in the page's URL. With a certificate and
+// --turn-tls, TURN over TLS works too.
 func TestCheckPage(t *testing.T) {
 	// ICE-TCP on a port of its own: "127.0.0.1:0" would ask for the UDP
 	// port's number, which another process on a busy machine may hold.
@@ -106,6 +107,15 @@ func TestCheckPage(t *testing.T) {
 		if got := checkResults(a)["turn-tcp"]; !strings.HasPrefix(got, want) {
 			t.Errorf("auth on, token %v: turn-tcp %q, want %q…", q != "", got, want)
 		}
+	}
+
+	// TURN over TLS, on a server with a (self-signed) certificate.
+	tlsEnv := newEnv(t, func(c *config.Config) { c.TLSSelfSigned, c.TURNTLS = true, "127.0.0.1:0" })
+	tb := tlsEnv.launch("TLS", func(o *browserOpts) { o.flags["ignore-certificate-errors"] = true })
+	tb.do(20*time.Second, chromedp.Navigate(tlsEnv.url+"/check"))
+	tb.waitFor(30*time.Second, "the check's results", checkDone, `document.getElementById('results-region').innerText`)
+	if got := checkResults(tb)["turn-tls"]; !strings.HasPrefix(got, "ok: TURN over TLS works") {
+		t.Errorf("TURN over TLS: %q", got)
 	}
 
 	// Servers that do not answer are reported blocked (a closed port on
