@@ -19,6 +19,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/ingest", s.ingestInfo)                  // ingest.go
 	s.recordRoutes(mux, true)                                        // record.go: admin tokens
 	mux.HandleFunc("GET /api/status", s.publicStatusAPI)             // status.go
+	mux.HandleFunc("GET /api/check", s.checkInfo)                    // check.go
+	mux.HandleFunc("POST /api/check/media", s.checkProbe)            // check.go
 	s.pushRoutes(mux, true)                                          // push.go
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)

@@ -78,6 +78,7 @@ type Server struct {
 	auth       *auth.Verifier // nil when auth is off
 	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
 	clients    *clientip.Resolver
+	checks     *limit.Rate // the connection check's requests per address (check.go)
 	mux        *http.ServeMux
 	access     *access.Checker // CIDR lists and hooks (authorize.go), nil when media is off
 
@@ -135,6 +136,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("trusted-proxies: %w", err)
 	}
 	s.clients = clientip.New(trusted)
+	s.checks = limit.NewRate(checksPerMinute, time.Minute)
 	s.turnSecret = []byte(cfg.TURNSecret)
 	if len(s.turnSecret) == 0 {
 		s.turnSecret = make([]byte, 32)

@@ -17,6 +17,7 @@ export { playHLS, hlsURL } from './lib/hls.js';
 export { BroadcastChat, chatRoom } from './lib/chat.js';
 export { ControlSocket } from './lib/show.js';
 export { watchStreamStatus } from './lib/stream-status.js';
+export { runChecks, checkInfo, probeStun, probeTurn, probeMedia, pickServer } from './lib/check.js';
 
 /** @typedef {import('./lib/client.js').ClientState} ClientState */
 /** @typedef {import('./lib/errors.js').MemberInfo} MemberInfo */
@@ -25,3 +26,4 @@ export { watchStreamStatus } from './lib/stream-status.js';
 /** @typedef {import('./lib/stats.js').PeerStats} PeerStats */
 /** @typedef {import('./lib/whip.js').Session} Session */
 /** @typedef {import('./lib/stream-status.js').StreamStatus} StreamStatus */
+/** @typedef {import('./lib/check.js').ProbeResult} ProbeResult */
