@@ -177,6 +177,11 @@ func (e *env) launch(name string, opt ...func(*browserOpts)) *browser {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("%s: starting Chromium: %v", name, err)
 	}
+	if o.width < 500 {
+		// Headless Chromium's window is at least 500 px wide whatever
+		// --window-size says: a phone-sized page needs the viewport set.
+		b.do(30*time.Second, chromedp.EmulateViewport(int64(o.width), int64(o.height)))
+	}
 	go func() {
 		for m, err := range chromedp.Console(ctx) {
 			if err != nil {
