@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/dtls/v3"
@@ -33,7 +34,8 @@ type Config struct {
 	// (e.g. ":8443"; ":0" picks a free port).
 	UDP string
 	// TCP is the ICE-TCP listen address; "" or "off" disables ICE-TCP. A port
-	// of 0 means "the same port number UDP got".
+	// of 0 means "the same port number UDP got", or any free port when TCP
+	// has that number taken.
 	TCP string
 	// PublicIP, when set, is announced as the host candidate address
 	// (1:1 NAT). A loopback address also enables loopback candidates, so
@@ -238,6 +240,11 @@ func New(cfg Config) (*SFU, error) {
 			return nil, err
 		}
 		ln, err := net.Listen("tcp", tcpAddr)
+		if err != nil && tcpAddr != cfg.TCP && errors.Is(err, syscall.EADDRINUSE) {
+			// Port 0 asked for UDP's port number, which TCP may not have
+			// free: any free port then.
+			ln, err = net.Listen("tcp", cfg.TCP)
+		}
 		if err != nil {
 			s.closeSockets()
 			return nil, fmt.Errorf("sfu: listen tcp %s: %w", tcpAddr, err)

@@ -261,3 +261,29 @@ func tcpOnlyPC(t *testing.T) *webrtc.PeerConnection {
 	t.Cleanup(func() { _ = pc.Close() })
 	return pc
 }
+
+// TestICETCPPortTaken: with TCP port 0 the SFU asks for UDP's port number;
+// when another program holds that number for TCP it takes any free port
+// instead of failing to start.
+func TestICETCPPortTaken(t *testing.T) {
+	for try := 0; try < 20; try++ {
+		held, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := held.Addr().(*net.TCPAddr).Port
+		s, err := New(Config{UDP: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), TCP: "127.0.0.1:0", PublicIP: "127.0.0.1", Logger: testLogger()})
+		if err != nil { // another program has that UDP port: try another number
+			held.Close()
+			continue
+		}
+		got := s.TCPAddr().(*net.TCPAddr).Port
+		s.Close()
+		held.Close()
+		if got == port || got == 0 {
+			t.Fatalf("ICE-TCP on port %d, want a free one other than the held %d", got, port)
+		}
+		return
+	}
+	t.Fatal("no TCP port whose number was free for UDP in 20 tries")
+}
