@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need=()
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg) # RTMP ingest and AAC->Opus tests
+command -v npm >/dev/null 2>&1 || need+=(npm)       # TypeScript for the JSDoc type check
+command -v iptables >/dev/null 2>&1 || need+=(iptables) # internal/netlab: NAT labs in namespaces
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need[*]}"
@@ -16,6 +18,29 @@ if [ ${#need[@]} -gt 0 ]; then
   else
     echo "warning: missing ${need[*]}; run as root or install them (in CI, browser tests fail without chromium and RTMP/transcode tests without ffmpeg)" >&2
   fi
+fi
+
+# The browser app's JSDoc types: tsc --noEmit over jsconfig.json (pages and
+# library) and jsconfig.lib.json (the library, stricter). TypeScript is a
+# dev-only tool at a pinned version, kept in the user's cache, never shipped.
+TS_VERSION=5.9.3
+tools="${XDG_CACHE_HOME:-$HOME/.cache}/parley-tools"
+tsc="$tools/node_modules/.bin/tsc"
+if ! "$tsc" --version 2>/dev/null | grep -qx "Version $TS_VERSION"; then
+  echo "== installing typescript@$TS_VERSION into $tools"
+  if ! npm install --no-save --no-audit --no-fund --prefix "$tools" "typescript@$TS_VERSION" >/dev/null; then
+    if [ -n "${CI:-}" ]; then
+      echo "error: cannot install typescript@$TS_VERSION from npm" >&2
+      exit 1
+    fi
+    echo "warning: cannot install typescript@$TS_VERSION from npm; skipping the type check" >&2
+    tsc=""
+  fi
+fi
+if [ -n "$tsc" ]; then
+  echo "== tsc --noEmit (jsconfig.json, jsconfig.lib.json)"
+  "$tsc" --noEmit -p jsconfig.json
+  "$tsc" --noEmit -p jsconfig.lib.json
 fi
 
 echo "== go vet"

@@ -316,6 +316,8 @@ func (h *handler) lookup(p string) (a *asset, immutable bool) {
 		return h.assets["/status.html"], false
 	case p == "/recordings":
 		return h.assets["/recordings.html"], false
+	case p == "/check":
+		return h.assets["/check.html"], false
 	case strings.HasPrefix(p, "/show/"):
 		// Light show pages: "/show/<name>" is the host, "/show/<name>/screen"
 		// a screen (the scripts read the show name from the URL).

@@ -157,7 +157,7 @@ func TestHandlerHashed(t *testing.T) {
 	if !regexp.MustCompile(`^/s/[0-9a-f]{16}$`).MatchString(pre) {
 		t.Fatalf("prefix %q", pre)
 	}
-	for _, page := range []string{"/", "/r/x", "/b/s", "/w/s", "/show/x", "/show/x/screen", "/status", "/recordings"} {
+	for _, page := range []string{"/", "/r/x", "/b/s", "/w/s", "/show/x", "/show/x/screen", "/status", "/recordings", "/check"} {
 		body := get(h, "GET", page).Body.String()
 		refs := pageRefRE.FindAllStringSubmatch(body, -1)
 		if len(refs) < 3 {

@@ -22,6 +22,7 @@ import (
 type Config struct {
 	HTTP             string                `yaml:"http"`              // HTTP listen address
 	TURN             string                `yaml:"turn"`              // STUN/TURN UDP+TCP listen address, or "off"
+	TURNTLS          string                `yaml:"turn_tls"`          // TURN over TLS listen address (the server's certificate), or "off"
 	PublicIP         string                `yaml:"public_ip"`         // announced in relay addresses and ICE
 	TURNSecret       string                `yaml:"turn_secret"`       // TURN REST shared secret; random per start if empty
 	TURNAllow        []string              `yaml:"turn_allow_peers"`  // CIDRs relaying may reach despite the deny list
@@ -112,6 +113,7 @@ func Default() Config {
 	return Config{
 		HTTP:         ":8080",
 		TURN:         ":3478",
+		TURNTLS:      ":5349",
 		TURNQuota:    10,
 		TURNTTL:      Duration(10 * time.Minute),
 		RoomCapacity: 16,
@@ -168,9 +170,12 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.HTTP); err != nil {
 		bad("http: %q is not host:port: %v", c.HTTP, err)
 	}
-	if c.TURN != "off" {
-		if _, _, err := net.SplitHostPort(c.TURN); err != nil {
-			bad("turn: %q is not host:port or off: %v", c.TURN, err)
+	for _, a := range []struct{ name, v string }{{"turn", c.TURN}, {"turn-tls", c.TURNTLS}} {
+		if a.v == "off" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			bad("%s: %q is not host:port or off: %v", a.name, a.v, err)
 		}
 	}
 	for _, a := range []struct{ name, v string }{{"media-udp", c.MediaUDP}, {"media-tcp", c.MediaTCP}} {

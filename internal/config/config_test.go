@@ -55,6 +55,7 @@ func TestBadInputIsReported(t *testing.T) {
 		{"--pprof", ":6060"},          // every interface: the profiler has no auth
 		{"--pprof", "192.0.2.1:6060"}, // not loopback
 		{"--rtmp", "1935"},            // no host:port
+		{"--turn-tls", "5349"},        // no host:port
 		{"--rtsp-udp", "8000"},        // no host:port
 		{"--rtsp-udp", ":8001"},       // the RTP port is even
 	}
@@ -248,5 +249,17 @@ hooks: {on_publish: "http://127.0.0.1:9/pub", timeout: 2s}
 	_, err = load([]string{"--config", "c.yaml"}, noEnv, io.Discard, bad)
 	if err == nil || !strings.Contains(err.Error(), "bad/name") || !strings.Contains(err.Error(), "stream_access.ok.read_allow") {
 		t.Errorf("bad stream_access: %v", err)
+	}
+}
+
+func TestTURNTLS(t *testing.T) {
+	if c := Default(); c.TURNTLS != ":5349" {
+		t.Fatalf("default turn-tls %q", c.TURNTLS)
+	}
+	for _, v := range []string{"off", "127.0.0.1:443"} {
+		c, err := Load([]string{"--turn-tls", v}, noEnv, io.Discard)
+		if err != nil || c.TURNTLS != v {
+			t.Fatalf("--turn-tls %s: %q, %v", v, c.TURNTLS, err)
+		}
 	}
 }

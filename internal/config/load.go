@@ -90,6 +90,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&cfg.HTTP, "http", cfg.HTTP, "HTTP(S) listen `address` for the app, /ws, /api, /whip, /whep, /healthz, /metrics")
 	fs.StringVar(&cfg.TURN, "turn", cfg.TURN, "STUN/TURN UDP and TCP listen `address`, or off")
+	fs.StringVar(&cfg.TURNTLS, "turn-tls", cfg.TURNTLS, "TURN over TLS listen `address` (turns:, with the HTTPS certificate; off without one), or off")
 	fs.StringVar(&cfg.PublicIP, "public-ip", cfg.PublicIP, "`IP` announced in TURN relay addresses and ICE candidates (default: the machine's own)")
 	fs.StringVar(&cfg.TURNSecret, "turn-secret", cfg.TURNSecret, "shared `secret` for TURN REST credentials (coturn use-auth-secret); random per start if empty")
 	fs.Var((*listValue)(&cfg.TURNAllow), "turn-allow-peers", "`CIDR,...` TURN may relay to although private/loopback (denied by default)")

@@ -56,9 +56,13 @@ func TestBenchGlassToGlass(t *testing.T) {
 	pub.waitFor(15*time.Second, "live", `document.body.dataset.state === 'live'`)
 	v := e.openViewer("Val", "glass")
 	v.waitDecoding(20 * time.Second)
-	time.Sleep(5 * time.Second) // bandwidth estimate and layer settle
+	// The bandwidth estimate and the layers settle over the first few
+	// seconds: 150 more frames decoded (5 s at 30 fps) before measuring.
+	n := eval[float64](v, decodedJS)
+	v.waitFor(60*time.Second, "150 more frames decoded", `(await `+decodedJS+`) >= `+jsonish(n+150))
 	eval[bool](v, glassJS)
-	time.Sleep(30 * time.Second)
+	// 900 frames read (30 s at 30 fps), however slowly the machine runs.
+	v.waitFor(5*time.Minute, "900 frames read", `glass.samples.length + glass.bad >= 900`, `[glass.samples.length, glass.bad]`)
 	type res struct {
 		Samples []float64 `json:"samples"`
 		Bad     int       `json:"bad"`

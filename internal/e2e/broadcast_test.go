@@ -80,7 +80,8 @@ func streamStatus(t *testing.T, e *env, name string) (st struct {
 // goes live) start by themselves and decode it; the publisher reads 2
 // viewers; chat works once the publisher allows it; stopping shows
 // "stream ended" on the viewers. The second viewer's browser blocks
-// autoplay: it gets a Play button, and playing after the click.
+// autoplay with sound: it plays muted with an Unmute button, and has sound
+// after the click.
 func TestBroadcast(t *testing.T) {
 	e := newBroadcastEnv(t)
 	pub := e.openPublisher("Host", "x", "res=720&fps=15&name=Host")
@@ -99,14 +100,22 @@ func TestBroadcast(t *testing.T) {
 	pub.click("#go-live")
 	pub.waitFor(15*time.Second, "the publisher live", `document.body.dataset.state === 'live'`, `document.querySelector('#status').textContent`)
 	v1.waitDecoding(25 * time.Second)
-	v2.waitFor(25*time.Second, "the Play button (autoplay blocked)", `parleyWatch.state === 'live' && !document.querySelector('#play').hidden`, `[document.body.dataset.state, document.querySelector('#overlay').innerText]`)
+	v2.waitFor(25*time.Second, "playing muted with an Unmute button (sound blocked)", `parleyWatch.state === 'live' && !document.querySelector('#play').hidden &&
+	  document.querySelector('#play').getAttribute('aria-label') === 'Unmute' && document.querySelector('#video').muted && !document.querySelector('#video').paused`,
+		`[document.body.dataset.state, document.querySelector('#overlay').innerText, document.querySelector('#play').outerHTML]`)
 	v2.click("#play")
-	v2.waitFor(5*time.Second, "playing after the click", `document.querySelector('#play').hidden && !document.querySelector('#video').paused`)
+	v2.waitFor(5*time.Second, "sound after the click", `document.querySelector('#play').hidden && !document.querySelector('#video').paused && !document.querySelector('#video').muted`)
 	v2.waitDecoding(10 * time.Second)
 	pub.waitFor(5*time.Second, "2 viewers on the publisher page", `document.querySelector('#viewers').dataset.count === '2' && document.querySelector('#viewers').textContent.includes('2 viewers')`,
 		`document.querySelector('#viewers').textContent`)
 	if st := streamStatus(t, e, "x"); !st.Live || st.Viewers != 2 {
 		t.Errorf("stream status %+v", st)
+	}
+	// The pages follow the server's status events; none asks for the status.
+	for _, b := range []*browser{pub, v1, v2} {
+		if n := eval[int](b, `performance.getEntriesByType('resource').filter(r => /\/api\/streams\/x$/.test(new URL(r.name).pathname)).length`); n != 0 {
+			t.Errorf("%s fetched /api/streams/x %d times (it should follow /api/streams/x/events)", b.name, n)
+		}
 	}
 	// The publisher sends simulcast; the viewer's readout has numbers.
 	pub.waitFor(20*time.Second, "3 simulcast layers sent", `parleyBroadcast.sent.layers === 3`, `document.querySelector('#send-stats').textContent`)
@@ -140,9 +149,8 @@ func TestBroadcast(t *testing.T) {
 	pub.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	v1.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	eval[bool](pub, `(window.scrollTo(0, 0), true)`)
-	time.Sleep(1500 * time.Millisecond)
-	saveShot(t, "broadcast-publisher.png", pub.screenshot(), 1280, 800)
-	saveShot(t, "broadcast-viewer.png", v1.screenshot(), 1280, 800)
+	pub.shot("broadcast-publisher.png", 1280, 800)
+	v1.shot("broadcast-viewer.png", 1280, 800)
 
 	pub.click("#stop")
 	pub.waitFor(5*time.Second, "the publisher off air", `document.body.dataset.state === 'off'`)

@@ -112,10 +112,13 @@ func TestBitrateCap(t *testing.T) {
 	a.join("cap")
 	b.join("cap")
 	b.waitMedia(15*time.Second, "Alice")
+	// The video bitrate to Bob over the next 30 frames Alice encodes
+	// (the stats' own clock, no sleeping).
 	rate := func() float64 {
-		x := a.inbound()["Bob"].OutVideoBytes
-		time.Sleep(2 * time.Second)
-		return (a.inbound()["Bob"].OutVideoBytes - x) * 8 / 2 / 1000
+		x := a.inbound()["Bob"]
+		a.waitFor(20*time.Second, "30 more frames encoded", `(async () => (await `+inboundJS+`).Bob.outVideoFrames >= `+jsonish(x.OutVideoFrames+30)+`)()`)
+		y := a.inbound()["Bob"]
+		return (y.OutVideoBytes - x.OutVideoBytes) * 8 / (y.OutVideoAt - x.OutVideoAt) // bits per ms = kbit/s
 	}
 	// Let the bandwidth estimate ramp up first, so that the cap has something
 	// to cut. Chromium starts at 300 kbps and probes upwards after 15-20 s;
@@ -133,7 +136,7 @@ func TestBitrateCap(t *testing.T) {
 	a.click("#btn-settings")
 	a.waitFor(5*time.Second, "the bitrate selector", `document.querySelector('#bitrate-select')`)
 	a.selectOption("#bitrate-select", "200")
-	a.waitFor(10*time.Second, "maxBitrate set on the sender", `[...parleyApp.client.peers.values()].every(p => p.videoTx.sender.getParameters().encodings[0].maxBitrate === 200000)`)
+	a.waitFor(10*time.Second, "maxBitrate set on the sender", `[...parleyApp.client.peers.values()].every(p => p.pc.getSenders().find(s => s.track && s.track.kind === 'video').getParameters().encodings[0].maxBitrate === 200000)`)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := rate()
@@ -232,7 +235,7 @@ func TestDeviceSwitch(t *testing.T) {
 		t.Fatal("no second fake microphone to switch to")
 	}
 	a.selectOption("#mic-select", next)
-	a.waitFor(5*time.Second, "a new microphone track on the sender", `parleyApp.media.mic.id !== `+jsString(micBefore)+` && [...parleyApp.client.peers.values()][0].audioTx.sender.track === parleyApp.media.mic`)
+	a.waitFor(5*time.Second, "a new microphone track on the sender", `parleyApp.media.mic.id !== `+jsString(micBefore)+` && [...parleyApp.client.peers.values()][0].pc.getSenders().some(s => s.track === parleyApp.media.mic)`)
 	b.waitMedia(5*time.Second, "Alice")
 	after := a.inbound()["Bob"]
 	if re, x, y := renegotiated(sdpBefore, after.SDP); re || after.State != "connected" {

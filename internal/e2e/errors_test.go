@@ -100,7 +100,8 @@ func TestServerRestartReconnects(t *testing.T) {
 	a.waitMedia(15*time.Second, "Bob")
 	e.stop()
 	a.waitFor(5*time.Second, "the reconnect banner with a countdown", `!document.querySelector('#banner').hidden && /Retrying in/.test(document.querySelector('#banner').innerText) && document.querySelector('#retry-now')`, `document.body.innerText`)
-	time.Sleep(1500 * time.Millisecond)
+	// A retry fails while the server is down (the banner counts attempts).
+	a.waitFor(15*time.Second, "a second attempt", `/attempt [2-9]/.test(document.querySelector('#banner').innerText)`, `document.querySelector('#banner').innerText`)
 	e.restart()
 	for _, x := range []*browser{a, b} {
 		x.click("#retry-now")

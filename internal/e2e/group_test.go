@@ -209,8 +209,7 @@ func TestGroupCall(t *testing.T) {
 	// 7. What a group call looks like: speaker layout, Ada featured.
 	bs[1].do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	bs[1].waitFor(5*time.Second, "the featured tile resized", tileJS("Ada")+`.clientWidth > 700`)
-	time.Sleep(1500 * time.Millisecond)
-	saveShot(t, "group-call.png", bs[1].screenshot(), 1280, 800)
+	bs[1].shot("group-call.png", 1280, 800)
 
 	// Chat and a file to everyone, through the server's relay.
 	c := bs[2]
@@ -276,7 +275,7 @@ func TestGroupSimulcast(t *testing.T) {
 	// asked for the higher layer: a loaded machine slows the clock of the
 	// video too, a server that waits for a periodic keyframe still fails.
 	asked := eval[videoIn](v, videoFromJS("Pub")).Frames
-	d := v.waitFor(20*time.Second, "a higher layer", `(async () => { const x = await `+videoFromJS("Pub")+`; return x.width > 320; })()`, `(async () => [await `+videoFromJS("Pub")+`, [...parleyApp.client.link.sentPrefs], parleyApp.client.link.tracks])()`)
+	d := v.waitFor(20*time.Second, "a higher layer", `(async () => { const x = await `+videoFromJS("Pub")+`; return x.width > 320; })()`, `(async () => [await `+videoFromJS("Pub")+`, parleyApp.client.link.tracks])()`)
 	took := time.Since(start)
 	big := eval[videoIn](v, videoFromJS("Pub"))
 	frames := big.Frames - asked
@@ -288,13 +287,21 @@ func TestGroupSimulcast(t *testing.T) {
 	// Out of sight: the subscription pauses (no more frames arrive).
 	eval[bool](v, `(() => { const t = `+tile+`; t.style.setProperty('position', 'fixed'); t.style.setProperty('top', '-2000px'); return true })()`)
 	v.waitFor(10*time.Second, "the hidden tile paused", tile+`.dataset.layer === 'paused'`)
-	// The frames already on their way are decoded; then none for a second.
-	v.waitFor(15*time.Second, "the frames to stop", `(async () => { const a = (await `+videoFromJS("Pub")+`).frames;
-	  await new Promise(r => setTimeout(r, 1000)); return (await `+videoFromJS("Pub")+`).frames - a <= 1; })()`, videoFromJS("Pub"))
-	f1 := eval[videoIn](v, videoFromJS("Pub")).Frames
-	time.Sleep(2 * time.Second)
-	if f2 := eval[videoIn](v, videoFromJS("Pub")).Frames; f2-f1 > 3 {
-		t.Errorf("a paused tile still decodes: %v frames in 2 s", f2-f1)
+	// The frames already on their way are decoded; then none while Pub
+	// encodes 15 more (a second at 15 fps: Pub's own clock, not a sleep).
+	pubFramesJS := `(async () => { let n = 0; (await parleyApp.client.link.pc.getStats()).forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video') n = Math.max(n, s.framesEncoded || 0); }); return n; })()`
+	framesWhilePubSends := func(n float64) float64 {
+		f, p := eval[videoIn](v, videoFromJS("Pub")).Frames, eval[float64](pub, pubFramesJS)
+		pub.waitFor(20*time.Second, fmt.Sprintf("Pub encoding %v more frames", n), `(async () => (await `+pubFramesJS+`) >= `+jsonish(p+n)+`)()`)
+		return eval[videoIn](v, videoFromJS("Pub")).Frames - f
+	}
+	for deadline := time.Now().Add(15 * time.Second); framesWhilePubSends(15) > 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hidden tile kept decoding: %s", jsonish(eval[any](v, videoFromJS("Pub"))))
+		}
+	}
+	if n := framesWhilePubSends(30); n > 3 {
+		t.Errorf("a paused tile still decodes: %v frames while Pub encoded 30 (2 s)", n)
 	}
 	eval[bool](v, `(() => { const t = `+tile+`; t.style.removeProperty('position'); t.style.removeProperty('top'); return true })()`)
 	f3 := eval[videoIn](v, videoFromJS("Pub")).Frames
@@ -344,10 +351,21 @@ func TestGroupCallFeatures(t *testing.T) {
 	a.click("#btn-settings")
 	a.waitFor(5*time.Second, "the bitrate selector", `document.querySelector('#bitrate-select')`)
 	a.selectOption("#bitrate-select", "300")
-	a.waitFor(5*time.Second, "the cap shared across layers", `(() => { const e = parleyApp.client.link.videoTx.sender.getParameters().encodings;
+	a.waitFor(5*time.Second, "the cap shared across layers", `(() => { const e = parleyApp.client.link.pc.getSenders().find(s => s.track && s.track.kind === 'video').getParameters().encodings;
 	  return e.length === 3 && e.filter(x => x.active).reduce((s, x) => s + x.maxBitrate, 0) <= 300000 && !e[2].active; })()`,
-		`parleyApp.client.link.videoTx.sender.getParameters().encodings`)
+		`parleyApp.client.link.pc.getSenders().map(s => s.getParameters().encodings)`)
 	b.waitMedia(10*time.Second, "Alice") // still flowing
+	// Alice's readout after the cap: what goes out now (the layers still
+	// on), and loss from the counters' changes, never negative.
+	a.click("#btn-stats")
+	const bobStatsJS = `(() => { const c = [...document.querySelectorAll('.stat-card')].find(c => c.querySelector('.who').textContent === 'Bob'); if (!c) return null;
+	  const v = (k) => c.querySelector('dd[data-key="' + k + '"]').textContent; return { out: v('video-out'), loss: v('loss'), n: parleyApp.stats.history.get(c.dataset.peerId).length } })()`
+	a.waitFor(10*time.Second, "Alice's stats card for Bob", bobStatsJS, `document.querySelector('#panel').innerText`)
+	n0 := eval[map[string]any](a, bobStatsJS)["n"].(float64)
+	a.waitFor(15*time.Second, "three more samples with video going out", `(() => { const s = `+bobStatsJS+`; return s.n >= `+jsonish(n0+3)+` && parseFloat(s.out) > 0 })()`, bobStatsJS)
+	if st := eval[map[string]any](a, bobStatsJS); !(parseKbps(st["out"]) > 0) || strings.HasPrefix(st["loss"].(string), "-") {
+		t.Errorf("Alice's readout after the cap: video out %q, loss %q", st["out"], st["loss"])
+	}
 
 	b.click("#btn-stats")
 	b.waitFor(10*time.Second, "a stats card for Alice", `[...document.querySelectorAll('.stat-card')].some(c => c.textContent.includes('Alice'))`, `document.querySelector('#panel').innerText`)
@@ -359,4 +377,14 @@ func TestGroupCallFeatures(t *testing.T) {
 	}
 	a.click("#btn-hangup")
 	b.waitFor(10*time.Second, "Alice's tile removed", `!`+tileJS("Alice"))
+}
+
+// parseKbps reads the number of a "123 kbps · …" readout (NaN-safe: -1).
+func parseKbps(v any) float64 {
+	s, _ := v.(string)
+	var n float64
+	if _, err := fmt.Sscanf(s, "%f kbps", &n); err != nil {
+		return -1
+	}
+	return n
 }

@@ -342,19 +342,24 @@ type inbound struct {
 	LocalCand     string  `json:"localCandidate"`
 	RemoteCand    string  `json:"remoteCandidate"`
 	SDP           string  `json:"sdp"`
+
+	// OutVideoFrames are the frames encoded for the member, and
+	// OutVideoAt the stats' time (ms): a rate needs no wall clock.
+	OutVideoFrames float64 `json:"outVideoFrames"`
+	OutVideoAt     float64 `json:"outVideoAt"`
 }
 
 const inboundJS = `(async () => {
   const out = {};
   for (const p of parleyApp.client.peers.values()) {
     const r = await p.pc.getStats();
-    const o = {state: p.pc.connectionState, framesDecoded: 0, audioSamples: 0, audioBytes: 0, videoBytes: 0, outVideoBytes: 0,
+    const o = {state: p.pc.connectionState, framesDecoded: 0, audioSamples: 0, audioBytes: 0, videoBytes: 0, outVideoBytes: 0, outVideoFrames: 0, outVideoAt: 0,
       localCandidate: '', remoteCandidate: '', sdp: p.pc.localDescription ? p.pc.localDescription.sdp : ''};
     const byId = new Map(); r.forEach(s => byId.set(s.id, s));
     r.forEach(s => {
       if (s.type === 'inbound-rtp' && s.kind === 'video') { o.framesDecoded += s.framesDecoded || 0; o.videoBytes += s.bytesReceived || 0; }
       if (s.type === 'inbound-rtp' && s.kind === 'audio') { o.audioSamples += s.totalSamplesReceived || 0; o.audioBytes += s.bytesReceived || 0; }
-      if (s.type === 'outbound-rtp' && s.kind === 'video') o.outVideoBytes += s.bytesSent || 0;
+      if (s.type === 'outbound-rtp' && s.kind === 'video') { o.outVideoBytes += s.bytesSent || 0; o.outVideoFrames += s.framesEncoded || 0; o.outVideoAt = s.timestamp; }
       if (s.type === 'transport' && s.selectedCandidatePairId) {
         const pair = byId.get(s.selectedCandidatePairId);
         if (pair) { o.localCandidate = (byId.get(pair.localCandidateId) || {}).candidateType || ''; o.remoteCandidate = (byId.get(pair.remoteCandidateId) || {}).candidateType || ''; }

@@ -59,7 +59,7 @@ func TestGlare(t *testing.T) {
 				`(() => { const p = [...parleyApp.client.peers.values()][0];
 				  return p.pc.signalingState === 'stable' && p.pc.connectionState === 'connected' &&
 				    p.pc.localDescription.sdp.match(/a=ice-ufrag:(\S+)/)[1] !== window.offersBefore })()`,
-				`(() => { const p = [...parleyApp.client.peers.values()][0]; return [p.pc.signalingState, p.pc.connectionState, p.polite] })()`)
+				`(() => { const p = [...parleyApp.client.peers.values()][0]; return [p.pc.signalingState, p.pc.connectionState, p.collisions] })()`)
 		}
 		a.waitMedia(10*time.Second, "Bob")
 		b.waitMedia(10*time.Second, "Alice")

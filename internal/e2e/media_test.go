@@ -31,8 +31,7 @@ func TestScreenShare(t *testing.T) {
 		`(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)
 	t.Logf("Bob sees Alice's share at %v", jsonish(eval[any](b, `(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return [v.videoWidth, v.videoHeight] })()`)))
 	b.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
-	time.Sleep(time.Second)
-	saveShot(t, "screen-share.png", b.screenshot(), 1280, 800)
+	b.shot("screen-share.png", 1280, 800)
 	if re, x, y := renegotiated(sdp, a.inbound()["Bob"].SDP); re {
 		t.Fatalf("screen sharing renegotiated: %q became %q", x, y)
 	}
@@ -117,8 +116,9 @@ func waitDownload(t *testing.T, dir, ext string) []byte {
 	for time.Now().Before(deadline) {
 		ents, _ := os.ReadDir(dir)
 		for _, en := range ents {
+			// Chromium writes a download as .crdownload and gives it its
+			// name once complete: a file with the name is whole.
 			if strings.HasSuffix(en.Name(), ext) && strings.HasPrefix(en.Name(), "parley-") {
-				time.Sleep(300 * time.Millisecond) // let the write finish
 				b, err := os.ReadFile(filepath.Join(dir, en.Name()))
 				if err == nil && len(b) > 0 {
 					return b

@@ -1,9 +1,9 @@
+//go:build screenshots
+
 package e2e
 
 import (
-	"bytes"
-	"image/png"
-	"os"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,25 +11,9 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// saveShot checks that data is a PNG of the expected size and writes it to
-// docs/screenshots when PARLEY_UPDATE_SCREENSHOTS=1 (else to a temp dir).
-func saveShot(t *testing.T, name string, data []byte, w, h int) {
-	t.Helper()
-	img, err := png.Decode(bytes.NewReader(data))
-	if err != nil {
-		t.Fatalf("%s: not a PNG: %v", name, err)
-	}
-	if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
-		t.Fatalf("%s: %dx%d, want %dx%d", name, b.Dx(), b.Dy(), w, h)
-	}
-	dir := t.TempDir()
-	if os.Getenv("PARLEY_UPDATE_SCREENSHOTS") == "1" {
-		dir = filepath.Join("..", "..", "docs", "screenshots")
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
+// The documentation's screenshots (docs/screenshots), built only with
+// -tags screenshots: `make screenshots`. Tests built without the tag take
+// none (shots_test.go).
 
 // 11. Screenshots of the home page, a 3-person call, the stats panel and a
 // phone-sized call: what a new user sees.
@@ -39,7 +23,7 @@ func TestScreenshots(t *testing.T) {
 	a.do(20*time.Second, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(e.url+"/"))
 	a.waitFor(5*time.Second, "the home page", `document.querySelector('#create')`)
 	eval[bool](a, `(() => { const n = document.querySelector('#name'); n.value = 'Ada'; return true })()`)
-	saveShot(t, "home.png", a.screenshot(), 1280, 800)
+	a.shot("home.png", 1280, 800)
 
 	b, c := e.launch("Grace"), e.launch("Linus")
 	a.join("design-review")
@@ -54,17 +38,42 @@ func TestScreenshots(t *testing.T) {
 	a.waitFor(5*time.Second, "the unread badge", `!document.querySelector('#unread').hidden`)
 	a.waitFor(10*time.Second, "Linus shown muted", tileJS("Linus")+`.dataset.audioMuted === 'true'`)
 	a.waitFor(10*time.Second, "the toasts gone", `!document.querySelector('#toasts .toast')`)
-	saveShot(t, "call-3.png", a.screenshot(), 1280, 800)
+	a.shot("call-3.png", 1280, 800)
 
 	a.click("#btn-stats")
 	a.waitFor(20*time.Second, "two stats cards with a path and a few graph points", `document.querySelectorAll('.stat-card .path[data-type="host"]').length === 2 &&
 	  parleyApp.stats.history.size === 2 && [...parleyApp.stats.history.values()].every(h => h.length >= 12)`,
 		`[document.querySelector('#panel').innerText, [...parleyApp.stats.history.values()].map(h => h.length)]`)
-	saveShot(t, "stats.png", a.screenshot(), 1280, 800)
+	a.shot("stats.png", 1280, 800)
 
 	a.click("#btn-chat")
 	a.do(30*time.Second, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	a.click("#panel-close")
-	time.Sleep(500 * time.Millisecond)
-	saveShot(t, "call-phone.png", a.screenshot(), 390, 844)
+	a.shot("call-phone.png", 390, 844)
+}
+
+// Screenshots: the host page with three screens and a screen page.
+func TestShowScreenshots(t *testing.T) {
+	e := newShowEnv(t)
+	wav := filepath.Join(t.TempDir(), "tone.wav")
+	writeToneWAV(t, wav, 1000, 30, 0.5)
+	host := e.openShowHost("Host", "party-night", withSize(1280, 800))
+	var screens []*browser
+	for i, label := range []string{"R1C1", "R1C2", "R1C3"} {
+		screens = append(screens, e.openScreen(fmt.Sprintf("Screen%d", i+1), "party-night", label, withSize(640, 400)))
+	}
+	host.waitFor(5*time.Second, "three tiles", `document.querySelectorAll('.show-tile[data-online="true"]').length === 3`)
+	host.playFile(wav, true)
+	screens[1].waitFor(20*time.Second, "the middle screen lit by 1 kHz", blueJS, screenRGB)
+	host.selectOption("#palette", "hue")
+	screens[1].waitFor(10*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
+	host.waitFor(5*time.Second, "the middle tile lit", `+document.querySelectorAll('.show-tile')[1].dataset.level > 180`)
+	host.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
+	eval[bool](host, `(() => { document.activeElement.blur(); window.scrollTo(0, 0); return true })()`)
+	host.shot("show-host.png", 1280, 800)
+
+	s := screens[1]
+	s.do(30*time.Second, chromedp.EmulateViewport(640, 400))
+	eval[bool](s, `(() => { document.body.classList.add('show-info'); return true })()`)
+	s.shot("show-screen.png", 640, 400)
 }

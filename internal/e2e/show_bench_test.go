@@ -25,7 +25,11 @@ func TestBenchShowLatency(t *testing.T) {
 	eval[float64](host, `parleyHost.toneBurst(1000, 50, 0)`) // silent: go on air
 	host.waitFor(15*time.Second, "the show on air", `parleyHost.state.air === 'on'`, `parleyHost.state`)
 	scr.waitFor(20*time.Second, "the show's audio", `parleyShow.state.audio === 'live'`, `parleyShow.state.audio`)
-	time.Sleep(2 * time.Second) // let the jitter buffer settle
+	// Let the jitter buffer settle: two seconds of the show's audio
+	// received (96000 samples at 48 kHz), not of wall clock.
+	samplesJS := `(async () => { let n = 0; (await parleyShow.session.pc.getStats()).forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'audio') n += s.totalSamplesReceived || 0; }); return n; })()`
+	n0 := eval[float64](scr, samplesJS)
+	scr.waitFor(30*time.Second, "two seconds of audio received", `(await `+samplesJS+`) >= `+jsonish(n0+96000), samplesJS)
 
 	var tone, ctl []float64
 	for i := range 10 {
@@ -41,7 +45,7 @@ func TestBenchShowLatency(t *testing.T) {
 		scr.waitFor(5*time.Second, "the flash", `parleyShow.state.flashes > `+jsonish(f))
 		ctl = append(ctl, eval[float64](scr, `parleyShow.state.flashAt`)-c0)
 		t.Logf("run %d: tone %.0f ms, control %.1f ms", i+1, tone[i], ctl[i])
-		time.Sleep(800 * time.Millisecond)
+		time.Sleep(800 * time.Millisecond) // pacing: the runs are 0.8 s apart, not synchronization (each run waits for the screen dark first)
 	}
 	med := func(v []float64) float64 {
 		s := slices.Clone(v)

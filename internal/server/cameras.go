@@ -38,7 +38,8 @@ func (s *Server) startCameras() error {
 		}
 		return nil
 	}
-	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources, Claim: s.claimStream, MaxStreams: s.cfg.MaxCameras})
+	m := camera.New(camera.Config{SFU: s.sfu, Logger: s.log, Registry: s.sources, Claim: s.claimStream, MaxStreams: s.cfg.MaxCameras,
+		OnStatus: func(name string, _ camera.Status) { s.streamWatch.notify(name) }})
 	for name, st := range s.cfg.Streams {
 		if !st.IsCamera() { // per-stream settings only
 			continue

@@ -38,7 +38,8 @@ func (s *Server) startMedia() error {
 			"listen on a reachable address (e.g. --media-udp :8443) and set --public-ip for other machines", "media_udp", s.cfg.MediaUDP)
 		publicIP = ip
 	}
-	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: publicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch})
+	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: publicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch,
+		OnRoomChange: s.roomChanged})
 	if err != nil {
 		s.stopAccess()
 		return fmt.Errorf("media: %w", err)

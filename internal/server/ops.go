@@ -20,8 +20,8 @@ import (
 //   - /metrics answers only admin tokens when auth is on, and not at all
 //     (404, pointing at --ops) when it is off: an open server has no token
 //     that could tell an operator from anyone else.
-//   - /api/streams/{name}, which the broadcast and watch pages poll, stays
-//     for viewers: as before on an open server; with auth, only to a token
+//   - /api/streams/{name} and its events (streamevents.go), which the
+//     broadcast and watch pages follow, stay for viewers: as before on an open server; with auth, only to a token
 //     for that stream (Bearer header or ?token=), so private rooms' live
 //     state is not listed to anyone who asks.
 
@@ -80,6 +80,14 @@ func (s *Server) publicMetrics(w http.ResponseWriter, r *http.Request) {
 // publicStreamStatus is /api/streams/{name} on the main port: open on an
 // open server; with auth, for tokens that grant the stream.
 func (s *Server) publicStreamStatus(w http.ResponseWriter, r *http.Request) {
+	if s.allowStreamStatus(w, r) {
+		s.streamStatus(w, r)
+	}
+}
+
+// allowStreamStatus says whether r may read the status of stream {name}
+// on the main port, and answers the error when not.
+func (s *Server) allowStreamStatus(w http.ResponseWriter, r *http.Request) bool {
 	if s.auth != nil {
 		c, err := s.requestClaims(r, true)
 		if err == nil && (!c.AllowsRoom(r.PathValue("name")) || !(c.Grants.Subscribe || c.Grants.Publish || c.Grants.Admin)) {
@@ -87,8 +95,8 @@ func (s *Server) publicStreamStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		if err != nil {
 			httperr.Auth(w, err)
-			return
+			return false
 		}
 	}
-	s.streamStatus(w, r)
+	return true
 }

@@ -3,7 +3,10 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +29,30 @@ func TestSelfSignedTLS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || resp.TLS == nil {
 		t.Fatalf("healthz over TLS: %s", resp.Status)
+	}
+	// TURN over TLS runs with the same certificate, and members are told.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, srv.URL(), &client.Options{HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	j, err := c.Join(ctx, "tls", "x", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "turns:127.0.0.1:" + strconv.Itoa(srv.TURN().TLSAddr().(*net.TCPAddr).Port) + "?transport=tcp"
+	if urls := fmt.Sprint(j.ICEServers); !strings.Contains(urls, want) {
+		t.Fatalf("ice servers %s lack %s", urls, want)
+	}
+}
+
+// Without a certificate TURN over TLS stays off and is not announced.
+func TestTURNTLSNeedsCertificate(t *testing.T) {
+	srv := startServer(t, nil)
+	if a := srv.TURN().TLSAddr(); a != nil {
+		t.Fatalf("TURN over TLS on %v without a certificate", a)
 	}
 }
 

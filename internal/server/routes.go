@@ -13,12 +13,15 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/api/session", s.hub)
 	mux.Handle("/api/session/", s.hub)
 	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /metrics", s.publicMetrics)                 // ops.go
-	mux.HandleFunc("GET /api/streams/{name}", s.publicStreamStatus) // ops.go
-	mux.HandleFunc("GET /api/ingest", s.ingestInfo)                 // ingest.go
-	s.recordRoutes(mux, true)                                       // record.go: admin tokens
-	mux.HandleFunc("GET /api/status", s.publicStatusAPI)            // status.go
-	s.pushRoutes(mux, true)                                         // push.go
+	mux.HandleFunc("GET /metrics", s.publicMetrics)                  // ops.go
+	mux.HandleFunc("GET /api/streams/{name}", s.publicStreamStatus)  // ops.go
+	mux.HandleFunc("GET /api/streams/{name}/events", s.streamEvents) // streamevents.go
+	mux.HandleFunc("GET /api/ingest", s.ingestInfo)                  // ingest.go
+	s.recordRoutes(mux, true)                                        // record.go: admin tokens
+	mux.HandleFunc("GET /api/status", s.publicStatusAPI)             // status.go
+	mux.HandleFunc("GET /api/check", s.checkInfo)                    // check.go
+	mux.HandleFunc("POST /api/check/media", s.checkProbe)            // check.go
+	s.pushRoutes(mux, true)                                          // push.go
 	mux.HandleFunc("/whip/", s.serveWHIP)
 	mux.HandleFunc("/whep/", s.serveWHIP)
 	mux.HandleFunc("/hls/", s.serveHLS) // hls.go

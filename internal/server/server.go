@@ -25,6 +25,7 @@ import (
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/ingest"
+	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/metrics"
 	"github.com/parley/parley/internal/origin"
 	"github.com/parley/parley/internal/push"
@@ -77,6 +78,7 @@ type Server struct {
 	auth       *auth.Verifier // nil when auth is off
 	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
 	clients    *clientip.Resolver
+	checks     *limit.Rate // the connection check's requests per address (check.go)
 	mux        *http.ServeMux
 	access     *access.Checker // CIDR lists and hooks (authorize.go), nil when media is off
 
@@ -84,6 +86,11 @@ type Server struct {
 	ln      net.Listener
 	scheme  string
 
+	streamWatch      *streamWatchers // wakes the streams' status events (streamevents.go)
+	streamEventConns *limit.Conns    // status event connections per client address
+
+	quit      context.Context // ends at Shutdown: long-lived answers (status events) stop
+	quitNow   context.CancelFunc
 	closeOnce sync.Once
 	serveDone chan struct{}
 }
@@ -97,7 +104,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), rooms: room.NewManager(cfg.MaxRooms), sources: ingest.NewRegistry(),
-		serveDone: make(chan struct{}), started: time.Now()}
+		serveDone: make(chan struct{}), started: time.Now(),
+		streamWatch: newStreamWatchers(), streamEventConns: limit.NewConns(streamEventsPerIP)}
+	s.quit, s.quitNow = context.WithCancel(context.Background())
 	// Auth is on with any of the secret, the public keys or the JWKS.
 	keys := auth.Keys{Secret: []byte(cfg.AuthSecret)}
 	for _, f := range []struct {
@@ -127,6 +136,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("trusted-proxies: %w", err)
 	}
 	s.clients = clientip.New(trusted)
+	s.checks = limit.NewRate(checksPerMinute, time.Minute)
 	s.turnSecret = []byte(cfg.TURNSecret)
 	if len(s.turnSecret) == 0 {
 		s.turnSecret = make([]byte, 32)
@@ -158,13 +168,13 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.startMedia(); err != nil {
 		return err
 	}
-	if err := s.startTURN(); err != nil {
+	tlsCfg, err := s.tlsConfig()
+	if err != nil {
 		s.stopMedia()
 		return err
 	}
-	tlsCfg, err := s.tlsConfig()
-	if err != nil {
-		s.stopPlanes()
+	if err := s.startTURN(tlsCfg); err != nil {
+		s.stopMedia()
 		return err
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.HTTP)
@@ -204,9 +214,19 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) startTURN() error {
+// startTURN starts the embedded STUN/TURN server; TURN over TLS uses the
+// HTTPS certificate (tlsCfg), and without one stays off.
+func (s *Server) startTURN(tlsCfg *tls.Config) error {
 	if s.cfg.TURN == "off" || len(s.cfg.TURNExternal) > 0 {
 		return nil
+	}
+	tlsListen := s.cfg.TURNTLS
+	switch {
+	case tlsListen == "off":
+		tlsListen = ""
+	case tlsCfg == nil:
+		s.log.Info("TURN over TLS is off: the server has no certificate (--tls-cert and --tls-key, or --tls-self-signed)", "turn-tls", tlsListen)
+		tlsListen = ""
 	}
 	allow := make([]netip.Prefix, 0, len(s.cfg.TURNAllow))
 	for _, p := range s.cfg.TURNAllow {
@@ -215,7 +235,8 @@ func (s *Server) startTURN() error {
 	own, ports := s.ownAddrs()
 	t, err := turn.New(turn.Config{Listen: s.cfg.TURN, PublicIP: s.cfg.PublicIP, Secret: s.turnSecret,
 		AllowPeers: allow, Quota: s.cfg.TURNQuota, PerIP: s.cfg.TURNPerIP, OwnAddrs: own, ServicePorts: ports,
-		Sockets: s.cfg.TURNSockets, SocketBuffer: s.cfg.TURNBuffer, Logger: s.log})
+		Sockets: s.cfg.TURNSockets, SocketBuffer: s.cfg.TURNBuffer, Logger: s.log,
+		TLSListen: tlsListen, TLS: tlsCfg})
 	if err != nil {
 		return fmt.Errorf("turn: %w", err)
 	}
@@ -318,6 +339,7 @@ func (s *Server) Metrics() *metrics.Registry { return s.metrics }
 func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.quitNow()
 		s.hub.Close(ctx)
 		if err := s.shows.Close(ctx); err != nil {
 			s.log.Warn("closing shows", "err", err)
@@ -361,7 +383,11 @@ func (s *Server) LogURLs() {
 	}
 	switch {
 	case s.turn != nil:
-		s.log.Info("STUN/TURN is running", "udp", s.turn.UDPAddr().String(), "tcp", s.turn.TCPAddr().String())
+		tlsAddr := "off"
+		if a := s.turn.TLSAddr(); a != nil {
+			tlsAddr = a.String()
+		}
+		s.log.Info("STUN/TURN is running", "udp", s.turn.UDPAddr().String(), "tcp", s.turn.TCPAddr().String(), "tls", tlsAddr)
 	case len(s.cfg.TURNExternal) > 0:
 		s.log.Info("using external TURN", "urls", strings.Join(s.cfg.TURNExternal, ","))
 	default:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/show"
 )
 
@@ -20,6 +21,7 @@ func (s *Server) mountShows(mux *http.ServeMux) {
 		Verify:     s.verifyShow,
 		ICEServers: s.showICEServers,
 		Origins:    s.origins,
+		AudioLive:  s.showAudioLive,
 		Logger:     s.log,
 	})
 	counts := func(pick func(shows, screens, hosts int) int) func() float64 {
@@ -71,4 +73,13 @@ func (s *Server) showICEServers(r *http.Request) []show.ICEServer {
 		out = append(out, show.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
 	}
 	return out
+}
+
+// showAudioLive says whether a show's audio stream is published.
+func (s *Server) showAudioLive(name string) bool {
+	if s.sfu == nil {
+		return false
+	}
+	r, ok := s.sfu.LookupRoom(sfu.Shows, show.StreamName(name))
+	return ok && len(r.Tracks()) > 0
 }

@@ -48,6 +48,11 @@ func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, http.StatusBadRequest, protocol.CodeInvalidRoom, "stream names are 1-64 characters of A-Z a-z 0-9 _ . -")
 		return
 	}
+	writeJSON(w, http.StatusOK, s.currentStreamStatus(name))
+}
+
+// currentStreamStatus is the stream's status now (the GET and the events).
+func (s *Server) currentStreamStatus(name string) streamStatus {
 	st := streamStatus{Stream: name}
 	if s.sfu != nil {
 		var tracks []sfu.TrackInfo
@@ -80,5 +85,5 @@ func (s *Server) streamStatus(w http.ResponseWriter, r *http.Request) {
 			st.Source = src
 		}
 	}
-	writeJSON(w, http.StatusOK, st)
+	return st
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 )
 
 // publishVP8 publishes stream over WHIP with a pion peer sending VP8
-// keyframes until the test ends.
-func publishVP8(ctx context.Context, t *testing.T, url string) {
+// keyframes until the test ends or end is called.
+func publishVP8(ctx context.Context, t *testing.T, url string) (end func()) {
 	t.Helper()
 	api, _ := client.LoopbackAPI()
 	track := vp8(t)
@@ -40,11 +41,16 @@ func publishVP8(ctx context.Context, t *testing.T, url string) {
 			_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: uint32(seq) * 3000}, Payload: vp8Keyframe})
 		}
 	}()
-	t.Cleanup(func() {
-		close(stop)
-		<-done
-		pub.Close(context.Background())
-	})
+	var once sync.Once
+	end = func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			pub.Close(context.Background())
+		})
+	}
+	t.Cleanup(end)
+	return end
 }
 
 // TestWHEPViewerCap: --max-webrtc-viewers 2 caps every stream, a stream's

@@ -25,6 +25,7 @@ func startServer(t *testing.T, mod func(*config.Config)) *server.Server {
 	cfg := config.Default()
 	cfg.HTTP = "127.0.0.1:0"
 	cfg.TURN = "127.0.0.1:0"
+	cfg.TURNTLS = "127.0.0.1:0"
 	cfg.TURNAllow = []string{"127.0.0.0/8"}
 	cfg.MediaUDP, cfg.MediaTCP = "127.0.0.1:0", "off"
 	cfg.RTMP = "127.0.0.1:0"

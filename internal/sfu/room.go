@@ -179,14 +179,17 @@ var ErrDuplicateParticipant = fmt.Errorf("sfu: participant already in room")
 
 func (r *Room) join(p *Participant) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return ErrClosed
 	}
 	if _, dup := r.participants[p.id]; dup {
+		r.mu.Unlock()
 		return fmt.Errorf("%w: %s", ErrDuplicateParticipant, p.id)
 	}
 	r.participants[p.id] = p
+	r.mu.Unlock()
+	r.notifyChange()
 	return nil
 }
 
@@ -197,6 +200,15 @@ func (r *Room) leave(p *Participant) {
 	}
 	r.mu.Unlock()
 	r.sfu.removeRoomIfEmpty(r)
+	r.notifyChange()
+}
+
+// notifyChange tells Config.OnRoomChange that r's participants or
+// tracks changed; called with no lock held.
+func (r *Room) notifyChange() {
+	if f := r.sfu.cfg.OnRoomChange; f != nil {
+		f(r.ns, r.name)
+	}
 }
 
 func (r *Room) empty() bool {
@@ -223,6 +235,7 @@ func (r *Room) addTrack(u *upTrack) bool {
 		}
 	}
 	r.mu.Unlock()
+	r.notifyChange()
 
 	for _, p := range subs {
 		if err := p.subscribe(u); err != nil {
@@ -252,6 +265,7 @@ func (r *Room) removeTrack(u *upTrack) {
 		}
 	}
 	r.sfu.removeRoomIfEmpty(r)
+	r.notifyChange()
 }
 
 // close stops the room's goroutines.

@@ -47,12 +47,18 @@ type Config struct {
 	// NoBatch sends each UDP datagram with its own system call instead of
 	// batching them (sendmmsg); for comparison in benchmarks.
 	NoBatch bool
+	// OnRoomChange, when set, is told that a room's participants or
+	// published tracks changed (a join, a leave, a track published or
+	// ended). It runs on the changing goroutine with no lock held and
+	// must not block; it may look the room up again.
+	OnRoomChange func(ns Namespace, name string)
 }
 
 // SFU owns the shared pion API, the ICE sockets and the rooms.
 type SFU struct {
 	cfg     Config
 	log     *slog.Logger
+	lf      pionLoggerFactory
 	api     *webrtc.API // publishers and mixed participants
 	viewAPI *webrtc.API // receive-only participants: fewer interceptors, fewer goroutines
 	udpConn net.PacketConn
@@ -203,6 +209,7 @@ func New(cfg Config) (*SFU, error) {
 	}
 	s := &SFU{cfg: cfg, log: log.With("component", "sfu"), rooms: map[roomKey]*Room{}}
 	lf := pionLoggerFactory{log: s.log}
+	s.lf = lf
 
 	udpAddr := cfg.UDP
 	if udpAddr == "" {
@@ -289,10 +296,28 @@ func (s *SFU) buildAPI(lf pionLoggerFactory, receiveOnly bool) (*webrtc.API, err
 		return nil, fmt.Errorf("sfu: interceptors: %w", err)
 	}
 
+	se, err := s.settingEngine(lf, true, s.tcpMux != nil)
+	if err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(
+		webrtc.WithMediaEngine(me),
+		webrtc.WithInterceptorRegistry(ir),
+		webrtc.WithSettingEngine(se),
+	), nil
+}
+
+// settingEngine is the ICE and DTLS setup every server PeerConnection
+// shares: the SFU's sockets (UDP, ICE-TCP, or both), no mDNS, passive TCP
+// only, the public IP announced.
+func (s *SFU) settingEngine(lf pionLoggerFactory, udp, tcp bool) (webrtc.SettingEngine, error) {
 	se := webrtc.SettingEngine{LoggerFactory: lf}
-	se.SetICEUDPMux(s.udpMux)
-	networks := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
-	if s.tcpMux != nil {
+	var networks []webrtc.NetworkType
+	if udp {
+		se.SetICEUDPMux(s.udpMux)
+		networks = append(networks, webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6)
+	}
+	if tcp {
 		se.SetICETCPMux(s.tcpMux)
 		networks = append(networks, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
 	}
@@ -306,18 +331,14 @@ func (s *SFU) buildAPI(lf pionLoggerFactory, receiveOnly bool) (*webrtc.API, err
 	if ip := s.cfg.PublicIP; ip != "" {
 		parsed := net.ParseIP(ip)
 		if parsed == nil {
-			return nil, fmt.Errorf("sfu: public IP %q is not an IP address", ip)
+			return se, fmt.Errorf("sfu: public IP %q is not an IP address", ip)
 		}
 		se.SetNAT1To1IPs([]string{ip}, webrtc.ICECandidateTypeHost)
 		if parsed.IsLoopback() {
 			se.SetIncludeLoopbackCandidate(true)
 		}
 	}
-	return webrtc.NewAPI(
-		webrtc.WithMediaEngine(me),
-		webrtc.WithInterceptorRegistry(ir),
-		webrtc.WithSettingEngine(se),
-	), nil
+	return se, nil
 }
 
 // UDPAddr is the address of the shared ICE UDP socket.

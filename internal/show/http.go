@@ -60,6 +60,9 @@ type hello struct {
 	Epoch      string      `json:"epoch"` // changes when the server restarts
 	Palettes   []string    `json:"palettes"`
 	ICEServers []ICEServer `json:"iceServers"`
+	// AudioLive (screens only) is whether the show's audio is published
+	// now; {"type":"air"} says when that changes.
+	AudioLive *bool `json:"audio_live,omitempty"`
 }
 
 // ServeWS is GET /api/shows/{name}/ws?role=host|screen[&label=..][&key=..][&token=..].
@@ -123,8 +126,8 @@ func (r *Registry) ServeWS(w http.ResponseWriter, req *http.Request) {
 		err = sh.attachHost(c, mustJSON(h))
 	} else {
 		var graceRef bool
-		graceRef, err = sh.attachScreen(c, key, label, func(id, key string) []byte {
-			h.ID, h.Key = id, key
+		graceRef, err = sh.attachScreen(c, key, label, func(id, key string, audioLive bool) []byte {
+			h.ID, h.Key, h.AudioLive = id, key, &audioLive
 			return mustJSON(h)
 		})
 		if graceRef {

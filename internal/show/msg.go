@@ -39,6 +39,11 @@ const (
 	TypeLevel   = "level"
 	TypeScreens = "screens"
 	TypeError   = "error"
+	// TypeAir tells screens whether the show's audio is published:
+	// {"type":"air","live":true|false}, sent when it changes (the hello
+	// carries it as "audio_live"), so a waiting screen asks for the audio
+	// once it is there instead of retrying.
+	TypeAir = "air"
 )
 
 // Palettes a screen can paint with.
@@ -228,6 +233,9 @@ func ValidName(s string) bool { return nameRE.MatchString(s) }
 
 // StreamName is the WHIP/WHEP stream that carries a show's audio.
 func StreamName(show string) string { return "show-" + show }
+
+// ShowOfStream is the show whose audio stream is stream, if it is one.
+func ShowOfStream(stream string) (string, bool) { return strings.CutPrefix(stream, "show-") }
 
 func checkLabel(s string) error {
 	if strings.TrimSpace(s) == "" {

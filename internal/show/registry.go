@@ -52,7 +52,11 @@ type Options struct {
 	MaxScreens   int // per show; default 1000
 	MaxHosts     int // per show; default 16
 	Outbox       int // per connection, messages; default 128
-	Logger       *slog.Logger
+	// AudioLive says whether a show's audio stream is published now; nil
+	// means never (screens then learn nothing and retry on their own).
+	// Call AudioChanged when it may have changed.
+	AudioLive func(show string) bool
+	Logger    *slog.Logger
 }
 
 // ErrForbidden marks a Verify error as 403 insufficient_scope
@@ -145,6 +149,20 @@ func (r *Registry) release(sh *show) {
 		delete(r.shows, sh.name)
 		r.log.Info("show closed", "show", sh.name)
 	}
+}
+
+// AudioChanged tells the show's screens (those told otherwise) whether its
+// audio is published now ({"type":"air"}); the server calls it when the
+// audio stream's publishers change.
+func (r *Registry) AudioChanged(name string) {
+	if sh := r.lookup(name); sh != nil {
+		sh.audioChanged()
+	}
+}
+
+// audioLive asks Options.AudioLive.
+func (r *Registry) audioLive(name string) bool {
+	return r.o.AudioLive != nil && r.o.AudioLive(name)
 }
 
 // lookup returns a live show or nil.

@@ -50,6 +50,7 @@ type screen struct {
 	grace          *time.Timer // removal timer while offline
 	graceGen       int
 	sent           string // the last assign message sent, to skip repeats
+	air            bool   // whether the screen was last told the audio is live
 }
 
 type show struct {
@@ -173,7 +174,7 @@ func (sh *show) findID(id string) *screen {
 // attachScreen adds a screen connection, resuming the screen with the
 // same key if there is one. It returns whether a grace reference was
 // taken over (the caller releases it).
-func (sh *show) attachScreen(c *conn, key, label string, hello func(id, key string) []byte) (resumedGrace bool, err error) {
+func (sh *show) attachScreen(c *conn, key, label string, hello func(id, key string, audioLive bool) []byte) (resumedGrace bool, err error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.reg.closed.Load() {
@@ -212,14 +213,34 @@ func (sh *show) attachScreen(c *conn, key, label string, hello func(id, key stri
 		s.label = label
 	}
 	s.conn, s.sent, s.level = c, "", 0
+	s.air = sh.reg.audioLive(sh.name)
 	c.scr = s
-	c.send(hello(s.id, s.key))
+	c.send(hello(s.id, s.key, s.air))
 	c.send(mustJSON(sh.modeMsg()))
 	if sh.text != "" {
 		c.send(mustJSON(Msg{Type: TypeText, Text: &sh.text}))
 	}
 	sh.recompute()
 	return resumedGrace, nil
+}
+
+// audioChanged sends {"type":"air"} to the online screens last told
+// otherwise. The state is read under sh.mu, so the last change wins.
+func (sh *show) audioChanged() {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	live := sh.reg.audioLive(sh.name)
+	var msg []byte
+	for _, s := range sh.screens {
+		if s.conn == nil || s.air == live {
+			continue
+		}
+		if msg == nil {
+			msg = mustJSON(map[string]any{"type": TypeAir, "live": live})
+		}
+		s.conn.send(msg)
+		s.air = live
+	}
 }
 
 func (sh *show) modeMsg() Msg {

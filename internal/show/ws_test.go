@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -471,5 +472,36 @@ func TestWSManyScreens(t *testing.T) {
 	}
 	for i, c := range screens {
 		c.expect(fmt.Sprintf("screen %d's flash", i), isType(TypeFlash))
+	}
+}
+
+// TestWSAirTellsScreens: a screen's hello says whether the show's audio
+// is published; {"type":"air"} tells it when that changes, once per change.
+func TestWSAirTellsScreens(t *testing.T) {
+	var live atomic.Bool
+	e := newTestEnv(t, Options{AudioLive: func(show string) bool { return show == "air" && live.Load() }})
+	a := e.dial("air", "role=screen")
+	if h := a.expect("hello", isType(TypeHello)); h["audio_live"] != false {
+		t.Fatalf("hello before the audio: audio_live %v", h["audio_live"])
+	}
+	live.Store(true)
+	e.reg.AudioChanged("air")
+	e.reg.AudioChanged("air") // no change since: nothing more sent
+	if m := a.expect("air", isType(TypeAir)); m["live"] != true {
+		t.Fatalf("air %v", m)
+	}
+	b := e.dial("air", "role=screen")
+	if h := b.expect("hello", isType(TypeHello)); h["audio_live"] != true {
+		t.Fatalf("hello while on air: audio_live %v", h["audio_live"])
+	}
+	live.Store(false)
+	e.reg.AudioChanged("air")
+	for _, c := range []*client{a, b} {
+		if m := c.expect("air off", isType(TypeAir)); m["live"] != false {
+			t.Fatalf("air %v, want off (a second air true was sent)", m)
+		}
+	}
+	if h := e.dial("air", "role=host").expect("host hello", isType(TypeHello)); h["audio_live"] != nil {
+		t.Errorf("a host's hello has audio_live %v", h["audio_live"])
 	}
 }

@@ -54,7 +54,7 @@ func cred(user string, ttl time.Duration) auth.TURNCredential {
 	return auth.NewTURNCredential(testSecret, user, ttl, time.Now())
 }
 
-// dialClient connects a pion TURN client to s over "udp" or "tcp".
+// dialClient connects a pion TURN client to s over "udp", "tcp" or "tls".
 func dialClient(t *testing.T, s *Server, transport string, c auth.TURNCredential) *pturn.Client {
 	t.Helper()
 	var conn net.PacketConn
@@ -72,6 +72,8 @@ func dialClient(t *testing.T, s *Server, transport string, c auth.TURNCredential
 			t.Fatal(err)
 		}
 		conn, srvAddr = pturn.NewSTUNConn(tcp), s.TCPAddr().String()
+	case "tls":
+		conn, srvAddr = dialTLS(t, s)
 	}
 	return newClient(t, conn, srvAddr, c)
 }

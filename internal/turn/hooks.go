@@ -1,6 +1,7 @@
 package turn
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -61,6 +62,42 @@ func (s *Server) onAllocationDeleted(src, _ net.Addr, _, username, _ string) {
 // matters to the quota when an Allocate failed after its slot was granted.
 func (s *Server) onAllocationError(src, _ net.Addr, _, _ string) {
 	s.quota.failed(src)
+}
+
+// tlsListener is tls.NewListener whose connections finish their handshake
+// within timeout: the handshake runs on the first Read (in pion's
+// per-connection reader, never in its accept loop), under a deadline.
+type tlsListener struct {
+	net.Listener
+	cfg     *tls.Config
+	timeout time.Duration
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &tlsConn{Conn: tls.Server(c, l.cfg), timeout: l.timeout}, nil
+}
+
+type tlsConn struct {
+	*tls.Conn
+	timeout time.Duration
+	once    sync.Once
+	err     error
+}
+
+func (c *tlsConn) Read(b []byte) (int, error) {
+	c.once.Do(func() {
+		_ = c.Conn.SetDeadline(time.Now().Add(c.timeout))
+		c.err = c.Conn.Handshake()
+		_ = c.Conn.SetDeadline(time.Time{})
+	})
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.Conn.Read(b)
 }
 
 // trackingListener records accepted TCP connections: closing a

@@ -6,6 +6,8 @@
 package turn
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,14 +26,21 @@ import (
 
 // Config configures the embedded TURN server.
 type Config struct {
-	Listen     string         // "host:port" for UDP and TCP
-	PublicIP   string         // announced relay IP; "" = listener IP (or first non-loopback for wildcard)
-	Secret     []byte         // TURN REST shared secret
-	AllowPeers []netip.Prefix // exceptions to the deny list
-	Quota      int            // allocations per user; 0 = 10
-	PerIP      int            // allocations per client address (IPv6: per /64), across users; 0 = 32
-	Sockets    int            // UDP sockets; 0 = NumCPU
-	Realm      string         // "" = "parley"
+	Listen string // "host:port" for UDP and TCP
+	// TLSListen is "host:port" for TURN over TLS (RFC 5766's "turns:"),
+	// served with TLS's certificate; "" or a nil TLS = no TLS listener.
+	TLSListen string
+	TLS       *tls.Config
+	// TLSHandshake bounds a TLS client's handshake; 0 = 10 s. A client
+	// that connects and stays silent is closed after it.
+	TLSHandshake time.Duration
+	PublicIP     string         // announced relay IP; "" = listener IP (or first non-loopback for wildcard)
+	Secret       []byte         // TURN REST shared secret
+	AllowPeers   []netip.Prefix // exceptions to the deny list
+	Quota        int            // allocations per user; 0 = 10
+	PerIP        int            // allocations per client address (IPv6: per /64), across users; 0 = 32
+	Sockets      int            // UDP sockets; 0 = NumCPU
+	Realm        string         // "" = "parley"
 	// OwnAddrs are more of the server's own addresses (its HTTP and media
 	// listeners' hosts). With PublicIP, the TURN listener's host and every
 	// interface address they are refused as relay peers even where
@@ -60,6 +69,7 @@ type Server struct {
 	tcpConns connSet
 	udpAddr  net.Addr
 	tcpAddr  net.Addr
+	tlsAddr  net.Addr   // nil without a TLS listener
 	announce netip.Addr // relay address of the first family, for ICEServers
 
 	closeOnce sync.Once
@@ -91,7 +101,11 @@ func New(cfg Config) (*Server, error) {
 		closeConfigs(sc)
 		return nil, fmt.Errorf("turn: start pion server: %w", err)
 	}
-	s.log.Info("turn: listening", "udp", s.udpAddr.String(), "tcp", s.tcpAddr.String(),
+	tlsAddr := "off"
+	if s.tlsAddr != nil {
+		tlsAddr = s.tlsAddr.String()
+	}
+	s.log.Info("turn: listening", "udp", s.udpAddr.String(), "tcp", s.tcpAddr.String(), "tls", tlsAddr,
 		"relay", s.announce.String(), "sockets", cfg.Sockets)
 	return s, nil
 }
@@ -115,40 +129,91 @@ func withDefaults(cfg Config) (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.TLSHandshake <= 0 {
+		cfg.TLSHandshake = 10 * time.Second
+	}
 	if cfg.SocketBuffer == 0 {
 		cfg.SocketBuffer = defaultSocketBuffer
 	}
 	return cfg, nil
 }
 
-// listen binds all families and builds the pion configuration. For a
-// wildcard host a missing IPv6 stack is tolerated; a taken port is not.
+// listen binds all families (UDP+TCP, then TLS) and builds the pion
+// configuration.
 func (s *Server) listen() (pturn.ServerConfig, error) {
 	sc := s.pionConfig()
-	host, portStr, err := net.SplitHostPort(s.cfg.Listen)
+	err := s.eachFamily(s.cfg.Listen, func(f family, port int) (int, error) {
+		if err := s.addFamily(&sc, f, port); err != nil {
+			return 0, err
+		}
+		return s.udpAddr.(*net.UDPAddr).Port, nil
+	})
+	if err == nil && s.cfg.TLSListen != "" && s.cfg.TLS != nil {
+		err = s.eachFamily(s.cfg.TLSListen, func(f family, port int) (int, error) {
+			return s.addTLS(&sc, f, port)
+		})
+	}
 	if err != nil {
-		return sc, fmt.Errorf("turn: listen address %q: %w", s.cfg.Listen, err)
+		closeConfigs(sc)
+		return sc, err
+	}
+	return sc, nil
+}
+
+// eachFamily calls bind for every address family of the "host:port"
+// listen, passing on the port the first bind got (for port 0). For a
+// wildcard host a missing IPv6 stack is tolerated; a taken port is not.
+func (s *Server) eachFamily(listen string, bind func(f family, port int) (int, error)) error {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("turn: listen address %q: %w", listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return sc, fmt.Errorf("turn: listen port %q: %w", portStr, err)
+		return fmt.Errorf("turn: listen port %q: %w", portStr, err)
 	}
 	fams, err := families(host)
 	if err != nil {
-		return sc, err
+		return err
 	}
 	for i, f := range fams {
-		if err := s.addFamily(&sc, f, port); err != nil {
+		got, err := bind(f, port)
+		if err != nil {
 			if i > 0 && !errors.Is(err, syscall.EADDRINUSE) {
-				s.log.Warn("turn: address family unavailable", "net", f.udpNet, "err", err)
+				s.log.Warn("turn: address family unavailable", "net", f.tcpNet, "listen", listen, "err", err)
 				continue
 			}
-			closeConfigs(sc)
-			return sc, err
+			return err
 		}
-		port = s.udpAddr.(*net.UDPAddr).Port
+		port = got
 	}
-	return sc, nil
+	return nil
+}
+
+// addTLS binds the TURN-over-TLS listener of one family. Its connections
+// are TURN over TCP once the handshake (done by pion's per-connection
+// reader, not the accept loop) is over: same credentials, quotas and
+// relay policy.
+func (s *Server) addTLS(sc *pturn.ServerConfig, f family, port int) (int, error) {
+	announce, err := announceIP(f, s.cfg.PublicIP)
+	if err != nil {
+		return 0, err
+	}
+	lc := net.ListenConfig{Control: bufferControl(s.cfg.SocketBuffer, false)}
+	ln, err := lc.Listen(context.Background(), f.tcpNet, joinHostPort(f.host, port))
+	if err != nil {
+		return 0, fmt.Errorf("turn: listen tls %s %s: %w", f.tcpNet, joinHostPort(f.host, port), err)
+	}
+	gen := &relayGen{net: f.udpNet, bind: f.host, announce: announce, buf: s.cfg.SocketBuffer, srv: s}
+	sc.ListenerConfigs = append(sc.ListenerConfigs, pturn.ListenerConfig{
+		Listener: &trackingListener{Listener: &tlsListener{Listener: ln, cfg: s.cfg.TLS, timeout: s.cfg.TLSHandshake},
+			set: &s.tcpConns},
+		RelayAddressGenerator: gen, PermissionHandler: s.permissionHandler,
+	})
+	if s.tlsAddr == nil {
+		s.tlsAddr = ln.Addr()
+	}
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // addFamily binds one family and appends its sockets to sc.
@@ -274,8 +339,11 @@ func (s *Server) UDPAddr() net.Addr { return s.udpAddr }
 // TCPAddr is the bound TCP address (of the first family for wildcards).
 func (s *Server) TCPAddr() net.Addr { return s.tcpAddr }
 
-// ICEServers returns a stun: URL and turn: URLs (UDP and TCP transports)
-// with a fresh REST credential for user valid for ttl. The host is
+// TLSAddr is the bound TURN-over-TLS address, nil when there is none.
+func (s *Server) TLSAddr() net.Addr { return s.tlsAddr }
+
+// ICEServers returns a stun: URL and turn: URLs (UDP and TCP transports,
+// and a turns: URL when TURN over TLS is on) with a fresh REST credential for user valid for ttl. The host is
 // PublicIP when set (that is where relays live), else host (the name
 // clients reached Parley at; a ":port" suffix is dropped), else the relay
 // address.
@@ -283,12 +351,14 @@ func (s *Server) ICEServers(host, user string, ttl time.Duration) []ICEServer {
 	port := strconv.Itoa(s.udpAddr.(*net.UDPAddr).Port)
 	hp := net.JoinHostPort(s.iceHost(host), port)
 	cred := auth.NewTURNCredential(s.cfg.Secret, user, ttl, time.Now())
+	urls := []string{"turn:" + hp + "?transport=udp", "turn:" + hp + "?transport=tcp"}
+	if s.tlsAddr != nil {
+		tp := strconv.Itoa(s.tlsAddr.(*net.TCPAddr).Port)
+		urls = append(urls, "turns:"+net.JoinHostPort(s.iceHost(host), tp)+"?transport=tcp")
+	}
 	return []ICEServer{
 		{URLs: []string{"stun:" + hp}},
-		{
-			URLs:     []string{"turn:" + hp + "?transport=udp", "turn:" + hp + "?transport=tcp"},
-			Username: cred.Username, Credential: cred.Password,
-		},
+		{URLs: urls, Username: cred.Username, Credential: cred.Password},
 	}
 }
 

@@ -14,6 +14,10 @@ export { randomRoomId } from './lib/names.js';
 export { api, authHeaders, serverInfo } from './lib/api.js';
 export { publish, play, publishMedia, playMedia, VIEWER_LIMIT } from './lib/whip.js';
 export { playHLS, hlsURL } from './lib/hls.js';
+export { BroadcastChat, chatRoom } from './lib/chat.js';
+export { ControlSocket } from './lib/show.js';
+export { watchStreamStatus } from './lib/stream-status.js';
+export { runChecks, checkInfo, probeStun, probeTurn, probeMedia, pickServer } from './lib/check.js';
 
 /** @typedef {import('./lib/client.js').ClientState} ClientState */
 /** @typedef {import('./lib/errors.js').MemberInfo} MemberInfo */
@@ -21,3 +25,5 @@ export { playHLS, hlsURL } from './lib/hls.js';
 /** @typedef {import('./lib/files.js').Transfer} Transfer */
 /** @typedef {import('./lib/stats.js').PeerStats} PeerStats */
 /** @typedef {import('./lib/whip.js').Session} Session */
+/** @typedef {import('./lib/stream-status.js').StreamStatus} StreamStatus */
+/** @typedef {import('./lib/check.js').ProbeResult} ProbeResult */

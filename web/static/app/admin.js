@@ -1,17 +1,21 @@
+// @ts-check
 // What the operators' pages (/status, /recordings) share: the admin
 // token (?token= or typed into #token-form; kept for the tab's session)
 // and loading a management API with it, the form shown when the server
 // asks for a token.
 import { $ } from './ui.js';
-import { authHeaders } from '../lib/api.js';
+import { api } from '../lib/api.js';
 
 let token = new URLSearchParams(location.search).get('token') || sessionStorage.getItem('parley.token.status') || '';
 
 /** The admin token ('' when none). */
 export function adminToken() { return token; }
 
-/** Request headers carrying the admin token. */
-export function adminHeaders() { return authHeaders(token); }
+/**
+ * A management API request with the admin token (see api in lib/api.js).
+ * @param {string} url @param {{method?: string, body?: any}} [opts]
+ */
+export function adminAPI(url, opts = {}) { return api(url, { ...opts, token }); }
 
 /** Shows an error in the page's #error alert. @param {string} text */
 export function showError(text) {
@@ -26,19 +30,15 @@ export function showError(text) {
  */
 export async function adminGet(url, what) {
   try {
-    const res = await fetch(url, { cache: 'no-store', headers: adminHeaders() });
-    if (res.status === 401 || res.status === 403) {
-      const e = await res.json().catch(() => ({}));
-      showError((e.message || 'An admin token is needed.') + ' Enter an admin token.');
-      $('#token-form').hidden = false;
-      return null;
-    }
-    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).message || res.statusText);
+    const body = await adminAPI(url);
     $('#error').hidden = true;
     $('#token-form').hidden = true;
-    return await res.json();
+    return body;
   } catch (e) {
-    showError(`Cannot load ${what}: ${e.message}`);
+    if (e.status === 401 || e.status === 403) {
+      showError((e.message || 'An admin token is needed.') + ' Enter an admin token.');
+      $('#token-form').hidden = false;
+    } else showError(`Cannot load ${what}: ${e.message}`);
     return null;
   }
 }

@@ -1,11 +1,14 @@
+// @ts-check
 // Broadcast publisher page (/b/<stream>): camera, screen, screen + camera or
 // microphone only, published with WHIP — exactly what OBS or GStreamer would
 // do, so viewers (/w/<stream>) cannot tell the difference.
 import { h, $, icons, toast, store } from './ui.js';
 import { LocalMedia, describeMediaError } from './media.js';
 import { publishMedia } from '../lib/whip.js';
-import { authHeaders, serverInfo } from '../lib/api.js';
-import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
+import { serverInfo } from '../lib/api.js';
+import { BroadcastChat, chatRoom } from '../lib/chat.js';
+import { chatBox } from './broadcast-chat.js';
+import { watchStreamStatus } from '../lib/stream-status.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/b\/?/, '').replace(/\/+$/, ''));
 const q = new URLSearchParams(location.search);
@@ -27,8 +30,8 @@ const app = {
   chat: null,
   sent: { bytes: 0, at: 0, kbps: 0, width: 0, height: 0, layers: 0 },
 };
-// @ts-ignore test and debugging hook
-window.parleyBroadcast = app;
+// test and debugging hook
+/** @type {any} */ (window).parleyBroadcast = app;
 
 function setState(s, text) {
   app.state = s;
@@ -49,7 +52,7 @@ async function openSource() {
   const m = app.media;
   const src = app.source;
   $('#preview-box').dataset.source = src;
-  $('#go-live').disabled = true;
+  /** @type {HTMLButtonElement} */ ($('#go-live')).disabled = true;
   try {
     if (src !== 'test' && app.pattern) {
       app.pattern.stop();
@@ -79,7 +82,7 @@ async function openSource() {
     }
   }
   showPreview();
-  $('#go-live').disabled = !tracks().length;
+  /** @type {HTMLButtonElement} */ ($('#go-live')).disabled = !tracks().length;
   await resync();
 }
 
@@ -220,19 +223,12 @@ async function stop(restarting) {
   if (!restarting) setState('off', 'The broadcast has ended. Viewers see “stream ended”.');
 }
 
-async function pollStatus() {
-  try {
-    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store', headers: authHeaders(app.token) });
-    if (r.ok) {
-      const j = await r.json();
-      app.viewers = j.viewers || 0;
-      const v = $('#viewers');
-      v.dataset.count = String(app.viewers);
-      v.replaceChildren(h('span', { class: 'ico', html: icons.users }), `${app.viewers} ${app.viewers === 1 ? 'viewer' : 'viewers'}`);
-    }
-  } catch {
-    /* next time */
-  }
+/** Shows the viewer count the server pushes. @param {{viewers?: number}} j */
+function onStatus(j) {
+  app.viewers = j.viewers || 0;
+  const v = $('#viewers');
+  v.dataset.count = String(app.viewers);
+  v.replaceChildren(h('span', { class: 'ico', html: icons.users }), `${app.viewers} ${app.viewers === 1 ? 'viewer' : 'viewers'}`);
 }
 
 async function sendStats() {
@@ -304,9 +300,9 @@ function main() {
   const origin = location.origin;
   const viewerLink = `${origin}/w/${encodeURIComponent(app.stream)}`;
   const whipURL = `${origin}/whip/${encodeURIComponent(app.stream)}`;
-  $('#viewer-link').value = viewerLink;
-  $('#whip-url').value = whipURL;
-  $('#whip-token').value = app.token || '(none)';
+  /** @type {HTMLInputElement} */ ($('#viewer-link')).value = viewerLink;
+  /** @type {HTMLInputElement} */ ($('#whip-url')).value = whipURL;
+  /** @type {HTMLInputElement} */ ($('#whip-token')).value = app.token || '(none)';
   $('#token-hint').textContent = app.token
     ? 'OBS and GStreamer use this token as the WHIP Bearer token.'
     : 'No token on this page. If the server requires one, open this page with ?token=… (parley token --room ' + app.stream + ' --grants publish).';
@@ -373,8 +369,7 @@ function main() {
   openSource().then(() => {
     if (q.get('autostart') === '1') goLive();
   });
-  pollStatus();
-  setInterval(pollStatus, 1000);
+  watchStreamStatus(app.stream, app.token, onStatus);
   setInterval(() => sendStats().catch(() => {}), 1000);
   micMeter();
   window.addEventListener('pagehide', () => {

@@ -1,7 +1,8 @@
+// @ts-check
 // Call page: lobby (preview, name, devices) then the call itself.
 import { Client } from '../lib/client.js';
 import { formatBytes } from '../lib/files.js';
-import { h, $, icons, iconButton, setButton, toast, clock, initials, hue, store, download, verifiedMark } from './ui.js';
+import { h, $, icons, iconButton, setButton, toast, announce, clock, initials, hue, store, download, verifiedMark } from './ui.js';
 import { LocalMedia, RESOLUTIONS, EFFECTS, describeMediaError } from './media.js';
 import { StatsBoard } from './stats.js';
 import { groupView } from './group.js';
@@ -10,6 +11,7 @@ const BITRATES = [['0', 'Unlimited'], ['2000', '2000 kbps'], ['1000', '1000 kbps
 
 /** @typedef {import('../parley.js').Peer} Peer */
 /** @typedef {import('../lib/files.js').Transfer} Transfer */
+/** A panel's content; add and refresh where the panel has them. @typedef {HTMLDivElement & {add?: (x: any) => void, refresh?: () => void}} PanelBody */
 
 /** @param {string} room */
 export function callPage(room) {
@@ -39,8 +41,8 @@ export function callPage(room) {
     unread: 0,
     panel: '',
   };
-  // @ts-ignore test and debugging hook
-  window.parleyApp = app;
+  // test and debugging hook
+  /** @type {any} */ (window).parleyApp = app;
   document.title = `${room} · Parley`;
   lobby(app);
 }
@@ -192,11 +194,12 @@ function enterCall(app) {
   const banner = h('div', { id: 'banner', class: 'banner', hidden: true, role: 'alert' });
   const panel = h('aside', { id: 'panel', class: 'panel', hidden: true, 'aria-label': 'Side panel' });
   const count = h('span', { id: 'member-count', class: 'pill', title: 'People in the call' });
-  const conn = h('span', { id: 'conn', class: 'pill conn', 'data-state': 'connecting', text: 'Connecting…' });
+  const connText = h('span', { class: 'conn-text', text: 'Connecting…' });
+  const conn = h('span', { id: 'conn', class: 'pill conn', 'data-state': 'connecting', title: 'Connecting…' }, connText);
   const controls = h('footer', { class: 'controls', role: 'toolbar', 'aria-label': 'Call controls' });
   const top = h('header', { class: 'topbar' },
     h('a', { class: 'brand small', href: '/', 'aria-label': 'Parley home' }, h('span', { class: 'logo' }), h('span', { class: 'brand-name', text: 'Parley' })),
-    h('div', { class: 'room' }, h('span', { class: 'room-name', text: app.room }),
+    h('div', { class: 'room' }, h('h1', { class: 'room-name' }, h('span', { class: 'sr-only', text: 'Call in room ' }), app.room),
       h('button', { type: 'button', class: 'btn ghost small', id: 'copy-link', 'aria-label': 'Copy link', onclick: () => copyLink(app) }, h('span', { class: 'ico', html: icons.link }), h('span', { class: 'lbl', text: 'Copy link' }))),
     h('div', { class: 'top-right' }, count, conn));
   const stage = h('main', { class: 'stage' }, grid, banner);
@@ -259,11 +262,16 @@ function enterCall(app) {
     hangup: iconButton({ id: 'btn-hangup', icon: 'hangup', label: 'Leave', class: 'danger', onclick: () => hangUp() }),
   };
   btn.chat.append(h('span', { class: 'badge', id: 'unread', hidden: true, 'aria-label': 'unread messages' }));
+  // Shortcuts need a modifier (WCAG 2.1.4): Alt+M and Alt+V, said on the buttons.
+  btn.mic.setAttribute('aria-keyshortcuts', 'Alt+M');
+  btn.cam.setAttribute('aria-keyshortcuts', 'Alt+V');
   for (const b of [btn.chat, btn.files, btn.stats, btn.settings]) b.setAttribute('aria-pressed', 'false');
   // Moderators (the admin grant) end the call for everyone; shown once joined says so.
   const endAll = h('span', { id: 'end-all-slot' });
   const group = (cls, ...els) => h('div', { class: 'group ' + cls }, ...els);
   controls.append(group('media', btn.mic, btn.cam, btn.share), group('tools', btn.chat, btn.files, btn.stats, btn.settings, btn.record, btn.snap), group('end', endAll, btn.hangup));
+  // In the call, keyboard focus starts on its first control.
+  btn.mic.focus();
 
   function updateButtons() {
     setButton(btn.mic, m.audioEnabled && m.mic ? 'mic' : 'micOff', !m.mic ? 'No mic' : m.audioEnabled ? 'Mute' : 'Unmute');
@@ -311,11 +319,13 @@ function enterCall(app) {
   }
 
   function shareMenu(ev) {
+    const opener = /** @type {HTMLElement} */ (ev.currentTarget);
     const old = $('#share-menu');
     if (old) return old.remove();
     if (!navigator.mediaDevices || !navigator.mediaDevices.getDisplayMedia) return toast('This browser cannot share the screen.', 'error');
     const start = async (pip) => {
       menu.remove();
+      opener.focus();
       try {
         await m.startScreen(pip);
         client.setMediaState({ screen: true });
@@ -326,22 +336,28 @@ function enterCall(app) {
       updateButtons();
     };
     const menu = h('div', { id: 'share-menu', class: 'menu', role: 'menu' },
-      m.sharing ? h('button', { type: 'button', role: 'menuitem', id: 'share-stop', onclick: () => { menu.remove(); m.stopScreen(); } }, 'Stop sharing') : null,
+      m.sharing ? h('button', { type: 'button', role: 'menuitem', id: 'share-stop', onclick: () => { menu.remove(); opener.focus(); m.stopScreen(); } }, 'Stop sharing') : null,
       h('button', { type: 'button', role: 'menuitem', id: 'share-screen', onclick: () => start(false) }, 'Share screen'),
       h('button', { type: 'button', role: 'menuitem', id: 'share-pip', disabled: !m.camera, onclick: () => start(true) }, 'Screen + camera (picture-in-picture)'));
-    const r = /** @type {HTMLElement} */ (ev.currentTarget).getBoundingClientRect();
+    const r = opener.getBoundingClientRect();
     menu.style.left = `${Math.max(8, r.left)}px`;
     menu.style.bottom = `${window.innerHeight - r.top + 8}px`;
     document.body.append(menu);
     /** @type {HTMLElement} */ (menu.querySelector('button:not([disabled])')).focus();
     const close = (e) => {
-      if (!menu.contains(e.target) && e.target !== ev.currentTarget) {
+      if (!menu.contains(e.target) && e.target !== opener) {
         menu.remove();
         document.removeEventListener('pointerdown', close);
       }
     };
     document.addEventListener('pointerdown', close);
-    menu.addEventListener('keydown', (e) => e.key === 'Escape' && menu.remove());
+    menu.addEventListener('keydown', (e) => {
+      if (e.key !== 'Escape') return;
+      e.stopPropagation();
+      menu.remove();
+      document.removeEventListener('pointerdown', close);
+      opener.focus();
+    });
   }
 
   function toggleRecord() {
@@ -370,15 +386,18 @@ function enterCall(app) {
   }
 
   // Panel
+  /** @type {Record<string, PanelBody>} */
   const panels = {
     chat: chatPanel(app, () => { app.unread = 0; updateUnread(); }),
     files: filesPanel(app),
-    stats: h('div', { class: 'panel-body' }, app.stats.root),
+    // Scrolls without a control in it: focusable so the keyboard scrolls it.
+    stats: h('div', { class: 'panel-body', tabindex: 0, role: 'region', 'aria-label': 'Statistics per member' }, app.stats.root),
     settings: settingsPanel(app),
   };
   const titles = { chat: 'Chat', files: 'Files', stats: 'Statistics', settings: 'Settings' };
   function togglePanel(which) {
-    const open = app.panel === which ? '' : which;
+    const was = app.panel;
+    const open = was === which ? '' : which;
     app.panel = open;
     panel.hidden = !open;
     root.classList.toggle('with-panel', !!open);
@@ -386,17 +405,20 @@ function enterCall(app) {
     if (!open) {
       app.stats.setVisible(false);
       layout();
+      // Focus goes back to the button that opened the panel.
+      if (was && btn[was]) btn[was].focus();
       return;
     }
     panel.dataset.panel = open;
-    panel.replaceChildren(h('div', { class: 'panel-head' }, h('h2', { text: titles[open] }),
+    const heading = h('h2', { text: titles[open], tabindex: -1 });
+    panel.replaceChildren(h('div', { class: 'panel-head' }, heading,
       h('button', { type: 'button', class: 'btn ghost icon', id: 'panel-close', 'aria-label': 'Close panel', html: icons.close, onclick: () => togglePanel(open) })), panels[open]);
     app.stats.setVisible(open === 'stats');
     if (open === 'chat') {
       app.unread = 0;
       updateUnread();
       $('#chat-input').focus();
-    }
+    } else heading.focus();
     if (open === 'settings') panels.settings.refresh();
     if (open === 'files') panels.files.refresh();
     layout();
@@ -413,6 +435,7 @@ function enterCall(app) {
     if (!d.self && app.panel !== 'chat') {
       app.unread++;
       updateUnread();
+      announce(`${d.name} says: ${d.text}`);
     }
   });
 
@@ -431,6 +454,7 @@ function enterCall(app) {
     const p = /** @type {CustomEvent} */ (e).detail;
     const tile = makeTile(app, p, false);
     grid.append(tile);
+    announce(`${p.name} joined`);
     if (app.moderate) app.moderate.decorateTile(app, tile);
     updateCount();
     panels.files.refresh();
@@ -455,7 +479,7 @@ function enterCall(app) {
   });
   client.addEventListener('speaker', (e) => {
     const id = /** @type {CustomEvent} */ (e).detail.id;
-    for (const t of grid.querySelectorAll('.tile.remote')) t.classList.toggle('speaking', t.dataset.peerId === id);
+    for (const t of grid.querySelectorAll('.tile.remote')) /** @type {HTMLElement} */ (t).classList.toggle('speaking', /** @type {HTMLElement} */ (t).dataset.peerId === id);
   });
   client.addEventListener('transfer', (e) => panels.files.add(/** @type {CustomEvent} */ (e).detail));
   groupView(app, { stage, controls, relayout: layout });
@@ -504,8 +528,11 @@ function enterCall(app) {
   let countdown = 0;
   client.addEventListener('state', (e) => {
     const s = /** @type {CustomEvent} */ (e).detail.state;
+    const text = { connecting: 'Connecting…', joined: client.transport === 'http' ? 'Connected (HTTP)' : 'Connected', reconnecting: 'Reconnecting…', left: 'Left', closed: 'Disconnected' }[s] || s;
+    if (conn.dataset.state !== s && s !== 'left') announce(text);
     conn.dataset.state = s;
-    conn.textContent = { connecting: 'Connecting…', joined: client.transport === 'http' ? 'Connected (HTTP)' : 'Connected', reconnecting: 'Reconnecting…', left: 'Left', closed: 'Disconnected' }[s] || s;
+    connText.textContent = text;
+    conn.title = text;
     if (s === 'joined') {
       if (!banner.hidden) toast('Reconnected', 'ok');
       banner.hidden = true;
@@ -556,9 +583,21 @@ function enterCall(app) {
   });
   window.addEventListener('pagehide', () => client.state === 'joined' && client.leave());
   window.addEventListener('keydown', (e) => {
-    if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement || e.target instanceof HTMLSelectElement) return;
-    if (e.key === 'm' && !e.ctrlKey && !e.metaKey) toggleMic();
-    if (e.key === 'v' && !e.ctrlKey && !e.metaKey) toggleCam();
+    if (client.state === 'left' || !root.isConnected) return;
+    if (e.key === 'Escape' && app.panel && !e.defaultPrevented) {
+      e.preventDefault();
+      togglePanel(app.panel);
+      return;
+    }
+    // Alt+M and Alt+V (by key position, as Alt changes the character on some systems).
+    if (!e.altKey || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    if (e.code === 'KeyM') {
+      e.preventDefault();
+      toggleMic();
+    } else if (e.code === 'KeyV') {
+      e.preventDefault();
+      toggleCam();
+    }
   });
 }
 
@@ -584,7 +623,7 @@ function makeTile(app, p, self) {
     h('div', { class: 'avatar' }, h('span', { text: initials(p.name) })),
     h('div', { class: 'label' }, h('span', { class: 'mic-off', title: 'Microphone muted', html: icons.micOff }), h('span', { class: 'name', text: p.name }), p.verified ? verifiedMark(p.identity || '') : null),
     h('div', { class: 'tile-status', role: 'status' }));
-  const avatar = tile.querySelector('.avatar span');
+  const avatar = $('.avatar span', tile);
   avatar.style.setProperty('--h', String(hue(p.name)));
   const onFrame = () => {
     tile.dataset.hasVideo = 'true';
@@ -650,13 +689,14 @@ function chatPanel(app, onOpen) {
     app.client.chat(text);
     input.value = '';
   } }, input, h('button', { type: 'submit', class: 'btn primary', id: 'chat-send' }, h('span', { class: 'ico', html: icons.send }), h('span', { class: 'lbl', text: 'Send' })));
+  /** @type {PanelBody} */
   const el = h('div', { class: 'panel-body chat' }, empty, list, form);
   el.add = (d) => {
     empty.hidden = true;
     const li = h('li', { class: `msg ${d.self ? 'mine' : ''}`, 'data-from': d.name },
       h('div', { class: 'msg-meta' }, h('span', { class: 'msg-name', text: d.self ? 'You' : d.name }), h('time', { class: 'msg-time', text: clock(d.ts), datetime: new Date(d.ts).toISOString() })),
       h('div', { class: 'msg-text', text: d.text }));
-    li.querySelector('.msg-name').style.setProperty('--h', String(hue(d.name)));
+    $('.msg-name', li).style.setProperty('--h', String(hue(d.name)));
     list.append(li);
     list.scrollTop = list.scrollHeight;
   };
@@ -669,6 +709,7 @@ function filesPanel(app) {
   const input = /** @type {HTMLInputElement} */ (h('input', { type: 'file', id: 'file-input', multiple: true, class: 'sr-only', onchange: () => send() }));
   const list = h('ol', { id: 'transfers', class: 'transfers' });
   const limit = h('p', { class: 'hint', id: 'file-limit' });
+  /** @type {PanelBody} */
   const el = h('div', { class: 'panel-body files' },
     h('div', { class: 'field' }, h('label', { for: 'file-to', text: 'Send to' }), to),
     h('label', { for: 'file-input', class: 'btn primary drop', tabindex: 0, onkeydown: (e) => (e.key === 'Enter' || e.key === ' ') && (e.preventDefault(), input.click()) },
@@ -715,7 +756,7 @@ function filesPanel(app) {
       li.dataset.progress = String(pct);
       li.dataset.state = tr.state;
       li.querySelector('.progress').setAttribute('aria-valuenow', String(pct));
-      bar.firstChild.style.width = `${pct}%`;
+      /** @type {HTMLElement} */ (bar.firstChild).style.width = `${pct}%`;
       const words = { sending: 'Sending', receiving: 'Receiving', verifying: tr.direction === 'in' ? 'Checking SHA-256' : 'Waiting for the receiver’s check', done: tr.direction === 'in' ? 'Received, SHA-256 verified' : 'Delivered, SHA-256 verified', failed: 'Failed', cancelled: 'Cancelled' };
       info.textContent = `${pct} % · ${formatBytes(tr.bytes)} of ${formatBytes(tr.size)}${tr.active && tr.speed ? ` · ${formatBytes(Math.round(tr.speed))}/s` : ''} · ${words[tr.state] || tr.state}${tr.error ? ` (${tr.error})` : ''}`;
       const kind = tr.active ? 'cancel' : tr.state === 'done' && tr.url ? 'download' : '';
@@ -735,6 +776,7 @@ function filesPanel(app) {
 }
 
 function settingsPanel(app) {
+  /** @type {PanelBody} */
   const el = h('div', { class: 'panel-body settings' });
   el.refresh = async () => {
     const d = await app.media.devices().catch(() => ({ cams: [], mics: [], speakers: [] }));
@@ -772,10 +814,13 @@ function settingsPanel(app) {
 // Notices
 
 function notice(app, kind, title, text, actions) {
+  const heading = h('h1', { text: title, tabindex: -1 });
   document.getElementById('app').replaceChildren(h('main', { class: 'center' },
     h('div', { id: 'notice', class: `card notice ${kind}`, 'data-kind': kind, role: 'alert' },
       h('span', { class: 'notice-ico', html: kind === 'left' ? icons.hangup : icons.warn }),
-      h('h1', { text: title }), h('p', { text }), h('div', { class: 'row wrap center-row' }, ...actions))));
+      heading, h('p', { text }), h('div', { class: 'row wrap center-row' }, ...actions))));
+  // The page changed under the focus: it goes to the new page's heading.
+  heading.focus();
 }
 
 function tokenNotice(app, err) {

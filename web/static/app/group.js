@@ -1,3 +1,4 @@
+// @ts-check
 // Group-call view for the call page, in both room modes:
 //  - layout: "speaker" (the active speaker, or a pinned tile, large; the
 //    others in a strip) or "grid"; the user's choice, remembered;
@@ -221,7 +222,9 @@ export function groupView(app, o) {
       if (!r || !t) continue;
       const ids = new Set(p.remoteStream ? p.remoteStream.getTracks().map((x) => x.id) : []);
       const sfu = !!client.link;
-      let recv = 0, lost = 0, bytes = 0, vbytes = 0, fps = 0, video = false, rtt = null;
+      let recv = 0, lost = 0, bytes = 0, vbytes = 0, fps = 0, video = false;
+      /** @type {number|null} */
+      let rtt = null;
       r.forEach((s) => {
         if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime * 1000;
         if (s.type !== 'inbound-rtp' || (sfu && !ids.has(s.trackIdentifier))) return;
@@ -252,7 +255,7 @@ export function groupView(app, o) {
       else if (loss >= 3 || (rtt != null && rtt >= 250) || (expectVideo && vkbps < 25)) q = 'fair';
       const s = { q, loss: Math.round(loss * 10) / 10, rtt: rtt == null ? null : Math.round(rtt), kbps: Math.round(kbps), fps: Math.round(fps) };
       view.quality.set(p.id, s);
-      const ind = t.querySelector('.q-ind');
+      const ind = /** @type {HTMLElement|null} */ (t.querySelector('.q-ind'));
       if (!ind) continue;
       ind.dataset.q = q;
       const words = { good: 'good', fair: 'fair', poor: 'poor' }[q];

@@ -1,3 +1,4 @@
+// @ts-check
 // Home page: pick a name, create a room or join one.
 import { h, icons, store } from './ui.js';
 import { randomRoomId } from '../lib/names.js';
@@ -50,7 +51,8 @@ export function homePage() {
       h('form', { class: 'row', onsubmit: join }, h('label', { for: 'room', class: 'sr-only', text: 'Room name' }), room,
         h('button', { type: 'submit', id: 'join-room', class: 'btn', text: 'Join' })),
       err),
-    h('footer', { class: 'foot', text: 'Parley — self-hosted WebRTC. Small calls go directly between browsers; group calls and broadcasts through your server.' }));
+    h('footer', { class: 'foot' }, 'Parley — self-hosted WebRTC. Small calls go directly between browsers; group calls and broadcasts through your server. ',
+      h('a', { href: '/check', text: 'Check your connection' }), '.'));
   document.getElementById('app').replaceChildren(page);
   name.focus();
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The broadcast page's list of every way into and out of a stream (WHIP,
 // RTMP, SRT, RTSP to publish; WHEP, the watch page, RTSP, SRT, RTMP to
 // read), each with a copy button. Loaded on demand by broadcast.js. The

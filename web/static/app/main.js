@@ -1,3 +1,4 @@
+// @ts-check
 // Entry point: picks the page from the URL.
 import { h } from './ui.js';
 import { randomRoomId } from '../lib/names.js';

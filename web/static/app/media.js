@@ -1,3 +1,4 @@
+// @ts-check
 // Local media: devices, constraints, effects and screen sharing.
 //
 // The track we send ("output") is the raw camera track when there is no effect

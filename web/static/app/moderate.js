@@ -1,3 +1,4 @@
+// @ts-check
 // Moderator controls of the call page, loaded only for members whose token
 // has the admin grant: mute and remove buttons on each remote tile, and
 // "End for all" beside the hang-up button.

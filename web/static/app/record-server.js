@@ -1,10 +1,11 @@
+// @ts-check
 // Server-side recording buttons: the broadcast page's Record (POST/DELETE
 // /api/streams/<stream>/record) and the call page's Record on server for
 // a group room (/api/rooms/<room>/record). Recording is management, so
 // the buttons are there only for a token with the admin grant (the server
 // checks it again); the files are on the Recordings page.
 import { h, iconButton, setButton } from './ui.js';
-import { authHeaders } from '../lib/api.js';
+import { api } from '../lib/api.js';
 
 /** Whether a JWT's payload grants admin (read, not verified: the server verifies). @param {string} token */
 export function grantsAdmin(token) {
@@ -25,22 +26,21 @@ export function grantsAdmin(token) {
 function toggle(btn, url, token, show, mine, say) {
   const set = (on) => { btn.setAttribute('aria-pressed', String(on)); show(on); };
   set(false);
-  fetch('/api/recordings', { cache: 'no-store', headers: authHeaders(token) })
-    .then((r) => (r.ok ? r.json() : null))
+  api('/api/recordings', { token })
     .then((l) => set(!!l?.recorders?.some((r) => mine(r) && r.state !== 'failed')))
     .catch(() => {});
   btn.addEventListener('click', async () => {
     const on = btn.getAttribute('aria-pressed') === 'true';
     btn.disabled = true;
     try {
-      const res = await fetch(url, { method: on ? 'DELETE' : 'POST', headers: authHeaders(token) });
-      if (!res.ok && res.status !== (on ? 404 : 409)) {
-        const e = await res.json().catch(() => ({}));
-        say(`Recording: ${e.message || res.statusText}`);
-        return;
-      }
+      // Already stopped (404) or already recording (409) is the state asked for.
+      await api(url, { method: on ? 'DELETE' : 'POST', token }).catch((e) => {
+        if (e.status !== (on ? 404 : 409)) throw e;
+      });
       set(!on);
       say(on ? 'Recording stopped: the files are on the Recordings page.' : 'Recording on the server.');
+    } catch (e) {
+      say(`Recording: ${e.message}`);
     } finally {
       btn.disabled = false;
     }

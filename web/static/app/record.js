@@ -1,3 +1,4 @@
+// @ts-check
 // Local recording (MediaRecorder → .webm) and snapshots (PNG) of the call:
 // every tile's video is drawn into one canvas, every audio track mixed.
 import { download } from './ui.js';
@@ -5,7 +6,7 @@ import { download } from './ui.js';
 /** Draws the visible tiles of a grid into a canvas. @param {HTMLCanvasElement} cv @param {HTMLElement} grid */
 function paint(cv, grid) {
   const ctx = cv.getContext('2d');
-  const tiles = [...grid.querySelectorAll('.tile')];
+  const tiles = /** @type {HTMLElement[]} */ ([...grid.querySelectorAll('.tile')]);
   const W = cv.width, H = cv.height;
   ctx.fillStyle = '#0f1115';
   ctx.fillRect(0, 0, W, H);

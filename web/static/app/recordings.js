@@ -1,10 +1,11 @@
+// @ts-check
 // The recordings page (/recordings): what is being recorded, the files
 // under --record-dir with download links and a delete button, and a form
 // to record a live stream; GET/POST/DELETE on the management API. With
 // auth on it needs an admin token (?token= or typed in; kept for the
 // tab's session, and carried into download links as ?token=).
 import { h, $ } from './ui.js';
-import { adminGet, adminHeaders, adminToken, onToken, showError } from './admin.js';
+import { adminAPI, adminGet, adminToken, onToken, showError } from './admin.js';
 
 let timer = 0;
 
@@ -20,11 +21,11 @@ function duration(s) {
 }
 
 /** Calls the API; on success reloads the lists and says what happened. */
-async function act(method, url, what, body) {
-  const res = await fetch(url, { method, headers: { ...adminHeaders(), 'Content-Type': 'application/json' }, body });
-  if (!res.ok) {
-    const e = await res.json().catch(() => ({}));
-    showError(`${what}: ${e.message || res.statusText}`);
+async function act(method, url, what) {
+  try {
+    await adminAPI(url, { method });
+  } catch (e) {
+    showError(`${what}: ${e.message}`);
     return;
   }
   $('#error').hidden = true;

@@ -1,5 +1,6 @@
+// @ts-check
 // Shared by the light-show host page and screen page: DOM helper,
-// palettes, URL parameters, and the auto-reconnecting control socket.
+// palettes, URL parameters (the control socket is lib/show.js).
 
 export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
@@ -81,66 +82,9 @@ export function paint(level, ctx) {
   }
 }
 
+/** @param {number[]} rgb [r, g, b] */
 export function rgbCSS([r, g, b]) {
   return `rgb(${r} ${g} ${b})`;
-}
-
-// ControlSocket keeps a WebSocket to /api/shows/<name>/ws open,
-// reconnecting with backoff. query() builds the query string each time.
-export class ControlSocket {
-  constructor(name, query, { onMessage, onState } = {}) {
-    this.name = name;
-    this.query = query;
-    this.onMessage = onMessage || (() => {});
-    this.onState = onState || (() => {});
-    this.ws = null;
-    this.backoff = 500;
-    this.stopped = false;
-    this.state = 'connecting';
-    this.connect();
-  }
-
-  connect() {
-    if (this.stopped) return;
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const url = `${proto}//${location.host}/api/shows/${encodeURIComponent(this.name)}/ws?${this.query()}`;
-    const ws = new WebSocket(url);
-    this.ws = ws;
-    this.setState('connecting');
-    ws.onopen = () => { this.backoff = 500; this.setState('open'); };
-    ws.onmessage = (ev) => {
-      let m;
-      try { m = JSON.parse(ev.data); } catch { return; }
-      this.onMessage(m);
-    };
-    ws.onclose = (ev) => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.setState('closed', ev);
-      if (this.stopped) return;
-      const delay = ev.code === 4001 ? 100 : this.backoff;
-      this.backoff = Math.min(5000, this.backoff * 2);
-      setTimeout(() => this.connect(), delay + Math.random() * 200);
-    };
-  }
-
-  setState(s, ev) {
-    this.state = s;
-    this.onState(s, ev);
-  }
-
-  send(m) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-      this.ws.send(JSON.stringify(m));
-      return true;
-    }
-    return false;
-  }
-
-  close() {
-    this.stopped = true;
-    if (this.ws) this.ws.close(1000);
-  }
 }
 
 // The audible range the server splits across screens (internal/show).

@@ -1,8 +1,10 @@
+// @ts-check
 // Light-show host page: plays a file (or the microphone) through WebAudio
 // into a MediaStreamAudioDestinationNode published over WHIP as the show's
 // broadcast, and controls the screens (bands, palette, flash, text).
-import { el, showName, token, fmtHz, fmtBand, paint, rgbCSS, PALETTES, ControlSocket, MIN_FREQ, MAX_FREQ, checkName } from './show-common.js';
+import { el, showName, token, fmtHz, fmtBand, paint, rgbCSS, PALETTES, MIN_FREQ, MAX_FREQ, checkName } from './show-common.js';
 import { publish } from '../lib/whip.js';
+import { ControlSocket } from '../lib/show.js';
 
 const $ = (s) => document.querySelector(s);
 const name = showName();
@@ -17,7 +19,9 @@ const state = {
   show: name, ws: 'connecting', air: 'off', screens: [], mode: { palette: 'redblue', color: '#ffffff', gain: 1 }, text: '',
   file: '', duration: 0, playing: false, mic: false, stream: 'show-' + name, iceServers: [], errors: [], epoch: '',
 };
-window.parleyHost = { state };
+/** For tests and the curious. @type {any} */
+const hook = { state };
+/** @type {any} */ (window).parleyHost = hook;
 
 // ---- audio graph: sources → master (volume) → WHIP track, analyser, monitor ----
 const ac = new AudioContext({ latencyHint: 'interactive' });
@@ -40,7 +44,7 @@ const keepAlive = ac.createConstantSource();
 keepAlive.offset.value = 1e-5;
 keepAlive.connect(dest);
 keepAlive.start();
-window.parleyHost.ac = ac;
+hook.ac = ac;
 
 const FADE = 0.015; // seconds
 let buffer = null, src = null, offset = 0, startedAt = 0;
@@ -77,7 +81,7 @@ function startAt(at) {
   fade.gain.setValueAtTime(0, t);
   fade.gain.linearRampToValueAtTime(1, t + FADE);
   src.connect(fade).connect(master);
-  src.fade = fade;
+  /** @type {any} */ (src).fade = fade;
   const me = src;
   src.onended = () => {
     if (src !== me) return; // stopped by us
@@ -183,7 +187,7 @@ function toneBurst(freq = 1000, ms = 300, gain = 0.5) {
   osc.onended = () => g.disconnect();
   return t0;
 }
-window.parleyHost.toneBurst = toneBurst;
+hook.toneBurst = toneBurst;
 
 // sweep glides a tone across the spectrum so each screen lights in turn.
 function sweep(seconds = 6) {
@@ -263,7 +267,7 @@ const socket = new ControlSocket(name, () => {
   if (token) q.set('token', token);
   return q.toString();
 }, { onMessage, onState });
-window.parleyHost.send = (m) => socket.send(m);
+hook.send = (m) => socket.send(m);
 
 function onState(s, ev) {
   state.ws = s;

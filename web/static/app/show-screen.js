@@ -1,14 +1,22 @@
+// @ts-check
 // Light-show screen: joins the show's control channel, plays the show's
 // audio over WHEP, analyses it and paints the whole screen with the level
 // of its assigned frequency band, once per display frame.
-import { showName, params, token, fmtBand, paint, rgbCSS, hexRGB, ControlSocket, checkName } from './show-common.js';
+import { showName, params, token, fmtBand, paint, rgbCSS, hexRGB, checkName } from './show-common.js';
 import { play } from '../lib/whip.js';
+import { ControlSocket } from '../lib/show.js';
 
 // Band level: the power of the FFT bins in the band, in dB, mapped from
 // MIN_DB..MAX_DB to 0..255 (times the show's gain).
 const MIN_DB = -80;
 const MAX_DB = -25;
 const RELEASE_PER_S = 700; // how fast the level falls (attack is instant)
+// Calm mode (photosensitivity): the painted colour follows the show through
+// a low-pass filter of this time constant, so a change repeated 3 times a
+// second or faster keeps within about 5 % of its full swing (WCAG 2.3.1's
+// three-flashes threshold counts changes of 10 % or more).
+const CALM_TAU_S = 1;
+const CALM_KEY = 'parley-show-calm';
 const KEY_NAME = 'parley-show-key:';
 
 const $ = (s) => document.querySelector(s);
@@ -23,9 +31,16 @@ const state = {
   band: null, index: 0, count: 1, mode: { palette: 'redblue', color: '#ffffff', gain: 1 }, text: '',
   level: 0, raw: 0, color: [255, 0, 0], ws: 'connecting', audio: 'waiting', stream: '', iceServers: [],
   onsets: [], flashes: 0, texts: 0, sound: false, epoch: '', peak: 0,
+  /** the server tells whether the show's audio is on air (hello's audio_live, then "air") */
+  airKnown: false, airLive: false,
+  // Nothing is painted until the person has read the warning and started.
+  started: false,
+  calm: localStorage.getItem(CALM_KEY) ? localStorage.getItem(CALM_KEY) === '1' : matchMedia('(prefers-reduced-motion: reduce)').matches,
 };
 // For tests and the curious: window.parleyShow.state.
-window.parleyShow = { state };
+/** @type {any} */
+const hook = { state };
+/** @type {any} */ (window).parleyShow = hook;
 
 const ac = new AudioContext({ latencyHint: 'interactive' });
 const analyser = ac.createAnalyser();
@@ -67,7 +82,19 @@ function onMessage(m) {
       // A new epoch means the server restarted: our media session is gone.
       if (state.epoch && m.epoch !== state.epoch && session) restartAudio('server restarted');
       state.epoch = m.epoch;
-      startAudio();
+      // The server says whether the show is on air (and "air" when that
+      // changes): a waiting screen asks for the audio once it is there.
+      state.airKnown = typeof m.audio_live === 'boolean';
+      state.airLive = !!m.audio_live;
+      if (!state.airKnown || m.audio_live) startAudio();
+      else {
+        state.audio = 'waiting';
+        renderStatus();
+      }
+      break;
+    case 'air':
+      state.airLive = !!m.live;
+      if (m.live) startAudio();
       break;
     case 'assign':
       state.band = m.band;
@@ -109,13 +136,17 @@ async function startAudio() {
       token, iceServers: state.iceServers, onTrack: attach,
     });
     session = s;
-    window.parleyShow.session = s;
+    hook.session = s;
     state.audio = 'connecting';
     watch(s);
   } catch (e) {
     state.audio = e.code === 'not_live' ? 'waiting' : 'error';
     if (state.audio === 'error') console.warn('show: audio:', e.message);
-    retryTimer = setTimeout(startAudio, e.code === 'not_live' ? 1000 : 3000);
+    // Not on air yet: the "air" message starts it. Ask again in a second
+    // only if the server says it is on air (it went live while we asked)
+    // or says nothing (an older server).
+    if (e.code !== 'not_live') retryTimer = setTimeout(startAudio, 3000);
+    else if (!state.airKnown || state.airLive) retryTimer = setTimeout(startAudio, 1000);
   } finally {
     starting = false;
     renderStatus();
@@ -211,6 +242,11 @@ function frame(now) {
       rgb = rgb.map((c, i) => Math.round(c * (1 - a) + flash.rgb[i] * a));
     }
   }
+  if (!state.started) rgb = [0, 0, 0];
+  else if (state.calm) {
+    const k = 1 - Math.exp(-dt / CALM_TAU_S);
+    rgb = rgb.map((c, i) => Math.round(state.color[i] + (c - state.color[i]) * k));
+  }
   state.color = rgb;
   g2d.fillStyle = rgbCSS(rgb);
   g2d.fillRect(0, 0, canvas.width, canvas.height);
@@ -264,6 +300,9 @@ function needStart() {
 }
 
 async function start() {
+  state.started = true;
+  // The button goes away with the card: the focus goes to the page's heading.
+  if ($('#start').contains(document.activeElement)) $('#title').focus();
   $('#start').hidden = true;
   try { await ac.resume(); } catch { /* try again on the next tap */ }
   audioEl.play().catch(() => {});
@@ -291,6 +330,17 @@ document.addEventListener('visibilitychange', () => {
   if (document.visibilityState === 'visible') wakeLock();
 });
 $('#btn-start').addEventListener('click', start);
+/** @param {boolean} on */
+function setCalm(on) {
+  state.calm = on;
+  localStorage.setItem(CALM_KEY, on ? '1' : '0');
+  $('#calm').checked = on;
+  $('#btn-calm').setAttribute('aria-pressed', String(on));
+}
+$('#calm').checked = state.calm;
+$('#btn-calm').setAttribute('aria-pressed', String(state.calm));
+$('#calm').addEventListener('change', () => setCalm($('#calm').checked));
+$('#btn-calm').addEventListener('click', () => setCalm(!state.calm));
 $('#btn-full').addEventListener('click', () => { fullScreen(); wakeLock(); });
 $('#btn-sound').addEventListener('click', () => {
   state.sound = !state.sound;
@@ -312,8 +362,7 @@ document.addEventListener('pointermove', poke);
 document.addEventListener('pointerdown', poke);
 window.addEventListener('pagehide', () => { if (session) session.close(); });
 
-if (ac.state !== 'running') needStart();
-ac.addEventListener('statechange', () => { if (ac.state === 'running') $('#start').hidden = true; });
+$('#btn-start').focus();
 wakeLock();
 showInfo();
 renderStatus();

@@ -1,6 +1,7 @@
+// @ts-check
 // Live per-member statistics: sampled every second from getStats, kept for
 // HISTORY seconds and drawn as bitrate and packets-per-second graphs.
-import { h } from './ui.js';
+import { h, $ } from './ui.js';
 
 export const HISTORY = 180; // seconds of history per member
 
@@ -49,7 +50,7 @@ export class StatsBoard {
     const c = this.cards.get(id);
     if (c) c.remove();
     this.cards.delete(id);
-    this.root.querySelector('.empty').hidden = this.cards.size > 0;
+    $('.empty', this.root).hidden = this.cards.size > 0;
   }
 
   /** Latest sample for a member. @param {string} id */
@@ -80,12 +81,12 @@ export class StatsBoard {
         h('canvas', { class: 'graph pps', width: 600, height: 90, 'aria-label': 'Packets per second graph' }));
       this.cards.set(p.id, card);
       this.root.append(card);
-      this.root.querySelector('.empty').hidden = true;
+      $('.empty', this.root).hidden = true;
     }
     const s = hist[hist.length - 1];
     const vin = s.in.video, ain = s.in.audio, vout = s.out.video, aout = s.out.audio;
     card.querySelector('.who').textContent = p.name;
-    const path = card.querySelector('.path');
+    const path = $('.path', card);
     const type = s.candidate ? s.candidate.local === 'relay' || s.candidate.remote === 'relay' ? 'relay' : s.candidate.local : '';
     path.textContent = type ? `${type}${s.candidate.protocol ? ' · ' + s.candidate.protocol : ''}` : p.pc.connectionState;
     path.dataset.type = type;
@@ -94,7 +95,7 @@ export class StatsBoard {
     const rows = [
       ['Path', s.candidate ? `${s.candidate.local} → ${s.candidate.remote}` : '—', 'candidate'],
       ['RTT', s.rtt != null ? `${s.rtt.toFixed(1)} ms` : '—', 'rtt'],
-      ['Loss', vin || ain ? `${lossPct(vin, ain).toFixed(2)} %` : '—', 'loss'],
+      ['Loss', vin || ain ? `${lossPct(hist[hist.length - 2], s).toFixed(2)} %` : '—', 'loss'],
       ['Jitter', vin || ain ? `${(((vin || ain).jitter || 0) * 1000).toFixed(1)} ms` : '—', 'jitter'],
       ['Video in', vin ? `${kbps(vin)} · ${vin.codec || '?'} · ${vin.width}×${vin.height} @ ${Math.round(vin.fps)} fps` : '—', 'video-in'],
       ['Audio in', ain ? `${kbps(ain)} · ${ain.codec || '?'}` : '—', 'audio-in'],
@@ -109,14 +110,23 @@ export class StatsBoard {
   }
 }
 
-/** Packet loss over both kinds, in percent. */
-function lossPct(...streams) {
-  let lost = 0, total = 0;
-  for (const x of streams) if (x) {
-    lost += x.lost;
-    total += x.lost + x.packets;
+/**
+ * Packet loss received over both kinds since the previous sample, in
+ * percent: from the counters' changes, not their totals (the total of
+ * packetsLost goes negative with duplicates, and a simulcast layer switch
+ * in a group room can make it jump back), and never below 0.
+ * @param {PeerStats|undefined} prev @param {PeerStats} cur
+ */
+function lossPct(prev, cur) {
+  if (!prev) return 0;
+  let lost = 0, got = 0;
+  for (const kind of /** @type {const} */ (['video', 'audio'])) {
+    const a = prev.in[kind], b = cur.in[kind];
+    if (!a || !b) continue;
+    lost += Math.max(0, b.lost - a.lost);
+    got += Math.max(0, b.packets - a.packets);
   }
-  return total ? (100 * lost) / total : 0;
+  return lost + got ? Math.min(100, (100 * lost) / (lost + got)) : 0;
 }
 
 /** Draws two series over the last HISTORY seconds. @param {HTMLCanvasElement} cv @param {number[]} a @param {number[]} b */

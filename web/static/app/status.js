@@ -1,9 +1,13 @@
+// @ts-check
 // The operators' status page (/status): every stream with its source,
 // codecs, bitrate, viewers per protocol, recordings and pushes, from
 // GET /api/status every two seconds. With auth on it needs an admin token
 // (?token= or typed in; kept for the tab's session).
 import { h, $ } from './ui.js';
 import { adminGet, onToken } from './admin.js';
+
+/** Whether the reader paused the refresh (#pause). */
+const paused = () => /** @type {HTMLInputElement} */ ($('#pause')).checked;
 
 let timer = 0;
 
@@ -52,9 +56,9 @@ async function load() {
   const st = await adminGet('/api/status', 'the status');
   if (st) render(st);
   // Waiting for a token (the form is shown) stops the updates.
-  if (!$('#pause').checked && $('#token-form').hidden) timer = setTimeout(load, 2000);
+  if (!paused() && $('#token-form').hidden) timer = setTimeout(load, 2000);
 }
 
 onToken(load);
-$('#pause').addEventListener('change', () => { if (!$('#pause').checked) load(); else clearTimeout(timer); });
+$('#pause').addEventListener('change', () => { if (!paused()) load(); else clearTimeout(timer); });
 load();

@@ -1,10 +1,12 @@
+// @ts-check
 // Small DOM helpers shared by the pages.
 
 /**
  * Creates an element. Attributes starting with "on" become listeners; "class",
  * "text", "html" (trusted markup only: icons) and data-* are handled.
- * @param {string} tag @param {Record<string, any>} [attrs] @param {...(Node|string|null|undefined|false)} children
- * @returns {HTMLElement}
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag @param {Record<string, any>} [attrs] @param {...(Node|string|null|undefined|false)} children
+ * @returns {HTMLElementTagNameMap[K]}
  */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -31,7 +33,8 @@ export function verifiedMark(identity) {
 }
 
 /** @param {string} sel @param {ParentNode} [root] @returns {any} */
-export const $ = (sel, root = document) => root.querySelector(sel);
+/** The first element matching sel. @param {string} sel @param {ParentNode} [root] @returns {HTMLElement} */
+export const $ = (sel, root = document) => /** @type {HTMLElement} */ (root.querySelector(sel));
 
 const P = (d) => `<svg viewBox="0 0 24 24" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">${d}</svg>`;
 
@@ -71,7 +74,24 @@ export function iconButton(o) {
 export function setButton(btn, icon, label) {
   btn.querySelector('.ico').innerHTML = icons[icon] || '';
   btn.querySelector('.lbl').textContent = label;
-  btn.title = label;
+  const keys = btn.getAttribute('aria-keyshortcuts');
+  btn.title = keys ? `${label} (${keys})` : label;
+}
+
+/**
+ * Says text to screen-reader users, politely, through the page's one live
+ * region (#announcer, visually hidden): joins and leaves, chat while its
+ * panel is closed, connection changes, recording. The rest of the page is
+ * not live, so nothing else is read out unasked.
+ * @param {string} text
+ */
+export function announce(text) {
+  let box = document.getElementById('announcer');
+  if (!box) document.body.append((box = h('div', { id: 'announcer', class: 'sr-only', role: 'status', 'aria-live': 'polite' })));
+  // Each message is a new node, so the same words twice are read twice;
+  // the last few stay (tests and screen-reader history read them).
+  box.append(h('p', { text }));
+  while (box.childElementCount > 5) box.firstElementChild.remove();
 }
 
 /**
@@ -80,8 +100,9 @@ export function setButton(btn, icon, label) {
  */
 export function toast(text, kind = 'info') {
   let box = $('#toasts');
-  if (!box) document.body.append((box = h('div', { id: 'toasts', role: 'status', 'aria-live': 'polite' })));
-  const t = h('div', { class: `toast ${kind}`, text });
+  if (!box) document.body.append((box = h('div', { id: 'toasts' })));
+  const t = h('div', { class: `toast ${kind}`, text, 'aria-hidden': 'true' });
+  announce(text);
   box.append(t);
   setTimeout(() => t.classList.add('out'), 3500);
   setTimeout(() => t.remove(), 4000);

@@ -1,3 +1,4 @@
+// @ts-check
 // Viewer page (/w/<stream>): plays a broadcast over WHEP, whatever publishes
 // it (the /b/ page, OBS, GStreamer, parley bench). Waits while the stream is
 // not live and starts by itself when it goes live; says "stream ended" when
@@ -7,8 +8,9 @@
 import { h, $, icons, store } from './ui.js';
 import { playMedia, VIEWER_LIMIT } from '../lib/whip.js';
 import { playHLS, hlsURL } from '../lib/hls.js';
-import { authHeaders } from '../lib/api.js';
-import { BroadcastChat, chatBox, chatRoom } from './broadcast-chat.js';
+import { BroadcastChat, chatRoom } from '../lib/chat.js';
+import { chatBox } from './broadcast-chat.js';
+import { watchStreamStatus } from '../lib/stream-status.js';
 
 const stream = decodeURIComponent(location.pathname.replace(/^\/w\/?/, '').replace(/\/+$/, ''));
 const q = new URLSearchParams(location.search);
@@ -33,6 +35,8 @@ const app = {
   lastTracks: 0,
   sessionTracks: 0,
   needsClick: false,
+  /** the page muted the video because the browser would not play sound by itself */
+  autoMuted: false,
   /** a WHEP request is starting an on-demand camera */
   demanding: false,
   stats: { bytes: 0, at: 0, kbps: 0, latencyMs: 0, rttMs: 0, jitterMs: 0, width: 0, height: 0, fps: 0, framesDecoded: 0 },
@@ -46,9 +50,13 @@ const app = {
   hls: null,
   /** an HLS playback is being set up */
   hlsStarting: false,
+  /** @type {any} the last status the server pushed (GET /api/streams/<s>/events) */
+  status: null,
+  /** status events received (tests read it) */
+  statusEvents: 0,
 };
-// @ts-ignore test and debugging hook
-window.parleyWatch = app;
+// test and debugging hook
+/** @type {any} */ (window).parleyWatch = app;
 
 const video = /** @type {HTMLVideoElement} */ (document.getElementById('video'));
 
@@ -66,7 +74,7 @@ function setState(s, title, text) {
   $('#overlay-spin').hidden = s === 'ended' || s === 'error';
   $('#overlay-title').textContent = title || '';
   $('#overlay-text').textContent = text || '';
-  if (s !== 'live') $('#play').hidden = true;
+  if (s !== 'live') bigButton('');
 }
 
 function waiting() {
@@ -96,6 +104,9 @@ async function demand(cam) {
   } finally {
     app.demanding = false;
   }
+  // Still offline: ask again a little later (the server's backoff paces
+  // the camera), with the latest status.
+  if (!app.session && !app.hls) setTimeout(() => { if (app.status) onStatus(app.status); }, 5000);
 }
 
 /** @param {boolean} [quiet] keep the current message while connecting */
@@ -182,7 +193,7 @@ async function connectHLS() {
         if (e.status === 401 || e.status === 403) {
           setState('error', 'This access token does not let you watch this stream', 'Open the viewer link with ?token=… that the publisher gave you.');
         } else if (e.status === 404) {
-          // Not live (any more), or HLS is off: the status poll decides.
+          // Not live (any more), or HLS is off: the status events decide.
           if (app.wasLive) ended();
           else waiting();
         } else {
@@ -238,18 +249,45 @@ function live() {
   startPlayback();
 }
 
-/** Plays with sound; if the browser blocks autoplay, a Play button does it. */
+/**
+ * Plays with sound; if the browser blocks that, plays muted with a big
+ * Unmute button (browsers let muted video play by itself); if it blocks
+ * even that, a Play button does it.
+ */
 function startPlayback() {
   video.muted = store.get('watch.muted') === '1';
-  video.volume = Number($('#volume').value);
-  video.play().then(() => {
+  video.volume = Number(/** @type {HTMLInputElement} */ ($('#volume')).value);
+  const played = () => {
     app.needsClick = false;
-    $('#play').hidden = true;
-  }, () => {
-    app.needsClick = true;
-    $('#play').hidden = false;
+    bigButton(app.autoMuted ? 'unmute' : '');
+    updateMute();
+  };
+  video.play().then(played, () => {
+    if (video.muted) return needClick();
+    video.muted = true;
+    app.autoMuted = true;
+    video.play().then(played, needClick);
   });
   updateMute();
+}
+
+function needClick() {
+  app.needsClick = true;
+  bigButton('play');
+}
+
+/** The big button in the player: 'play', 'unmute' or none (''). @param {string} kind */
+function bigButton(kind) {
+  const b = $('#play');
+  b.hidden = !kind;
+  if (!kind) return;
+  b.dataset.kind = kind;
+  const label = kind === 'unmute' ? 'Unmute' : 'Play';
+  b.setAttribute('aria-label', label);
+  b.querySelector('svg').innerHTML = kind === 'unmute'
+    ? '<path d="M4 9h4l5-4v14l-5-4H4z" fill="currentColor"/><path d="M16 9a4 4 0 0 1 0 6M19 6a8 8 0 0 1 0 12" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/>'
+    : '<path d="M8 5v14l11-7z" fill="currentColor"/>';
+  b.querySelector('span').textContent = label;
 }
 
 /** @param {boolean} [checkLive] */
@@ -263,18 +301,14 @@ function stopSession(checkLive) {
   video.srcObject = null;
   app.media = null;
   app.stats.at = 0;
-  if (checkLive) pollStatus();
+  app.stats.kbps = 0;
+  app.stats.latencyMs = 0;
+  if (checkLive && app.status) onStatus(app.status);
 }
 
-async function pollStatus() {
-  let j;
-  try {
-    const r = await fetch(`/api/streams/${encodeURIComponent(app.stream)}`, { cache: 'no-store', headers: authHeaders(app.token) });
-    if (!r.ok) return;
-    j = await r.json();
-  } catch {
-    return;
-  }
+/** What the page does with the stream's status (pushed by the server). @param {any} j */
+function onStatus(j) {
+  app.status = j;
   app.lastTracks = j.tracks || 0;
   showSourceNotes(j.source);
   // An IP camera Parley pulls: its state says why there is no picture.
@@ -331,7 +365,10 @@ async function readStats() {
     return;
   }
   if (!s || app.state !== 'live') {
-    out.textContent = '';
+    // Nothing plays: no numbers (they would be the last ones, frozen).
+    const text = app.state === 'ended' ? 'Stream ended' : '';
+    if (out.textContent !== text) out.textContent = text;
+    out.title = '';
     $('#path-latency').textContent = '';
     return;
   }
@@ -374,6 +411,18 @@ async function readStats() {
   out.title = `Round trip ${Math.round(st.rttMs)} ms, jitter buffer ${Math.round(st.jitterMs)} ms, ${Math.round(st.fps)} fps`;
 }
 
+/** Sound on, by the viewer's click. */
+function unmute() {
+  const vol = /** @type {HTMLInputElement} */ ($('#volume'));
+  video.muted = false;
+  app.autoMuted = false;
+  if (video.volume === 0) video.volume = vol.valueAsNumber = 0.5;
+  store.set('watch.muted', '0');
+  if (video.paused && (app.media || app.hls)) startPlayback();
+  else bigButton('');
+  updateMute();
+}
+
 function updateMute() {
   const m = video.muted || video.volume === 0;
   const b = $('#mute');
@@ -393,15 +442,20 @@ function main() {
   const vol = /** @type {HTMLInputElement} */ ($('#volume'));
   vol.value = store.get('watch.volume', '1');
   $('#mute').addEventListener('click', () => {
-    video.muted = !video.muted;
-    if (!video.muted && video.volume === 0) video.volume = vol.valueAsNumber = 0.5;
-    store.set('watch.muted', video.muted ? '1' : '0');
-    if (video.paused && (app.media || app.hls)) startPlayback();
-    updateMute();
+    if (video.muted) unmute();
+    else {
+      video.muted = true;
+      store.set('watch.muted', '1');
+      updateMute();
+    }
   });
   vol.addEventListener('input', () => {
     video.volume = vol.valueAsNumber;
-    if (video.volume > 0 && video.muted) video.muted = false;
+    if (video.volume > 0 && video.muted) {
+      video.muted = false;
+      app.autoMuted = false;
+      if ($('#play').dataset.kind === 'unmute') bigButton('');
+    }
     store.set('watch.volume', vol.value);
     updateMute();
   });
@@ -415,9 +469,13 @@ function main() {
   });
   video.addEventListener('dblclick', () => fs.click());
   $('#play').addEventListener('click', () => {
+    if ($('#play').dataset.kind === 'unmute') {
+      unmute();
+      return;
+    }
     video.play().then(() => {
       app.needsClick = false;
-      $('#play').hidden = true;
+      bigButton('');
     }, () => {});
   });
   updateMute();
@@ -434,9 +492,8 @@ function main() {
     nameInput.addEventListener('change', () => {
       const n = nameInput.value.trim().slice(0, 64);
       if (!n || n === chat.name) return;
-      chat.name = n;
       store.set('name', n);
-      if (chat.ws) chat.ws.close(); // rejoins under the new name
+      chat.rename(n);
     });
     $('#chat-slot').replaceChildren(chatBox(chat, h));
     chat.addEventListener('state', () => {
@@ -452,10 +509,13 @@ function main() {
     chat.connect();
   }
 
-  pollStatus();
-  setInterval(pollStatus, 1000);
+  const stopStatus = watchStreamStatus(app.stream, app.token, (st) => {
+    app.statusEvents++;
+    onStatus(st);
+  });
   setInterval(() => readStats().catch(() => {}), 1000);
   window.addEventListener('pagehide', () => {
+    stopStatus();
     stopSession();
     if (app.chat) app.chat.close();
   });

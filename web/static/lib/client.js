@@ -13,6 +13,12 @@ import { relayed } from './stats.js';
 /** @typedef {import('./errors.js').IceServer} IceServer */
 /** @typedef {import('./files.js').Transfer} Transfer */
 /** @typedef {'idle'|'connecting'|'joined'|'reconnecting'|'left'|'closed'} ClientState */
+/**
+ * @typedef {{room: string, name?: string, token?: string, server?: string,
+ *   transport?: 'auto'|'ws'|'http', iceTransportPolicy?: 'all'|'relay',
+ *   localStream?: MediaStream|null, maxFileSize?: number, connectTimeout?: number, debug?: boolean,
+ *   mode?: 'p2p'|'sfu', simulcast?: boolean}} ClientOptions
+ */
 
 const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
 
@@ -27,14 +33,10 @@ const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
  * (a new one is already being built).
  */
 export class Client extends EventTarget {
-  /**
-   * @param {{room: string, name?: string, token?: string, server?: string,
-   *   transport?: 'auto'|'ws'|'http', iceTransportPolicy?: 'all'|'relay',
-   *   localStream?: MediaStream|null, maxFileSize?: number, connectTimeout?: number, debug?: boolean,
-   *   mode?: 'p2p'|'sfu', simulcast?: boolean}} opts
-   */
+  /** @param {ClientOptions} opts */
   constructor(opts) {
     super();
+    /** @type {ClientOptions} */
     this.opts = { transport: 'auto', iceTransportPolicy: 'all', ...opts };
     this.room = opts.room;
     this.name = opts.name || 'Guest';
@@ -88,6 +90,11 @@ export class Client extends EventTarget {
     emit(this, 'state', { state: s });
   }
 
+  /** Whether the client left the room or was closed (it does not reconnect). */
+  get gone() {
+    return this.state === 'left' || this.state === 'closed';
+  }
+
   /** Transport in use: 'ws' or 'http' (null before connecting). */
   get transport() {
     return this.sig ? this.sig.transport : null;
@@ -108,8 +115,9 @@ export class Client extends EventTarget {
     return this.joinPromise;
   }
 
+  /** @returns {Promise<void>} */
   async connect() {
-    if (this.state === 'left' || this.state === 'closed') return;
+    if (this.gone) return;
     this.setState(this.id ? 'reconnecting' : 'connecting');
     const sig = new Signaling({ base: this.base, transport: this.opts.transport });
     this.sig = sig;
@@ -125,7 +133,7 @@ export class Client extends EventTarget {
       }
       return this.scheduleReconnect(e.message || 'server unreachable');
     }
-    if (this.sig !== sig || this.state === 'left') return sig.close();
+    if (this.sig !== sig || this.gone) return sig.close();
     sig.addEventListener('message', (ev) => this.onServerMessage(/** @type {CustomEvent} */ (ev).detail));
     sig.addEventListener('close', (ev) => {
       if (this.sig !== sig) return;
@@ -145,6 +153,7 @@ export class Client extends EventTarget {
 
   /** @param {Signaling} sig */
   sendJoin(sig) {
+    /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu'}} */
     const msg = { type: 'join', room: this.room, name: this.name };
     if (this.token) msg.token = this.token;
     if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
@@ -154,7 +163,7 @@ export class Client extends EventTarget {
 
   /** @param {string} reason */
   scheduleReconnect(reason) {
-    if (this.state === 'left' || this.state === 'closed') return;
+    if (this.gone) return;
     const delay = RECONNECT_DELAYS[Math.min(this.attempt, RECONNECT_DELAYS.length - 1)];
     this.attempt++;
     this.setState('reconnecting');

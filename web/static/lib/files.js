@@ -33,6 +33,10 @@ export function formatBytes(n) {
  * state: 'sending'|'receiving'|'verifying'|'done'|'failed'|'cancelled'.
  */
 export class Transfer extends EventTarget {
+  /**
+   * @param {Peer} peer
+   * @param {{id: number, name: string, size: number, mime?: string, sha256?: string, direction: 'in'|'out'}} info
+   */
   constructor(peer, { id, name, size, mime, sha256, direction }) {
     super();
     /** @type {Peer} */
@@ -50,8 +54,11 @@ export class Transfer extends EventTarget {
     this.startedAt = performance.now();
     this.speed = 0; // bytes per second
     this.url = '';
+    /** the SHA-256 of what arrived (incoming, once verified) */
+    this.received256 = '';
     /** @type {Blob|null} */
     this.blob = null;
+    /** @type {ArrayBuffer[]} */
     this.chunks = [];
     this.speedMark = { t: this.startedAt, b: 0 };
   }

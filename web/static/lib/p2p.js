@@ -3,13 +3,20 @@
 // negotiation, trickle ICE, and the data channels "control", "chat", "file".
 
 import { emit } from './errors.js';
-import { Transfer, BUFFER_LOW, sendFile, receiveFile } from './files.js';
+import { BUFFER_LOW, sendFile, receiveFile } from './files.js';
 import { summarize } from './stats.js';
 import { capBitrate } from './simulcast.js';
 
 /** @typedef {import('./errors.js').MemberInfo} MemberInfo */
 /** @typedef {import('./client.js').Client} Client */
 /** @typedef {import('./stats.js').PeerStats} PeerStats */
+/** @typedef {import('./files.js').Transfer} Transfer */
+/**
+ * A data channel to the member, or in sfu rooms its stand-in through the
+ * server's relay (SfuLink.channelTo).
+ * @typedef {Pick<RTCDataChannel, 'label'|'readyState'|'bufferedAmount'|'bufferedAmountLowThreshold'|'addEventListener'|'removeEventListener'>
+ *   & {send(data: string|Uint8Array): void}} Channel
+ */
 
 const CHANNELS = /** @type {const} */ ({ control: 0, chat: 1, file: 2 });
 
@@ -36,7 +43,7 @@ export class Peer extends EventTarget {
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.answerPending = false;
-    this.collisions = 0; // offers that crossed ours (resolved by perfect negotiation)
+    this.crossed = 0; // offers that crossed ours (resolved by perfect negotiation)
     this.waitingForOffer = !offerer;
     this.queue = Promise.resolve();
     /** @type {Map<number, Transfer>} */
@@ -59,7 +66,7 @@ export class Peer extends EventTarget {
     this.audioTx = null;
     this.videoTx = null;
     this.remoteStream = new MediaStream();
-    /** @type {Record<string, RTCDataChannel>} */
+    /** @type {Record<string, Channel>} */
     this.channels = {};
     for (const [label, id] of Object.entries(CHANNELS)) {
       const ch = pc.createDataChannel(label, { negotiated: true, id, ordered: true });
@@ -143,6 +150,11 @@ export class Peer extends EventTarget {
     return this.stuck && s !== 'connected' && s !== 'closed' ? 'failed' : s;
   }
 
+  /** Offers that crossed ours (glare, resolved by perfect negotiation). */
+  get collisions() {
+    return this.crossed;
+  }
+
   addTransceivers() {
     const s = this.client.localStream;
     const a = s && s.getAudioTracks()[0];
@@ -156,7 +168,7 @@ export class Peer extends EventTarget {
   adoptTransceivers() {
     const s = this.client.localStream;
     for (const t of this.pc.getTransceivers()) {
-      if (t.stopped || t.currentDirection === 'stopped') continue;
+      if (t.currentDirection === 'stopped') continue;
       const kind = t.receiver.track.kind;
       const slot = kind === 'audio' ? 'audioTx' : 'videoTx';
       if (this[slot] && this[slot] !== t) continue;
@@ -181,6 +193,7 @@ export class Peer extends EventTarget {
     return this.queue;
   }
 
+  /** @param {any} data */
   async onSignal(data) {
     if (this.closed || !data) return;
     const pc = this.pc;
@@ -188,7 +201,7 @@ export class Peer extends EventTarget {
     if (description) {
       const ready = !this.makingOffer && (pc.signalingState === 'stable' || this.answerPending);
       const collision = description.type === 'offer' && !ready;
-      if (collision) this.collisions++;
+      if (collision) this.crossed++;
       this.ignoreOffer = !this.polite && collision;
       if (this.ignoreOffer) return;
       this.answerPending = description.type === 'answer';
@@ -245,7 +258,10 @@ export class Peer extends EventTarget {
     if (!this.pc) return;
     this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
     this.pc.onconnectionstatechange = this.pc.onsignalingstatechange = null;
-    for (const ch of Object.values(this.channels)) ch.onmessage = ch.onopen = ch.onclose = null;
+    for (const ch of Object.values(this.channels)) {
+      const dc = /** @type {RTCDataChannel} */ (ch);
+      dc.onmessage = dc.onopen = dc.onclose = null;
+    }
     for (const t of this.remoteStream.getTracks()) this.remoteStream.removeTrack(t);
     this.pc.close();
   }
@@ -260,7 +276,7 @@ export class Peer extends EventTarget {
   /** @param {'audio'|'video'} kind @param {MediaStreamTrack|null} track */
   async replaceTrack(kind, track) {
     const tx = kind === 'audio' ? this.audioTx : this.videoTx;
-    if (tx && !tx.stopped) await tx.sender.replaceTrack(track);
+    if (tx && tx.currentDirection !== 'stopped') await tx.sender.replaceTrack(track);
   }
 
   async applyBitrate() {

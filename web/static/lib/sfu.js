@@ -145,6 +145,7 @@ export class SfuLink {
     this.queue = this.queue.then(() => this.handle(d)).catch((e) => this.client.log('sfu media', e));
   }
 
+  /** @param {any} d */
   async handle(d) {
     if (this.closed || !d) return;
     const pc = this.pc;
@@ -289,7 +290,9 @@ export class SfuLink {
         m.set(data, 16);
         link.dc.send(m);
       },
+      /** @param {string} t @param {EventListener} f */
       addEventListener: (t, f) => link.dc.addEventListener(t, f),
+      /** @param {string} t @param {EventListener} f */
       removeEventListener: (t, f) => link.dc.removeEventListener(t, f),
     };
   }
@@ -411,15 +414,12 @@ export class SfuPeer extends Peer {
   buildPC() {
     const link = /** @type {SfuLink} */ (this.client.link);
     this.link = link;
+    this.pc = link.pc;
     this.relay = link.relay;
     this.remoteStream = this.remoteStream || new MediaStream();
     this.channels = { control: link.channelTo(this, 'control'), chat: link.channelTo(this, 'chat'), file: link.channelTo(this, 'file') };
     if (link.dc.readyState === 'open') queueMicrotask(() => this.sendControl({ t: 'hello', name: this.client.name, ...this.client.mediaState }));
     queueMicrotask(() => link.flush());
-  }
-
-  get pc() {
-    return this.link.pc;
   }
 
   get connectionState() {
@@ -428,10 +428,6 @@ export class SfuPeer extends Peer {
 
   get collisions() {
     return this.link ? this.link.collisions : 0;
-  }
-
-  set collisions(v) {
-    /* counted on the link */
   }
 
   closePC() {

@@ -103,6 +103,7 @@ export class Signaling extends EventTarget {
   }
 
   /** fetch with the connection's abort signal and a timeout. */
+  /** @param {string} url @param {RequestInit} [init] @param {number} [ms] */
   fetchT(url, init = {}, ms = this.timeout) {
     const ctl = new AbortController();
     const t = setTimeout(() => ctl.abort(), ms);
@@ -135,6 +136,7 @@ export class Signaling extends EventTarget {
   deliver(raw) {
     if (this.closed) return;
     this.lastSeen = Date.now();
+    /** @type {any} */
     let msg = raw;
     if (typeof raw === 'string') {
       try {
@@ -165,7 +167,8 @@ export class Signaling extends EventTarget {
         });
         if (r.status === 404 || r.status === 410) return this.shut('session expired');
         if (!r.ok) {
-          const body = await r.json().catch(() => null);
+          /** @type {any} */
+          const body = await r.json().catch(() => /** @type {any} */ (null));
           this.deliver(body && body.type ? body : { type: 'error', code: (body && body.code) || 'http-' + r.status, message: (body && body.message) || `HTTP ${r.status}` });
         }
       } catch (e) {

@@ -26,6 +26,7 @@ export function summarize(report, prev, mine, relay) {
   const out = { ts: now, in: {}, out: {}, rtt: null, candidate: null, relay };
   const byId = new Map();
   report.forEach((s) => byId.set(s.id, s));
+  /** @param {string} key @param {string} id @param {number} v */
   const rate = (key, id, v) => {
     const p = prev && prev.raw.get(key + id);
     if (!p) return 0;
@@ -33,6 +34,7 @@ export function summarize(report, prev, mine, relay) {
     return dt > 0 ? Math.max(0, (v - p) / dt) : 0;
   };
   const raw = new Map();
+  /** @type {any} */
   let pair = null;
   report.forEach((s) => {
     if (s.type === 'transport' && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
@@ -67,9 +69,13 @@ export function summarize(report, prev, mine, relay) {
       audioLevel: s.audioLevel || 0,
       totalSamplesReceived: s.totalSamplesReceived || 0,
     };
+    /** @type {Record<string, StreamStats>} */
     const slot = out[dir];
-    // With several streams of a kind, keep the busiest.
-    if (!slot[s.kind] || slot[s.kind].bytes < entry.bytes) slot[s.kind] = entry;
+    const had = slot[s.kind];
+    if (!had) slot[s.kind] = entry;
+    else if (dir === 'out') slot[s.kind] = addLayer(had, entry);
+    // Several inbound streams of a kind: the one receiving most now.
+    else if (entry.kbps > had.kbps || (entry.kbps === had.kbps && entry.bytes > had.bytes)) slot[s.kind] = entry;
   });
   if (pair) {
     const l = byId.get(pair.localCandidateId);
@@ -86,12 +92,28 @@ export function summarize(report, prev, mine, relay) {
 }
 
 /**
+ * Several outbound streams of a kind are simulcast layers: what goes out is
+ * their sum, and its picture is the largest layer sending now (a layer the
+ * bitrate cap turned off sends nothing, whatever it sent before).
+ * @param {StreamStats} a @param {StreamStats} b @returns {StreamStats}
+ */
+function addLayer(a, b) {
+  /** @param {StreamStats} x */
+  const pic = (x) => (x.kbps > 0 ? x.width * x.height + 1 : 0);
+  const top = pic(b) > pic(a) ? b : a;
+  const lost = a.lost + b.lost, packets = a.packets + b.packets;
+  return { ...top, kbps: a.kbps + b.kbps, pps: a.pps + b.pps, bytes: a.bytes + b.bytes, packets, lost,
+    lossPct: lost + packets ? (100 * lost) / (lost + packets) : 0 };
+}
+
+/**
  * Whether pc's selected candidate pair goes through a TURN relay of ours.
  * @param {RTCPeerConnection} pc @returns {Promise<boolean>}
  */
 export async function relayed(pc) {
   try {
     const st = await pc.getStats();
+    /** @type {any} */
     let pair = null;
     st.forEach((s) => {
       if (s.type === 'transport' && s.selectedCandidatePairId) pair = st.get(s.selectedCandidatePairId);

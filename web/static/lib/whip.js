@@ -6,9 +6,14 @@
 import { authHeaders, readError } from './api.js';
 import { SIMULCAST } from './simulcast.js';
 
+/** @typedef {import('./errors.js').IceServer} IceServer */
+/** @typedef {{token?: string, iceServers?: IceServer[]}} SessionOptions */
+/** @typedef {(stream: MediaStream, receiver: RTCRtpReceiver) => void} OnTrack */
+
 /** The WHEP error code of a viewer refused past the stream's --max-webrtc-viewers (503). */
 export const VIEWER_LIMIT = 'webrtc_viewer_limit';
 
+/** @param {RTCPeerConnection} pc @param {number} ms @returns {Promise<void>} */
 function waitGathering(pc, ms) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
@@ -20,6 +25,7 @@ function waitGathering(pc, ms) {
 }
 
 // Opus for music: ask for a higher bitrate and stereo in what we send.
+/** @param {string} sdp */
 function tuneOpus(sdp) {
   const m = sdp.match(/a=rtpmap:(\d+) opus\/48000/i);
   if (!m) return sdp;
@@ -32,6 +38,7 @@ function tuneOpus(sdp) {
 
 // Session is one WHIP or WHEP session.
 export class Session {
+  /** @param {RTCPeerConnection} pc @param {string} location @param {string} token */
   constructor(pc, location, token) {
     this.pc = pc;
     this.location = location;
@@ -50,6 +57,10 @@ export class Session {
   }
 }
 
+/**
+ * Offers, POSTs the offer to url and takes the answer; resolves with the
+ * session's URL. @param {RTCPeerConnection} pc @param {string} url @param {string} token @param {boolean} tune
+ */
 async function negotiate(pc, url, token, tune) {
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
@@ -73,6 +84,7 @@ async function negotiate(pc, url, token, tune) {
   return location;
 }
 
+/** @param {RTCRtpTransceiver} tr */
 function preferOpus(tr) {
   if (!RTCRtpReceiver.getCapabilities || !tr.setCodecPreferences) return;
   const caps = RTCRtpReceiver.getCapabilities('audio');
@@ -82,6 +94,7 @@ function preferOpus(tr) {
 }
 
 // publish sends an audio track to url (a WHIP endpoint).
+/** @param {string} url @param {MediaStreamTrack} track @param {SessionOptions} [opts] */
 export async function publish(url, track, { token = '', iceServers = [] } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
   try {
@@ -96,6 +109,7 @@ export async function publish(url, track, { token = '', iceServers = [] } = {}) 
 }
 
 // play receives audio from url (a WHEP endpoint); onTrack gets the stream.
+/** @param {string} url @param {SessionOptions & {onTrack?: OnTrack}} [opts] */
 export async function play(url, { token = '', iceServers = [], onTrack } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
   pc.addEventListener('track', (ev) => {
@@ -116,10 +130,14 @@ export async function play(url, { token = '', iceServers = [], onTrack } = {}) {
 // preferH264 puts H.264 first in a video transceiver's codecs (packetization
 // mode 1 and constrained baseline first): LL-HLS, RTMP readers and MP4
 // recordings carry H.264, not VP8. Others stay, after it.
+/** @param {RTCRtpTransceiver} tr */
 function preferH264(tr) {
   if (!tr.setCodecPreferences) return;
-  const all = (RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities('video')) || { codecs: [] };
+  /** @type {RTCRtpCapabilities} */
+  const all = (RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities('video')) || { codecs: [], headerExtensions: [] };
+  /** @param {RTCRtpCodec} c */
   const h264 = (c) => /h264/i.test(c.mimeType);
+  /** @param {RTCRtpCodec} c */
   const rank = (c) => (/packetization-mode=1/.test(c.sdpFmtpLine || '') ? 0 : 2) + (/profile-level-id=42e0/i.test(c.sdpFmtpLine || '') ? 0 : 1);
   const first = all.codecs.filter(h264).sort((a, b) => rank(a) - rank(b));
   if (!first.length) return; // no H.264 in this browser: its default (VP8)
@@ -134,16 +152,23 @@ function preferH264(tr) {
 // video goes as three simulcast layers unless simulcast is false, as H.264
 // when h264 is true (the server's prefer_h264). The session's .video /
 // .audio senders take replaceTrack for source switches.
+/**
+ * @param {string} url @param {MediaStreamTrack[]} tracks
+ * @param {SessionOptions & {simulcast?: boolean, h264?: boolean}} [opts]
+ * @returns {Promise<Session & {audio?: RTCRtpSender, video?: RTCRtpSender}>}
+ */
 export async function publishMedia(url, tracks, { token = '', iceServers = [], simulcast = true, h264 = false } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
   try {
+    /** @type {{audio?: RTCRtpSender, video?: RTCRtpSender}} */
     const senders = {};
     for (const t of tracks) {
+      /** @type {RTCRtpTransceiverInit} */
       const init = { direction: 'sendonly' };
       if (t.kind === 'video' && simulcast) init.sendEncodings = SIMULCAST.map((e) => ({ ...e }));
       const tr = pc.addTransceiver(t, init);
       if (t.kind === 'video' && h264) preferH264(tr);
-      senders[t.kind] = tr.sender;
+      senders[/** @type {'audio'|'video'} */ (t.kind)] = tr.sender;
     }
     const location = await negotiate(pc, url, token, false);
     return Object.assign(new Session(pc, location, token), senders);
@@ -155,6 +180,7 @@ export async function publishMedia(url, tracks, { token = '', iceServers = [], s
 
 // playMedia receives audio and video from url (a WHEP endpoint); onTrack
 // gets the stream once per track.
+/** @param {string} url @param {SessionOptions & {onTrack?: OnTrack}} [opts] */
 export async function playMedia(url, { token = '', iceServers = [], onTrack } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
   const stream = new MediaStream();
