@@ -74,6 +74,7 @@ type Config struct {
 	PingInterval     Duration              `yaml:"ping_interval"`  // WebSocket keepalive; dead peers are dropped after 2 intervals
 	PollTimeout      Duration              `yaml:"poll_timeout"`   // long-poll wait
 	SessionIdle      Duration              `yaml:"session_idle"`   // HTTP sessions idle longer are reaped
+	ResumeGrace      Duration              `yaml:"resume_grace"`   // a dropped member is kept this long for a resume (0: not at all)
 	MediaUDP         string                `yaml:"media_udp"`      // SFU ICE UDP mux address
 	MediaTCP         string                `yaml:"media_tcp"`      // SFU ICE TCP mux address ("off" disables)
 	Pprof            string                `yaml:"pprof"`          // Go profiler listen address ("" = off)
@@ -127,6 +128,7 @@ func Default() Config {
 		PingInterval:     Duration(5 * time.Second),
 		PollTimeout:      Duration(25 * time.Second),
 		SessionIdle:      Duration(60 * time.Second),
+		ResumeGrace:      Duration(15 * time.Second),
 		MediaUDP:         ":8443",
 		MediaTCP:         ":8443",
 		LogLevel:         "info",
@@ -259,6 +261,9 @@ func (c *Config) Validate() error {
 		if d.v <= 0 {
 			bad("%s: must be > 0", d.name)
 		}
+	}
+	if c.ResumeGrace < 0 {
+		bad("resume-grace: must be >= 0")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls-cert and tls-key go together")

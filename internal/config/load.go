@@ -114,6 +114,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Var(&cfg.PingInterval, "ping-interval", "WebSocket keepalive; a silent peer is dropped after two")
 	fs.Var(&cfg.PollTimeout, "poll-timeout", "how long GET /api/session/{id}/events waits")
 	fs.Var(&cfg.SessionIdle, "session-idle", "HTTP sessions idle longer than this are closed")
+	fs.Var(&cfg.ResumeGrace, "resume-grace", "a member whose connection dropped is kept this long for its client to resume it (0: it leaves at once)")
 	fs.StringVar(&cfg.MediaUDP, "media-udp", cfg.MediaUDP, "SFU media UDP `address` (one port for all sessions)")
 	fs.StringVar(&cfg.MediaTCP, "media-tcp", cfg.MediaTCP, "SFU media ICE-TCP `address`, or off")
 	fs.StringVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler (/debug/pprof/) on this loopback `address`; off by default")

@@ -153,7 +153,8 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		MaxSessions: cfg.MaxSessions, ConnsPerIP: cfg.ConnsPerIP, RoomsPerIP: cfg.RoomsPerIP, JoinTimeout: cfg.JoinTimeout.D(),
 		ClientIP:     s.clients,
 		PingInterval: cfg.PingInterval.D(), PollTimeout: cfg.PollTimeout.D(), SessionIdle: cfg.SessionIdle.D(),
-		Auth: s.auth, Origins: s.origins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
+		ResumeGrace: resumeGrace(cfg.ResumeGrace.D()),
+		Auth:        s.auth, Origins: s.origins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
 		ICEServers: s.iceServers, ICERefresh: iceRefresh(cfg), Rooms: s.rooms, Metrics: s.metrics, Logger: log,
 	})
 	s.mux = s.routes()
@@ -403,4 +404,12 @@ func (s *Server) LogURLs() {
 	default:
 		s.log.Info("operations listener is off (--ops off): no metrics", "health", s.URL()+"/healthz")
 	}
+}
+
+// resumeGrace maps the configuration's "0: no resuming" to the hub's.
+func resumeGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -38,6 +38,10 @@ type Options struct {
 	ConnsPerIP   int           // connections of both kinds per client address (default 200; < 0: no limit)
 	RoomsPerIP   int           // rooms one client address may create per minute (default 60; < 0: no limit)
 	JoinTimeout  time.Duration // a connection not in a room this long is closed (default 10 s)
+	// ResumeGrace is how long a member whose connection dropped is kept
+	// for its client to resume it (default 15 s; < 0: no resuming, the
+	// member leaves at once). See resume.go.
+	ResumeGrace time.Duration
 	// ClientIP tells which client a request comes from, for the per-client
 	// limits (keyed by clientip.Key); nil uses the connection's peer
 	// address and believes no forwarding header.
@@ -114,6 +118,9 @@ func (o *Options) fill() {
 	if o.RoomsPerIP == 0 {
 		o.RoomsPerIP = 60
 	}
+	if o.ResumeGrace == 0 {
+		o.ResumeGrace = 15 * time.Second
+	}
 	if o.JoinTimeout <= 0 {
 		o.JoinTimeout = 10 * time.Second
 	}
@@ -170,6 +177,7 @@ type Hub struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	polls    map[string]*pollSession
+	tokens   map[tokenKey]*session // resume tokens' digests
 	closing  bool
 
 	perIP    *limit.Conns // connections per client address
@@ -179,6 +187,7 @@ type Hub struct {
 	received    *metrics.Counter
 	relayed     *metrics.Counter
 	joins       *metrics.Counter
+	resumes     *metrics.Counter
 	errors      *metrics.CounterVec
 
 	ctx    context.Context // ends the reaper and all sessions' writers
@@ -192,12 +201,13 @@ func NewHub(o Options) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		opts: o, log: o.Logger.With("plane", "signal"),
-		sessions: map[*session]struct{}{}, polls: map[string]*pollSession{},
+		sessions: map[*session]struct{}{}, polls: map[string]*pollSession{}, tokens: map[tokenKey]*session{},
 		perIP: limit.NewConns(o.ConnsPerIP), newRooms: limit.NewRate(o.RoomsPerIP, time.Minute),
 		connections: o.Metrics.Counter("parley_signal_connections_total", "Signaling sessions opened (WebSocket and HTTP)."),
 		received:    o.Metrics.Counter("parley_signal_messages_received_total", "Signaling messages received from clients."),
 		relayed:     o.Metrics.Counter("parley_signal_messages_relayed_total", "Signal messages relayed to another member."),
 		joins:       o.Metrics.Counter("parley_signal_joins_total", "Successful room joins."),
+		resumes:     o.Metrics.Counter("parley_signal_resumes_total", "Members taken over by a new connection (resume)."),
 		errors:      o.Metrics.CounterVec("parley_signal_errors_total", "Errors sent to clients, by code.", "code"),
 		ctx:         ctx, cancel: cancel,
 	}
@@ -206,6 +216,7 @@ func NewHub(o Options) *Hub {
 		defer h.mu.Unlock()
 		return float64(len(h.sessions))
 	})
+	o.Metrics.GaugeFunc("parley_signal_detached", "Members whose connection dropped, kept for a resume.", func() float64 { return float64(h.Detached()) })
 	o.Metrics.GaugeFunc("parley_rooms", "Open rooms.", func() float64 { r, _ := o.Rooms.Counts(); return float64(r) })
 	o.Metrics.GaugeFunc("parley_room_members", "Members in rooms.", func() float64 { _, m := o.Rooms.Counts(); return float64(m) })
 	h.wg.Add(1)
@@ -294,6 +305,11 @@ func (h *Hub) unregister(s *session) {
 	h.opts.Rooms.Leave(s.member)
 	h.mu.Lock()
 	delete(h.sessions, s)
+	h.revokeLocked(s)
+	if s.grace != nil {
+		s.grace.Stop()
+	}
+	s.detached = false
 	h.mu.Unlock()
 	if s.release != nil {
 		s.release()

@@ -2,8 +2,6 @@ package signal
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -18,8 +16,10 @@ import (
 type pollSession struct {
 	*session
 	id       string
-	lastSeen atomic.Int64 // unix nanos of the last request
-	polling  atomic.Bool  // a GET .../events is waiting
+	lastSeen atomic.Int64             // unix nanos of the last request
+	polling  atomic.Bool              // a GET .../events is waiting
+	first    atomic.Pointer[[][]byte] // sent before the queue (resumed, a carried message)
+	gone     chan struct{}            // closed when a resume elsewhere took the session
 }
 
 // maxPollBatch bounds one events response.
@@ -28,6 +28,8 @@ const maxPollBatch = 256
 // ServeHTTP routes the long-poll API under /api/session.
 //
 //	POST   /api/session              -> 201 {"id": "..."}
+//	       (body {"type":"resume","resume":"<token>"}: resumes that member;
+//	       410 resume-failed when it cannot)
 //	POST   /api/session/{id}         one message as the body -> 204
 //	GET    /api/session/{id}/events  -> 200 [messages...] (waits up to PollTimeout)
 //	DELETE /api/session/{id}         leave and close -> 204
@@ -73,9 +75,17 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Hub) openPoll(w http.ResponseWriter, r *http.Request) {
-	var idb [16]byte
-	_, _ = rand.Read(idb[:])
-	p := &pollSession{session: h.newSession(HostOf(r), h.clientOf(r)), id: hex.EncodeToString(idb[:])}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(h.opts.MaxMessage)))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, protocol.CodeBadJSON, "could not read the body")
+		return
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		h.resumePoll(w, body)
+		return
+	}
+	p := &pollSession{session: h.newSession(HostOf(r), h.clientOf(r)), id: newSecret(), gone: make(chan struct{})}
+	p.poll = true
 	p.lastSeen.Store(h.opts.Now().UnixNano())
 	if err := h.register(p.session); err != nil {
 		ref := err.(*refusal)
@@ -86,12 +96,57 @@ func (h *Hub) openPoll(w http.ResponseWriter, r *http.Request) {
 		httpError(w, status, ref.code, ref.msg)
 		return
 	}
+	h.addPoll(w, p)
+}
+
+// resumePoll opens an HTTP session on the member a resume token names.
+func (h *Hub) resumePoll(w http.ResponseWriter, body []byte) {
+	m, err := protocol.Decode(body)
+	if err == nil && m.Type != protocol.TypeResume {
+		err = &protocol.Error{Code: protocol.CodeBadField, Msg: "the body of POST /api/session is empty or a resume message"}
+	}
+	if err != nil {
+		var pe *protocol.Error
+		errors.As(err, &pe)
+		h.errors.Inc(pe.Code)
+		httpError(w, http.StatusBadRequest, pe.Code, pe.Msg)
+		return
+	}
+	s, token, err := h.claim(m.Resume)
+	if err != nil {
+		h.errors.Inc(protocol.CodeResumeFailed)
+		httpError(w, http.StatusGone, protocol.CodeResumeFailed, "that session cannot be resumed (unknown, used or expired token); join again")
+		return
+	}
+	p := &pollSession{session: s, id: newSecret(), gone: make(chan struct{})}
+	first := [][]byte{resumedMessage(s, token)}
+	if s.carry != nil {
+		first = append(first, s.carry)
+		s.carry = nil
+	}
+	p.first.Store(&first)
+	p.lastSeen.Store(h.opts.Now().UnixNano())
+	h.addPoll(w, p)
+}
+
+// addPoll makes p reachable under its ID and answers its opening.
+func (h *Hub) addPoll(w http.ResponseWriter, p *pollSession) {
 	h.mu.Lock()
 	h.polls[p.id] = p
 	h.mu.Unlock()
+	h.attach(p.session, func() { h.detachPoll(p) })
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	w.Write(mustJSON(map[string]string{"id": p.id}))
+}
+
+// detachPoll forgets p's ID, so its client is done with it, and lets the
+// session go (to a resume, or to its grace).
+func (h *Hub) detachPoll(p *pollSession) {
+	if h.forgetPoll(p) {
+		close(p.gone)
+		h.connEnded(p.session)
+	}
 }
 
 func (h *Hub) withPoll(w http.ResponseWriter, id string, f func(*pollSession)) {
@@ -141,15 +196,23 @@ func (h *Hub) poll(w http.ResponseWriter, r *http.Request, p *pollSession) {
 	timer := time.NewTimer(h.opts.PollTimeout)
 	defer timer.Stop()
 	batch := make([][]byte, 0, 8)
-	select {
-	case b := <-p.out:
-		p.took(b)
-		batch = append(batch, b)
-	case <-p.failed:
-	case <-timer.C:
-	case <-r.Context().Done():
-		return
-	case <-h.ctx.Done():
+	if first := p.first.Swap(nil); first != nil {
+		batch = append(batch, *first...)
+	}
+	if len(batch) == 0 {
+		select {
+		case b := <-p.out:
+			p.took(b)
+			batch = append(batch, b)
+		case <-p.failed:
+		case <-p.gone:
+			httpError(w, http.StatusNotFound, protocol.CodeNoSession, "this session was resumed elsewhere")
+			return
+		case <-timer.C:
+		case <-r.Context().Done():
+			return
+		case <-h.ctx.Done():
+		}
 	}
 more:
 	for len(batch) < maxPollBatch {
@@ -174,14 +237,18 @@ more:
 	w.Write(buf.Bytes())
 }
 
-func (h *Hub) dropPoll(p *pollSession) {
+// forgetPoll takes p's ID out of use; false if it was already.
+func (h *Hub) forgetPoll(p *pollSession) bool {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	_, ok := h.polls[p.id]
 	delete(h.polls, p.id)
-	h.mu.Unlock()
-	if ok {
-		h.unregister(p.session)
-		close(p.finished)
+	return ok
+}
+
+func (h *Hub) dropPoll(p *pollSession) {
+	if h.forgetPoll(p) {
+		h.finish(p.session)
 	}
 }
 
@@ -219,9 +286,8 @@ func (h *Hub) reapIdlePolls() {
 		}
 		h.mu.Unlock()
 		for _, p := range idle {
-			h.log.Debug("reaping idle HTTP session", "member", p.member.ID)
-			p.fail(protocol.CodeNoSession, "session idle for too long")
-			h.dropPoll(p)
+			h.log.Debug("HTTP session idle", "member", p.member.ID)
+			h.detachPoll(p) // a member in a room waits for a resume
 		}
 	}
 }

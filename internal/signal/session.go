@@ -34,8 +34,20 @@ type session struct {
 	once     sync.Once
 	reason   protocol.Message // the error that failed the session
 	// abort, set by the WebSocket transport, closes the connection at once
-	// unless the writer has gone (see armAbort).
-	abort func()
+	// unless the writer has gone (see armAbort); guarded by timerMu.
+	abort    func()
+	carry    []byte // a message whose write failed, for the resuming connection (WebSocket writers only)
+	greeting []byte // resumed, written before anything queued (set by resume)
+	poll     bool   // carried by HTTP long-poll (resume there is by opening a session)
+
+	// Resuming (resume.go); guarded by hub.mu.
+	token      tokenKey // digest of the member's resume token, when hasToken
+	hasToken   bool
+	kick       func()        // makes the transport serving the session let go; nil when none
+	handoff    chan struct{} // a resume waits on it for the transport to let go
+	detached   bool          // no transport: waiting for a resume until grace fires
+	grace      *time.Timer
+	finishOnce sync.Once
 
 	mu      sync.Mutex // serialises handle: HTTP posts may arrive concurrently
 	msgs    limit.Bucket
@@ -150,6 +162,7 @@ func (s *session) fail(code, msg string) {
 		close(s.failed)
 		s.armAbort()
 		go s.hub.opts.Rooms.Leave(s.member) // not inline: we may hold room locks
+		go s.hub.dropIfDetached(s)          // no transport will end it
 	})
 }
 
@@ -161,8 +174,11 @@ const stuckWriteTimeout = 5 * time.Second
 // chat flood) would hold its goroutines, its socket buffers and its
 // client's connection slot for as long as that client liked.
 func (s *session) armAbort() {
-	if s.abort != nil {
-		time.AfterFunc(stuckWriteTimeout, s.abort)
+	s.timerMu.Lock() // a resume sets abort anew for its connection
+	abort := s.abort
+	s.timerMu.Unlock()
+	if abort != nil {
+		time.AfterFunc(stuckWriteTimeout, abort)
 	}
 }
 
@@ -252,14 +268,15 @@ func (s *session) stopTimers() {
 	}
 }
 
-// handle processes one raw client message.
-func (s *session) handle(raw []byte) {
+// handle processes one raw client message. next, when not nil, is the
+// session a resume took over: the connection serves it from now on.
+func (s *session) handle(raw []byte) (next *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := s.hub
 	h.received.Inc()
 	if s.isFailed() {
-		return // closing: nothing more is done for this client
+		return nil // closing: nothing more is done for this client
 	}
 	now := h.opts.Now()
 	if !s.msgs.Take(1, now) || !s.bytes.Take(float64(len(raw)), now) {
@@ -270,16 +287,16 @@ func (s *session) handle(raw []byte) {
 		if s.strikes > h.opts.RateBurst {
 			s.fail(protocol.CodeRateLimited, "message flood; disconnected")
 		}
-		return
+		return nil
 	}
 	s.strikes = 0
 	if len(raw) > h.opts.MaxMessage {
 		s.sendError(protocol.CodeTooLarge, "message is larger than the limit")
-		return
+		return nil
 	}
 	if to, data, ok := protocol.DecodeSignal(raw); ok { // the hot path
 		s.signal(to, data)
-		return
+		return nil
 	}
 	m, err := protocol.Decode(raw)
 	if err != nil {
@@ -289,11 +306,13 @@ func (s *session) handle(raw []byte) {
 		} else {
 			s.sendError(protocol.CodeBadJSON, err.Error())
 		}
-		return
+		return nil
 	}
 	switch m.Type {
 	case protocol.TypeJoin:
 		s.join(m)
+	case protocol.TypeResume:
+		return s.resume(m)
 	case protocol.TypeSignal:
 		s.signal(m.To, m.Data)
 	case protocol.TypeModerate:
@@ -301,12 +320,13 @@ func (s *session) handle(raw []byte) {
 	case protocol.TypeMedia:
 		if s.media == nil {
 			s.sendError(protocol.CodeNotSFU, "media messages go to the server only in sfu rooms")
-			return
+			return nil
 		}
 		s.media.Handle(m.Data)
 	case protocol.TypeLeave:
 		s.closeMediaLocked()
 		if r, ok := h.opts.Rooms.Leave(s.member); ok {
+			h.revokeToken(s)
 			s.left()
 			s.send(protocol.Message{Type: protocol.TypeLeft, Room: r.Name})
 		} else {
@@ -315,6 +335,7 @@ func (s *session) handle(raw []byte) {
 	case protocol.TypePing:
 		s.send(protocol.Message{Type: protocol.TypePong})
 	}
+	return nil
 }
 
 var errRoomRate = errors.New("too many new rooms from this address")
@@ -404,7 +425,7 @@ func (s *session) join(m protocol.Message) {
 	}
 	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: me.Name,
 		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID), Grants: wireGrants(s.grants),
-		Identity: me.Identity, Verified: me.Verified, Host: me.Host}))
+		Identity: me.Identity, Verified: me.Verified, Host: me.Host, Resume: h.issueToken(s)}))
 	if r.Mode == room.SFU && h.opts.Media != nil {
 		ms, err := h.opts.Media.Join(r.Name, s.member.ID, s.grants, func(m protocol.Message) { s.push(mustJSON(m)) })
 		if err != nil {
@@ -447,4 +468,24 @@ func (s *session) signal(to string, data []byte) {
 	default:
 		h.relayed.Inc()
 	}
+}
+
+// resume answers a resume message on a connection that is in no room: on
+// success the connection's transport serves the session returned.
+func (s *session) resume(m protocol.Message) *session {
+	switch {
+	case s.poll:
+		s.sendError(protocol.CodeBadField, "over HTTP, resume by opening a new session: POST /api/session with the resume message as the body")
+		return nil
+	case s.member.Room() != nil:
+		s.sendError(protocol.CodeAlreadyJoined, "you are in room "+s.member.Room().Name+"; resume on a new connection")
+		return nil
+	}
+	next, token, err := s.hub.claim(m.Resume)
+	if err != nil {
+		s.sendError(protocol.CodeResumeFailed, "that session cannot be resumed (unknown, used or expired token); join again")
+		return nil
+	}
+	next.greeting = resumedMessage(next, token)
+	return next
 }

@@ -203,7 +203,7 @@ func joinWithoutReading(t *testing.T, url, room string) {
 }
 
 func TestDeadConnectionNoticed(t *testing.T) {
-	_, url := newHub(t, signal.Options{PingInterval: 100 * time.Millisecond})
+	_, url := newHub(t, signal.Options{PingInterval: 100 * time.Millisecond, ResumeGrace: -1})
 	a := dial(t, url, "")
 	join(t, a, "dead", "a")
 	// A raw WebSocket that joins and then never reads: it cannot answer pings.
@@ -377,7 +377,7 @@ func TestTokens(t *testing.T) {
 }
 
 func TestHTTPSessionReaped(t *testing.T) {
-	_, url := newHub(t, signal.Options{SessionIdle: 200 * time.Millisecond})
+	_, url := newHub(t, signal.Options{SessionIdle: 200 * time.Millisecond, ResumeGrace: -1})
 	a := dial(t, url, "")
 	join(t, a, "idle", "a")
 	resp, err := http.Post(url+"/api/session", "application/json", nil)

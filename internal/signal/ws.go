@@ -3,6 +3,7 @@ package signal
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -37,14 +38,6 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// beyond that the library closes with 1009 (message too big).
 	c.SetReadLimit(int64(h.opts.MaxMessage) * 4)
 	s := h.newSession(HostOf(r), h.clientOf(r))
-	writerDone := make(chan struct{})
-	s.abort = func() {
-		select {
-		case <-writerDone:
-		default:
-			c.CloseNow() // ends a stuck write, and with it the session
-		}
-	}
 	if err := h.register(s); err != nil {
 		ref := err.(*refusal)
 		msg := mustJSON(protocol.ErrorMessage(ref.code, ref.msg))
@@ -58,41 +51,90 @@ func (h *Hub) ServeWS(w http.ResponseWriter, r *http.Request) {
 		c.Close(status, ref.code)
 		return
 	}
+	for s != nil {
+		s = h.serveWS(c, s)
+	}
+}
+
+// serveWS runs s on c until the connection ends (then it returns nil) or
+// a resume on it took over another session, which it returns, s having
+// ended: the connection serves that one next.
+func (h *Hub) serveWS(c *websocket.Conn, s *session) *session {
+	writerDone := make(chan struct{})
+	s.timerMu.Lock()
+	s.abort = func() {
+		select {
+		case <-writerDone:
+		default:
+			c.CloseNow() // ends a stuck write, and with it the session
+		}
+	}
+	s.timerMu.Unlock()
+	h.attach(s, func() { c.CloseNow() })
 	ctx, cancel := context.WithCancel(h.ctx)
+	handover := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		h.writeLoop(ctx, c, s)
+		for _, b := range [][]byte{s.greeting, s.carry} {
+			if b == nil {
+				continue
+			}
+			if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+				c.CloseNow()
+				return
+			}
+		}
+		s.greeting, s.carry = nil, nil
+		h.writeLoop(ctx, handover, c, s)
 	}()
-	h.readLoop(c, s)
-	cancel()
+	next, err := h.readLoop(c, s)
+	if next != nil {
+		close(handover) // the writer stops, the connection stays
+	} else {
+		cancel() // the writer closes the connection and stops
+	}
 	<-writerDone
-	h.unregister(s)
-	close(s.finished)
+	cancel()
+	if next != nil {
+		h.mu.Lock() // the connection's slot (its client's) goes with it
+		s.release, next.release = next.release, s.release
+		h.mu.Unlock()
+		h.finish(s)
+		return next
+	}
+	if websocket.CloseStatus(err) != -1 || errors.Is(err, errOversized) {
+		h.finish(s) // the client closed (it left), or broke the rules
+	} else {
+		h.connEnded(s) // the connection broke: the member may resume
+	}
+	return nil
 }
+
+var errOversized = errors.New("message over the hard limit")
 
 // readLoop reads until the connection fails. Its reads take no context:
 // one with a Done channel costs coder/websocket an AfterFunc per message,
 // and the writer closes the connection when the session must end, which
 // ends the read just as well.
-func (h *Hub) readLoop(c *websocket.Conn, s *session) {
+func (h *Hub) readLoop(c *websocket.Conn, s *session) (next *session, err error) {
 	limit := int64(h.opts.MaxMessage)
 	var buf bytes.Buffer // reused: handle copies whatever it keeps
 	lr := &io.LimitedReader{}
 	for {
 		typ, rd, err := c.Reader(context.Background())
 		if err != nil {
-			return
+			return nil, err
 		}
 		buf.Reset()
 		lr.R, lr.N = rd, limit+1
 		if _, err := buf.ReadFrom(lr); err != nil {
-			return
+			return nil, err
 		}
 		s.heard.Store(true) // the peer is alive: no ping needed this interval
 		b := buf.Bytes()
 		if int64(len(b)) > limit {
 			if _, err := io.Copy(io.Discard, rd); err != nil {
-				return // over the hard limit: the library closed with 1009
+				return nil, errOversized // over the hard limit: the library closed with 1009
 			}
 			s.handle(b) // counts toward the rate limit, answers too-large
 			continue
@@ -101,11 +143,17 @@ func (h *Hub) readLoop(c *websocket.Conn, s *session) {
 			s.sendError(protocol.CodeBadJSON, "send JSON in text frames")
 			continue
 		}
-		s.handle(b)
+		if next := s.handle(b); next != nil {
+			return next, nil
+		}
 	}
 }
 
-func (h *Hub) writeLoop(ctx context.Context, c *websocket.Conn, s *session) {
+// writeLoop writes s's messages to c until the session fails, the
+// connection breaks or ctx ends (then it closes c), or handover closes
+// (then it leaves c to the session a resume took over). A message whose
+// write failed is kept for the connection that resumes the session.
+func (h *Hub) writeLoop(ctx context.Context, handover <-chan struct{}, c *websocket.Conn, s *session) {
 	ping := time.NewTicker(h.opts.PingInterval)
 	defer ping.Stop()
 	for {
@@ -115,9 +163,12 @@ func (h *Hub) writeLoop(ctx context.Context, c *websocket.Conn, s *session) {
 			// No context here either (see readLoop); the pinger or ctx.Done
 			// closes a connection whose writes are stuck.
 			if err := c.Write(context.Background(), websocket.MessageText, b); err != nil {
+				s.carry = b
 				c.CloseNow()
 				return
 			}
+		case <-handover:
+			return
 		case <-ping.C:
 			if s.heard.Swap(false) {
 				continue // the peer spoke this interval: it is there

@@ -39,6 +39,7 @@ type Client struct {
 	mu      sync.Mutex
 	waiter  chan protocol.Message // the pending Join's answer
 	id      string
+	resume  string // the latest resume token
 	closing bool
 }
 
@@ -51,6 +52,12 @@ type transport interface {
 
 // Dial opens a session with the server at baseURL ("http://host:port").
 func Dial(ctx context.Context, baseURL string, o *Options) (*Client, error) {
+	return dial(ctx, baseURL, o, nil)
+}
+
+// dial opens a session; over HTTP, open (when not nil) is the body of the
+// request that opens it.
+func dial(ctx context.Context, baseURL string, o *Options, open []byte) (*Client, error) {
 	var opt Options
 	if o != nil {
 		opt = *o
@@ -65,16 +72,48 @@ func Dial(ctx context.Context, baseURL string, o *Options) (*Client, error) {
 	case "", WebSocket:
 		t, err = dialWS(ctx, baseURL, opt.HTTPClient)
 	case HTTP:
-		t, err = dialHTTP(ctx, baseURL, opt.HTTPClient)
+		t, err = dialHTTP(ctx, baseURL, opt.HTTPClient, open)
 	default:
 		return nil, fmt.Errorf("client: unknown transport %q", opt.Transport)
 	}
 	if err != nil {
 		return nil, err
 	}
+	return start(t, opt), nil
+}
+
+func start(t transport, opt Options) *Client {
 	c := &Client{t: t, events: make(chan protocol.Message, opt.Buffer), done: make(chan struct{})}
 	go c.read()
-	return c, nil
+	return c
+}
+
+// Resume opens a new session that takes over the member whose connection
+// dropped, presenting its resume token (ResumeToken of the old Client,
+// read after the drop too). The new Client is that member, in its room:
+// same ID, and its Events start with what was queued for it while it was
+// away; the other members saw no leave. A refused resume (the token is
+// unknown, used or the member's grace ran out) is a *JoinError with Code
+// protocol.CodeResumeFailed: Dial and Join afresh.
+func Resume(ctx context.Context, baseURL, token string, o *Options) (*Client, *protocol.Message, error) {
+	msg, err := json.Marshal(protocol.Message{Type: protocol.TypeResume, Resume: token})
+	if err != nil {
+		return nil, nil, fmt.Errorf("resume: %w", err)
+	}
+	var open []byte
+	if o != nil && o.Transport == HTTP { // the resume opens the HTTP session
+		open, msg = msg, nil
+	}
+	c, err := dial(ctx, baseURL, o, open)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := c.await(ctx, msg)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, m, nil
 }
 
 // read owns the receive side until the transport ends.
@@ -101,11 +140,11 @@ func (c *Client) read() {
 func (c *Client) dispatch(m protocol.Message) {
 	c.mu.Lock()
 	w := c.waiter
-	answers := m.Type == protocol.TypeJoined || m.Type == protocol.TypeFull || m.Type == protocol.TypeError
+	answers := m.Type == protocol.TypeJoined || m.Type == protocol.TypeResumed || m.Type == protocol.TypeFull || m.Type == protocol.TypeError
 	if w != nil && answers {
 		c.waiter = nil
-		if m.Type == protocol.TypeJoined {
-			c.id = m.ID
+		if m.Type == protocol.TypeJoined || m.Type == protocol.TypeResumed {
+			c.id, c.resume = m.ID, m.Resume
 		}
 	}
 	c.mu.Unlock()
@@ -141,6 +180,15 @@ func (c *Client) ID() string {
 	return c.id
 }
 
+// ResumeToken is the token that resumes this member on a new connection
+// should this one drop (see Resume); "" before joining or when the server
+// does not keep members for resuming.
+func (c *Client) ResumeToken() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.resume
+}
+
 // JoinError is returned by Join when the server refused.
 type JoinError struct {
 	Full    bool   // the room was at capacity
@@ -167,17 +215,29 @@ func (c *Client) Join(ctx context.Context, room, name, token string) (*protocol.
 // JoinMode is Join asking for a room mode ("p2p" or "sfu") should the
 // join create the room.
 func (c *Client) JoinMode(ctx context.Context, room, name, token, mode string) (*protocol.Message, error) {
+	b, err := json.Marshal(protocol.Message{Type: protocol.TypeJoin, Room: room, Name: name, Token: token, Mode: mode})
+	if err != nil {
+		return nil, fmt.Errorf("encode join: %w", err)
+	}
+	return c.await(ctx, b)
+}
+
+// await sends msg (if any) and waits for the answer: joined or resumed,
+// else a *JoinError.
+func (c *Client) await(ctx context.Context, msg []byte) (*protocol.Message, error) {
 	w := make(chan protocol.Message, 1)
 	c.mu.Lock()
 	c.waiter = w
 	c.mu.Unlock()
-	if err := c.Send(ctx, protocol.Message{Type: protocol.TypeJoin, Room: room, Name: name, Token: token, Mode: mode}); err != nil {
-		return nil, err
+	if msg != nil {
+		if err := c.SendRaw(ctx, msg); err != nil {
+			return nil, err
+		}
 	}
 	select {
 	case m := <-w:
 		switch m.Type {
-		case protocol.TypeJoined:
+		case protocol.TypeJoined, protocol.TypeResumed:
 			return &m, nil
 		case protocol.TypeFull:
 			return nil, &JoinError{Full: true}

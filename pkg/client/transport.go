@@ -49,11 +49,12 @@ type httpTransport struct {
 	once    sync.Once
 }
 
-func dialHTTP(ctx context.Context, baseURL string, hc *http.Client) (*httpTransport, error) {
+// dialHTTP opens a session; body, when not nil, is the resume message.
+func dialHTTP(ctx context.Context, baseURL string, hc *http.Client, body []byte) (*httpTransport, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/api/session", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/api/session", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -63,7 +64,12 @@ func dialHTTP(ctx context.Context, baseURL string, hc *http.Client) (*httpTransp
 	}
 	defer resp.Body.Close()
 	var out struct {
-		ID string `json:"id"`
+		ID      string `json:"id"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	if resp.StatusCode == http.StatusGone && json.NewDecoder(resp.Body).Decode(&out) == nil {
+		return nil, &JoinError{Code: out.Code, Message: out.Message} // resume refused
 	}
 	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&out) != nil || out.ID == "" {
 		return nil, fmt.Errorf("open HTTP session: status %s", resp.Status)

@@ -24,6 +24,10 @@ const (
 	// Action is one of the Action* constants, ID the member it concerns,
 	// Track (mute) a track ID or "audio"/"video".
 	TypeModerate = "moderate"
+	// TypeResume, the first message of a new connection, takes over the
+	// member a dropped connection left behind: "resume" holds the token
+	// from joined (or the last resumed). See docs/protocol.md.
+	TypeResume = "resume"
 )
 
 // Moderation actions.
@@ -56,6 +60,10 @@ const (
 	TypeRemoved = "removed"
 	TypeEnded   = "ended"
 	TypeMuted   = "muted"
+	// TypeResumed answers a resume: the same "id" in the same "room", and
+	// a new "resume" token (each token works once). Then come, in order,
+	// the messages queued for the member while it was away.
+	TypeResumed = "resumed"
 )
 
 // Error codes: stable strings clients can switch on.
@@ -83,6 +91,9 @@ const (
 	CodeTooManyConnections = "too-many-connections"
 	CodeTooManyRooms       = "too-many-rooms"
 	CodeJoinTimeout        = "join-timeout"
+	// CodeResumeFailed: the resume token is unknown, used already or
+	// expired (the member left when its grace ran out); join afresh.
+	CodeResumeFailed = "resume-failed"
 )
 
 // Message is any signaling message. Fields unused by a type are omitted.
@@ -109,6 +120,9 @@ type Message struct {
 	Identity string `json:"identity,omitempty"`
 	Verified bool   `json:"verified,omitempty"`
 	Host     bool   `json:"host,omitempty"`
+	// Resume is the resume token: in resume, the one to present; in
+	// resumed, the next one.
+	Resume string `json:"resume,omitempty"`
 }
 
 // Joined is the server's answer to a successful join. Peers is always
@@ -125,6 +139,10 @@ type Joined struct {
 	Verified   bool        `json:"verified,omitempty"`
 	Host       bool        `json:"host,omitempty"`
 	Grants     Grants      `json:"grants"`
+	// Resume is the token a new connection presents (message resume) to
+	// take this member over after the connection drops; empty when the
+	// server keeps no member for resuming.
+	Resume string `json:"resume,omitempty"`
 }
 
 // Grants tell a member what it may do in its room: publish media and
@@ -242,6 +260,13 @@ func Decode(b []byte) (Message, error) {
 		}
 		if len(m.ID) > MaxIDLen || len(m.Track) > MaxIDLen*2 {
 			return m, errorf(CodeBadField, "\"id\" or \"track\" is too long")
+		}
+	case TypeResume:
+		if m.Resume == "" {
+			return m, errorf(CodeMissingField, "resume needs \"resume\", the token")
+		}
+		if len(m.Resume) > MaxIDLen {
+			return m, errorf(CodeBadField, "\"resume\" is longer than %d bytes", MaxIDLen)
 		}
 	case TypeLeave, TypePing:
 	default:

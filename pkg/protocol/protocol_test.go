@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -24,6 +25,8 @@ func TestDecodeErrors(t *testing.T) {
 		`{"type":"moderate","action":"ban"}`:     CodeBadField,
 		`{"type":"moderate","action":"remove"}`:  CodeMissingField,
 		`{"type":"moderate","action":"mute"}`:    CodeMissingField,
+		`{"type":"resume"}`:                      CodeMissingField,
+		`{"type":"resume","resume":"` + strings.Repeat("a", MaxIDLen+1) + `"}`: CodeBadField,
 	}
 	for in, want := range cases {
 		_, err := Decode([]byte(in))

@@ -25,7 +25,8 @@ const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
 /**
  * A Parley room member.
  *
- * Events (CustomEvent, payload in .detail): "state", "joined", "peer-joined",
+ * Events (CustomEvent, payload in .detail): "state", "joined", "resumed"
+ * (the connection dropped and the same member was taken over: peers kept), "peer-joined",
  * "peer-left", "peer-state", "track", "chat", "control", "transfer",
  * "reconnecting", "error", "full", "speaker", and from moderators "muted",
  * "removed", "ended"; "media-closed" when the server closed our sfu link
@@ -70,6 +71,10 @@ export class Client extends EventTarget {
     this.link = null;
     this.attempt = 0;
     this.reconnectTimer = 0;
+    /** The token that resumes this member after a dropped connection (never shown or logged). */
+    this.resumeToken = '';
+    /** A dropped connection is being resumed: peers and their connections are kept. */
+    this.resuming = false;
     this.wakeup = null;
   }
 
@@ -110,16 +115,22 @@ export class Client extends EventTarget {
     return this.joinPromise;
   }
 
+  /** @returns {Promise<void>} */
   async connect() {
     if (this.gone) return;
     this.setState(this.id ? 'reconnecting' : 'connecting');
     const sig = new Signaling({ base: this.base, transport: this.opts.transport });
     this.sig = sig;
+    const resume = this.resuming ? { type: 'resume', resume: this.resumeToken } : null;
     try {
-      await sig.open();
+      await sig.open(resume || undefined);
     } catch (e) {
       if (this.sig !== sig) return;
       this.sig = null;
+      if (e instanceof ParleyError && e.code === 'resume-failed') {
+        this.resumeFailed();
+        return this.connect();
+      }
       return this.scheduleReconnect(e.message || 'server unreachable');
     }
     if (this.sig !== sig || this.gone) return sig.close();
@@ -127,9 +138,21 @@ export class Client extends EventTarget {
     sig.addEventListener('close', (ev) => {
       if (this.sig !== sig) return;
       this.sig = null;
-      this.dropAllPeers();
+      // A member in a room is kept by the server for a while: resume it,
+      // keeping the peers, their tiles and connections. Else join afresh.
+      this.resuming = !!this.resumeToken && (this.state === 'joined' || this.resuming);
+      if (!this.resuming) this.dropAllPeers();
       this.scheduleReconnect(/** @type {CustomEvent} */ (ev).detail.reason);
     });
+    if (resume) {
+      if (sig.transport === 'ws') sig.send(resume); // over HTTP it opened the session
+      return;
+    }
+    this.sendJoin(sig);
+  }
+
+  /** @param {Signaling} sig */
+  sendJoin(sig) {
     /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu'}} */
     const msg = { type: 'join', room: this.room, name: this.name };
     if (this.token) msg.token = this.token;
@@ -156,12 +179,35 @@ export class Client extends EventTarget {
     this.connect();
   }
 
+  /** The server no longer keeps our member: drop what we kept, join afresh. */
+  resumeFailed() {
+    this.resuming = false;
+    this.resumeToken = '';
+    this.dropAllPeers();
+  }
+
   /** @param {any} m */
   onServerMessage(m) {
     if (!m || typeof m !== 'object') return;
     switch (m.type) {
+      case 'resumed': {
+        // Same member, same room: the others saw no leave. What was queued
+        // for us follows; connections that failed meanwhile restart ICE.
+        this.attempt = 0;
+        this.resuming = false;
+        this.resumeToken = m.resume || '';
+        this.setState('joined');
+        const pcs = new Set([...this.peers.values()].map((p) => p.pc));
+        if (this.link) pcs.add(this.link.pc);
+        for (const pc of pcs) {
+          if (pc && (pc.iceConnectionState === 'failed' || pc.iceConnectionState === 'disconnected')) pc.restartIce();
+        }
+        emit(this, 'resumed', m);
+        break;
+      }
       case 'joined': {
         this.attempt = 0;
+        this.resumeToken = m.resume || '';
         this.id = m.id;
         this.mode = m.mode || 'p2p';
         this.joining = false;
@@ -232,6 +278,11 @@ export class Client extends EventTarget {
       case 'left':
         break;
       case 'error': {
+        if (m.code === 'resume-failed') { // join afresh on this connection
+          this.resumeFailed();
+          if (this.sig) this.sendJoin(this.sig);
+          break;
+        }
         // "forbidden" ends a join; once in, it refuses one thing (moderating
         // without admin, publishing without publish) and we stay.
         const fatal = ['unauthorized', 'forbidden', 'invalid-room', 'server-full', 'too-many-rooms', 'already-joined'].includes(m.code) && (m.code !== 'forbidden' || this.joining);

@@ -26,8 +26,14 @@ export class Signaling extends EventTarget {
     this.lastSeen = Date.now();
   }
 
-  /** Opens the connection; rejects when no transport works. */
-  async open() {
+  /**
+   * Opens the connection; rejects when no transport works. resume, when
+   * given, is the resume message: over HTTP it opens the session (a refused
+   * resume rejects with code "resume-failed"); over WebSocket the client
+   * sends it as the first message.
+   * @param {object} [resume]
+   */
+  async open(resume) {
     let wsErr = null;
     if (this.want !== 'http') {
       try {
@@ -40,7 +46,7 @@ export class Signaling extends EventTarget {
       }
     }
     try {
-      await this.openHTTP();
+      await this.openHTTP(resume);
       this.transport = 'http';
     } catch (e) {
       throw wsErr && this.want === 'auto' ? new ParleyError('unreachable', `server unreachable (${e.message})`) : e;
@@ -85,8 +91,11 @@ export class Signaling extends EventTarget {
     });
   }
 
-  async openHTTP() {
-    const r = await this.fetchT(this.base + '/api/session', { method: 'POST' });
+  /** @param {object} [resume] */
+  async openHTTP(resume) {
+    const init = resume ? { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(resume) } : { method: 'POST' };
+    const r = await this.fetchT(this.base + '/api/session', init);
+    if (r.status === 410) throw new ParleyError('resume-failed', 'the session cannot be resumed');
     if (!r.ok) throw new ParleyError('unreachable', `HTTP ${r.status} from /api/session`);
     const j = await r.json();
     this.sid = j.id;
