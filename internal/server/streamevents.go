@@ -29,9 +29,10 @@ import (
 // GET (a token for the stream, as ?token= since EventSource sends no
 // headers); at most streamEventsPerIP connections per client address.
 const (
-	streamEventsPerIP     = 16
-	streamEventsHeartbeat = 25 * time.Second
-	streamEventsMinGap    = time.Second // between events that only change counts
+	streamEventsPerIP        = 16
+	streamEventsHeartbeat    = 25 * time.Second
+	streamEventsMinGap       = time.Second      // between events that only change counts
+	streamEventsWriteTimeout = 10 * time.Second // one event to a client that stopped reading
 )
 
 // streamWatchers wakes the event streams of a stream name when its state
@@ -107,7 +108,15 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a long-lived answer
+	// A long-lived answer: no deadline for the whole of it, one per write
+	// instead, so a client that stops reading is let go.
+	write := func(format string, args ...any) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(streamEventsWriteTimeout))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
 	wake, stop := s.streamWatch.watch(name)
 	defer stop()
 	h := w.Header()
@@ -140,11 +149,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		due = nil
-		if _, err := fmt.Fprintf(w, "event: status\ndata: %s\n\n", b); err != nil {
+		if err := write("event: status\ndata: %s\n\n", b); err != nil {
 			return err
 		}
 		last, lastJSON, sentAt = st, b, time.Now()
-		return rc.Flush()
+		return nil
 	}
 	if err := send(); err != nil {
 		return
@@ -164,9 +173,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 			due = nil
 			err = send()
 		case <-beat.C:
-			if _, err = fmt.Fprint(w, ": keep-alive\n\n"); err == nil {
-				err = rc.Flush()
-			}
+			err = write(": keep-alive\n\n")
 		}
 		if err != nil {
 			return
