@@ -322,6 +322,10 @@ function onStatus(j) {
     }
     if (!app.session && !app.hls && app.state !== 'connecting') connect();
   } else if (cam && cam.on_demand && (cam.state === 'idle' || cam.state === 'error') && !app.session && !app.hls && !app.demanding && app.state !== 'connecting') {
+    // Say why there is no picture first: the stream's end may have come as
+    // its own event before the camera's error, and demand() keeps the
+    // message it finds.
+    if (cam.state === 'error') cameraOffline(cam);
     demand(cam); // a viewer starts an on-demand camera (after a failure, the server's backoff paces the retries)
   } else if (app.session || app.hls || app.state === 'live') {
     stopSession();
