@@ -203,6 +203,7 @@ func TestHLSBehindWebRTC(t *testing.T) {
 	if v := eval[string](h, `document.visibilityState`); v != "visible" {
 		t.Fatalf("the second tab is %s: its frames would not be presented", v)
 	}
+	t.Logf("before measuring: HLS picture %s, WebRTC picture %s", eval[string](h, sizeJS), eval[string](w, sizeJS))
 	m := glassLag(t, 5*time.Second, w, h)
 	t.Logf("HLS (LL-HLS in hls.js) is %.0f ms behind WebRTC (medians %.0f vs %.0f ms); hls.js: %s", m[1]-m[0], m[1], m[0], jsonish(eval[lag](h, lagJS)))
 	t.Logf("the video playlist's head:\n%s", eval[string](h, playlistJS))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,7 @@ type downTrack struct {
 	target   atomic.Pointer[layer] // layer the subscriber should get
 	cur      atomic.Pointer[layer] // layer the writer is on (nil: waiting for a keyframe)
 	prefRank atomic.Int32          // the subscriber's per-track layer cap, rank+1; 0 = none
+	sticky   bool                  // keep the current layer while it runs (SinkOptions.Sticky)
 	paused   atomic.Bool           // the subscriber paused this track (off-screen tile)
 	closed   atomic.Bool
 	retired  bool // counted in the SFU totals (under counters.statsMu)
@@ -385,6 +387,10 @@ func (d *downTrack) retarget() {
 		}
 		budget := d.prefs.estimate.Load()
 		now := up.now()
+		if cur := d.cur.Load(); d.sticky && cur != nil && now-cur.lastAt.Load() <= int64(stickyIdle) && slices.Contains(layers, cur) {
+			d.target.Store(cur)
+			return
+		}
 		t = layers[0]
 		for _, l := range layers[1:] {
 			if l.rank > maxRank {

@@ -81,6 +81,7 @@ type testPublisher struct {
 	counter uint32
 	aseq    uint16
 	level   uint8 // audio level to send (0 loud .. 127 silent)
+	skip    int   // a simulcast layer (index+1) that sends nothing, as a browser pauses one; 0 = none
 	payload int
 }
 
@@ -230,8 +231,11 @@ func (tp *testPublisher) sendFrame(n int, key bool) uint32 {
 	tp.mu.Unlock()
 	for li, tr := range tp.video {
 		tp.mu.Lock()
-		c := first
+		c, skip := first, tp.skip == li+1
 		tp.mu.Unlock()
+		if skip {
+			continue
+		}
 		for i := 0; i < n; i++ {
 			filler := tp.payload
 			if filler == 0 {

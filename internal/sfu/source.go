@@ -145,6 +145,12 @@ type SinkOptions struct {
 	PayloadType uint8
 	// MaxQuality caps the simulcast layer.
 	MaxQuality Quality
+	// Sticky keeps the sink on the simulcast layer it got first for as long
+	// as that layer runs (paused for less than stickyIdle), instead of
+	// following the highest layer up and down: a muxer or recorder then
+	// sees one resolution, not a change each time the publisher's browser
+	// pauses or resumes a layer.
+	Sticky bool
 }
 
 // Subscription is a Sink attached to a published track.
@@ -172,6 +178,7 @@ func (r *Room) Subscribe(trackID string, sink Sink, opts SinkOptions) (*Subscrip
 	if pt == 0 {
 		pt = uint8(u.codec.PayloadType)
 	}
+	d.sticky = opts.Sticky
 	u.subs.add(d)
 	d.bind(opts.SSRC, pt, sink)
 	return sub, nil

@@ -21,6 +21,10 @@ const pliInterval = 500 * time.Millisecond
 // subscribers stop choosing it (retargeting runs about once a second).
 const layerIdle = 700 * time.Millisecond
 
+// stickyIdle is how long a sticky sink's layer may pause before the sink
+// moves to another (SinkOptions.Sticky).
+const stickyIdle = 3 * time.Second
+
 // upTrack is one published track: a single layer, or up to three simulcast
 // layers that share one RTPReceiver.
 type upTrack struct {

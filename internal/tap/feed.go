@@ -141,7 +141,7 @@ func (h *Hub) start(room *sfu.Room, key string, chosen []sfu.TrackInfo, aac bool
 		feeds = append(feeds, f)
 	}
 	for i, f := range feeds {
-		sub, err := room.Subscribe(chosen[i].ID, f, sfu.SinkOptions{SSRC: uint32(i + 1)})
+		sub, err := room.Subscribe(chosen[i].ID, f, sfu.SinkOptions{SSRC: uint32(i + 1), Sticky: true})
 		if err != nil {
 			t.stop()
 			return nil, fmt.Errorf("tap: subscribing to %s: %w", chosen[i].ID, err)
