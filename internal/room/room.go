@@ -95,10 +95,16 @@ func NewManager(maxRooms int) *Manager {
 }
 
 // NewID returns a random member ID (16 hex characters).
-func NewID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+func NewID() string { return randomHex(8) }
+
+// NewSecret returns 128 random bits in hex (32 characters): for what must
+// not be guessed, such as resume tokens and HTTP session IDs.
+func NewSecret() string { return randomHex(16) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Join puts m into the named room, creating it with mode and capacity if it

@@ -2,8 +2,6 @@ package sfu
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/room"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
 )
@@ -136,7 +135,7 @@ func (s *SFU) Join(ns Namespace, room string, opts ParticipantOptions) (*Partici
 func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 	id := opts.ID
 	if id == "" {
-		id = randomID()
+		id = room.NewID()
 	}
 	ice := opts.ICEServers
 	if ice == nil && r.sfu.cfg.ICEServers != nil {
@@ -207,12 +206,6 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		}
 	}
 	return p, nil
-}
-
-func randomID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // ID is the participant's ID in its room.

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -84,7 +85,7 @@ func (h *Hub) openPoll(w http.ResponseWriter, r *http.Request) {
 		h.resumePoll(w, body)
 		return
 	}
-	p := &pollSession{session: h.newSession(HostOf(r), h.clientOf(r)), id: newSecret(), gone: make(chan struct{})}
+	p := &pollSession{session: h.newSession(HostOf(r), h.clientOf(r)), id: room.NewSecret(), gone: make(chan struct{})}
 	p.poll = true
 	p.lastSeen.Store(h.opts.Now().UnixNano())
 	if err := h.register(p.session); err != nil {
@@ -118,7 +119,7 @@ func (h *Hub) resumePoll(w http.ResponseWriter, body []byte) {
 		httpError(w, http.StatusGone, protocol.CodeResumeFailed, "that session cannot be resumed (unknown, used or expired token); join again")
 		return
 	}
-	p := &pollSession{session: s, id: newSecret(), gone: make(chan struct{})}
+	p := &pollSession{session: s, id: room.NewSecret(), gone: make(chan struct{})}
 	first := [][]byte{resumedMessage(s, token)}
 	if s.carry != nil {
 		first = append(first, s.carry)

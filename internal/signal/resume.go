@@ -1,13 +1,12 @@
 package signal
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"time"
 
+	"github.com/parley/parley/internal/room"
 	"github.com/parley/parley/pkg/protocol"
 )
 
@@ -35,14 +34,6 @@ import (
 // taken over all the same: the resume kicks it, and waits for its
 // transport to let go of the session.
 
-// newSecret returns 128 random bits in hex: resume tokens and HTTP
-// session IDs.
-func newSecret() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 type tokenKey [sha256.Size]byte
 
 func keyOf(token string) tokenKey { return sha256.Sum256([]byte(token)) }
@@ -55,7 +46,7 @@ func (h *Hub) issueToken(s *session) string {
 	if h.opts.ResumeGrace < 0 {
 		return ""
 	}
-	t := newSecret()
+	t := room.NewSecret()
 	k := keyOf(t)
 	h.mu.Lock()
 	defer h.mu.Unlock()
