@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sync"
 	"time"
 
@@ -184,12 +185,7 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 // sameStreamState reports whether a and b differ at most in counts
 // (viewers, HLS viewers): such changes are sent at most once a second.
 func sameStreamState(a, b streamStatus) bool {
-	if a.Live != b.Live || a.Tracks != b.Tracks {
-		return false
-	}
-	sa, _ := json.Marshal(a.Source)
-	sb, _ := json.Marshal(b.Source)
-	if !bytes.Equal(sa, sb) {
+	if a.Live != b.Live || a.Tracks != b.Tracks || !reflect.DeepEqual(a.Source, b.Source) {
 		return false
 	}
 	if (a.HLS == nil) != (b.HLS == nil) {
