@@ -204,6 +204,16 @@ func (c *Client) BlockUDP() {
 	c.lab.nsMust(c.Router, "iptables", "-A", "FORWARD", "-p", "udp", "-j", "DROP")
 }
 
+// BlockPort drops the packets the router would forward to or from port
+// (of protocol "udp" or "tcp") on any host: e.g. a network that lets only
+// TLS on its usual ports out.
+func (c *Client) BlockPort(proto string, port int) {
+	c.lab.t.Helper()
+	p := strconv.Itoa(port)
+	c.lab.nsMust(c.Router, "iptables", "-A", "FORWARD", "-p", proto, "--dport", p, "-j", "DROP")
+	c.lab.nsMust(c.Router, "iptables", "-A", "FORWARD", "-p", proto, "--sport", p, "-j", "DROP")
+}
+
 // Loss drops a random fraction p (0..1) of the packets the router forwards,
 // in each direction independently.
 func (c *Client) Loss(p float64) {
@@ -220,6 +230,19 @@ func (c *Client) RateLimit(kbit int) {
 		c.lab.nsMust(c.Router, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
 			"rate", fmt.Sprintf("%dkbit", kbit), "burst", "32kbit", "latency", "400ms")
 	}
+}
+
+// Cut starts an outage: the router forwards nothing, either way, until
+// Mend. Rules added before (loss, blocked UDP) stay as they are.
+func (c *Client) Cut() {
+	c.lab.t.Helper()
+	c.lab.nsMust(c.Router, "iptables", "-I", "FORWARD", "1", "-j", "DROP")
+}
+
+// Mend ends the outage Cut started.
+func (c *Client) Mend() {
+	c.lab.t.Helper()
+	c.lab.nsMust(c.Router, "iptables", "-D", "FORWARD", "-j", "DROP")
 }
 
 // Command is an exec.Cmd that runs name inside namespace ns.
