@@ -297,3 +297,21 @@ func TestCut(t *testing.T) {
 		t.Fatalf("first datagram through is %q, want the one sent after Mend", msg)
 	}
 }
+
+// TestRenumber: after a move to another address, a client's new sockets
+// reach the host through its NAT again (on either kind of link).
+func TestRenumber(t *testing.T) {
+	l := New(t)
+	for _, c := range []*Client{l.AddClient(PortRestricted), l.AddClient(PortRestricted, Delay(time.Millisecond, 0))} {
+		old := c.IP
+		c.Renumber()
+		if c.IP == old {
+			t.Fatalf("address unchanged: %v", c.IP)
+		}
+		u := hostUDP(t, l)
+		send(t, udpFrom(t, c), u.LocalAddr().(*net.UDPAddr).AddrPort(), "moved")
+		if msg, from := readFrom(t, u); string(msg) != "moved" || from.Addr() != c.WANIP {
+			t.Fatalf("got %q from %v, want \"moved\" from %v", msg, from, c.WANIP)
+		}
+	}
+}
