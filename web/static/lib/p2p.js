@@ -20,6 +20,74 @@ import { capBitrate } from './simulcast.js';
 
 const CHANNELS = /** @type {const} */ ({ control: 0, chat: 1, file: 2 });
 
+/** How long ICE may stay 'disconnected' before it is restarted (ms). */
+const ICE_GRACE = 2000;
+/** The least time between two ICE restarts of one connection (ms). */
+const ICE_RETRY = 5000;
+
+/**
+ * Keeps a connection that was up alive across network changes (a laptop
+ * moving to another network, a link that drops): restarts ICE when its state
+ * turns 'failed', when it stays 'disconnected' for ICE_GRACE, and on the
+ * browser's 'online' and navigator.connection 'change' events; then again
+ * every ICE_RETRY while it does not come back (the offer may have been lost
+ * with the network). The restart's offer goes out through the connection's
+ * own negotiation (onnegotiationneeded). A connection never up is left to
+ * its first-connection handling. With onState false only the network events
+ * restart it: between two browsers one side watches the ICE state (two
+ * restarts crossing each other left one side without a pair in the lab),
+ * while the side whose network changed restarts at once.
+ * @param {RTCPeerConnection} pc @param {(...args: any[]) => void} log @param {boolean} [onState]
+ * @returns {{stop: () => void, readonly restarts: number}}
+ */
+export function keepIceUp(pc, log, onState = true) {
+  let up = false;
+  let last = -Infinity;
+  let restarts = 0;
+  /** @type {ReturnType<typeof setTimeout>|undefined} */
+  let timer;
+  /** @param {string} why */
+  const restart = (why) => {
+    if (pc.signalingState === 'closed') return;
+    last = performance.now();
+    restarts++;
+    log('ice restart', why);
+    pc.restartIce();
+    timer = setTimeout(check, ICE_RETRY);
+  };
+  /** @param {string} why @param {number} grace */
+  const schedule = (why, grace) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => restart(why), Math.max(grace, last + ICE_RETRY - performance.now()));
+  };
+  const check = () => {
+    const st = pc.iceConnectionState;
+    if (st === 'connected' || st === 'completed') {
+      up = true;
+      clearTimeout(timer);
+      return;
+    }
+    if (!up || !onState || st === 'closed') return;
+    schedule(st, st === 'failed' ? 0 : ICE_GRACE);
+  };
+  const onNetwork = () => up && schedule('network change', 0);
+  pc.addEventListener('iceconnectionstatechange', check);
+  const conn = /** @type {EventTarget|undefined} */ (/** @type {any} */ (navigator).connection);
+  addEventListener('online', onNetwork);
+  if (conn) conn.addEventListener('change', onNetwork);
+  return {
+    stop() {
+      clearTimeout(timer);
+      pc.removeEventListener('iceconnectionstatechange', check);
+      removeEventListener('online', onNetwork);
+      if (conn) conn.removeEventListener('change', onNetwork);
+    },
+    get restarts() {
+      return restarts;
+    },
+  };
+}
+
 /**
  * One remote member: its RTCPeerConnection, data channels and state.
  * Events: "track", "state" (connection/mute/name change), "control", "chat".
@@ -110,8 +178,9 @@ export class Peer extends EventTarget {
         this.connectedAt = performance.now();
         this.applyBitrate();
       }
-      if (pc.connectionState === 'failed') {
-        // One automatic ICE restart, then let the user choose "retry through relay".
+      if (pc.connectionState === 'failed' && !this.connectedAt) {
+        // Never connected: one automatic ICE restart, then let the user
+        // choose "retry through relay" (once up, keepIceUp restarts it).
         if (!this.restarted) {
           this.restarted = true;
           pc.restartIce();
@@ -122,6 +191,8 @@ export class Peer extends EventTarget {
     pc.onsignalingstatechange = () => {
       if (pc.signalingState === 'stable') this.applyBitrate();
     };
+    // The impolite side restarts on ICE state (its offer wins a collision).
+    this.ice = keepIceUp(pc, (...a) => c.log(...a), !this.polite);
     // Some failures never reach 'failed' (e.g. relay-only with no usable TURN:
     // no candidates at all), so a connection that is not up in time counts as failed.
     this.stuck = false;
@@ -255,6 +326,7 @@ export class Peer extends EventTarget {
   closePC() {
     clearTimeout(this.offerTimer);
     clearTimeout(this.stuckTimer);
+    if (this.ice) this.ice.stop();
     if (!this.pc) return;
     this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
     this.pc.onconnectionstatechange = this.pc.onsignalingstatechange = null;

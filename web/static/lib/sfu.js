@@ -4,7 +4,7 @@
 
 import { emit } from './errors.js';
 import { BUFFER_LOW } from './files.js';
-import { Peer } from './p2p.js';
+import { Peer, keepIceUp } from './p2p.js';
 import { SIMULCAST, capBitrate } from './simulcast.js';
 
 /** @typedef {import('./client.js').Client} Client */
@@ -40,6 +40,7 @@ export class SfuLink {
     this.generation = 0; // counts remote offers, to drop offers made stale by one
     this.reoffer = false;
     this.stuck = false;
+    this.connected = false; // has been up (then keepIceUp brings it back)
     this.closed = false;
     this.build();
   }
@@ -83,9 +84,11 @@ export class SfuLink {
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'connected') {
         this.stuck = false;
+        this.connected = true;
         this.applyBitrate();
       }
-      if (pc.connectionState === 'failed' && !this.restarted) {
+      // Never connected: one ICE restart (once up, keepIceUp restarts it).
+      if (pc.connectionState === 'failed' && !this.connected && !this.restarted) {
         this.restarted = true;
         pc.restartIce();
       }
@@ -99,6 +102,8 @@ export class SfuLink {
         this.offer();
       }
     };
+    // The restart's offer is ours (onnegotiationneeded), with new ICE credentials.
+    this.ice = keepIceUp(pc, (...a) => c.log(...a));
     this.stuckTimer = setTimeout(() => {
       if (this.closed || pc.connectionState === 'connected') return;
       this.stuck = true;
@@ -323,6 +328,7 @@ export class SfuLink {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.stuckTimer);
+    this.ice.stop();
     this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
     this.pc.onconnectionstatechange = this.pc.onsignalingstatechange = null;
     this.dc.onmessage = this.dc.onopen = null;
