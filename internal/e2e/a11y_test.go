@@ -142,7 +142,7 @@ func TestAccessibility(t *testing.T) {
 
 	// Bob broadcasts the stream the watch pages play.
 	bob.do(20*time.Second, chromedp.Navigate(e.url+"/b/a11y?res=360&fps=15"))
-	bob.waitFor(20*time.Second, "Bob's publisher page ready", `window.parleyBroadcast && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
+	bob.waitFor(20*time.Second, "Bob's publisher page ready", `window.parleyApp && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
 	bob.click("#go-live")
 	bob.waitFor(15*time.Second, "Bob live", `document.body.dataset.state === 'live'`, `document.querySelector('#status').textContent`)
 
@@ -150,7 +150,7 @@ func TestAccessibility(t *testing.T) {
 		b := e.launch(fmt.Sprintf("Cy%d", size[0]), withSize(size[0], size[1]))
 		stream := fmt.Sprintf("a11y%d", size[0])
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/b/"+stream+"?res=360&fps=15&chat=1"))
-		b.waitFor(20*time.Second, "the publisher page ready", `window.parleyBroadcast && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
+		b.waitFor(20*time.Second, "the publisher page ready", `window.parleyApp && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
 		check(b, size, "broadcast (publisher) page")
 		eval[bool](b, `(() => { document.getElementById('ingest').open = true; return true })()`)
 		b.waitFor(10*time.Second, "the URL list", `document.querySelectorAll('#ingest button').length >= 8`, `document.getElementById('ingest').innerText`)
@@ -160,13 +160,13 @@ func TestAccessibility(t *testing.T) {
 		check(b, size, "broadcast page live")
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/w/a11y"))
-		b.waitFor(10*time.Second, "the watch page", `document.readyState === 'complete' && window.parleyWatch`)
+		b.waitFor(10*time.Second, "the watch page", `document.readyState === 'complete' && window.parleyApp && document.body.dataset.state`)
 		b.waitDecoding(25 * time.Second)
 		check(b, size, "watch page playing")
 
 		// Asked to play over HLS (as when WebRTC cannot): the badge says HLS.
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/w/a11y?hls"))
-		b.waitFor(10*time.Second, "the watch page set for HLS", `window.parleyWatch && document.querySelector('#path').textContent.includes('HLS')`)
+		b.waitFor(10*time.Second, "the watch page set for HLS", `window.parleyApp && document.querySelector('#path').textContent.includes('HLS')`)
 		check(b, size, "watch page over HLS")
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/show/a11y"))
