@@ -175,12 +175,12 @@ func TestAccessibility(t *testing.T) {
 		focusRing(b, "#gain") // a slider
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/show/a11y/screen"))
-		b.waitFor(10*time.Second, "the flashing-lights warning", `window.parleyShow && !document.querySelector('#start').hidden && document.activeElement.id === 'btn-start'`)
+		b.waitFor(10*time.Second, "the flashing-lights warning", `window.parleyApp && !document.querySelector('#start').hidden && document.activeElement.id === 'btn-start'`)
 		check(b, size, "light show screen's warning")
 		b.key(kb.Enter) // on the focused Start button (a click would bring up the tools for a while)
 		// Nobody plays: the screen says so, its status faded in.
 		b.waitFor(10*time.Second, "the light show screen page with its status shown",
-			`parleyShow.state.started && getComputedStyle(document.querySelector('.screen-info')).opacity === '1'`,
+			`document.querySelector('#start').hidden && getComputedStyle(document.querySelector('.screen-info')).opacity === '1'`,
 			`[document.body.dataset.audio, getComputedStyle(document.querySelector('.screen-info')).opacity]`)
 		check(b, size, "light show screen page")
 
@@ -214,7 +214,7 @@ const flashRateJS = `(() => {
   const step = (now) => {
     if (!start) start = now;
     frames++;
-    const L = lum(parleyShow.state.color);
+    const L = lum(` + screenRGB + `);
     if (ext === null) ext = L; // the last extreme, and which way the luminance is going from it
     else if (dir === 0) { if (Math.abs(L - ext) >= 0.1) { dir = Math.sign(L - ext); changes.push(now); ext = L } }
     else if ((L - ext) * dir > 0) ext = L;
@@ -242,10 +242,10 @@ func TestShowCalmMode(t *testing.T) {
 		t.Fatalf("emulating reduced motion: %v", err)
 	}
 	s.do(30*time.Second, chromedp.Navigate(e.url+"/show/calm/screen"))
-	s.waitFor(15*time.Second, "the warning with calm mode chosen", `window.parleyShow && !document.querySelector('#start').hidden && document.querySelector('#calm').checked`,
+	s.waitFor(15*time.Second, "the warning with calm mode chosen", `window.parleyApp && !document.querySelector('#start').hidden && document.querySelector('#calm').checked`,
 		`[document.querySelector('#calm').checked, matchMedia('(prefers-reduced-motion: reduce)').matches]`)
 	s.key(kb.Enter)
-	s.waitFor(15*time.Second, "the screen started", `parleyShow.state.started && parleyShow.state.calm && parleyShow.state.ws === 'open'`, `parleyShow.state`)
+	s.waitFor(15*time.Second, "the screen started", `document.querySelector('#start').hidden && document.querySelector('#btn-calm').getAttribute('aria-pressed') === 'true' && document.body.dataset.control === 'open'`, `[document.body.dataset, document.querySelector('#btn-calm').outerHTML]`)
 	rate := func(what string) float64 {
 		t.Helper()
 		eval[bool](s, flashRateJS)
@@ -260,7 +260,7 @@ func TestShowCalmMode(t *testing.T) {
 		t.Errorf("calm mode: %v changes within a second, more than 3 flashes", n)
 	}
 	s.do(20*time.Second, chromedp.Focus(chromedp.CSS("#btn-calm")), chromedp.KeyEvent(kb.Enter))
-	s.waitFor(10*time.Second, "calm mode off", `!parleyShow.state.calm && document.querySelector('#btn-calm').getAttribute('aria-pressed') === 'false'`)
+	s.waitFor(10*time.Second, "calm mode off", `!document.querySelector('#calm').checked && document.querySelector('#btn-calm').getAttribute('aria-pressed') === 'false'`)
 	if n := rate("not calm"); n <= 6 {
 		t.Errorf("without calm mode: only %v changes within a second; the count misses flashes", n)
 	}

@@ -306,12 +306,14 @@ func (b *browser) open(room, query string) {
 		u += "&" + query
 	}
 	b.do(30*time.Second, chromedp.Navigate(u))
-	b.waitFor(15*time.Second, "the lobby with camera ready", lobbyReadyJS, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the lobby with camera ready", lobbyReadyJS, `[document.body.innerText, document.querySelector('.lobby-tile') && document.querySelector('.lobby-tile').dataset.videoMuted,
+		  document.querySelector('#preview') && document.querySelector('#preview').srcObject && document.querySelector('#preview').srcObject.getTracks().map(k => k.kind + ' ' + k.readyState)]`)
 }
 
-// lobbyReadyJS: the lobby shows the camera's picture and Join can be pressed.
+// lobbyReadyJS: the lobby's preview shows a live camera track and Join can
+// be pressed.
 const lobbyReadyJS = `(() => { const j = document.querySelector('#join'), t = document.querySelector('.lobby-tile'), v = document.querySelector('#preview');
-  return !!j && !j.disabled && !!t && t.dataset.videoMuted === 'false' && !!v && v.readyState >= 2 })()`
+  return !!j && !j.disabled && !!t && t.dataset.videoMuted === 'false' && !!v && !!v.srcObject && v.srcObject.getVideoTracks().some(k => k.readyState === 'live') })()`
 
 // join opens the room and presses Join like a person would.
 func (b *browser) join(room string, query ...string) {

@@ -66,7 +66,7 @@ func TestShowScreenshots(t *testing.T) {
 	host.playFile(wav, true)
 	screens[1].waitFor(20*time.Second, "the middle screen lit by 1 kHz", blueJS, screenRGB)
 	host.selectOption("#palette", "hue")
-	screens[1].waitFor(10*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
+	screens[1].waitFor(10*time.Second, "the hue palette", `document.body.dataset.palette === 'hue'`)
 	host.waitFor(5*time.Second, "the middle tile lit", `+document.querySelectorAll('.show-tile')[1].dataset.level > 180`)
 	host.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	eval[bool](host, `(() => { document.activeElement.blur(); window.scrollTo(0, 0); return true })()`)
