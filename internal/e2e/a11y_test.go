@@ -170,7 +170,7 @@ func TestAccessibility(t *testing.T) {
 		check(b, size, "watch page over HLS")
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/show/a11y"))
-		b.waitFor(10*time.Second, "the light show host page", `window.parleyHost && parleyHost.state.ws === 'open'`)
+		b.waitFor(10*time.Second, "the light show host page", `window.parleyApp && document.querySelector('#ctl').dataset.state === 'joined'`)
 		check(b, size, "light show host page")
 		focusRing(b, "#gain") // a slider
 

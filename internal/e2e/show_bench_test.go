@@ -26,8 +26,8 @@ func TestBenchShowLatency(t *testing.T) {
 	e := newShowEnv(t)
 	host := e.openShowHost("Host", "bench")
 	scr := e.openScreen("Screen", "bench", "Solo")           // alone: the whole 40 Hz-16 kHz band
-	eval[float64](host, `parleyHost.toneBurst(1000, 50, 0)`) // silent: go on air
-	host.waitFor(15*time.Second, "the show on air", `parleyHost.state.air === 'on'`, `parleyHost.state`)
+	eval[float64](host, `parleyApp.toneBurst(1000, 50, 0)`) // silent: go on air
+	host.waitFor(15*time.Second, "the show on air", `document.querySelector('#air').textContent === 'On air'`, `document.querySelector('#air').textContent`)
 	scr.waitFor(20*time.Second, "the show's audio", `document.body.dataset.audio === 'live'`, `document.body.dataset.audio`)
 	// Let the jitter buffer settle: two seconds of the show's audio
 	// received (96000 samples at 48 kHz), not of wall clock.
@@ -40,13 +40,13 @@ func TestBenchShowLatency(t *testing.T) {
 		// Dark: blue below 32 is the level below 32 (red ↔ blue palette).
 		scr.waitFor(5*time.Second, "the screen dark before the burst", screenRGB+`[2] < 32`, screenRGB)
 		n := eval[float64](scr, onsetsJS+`.length`)
-		t0 := eval[float64](host, `parleyHost.toneBurst(1000, 400, 0.5)`)
+		t0 := eval[float64](host, `parleyApp.toneBurst(1000, 400, 0.5)`)
 		scr.waitFor(5*time.Second, "the burst on the screen", onsetsJS+`.length > `+jsonish(n), screenRGB)
 		t1 := eval[float64](scr, `performance.timeOrigin + `+onsetsJS+`[`+jsonish(n)+`].startTime`)
 		tone = append(tone, t1-t0)
 
 		f := eval[float64](scr, flashesJS)
-		c0 := eval[float64](host, `(() => { const t = performance.timeOrigin + performance.now(); parleyHost.send({type: 'flash', color: '#000000', ms: 20}); return t })()`)
+		c0 := eval[float64](host, `(() => { document.querySelector('#flash-color').value = '#000000'; const t = performance.timeOrigin + performance.now(); document.querySelector('#btn-flash').click(); return t })()`)
 		scr.waitFor(5*time.Second, "the flash", flashesJS+` > `+jsonish(f))
 		ctl = append(ctl, eval[float64](scr, `performance.timeOrigin + performance.getEntriesByName('parley:show-flash')[`+jsonish(f)+`].startTime`)-c0)
 		t.Logf("run %d: tone %.0f ms, control %.1f ms", i+1, tone[i], ctl[i])

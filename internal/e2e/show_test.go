@@ -59,7 +59,7 @@ func (e *env) openShowHost(name, show string, opt ...func(*browserOpts)) *browse
 	e.t.Helper()
 	b := e.launch(name, opt...)
 	b.do(30*time.Second, chromedp.Navigate(e.url+"/show/"+show))
-	b.waitFor(15*time.Second, "the host's control channel", `window.parleyHost && parleyHost.state.ws === 'open'`, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the host's control channel", `window.parleyApp && document.querySelector('#ctl').dataset.state === 'joined'`, `document.body.innerText`)
 	return b
 }
 
@@ -80,12 +80,12 @@ func (e *env) openScreen(name, show, label string, opt ...func(*browserOpts)) *b
 func (b *browser) playFile(path string, loop bool) {
 	b.t.Helper()
 	b.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{path}))
-	b.waitFor(15*time.Second, "the file decoded", `parleyHost.state.duration > 0 && !document.querySelector('#play').disabled`, `document.querySelector('#now').textContent`)
+	b.waitFor(15*time.Second, "the file decoded", `/ · \d+:\d\d$/.test(document.querySelector('#now').textContent) && !document.querySelector('#play').disabled`, `document.querySelector('#now').textContent`)
 	if loop {
 		b.click("#loop")
 	}
 	b.click("#play")
-	b.waitFor(15*time.Second, "the show on air", `parleyHost.state.air === 'on' && parleyHost.state.playing`, `[parleyHost.state.air, parleyHost.state.errors]`)
+	b.waitFor(15*time.Second, "the show on air", `document.querySelector('#air').textContent === 'On air' && document.querySelector('#play').getAttribute('aria-pressed') === 'true'`, `[document.querySelector('#air').textContent, document.querySelector('#toasts').innerText]`)
 }
 
 // screenRGB reads the colour the screen painted, from its canvas.
@@ -279,7 +279,7 @@ func TestShowReconnectsAfterServerRestart(t *testing.T) {
 	scr.waitFor(10*time.Second, "the screen noticing", `document.body.dataset.control !== 'open'`)
 	e.restart()
 	scr.waitFor(20*time.Second, "the screen's control channel back", `document.body.dataset.control === 'open' && document.querySelector('#band').dataset.band`, `document.body.dataset.control`)
-	host.waitFor(20*time.Second, "the host back on air", `parleyHost.state.ws === 'open' && parleyHost.state.air === 'on'`, `[parleyHost.state.ws, parleyHost.state.air]`)
+	host.waitFor(20*time.Second, "the host back on air", `document.querySelector('#ctl').dataset.state === 'joined' && document.querySelector('#air').textContent === 'On air'`, `[document.querySelector('#ctl').textContent, document.querySelector('#air').textContent]`)
 	d := scr.waitFor(30*time.Second, "the screen lit again", `document.body.dataset.audio === 'live' && `+blueJS, `[document.body.dataset.audio, `+screenRGB+`]`)
 	t.Logf("screen lit again %v after the host was back", d.Round(time.Millisecond))
 	host.waitFor(5*time.Second, "the host's tile again", `document.querySelectorAll('.show-tile[data-online="true"]').length === 1`)
@@ -298,7 +298,7 @@ func TestShowTransportAndMicrophone(t *testing.T) {
 	scr.waitFor(20*time.Second, "the screen lit", blueJS, screenRGB)
 
 	host.click("#play") // pause
-	host.waitFor(10*time.Second, "paused", `!parleyHost.state.playing && document.querySelector('#play').textContent === 'Play'`)
+	host.waitFor(10*time.Second, "paused", `!(document.querySelector('#play').getAttribute('aria-pressed') === 'true') && document.querySelector('#play').textContent === 'Play'`)
 	scr.waitFor(5*time.Second, "the screen dark red after pause", redJS, screenRGB)
 	host.click("#play")
 	scr.waitFor(5*time.Second, "the screen lit after play", blueJS, screenRGB)
@@ -311,23 +311,23 @@ func TestShowTransportAndMicrophone(t *testing.T) {
 	setRange("#volume", 1)
 	scr.waitFor(5*time.Second, "the screen lit at volume 1", blueJS, screenRGB)
 	setRange("#seek", 20)
-	host.waitFor(10*time.Second, "the position after seeking", `+document.querySelector('#seek').value >= 20 && parleyHost.state.playing`, `document.querySelector('#seek').value`)
+	host.waitFor(10*time.Second, "the position after seeking", `+document.querySelector('#seek').value >= 20 && document.querySelector('#play').getAttribute('aria-pressed') === 'true'`, `document.querySelector('#seek').value`)
 	scr.stays(time.Second, "the screen to stay lit after seeking", blueJS)
 	// The file ends by itself (no loop): the screen goes dark.
 	scr.waitFor(15*time.Second, "the screen red after the file ended", redJS, screenRGB)
-	host.waitFor(10*time.Second, "the host stopped", `!parleyHost.state.playing`)
+	host.waitFor(10*time.Second, "the host stopped", `!(document.querySelector('#play').getAttribute('aria-pressed') === 'true')`)
 
 	// The microphone as the source.
 	// The screen watches the frames it paints from now: blue above 100 is
 	// its level above 100 (red ↔ blue palette).
 	scr.watchPaint("sawMic", 15*time.Second, screenRGB+`[2] > 100`)
 	host.click("#btn-mic")
-	host.waitFor(5*time.Second, "the microphone on", `parleyHost.state.mic`, `parleyHost.state.errors`)
+	host.waitFor(5*time.Second, "the microphone on", `document.querySelector('#btn-mic').getAttribute('aria-pressed') === 'true'`, `document.querySelector('#toasts').innerText`)
 	if !eval[bool](scr, `sawMic`) {
 		t.Fatalf("the microphone's sound never lit the screen (now %v)", rgbOf(scr))
 	}
 	host.click("#btn-mic")
-	host.waitFor(10*time.Second, "the microphone off", `!parleyHost.state.mic`)
+	host.waitFor(10*time.Second, "the microphone off", `!(document.querySelector('#btn-mic').getAttribute('aria-pressed') === 'true')`)
 }
 
 // A show name the server would refuse gets a clear message, not a page
