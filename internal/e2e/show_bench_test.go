@@ -7,6 +7,10 @@ import (
 	"time"
 )
 
+// onsetsJS lists the screen's onsets (its level crossing up through 160,
+// which it paints): User Timing marks.
+const onsetsJS = `performance.getEntriesByName('parley:show-onset')`
+
 // TestBenchShowLatency measures the light show's latency on loopback: a
 // 1 kHz tone burst starts at the host page (WebAudio → WHIP → SFU → WHEP)
 // until the screen's painted level crosses 160/255 (median of 10), and a
@@ -15,17 +19,13 @@ import (
 // Run with PARLEY_BENCH=1:
 //
 //	PARLEY_BENCH=1 go test ./internal/e2e -run TestBenchShowLatency -v -count=1
-// onsetsJS lists the screen's onsets (its level crossing up through 160,
-// which it paints): User Timing marks.
-const onsetsJS = `performance.getEntriesByName('parley:show-onset')`
-
 func TestBenchShowLatency(t *testing.T) {
 	if os.Getenv("PARLEY_BENCH") == "" {
 		t.Skip("set PARLEY_BENCH=1 to run the browser benchmark")
 	}
 	e := newShowEnv(t)
 	host := e.openShowHost("Host", "bench")
-	scr := e.openScreen("Screen", "bench", "Solo")           // alone: the whole 40 Hz-16 kHz band
+	scr := e.openScreen("Screen", "bench", "Solo")          // alone: the whole 40 Hz-16 kHz band
 	eval[float64](host, `parleyApp.toneBurst(1000, 50, 0)`) // silent: go on air
 	host.waitFor(15*time.Second, "the show on air", `document.querySelector('#air').textContent === 'On air'`, `document.querySelector('#air').textContent`)
 	scr.waitFor(20*time.Second, "the show's audio", `document.body.dataset.audio === 'live'`, `document.body.dataset.audio`)
