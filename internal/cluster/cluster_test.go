@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -51,18 +50,10 @@ func startNode(t *testing.T, o Options) *Cluster {
 // the nodes' registries.
 func waitFor(t *testing.T, what string, nodes []*Cluster, cond func() bool) {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
-		cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline)}}
-		for _, n := range nodes {
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(n.Changed())})
-		}
-		if cond() {
-			return
-		}
-		if i, _, _ := reflect.Select(cases); i == 0 {
-			t.Fatalf("timed out waiting for %s", what)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := Await(ctx, nodes, cond); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
 

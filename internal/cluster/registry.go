@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -236,5 +237,22 @@ func (c *Cluster) leave(ctx context.Context) {
 	c.releaseAll(ctx, rooms)
 	if err := nodes.Delete(ctx, c.opts.Node.ID); err != nil {
 		c.log.Warn("leaving the cluster", "err", err)
+	}
+}
+
+// Await returns once cond holds, checking it now and at each change of
+// any of the nodes' registries (or connections), or ctx's error.
+func Await(ctx context.Context, nodes []*Cluster, cond func() bool) error {
+	for {
+		cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}}
+		for _, n := range nodes {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(n.Changed())})
+		}
+		if cond() {
+			return nil
+		}
+		if i, _, _ := reflect.Select(cases); i == 0 {
+			return ctx.Err()
+		}
 	}
 }
