@@ -55,6 +55,9 @@ type Options struct {
 	TTL time.Duration
 	// Replicas of the buckets on a NATS cluster (default 1).
 	Replicas int
+	// Relay carries peer-to-peer rooms' signaling across nodes
+	// (relay.go); nil keeps every room on its node.
+	Relay *RoomRelay
 	// OnLost is told about a room whose ownership the node lost (after
 	// NATS lost its state and another node claimed the room first).
 	OnLost func(room string)
@@ -73,9 +76,10 @@ type Cluster struct {
 	opts Options
 	log  *slog.Logger
 
-	srv *natsserver.Server // the embedded server, nil when connecting out
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	srv   *natsserver.Server // the embedded server, nil when connecting out
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	relay *relay // nil without Options.Relay
 
 	reconnected chan struct{} // the NATS connection came back: register again
 
@@ -128,6 +132,15 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	if err := c.connect(ctx); err != nil {
 		c.stopServer()
 		return nil, err
+	}
+	if o.Relay != nil {
+		c.relay = newRelay(c, *o.Relay)
+		if err := c.relay.start(); err != nil {
+			c.relay.stop()
+			c.nc.Close()
+			c.stopServer()
+			return nil, err
+		}
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
@@ -281,6 +294,9 @@ func (c *Cluster) stop(goodbye bool) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			c.leave(ctx)
 			cancel()
+		}
+		if c.relay != nil {
+			c.relay.stop()
 		}
 		c.nc.Close()
 		c.stopServer()

@@ -120,6 +120,11 @@ func (c *Cluster) session() error {
 	if err := c.heartbeat(nodes, rooms, true); err != nil {
 		return err
 	}
+	if c.relay != nil {
+		if err := c.relay.askSync(); err != nil {
+			return err
+		}
+	}
 	w, err := nodes.WatchAll(c.ctx)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", nodesBucket, err)
@@ -144,35 +149,55 @@ func (c *Cluster) session() error {
 				return errors.New("the registry's watch ended")
 			case e == nil: // the initial values are in
 				c.mu.Lock()
+				var gone []string
+				for id := range c.nodes {
+					if _, ok := seen[id]; !ok {
+						gone = append(gone, id)
+					}
+				}
 				c.nodes, seen = seen, nil
 				c.connected = true
 				c.changedLocked()
 				c.mu.Unlock()
+				for _, id := range gone {
+					c.nodeGone(id)
+				}
 			case seen != nil:
 				apply(seen, e, c)
 			default:
 				c.mu.Lock()
-				apply(c.nodes, e, c)
+				gone := apply(c.nodes, e, c)
 				c.changedLocked()
 				c.mu.Unlock()
+				c.nodeGone(gone)
 			}
 		}
 	}
 }
 
 // apply records one registry entry (a put, or a removal: a goodbye or a
-// node whose heartbeat stopped for the TTL) in m.
-func apply(m map[string]Node, e jetstream.KeyValueEntry, c *Cluster) {
+// node whose heartbeat stopped for the TTL) in m; it returns the node
+// removed, if any.
+func apply(m map[string]Node, e jetstream.KeyValueEntry, c *Cluster) (gone string) {
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(m, e.Key())
-		return
+		return e.Key()
 	}
 	var n Node
 	if err := json.Unmarshal(e.Value(), &n); err != nil || n.ID != e.Key() {
 		c.log.Warn("ignoring a bad registry entry", "key", e.Key(), "err", err)
-		return
+		return ""
 	}
 	m[n.ID] = n
+	return ""
+}
+
+// nodeGone takes a node that left the registry out of the rooms it had
+// members in.
+func (c *Cluster) nodeGone(id string) {
+	if id != "" && id != c.opts.Node.ID && c.relay != nil {
+		c.relay.nodeGone(id)
+	}
 }
 
 // buckets opens (creating when missing) the registry and room buckets.

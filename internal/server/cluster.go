@@ -9,6 +9,7 @@ import (
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/room"
+	"github.com/parley/parley/internal/signal"
 )
 
 // Clustering (--cluster; internal/cluster, docs/cluster.md): the node
@@ -42,6 +43,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 		Token:    s.cfg.ClusterToken, Creds: s.cfg.ClusterCreds,
 		TLSCert: s.cfg.ClusterTLSCert, TLSKey: s.cfg.ClusterTLSKey, TLSCA: s.cfg.ClusterTLSCA,
 		Node: node, Load: s.clusterLoad, TTL: s.cfg.ClusterTTL.D(), Replicas: s.cfg.ClusterReplicas,
+		Relay:  &cluster.RoomRelay{Rooms: s.rooms, PeerOf: signal.PeerOf, RemoteInfo: signal.RemoteInfo},
 		Logger: s.log,
 	})
 	if err != nil {

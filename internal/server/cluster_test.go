@@ -13,6 +13,7 @@ import (
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/server"
+	"github.com/parley/parley/pkg/client"
 )
 
 // TestClusterMembership: three nodes on loopback, the first running the
@@ -21,19 +22,9 @@ import (
 // that leaves is gone from the others' lists. A server without --cluster
 // shows no cluster at all.
 func TestClusterMembership(t *testing.T) {
-	node := func(id, nats string) *server.Server {
-		return startServer(t, func(c *config.Config) {
-			c.AuthSecret, c.TURNSecret = testSecret, testSecret
-			c.ClusterNode, c.ClusterTTL = id, config.Duration(time.Second)
-			c.Cluster = nats
-			if nats == "embedded" {
-				c.ClusterListen = "127.0.0.1:0"
-			}
-		})
-	}
-	a := node("a", "embedded")
-	b := node("b", a.Cluster().ClientURL())
-	c := node("c", a.Cluster().ClientURL())
+	a := clusterNode(t, "a", "embedded")
+	b := clusterNode(t, "b", a.Cluster().ClientURL())
+	c := clusterNode(t, "c", a.Cluster().ClientURL())
 	all := []*server.Server{a, b, c}
 
 	admin := "Bearer " + mintToken(t, "*", auth.Grants{Admin: true})
@@ -93,6 +84,56 @@ func TestClusterMembership(t *testing.T) {
 	_, _, metrics = do(t, "GET", alone.OpsURL()+"/metrics", "", "Authorization", admin)
 	if alone.Cluster() != nil || strings.Contains(body, `"cluster"`) || strings.Contains(metrics, "parley_cluster") {
 		t.Errorf("a server without --cluster shows a cluster: %s", body)
+	}
+}
+
+// clusterNode starts a server that is node id of the cluster at nats
+// ("embedded": the node runs the NATS server, on a loopback port).
+func clusterNode(t *testing.T, id, nats string) *server.Server {
+	t.Helper()
+	return startServer(t, func(c *config.Config) {
+		c.AuthSecret, c.TURNSecret = testSecret, testSecret
+		c.ClusterNode, c.ClusterTTL = id, config.Duration(time.Second)
+		c.Cluster = nats
+		if nats == "embedded" {
+			c.ClusterListen = "127.0.0.1:0"
+		}
+	})
+}
+
+// TestClusterP2PCall: alice on node a and bob on node b are in one
+// peer-to-peer room: alice is told bob joined, their offer, answer and
+// candidates cross the nodes over NATS, and the call connects (a data
+// channel message and Opus RTP arrive); bob's leaving reaches node a.
+func TestClusterP2PCall(t *testing.T) {
+	a := clusterNode(t, "a", "embedded")
+	b := clusterNode(t, "b", a.Cluster().ClientURL())
+	tok := mintToken(t, "across", auth.Grants{Publish: true, Subscribe: true})
+	alice := newPeerToken(t, a.URL(), client.WebSocket, "across", "alice", tok, false)
+	bob := newPeerToken(t, b.URL(), client.HTTP, "across", "bob", tok, false)
+	callPeers(t, a, alice, bob, false)
+
+	// alice's events are read by her call's goroutine: node a's count
+	// of members (bob's stand-in included) tells that bob left there.
+	admin := "Bearer " + mintToken(t, "*", auth.Grants{Admin: true})
+	members := func() int {
+		_, _, body := do(t, "GET", a.OpsURL()+"/api/status", "", "Authorization", admin)
+		var st struct{ Members int }
+		if err := json.Unmarshal([]byte(body), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Members
+	}
+	if n := members(); n != 2 {
+		t.Fatalf("node a counts %d members, want alice and bob", n)
+	}
+	bob.c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for members() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("bob's leaving never reached node a")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
 	}
 }
 
