@@ -182,6 +182,10 @@ func (r *relay) receive(m *nats.Msg) {
 		if ev.Peer == nil || ev.Peer.ID != ev.From {
 			return
 		}
+		if here := r.rr.Rooms.Lookup(ev.Room); here != nil && string(here.Mode) != ev.Mode {
+			r.c.log.Warn("a room has another mode on another node; its member there is not shown here", "room", ev.Room, "mode", here.Mode, "theirs", ev.Mode)
+			return
+		}
 		r.mu.Lock()
 		if _, ok := r.remote[ev.From]; ok {
 			r.mu.Unlock()
