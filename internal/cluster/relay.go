@@ -120,6 +120,8 @@ func (r *relay) observe(rm *room.Room, kind room.EventKind, from *room.Member, t
 	case room.PeerLeft:
 		ev.Kind = "leave"
 	case room.Signal:
+		// To everyone: published even when no other node's member is
+		// here yet, since one may be in the room as another node sees it.
 		ev.Kind, ev.To, ev.Data = "signal", to, data
 	}
 	b, err := json.Marshal(ev)
@@ -213,8 +215,9 @@ func (r *relay) receive(m *nats.Msg) {
 		r.mu.Lock()
 		rm, ok := r.remote[ev.From]
 		r.mu.Unlock()
-		if ok {
-			_, _ = r.rr.Rooms.RouteWire(rm.m, ev.To, ev.Data, nil) // a receiver on another node: nothing to do here
+		if ok { // encoded once for all local receivers; one on another node: nothing to do here
+			wire := protocol.AppendSignal(make([]byte, 0, protocol.SignalLen(ev.From, ev.Data)), ev.From, ev.Data)
+			_, _ = r.rr.Rooms.RouteWire(rm.m, ev.To, ev.Data, wire)
 		}
 	}
 }
