@@ -11,6 +11,8 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/parley/parley/internal/room"
 )
 
 // testTTL keeps the tests quick: a node that stops heartbeating is gone
@@ -122,10 +124,17 @@ func TestNATSRestart(t *testing.T) {
 	_, p, _ := net.SplitHostPort(srv.Addr().String())
 	port, _ := strconv.Atoi(p)
 	var nodes []*Cluster
+	var rooms []*room.Manager
 	for _, id := range []string{"a", "b", "c"} {
-		nodes = append(nodes, startNode(t, Options{URLs: []string{url}, Node: Node{ID: id}}))
+		n, r := relayNode(t, url, id)
+		nodes, rooms = append(nodes, n), append(rooms, r)
 	}
 	waitFor(t, "three nodes listed everywhere", nodes, sees(nodes, "a", "b", "c"))
+	x, xch := member("x")
+	if _, _, err := rooms[0].Join("r", room.P2P, 10, x); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, rooms[1], "r", 1)
 	if owner, err := nodes[1].ClaimRoom(context.Background(), "standup"); err != nil || owner != "b" {
 		t.Fatalf("claim: %q %v", owner, err)
 	}
@@ -159,6 +168,21 @@ func TestNATSRestart(t *testing.T) {
 	}
 	if !nodes[1].Owns("standup") {
 		t.Error("b does not know it still owns the room")
+	}
+	// Rooms still cross: w joins on b, x (on a since before) is told and
+	// reaches w.
+	w, wch := member("w")
+	if _, peers, err := rooms[1].Join("r", room.P2P, 10, w); err != nil || len(peers) != 1 || peers[0].ID != "x" {
+		t.Fatalf("w joined with %v, %v", peers, err)
+	}
+	if e := next(t, xch, "w's join at x"); e.Kind != room.PeerJoined || e.From.ID != "w" {
+		t.Fatalf("x got %v from %s", e.Kind, e.From.ID)
+	}
+	if _, err := rooms[0].Route(x, "w", []byte(`"hi"`)); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(t, wch, "x's signal at w"); e.Kind != room.Signal || string(e.Data) != `"hi"` {
+		t.Fatalf("w got %v %s", e.Kind, e.Data)
 	}
 	for _, n := range nodes { // while NATS runs (the cleanups would stop it first)
 		n.Close()

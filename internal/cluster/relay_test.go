@@ -27,6 +27,19 @@ func member(id string) (*room.Member, chan room.Event) {
 	return &room.Member{ID: id, Name: id, Notify: func(e room.Event) bool { ch <- e; return true }}, ch
 }
 
+// waitMembers waits until the node's room has n members (local and
+// remote), polling with a deadline: mirrored joins are not events here.
+func waitMembers(t *testing.T, rooms *room.Manager, name string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for r := rooms.Lookup(name); r == nil || len(r.Members()) != n; r = rooms.Lookup(name) {
+		if time.Now().After(deadline) {
+			t.Fatalf("room %s never had %d members", name, n)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
 func next(t *testing.T, ch chan room.Event, what string) room.Event {
 	t.Helper()
 	select {
@@ -52,14 +65,7 @@ func TestRelayOrdering(t *testing.T) {
 	if _, _, err := roomsB.Join("r", room.P2P, 10, y); err != nil {
 		t.Fatal(err)
 	}
-	// x joins on a once a knows y (y's join crossed).
-	deadline := time.Now().Add(10 * time.Second)
-	for r := roomsA.Lookup("r"); r == nil || len(r.Members()) != 1; r = roomsA.Lookup("r") {
-		if time.Now().After(deadline) {
-			t.Fatal("y never reached node a")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
+	waitMembers(t, roomsA, "r", 1) // x joins on a once a knows y (y's join crossed)
 	x, xch := member("x")
 	_, peers, err := roomsA.Join("r", room.P2P, 10, x)
 	if err != nil || len(peers) != 1 || peers[0].ID != "y" || !peers[0].Remote {
@@ -89,13 +95,7 @@ func TestRelayOrdering(t *testing.T) {
 
 	// A node that starts later is told who is there.
 	_, roomsC := relayNode(t, srv.ClientURL(), "c")
-	deadline = time.Now().Add(10 * time.Second)
-	for r := roomsC.Lookup("r"); r == nil || len(r.Members()) != 2; r = roomsC.Lookup("r") {
-		if time.Now().After(deadline) {
-			t.Fatal("node c never learnt x and y")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
+	waitMembers(t, roomsC, "r", 2)
 	z, zch := member("z")
 	if _, peers, err := roomsC.Join("r", room.P2P, 10, z); err != nil || len(peers) != 2 {
 		t.Fatalf("z joined with peers %v, %v", peers, err)
