@@ -115,6 +115,16 @@ func TestEmbeddedServer(t *testing.T) {
 	if _, err := Start(context.Background(), Options{URLs: []string{a.ClientURL()}, Token: "wrong", Node: Node{ID: "d"}, TTL: testTTL}); err == nil {
 		t.Error("a node with the wrong token joined")
 	}
+	// Nothing listening: Start says so at once instead of waiting.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "nats://" + ln.Addr().String()
+	ln.Close()
+	if _, err := Start(context.Background(), Options{URLs: []string{closed}, Node: Node{ID: "e"}, TTL: testTTL}); err == nil {
+		t.Error("a node joined a cluster with no NATS server")
+	}
 }
 
 func TestNATSRestart(t *testing.T) {
