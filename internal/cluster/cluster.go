@@ -82,6 +82,9 @@ type Cluster struct {
 	relay *relay // nil without Options.Relay
 
 	reconnected chan struct{} // the NATS connection came back: register again
+	// missing are nodes listed before a session and not at its start,
+	// with the time they are given up at (the run goroutine's own).
+	missing map[string]time.Time
 
 	mu        sync.Mutex
 	nodes     map[string]Node   // the registry as last seen
@@ -122,7 +125,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{opts: o, log: o.Logger.With("plane", "cluster", "node", o.Node.ID),
-		reconnected: make(chan struct{}, 1), nodes: map[string]Node{}, owned: map[string]uint64{},
+		reconnected: make(chan struct{}, 1), missing: map[string]time.Time{}, nodes: map[string]Node{}, owned: map[string]uint64{},
 		changed: make(chan struct{})}
 	if o.Embedded {
 		if err := c.startServer(); err != nil {

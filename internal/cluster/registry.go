@@ -121,6 +121,7 @@ func (c *Cluster) session() error {
 		return err
 	}
 	if c.relay != nil {
+		c.relay.announce()
 		if err := c.relay.askSync(); err != nil {
 			return err
 		}
@@ -143,6 +144,7 @@ func (c *Cluster) session() error {
 			if err := c.heartbeat(nodes, rooms, false); err != nil {
 				return err
 			}
+			c.missingGone()
 		case e, ok := <-w.Updates():
 			switch {
 			case !ok:
@@ -159,8 +161,8 @@ func (c *Cluster) session() error {
 				c.connected = true
 				c.changedLocked()
 				c.mu.Unlock()
-				for _, id := range gone {
-					c.nodeGone(id)
+				for _, id := range gone { // not back yet: NATS may have lost the registry
+					c.missing[id] = time.Now().Add(c.opts.TTL)
 				}
 			case seen != nil:
 				apply(seen, e, c)
@@ -190,6 +192,24 @@ func apply(m map[string]Node, e jetstream.KeyValueEntry, c *Cluster) (gone strin
 	}
 	m[n.ID] = n
 	return ""
+}
+
+// missingGone gives up on the nodes that were missing from the registry
+// at the start of a session and have not come back within a TTL.
+func (c *Cluster) missingGone() {
+	now := time.Now()
+	for id, deadline := range c.missing {
+		c.mu.Lock()
+		_, back := c.nodes[id]
+		c.mu.Unlock()
+		switch {
+		case back:
+			delete(c.missing, id)
+		case now.After(deadline):
+			delete(c.missing, id)
+			c.nodeGone(id)
+		}
+	}
 }
 
 // nodeGone takes a node that left the registry out of the rooms it had

@@ -146,9 +146,15 @@ func (r *relay) observe(rm *room.Room, kind room.EventKind, from *room.Member, t
 
 // resync answers another node's request: every local member's join again.
 func (r *relay) resync(m *nats.Msg) {
-	if string(m.Data) == r.c.opts.Node.ID {
-		return
+	if string(m.Data) != r.c.opts.Node.ID {
+		r.announce()
 	}
+}
+
+// announce publishes every local member's join again (receivers skip
+// members they know): at the start of a session with NATS, so nodes that
+// lost them learn them again, and for a node that asks.
+func (r *relay) announce() {
 	r.mu.Lock()
 	type pending struct {
 		room string
