@@ -82,6 +82,7 @@ type Client struct {
 	IP     netip.Addr // the client's private address
 	WANIP  netip.Addr // the router's public address (the NAT's address)
 	NAT    NAT
+	tun    bool // the link is TUN devices and a forwarder (Delay), not a veth pair
 }
 
 // Require skips the test when it cannot build a lab (not root, or ip,
@@ -173,6 +174,7 @@ func (l *Lab) AddClient(nat NAT, opts ...Option) *Client {
 			l.t.Fatal(err)
 		}
 		l.t.Cleanup(d.stop)
+		c.tun = true
 		l.nsMust(r, "ip", "addr", "add", lanGW.String(), "peer", c.IP.String(), "dev", "lan")
 		l.nsMust(cl, "ip", "addr", "add", c.IP.String(), "peer", lanGW.String(), "dev", "eth0")
 	} else {
@@ -204,6 +206,16 @@ func (c *Client) BlockUDP() {
 	c.lab.nsMust(c.Router, "iptables", "-A", "FORWARD", "-p", "udp", "-j", "DROP")
 }
 
+// BlockPort drops the packets the router would forward to or from port
+// (of protocol "udp" or "tcp") on any host: e.g. a network that lets only
+// TLS on its usual ports out.
+func (c *Client) BlockPort(proto string, port int) {
+	c.lab.t.Helper()
+	p := strconv.Itoa(port)
+	c.lab.nsMust(c.Router, "iptables", "-A", "FORWARD", "-p", proto, "--dport", p, "-j", "DROP")
+	c.lab.nsMust(c.Router, "iptables", "-A", "FORWARD", "-p", proto, "--sport", p, "-j", "DROP")
+}
+
 // Loss drops a random fraction p (0..1) of the packets the router forwards,
 // in each direction independently.
 func (c *Client) Loss(p float64) {
@@ -220,6 +232,47 @@ func (c *Client) RateLimit(kbit int) {
 		c.lab.nsMust(c.Router, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
 			"rate", fmt.Sprintf("%dkbit", kbit), "burst", "32kbit", "latency", "400ms")
 	}
+}
+
+// Cut starts an outage: the router forwards nothing, either way, until
+// Mend. Rules added before (loss, blocked UDP) stay as they are.
+func (c *Client) Cut() {
+	c.lab.t.Helper()
+	c.lab.nsMust(c.Router, "iptables", "-I", "FORWARD", "1", "-j", "DROP")
+}
+
+// Mend ends the outage Cut started.
+func (c *Client) Mend() {
+	c.lab.t.Helper()
+	c.lab.nsMust(c.Router, "iptables", "-D", "FORWARD", "-j", "DROP")
+}
+
+// Renumber moves the client to another private address, as a laptop that
+// joins another network: its old address is gone (sockets bound to it stop
+// working, the router's NAT maps the new one afresh) and c.IP is the new one.
+func (c *Client) Renumber() {
+	c.lab.t.Helper()
+	l, r, cl := c.lab, c.Router, c.NS
+	b := c.IP.As4()
+	gw := netip.AddrFrom4([4]byte{b[0], b[1], b[2], 1})
+	old := c.IP
+	b[3]++
+	if b[3] == 255 {
+		b[3] = 2
+	}
+	c.IP = netip.AddrFrom4(b)
+	// the new address is a secondary of the old one's prefix: keep it when the old one goes
+	l.nsMust(cl, "sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1")
+	if c.tun { // point to point: the router's side names its peer
+		l.nsMust(cl, "ip", "addr", "add", c.IP.String(), "peer", gw.String(), "dev", "eth0")
+		l.nsMust(cl, "ip", "addr", "del", old.String(), "peer", gw.String(), "dev", "eth0")
+		l.nsMust(cl, "ip", "route", "replace", gw.String()+"/32", "dev", "eth0") // went with the old address
+		l.nsMust(r, "ip", "route", "replace", c.IP.String()+"/32", "dev", "lan")
+	} else {
+		l.nsMust(cl, "ip", "addr", "add", c.IP.String()+"/24", "dev", "eth0")
+		l.nsMust(cl, "ip", "addr", "del", old.String()+"/24", "dev", "eth0")
+	}
+	l.nsMust(cl, "ip", "route", "replace", "default", "via", gw.String())
 }
 
 // Command is an exec.Cmd that runs name inside namespace ns.

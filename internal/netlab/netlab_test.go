@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"slices"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -195,30 +193,8 @@ func TestLoss(t *testing.T) {
 func TestDelay(t *testing.T) {
 	l := New(t)
 	c := l.AddClient(PortRestricted, Delay(40*time.Millisecond, 10*time.Millisecond))
-	echo := hostUDP(t, l)
-	go func() { // ends when the test closes echo
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := echo.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			_, _ = echo.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	cl := udpFrom(t, c)
-	to := echo.LocalAddr().(*net.UDPAddr).AddrPort()
 	const n = 21
-	rtts := make([]time.Duration, 0, n)
-	for i := range n {
-		start := time.Now()
-		send(t, cl, to, "ping"+strconv.Itoa(i))
-		if msg, _ := readFrom(t, cl); string(msg) != "ping"+strconv.Itoa(i) {
-			t.Fatalf("echo %q", msg)
-		}
-		rtts = append(rtts, time.Since(start))
-	}
-	slices.Sort(rtts)
+	rtts := c.RoundTrips(n)
 	t.Logf("round trips through 40±10 ms each way: min %v, median %v, max %v", rtts[0], rtts[n/2], rtts[n-1])
 	if rtts[0] < 60*time.Millisecond || rtts[n/2] < 70*time.Millisecond {
 		t.Fatalf("round trips %v: the link does not delay as asked", rtts)
@@ -302,5 +278,40 @@ func TestForward(t *testing.T) {
 	got := make([]byte, len("through the namespace"))
 	if _, err := io.ReadFull(conn, got); err != nil || string(got) != "through the namespace" {
 		t.Fatalf("echo %q, %v", got, err)
+	}
+}
+
+// TestCut: nothing passes during an outage, and traffic flows again after.
+func TestCut(t *testing.T) {
+	l := New(t)
+	c := l.AddClient(PortRestricted)
+	u := hostUDP(t, l)
+	cl := udpFrom(t, c)
+	to := u.LocalAddr().(*net.UDPAddr).AddrPort()
+	c.Cut()
+	send(t, cl, to, "during")
+	c.Mend()
+	send(t, cl, to, "after")
+	// Same path, same order: had "during" passed, it would come first.
+	if msg, _ := readFrom(t, u); string(msg) != "after" {
+		t.Fatalf("first datagram through is %q, want the one sent after Mend", msg)
+	}
+}
+
+// TestRenumber: after a move to another address, a client's new sockets
+// reach the host through its NAT again (on either kind of link).
+func TestRenumber(t *testing.T) {
+	l := New(t)
+	for _, c := range []*Client{l.AddClient(PortRestricted), l.AddClient(PortRestricted, Delay(time.Millisecond, 0))} {
+		old := c.IP
+		c.Renumber()
+		if c.IP == old {
+			t.Fatalf("address unchanged: %v", c.IP)
+		}
+		u := hostUDP(t, l)
+		send(t, udpFrom(t, c), u.LocalAddr().(*net.UDPAddr).AddrPort(), "moved")
+		if msg, from := readFrom(t, u); string(msg) != "moved" || from.Addr() != c.WANIP {
+			t.Fatalf("got %q from %v, want \"moved\" from %v", msg, from, c.WANIP)
+		}
 	}
 }
