@@ -31,6 +31,15 @@ const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
  * "reconnecting", "error", "full", "speaker", and from moderators "muted",
  * "removed", "ended"; "media-closed" when the server closed our sfu link
  * (a new one is already being built).
+ *
+ * Public (docs/client-js.md): the options' room and name, state, id, mode,
+ * transport, peers, link (read-only; null in p2p rooms), iceServers, identity,
+ * verified, host, grants, localStream, mediaState, maxBitrate, maxFileSize,
+ * the events above, and join(), leave(), reconnectNow(), setTrack(),
+ * setMediaState(), setMaxBitrate(), chat(), sendControl(), sendFile(),
+ * maySend(), rebuildLink(), removeMember(), muteMember(), endRoom(). Members
+ * marked @private are enforced by tsc (checkJs); opts, sig, log and dropPeer
+ * are library-internal (p2p.js and sfu.js use them), not for pages or tests.
  */
 export class Client extends EventTarget {
   /** @param {ClientOptions} opts */
@@ -40,7 +49,9 @@ export class Client extends EventTarget {
     this.opts = { transport: 'auto', iceTransportPolicy: 'all', ...opts };
     this.room = opts.room;
     this.name = opts.name || 'Guest';
+    /** @private */
     this.token = opts.token || '';
+    /** @private */
     this.base = opts.server || location.origin;
     /** @type {MediaStream|null} */
     this.localStream = opts.localStream || null;
@@ -62,19 +73,32 @@ export class Client extends EventTarget {
     this.mode = 'p2p';
     /** What the server lets us do in the room (from "joined"). */
     this.grants = { publish: true, subscribe: true, admin: false };
-    /** @type {Map<string, 'audio'|'video'>} our tracks a moderator muted (sfu rooms), by server track id */
+    /**
+     * @type {Map<string, 'audio'|'video'>} our tracks a moderator muted (sfu rooms), by server track id
+     * @private
+     */
     this.heldTracks = new Map();
+    /** @private */
     this.joining = false;
     /** @type {Signaling|null} */
     this.sig = null;
     /** @type {SfuLink|null} the connection to the server in "sfu" rooms */
     this.link = null;
+    /** @private */
     this.attempt = 0;
+    /** @private */
     this.reconnectTimer = 0;
-    /** The token that resumes this member after a dropped connection (never shown or logged). */
+    /**
+     * The token that resumes this member after a dropped connection (never shown or logged).
+     * @private
+     */
     this.resumeToken = '';
-    /** A dropped connection is being resumed: peers and their connections are kept. */
+    /**
+     * A dropped connection is being resumed: peers and their connections are kept.
+     * @private
+     */
     this.resuming = false;
+    /** @private */
     this.wakeup = null;
   }
 
@@ -83,7 +107,10 @@ export class Client extends EventTarget {
     if (this.opts.debug) console.debug('[parley]', ...a);
   }
 
-  /** @param {ClientState} s */
+  /**
+   * @param {ClientState} s
+   * @private
+   */
   setState(s) {
     if (this.state === s) return;
     this.state = s;
@@ -115,7 +142,10 @@ export class Client extends EventTarget {
     return this.joinPromise;
   }
 
-  /** @returns {Promise<void>} */
+  /**
+   * @returns {Promise<void>}
+   * @private
+   */
   async connect() {
     if (this.gone) return;
     this.setState(this.id ? 'reconnecting' : 'connecting');
@@ -151,7 +181,10 @@ export class Client extends EventTarget {
     this.sendJoin(sig);
   }
 
-  /** @param {Signaling} sig */
+  /**
+   * @param {Signaling} sig
+   * @private
+   */
   sendJoin(sig) {
     /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu'}} */
     const msg = { type: 'join', room: this.room, name: this.name };
@@ -161,7 +194,10 @@ export class Client extends EventTarget {
     sig.send(msg);
   }
 
-  /** @param {string} reason */
+  /**
+   * @param {string} reason
+   * @private
+   */
   scheduleReconnect(reason) {
     if (this.gone) return;
     const delay = RECONNECT_DELAYS[Math.min(this.attempt, RECONNECT_DELAYS.length - 1)];
@@ -179,14 +215,20 @@ export class Client extends EventTarget {
     this.connect();
   }
 
-  /** The server no longer keeps our member: drop what we kept, join afresh. */
+  /**
+   * The server no longer keeps our member: drop what we kept, join afresh.
+   * @private
+   */
   resumeFailed() {
     this.resuming = false;
     this.resumeToken = '';
     this.dropAllPeers();
   }
 
-  /** @param {any} m */
+  /**
+   * @param {any} m
+   * @private
+   */
   onServerMessage(m) {
     if (!m || typeof m !== 'object') return;
     switch (m.type) {
@@ -300,6 +342,7 @@ export class Client extends EventTarget {
    * credential: the server refuses to refresh an allocation made with an
    * expired one.
    * @param {IceServer[]} list
+   * @private
    */
   setIceServers(list) {
     this.iceServers = list;
@@ -319,14 +362,20 @@ export class Client extends EventTarget {
     }
   }
 
-  /** @param {ParleyError} err */
+  /**
+   * @param {ParleyError} err
+   * @private
+   */
   fail(err) {
     this.shutdown('closed');
     if (this.joinWaiter) this.joinWaiter.reject(err);
     this.joinWaiter = null;
   }
 
-  /** @param {MemberInfo} info @param {boolean} offerer */
+  /**
+   * @param {MemberInfo} info @param {boolean} offerer
+   * @private
+   */
   addPeer(info, offerer) {
     if (!info || !info.id || info.id === this.id) return;
     const old = this.peers.get(info.id);
@@ -365,13 +414,17 @@ export class Client extends EventTarget {
     emit(this, 'media-closed', { link });
   }
 
+  /** @private */
   dropAllPeers() {
     for (const id of [...this.peers.keys()]) this.dropPeer(id, 'reconnect');
     if (this.link) this.link.close();
     this.link = null;
   }
 
-  /** @param {ClientState} state */
+  /**
+   * @param {ClientState} state
+   * @private
+   */
   shutdown(state) {
     clearTimeout(this.reconnectTimer);
     this.dropAllPeers();
@@ -437,7 +490,10 @@ export class Client extends EventTarget {
   // --- moderation (needs the admin grant: grants.admin; otherwise the
   // server answers with a "forbidden" error event)
 
-  /** @param {object} m */
+  /**
+   * @param {object} m
+   * @private
+   */
   moderate(m) {
     if (this.sig) this.sig.send({ type: 'moderate', ...m });
   }
