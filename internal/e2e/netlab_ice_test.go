@@ -34,6 +34,9 @@ func TestNetlabICERestart(t *testing.T) {
 				x.at.waitFor(30*time.Second, x.from+"'s video at 30 frames", `(async () => (await `+mediaStatsJS+`)[`+jsString(x.from)+`].framesDecoded >= 30)()`,
 					`(async () => JSON.stringify((await `+mediaStatsJS+`)[`+jsString(x.from)+`]))()`)
 			}
+			for _, x := range []*browser{a, b} {
+				eval[bool](x, `(parleyApp.client.opts.debug = true)`) // the console is dumped when the test fails
+			}
 			before := a.mediaStats()["Ben"]
 			id := eval[string](a, `parleyApp.client.id`)
 			eval[bool](a, `(window.iceLog = [], (() => { const pc = [...parleyApp.client.peers.values()][0].pc;
@@ -62,7 +65,8 @@ func TestNetlabICERestart(t *testing.T) {
 				if _, err := x.at.poll(30*time.Second, `(async () => (await `+mediaStatsJS+`)[`+jsString(x.from)+`].framesDecoded > `+jsonish(n+5)+`)()`); err != nil {
 					for _, y := range []*browser{a, b} {
 						t.Logf("%s: sends %s; receives %s", y.name, y.sending(), jsonish(y.mediaStats()))
-						t.Logf("%s: %s", y.name, eval[string](y, `(async () => { const r = await `+pcJS+`.getStats(); const o = []; r.forEach(s => { if (s.type === 'outbound-rtp' || s.type === 'candidate-pair' && s.nominated) o.push(s.type + ' ' + s.kind + ' sent ' + (s.packetsSent || s.bytesSent) + ' ' + (s.state || '') + ' ' + (s.bytesReceived || '')); }); return o.join('; ') })()`))
+						t.Logf("%s: ICE %s: %s", y.name, eval[string](y, pcJS+`.iceConnectionState + ' ' + `+pcJS+`.signalingState`), eval[string](y, `(async () => { const r = await `+pcJS+`.getStats(); const o = []; const c = (id) => { const x = r.get(id); return x ? x.candidateType + ' ' + x.address + ':' + x.port : id; };
+						  r.forEach(s => { if (s.type === 'candidate-pair') o.push('pair ' + c(s.localCandidateId) + ' → ' + c(s.remoteCandidateId) + ' ' + s.state + (s.nominated ? ' nominated' : '') + ' req ' + s.requestsSent + '/' + s.responsesReceived + ' in ' + s.requestsReceived); else if (s.type === 'outbound-rtp') o.push('out ' + s.kind + ' ' + s.packetsSent); }); return o.join('\n') })()`))
 					}
 					t.Fatalf("%s's video not decoding again at %s: %v", x.from, x.at.name, err)
 				}

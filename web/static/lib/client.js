@@ -5,7 +5,7 @@
 import { ParleyError, emit } from './errors.js';
 import { Signaling } from './signaling.js';
 import { formatBytes } from './files.js';
-import { Peer } from './p2p.js';
+import { Peer, restartIceNow } from './p2p.js';
 import { SfuLink, SfuPeer } from './sfu.js';
 import { relayed } from './stats.js';
 
@@ -208,6 +208,16 @@ export class Client extends EventTarget {
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
+  /**
+   * Checks that the signaling connection is alive now, as when a media
+   * connection went down (the network probably changed under both): a ping
+   * left unanswered for 3 s ends it, and the client resumes on a new one at
+   * once rather than after the keepalive's 20 s.
+   */
+  checkSignaling() {
+    if (this.sig && this.state === 'joined') this.sig.probe(3000);
+  }
+
   /** Skips the reconnect countdown. */
   reconnectNow() {
     if (this.state !== 'reconnecting' || this.sig) return;
@@ -241,8 +251,13 @@ export class Client extends EventTarget {
         this.setState('joined');
         const pcs = new Set([...this.peers.values()].map((p) => p.pc));
         if (this.link) pcs.add(this.link.pc);
+        // An offer of ours still unanswered (an ICE restart's, sent while the
+        // old connection was dying) got lost with it: restartIceNow offers
+        // again, rolling it back first.
         for (const pc of pcs) {
-          if (pc && (pc.iceConnectionState === 'failed' || pc.iceConnectionState === 'disconnected')) pc.restartIce();
+          if (!pc) continue;
+          const st = pc.iceConnectionState;
+          if (st === 'failed' || st === 'disconnected' || pc.signalingState === 'have-local-offer') restartIceNow(pc).catch((e) => this.log('ice restart', e));
         }
         emit(this, 'resumed', m);
         break;

@@ -26,21 +26,38 @@ const ICE_GRACE = 2000;
 const ICE_RETRY = 5000;
 
 /**
+ * Restarts ICE on pc now. An offer of ours still unanswered (sent on a
+ * connection that died with the network, so it never arrived) is rolled
+ * back first: restartIce() alone waits for 'stable', which that offer's
+ * answer would never bring. The new offer goes out through the
+ * connection's own negotiation (onnegotiationneeded).
+ * @param {RTCPeerConnection} pc
+ * @returns {Promise<void>}
+ */
+export async function restartIceNow(pc) {
+  if (pc.signalingState === 'closed') return;
+  if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+  pc.restartIce();
+}
+
+/**
  * Keeps a connection that was up alive across network changes (a laptop
  * moving to another network, a link that drops): restarts ICE when its state
  * turns 'failed', when it stays 'disconnected' for ICE_GRACE, and on the
  * browser's 'online' and navigator.connection 'change' events; then again
  * every ICE_RETRY while it does not come back (the offer may have been lost
- * with the network). The restart's offer goes out through the connection's
- * own negotiation (onnegotiationneeded). A connection never up is left to
+ * with the network: restartIceNow). A connection never up is left to
  * its first-connection handling. With onState false only the network events
  * restart it: between two browsers one side watches the ICE state (two
  * restarts crossing each other left one side without a pair in the lab),
- * while the side whose network changed restarts at once.
- * @param {RTCPeerConnection} pc @param {(...args: any[]) => void} log @param {boolean} [onState]
+ * while the side whose network changed restarts at once. Either way
+ * client.checkSignaling() runs as soon as ICE is in trouble: the signaling
+ * connection most likely died with the same network, and the restart's
+ * offer and answer need it.
+ * @param {RTCPeerConnection} pc @param {Client} client @param {boolean} [onState]
  * @returns {{stop: () => void, readonly restarts: number}}
  */
-export function keepIceUp(pc, log, onState = true) {
+export function keepIceUp(pc, client, onState = true) {
   let up = false;
   let last = -Infinity;
   let restarts = 0;
@@ -51,10 +68,14 @@ export function keepIceUp(pc, log, onState = true) {
     if (pc.signalingState === 'closed') return;
     last = performance.now();
     restarts++;
-    log('ice restart', why);
-    pc.restartIce();
-    timer = setTimeout(check, ICE_RETRY);
+    client.log('ice restart', why, pc.signalingState);
+    restartIceNow(pc).catch((e) => client.log('ice restart', e));
+    timer = setTimeout(retry, ICE_RETRY);
   };
+  // The restart's offer still unanswered: lost on the way (the other side's
+  // 'connected' proves nothing then: ICE checks with our new credentials
+  // may succeed one way against the old remote ones).
+  const retry = () => (pc.signalingState === 'have-local-offer' ? restart('offer unanswered') : check());
   /** @param {string} why @param {number} grace */
   const schedule = (why, grace) => {
     clearTimeout(timer);
@@ -64,13 +85,19 @@ export function keepIceUp(pc, log, onState = true) {
     const st = pc.iceConnectionState;
     if (st === 'connected' || st === 'completed') {
       up = true;
-      clearTimeout(timer);
+      if (pc.signalingState !== 'have-local-offer') clearTimeout(timer);
       return;
     }
-    if (!up || !onState || st === 'closed') return;
+    if (!up || st === 'closed') return;
+    if (st === 'disconnected' || st === 'failed') client.checkSignaling();
+    if (!onState) return;
     schedule(st, st === 'failed' ? 0 : ICE_GRACE);
   };
-  const onNetwork = () => up && schedule('network change', 0);
+  const onNetwork = () => {
+    if (!up) return;
+    client.checkSignaling();
+    schedule('network change', 0);
+  };
   pc.addEventListener('iceconnectionstatechange', check);
   const conn = /** @type {EventTarget|undefined} */ (/** @type {any} */ (navigator).connection);
   addEventListener('online', onNetwork);
@@ -217,7 +244,7 @@ export class Peer extends EventTarget {
       if (pc.signalingState === 'stable') this.applyBitrate();
     };
     // The impolite side restarts on ICE state (its offer wins a collision).
-    this.ice = keepIceUp(pc, (...a) => c.log(...a), !this.polite);
+    this.ice = keepIceUp(pc, c, !this.polite);
     // Some failures never reach 'failed' (e.g. relay-only with no usable TURN:
     // no candidates at all), so a connection that is not up in time counts as failed.
     /** @private */

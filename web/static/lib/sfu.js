@@ -134,7 +134,7 @@ export class SfuLink {
     };
     // The restart's offer is ours (onnegotiationneeded), with new ICE credentials.
     /** @private */
-    this.ice = keepIceUp(pc, (...a) => c.log(...a));
+    this.ice = keepIceUp(pc, c);
     /** @private */
     this.stuckTimer = setTimeout(() => {
       if (this.closed || pc.connectionState === 'connected') return;

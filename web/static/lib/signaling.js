@@ -24,6 +24,11 @@ export class Signaling extends EventTarget {
     this.abort = new AbortController();
     this.sendChain = Promise.resolve();
     this.lastSeen = Date.now();
+    /**
+     * @type {ReturnType<typeof setTimeout>|undefined}
+     * @private
+     */
+    this.probeTimer = undefined;
   }
 
   /**
@@ -177,11 +182,31 @@ export class Signaling extends EventTarget {
     });
   }
 
+  /**
+   * Checks the connection now (a WebSocket can stay open for 20 s after the
+   * network under it went away): a ping that must be answered within ms,
+   * else the connection counts as dead and closes ("close" event). Over
+   * HTTP each request has its own timeout already.
+   * @param {number} ms
+   */
+  probe(ms) {
+    if (this.closed || this.transport !== 'ws' || this.probeTimer) return;
+    const since = Date.now();
+    this.send({ type: 'ping' });
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      if (this.closed || this.lastSeen >= since) return;
+      if (this.ws) this.ws.close();
+      this.shut('no answer from server');
+    }, ms);
+  }
+
   /** @param {string} reason */
   shut(reason) {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.pinger);
+    clearTimeout(this.probeTimer);
     emit(this, 'close', { reason });
   }
 
@@ -190,6 +215,7 @@ export class Signaling extends EventTarget {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.pinger);
+    clearTimeout(this.probeTimer);
     this.abort.abort();
     if (this.sid) {
       // End the HTTP session now rather than when it idles out.
