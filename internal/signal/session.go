@@ -78,6 +78,12 @@ func (h *Hub) newSession(host string, client netip.Addr) *session {
 // encoded (Wire, or the sender's peerInfo): one encoding shared by every
 // receiver, however many there are.
 func (s *session) notify(e room.Event) bool {
+	if e.Kind == room.PeerLeft && s.hub.shutdown.Load() {
+		// The server is going away: every member is, and will be back
+		// after the restart; a peer-left now would read as someone
+		// leaving the call.
+		return true
+	}
 	b := e.Wire
 	if b == nil {
 		switch e.Kind {

@@ -20,7 +20,22 @@ import { relayed } from './stats.js';
  *   mode?: 'p2p'|'sfu', simulcast?: boolean}} ClientOptions
  */
 
-const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
+/**
+ * Reconnect backoff: 0.5 s doubling to a 3 s cap, each delay drawn between
+ * half and all of it (jitter), so a server that comes back is rejoined
+ * within about 3 s, and a thousand clients of one server spread out.
+ */
+const RECONNECT_BASE = 500;
+const RECONNECT_CAP = 3000;
+
+/**
+ * The delay before reconnect attempt n (0-based).
+ * @param {number} n @param {number} [hint] the server's retryMs, after a server-shutdown
+ */
+function reconnectDelay(n, hint = 0) {
+  const d = hint > 0 && n === 0 ? Math.min(hint, RECONNECT_CAP) : Math.min(RECONNECT_CAP, RECONNECT_BASE * 2 ** Math.min(n, 10));
+  return Math.round(d / 2 + (Math.random() * d) / 2);
+}
 
 /**
  * A Parley room member.
@@ -75,6 +90,8 @@ export class Client extends EventTarget {
     this.resumeToken = '';
     /** A dropped connection is being resumed: peers and their connections are kept. */
     this.resuming = false;
+    /** The server said it is shutting down (server-shutdown): its retryMs, until we are back. */
+    this.serverRetry = 0;
     this.wakeup = null;
   }
 
@@ -153,10 +170,16 @@ export class Client extends EventTarget {
 
   /** @param {Signaling} sig */
   sendJoin(sig) {
-    /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu'}} */
+    /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu', host?: boolean}} */
     const msg = { type: 'join', room: this.room, name: this.name };
     if (this.token) msg.token = this.token;
     if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
+    if (this.id) {
+      // Joining again after the server forgot us (it restarted): the
+      // room comes back as it was, should we be first in it.
+      msg.mode = /** @type {'p2p'|'sfu'} */ (this.mode);
+      if (this.host) msg.host = true;
+    }
     this.joining = true;
     sig.send(msg);
   }
@@ -164,10 +187,11 @@ export class Client extends EventTarget {
   /** @param {string} reason */
   scheduleReconnect(reason) {
     if (this.gone) return;
-    const delay = RECONNECT_DELAYS[Math.min(this.attempt, RECONNECT_DELAYS.length - 1)];
+    const restarting = this.serverRetry > 0;
+    const delay = reconnectDelay(this.attempt, this.serverRetry);
     this.attempt++;
     this.setState('reconnecting');
-    emit(this, 'reconnecting', { attempt: this.attempt, delay, at: Date.now() + delay, reason });
+    emit(this, 'reconnecting', { attempt: this.attempt, delay, at: Date.now() + delay, reason: restarting ? 'server restarting' : reason, restarting });
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
@@ -194,6 +218,7 @@ export class Client extends EventTarget {
         // Same member, same room: the others saw no leave. What was queued
         // for us follows; connections that failed meanwhile restart ICE.
         this.attempt = 0;
+        this.serverRetry = 0;
         this.resuming = false;
         this.resumeToken = m.resume || '';
         this.setState('joined');
@@ -207,6 +232,7 @@ export class Client extends EventTarget {
       }
       case 'joined': {
         this.attempt = 0;
+        this.serverRetry = 0;
         this.resumeToken = m.resume || '';
         this.id = m.id;
         this.mode = m.mode || 'p2p';
@@ -277,7 +303,14 @@ export class Client extends EventTarget {
         break;
       case 'left':
         break;
+      case 'server-shutdown':
+        // A graceful shutdown (a restart, most likely): the connection
+        // closes next; come back after about retryMs, not after a backoff.
+        this.serverRetry = Number(m.retryMs) > 0 ? Number(m.retryMs) : 1000;
+        this.attempt = 0;
+        break;
       case 'error': {
+        if (m.code === 'shutting-down' && !this.gone) break; // expected: server-shutdown came first (or the close will say it)
         if (m.code === 'resume-failed') { // join afresh on this connection
           this.resumeFailed();
           if (this.sig) this.sendJoin(this.sig);
