@@ -113,19 +113,23 @@ func (p *procServer) stop(sig syscall.Signal) {
 	}
 }
 
-// restartCall puts browsers in room (query: "mode=sfu" for a group room)
-// on a Parley process, stops the process with sig, starts it again on the
+// restartCall puts browsers in room (query: "mode=sfu" for a group room;
+// a browser in overHTTP uses the long-poll transport) on a Parley process, stops the process with sig, starts it again on the
 // same port, and waits for every browser to be back in the room by itself
 // (no click), decoding the others' media and chatting. It returns the
 // time from the listener being back to the last browser rejoined.
-func restartCall(t *testing.T, p *procServer, e *env, bs []*browser, room, query string, sig syscall.Signal) time.Duration {
+func restartCall(t *testing.T, p *procServer, bs []*browser, room, query string, sig syscall.Signal, overHTTP ...*browser) time.Duration {
 	t.Helper()
 	names := make([]string, len(bs))
 	for i, b := range bs {
 		names[i] = b.name
 	}
 	for _, b := range bs {
-		b.join(room, query)
+		if slices.Contains(overHTTP, b) {
+			b.join(room, query, "transport=http")
+		} else {
+			b.join(room, query)
+		}
 	}
 	for _, b := range bs {
 		b.waitMedia(30*time.Second, others(names, b.name)...)
@@ -187,22 +191,24 @@ func others(names []string, me string) []string {
 }
 
 // The server crashes (SIGKILL) mid-call in a p2p room: when it is back the
-// browsers rejoin by themselves, without a click and without an error.
+// browsers rejoin by themselves, without a click and without an error;
+// Bob's page signals over HTTP long-poll.
 func TestServerKillRejoins(t *testing.T) {
 	p := startProcServer(t)
 	e := &env{t: t, chrome: chromiumPath(t), url: p.url}
 	a, b := e.launch("Alice"), e.launch("Bob")
-	restartCall(t, p, e, []*browser{a, b}, "crash", "", syscall.SIGKILL)
+	restartCall(t, p, []*browser{a, b}, "crash", "", syscall.SIGKILL, b)
 }
 
 // The operator restarts the server (SIGTERM) during a group (SFU) call:
 // the server says it is going away (server-shutdown), the pages say the
-// server is restarting, and rejoin by themselves when it is back.
+// server is restarting, and rejoin by themselves when it is back; Bob's
+// page signals over HTTP long-poll, and gets the goodbye with its poll.
 func TestServerTermRejoinsSFU(t *testing.T) {
 	p := startProcServer(t)
 	e := &env{t: t, chrome: chromiumPath(t), url: p.url}
 	a, b := e.launch("Alice"), e.launch("Bob")
-	restartCall(t, p, e, []*browser{a, b}, "deploy", "mode=sfu", syscall.SIGTERM)
+	restartCall(t, p, []*browser{a, b}, "deploy", "mode=sfu", syscall.SIGTERM, b)
 }
 
 // TestBenchRejoin measures the time from a restarted server's listener
@@ -223,7 +229,7 @@ func TestBenchRejoin(t *testing.T) {
 	}{{syscall.SIGKILL, ""}, {syscall.SIGTERM, "mode=sfu"}} {
 		var ms []float64
 		for i := range 5 {
-			d := restartCall(t, p, e, bs, fmt.Sprintf("rejoin-%d-%d", c.sig, i), c.query, c.sig)
+			d := restartCall(t, p, bs, fmt.Sprintf("rejoin-%d-%d", c.sig, i), c.query, c.sig)
 			ms = append(ms, float64(d.Milliseconds()))
 		}
 		s := slices.Clone(ms)
