@@ -39,6 +39,12 @@ type Options struct {
 	ConnsPerIP   int           // connections of both kinds per client address (default 200; < 0: no limit)
 	RoomsPerIP   int           // rooms one client address may create per minute (default 60; < 0: no limit)
 	JoinTimeout  time.Duration // a connection not in a room this long is closed (default 10 s)
+	// Replay and ReplayBytes bound what is kept per member for a resume
+	// to send again: the messages the client may not have received
+	// (default 256 and 1 MiB; Replay < 0: none, and a resume that says
+	// what it got is refused unless it got everything). See replay.go.
+	Replay      int
+	ReplayBytes int
 	// ResumeGrace is how long a member whose connection dropped is kept
 	// for its client to resume it (default 15 s; < 0: no resuming, the
 	// member leaves at once). See resume.go.
@@ -121,6 +127,12 @@ func (o *Options) fill() {
 	}
 	if o.ResumeGrace == 0 {
 		o.ResumeGrace = 15 * time.Second
+	}
+	if o.Replay == 0 {
+		o.Replay = 256
+	}
+	if o.ReplayBytes <= 0 {
+		o.ReplayBytes = 1 << 20
 	}
 	if o.JoinTimeout <= 0 {
 		o.JoinTimeout = 10 * time.Second

@@ -131,6 +131,11 @@ type Message struct {
 	Resume string `json:"resume,omitempty"`
 	// RetryMs, in server-shutdown, is when to try to reconnect.
 	RetryMs int `json:"retryMs,omitempty"`
+	// Got acknowledges messages (see docs/protocol.md, "Nothing lost"):
+	// in resume and ping, how many the client has received from the
+	// server; in resumed and pong, how many the server has received from
+	// the client. Absent in a resume: the server replays nothing.
+	Got *int64 `json:"got,omitempty"`
 }
 
 // Joined is the server's answer to a successful join. Peers is always
