@@ -237,3 +237,52 @@ func TestBenchRejoin(t *testing.T) {
 		t.Logf("rejoin after %s (%s): ms %v; median %.0f, max %.0f", c.sig, c.query, ms, s[2], s[4])
 	}
 }
+
+// Alice's connection dies without anyone knowing: signaling messages sent
+// to her and by her meanwhile go into the void. When the drop is noticed
+// her page resumes, and each of those messages arrives once, in order,
+// both ways.
+func TestDeadSocketLosesNothing(t *testing.T) {
+	e := newEnv(t, nil)
+	a, b := e.launch("Alice"), e.launch("Bob")
+	proxy := newCutProxy(t, e.url)
+	a.base = proxy.url
+	a.join("lossless")
+	b.join("lossless")
+	a.waitMedia(20*time.Second, "Bob")
+	// Probes: signals with data the peers ignore, recorded on arrival.
+	record := `(window.probes = [], window.resumedCount = 0, (() => { const c = parleyApp.client, orig = c.onServerMessage.bind(c);
+	  c.onServerMessage = (m) => { if (m && m.type === 'signal' && m.data && m.data.probe) probes.push(m.data.probe); orig(m); };
+	  c.addEventListener('resumed', () => resumedCount++); })(), true)`
+	eval[bool](a, record)
+	eval[bool](b, record)
+	aliceID, bobID := eval[string](a, `parleyApp.client.id`), eval[string](b, `parleyApp.client.id`)
+	probe := func(x *browser, to, text string) {
+		eval[bool](x, `(parleyApp.client.send({type: 'signal', to: `+jsString(to)+`, data: {probe: `+jsString(text)+`}}), true)`)
+	}
+	probe(b, aliceID, "b1")
+	probe(a, bobID, "a1")
+	a.waitFor(10*time.Second, "b1", `probes.join() === 'b1'`, `probes`)
+	b.waitFor(10*time.Second, "a1", `probes.join() === 'a1'`, `probes`)
+	proxy.freeze()
+	for _, s := range []string{"2", "3"} {
+		probe(b, aliceID, "b"+s)
+		probe(a, bobID, "a"+s)
+	}
+	// Bob's probes reach the server, which writes them into the dead
+	// connection: they are gone, as Alice's are.
+	for deadline := time.Now().Add(10 * time.Second); proxy.lost.Load() < 2*int64(len(`{"type":"signal","from":"`+bobID+`","data":{"probe":"b2"}}`)); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server wrote %d bytes to Alice's dead connection, want Bob's two probes", proxy.lost.Load())
+		}
+	}
+	proxy.cut()
+	a.waitFor(20*time.Second, "the page resumed its member", `resumedCount === 1 && parleyApp.client.state === 'joined'`, `[parleyApp.client.state, probes]`)
+	probe(b, aliceID, "b4")
+	probe(a, bobID, "a4")
+	a.waitFor(10*time.Second, "Bob's probes, each once, in order", `probes.join() === 'b1,b2,b3,b4'`, `probes`)
+	b.waitFor(10*time.Second, "Alice's probes, each once, in order", `probes.join() === 'a1,a2,a3,a4'`, `probes`)
+	if got := eval[string](a, `parleyApp.client.id`); got != aliceID {
+		t.Fatalf("Alice came back as %s, want the same member %s", got, aliceID)
+	}
+}

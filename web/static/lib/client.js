@@ -10,6 +10,7 @@ import { SfuLink, SfuPeer } from './sfu.js';
 import { relayed } from './stats.js';
 
 /** @typedef {import('./errors.js').MemberInfo} MemberInfo */
+/** @typedef {import('./signaling.js').OutMessage} OutMessage */
 /** @typedef {import('./errors.js').IceServer} IceServer */
 /** @typedef {import('./files.js').Transfer} Transfer */
 /** @typedef {'idle'|'connecting'|'joined'|'reconnecting'|'left'|'closed'} ClientState */
@@ -27,6 +28,8 @@ import { relayed } from './stats.js';
  */
 const RECONNECT_BASE = 500;
 const RECONNECT_CAP = 3000;
+/** Messages kept for sending again after a resume, at most. */
+const UNACKED_MAX = 512;
 
 /**
  * The delay before reconnect attempt n (0-based).
@@ -92,6 +95,17 @@ export class Client extends EventTarget {
     this.resuming = false;
     /** The server said it is shutting down (server-shutdown): its retryMs, until we are back. */
     this.serverRetry = 0;
+    // Nothing lost in a dead socket: messages counted since our join, on
+    // connections before this one (recvDone, sentDone) and on this one
+    // (sig.received, sig.sent); what we sent and the server has not
+    // acknowledged (unacked, numbered), and what we sent with no
+    // connection (backlog), to send again after a resume.
+    this.recvDone = 0;
+    this.sentDone = 0;
+    /** @type {{n: number, msg: OutMessage}[]} */
+    this.unacked = [];
+    /** @type {OutMessage[]} */
+    this.backlog = [];
     this.wakeup = null;
   }
 
@@ -136,9 +150,10 @@ export class Client extends EventTarget {
   async connect() {
     if (this.gone) return;
     this.setState(this.id ? 'reconnecting' : 'connecting');
-    const sig = new Signaling({ base: this.base, transport: this.opts.transport });
+    /** @type {Signaling} */
+    const sig = new Signaling({ base: this.base, transport: this.opts.transport, got: () => this.recvDone + sig.received });
     this.sig = sig;
-    const resume = this.resuming ? { type: 'resume', resume: this.resumeToken } : null;
+    const resume = this.resuming ? { type: 'resume', resume: this.resumeToken, got: this.recvDone } : null;
     try {
       await sig.open(resume || undefined);
     } catch (e) {
@@ -155,6 +170,8 @@ export class Client extends EventTarget {
     sig.addEventListener('close', (ev) => {
       if (this.sig !== sig) return;
       this.sig = null;
+      this.recvDone += sig.received;
+      this.sentDone += sig.sent;
       // A member in a room is kept by the server for a while: resume it,
       // keeping the peers, their tiles and connections. Else join afresh.
       this.resuming = !!this.resumeToken && (this.state === 'joined' || this.resuming);
@@ -182,6 +199,30 @@ export class Client extends EventTarget {
     }
     this.joining = true;
     sig.send(msg);
+  }
+
+  /**
+   * Sends a message to the server for our member (the peers' and the sfu
+   * link's signaling). It is numbered and kept until the server
+   * acknowledges it; with no connection it waits for the resume.
+   * @param {OutMessage} msg
+   */
+  send(msg) {
+    if (this.gone) return;
+    if (!this.sig || this.sig.closed) {
+      if (this.resuming || this.state === 'reconnecting') this.backlog.push(msg);
+      return;
+    }
+    this.sig.send(msg);
+    this.unacked.push({ n: this.sentDone + this.sig.sent, msg });
+    if (this.unacked.length > UNACKED_MAX) this.unacked.shift();
+  }
+
+  /** The server got our first got messages: forget them. @param {number} got */
+  acked(got) {
+    let i = 0;
+    while (i < this.unacked.length && this.unacked[i].n <= got) i++;
+    this.unacked.splice(0, i);
   }
 
   /** @param {string} reason */
@@ -222,6 +263,13 @@ export class Client extends EventTarget {
         this.resuming = false;
         this.resumeToken = m.resume || '';
         this.setState('joined');
+        { // What the server did not get from us, then what waited for a connection.
+          if (typeof m.got === 'number') this.acked(m.got);
+          const again = [...this.unacked.map((u) => u.msg), ...this.backlog];
+          this.unacked = [];
+          this.backlog = [];
+          for (const msg of again) this.send(msg);
+        }
         const pcs = new Set([...this.peers.values()].map((p) => p.pc));
         if (this.link) pcs.add(this.link.pc);
         for (const pc of pcs) {
@@ -233,6 +281,11 @@ export class Client extends EventTarget {
       case 'joined': {
         this.attempt = 0;
         this.serverRetry = 0;
+        // A new member: count from this connection's start, as the server does.
+        this.recvDone = 0;
+        this.sentDone = 0;
+        this.unacked = [];
+        this.backlog = [];
         this.resumeToken = m.resume || '';
         this.id = m.id;
         this.mode = m.mode || 'p2p';
@@ -302,6 +355,9 @@ export class Client extends EventTarget {
         emit(this, m.type, { by: m.from || '', room: m.room || this.room, message: m.message || '' });
         break;
       case 'left':
+        break;
+      case 'pong':
+        if (typeof m.got === 'number') this.acked(m.got);
         break;
       case 'server-shutdown':
         // A graceful shutdown (a restart, most likely): the connection
@@ -472,7 +528,7 @@ export class Client extends EventTarget {
 
   /** @param {object} m */
   moderate(m) {
-    if (this.sig) this.sig.send({ type: 'moderate', ...m });
+    this.send({ type: 'moderate', ...m });
   }
 
   /** Takes a member out of the room (it gets "removed"). @param {string} id */

@@ -184,7 +184,7 @@ export class Peer extends EventTarget {
 
   /** @param {object} data */
   signal(data) {
-    this.client.sig && this.client.sig.send({ type: 'signal', to: this.id, data });
+    this.client.send({ type: 'signal', to: this.id, data });
   }
 
   /** Handles a signaling payload from this peer (serialized). @param {any} data */
