@@ -20,7 +20,7 @@ import (
 
 func bench(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: parley bench signal|turn|fanout|meeting|hls [flags]")
+		fmt.Fprintln(stderr, "usage: parley bench signal|turn|fanout|meeting|hls|soak [flags]")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -37,8 +37,10 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		return benchMeeting(ctx, args, stdout, stderr)
 	case "hls":
 		return benchHLS(ctx, args, stdout, stderr)
+	case "soak":
+		return benchSoak(ctx, args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "parley bench: unknown kind %q (signal, turn, fanout, meeting, hls)\n", kind)
+		fmt.Fprintf(stderr, "parley bench: unknown kind %q (signal, turn, fanout, meeting, hls, soak)\n", kind)
 		return 2
 	}
 }

@@ -100,6 +100,18 @@ type Config struct {
 	HLSIdle          Duration `yaml:"hls_idle"`            // a stream's muxer stops when no HLS request came for this long
 	HLSBlockingPerIP int      `yaml:"hls_blocking_per_ip"` // blocking playlist/part requests one client address may have waiting
 	HLSRatePerIP     int      `yaml:"hls_rate_per_ip"`     // HLS requests per second one client address may make
+
+	// Clustering over NATS (internal/cluster, docs/cluster.md; cluster.go here).
+	Cluster         string   `yaml:"cluster"`          // "" alone, "embedded", or nats://host:4222,...
+	ClusterListen   string   `yaml:"cluster_listen"`   // the embedded NATS server's client address
+	ClusterNode     string   `yaml:"cluster_node"`     // this node's name ("" random per start)
+	ClusterTTL      Duration `yaml:"cluster_ttl"`      // a silent node is dropped after this long
+	ClusterToken    string   `yaml:"cluster_token"`    // NATS token
+	ClusterCreds    string   `yaml:"cluster_creds"`    // NATS credentials file
+	ClusterTLSCert  string   `yaml:"cluster_tls_cert"` // NATS TLS client certificate
+	ClusterTLSKey   string   `yaml:"cluster_tls_key"`
+	ClusterTLSCA    string   `yaml:"cluster_tls_ca"`
+	ClusterReplicas int      `yaml:"cluster_replicas"` // buckets' replicas on a NATS cluster
 }
 
 // RoomConfig overrides settings for one named room.
@@ -158,6 +170,8 @@ func Default() Config {
 		HLSIdle:          Duration(30 * time.Second),
 		HLSBlockingPerIP: 100,
 		HLSRatePerIP:     300,
+		ClusterTTL:       Duration(15 * time.Second),
+		ClusterReplicas:  1,
 	}
 }
 
@@ -301,6 +315,7 @@ func (c *Config) Validate() error {
 	c.validateSecrets(bad)
 	c.validateAccess(bad)
 	c.validateHLS(bad)
+	c.validateCluster(bad)
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:

@@ -160,6 +160,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Hooks.OnRecordDone, "on-record-done", cfg.Hooks.OnRecordDone, "`URL` POSTed a JSON event (path, duration, size) when a recording file is finished")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	hlsFlags(fs, cfg)
+	clusterFlags(fs, cfg)
 	return fs
 }
 

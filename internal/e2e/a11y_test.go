@@ -142,7 +142,7 @@ func TestAccessibility(t *testing.T) {
 
 	// Bob broadcasts the stream the watch pages play.
 	bob.do(20*time.Second, chromedp.Navigate(e.url+"/b/a11y?res=360&fps=15"))
-	bob.waitFor(20*time.Second, "Bob's publisher page ready", `window.parleyBroadcast && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
+	bob.waitFor(20*time.Second, "Bob's publisher page ready", `window.parleyApp && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
 	bob.click("#go-live")
 	bob.waitFor(15*time.Second, "Bob live", `document.body.dataset.state === 'live'`, `document.querySelector('#status').textContent`)
 
@@ -150,7 +150,7 @@ func TestAccessibility(t *testing.T) {
 		b := e.launch(fmt.Sprintf("Cy%d", size[0]), withSize(size[0], size[1]))
 		stream := fmt.Sprintf("a11y%d", size[0])
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/b/"+stream+"?res=360&fps=15&chat=1"))
-		b.waitFor(20*time.Second, "the publisher page ready", `window.parleyBroadcast && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
+		b.waitFor(20*time.Second, "the publisher page ready", `window.parleyApp && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
 		check(b, size, "broadcast (publisher) page")
 		eval[bool](b, `(() => { document.getElementById('ingest').open = true; return true })()`)
 		b.waitFor(10*time.Second, "the URL list", `document.querySelectorAll('#ingest button').length >= 8`, `document.getElementById('ingest').innerText`)
@@ -160,27 +160,27 @@ func TestAccessibility(t *testing.T) {
 		check(b, size, "broadcast page live")
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/w/a11y"))
-		b.waitFor(10*time.Second, "the watch page", `document.readyState === 'complete' && window.parleyWatch`)
+		b.waitFor(10*time.Second, "the watch page", `document.readyState === 'complete' && window.parleyApp && document.body.dataset.state`)
 		b.waitDecoding(25 * time.Second)
 		check(b, size, "watch page playing")
 
 		// Asked to play over HLS (as when WebRTC cannot): the badge says HLS.
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/w/a11y?hls"))
-		b.waitFor(10*time.Second, "the watch page set for HLS", `window.parleyWatch && document.querySelector('#path').textContent.includes('HLS')`)
+		b.waitFor(10*time.Second, "the watch page set for HLS", `window.parleyApp && document.querySelector('#path').textContent.includes('HLS')`)
 		check(b, size, "watch page over HLS")
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/show/a11y"))
-		b.waitFor(10*time.Second, "the light show host page", `window.parleyHost && parleyHost.state.ws === 'open'`)
+		b.waitFor(10*time.Second, "the light show host page", `window.parleyApp && document.querySelector('#ctl').dataset.state === 'joined'`)
 		check(b, size, "light show host page")
 		focusRing(b, "#gain") // a slider
 
 		b.do(20*time.Second, chromedp.Navigate(e.url+"/show/a11y/screen"))
-		b.waitFor(10*time.Second, "the flashing-lights warning", `window.parleyShow && !document.querySelector('#start').hidden && document.activeElement.id === 'btn-start'`)
+		b.waitFor(10*time.Second, "the flashing-lights warning", `window.parleyApp && !document.querySelector('#start').hidden && document.activeElement.id === 'btn-start'`)
 		check(b, size, "light show screen's warning")
 		b.key(kb.Enter) // on the focused Start button (a click would bring up the tools for a while)
 		// Nobody plays: the screen says so, its status faded in.
 		b.waitFor(10*time.Second, "the light show screen page with its status shown",
-			`parleyShow.state.started && getComputedStyle(document.querySelector('.screen-info')).opacity === '1'`,
+			`document.querySelector('#start').hidden && getComputedStyle(document.querySelector('.screen-info')).opacity === '1'`,
 			`[document.body.dataset.audio, getComputedStyle(document.querySelector('.screen-info')).opacity]`)
 		check(b, size, "light show screen page")
 
@@ -214,7 +214,7 @@ const flashRateJS = `(() => {
   const step = (now) => {
     if (!start) start = now;
     frames++;
-    const L = lum(parleyShow.state.color);
+    const L = lum(` + screenRGB + `);
     if (ext === null) ext = L; // the last extreme, and which way the luminance is going from it
     else if (dir === 0) { if (Math.abs(L - ext) >= 0.1) { dir = Math.sign(L - ext); changes.push(now); ext = L } }
     else if ((L - ext) * dir > 0) ext = L;
@@ -242,10 +242,10 @@ func TestShowCalmMode(t *testing.T) {
 		t.Fatalf("emulating reduced motion: %v", err)
 	}
 	s.do(30*time.Second, chromedp.Navigate(e.url+"/show/calm/screen"))
-	s.waitFor(15*time.Second, "the warning with calm mode chosen", `window.parleyShow && !document.querySelector('#start').hidden && document.querySelector('#calm').checked`,
+	s.waitFor(15*time.Second, "the warning with calm mode chosen", `window.parleyApp && !document.querySelector('#start').hidden && document.querySelector('#calm').checked`,
 		`[document.querySelector('#calm').checked, matchMedia('(prefers-reduced-motion: reduce)').matches]`)
 	s.key(kb.Enter)
-	s.waitFor(15*time.Second, "the screen started", `parleyShow.state.started && parleyShow.state.calm && parleyShow.state.ws === 'open'`, `parleyShow.state`)
+	s.waitFor(15*time.Second, "the screen started", `document.querySelector('#start').hidden && document.querySelector('#btn-calm').getAttribute('aria-pressed') === 'true' && document.body.dataset.control === 'open'`, `[document.body.dataset, document.querySelector('#btn-calm').outerHTML]`)
 	rate := func(what string) float64 {
 		t.Helper()
 		eval[bool](s, flashRateJS)
@@ -260,7 +260,7 @@ func TestShowCalmMode(t *testing.T) {
 		t.Errorf("calm mode: %v changes within a second, more than 3 flashes", n)
 	}
 	s.do(20*time.Second, chromedp.Focus(chromedp.CSS("#btn-calm")), chromedp.KeyEvent(kb.Enter))
-	s.waitFor(10*time.Second, "calm mode off", `!parleyShow.state.calm && document.querySelector('#btn-calm').getAttribute('aria-pressed') === 'false'`)
+	s.waitFor(10*time.Second, "calm mode off", `!document.querySelector('#calm').checked && document.querySelector('#btn-calm').getAttribute('aria-pressed') === 'false'`)
 	if n := rate("not calm"); n <= 6 {
 		t.Errorf("without calm mode: only %v changes within a second; the count misses flashes", n)
 	}

@@ -25,8 +25,8 @@ func TestBenchJoinToFirstFrame(t *testing.T) {
 		a.join(room)
 		b.open(room, "")
 		b.click("#join")
-		b.waitFor(10*time.Second, "the first remote frame", `parleyApp.metrics.joinToFirstFrameMs > 0`)
-		v := eval[float64](b, `parleyApp.metrics.joinToFirstFrameMs`)
+		b.waitFor(10*time.Second, "the first remote frame", `performance.getEntriesByName('parley:join-to-first-frame').length > 0`)
+		v := eval[float64](b, `performance.getEntriesByName('parley:join-to-first-frame')[0].duration`)
 		ms = append(ms, v)
 		if i == 0 {
 			type res struct {

@@ -75,7 +75,7 @@ func TestBenchGlassToGlass(t *testing.T) {
 	slices.Sort(s)
 	p := func(q float64) float64 { return s[int(q*float64(len(s)-1))] }
 	size := eval[string](v, `document.querySelector('#video').videoWidth + 'x' + document.querySelector('#video').videoHeight`)
-	t.Logf("publisher layers (rid: width, fps, limitation): %s", jsonish(eval[any](pub, `(async () => { const o = {}; (await parleyBroadcast.session.pc.getStats()).forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video') o[s.rid] = [s.frameWidth || 0, s.framesPerSecond || 0, s.qualityLimitationReason]; }); return o; })()`)))
+	t.Logf("publisher layers (rid: width, fps, limitation): %s", jsonish(eval[any](pub, `(async () => { const o = {}; (await parleyApp.session.pc.getStats()).forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video') o[s.rid] = [s.frameWidth || 0, s.framesPerSecond || 0, s.qualityLimitationReason]; }); return o; })()`)))
 	t.Logf("glass-to-glass over %d frames (%d unreadable) at %s: median %.0f ms, p90 %.0f ms, p99 %.0f ms, min %.0f, max %.0f; viewer readout %q",
 		len(s), r.Bad, size, p(0.5), p(0.9), p(0.99), s[0], s[len(s)-1], eval[string](v, `document.querySelector('#readout').textContent`))
 }

@@ -29,7 +29,7 @@ func (e *env) openPublisher(name, stream, query string, opt ...func(*browserOpts
 	e.t.Helper()
 	b := e.launch(name, opt...)
 	b.do(30*time.Second, chromedp.Navigate(e.url+"/b/"+stream+"?"+query))
-	b.waitFor(20*time.Second, "the publisher page ready", `window.parleyBroadcast && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
+	b.waitFor(20*time.Second, "the publisher page ready", `window.parleyApp && !document.querySelector('#go-live').disabled`, `document.body.innerText`)
 	return b
 }
 
@@ -38,25 +38,26 @@ func (e *env) openViewer(name, stream string, opt ...func(*browserOpts)) *browse
 	e.t.Helper()
 	b := e.launch(name, opt...)
 	b.do(30*time.Second, chromedp.Navigate(e.url+"/w/"+stream+"?name="+name))
-	b.waitFor(15*time.Second, "the viewer page", `window.parleyWatch && document.body.dataset.state`, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the viewer page", `window.parleyApp && document.body.dataset.state`, `document.body.innerText`)
 	return b
 }
 
-// decodedJS is how many video frames the viewer page decoded (from getStats).
-const decodedJS = `(async () => {
-  const s = parleyWatch.session; if (!s) return 0;
-  let n = 0; (await s.pc.getStats()).forEach(x => { if (x.type === 'inbound-rtp' && x.kind === 'video') n += x.framesDecoded || 0; });
-  return n; })()`
+// decodedJS is how many video frames the viewer page's <video> has
+// presented (its playback quality: what a person sees).
+const decodedJS = `(() => { const q = document.querySelector('#video').getVideoPlaybackQuality(); return q.totalVideoFrames - q.droppedVideoFrames })()`
+
+// readoutKbpsJS is the bitrate the watch page's readout shows, in kbit/s (0 without one).
+const readoutKbpsJS = `(() => { const m = /([\d.]+) (kbit|Mbit)\/s/.exec(document.querySelector('#readout').textContent); return m ? parseFloat(m[1]) * (m[2] === 'Mbit' ? 1000 : 1) : 0 })()`
 
 // waitDecoding waits until a viewer page decodes video frames, and keeps doing so.
 func (b *browser) waitDecoding(timeout time.Duration) {
 	b.t.Helper()
-	b.waitFor(timeout, "the stream playing", `parleyWatch.state === 'live' && (await `+decodedJS+`) > 10`,
-		`(async () => { const o = [document.body.dataset.state, parleyWatch.session && parleyWatch.session.pc.connectionState];
-		  if (parleyWatch.session) (await parleyWatch.session.pc.getStats()).forEach(x => { if (x.type === 'inbound-rtp') o.push([x.kind, x.packetsReceived, x.framesDecoded, x.frameWidth, x.pliCount].join(' ')) });
+	b.waitFor(timeout, "the stream playing", `document.body.dataset.state === 'live' && `+decodedJS+` > 10`,
+		`(async () => { const s = parleyApp.session, o = [document.body.dataset.state, s && s.pc.connectionState];
+		  if (s) (await s.pc.getStats()).forEach(x => { if (x.type === 'inbound-rtp') o.push([x.kind, x.packetsReceived, x.framesDecoded, x.frameWidth, x.pliCount].join(' ')) });
 		  return o })()`)
 	n := eval[float64](b, decodedJS)
-	b.waitFor(10*time.Second, "more frames", `(await `+decodedJS+`) > `+jsonish(n))
+	b.waitFor(10*time.Second, "more frames", decodedJS+` > `+jsonish(n))
 }
 
 func streamStatus(t *testing.T, e *env, name string) (st struct {
@@ -100,7 +101,7 @@ func TestBroadcast(t *testing.T) {
 	pub.click("#go-live")
 	pub.waitFor(15*time.Second, "the publisher live", `document.body.dataset.state === 'live'`, `document.querySelector('#status').textContent`)
 	v1.waitDecoding(25 * time.Second)
-	v2.waitFor(25*time.Second, "playing muted with an Unmute button (sound blocked)", `parleyWatch.state === 'live' && !document.querySelector('#play').hidden &&
+	v2.waitFor(25*time.Second, "playing muted with an Unmute button (sound blocked)", `document.body.dataset.state === 'live' && !document.querySelector('#play').hidden &&
 	  document.querySelector('#play').getAttribute('aria-label') === 'Unmute' && document.querySelector('#video').muted && !document.querySelector('#video').paused`,
 		`[document.body.dataset.state, document.querySelector('#overlay').innerText, document.querySelector('#play').outerHTML]`)
 	v2.click("#play")
@@ -118,12 +119,12 @@ func TestBroadcast(t *testing.T) {
 		}
 	}
 	// The publisher sends simulcast; the viewer's readout has numbers.
-	pub.waitFor(20*time.Second, "3 simulcast layers sent", `parleyBroadcast.sent.layers === 3`, `document.querySelector('#send-stats').textContent`)
-	v1.waitFor(5*time.Second, "a latency/bitrate readout", `/kbit\/s|Mbit\/s/.test(document.querySelector('#readout').textContent) && parleyWatch.stats.kbps > 0`, `document.querySelector('#readout').textContent`)
+	pub.waitFor(20*time.Second, "3 simulcast layers sent", `/ · 3 simulcast layers$/.test(document.querySelector('#send-stats').textContent)`, `document.querySelector('#send-stats').textContent`)
+	v1.waitFor(5*time.Second, "a latency/bitrate readout", `/kbit\/s|Mbit\/s/.test(document.querySelector('#readout').textContent) && `+readoutKbpsJS+` > 0`, `document.querySelector('#readout').textContent`)
 	v1.waitFor(5*time.Second, "the WebRTC badge with its latency", `document.querySelector('#path').textContent.includes('WebRTC') && / ms| s/.test(document.querySelector('#path-latency').textContent)`,
 		`document.querySelector('#path').outerHTML`)
 	// HLS is on by default (/api/ingest prefer_h264): the page publishes H.264.
-	if c := eval[string](pub, `(async () => { const r = await parleyBroadcast.session.pc.getStats(); let id = ''; r.forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.codecId) id = s.codecId; });
+	if c := eval[string](pub, `(async () => { const r = await parleyApp.session.pc.getStats(); let id = ''; r.forEach(s => { if (s.type === 'outbound-rtp' && s.kind === 'video' && s.codecId) id = s.codecId; });
 	  return id && r.get(id) ? r.get(id).mimeType : 'none' })()`); c != "video/H264" {
 		t.Errorf("publisher's video codec %s, want video/H264 (HLS is on)", c)
 	}
@@ -168,18 +169,19 @@ func TestBroadcast(t *testing.T) {
 		t.Errorf("viewer pill %q", s)
 	}
 	// Screen + camera while live: the same session, the viewer keeps decoding.
-	loc := eval[string](pub, `parleyBroadcast.session.location`)
+	loc := eval[string](pub, `parleyApp.session.location`)
 	pub.click("#src-pip")
-	pub.waitFor(10*time.Second, "the composite on air", `parleyBroadcast.media.sharing && parleyBroadcast.session && parleyBroadcast.session.video.track === parleyBroadcast.media.output`)
-	if l := eval[string](pub, `parleyBroadcast.session.location`); l != loc {
+	pub.waitFor(10*time.Second, "the composite on air", `document.querySelector('#src-pip').checked && document.querySelector('#preview-box').dataset.sharing === 'true' && parleyApp.session && !!parleyApp.session.video &&
+	  parleyApp.session.video.track === document.querySelector('#preview').srcObject.getVideoTracks()[0]`)
+	if l := eval[string](pub, `parleyApp.session.location`); l != loc {
 		t.Errorf("switching to screen + camera started a new session")
 	}
 	v1.waitDecoding(10 * time.Second)
 	// Microphone only: a new session with audio alone; the viewer follows.
 	pub.click("#src-mic")
-	pub.waitFor(15*time.Second, "live with the microphone only", `document.body.dataset.state === 'live' && !parleyBroadcast.session.video && !document.querySelector('#audio-only').hidden`)
-	v1.waitFor(20*time.Second, "audio only at the viewer", `parleyWatch.state === 'live' && !document.querySelector('#audio-only').hidden && parleyWatch.media.getAudioTracks().length === 1 && parleyWatch.stats.kbps > 0`,
-		`[document.body.dataset.state, parleyWatch.media && parleyWatch.media.getTracks().map(t => t.kind)]`)
+	pub.waitFor(15*time.Second, "live with the microphone only", `document.body.dataset.state === 'live' && !parleyApp.session.video && !document.querySelector('#audio-only').hidden && document.querySelector('#preview').hidden`)
+	v1.waitFor(20*time.Second, "audio only at the viewer", `document.body.dataset.state === 'live' && !document.querySelector('#audio-only').hidden && document.querySelector('#video').srcObject && document.querySelector('#video').srcObject.getAudioTracks().length === 1 && `+readoutKbpsJS+` > 0`,
+		`[document.body.dataset.state, document.querySelector('#video').srcObject && document.querySelector('#video').srcObject.getTracks().map(t => t.kind)]`)
 }
 
 // plainWHIPJS publishes the fake camera and microphone with nothing but
@@ -217,7 +219,7 @@ func TestBroadcastInterop(t *testing.T) {
 	}()
 	v := e.openViewer("Val", "bench")
 	v.waitDecoding(30 * time.Second)
-	if w := eval[float64](v, `parleyWatch.stats.width || document.querySelector('#video').videoWidth`); w <= 0 {
+	if w := eval[float64](v, `document.querySelector('#video').videoWidth`); w <= 0 {
 		t.Errorf("no picture size from the bench publisher")
 	}
 	cancel()

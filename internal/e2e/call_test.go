@@ -202,7 +202,11 @@ func TestDeviceSwitch(t *testing.T) {
 	  }, 50);
 	  return true; })()`)
 	sdpBefore := a.inbound()["Bob"].SDP
-	trackBefore := eval[string](a, `parleyApp.media.camera.id`)
+	// The self view shows what the camera gives (its <video>'s track); the
+	// microphone's track is what the connection to Bob sends.
+	const camJS = `document.querySelector('.tile.self video').srcObject.getVideoTracks()[0]`
+	const micJS = `[...parleyApp.client.peers.values()][0].pc.getSenders().find(s => s.track && s.track.kind === 'audio').track`
+	trackBefore := eval[string](a, camJS+`.id`)
 	a.click("#btn-settings")
 	a.waitFor(5*time.Second, "the camera selector", `document.querySelector('#cam-select') && document.querySelector('#res-select')`)
 	// Chromium's fake_device_1 is a 16-bit depth camera that WebRTC cannot
@@ -214,9 +218,9 @@ func TestDeviceSwitch(t *testing.T) {
 		t.Logf("no second fake camera; switching resolution instead (a new camera track all the same)")
 		a.selectOption("#res-select", "360")
 	}
-	before := eval[string](a, `parleyApp.media.camera.label`)
-	a.waitFor(5*time.Second, "a new camera track", `parleyApp.media.camera.id !== `+jsString(trackBefore))
-	t.Logf("switched camera %s → %s", before, eval[string](a, `parleyApp.media.camera.label`))
+	before := eval[string](a, camJS+`.label`)
+	a.waitFor(5*time.Second, "a new camera track", camJS+`.id !== `+jsString(trackBefore))
+	t.Logf("switched camera %s → %s", before, eval[string](a, camJS+`.label`))
 	// Bob decodes a good run of frames from the new camera (a stall shows
 	// as a gap either way; the watcher keeps measuring until then).
 	framesAtSwitch := eval[float64](b, `window.watch.frames`)
@@ -229,13 +233,13 @@ func TestDeviceSwitch(t *testing.T) {
 	b.waitMedia(5*time.Second, "Alice")
 
 	// Microphone too: another input, same connection, audio keeps flowing.
-	micBefore := eval[string](a, `parleyApp.media.mic.id`)
-	next = eval[string](a, `[...document.querySelector('#mic-select').options].map(o => o.value).find(v => v !== parleyApp.media.mic.getSettings().deviceId) || ''`)
+	micBefore := eval[string](a, micJS+`.id`)
+	next = eval[string](a, `(() => { const s = document.querySelector('#mic-select'); return [...s.options].map(o => o.value).find(v => v !== s.value && v !== `+micJS+`.getSettings().deviceId) || '' })()`)
 	if next == "" {
 		t.Fatal("no second fake microphone to switch to")
 	}
 	a.selectOption("#mic-select", next)
-	a.waitFor(5*time.Second, "a new microphone track on the sender", `parleyApp.media.mic.id !== `+jsString(micBefore)+` && [...parleyApp.client.peers.values()][0].pc.getSenders().some(s => s.track === parleyApp.media.mic)`)
+	a.waitFor(5*time.Second, "a new microphone track on the sender", `(() => { const mic = `+micJS+`; return mic.id !== `+jsString(micBefore)+` && mic.getSettings().deviceId === `+jsString(next)+` && document.querySelector('#mic-select').value === `+jsString(next)+` })()`)
 	b.waitMedia(5*time.Second, "Alice")
 	after := a.inbound()["Bob"]
 	if re, x, y := renegotiated(sdpBefore, after.SDP); re || after.State != "connected" {

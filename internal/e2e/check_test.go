@@ -89,9 +89,9 @@ func TestCheckPage(t *testing.T) {
 		t.Errorf("TURN off: summary %q", s)
 	}
 
-	// With auth on, the relay is checked only with a token.
+	// With auth on, the relay and the media port are checked only with a token.
 	const secret = "e2e-check-secret-of-32-bytes-ok!"
-	authed := newEnv(t, func(c *config.Config) { c.AuthSecret = secret })
+	authed := newEnv(t, func(c *config.Config) { c.AuthSecret, c.MediaUDP = secret, "127.0.0.1:0" })
 	tok, err := auth.NewToken([]byte(secret), "any", "ada", auth.Grants{}, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +104,16 @@ func TestCheckPage(t *testing.T) {
 		if q != "" {
 			want = "ok: TURN over TCP works"
 		}
-		if got := checkResults(a)["turn-tcp"]; !strings.HasPrefix(got, want) {
+		res := checkResults(a)
+		if got := res["turn-tcp"]; !strings.HasPrefix(got, want) {
 			t.Errorf("auth on, token %v: turn-tcp %q, want %q…", q != "", got, want)
+		}
+		want = "unavailable: Media over UDP: not checked: this server tests its media port only for people with an access token"
+		if q != "" {
+			want = "ok: "
+		}
+		if got := res["media-udp"]; !strings.HasPrefix(got, want) {
+			t.Errorf("auth on, token %v: media-udp %q, want %q…", q != "", got, want)
 		}
 	}
 

@@ -83,7 +83,8 @@ func TestMediaDenied(t *testing.T) {
 	c.do(20*time.Second, chromedp.Navigate(e.url+"/r/denied?name=Carol"))
 	c.waitFor(10*time.Second, "the media error", `document.querySelector('#join-audio-only')`, `document.body.innerText`)
 	c.click("#join-audio-only")
-	c.waitFor(10*time.Second, "joined with audio only", `parleyApp.client && parleyApp.client.state === 'joined' && parleyApp.media.mic && !parleyApp.media.camera`)
+	c.waitFor(10*time.Second, "joined with audio only", `parleyApp.client && parleyApp.client.state === 'joined' && document.querySelector('#btn-mic').getAttribute('aria-pressed') === 'false' && !document.querySelector('#btn-mic').textContent.includes('No mic') &&
+	  document.querySelector('#btn-cam').textContent.includes('Start video') && document.querySelector('.tile.self').dataset.videoMuted === 'true' && document.querySelector('.tile.self').dataset.audioMuted === 'false'`, `document.body.innerText`)
 	b.waitFor(10*time.Second, "Carol's tile: no video, microphone on", tileJS("Carol")+` && `+tileJS("Carol")+`.dataset.videoMuted === 'true' && `+tileJS("Carol")+`.dataset.audioMuted === 'false'`)
 	first := b.inbound()["Carol"].AudioBytes
 	b.waitFor(10*time.Second, "Carol's audio", `(async () => { const p = [...parleyApp.client.peers.values()].find(p => p.name === 'Carol'); let n = 0;

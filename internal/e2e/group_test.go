@@ -338,7 +338,7 @@ func TestGroupCallFeatures(t *testing.T) {
 	sdp := eval[string](a, `parleyApp.client.link.pc.localDescription.sdp`)
 	a.click("#btn-share")
 	a.click("#share-pip")
-	a.waitFor(10*time.Second, "sharing", `parleyApp.media.sharing`, `document.body.innerText`)
+	a.waitFor(10*time.Second, "sharing", `document.querySelector('#btn-share').textContent.includes('Stop share') && document.querySelector('#btn-share').classList.contains('on')`, `document.body.innerText`)
 	b.waitFor(5*time.Second, "Alice's tile marked as a screen", tileJS("Alice")+`.dataset.screen === 'true'`)
 	b.waitMedia(15*time.Second, "Alice")
 	if re, x, y := renegotiated(sdp, eval[string](a, `parleyApp.client.link.pc.localDescription.sdp`)); re {
@@ -359,7 +359,7 @@ func TestGroupCallFeatures(t *testing.T) {
 	// on), and loss from the counters' changes, never negative.
 	a.click("#btn-stats")
 	const bobStatsJS = `(() => { const c = [...document.querySelectorAll('.stat-card')].find(c => c.querySelector('.who').textContent === 'Bob'); if (!c) return null;
-	  const v = (k) => c.querySelector('dd[data-key="' + k + '"]').textContent; return { out: v('video-out'), loss: v('loss'), n: parleyApp.stats.history.get(c.dataset.peerId).length } })()`
+	  const v = (k) => c.querySelector('dd[data-key="' + k + '"]').textContent; return { out: v('video-out'), loss: v('loss'), n: +c.querySelector('canvas.bitrate').dataset.points } })()`
 	a.waitFor(10*time.Second, "Alice's stats card for Bob", bobStatsJS, `document.querySelector('#panel').innerText`)
 	n0 := eval[map[string]any](a, bobStatsJS)["n"].(float64)
 	a.waitFor(15*time.Second, "three more samples with video going out", `(() => { const s = `+bobStatsJS+`; return s.n >= `+jsonish(n0+3)+` && parseFloat(s.out) > 0 })()`, bobStatsJS)

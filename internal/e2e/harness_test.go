@@ -216,7 +216,7 @@ func (b *browser) do(timeout time.Duration, actions ...chromedp.Action[chromedp.
 	ctx, cancel := context.WithTimeout(b.ctx, timeout)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
-		page, perr := tryEval[any](b, `({focus: document.activeElement && document.activeElement.outerHTML.slice(0, 120), panel: window.parleyApp ? parleyApp.panel : undefined, body: document.body.innerText.slice(0, 300)})`)
+		page, perr := tryEval[any](b, `({focus: document.activeElement && document.activeElement.outerHTML.slice(0, 120), panel: document.querySelector('#panel:not([hidden])') ? document.querySelector('#panel').dataset.panel : '', body: document.body.innerText.slice(0, 300)})`)
 		b.t.Fatalf("%s: %v; page: %s %v", b.name, err, jsonish(page), perr)
 	}
 }
@@ -306,8 +306,14 @@ func (b *browser) open(room, query string) {
 		u += "&" + query
 	}
 	b.do(30*time.Second, chromedp.Navigate(u))
-	b.waitFor(15*time.Second, "the lobby with camera ready", `document.querySelector('#join') && !document.querySelector('#join').disabled && window.parleyApp && parleyApp.media.output`, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the lobby with camera ready", lobbyReadyJS, `[document.body.innerText, document.querySelector('.lobby-tile') && document.querySelector('.lobby-tile').dataset.videoMuted,
+		  document.querySelector('#preview') && document.querySelector('#preview').srcObject && document.querySelector('#preview').srcObject.getTracks().map(k => k.kind + ' ' + k.readyState)]`)
 }
+
+// lobbyReadyJS: the lobby's preview shows a live camera track and Join can
+// be pressed.
+const lobbyReadyJS = `(() => { const j = document.querySelector('#join'), t = document.querySelector('.lobby-tile'), v = document.querySelector('#preview');
+  return !!j && !j.disabled && !!t && t.dataset.videoMuted === 'false' && !!v && !!v.srcObject && v.srcObject.getVideoTracks().some(k => k.readyState === 'live') })()`
 
 // join opens the room and presses Join like a person would.
 func (b *browser) join(room string, query ...string) {

@@ -20,13 +20,13 @@ import (
 // hlsFramesJS is how many video frames the watch page's <video> has
 // presented (any path: WebRTC or HLS), and where its playback is.
 const hlsFramesJS = `(() => { const v = document.querySelector('#video'); const q = v.getVideoPlaybackQuality();
-  return { frames: q.totalVideoFrames - q.droppedVideoFrames, time: v.currentTime, path: parleyWatch.path, hls: !!parleyWatch.hls,
-    state: parleyWatch.state, badge: document.querySelector('#path-name').textContent + ' ' + document.querySelector('#path-latency').textContent } })()`
+  return { frames: q.totalVideoFrames - q.droppedVideoFrames, time: v.currentTime, path: document.querySelector('#path-name').textContent, hls: !!parleyApp.hls,
+    state: document.body.dataset.state, badge: document.querySelector('#path-name').textContent + ' ' + document.querySelector('#path-latency').textContent } })()`
 
 // hlsToneJS is toneJS on what the <video> element plays (its
 // captureStream), for HLS, where the page has no MediaStream of its own.
-var hlsToneJS = strings.Replace(toneJS, `parleyWatch.media && parleyWatch.media.getAudioTracks()[0]`,
-	`(window.__cap = window.__cap || document.querySelector('#video').captureStream()).getAudioTracks()[0]`, 1)
+var hlsToneJS = strings.Replace(toneJS, `const ms = document.querySelector('#video').srcObject, tr = ms && ms.getAudioTracks()[0];`,
+	`const tr = (window.__cap = window.__cap || document.querySelector('#video').captureStream()).getAudioTracks()[0];`, 1)
 
 // lagJS is what the watch page knows of its delay, in ms: over HLS,
 // hls.js's distance to the live edge and the wall clock minus the
@@ -34,9 +34,10 @@ var hlsToneJS = strings.Replace(toneJS, `parleyWatch.media && parleyWatch.media.
 // the frame arrives: the delay the server and the player add, as a person
 // would see it next to the source); over WebRTC the badge's estimate (half
 // the round trip plus the jitter buffer).
-const lagJS = `(() => { const p = parleyWatch.hls;
+const lagJS = `(() => { const p = parleyApp.hls;
   if (p && p.hls) return { edge: p.hls.latency * 1000, pdt: p.hls.playingDate ? Date.now() - p.hls.playingDate.getTime() : -1, target: (p.hls.targetLatency || 0) * 1000 };
-  return { webrtc: parleyWatch.stats.latencyMs } })()`
+  const m = /^~([\d.]+) (ms|s)$/.exec(document.querySelector('#path-latency').textContent);
+  return { webrtc: m ? parseFloat(m[1]) * (m[2] === 's' ? 1000 : 1) : 0 } })()`
 
 type lag struct {
 	Edge   float64 `json:"edge"`
@@ -61,16 +62,16 @@ func (b *browser) tab(name string) *browser {
 func (b *browser) openWatch(stream, query string) {
 	b.t.Helper()
 	b.do(30*time.Second, chromedp.Navigate(b.env.url+"/w/"+stream+"?name="+b.name+"&"+query))
-	b.waitFor(15*time.Second, "the viewer page", `window.parleyWatch && document.body.dataset.state`, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the viewer page", `window.parleyApp && document.body.dataset.state`, `document.body.innerText`)
 }
 
 // waitHLSPlaying waits until the page plays over HLS: frames presented and
 // the playback position moving, the badge saying HLS.
 func (b *browser) waitHLSPlaying(timeout time.Duration) {
 	b.t.Helper()
-	b.waitFor(timeout, "the stream playing over HLS", `(() => { const s = `+hlsFramesJS+`; return s.path === 'hls' && s.hls && s.state === 'live' && s.frames > 10 && /^HLS/.test(s.badge) })()`,
+	b.waitFor(timeout, "the stream playing over HLS", `(() => { const s = `+hlsFramesJS+`; return s.path === 'HLS' && s.hls && s.state === 'live' && s.frames > 10 && /^HLS/.test(s.badge) })()`,
 		`(async () => [`+hlsFramesJS+`, [...document.querySelectorAll('#overlay, #path, #source-note')].map(e => e.innerText),
-		  await fetch('/api/streams/' + parleyWatch.stream).then(r => r.json()).then(j => j, e => String(e))])()`)
+		  await fetch('/api/streams/' + location.pathname.split('/').pop()).then(r => r.json()).then(j => j, e => String(e))])()`)
 	// Then it keeps playing: 25 more frames and half a second more. hls.js
 	// may recover from a media error meanwhile (a new MediaSource resets
 	// the element's frame count and moves its position to the live edge):
@@ -100,7 +101,7 @@ func TestHLSWatch(t *testing.T) {
 	h := e.launch("Hana")
 	h.openWatch("s", "hls")
 	h.waitHLSPlaying(45 * time.Second)
-	if k := eval[string](h, `parleyWatch.hls.kind`); k != "hls.js" {
+	if k := eval[string](h, `parleyApp.hls.kind`); k != "hls.js" {
 		t.Errorf("HLS played by %q, want the vendored hls.js", k)
 	}
 	h.waitFor(15*time.Second, "the 440 Hz tone over HLS", hlsToneJS, `window.__toneSeen`)
@@ -112,7 +113,7 @@ func TestHLSWatch(t *testing.T) {
 	w := h.tab("Wes")
 	w.openWatch("s", "")
 	w.waitDecoding(30 * time.Second)
-	if p := eval[string](w, `parleyWatch.path`); p != "webrtc" {
+	if p := eval[string](w, `document.querySelector('#path-name').textContent`); p != "WebRTC" {
 		t.Errorf("the viewer without ?hls plays %s", p)
 	}
 	// Both settled; then what each page knows of its delay.
@@ -146,7 +147,7 @@ func TestHLSViewerCap(t *testing.T) {
 	second.openWatch("s", "")
 	second.waitHLSPlaying(45 * time.Second)
 	second.waitFor(5*time.Second, "why it plays HLS, said", `/HLS.*WebRTC viewers/.test(document.querySelector('#path-status').textContent)`, `document.querySelector('#path-status').textContent`)
-	if p := eval[string](first, `parleyWatch.path`); p != "webrtc" {
+	if p := eval[string](first, `document.querySelector('#path-name').textContent`); p != "WebRTC" {
 		t.Errorf("the first viewer now plays %s", p)
 	}
 }
@@ -173,7 +174,7 @@ func glassLag(t *testing.T, d time.Duration, pages ...*browser) []float64 {
 		s := slices.Clone(r)
 		slices.Sort(s)
 		out[i] = s[len(s)/2]
-		t.Logf("%s (%s): glass-to-glass over %d frames: median %.0f ms, p90 %.0f ms, min %.0f, max %.0f", p.name, eval[string](p, `parleyWatch.path`),
+		t.Logf("%s (%s): glass-to-glass over %d frames: median %.0f ms, p90 %.0f ms, min %.0f, max %.0f", p.name, eval[string](p, `document.querySelector('#path-name').textContent`),
 			len(s), s[len(s)/2], s[len(s)*9/10], s[0], s[len(s)-1])
 	}
 	return out
@@ -181,7 +182,7 @@ func glassLag(t *testing.T, d time.Duration, pages ...*browser) []float64 {
 
 // playlistJS is the head of the stream's first media playlist (the server
 // control, the part target, the first part lines), as hls.js loaded it.
-const playlistJS = `(async () => { const p = parleyWatch.hls.hls; const u = p.levels[p.currentLevel >= 0 ? p.currentLevel : 0].url[0];
+const playlistJS = `(async () => { const p = parleyApp.hls.hls; const u = p.levels[p.currentLevel >= 0 ? p.currentLevel : 0].url[0];
   const t = await fetch(u).then(r => r.text()); return t.split('\n').filter(l => !/^#EXT-X-(PART|PRELOAD-HINT):/.test(l) || /PART-INF/.test(l)).slice(0, 12).join('\n') })()`
 
 // TestHLSBehindWebRTC: the publisher page sends its test pattern (the
@@ -193,7 +194,7 @@ func TestHLSBehindWebRTC(t *testing.T) {
 	e := newBroadcastEnv(t)
 	pub := e.openPublisher("Host", "glass", "source=test&autostart=1&res=360")
 	pub.waitFor(15*time.Second, "live", `document.body.dataset.state === 'live'`)
-	t.Logf("publisher: %s", jsonish(eval[any](pub, `(async () => { const r = await parleyBroadcast.session.pc.getStats(); const o = []; r.forEach(s => { if (s.type === 'outbound-rtp') o.push([s.kind, s.rid, s.codecId && r.get(s.codecId) && r.get(s.codecId).mimeType, s.framesEncoded, s.keyFramesEncoded]); }); return o })()`)))
+	t.Logf("publisher: %s", jsonish(eval[any](pub, `(async () => { const r = await parleyApp.session.pc.getStats(); const o = []; r.forEach(s => { if (s.type === 'outbound-rtp') o.push([s.kind, s.rid, s.codecId && r.get(s.codecId) && r.get(s.codecId).mimeType, s.framesEncoded, s.keyFramesEncoded]); }); return o })()`)))
 	w := e.launch("Wes")
 	w.openWatch("glass", "")
 	w.waitDecoding(30 * time.Second)

@@ -24,7 +24,7 @@ func TestScreenShare(t *testing.T) {
 	sdp := a.inbound()["Bob"].SDP
 	a.click("#btn-share")
 	a.click("#share-pip")
-	a.waitFor(10*time.Second, "sharing", `parleyApp.media.sharing && document.querySelector('#btn-share').textContent.includes('Stop share')`, `document.body.innerText`)
+	a.waitFor(10*time.Second, "sharing", `document.querySelector('#btn-share').textContent.includes('Stop share') && document.querySelector('#btn-share').classList.contains('on')`, `document.body.innerText`)
 	b.waitFor(10*time.Second, "Alice's tile marked as a screen", tileJS("Alice")+`.dataset.screen === 'true'`)
 	b.waitMedia(10*time.Second, "Alice")
 	b.waitFor(10*time.Second, "the shared screen's size", `(() => { const v = `+tileJS("Alice")+`.querySelector('video'); return v.videoWidth > 0 && (v.videoWidth !== 1280 || v.videoHeight !== 720) })()`,
@@ -98,16 +98,15 @@ func TestRecordAndSnapshot(t *testing.T) {
 	t.Logf("snapshot %d bytes, 3 s recording %d bytes", len(png), len(webm))
 }
 
-// recordChunks waits, once the call page is recording, until its recorder
-// has handed over n chunks of data (one a second): n seconds of recording
-// however slowly the machine runs, rather than n seconds of wall clock.
+// recordChunks waits, once the call page is recording, until its recording
+// indicator shows n seconds recorded (it counts the recorder's one-second
+// chunks of data): n seconds of recording however slowly the machine runs,
+// rather than n seconds of wall clock.
 func (b *browser) recordChunks(n int) {
 	b.t.Helper()
-	b.waitFor(10*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec') && parleyApp.recorder.recorder`)
-	eval[bool](b, `(() => { window.recorded = {chunks: 0, bytes: 0};
-	  parleyApp.recorder.recorder.addEventListener('dataavailable', e => { recorded.chunks++; recorded.bytes += e.data.size; });
-	  return true })()`)
-	b.waitFor(30*time.Second, fmt.Sprintf("%d chunks recorded", n), fmt.Sprintf(`recorded.chunks >= %d`, n), `recorded`)
+	b.waitFor(10*time.Second, "recording", `document.querySelector('#btn-record').textContent.includes('Stop rec') && document.querySelector('#btn-record').getAttribute('aria-pressed') === 'true' && !document.querySelector('#rec-indicator').hidden`)
+	b.waitFor(30*time.Second, fmt.Sprintf("%d seconds recorded", n), fmt.Sprintf(`+(document.querySelector('#rec-indicator').dataset.seconds || 0) >= %d && /^REC \d+:\d\d$/.test(document.querySelector('#rec-indicator').textContent)`, n),
+		`[document.querySelector('#rec-indicator').textContent, document.querySelector('#rec-indicator').dataset.seconds]`)
 }
 
 func waitDownload(t *testing.T, dir, ext string) []byte {

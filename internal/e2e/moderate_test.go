@@ -116,7 +116,7 @@ func TestGroupSubscribeOnly(t *testing.T) {
 		t.Fatalf("the subscribe-only page offers %d sending sections", n)
 	}
 	ana.waitFor(15*time.Second, "Vic's tile, without video", tileJS("Vic")+` && `+tileJS("Vic")+`.dataset.hasVideo === 'false'`)
-	vic.waitFor(10*time.Second, "the relay channel open", `parleyApp.client.link.dc.readyState === 'open'`)
+	vic.waitFor(10*time.Second, "the relay channel open", `parleyApp.client.peers.size === 1 && [...parleyApp.client.peers.values()].every(p => p.channels.chat.readyState === 'open')`)
 	vic.click("#btn-chat")
 	vic.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "hello?"), chromedp.Click(chromedp.CSS("#chat-send")))
 	vic.waitFor(10*time.Second, "the chat refused for want of publish", `window.errors.some(e => e.startsWith('forbidden: ') && /publish grant/.test(e)) && parleyApp.client.state === 'joined' && !document.querySelector('#chat-list .msg')`, `window.errors`)

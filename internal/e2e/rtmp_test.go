@@ -14,7 +14,7 @@ import (
 // toneJS reports whether the viewer page hears the studio's 440 Hz tone:
 // the loudest bin of its audio track's spectrum is at 440 Hz and loud.
 const toneJS = `(async () => {
-  const tr = parleyWatch.media && parleyWatch.media.getAudioTracks()[0]; if (!tr) return false;
+  const ms = document.querySelector('#video').srcObject, tr = ms && ms.getAudioTracks()[0]; if (!tr) return false;
   if (!window.__tone || window.__tone.tr !== tr) { // (again after a new session)
     const ac = new AudioContext(); await ac.resume();
     const an = ac.createAnalyser(); an.fftSize = 4096;

@@ -42,8 +42,8 @@ func TestScreenshots(t *testing.T) {
 
 	a.click("#btn-stats")
 	a.waitFor(20*time.Second, "two stats cards with a path and a few graph points", `document.querySelectorAll('.stat-card .path[data-type="host"]').length === 2 &&
-	  parleyApp.stats.history.size === 2 && [...parleyApp.stats.history.values()].every(h => h.length >= 12)`,
-		`[document.querySelector('#panel').innerText, [...parleyApp.stats.history.values()].map(h => h.length)]`)
+	  [...document.querySelectorAll('.stat-card canvas.bitrate')].filter(c => +c.dataset.points >= 12).length === 2`,
+		`[document.querySelector('#panel').innerText, [...document.querySelectorAll('.stat-card canvas.bitrate')].map(c => c.dataset.points)]`)
 	a.shot("stats.png", 1280, 800)
 
 	a.click("#btn-chat")
@@ -66,7 +66,7 @@ func TestShowScreenshots(t *testing.T) {
 	host.playFile(wav, true)
 	screens[1].waitFor(20*time.Second, "the middle screen lit by 1 kHz", blueJS, screenRGB)
 	host.selectOption("#palette", "hue")
-	screens[1].waitFor(10*time.Second, "the hue palette", `parleyShow.state.mode.palette === 'hue'`)
+	screens[1].waitFor(10*time.Second, "the hue palette", `document.body.dataset.palette === 'hue'`)
 	host.waitFor(5*time.Second, "the middle tile lit", `+document.querySelectorAll('.show-tile')[1].dataset.level > 180`)
 	host.do(30*time.Second, chromedp.EmulateViewport(1280, 800))
 	eval[bool](host, `(() => { document.activeElement.blur(); window.scrollTo(0, 0); return true })()`)

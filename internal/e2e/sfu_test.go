@@ -42,7 +42,7 @@ func TestSFURoom(t *testing.T) {
 	}
 
 	for _, x := range bs {
-		x.waitFor(10*time.Second, "the relay channel open", `parleyApp.client.link.dc.readyState === 'open'`)
+		x.waitFor(10*time.Second, "the relay channel open", `parleyApp.client.peers.size === 2 && [...parleyApp.client.peers.values()].every(p => p.channels.chat.readyState === 'open')`)
 	}
 	a.click("#btn-chat")
 	a.do(20*time.Second, chromedp.SendKeys(chromedp.CSS("#chat-input"), "via the server"), chromedp.Click(chromedp.CSS("#chat-send")))

@@ -59,7 +59,7 @@ func (e *env) openShowHost(name, show string, opt ...func(*browserOpts)) *browse
 	e.t.Helper()
 	b := e.launch(name, opt...)
 	b.do(30*time.Second, chromedp.Navigate(e.url+"/show/"+show))
-	b.waitFor(15*time.Second, "the host's control channel", `window.parleyHost && parleyHost.state.ws === 'open'`, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the host's control channel", `window.parleyApp && document.querySelector('#ctl').dataset.state === 'joined'`, `document.body.innerText`)
 	return b
 }
 
@@ -69,9 +69,9 @@ func (e *env) openScreen(name, show, label string, opt ...func(*browserOpts)) *b
 	e.t.Helper()
 	b := e.launch(name, opt...)
 	b.do(30*time.Second, chromedp.Navigate(e.url+"/show/"+show+"/screen?label="+label))
-	b.waitFor(15*time.Second, "the photosensitivity warning", `window.parleyShow && document.querySelector('#start-warn').textContent.includes('flashes')`, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the photosensitivity warning", `window.parleyApp && document.querySelector('#start-warn').textContent.includes('flashes')`, `document.body.innerText`)
 	b.click("#btn-start")
-	b.waitFor(15*time.Second, "the screen's band", `window.parleyShow && parleyShow.state.started && parleyShow.state.ws === 'open' && parleyShow.state.band`, `document.body.innerText`)
+	b.waitFor(15*time.Second, "the screen's band", `window.parleyApp && document.querySelector('#start').hidden && document.body.dataset.control === 'open' && document.querySelector('#band').dataset.band`, `document.body.innerText`)
 	return b
 }
 
@@ -80,12 +80,12 @@ func (e *env) openScreen(name, show, label string, opt ...func(*browserOpts)) *b
 func (b *browser) playFile(path string, loop bool) {
 	b.t.Helper()
 	b.do(30*time.Second, chromedp.SetUploadFiles(chromedp.CSS("#file"), []string{path}))
-	b.waitFor(15*time.Second, "the file decoded", `parleyHost.state.duration > 0 && !document.querySelector('#play').disabled`, `document.querySelector('#now').textContent`)
+	b.waitFor(15*time.Second, "the file decoded", `/ · \d+:\d\d$/.test(document.querySelector('#now').textContent) && !document.querySelector('#play').disabled`, `document.querySelector('#now').textContent`)
 	if loop {
 		b.click("#loop")
 	}
 	b.click("#play")
-	b.waitFor(15*time.Second, "the show on air", `parleyHost.state.air === 'on' && parleyHost.state.playing`, `[parleyHost.state.air, parleyHost.state.errors]`)
+	b.waitFor(15*time.Second, "the show on air", `document.querySelector('#air').textContent === 'On air' && document.querySelector('#play').getAttribute('aria-pressed') === 'true'`, `[document.querySelector('#air').textContent, document.querySelector('#toasts').innerText]`)
 }
 
 // screenRGB reads the colour the screen painted, from its canvas.
@@ -97,6 +97,9 @@ func rgbOf(b *browser) [3]float64 {
 	v := eval[[]float64](b, screenRGB)
 	return [3]float64{v[0], v[1], v[2]}
 }
+
+// flashesJS counts the flashes the screen has shown (its User Timing marks).
+const flashesJS = `performance.getEntriesByName('parley:show-flash').length`
 
 const (
 	blueJS = screenRGB + `.every((v, i) => [v < 70, v < 40, v > 185][i])`
@@ -124,7 +127,7 @@ func (b *browser) stays(d time.Duration, what, js string) {
     r.n++;
     if (!(%s)) {
       r.bad++;
-      r.last = JSON.stringify({colour: %s, band: parleyShow.state.band, level: parleyShow.state.level, audio: parleyShow.state.audio});
+      r.last = JSON.stringify({colour: %s, band: document.querySelector('#band').dataset.band, audio: document.body.dataset.audio});
     }
     if (now - start >= %d && r.n >= 20) done(r); else requestAnimationFrame(check);
   };
@@ -174,22 +177,22 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	host := e.openShowHost("Host", "party")
 	low := e.openScreen("Low", "party", "Left")    // joins first: 40-800 Hz
 	high := e.openScreen("High", "party", "Right") // 800-16000 Hz, holds 1 kHz
-	low.waitFor(5*time.Second, "the low band", `parleyShow.state.band[0] === 40 && parleyShow.state.band[1] === 800`, `parleyShow.state.band`)
-	high.waitFor(5*time.Second, "the high band", `parleyShow.state.band[0] === 800 && parleyShow.state.band[1] === 16000`, `parleyShow.state.band`)
+	low.waitFor(5*time.Second, "the low band", `document.querySelector('#band').dataset.band === '40-800'`, `document.querySelector('#band').dataset.band`)
+	high.waitFor(5*time.Second, "the high band", `document.querySelector('#band').dataset.band === '800-16000'`, `document.querySelector('#band').dataset.band`)
 	host.waitFor(5*time.Second, "two tiles", `document.querySelectorAll('.show-tile[data-online="true"]').length === 2`)
 	// Waiting for the show: the screens know from the server that it is not
 	// on air, and ask for its audio not at all (they used to every second,
 	// each a 404), and once when it goes on air.
 	const whepRequests = `performance.getEntriesByType('resource').filter(r => r.name.includes('/api/show-media/whep/')).length`
 	for _, s := range []*browser{low, high} {
-		if n := eval[int](s, whepRequests); n != 0 || eval[string](s, `parleyShow.state.audio`) != "waiting" {
-			t.Errorf("%s: %d WHEP requests before the show is on air (audio %s), want 0", s.name, n, eval[string](s, `parleyShow.state.audio`))
+		if n := eval[int](s, whepRequests); n != 0 || eval[string](s, `document.body.dataset.audio`) != "waiting" {
+			t.Errorf("%s: %d WHEP requests before the show is on air (audio %s), want 0", s.name, n, eval[string](s, `document.body.dataset.audio`))
 		}
 	}
 
 	host.playFile(wav, true)
 	for _, s := range []*browser{low, high} {
-		s.waitFor(20*time.Second, "the show's audio", `parleyShow.state.audio === 'live'`, `parleyShow.state.audio`)
+		s.waitFor(20*time.Second, "the show's audio", `document.body.dataset.audio === 'live'`, `document.body.dataset.audio`)
 		if n := eval[int](s, whepRequests); n > 2 {
 			t.Errorf("%s: %d WHEP requests to start the show's audio, want at most 2", s.name, n)
 		}
@@ -210,7 +213,7 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	host.click(`.show-tile[data-id="s2"] .move-left`)
 	low.waitFor(5*time.Second, "the first screen now painting blue", blueJS, screenRGB)
 	high.waitFor(5*time.Second, "the second screen now painting red", redJS, screenRGB)
-	if b := eval[[]float64](low, `parleyShow.state.band`); b[0] != 800 {
+	if b := eval[string](low, `document.querySelector('#band').dataset.band`); !strings.HasPrefix(b, "800-") {
 		t.Fatalf("after the swap the first screen has band %v", b)
 	}
 	low.stays(2*time.Second, "the first screen to stay blue", blueJS)
@@ -242,7 +245,7 @@ func TestShowToneLightsItsBand(t *testing.T) {
 	}
 
 	// A malformed body: 400 with a clear error, and nothing reaches the screens.
-	flashes := eval[float64](low, `parleyShow.state.flashes`)
+	flashes := eval[float64](low, flashesJS)
 	for _, body := range []string{`{"flash":"white"}`, `{"mode":`, `{"colour":"#fff"}`} {
 		code, res = postJSON(t, e.url+"/api/shows/party/broadcast", body)
 		eo, _ := res["error"].(map[string]any)
@@ -256,7 +259,7 @@ func TestShowToneLightsItsBand(t *testing.T) {
 		t.Fatalf("broadcast: %d %v", code, res)
 	}
 	low.waitFor(5*time.Second, "the message sent after the bad ones", `document.querySelector('#text').textContent === 'Still here'`, `document.querySelector('#text').textContent`)
-	if got := eval[float64](low, `parleyShow.state.flashes`); got != flashes {
+	if got := eval[float64](low, flashesJS); got != flashes {
 		t.Errorf("a bad body reached the screen: %v flashes, want %v", got, flashes)
 	}
 }
@@ -273,11 +276,11 @@ func TestShowReconnectsAfterServerRestart(t *testing.T) {
 	scr.waitFor(20*time.Second, "the screen lit", blueJS, screenRGB)
 
 	e.stop()
-	scr.waitFor(10*time.Second, "the screen noticing", `parleyShow.state.ws !== 'open'`)
+	scr.waitFor(10*time.Second, "the screen noticing", `document.body.dataset.control !== 'open'`)
 	e.restart()
-	scr.waitFor(20*time.Second, "the screen's control channel back", `parleyShow.state.ws === 'open' && parleyShow.state.band`, `parleyShow.state.ws`)
-	host.waitFor(20*time.Second, "the host back on air", `parleyHost.state.ws === 'open' && parleyHost.state.air === 'on'`, `[parleyHost.state.ws, parleyHost.state.air]`)
-	d := scr.waitFor(30*time.Second, "the screen lit again", `parleyShow.state.audio === 'live' && `+blueJS, `[parleyShow.state.audio, `+screenRGB+`]`)
+	scr.waitFor(20*time.Second, "the screen's control channel back", `document.body.dataset.control === 'open' && document.querySelector('#band').dataset.band`, `document.body.dataset.control`)
+	host.waitFor(20*time.Second, "the host back on air", `document.querySelector('#ctl').dataset.state === 'joined' && document.querySelector('#air').textContent === 'On air'`, `[document.querySelector('#ctl').textContent, document.querySelector('#air').textContent]`)
+	d := scr.waitFor(30*time.Second, "the screen lit again", `document.body.dataset.audio === 'live' && `+blueJS, `[document.body.dataset.audio, `+screenRGB+`]`)
 	t.Logf("screen lit again %v after the host was back", d.Round(time.Millisecond))
 	host.waitFor(5*time.Second, "the host's tile again", `document.querySelectorAll('.show-tile[data-online="true"]').length === 1`)
 }
@@ -295,7 +298,7 @@ func TestShowTransportAndMicrophone(t *testing.T) {
 	scr.waitFor(20*time.Second, "the screen lit", blueJS, screenRGB)
 
 	host.click("#play") // pause
-	host.waitFor(10*time.Second, "paused", `!parleyHost.state.playing && document.querySelector('#play').textContent === 'Play'`)
+	host.waitFor(10*time.Second, "paused", `!(document.querySelector('#play').getAttribute('aria-pressed') === 'true') && document.querySelector('#play').textContent === 'Play'`)
 	scr.waitFor(5*time.Second, "the screen dark red after pause", redJS, screenRGB)
 	host.click("#play")
 	scr.waitFor(5*time.Second, "the screen lit after play", blueJS, screenRGB)
@@ -308,19 +311,23 @@ func TestShowTransportAndMicrophone(t *testing.T) {
 	setRange("#volume", 1)
 	scr.waitFor(5*time.Second, "the screen lit at volume 1", blueJS, screenRGB)
 	setRange("#seek", 20)
-	host.waitFor(10*time.Second, "the position after seeking", `+document.querySelector('#seek').value >= 20 && parleyHost.state.playing`, `document.querySelector('#seek').value`)
+	host.waitFor(10*time.Second, "the position after seeking", `+document.querySelector('#seek').value >= 20 && document.querySelector('#play').getAttribute('aria-pressed') === 'true'`, `document.querySelector('#seek').value`)
 	scr.stays(time.Second, "the screen to stay lit after seeking", blueJS)
 	// The file ends by itself (no loop): the screen goes dark.
 	scr.waitFor(15*time.Second, "the screen red after the file ended", redJS, screenRGB)
-	host.waitFor(10*time.Second, "the host stopped", `!parleyHost.state.playing`)
+	host.waitFor(10*time.Second, "the host stopped", `!(document.querySelector('#play').getAttribute('aria-pressed') === 'true')`)
 
 	// The microphone as the source.
-	eval[bool](scr, `(() => { parleyShow.state.peak = 0; return true })()`)
+	// The screen watches the frames it paints from now: blue above 100 is
+	// its level above 100 (red ↔ blue palette).
+	scr.watchPaint("sawMic", 15*time.Second, screenRGB+`[2] > 100`)
 	host.click("#btn-mic")
-	host.waitFor(5*time.Second, "the microphone on", `parleyHost.state.mic`, `parleyHost.state.errors`)
-	scr.waitFor(10*time.Second, "the microphone's sound on the screen", `parleyShow.state.peak > 100`, `parleyShow.state.peak`)
+	host.waitFor(5*time.Second, "the microphone on", `document.querySelector('#btn-mic').getAttribute('aria-pressed') === 'true'`, `document.querySelector('#toasts').innerText`)
+	if !eval[bool](scr, `sawMic`) {
+		t.Fatalf("the microphone's sound never lit the screen (now %v)", rgbOf(scr))
+	}
 	host.click("#btn-mic")
-	host.waitFor(10*time.Second, "the microphone off", `!parleyHost.state.mic`)
+	host.waitFor(10*time.Second, "the microphone off", `!(document.querySelector('#btn-mic').getAttribute('aria-pressed') === 'true')`)
 }
 
 // A show name the server would refuse gets a clear message, not a page

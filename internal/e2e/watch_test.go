@@ -80,12 +80,12 @@ func TestWatchPlayer(t *testing.T) {
 
 	stop()
 	v.waitFor(15*time.Second, "the readout saying the stream ended", `document.body.dataset.state === 'ended' && document.querySelector('#readout').textContent === 'Stream ended' &&
-	  document.querySelector('#path-latency').textContent === '' && parleyWatch.stats.kbps === 0`,
+	  document.querySelector('#path-latency').textContent === '' && `+readoutKbpsJS+` === 0`,
 		`[document.body.dataset.state, document.querySelector('#readout').textContent, document.querySelector('#path-latency').textContent]`)
 
 	e.publishClip("clip")
 	v.waitDecoding(30 * time.Second)
-	v.waitFor(10*time.Second, "the readout running again", `/kbit\/s|Mbit\/s/.test(document.querySelector('#readout').textContent) && parleyWatch.stats.kbps > 0`,
+	v.waitFor(10*time.Second, "the readout running again", `/kbit\/s|Mbit\/s/.test(document.querySelector('#readout').textContent) && `+readoutKbpsJS+` > 0`,
 		`document.querySelector('#readout').textContent`)
 	v.waitFor(5*time.Second, "the video still inside the viewport", playerFitsJS, playerRectsJS)
 }

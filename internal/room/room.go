@@ -54,9 +54,19 @@ type Member struct {
 	// are told about it). It is set before Join and not changed while the
 	// member is in a room, so other members' Notify may read it.
 	Info any
+	// Remote marks a member connected to another node of a cluster: its
+	// Notify is not how it is reached (see Observer).
+	Remote bool
 
 	room atomic.Pointer[Room] // set while joined; written under Manager.mu
 }
+
+// Observer is told, under the room's lock and in the order the room's
+// members are told, of every join and leave and of every routed message
+// (to: a member's ID, or Everyone; dst: that member, nil for Everyone).
+// A cluster uses it to carry a room's events to other nodes
+// (internal/cluster); it must not block nor call the Manager.
+type Observer func(r *Room, kind EventKind, from *Member, to string, dst *Member, data []byte)
 
 // Room reports the room the member is in, or nil.
 func (m *Member) Room() *Room { return m.room.Load() }
@@ -84,6 +94,7 @@ var (
 // Manager owns all rooms. Rooms appear on first join and vanish when empty.
 type Manager struct {
 	maxRooms int
+	observer atomic.Pointer[Observer] // nil: a single node, nothing to tell
 
 	mu    sync.Mutex
 	rooms map[string]*Room
@@ -92,6 +103,15 @@ type Manager struct {
 // NewManager makes a manager that keeps at most maxRooms rooms open.
 func NewManager(maxRooms int) *Manager {
 	return &Manager{maxRooms: maxRooms, rooms: map[string]*Room{}}
+}
+
+// Observe sets the observer (nil removes it).
+func (g *Manager) Observe(o Observer) {
+	if o == nil {
+		g.observer.Store(nil)
+		return
+	}
+	g.observer.Store(&o)
 }
 
 // NewID returns a random member ID (16 hex characters).
@@ -157,6 +177,9 @@ func (g *Manager) JoinIf(name string, mode Mode, capacity int, m *Member, admit 
 	for _, p := range peers {
 		p.Notify(Event{Kind: PeerJoined, From: m})
 	}
+	if o := g.observer.Load(); o != nil {
+		(*o)(r, PeerJoined, m, "", nil, nil)
+	}
 	return r, peers, nil
 }
 
@@ -179,6 +202,9 @@ func (g *Manager) Leave(m *Member) (*Room, bool) {
 	}
 	for _, p := range r.order {
 		p.Notify(Event{Kind: PeerLeft, From: m})
+	}
+	if o := g.observer.Load(); o != nil {
+		(*o)(r, PeerLeft, m, "", nil, nil)
 	}
 	empty := len(r.members) == 0
 	r.mu.Unlock()
@@ -215,11 +241,17 @@ func (g *Manager) RouteWire(m *Member, to string, data, wire []byte) (delivered 
 				delivered = false
 			}
 		}
+		if o := g.observer.Load(); o != nil {
+			(*o)(r, Signal, m, to, nil, data)
+		}
 		return delivered, nil
 	}
 	dst := r.members[to]
 	if dst == nil || dst == m {
 		return false, ErrNoSuchPeer
+	}
+	if o := g.observer.Load(); o != nil {
+		(*o)(r, Signal, m, to, dst, data)
 	}
 	return dst.Notify(Event{Kind: Signal, From: m, Data: data, Wire: wire}), nil
 }

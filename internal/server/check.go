@@ -88,6 +88,14 @@ func (s *Server) checkProbe(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, http.StatusBadRequest, "bad_request", "transport must be udp or tcp")
 		return
 	}
+	if s.auth != nil {
+		// A probe costs a peer connection for up to checkProbeTTL: with
+		// auth on, only for people with a valid token (any grant), as TURN.
+		if _, err := s.requestClaims(r, true); err != nil {
+			httperr.Auth(w, err)
+			return
+		}
+	}
 	if s.sfu == nil {
 		httperr.Write(w, http.StatusServiceUnavailable, "media_off", "this server has no media plane (--media-udp off)")
 		return

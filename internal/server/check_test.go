@@ -149,9 +149,17 @@ func TestCheckProbe(t *testing.T) {
 }
 
 // postProbe posts an offer to base's /api/check/media.
-func postProbe(t *testing.T, base, transport, sdp string) (int, string) {
+func postProbe(t *testing.T, base, transport, sdp string, token ...string) (int, string) {
 	t.Helper()
-	resp, err := http.Post(base+"/api/check/media?transport="+transport, "application/sdp", strings.NewReader(sdp))
+	req, err := http.NewRequest(http.MethodPost, base+"/api/check/media?transport="+transport, strings.NewReader(sdp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	if len(token) > 0 {
+		req.Header.Set("Authorization", "Bearer "+token[0])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,17 +168,26 @@ func postProbe(t *testing.T, base, transport, sdp string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestCheckAPIAuth: with auth on, a TURN credential only for a valid
-// token; without one, STUN only and turnNeedsToken.
+// TestCheckAPIAuth: with auth on, a TURN credential and a media probe
+// only for a valid token; without one, STUN only and turnNeedsToken, and
+// the probe is refused with 401 before any offer is read.
 func TestCheckAPIAuth(t *testing.T) {
 	srv := startServer(t, func(c *config.Config) { c.AuthSecret = testSecret })
 	anon := get(t, srv.URL()+"/api/check")
 	if strings.Contains(anon, "turn:") || strings.Contains(anon, "credential") || !strings.Contains(anon, `"turnNeedsToken":true`) || !strings.Contains(anon, "stun:") {
 		t.Errorf("no token: %s", anon)
 	}
-	signed := get(t, srv.URL()+"/api/check?token="+mintToken(t, "room", auth.Grants{}))
+	tok := mintToken(t, "room", auth.Grants{})
+	signed := get(t, srv.URL()+"/api/check?token="+tok)
 	if !strings.Contains(signed, "turn:") || !strings.Contains(signed, "credential") || strings.Contains(signed, "turnNeedsToken") {
 		t.Errorf("with a token: %s", signed)
+	}
+	if code, body := postProbe(t, srv.URL(), "udp", "v=0"); code != http.StatusUnauthorized || !strings.Contains(body, `"unauthorized"`) {
+		t.Errorf("probe without a token: %d %s", code, body)
+	}
+	// With a token the probe gets as far as the offer, which is bad here.
+	if code, body := postProbe(t, srv.URL(), "udp", "v=0", tok); code != http.StatusBadRequest || !strings.Contains(body, "bad_offer") {
+		t.Errorf("probe with a token: %d %s", code, body)
 	}
 }
 

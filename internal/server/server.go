@@ -22,6 +22,7 @@ import (
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/camera"
 	"github.com/parley/parley/internal/clientip"
+	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/hls"
 	"github.com/parley/parley/internal/ingest"
@@ -74,6 +75,7 @@ type Server struct {
 	ops        *sideServer     // --ops, nil when off
 	shows      *show.Registry  // light shows (show.go)
 	bridge     *sfusignal.Bridge
+	cluster    *cluster.Cluster // --cluster (cluster.go), nil when alone
 	turnSecret []byte
 	auth       *auth.Verifier // nil when auth is off
 	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
@@ -207,6 +209,10 @@ func (s *Server) Start(ctx context.Context) error {
 	}()
 	if err := s.startPprof(ctx); err != nil {
 		s.log.Error("profiler not started", "err", err)
+	}
+	if err := s.startCluster(ctx); err != nil {
+		_ = s.Close()
+		return err
 	}
 	if s.auth == nil {
 		s.log.Warn("no --auth-secret, --auth-public-key or --auth-jwks: rooms are open to anyone who can reach this server (see docs/security.md)")
@@ -350,6 +356,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.ops.close(ctx)
 		s.pprof.close(ctx)
+		s.stopCluster()
 		s.stopPlanes()
 	})
 	return err

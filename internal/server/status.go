@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/push"
@@ -93,6 +94,9 @@ type opsStatus struct {
 	Streams    []streamReport `json:"streams"`
 	// Recordings are the streams and rooms being recorded (record.go).
 	Recordings []record.Recording `json:"recordings"`
+	// Cluster is the node's view of its cluster (cluster.go), absent
+	// without --cluster.
+	Cluster *cluster.Status `json:"cluster,omitempty"`
 }
 
 // streamReport is one stream in the status.
@@ -123,7 +127,7 @@ type trackReport struct {
 func (s *Server) report() opsStatus {
 	rooms, members := s.rooms.Counts()
 	st := opsStatus{Time: time.Now().UTC(), Uptime: time.Since(s.started).Seconds(), Goroutines: runtime.NumGoroutine(),
-		Rooms: rooms, Members: members, Sessions: s.hub.Sessions(), Streams: []streamReport{}}
+		Rooms: rooms, Members: members, Sessions: s.hub.Sessions(), Streams: []streamReport{}, Cluster: s.clusterStatus()}
 	if s.turn != nil {
 		st.TURN = s.turn.Stats().Allocations
 	}

@@ -58,6 +58,12 @@ type peer struct {
 
 func newPeer(t *testing.T, url, transport, room, name string, relayOnly bool) *peer {
 	t.Helper()
+	return newPeerToken(t, url, transport, room, name, "", relayOnly)
+}
+
+// newPeerToken is newPeer joining with a token (servers with auth).
+func newPeerToken(t *testing.T, url, transport, room, name, token string, relayOnly bool) *peer {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, url, &client.Options{Transport: transport})
@@ -65,7 +71,7 @@ func newPeer(t *testing.T, url, transport, room, name string, relayOnly bool) *p
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	j, err := c.Join(ctx, room, name, "")
+	j, err := c.Join(ctx, room, name, token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +166,12 @@ func callThrough(t *testing.T, transport string, relayOnly bool) {
 	room := "call-" + transport
 	a := newPeer(t, srv.URL(), transport, room, "alice", relayOnly)
 	b := newPeer(t, srv.URL(), transport, room, "bob", relayOnly)
+	callPeers(t, srv, a, b, relayOnly)
+}
+
+// callPeers: a, in the room first, calls b, who just joined; with
+// relayOnly, srv's TURN must have relayed it.
+func callPeers(t *testing.T, srv *server.Server, a, b *peer, relayOnly bool) {
 	// alice is told bob joined: the existing member makes the offer.
 	var bobID string
 	select {

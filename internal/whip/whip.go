@@ -252,7 +252,10 @@ func (h *Handler) Close() {
 	h.drops.Wait()
 }
 
-var streamRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+// streamRE: a stream name is 1–64 of [A-Za-z0-9_.-], not starting with a
+// dot ("." and ".." would be path steps in URLs and recording folders,
+// ".x" a hidden file).
+var streamRE = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$`)
 
 // Error codes of JSON error bodies.
 const (
@@ -954,7 +957,8 @@ func offerUfrag(offer string) string {
 }
 
 // ValidStream reports whether name is a valid stream name (what WHIP, WHEP
-// and every other ingest accept).
+// and every other ingest accept): 1–64 of [A-Za-z0-9_.-], not starting
+// with a dot.
 func ValidStream(name string) bool { return streamRE.MatchString(name) }
 
 // ErrBusy is returned by ClaimStream while the stream has a publisher.

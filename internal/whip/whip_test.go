@@ -499,3 +499,13 @@ func TestPublisherReturnsWithinGrace(t *testing.T) {
 		t.Fatalf("%d participants, want the new publisher and the same viewer", n)
 	}
 }
+
+func TestValidStream(t *testing.T) {
+	for s, want := range map[string]bool{"cam1": true, "a.b_c-d": true, "x": true, "_x": true, "-x": true,
+		"": false, ".": false, "..": false, ".hidden": false, "a/b": false, "a b": false, "ü": false,
+		strings.Repeat("a", 64): true, strings.Repeat("a", 65): false} {
+		if ValidStream(s) != want {
+			t.Errorf("ValidStream(%q) = %v", s, !want)
+		}
+	}
+}

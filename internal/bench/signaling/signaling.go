@@ -92,18 +92,21 @@ func (o *Options) fill() {
 	}
 }
 
-// sources hands out one HTTP client per loopback source address.
-type sources struct {
+// Sources hands out one HTTP client per loopback source address, so a
+// load tool's clients spread over many addresses and the server's
+// per-address limits stay on.
+type Sources struct {
 	per     int
 	mu      sync.Mutex
 	clients map[int]*http.Client
 }
 
-func newSources(per int) *sources { return &sources{per: per, clients: map[int]*http.Client{}} }
+// NewSources gives per clients each loopback source address.
+func NewSources(per int) *Sources { return &Sources{per: per, clients: map[int]*http.Client{}} }
 
-// of is the HTTP client for client i: nil (the default address) when not
+// Of is the HTTP client for client i: nil (the default address) when not
 // spreading, else one bound to 127.1.x.y for i/per = x*256+y.
-func (s *sources) of(i int) *http.Client {
+func (s *Sources) Of(i int) *http.Client {
 	if s.per <= 0 {
 		return nil
 	}
@@ -128,11 +131,11 @@ type member struct {
 func Run(ctx context.Context, o Options) (Result, error) {
 	o.fill()
 	res := Result{Clients: o.Clients, RoomSize: o.RoomSize}
-	base, err := scrape(ctx, o.OpsURL)
+	base, err := Scrape(ctx, o.OpsURL)
 	if err != nil {
 		return res, err
 	}
-	sources := newSources(o.PerAddress)
+	sources := NewSources(o.PerAddress)
 	members := make([]member, o.Clients)
 	joinLat := make([]time.Duration, o.Clients)
 	var wg sync.WaitGroup
@@ -148,7 +151,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			start := time.Now()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := client.Dial(dctx, o.URL, &client.Options{Buffer: 256, HTTPClient: sources.of(i)})
+			c, err := client.Dial(dctx, o.URL, &client.Options{Buffer: 256, HTTPClient: sources.Of(i)})
 			if err == nil {
 				var j *protocol.Message
 				j, err = c.Join(dctx, fmt.Sprintf("bench-%d", i/o.RoomSize), fmt.Sprint("c", i), "")
@@ -195,7 +198,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	fmt.Fprintf(o.Progress, "all %d joined; settling %v\n", o.Clients, o.Settle)
 	time.Sleep(o.Settle)
-	idle, err := scrape(ctx, o.OpsURL)
+	idle, err := Scrape(ctx, o.OpsURL)
 	if err != nil {
 		return res, err
 	}
@@ -322,8 +325,8 @@ func pct(d []time.Duration, p int) float64 {
 	return float64(s[i].Microseconds()) / 1000
 }
 
-// scrape reads the unlabelled samples of the server's /metrics.
-func scrape(ctx context.Context, url string) (map[string]float64, error) {
+// Scrape reads the unlabelled samples of the server's /metrics.
+func Scrape(ctx context.Context, url string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
 	if err != nil {
 		return nil, err

@@ -30,8 +30,10 @@ const app = {
   chat: null,
   sent: { bytes: 0, at: 0, kbps: 0, width: 0, height: 0, layers: 0 },
 };
-// test and debugging hook
-/** @type {any} */ (window).parleyBroadcast = app;
+// The page's library object, for debugging and the browser tests: the WHIP
+// session (whip.js Session: pc, location, audio/video senders) and nothing
+// of the page's state.
+/** @type {any} */ (window).parleyApp = Object.freeze({ get session() { return app.session; } });
 
 function setState(s, text) {
   app.state = s;
@@ -152,6 +154,8 @@ function showPreview() {
   v.hidden = !video;
   $('#audio-only').hidden = !!video;
   $('#preview-box').classList.toggle('mirror', app.source === 'camera');
+  // Whether the preview shows a shared screen (a page hook, like the call page's tiles).
+  $('#preview-box').dataset.sharing = String(app.media.sharing);
 }
 
 /** Keeps a live session's tracks in line with the source (replaceTrack, or a new session when the kinds change). */

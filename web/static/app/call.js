@@ -32,7 +32,8 @@ export function callPage(room) {
     client: null,
     /** @type {StatsBoard|null} */
     stats: null,
-    metrics: { joinClickedAt: 0, joinedAt: 0, firstFrameAt: 0, joinToFirstFrameMs: 0 },
+    /** Join was pressed and no remote frame has been shown since (for the "parley:join-to-first-frame" measure). */
+    awaitingFirstFrame: false,
     /** @type {Transfer[]} */
     transfers: [],
     maxFileSize: Number(store.get('maxFileMB', '512')) * 1024 * 1024,
@@ -41,8 +42,9 @@ export function callPage(room) {
     unread: 0,
     panel: '',
   };
-  // test and debugging hook
-  /** @type {any} */ (window).parleyApp = app;
+  // The page's library object, for debugging and the browser tests: the
+  // Client (public API, docs/client-js.md) and nothing of the page's state.
+  /** @type {any} */ (window).parleyApp = Object.freeze({ get client() { return app.client; } });
   document.title = `${room} · Parley`;
   lobby(app);
 }
@@ -110,7 +112,10 @@ function lobby(app) {
     app.media.removeEventListener('output', showPreview);
     app.name = name.value.trim().slice(0, 64) || 'Guest';
     store.set('name', app.name);
-    app.metrics.joinClickedAt = performance.now();
+    // Join → first remote frame, as a User Timing measure (performance.getEntriesByName).
+    performance.clearMarks('parley:join');
+    performance.mark('parley:join');
+    app.awaitingFirstFrame = true;
     enterCall(app);
   };
   name.addEventListener('input', () => { tile.querySelector('.avatar span').textContent = initials(name.value || 'You'); });
@@ -196,12 +201,14 @@ function enterCall(app) {
   const count = h('span', { id: 'member-count', class: 'pill', title: 'People in the call' });
   const connText = h('span', { class: 'conn-text', text: 'Connecting…' });
   const conn = h('span', { id: 'conn', class: 'pill conn', 'data-state': 'connecting', title: 'Connecting…' }, connText);
+  // While recording: how much is recorded (a second a chunk), e.g. "REC 0:03".
+  const recIndicator = h('span', { id: 'rec-indicator', class: 'pill rec-indicator', role: 'timer', 'aria-label': 'Recording time', hidden: true });
   const controls = h('footer', { class: 'controls', role: 'toolbar', 'aria-label': 'Call controls' });
   const top = h('header', { class: 'topbar' },
     h('a', { class: 'brand small', href: '/', 'aria-label': 'Parley home' }, h('span', { class: 'logo' }), h('span', { class: 'brand-name', text: 'Parley' })),
     h('div', { class: 'room' }, h('h1', { class: 'room-name' }, h('span', { class: 'sr-only', text: 'Call in room ' }), app.room),
       h('button', { type: 'button', class: 'btn ghost small', id: 'copy-link', 'aria-label': 'Copy link', onclick: () => copyLink(app) }, h('span', { class: 'ico', html: icons.link }), h('span', { class: 'lbl', text: 'Copy link' }))),
-    h('div', { class: 'top-right' }, count, conn));
+    h('div', { class: 'top-right' }, recIndicator, count, conn));
   const stage = h('main', { class: 'stage' }, grid, banner);
   const root = h('div', { class: 'call', id: 'call' }, top, h('div', { class: 'body' }, stage, panel), controls);
   document.getElementById('app').replaceChildren(root);
@@ -284,6 +291,9 @@ function enterCall(app) {
     btn.share.classList.toggle('on', m.sharing);
     setButton(btn.record, 'record', app.recorder.recording ? 'Stop rec' : 'Record');
     btn.record.classList.toggle('rec', app.recorder.recording);
+    btn.record.setAttribute('aria-pressed', String(app.recorder.recording));
+    recIndicator.hidden = !app.recorder.recording;
+    if (!app.recorder.recording) { recIndicator.textContent = ''; delete recIndicator.dataset.seconds; }
   }
   updateButtons();
 
@@ -368,7 +378,12 @@ function enterCall(app) {
       return;
     }
     recording().then(({ CallRecorder }) => {
-      if (!(app.recorder instanceof CallRecorder)) app.recorder = new CallRecorder(grid, app.room);
+      if (!(app.recorder instanceof CallRecorder)) {
+        app.recorder = new CallRecorder(grid, app.room, (seconds) => {
+          recIndicator.dataset.seconds = String(seconds);
+          recIndicator.textContent = `REC ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, '0')}`;
+        });
+      }
       const streams = [m.sendStream, ...[...client.peers.values()].map((p) => p.remoteStream)];
       app.recorder.start(streams);
       toast('Recording… press again to stop and download');
@@ -562,7 +577,7 @@ function enterCall(app) {
   });
 
   client.join().then(() => {
-    app.metrics.joinedAt = performance.now();
+    performance.mark('parley:joined');
   }, (err) => {
     clearInterval(countdown);
     m.stop();
@@ -627,9 +642,9 @@ function makeTile(app, p, self) {
   avatar.style.setProperty('--h', String(hue(p.name)));
   const onFrame = () => {
     tile.dataset.hasVideo = 'true';
-    if (!self && !app.metrics.firstFrameAt && app.metrics.joinClickedAt) {
-      app.metrics.firstFrameAt = performance.now();
-      app.metrics.joinToFirstFrameMs = Math.round(app.metrics.firstFrameAt - app.metrics.joinClickedAt);
+    if (!self && app.awaitingFirstFrame) {
+      app.awaitingFirstFrame = false;
+      performance.measure('parley:join-to-first-frame', 'parley:join');
     }
   };
   // @ts-ignore

@@ -15,9 +15,10 @@ import { h, $ } from './ui.js';
 export function describe(r) {
   if (r.needsToken) {
     /** @type {Record<string, string>} */
-    const names = { 'turn-udp': 'TURN over UDP', 'turn-tcp': 'TURN over TCP', 'turn-tls': 'TURN over TLS' };
+    const names = { 'turn-udp': 'TURN over UDP', 'turn-tcp': 'TURN over TCP', 'turn-tls': 'TURN over TLS', 'media-udp': 'Media over UDP', 'media-tcp': 'Media over TCP' };
     const name = names[r.id] || r.id;
-    return `${name}: not checked: this server lends its relay only to people with an access token (open this page with ?token= and yours).`;
+    const what = r.id.startsWith('media') ? 'tests its media port only for' : 'lends its relay only to';
+    return `${name}: not checked: this server ${what} people with an access token (open this page with ?token= and yours).`;
   }
   const port = r.port ? ` (port ${r.port})` : '';
   switch (`${r.id}:${r.status}`) {

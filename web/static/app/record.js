@@ -54,10 +54,14 @@ function stamp() {
 }
 
 export class CallRecorder {
-  /** @param {HTMLElement} grid @param {string} room */
-  constructor(grid, room) {
+  /**
+   * @param {HTMLElement} grid @param {string} room
+   * @param {(seconds: number) => void} [onData] called as each second of recording is handed over
+   */
+  constructor(grid, room, onData) {
     this.grid = grid;
     this.room = room;
+    this.onData = onData || (() => {});
     this.recorder = null;
   }
 
@@ -81,7 +85,11 @@ export class CallRecorder {
     const type = ['video/webm;codecs=vp9,opus', 'video/webm;codecs=vp8,opus', 'video/webm'].find((t) => MediaRecorder.isTypeSupported(t));
     const chunks = [];
     this.recorder = new MediaRecorder(out, { mimeType: type, videoBitsPerSecond: 2_500_000 });
-    this.recorder.ondataavailable = (e) => e.data.size && chunks.push(e.data);
+    this.recorder.ondataavailable = (e) => {
+      if (!e.data.size) return;
+      chunks.push(e.data);
+      this.onData(chunks.length); // a chunk a second (start(1000))
+    };
     this.recorder.onstop = () => {
       download(new Blob(chunks, { type: 'video/webm' }), `parley-${this.room}-${stamp()}.webm`);
       for (const t of out.getTracks()) t.stop();

@@ -19,9 +19,6 @@ const state = {
   show: name, ws: 'connecting', air: 'off', screens: [], mode: { palette: 'redblue', color: '#ffffff', gain: 1 }, text: '',
   file: '', duration: 0, playing: false, mic: false, stream: 'show-' + name, iceServers: [], errors: [], epoch: '',
 };
-/** For tests and the curious. @type {any} */
-const hook = { state };
-/** @type {any} */ (window).parleyHost = hook;
 
 // ---- audio graph: sources → master (volume) → WHIP track, analyser, monitor ----
 const ac = new AudioContext({ latencyHint: 'interactive' });
@@ -44,7 +41,6 @@ const keepAlive = ac.createConstantSource();
 keepAlive.offset.value = 1e-5;
 keepAlive.connect(dest);
 keepAlive.start();
-hook.ac = ac;
 
 const FADE = 0.015; // seconds
 let buffer = null, src = null, offset = 0, startedAt = 0;
@@ -187,7 +183,13 @@ function toneBurst(freq = 1000, ms = 300, gain = 0.5) {
   osc.onended = () => g.disconnect();
   return t0;
 }
-hook.toneBurst = toneBurst;
+
+// The page's library object, for debugging and the browser tests: the WHIP
+// session of the show's audio (whip.js Session); and toneBurst, an
+// instrument for the latency benchmark (a tone into the show, as a file
+// would play). Nothing of the page's state: that is on the page (#ctl,
+// #air, #play's and #btn-mic's aria-pressed, #now).
+/** @type {any} */ (window).parleyApp = Object.freeze({ get session() { return session; }, toneBurst });
 
 // sweep glides a tone across the spectrum so each screen lights in turn.
 function sweep(seconds = 6) {
@@ -267,7 +269,6 @@ const socket = new ControlSocket(name, () => {
   if (token) q.set('token', token);
   return q.toString();
 }, { onMessage, onState });
-hook.send = (m) => socket.send(m);
 
 function onState(s, ev) {
   state.ws = s;

@@ -30,17 +30,20 @@ const state = {
   show: name, id: '', key: sessionStorage.getItem(KEY_NAME + name) || '', label: params.get('label') || '',
   band: null, index: 0, count: 1, mode: { palette: 'redblue', color: '#ffffff', gain: 1 }, text: '',
   level: 0, raw: 0, color: [255, 0, 0], ws: 'connecting', audio: 'waiting', stream: '', iceServers: [],
-  onsets: [], flashes: 0, texts: 0, sound: false, epoch: '', peak: 0,
+  texts: 0, sound: false, epoch: '',
   /** the server tells whether the show's audio is on air (hello's audio_live, then "air") */
   airKnown: false, airLive: false,
   // Nothing is painted until the person has read the warning and started.
   started: false,
   calm: localStorage.getItem(CALM_KEY) ? localStorage.getItem(CALM_KEY) === '1' : matchMedia('(prefers-reduced-motion: reduce)').matches,
 };
-// For tests and the curious: window.parleyShow.state.
-/** @type {any} */
-const hook = { state };
-/** @type {any} */ (window).parleyShow = hook;
+// The page's library object, for debugging and the browser tests: the WHEP
+// session of the show's audio (whip.js Session), nothing of the page's
+// state. What the screen shows is on the page (the canvas, #status,
+// #band's data-band, body's data-audio, data-control, data-palette), and
+// its onsets and flashes are User Timing marks ("parley:show-onset",
+// "parley:show-flash": performance.getEntriesByName).
+/** @type {any} */ (window).parleyApp = Object.freeze({ get session() { return session; } });
 
 const ac = new AudioContext({ latencyHint: 'interactive' });
 const analyser = ac.createAnalyser();
@@ -105,11 +108,11 @@ function onMessage(m) {
       break;
     case 'mode':
       state.mode = { palette: m.palette || 'redblue', color: m.color || '#ffffff', gain: m.gain || 1 };
+      document.body.dataset.palette = state.mode.palette;
       break;
     case 'flash':
       flash = { rgb: hexRGB(m.color), start: performance.now(), ms: m.ms || 300 };
-      state.flashes++;
-      state.flashAt = performance.timeOrigin + flash.start;
+      performance.mark('parley:show-flash', { startTime: flash.start });
       break;
     case 'text':
       state.text = m.text || '';
@@ -136,7 +139,6 @@ async function startAudio() {
       token, iceServers: state.iceServers, onTrack: attach,
     });
     session = s;
-    hook.session = s;
     state.audio = 'connecting';
     watch(s);
   } catch (e) {
@@ -228,7 +230,6 @@ function frame(now) {
   const raw = bandLevel();
   state.raw = raw;
   state.level = raw >= state.level ? raw : Math.max(raw, state.level - RELEASE_PER_S * dt);
-  if (state.level > state.peak) state.peak = state.level;
   // Beats: the level jumps well above its recent average.
   avg += (raw - avg) * Math.min(1, dt * 3);
   if (raw > avg + 35 && raw > 70 && now - lastBeat > 180) { beat = 1; lastBeat = now; }
@@ -253,8 +254,9 @@ function frame(now) {
   // Onsets (for latency measurements): crossing up through 160.
   if (!above && state.level >= 160) {
     above = true;
-    state.onsets.push(performance.timeOrigin + now);
-    if (state.onsets.length > 100) state.onsets.shift();
+    // A long show: keep the timeline small (tests and benchmarks read a few).
+    if (performance.getEntriesByName('parley:show-onset').length >= 1000) performance.clearMarks('parley:show-onset');
+    performance.mark('parley:show-onset', { startTime: now });
   } else if (above && state.level < 64) above = false;
   // Report the level to the hosts, at most 10 times a second.
   const lv = Math.round(state.level);
@@ -279,11 +281,13 @@ function renderStatus() {
   st.textContent = text;
   st.dataset.state = s;
   document.body.dataset.audio = state.audio;
+  document.body.dataset.control = state.ws;
 }
 
 function showInfo() {
   $('#label').textContent = state.label || 'Screen';
   $('#band').textContent = fmtBand(state.band) + (state.count > 1 ? ` · ${state.index + 1} of ${state.count}` : '');
+  $('#band').dataset.band = state.band ? state.band.join('-') : '';
   document.body.classList.add('show-info');
   clearTimeout(infoTimer);
   infoTimer = setTimeout(() => document.body.classList.remove('show-info'), 5000);

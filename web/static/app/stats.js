@@ -106,6 +106,8 @@ export class StatsBoard {
     dl.replaceChildren(...rows.flatMap(([k, v, key]) => [h('dt', { text: k }), h('dd', { text: v, 'data-key': key })]));
     const sum = (x, k) => ((x.video && x.video[k]) || 0) + ((x.audio && x.audio[k]) || 0);
     drawGraph(card.querySelector('canvas.bitrate'), hist.map((x) => sum(x.in, 'kbps')), hist.map((x) => sum(x.out, 'kbps')));
+    // How many points the graphs show (for tests: what is drawn).
+    for (const c of card.querySelectorAll('canvas.graph')) /** @type {HTMLCanvasElement} */ (c).dataset.points = String(hist.length);
     drawGraph(card.querySelector('canvas.pps'), hist.map((x) => sum(x.in, 'pps')), hist.map((x) => sum(x.out, 'pps')));
   }
 }

@@ -1,6 +1,7 @@
 // @ts-check
 // The operators' status page (/status): every stream with its source,
-// codecs, bitrate, viewers per protocol, recordings and pushes, from
+// codecs, bitrate, viewers per protocol, recordings and pushes, and with
+// --cluster the cluster's nodes with their addresses and load, from
 // GET /api/status every two seconds. With auth on it needs an admin token
 // (?token= or typed in; kept for the tab's session).
 import { h, $ } from './ui.js';
@@ -42,13 +43,35 @@ function row(s) {
     cell(push));
 }
 
+/** One node of the cluster; self is the node serving this page. */
+function nodeRow(n, self) {
+  const load = n.load || {};
+  return h('tr', {},
+    h('th', { scope: 'row' }, n.id + (n.id === self ? ' (this node)' : '')),
+    cell(n.http || '—'),
+    cell(n.media || '—'),
+    cell(n.turn || '—'),
+    cell(Math.round((load.cpu || 0) * 100) + ' %', 'num'),
+    cell(String(load.sessions || 0), 'num'),
+    cell(kbps(load.egress_bits || 0), 'num'),
+    cell(new Date(n.seen).toLocaleTimeString()));
+}
+
+/** The cluster's part of the summary and its table (hidden when alone). */
+function renderCluster(c) {
+  $('#cluster').hidden = !c;
+  if (!c) return '';
+  $('#nodes').replaceChildren(...c.nodes.map((n) => nodeRow(n, c.node)));
+  return c.connected ? ` · cluster of ${c.nodes.length} nodes` : ' · cluster: not connected to NATS';
+}
+
 function render(st) {
   const rows = $('#rows');
   rows.replaceChildren(...st.streams.map(row));
   if (st.streams.length === 0) rows.append(h('tr', {}, h('td', { colspan: '11', class: 'empty' }, 'No streams.')));
   const up = Math.round(st.uptime_seconds);
   $('#summary').textContent = `Up ${Math.floor(up / 3600)} h ${Math.floor(up / 60) % 60} min · ${st.rooms} rooms, ${st.members} members · ` +
-    `${st.turn_allocations} TURN allocations · updated ${new Date(st.time).toLocaleTimeString()}`;
+    `${st.turn_allocations} TURN allocations${renderCluster(st.cluster)} · updated ${new Date(st.time).toLocaleTimeString()}`;
 }
 
 async function load() {

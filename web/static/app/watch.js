@@ -55,8 +55,10 @@ const app = {
   /** status events received (tests read it) */
   statusEvents: 0,
 };
-// test and debugging hook
-/** @type {any} */ (window).parleyWatch = app;
+// The page's library objects, for debugging and the browser tests: the WHEP
+// session (whip.js Session) and the HLS playback (hls.js playHLS), and
+// nothing of the page's state.
+/** @type {any} */ (window).parleyApp = Object.freeze({ get session() { return app.session; }, get hls() { return app.hls; } });
 
 const video = /** @type {HTMLVideoElement} */ (document.getElementById('video'));
 

@@ -37,6 +37,7 @@ export class BroadcastChat extends EventTarget {
     this.room = chatRoom(stream);
     this.name = opts.name || 'Viewer';
     this.publisher = !!opts.publisher;
+    /** @private */
     this.token = opts.token || '';
     /** chat allowed (the publisher's switch) */
     this.on = false;
@@ -47,10 +48,16 @@ export class BroadcastChat extends EventTarget {
     this.isHost = false;
     /** @type {Map<string, ChatMember>} member id → what the server says of it */
     this.names = new Map();
-    /** @type {Signaling|null} */
+    /**
+     * @type {Signaling|null}
+     * @private
+     */
     this.sig = null;
+    /** @private */
     this.closed = false;
+    /** @private */
     this.retry = 0;
+    /** @private */
     this.timer = 0;
   }
 
@@ -74,7 +81,10 @@ export class BroadcastChat extends EventTarget {
     sig.send(j);
   }
 
-  /** The connection sig is gone: say so and connect again after a while. @param {Signaling} sig */
+  /**
+   * The connection sig is gone: say so and connect again after a while. @param {Signaling} sig
+   * @private
+   */
   lost(sig) {
     if (this.sig !== sig) return;
     this.sig = null;
@@ -86,7 +96,10 @@ export class BroadcastChat extends EventTarget {
     this.timer = setTimeout(() => this.connect(), 500 * 2 ** this.retry);
   }
 
-  /** @param {any} m */
+  /**
+   * @param {any} m
+   * @private
+   */
   onMessage(m) {
     switch (m.type) {
       case 'joined':
@@ -134,7 +147,10 @@ export class BroadcastChat extends EventTarget {
     }
   }
 
-  /** @param {string} to @param {any} data */
+  /**
+   * @param {string} to @param {any} data
+   * @private
+   */
   sendTo(to, data) {
     if (this.sig && this.connected) this.sig.send({ type: 'signal', to, data });
   }
@@ -180,15 +196,20 @@ export class BroadcastChat extends EventTarget {
     }
   }
 
+  /** @private */
   emitState() {
     this.emit('state', { on: this.on, connected: this.connected });
   }
 
+  /** @private */
   emitMembers() {
     this.emit('members', this.names.size + 1);
   }
 
-  /** @param {string} type @param {any} detail */
+  /**
+   * @param {string} type @param {any} detail
+   * @private
+   */
   emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }

@@ -11,8 +11,8 @@ import { ParleyError } from './errors.js';
 /**
  * One probe's outcome. status: "ok" (it works), "blocked" (it was tried and
  * failed or timed out) or "unavailable" (this server does not offer it).
- * needsToken: a TURN probe not run because the server (auth on) hands
- * out its relay only with a valid access token.
+ * needsToken: a TURN or media probe not run because the server (auth on)
+ * lends its relay and probes its media port only for a valid access token.
  * For STUN, natted tells whether the browser's address is translated
  * (a server-reflexive candidate different from its own address appeared).
  * @typedef {{
@@ -170,12 +170,14 @@ export function probeTurn(id, server, timeoutMs = PROBE_TIMEOUT_MS) {
  * connection on the SFU's own sockets (POST /api/check/media), which
  * answers only with candidates of that transport. The data channel opens
  * and echoes a message only when ICE, DTLS and SCTP all got through.
+ * With auth on the server probes only for a valid access token (any grant).
  * @param {'udp'|'tcp'} transport
  * @param {number} port the port GET /api/check gave (0: off)
  * @param {number} [timeoutMs]
+ * @param {string} [token] an access token, for servers with auth on
  * @returns {Promise<ProbeResult>}
  */
-export function probeMedia(transport, port, timeoutMs = PROBE_TIMEOUT_MS) {
+export function probeMedia(transport, port, timeoutMs = PROBE_TIMEOUT_MS, token = '') {
   /** @type {ProbeResult['id']} */
   const id = transport === 'tcp' ? 'media-tcp' : 'media-udp';
   if (!port) return Promise.resolve({ id, status: 'unavailable' });
@@ -197,7 +199,8 @@ export function probeMedia(transport, port, timeoutMs = PROBE_TIMEOUT_MS) {
       let res;
       try {
         res = await fetch('/api/check/media?transport=' + transport, {
-          method: 'POST', cache: 'no-store', headers: { 'Content-Type': 'application/sdp' },
+          method: 'POST', cache: 'no-store',
+          headers: token ? { 'Content-Type': 'application/sdp', Authorization: 'Bearer ' + token } : { 'Content-Type': 'application/sdp' },
           body: pc.localDescription?.sdp || '',
         });
       } catch (e) {
@@ -214,7 +217,8 @@ export function probeMedia(transport, port, timeoutMs = PROBE_TIMEOUT_MS) {
  * Runs every probe at once; onResult sees each as it ends. Resolves with
  * all of them in a fixed order: stun, turn-udp, turn-tcp, turn-tls,
  * media-udp, media-tcp.
- * token: an access token, for servers with auth on (their TURN needs one).
+ * token: an access token, for servers with auth on (their TURN and media
+ * probe need one; without it those results say needsToken).
  * @param {(r: ProbeResult) => void} [onResult]
  * @param {{timeoutMs?: number, token?: string}} [opts]
  * @returns {Promise<ProbeResult[]>}
@@ -228,12 +232,16 @@ export async function runChecks(onResult = () => {}, { timeoutMs = PROBE_TIMEOUT
   const turn = (id) => info.turnNeedsToken
     ? Promise.resolve({ id, status: 'unavailable', needsToken: true })
     : probeTurn(id, pickServer(s, id), timeoutMs);
+  /** @param {'udp'|'tcp'} t @returns {Promise<ProbeResult>} */
+  const media = (t) => info.turnNeedsToken
+    ? Promise.resolve({ id: t === 'tcp' ? 'media-tcp' : 'media-udp', status: 'unavailable', needsToken: true })
+    : probeMedia(t, (t === 'tcp' ? info.media?.tcp : info.media?.udp) || 0, timeoutMs, token);
   return Promise.all([
     report(probeStun(pickServer(s, 'stun'), timeoutMs)),
     report(turn('turn-udp')),
     report(turn('turn-tcp')),
     report(turn('turn-tls')),
-    report(probeMedia('udp', info.media?.udp || 0, timeoutMs)),
-    report(probeMedia('tcp', info.media?.tcp || 0, timeoutMs)),
+    report(media('udp')),
+    report(media('tcp')),
   ]);
 }

@@ -49,6 +49,15 @@ function reconnectDelay(n, hint = 0) {
  * "reconnecting", "error", "full", "speaker", and from moderators "muted",
  * "removed", "ended"; "media-closed" when the server closed our sfu link
  * (a new one is already being built).
+ *
+ * Public (docs/client-js.md): the options' room and name, state, id, mode,
+ * transport, peers, link (read-only; null in p2p rooms), iceServers, identity,
+ * verified, host, grants, localStream, mediaState, maxBitrate, maxFileSize,
+ * the events above, and join(), leave(), reconnectNow(), setTrack(),
+ * setMediaState(), setMaxBitrate(), chat(), sendControl(), sendFile(),
+ * maySend(), rebuildLink(), removeMember(), muteMember(), endRoom(). Members
+ * marked @private are enforced by tsc (checkJs); opts, sig, log and dropPeer
+ * are library-internal (p2p.js and sfu.js use them), not for pages or tests.
  */
 export class Client extends EventTarget {
   /** @param {ClientOptions} opts */
@@ -58,7 +67,9 @@ export class Client extends EventTarget {
     this.opts = { transport: 'auto', iceTransportPolicy: 'all', ...opts };
     this.room = opts.room;
     this.name = opts.name || 'Guest';
+    /** @private */
     this.token = opts.token || '';
+    /** @private */
     this.base = opts.server || location.origin;
     /** @type {MediaStream|null} */
     this.localStream = opts.localStream || null;
@@ -80,32 +91,56 @@ export class Client extends EventTarget {
     this.mode = 'p2p';
     /** What the server lets us do in the room (from "joined"). */
     this.grants = { publish: true, subscribe: true, admin: false };
-    /** @type {Map<string, 'audio'|'video'>} our tracks a moderator muted (sfu rooms), by server track id */
+    /**
+     * @type {Map<string, 'audio'|'video'>} our tracks a moderator muted (sfu rooms), by server track id
+     * @private
+     */
     this.heldTracks = new Map();
+    /** @private */
     this.joining = false;
     /** @type {Signaling|null} */
     this.sig = null;
     /** @type {SfuLink|null} the connection to the server in "sfu" rooms */
     this.link = null;
+    /** @private */
     this.attempt = 0;
+    /** @private */
     this.reconnectTimer = 0;
-    /** The token that resumes this member after a dropped connection (never shown or logged). */
+    /**
+     * The token that resumes this member after a dropped connection (never shown or logged).
+     * @private
+     */
     this.resumeToken = '';
-    /** A dropped connection is being resumed: peers and their connections are kept. */
+    /**
+     * A dropped connection is being resumed: peers and their connections are kept.
+     * @private
+     */
     this.resuming = false;
-    /** The server said it is shutting down (server-shutdown): its retryMs, until we are back. */
+    /**
+     * The server said it is shutting down (server-shutdown): its retryMs, until we are back.
+     * @private
+     */
     this.serverRetry = 0;
     // Nothing lost in a dead socket: messages counted since our join, on
     // connections before this one (recvDone, sentDone) and on this one
     // (sig.received, sig.sent); what we sent and the server has not
     // acknowledged (unacked, numbered), and what we sent with no
     // connection (backlog), to send again after a resume.
+    /** @private */
     this.recvDone = 0;
+    /** @private */
     this.sentDone = 0;
-    /** @type {{n: number, msg: OutMessage}[]} */
+    /**
+     * @type {{n: number, msg: OutMessage}[]}
+     * @private
+     */
     this.unacked = [];
-    /** @type {OutMessage[]} */
+    /**
+     * @type {OutMessage[]}
+     * @private
+     */
     this.backlog = [];
+    /** @private */
     this.wakeup = null;
   }
 
@@ -114,7 +149,10 @@ export class Client extends EventTarget {
     if (this.opts.debug) console.debug('[parley]', ...a);
   }
 
-  /** @param {ClientState} s */
+  /**
+   * @param {ClientState} s
+   * @private
+   */
   setState(s) {
     if (this.state === s) return;
     this.state = s;
@@ -146,7 +184,10 @@ export class Client extends EventTarget {
     return this.joinPromise;
   }
 
-  /** @returns {Promise<void>} */
+  /**
+   * @returns {Promise<void>}
+   * @private
+   */
   async connect() {
     if (this.gone) return;
     this.setState(this.id ? 'reconnecting' : 'connecting');
@@ -185,7 +226,10 @@ export class Client extends EventTarget {
     this.sendJoin(sig);
   }
 
-  /** @param {Signaling} sig */
+  /**
+   * @param {Signaling} sig
+   * @private
+   */
   sendJoin(sig) {
     /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu', host?: boolean}} */
     const msg = { type: 'join', room: this.room, name: this.name };
@@ -218,14 +262,21 @@ export class Client extends EventTarget {
     if (this.unacked.length > UNACKED_MAX) this.unacked.shift();
   }
 
-  /** The server got our first got messages: forget them. @param {number} got */
+  /**
+   * The server got our first got messages: forget them.
+   * @param {number} got
+   * @private
+   */
   acked(got) {
     let i = 0;
     while (i < this.unacked.length && this.unacked[i].n <= got) i++;
     this.unacked.splice(0, i);
   }
 
-  /** @param {string} reason */
+  /**
+   * @param {string} reason
+   * @private
+   */
   scheduleReconnect(reason) {
     if (this.gone) return;
     const restarting = this.serverRetry > 0;
@@ -244,14 +295,20 @@ export class Client extends EventTarget {
     this.connect();
   }
 
-  /** The server no longer keeps our member: drop what we kept, join afresh. */
+  /**
+   * The server no longer keeps our member: drop what we kept, join afresh.
+   * @private
+   */
   resumeFailed() {
     this.resuming = false;
     this.resumeToken = '';
     this.dropAllPeers();
   }
 
-  /** @param {any} m */
+  /**
+   * @param {any} m
+   * @private
+   */
   onServerMessage(m) {
     if (!m || typeof m !== 'object') return;
     switch (m.type) {
@@ -389,6 +446,7 @@ export class Client extends EventTarget {
    * credential: the server refuses to refresh an allocation made with an
    * expired one.
    * @param {IceServer[]} list
+   * @private
    */
   setIceServers(list) {
     this.iceServers = list;
@@ -408,14 +466,20 @@ export class Client extends EventTarget {
     }
   }
 
-  /** @param {ParleyError} err */
+  /**
+   * @param {ParleyError} err
+   * @private
+   */
   fail(err) {
     this.shutdown('closed');
     if (this.joinWaiter) this.joinWaiter.reject(err);
     this.joinWaiter = null;
   }
 
-  /** @param {MemberInfo} info @param {boolean} offerer */
+  /**
+   * @param {MemberInfo} info @param {boolean} offerer
+   * @private
+   */
   addPeer(info, offerer) {
     if (!info || !info.id || info.id === this.id) return;
     const old = this.peers.get(info.id);
@@ -454,13 +518,17 @@ export class Client extends EventTarget {
     emit(this, 'media-closed', { link });
   }
 
+  /** @private */
   dropAllPeers() {
     for (const id of [...this.peers.keys()]) this.dropPeer(id, 'reconnect');
     if (this.link) this.link.close();
     this.link = null;
   }
 
-  /** @param {ClientState} state */
+  /**
+   * @param {ClientState} state
+   * @private
+   */
   shutdown(state) {
     clearTimeout(this.reconnectTimer);
     this.dropAllPeers();
@@ -526,7 +594,10 @@ export class Client extends EventTarget {
   // --- moderation (needs the admin grant: grants.admin; otherwise the
   // server answers with a "forbidden" error event)
 
-  /** @param {object} m */
+  /**
+   * @param {object} m
+   * @private
+   */
   moderate(m) {
     this.send({ type: 'moderate', ...m });
   }

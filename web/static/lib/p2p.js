@@ -23,6 +23,13 @@ const CHANNELS = /** @type {const} */ ({ control: 0, chat: 1, file: 2 });
 /**
  * One remote member: its RTCPeerConnection, data channels and state.
  * Events: "track", "state" (connection/mute/name change), "control", "chat".
+ *
+ * Public (docs/client-js.md, "Peer"): id, name, identity, verified, host, pc
+ * (read-only), remoteStream, media, connectionState, relay, collisions,
+ * channels, transfers, retryRelay(), sendControl(), sendFile(), sample().
+ * Members marked @private are enforced by tsc; the rest (close, closePC,
+ * buildPC, handleSignal, replaceTrack, applyBitrate, sendFileCtl, …) are
+ * library-internal: used by client.js and sfu.js, not by pages or tests.
  */
 export class Peer extends EventTarget {
   /** @param {Client} client @param {MemberInfo} info @param {boolean} offerer */
@@ -34,23 +41,34 @@ export class Peer extends EventTarget {
     this.identity = info.identity || '';
     this.verified = !!info.verified;
     this.host = !!info.host;
+    /** @private */
     this.polite = client.id > info.id; // lexically larger id yields in glare
+    /** @private */
     this.offerer = offerer;
     this.remoteStream = new MediaStream();
     /** Remote media state as announced by the peer. */
     this.media = { audio: true, video: true, screen: false };
     this.relay = client.opts.iceTransportPolicy === 'relay';
+    /** @private */
     this.makingOffer = false;
+    /** @private */
     this.ignoreOffer = false;
+    /** @private */
     this.answerPending = false;
+    /** @private */
     this.crossed = 0; // offers that crossed ours (resolved by perfect negotiation)
+    /** @private */
     this.waitingForOffer = !offerer;
+    /** @private */
     this.queue = Promise.resolve();
     /** @type {Map<number, Transfer>} */
     this.transfers = new Map();
     this.closed = false;
+    /** @private */
     this.connectedAt = 0;
+    /** @private */
     this.createdAt = performance.now();
+    /** @private */
     this.prevStats = null;
     this.buildPC();
   }
@@ -62,8 +80,15 @@ export class Peer extends EventTarget {
       iceTransportPolicy: this.relay ? 'relay' : 'all',
       bundlePolicy: 'max-bundle',
     });
+    /**
+     * The connection to this member. Public and read-only: for getStats(),
+     * its states and descriptions; the library negotiates it.
+     * @type {RTCPeerConnection}
+     */
     this.pc = pc;
+    /** @private */
     this.audioTx = null;
+    /** @private */
     this.videoTx = null;
     this.remoteStream = new MediaStream();
     /** @type {Record<string, Channel>} */
@@ -124,8 +149,10 @@ export class Peer extends EventTarget {
     };
     // Some failures never reach 'failed' (e.g. relay-only with no usable TURN:
     // no candidates at all), so a connection that is not up in time counts as failed.
+    /** @private */
     this.stuck = false;
     clearTimeout(this.stuckTimer);
+    /** @private */
     this.stuckTimer = setTimeout(() => {
       if (this.closed || this.pc !== pc || pc.connectionState === 'connected') return;
       this.stuck = true;
@@ -155,6 +182,7 @@ export class Peer extends EventTarget {
     return this.crossed;
   }
 
+  /** @private */
   addTransceivers() {
     const s = this.client.localStream;
     const a = s && s.getAudioTracks()[0];
@@ -164,7 +192,10 @@ export class Peer extends EventTarget {
     if (!this.videoTx) this.videoTx = this.pc.addTransceiver(v || 'video', { direction: 'sendrecv', streams });
   }
 
-  /** After a remote offer, adopt the transceivers it created and send our media on them. */
+  /**
+   * After a remote offer, adopt the transceivers it created and send our media on them.
+   * @private
+   */
   adoptTransceivers() {
     const s = this.client.localStream;
     for (const t of this.pc.getTransceivers()) {
@@ -182,7 +213,10 @@ export class Peer extends EventTarget {
     }
   }
 
-  /** @param {object} data */
+  /**
+   * @param {object} data
+   * @private
+   */
   signal(data) {
     this.client.send({ type: 'signal', to: this.id, data });
   }
@@ -193,7 +227,10 @@ export class Peer extends EventTarget {
     return this.queue;
   }
 
-  /** @param {any} data */
+  /**
+   * @param {any} data
+   * @private
+   */
   async onSignal(data) {
     if (this.closed || !data) return;
     const pc = this.pc;
@@ -230,6 +267,7 @@ export class Peer extends EventTarget {
    * Tears down and recreates the peer connection, optionally relay-only
    * (iceTransportPolicy 'relay'). Tells the other side to do the same.
    * @param {boolean} relay @param {boolean} [tell]
+   * @private
    */
   rebuild(relay, tell = true) {
     for (const tr of this.transfers.values()) tr.setState('failed', 'connection restarted');
@@ -355,6 +393,7 @@ export class Peer extends EventTarget {
    * says whether an inbound stream belongs to this member.
    * @param {RTCStatsReport} report @param {(s: any) => boolean} mine
    * @returns {PeerStats}
+   * @protected
    */
   summarize(report, mine) {
     const { stats, sample } = summarize(report, this.prevStats, mine, this.relay);

@@ -18,41 +18,70 @@ const textDecoder = new TextDecoder();
  * The server offers when others' tracks come and go; we offer when ours
  * change. We are the polite side. Data for other members goes through the
  * server-relayed channel "parley".
+ *
+ * Public (docs/client-js.md, "SFU rooms"): pc (read-only), connectionState,
+ * tracks (read-only), prefer(). Members marked @private are enforced by tsc;
+ * the rest are library-internal (used by client.js and SfuPeer).
  */
 export class SfuLink {
   /** @param {Client} client */
   constructor(client) {
+    /** @private */
     this.client = client;
     this.relay = client.opts.iceTransportPolicy === 'relay';
     /** @type {Map<string, string>} stream or track id → publisher member id */
     this.owner = new Map();
-    /** @type {{track: MediaStreamTrack, stream: string}[]} tracks whose publisher is not known yet */
+    /**
+     * @type {{track: MediaStreamTrack, stream: string}[]} tracks whose publisher is not known yet
+     * @private
+     */
     this.pending = [];
     /** @type {any[]} the server's last "tracks" list */
     this.tracks = [];
     /** @type {Map<string, {quality: 'low'|'medium'|'high', paused: boolean}>} by member */
     this.prefs = new Map();
-    /** @type {Map<string, string>} what was last asked per server track id */
+    /**
+     * @type {Map<string, string>} what was last asked per server track id
+     * @private
+     */
     this.sentPrefs = new Map();
+    /** @private */
     this.queue = Promise.resolve();
+    /** @private */
     this.makingOffer = false;
     this.collisions = 0;
+    /** @private */
     this.generation = 0; // counts remote offers, to drop offers made stale by one
+    /** @private */
     this.reoffer = false;
+    /** @private */
     this.stuck = false;
+    /** @private */
     this.closed = false;
     this.build();
   }
 
+  /** @private */
   build() {
     const c = this.client;
     const pc = new RTCPeerConnection({ iceServers: c.iceServers, iceTransportPolicy: this.relay ? 'relay' : 'all', bundlePolicy: 'max-bundle' });
+    /**
+     * The connection to the server. Public and read-only: for getStats(),
+     * its states and descriptions; the library negotiates it.
+     * @type {RTCPeerConnection}
+     */
     this.pc = pc;
     const s = c.localStream;
     const streams = s ? [s] : [];
-    /** @type {RTCRtpTransceiver|null} */
+    /**
+     * @type {RTCRtpTransceiver|null}
+     * @private
+     */
     this.audioTx = null;
-    /** @type {RTCRtpTransceiver|null} */
+    /**
+     * @type {RTCRtpTransceiver|null}
+     * @private
+     */
     this.videoTx = null;
     // Without the publish grant the server would refuse sending sections:
     // offer none (we still receive on the server's).
@@ -99,6 +128,7 @@ export class SfuLink {
         this.offer();
       }
     };
+    /** @private */
     this.stuckTimer = setTimeout(() => {
       if (this.closed || pc.connectionState === 'connected') return;
       this.stuck = true;
@@ -106,6 +136,7 @@ export class SfuLink {
     }, c.opts.connectTimeout || 12000);
   }
 
+  /** @private */
   touchPeers() {
     for (const p of this.client.peers.values()) emit(p, 'state', p);
   }
@@ -120,6 +151,7 @@ export class SfuLink {
     this.client.send({ type: 'media', data });
   }
 
+  /** @private */
   async offer() {
     if (this.closed) return;
     try {
@@ -145,7 +177,10 @@ export class SfuLink {
     this.queue = this.queue.then(() => this.handle(d)).catch((e) => this.client.log('sfu media', e));
   }
 
-  /** @param {any} d */
+  /**
+   * @param {any} d
+   * @private
+   */
   async handle(d) {
     if (this.closed || !d) return;
     const pc = this.pc;
@@ -212,7 +247,10 @@ export class SfuLink {
     }
   }
 
-  /** Puts a received track on its publisher's stream. @param {MediaStreamTrack} track @param {string} stream */
+  /**
+   * Puts a received track on its publisher's stream. @param {MediaStreamTrack} track @param {string} stream
+   * @private
+   */
   place(track, stream) {
     const who = this.owner.get(stream) || this.owner.get(track.id);
     const p = who && this.client.peers.get(who);

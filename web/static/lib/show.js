@@ -15,16 +15,23 @@ export class ControlSocket {
    */
   constructor(name, query, { onMessage, onState } = {}) {
     this.name = name;
+    /** @private */
     this.query = query;
+    /** @private */
     this.onMessage = onMessage || (() => {});
+    /** @private */
     this.onState = onState || (() => {});
+    /** @private */
     this.ws = null;
+    /** @private */
     this.backoff = 500;
+    /** @private */
     this.stopped = false;
     this.state = 'connecting';
     this.connect();
   }
 
+  /** @private */
   connect() {
     if (this.stopped) return;
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -49,7 +56,10 @@ export class ControlSocket {
     };
   }
 
-  /** @param {string} s @param {CloseEvent} [ev] */
+  /**
+   * @param {string} s @param {CloseEvent} [ev]
+   * @private
+   */
   setState(s, ev) {
     this.state = s;
     this.onState(s, ev);

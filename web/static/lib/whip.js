@@ -42,6 +42,7 @@ export class Session {
   constructor(pc, location, token) {
     this.pc = pc;
     this.location = location;
+    /** @private */
     this.token = token;
     this.closed = false;
   }
