@@ -213,7 +213,9 @@ func TestServerTermRejoinsSFU(t *testing.T) {
 
 // TestBenchRejoin measures the time from a restarted server's listener
 // being back to the last of three browsers rejoined, for SIGKILL (p2p)
-// and SIGTERM (sfu), five rounds each. Run with PARLEY_BENCH=1:
+// and SIGTERM (sfu), three rounds each with three fresh browsers (a
+// fourth call page in the same tab sent no video in two runs, before any
+// restart: a harness matter, not explained yet). Run with PARLEY_BENCH=1:
 //
 //	PARLEY_BENCH=1 go test ./internal/e2e -run TestBenchRejoin -v -count=1
 func TestBenchRejoin(t *testing.T) {
@@ -222,19 +224,22 @@ func TestBenchRejoin(t *testing.T) {
 	}
 	p := startProcServer(t)
 	e := &env{t: t, chrome: chromiumPath(t), url: p.url}
-	bs := []*browser{e.launch("Alice"), e.launch("Bob"), e.launch("Carol")}
 	for _, c := range []struct {
 		sig   syscall.Signal
 		query string
 	}{{syscall.SIGKILL, ""}, {syscall.SIGTERM, "mode=sfu"}} {
+		bs := []*browser{e.launch("Alice"), e.launch("Bob"), e.launch("Carol")}
 		var ms []float64
-		for i := range 5 {
+		for i := range 3 {
 			d := restartCall(t, p, bs, fmt.Sprintf("rejoin-%d-%d", c.sig, i), c.query, c.sig)
 			ms = append(ms, float64(d.Milliseconds()))
 		}
 		s := slices.Clone(ms)
 		slices.Sort(s)
-		t.Logf("rejoin after %s (%s): ms %v; median %.0f, max %.0f", c.sig, c.query, ms, s[2], s[4])
+		t.Logf("rejoin after %s (%s): ms %v; median %.0f, max %.0f", c.sig, c.query, ms, s[1], s[2])
+		for _, b := range bs { // out of the room, so they do not rejoin in the next rounds
+			b.do(20*time.Second, chromedp.Navigate("about:blank"))
+		}
 	}
 }
 
