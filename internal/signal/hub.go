@@ -41,7 +41,7 @@ type Options struct {
 	JoinTimeout  time.Duration // a connection not in a room this long is closed (default 10 s)
 	// Replay and ReplayBytes bound what is kept per member for a resume
 	// to send again: the messages the client may not have received
-	// (default 256 and 1 MiB; Replay < 0: none, and a resume that says
+	// (default 64 and 64 KiB per member; Replay < 0: none, and a resume that says
 	// what it got is refused unless it got everything). See replay.go.
 	Replay      int
 	ReplayBytes int
@@ -129,10 +129,10 @@ func (o *Options) fill() {
 		o.ResumeGrace = 15 * time.Second
 	}
 	if o.Replay == 0 {
-		o.Replay = 256
+		o.Replay = 64
 	}
 	if o.ReplayBytes <= 0 {
-		o.ReplayBytes = 1 << 20
+		o.ReplayBytes = 64 << 10
 	}
 	if o.JoinTimeout <= 0 {
 		o.JoinTimeout = 10 * time.Second

@@ -18,17 +18,21 @@ import (
 // The server keeps the last Options.Replay messages (at most
 // Options.ReplayBytes) it took for a member, encoded, shared with the
 // other receivers; a resume that needs more is refused, and the client
-// joins afresh.
+// joins afresh. It keeps nothing for a client that has not shown it
+// counts (a "got" in its join, a ping or a resume): the Go client, the
+// load tools and older pages never acknowledge, and would make it hold
+// its bound for as long as they stay.
 
 // replay is what a session's transports took from its outbox, kept for a
 // resume until the client acknowledges it.
 type replay struct {
 	max, maxBytes int
 
-	mu    sync.Mutex
-	sent  int64    // messages taken from the outbox, ever
-	kept  [][]byte // the last of them: kept[len(kept)-1] is number sent
-	bytes int      // in kept
+	mu       sync.Mutex
+	counting bool     // the client acknowledges: keep what it may not have
+	sent     int64    // messages taken from the outbox, ever
+	kept     [][]byte // the last of them: kept[len(kept)-1] is number sent
+	bytes    int      // in kept
 }
 
 // took records a message a transport took for its client.
@@ -36,7 +40,7 @@ func (r *replay) took(b []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sent++
-	if r.max <= 0 {
+	if r.max <= 0 || !r.counting {
 		return
 	}
 	r.kept = append(r.kept, b)
@@ -48,10 +52,12 @@ func (r *replay) took(b []byte) {
 	}
 }
 
-// ack forgets the messages the client says it has: the first got.
+// ack forgets the messages the client says it has, the first got, and
+// from now on keeps what it may not have.
 func (r *replay) ack(got int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.counting = true
 	if got < 0 || got > r.sent {
 		return
 	}

@@ -76,12 +76,16 @@ func (r *rawWS) signals(n int) []string {
 // them); she sent a message the server never got either. Her resume says
 // what she got; the server sends what she did not, once and in order, and
 // says what it got from her, so she sends the rest again.
-func lostInDeadSocket(t *testing.T, o signal.Options) (resumed protocol.Message, after *rawWS, bob func(string)) {
+func lostInDeadSocket(t *testing.T, o signal.Options, counts bool) (resumed protocol.Message, after *rawWS, bob func(string)) {
 	t.Helper()
 	_, url := newHub(t, o)
 	a := dialRaw(t, url)
 	got := int64(0) // what alice's client counts, as the browser library does
-	a.send(protocol.Message{Type: protocol.TypeJoin, Room: "lossless", Name: "alice"})
+	jm := protocol.Message{Type: protocol.TypeJoin, Room: "lossless", Name: "alice"}
+	if counts {
+		jm.Got = &got // she says she counts
+	}
+	a.send(jm)
 	j := a.read()
 	got++
 	b := dial(t, url, "ws")
@@ -111,7 +115,7 @@ func lostInDeadSocket(t *testing.T, o signal.Options) (resumed protocol.Message,
 }
 
 func TestResumeReplaysWhatTheDeadSocketLost(t *testing.T) {
-	resumed, a, bob := lostInDeadSocket(t, signal.Options{})
+	resumed, a, bob := lostInDeadSocket(t, signal.Options{}, true)
 	if resumed.Type != protocol.TypeResumed {
 		t.Fatalf("got %s %s %s, want resumed", resumed.Type, resumed.Code, resumed.Message)
 	}
@@ -128,7 +132,17 @@ func TestResumeReplaysWhatTheDeadSocketLost(t *testing.T) {
 // More was lost than the server keeps: the resume is refused and the
 // client joins afresh.
 func TestResumeBeyondReplayRefused(t *testing.T) {
-	resumed, _, _ := lostInDeadSocket(t, signal.Options{Replay: 2})
+	resumed, _, _ := lostInDeadSocket(t, signal.Options{Replay: 2}, true)
+	if resumed.Type != protocol.TypeError || resumed.Code != protocol.CodeResumeFailed {
+		t.Fatalf("got %s %s, want the resume refused", resumed.Type, resumed.Code)
+	}
+}
+
+// A client that never said it counts (no got in its join or pings: the
+// Go client, the load tools) has nothing kept for it: a resume saying it
+// lost something is refused.
+func TestNothingKeptForClientsThatDoNotCount(t *testing.T) {
+	resumed, _, _ := lostInDeadSocket(t, signal.Options{}, false)
 	if resumed.Type != protocol.TypeError || resumed.Code != protocol.CodeResumeFailed {
 		t.Fatalf("got %s %s, want the resume refused", resumed.Type, resumed.Code)
 	}
@@ -140,7 +154,8 @@ func TestResumeBeyondReplayRefused(t *testing.T) {
 func TestPingAcknowledges(t *testing.T) {
 	_, url := newHub(t, signal.Options{Replay: 2})
 	a := dialRaw(t, url)
-	a.send(protocol.Message{Type: protocol.TypeJoin, Room: "acks", Name: "alice"})
+	zero := int64(0)
+	a.send(protocol.Message{Type: protocol.TypeJoin, Room: "acks", Name: "alice", Got: &zero})
 	j := a.read()
 	b := dial(t, url, "ws")
 	join(t, b, "acks", "bob")

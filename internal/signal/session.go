@@ -322,6 +322,9 @@ func (s *session) handle(raw []byte) (next *session) {
 		}
 		return nil
 	}
+	if m.Got != nil && m.Type != protocol.TypeResume {
+		s.rp.ack(*m.Got) // join or ping: the client counts (replay.go)
+	}
 	switch m.Type {
 	case protocol.TypeJoin:
 		s.join(m)
@@ -347,9 +350,6 @@ func (s *session) handle(raw []byte) (next *session) {
 			s.sendError(protocol.CodeNotInRoom, "you are not in a room")
 		}
 	case protocol.TypePing:
-		if m.Got != nil {
-			s.rp.ack(*m.Got)
-		}
 		got := s.heard.Load()
 		s.send(protocol.Message{Type: protocol.TypePong, Got: &got})
 	}

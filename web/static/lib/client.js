@@ -231,8 +231,8 @@ export class Client extends EventTarget {
    * @private
    */
   sendJoin(sig) {
-    /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu', host?: boolean}} */
-    const msg = { type: 'join', room: this.room, name: this.name };
+    /** @type {{type: 'join', room: string, name: string, got: number, token?: string, mode?: 'p2p'|'sfu', host?: boolean}} */
+    const msg = { type: 'join', room: this.room, name: this.name, got: sig.received }; // got: we count (see send)
     if (this.token) msg.token = this.token;
     if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
     if (this.id) {
