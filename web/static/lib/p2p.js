@@ -218,7 +218,7 @@ export class Peer extends EventTarget {
    * @private
    */
   signal(data) {
-    this.client.sig && this.client.sig.send({ type: 'signal', to: this.id, data });
+    this.client.send({ type: 'signal', to: this.id, data });
   }
 
   /** Handles a signaling payload from this peer (serialized). @param {any} data */
