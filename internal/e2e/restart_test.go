@@ -186,10 +186,6 @@ func restartCall(t *testing.T, p *procServer, bs []*browser, room, query string,
 	return took
 }
 
-func others(names []string, me string) []string {
-	return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == me })
-}
-
 // The server crashes (SIGKILL) mid-call in a p2p room: when it is back the
 // browsers rejoin by themselves, without a click and without an error;
 // Bob's page signals over HTTP long-poll.
