@@ -55,7 +55,7 @@ function reconnectDelay(n, hint = 0) {
  * verified, host, grants, localStream, mediaState, maxBitrate, maxFileSize,
  * the events above, and join(), leave(), reconnectNow(), setTrack(),
  * setMediaState(), setMaxBitrate(), chat(), sendControl(), sendFile(),
- * maySend(), rebuildLink(), removeMember(), muteMember(), endRoom(). Members
+ * send(), maySend(), rebuildLink(), removeMember(), muteMember(), endRoom(). Members
  * marked @private are enforced by tsc (checkJs); opts, sig, log and dropPeer
  * are library-internal (p2p.js and sfu.js use them), not for pages or tests.
  */
