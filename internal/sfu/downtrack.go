@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -91,7 +93,15 @@ type downTrack struct {
 	lastSeq   uint16
 	lastTS    uint32
 	lastTime  int64
+	// A run of padding-only packets dropped (skipPadding): packets older
+	// than padStart arriving late keep the offset they had before it.
+	padRun    bool
+	padStart  uint16
+	padEnd    uint16
+	padOffset uint16
+	rtxSeq    uint16      // sequence numbers of the RTX stream
 	hdr       rtp.Header  // scratch header for writes (no per-packet allocation)
+	ext       [6]byte     // scratch header-extension payloads
 	pkt       pktCopy     // the packet being forwarded, copied out of the cache
 	aux       pktCopy     // a replayed or retransmitted packet
 	hist      []histEntry // len is a power of two
@@ -106,6 +116,13 @@ type binding struct {
 	ssrc uint32
 	pt   uint8
 	w    Sink
+	// RTX (RFC 4588) when the subscriber negotiated it for the codec:
+	// retransmissions go on their own SSRC and payload type.
+	rtxSSRC uint32
+	rtxPT   uint8
+	// The subscriber's header-extension IDs (0: not negotiated). The
+	// publisher's extensions are never copied: each is written anew.
+	levelID, absID, twccID uint8
 }
 
 // newDownTrack makes a subscription of up drained by w (nil: a writer of
@@ -152,13 +169,40 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if match == nil {
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: subscriber has no %s", webrtc.ErrUnsupportedCodec, d.codec.MimeType)
 	}
-	d.bind(uint32(ctx.SSRC()), uint8(match.PayloadType), ctx.WriteStream())
+	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(match.PayloadType), w: ctx.WriteStream()}
+	if rtx := ctx.SSRCRetransmission(); rtx != 0 {
+		apt := fmt.Sprintf("apt=%d", match.PayloadType)
+		for _, c := range ctx.CodecParameters() {
+			if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && c.SDPFmtpLine == apt {
+				b.rtxSSRC, b.rtxPT = uint32(rtx), uint8(c.PayloadType)
+			}
+		}
+	}
+	for _, e := range ctx.HeaderExtensions() {
+		if e.ID < 1 || e.ID > 14 {
+			continue // the writer uses the one-byte form only
+		}
+		switch e.URI {
+		case audioLevelURI:
+			b.levelID = uint8(e.ID)
+		case absSendTimeURI:
+			b.absID = uint8(e.ID)
+		case sdp.TransportCCURI:
+			b.twccID = uint8(e.ID)
+		}
+	}
+	d.setBinding(b)
 	return *match, nil
 }
 
-// bind points the down-track at a writer; it starts again from a keyframe.
+// bind points the down-track at a sink that takes plain RTP (no RTX, no
+// header extensions); it starts again from a keyframe.
 func (d *downTrack) bind(ssrc uint32, pt uint8, w Sink) {
-	d.binding.Store(&binding{ssrc: ssrc, pt: pt, w: w})
+	d.setBinding(&binding{ssrc: ssrc, pt: pt, w: w})
+}
+
+func (d *downTrack) setBinding(b *binding) {
+	d.binding.Store(b)
 	d.q.requestResync()
 	d.retarget()
 }
@@ -236,7 +280,11 @@ func (d *downTrack) forward(e *qentry) {
 			d.switchTo(l, pk.seq, pk.ts, e.now)
 		}
 	}
-	outSeq := pk.seq + d.seqOffset
+	if pk.n == 0 {
+		d.skipPadding(pk.seq)
+		return
+	}
+	outSeq := d.outSeq(pk.seq)
 	outTS := pk.ts + d.tsOffset
 	if int16(outSeq-d.lastSeq) > 0 {
 		d.lastSeq, d.lastTS, d.lastTime = outSeq, outTS, e.now
@@ -250,9 +298,44 @@ func (d *downTrack) forward(e *qentry) {
 	}
 }
 
+// skipPadding drops a padding-only packet (a publisher's bandwidth probe:
+// nothing to decode) without leaving a gap the subscriber would take for
+// loss: the packets after it move down one sequence number. Late packets
+// from before the run of padding keep their old numbers (outSeq).
+func (d *downTrack) skipPadding(seq uint16) {
+	if int16(seq+d.seqOffset-d.lastSeq) <= 0 {
+		return // late: its number was never used
+	}
+	if !d.padRun || seq != d.padEnd {
+		d.padRun, d.padStart, d.padOffset = true, seq, d.seqOffset
+	}
+	d.padEnd = seq + 1
+	d.seqOffset--
+}
+
+// outSeq maps a publisher's sequence number to the subscriber's.
+func (d *downTrack) outSeq(seq uint16) uint16 {
+	if d.padRun {
+		switch diff := int16(seq - d.padStart); {
+		case diff < 0:
+			return seq + d.padOffset
+		case diff > 1024:
+			d.padRun = false // long past: nothing that late comes any more
+		}
+	}
+	return seq + d.seqOffset
+}
+
 // send writes pk with the given rewritten numbers and reports whether it
 // went out.
 func (d *downTrack) send(pk *pktCopy, seq uint16, ts uint32) bool {
+	return d.write(pk, seq, ts, false)
+}
+
+// write sends pk as the subscriber's packet seq (on the RTX stream when
+// rtx: its own sequence number, seq in the payload) and reports whether it
+// went out.
+func (d *downTrack) write(pk *pktCopy, seq uint16, ts uint32, rtx bool) bool {
 	b := d.binding.Load()
 	if b == nil {
 		return false
@@ -265,14 +348,18 @@ func (d *downTrack) send(pk *pktCopy, seq uint16, ts uint32) bool {
 	h.Padding = pk.padding
 	h.PaddingSize = pk.padLen
 	h.Marker = pk.marker
-	h.PayloadType = b.pt
-	h.SequenceNumber = seq
 	h.Timestamp = ts
-	h.SSRC = b.ssrc
 	h.CSRC = h.CSRC[:0]
-	h.Extension = false
-	h.Extensions = h.Extensions[:0]
-	n, err := b.w.WriteRTP(h, pk.payload())
+	payload := pk.payload()
+	if rtx {
+		h.PayloadType, h.SequenceNumber, h.SSRC = b.rtxPT, d.rtxSeq, b.rtxSSRC
+		d.rtxSeq++
+		payload = pk.rtxPayload(seq)
+	} else {
+		h.PayloadType, h.SequenceNumber, h.SSRC = b.pt, seq, b.ssrc
+	}
+	d.setExtensions(b, pk)
+	n, err := b.w.WriteRTP(h, payload)
 	if err != nil {
 		d.errors.Add(1)
 		return false
@@ -286,9 +373,41 @@ func (d *downTrack) send(pk *pktCopy, seq uint16, ts uint32) bool {
 	return true
 }
 
+// setExtensions writes the header extensions the subscriber negotiated:
+// the publisher's audio level, the send time (abs-send-time) and the
+// subscriber transport's own transport-wide sequence number (its TWCC
+// feedback refers to those). Nothing else of the publisher's is kept.
+func (d *downTrack) setExtensions(b *binding, pk *pktCopy) {
+	h := &d.hdr
+	h.Extension = false
+	h.Extensions = h.Extensions[:0]
+	if b.levelID != 0 && pk.hasLevel {
+		d.ext[0] = pk.level
+		_ = h.SetExtension(b.levelID, d.ext[0:1])
+	}
+	if b.absID != 0 {
+		putAbsSendTime(d.ext[1:4], time.Now())
+		_ = h.SetExtension(b.absID, d.ext[1:4])
+	}
+	if b.twccID != 0 {
+		seq := d.w.nextTransportSeq()
+		d.ext[4], d.ext[5] = byte(seq>>8), byte(seq)
+		_ = h.SetExtension(b.twccID, d.ext[4:6])
+	}
+}
+
+// putAbsSendTime writes t as abs-send-time: 24 bits of 6.18 fixed-point
+// seconds (receivers only use differences, so the epoch is irrelevant).
+func putAbsSendTime(dst []byte, t time.Time) {
+	ns := uint64(t.UnixNano())
+	v := (ns/uint64(time.Second)&63)<<18 | (ns%uint64(time.Second))<<18/uint64(time.Second)
+	dst[0], dst[1], dst[2] = byte(v>>16), byte(v>>8), byte(v)
+}
+
 // switchTo makes l the current layer, starting at the keyframe with these
 // numbers, continuing the subscriber's sequence and timestamp spaces.
 func (d *downTrack) switchTo(l *layer, seq uint16, ts uint32, now int64) {
+	d.padRun = false
 	if !d.started {
 		d.seqOffset, d.tsOffset = 0, 0
 		d.lastSeq = seq - 1
@@ -334,7 +453,11 @@ func (d *downTrack) replayKeyframe(l *layer, pk *pktCopy, now int64) bool {
 		if q != first && !l.cache.copyOut(q, rp) {
 			continue // lost upstream; the subscriber will NACK it
 		}
-		out, ts := q+d.seqOffset, rp.ts+d.tsOffset
+		if rp.n == 0 {
+			d.skipPadding(q)
+			continue
+		}
+		out, ts := d.outSeq(q), rp.ts+d.tsOffset
 		d.hist[int(out)&(len(d.hist)-1)] = histEntry{layer: l, out: out, in: q, ts: ts}
 		if !d.send(rp, out, ts) && q == first {
 			d.cur.Store(nil) // transport not up yet
@@ -361,7 +484,11 @@ func (d *downTrack) retransmit(seq uint16) {
 		c.nackMisses.Add(1)
 		return
 	}
-	d.send(rp, e.out, e.ts)
+	b := d.binding.Load()
+	if b == nil {
+		return
+	}
+	d.write(rp, e.out, e.ts, b.rtxSSRC != 0)
 	c.nacks.Add(1)
 }
 

@@ -46,6 +46,11 @@ func clientAPI(t testing.TB, extra ...interceptor.Factory) *webrtc.API {
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
 	}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: absSendTimeURI}, k); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ir := &interceptor.Registry{}
 	for _, f := range extra {
 		ir.Add(f)

@@ -16,6 +16,18 @@ type writer struct {
 	once  sync.Once
 
 	sinks cowList[*downTrack]
+
+	// transportSeq numbers every packet sent on the subscriber's
+	// transport (the transport-cc extension); owned by the goroutine.
+	transportSeq uint16
+}
+
+// nextTransportSeq returns the transport-wide sequence number of the next
+// packet; only the writer's goroutine calls it.
+func (w *writer) nextTransportSeq() uint16 {
+	s := w.transportSeq
+	w.transportSeq++
+	return s
 }
 
 func newWriter() *writer {

@@ -1,0 +1,151 @@
+package sfu
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// sendPadding sends n padding-only packets on the first video layer, as a
+// browser probing its bandwidth does, taking sequence numbers like media.
+func (tp *testPublisher) sendPadding(n int) {
+	for range n {
+		tp.mu.Lock()
+		seq := tp.seq[0]
+		tp.seq[0]++
+		ts := (tp.counter - 1) * 3000
+		tp.mu.Unlock()
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Padding: true, PaddingSize: 200}}
+		_ = tp.video[0].WriteRTP(pkt)
+	}
+}
+
+// extIDs returns the header-extension IDs a client negotiated for
+// receiving kind.
+func extIDs(t *testing.T, pc *webrtc.PeerConnection, kind webrtc.RTPCodecType) map[string]uint8 {
+	t.Helper()
+	ids := map[string]uint8{}
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Kind() != kind || tr.Receiver() == nil {
+			continue
+		}
+		for _, e := range tr.Receiver().GetParameters().HeaderExtensions {
+			ids[e.URI] = uint8(e.ID)
+		}
+	}
+	return ids
+}
+
+// TestPaddingAndHeaderExtensions checks what a subscriber receives: no
+// padding-only video packets and no gap where they were; the publisher's
+// audio level, a send time and the subscriber transport's own
+// transport-wide sequence numbers, under the subscriber's extension IDs;
+// none of the publisher's other extensions.
+func TestPaddingAndHeaderExtensions(t *testing.T) {
+	s := newTestSFU(t)
+	pub := newTestPublisher(t, s, "ext", pubOpts{audio: true})
+	pub.level = 30
+	room, _ := s.LookupRoom(Streams, "ext")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for i := 0; ; i++ {
+			pub.sendFrame(3, i%30 == 0)
+			pub.sendAudio()
+			if i%3 == 1 {
+				pub.sendPadding(1 + i%4) // runs of padding between frames
+			}
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	room.WaitTracks(ctx, 2)
+
+	sub := joinWHEP(t, s, "ext", QualityHigh)
+	sub.waitFor(10*time.Second, "200 video and 30 audio packets", func() bool {
+		return len(sub.pkts["video"]) >= 200 && len(sub.pkts["audio"]) >= 30
+	})
+	video, audio := extIDs(t, sub.pc, webrtc.RTPCodecTypeVideo), extIDs(t, sub.pc, webrtc.RTPCodecTypeAudio)
+	for _, want := range []struct {
+		ids map[string]uint8
+		uri string
+	}{{video, absSendTimeURI}, {video, sdp.TransportCCURI}, {audio, audioLevelURI}, {audio, sdp.TransportCCURI}} {
+		if want.ids[want.uri] == 0 {
+			t.Fatalf("subscriber did not negotiate %s: %v", want.uri, want.ids)
+		}
+	}
+
+	sub.mu.Lock()
+	vp, ap := append([]*rtp.Packet(nil), sub.pkts["video"]...), append([]*rtp.Packet(nil), sub.pkts["audio"]...)
+	sub.mu.Unlock()
+	transportSeqs := map[uint16]bool{}
+	checkExts := func(kind string, p *rtp.Packet, allowed map[string]uint8) {
+		t.Helper()
+		known := map[uint8]bool{}
+		for _, id := range allowed {
+			known[id] = true
+		}
+		for _, id := range p.GetExtensionIDs() {
+			if !known[id] || id == allowed[sdp.SDESMidURI] {
+				t.Fatalf("%s packet %d carries extension %d, not one the SFU writes (%v)", kind, p.SequenceNumber, id, allowed)
+			}
+		}
+		tcc := p.GetExtension(allowed[sdp.TransportCCURI])
+		if len(tcc) != 2 {
+			t.Fatalf("%s packet %d without transport-cc", kind, p.SequenceNumber)
+		}
+		q := uint16(tcc[0])<<8 | uint16(tcc[1])
+		if transportSeqs[q] {
+			t.Fatalf("transport-wide sequence number %d used twice", q)
+		}
+		transportSeqs[q] = true
+	}
+	for i, p := range vp {
+		if len(p.Payload) == 0 {
+			t.Fatalf("padding-only packet %d forwarded", p.SequenceNumber)
+		}
+		if i > 0 && p.SequenceNumber != vp[i-1].SequenceNumber+1 {
+			t.Fatalf("video sequence jumps from %d to %d: the subscriber sees loss", vp[i-1].SequenceNumber, p.SequenceNumber)
+		}
+		if len(p.GetExtension(video[absSendTimeURI])) != 3 {
+			t.Fatalf("video packet %d without abs-send-time", p.SequenceNumber)
+		}
+		checkExts("video", p, map[string]uint8{absSendTimeURI: video[absSendTimeURI], sdp.TransportCCURI: video[sdp.TransportCCURI]})
+	}
+	for _, p := range ap {
+		lv := p.GetExtension(audio[audioLevelURI])
+		if len(lv) != 1 || lv[0]&0x7f != 30 {
+			t.Fatalf("audio packet %d: level extension %v, want 30", p.SequenceNumber, lv)
+		}
+		checkExts("audio", p, map[string]uint8{audioLevelURI: audio[audioLevelURI], absSendTimeURI: audio[absSendTimeURI], sdp.TransportCCURI: audio[sdp.TransportCCURI]})
+	}
+	// One transport, one counter: the numbers of both tracks together form
+	// a dense range (the publisher's own numbers would not).
+	lo, hi := uint16(0), uint16(0)
+	first := true
+	for q := range transportSeqs {
+		if first || int16(q-lo) < 0 {
+			lo = q
+		}
+		if first || int16(q-hi) > 0 {
+			hi = q
+		}
+		first = false
+	}
+	if span := int(hi-lo) + 1; span > len(transportSeqs)+len(transportSeqs)/10 {
+		t.Fatalf("transport-wide sequence numbers span %d for %d packets: not one counter per subscriber transport", span, len(transportSeqs))
+	}
+}
