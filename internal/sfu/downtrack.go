@@ -352,6 +352,13 @@ func (d *downTrack) write(pk *pktCopy, seq uint16, ts uint32, rtx bool) bool {
 	h.CSRC = h.CSRC[:0]
 	payload := pk.payload()
 	if rtx {
+		// pion hands RTX packets to the media stream's sender-report
+		// interceptor too, which takes any number less than half a cycle
+		// ahead of the last for media in order: keep the RTX numbers in
+		// the other half.
+		if diff := d.rtxSeq - d.lastSeq; diff < 1<<15 {
+			d.rtxSeq = d.lastSeq + 1<<15
+		}
 		h.PayloadType, h.SequenceNumber, h.SSRC = b.rtxPT, d.rtxSeq, b.rtxSSRC
 		d.rtxSeq++
 		payload = pk.rtxPayload(seq)
@@ -470,8 +477,9 @@ func (d *downTrack) replayKeyframe(l *layer, pk *pktCopy, now int64) bool {
 }
 
 // retransmit answers a NACK for the sequence number the subscriber saw:
-// the packet is copied out of the cache under its lock and sent after.
-// It runs on the writer.
+// the packet is copied out of the cache under its lock and sent after, on
+// the RTX stream when the subscriber negotiated RTX for the codec, else
+// again as it was. It runs on the writer.
 func (d *downTrack) retransmit(seq uint16) {
 	c := &d.room.sfu.counters
 	e := d.hist[int(seq)&(len(d.hist)-1)]

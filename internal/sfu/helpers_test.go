@@ -39,8 +39,14 @@ func newTestSFU(t testing.TB) *SFU {
 // the network).
 func clientAPI(t testing.TB, extra ...interceptor.Factory) *webrtc.API {
 	t.Helper()
+	return clientAPIWith(t, (*webrtc.MediaEngine).RegisterDefaultCodecs, extra...)
+}
+
+// clientAPIWith is clientAPI with the codecs that codecs registers.
+func clientAPIWith(t testing.TB, codecs func(*webrtc.MediaEngine) error, extra ...interceptor.Factory) *webrtc.API {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
+	if err := codecs(me); err != nil {
 		t.Fatal(err)
 	}
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
@@ -319,6 +325,7 @@ type testSubscriber struct {
 
 	mu      sync.Mutex
 	pkts    map[string][]*rtp.Packet // by track kind
+	rtx     map[string]int           // packets that came on the RTX stream, by kind
 	ended   map[string]bool
 	tracks  chan *webrtc.TrackRemote
 	changed chan struct{}
@@ -326,18 +333,24 @@ type testSubscriber struct {
 
 func newSubscriberPC(t testing.TB, extra ...interceptor.Factory) *testSubscriber {
 	t.Helper()
-	pc, err := clientAPI(t, extra...).NewPeerConnection(webrtc.Configuration{})
+	return newSubscriberPCWith(t, clientAPI(t, extra...))
+}
+
+// newSubscriberPCWith is newSubscriberPC on api.
+func newSubscriberPCWith(t testing.TB, api *webrtc.API) *testSubscriber {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
-	ts := &testSubscriber{t: t, pc: pc, pkts: map[string][]*rtp.Packet{}, ended: map[string]bool{}, tracks: make(chan *webrtc.TrackRemote, 8), changed: make(chan struct{}, 1)}
+	ts := &testSubscriber{t: t, pc: pc, pkts: map[string][]*rtp.Packet{}, rtx: map[string]int{}, ended: map[string]bool{}, tracks: make(chan *webrtc.TrackRemote, 8), changed: make(chan struct{}, 1)}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		ts.tracks <- tr
 		kind := tr.Kind().String()
 		go func() {
 			for {
-				p, _, err := tr.ReadRTP()
+				p, attr, err := tr.ReadRTP()
 				if err != nil {
 					ts.mu.Lock()
 					ts.ended[kind] = true
@@ -347,6 +360,9 @@ func newSubscriberPC(t testing.TB, extra ...interceptor.Factory) *testSubscriber
 				}
 				ts.mu.Lock()
 				ts.pkts[kind] = append(ts.pkts[kind], p)
+				if attr != nil && attr.Get(webrtc.AttributeRtxSsrc) != nil {
+					ts.rtx[kind]++
+				}
 				ts.mu.Unlock()
 				ts.poke()
 			}
@@ -371,7 +387,12 @@ func joinWHEP(t testing.TB, s *SFU, room string, q Quality, extra ...interceptor
 // joinWHEPWith is joinWHEP with more participant options.
 func joinWHEPWith(t testing.TB, s *SFU, room string, opts ParticipantOptions, extra ...interceptor.Factory) *testSubscriber {
 	t.Helper()
-	ts := newSubscriberPC(t, extra...)
+	return joinWHEPOn(t, s, room, opts, newSubscriberPC(t, extra...))
+}
+
+// joinWHEPOn is joinWHEPWith on a given client connection.
+func joinWHEPOn(t testing.TB, s *SFU, room string, opts ParticipantOptions, ts *testSubscriber) *testSubscriber {
+	t.Helper()
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := ts.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
