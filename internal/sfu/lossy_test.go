@@ -2,6 +2,8 @@ package sfu
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,5 +149,66 @@ func TestPaddingAndHeaderExtensions(t *testing.T) {
 	}
 	if span := int(hi-lo) + 1; span > len(transportSeqs)+len(transportSeqs)/10 {
 		t.Fatalf("transport-wide sequence numbers span %d for %d packets: not one counter per subscriber transport", span, len(transportSeqs))
+	}
+}
+
+// opusFmtp returns the fmtp parameters of the Opus payload type in sdpText.
+func opusFmtp(t *testing.T, sdpText string) map[string]string {
+	t.Helper()
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal([]byte(sdpText)); err != nil {
+		t.Fatal(err)
+	}
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Media != "audio" {
+			continue
+		}
+		for _, f := range md.MediaName.Formats {
+			var pt uint8
+			if _, err := fmt.Sscan(f, &pt); err != nil {
+				continue
+			}
+			c, err := sd.GetCodecForPayloadType(pt)
+			if err == nil && strings.EqualFold(c.Name, "opus") {
+				return fmtpMap(c.Fmtp)
+			}
+		}
+	}
+	t.Fatalf("no Opus in:\n%s", sdpText)
+	return nil
+}
+
+// TestOpusFECAndDTXNegotiated: the SFU asks publishers for Opus in-band FEC
+// (a lost packet is rebuilt from the next one) and allows DTX, in its
+// answers to publishers and towards subscribers.
+func TestOpusFECAndDTXNegotiated(t *testing.T) {
+	s := newTestSFU(t)
+	pub := newTestPublisher(t, s, "opus", pubOpts{audio: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go pub.run(ctx, 30)
+	room, _ := s.LookupRoom(Streams, "opus")
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	room.WaitTracks(wctx, 2)
+	sub := joinWHEP(t, s, "opus", QualityHigh)
+	for who, desc := range map[string]*webrtc.SessionDescription{
+		"answer to the publisher":  pub.pc.RemoteDescription(),
+		"answer to the subscriber": sub.pc.RemoteDescription(),
+	} {
+		f := opusFmtp(t, desc.SDP)
+		if f["useinbandfec"] != "1" || f["usedtx"] != "1" {
+			t.Errorf("%s: Opus fmtp %v, want useinbandfec=1 and usedtx=1", who, f)
+		}
+	}
+}
+
+func TestWithOpusFECAndDTX(t *testing.T) {
+	in := "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;usedtx=0\r\na=rtpmap:0 PCMU/8000\r\n" +
+		"m=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=rtpmap:109 OPUS/48000/2\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fmtp:96 x=1\r\n"
+	want := "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;usedtx=1;useinbandfec=1\r\na=rtpmap:0 PCMU/8000\r\n" +
+		"m=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=rtpmap:109 OPUS/48000/2\r\na=fmtp:109 useinbandfec=1;usedtx=1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=fmtp:96 x=1\r\n"
+	if got := withOpusFECAndDTX(in); got != want {
+		t.Fatalf("got\n%q\nwant\n%q", got, want)
 	}
 }
