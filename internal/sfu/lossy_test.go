@@ -183,14 +183,7 @@ func opusFmtp(t *testing.T, sdpText string) map[string]string {
 // answers to publishers and towards subscribers.
 func TestOpusFECAndDTXNegotiated(t *testing.T) {
 	s := newTestSFU(t)
-	pub := newTestPublisher(t, s, "opus", pubOpts{audio: true})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go pub.run(ctx, 30)
-	room, _ := s.LookupRoom(Streams, "opus")
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	room.WaitTracks(wctx, 2)
+	pub := runPublisher(t, s, "opus", pubOpts{audio: true}, 2)
 	sub := joinWHEP(t, s, "opus", QualityHigh)
 	for who, desc := range map[string]*webrtc.SessionDescription{
 		"answer to the publisher":  pub.pc.RemoteDescription(),
@@ -211,4 +204,20 @@ func TestWithOpusFECAndDTX(t *testing.T) {
 	if got := withOpusFECAndDTX(in); got != want {
 		t.Fatalf("got\n%q\nwant\n%q", got, want)
 	}
+}
+
+// runPublisher starts a test publisher sending ~30 fps (a keyframe a
+// second) until the test ends, and waits for its tracks in the room.
+func runPublisher(t *testing.T, s *SFU, room string, o pubOpts, tracks int) *testPublisher {
+	t.Helper()
+	pub := newTestPublisher(t, s, room, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); pub.run(ctx, 30) }()
+	t.Cleanup(func() { cancel(); <-done })
+	r, _ := s.LookupRoom(Streams, room)
+	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+	defer wcancel()
+	r.WaitTracks(wctx, tracks)
+	return pub
 }

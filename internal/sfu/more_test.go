@@ -76,14 +76,7 @@ func vp8OpusOnly(me *webrtc.MediaEngine) error {
 
 func testNACKRecovers(t *testing.T, rtx bool) {
 	s := newTestSFU(t)
-	pub := newTestPublisher(t, s, "nack", pubOpts{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go pub.run(ctx, 30)
-	room, _ := s.LookupRoom(Streams, "nack")
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	room.WaitTracks(wctx, 1)
+	runPublisher(t, s, "nack", pubOpts{}, 1)
 
 	d := &dropper{seen: map[uint16]bool{}}
 	codecs := (*webrtc.MediaEngine).RegisterDefaultCodecs
