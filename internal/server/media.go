@@ -39,7 +39,7 @@ func (s *Server) startMedia() error {
 		publicIP = ip
 	}
 	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: publicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch,
-		OnRoomChange: s.roomChanged})
+		MaxPublishBitrate: uint64(max(s.cfg.MaxPublishBitrate, 0)), OnRoomChange: s.roomChanged})
 	if err != nil {
 		s.stopAccess()
 		return fmt.Errorf("media: %w", err)

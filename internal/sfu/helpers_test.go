@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -94,6 +95,9 @@ type testPublisher struct {
 	level   uint8 // audio level to send (0 loud .. 127 silent)
 	skip    int   // a simulcast layer (index+1) that sends nothing, as a browser pauses one; 0 = none
 	payload int
+	twcc    int     // TWCC feedback packets received
+	rembs   int     // REMBs received
+	remb    float32 // the last REMB's bitrate
 }
 
 type pubOpts struct {
@@ -105,7 +109,13 @@ type pubOpts struct {
 
 func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublisher {
 	t.Helper()
-	api := clientAPI(t)
+	// Like a browser, the publisher numbers its packets transport-wide
+	// (pion's defaults only send the feedback).
+	tcc, err := twcc.NewHeaderExtensionInterceptor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := clientAPI(t, tcc)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -160,13 +170,7 @@ func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublish
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() {
-			for {
-				if _, _, err := as.ReadRTCP(); err != nil {
-					return
-				}
-			}
-		}()
+		go tp.readRTCP(func() ([]rtcp.Packet, error) { p, _, err := as.ReadRTCP(); return p, err })
 	}
 	part, err := s.Join(Streams, room, ParticipantOptions{ID: o.id, OneShot: true})
 	if err != nil {
@@ -218,13 +222,18 @@ func (tp *testPublisher) readRTCP(read func() ([]rtcp.Packet, error)) {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			tp.mu.Lock()
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				tp.mu.Lock()
 				tp.keyNow = true
 				tp.plis++
-				tp.mu.Unlock()
+			case *rtcp.TransportLayerCC:
+				tp.twcc++
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				tp.rembs++
+				tp.remb = p.Bitrate
 			}
+			tp.mu.Unlock()
 		}
 	}
 }

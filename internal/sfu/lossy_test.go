@@ -221,3 +221,32 @@ func runPublisher(t *testing.T, s *SFU, room string, o pubOpts, tracks int) *tes
 	r.WaitTracks(wctx, tracks)
 	return pub
 }
+
+// TestPublisherFeedback: a publisher gets TWCC feedback for its own
+// estimate, and REMBs: the ceiling while anyone may take all, what its
+// best subscriber can take when all are constrained.
+func TestPublisherFeedback(t *testing.T) {
+	s, err := New(Config{UDP: ":0", TCP: "off", PublicIP: "127.0.0.1", Logger: testLogger(), MaxPublishBitrate: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	pub := runPublisher(t, s, "fb", pubOpts{audio: true}, 2)
+	remb := func(want float32) func() bool {
+		return func() bool {
+			pub.mu.Lock()
+			defer pub.mu.Unlock()
+			return pub.twcc > 0 && pub.rembs > 0 && pub.remb == want
+		}
+	}
+	waitCond(t, 10*time.Second, "TWCC feedback and a REMB at the ceiling", remb(1_000_000))
+
+	sub := joinWHEP(t, s, "fb", QualityHigh)
+	sub.part.SetMaxBitrate(300_000)
+	waitCond(t, 10*time.Second, "a REMB of what the only subscriber can take", remb(300_000))
+	sub.part.SetMaxBitrate(0)
+	waitCond(t, 10*time.Second, "the ceiling again", remb(1_000_000))
+	if st := pub.part.Stats(); st.REMB != 1_000_000 {
+		t.Fatalf("publisher stats REMB %d", st.REMB)
+	}
+}

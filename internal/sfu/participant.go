@@ -80,7 +80,8 @@ type Participant struct {
 	noPublish     bool
 	noSubscribe   bool
 
-	prefs prefs // what this participant may receive (estimate.go)
+	prefs prefs         // what this participant may receive (estimate.go)
+	remb  atomic.Uint64 // the last REMB sent to it as a publisher (feedback.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc

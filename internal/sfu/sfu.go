@@ -54,6 +54,10 @@ type Config struct {
 	// ended). It runs on the changing goroutine with no lock held and
 	// must not block; it may look the room up again.
 	OnRoomChange func(ns Namespace, name string)
+	// MaxPublishBitrate is the most a publisher is asked to send (REMB,
+	// bits per second, all its video); 0 means DefaultMaxPublishBitrate.
+	// See feedback.go.
+	MaxPublishBitrate uint64
 }
 
 // SFU owns the shared pion API, the ICE sockets and the rooms.
@@ -70,6 +74,7 @@ type SFU struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	loops  sync.WaitGroup // feedbackLoop
 
 	mu     sync.Mutex
 	rooms  map[roomKey]*Room
@@ -265,6 +270,11 @@ func New(cfg Config) (*SFU, error) {
 	}
 	s.api, s.viewAPI = api, viewAPI
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		s.feedbackLoop(s.ctx)
+	}()
 	s.log.Info("sfu listening", "udp", conn.LocalAddr().String(), "tcp", s.tcpAddrString(), "public_ip", cfg.PublicIP)
 	return s, nil
 }
@@ -434,6 +444,7 @@ func (s *SFU) Close() error {
 		r.close()
 	}
 	s.cancel()
+	s.loops.Wait()
 	s.closeSockets()
 	return nil
 }
