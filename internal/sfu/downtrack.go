@@ -24,11 +24,17 @@ const (
 )
 
 type histEntry struct {
-	layer *layer
-	out   uint16 // sequence number as sent
-	in    uint16 // sequence number in the layer's cache
-	ts    uint32 // timestamp as sent
+	layer  *layer
+	out    uint16 // sequence number as sent
+	in     uint16 // sequence number in the layer's cache
+	ts     uint32 // timestamp as sent
+	resent int64  // when last retransmitted (the track's clock), 0 = never
 }
+
+// resendGap is the least time between two retransmissions of one packet:
+// a NACK repeated sooner was sent before the first retransmission could
+// arrive, and answering it would only add to a congested link.
+const resendGap = 100 * time.Millisecond
 
 // prefs are what a subscriber may receive: shared by all down-tracks of one
 // participant, or owned by one stand-alone sink.
@@ -36,6 +42,7 @@ type prefs struct {
 	maxLayer      atomic.Int32
 	explicitLimit atomic.Uint64 // SetMaxBitrate, bps; 0 = none
 	rembLimit     atomic.Uint64 // last REMB from the subscriber, bps; 0 = none
+	twccLimit     atomic.Uint64 // per video track, from the TWCC estimate (bwe.go), bps; 0 = none
 	lastLoss      atomic.Int64  // unix nanos of the last receiver report with loss
 	estimate      atomic.Uint64 // effective budget, bps; 0 = unlimited
 }
@@ -361,11 +368,14 @@ func (d *downTrack) write(pk *pktCopy, seq uint16, ts uint32, rtx bool) bool {
 		}
 		h.PayloadType, h.SequenceNumber, h.SSRC = b.rtxPT, d.rtxSeq, b.rtxSSRC
 		d.rtxSeq++
-		payload = pk.rtxPayload(seq)
+		payload = nil // a probe: padding only
+		if pk.n > 0 {
+			payload = pk.rtxPayload(seq)
+		}
 	} else {
 		h.PayloadType, h.SequenceNumber, h.SSRC = b.pt, seq, b.ssrc
 	}
-	d.setExtensions(b, pk)
+	d.setExtensions(b, pk, len(payload))
 	n, err := b.w.WriteRTP(h, payload)
 	if err != nil {
 		d.errors.Add(1)
@@ -384,7 +394,7 @@ func (d *downTrack) write(pk *pktCopy, seq uint16, ts uint32, rtx bool) bool {
 // the publisher's audio level, the send time (abs-send-time) and the
 // subscriber transport's own transport-wide sequence number (its TWCC
 // feedback refers to those). Nothing else of the publisher's is kept.
-func (d *downTrack) setExtensions(b *binding, pk *pktCopy) {
+func (d *downTrack) setExtensions(b *binding, pk *pktCopy, size int) {
 	h := &d.hdr
 	h.Extension = false
 	h.Extensions = h.Extensions[:0]
@@ -392,13 +402,20 @@ func (d *downTrack) setExtensions(b *binding, pk *pktCopy) {
 		d.ext[0] = pk.level
 		_ = h.SetExtension(b.levelID, d.ext[0:1])
 	}
+	if b.absID == 0 && b.twccID == 0 {
+		return
+	}
+	now := time.Now()
 	if b.absID != 0 {
-		putAbsSendTime(d.ext[1:4], time.Now())
+		putAbsSendTime(d.ext[1:4], now)
 		_ = h.SetExtension(b.absID, d.ext[1:4])
 	}
 	if b.twccID != 0 {
 		seq := d.w.nextTransportSeq()
 		d.ext[4], d.ext[5] = byte(seq>>8), byte(seq)
+		if d.w.sent != nil {
+			d.w.sent.record(seq, rtpOverhead+size+int(pk.padLen), now)
+		}
 		_ = h.SetExtension(b.twccID, d.ext[4:6])
 	}
 }
@@ -409,6 +426,28 @@ func putAbsSendTime(dst []byte, t time.Time) {
 	ns := uint64(t.UnixNano())
 	v := (ns/uint64(time.Second)&63)<<18 | (ns%uint64(time.Second))<<18/uint64(time.Second)
 	dst[0], dst[1], dst[2] = byte(v>>16), byte(v>>8), byte(v)
+}
+
+// rtpOverhead approximates what a packet costs on the wire beyond its
+// payload and padding: RTP header, extensions, SRTP tag.
+const rtpOverhead = 40
+
+// sendPadding sends n padding-only packets on the RTX stream, a bandwidth
+// probe that receivers discard, and reports whether it could (RTX
+// negotiated, packets flowing).
+func (d *downTrack) sendPadding(n int) bool {
+	b := d.binding.Load()
+	if b == nil || b.rtxSSRC == 0 || !d.flowing || d.closed.Load() {
+		return false
+	}
+	pk := &d.aux
+	pk.n, pk.size, pk.padding, pk.padLen, pk.marker, pk.hasLevel = 0, 0, true, padSize, false, false
+	for range n {
+		if !d.write(pk, d.lastSeq, d.lastTS, true) {
+			return false
+		}
+	}
+	return true
 }
 
 // switchTo makes l the current layer, starting at the keyframe with these
@@ -482,11 +521,16 @@ func (d *downTrack) replayKeyframe(l *layer, pk *pktCopy, now int64) bool {
 // again as it was. It runs on the writer.
 func (d *downTrack) retransmit(seq uint16) {
 	c := &d.room.sfu.counters
-	e := d.hist[int(seq)&(len(d.hist)-1)]
+	e := &d.hist[int(seq)&(len(d.hist)-1)]
 	if e.layer == nil || e.out != seq {
 		c.nackMisses.Add(1)
 		return
 	}
+	now := e.layer.up.now()
+	if e.resent != 0 && now-e.resent < int64(resendGap) {
+		return
+	}
+	e.resent = now
 	rp := &d.aux
 	if !e.layer.cache.copyOut(e.in, rp) {
 		c.nackMisses.Add(1)
@@ -597,6 +641,10 @@ func (d *downTrack) handleRTCP(pkt rtcp.Packet) {
 		}
 	case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 		d.requestKeyframe()
+	case *rtcp.TransportLayerCC:
+		if d.p != nil {
+			d.p.onTWCC(p)
+		}
 	case *rtcp.ReceiverEstimatedMaximumBitrate:
 		if d.p != nil {
 			d.p.setEstimateFromREMB(uint64(p.Bitrate))

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -249,4 +253,183 @@ func TestPublisherFeedback(t *testing.T) {
 	if st := pub.part.Stats(); st.REMB != 1_000_000 {
 		t.Fatalf("publisher stats REMB %d", st.REMB)
 	}
+}
+
+func TestBWELossLowersCleanRaisesThroughProbes(t *testing.T) {
+	var b bwe
+	t0 := time.Unix(1000, 0)
+	b.update(t0, 0, 2_000_000, false, 5_000_000)
+	if b.est != 0 {
+		t.Fatalf("clean start constrained the estimate: %d", b.est)
+	}
+	b.update(t0.Add(250*time.Millisecond), 0.2, 800_000, false, 5_000_000)
+	if b.est != 720_000 {
+		t.Fatalf("after 20 %% loss at 800 kbit/s the estimate is %d, want 90 %% of it", b.est)
+	}
+	b.update(t0.Add(500*time.Millisecond), 0, 800_000, true, 5_000_000)
+	if b.est != 720_000 {
+		t.Fatalf("lowered again within %v: %d", congestionHold, b.est)
+	}
+	b.update(t0.Add(750*time.Millisecond), 0, 800_000, true, 5_000_000)
+	if b.est != 612_000 {
+		t.Fatalf("a growing queue left the estimate at %d, want 85 %% of the estimate", b.est)
+	}
+	// Clean, but only the current layer's 400 kbit/s delivered: the
+	// estimate creeps up to 1.5 times that and no further.
+	now := t0.Add(750 * time.Millisecond)
+	for range 40 {
+		now = now.Add(250 * time.Millisecond)
+		b.update(now, 0, 400_000, false, 5_000_000)
+		if b.probeRate(now) > 0 {
+			break
+		}
+	}
+	if b.est > 612_000*1.01 || b.est < 612_000 {
+		t.Fatalf("without a probe the estimate went to %d", b.est)
+	}
+	if b.probeRate(now) != b.est || now.Sub(t0) < probeQuiet {
+		t.Fatalf("no probe %v after the loss (rate %d)", now.Sub(t0), b.probeRate(now))
+	}
+	// The probe's padding arrives cleanly: 400k of media + the probe.
+	now = now.Add(250 * time.Millisecond)
+	before := b.est
+	b.update(now, 0, 400_000+before, false, 5_000_000)
+	if want := (400_000 + before) * 9 / 10; b.est != want {
+		t.Fatalf("after a clean probe the estimate is %d, want %d", b.est, want)
+	}
+	// Climbing past what every layer needs lifts the constraint.
+	for i := 0; b.est != 0 && i < 100; i++ {
+		now = now.Add(250 * time.Millisecond)
+		b.update(now, 0, b.est+b.probeRate(now), false, 1_500_000)
+	}
+	if b.est != 0 {
+		t.Fatalf("estimate stuck at %d under a 1.5 Mbit/s ceiling", b.est)
+	}
+	if b.probeRate(now) != 0 {
+		t.Fatal("probing while unconstrained")
+	}
+}
+
+// TestBWEReadsTWCCFeedback feeds a real TWCC feedback packet (pion's
+// recorder, as a subscriber builds it): a quarter of 100 packets lost.
+func TestBWEReadsTWCCFeedback(t *testing.T) {
+	sent := &sentLog{epoch: time.Unix(1000, 0)}
+	rec := twcc.NewRecorder(1)
+	for i := range 100 {
+		at := sent.epoch.Add(time.Duration(i) * 5 * time.Millisecond)
+		sent.record(uint16(60000+i), 1000, at) // wraps past 65535
+		if i%4 != 3 {
+			rec.Record(2, uint16(60000+i), at.Sub(sent.epoch).Microseconds()+20_000)
+		}
+	}
+	var b bwe
+	var est uint64
+	var changed bool
+	for _, p := range rec.BuildFeedbackPacket() {
+		if fb, ok := p.(*rtcp.TransportLayerCC); ok {
+			est, _, changed = b.onFeedback(fb, sent, time.Unix(1001, 0), 0)
+		}
+	}
+	// 75 of 1000 bytes over 490 ms: 1.22 Mbit/s delivered, 25 % lost.
+	if !changed || est < 1_000_000 || est > 1_150_000 {
+		t.Fatalf("estimate %d (changed %v), want 87.5 %% of ~1.22 Mbit/s", est, changed)
+	}
+}
+
+// policer is a subscriber's link with a rate cap: a token bucket in front
+// of its pion stack (no queue: what exceeds the rate is lost), for every
+// stream, RTX included. A rate of 0 is no cap.
+type policer struct {
+	interceptor.NoOp
+	mu     sync.Mutex
+	rate   int // bytes per second
+	tokens float64
+	last   time.Time
+	drops  int
+}
+
+func (p *policer) setRate(bps int) {
+	p.mu.Lock()
+	p.rate, p.tokens, p.last = bps/8, 0, time.Now()
+	p.mu.Unlock()
+}
+
+func (p *policer) dropped() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.drops
+}
+
+func (p *policer) pass(n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.rate == 0 {
+		return true
+	}
+	now := time.Now()
+	p.tokens = min(p.tokens+now.Sub(p.last).Seconds()*float64(p.rate), float64(p.rate)/10) // 100 ms of burst
+	p.last = now
+	if p.tokens < float64(n) {
+		p.drops++
+		return false
+	}
+	p.tokens -= float64(n)
+	return true
+}
+
+func (p *policer) NewInterceptor(string) (interceptor.Interceptor, error) { return p, nil }
+
+func (p *policer) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
+		for {
+			n, attr, err := r.Read(b, a)
+			if err != nil || p.pass(n) {
+				return n, attr, err
+			}
+		}
+	})
+}
+
+// TestTWCCEstimateMovesSimulcastLayer: a subscriber whose link is capped
+// below the top simulcast layer loses packets; its TWCC feedback brings
+// its estimate and layer down. When the cap goes, probes find the room and
+// it climbs back to the top layer.
+func TestTWCCEstimateMovesSimulcastLayer(t *testing.T) {
+	s := newTestSFU(t)
+	pub := newTestPublisher(t, s, "bwe", pubOpts{rids: []string{"q", "h", "f"}, payload: 300})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); pub.run(ctx, 30) }()
+	defer func() { cancel(); <-done }()
+	room, _ := s.LookupRoom(Streams, "bwe")
+	waitCond(t, 5*time.Second, "three layers, measured", func() bool {
+		ts := room.Tracks()
+		return len(ts) == 1 && len(ts[0].Layers) == 3 && ts[0].Bitrate > 0
+	})
+
+	link := &policer{}
+	sub := joinWHEP(t, s, "bwe", QualityHigh, link)
+	// layer is the layer the SFU forwards to the subscriber now (what it
+	// receives lags, and retransmissions of the old layer mix in).
+	layer := func() int {
+		for _, d := range sub.part.downTracks() {
+			if l := d.cur.Load(); l != nil && d.kind == webrtc.RTPCodecTypeVideo {
+				return l.rank
+			}
+		}
+		return -1
+	}
+	sub.waitFor(10*time.Second, "the top layer", func() bool { return layer() == 2 })
+
+	link.setRate(550_000) // the top layer needs ~680 kbit/s, the middle ~470
+	sub.waitFor(15*time.Second, "a lower layer on the capped link", func() bool { return layer() < 2 })
+	st := sub.part.Stats()
+	if st.Estimate == 0 {
+		t.Fatalf("down a layer without an estimate: %+v", st)
+	}
+	t.Logf("capped: estimate %d bit/s, layer %d, %d packets policed", st.Estimate, layer(), link.dropped())
+
+	link.setRate(0)
+	sub.waitFor(20*time.Second, "the top layer again once the cap is gone", func() bool { return layer() == 2 })
+	t.Logf("uncapped: estimate %d bit/s", sub.part.Stats().Estimate)
 }
