@@ -405,7 +405,7 @@ func (d *downTrack) setExtensions(b *binding, pk *pktCopy, size int) {
 	if b.absID == 0 && b.twccID == 0 {
 		return
 	}
-	now := time.Now()
+	now := d.w.now
 	if b.absID != 0 {
 		putAbsSendTime(d.ext[1:4], now)
 		_ = h.SetExtension(b.absID, d.ext[1:4])

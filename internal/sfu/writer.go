@@ -27,6 +27,10 @@ type writer struct {
 	sent *sentLog
 	// probe is the padding rate (bit/s) the estimator wants sent now.
 	probe atomic.Uint64
+	// now is the send time of the batch being written (abs-send-time,
+	// sentLog): read once per batch, as the clock costs more than the
+	// rest of a packet's rewriting.
+	now time.Time
 }
 
 // nextTransportSeq returns the transport-wide sequence number of the next
@@ -101,6 +105,7 @@ func (w *writer) run() {
 		for busy := true; busy; {
 			busy = false
 			for _, d := range w.sinks.load() {
+				w.now = time.Now()
 				if d.drain(batch[:], nacks[:]) {
 					busy = true
 				}
@@ -118,6 +123,7 @@ func (w *writer) run() {
 // down-track that can carry it (RTX negotiated, flowing).
 func (w *writer) pad() {
 	n := int(w.probe.Load() * uint64(padInterval) / uint64(time.Second) / 8 / padSize)
+	w.now = time.Now()
 	for _, d := range w.sinks.load() {
 		if d.sendPadding(max(n, 1)) {
 			return
