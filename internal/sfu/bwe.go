@@ -10,11 +10,13 @@
 // controller with a crude delay signal:
 //
 //   - loss over 10 %: the estimate falls to what was delivered, less half
-//     the loss (20 % lost: 90 % of it); a growing queue: to 85 % of what
-//     was delivered. Once lowered, it holds for congestionHold, the time a
-//     layer switch (a keyframe) takes to relieve the link;
-//   - loss under 2 %: it grows by 8 % a second, but no further than 1.5
-//     times what was delivered, since nothing proves more would pass;
+//     the loss (20 % lost: 90 % of it); a queue growing over two windows
+//     in a row (one alone may be a receiver's scheduling hiccup): to 85 %
+//     of what was delivered. Once lowered, it holds for congestionHold,
+//     the time a layer switch (a keyframe) takes to relieve the link;
+//   - loss under 2 % and no queueing: it grows by 8 % a second, but no
+//     further than 1.5 times what was delivered, since nothing proves
+//     more would pass;
 //   - in between: it holds.
 //
 // The estimate starts unconstrained (0) and becomes a number on the first
@@ -115,6 +117,7 @@ type bwe struct {
 	lastCongest time.Time
 	lastProbe   time.Time
 	probeUntil  time.Time
+	queued      bool // the last window saw queueing
 }
 
 // onFeedback adds a TWCC feedback packet; when a window is complete it
@@ -169,8 +172,10 @@ func (b *bwe) update(now time.Time, loss float64, delivered uint64, queueing boo
 		dt = 0
 	}
 	b.updated = now
+	confirmed := queueing && b.queued
+	b.queued = queueing
 	switch {
-	case loss > 0.10 || queueing:
+	case loss > 0.10 || confirmed:
 		b.probeUntil = time.Time{}
 		if b.est != 0 && now.Sub(b.lastCongest) < congestionHold {
 			break
@@ -179,14 +184,14 @@ func (b *bwe) update(now time.Time, loss float64, delivered uint64, queueing boo
 		if b.est != 0 && float64(b.est) < base {
 			base = float64(b.est)
 		}
-		if queueing {
+		if confirmed {
 			base *= 0.85
 		} else {
 			base *= 1 - loss/2
 		}
 		b.est = max(uint64(base), bweMinEstimate)
 		b.lastCongest = now
-	case loss < 0.02 && b.est != 0:
+	case loss < 0.02 && !queueing && b.est != 0:
 		grown := b.est + uint64(float64(b.est)*0.08*dt.Seconds())
 		grown = min(grown, max(b.est, delivered*3/2))
 		if now.Before(b.probeUntil) {

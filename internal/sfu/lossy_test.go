@@ -268,6 +268,10 @@ func TestBWELossLowersCleanRaisesThroughProbes(t *testing.T) {
 	}
 	b.update(t0.Add(500*time.Millisecond), 0, 800_000, true, 5_000_000)
 	if b.est != 720_000 {
+		t.Fatalf("lowered on one window of queueing: %d", b.est)
+	}
+	b.update(t0.Add(600*time.Millisecond), 0, 800_000, true, 5_000_000)
+	if b.est != 720_000 {
 		t.Fatalf("lowered again within %v: %d", congestionHold, b.est)
 	}
 	b.update(t0.Add(750*time.Millisecond), 0, 800_000, true, 5_000_000)
