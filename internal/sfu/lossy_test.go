@@ -3,6 +3,7 @@ package sfu
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -214,16 +215,34 @@ func TestWithOpusFECAndDTX(t *testing.T) {
 // second) until the test ends, and waits for its tracks in the room.
 func runPublisher(t *testing.T, s *SFU, room string, o pubOpts, tracks int) *testPublisher {
 	t.Helper()
+	pub, r := startPublisher(t, s, room, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.WaitTracks(ctx, tracks)
+	return pub
+}
+
+// runSimulcastPublisher is runPublisher for one video track in layers
+// q, h and f, and waits until the three are measured.
+func runSimulcastPublisher(t *testing.T, s *SFU, room string, payload int) *testPublisher {
+	t.Helper()
+	pub, r := startPublisher(t, s, room, pubOpts{rids: []string{"q", "h", "f"}, payload: payload})
+	waitCond(t, 5*time.Second, "three layers, measured", func() bool {
+		ts := r.Tracks()
+		return len(ts) == 1 && len(ts[0].Layers) == 3 && ts[0].Bitrate > 0
+	})
+	return pub
+}
+
+func startPublisher(t *testing.T, s *SFU, room string, o pubOpts) (*testPublisher, *Room) {
+	t.Helper()
 	pub := newTestPublisher(t, s, room, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); pub.run(ctx, 30) }()
 	t.Cleanup(func() { cancel(); <-done })
 	r, _ := s.LookupRoom(Streams, room)
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	r.WaitTracks(wctx, tracks)
-	return pub
+	return pub, r
 }
 
 // TestPublisherFeedback: a publisher gets TWCC feedback for its own
@@ -340,11 +359,9 @@ func TestBWEReadsTWCCFeedback(t *testing.T) {
 	}
 }
 
-// policer is a subscriber's link with a rate cap: a token bucket in front
-// of its pion stack (no queue: what exceeds the rate is lost), for every
-// stream, RTX included. A rate of 0 is no cap.
+// policer is a link with a rate cap: a token bucket (no queue: what
+// exceeds the rate is lost). A rate of 0 is no cap.
 type policer struct {
-	interceptor.NoOp
 	mu     sync.Mutex
 	rate   int // bytes per second
 	tokens float64
@@ -381,13 +398,21 @@ func (p *policer) pass(n int) bool {
 	return true
 }
 
-func (p *policer) NewInterceptor(string) (interceptor.Interceptor, error) { return p, nil }
+// linkFilter is a subscriber's link in front of its pion stack: pass
+// decides for each packet (of any stream, RTX included) whether it
+// arrives.
+type linkFilter struct {
+	interceptor.NoOp
+	pass func(size int) bool
+}
 
-func (p *policer) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
+func (f *linkFilter) NewInterceptor(string) (interceptor.Interceptor, error) { return f, nil }
+
+func (f *linkFilter) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPReader) interceptor.RTPReader {
 	return interceptor.RTPReaderFunc(func(b []byte, a interceptor.Attributes) (int, interceptor.Attributes, error) {
 		for {
 			n, attr, err := r.Read(b, a)
-			if err != nil || p.pass(n) {
+			if err != nil || f.pass(n) {
 				return n, attr, err
 			}
 		}
@@ -400,19 +425,10 @@ func (p *policer) BindRemoteStream(_ *interceptor.StreamInfo, r interceptor.RTPR
 // it climbs back to the top layer.
 func TestTWCCEstimateMovesSimulcastLayer(t *testing.T) {
 	s := newTestSFU(t)
-	pub := newTestPublisher(t, s, "bwe", pubOpts{rids: []string{"q", "h", "f"}, payload: 300})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); pub.run(ctx, 30) }()
-	defer func() { cancel(); <-done }()
-	room, _ := s.LookupRoom(Streams, "bwe")
-	waitCond(t, 5*time.Second, "three layers, measured", func() bool {
-		ts := room.Tracks()
-		return len(ts) == 1 && len(ts[0].Layers) == 3 && ts[0].Bitrate > 0
-	})
+	runSimulcastPublisher(t, s, "bwe", 300)
 
 	link := &policer{}
-	sub := joinWHEP(t, s, "bwe", QualityHigh, link)
+	sub := joinWHEP(t, s, "bwe", QualityHigh, &linkFilter{pass: link.pass})
 	// layer is the layer the SFU forwards to the subscriber now (what it
 	// receives lags, and retransmissions of the old layer mix in).
 	layer := func() int {
@@ -436,4 +452,56 @@ func TestTWCCEstimateMovesSimulcastLayer(t *testing.T) {
 	link.setRate(0)
 	sub.waitFor(20*time.Second, "the top layer again once the cap is gone", func() bool { return layer() == 2 })
 	t.Logf("uncapped: estimate %d bit/s", sub.part.Stats().Estimate)
+}
+
+// randomLoss loses percent of the packets, at random (seeded), like a
+// lossy radio link.
+func randomLoss(percent int) *linkFilter {
+	var mu sync.Mutex
+	rnd := rand.New(rand.NewPCG(1, 2))
+	return &linkFilter{pass: func(int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return rnd.IntN(100) >= percent
+	}}
+}
+
+// TestRandomLossKeepsTopLayer: 5 % random loss is repaired (NACK, RTX),
+// not taken for congestion: the subscriber keeps the top simulcast layer
+// and its estimate stays unconstrained.
+func TestRandomLossKeepsTopLayer(t *testing.T) {
+	s := newTestSFU(t)
+	runSimulcastPublisher(t, s, "loss", 0)
+	sub := joinWHEP(t, s, "loss", QualityHigh, randomLoss(5))
+	// ~5 s of the top layer (90 packets a second).
+	sub.waitFor(20*time.Second, "450 top-layer packets", func() bool {
+		n := 0
+		for _, p := range sub.pkts["video"] {
+			if p.Payload[6] == 2 {
+				n++
+			}
+		}
+		return n >= 450
+	})
+	v := sub.video()
+	first, end := v[0].SequenceNumber, v[len(v)-1].SequenceNumber
+	// Woken by every packet that arrives, retransmissions included.
+	sub.waitFor(10*time.Second, "every lost packet repaired", func() bool {
+		got := map[uint16]bool{}
+		for _, p := range sub.pkts["video"] {
+			got[p.SequenceNumber] = true
+		}
+		for q := first; q != end; q++ {
+			if !got[q] {
+				return false
+			}
+		}
+		return true
+	})
+	if v[len(v)-1].Payload[6] != 2 {
+		t.Errorf("moved off the top layer to %d", v[len(v)-1].Payload[6])
+	}
+	if st := sub.part.Stats(); st.Estimate != 0 {
+		t.Errorf("random loss constrained the estimate to %d bit/s", st.Estimate)
+	}
 }
