@@ -310,6 +310,7 @@ func (d *downTrack) forward(e *qentry) {
 // loss: the packets after it move down one sequence number. Late packets
 // from before the run of padding keep their old numbers (outSeq).
 func (d *downTrack) skipPadding(seq uint16) {
+	d.room.sfu.counters.padDropped.Add(1)
 	if int16(seq+d.seqOffset-d.lastSeq) <= 0 {
 		return // late: its number was never used
 	}
@@ -447,6 +448,7 @@ func (d *downTrack) sendPadding(n int) bool {
 			return false
 		}
 	}
+	d.room.sfu.counters.probes.Add(uint64(n))
 	return true
 }
 
@@ -542,6 +544,9 @@ func (d *downTrack) retransmit(seq uint16) {
 	}
 	d.write(rp, e.out, e.ts, b.rtxSSRC != 0)
 	c.nacks.Add(1)
+	if b.rtxSSRC != 0 {
+		c.nacksRTX.Add(1)
+	}
 }
 
 // retarget recomputes the layer this subscriber should receive, from its

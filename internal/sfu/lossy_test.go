@@ -120,6 +120,9 @@ func TestPaddingAndHeaderExtensions(t *testing.T) {
 		}
 		transportSeqs[q] = true
 	}
+	if s.Stats().PaddingDropped == 0 {
+		t.Fatal("no padding-only packet dropped: the publisher sent none?")
+	}
 	for i, p := range vp {
 		if len(p.Payload) == 0 {
 			t.Fatalf("padding-only packet %d forwarded", p.SequenceNumber)
@@ -451,7 +454,7 @@ func TestTWCCEstimateMovesSimulcastLayer(t *testing.T) {
 
 	link.setRate(0)
 	sub.waitFor(20*time.Second, "the top layer again once the cap is gone", func() bool { return layer() == 2 })
-	t.Logf("uncapped: estimate %d bit/s", sub.part.Stats().Estimate)
+	t.Logf("uncapped: estimate %d bit/s, %d probe packets sent", sub.part.Stats().Estimate, s.Stats().Probes)
 }
 
 // randomLoss loses percent of the packets, at random (seeded), like a

@@ -120,6 +120,9 @@ type counters struct {
 	nacks      atomic.Uint64 // NACKed packets answered from the cache
 	nackMisses atomic.Uint64 // NACKed packets no longer in the cache
 	plis       atomic.Uint64 // keyframe requests sent to publishers
+	nacksRTX   atomic.Uint64 // of nacks, those sent on an RTX stream
+	probes     atomic.Uint64 // padding packets sent to probe a subscriber's link
+	padDropped atomic.Uint64 // publishers' padding-only packets not forwarded (per subscriber)
 }
 
 // tally sums layers' and down-tracks' counters.
@@ -478,6 +481,11 @@ type Stats struct {
 	NACKAnswered uint64 `json:"nack_answered"` // retransmissions served from the packet cache
 	NACKMissed   uint64 `json:"nack_missed"`   // NACKed packets already gone from the cache
 	PLIs         uint64 `json:"plis"`          // keyframe requests sent to publishers
+	NACKOnRTX    uint64 `json:"nack_on_rtx"`   // of NACKAnswered, sent on the subscriber's RTX stream
+	Probes       uint64 `json:"probes"`        // padding packets sent to probe subscribers' links
+	// PaddingDropped counts publishers' padding-only packets not
+	// forwarded, once per subscriber.
+	PaddingDropped uint64 `json:"padding_dropped"`
 	// FanOutHist[i] counts published packets whose hand-off to every
 	// subscriber's queue took [2^i, 2^(i+1)) µs.
 	FanOutHist []uint64 `json:"fanout_hist_log2_us"`
@@ -519,7 +527,8 @@ func (s *SFU) Stats() Stats {
 	c := &s.counters
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	st := Stats{Rooms: len(rooms), NACKAnswered: c.nacks.Load(), NACKMissed: c.nackMisses.Load(), PLIs: c.plis.Load()}
+	st := Stats{Rooms: len(rooms), NACKAnswered: c.nacks.Load(), NACKMissed: c.nackMisses.Load(), PLIs: c.plis.Load(),
+		NACKOnRTX: c.nacksRTX.Load(), Probes: c.probes.Load(), PaddingDropped: c.padDropped.Load()}
 	t := c.ended
 	for _, r := range rooms {
 		st.Participants += len(r.Participants())
