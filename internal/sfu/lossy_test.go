@@ -278,12 +278,25 @@ func TestPublisherFeedback(t *testing.T) {
 }
 
 func TestBWELossLowersCleanRaisesThroughProbes(t *testing.T) {
-	var b bwe
 	t0 := time.Unix(1000, 0)
-	b.update(t0, 0, 2_000_000, false, 5_000_000)
-	if b.est != 0 {
-		t.Fatalf("clean start constrained the estimate: %d", b.est)
+	// Ten minutes of 5 % random loss, in windows of 50 packets: repaired
+	// by NACKs, never congestion.
+	var random bwe
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for i := range 2400 {
+		lost := 0
+		for range bweMinPackets {
+			if rnd.IntN(100) < 5 {
+				lost++
+			}
+		}
+		random.update(t0.Add(time.Duration(i)*bweWindow), float64(lost)/bweMinPackets, 2_000_000, false, 5_000_000)
+		if random.est != 0 {
+			t.Fatalf("5 %% random loss constrained the estimate after %v", time.Duration(i)*bweWindow)
+		}
 	}
+
+	var b bwe
 	b.update(t0.Add(250*time.Millisecond), 0.2, 800_000, false, 5_000_000)
 	if b.est != 720_000 {
 		t.Fatalf("after 20 %% loss at 800 kbit/s the estimate is %d, want 90 %% of it", b.est)
