@@ -20,67 +20,70 @@ import (
 
 // Config is everything a Parley server needs to start.
 type Config struct {
-	HTTP              string                `yaml:"http"`              // HTTP listen address
-	TURN              string                `yaml:"turn"`              // STUN/TURN UDP+TCP listen address, or "off"
-	TURNTLS           string                `yaml:"turn_tls"`          // TURN over TLS listen address (the server's certificate), or "off"
-	PublicIP          string                `yaml:"public_ip"`         // announced in relay addresses and ICE
-	TURNSecret        string                `yaml:"turn_secret"`       // TURN REST shared secret; random per start if empty
-	TURNAllow         []string              `yaml:"turn_allow_peers"`  // CIDRs relaying may reach despite the deny list
-	TURNQuota         int                   `yaml:"turn_quota"`        // allocations per user
-	TURNTTL           Duration              `yaml:"turn_ttl"`          // lifetime of handed-out TURN credentials
-	TURNExternal      []string              `yaml:"turn_urls"`         // announce these URLs instead of the embedded server
-	TURNSockets       int                   `yaml:"turn_sockets"`      // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
-	TURNBuffer        int                   `yaml:"turn_buffer"`       // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
-	SFUCapacity       int                   `yaml:"sfu_room_capacity"` // members per server-routed room
-	RoomCapacity      int                   `yaml:"room_capacity"`
-	Rooms             map[string]RoomConfig `yaml:"rooms"` // per-room overrides
-	MaxRooms          int                   `yaml:"max_rooms"`
-	AllowOrigins      []string              `yaml:"allow_origins"` // other sites' origins that may use /ws and /api/session
-	AuthSecret        string                `yaml:"auth_secret"`
-	AuthSecretFile    string                `yaml:"auth_secret_file"`    // read AuthSecret from this file
-	AuthPublicKey     string                `yaml:"auth_public_key"`     // PEM file of ES256/Ed25519 public keys tokens may be signed for
-	AuthJWKS          string                `yaml:"auth_jwks"`           // JWKS file of public keys tokens may be signed for
-	TURNSecretFile    string                `yaml:"turn_secret_file"`    // read TURNSecret from this file
-	PublicHost        []string              `yaml:"public_host"`         // host names the server is reached at (same-origin checks)
-	TrustedProxies    []string              `yaml:"trusted_proxies"`     // CIDRs whose X-Forwarded-For / Forwarded name the client
-	Ops               string                `yaml:"ops"`                 // operations listener (/metrics, status, management APIs), or off
-	RTMP              string                `yaml:"rtmp"`                // RTMP listener (OBS, ffmpeg publish; players read), or off
-	RTSP              string                `yaml:"rtsp"`                // RTSP listener (cameras push, players read), or off
-	RTSPUDP           string                `yaml:"rtsp_udp"`            // RTSP's RTP port for the UDP transport (RTCP the next), "" for 8000 on the RTSP host, or off
-	SRT               string                `yaml:"srt"`                 // SRT listener (encoders push, players read), or off
-	StreamConnsPerIP  int                   `yaml:"stream_conns_per_ip"` // RTMP/RTSP/SRT connections per client address
-	StreamMaxConns    int                   `yaml:"stream_max_conns"`    // RTMP/RTSP/SRT connections in all, per listener
-	MaxCameras        int                   `yaml:"max_cameras"`         // IP camera streams pulled at once (config and API together)
-	MaxWebRTCViewers  int                   `yaml:"max_webrtc_viewers"`  // WebRTC (WHEP) viewers per stream, 0 = unlimited; past it viewers play HLS (per stream: streams.<name>.max_webrtc_viewers)
-	MaxSessions       int                   `yaml:"max_sessions"`        // signaling connections at once
-	ConnsPerIP        int                   `yaml:"conns_per_ip"`        // signaling connections per client address
-	RoomsPerIP        int                   `yaml:"rooms_per_ip"`        // rooms one client address may create per minute
-	JoinTimeout       Duration              `yaml:"join_timeout"`        // a connection that has not joined a room by then is closed
-	OutboxBytes       int                   `yaml:"outbox_bytes"`        // bytes queued for a member before it is cut off
-	ByteRate          int                   `yaml:"byte_rate"`           // signaling bytes per second per connection (sustained)
-	ByteBurst         int                   `yaml:"byte_burst"`          // signaling bytes allowed in a burst
-	BodyTimeout       Duration              `yaml:"body_timeout"`        // time to read an HTTP request body
-	PendingPerIP      int                   `yaml:"pending_per_ip"`      // WHIP/WHEP sessions per client address still connecting
-	ICETimeout        Duration              `yaml:"ice_timeout"`         // a WHIP/WHEP session not connected by then is dropped
-	ReattachGrace     Duration              `yaml:"reattach_grace"`      // how long viewers wait for a stream's publisher to come back
-	TURNPerIP         int                   `yaml:"turn_per_ip"`         // TURN allocations per client address, across usernames
-	TLSCert           string                `yaml:"tls_cert"`
-	TLSKey            string                `yaml:"tls_key"`
-	TLSSelfSigned     bool                  `yaml:"tls_self_signed"`
-	MaxMessage        int                   `yaml:"max_message"`         // bytes per signaling message
-	RateLimit         float64               `yaml:"rate_limit"`          // messages per second per connection (sustained)
-	RateBurst         int                   `yaml:"rate_burst"`          // messages allowed in a burst
-	Outbox            int                   `yaml:"outbox"`              // queued messages per member before it is cut off
-	PingInterval      Duration              `yaml:"ping_interval"`       // WebSocket keepalive; dead peers are dropped after 2 intervals
-	PollTimeout       Duration              `yaml:"poll_timeout"`        // long-poll wait
-	SessionIdle       Duration              `yaml:"session_idle"`        // HTTP sessions idle longer are reaped
-	ResumeGrace       Duration              `yaml:"resume_grace"`        // a dropped member is kept this long for a resume (0: not at all)
-	MediaUDP          string                `yaml:"media_udp"`           // SFU ICE UDP mux address
-	MediaTCP          string                `yaml:"media_tcp"`           // SFU ICE TCP mux address ("off" disables)
-	Pprof             string                `yaml:"pprof"`               // Go profiler listen address ("" = off)
-	MediaNoBatch      bool                  `yaml:"media_no_batch"`      // send each media datagram with its own system call (for comparison)
-	MaxPublishBitrate int                   `yaml:"max_publish_bitrate"` // most the SFU asks a publisher to send (REMB, bit/s); 0 = sfu.DefaultMaxPublishBitrate
-	LogLevel          string                `yaml:"log_level"`
+	HTTP             string                `yaml:"http"`              // HTTP listen address
+	TURN             string                `yaml:"turn"`              // STUN/TURN UDP+TCP listen address, or "off"
+	TURNTLS          string                `yaml:"turn_tls"`          // TURN over TLS listen address (the server's certificate), or "off"
+	PublicIP         string                `yaml:"public_ip"`         // announced in relay addresses and ICE
+	TURNSecret       string                `yaml:"turn_secret"`       // TURN REST shared secret; random per start if empty
+	TURNAllow        []string              `yaml:"turn_allow_peers"`  // CIDRs relaying may reach despite the deny list
+	TURNQuota        int                   `yaml:"turn_quota"`        // allocations per user
+	TURNTTL          Duration              `yaml:"turn_ttl"`          // lifetime of handed-out TURN credentials
+	TURNExternal     []string              `yaml:"turn_urls"`         // announce these URLs instead of the embedded server
+	TURNSockets      int                   `yaml:"turn_sockets"`      // UDP sockets (SO_REUSEPORT readers); 0 = one per CPU
+	TURNBuffer       int                   `yaml:"turn_buffer"`       // socket buffer bytes; 0 = 4 MiB, -1 = the OS default
+	SFUCapacity      int                   `yaml:"sfu_room_capacity"` // members per server-routed room
+	RoomCapacity     int                   `yaml:"room_capacity"`
+	Rooms            map[string]RoomConfig `yaml:"rooms"` // per-room overrides
+	MaxRooms         int                   `yaml:"max_rooms"`
+	AllowOrigins     []string              `yaml:"allow_origins"` // other sites' origins that may use /ws and /api/session
+	AuthSecret       string                `yaml:"auth_secret"`
+	AuthSecretFile   string                `yaml:"auth_secret_file"`    // read AuthSecret from this file
+	AuthPublicKey    string                `yaml:"auth_public_key"`     // PEM file of ES256/Ed25519 public keys tokens may be signed for
+	AuthJWKS         string                `yaml:"auth_jwks"`           // JWKS file of public keys tokens may be signed for
+	TURNSecretFile   string                `yaml:"turn_secret_file"`    // read TURNSecret from this file
+	PublicHost       []string              `yaml:"public_host"`         // host names the server is reached at (same-origin checks)
+	TrustedProxies   []string              `yaml:"trusted_proxies"`     // CIDRs whose X-Forwarded-For / Forwarded name the client
+	Ops              string                `yaml:"ops"`                 // operations listener (/metrics, status, management APIs), or off
+	RTMP             string                `yaml:"rtmp"`                // RTMP listener (OBS, ffmpeg publish; players read), or off
+	RTSP             string                `yaml:"rtsp"`                // RTSP listener (cameras push, players read), or off
+	RTSPUDP          string                `yaml:"rtsp_udp"`            // RTSP's RTP port for the UDP transport (RTCP the next), "" for 8000 on the RTSP host, or off
+	SRT              string                `yaml:"srt"`                 // SRT listener (encoders push, players read), or off
+	StreamConnsPerIP int                   `yaml:"stream_conns_per_ip"` // RTMP/RTSP/SRT connections per client address
+	StreamMaxConns   int                   `yaml:"stream_max_conns"`    // RTMP/RTSP/SRT connections in all, per listener
+	MaxCameras       int                   `yaml:"max_cameras"`         // IP camera streams pulled at once (config and API together)
+	MaxWebRTCViewers int                   `yaml:"max_webrtc_viewers"`  // WebRTC (WHEP) viewers per stream, 0 = unlimited; past it viewers play HLS (per stream: streams.<name>.max_webrtc_viewers)
+	MaxSessions      int                   `yaml:"max_sessions"`        // signaling connections at once
+	ConnsPerIP       int                   `yaml:"conns_per_ip"`        // signaling connections per client address
+	RoomsPerIP       int                   `yaml:"rooms_per_ip"`        // rooms one client address may create per minute
+	JoinTimeout      Duration              `yaml:"join_timeout"`        // a connection that has not joined a room by then is closed
+	OutboxBytes      int                   `yaml:"outbox_bytes"`        // bytes queued for a member before it is cut off
+	ByteRate         int                   `yaml:"byte_rate"`           // signaling bytes per second per connection (sustained)
+	ByteBurst        int                   `yaml:"byte_burst"`          // signaling bytes allowed in a burst
+	BodyTimeout      Duration              `yaml:"body_timeout"`        // time to read an HTTP request body
+	PendingPerIP     int                   `yaml:"pending_per_ip"`      // WHIP/WHEP sessions per client address still connecting
+	ICETimeout       Duration              `yaml:"ice_timeout"`         // a WHIP/WHEP session not connected by then is dropped
+	ReattachGrace    Duration              `yaml:"reattach_grace"`      // how long viewers wait for a stream's publisher to come back
+	TURNPerIP        int                   `yaml:"turn_per_ip"`         // TURN allocations per client address, across usernames
+	TLSCert          string                `yaml:"tls_cert"`
+	TLSKey           string                `yaml:"tls_key"`
+	TLSSelfSigned    bool                  `yaml:"tls_self_signed"`
+	MaxMessage       int                   `yaml:"max_message"`    // bytes per signaling message
+	RateLimit        float64               `yaml:"rate_limit"`     // messages per second per connection (sustained)
+	RateBurst        int                   `yaml:"rate_burst"`     // messages allowed in a burst
+	Outbox           int                   `yaml:"outbox"`         // queued messages per member before it is cut off
+	PingInterval     Duration              `yaml:"ping_interval"`  // WebSocket keepalive; dead peers are dropped after 2 intervals
+	PollTimeout      Duration              `yaml:"poll_timeout"`   // long-poll wait
+	SessionIdle      Duration              `yaml:"session_idle"`   // HTTP sessions idle longer are reaped
+	ResumeGrace      Duration              `yaml:"resume_grace"`   // a dropped member is kept this long for a resume (0: not at all)
+	MediaUDP         string                `yaml:"media_udp"`      // SFU ICE UDP mux address
+	MediaTCP         string                `yaml:"media_tcp"`      // SFU ICE TCP mux address ("off" disables)
+	Pprof            string                `yaml:"pprof"`          // Go profiler listen address ("" = off)
+	MediaNoBatch     bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
+	LogLevel         string                `yaml:"log_level"`
+
+	// MaxPublishBitrate is the most the SFU asks a publisher to send (REMB,
+	// bit/s); 0 = sfu.DefaultMaxPublishBitrate.
+	MaxPublishBitrate int `yaml:"max_publish_bitrate"`
 
 	// Who may publish and read streams beyond the token (internal/access).
 	PublishAllow []string                `yaml:"publish_allow"` // CIDRs that may publish streams (empty: everyone)
