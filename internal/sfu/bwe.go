@@ -6,7 +6,9 @@
 // Over windows of about a quarter second, bwe turns that into three
 // figures: the fraction lost, the rate delivered, and whether the
 // delivery spread out more than the sending (a queue building up on the
-// path: the link is full before it drops). A window holds at least 50
+// path: the link is full before it drops; it only stops the estimate
+// from growing: lowering on delay alone took a loaded host's receive
+// jitter for congestion in the browser tests). A window holds at least 50
 // packets and the loss is smoothed over windows (a quarter of each new
 // one), so that random loss, say 5 % on a radio link, which NACKs repair,
 // is not taken for congestion: over ten minutes of it the smoothed figure
@@ -14,10 +16,9 @@
 // rules, after GCC's loss controller with a crude delay signal:
 //
 //   - loss over 10 %: the estimate falls to what was delivered, less half
-//     the loss (20 % lost: 90 % of it); a queue growing over two windows
-//     in a row (one alone may be a receiver's scheduling hiccup): to 85 %
-//     of what was delivered. Once lowered, it holds for congestionHold,
-//     the time a layer switch (a keyframe) takes to relieve the link;
+//     the loss (20 % lost: 90 % of it). Once lowered, it holds for
+//     congestionHold, the time a layer switch (a keyframe) takes to
+//     relieve the link;
 //   - loss under 2 % and no queueing: it grows by 8 % a second, but no
 //     further than 1.5 times what was delivered, since nothing proves
 //     more would pass;
@@ -121,7 +122,6 @@ type bwe struct {
 	lastCongest time.Time
 	lastProbe   time.Time
 	probeUntil  time.Time
-	queued      bool    // the last window saw queueing
 	loss        float64 // smoothed loss fraction
 }
 
@@ -180,10 +180,8 @@ func (b *bwe) update(now time.Time, loss float64, delivered uint64, queueing boo
 	}
 	loss = b.loss
 	b.updated = now
-	confirmed := queueing && b.queued
-	b.queued = queueing
 	switch {
-	case loss > 0.10 || confirmed:
+	case loss > 0.10:
 		b.probeUntil = time.Time{}
 		if b.est != 0 && now.Sub(b.lastCongest) < congestionHold {
 			break
@@ -192,11 +190,7 @@ func (b *bwe) update(now time.Time, loss float64, delivered uint64, queueing boo
 		if b.est != 0 && float64(b.est) < base {
 			base = float64(b.est)
 		}
-		if confirmed {
-			base *= 0.85
-		} else {
-			base *= 1 - loss/2
-		}
+		base *= 1 - loss/2
 		b.est = max(uint64(base), bweMinEstimate)
 		b.lastCongest = now
 	case loss < 0.02 && !queueing && b.est != 0:

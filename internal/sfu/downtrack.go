@@ -378,11 +378,13 @@ func (d *downTrack) write(pk *pktCopy, seq uint16, ts uint32, rtx bool) bool {
 	}
 	d.setExtensions(b, pk, len(payload))
 	n, err := b.w.WriteRTP(h, payload)
-	if err != nil {
-		d.errors.Add(1)
-		return false
-	}
-	if n == 0 {
+	if err != nil || n == 0 {
+		if b.twccID != 0 {
+			d.w.transportSeq-- // not sent: the subscriber must not see a gap
+		}
+		if err != nil {
+			d.errors.Add(1)
+		}
 		return false
 	}
 	d.flowing = true

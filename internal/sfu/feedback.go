@@ -6,12 +6,15 @@
 // only. Once a second the SFU also sends each video publisher a REMB: a
 // browser takes the lesser of its estimate and the REMB, so the REMB is a
 // ceiling saying what the SFU can use. It is the publisher ceiling
-// (Config.MaxPublishBitrate) unless every subscriber of a video track is
-// constrained (a bandwidth estimate, an explicit cap): then it is what the
-// best placed of them can take, with room for the lower simulcast layers,
-// and never less than minPublishBitrate. A publisher so saves the uplink
-// nobody could receive, and still sends enough for the layer switch back up
-// (a subscriber's estimate grows, the next REMB follows a second later).
+// (Config.MaxPublishBitrate), the same for every simulcast track: the SFU
+// picks each subscriber's layer, and a publisher held below its upper
+// layers would leave subscribers nothing to climb back to (tried: in the
+// browser test a viewer's estimate, capped at 1.5 times what it got, and
+// the publisher's REMB held each other down for 18 s). A single-layer
+// track whose subscribers are all constrained (a bandwidth estimate, an
+// explicit cap) asks for what the best placed of them can take, never
+// less than minPublishBitrate: the publisher saves the uplink nobody could
+// receive, and the subscribers' probes raise it again.
 package sfu
 
 import (
@@ -29,9 +32,6 @@ const (
 	// minPublishBitrate keeps a constrained publisher's lowest layers and
 	// audio going.
 	minPublishBitrate = 150_000
-	// simulcastHeadroom: the layers below the one a subscriber takes cost
-	// about 40 % of it (Chrome's 150k + 500k below 1.7 Mbit/s).
-	simulcastHeadroom = 1.4
 )
 
 // feedbackLoop sends the publishers' REMBs until ctx ends.
@@ -71,7 +71,7 @@ func (p *Participant) publishBudget(ceiling uint64) (bps uint64, ssrcs []uint32)
 		}
 		subs := u.subs.load()
 		need := uint64(0)
-		if len(subs) == 0 {
+		if len(subs) == 0 || len(layers) > 1 {
 			need = ceiling
 		}
 		for _, d := range subs {
@@ -80,9 +80,6 @@ func (p *Participant) publishBudget(ceiling uint64) (bps uint64, ssrcs []uint32)
 				e = ceiling
 			}
 			need = max(need, e)
-		}
-		if len(layers) > 1 {
-			need = uint64(float64(need) * simulcastHeadroom)
 		}
 		bps += need
 	}
