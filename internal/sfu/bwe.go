@@ -246,6 +246,7 @@ func (p *Participant) onTWCC(fb *rtcp.TransportLayerCC) {
 		return
 	}
 	p.bweEstimate.Store(est)
+	p.log.Debug("bandwidth estimate", "bps", est, "probe_bps", probe)
 	if videos > 0 {
 		est /= videos // the layer choice budgets each video track
 	}
