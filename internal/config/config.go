@@ -81,6 +81,10 @@ type Config struct {
 	MediaNoBatch     bool                  `yaml:"media_no_batch"` // send each media datagram with its own system call (for comparison)
 	LogLevel         string                `yaml:"log_level"`
 
+	// MaxPublishBitrate is the most the SFU asks a publisher to send (REMB,
+	// bit/s); 0 = sfu.DefaultMaxPublishBitrate.
+	MaxPublishBitrate int `yaml:"max_publish_bitrate"`
+
 	// Who may publish and read streams beyond the token (internal/access).
 	PublishAllow []string                `yaml:"publish_allow"` // CIDRs that may publish streams (empty: everyone)
 	ReadAllow    []string                `yaml:"read_allow"`    // CIDRs that may read streams (empty: everyone)

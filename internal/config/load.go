@@ -118,6 +118,7 @@ func FlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.MediaUDP, "media-udp", cfg.MediaUDP, "SFU media UDP `address` (one port for all sessions)")
 	fs.StringVar(&cfg.MediaTCP, "media-tcp", cfg.MediaTCP, "SFU media ICE-TCP `address`, or off")
 	fs.StringVar(&cfg.Pprof, "pprof", cfg.Pprof, "serve Go's profiler (/debug/pprof/) on this loopback `address`; off by default")
+	fs.IntVar(&cfg.MaxPublishBitrate, "max-publish-bitrate", cfg.MaxPublishBitrate, "most the SFU asks a publisher to send, all its video (REMB, `bit/s`); 0 = 3000000")
 	fs.BoolVar(&cfg.MediaNoBatch, "media-no-batch", cfg.MediaNoBatch, "send each media datagram with its own system call instead of batching (sendmmsg); for comparison")
 	fs.StringVar(&cfg.AuthSecretFile, "auth-secret-file", cfg.AuthSecretFile, "read the --auth-secret from this `file` (keeps it out of ps)")
 	fs.StringVar(&cfg.AuthPublicKey, "auth-public-key", cfg.AuthPublicKey, "PEM `file` of ES256 or Ed25519 public keys: tokens signed by their private keys are accepted")

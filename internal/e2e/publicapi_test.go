@@ -24,7 +24,7 @@ func TestBrowserTestsUsePublicAPI(t *testing.T) {
 	clientPublic := []string{
 		"addEventListener", "removeEventListener", "state", "id", "name", "room", "mode", "transport", "peers", "link",
 		"iceServers", "identity", "verified", "host", "grants", "localStream", "mediaState", "maxBitrate", "maxFileSize",
-		"join", "leave", "reconnectNow", "setTrack", "setMediaState", "setMaxBitrate", "chat", "sendControl", "sendFile",
+		"join", "leave", "reconnectNow", "setTrack", "setMediaState", "setMaxBitrate", "chat", "sendControl", "send", "sendFile",
 		"maySend", "rebuildLink", "removeMember", "muteMember", "endRoom",
 	}
 	linkPublic := []string{"pc", "connectionState", "tracks", "prefer"}

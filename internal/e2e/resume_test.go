@@ -1,10 +1,10 @@
 package e2e
 
 import (
-	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -12,12 +12,17 @@ import (
 // cutProxy forwards TCP to the server and can break every connection it
 // carries at once, the way a dropped network does: no close frame, the
 // sockets just go. New connections still get through (the network is back).
+// Before that it can freeze: the connections stay open and what goes
+// through them is dropped both ways, as on a network that died without
+// either end knowing yet.
 type cutProxy struct {
-	ln    net.Listener
-	url   string
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
+	ln     net.Listener
+	url    string
+	mu     sync.Mutex
+	conns  []net.Conn
+	frozen bool
+	lost   atomic.Int64 // bytes from the server dropped while frozen
+	wg     sync.WaitGroup
 }
 
 func newCutProxy(t *testing.T, target string) *cutProxy {
@@ -45,8 +50,8 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 			p.conns = append(p.conns, c, s)
 			p.mu.Unlock()
 			p.wg.Add(2)
-			go func() { defer p.wg.Done(); io.Copy(s, c); s.Close() }()
-			go func() { defer p.wg.Done(); io.Copy(c, s); c.Close() }()
+			go func() { defer p.wg.Done(); p.pipe(s, c, nil); s.Close() }()
+			go func() { defer p.wg.Done(); p.pipe(c, s, &p.lost); c.Close() }()
 		}
 	}()
 	t.Cleanup(func() {
@@ -57,13 +62,45 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 	return p
 }
 
+// pipe copies from src to dst, dropping (and counting in lost) what it
+// reads while frozen.
+func (p *cutProxy) pipe(dst, src net.Conn, lost *atomic.Int64) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			frozen := p.frozen
+			p.mu.Unlock()
+			if frozen && lost != nil {
+				lost.Add(int64(n))
+			}
+			if !frozen {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *cutProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = true
+}
+
+// cut closes every connection; new ones get through, unfrozen.
 func (p *cutProxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
 		c.Close()
 	}
-	p.conns = nil
+	p.conns, p.frozen = nil, false
 }
 
 // Alice's signaling connection drops in a call: her page resumes the same

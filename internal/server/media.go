@@ -39,7 +39,7 @@ func (s *Server) startMedia() error {
 		publicIP = ip
 	}
 	m, err := sfu.New(sfu.Config{UDP: s.cfg.MediaUDP, TCP: s.cfg.MediaTCP, PublicIP: publicIP, Logger: s.log, NoBatch: s.cfg.MediaNoBatch,
-		OnRoomChange: s.roomChanged})
+		MaxPublishBitrate: uint64(max(s.cfg.MaxPublishBitrate, 0)), OnRoomChange: s.roomChanged})
 	if err != nil {
 		s.stopAccess()
 		return fmt.Errorf("media: %w", err)
@@ -115,6 +115,9 @@ func (s *Server) startMedia() error {
 	s.metrics.CounterFunc("parley_sfu_sink_drops_total", "RTP packets dropped because a subscriber fell behind (summed over subscriptions).", stat(func(x sfu.Stats) uint64 { return x.SinkDrops }))
 	s.metrics.CounterFunc("parley_sfu_nack_answered_total", "Retransmissions served from the packet cache.", stat(func(x sfu.Stats) uint64 { return x.NACKAnswered }))
 	s.metrics.CounterFunc("parley_sfu_plis_total", "Keyframe requests sent to publishers.", stat(func(x sfu.Stats) uint64 { return x.PLIs }))
+	s.metrics.CounterFunc("parley_sfu_nack_rtx_total", "Retransmissions sent on subscribers' RTX streams (part of parley_sfu_nack_answered_total).", stat(func(x sfu.Stats) uint64 { return x.NACKOnRTX }))
+	s.metrics.CounterFunc("parley_sfu_probe_packets_total", "Padding packets sent to probe subscribers' links (bandwidth estimate).", stat(func(x sfu.Stats) uint64 { return x.Probes }))
+	s.metrics.CounterFunc("parley_sfu_padding_dropped_total", "Publishers' padding-only packets not forwarded, once per subscriber.", stat(func(x sfu.Stats) uint64 { return x.PaddingDropped }))
 	return nil
 }
 

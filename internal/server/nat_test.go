@@ -80,9 +80,18 @@ func TestNATMatrix(t *testing.T) {
 			room := "nat-" + tc.name
 			// The first member makes the offer when the second joins.
 			start := time.Now()
-			a := startNATPeer(t, ca, srv.URL(), room, "offer", tc.iceA, certFile)
+			// On lossy links the direct pair's checks can lose several
+			// packets in a row; pion's controlling side settles for a
+			// working relay pair after 2 s (RelayAcceptanceMinWait). Where
+			// the case asserts that a direct path exists, it gives the
+			// direct checks longer before a relay may be chosen.
+			var env []string
+			if tc.bad {
+				env = append(env, "NETLAB_RELAY_WAIT=8s")
+			}
+			a := startNATPeer(t, ca, srv.URL(), room, "offer", tc.iceA, certFile, env...)
 			a.waitLine(t, "JOINED")
-			b := startNATPeer(t, cb, srv.URL(), room, "answer", "all", certFile)
+			b := startNATPeer(t, cb, srv.URL(), room, "answer", "all", certFile, env...)
 			pa, pb := a.pair(t), b.pair(t)
 			pa.peerWAN, pb.peerWAN = cb.WANIP.String(), ca.WANIP.String()
 			t.Logf("connected in %v; a behind %s: %+v; b behind %s: %+v", time.Since(start).Round(time.Millisecond), tc.a, pa, tc.b, pb)
@@ -156,7 +165,7 @@ type natPeer struct {
 	log   *strings.Builder
 }
 
-func startNATPeer(t *testing.T, c *netlab.Client, url, room, role, ice, certFile string) *natPeer {
+func startNATPeer(t *testing.T, c *netlab.Client, url, room, role, ice, certFile string, env ...string) *natPeer {
 	t.Helper()
 	exe, err := os.Executable() // resolved here: inside `ip netns exec`, /proc/self/exe is ip
 	if err != nil {
@@ -165,6 +174,7 @@ func startNATPeer(t *testing.T, c *netlab.Client, url, room, role, ice, certFile
 	cmd := c.Command(exe, "-test.run=^TestNATPeer$", "-test.timeout=90s")
 	cmd.Env = append(os.Environ(), "NETLAB_PEER="+role, "NETLAB_URL="+url, "NETLAB_ROOM="+room,
 		"NETLAB_ICE="+ice, "SSL_CERT_FILE="+certFile)
+	cmd.Env = append(cmd.Env, env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +262,13 @@ func TestNATPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Println("JOINED", j.ID)
-	pc, err := client.NewPeerConnection(nil, keepICE(j.ICEServers, os.Getenv("NETLAB_ICE")), false)
+	var api *webrtc.API
+	if d, err := time.ParseDuration(os.Getenv("NETLAB_RELAY_WAIT")); err == nil {
+		se := webrtc.SettingEngine{}
+		se.SetRelayAcceptanceMinWait(d)
+		api = webrtc.NewAPI(webrtc.WithSettingEngine(se))
+	}
+	pc, err := client.NewPeerConnection(api, keepICE(j.ICEServers, os.Getenv("NETLAB_ICE")), false)
 	if err != nil {
 		t.Fatal(err)
 	}

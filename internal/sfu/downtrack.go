@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -22,11 +24,17 @@ const (
 )
 
 type histEntry struct {
-	layer *layer
-	out   uint16 // sequence number as sent
-	in    uint16 // sequence number in the layer's cache
-	ts    uint32 // timestamp as sent
+	layer  *layer
+	out    uint16 // sequence number as sent
+	in     uint16 // sequence number in the layer's cache
+	ts     uint32 // timestamp as sent
+	resent int64  // when last retransmitted (the track's clock), 0 = never
 }
+
+// resendGap is the least time between two retransmissions of one packet:
+// a NACK repeated sooner was sent before the first retransmission could
+// arrive, and answering it would only add to a congested link.
+const resendGap = 100 * time.Millisecond
 
 // prefs are what a subscriber may receive: shared by all down-tracks of one
 // participant, or owned by one stand-alone sink.
@@ -34,6 +42,7 @@ type prefs struct {
 	maxLayer      atomic.Int32
 	explicitLimit atomic.Uint64 // SetMaxBitrate, bps; 0 = none
 	rembLimit     atomic.Uint64 // last REMB from the subscriber, bps; 0 = none
+	twccLimit     atomic.Uint64 // per video track, from the TWCC estimate (bwe.go), bps; 0 = none
 	lastLoss      atomic.Int64  // unix nanos of the last receiver report with loss
 	estimate      atomic.Uint64 // effective budget, bps; 0 = unlimited
 }
@@ -91,7 +100,15 @@ type downTrack struct {
 	lastSeq   uint16
 	lastTS    uint32
 	lastTime  int64
+	// A run of padding-only packets dropped (skipPadding): packets older
+	// than padStart arriving late keep the offset they had before it.
+	padRun    bool
+	padStart  uint16
+	padEnd    uint16
+	padOffset uint16
+	rtxSeq    uint16      // sequence numbers of the RTX stream
 	hdr       rtp.Header  // scratch header for writes (no per-packet allocation)
+	ext       [6]byte     // scratch header-extension payloads
 	pkt       pktCopy     // the packet being forwarded, copied out of the cache
 	aux       pktCopy     // a replayed or retransmitted packet
 	hist      []histEntry // len is a power of two
@@ -106,6 +123,13 @@ type binding struct {
 	ssrc uint32
 	pt   uint8
 	w    Sink
+	// RTX (RFC 4588) when the subscriber negotiated it for the codec:
+	// retransmissions go on their own SSRC and payload type.
+	rtxSSRC uint32
+	rtxPT   uint8
+	// The subscriber's header-extension IDs (0: not negotiated). The
+	// publisher's extensions are never copied: each is written anew.
+	levelID, absID, twccID uint8
 }
 
 // newDownTrack makes a subscription of up drained by w (nil: a writer of
@@ -152,13 +176,45 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 	if match == nil {
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: subscriber has no %s", webrtc.ErrUnsupportedCodec, d.codec.MimeType)
 	}
-	d.bind(uint32(ctx.SSRC()), uint8(match.PayloadType), ctx.WriteStream())
+	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(match.PayloadType), w: ctx.WriteStream()}
+	if rtx := ctx.SSRCRetransmission(); rtx != 0 {
+		apt := fmt.Sprintf("apt=%d", match.PayloadType)
+		for _, c := range ctx.CodecParameters() {
+			if strings.EqualFold(c.MimeType, webrtc.MimeTypeRTX) && c.SDPFmtpLine == apt {
+				b.rtxSSRC, b.rtxPT = uint32(rtx), uint8(c.PayloadType)
+			}
+		}
+	}
+	for _, e := range ctx.HeaderExtensions() {
+		if e.ID < 1 || e.ID > 14 {
+			continue // the writer uses the one-byte form only
+		}
+		switch e.URI {
+		case audioLevelURI:
+			b.levelID = uint8(e.ID)
+		case absSendTimeURI:
+			b.absID = uint8(e.ID)
+		case sdp.TransportCCURI:
+			// Video only: Chromium did not record audio packets'
+			// numbers (each looked lost in its feedback: ~30 % "loss"
+			// on loopback, TestGroupSimulcast stuck on the low layer).
+			if d.kind == webrtc.RTPCodecTypeVideo {
+				b.twccID = uint8(e.ID)
+			}
+		}
+	}
+	d.setBinding(b)
 	return *match, nil
 }
 
-// bind points the down-track at a writer; it starts again from a keyframe.
+// bind points the down-track at a sink that takes plain RTP (no RTX, no
+// header extensions); it starts again from a keyframe.
 func (d *downTrack) bind(ssrc uint32, pt uint8, w Sink) {
-	d.binding.Store(&binding{ssrc: ssrc, pt: pt, w: w})
+	d.setBinding(&binding{ssrc: ssrc, pt: pt, w: w})
+}
+
+func (d *downTrack) setBinding(b *binding) {
+	d.binding.Store(b)
 	d.q.requestResync()
 	d.retarget()
 }
@@ -236,7 +292,11 @@ func (d *downTrack) forward(e *qentry) {
 			d.switchTo(l, pk.seq, pk.ts, e.now)
 		}
 	}
-	outSeq := pk.seq + d.seqOffset
+	if pk.n == 0 {
+		d.skipPadding(pk.seq)
+		return
+	}
+	outSeq := d.outSeq(pk.seq)
 	outTS := pk.ts + d.tsOffset
 	if int16(outSeq-d.lastSeq) > 0 {
 		d.lastSeq, d.lastTS, d.lastTime = outSeq, outTS, e.now
@@ -250,9 +310,45 @@ func (d *downTrack) forward(e *qentry) {
 	}
 }
 
+// skipPadding drops a padding-only packet (a publisher's bandwidth probe:
+// nothing to decode) without leaving a gap the subscriber would take for
+// loss: the packets after it move down one sequence number. Late packets
+// from before the run of padding keep their old numbers (outSeq).
+func (d *downTrack) skipPadding(seq uint16) {
+	d.room.sfu.counters.padDropped.Add(1)
+	if int16(seq+d.seqOffset-d.lastSeq) <= 0 {
+		return // late: its number was never used
+	}
+	if !d.padRun || seq != d.padEnd {
+		d.padRun, d.padStart, d.padOffset = true, seq, d.seqOffset
+	}
+	d.padEnd = seq + 1
+	d.seqOffset--
+}
+
+// outSeq maps a publisher's sequence number to the subscriber's.
+func (d *downTrack) outSeq(seq uint16) uint16 {
+	if d.padRun {
+		switch diff := int16(seq - d.padStart); {
+		case diff < 0:
+			return seq + d.padOffset
+		case diff > 1024:
+			d.padRun = false // long past: nothing that late comes any more
+		}
+	}
+	return seq + d.seqOffset
+}
+
 // send writes pk with the given rewritten numbers and reports whether it
 // went out.
 func (d *downTrack) send(pk *pktCopy, seq uint16, ts uint32) bool {
+	return d.write(pk, seq, ts, false)
+}
+
+// write sends pk as the subscriber's packet seq (on the RTX stream when
+// rtx: its own sequence number, seq in the payload) and reports whether it
+// went out.
+func (d *downTrack) write(pk *pktCopy, seq uint16, ts uint32, rtx bool) bool {
 	b := d.binding.Load()
 	if b == nil {
 		return false
@@ -265,19 +361,35 @@ func (d *downTrack) send(pk *pktCopy, seq uint16, ts uint32) bool {
 	h.Padding = pk.padding
 	h.PaddingSize = pk.padLen
 	h.Marker = pk.marker
-	h.PayloadType = b.pt
-	h.SequenceNumber = seq
 	h.Timestamp = ts
-	h.SSRC = b.ssrc
 	h.CSRC = h.CSRC[:0]
-	h.Extension = false
-	h.Extensions = h.Extensions[:0]
-	n, err := b.w.WriteRTP(h, pk.payload())
-	if err != nil {
-		d.errors.Add(1)
-		return false
+	payload := pk.payload()
+	if rtx {
+		// pion hands RTX packets to the media stream's sender-report
+		// interceptor too, which takes any number less than half a cycle
+		// ahead of the last for media in order: keep the RTX numbers in
+		// the other half.
+		if diff := d.rtxSeq - d.lastSeq; diff < 1<<15 {
+			d.rtxSeq = d.lastSeq + 1<<15
+		}
+		h.PayloadType, h.SequenceNumber, h.SSRC = b.rtxPT, d.rtxSeq, b.rtxSSRC
+		d.rtxSeq++
+		payload = nil // a probe: padding only
+		if pk.n > 0 {
+			payload = pk.rtxPayload(seq)
+		}
+	} else {
+		h.PayloadType, h.SequenceNumber, h.SSRC = b.pt, seq, b.ssrc
 	}
-	if n == 0 {
+	d.setExtensions(b, pk, len(payload))
+	n, err := b.w.WriteRTP(h, payload)
+	if err != nil || n == 0 {
+		if b.twccID != 0 {
+			d.w.transportSeq-- // not sent: the subscriber must not see a gap
+		}
+		if err != nil {
+			d.errors.Add(1)
+		}
 		return false
 	}
 	d.flowing = true
@@ -286,9 +398,71 @@ func (d *downTrack) send(pk *pktCopy, seq uint16, ts uint32) bool {
 	return true
 }
 
+// setExtensions writes the header extensions the subscriber negotiated:
+// the publisher's audio level, the send time (abs-send-time) and the
+// subscriber transport's own transport-wide sequence number (its TWCC
+// feedback refers to those). Nothing else of the publisher's is kept.
+func (d *downTrack) setExtensions(b *binding, pk *pktCopy, size int) {
+	h := &d.hdr
+	h.Extension = false
+	h.Extensions = h.Extensions[:0]
+	if b.levelID != 0 && pk.hasLevel {
+		d.ext[0] = pk.level
+		_ = h.SetExtension(b.levelID, d.ext[0:1])
+	}
+	if b.absID == 0 && b.twccID == 0 {
+		return
+	}
+	now := d.w.now
+	if b.absID != 0 {
+		putAbsSendTime(d.ext[1:4], now)
+		_ = h.SetExtension(b.absID, d.ext[1:4])
+	}
+	if b.twccID != 0 {
+		seq := d.w.nextTransportSeq()
+		d.ext[4], d.ext[5] = byte(seq>>8), byte(seq)
+		if d.w.sent != nil {
+			d.w.sent.record(seq, rtpOverhead+size+int(pk.padLen), now)
+		}
+		_ = h.SetExtension(b.twccID, d.ext[4:6])
+	}
+}
+
+// putAbsSendTime writes t as abs-send-time: 24 bits of 6.18 fixed-point
+// seconds (receivers only use differences, so the epoch is irrelevant).
+func putAbsSendTime(dst []byte, t time.Time) {
+	ns := uint64(t.UnixNano())
+	v := (ns/uint64(time.Second)&63)<<18 | (ns%uint64(time.Second))<<18/uint64(time.Second)
+	dst[0], dst[1], dst[2] = byte(v>>16), byte(v>>8), byte(v)
+}
+
+// rtpOverhead approximates what a packet costs on the wire beyond its
+// payload and padding: RTP header, extensions, SRTP tag.
+const rtpOverhead = 40
+
+// sendPadding sends n padding-only packets on the RTX stream, a bandwidth
+// probe that receivers discard, and reports whether it could (RTX
+// negotiated, packets flowing).
+func (d *downTrack) sendPadding(n int) bool {
+	b := d.binding.Load()
+	if b == nil || b.rtxSSRC == 0 || !d.flowing || d.closed.Load() {
+		return false
+	}
+	pk := &d.aux
+	pk.n, pk.size, pk.padding, pk.padLen, pk.marker, pk.hasLevel = 0, 0, true, padSize, false, false
+	for range n {
+		if !d.write(pk, d.lastSeq, d.lastTS, true) {
+			return false
+		}
+	}
+	d.room.sfu.counters.probes.Add(uint64(n))
+	return true
+}
+
 // switchTo makes l the current layer, starting at the keyframe with these
 // numbers, continuing the subscriber's sequence and timestamp spaces.
 func (d *downTrack) switchTo(l *layer, seq uint16, ts uint32, now int64) {
+	d.padRun = false
 	if !d.started {
 		d.seqOffset, d.tsOffset = 0, 0
 		d.lastSeq = seq - 1
@@ -334,7 +508,11 @@ func (d *downTrack) replayKeyframe(l *layer, pk *pktCopy, now int64) bool {
 		if q != first && !l.cache.copyOut(q, rp) {
 			continue // lost upstream; the subscriber will NACK it
 		}
-		out, ts := q+d.seqOffset, rp.ts+d.tsOffset
+		if rp.n == 0 {
+			d.skipPadding(q)
+			continue
+		}
+		out, ts := d.outSeq(q), rp.ts+d.tsOffset
 		d.hist[int(out)&(len(d.hist)-1)] = histEntry{layer: l, out: out, in: q, ts: ts}
 		if !d.send(rp, out, ts) && q == first {
 			d.cur.Store(nil) // transport not up yet
@@ -347,22 +525,35 @@ func (d *downTrack) replayKeyframe(l *layer, pk *pktCopy, now int64) bool {
 }
 
 // retransmit answers a NACK for the sequence number the subscriber saw:
-// the packet is copied out of the cache under its lock and sent after.
-// It runs on the writer.
+// the packet is copied out of the cache under its lock and sent after, on
+// the RTX stream when the subscriber negotiated RTX for the codec, else
+// again as it was. It runs on the writer.
 func (d *downTrack) retransmit(seq uint16) {
 	c := &d.room.sfu.counters
-	e := d.hist[int(seq)&(len(d.hist)-1)]
+	e := &d.hist[int(seq)&(len(d.hist)-1)]
 	if e.layer == nil || e.out != seq {
 		c.nackMisses.Add(1)
 		return
 	}
+	now := e.layer.up.now()
+	if e.resent != 0 && now-e.resent < int64(resendGap) {
+		return
+	}
+	e.resent = now
 	rp := &d.aux
 	if !e.layer.cache.copyOut(e.in, rp) {
 		c.nackMisses.Add(1)
 		return
 	}
-	d.send(rp, e.out, e.ts)
+	b := d.binding.Load()
+	if b == nil {
+		return
+	}
+	d.write(rp, e.out, e.ts, b.rtxSSRC != 0)
 	c.nacks.Add(1)
+	if b.rtxSSRC != 0 {
+		c.nacksRTX.Add(1)
+	}
 }
 
 // retarget recomputes the layer this subscriber should receive, from its
@@ -462,6 +653,10 @@ func (d *downTrack) handleRTCP(pkt rtcp.Packet) {
 		}
 	case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 		d.requestKeyframe()
+	case *rtcp.TransportLayerCC:
+		if d.p != nil {
+			d.p.onTWCC(p)
+		}
 	case *rtcp.ReceiverEstimatedMaximumBitrate:
 		if d.p != nil {
 			d.p.setEstimateFromREMB(uint64(p.Bitrate))

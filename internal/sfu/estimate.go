@@ -1,5 +1,6 @@
 // Bandwidth: what each subscriber may receive (simulcast layer cap,
-// explicit bitrate cap, REMB while loss is reported).
+// explicit bitrate cap, TWCC-based estimate (bwe.go), REMB while loss is
+// reported), the least of them.
 package sfu
 
 import (
@@ -48,11 +49,12 @@ const lossWindow = 5 * time.Second
 const lossThreshold = 5
 
 // setEstimateFromREMB applies a subscriber's REMB as a budget only while
-// it also reports loss. The SFU forwards without probing, so a receiver's
-// estimate cannot grow past what it already gets: trusted blindly, REMB
-// pins every viewer to the lowest layer for good. With loss it is a real
-// congestion signal; without loss for lossWindow the budget is lifted and
-// the layer climbs again.
+// it also reports loss. A receiver sends REMB only when transport-cc is
+// not negotiated (then the SFU's own TWCC-based estimate, bwe.go, cannot
+// run and nothing probes), and its estimate cannot grow past what it
+// already gets: trusted blindly, REMB pins every viewer to the lowest
+// layer for good. With loss it is a real congestion signal; without loss
+// for lossWindow the budget is lifted and the layer climbs again.
 func (p *Participant) setEstimateFromREMB(bps uint64) {
 	if time.Since(time.Unix(0, p.prefs.lastLoss.Load())) > lossWindow {
 		bps = 0
@@ -70,10 +72,11 @@ func noteLoss(pr *prefs, fractionLost uint8) {
 }
 
 func (p *Participant) updateEstimate() {
-	a, b := p.prefs.explicitLimit.Load(), p.prefs.rembLimit.Load()
-	e := a
-	if e == 0 || (b != 0 && b < e) {
-		e = b
+	e := uint64(0)
+	for _, b := range []uint64{p.prefs.explicitLimit.Load(), p.prefs.rembLimit.Load(), p.prefs.twccLimit.Load()} {
+		if e == 0 || (b != 0 && b < e) {
+			e = b
+		}
 	}
 	if p.prefs.estimate.Swap(e) != e {
 		p.retargetAll()

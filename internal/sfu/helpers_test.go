@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
@@ -39,12 +40,23 @@ func newTestSFU(t testing.TB) *SFU {
 // the network).
 func clientAPI(t testing.TB, extra ...interceptor.Factory) *webrtc.API {
 	t.Helper()
+	return clientAPIWith(t, (*webrtc.MediaEngine).RegisterDefaultCodecs, extra...)
+}
+
+// clientAPIWith is clientAPI with the codecs that codecs registers.
+func clientAPIWith(t testing.TB, codecs func(*webrtc.MediaEngine) error, extra ...interceptor.Factory) *webrtc.API {
+	t.Helper()
 	me := &webrtc.MediaEngine{}
-	if err := me.RegisterDefaultCodecs(); err != nil {
+	if err := codecs(me); err != nil {
 		t.Fatal(err)
 	}
 	if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: audioLevelURI}, webrtc.RTPCodecTypeAudio); err != nil {
 		t.Fatal(err)
+	}
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if err := me.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: absSendTimeURI}, k); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ir := &interceptor.Registry{}
 	for _, f := range extra {
@@ -83,6 +95,9 @@ type testPublisher struct {
 	level   uint8 // audio level to send (0 loud .. 127 silent)
 	skip    int   // a simulcast layer (index+1) that sends nothing, as a browser pauses one; 0 = none
 	payload int
+	twcc    int     // TWCC feedback packets received
+	rembs   int     // REMBs received
+	remb    float32 // the last REMB's bitrate
 }
 
 type pubOpts struct {
@@ -94,7 +109,13 @@ type pubOpts struct {
 
 func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublisher {
 	t.Helper()
-	api := clientAPI(t)
+	// Like a browser, the publisher numbers its packets transport-wide
+	// (pion's defaults only send the feedback).
+	tcc, err := twcc.NewHeaderExtensionInterceptor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := clientAPI(t, tcc)
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -149,13 +170,7 @@ func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublish
 		if err != nil {
 			t.Fatal(err)
 		}
-		go func() {
-			for {
-				if _, _, err := as.ReadRTCP(); err != nil {
-					return
-				}
-			}
-		}()
+		go tp.readRTCP(func() ([]rtcp.Packet, error) { p, _, err := as.ReadRTCP(); return p, err })
 	}
 	part, err := s.Join(Streams, room, ParticipantOptions{ID: o.id, OneShot: true})
 	if err != nil {
@@ -207,13 +222,18 @@ func (tp *testPublisher) readRTCP(read func() ([]rtcp.Packet, error)) {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			tp.mu.Lock()
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				tp.mu.Lock()
 				tp.keyNow = true
 				tp.plis++
-				tp.mu.Unlock()
+			case *rtcp.TransportLayerCC:
+				tp.twcc++
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				tp.rembs++
+				tp.remb = p.Bitrate
 			}
+			tp.mu.Unlock()
 		}
 	}
 }
@@ -314,6 +334,7 @@ type testSubscriber struct {
 
 	mu      sync.Mutex
 	pkts    map[string][]*rtp.Packet // by track kind
+	rtx     map[string]int           // packets that came on the RTX stream, by kind
 	ended   map[string]bool
 	tracks  chan *webrtc.TrackRemote
 	changed chan struct{}
@@ -321,18 +342,24 @@ type testSubscriber struct {
 
 func newSubscriberPC(t testing.TB, extra ...interceptor.Factory) *testSubscriber {
 	t.Helper()
-	pc, err := clientAPI(t, extra...).NewPeerConnection(webrtc.Configuration{})
+	return newSubscriberPCWith(t, clientAPI(t, extra...))
+}
+
+// newSubscriberPCWith is newSubscriberPC on api.
+func newSubscriberPCWith(t testing.TB, api *webrtc.API) *testSubscriber {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
-	ts := &testSubscriber{t: t, pc: pc, pkts: map[string][]*rtp.Packet{}, ended: map[string]bool{}, tracks: make(chan *webrtc.TrackRemote, 8), changed: make(chan struct{}, 1)}
+	ts := &testSubscriber{t: t, pc: pc, pkts: map[string][]*rtp.Packet{}, rtx: map[string]int{}, ended: map[string]bool{}, tracks: make(chan *webrtc.TrackRemote, 8), changed: make(chan struct{}, 1)}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		ts.tracks <- tr
 		kind := tr.Kind().String()
 		go func() {
 			for {
-				p, _, err := tr.ReadRTP()
+				p, attr, err := tr.ReadRTP()
 				if err != nil {
 					ts.mu.Lock()
 					ts.ended[kind] = true
@@ -342,6 +369,9 @@ func newSubscriberPC(t testing.TB, extra ...interceptor.Factory) *testSubscriber
 				}
 				ts.mu.Lock()
 				ts.pkts[kind] = append(ts.pkts[kind], p)
+				if attr != nil && attr.Get(webrtc.AttributeRtxSsrc) != nil {
+					ts.rtx[kind]++
+				}
 				ts.mu.Unlock()
 				ts.poke()
 			}
@@ -366,7 +396,12 @@ func joinWHEP(t testing.TB, s *SFU, room string, q Quality, extra ...interceptor
 // joinWHEPWith is joinWHEP with more participant options.
 func joinWHEPWith(t testing.TB, s *SFU, room string, opts ParticipantOptions, extra ...interceptor.Factory) *testSubscriber {
 	t.Helper()
-	ts := newSubscriberPC(t, extra...)
+	return joinWHEPOn(t, s, room, opts, newSubscriberPC(t, extra...))
+}
+
+// joinWHEPOn is joinWHEPWith on a given client connection.
+func joinWHEPOn(t testing.TB, s *SFU, room string, opts ParticipantOptions, ts *testSubscriber) *testSubscriber {
+	t.Helper()
 	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
 		if _, err := ts.pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)

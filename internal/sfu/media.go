@@ -44,7 +44,7 @@ func codecTable() []webrtc.RTPCodecParameters {
 	}
 	const h264 = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id="
 	return []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1",
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1;usedtx=1",
 			RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}}, PayloadType: 111},
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8},
@@ -68,21 +68,22 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 			return fmt.Errorf("register %s/%d: %w", c.MimeType, c.PayloadType, err)
 		}
 	}
-	// Forwarded packets carry no header extensions (the down-track clears
-	// them), so sections the SFU only sends on negotiate just the MID; the
-	// others are read on what publishers send.
+	// Audio level, abs-send-time and transport-cc go both ways: read on
+	// what publishers send, written anew by the down-tracks with the
+	// subscriber's IDs (downTrack.setExtensions). RID and repaired RID are
+	// only read (simulcast publishers).
 	recv := []webrtc.RTPTransceiverDirection{webrtc.RTPTransceiverDirectionRecvonly}
 	exts := []struct {
 		uri   string
 		kinds []webrtc.RTPCodecType
 		dirs  []webrtc.RTPTransceiverDirection // nil: any
 	}{
-		{audioLevelURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}, recv},
+		{audioLevelURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio}, nil},
 		{sdp.SDESMidURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}, nil},
 		{sdp.SDESRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}, recv},
 		{sdp.SDESRepairRTPStreamIDURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo}, recv},
-		{absSendTimeURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}, recv},
-		{sdp.TransportCCURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}, recv},
+		{absSendTimeURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}, nil},
+		{sdp.TransportCCURI, []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo}, nil},
 	}
 	for _, e := range exts {
 		for _, k := range e.kinds {

@@ -50,19 +50,40 @@ func (d *dropper) BindRemoteStream(info *interceptor.StreamInfo, r interceptor.R
 	})
 }
 
+// TestNACKRecoversDroppedPackets: a subscriber that NACKs gets every lost
+// packet again, on its RTX stream when it negotiated RTX (its own SSRC,
+// payload type and sequence numbers, the original number in the payload)
+// and as a plain retransmission when it did not.
 func TestNACKRecoversDroppedPackets(t *testing.T) {
+	for _, rtx := range []bool{true, false} {
+		name := "RTX"
+		if !rtx {
+			name = "plain"
+		}
+		t.Run(name, func(t *testing.T) { testNACKRecovers(t, rtx) })
+	}
+}
+
+// vp8OpusOnly registers VP8 and Opus without RTX, like a client that does
+// not offer RTX.
+func vp8OpusOnly(me *webrtc.MediaEngine) error {
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "transport-cc"}}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: fb}, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
+		return err
+	}
+	return me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, PayloadType: 111}, webrtc.RTPCodecTypeAudio)
+}
+
+func testNACKRecovers(t *testing.T, rtx bool) {
 	s := newTestSFU(t)
-	pub := newTestPublisher(t, s, "nack", pubOpts{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go pub.run(ctx, 30)
-	room, _ := s.LookupRoom(Streams, "nack")
-	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
-	defer wcancel()
-	room.WaitTracks(wctx, 1)
+	runPublisher(t, s, "nack", pubOpts{}, 1)
 
 	d := &dropper{seen: map[uint16]bool{}}
-	sub := joinWHEP(t, s, "nack", QualityHigh, dropperFactory{d})
+	codecs := (*webrtc.MediaEngine).RegisterDefaultCodecs
+	if !rtx {
+		codecs = vp8OpusOnly
+	}
+	sub := joinWHEPOn(t, s, "nack", ParticipantOptions{}, newSubscriberPCWith(t, clientAPIWith(t, codecs, dropperFactory{d})))
 	sub.waitFor(5*time.Second, "150 video packets", func() bool { return len(sub.pkts["video"]) >= 150 })
 	// Everything but the last 30 packets (~300 ms) received so far must be
 	// completed by retransmissions: wait for them rather than for a while.
@@ -90,6 +111,15 @@ func TestNACKRecoversDroppedPackets(t *testing.T) {
 	})
 	if st := s.Stats(); st.NACKAnswered == 0 {
 		t.Fatalf("no NACK answered: %+v", st)
+	}
+	sub.mu.Lock()
+	got := sub.rtx["video"]
+	sub.mu.Unlock()
+	if rtx && (got == 0 || s.Stats().NACKOnRTX == 0) {
+		t.Fatalf("retransmissions did not come on the RTX stream: %+v", s.Stats())
+	}
+	if !rtx && got != 0 {
+		t.Fatalf("%d packets on an RTX stream the subscriber did not negotiate", got)
 	}
 }
 

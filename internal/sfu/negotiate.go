@@ -42,7 +42,9 @@ func (p *Participant) HandleOffer(ctx context.Context, offer string) (string, er
 	}
 	p.endedNegotiated()
 	p.lastRemoteOffer = time.Now()
-	return desc.SDP, nil
+	// pion's answer repeats the client's Opus parameters and refuses an
+	// edited local description; the client reads the SFU's from this copy.
+	return withOpusFECAndDTX(desc.SDP), nil
 }
 
 // answer creates and applies the answer to the remote offer just set and

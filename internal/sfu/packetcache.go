@@ -19,6 +19,8 @@ type slot struct {
 	hdrLen   int        // payload offset
 	padLen   byte       // trailing padding bytes (when hdr.Padding)
 	keyframe bool       // first packet of a keyframe
+	level    byte       // the audio-level extension's byte (RFC 6464), when hasLevel
+	hasLevel bool
 	valid    bool
 	idx      int32         // position in the cache
 	gen      atomic.Uint32 // bumped each time the slot is reused (see pktCopy.copyFrom)

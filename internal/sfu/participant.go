@@ -80,7 +80,11 @@ type Participant struct {
 	noPublish     bool
 	noSubscribe   bool
 
-	prefs prefs // what this participant may receive (estimate.go)
+	prefs prefs         // what this participant may receive (estimate.go)
+	remb  atomic.Uint64 // the last REMB sent to it as a publisher (feedback.go)
+	bwe   bwe           // its send-side estimate as a subscriber (bwe.go)
+	// bweEstimate is the estimate's last value (bit/s, 0 = unconstrained).
+	bweEstimate atomic.Uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -156,7 +160,7 @@ func (r *Room) Join(opts ParticipantOptions) (*Participant, error) {
 		room:          r,
 		id:            id,
 		pc:            pc,
-		writer:        newWriter(),
+		writer:        newTransportWriter(),
 		log:           r.sfu.log.With("room", r.name, "participant", id),
 		autoSubscribe: opts.AutoSubscribe && !opts.NoSubscribe,
 		noPublish:     opts.NoPublish,

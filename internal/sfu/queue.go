@@ -126,9 +126,11 @@ func (q *queue) pop(dst []qentry, nacks []uint16) (n, nn int, resync bool) {
 
 // pktCopy is a packet copied out of a cache slot for sending, so the
 // writer never holds the cache's lock (or races the reader) while it
-// encrypts and writes.
+// encrypts and writes. The payload starts rtxHeadroom bytes into buf, so
+// that a retransmission on RTX can put the original sequence number in
+// front of it without another copy.
 type pktCopy struct {
-	buf      [maxPacketSize]byte
+	buf      [rtxHeadroom + maxPacketSize]byte
 	n        int // payload bytes in buf (padding excluded)
 	size     int // the packet's size as received
 	seq      uint16
@@ -137,15 +139,28 @@ type pktCopy struct {
 	padding  bool
 	padLen   byte
 	keyframe bool
+	level    byte // audio-level extension byte, when hasLevel
+	hasLevel bool
 }
 
-func (p *pktCopy) payload() []byte { return p.buf[:p.n] }
+// rtxHeadroom is the RTX payload header: the original sequence number
+// (RFC 4588).
+const rtxHeadroom = 2
+
+func (p *pktCopy) payload() []byte { return p.buf[rtxHeadroom : rtxHeadroom+p.n] }
+
+// rtxPayload returns the payload of the RTX packet repairing p: the
+// original sequence number osn, then p's payload.
+func (p *pktCopy) rtxPayload(osn uint16) []byte {
+	p.buf[0], p.buf[1] = byte(osn>>8), byte(osn)
+	return p.buf[:rtxHeadroom+p.n]
+}
 
 // fill copies the packet in s; the caller makes sure s is not being
 // written (cache lock, or the generation check in copyFrom).
 func (p *pktCopy) fill(s *slot) {
 	pl := s.payload()
-	p.n = copy(p.buf[:], pl)
+	p.n = copy(p.buf[rtxHeadroom:], pl)
 	p.size = s.n
 	p.seq = s.hdr.SequenceNumber
 	p.ts = s.hdr.Timestamp
@@ -153,6 +168,7 @@ func (p *pktCopy) fill(s *slot) {
 	p.padding = s.hdr.Padding
 	p.padLen = s.padLen
 	p.keyframe = s.keyframe
+	p.level, p.hasLevel = s.level, s.hasLevel
 }
 
 // copyFrom copies slot s without its cache's lock and reports whether s

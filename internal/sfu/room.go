@@ -126,7 +126,12 @@ func (r *Room) OnActiveSpeaker(f func(participantID string)) {
 
 func (r *Room) speakerLoop(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(speakerInterval)
+	every(ctx, speakerInterval, r.speakerTick)
+}
+
+// every calls f each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, f func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -134,7 +139,7 @@ func (r *Room) speakerLoop(ctx context.Context, done chan struct{}) {
 			return
 		case <-t.C:
 		}
-		r.speakerTick()
+		f()
 	}
 }
 

@@ -3,6 +3,7 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -274,4 +275,68 @@ func WithoutSending(offer string) (string, int, error) {
 		return "", 0, fmt.Errorf("sfu: marshal offer: %w", err)
 	}
 	return string(b), changed, nil
+}
+
+// withOpusFECAndDTX asks for Opus in-band FEC and allows DTX in an answer
+// the SFU sends: pion copies the offerer's fmtp line into its answer, and
+// these parameters state what the SFU, as the receiver, wants. Lines other
+// than Opus's fmtp are kept as they are.
+func withOpusFECAndDTX(desc string) string {
+	lines := strings.SplitAfter(desc, "\n")
+	opus := map[string]bool{}
+	for _, l := range lines {
+		if pt, codec, ok := sdpAttr(l, "rtpmap"); ok && strings.HasPrefix(strings.ToLower(codec), "opus/") {
+			opus[pt] = true
+		}
+	}
+	if len(opus) == 0 {
+		return desc
+	}
+	hasFmtp := map[string]bool{}
+	for i, l := range lines {
+		if pt, params, ok := sdpAttr(l, "fmtp"); ok && opus[pt] {
+			hasFmtp[pt] = true
+			lines[i] = "a=fmtp:" + pt + " " + setFmtp(params, "useinbandfec", "usedtx") + "\r\n"
+		}
+	}
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l)
+		if pt, _, ok := sdpAttr(l, "rtpmap"); ok && opus[pt] && !hasFmtp[pt] {
+			b.WriteString("a=fmtp:" + pt + " useinbandfec=1;usedtx=1\r\n")
+		}
+	}
+	return b.String()
+}
+
+// sdpAttr splits an "a=name:<pt> <value>" line.
+func sdpAttr(line, name string) (pt, value string, ok bool) {
+	rest, ok := strings.CutPrefix(line, "a="+name+":")
+	if !ok {
+		return "", "", false
+	}
+	pt, value, ok = strings.Cut(strings.TrimRight(rest, "\r\n"), " ")
+	return pt, value, ok
+}
+
+// setFmtp sets each of keys to 1 in an fmtp parameter list.
+func setFmtp(params string, keys ...string) string {
+	var out []string
+	set := map[string]bool{}
+	for _, kv := range strings.Split(params, ";") {
+		k, _, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if k == "" {
+			continue
+		}
+		if slices.Contains(keys, strings.ToLower(k)) {
+			kv, set[strings.ToLower(k)] = strings.ToLower(k)+"=1", true
+		}
+		out = append(out, strings.TrimSpace(kv))
+	}
+	for _, k := range keys {
+		if !set[k] {
+			out = append(out, k+"=1")
+		}
+	}
+	return strings.Join(out, ";")
 }

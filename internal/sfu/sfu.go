@@ -54,6 +54,10 @@ type Config struct {
 	// ended). It runs on the changing goroutine with no lock held and
 	// must not block; it may look the room up again.
 	OnRoomChange func(ns Namespace, name string)
+	// MaxPublishBitrate is the most a publisher is asked to send (REMB,
+	// bits per second, all its video); 0 means DefaultMaxPublishBitrate.
+	// See feedback.go.
+	MaxPublishBitrate uint64
 }
 
 // SFU owns the shared pion API, the ICE sockets and the rooms.
@@ -70,6 +74,7 @@ type SFU struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	loops  sync.WaitGroup // feedbackLoop
 
 	mu     sync.Mutex
 	rooms  map[roomKey]*Room
@@ -115,6 +120,9 @@ type counters struct {
 	nacks      atomic.Uint64 // NACKed packets answered from the cache
 	nackMisses atomic.Uint64 // NACKed packets no longer in the cache
 	plis       atomic.Uint64 // keyframe requests sent to publishers
+	nacksRTX   atomic.Uint64 // of nacks, those sent on an RTX stream
+	probes     atomic.Uint64 // padding packets sent to probe a subscriber's link
+	padDropped atomic.Uint64 // publishers' padding-only packets not forwarded (per subscriber)
 }
 
 // tally sums layers' and down-tracks' counters.
@@ -265,6 +273,11 @@ func New(cfg Config) (*SFU, error) {
 	}
 	s.api, s.viewAPI = api, viewAPI
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		s.feedbackLoop(s.ctx)
+	}()
 	s.log.Info("sfu listening", "udp", conn.LocalAddr().String(), "tcp", s.tcpAddrString(), "public_ip", cfg.PublicIP)
 	return s, nil
 }
@@ -434,6 +447,7 @@ func (s *SFU) Close() error {
 		r.close()
 	}
 	s.cancel()
+	s.loops.Wait()
 	s.closeSockets()
 	return nil
 }
@@ -467,6 +481,11 @@ type Stats struct {
 	NACKAnswered uint64 `json:"nack_answered"` // retransmissions served from the packet cache
 	NACKMissed   uint64 `json:"nack_missed"`   // NACKed packets already gone from the cache
 	PLIs         uint64 `json:"plis"`          // keyframe requests sent to publishers
+	NACKOnRTX    uint64 `json:"nack_on_rtx"`   // of NACKAnswered, sent on the subscriber's RTX stream
+	Probes       uint64 `json:"probes"`        // padding packets sent to probe subscribers' links
+	// PaddingDropped counts publishers' padding-only packets not
+	// forwarded, once per subscriber.
+	PaddingDropped uint64 `json:"padding_dropped"`
 	// FanOutHist[i] counts published packets whose hand-off to every
 	// subscriber's queue took [2^i, 2^(i+1)) µs.
 	FanOutHist []uint64 `json:"fanout_hist_log2_us"`
@@ -508,7 +527,8 @@ func (s *SFU) Stats() Stats {
 	c := &s.counters
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	st := Stats{Rooms: len(rooms), NACKAnswered: c.nacks.Load(), NACKMissed: c.nackMisses.Load(), PLIs: c.plis.Load()}
+	st := Stats{Rooms: len(rooms), NACKAnswered: c.nacks.Load(), NACKMissed: c.nackMisses.Load(), PLIs: c.plis.Load(),
+		NACKOnRTX: c.nacksRTX.Load(), Probes: c.probes.Load(), PaddingDropped: c.padDropped.Load()}
 	t := c.ended
 	for _, r := range rooms {
 		st.Participants += len(r.Participants())

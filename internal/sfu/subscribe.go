@@ -303,12 +303,17 @@ type ParticipantStats struct {
 	// connection could not keep up (per subscription in Sinks).
 	SinkDrops uint64      `json:"sink_drops"`
 	Sinks     []SinkStats `json:"sinks,omitempty"`
+	// Estimate is the bandwidth budget of each video track it receives
+	// (bit/s, 0 = none: estimate.go); REMB the ceiling last sent to it as
+	// a publisher (feedback.go).
+	Estimate uint64 `json:"estimate,omitempty"`
+	REMB     uint64 `json:"remb,omitempty"`
 }
 
 // Stats returns the participant's counters.
 func (p *Participant) Stats() ParticipantStats {
 	p.mu.Lock()
-	st := ParticipantStats{Published: len(p.ups)}
+	st := ParticipantStats{Published: len(p.ups), Estimate: p.prefs.estimate.Load(), REMB: p.remb.Load()}
 	p.mu.Unlock()
 	for _, d := range p.downTracks() {
 		ds, ok := d.liveStats()

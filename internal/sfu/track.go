@@ -173,6 +173,12 @@ func (l *layer) run() {
 func (l *layer) ingest(s *slot, now int64) {
 	u := l.up
 	s.keyframe = u.isVideo() && isKeyframeStart(u.ck, s.payload())
+	s.hasLevel = false
+	if l.levelExt != 0 {
+		if ext := s.hdr.GetExtension(l.levelExt); len(ext) > 0 {
+			s.level, s.hasLevel = ext[0], true
+		}
+	}
 	l.cache.commit(s)
 	l.lastAt.Store(now)
 	l.received.Add(1)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
@@ -236,19 +237,35 @@ func BenchmarkFanOut(b *testing.B) {
 
 // BenchmarkForward measures one subscriber's writer: copy out of the
 // cache, rewrite, write (to a no-op writer instead of SRTP and a socket).
+// "extensions" also writes abs-send-time and transport-cc and logs the
+// packet for the bandwidth estimate, as for a browser.
 func BenchmarkForward(b *testing.B) {
-	l, s, ds := fanOutFixture(b, 1)
-	d := ds[0]
-	w := &fakeWriter{}
-	d.binding.Store(&binding{ssrc: 1000, pt: 96, w: w})
-	d.flowing, d.started = true, true
-	e := qentry{l: l, s: s, gen: s.gen.Load()}
-	b.ReportAllocs()
-	for b.Loop() {
-		d.forward(&e)
-	}
-	if w.n.Load() == 0 {
-		b.Fatal("nothing written")
+	for _, ext := range []bool{false, true} {
+		name := "plain"
+		if ext {
+			name = "extensions"
+		}
+		b.Run(name, func(b *testing.B) {
+			l, s, ds := fanOutFixture(b, 1)
+			d := ds[0]
+			w := &fakeWriter{}
+			bd := &binding{ssrc: 1000, pt: 96, w: w}
+			if ext {
+				bd.absID, bd.twccID = 2, 3
+				d.w.sent = &sentLog{epoch: time.Now()}
+				d.w.now = time.Now()
+			}
+			d.binding.Store(bd)
+			d.flowing, d.started = true, true
+			e := qentry{l: l, s: s, gen: s.gen.Load()}
+			b.ReportAllocs()
+			for b.Loop() {
+				d.forward(&e)
+			}
+			if w.n.Load() == 0 {
+				b.Fatal("nothing written")
+			}
+		})
 	}
 }
 

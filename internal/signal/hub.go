@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/internal/auth"
@@ -38,6 +39,12 @@ type Options struct {
 	ConnsPerIP   int           // connections of both kinds per client address (default 200; < 0: no limit)
 	RoomsPerIP   int           // rooms one client address may create per minute (default 60; < 0: no limit)
 	JoinTimeout  time.Duration // a connection not in a room this long is closed (default 10 s)
+	// Replay and ReplayBytes bound what is kept per member for a resume
+	// to send again: the messages the client may not have received
+	// (default 64 and 64 KiB per member; Replay < 0: none, and a resume that says
+	// what it got is refused unless it got everything). See replay.go.
+	Replay      int
+	ReplayBytes int
 	// ResumeGrace is how long a member whose connection dropped is kept
 	// for its client to resume it (default 15 s; < 0: no resuming, the
 	// member leaves at once). See resume.go.
@@ -121,6 +128,12 @@ func (o *Options) fill() {
 	if o.ResumeGrace == 0 {
 		o.ResumeGrace = 15 * time.Second
 	}
+	if o.Replay == 0 {
+		o.Replay = 64
+	}
+	if o.ReplayBytes <= 0 {
+		o.ReplayBytes = 64 << 10
+	}
 	if o.JoinTimeout <= 0 {
 		o.JoinTimeout = 10 * time.Second
 	}
@@ -179,6 +192,9 @@ type Hub struct {
 	polls    map[string]*pollSession
 	tokens   map[tokenKey]*session // resume tokens' digests
 	closing  bool
+	// shutdown is closing, readable under room locks: members leaving
+	// then tell nobody (everyone is going, and will come back).
+	shutdown atomic.Bool
 
 	perIP    *limit.Conns // connections per client address
 	newRooms *limit.Rate  // rooms created per client address per minute
@@ -224,18 +240,45 @@ func NewHub(o Options) *Hub {
 	return h
 }
 
-// Close tells every session the server is going away, waits (bounded by
+// shutdownRetry is when clients are told to reconnect after a graceful
+// shutdown (server-shutdown's retryMs): about what a restart takes. Each
+// client adds its own jitter, so a thousand do not come back at once.
+const shutdownRetry = time.Second
+
+// pollGoodbye is how long a shutdown waits for HTTP members to poll for
+// their goodbye.
+const pollGoodbye = time.Second
+
+// Close tells every session the server is going away (server-shutdown,
+// then the shutting-down error), waits (bounded by
 // ctx) for the WebSocket close frames to go out, and stops the hub.
 func (h *Hub) Close(ctx context.Context) {
 	h.mu.Lock()
 	h.closing = true
+	h.shutdown.Store(true)
 	all := make([]*session, 0, len(h.sessions))
 	for s := range h.sessions {
 		all = append(all, s)
 	}
 	h.mu.Unlock()
+	goodbye := mustJSON(protocol.Message{Type: protocol.TypeServerShutdown, RetryMs: int(shutdownRetry / time.Millisecond)})
 	for _, s := range all {
+		s.push(goodbye) // drained before the error and the close frame
 		s.fail(protocol.CodeShuttingDown, "the server is shutting down")
+	}
+	// An HTTP member gets the goodbye with its next poll, which a client
+	// that is there sends at once; one that is not is not waited for long.
+	pctx, cancel := context.WithTimeout(ctx, pollGoodbye)
+	defer cancel()
+	for _, s := range all {
+		done := ctx
+		if s.poll {
+			done = pctx
+		}
+		select {
+		case <-s.finished:
+		case <-done.Done():
+		}
 	}
 	h.dropAllPolls()
 	for _, s := range all {

@@ -114,9 +114,12 @@ func (h *Hub) resumePoll(w http.ResponseWriter, body []byte) {
 		return
 	}
 	s, token, err := h.claim(m.Resume)
+	if err == nil {
+		err = s.replayAfter(m.Got)
+	}
 	if err != nil {
 		h.errors.Inc(protocol.CodeResumeFailed)
-		httpError(w, http.StatusGone, protocol.CodeResumeFailed, "that session cannot be resumed (unknown, used or expired token); join again")
+		httpError(w, http.StatusGone, protocol.CodeResumeFailed, "that session cannot be resumed ("+err.Error()+"); join again")
 		return
 	}
 	p := &pollSession{session: s, id: room.NewSecret(), gone: make(chan struct{})}
@@ -125,6 +128,8 @@ func (h *Hub) resumePoll(w http.ResponseWriter, body []byte) {
 		first = append(first, s.carry)
 		s.carry = nil
 	}
+	first = append(first, s.again...)
+	s.again = nil
 	p.first.Store(&first)
 	p.lastSeen.Store(h.opts.Now().UnixNano())
 	h.addPoll(w, p)

@@ -38,7 +38,10 @@ type tokenKey [sha256.Size]byte
 
 func keyOf(token string) tokenKey { return sha256.Sum256([]byte(token)) }
 
-var errResume = errors.New("resume refused")
+var (
+	errResume = errors.New("unknown, used or expired token")
+	errReplay = errors.New("more was lost than the server keeps")
+)
 
 // issueToken gives s a new resume token, revoking its old one, and returns
 // it; "" when resuming is off.
@@ -179,6 +182,24 @@ func (h *Hub) claim(token string) (*session, string, error) {
 	return s, next, nil
 }
 
+// replayAfter sets what a resume sends again: the messages after the
+// first got (nil: a client that counts nothing, which gets only the one
+// whose write failed, as before). When some of them are no longer kept,
+// the member, just claimed, leaves: its client joins afresh.
+func (s *session) replayAfter(got *int64) error {
+	if got == nil {
+		return nil
+	}
+	again, ok := s.rp.since(*got)
+	if !ok {
+		s.hub.log.Debug("resume refused: too much to replay", "member", s.member.ID)
+		s.hub.finish(s)
+		return errReplay
+	}
+	s.carry, s.again = nil, again // the carried message is among them
+	return nil
+}
+
 // resumedMessage is the answer to a successful resume.
 func resumedMessage(s *session, token string) []byte {
 	r := s.member.Room()
@@ -186,7 +207,8 @@ func resumedMessage(s *session, token string) []byte {
 	if r != nil {
 		name = r.Name
 	}
-	return mustJSON(protocol.Message{Type: protocol.TypeResumed, Room: name, ID: s.member.ID, Name: s.member.Name, Resume: token})
+	got := s.heard.Load()
+	return mustJSON(protocol.Message{Type: protocol.TypeResumed, Room: name, ID: s.member.ID, Name: s.member.Name, Resume: token, Got: &got})
 }
 
 // Detached is the number of members waiting for their client to resume.

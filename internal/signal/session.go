@@ -28,7 +28,7 @@ type session struct {
 
 	out      chan []byte   // encoded messages for the client; shared slices, never modified
 	queued   atomic.Int64  // bytes in out (see push and took)
-	heard    atomic.Bool   // a message came in since the last keepalive tick (WebSocket)
+	alive    atomic.Bool   // a message came in since the last keepalive tick (WebSocket)
 	failed   chan struct{} // closed by fail: the transport must close the connection
 	finished chan struct{} // closed by the transport when it has gone
 	once     sync.Once
@@ -36,9 +36,12 @@ type session struct {
 	// abort, set by the WebSocket transport, closes the connection at once
 	// unless the writer has gone (see armAbort); guarded by timerMu.
 	abort    func()
-	carry    []byte // a message whose write failed, for the resuming connection (WebSocket writers only)
-	greeting []byte // resumed, written before anything queued (set by resume)
-	poll     bool   // carried by HTTP long-poll (resume there is by opening a session)
+	carry    []byte       // a message whose write failed, for the resuming connection (WebSocket writers only)
+	greeting []byte       // resumed, written before anything queued (set by resume)
+	again    [][]byte     // sent again after greeting: what the client did not get (set by resume)
+	rp       replay       // what transports took, for a resume (replay.go)
+	heard    atomic.Int64 // messages received from the client (replay.go)
+	poll     bool         // carried by HTTP long-poll (resume there is by opening a session)
 
 	// Resuming (resume.go); guarded by hub.mu.
 	token      tokenKey // digest of the member's resume token, when hasToken
@@ -64,6 +67,7 @@ func (h *Hub) newSession(host string, client netip.Addr) *session {
 	s := &session{
 		hub: h, host: host, client: client,
 		out:      make(chan []byte, h.opts.Outbox),
+		rp:       replay{max: h.opts.Replay, maxBytes: h.opts.ReplayBytes},
 		failed:   make(chan struct{}),
 		finished: make(chan struct{}),
 	}
@@ -78,6 +82,12 @@ func (h *Hub) newSession(host string, client netip.Addr) *session {
 // encoded (Wire, or the sender's peerInfo): one encoding shared by every
 // receiver, however many there are.
 func (s *session) notify(e room.Event) bool {
+	if e.Kind == room.PeerLeft && s.hub.shutdown.Load() {
+		// The server is going away: every member is, and will be back
+		// after the restart; a peer-left now would read as someone
+		// leaving the call.
+		return true
+	}
 	b := e.Wire
 	if b == nil {
 		switch e.Kind {
@@ -143,7 +153,10 @@ func (s *session) push(b []byte) bool {
 }
 
 // took accounts for a message the transport has taken out of the outbox.
-func (s *session) took(b []byte) { s.queued.Add(-int64(len(b))) }
+func (s *session) took(b []byte) {
+	s.queued.Add(-int64(len(b)))
+	s.rp.took(b)
+}
 
 func (s *session) send(m protocol.Message) { s.push(mustJSON(m)) }
 
@@ -275,6 +288,7 @@ func (s *session) handle(raw []byte) (next *session) {
 	defer s.mu.Unlock()
 	h := s.hub
 	h.received.Inc()
+	s.heard.Add(1)
 	if s.isFailed() {
 		return nil // closing: nothing more is done for this client
 	}
@@ -308,6 +322,9 @@ func (s *session) handle(raw []byte) (next *session) {
 		}
 		return nil
 	}
+	if m.Got != nil && m.Type != protocol.TypeResume {
+		s.rp.ack(*m.Got) // join or ping: the client counts (replay.go)
+	}
 	switch m.Type {
 	case protocol.TypeJoin:
 		s.join(m)
@@ -333,7 +350,8 @@ func (s *session) handle(raw []byte) (next *session) {
 			s.sendError(protocol.CodeNotInRoom, "you are not in a room")
 		}
 	case protocol.TypePing:
-		s.send(protocol.Message{Type: protocol.TypePong})
+		got := s.heard.Load()
+		s.send(protocol.Message{Type: protocol.TypePong, Got: &got})
 	}
 	return nil
 }
@@ -482,8 +500,11 @@ func (s *session) resume(m protocol.Message) *session {
 		return nil
 	}
 	next, token, err := s.hub.claim(m.Resume)
+	if err == nil {
+		err = next.replayAfter(m.Got)
+	}
 	if err != nil {
-		s.sendError(protocol.CodeResumeFailed, "that session cannot be resumed (unknown, used or expired token); join again")
+		s.sendError(protocol.CodeResumeFailed, "that session cannot be resumed ("+err.Error()+"); join again")
 		return nil
 	}
 	next.greeting = resumedMessage(next, token)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -411,6 +412,37 @@ func TestShutdownSendsCloseFrame(t *testing.T) {
 	}
 	if last.Code != protocol.CodeShuttingDown || websocket.CloseStatus(a.Err()) != websocket.StatusGoingAway {
 		t.Fatalf("last %+v, close %v", last, a.Err())
+	}
+}
+
+// A graceful shutdown tells every member, over both transports, that the
+// server is going away and when to come back (server-shutdown, then the
+// shutting-down error), and nobody is told the others left: they all
+// come back after the restart.
+func TestShutdownSaysGoodbye(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			h, url := newHub(t, signal.Options{})
+			a, b := dial(t, url, tr), dial(t, url, tr)
+			join(t, a, "bye", "a")
+			join(t, b, "bye", "b")
+			next(t, a, protocol.TypePeerJoined)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			h.Close(ctx)
+			for _, c := range []*client.Client{a, b} {
+				var got []string
+				for m := range c.Events() {
+					got = append(got, m.Type+" "+m.Code)
+					if m.Type == protocol.TypeServerShutdown && m.RetryMs <= 0 {
+						t.Errorf("server-shutdown without retryMs: %+v", m)
+					}
+				}
+				if want := []string{"server-shutdown ", "error shutting-down"}; !slices.Equal(got, want) {
+					t.Errorf("a member got %q, want %q", got, want)
+				}
+			}
+		})
 	}
 }
 

@@ -75,7 +75,7 @@ func (h *Hub) serveWS(c *websocket.Conn, s *session) *session {
 	handover := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		for _, b := range [][]byte{s.greeting, s.carry} {
+		for _, b := range append([][]byte{s.greeting, s.carry}, s.again...) {
 			if b == nil {
 				continue
 			}
@@ -84,7 +84,7 @@ func (h *Hub) serveWS(c *websocket.Conn, s *session) *session {
 				return
 			}
 		}
-		s.greeting, s.carry = nil, nil
+		s.greeting, s.carry, s.again = nil, nil, nil
 		h.writeLoop(ctx, handover, c, s)
 	}()
 	next, err := h.readLoop(c, s)
@@ -130,7 +130,7 @@ func (h *Hub) readLoop(c *websocket.Conn, s *session) (next *session, err error)
 		if _, err := buf.ReadFrom(lr); err != nil {
 			return nil, err
 		}
-		s.heard.Store(true) // the peer is alive: no ping needed this interval
+		s.alive.Store(true) // the peer is alive: no ping needed this interval
 		b := buf.Bytes()
 		if int64(len(b)) > limit {
 			if _, err := io.Copy(io.Discard, rd); err != nil {
@@ -170,7 +170,7 @@ func (h *Hub) writeLoop(ctx context.Context, handover <-chan struct{}, c *websoc
 		case <-handover:
 			return
 		case <-ping.C:
-			if s.heard.Swap(false) {
+			if s.alive.Swap(false) {
 				continue // the peer spoke this interval: it is there
 			}
 			go func() { // Ping waits for the pong, which the read loop receives

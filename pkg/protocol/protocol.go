@@ -64,6 +64,12 @@ const (
 	// a new "resume" token (each token works once). Then come, in order,
 	// the messages queued for the member while it was away.
 	TypeResumed = "resumed"
+	// TypeServerShutdown comes before the server closes every connection
+	// on a graceful shutdown (SIGTERM): clients reconnect after about
+	// "retryMs" (each with its own jitter) instead of waiting out a
+	// backoff; a restarted server knows no resume token, so they join
+	// afresh. An "error" with code shutting-down follows, then the close.
+	TypeServerShutdown = "server-shutdown"
 )
 
 // Error codes: stable strings clients can switch on.
@@ -123,6 +129,13 @@ type Message struct {
 	// Resume is the resume token: in resume, the one to present; in
 	// resumed, the next one.
 	Resume string `json:"resume,omitempty"`
+	// RetryMs, in server-shutdown, is when to try to reconnect.
+	RetryMs int `json:"retryMs,omitempty"`
+	// Got acknowledges messages (see docs/protocol.md, "Nothing lost"):
+	// in resume and ping, how many the client has received from the
+	// server; in resumed and pong, how many the server has received from
+	// the client. Absent in a resume: the server replays nothing.
+	Got *int64 `json:"got,omitempty"`
 }
 
 // Joined is the server's answer to a successful join. Peers is always

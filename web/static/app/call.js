@@ -567,7 +567,7 @@ function enterCall(app) {
     banner.hidden = false;
     banner.dataset.kind = 'reconnecting';
     banner.replaceChildren(h('span', { class: 'ico', html: icons.warn }),
-      h('div', {}, h('strong', { text: client.id ? 'Lost the connection to the server.' : 'Cannot reach the Parley server.' }),
+      h('div', {}, h('strong', { text: d.restarting ? 'The server is restarting.' : client.id ? 'Lost the connection to the server.' : 'Cannot reach the Parley server.' }),
         h('span', {}, ' Retrying in ', secs, ` (attempt ${d.attempt}).`)),
       h('button', { type: 'button', class: 'btn small', id: 'retry-now', onclick: () => client.reconnectNow() }, 'Retry now'));
   });

@@ -5,11 +5,12 @@
 import { ParleyError, emit } from './errors.js';
 import { Signaling } from './signaling.js';
 import { formatBytes } from './files.js';
-import { Peer, restartIceNow } from './p2p.js';
+import { Peer } from './p2p.js';
 import { SfuLink, SfuPeer } from './sfu.js';
 import { relayed } from './stats.js';
 
 /** @typedef {import('./errors.js').MemberInfo} MemberInfo */
+/** @typedef {import('./signaling.js').OutMessage} OutMessage */
 /** @typedef {import('./errors.js').IceServer} IceServer */
 /** @typedef {import('./files.js').Transfer} Transfer */
 /** @typedef {'idle'|'connecting'|'joined'|'reconnecting'|'left'|'closed'} ClientState */
@@ -20,7 +21,24 @@ import { relayed } from './stats.js';
  *   mode?: 'p2p'|'sfu', simulcast?: boolean}} ClientOptions
  */
 
-const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
+/**
+ * Reconnect backoff: 0.5 s doubling to a 3 s cap, each delay drawn between
+ * half and all of it (jitter), so a server that comes back is rejoined
+ * within about 3 s, and a thousand clients of one server spread out.
+ */
+const RECONNECT_BASE = 500;
+const RECONNECT_CAP = 3000;
+/** Messages kept for sending again after a resume, at most. */
+const UNACKED_MAX = 512;
+
+/**
+ * The delay before reconnect attempt n (0-based).
+ * @param {number} n @param {number} [hint] the server's retryMs, after a server-shutdown
+ */
+function reconnectDelay(n, hint = 0) {
+  const d = hint > 0 && n === 0 ? Math.min(hint, RECONNECT_CAP) : Math.min(RECONNECT_CAP, RECONNECT_BASE * 2 ** Math.min(n, 10));
+  return Math.round(d / 2 + (Math.random() * d) / 2);
+}
 
 /**
  * A Parley room member.
@@ -37,7 +55,7 @@ const RECONNECT_DELAYS = [1000, 2000, 3000, 5000, 8000, 10000];
  * verified, host, grants, localStream, mediaState, maxBitrate, maxFileSize,
  * the events above, and join(), leave(), reconnectNow(), setTrack(),
  * setMediaState(), setMaxBitrate(), chat(), sendControl(), sendFile(),
- * maySend(), rebuildLink(), removeMember(), muteMember(), endRoom(). Members
+ * send(), maySend(), rebuildLink(), removeMember(), muteMember(), endRoom(). Members
  * marked @private are enforced by tsc (checkJs); opts, sig, log and dropPeer
  * are library-internal (p2p.js and sfu.js use them), not for pages or tests.
  */
@@ -98,6 +116,30 @@ export class Client extends EventTarget {
      * @private
      */
     this.resuming = false;
+    /**
+     * The server said it is shutting down (server-shutdown): its retryMs, until we are back.
+     * @private
+     */
+    this.serverRetry = 0;
+    // Nothing lost in a dead socket: messages counted since our join, on
+    // connections before this one (recvDone, sentDone) and on this one
+    // (sig.received, sig.sent); what we sent and the server has not
+    // acknowledged (unacked, numbered), and what we sent with no
+    // connection (backlog), to send again after a resume.
+    /** @private */
+    this.recvDone = 0;
+    /** @private */
+    this.sentDone = 0;
+    /**
+     * @type {{n: number, msg: OutMessage}[]}
+     * @private
+     */
+    this.unacked = [];
+    /**
+     * @type {OutMessage[]}
+     * @private
+     */
+    this.backlog = [];
     /** @private */
     this.wakeup = null;
   }
@@ -149,9 +191,10 @@ export class Client extends EventTarget {
   async connect() {
     if (this.gone) return;
     this.setState(this.id ? 'reconnecting' : 'connecting');
-    const sig = new Signaling({ base: this.base, transport: this.opts.transport });
+    /** @type {Signaling} */
+    const sig = new Signaling({ base: this.base, transport: this.opts.transport, got: () => this.recvDone + sig.received });
     this.sig = sig;
-    const resume = this.resuming ? { type: 'resume', resume: this.resumeToken } : null;
+    const resume = this.resuming ? { type: 'resume', resume: this.resumeToken, got: this.recvDone } : null;
     try {
       await sig.open(resume || undefined);
     } catch (e) {
@@ -168,6 +211,8 @@ export class Client extends EventTarget {
     sig.addEventListener('close', (ev) => {
       if (this.sig !== sig) return;
       this.sig = null;
+      this.recvDone += sig.received;
+      this.sentDone += sig.sent;
       // A member in a room is kept by the server for a while: resume it,
       // keeping the peers, their tiles and connections. Else join afresh.
       this.resuming = !!this.resumeToken && (this.state === 'joined' || this.resuming);
@@ -186,12 +231,46 @@ export class Client extends EventTarget {
    * @private
    */
   sendJoin(sig) {
-    /** @type {{type: 'join', room: string, name: string, token?: string, mode?: 'p2p'|'sfu'}} */
-    const msg = { type: 'join', room: this.room, name: this.name };
+    /** @type {{type: 'join', room: string, name: string, got: number, token?: string, mode?: 'p2p'|'sfu', host?: boolean}} */
+    const msg = { type: 'join', room: this.room, name: this.name, got: sig.received }; // got: we count (see send)
     if (this.token) msg.token = this.token;
     if (this.opts.mode) msg.mode = this.opts.mode; // used if this join creates the room
+    if (this.id) {
+      // Joining again after the server forgot us (it restarted): the
+      // room comes back as it was, should we be first in it.
+      msg.mode = /** @type {'p2p'|'sfu'} */ (this.mode);
+      if (this.host) msg.host = true;
+    }
     this.joining = true;
     sig.send(msg);
+  }
+
+  /**
+   * Sends a message to the server for our member (the peers' and the sfu
+   * link's signaling). It is numbered and kept until the server
+   * acknowledges it; with no connection it waits for the resume.
+   * @param {OutMessage} msg
+   */
+  send(msg) {
+    if (this.gone) return;
+    if (!this.sig || this.sig.closed) {
+      if (this.resuming || this.state === 'reconnecting') this.backlog.push(msg);
+      return;
+    }
+    this.sig.send(msg);
+    this.unacked.push({ n: this.sentDone + this.sig.sent, msg });
+    if (this.unacked.length > UNACKED_MAX) this.unacked.shift();
+  }
+
+  /**
+   * The server got our first got messages: forget them.
+   * @param {number} got
+   * @private
+   */
+  acked(got) {
+    let i = 0;
+    while (i < this.unacked.length && this.unacked[i].n <= got) i++;
+    this.unacked.splice(0, i);
   }
 
   /**
@@ -200,10 +279,11 @@ export class Client extends EventTarget {
    */
   scheduleReconnect(reason) {
     if (this.gone) return;
-    const delay = RECONNECT_DELAYS[Math.min(this.attempt, RECONNECT_DELAYS.length - 1)];
+    const restarting = this.serverRetry > 0;
+    const delay = reconnectDelay(this.attempt, this.serverRetry);
     this.attempt++;
     this.setState('reconnecting');
-    emit(this, 'reconnecting', { attempt: this.attempt, delay, at: Date.now() + delay, reason });
+    emit(this, 'reconnecting', { attempt: this.attempt, delay, at: Date.now() + delay, reason: restarting ? 'server restarting' : reason, restarting });
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
@@ -246,24 +326,35 @@ export class Client extends EventTarget {
         // Same member, same room: the others saw no leave. What was queued
         // for us follows; connections that failed meanwhile restart ICE.
         this.attempt = 0;
+        this.serverRetry = 0;
         this.resuming = false;
         this.resumeToken = m.resume || '';
         this.setState('joined');
+        { // What the server did not get from us, then what waited for a connection.
+          if (typeof m.got === 'number') this.acked(m.got);
+          const again = [...this.unacked.map((u) => u.msg), ...this.backlog];
+          this.unacked = [];
+          this.backlog = [];
+          for (const msg of again) this.send(msg);
+        }
         const pcs = new Set([...this.peers.values()].map((p) => p.pc));
         if (this.link) pcs.add(this.link.pc);
-        // An offer of ours still unanswered (an ICE restart's, sent while the
-        // old connection was dying) got lost with it: restartIceNow offers
-        // again, rolling it back first.
+        // (An ICE restart's offer sent while the old connection was dying
+        // went again above; keepIceUp offers anew if it stays unanswered.)
         for (const pc of pcs) {
-          if (!pc) continue;
-          const st = pc.iceConnectionState;
-          if (st === 'failed' || st === 'disconnected' || pc.signalingState === 'have-local-offer') restartIceNow(pc).catch((e) => this.log('ice restart', e));
+          if (pc && (pc.iceConnectionState === 'failed' || pc.iceConnectionState === 'disconnected')) pc.restartIce();
         }
         emit(this, 'resumed', m);
         break;
       }
       case 'joined': {
         this.attempt = 0;
+        this.serverRetry = 0;
+        // A new member: count from this connection's start, as the server does.
+        this.recvDone = 0;
+        this.sentDone = 0;
+        this.unacked = [];
+        this.backlog = [];
         this.resumeToken = m.resume || '';
         this.id = m.id;
         this.mode = m.mode || 'p2p';
@@ -334,7 +425,17 @@ export class Client extends EventTarget {
         break;
       case 'left':
         break;
+      case 'pong':
+        if (typeof m.got === 'number') this.acked(m.got);
+        break;
+      case 'server-shutdown':
+        // A graceful shutdown (a restart, most likely): the connection
+        // closes next; come back after about retryMs, not after a backoff.
+        this.serverRetry = Number(m.retryMs) > 0 ? Number(m.retryMs) : 1000;
+        this.attempt = 0;
+        break;
       case 'error': {
+        if (m.code === 'shutting-down' && !this.gone) break; // expected: server-shutdown came first (or the close will say it)
         if (m.code === 'resume-failed') { // join afresh on this connection
           this.resumeFailed();
           if (this.sig) this.sendJoin(this.sig);
@@ -510,7 +611,7 @@ export class Client extends EventTarget {
    * @private
    */
   moderate(m) {
-    if (this.sig) this.sig.send({ type: 'moderate', ...m });
+    this.send({ type: 'moderate', ...m });
   }
 
   /** Takes a member out of the room (it gets "removed"). @param {string} id */

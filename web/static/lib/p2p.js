@@ -61,6 +61,7 @@ export function keepIceUp(pc, client, onState = true) {
   let up = false;
   let last = -Infinity;
   let restarts = 0;
+  let retrying = false; // a restart's offer is out: retry until it is answered
   /** @type {ReturnType<typeof setTimeout>|undefined} */
   let timer;
   /** @param {string} why */
@@ -70,6 +71,7 @@ export function keepIceUp(pc, client, onState = true) {
     restarts++;
     client.log('ice restart', why, pc.signalingState);
     restartIceNow(pc).catch((e) => client.log('ice restart', e));
+    retrying = true;
     timer = setTimeout(retry, ICE_RETRY);
   };
   // The restart's offer still unanswered: lost on the way (the other side's
@@ -85,7 +87,9 @@ export function keepIceUp(pc, client, onState = true) {
     const st = pc.iceConnectionState;
     if (st === 'connected' || st === 'completed') {
       up = true;
-      if (pc.signalingState !== 'have-local-offer') clearTimeout(timer);
+      if (retrying && pc.signalingState === 'have-local-offer') return;
+      retrying = false;
+      clearTimeout(timer);
       return;
     }
     if (!up || st === 'closed') return;
@@ -244,6 +248,7 @@ export class Peer extends EventTarget {
       if (pc.signalingState === 'stable') this.applyBitrate();
     };
     // The impolite side restarts on ICE state (its offer wins a collision).
+    /** @private */
     this.ice = keepIceUp(pc, c, !this.polite);
     // Some failures never reach 'failed' (e.g. relay-only with no usable TURN:
     // no candidates at all), so a connection that is not up in time counts as failed.
@@ -316,7 +321,7 @@ export class Peer extends EventTarget {
    * @private
    */
   signal(data) {
-    this.client.sig && this.client.sig.send({ type: 'signal', to: this.id, data });
+    this.client.send({ type: 'signal', to: this.id, data });
   }
 
   /** Handles a signaling payload from this peer (serialized). @param {any} data */

@@ -155,7 +155,7 @@ export class SfuLink {
 
   /** @param {object} data */
   send(data) {
-    if (this.client.sig) this.client.sig.send({ type: 'media', data });
+    this.client.send({ type: 'media', data });
   }
 
   /** @private */

@@ -4,13 +4,18 @@
 
 import { ParleyError, emit } from './errors.js';
 
+/** @typedef {{type: string, [key: string]: any}} OutMessage a protocol object to the server */
+
 /**
  * One signaling connection (WebSocket or HTTP long-poll). Emits "message"
- * (detail: server object) and "close" (detail: {reason}). Once closed it stays
- * closed; the client makes a new one to reconnect.
+ * (detail: server object; pongs only when they carry "got") and "close"
+ * (detail: {reason}). Once closed it stays closed; the client makes a new
+ * one to reconnect. It counts the messages it received (all but
+ * "resumed") and sent (all but "resume"): what a resume acknowledges
+ * (docs/protocol.md, "Nothing lost in a dead socket").
  */
 export class Signaling extends EventTarget {
-  /** @param {{base: string, transport?: 'auto'|'ws'|'http', timeout?: number}} opts */
+  /** @param {{base: string, transport?: 'auto'|'ws'|'http', timeout?: number, got?: () => number}} opts */
   constructor(opts) {
     super();
     this.base = opts.base.replace(/\/$/, '');
@@ -29,6 +34,12 @@ export class Signaling extends EventTarget {
      * @private
      */
     this.probeTimer = undefined;
+    /** messages received, but "resumed" */
+    this.received = 0;
+    /** messages sent, but "resume" */
+    this.sent = 0;
+    /** how many messages the client got from the server in all, for pings */
+    this.got = opts.got || (() => this.received);
   }
 
   /**
@@ -84,7 +95,7 @@ export class Signaling extends EventTarget {
             this.shut('no answer from server');
             return;
           }
-          this.send({ type: 'ping' });
+          this.send({ type: 'ping', got: this.got() });
         }, 8000);
         resolve();
       };
@@ -137,8 +148,11 @@ export class Signaling extends EventTarget {
     }
   }
 
-  /** @param {string|object} raw */
-  deliver(raw) {
+  /**
+   * @param {string|object} raw
+   * @param {boolean} [counted] false for what the server did not send as a message (an HTTP error answer)
+   */
+  deliver(raw, counted = true) {
     if (this.closed) return;
     this.lastSeen = Date.now();
     /** @type {any} */
@@ -150,17 +164,21 @@ export class Signaling extends EventTarget {
         return;
       }
     }
-    if (msg && msg.type === 'pong') return;
+    if (msg && msg.type !== 'resumed' && counted) this.received++;
+    if (msg && msg.type === 'pong' && typeof msg.got !== 'number') return;
     emit(this, 'message', msg);
   }
 
-  /** Sends one protocol object. @param {object} msg */
+  /** Sends one protocol object. @param {OutMessage} msg */
   send(msg) {
     if (this.closed) return;
     if (this.transport === 'ws') {
-      if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+      if (this.ws.readyState !== WebSocket.OPEN) return;
+      this.ws.send(JSON.stringify(msg));
+      if (msg.type !== 'resume') this.sent++;
       return;
     }
+    if (msg.type !== 'resume') this.sent++;
     const url = `${this.base}/api/session/${encodeURIComponent(this.sid)}`;
     this.sendChain = this.sendChain.then(async () => {
       if (this.closed) return;
@@ -174,7 +192,7 @@ export class Signaling extends EventTarget {
         if (!r.ok) {
           /** @type {any} */
           const body = await r.json().catch(() => /** @type {any} */ (null));
-          this.deliver(body && body.type ? body : { type: 'error', code: (body && body.code) || 'http-' + r.status, message: (body && body.message) || `HTTP ${r.status}` });
+          this.deliver(body && body.type ? body : { type: 'error', code: (body && body.code) || 'http-' + r.status, message: (body && body.message) || `HTTP ${r.status}` }, false);
         }
       } catch (e) {
         if (!this.closed) this.shut(`send failed: ${e.message}`);
@@ -192,7 +210,7 @@ export class Signaling extends EventTarget {
   probe(ms) {
     if (this.closed || this.transport !== 'ws' || this.probeTimer) return;
     const since = Date.now();
-    this.send({ type: 'ping' });
+    this.send({ type: 'ping', got: this.got() });
     this.probeTimer = setTimeout(() => {
       this.probeTimer = undefined;
       if (this.closed || this.lastSeen >= since) return;
