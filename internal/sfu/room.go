@@ -2,9 +2,13 @@ package sfu
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/pion/webrtc/v4"
 )
 
 const (
@@ -244,7 +248,11 @@ func (r *Room) addTrack(u *upTrack) bool {
 
 	for _, p := range subs {
 		if err := p.subscribe(u); err != nil {
-			r.sfu.log.Warn("auto-subscribe failed", "room", r.name, "participant", p.id, "track", u.id, "err", err)
+			level := slog.LevelWarn
+			if errors.Is(err, ErrClosed) || errors.Is(err, webrtc.ErrConnectionClosed) {
+				level = slog.LevelDebug // the subscriber left meanwhile: nothing went wrong
+			}
+			r.sfu.log.Log(context.Background(), level, "auto-subscribe failed", "room", r.name, "participant", p.id, "track", u.id, "err", err)
 		}
 	}
 	return true
