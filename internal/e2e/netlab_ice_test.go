@@ -23,8 +23,10 @@ func TestNetlabICERestart(t *testing.T) {
 				c.Rooms = map[string]config.RoomConfig{"move": {Mode: mode}}
 			})
 			a, b := e.launchIn(ca, "Ana"), e.launchIn(cb, "Ben")
-			a.join("move")
-			b.join("move")
+			// ?debug: the pages log their signaling and ICE steps to the
+			// console, which the test dumps when it fails.
+			a.join("move", "debug")
+			b.join("move", "debug")
 			a.waitDecodingFrom(45*time.Second, "Ben")
 			b.waitDecodingFrom(45*time.Second, "Ana")
 			for _, x := range []struct {
@@ -33,9 +35,6 @@ func TestNetlabICERestart(t *testing.T) {
 			}{{a, "Ben"}, {b, "Ana"}} {
 				x.at.waitFor(30*time.Second, x.from+"'s video at 30 frames", `(async () => (await `+mediaStatsJS+`)[`+jsString(x.from)+`].framesDecoded >= 30)()`,
 					`(async () => JSON.stringify((await `+mediaStatsJS+`)[`+jsString(x.from)+`]))()`)
-			}
-			for _, x := range []*browser{a, b} {
-				eval[bool](x, `(parleyApp.client.opts.debug = true)`) // the console is dumped when the test fails
 			}
 			before := a.mediaStats()["Ben"]
 			id := eval[string](a, `parleyApp.client.id`)
