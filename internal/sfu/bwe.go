@@ -120,6 +120,7 @@ type bwe struct {
 	est         uint64 // bit/s; 0 = unconstrained
 	updated     time.Time
 	lastCongest time.Time
+	lastUnclean time.Time // last window with loss ≥ 2 % or queueing: no probe for probeQuiet after it
 	lastProbe   time.Time
 	probeUntil  time.Time
 	loss        float64 // smoothed loss fraction
@@ -180,6 +181,12 @@ func (b *bwe) update(now time.Time, loss float64, delivered uint64, queueing boo
 	}
 	loss = b.loss
 	b.updated = now
+	if loss >= 0.02 || queueing {
+		// Not clean: padding now would only add to what the link loses
+		// (on a lossy, capped link the probes' extra rate made viewers'
+		// video stall for seconds), and stops a probe under way.
+		b.lastUnclean, b.probeUntil = now, time.Time{}
+	}
 	switch {
 	case loss > 0.10:
 		b.probeUntil = time.Time{}
@@ -204,7 +211,7 @@ func (b *bwe) update(now time.Time, loss float64, delivered uint64, queueing boo
 			b.est = 0 // enough for everything: unconstrained again
 		}
 	}
-	if b.est != 0 && now.Sub(b.lastCongest) >= probeQuiet && now.Sub(b.lastProbe) >= probeEvery {
+	if b.est != 0 && now.Sub(b.lastCongest) >= probeQuiet && now.Sub(b.lastUnclean) >= probeQuiet && now.Sub(b.lastProbe) >= probeEvery {
 		b.lastProbe, b.probeUntil = now, now.Add(probeLength)
 	}
 }

@@ -528,3 +528,36 @@ func TestRandomLossKeepsTopLayer(t *testing.T) {
 		t.Errorf("random loss constrained the estimate to %d bit/s", st.Estimate)
 	}
 }
+
+// TestBWENoProbeOnALossyLink: a constrained estimate on a link that keeps
+// losing 5 % (repaired by NACKs, below the congestion threshold) is not
+// probed — padding would only add to what the link loses — and probing
+// starts once the link has been clean for probeQuiet.
+func TestBWENoProbeOnALossyLink(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var b bwe
+	b.update(t0, 0.2, 800_000, false, 5_000_000) // congestion: constrained
+	if b.est == 0 {
+		t.Fatal("not constrained after 20 % loss")
+	}
+	at := t0
+	for i := range 40 { // 10 s of 5 % loss
+		at = t0.Add(time.Duration(i+1) * bweWindow)
+		b.update(at, 0.05, 700_000, false, 5_000_000)
+		if r := b.probeRate(at); r != 0 {
+			t.Fatalf("probing at %d bit/s %v into a 5 %%-lossy link", r, at.Sub(t0))
+		}
+	}
+	probed := false
+	for range 40 { // then 10 s clean
+		at = at.Add(bweWindow)
+		b.update(at, 0, 700_000, false, 5_000_000)
+		if b.probeRate(at) != 0 {
+			probed = true
+			break
+		}
+	}
+	if !probed {
+		t.Fatal("no probe after 10 s of a clean link")
+	}
+}
