@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -31,12 +30,7 @@ func checkResults(b *browser) map[string]string {
 func TestCheckPage(t *testing.T) {
 	// ICE-TCP on a port of its own: "127.0.0.1:0" would ask for the UDP
 	// port's number, which another process on a busy machine may hold.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcpAddr := ln.Addr().String()
-	ln.Close()
+	tcpAddr := freeAddr(t)
 	e := newEnv(t, func(c *config.Config) { c.MediaUDP, c.MediaTCP = "127.0.0.1:0", tcpAddr })
 	for _, size := range [][2]int{{1280, 800}, {390, 844}} {
 		b := e.launch(fmt.Sprintf("Chk%d", size[0]), withSize(size[0], size[1]))
