@@ -125,15 +125,27 @@ func New(t testing.TB) *Lab {
 	defer unlock()
 	l.net = freeSubnet(t)
 	l.HostIP = netip.AddrFrom4([4]byte{10, 213, byte(l.net), 1})
-	l.must("ip", "netns", "add", l.pub)
-	l.nsMust(l.pub, "ip", "link", "set", "lo", "up")
+	l.addNS(l.pub)
 	l.nsMust(l.pub, "ip", "link", "add", "br0", "type", "bridge")
 	l.nsMust(l.pub, "ip", "link", "set", "br0", "up")
 	l.must("ip", "link", "add", hostIf, "type", "veth", "peer", "name", "host", "netns", l.pub)
+	l.must("sysctl", "-qw", "net.ipv6.conf."+hostIf+".disable_ipv6=1") // see addNS
 	l.nsMust(l.pub, "ip", "link", "set", "host", "master", "br0", "up")
 	l.must("ip", "addr", "add", fmt.Sprintf("%s/24", l.HostIP), "dev", hostIf)
 	l.must("ip", "link", "set", hostIf, "up")
 	return l
+}
+
+// addNS creates namespace ns with its loopback up and IPv6 off. The lab
+// is IPv4 only; with IPv6 on, each interface gets a link-local address
+// that becomes valid a second or two after it comes up (duplicate address
+// detection), and a browser in the namespace takes that late change for a
+// network switch: the page it was loading fails with ERR_NETWORK_CHANGED.
+func (l *Lab) addNS(ns string) {
+	l.t.Helper()
+	l.must("ip", "netns", "add", ns)
+	l.nsMust(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+	l.nsMust(ns, "ip", "link", "set", "lo", "up")
 }
 
 // AddClient adds a client namespace behind a new router with the given NAT.
@@ -156,10 +168,8 @@ func (l *Lab) AddClient(nat NAT, opts ...Option) *Client {
 	}
 	lanGW := netip.AddrFrom4([4]byte{10, 214, byte(n), 1})
 	r, cl := c.Router, c.NS
-	l.must("ip", "netns", "add", r)
-	l.must("ip", "netns", "add", cl)
-	l.nsMust(r, "ip", "link", "set", "lo", "up")
-	l.nsMust(cl, "ip", "link", "set", "lo", "up")
+	l.addNS(r)
+	l.addNS(cl)
 	// router wan <-> bridge port rN in the public namespace
 	port := fmt.Sprintf("r%d", n)
 	l.nsMust(r, "ip", "link", "add", "wan", "type", "veth", "peer", "name", port, "netns", l.pub)
