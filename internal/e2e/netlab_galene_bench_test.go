@@ -53,6 +53,9 @@ func TestBenchLossyCallGalene(t *testing.T) {
 			  up: Object.values(serverConnection.up).map(c => c.pc && c.pc.connectionState), text: document.body.innerText.slice(0, 200)}))()`)
 	}
 	measureLossyCall(t, g, m, seconds)
+	for _, b := range g.members {
+		t.Logf("%s sends %s", b.name, b.sendingOn(`Object.values(serverConnection.up).map(c => c.pc)`))
+	}
 }
 
 // startGalene runs Galène on host (plain HTTP, no TURN) with a group

@@ -216,17 +216,26 @@ func others(names []string, skip string) []string {
 
 // sending is what a member's browser sends: per simulcast layer (rid),
 // the encoder's frame rate, the target bitrate and why it is limited
-// (bandwidth, cpu or none), and the available send bandwidth estimate.
+// (bandwidth, cpu or none), the NACKs received and the retransmissions
+// sent, and the available send bandwidth estimate.
 func (b *browser) sending() string {
 	b.t.Helper()
+	return b.sendingOn(`[...parleyApp.client.peers.values()].map(p => p.pc)`)
+}
+
+// sendingOn is sending for the peer connections the JS expression pcs
+// lists.
+func (b *browser) sendingOn(pcs string) string {
+	b.t.Helper()
 	return eval[string](b, `(async () => {
-  const pcs = new Set([...parleyApp.client.peers.values()].map(p => p.pc));
+  const pcs = new Set(`+pcs+`);
   const out = [];
   for (const pc of pcs) {
     const r = await pc.getStats();
     r.forEach(s => {
       if (s.type === 'outbound-rtp' && s.kind === 'video') out.push((s.rid || 'video') + ': ' + (s.frameWidth || 0) + 'px ' + (s.framesPerSecond || 0) + ' fps, target ' +
-        Math.round((s.targetBitrate || 0) / 1000) + ' kbit/s, limited by ' + s.qualityLimitationReason + (s.active === false ? ' (inactive)' : ''));
+        Math.round((s.targetBitrate || 0) / 1000) + ' kbit/s, limited by ' + s.qualityLimitationReason + (s.active === false ? ' (inactive)' : '') +
+        ', ' + (s.nackCount || 0) + ' NACKs in, ' + (s.retransmittedPacketsSent || 0) + ' of ' + (s.packetsSent || 0) + ' packets retransmissions');
       if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) out.push('estimate ' + Math.round(s.availableOutgoingBitrate / 1000) + ' kbit/s');
     });
   }
