@@ -62,7 +62,7 @@ func (g *lossyGroup) sample() map[string]map[string]mediaStat {
 // sampled every 2 s, no remote tile's decoded frame count stands still in
 // two samples in a row (a stall of 4 s or more fails). A single frozen
 // sample is logged, not failed: at 5 % loss on both links of a path the
-// call still freezes for about 30 % of its time in freezes of up to ~2 s
+// call still freezes for 10-20 % of its time in freezes of up to ~2 s
 // (TestBenchLossyCall's figures; #14's goal of < 1 % is not met), and a
 // CI run on a quiet machine saw one 2 s sample without a new frame from
 // one publisher at both its viewers. What the test guarantees is that
