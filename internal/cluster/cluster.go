@@ -76,10 +76,11 @@ type Cluster struct {
 	opts Options
 	log  *slog.Logger
 
-	srv   *natsserver.Server // the embedded server, nil when connecting out
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	relay *relay // nil without Options.Relay
+	srv    *natsserver.Server // the embedded server, nil when connecting out
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	relay  *relay             // nil without Options.Relay
+	claims *nats.Subscription // rooms other nodes place here (placement.go)
 
 	reconnected chan struct{} // the NATS connection came back: register again
 	// missing are nodes listed before a session and not at its start,
@@ -136,14 +137,23 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		c.stopServer()
 		return nil, err
 	}
+	var err error
 	if o.Relay != nil {
 		c.relay = newRelay(c, *o.Relay)
-		if err := c.relay.start(); err != nil {
+		if err = c.relay.start(); err != nil {
 			c.relay.stop()
 			c.nc.Close()
 			c.stopServer()
 			return nil, err
 		}
+	}
+	if c.claims, err = c.answerClaims(); err != nil {
+		if c.relay != nil {
+			c.relay.stop()
+		}
+		c.nc.Close()
+		c.stopServer()
+		return nil, err
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
@@ -298,6 +308,7 @@ func (c *Cluster) stop(goodbye bool) {
 			c.leave(ctx)
 			cancel()
 		}
+		_ = c.claims.Unsubscribe()
 		if c.relay != nil {
 			c.relay.stop()
 		}
