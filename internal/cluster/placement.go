@@ -3,10 +3,13 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Placement: where a new room or stream goes, and where a client that
@@ -104,8 +107,15 @@ func (c *Cluster) PlaceRoom(ctx context.Context, room string) (Node, error) {
 	if n, ok := find(owner); ok {
 		return n, nil
 	}
-	return c.opts.Node, nil // this node, before its own entry is read back
+	if owner == c.opts.Node.ID {
+		return c.opts.Node, nil // before this node's own entry is read back
+	}
+	return Node{}, fmt.Errorf("%w: room %s, node %s", ErrOwnerGone, room, owner)
 }
+
+// ErrOwnerGone: the room's owner left the registry and its claim has
+// not expired yet (it does within the TTL).
+var ErrOwnerGone = errors.New("cluster: the room's owner is gone")
 
 // claimSubject + a node's ID: another node asks it to claim a room it
 // placed there (the room's name as the data); it answers with the owner.
@@ -129,4 +139,40 @@ func (c *Cluster) answerClaims() (*nats.Subscription, error) {
 		return nil, fmt.Errorf("cluster: subscribe to %s: %w", claimSubject, err)
 	}
 	return sub, nil
+}
+
+// originsBucket is where the media relay (media.go) names each stream's
+// origin node: key roomKey(stream), value a JSON object with "node".
+const originsBucket = "parley_streams"
+
+// StreamOrigin returns the node a stream is published on as the media
+// relay announced it, ok false when no node announced it (or the relay
+// does not run).
+func (c *Cluster) StreamOrigin(ctx context.Context, stream string) (Node, bool, error) {
+	kv, err := c.js.KeyValue(ctx, originsBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return Node{}, false, nil
+	}
+	if err != nil {
+		return Node{}, false, fmt.Errorf("stream origin: %w", err)
+	}
+	e, err := kv.Get(ctx, roomKey(stream))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return Node{}, false, nil
+	}
+	if err != nil {
+		return Node{}, false, fmt.Errorf("stream origin %s: %w", stream, err)
+	}
+	var v struct {
+		Node string `json:"node"`
+	}
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return Node{}, false, fmt.Errorf("stream origin %s: %w", stream, err)
+	}
+	for _, n := range c.Nodes() {
+		if n.ID == v.Node {
+			return n, true, nil
+		}
+	}
+	return Node{}, false, nil // its node left; the entry expires
 }

@@ -1,8 +1,13 @@
 package cluster
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
 func TestPlace(t *testing.T) {
@@ -40,5 +45,49 @@ func TestPlace(t *testing.T) {
 	}
 	if !slices.Equal(ids, []string{"b", "a"}) {
 		t.Errorf("ByLoad without c = %v, want [b a]", ids)
+	}
+}
+
+// TestPlaceRoom: node a is busy, b idle, c in between: a room placed
+// from a goes to b, which claims it; c placing it finds b; when b dies
+// the room goes to c once b's claim expired.
+func TestPlaceRoom(t *testing.T) {
+	srv := natsServer(t, natsserver.RANDOM_PORT, t.TempDir())
+	url := srv.ClientURL()
+	load := func(sessions int) func() Counters { return func() Counters { return Counters{Sessions: sessions} } }
+	a := startNode(t, Options{URLs: []string{url}, Node: Node{ID: "a"}, Load: load(9000)})
+	b := startNode(t, Options{URLs: []string{url}, Node: Node{ID: "b"}, Load: load(0)})
+	c := startNode(t, Options{URLs: []string{url}, Node: Node{ID: "c"}, Load: load(5000)})
+	all := []*Cluster{a, b, c}
+	waitFor(t, "everyone listing a, b and c", all, sees(all, "a", "b", "c"))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	n, err := a.PlaceRoom(ctx, "placed")
+	if err != nil || n.ID != "b" {
+		t.Fatalf("a placed the room on %q (%v), want the idle b", n.ID, err)
+	}
+	if !b.Owns("placed") {
+		t.Error("b does not own the room placed on it")
+	}
+	if n, err := c.PlaceRoom(ctx, "placed"); err != nil || n.ID != "b" {
+		t.Errorf("c finds the room on %q (%v), want its owner b", n.ID, err)
+	}
+
+	b.stop(false) // dies: no goodbye
+	waitFor(t, "a and c listing a and c", []*Cluster{a, c}, sees([]*Cluster{a, c}, "a", "c"))
+	for {
+		n, err = a.PlaceRoom(ctx, "placed")
+		if !errors.Is(err, ErrOwnerGone) {
+			break
+		}
+		select { // polling until b's claim expires (the TTL), with a deadline
+		case <-ctx.Done():
+			t.Fatal("b's claim never expired")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err != nil || n.ID != "c" || !c.Owns("placed") {
+		t.Fatalf("after b died the room went to %q (%v), want c", n.ID, err)
 	}
 }

@@ -20,9 +20,10 @@ func TestClusterSettings(t *testing.T) {
 		t.Fatalf("urls: %v %v", c.ClusterURLs(), err)
 	}
 	file := filepath.Join(t.TempDir(), "p.yaml")
-	os.WriteFile(file, []byte("cluster: embedded\ncluster_listen: 0.0.0.0:4222\ncluster_token: tok\ncluster_node: n-1\ncluster_ttl: 3s\n"), 0o600)
+	os.WriteFile(file, []byte("cluster: embedded\ncluster_listen: 0.0.0.0:4222\ncluster_token: tok\ncluster_node: n-1\ncluster_ttl: 3s\ncluster_url: https://n1.example.org\ncluster_redirect: true\n"), 0o600)
 	c, err = Load(append([]string{"--config", file}, secrets...), noEnv, io.Discard)
-	if err != nil || c.Cluster != "embedded" || c.ClusterListen != "0.0.0.0:4222" || c.ClusterNode != "n-1" || c.ClusterTTL.String() != "3s" {
+	if err != nil || c.Cluster != "embedded" || c.ClusterListen != "0.0.0.0:4222" || c.ClusterNode != "n-1" || c.ClusterTTL.String() != "3s" ||
+		c.ClusterURL != "https://n1.example.org" || !c.ClusterRedirect {
 		t.Fatalf("file: %+v %v", c, err)
 	}
 
@@ -39,6 +40,9 @@ func TestClusterSettings(t *testing.T) {
 		{append([]string{"--cluster", "embedded", "--cluster-ttl", "100ms"}, secrets...), "cluster-ttl"},
 		{append([]string{"--cluster", "embedded", "--cluster-replicas", "2"}, secrets...), "cluster-replicas"},
 		{append([]string{"--cluster", "embedded", "--cluster-tls-cert", "c.pem"}, secrets...), "go together"},
+		{append([]string{"--cluster", "embedded", "--cluster-url", "n1.example.org"}, secrets...), "cluster-url"},
+		{append([]string{"--cluster", "embedded", "--cluster-url", "https://n1.example.org/app"}, secrets...), "cluster-url"},
+		{append([]string{"--cluster-redirect"}, secrets...), "only with --cluster"},
 	} {
 		_, err := Load(tc.args, noEnv, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -2,7 +2,11 @@ package server
 
 import (
 	"context"
+	"net/http"
+	"strings"
 	"time"
+
+	"github.com/parley/parley/internal/sfu"
 )
 
 // Clustering, what clients are told (docs/cluster.md, "Node loss",
@@ -47,4 +51,31 @@ func (s *Server) mediaNode(room string) string {
 		return ""
 	}
 	return n.HTTP
+}
+
+// redirectWHEP answers a WHEP viewer of a stream published on another
+// node with a redirect there (307, the same path and query), with
+// --cluster-redirect and when this node has none of the stream's tracks;
+// it reports whether it answered. Off by default: the media relay serves
+// viewers on any node.
+func (s *Server) redirectWHEP(w http.ResponseWriter, r *http.Request) bool {
+	c := s.clusterView.Load()
+	stream, ok := strings.CutPrefix(r.URL.Path, "/whep/")
+	if c == nil || !s.cfg.ClusterRedirect || r.Method != http.MethodPost || !ok || stream == "" || strings.Contains(stream, "/") {
+		return false
+	}
+	if rm, ok := s.sfu.LookupRoom(sfu.Streams, stream); ok && len(rm.Tracks()) > 0 {
+		return false // published (or relayed) here
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), placeTimeout)
+	defer cancel()
+	n, ok, err := c.StreamOrigin(ctx, stream)
+	if err != nil {
+		s.log.Warn("looking up a stream's origin", "stream", stream, "err", err)
+	}
+	if !ok || n.ID == c.Status().Node {
+		return false
+	}
+	http.Redirect(w, r, n.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	return true
 }

@@ -56,10 +56,7 @@ func joinAt(t *testing.T, url, room, name string) *member {
 	if err != nil {
 		t.Fatalf("%s joining at %s: %v", name, url, err)
 	}
-	var j protocol.Joined
-	raw, _ := json.Marshal(m.joined)
-	_ = json.Unmarshal(raw, &j)
-	m.nodes = j.Nodes
+	m.nodes = m.joined.Nodes
 	return m
 }
 
@@ -179,12 +176,7 @@ func TestClusterNodeLoss(t *testing.T) {
 // there and joins again, and alice sees his old member leave and the new
 // one join.
 func TestClusterDrain(t *testing.T) {
-	a := clusterNode(t, "a", "embedded")
-	b := clusterNode(t, "b", a.Cluster().ClientURL())
-	both := []*server.Server{a, b}
-	waitCluster(t, "a and b listing each other", both, func() bool {
-		return len(a.Cluster().Nodes()) == 2 && len(b.Cluster().Nodes()) == 2
-	})
+	a, b := clusterPair(t)
 	alice := joinAt(t, a.URL(), "drained", "alice")
 	bob := joinAt(t, b.URL(), "drained", "bob")
 	alice.until("bob joining", func(e protocol.Message) bool { return e.Type == protocol.TypePeerJoined && e.Name == "bob" })
@@ -277,4 +269,16 @@ func runChild(t *testing.T, name, env string, keys ...string) (*exec.Cmd, map[st
 		}
 	}()
 	return child, values
+}
+
+// clusterPair starts nodes a (with the embedded NATS server) and b and
+// returns once each lists both.
+func clusterPair(t *testing.T) (a, b *server.Server) {
+	t.Helper()
+	a = clusterNode(t, "a", "embedded")
+	b = clusterNode(t, "b", a.Cluster().ClientURL())
+	waitCluster(t, "a and b listing each other", []*server.Server{a, b}, func() bool {
+		return len(a.Cluster().Nodes()) == 2 && len(b.Cluster().Nodes()) == 2
+	})
+	return a, b
 }

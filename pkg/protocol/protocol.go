@@ -135,8 +135,9 @@ type Message struct {
 	// is the base URL of another node to reconnect to (join afresh there:
 	// no node but the old one knows the resume token).
 	URL string `json:"url,omitempty"`
-	// Nodes, in resumed (as in Joined), are the other nodes of a cluster.
-	Nodes []string `json:"nodes,omitempty"`
+	// Nodes and MediaNode as in Joined (Nodes in resumed too).
+	Nodes     []string `json:"nodes,omitempty"`
+	MediaNode string   `json:"mediaNode,omitempty"`
 	// Got acknowledges messages (see docs/protocol.md, "Nothing lost"):
 	// in resume and ping, how many the client has received from the
 	// server; in resumed and pong, how many the server has received from
