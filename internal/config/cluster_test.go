@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -47,6 +48,26 @@ func TestClusterSettings(t *testing.T) {
 		_, err := Load(tc.args, noEnv, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// TestDeployConfigs: the three nodes' configuration files in deploy/
+// load (every key exists) and make a cluster of three NATS servers with
+// replicated buckets, each node with its own name and URL.
+func TestDeployConfigs(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"PARLEY_CLUSTER_TOKEN": "tok", "PARLEY_AUTH_SECRET": strings.Repeat("a", 32), "PARLEY_TURN_SECRET": strings.Repeat("t", 32)}[k]
+	}
+	for i := 1; i <= 3; i++ {
+		file := filepath.Join("..", "..", "deploy", "parley", fmt.Sprintf("parley-%d.yaml", i))
+		c, err := Load([]string{"--config", file}, env, io.Discard)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		node := fmt.Sprintf("n%d", i)
+		if len(c.ClusterURLs()) != 3 || c.ClusterReplicas != 3 || c.ClusterNode != node || c.ClusterURL != "https://"+node+".example.org" || c.ClusterToken != "tok" {
+			t.Errorf("%s: cluster %v, replicas %d, node %q, url %q, token %q", file, c.ClusterURLs(), c.ClusterReplicas, c.ClusterNode, c.ClusterURL, c.ClusterToken)
 		}
 	}
 }
