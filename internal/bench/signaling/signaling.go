@@ -25,7 +25,12 @@ import (
 
 // Options of one run.
 type Options struct {
-	URL       string        // server base URL, e.g. http://127.0.0.1:8080
+	URL string // server base URL, e.g. http://127.0.0.1:8080
+	// Nodes are more servers, nodes of one cluster with URL: client i
+	// dials the (i mod n)-th of URL and Nodes, so with two servers and
+	// an even RoomSize every signal crosses from one node to the other.
+	Nodes     []string
+	Token     string        // the token every client joins with ("" on an open server)
 	OpsURL    string        // the server's operations listener (/metrics), e.g. http://127.0.0.1:9090; "" = URL
 	Clients   int           // how many (default 1000)
 	RoomSize  int           // members per room (default 10)
@@ -136,6 +141,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	sources := NewSources(o.PerAddress)
+	urls := append([]string{o.URL}, o.Nodes...)
 	members := make([]member, o.Clients)
 	joinLat := make([]time.Duration, o.Clients)
 	var wg sync.WaitGroup
@@ -151,10 +157,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			start := time.Now()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := client.Dial(dctx, o.URL, &client.Options{Buffer: 256, HTTPClient: sources.Of(i)})
+			c, err := client.Dial(dctx, urls[i%len(urls)], &client.Options{Buffer: 256, HTTPClient: sources.Of(i)})
 			if err == nil {
 				var j *protocol.Message
-				j, err = c.Join(dctx, fmt.Sprintf("bench-%d", i/o.RoomSize), fmt.Sprint("c", i), "")
+				j, err = c.Join(dctx, fmt.Sprintf("bench-%d", i/o.RoomSize), fmt.Sprint("c", i), o.Token)
 				if err == nil {
 					members[i] = member{c: c, id: j.ID}
 					joinLat[i] = time.Since(start)
