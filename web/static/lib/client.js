@@ -28,6 +28,13 @@ import { relayed } from './stats.js';
  */
 const RECONNECT_BASE = 500;
 const RECONNECT_CAP = 3000;
+/**
+ * On a cluster, attempts that fail at one node before the client moves to
+ * the next: a short network outage of the client's own should not cost
+ * the resume at its node (another node joins it afresh), and a dead node
+ * is left after about 1.5 s.
+ */
+const NODE_TRIES = 2;
 /** Messages kept for sending again after a resume, at most. */
 const UNACKED_MAX = 512;
 
@@ -78,6 +85,11 @@ export class Client extends EventTarget {
      * @private
      */
     this.nodes = [];
+    /**
+     * Attempts in a row that failed at this.base.
+     * @private
+     */
+    this.failsHere = 0;
     /** @type {MediaStream|null} */
     this.localStream = opts.localStream || null;
     this.maxFileSize = opts.maxFileSize || 512 * 1024 * 1024;
@@ -211,9 +223,10 @@ export class Client extends EventTarget {
         this.resumeFailed();
         return this.connect();
       }
-      this.nextNode();
+      if (++this.failsHere >= NODE_TRIES) this.nextNode();
       return this.scheduleReconnect(e.message || 'server unreachable');
     }
+    this.failsHere = 0;
     if (this.sig !== sig || this.gone) return sig.close();
     sig.addEventListener('message', (ev) => this.onServerMessage(/** @type {CustomEvent} */ (ev).detail));
     sig.addEventListener('close', (ev) => {
@@ -294,6 +307,7 @@ export class Client extends EventTarget {
     if (at < 0) this.nodes.push(this.base); // come back here after the others
     this.log('server unreachable; trying node', next);
     this.base = next;
+    this.failsHere = 0;
   }
 
   /**
@@ -467,7 +481,10 @@ export class Client extends EventTarget {
         this.serverRetry = Number(m.retryMs) > 0 ? Number(m.retryMs) : 1000;
         this.attempt = 0;
         // A drained node of a cluster names another node to go to.
-        if (typeof m.url === 'string' && /^https?:\/\//.test(m.url)) this.base = m.url;
+        if (typeof m.url === 'string' && /^https?:\/\//.test(m.url)) {
+          this.base = m.url;
+          this.failsHere = 0;
+        }
         break;
       case 'error': {
         if (m.code === 'shutting-down' && !this.gone) break; // expected: server-shutdown came first (or the close will say it)
