@@ -176,3 +176,11 @@ func (c *Cluster) StreamOrigin(ctx context.Context, stream string) (Node, bool, 
 	}
 	return Node{}, false, nil // its node left; the entry expires
 }
+
+// Traffic is what the node's NATS connection carried so far: messages
+// and payload bytes received and sent (every plane: registry, rooms'
+// signaling, media relays).
+func (c *Cluster) Traffic() (inMsgs, outMsgs, inBytes, outBytes uint64) {
+	st := c.nc.Stats()
+	return st.InMsgs, st.OutMsgs, st.InBytes, st.OutBytes
+}

@@ -62,6 +62,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 		}
 		return 0
 	})
+	s.clusterTrafficMetrics(c)
 	s.metrics.GaugeFunc("parley_cluster_rooms_owned", "Rooms this node owns in the cluster.", func() float64 { return float64(c.Status().Owned) })
 	s.log.Info("joined the cluster", "node", id, "nats", s.cfg.Cluster)
 	return nil

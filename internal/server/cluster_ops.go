@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/sfu"
 )
 
@@ -78,4 +79,19 @@ func (s *Server) redirectWHEP(w http.ResponseWriter, r *http.Request) bool {
 	}
 	http.Redirect(w, r, n.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 	return true
+}
+
+// clusterTrafficMetrics exports what the node's NATS connection carried.
+func (s *Server) clusterTrafficMetrics(c *cluster.Cluster) {
+	for _, m := range []struct {
+		name, help string
+		pick       func(inM, outM, inB, outB uint64) uint64
+	}{
+		{"parley_cluster_nats_in_messages_total", "Messages this node received from NATS.", func(v, _, _, _ uint64) uint64 { return v }},
+		{"parley_cluster_nats_out_messages_total", "Messages this node published to NATS.", func(_, v, _, _ uint64) uint64 { return v }},
+		{"parley_cluster_nats_in_bytes_total", "Payload bytes this node received from NATS.", func(_, _, v, _ uint64) uint64 { return v }},
+		{"parley_cluster_nats_out_bytes_total", "Payload bytes this node published to NATS.", func(_, _, _, v uint64) uint64 { return v }},
+	} {
+		s.metrics.CounterFunc(m.name, m.help, func() float64 { return float64(m.pick(c.Traffic())) })
+	}
 }

@@ -68,6 +68,19 @@ type Result struct {
 	ServerUsPerMsg  float64 `json:"server_cpu_us_per_msg"` // server CPU per relayed message
 	ToolCores       float64 `json:"tool_cores"`
 	HostBusyCores   float64 `json:"host_busy_cores"` // all processes: shows how shared the machine was
+	// On a cluster (Nodes), what the first node's NATS connection
+	// carried: messages (in + out) and their bytes per second while the
+	// rooms were idle (settling), per room, and per relayed message.
+	NATSIdleMsgsPerRoomS  float64 `json:"nats_idle_msgs_per_room_s,omitempty"`
+	NATSIdleBytesPerRoomS float64 `json:"nats_idle_bytes_per_room_s,omitempty"`
+	NATSMsgsPerRelayed    float64 `json:"nats_msgs_per_relayed,omitempty"`
+	NATSBytesPerRelayed   float64 `json:"nats_bytes_per_relayed,omitempty"`
+}
+
+// natsTraffic sums a node's NATS counters (in + out): messages, bytes.
+func natsTraffic(m map[string]float64) (msgs, bytes float64) {
+	return m["parley_cluster_nats_in_messages_total"] + m["parley_cluster_nats_out_messages_total"],
+		m["parley_cluster_nats_in_bytes_total"] + m["parley_cluster_nats_out_bytes_total"]
 }
 
 func (o *Options) fill() {
@@ -203,10 +216,22 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}(m.c)
 	}
 	fmt.Fprintf(o.Progress, "all %d joined; settling %v\n", o.Clients, o.Settle)
+	settled, err := Scrape(ctx, o.OpsURL)
+	if err != nil {
+		return res, err
+	}
+	settleStart := time.Now()
 	time.Sleep(o.Settle)
 	idle, err := Scrape(ctx, o.OpsURL)
 	if err != nil {
 		return res, err
+	}
+	rooms := float64((o.Clients + o.RoomSize - 1) / o.RoomSize)
+	if len(o.Nodes) > 0 {
+		m0, b0 := natsTraffic(settled)
+		m1, b1 := natsTraffic(idle)
+		secs := time.Since(settleStart).Seconds()
+		res.NATSIdleMsgsPerRoomS, res.NATSIdleBytesPerRoomS = (m1-m0)/secs/rooms, (b1-b0)/secs/rooms
 	}
 	n := float64(o.Clients)
 	res.HeapPerConnKiB = (idle["go_memstats_heap_inuse_bytes"] - base["go_memstats_heap_inuse_bytes"]) / n / 1024
@@ -227,6 +252,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.HostBusyCores = (proc.HostBusySeconds() - host0) / wall
 	}
 	time.Sleep(500 * time.Millisecond) // let the last messages land
+	if after, err := Scrape(ctx, o.OpsURL); err == nil && len(o.Nodes) > 0 && sent > 0 {
+		m0, b0 := natsTraffic(idle)
+		m1, b1 := natsTraffic(after)
+		res.NATSMsgsPerRelayed, res.NATSBytesPerRelayed = (m1-m0)/float64(sent), (b1-b0)/float64(sent)
+	}
 	close(stopDrain)
 	closeAll(members)
 	drainWG.Wait()
@@ -366,6 +396,8 @@ join latency       p50 %.2f ms   p99 %.2f ms
 relay latency      p50 %.2f ms   p99 %.2f ms   (%d relayed, %d lost, %.0f msg/s)
 server per conn    heap %.1f KiB   stack %.1f KiB   goroutines %.2f
 relay phase CPU    server %.2f cores (%.1f µs per message)   tool %.2f cores   whole machine %.2f cores busy
+NATS (first node)  idle %.2f msg/s and %.0f B/s per room; relaying %.2f messages and %.0f B per relayed message
 `, r.Clients, r.RoomSize, r.Connected, r.JoinP50ms, r.JoinP99ms, r.RelayP50ms, r.RelayP99ms, r.Relayed, r.Lost, r.RelayRate,
-		r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPer, r.ServerCores, r.ServerUsPerMsg, r.ToolCores, r.HostBusyCores)
+		r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPer, r.ServerCores, r.ServerUsPerMsg, r.ToolCores, r.HostBusyCores,
+		r.NATSIdleMsgsPerRoomS, r.NATSIdleBytesPerRoomS, r.NATSMsgsPerRelayed, r.NATSBytesPerRelayed)
 }
