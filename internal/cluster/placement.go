@@ -98,8 +98,11 @@ func (c *Cluster) PlaceRoom(ctx context.Context, room string) (Node, error) {
 			if n, ok := find(string(msg.Data)); ok {
 				return n, nil
 			}
+			// The room's owner is gone and its claim has not expired:
+			// claiming here now would race the target's next claim.
+			return Node{}, fmt.Errorf("%w: room %s, node %s", ErrOwnerGone, room, msg.Data)
 		}
-		c.log.Debug("the node placed for a room did not claim it; claiming it here", "room", room, "node", target.ID, "err", err)
+		c.log.Debug("the node placed for a room did not answer; claiming it here", "room", room, "node", target.ID, "err", err)
 	}
 	if owner, err = c.ClaimRoom(ctx, room); err != nil {
 		return Node{}, err

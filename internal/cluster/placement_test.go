@@ -55,9 +55,11 @@ func TestPlaceRoom(t *testing.T) {
 	srv := natsServer(t, natsserver.RANDOM_PORT, t.TempDir())
 	url := srv.ClientURL()
 	load := func(sessions int) func() Counters { return func() Counters { return Counters{Sessions: sessions} } }
-	a := startNode(t, Options{URLs: []string{url}, Node: Node{ID: "a"}, Load: load(9000)})
+	// Sessions far enough apart that the CPU term (0..1, the same
+	// process's, sampled over different intervals) cannot change the order.
+	a := startNode(t, Options{URLs: []string{url}, Node: Node{ID: "a"}, Load: load(30000)})
 	b := startNode(t, Options{URLs: []string{url}, Node: Node{ID: "b"}, Load: load(0)})
-	c := startNode(t, Options{URLs: []string{url}, Node: Node{ID: "c"}, Load: load(5000)})
+	c := startNode(t, Options{URLs: []string{url}, Node: Node{ID: "c"}, Load: load(15000)})
 	all := []*Cluster{a, b, c}
 	waitFor(t, "everyone listing a, b and c", all, sees(all, "a", "b", "c"))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
