@@ -38,7 +38,7 @@ func (s *Server) otherNodes() []string {
 // fails open: a node that cannot reach NATS carries the room itself.
 func (s *Server) mediaNode(room string) string {
 	c := s.clusterView.Load()
-	if c == nil {
+	if c == nil || !c.Status().Connected { // away from NATS: no join waits for it
 		return ""
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), placeTimeout)
@@ -62,7 +62,7 @@ func (s *Server) mediaNode(room string) string {
 func (s *Server) redirectWHEP(w http.ResponseWriter, r *http.Request) bool {
 	c := s.clusterView.Load()
 	stream, ok := strings.CutPrefix(r.URL.Path, "/whep/")
-	if c == nil || !s.cfg.ClusterRedirect || r.Method != http.MethodPost || !ok || stream == "" || strings.Contains(stream, "/") {
+	if c == nil || !s.cfg.ClusterRedirect || !c.Status().Connected || r.Method != http.MethodPost || !ok || stream == "" || strings.Contains(stream, "/") {
 		return false
 	}
 	if rm, ok := s.sfu.LookupRoom(sfu.Streams, stream); ok && len(rm.Tracks()) > 0 {
