@@ -76,10 +76,11 @@ type Cluster struct {
 	opts Options
 	log  *slog.Logger
 
-	srv    *natsserver.Server // the embedded server, nil when connecting out
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	relay  *relay             // nil without Options.Relay
+	srv   *natsserver.Server // the embedded server, nil when connecting out
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	relay *relay // nil without Options.Relay
+
 	claims *nats.Subscription // rooms other nodes place here (placement.go)
 
 	reconnected chan struct{} // the NATS connection came back: register again
@@ -137,17 +138,17 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		c.stopServer()
 		return nil, err
 	}
-	var err error
 	if o.Relay != nil {
 		c.relay = newRelay(c, *o.Relay)
-		if err = c.relay.start(); err != nil {
+		if err := c.relay.start(); err != nil {
 			c.relay.stop()
 			c.nc.Close()
 			c.stopServer()
 			return nil, err
 		}
 	}
-	if c.claims, err = c.answerClaims(); err != nil {
+	claims, err := c.answerClaims()
+	if err != nil {
 		if c.relay != nil {
 			c.relay.stop()
 		}
@@ -155,6 +156,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		c.stopServer()
 		return nil, err
 	}
+	c.claims = claims
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.run()
