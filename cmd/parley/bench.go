@@ -57,6 +57,7 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of the relay phase")
 	fs.IntVar(&o.PerAddress, "per-address", 100, "clients per loopback source address (127.1.x.y), so the server's per-address limits stay on; 0: all from one address")
 	pprofAddr := fs.String("pprof", "", "the child server's --pprof address (loopback), to profile it during the run")
+	nodes := fs.Int("nodes", 1, "without -url: start this many child servers as nodes of one cluster (the first runs the embedded NATS server) and spread the clients over them, each room's members alternating between nodes, so that with 2 nodes and an even -room-size every signal crosses nodes")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
 	}
@@ -66,6 +67,14 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	// limit this process and the child server inherit.
 	if n, err := proc.RaiseFileLimit(uint64(2*o.Clients + 1024)); err != nil || n < uint64(2*o.Clients+1024) {
 		fmt.Fprintf(stderr, "parley bench: open-file limit %d (%v): may be too low for %d clients\n", n, err, o.Clients)
+	}
+	if o.URL == "" && *nodes > 1 {
+		stop, err := startClusterChildren(ctx, &o, *nodes)
+		if err != nil {
+			fmt.Fprintf(stderr, "parley bench: %v\n", err)
+			return 1
+		}
+		defer stop()
 	}
 	if o.URL == "" {
 		extra := []string{"--turn", "off", "--media-udp", "off", "--max-rooms", "100000", "--max-sessions", fmt.Sprint(o.Clients + 1000)}

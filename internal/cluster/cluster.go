@@ -81,6 +81,8 @@ type Cluster struct {
 	js    jetstream.JetStream
 	relay *relay // nil without Options.Relay
 
+	claims *nats.Subscription // rooms other nodes place here (placement.go)
+
 	reconnected chan struct{} // the NATS connection came back: register again
 	// missing are nodes listed before a session and not at its start,
 	// with the time they are given up at (the run goroutine's own).
@@ -145,6 +147,16 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	claims, err := c.answerClaims()
+	if err != nil {
+		if c.relay != nil {
+			c.relay.stop()
+		}
+		c.nc.Close()
+		c.stopServer()
+		return nil, err
+	}
+	c.claims = claims
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.run()
@@ -298,6 +310,7 @@ func (c *Cluster) stop(goodbye bool) {
 			c.leave(ctx)
 			cancel()
 		}
+		_ = c.claims.Unsubscribe()
 		if c.relay != nil {
 			c.relay.stop()
 		}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -174,11 +175,51 @@ func (r *relay) announce() {
 	}
 }
 
+// maxRelayData bounds a relayed signal's data: the hubs' --max-message
+// is far below it, so only a node that is not Parley's sends more.
+const maxRelayData = 1 << 20
+
+// decodeEvent parses another node's room event and checks its shape as
+// the signaling plane checks a client's (pkg/protocol's limits): NATS is
+// shared, and what comes from it reaches local members' sockets.
+func decodeEvent(b []byte) (relayEvent, error) {
+	var ev relayEvent
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return ev, err
+	}
+	switch {
+	case ev.Node == "" || len(ev.Node) > protocol.MaxIDLen:
+		return ev, errors.New("bad node")
+	case !protocol.ValidRoom(ev.Room):
+		return ev, errors.New("bad room name")
+	case ev.From == "" || len(ev.From) > protocol.MaxIDLen:
+		return ev, errors.New("bad member ID")
+	}
+	switch ev.Kind {
+	case "join":
+		p := ev.Peer
+		if p == nil || p.ID != ev.From || len(p.Name) > protocol.MaxNameLen || len(p.Identity) > protocol.MaxTokenLen {
+			return ev, errors.New("bad joining peer")
+		}
+		if ev.Mode != string(room.P2P) || ev.Cap < 0 {
+			return ev, errors.New("bad room mode or capacity")
+		}
+	case "leave":
+	case "signal":
+		if len(ev.To) > protocol.MaxIDLen || len(ev.Data) == 0 || len(ev.Data) > maxRelayData || !json.Valid(ev.Data) {
+			return ev, errors.New("bad signal")
+		}
+	default:
+		return ev, fmt.Errorf("unknown kind %q", ev.Kind)
+	}
+	return ev, nil
+}
+
 // receive applies another node's room event, in the order that node sent
 // its events.
 func (r *relay) receive(m *nats.Msg) {
-	var ev relayEvent
-	if err := json.Unmarshal(m.Data, &ev); err != nil {
+	ev, err := decodeEvent(m.Data)
+	if err != nil {
 		r.c.log.Warn("ignoring a bad room event", "err", err)
 		return
 	}

@@ -29,6 +29,8 @@ func clusterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.ClusterTLSKey, "cluster-tls-key", cfg.ClusterTLSKey, "TLS client key `file` (PEM) for NATS")
 	fs.StringVar(&cfg.ClusterTLSCA, "cluster-tls-ca", cfg.ClusterTLSCA, "CA `file` (PEM) the NATS servers' certificates are checked with")
 	fs.IntVar(&cfg.ClusterReplicas, "cluster-replicas", cfg.ClusterReplicas, "replicas of the cluster's key-value buckets on a NATS cluster (1, 3 or 5)")
+	fs.StringVar(&cfg.ClusterURL, "cluster-url", cfg.ClusterURL, "the base `URL` clients reach this node at (https://n1.example.org), handed to clients of other nodes that must move; default: the HTTP listener's address (with --public-ip)")
+	fs.BoolVar(&cfg.ClusterRedirect, "cluster-redirect", cfg.ClusterRedirect, "WHEP on a node that is not the stream's origin answers with a redirect (307) to the origin instead of serving the viewer here")
 }
 
 var clusterNodeRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -51,6 +53,9 @@ func (c *Config) validateCluster(bad func(string, ...any)) {
 	if c.Cluster == "" {
 		if c.ClusterListen != "" {
 			bad("cluster-listen: only with --cluster embedded")
+		}
+		if c.ClusterURL != "" || c.ClusterRedirect {
+			bad("cluster-url and cluster-redirect: only with --cluster")
 		}
 		return
 	}
@@ -100,5 +105,10 @@ func (c *Config) validateCluster(bad func(string, ...any)) {
 	}
 	if r := c.ClusterReplicas; r != 1 && r != 3 && r != 5 {
 		bad("cluster-replicas: must be 1, 3 or 5, got %d", r)
+	}
+	if c.ClusterURL != "" {
+		if u, err := url.Parse(c.ClusterURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || (u.Path != "" && u.Path != "/") {
+			bad("cluster-url: %q is not a base URL (https://host[:port])", c.ClusterURL)
+		}
 	}
 }

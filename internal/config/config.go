@@ -116,6 +116,8 @@ type Config struct {
 	ClusterTLSKey   string   `yaml:"cluster_tls_key"`
 	ClusterTLSCA    string   `yaml:"cluster_tls_ca"`
 	ClusterReplicas int      `yaml:"cluster_replicas"` // buckets' replicas on a NATS cluster
+	ClusterURL      string   `yaml:"cluster_url"`      // the base URL clients reach this node at ("" its listener's)
+	ClusterRedirect bool     `yaml:"cluster_redirect"` // WHEP on a node that is not the stream's origin answers 307 to it
 }
 
 // RoomConfig overrides settings for one named room.

@@ -43,8 +43,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // startProcServer builds ./cmd/parley into a temporary directory and runs it
-// on fixed loopback ports.
-func startProcServer(t *testing.T) *procServer {
+// on fixed loopback ports, with extra options appended.
+func startProcServer(t *testing.T, extra ...string) *procServer {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "parley")
 	build := exec.Command("go", "build", "-o", bin, "github.com/parley/parley/cmd/parley")
@@ -56,6 +56,7 @@ func startProcServer(t *testing.T) *procServer {
 		args: []string{"serve", "--http", addr, "--ops", "off", "--turn", "off", "--public-ip", "127.0.0.1",
 			"--media-udp", "off", "--media-tcp", "off", "--rtmp", "off", "--rtsp", "off", "--srt", "off",
 			"--data-dir", t.TempDir(), "--log-level", "debug"}}
+	p.args = append(p.args, extra...)
 	t.Cleanup(func() {
 		p.stop(syscall.SIGKILL)
 		if t.Failed() {

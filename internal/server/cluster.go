@@ -5,6 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/config"
@@ -27,6 +28,9 @@ func (s *Server) startCluster(ctx context.Context) error {
 		id = room.NewID()
 	}
 	node := cluster.Node{ID: id, HTTP: s.scheme + "://" + s.advertised(s.ln.Addr())}
+	if s.cfg.ClusterURL != "" {
+		node.HTTP = strings.TrimRight(s.cfg.ClusterURL, "/")
+	}
 	if s.sfu != nil {
 		node.Media = s.advertised(s.sfu.UDPAddr())
 	}
@@ -50,6 +54,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 		return err
 	}
 	s.cluster = c
+	s.clusterView.Store(c)
 	s.metrics.GaugeFunc("parley_cluster_nodes", "Nodes in the cluster's registry, this one included.", func() float64 { return float64(len(c.Nodes())) })
 	s.metrics.GaugeFunc("parley_cluster_connected", "1 while the node is connected to NATS and registered.", func() float64 {
 		if c.Status().Connected {
@@ -57,6 +62,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 		}
 		return 0
 	})
+	s.clusterTrafficMetrics(c)
 	s.metrics.GaugeFunc("parley_cluster_rooms_owned", "Rooms this node owns in the cluster.", func() float64 { return float64(c.Status().Owned) })
 	s.log.Info("joined the cluster", "node", id, "nats", s.cfg.Cluster)
 	return nil

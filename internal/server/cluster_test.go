@@ -70,7 +70,7 @@ func TestClusterMembership(t *testing.T) {
 		t.Errorf("c calls itself %q", st.Cluster.Node)
 	}
 	_, _, metrics := do(t, "GET", a.OpsURL()+"/metrics", "", "Authorization", admin)
-	for _, want := range []string{"parley_cluster_nodes 3\n", "parley_cluster_connected 1\n"} {
+	for _, want := range []string{"parley_cluster_nodes 3\n", "parley_cluster_connected 1\n", "parley_cluster_nats_out_messages_total "} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

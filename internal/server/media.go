@@ -170,6 +170,9 @@ func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
 		return
 	}
+	if s.redirectWHEP(w, r) {
+		return
+	}
 	s.whip.ServeHTTP(w, r)
 }
 

@@ -1,14 +1,12 @@
 package server_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -282,31 +280,7 @@ func TestRecordKilled(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	child := exec.Command(os.Args[0], "-test.run", "^TestRecordChild$", "-test.timeout", "5m")
-	child.Env = append(os.Environ(), recordChildEnv+"="+dir)
-	out, err := child.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	child.Stderr = &testLog{t: t}
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
-	addrs := map[string]string{}
-	sc := bufio.NewScanner(out)
-	for len(addrs) < 2 && sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), " "); ok && (k == "RTMP" || k == "OPS") {
-			addrs[k] = v
-		}
-	}
-	if len(addrs) < 2 {
-		t.Fatalf("the child server did not start: %v", sc.Err())
-	}
-	go func() { // keep the pipe drained
-		for sc.Scan() {
-		}
-	}()
+	child, addrs := runChild(t, "TestRecordChild", recordChildEnv+"="+dir, "RTMP", "OPS")
 	studio(ctx, t, "rtmp://"+addrs["RTMP"]+"/live/s")
 	waitRecorded(ctx, t, addrs["OPS"], "s", 10*time.Second)
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley/parley/internal/access"
@@ -95,6 +96,10 @@ type Server struct {
 	quitNow   context.CancelFunc
 	closeOnce sync.Once
 	serveDone chan struct{}
+
+	// clusterView is cluster for the signaling plane, which serves before
+	// the node has joined (cluster_ops.go).
+	clusterView atomic.Pointer[cluster.Cluster]
 }
 
 // New builds a server from a validated config. Nothing listens until Start.
@@ -158,6 +163,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		ResumeGrace: resumeGrace(cfg.ResumeGrace.D()),
 		Auth:        s.auth, Origins: s.origins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
 		ICEServers: s.iceServers, ICERefresh: iceRefresh(cfg), Rooms: s.rooms, Metrics: s.metrics, Logger: log,
+		Nodes: s.otherNodes, MediaNode: s.mediaNode,
 	})
 	s.mux = s.routes()
 	return s, nil

@@ -57,11 +57,7 @@ func joinSFUAs(t *testing.T, url, room, name, token string) *sfuMember {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := dialClient(t, url)
 	api, err := client.LoopbackAPI()
 	if err != nil {
 		t.Fatal(err)

@@ -73,6 +73,15 @@ type Options struct {
 	// Media runs the media of sfu-mode rooms; nil makes every room p2p.
 	Media MediaRooms
 
+	// On a node of a cluster (nil alone): Nodes lists the other nodes'
+	// base URLs, least loaded first, for joined's and resumed's "nodes"
+	// (where a client goes when this node is unreachable) and for
+	// server-shutdown's "url" (where a drained node sends its clients);
+	// MediaNode names the node placed to carry a group room's media
+	// (joined's "mediaNode"; "" this one).
+	Nodes     func() []string
+	MediaNode func(room string) string
+
 	Rooms   *room.Manager
 	Metrics *metrics.Registry
 	Logger  *slog.Logger
@@ -245,6 +254,18 @@ func NewHub(o Options) *Hub {
 // client adds its own jitter, so a thousand do not come back at once.
 const shutdownRetry = time.Second
 
+// drainRetry is server-shutdown's retryMs when it names another node of
+// the cluster: that node is up, only the jitter spreads the clients out.
+const drainRetry = 250 * time.Millisecond
+
+// nodes are the cluster's other nodes (Options.Nodes), none alone.
+func (h *Hub) nodes() []string {
+	if h.opts.Nodes == nil {
+		return nil
+	}
+	return h.opts.Nodes()
+}
+
 // pollGoodbye is how long a shutdown waits for HTTP members to poll for
 // their goodbye.
 const pollGoodbye = time.Second
@@ -261,7 +282,13 @@ func (h *Hub) Close(ctx context.Context) {
 		all = append(all, s)
 	}
 	h.mu.Unlock()
-	goodbye := mustJSON(protocol.Message{Type: protocol.TypeServerShutdown, RetryMs: int(shutdownRetry / time.Millisecond)})
+	bye := protocol.Message{Type: protocol.TypeServerShutdown, RetryMs: int(shutdownRetry / time.Millisecond)}
+	if nodes := h.nodes(); len(nodes) > 0 {
+		// A drained node of a cluster: go to the least loaded other node
+		// now (a restart is not awaited there).
+		bye.URL, bye.RetryMs = nodes[0], int(drainRetry/time.Millisecond)
+	}
+	goodbye := mustJSON(bye)
 	for _, s := range all {
 		s.push(goodbye) // drained before the error and the close frame
 		s.fail(protocol.CodeShuttingDown, "the server is shutting down")

@@ -208,7 +208,7 @@ func resumedMessage(s *session, token string) []byte {
 		name = r.Name
 	}
 	got := s.heard.Load()
-	return mustJSON(protocol.Message{Type: protocol.TypeResumed, Room: name, ID: s.member.ID, Name: s.member.Name, Resume: token, Got: &got})
+	return mustJSON(protocol.Message{Type: protocol.TypeResumed, Room: name, ID: s.member.ID, Name: s.member.Name, Resume: token, Got: &got, Nodes: s.hub.nodes()})
 }
 
 // Detached is the number of members waiting for their client to resume.

@@ -441,9 +441,14 @@ func (s *session) join(m protocol.Message) {
 	for i, p := range peers {
 		list[i] = infoOf(p).peer
 	}
+	var mediaNode string
+	if r.Mode == room.SFU && h.opts.MediaNode != nil {
+		mediaNode = h.opts.MediaNode(r.Name)
+	}
 	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: me.Name,
 		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID), Grants: wireGrants(s.grants),
-		Identity: me.Identity, Verified: me.Verified, Host: me.Host, Resume: h.issueToken(s)}))
+		Identity: me.Identity, Verified: me.Verified, Host: me.Host, Resume: h.issueToken(s),
+		Nodes: h.nodes(), MediaNode: mediaNode}))
 	if r.Mode == room.SFU && h.opts.Media != nil {
 		ms, err := h.opts.Media.Join(r.Name, s.member.ID, s.grants, func(m protocol.Message) { s.push(mustJSON(m)) })
 		if err != nil {

@@ -55,6 +55,29 @@ func Dial(ctx context.Context, baseURL string, o *Options) (*Client, error) {
 	return dial(ctx, baseURL, o, nil)
 }
 
+// DialAny dials the first of urls that answers, trying them in order,
+// and returns the session and the URL it reached. A member whose node of
+// a cluster is gone uses it with the nodes its joined listed
+// (protocol.Joined.Nodes, least loaded first), a member of a drained
+// node with server-shutdown's URL first; either way it joins afresh.
+func DialAny(ctx context.Context, urls []string, o *Options) (*Client, string, error) {
+	var errs []error
+	for _, u := range urls {
+		c, err := Dial(ctx, u, o)
+		if err == nil {
+			return c, u, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return nil, "", errors.New("client: no server to dial")
+	}
+	return nil, "", errors.Join(errs...)
+}
+
 // dial opens a session; over HTTP, open (when not nil) is the body of the
 // request that opens it.
 func dial(ctx context.Context, baseURL string, o *Options, open []byte) (*Client, error) {

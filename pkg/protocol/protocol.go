@@ -131,6 +131,13 @@ type Message struct {
 	Resume string `json:"resume,omitempty"`
 	// RetryMs, in server-shutdown, is when to try to reconnect.
 	RetryMs int `json:"retryMs,omitempty"`
+	// URL, in server-shutdown from a node of a cluster that is draining,
+	// is the base URL of another node to reconnect to (join afresh there:
+	// no node but the old one knows the resume token).
+	URL string `json:"url,omitempty"`
+	// Nodes and MediaNode as in Joined (Nodes in resumed too).
+	Nodes     []string `json:"nodes,omitempty"`
+	MediaNode string   `json:"mediaNode,omitempty"`
 	// Got acknowledges messages (see docs/protocol.md, "Nothing lost"):
 	// in resume and ping, how many the client has received from the
 	// server; in resumed and pong, how many the server has received from
@@ -156,6 +163,14 @@ type Joined struct {
 	// take this member over after the connection drops; empty when the
 	// server keeps no member for resuming.
 	Resume string `json:"resume,omitempty"`
+	// Nodes, from a node of a cluster, are the base URLs of the cluster's
+	// other nodes, least loaded first: where to reconnect (joining afresh)
+	// when this node cannot be reached. Absent on a server alone.
+	Nodes []string `json:"nodes,omitempty"`
+	// MediaNode, in a group (sfu) room on a cluster, is the base URL of
+	// the node placement chose for the room's media (docs/cluster.md,
+	// "Placement"); absent when it is this node or on a server alone.
+	MediaNode string `json:"mediaNode,omitempty"`
 }
 
 // Grants tell a member what it may do in its room: publish media and

@@ -25,7 +25,12 @@ import (
 
 // Options of one run.
 type Options struct {
-	URL       string        // server base URL, e.g. http://127.0.0.1:8080
+	URL string // server base URL, e.g. http://127.0.0.1:8080
+	// Nodes are more servers, nodes of one cluster with URL: client i
+	// dials the (i mod n)-th of URL and Nodes, so with two servers and
+	// an even RoomSize every signal crosses from one node to the other.
+	Nodes     []string
+	Token     string        // the token every client joins with ("" on an open server)
 	OpsURL    string        // the server's operations listener (/metrics), e.g. http://127.0.0.1:9090; "" = URL
 	Clients   int           // how many (default 1000)
 	RoomSize  int           // members per room (default 10)
@@ -63,6 +68,19 @@ type Result struct {
 	ServerUsPerMsg  float64 `json:"server_cpu_us_per_msg"` // server CPU per relayed message
 	ToolCores       float64 `json:"tool_cores"`
 	HostBusyCores   float64 `json:"host_busy_cores"` // all processes: shows how shared the machine was
+	// On a cluster (Nodes), what the first node's NATS connection
+	// carried: messages (in + out) and their bytes per second while the
+	// rooms were idle (settling), per room, and per relayed message.
+	NATSIdleMsgsPerRoomS  float64 `json:"nats_idle_msgs_per_room_s,omitempty"`
+	NATSIdleBytesPerRoomS float64 `json:"nats_idle_bytes_per_room_s,omitempty"`
+	NATSMsgsPerRelayed    float64 `json:"nats_msgs_per_relayed,omitempty"`
+	NATSBytesPerRelayed   float64 `json:"nats_bytes_per_relayed,omitempty"`
+}
+
+// natsTraffic sums a node's NATS counters (in + out): messages, bytes.
+func natsTraffic(m map[string]float64) (msgs, bytes float64) {
+	return m["parley_cluster_nats_in_messages_total"] + m["parley_cluster_nats_out_messages_total"],
+		m["parley_cluster_nats_in_bytes_total"] + m["parley_cluster_nats_out_bytes_total"]
 }
 
 func (o *Options) fill() {
@@ -136,6 +154,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	sources := NewSources(o.PerAddress)
+	urls := append([]string{o.URL}, o.Nodes...)
 	members := make([]member, o.Clients)
 	joinLat := make([]time.Duration, o.Clients)
 	var wg sync.WaitGroup
@@ -151,10 +170,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			start := time.Now()
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := client.Dial(dctx, o.URL, &client.Options{Buffer: 256, HTTPClient: sources.Of(i)})
+			c, err := client.Dial(dctx, urls[i%len(urls)], &client.Options{Buffer: 256, HTTPClient: sources.Of(i)})
 			if err == nil {
 				var j *protocol.Message
-				j, err = c.Join(dctx, fmt.Sprintf("bench-%d", i/o.RoomSize), fmt.Sprint("c", i), "")
+				j, err = c.Join(dctx, fmt.Sprintf("bench-%d", i/o.RoomSize), fmt.Sprint("c", i), o.Token)
 				if err == nil {
 					members[i] = member{c: c, id: j.ID}
 					joinLat[i] = time.Since(start)
@@ -197,10 +216,22 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}(m.c)
 	}
 	fmt.Fprintf(o.Progress, "all %d joined; settling %v\n", o.Clients, o.Settle)
+	settled, err := Scrape(ctx, o.OpsURL)
+	if err != nil {
+		return res, err
+	}
+	settleStart := time.Now()
 	time.Sleep(o.Settle)
 	idle, err := Scrape(ctx, o.OpsURL)
 	if err != nil {
 		return res, err
+	}
+	rooms := float64((o.Clients + o.RoomSize - 1) / o.RoomSize)
+	if len(o.Nodes) > 0 {
+		m0, b0 := natsTraffic(settled)
+		m1, b1 := natsTraffic(idle)
+		secs := time.Since(settleStart).Seconds()
+		res.NATSIdleMsgsPerRoomS, res.NATSIdleBytesPerRoomS = (m1-m0)/secs/rooms, (b1-b0)/secs/rooms
 	}
 	n := float64(o.Clients)
 	res.HeapPerConnKiB = (idle["go_memstats_heap_inuse_bytes"] - base["go_memstats_heap_inuse_bytes"]) / n / 1024
@@ -221,6 +252,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.HostBusyCores = (proc.HostBusySeconds() - host0) / wall
 	}
 	time.Sleep(500 * time.Millisecond) // let the last messages land
+	if after, err := Scrape(ctx, o.OpsURL); err == nil && len(o.Nodes) > 0 && sent > 0 {
+		m0, b0 := natsTraffic(idle)
+		m1, b1 := natsTraffic(after)
+		res.NATSMsgsPerRelayed, res.NATSBytesPerRelayed = (m1-m0)/float64(sent), (b1-b0)/float64(sent)
+	}
 	close(stopDrain)
 	closeAll(members)
 	drainWG.Wait()
@@ -360,6 +396,8 @@ join latency       p50 %.2f ms   p99 %.2f ms
 relay latency      p50 %.2f ms   p99 %.2f ms   (%d relayed, %d lost, %.0f msg/s)
 server per conn    heap %.1f KiB   stack %.1f KiB   goroutines %.2f
 relay phase CPU    server %.2f cores (%.1f µs per message)   tool %.2f cores   whole machine %.2f cores busy
+NATS (first node)  idle %.2f msg/s and %.0f B/s per room; relaying %.2f messages and %.0f B per relayed message
 `, r.Clients, r.RoomSize, r.Connected, r.JoinP50ms, r.JoinP99ms, r.RelayP50ms, r.RelayP99ms, r.Relayed, r.Lost, r.RelayRate,
-		r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPer, r.ServerCores, r.ServerUsPerMsg, r.ToolCores, r.HostBusyCores)
+		r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPer, r.ServerCores, r.ServerUsPerMsg, r.ToolCores, r.HostBusyCores,
+		r.NATSIdleMsgsPerRoomS, r.NATSIdleBytesPerRoomS, r.NATSMsgsPerRelayed, r.NATSBytesPerRelayed)
 }

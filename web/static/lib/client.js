@@ -28,6 +28,13 @@ import { relayed } from './stats.js';
  */
 const RECONNECT_BASE = 500;
 const RECONNECT_CAP = 3000;
+/**
+ * On a cluster, attempts that fail at one node before the client moves to
+ * the next: a short network outage of the client's own should not cost
+ * the resume at its node (another node joins it afresh), and a dead node
+ * is left after about 1.5 s.
+ */
+const NODE_TRIES = 2;
 /** Messages kept for sending again after a resume, at most. */
 const UNACKED_MAX = 512;
 
@@ -71,6 +78,18 @@ export class Client extends EventTarget {
     this.token = opts.token || '';
     /** @private */
     this.base = opts.server || location.origin;
+    /**
+     * The cluster's other nodes (joined's "nodes", least loaded first):
+     * where to go when this server cannot be reached. Empty alone.
+     * @type {string[]}
+     * @private
+     */
+    this.nodes = [];
+    /**
+     * Attempts in a row that failed at this.base.
+     * @private
+     */
+    this.failsHere = 0;
     /** @type {MediaStream|null} */
     this.localStream = opts.localStream || null;
     this.maxFileSize = opts.maxFileSize || 512 * 1024 * 1024;
@@ -204,8 +223,10 @@ export class Client extends EventTarget {
         this.resumeFailed();
         return this.connect();
       }
+      if (++this.failsHere >= NODE_TRIES) this.nextNode();
       return this.scheduleReconnect(e.message || 'server unreachable');
     }
+    this.failsHere = 0;
     if (this.sig !== sig || this.gone) return sig.close();
     sig.addEventListener('message', (ev) => this.onServerMessage(/** @type {CustomEvent} */ (ev).detail));
     sig.addEventListener('close', (ev) => {
@@ -274,6 +295,30 @@ export class Client extends EventTarget {
   }
 
   /**
+   * This server cannot be reached: on a cluster, try the next of its
+   * other nodes (our member there is new: the resume fails and we join
+   * afresh, the others see us leave and come back).
+   * @private
+   */
+  nextNode() {
+    if (!this.nodes.length) return;
+    const at = this.nodes.indexOf(this.base);
+    const next = this.nodes[(at + 1) % this.nodes.length];
+    if (at < 0) this.nodes.push(this.base); // come back here after the others
+    this.log('server unreachable; trying node', next);
+    this.base = next;
+    this.failsHere = 0;
+  }
+
+  /**
+   * @param {any} m joined or resumed
+   * @private
+   */
+  setNodes(m) {
+    if (Array.isArray(m.nodes)) this.nodes = m.nodes.filter((/** @type {any} */ u) => typeof u === 'string' && /^https?:\/\//.test(u));
+  }
+
+  /**
    * @param {string} reason
    * @private
    */
@@ -329,6 +374,7 @@ export class Client extends EventTarget {
         this.serverRetry = 0;
         this.resuming = false;
         this.resumeToken = m.resume || '';
+        this.setNodes(m);
         this.setState('joined');
         { // What the server did not get from us, then what waited for a connection.
           if (typeof m.got === 'number') this.acked(m.got);
@@ -356,6 +402,7 @@ export class Client extends EventTarget {
         this.unacked = [];
         this.backlog = [];
         this.resumeToken = m.resume || '';
+        this.setNodes(m);
         this.id = m.id;
         this.mode = m.mode || 'p2p';
         this.joining = false;
@@ -433,6 +480,11 @@ export class Client extends EventTarget {
         // closes next; come back after about retryMs, not after a backoff.
         this.serverRetry = Number(m.retryMs) > 0 ? Number(m.retryMs) : 1000;
         this.attempt = 0;
+        // A drained node of a cluster names another node to go to.
+        if (typeof m.url === 'string' && /^https?:\/\//.test(m.url)) {
+          this.base = m.url;
+          this.failsHere = 0;
+        }
         break;
       case 'error': {
         if (m.code === 'shutting-down' && !this.gone) break; // expected: server-shutdown came first (or the close will say it)

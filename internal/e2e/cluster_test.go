@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/cluster"
+	"github.com/parley/parley/internal/config"
+)
+
+// TestClusterNodeKilledBrowsers: Alice's page is served by node a (which
+// runs the embedded NATS server), Bob's by node b, a separate process;
+// they are in one peer-to-peer call. b is killed (SIGKILL): Bob's page,
+// finding b unreachable, goes by itself to the other node its joined
+// listed (a) and joins again; Alice sees the old Bob leave (his node's
+// registry entry expired) and the new one come, and both see each
+// other's media again.
+func TestClusterNodeKilledBrowsers(t *testing.T) {
+	clusterNodeGone(t, syscall.SIGKILL)
+}
+
+// TestClusterNodeDrainedBrowsers: as TestClusterNodeKilledBrowsers, but b
+// is drained (SIGTERM): its server-shutdown names node a, and Bob's page
+// goes there at its first attempt (no attempt at b, which is going away).
+func TestClusterNodeDrainedBrowsers(t *testing.T) {
+	clusterNodeGone(t, syscall.SIGTERM)
+}
+
+func clusterNodeGone(t *testing.T, sig syscall.Signal) {
+	const secret = "cluster-e2e-secret-0123456789abcdef"
+	e := newEnv(t, func(c *config.Config) {
+		c.AuthSecret, c.TURNSecret = secret, secret
+		c.Cluster, c.ClusterListen, c.ClusterNode, c.ClusterTTL = "embedded", "127.0.0.1:0", "a", config.Duration(time.Second)
+	})
+	a := e.srv.Cluster()
+	p := startProcServer(t, "--cluster", a.ClientURL(), "--cluster-node", "b", "--cluster-ttl", "1s",
+		"--auth-secret", secret, "--turn-secret", secret)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cluster.Await(ctx, []*cluster.Cluster{a}, func() bool { return len(a.Nodes()) == 2 }); err != nil {
+		t.Fatalf("a never listed b: %v", err)
+	}
+	tok := func(name string) string {
+		tk, err := auth.NewToken([]byte(secret), "spread", name, auth.Grants{Publish: true, Subscribe: true}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "token=" + tk
+	}
+	alice, bob := e.launch("Alice"), e.launch("Bob")
+	bob.base = p.url
+	alice.join("spread", tok("alice"))
+	bob.join("spread", tok("bob"))
+	alice.waitMedia(30*time.Second, "Bob")
+	bob.waitMedia(30*time.Second, "Alice")
+	oldBob := eval[string](bob, `parleyApp.client.id`)
+	eval[bool](bob, `(window.attempts = 0, parleyApp.client.addEventListener('reconnecting', () => attempts++), true)`)
+
+	p.stop(sig)
+	bob.waitFor(30*time.Second, "Bob back in the room through node a", `parleyApp.client.state === 'joined' && parleyApp.client.id !== `+jsString(oldBob),
+		`[parleyApp.client.state, parleyApp.client.id, document.body.innerText.slice(0, 200)]`)
+	alice.waitFor(30*time.Second, "one Bob, the new one", fmt.Sprintf(`parleyApp.client.peers.size === 1 && !parleyApp.client.peers.has(%s)`, jsString(oldBob)),
+		`[...parleyApp.client.peers.values()].map(p => p.id + ' ' + p.name)`)
+	alice.waitMedia(30*time.Second, "Bob")
+	bob.waitMedia(30*time.Second, "Alice")
+	if n := eval[int](bob, `attempts`); sig == syscall.SIGTERM && n != 1 {
+		t.Errorf("Bob's page made %d attempts to reconnect after the drain; want 1, at the node server-shutdown named", n)
+	}
+}

@@ -1,0 +1,106 @@
+package server_test
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/server"
+)
+
+// TestClusterWHEPRedirect: with --cluster-redirect, a WHEP viewer of a
+// stream whose origin (as the media relay names it in the streams
+// bucket; written here as the relay does) is another node is sent there
+// with a 307 (path and query kept); a stream with no origin, or a node
+// without the option, serves the viewer itself.
+func TestClusterWHEPRedirect(t *testing.T) {
+	a := startServer(t, func(c *config.Config) {
+		c.AuthSecret, c.TURNSecret = testSecret, testSecret
+		c.ClusterNode, c.ClusterTTL, c.Cluster, c.ClusterListen = "a", config.Duration(time.Second), "embedded", "127.0.0.1:0"
+		c.ClusterRedirect = true
+	})
+	b := clusterNode(t, "b", a.Cluster().ClientURL())
+	waitCluster(t, "a and b listing each other", []*server.Server{a, b}, func() bool {
+		return len(a.Cluster().Nodes()) == 2 && len(b.Cluster().Nodes()) == 2
+	})
+
+	nc, err := nats.Connect(a.Cluster().ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "parley_streams", Storage: jetstream.MemoryStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, base64.RawURLEncoding.EncodeToString([]byte("onb")), []byte(`{"stream":"onb","node":"b"}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	tok := mintToken(t, "onb", auth.Grants{Subscribe: true})
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(s *server.Server, stream string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, s.URL()+"/whep/"+stream+"?token="+tok, nil)
+		req.Header.Set("Content-Type", "application/sdp")
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(a, "onb"); resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != b.URL()+"/whep/onb?token="+tok {
+		t.Errorf("a answered a viewer of b's stream %s, Location %q; want 307 to %s", resp.Status, resp.Header.Get("Location"), b.URL())
+	}
+	if resp := post(a, "nowhere"); resp.StatusCode == http.StatusTemporaryRedirect {
+		t.Errorf("a redirected a viewer of a stream with no origin to %s", resp.Header.Get("Location"))
+	}
+	if resp := post(b, "onb"); resp.StatusCode == http.StatusTemporaryRedirect {
+		t.Error("b, the origin, redirected")
+	}
+}
+
+// TestClusterMediaNode: a group room's joined names the node placement
+// chose for its media ("mediaNode", absent when it is the node joined),
+// the same for members on either node; a peer-to-peer room's names none,
+// and joined lists the other nodes.
+func TestClusterMediaNode(t *testing.T) {
+	a, b := clusterPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tok := mintToken(t, "placed", auth.Grants{Publish: true, Subscribe: true})
+	mediaOf := func(s *server.Server, name string) string {
+		j, err := dialClient(t, s.URL()).JoinMode(ctx, "placed", name, tok, "sfu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Mode != "sfu" {
+			t.Fatalf("joined a %s room", j.Mode)
+		}
+		if j.MediaNode == "" {
+			return s.URL()
+		}
+		return j.MediaNode
+	}
+	onA, onB := mediaOf(a, "ann"), mediaOf(b, "bo")
+	if onA != onB || (onA != a.URL() && onA != b.URL()) {
+		t.Errorf("the room's media node: %q says a, %q says b; want the same, a or b", onA, onB)
+	}
+	cy := joinAt(t, a.URL(), "talk", "cy")
+	if cy.joined.MediaNode != "" || len(cy.nodes) != 1 || cy.nodes[0] != b.URL() {
+		t.Errorf("p2p joined at a: mediaNode %q, nodes %v; want none and [%s]", cy.joined.MediaNode, cy.nodes, b.URL())
+	}
+}
