@@ -1,0 +1,544 @@
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/pion/rtp"
+
+	"github.com/parley/parley/internal/sfu"
+)
+
+// Streams across nodes: a stream published on one node (its origin: WHIP,
+// RTMP, RTSP, SRT, a camera — anything that publishes into the SFU's
+// streams namespace) can be watched on any other node (an edge). The
+// relay is a sink on the origin and a source on the edge, and its
+// transport is NATS itself: the origin's subscription to a track
+// publishes each packet on the track's subject, and every edge that
+// relays the stream subscribes to it, so NATS fans the packets out (an
+// origin → edge tree without the origin sending once per edge).
+//
+// The origin announces its streams in the streams bucket (one key per
+// stream naming its node, rewritten every TTL/3, deleted when the stream
+// ends). An edge starts a relay when its first viewer asks for a stream
+// it does not have (the WHEP handler's Demand): it reads the owner, asks
+// it for the tracks and their codecs, publishes them in its own SFU,
+// subscribes to their subjects and then takes a lease that makes the
+// origin send; the lease is renewed every TTL/3 and the origin stops
+// sending a TTL after the last lease ran out (or at once on bye). Exactly
+// one relay per track per edge node, however many viewers it has; it
+// stops Linger after the edge's last viewer left. Keyframe requests go
+// back on the stream's .pli subject; a track that ends on the origin
+// ends on every edge. See media_wire.go for the subjects and messages.
+
+// MediaOptions configure the media relay.
+type MediaOptions struct {
+	SFU *sfu.SFU
+	// Linger is how long an edge keeps a relay after its last viewer left
+	// (default 3 s).
+	Linger time.Duration
+	Logger *slog.Logger
+}
+
+// Media relays streams between this node and the others.
+type Media struct {
+	c    *Cluster
+	sfu  *sfu.SFU
+	log  *slog.Logger
+	self string
+	ttl  time.Duration
+	lin  time.Duration
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sub    *nats.Subscription // parley.media.<self>.*.*: requests to the origin
+	wake   chan struct{}      // one slot: dirty streams to look at
+
+	dmu   sync.Mutex
+	dirty map[string]struct{} // streams whose SFU room changed
+
+	mu       sync.Mutex
+	kv       jetstream.KeyValue
+	origins  map[string]*origin
+	edges    map[string]*edge
+	starting map[string]*startCall // edges being started
+
+	stats MediaStats
+}
+
+// MediaStats count the relays (for /metrics and tests).
+type MediaStats struct {
+	Relays        atomic.Int64  // tracks this node relays in from an origin, now
+	RelaysStarted atomic.Uint64 // such tracks started, in total
+	Sending       atomic.Int64  // tracks this node sends to edges, now
+	PacketsOut    atomic.Uint64 // RTP packets published to NATS
+	BytesOut      atomic.Uint64 // their bytes (the messages' bodies)
+	PacketsIn     atomic.Uint64 // RTP packets received and published here
+	Rejected      atomic.Uint64 // messages from NATS that failed the checks
+}
+
+const streamsBucket = "parley_streams"
+
+// streamEntry is a stream's entry in the streams bucket.
+type streamEntry struct {
+	Stream string    `json:"stream"`
+	Node   string    `json:"node"`
+	Since  time.Time `json:"since"`
+}
+
+// StartMedia starts relaying streams; Close stops it (before the
+// cluster closes).
+func (c *Cluster) StartMedia(o MediaOptions) (*Media, error) {
+	if o.SFU == nil {
+		return nil, errors.New("cluster: media needs the SFU")
+	}
+	if o.Linger <= 0 {
+		o.Linger = 3 * time.Second
+	}
+	log := c.log
+	if o.Logger != nil {
+		log = o.Logger.With("plane", "cluster", "node", c.opts.Node.ID)
+	}
+	m := &Media{c: c, sfu: o.SFU, log: log.With("relay", "media"), self: c.opts.Node.ID, ttl: c.opts.TTL, lin: o.Linger,
+		wake: make(chan struct{}, 1), dirty: map[string]struct{}{},
+		origins: map[string]*origin{}, edges: map[string]*edge{}, starting: map[string]*startCall{}}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	var err error
+	if m.sub, err = c.nc.Subscribe(mediaSubjects+m.self+".*.*", m.request); err != nil {
+		return nil, fmt.Errorf("cluster: subscribe to media requests: %w", err)
+	}
+	if err := c.nc.Flush(); err != nil {
+		_ = m.sub.Unsubscribe()
+		return nil, fmt.Errorf("cluster: subscribe to media requests: %w", err)
+	}
+	m.wg.Add(1)
+	go m.run()
+	return m, nil
+}
+
+// Stats are the relay's counters.
+func (m *Media) Stats() *MediaStats { return &m.stats }
+
+// Close stops every relay: edges' viewers see their streams end, and
+// this node's streams leave the bucket.
+func (m *Media) Close() {
+	m.cancel()
+	m.wg.Wait()
+	_ = m.sub.Unsubscribe()
+	m.mu.Lock()
+	edges := slices.Collect(maps.Values(m.edges))
+	origins := m.origins
+	m.origins = map[string]*origin{}
+	kv := m.kv
+	m.mu.Unlock()
+	for _, e := range edges {
+		e.cancel()
+	}
+	for _, e := range edges {
+		<-e.done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, o := range origins {
+		m.stopOrigin(ctx, kv, o)
+	}
+}
+
+// RoomChanged is told of every change of an SFU room (the SFU's
+// OnRoomChange); it never blocks.
+func (m *Media) RoomChanged(ns sfu.Namespace, name string) {
+	if ns != sfu.Streams {
+		return
+	}
+	m.poke(name)
+}
+
+func (m *Media) poke(stream string) {
+	m.dmu.Lock()
+	m.dirty[stream] = struct{}{}
+	m.dmu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run looks at changed streams and, every TTL/3, rewrites the origin's
+// entries and drops edges whose lease ran out.
+func (m *Media) run() {
+	defer m.wg.Done()
+	tick := time.NewTicker(m.ttl / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-m.wake:
+			m.dmu.Lock()
+			dirty := m.dirty
+			m.dirty = map[string]struct{}{}
+			m.dmu.Unlock()
+			for s := range dirty {
+				m.look(s)
+			}
+		case <-tick.C:
+			m.refresh()
+		}
+	}
+}
+
+// streamsKV opens (creating when missing) the streams bucket.
+func (m *Media) streamsKV(ctx context.Context) (jetstream.KeyValue, error) {
+	m.mu.Lock()
+	kv := m.kv
+	m.mu.Unlock()
+	if kv != nil {
+		return kv, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.c.opTimeout())
+	defer cancel()
+	kv, err := m.c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: streamsBucket, Description: "Parley streams' origin nodes", History: 1, TTL: m.ttl,
+		LimitMarkerTTL: markerTTL(m.ttl), Storage: jetstream.MemoryStorage, Replicas: m.c.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", streamsBucket, err)
+	}
+	m.mu.Lock()
+	m.kv = kv
+	m.mu.Unlock()
+	return kv, nil
+}
+
+// putOrigin writes the stream's entry naming this node.
+func (m *Media) putOrigin(stream string) error {
+	kv, err := m.streamsKV(m.ctx)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(streamEntry{Stream: stream, Node: m.self, Since: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("encode stream entry: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, m.c.opTimeout())
+	defer cancel()
+	if _, err := kv.Put(ctx, roomKey(stream), b); err != nil {
+		m.mu.Lock()
+		m.kv = nil // NATS may have restarted without the bucket: open it again next time
+		m.mu.Unlock()
+		return fmt.Errorf("announce stream %s: %w", stream, err)
+	}
+	return nil
+}
+
+// look brings a stream's relay state in line with its SFU room: a local
+// publisher makes this node its origin; an edge whose room has had no
+// viewer for Linger stops.
+func (m *Media) look(stream string) {
+	r, ok := m.sfu.LookupRoom(sfu.Streams, stream)
+	var local []sfu.TrackInfo
+	viewers := 0
+	if ok {
+		for _, ti := range r.Tracks() {
+			if _, src, err := r.TrackSpecOf(ti.ID); err == nil {
+				if _, relayed := src.(*edgeSource); !relayed {
+					local = append(local, ti)
+				}
+			}
+		}
+		viewers = len(r.Participants())
+	}
+	m.mu.Lock()
+	o := m.origins[stream]
+	e := m.edges[stream]
+	m.mu.Unlock()
+	switch {
+	case len(local) > 0 && o == nil:
+		o = &origin{m: m, stream: stream, key: roomKey(stream), room: r, tracks: map[string]*originTrack{}, edges: map[string]time.Time{}}
+		m.mu.Lock()
+		m.origins[stream] = o
+		m.mu.Unlock()
+		if err := m.putOrigin(stream); err != nil {
+			m.log.Warn("announcing a stream", "stream", stream, "err", err)
+		}
+	case len(local) == 0 && o != nil:
+		m.mu.Lock()
+		delete(m.origins, stream)
+		kv := m.kv
+		m.mu.Unlock()
+		ctx, cancel := context.WithTimeout(m.ctx, m.c.opTimeout())
+		m.stopOrigin(ctx, kv, o)
+		cancel()
+	case o != nil:
+		o.sync(local)
+	}
+	if e != nil {
+		e.idle(viewers)
+	}
+}
+
+// refresh rewrites the origin's entries and lets expired leases go.
+func (m *Media) refresh() {
+	m.mu.Lock()
+	origins := slices.Collect(maps.Values(m.origins))
+	m.mu.Unlock()
+	now := time.Now()
+	for _, o := range origins {
+		if err := m.putOrigin(o.stream); err != nil {
+			m.log.Warn("announcing a stream", "stream", o.stream, "err", err)
+		}
+		o.expire(now)
+	}
+}
+
+// stopOrigin ends a stream this node was the origin of: its tracks end on
+// every edge and its entry is deleted.
+func (m *Media) stopOrigin(ctx context.Context, kv jetstream.KeyValue, o *origin) {
+	o.sync(nil)
+	if kv == nil {
+		return
+	}
+	// Only our own entry: another node may have taken the name since.
+	e, err := kv.Get(ctx, o.key)
+	if err != nil {
+		return
+	}
+	var se streamEntry
+	if json.Unmarshal(e.Value(), &se) == nil && se.Node == m.self {
+		if err := kv.Delete(ctx, o.key, jetstream.LastRevision(e.Revision())); err != nil {
+			m.log.Debug("deleting a stream's entry", "stream", o.stream, "err", err)
+		}
+	}
+}
+
+// request answers an edge's request to this node as an origin:
+// parley.media.<self>.<stream>.<op>.
+func (m *Media) request(msg *nats.Msg) {
+	rest := strings.TrimPrefix(msg.Subject, mediaSubjects+m.self+".")
+	key, op, ok := strings.Cut(rest, ".")
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	var o *origin
+	for _, x := range m.origins { // few streams per node; keys are base64 of names
+		if x.key == key {
+			o = x
+			break
+		}
+	}
+	m.mu.Unlock()
+	reply := func(b []byte) {
+		if msg.Reply != "" {
+			_ = msg.Respond(b)
+		}
+	}
+	switch op {
+	case "tracks":
+		if o == nil {
+			reply([]byte(`{"tracks":[],"err":"not live here"}`))
+			return
+		}
+		b, err := json.Marshal(relayTracks{Tracks: o.describe()})
+		if err != nil {
+			reply([]byte(`{"tracks":[],"err":"encoding"}`))
+			return
+		}
+		reply(b)
+	case "lease":
+		node := string(msg.Data)
+		if o == nil || !nodeIDRE.MatchString(node) {
+			reply([]byte(relayGone))
+			return
+		}
+		o.lease(node, time.Now().Add(m.ttl))
+		reply([]byte(relayOK))
+	case "bye":
+		if o != nil && nodeIDRE.MatchString(string(msg.Data)) {
+			o.bye(string(msg.Data))
+		}
+	case "pli":
+		if o != nil {
+			o.keyframe(string(msg.Data))
+		}
+	default:
+		m.stats.Rejected.Add(1)
+	}
+}
+
+// origin is a stream published on this node, as relayed to edges.
+type origin struct {
+	m      *Media
+	stream string
+	key    string
+	room   *sfu.Room
+
+	mu     sync.Mutex
+	tracks map[string]*originTrack // by TrackInfo.ID: the local tracks
+	edges  map[string]time.Time    // edge node → lease end
+}
+
+// originTrack is one local track; sub is set while edges hold leases.
+type originTrack struct {
+	m       *Media
+	info    sfu.TrackInfo
+	tkey    string
+	subject string
+	sub     *sfu.Subscription
+}
+
+// relaySink is one subscription's sink (its buffer is its writer
+// goroutine's own).
+type relaySink struct {
+	t   *originTrack
+	buf []byte
+}
+
+// sync takes the room's current local tracks: tracks that ended end on
+// the edges (an 'e' message); new ones are sent if edges are there.
+func (o *origin) sync(local []sfu.TrackInfo) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := map[string]sfu.TrackInfo{}
+	for _, ti := range local {
+		now[ti.ID] = ti
+	}
+	for id, t := range o.tracks {
+		if _, ok := now[id]; !ok {
+			t.stop(true)
+			delete(o.tracks, id)
+		}
+	}
+	for id, ti := range now {
+		if _, ok := o.tracks[id]; !ok {
+			tkey := base64.RawURLEncoding.EncodeToString([]byte(id))
+			o.tracks[id] = &originTrack{m: o.m, info: ti, tkey: tkey, subject: mediaSubjects + o.m.self + "." + o.key + ".t." + tkey}
+		}
+	}
+	if len(o.edges) > 0 {
+		o.sendLocked()
+	}
+}
+
+// describe lists the tracks for an edge.
+func (o *origin) describe() []relayTrack {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]relayTrack, 0, len(o.tracks))
+	for id := range o.tracks {
+		spec, _, err := o.room.TrackSpecOf(id)
+		if err != nil {
+			continue
+		}
+		c := spec.Codec
+		out = append(out, relayTrack{ID: id, TrackID: spec.TrackID, StreamID: spec.StreamID, Mime: c.MimeType, Clock: c.ClockRate,
+			Channels: c.Channels, Fmtp: c.SDPFmtpLine, PT: uint8(c.PayloadType), Shared: spec.SharedClock})
+	}
+	return out
+}
+
+// lease lets an edge have the stream's packets until the lease ends.
+func (o *origin) lease(node string, until time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.edges[node] = until
+	o.sendLocked()
+}
+
+func (o *origin) bye(node string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.edges, node)
+	if len(o.edges) == 0 {
+		o.quietLocked()
+	}
+}
+
+// expire drops leases that ended; with none left nothing is sent.
+func (o *origin) expire(now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for n, until := range o.edges {
+		if now.After(until) {
+			delete(o.edges, n)
+		}
+	}
+	if len(o.edges) == 0 {
+		o.quietLocked()
+	}
+}
+
+// sendLocked subscribes a sink to every track not yet sent.
+func (o *origin) sendLocked() {
+	for id, t := range o.tracks {
+		if t.sub != nil {
+			continue
+		}
+		sub, err := o.room.Subscribe(id, &relaySink{t: t}, sfu.SinkOptions{})
+		if err != nil {
+			o.m.log.Debug("relaying a track", "stream", o.stream, "track", id, "err", err)
+			continue
+		}
+		t.sub = sub
+		o.m.stats.Sending.Add(1)
+	}
+}
+
+func (o *origin) quietLocked() {
+	for _, t := range o.tracks {
+		t.stop(false)
+	}
+}
+
+func (o *origin) keyframe(tkey string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, t := range o.tracks {
+		if t.tkey == tkey && t.sub != nil {
+			t.sub.RequestKeyframe()
+		}
+	}
+}
+
+// stop detaches the sink; ended tells the edges the track is over.
+func (t *originTrack) stop(ended bool) {
+	if t.sub != nil {
+		t.sub.Close()
+		t.sub = nil
+		t.m.stats.Sending.Add(-1)
+	}
+	if ended {
+		if err := t.m.c.nc.Publish(t.subject, []byte{msgEnd}); err != nil {
+			t.m.log.Warn("telling edges a track ended", "track", t.info.ID, "err", err)
+		}
+	}
+}
+
+// WriteRTP is the sink: one packet to every edge.
+func (s *relaySink) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	t := s.t
+	b, err := appendRTPMsg(s.buf[:0], h, payload)
+	s.buf = b
+	if err != nil {
+		return 0, err
+	}
+	if err := t.m.c.nc.Publish(t.subject, b); err != nil { // copied into the connection's buffer
+		return 0, fmt.Errorf("cluster: relay: %w", err)
+	}
+	t.m.stats.PacketsOut.Add(1)
+	t.m.stats.BytesOut.Add(uint64(len(b)))
+	return len(payload), nil
+}
