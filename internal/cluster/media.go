@@ -268,6 +268,7 @@ func (m *Media) look(stream string) {
 	switch {
 	case len(local) > 0 && o == nil:
 		o = &origin{m: m, stream: stream, key: roomKey(stream), room: r, tracks: map[string]*originTrack{}, edges: map[string]time.Time{}}
+		o.sync(local)
 		m.mu.Lock()
 		m.origins[stream] = o
 		m.mu.Unlock()

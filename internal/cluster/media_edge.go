@@ -81,7 +81,7 @@ type startCall struct {
 // viewers ask at the same time). It reports whether the stream is here.
 func (m *Media) Demand(ctx context.Context, stream string) bool {
 	m.mu.Lock()
-	if m.edges[stream] != nil {
+	if e := m.edges[stream]; e != nil && e.ctx.Err() == nil { // not one stopping: a new one starts
 		m.mu.Unlock()
 		return true
 	}
