@@ -365,8 +365,7 @@ func (m *Media) request(msg *nats.Msg) {
 			reply([]byte(relayGone))
 			return
 		}
-		o.lease(node, time.Now().Add(m.ttl))
-		reply([]byte(relayOK))
+		reply(appendLease(nil, o.lease(node, time.Now().Add(m.ttl))))
 	case "bye":
 		if o != nil && nodeIDRE.MatchString(string(msg.Data)) {
 			o.bye(string(msg.Data))
@@ -451,12 +450,14 @@ func (o *origin) describe() []relayTrack {
 	return out
 }
 
-// lease lets an edge have the stream's packets until the lease ends.
-func (o *origin) lease(node string, until time.Time) {
+// lease lets an edge have the stream's packets until the lease ends; it
+// returns the number of tracks.
+func (o *origin) lease(node string, until time.Time) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.edges[node] = until
 	o.sendLocked()
+	return len(o.tracks)
 }
 
 func (o *origin) bye(node string) {

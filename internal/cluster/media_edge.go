@@ -31,8 +31,6 @@ type edge struct {
 	stream string
 	origin string
 	prefix string // parley.media.<origin>.<stream>
-	keys   []string
-	tracks []*edgeTrack // set before run starts, read-only after
 	src    *edgeSource
 
 	ctx    context.Context
@@ -40,7 +38,8 @@ type edge struct {
 	done   chan struct{} // closed when torn down
 
 	mu        sync.Mutex
-	idleSince time.Time // since the room had no viewer; zero while it has
+	tracks    []*edgeTrack // track i is the SFU layer with SSRC i+1
+	idleSince time.Time    // since the room had no viewer; zero while it has
 	timer     *time.Timer
 }
 
@@ -62,10 +61,14 @@ type edgeSource struct {
 func (s *edgeSource) SourceID() string { return s.id }
 
 func (s *edgeSource) RequestKeyframe(ssrc uint32) {
-	if ssrc == 0 || int(ssrc) > len(s.e.keys) {
+	s.e.mu.Lock()
+	if ssrc == 0 || int(ssrc) > len(s.e.tracks) {
+		s.e.mu.Unlock()
 		return
 	}
-	if err := s.e.m.c.nc.Publish(s.e.prefix+".pli", []byte(s.e.keys[ssrc-1])); err != nil {
+	tkey := s.e.tracks[ssrc-1].tkey
+	s.e.mu.Unlock()
+	if err := s.e.m.c.nc.Publish(s.e.prefix+".pli", []byte(tkey)); err != nil {
 		s.e.m.log.Debug("asking the origin for a keyframe", "stream", s.e.stream, "err", err)
 	}
 }
@@ -143,68 +146,111 @@ func (m *Media) startEdge(ctx context.Context, stream string) (*edge, error) {
 	if se.Node == m.self {
 		return nil, errNotElsewhere
 	}
-	prefix := mediaSubjects + se.Node + "." + key
-	msg, err := m.c.nc.RequestWithContext(ctx, prefix+".tracks", []byte(m.self))
-	if err != nil {
-		return nil, fmt.Errorf("tracks of %s from %s: %w", stream, se.Node, err)
-	}
-	tracks, err := decodeTracks(msg.Data)
-	if err != nil {
-		m.stats.Rejected.Add(1)
-		return nil, err
-	}
-	e := &edge{m: m, stream: stream, origin: se.Node, prefix: prefix, done: make(chan struct{})}
+	e := &edge{m: m, stream: stream, origin: se.Node, prefix: mediaSubjects + se.Node + "." + key, done: make(chan struct{})}
 	e.ctx, e.cancel = context.WithCancel(m.ctx)
 	e.src = &edgeSource{e: e, id: "relay-" + se.Node}
-	for _, t := range tracks {
-		e.keys = append(e.keys, base64.RawURLEncoding.EncodeToString([]byte(t.ID)))
+	if err := e.addTracks(ctx); err != nil {
+		e.teardown()
+		return nil, err
 	}
-	for i, t := range tracks {
-		et := &edgeTrack{e: e, tkey: e.keys[i]}
-		et.pub, err = m.sfu.Publish(sfu.Streams, stream, e.src, sfu.TrackSpec{TrackID: t.TrackID, StreamID: t.StreamID,
-			Codec: t.codec(), Layers: []sfu.LayerSpec{{SSRC: uint32(i + 1)}}, SharedClock: t.Shared})
-		if err == nil {
-			et.sub, err = m.c.nc.Subscribe(prefix+".t."+et.tkey, et.receive)
-			if err != nil {
-				et.pub.End()
-			}
-		}
-		if err != nil {
-			e.teardown()
-			return nil, fmt.Errorf("relaying %s: %w", stream, err)
-		}
-		if err := et.sub.SetPendingLimits(relayPendingMsgs, relayPendingBytes); err != nil {
-			m.log.Warn("bounding a relay's queue", "err", err)
-		}
-		e.tracks = append(e.tracks, et)
-		m.stats.Relays.Add(1)
-		m.stats.RelaysStarted.Add(1)
-	}
-	if err := m.c.nc.FlushWithContext(ctx); err == nil { // subscribed before the origin sends
-		err = e.renew(ctx)
-	}
-	if err != nil {
+	if _, err := e.renew(ctx); err != nil {
 		e.teardown()
 		return nil, fmt.Errorf("lease on %s from %s: %w", stream, se.Node, err)
 	}
-	m.log.Info("relaying a stream from its origin", "stream", stream, "origin", se.Node, "tracks", len(e.tracks))
+	m.log.Info("relaying a stream from its origin", "stream", stream, "origin", se.Node, "tracks", e.count())
 	m.wg.Add(1)
 	go e.run()
 	return e, nil
 }
 
-var errOriginGone = errors.New("the origin no longer has the stream")
+func (e *edge) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.tracks)
+}
 
-// renew asks the origin to keep sending.
-func (e *edge) renew(ctx context.Context) error {
-	msg, err := e.m.c.nc.RequestWithContext(ctx, e.prefix+".lease", []byte(e.m.self))
+// addTracks asks the origin for its tracks and relays those not relayed
+// yet: at the start, and when the origin has more (a late track).
+func (e *edge) addTracks(ctx context.Context) error {
+	m := e.m
+	msg, err := m.c.nc.RequestWithContext(ctx, e.prefix+".tracks", []byte(m.self))
 	if err != nil {
+		return fmt.Errorf("tracks of %s from %s: %w", e.stream, e.origin, err)
+	}
+	tracks, err := decodeTracks(msg.Data)
+	if err != nil {
+		m.stats.Rejected.Add(1)
 		return err
 	}
-	if string(msg.Data) != relayOK {
-		return errOriginGone
+	e.mu.Lock()
+	known := map[string]bool{}
+	for _, t := range e.tracks {
+		known[t.tkey] = true
+	}
+	e.mu.Unlock()
+	for _, t := range tracks {
+		tkey := base64.RawURLEncoding.EncodeToString([]byte(t.ID))
+		if known[tkey] {
+			continue
+		}
+		if err := e.add(tkey, t); err != nil {
+			return fmt.Errorf("relaying %s: %w", e.stream, err)
+		}
+	}
+	if err := m.c.nc.FlushWithContext(ctx); err != nil { // subscribed before the origin sends
+		return fmt.Errorf("relaying %s: %w", e.stream, err)
 	}
 	return nil
+}
+
+// add publishes one of the origin's tracks here, fed from its subject.
+func (e *edge) add(tkey string, t relayTrack) error {
+	m := e.m
+	e.mu.Lock()
+	if len(e.tracks) >= maxRelayTrack {
+		e.mu.Unlock()
+		return fmt.Errorf("%w: more than %d tracks", errRelayMsg, maxRelayTrack)
+	}
+	et := &edgeTrack{e: e, tkey: tkey}
+	ssrc := uint32(len(e.tracks) + 1)
+	e.tracks = append(e.tracks, et) // before publishing: keyframe requests may come at once
+	e.mu.Unlock()
+	var err error
+	et.pub, err = m.sfu.Publish(sfu.Streams, e.stream, e.src, sfu.TrackSpec{TrackID: t.TrackID, StreamID: t.StreamID,
+		Codec: t.codec(), Layers: []sfu.LayerSpec{{SSRC: ssrc}}, SharedClock: t.Shared})
+	if err != nil {
+		et.ended.Store(true)
+		return err
+	}
+	m.stats.Relays.Add(1)
+	m.stats.RelaysStarted.Add(1)
+	sub, err := m.c.nc.Subscribe(e.prefix+".t."+tkey, et.receive)
+	if err != nil {
+		return err // teardown ends the publication
+	}
+	if err := sub.SetPendingLimits(relayPendingMsgs, relayPendingBytes); err != nil {
+		m.log.Warn("bounding a relay's queue", "err", err)
+	}
+	e.mu.Lock()
+	et.sub = sub
+	e.mu.Unlock()
+	return nil
+}
+
+var errOriginGone = errors.New("the origin no longer has the stream")
+
+// renew asks the origin to keep sending; it returns the number of tracks
+// the origin has.
+func (e *edge) renew(ctx context.Context) (int, error) {
+	msg, err := e.m.c.nc.RequestWithContext(ctx, e.prefix+".lease", []byte(e.m.self))
+	if err != nil {
+		return 0, err
+	}
+	n, ok := decodeLease(msg.Data)
+	if !ok {
+		return 0, errOriginGone
+	}
+	return n, nil
 }
 
 // run renews the lease every TTL/3 until the relay stops: the viewers
@@ -221,7 +267,12 @@ func (e *edge) run() {
 			return
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(e.ctx, e.m.c.opTimeout())
-			err := e.renew(ctx)
+			n, err := e.renew(ctx)
+			if err == nil && n > e.count() {
+				if err := e.addTracks(ctx); err != nil {
+					e.m.log.Warn("relaying a stream's new track", "stream", e.stream, "err", err)
+				}
+			}
 			cancel()
 			switch {
 			case errors.Is(err, errOriginGone):
@@ -250,12 +301,22 @@ func (e *edge) teardown() {
 	if err := e.m.c.nc.Publish(e.prefix+".bye", []byte(e.m.self)); err != nil {
 		e.m.log.Debug("telling the origin", "err", err)
 	}
-	for _, t := range e.tracks {
-		_ = t.sub.Unsubscribe()
+	e.mu.Lock()
+	tracks := e.tracks
+	e.mu.Unlock()
+	for _, t := range tracks {
+		e.mu.Lock()
+		sub := t.sub
+		e.mu.Unlock()
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+		if t.pub != nil {
+			e.m.stats.Relays.Add(-1)
+		}
 		if t.ended.CompareAndSwap(false, true) {
 			t.pub.End()
 		}
-		e.m.stats.Relays.Add(-1)
 	}
 	e.m.mu.Lock()
 	if e.m.edges[e.stream] == e {
@@ -297,6 +358,8 @@ func (t *edgeTrack) receive(msg *nats.Msg) {
 	if end {
 		if t.ended.CompareAndSwap(false, true) {
 			t.pub.End()
+			t.e.mu.Lock()
+			defer t.e.mu.Unlock()
 			for _, x := range t.e.tracks {
 				if !x.ended.Load() {
 					return

@@ -2,11 +2,15 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/parley/parley/internal/sfu"
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 )
 
 // TestRelayWire: a packet survives the track message's round trip; end
@@ -85,6 +89,7 @@ func FuzzRelayDecode(f *testing.F) {
 	b, _ := appendRTPMsg(nil, &rtp.Header{Version: 2, SequenceNumber: 1}, []byte{1, 2, 3})
 	f.Add(b)
 	f.Add([]byte{msgEnd})
+	f.Add(appendLease(nil, 2))
 	f.Add([]byte(`{"tracks":[{"id":"x","mime":"audio/opus","clock":48000,"channels":2,"pt":111}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if end, pkt, err := decodeTrackMsg(b); err == nil && !end {
@@ -95,6 +100,9 @@ func FuzzRelayDecode(f *testing.F) {
 			if err := p.Unmarshal(pkt); err != nil {
 				t.Fatalf("accepted a packet pion cannot parse: %v", err)
 			}
+		}
+		if n, ok := decodeLease(b); ok && (n < 0 || n > maxRelayTrack) {
+			t.Fatalf("accepted a lease of %d tracks", n)
 		}
 		if ts, err := decodeTracks(b); err == nil {
 			if len(ts) == 0 || len(ts) > maxRelayTrack {
@@ -107,4 +115,52 @@ func FuzzRelayDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStreamRelayLateTrack: an edge relaying a stream's video picks up
+// the audio track its origin publishes later (at the next lease), and
+// each track once; the origin's tracks ending end the edge's.
+func TestStreamRelayLateTrack(t *testing.T) {
+	srv := natsServer(t, -1, t.TempDir())
+	_, sa := mediaNode(t, "a", srv.ClientURL(), time.Hour)
+	mb, sb := mediaNode(t, "b", srv.ClientURL(), time.Hour)
+	publish := func(mime string, clock uint32) *sfu.Publication {
+		p, err := sa.Publish(sfu.Streams, "late", benchSource{}, sfu.TrackSpec{TrackID: mime, StreamID: "late",
+			Codec: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mime, ClockRate: clock}, PayloadType: 96}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	video := publish(webrtc.MimeTypeVP8, 90000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	poll := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+		}
+	}
+	poll("b relaying the video", func() bool { return mb.Demand(ctx, "late") })
+	tracks := func() int {
+		r, ok := sb.LookupRoom(sfu.Streams, "late")
+		if !ok {
+			return 0
+		}
+		return len(r.Tracks())
+	}
+	if n := tracks(); n != 1 {
+		t.Fatalf("b has %d tracks, want the video", n)
+	}
+	audio := publish(webrtc.MimeTypeOpus, 48000)
+	poll("b relaying the audio too", func() bool { return tracks() == 2 })
+	if r, s := mb.Stats().Relays.Load(), mb.Stats().RelaysStarted.Load(); r != 2 || s != 2 {
+		t.Errorf("b relays %d tracks, %d started; want 2 and 2", r, s)
+	}
+	video.End()
+	audio.End()
+	poll("b's relay ended with the origin's tracks", func() bool { return tracks() == 0 && mb.Stats().Relays.Load() == 0 })
 }

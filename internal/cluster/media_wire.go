@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/pion/rtp"
@@ -20,7 +21,7 @@ import (
 // in base64url and <track> the origin room's track ID in base64url:
 //
 //	parley.media.<origin>.<stream>.tracks   request: the stream's tracks (JSON reply)
-//	parley.media.<origin>.<stream>.lease    request, body the edge's node ID: keep sending (reply "ok" or "gone")
+//	parley.media.<origin>.<stream>.lease    request, body the edge's node ID: keep sending (reply "ok <tracks>" or "gone")
 //	parley.media.<origin>.<stream>.bye      body the edge's node ID: this edge stopped
 //	parley.media.<origin>.<stream>.pli      body <track>: a keyframe, please
 //	parley.media.<origin>.<stream>.t.<track>  the track's packets, origin → every edge
@@ -168,6 +169,26 @@ func decodeTrackMsg(b []byte) (end bool, pkt []byte, err error) {
 		return false, nil, fmt.Errorf("%w: RTP padding", errRelayMsg)
 	}
 	return false, pkt, nil
+}
+
+// appendLease is the origin's answer to a lease: ok and its number of
+// tracks (an edge relaying fewer asks for the list again).
+func appendLease(b []byte, tracks int) []byte {
+	return strconv.AppendInt(append(b, relayOK+" "...), int64(tracks), 10)
+}
+
+// decodeLease reads a lease answer; ok is false for "gone" and anything
+// else.
+func decodeLease(b []byte) (tracks int, ok bool) {
+	s, found := strings.CutPrefix(string(b), relayOK+" ")
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > maxRelayTrack {
+		return 0, false
+	}
+	return n, true
 }
 
 // nodeIDRE is a node ID (--cluster-node's rule).
