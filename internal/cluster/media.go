@@ -61,20 +61,22 @@ type Media struct {
 	ttl  time.Duration
 	lin  time.Duration
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	sub    *nats.Subscription // parley.media.<self>.*.*: requests to the origin
-	wake   chan struct{}      // one slot: dirty streams to look at
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	sub     *nats.Subscription // parley.media.<self>.*.*: requests to the origin
+	haveSub *nats.Subscription // haveSubject: group rooms' new tracks on other nodes
+	wake    chan struct{}      // one slot: dirty streams to look at
 
 	dmu   sync.Mutex
-	dirty map[string]struct{} // streams whose SFU room changed
+	dirty map[scope]struct{} // rooms whose SFU room changed
 
 	mu       sync.Mutex
 	kv       jetstream.KeyValue
-	origins  map[string]*origin
-	edges    map[string]*edge
-	starting map[string]*startCall // edges being started
+	origins  map[scope]*origin
+	edges    map[edgeID]*edge
+	starting map[edgeID]*startCall // edges being started
+	found    map[scope]bool        // group rooms whose origins were looked for
 
 	stats MediaStats
 }
@@ -113,15 +115,21 @@ func (c *Cluster) StartMedia(o MediaOptions) (*Media, error) {
 		log = o.Logger.With("plane", "cluster", "node", c.opts.Node.ID)
 	}
 	m := &Media{c: c, sfu: o.SFU, log: log.With("relay", "media"), self: c.opts.Node.ID, ttl: c.opts.TTL, lin: o.Linger,
-		wake: make(chan struct{}, 1), dirty: map[string]struct{}{},
-		origins: map[string]*origin{}, edges: map[string]*edge{}, starting: map[string]*startCall{}}
+		wake: make(chan struct{}, 1), dirty: map[scope]struct{}{},
+		origins: map[scope]*origin{}, edges: map[edgeID]*edge{}, starting: map[edgeID]*startCall{}, found: map[scope]bool{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	var err error
 	if m.sub, err = c.nc.Subscribe(mediaSubjects+m.self+".*.*", m.request); err != nil {
 		return nil, fmt.Errorf("cluster: subscribe to media requests: %w", err)
 	}
-	if err := c.nc.Flush(); err != nil {
+	if m.haveSub, err = c.nc.Subscribe(haveSubject, m.have); err == nil {
+		err = c.nc.Flush()
+	}
+	if err != nil {
 		_ = m.sub.Unsubscribe()
+		if m.haveSub != nil {
+			_ = m.haveSub.Unsubscribe()
+		}
 		return nil, fmt.Errorf("cluster: subscribe to media requests: %w", err)
 	}
 	m.wg.Add(1)
@@ -136,12 +144,13 @@ func (m *Media) Stats() *MediaStats { return &m.stats }
 // this node's streams leave the bucket.
 func (m *Media) Close() {
 	m.cancel()
-	m.wg.Wait()
 	_ = m.sub.Unsubscribe()
+	_ = m.haveSub.Unsubscribe()
+	m.wg.Wait()
 	m.mu.Lock()
 	edges := slices.Collect(maps.Values(m.edges))
 	origins := m.origins
-	m.origins = map[string]*origin{}
+	m.origins = map[scope]*origin{}
 	kv := m.kv
 	m.mu.Unlock()
 	for _, e := range edges {
@@ -157,18 +166,38 @@ func (m *Media) Close() {
 	}
 }
 
+// scope is a relayed SFU room: a stream, or a group room.
+type scope struct {
+	ns   sfu.Namespace
+	name string
+}
+
+// key names the room in subjects.
+func (s scope) key() string {
+	if s.ns == sfu.Calls {
+		return roomKey("c/" + s.name)
+	}
+	return roomKey("s/" + s.name)
+}
+
+// edgeID is one relay into this node: a room from one origin node.
+type edgeID struct {
+	scope
+	origin string
+}
+
 // RoomChanged is told of every change of an SFU room (the SFU's
 // OnRoomChange); it never blocks.
 func (m *Media) RoomChanged(ns sfu.Namespace, name string) {
-	if ns != sfu.Streams {
+	if ns != sfu.Streams && ns != sfu.Calls {
 		return
 	}
-	m.poke(name)
+	m.poke(scope{ns, name})
 }
 
-func (m *Media) poke(stream string) {
+func (m *Media) poke(sc scope) {
 	m.dmu.Lock()
-	m.dirty[stream] = struct{}{}
+	m.dirty[sc] = struct{}{}
 	m.dmu.Unlock()
 	select {
 	case m.wake <- struct{}{}:
@@ -189,7 +218,7 @@ func (m *Media) run() {
 		case <-m.wake:
 			m.dmu.Lock()
 			dirty := m.dirty
-			m.dirty = map[string]struct{}{}
+			m.dirty = map[scope]struct{}{}
 			m.dmu.Unlock()
 			for s := range dirty {
 				m.look(s)
@@ -244,11 +273,12 @@ func (m *Media) putOrigin(stream string) error {
 	return nil
 }
 
-// look brings a stream's relay state in line with its SFU room: a local
-// publisher makes this node its origin; an edge whose room has had no
-// viewer for Linger stops.
-func (m *Media) look(stream string) {
-	r, ok := m.sfu.LookupRoom(sfu.Streams, stream)
+// look brings a room's relay state in line with its SFU room: local
+// tracks make this node an origin; an edge whose room has had no local
+// participant for Linger stops; a group room with local participants
+// relays the tracks other nodes have in it.
+func (m *Media) look(sc scope) {
+	r, ok := m.sfu.LookupRoom(sc.ns, sc.name)
 	var local []sfu.TrackInfo
 	viewers := 0
 	if ok {
@@ -262,32 +292,55 @@ func (m *Media) look(stream string) {
 		viewers = len(r.Participants())
 	}
 	m.mu.Lock()
-	o := m.origins[stream]
-	e := m.edges[stream]
-	m.mu.Unlock()
-	switch {
-	case len(local) > 0 && o == nil:
-		o = &origin{m: m, stream: stream, key: roomKey(stream), room: r, tracks: map[string]*originTrack{}, edges: map[string]time.Time{}}
-		o.sync(local)
-		m.mu.Lock()
-		m.origins[stream] = o
-		m.mu.Unlock()
-		if err := m.putOrigin(stream); err != nil {
-			m.log.Warn("announcing a stream", "stream", stream, "err", err)
+	o := m.origins[sc]
+	var edges []*edge
+	for id, e := range m.edges {
+		if id.scope == sc {
+			edges = append(edges, e)
 		}
-	case len(local) == 0 && o != nil:
+	}
+	find := sc.ns == sfu.Calls && viewers > 0 && !m.found[sc]
+	if find || viewers == 0 {
+		m.found[sc] = viewers > 0
+	}
+	m.mu.Unlock()
+	if o != nil && (len(local) == 0 || o.room != r) { // ended, or the room is a new one
 		m.mu.Lock()
-		delete(m.origins, stream)
+		delete(m.origins, sc)
 		kv := m.kv
 		m.mu.Unlock()
+		if sc.ns != sfu.Streams {
+			kv = nil
+		}
 		ctx, cancel := context.WithTimeout(m.ctx, m.c.opTimeout())
 		m.stopOrigin(ctx, kv, o)
 		cancel()
-	case o != nil:
-		o.sync(local)
+		o = nil
 	}
-	if e != nil {
+	switch {
+	case len(local) > 0 && o == nil:
+		o = &origin{m: m, sc: sc, key: sc.key(), room: r, tracks: map[string]*originTrack{}, edges: map[string]time.Time{}}
+		o.sync(local)
+		m.mu.Lock()
+		m.origins[sc] = o
+		m.mu.Unlock()
+		if sc.ns == sfu.Streams {
+			if err := m.putOrigin(sc.name); err != nil {
+				m.log.Warn("announcing a stream", "stream", sc.name, "err", err)
+			}
+		} else {
+			m.announce(sc)
+		}
+	case o != nil:
+		if o.sync(local) && sc.ns == sfu.Calls {
+			m.announce(sc)
+		}
+	}
+	for _, e := range edges {
 		e.idle(viewers)
+	}
+	if find {
+		m.findOrigins(sc)
 	}
 }
 
@@ -298,8 +351,10 @@ func (m *Media) refresh() {
 	m.mu.Unlock()
 	now := time.Now()
 	for _, o := range origins {
-		if err := m.putOrigin(o.stream); err != nil {
-			m.log.Warn("announcing a stream", "stream", o.stream, "err", err)
+		if o.sc.ns == sfu.Streams {
+			if err := m.putOrigin(o.sc.name); err != nil {
+				m.log.Warn("announcing a stream", "stream", o.sc.name, "err", err)
+			}
 		}
 		o.expire(now)
 	}
@@ -309,7 +364,7 @@ func (m *Media) refresh() {
 // every edge and its entry is deleted.
 func (m *Media) stopOrigin(ctx context.Context, kv jetstream.KeyValue, o *origin) {
 	o.sync(nil)
-	if kv == nil {
+	if kv == nil || o.sc.ns != sfu.Streams {
 		return
 	}
 	// Only our own entry: another node may have taken the name since.
@@ -320,7 +375,7 @@ func (m *Media) stopOrigin(ctx context.Context, kv jetstream.KeyValue, o *origin
 	var se streamEntry
 	if json.Unmarshal(e.Value(), &se) == nil && se.Node == m.self {
 		if err := kv.Delete(ctx, o.key, jetstream.LastRevision(e.Revision())); err != nil {
-			m.log.Debug("deleting a stream's entry", "stream", o.stream, "err", err)
+			m.log.Debug("deleting a stream's entry", "stream", o.sc.name, "err", err)
 		}
 	}
 }
@@ -381,10 +436,10 @@ func (m *Media) request(msg *nats.Msg) {
 
 // origin is a stream published on this node, as relayed to edges.
 type origin struct {
-	m      *Media
-	stream string
-	key    string
-	room   *sfu.Room
+	m    *Media
+	sc   scope
+	key  string
+	room *sfu.Room
 
 	mu     sync.Mutex
 	tracks map[string]*originTrack // by TrackInfo.ID: the local tracks
@@ -408,8 +463,9 @@ type relaySink struct {
 }
 
 // sync takes the room's current local tracks: tracks that ended end on
-// the edges (an 'e' message); new ones are sent if edges are there.
-func (o *origin) sync(local []sfu.TrackInfo) {
+// the edges (an 'e' message); new ones are sent if edges are there. It
+// reports whether there were new ones.
+func (o *origin) sync(local []sfu.TrackInfo) (added bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	now := map[string]sfu.TrackInfo{}
@@ -426,11 +482,13 @@ func (o *origin) sync(local []sfu.TrackInfo) {
 		if _, ok := o.tracks[id]; !ok {
 			tkey := base64.RawURLEncoding.EncodeToString([]byte(id))
 			o.tracks[id] = &originTrack{m: o.m, info: ti, tkey: tkey, subject: mediaSubjects + o.m.self + "." + o.key + ".t." + tkey}
+			added = true
 		}
 	}
 	if len(o.edges) > 0 {
 		o.sendLocked()
 	}
+	return added
 }
 
 // describe lists the tracks for an edge.
@@ -439,12 +497,12 @@ func (o *origin) describe() []relayTrack {
 	defer o.mu.Unlock()
 	out := make([]relayTrack, 0, len(o.tracks))
 	for id := range o.tracks {
-		spec, _, err := o.room.TrackSpecOf(id)
+		spec, src, err := o.room.TrackSpecOf(id)
 		if err != nil {
 			continue
 		}
 		c := spec.Codec
-		out = append(out, relayTrack{ID: id, TrackID: spec.TrackID, StreamID: spec.StreamID, Mime: c.MimeType, Clock: c.ClockRate,
+		out = append(out, relayTrack{ID: id, Publisher: src.SourceID(), TrackID: spec.TrackID, StreamID: spec.StreamID, Mime: c.MimeType, Clock: c.ClockRate,
 			Channels: c.Channels, Fmtp: c.SDPFmtpLine, PT: uint8(c.PayloadType), Shared: spec.SharedClock})
 	}
 	return out
@@ -491,7 +549,7 @@ func (o *origin) sendLocked() {
 		}
 		sub, err := o.room.Subscribe(id, &relaySink{t: t}, sfu.SinkOptions{})
 		if err != nil {
-			o.m.log.Debug("relaying a track", "stream", o.stream, "track", id, "err", err)
+			o.m.log.Debug("relaying a track", "room", o.sc.name, "track", id, "err", err)
 			continue
 		}
 		t.sub = sub

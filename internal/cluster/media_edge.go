@@ -25,21 +25,20 @@ const (
 	relayPendingBytes = 2 << 20
 )
 
-// edge is one stream relayed to this node.
+// edge is one room relayed to this node from one origin node.
 type edge struct {
 	m      *Media
-	stream string
-	origin string
-	prefix string // parley.media.<origin>.<stream>
-	src    *edgeSource
+	id     edgeID
+	prefix string // parley.media.<origin>.<room>
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when torn down
 
 	mu        sync.Mutex
-	tracks    []*edgeTrack // track i is the SFU layer with SSRC i+1
-	idleSince time.Time    // since the room had no viewer; zero while it has
+	tracks    []*edgeTrack           // track i is the SFU layer with SSRC i+1
+	srcs      map[string]*edgeSource // by the publisher's ID on the origin
+	idleSince time.Time              // since the room had no local participant; zero while it has
 	timer     *time.Timer
 }
 
@@ -51,8 +50,10 @@ type edgeTrack struct {
 	ended atomic.Bool
 }
 
-// edgeSource is the relay as the edge's SFU sees it: keyframe requests go
-// to the origin. Layer SSRC i+1 is track i.
+// edgeSource is one of the origin's publishers as the edge's SFU sees
+// it (same ID, so members and viewers see the same publisher as on the
+// origin): keyframe requests go to the origin. Layer SSRC i+1 is the
+// edge's track i.
 type edgeSource struct {
 	e  *edge
 	id string
@@ -69,7 +70,7 @@ func (s *edgeSource) RequestKeyframe(ssrc uint32) {
 	tkey := s.e.tracks[ssrc-1].tkey
 	s.e.mu.Unlock()
 	if err := s.e.m.c.nc.Publish(s.e.prefix+".pli", []byte(tkey)); err != nil {
-		s.e.m.log.Debug("asking the origin for a keyframe", "stream", s.e.stream, "err", err)
+		s.e.m.log.Debug("asking the origin for a keyframe", "stream", s.e.id.name, "err", err)
 	}
 }
 
@@ -83,12 +84,56 @@ type startCall struct {
 // here already, its relay from the origin starts (once, however many
 // viewers ask at the same time). It reports whether the stream is here.
 func (m *Media) Demand(ctx context.Context, stream string) bool {
+	sc := scope{sfu.Streams, stream}
 	m.mu.Lock()
-	if e := m.edges[stream]; e != nil && e.ctx.Err() == nil { // not one stopping: a new one starts
+	for id, e := range m.edges {
+		if id.scope == sc && e.ctx.Err() == nil { // not one stopping: a new one starts
+			m.mu.Unlock()
+			return true
+		}
+	}
+	m.mu.Unlock()
+	node, err := m.streamOrigin(ctx, stream)
+	if err != nil {
+		m.log.Debug("no relay for a stream", "stream", stream, "err", err)
+		return false
+	}
+	return m.ensureEdge(ctx, edgeID{sc, node})
+}
+
+var errNotElsewhere = errors.New("not live on another node")
+
+// streamOrigin reads the stream's origin node from the streams bucket.
+func (m *Media) streamOrigin(ctx context.Context, stream string) (string, error) {
+	kv, err := m.streamsKV(ctx)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.c.opTimeout())
+	defer cancel()
+	ent, err := kv.Get(ctx, roomKey(stream))
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", errNotElsewhere, err)
+	}
+	var se streamEntry
+	if err := json.Unmarshal(ent.Value(), &se); err != nil || !nodeIDRE.MatchString(se.Node) {
+		return "", fmt.Errorf("%w: bad entry", errRelayMsg)
+	}
+	if se.Node == m.self {
+		return "", errNotElsewhere
+	}
+	return se.Node, nil
+}
+
+// ensureEdge starts the relay id unless it runs (once, however many ask
+// at the same time); it reports whether it runs.
+func (m *Media) ensureEdge(ctx context.Context, id edgeID) bool {
+	m.mu.Lock()
+	if e := m.edges[id]; e != nil && e.ctx.Err() == nil {
 		m.mu.Unlock()
 		return true
 	}
-	if c, ok := m.starting[stream]; ok {
+	if c, ok := m.starting[id]; ok {
 		m.mu.Unlock()
 		select {
 		case <-c.done:
@@ -102,62 +147,43 @@ func (m *Media) Demand(ctx context.Context, stream string) bool {
 		return false
 	}
 	c := &startCall{done: make(chan struct{})}
-	m.starting[stream] = c
+	m.starting[id] = c
 	m.mu.Unlock()
 
-	e, err := m.startEdge(ctx, stream)
+	e, err := m.startEdge(ctx, id)
 	m.mu.Lock()
-	delete(m.starting, stream)
+	delete(m.starting, id)
 	if e != nil && e.ctx.Err() == nil {
-		m.edges[stream] = e
+		m.edges[id] = e
 		c.ok = true
 	}
 	m.mu.Unlock()
 	close(c.done)
 	if err != nil {
-		m.log.Debug("no relay for a stream", "stream", stream, "err", err)
+		m.log.Debug("no relay", "room", id.name, "origin", id.origin, "err", err)
 	}
 	if c.ok {
-		m.poke(stream) // the viewer may not come: the linger starts now
+		m.poke(id.scope) // the viewer may not come: the linger starts now
 	}
 	return c.ok
 }
 
-var errNotElsewhere = errors.New("not live on another node")
-
-// startEdge finds the stream's origin, publishes its tracks here and
-// takes the first lease.
-func (m *Media) startEdge(ctx context.Context, stream string) (*edge, error) {
-	kv, err := m.streamsKV(ctx)
-	if err != nil {
-		return nil, err
-	}
+// startEdge asks the origin for the room's tracks, publishes them here
+// and takes the first lease.
+func (m *Media) startEdge(ctx context.Context, id edgeID) (*edge, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.c.opTimeout())
 	defer cancel()
-	key := roomKey(stream)
-	ent, err := kv.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errNotElsewhere, err)
-	}
-	var se streamEntry
-	if err := json.Unmarshal(ent.Value(), &se); err != nil || !nodeIDRE.MatchString(se.Node) {
-		return nil, fmt.Errorf("%w: bad entry", errRelayMsg)
-	}
-	if se.Node == m.self {
-		return nil, errNotElsewhere
-	}
-	e := &edge{m: m, stream: stream, origin: se.Node, prefix: mediaSubjects + se.Node + "." + key, done: make(chan struct{})}
+	e := &edge{m: m, id: id, prefix: mediaSubjects + id.origin + "." + id.key(), done: make(chan struct{}), srcs: map[string]*edgeSource{}}
 	e.ctx, e.cancel = context.WithCancel(m.ctx)
-	e.src = &edgeSource{e: e, id: "relay-" + se.Node}
 	if err := e.addTracks(ctx); err != nil {
 		e.teardown()
 		return nil, err
 	}
 	if _, err := e.renew(ctx); err != nil {
 		e.teardown()
-		return nil, fmt.Errorf("lease on %s from %s: %w", stream, se.Node, err)
+		return nil, fmt.Errorf("lease on %s from %s: %w", id.name, id.origin, err)
 	}
-	m.log.Info("relaying a stream from its origin", "stream", stream, "origin", se.Node, "tracks", e.count())
+	m.log.Info("relaying a room's tracks from their node", "room", id.name, "origin", id.origin, "tracks", e.count())
 	m.wg.Add(1)
 	go e.run()
 	return e, nil
@@ -175,7 +201,7 @@ func (e *edge) addTracks(ctx context.Context) error {
 	m := e.m
 	msg, err := m.c.nc.RequestWithContext(ctx, e.prefix+".tracks", []byte(m.self))
 	if err != nil {
-		return fmt.Errorf("tracks of %s from %s: %w", e.stream, e.origin, err)
+		return fmt.Errorf("tracks of %s from %s: %w", e.id.name, e.id.origin, err)
 	}
 	tracks, err := decodeTracks(msg.Data)
 	if err != nil {
@@ -194,11 +220,11 @@ func (e *edge) addTracks(ctx context.Context) error {
 			continue
 		}
 		if err := e.add(tkey, t); err != nil {
-			return fmt.Errorf("relaying %s: %w", e.stream, err)
+			return fmt.Errorf("relaying %s: %w", e.id.name, err)
 		}
 	}
 	if err := m.c.nc.FlushWithContext(ctx); err != nil { // subscribed before the origin sends
-		return fmt.Errorf("relaying %s: %w", e.stream, err)
+		return fmt.Errorf("relaying %s: %w", e.id.name, err)
 	}
 	return nil
 }
@@ -213,10 +239,15 @@ func (e *edge) add(tkey string, t relayTrack) error {
 	}
 	et := &edgeTrack{e: e, tkey: tkey}
 	ssrc := uint32(len(e.tracks) + 1)
+	src := e.srcs[t.Publisher]
+	if src == nil {
+		src = &edgeSource{e: e, id: t.Publisher}
+		e.srcs[t.Publisher] = src
+	}
 	e.tracks = append(e.tracks, et) // before publishing: keyframe requests may come at once
 	e.mu.Unlock()
 	var err error
-	et.pub, err = m.sfu.Publish(sfu.Streams, e.stream, e.src, sfu.TrackSpec{TrackID: t.TrackID, StreamID: t.StreamID,
+	et.pub, err = m.sfu.Publish(e.id.ns, e.id.name, src, sfu.TrackSpec{TrackID: t.TrackID, StreamID: t.StreamID,
 		Codec: t.codec(), Layers: []sfu.LayerSpec{{SSRC: ssrc}}, SharedClock: t.Shared})
 	if err != nil {
 		et.ended.Store(true)
@@ -270,17 +301,17 @@ func (e *edge) run() {
 			n, err := e.renew(ctx)
 			if err == nil && n > e.count() {
 				if err := e.addTracks(ctx); err != nil {
-					e.m.log.Warn("relaying a stream's new track", "stream", e.stream, "err", err)
+					e.m.log.Warn("relaying a stream's new track", "stream", e.id.name, "err", err)
 				}
 			}
 			cancel()
 			switch {
 			case errors.Is(err, errOriginGone):
-				e.m.log.Info("the stream's origin no longer has it", "stream", e.stream, "origin", e.origin)
+				e.m.log.Info("the stream's origin no longer has it", "stream", e.id.name, "origin", e.id.origin)
 				return
 			case err != nil && e.ctx.Err() == nil:
 				if fails++; fails >= 3 {
-					e.m.log.Warn("the stream's origin does not answer; ending the relay", "stream", e.stream, "origin", e.origin, "err", err)
+					e.m.log.Warn("the stream's origin does not answer; ending the relay", "stream", e.id.name, "origin", e.id.origin, "err", err)
 					return
 				}
 			default:
@@ -319,12 +350,12 @@ func (e *edge) teardown() {
 		}
 	}
 	e.m.mu.Lock()
-	if e.m.edges[e.stream] == e {
-		delete(e.m.edges, e.stream)
+	if e.m.edges[e.id] == e {
+		delete(e.m.edges, e.id)
 	}
 	e.m.mu.Unlock()
 	close(e.done)
-	e.m.log.Info("stream relay stopped", "stream", e.stream, "origin", e.origin)
+	e.m.log.Info("stream relay stopped", "stream", e.id.name, "origin", e.id.origin)
 }
 
 // idle is told the edge room's viewer count at each change: after Linger
@@ -340,7 +371,7 @@ func (e *edge) idle(viewers int) {
 		if e.timer != nil {
 			e.timer.Stop()
 		}
-		e.timer = time.AfterFunc(e.m.lin, func() { e.m.poke(e.stream) })
+		e.timer = time.AfterFunc(e.m.lin, func() { e.m.poke(e.id.scope) })
 	case time.Since(e.idleSince) >= e.m.lin:
 		e.cancel()
 	}
@@ -374,4 +405,84 @@ func (t *edgeTrack) receive(msg *nats.Msg) {
 		return
 	}
 	m.stats.PacketsIn.Add(1)
+}
+
+// haveSubject carries an origin's news that a group room has new tracks
+// there: nodes with members in the room relay them.
+const haveSubject = "parley.media.have"
+
+// haveMsg is a message on haveSubject.
+type haveMsg struct {
+	Node string `json:"node"`
+	Room string `json:"room"`
+}
+
+// announce tells the other nodes that the group room has new tracks here.
+func (m *Media) announce(sc scope) {
+	b, err := json.Marshal(haveMsg{Node: m.self, Room: sc.name})
+	if err == nil {
+		err = m.c.nc.Publish(haveSubject, b)
+	}
+	if err != nil {
+		m.log.Warn("announcing a room's tracks", "room", sc.name, "err", err)
+	}
+}
+
+// have takes another node's announcement: a room with local
+// participants relays its tracks (a running relay asks for the new ones).
+func (m *Media) have(msg *nats.Msg) {
+	var h haveMsg
+	if err := json.Unmarshal(msg.Data, &h); err != nil || !nodeIDRE.MatchString(h.Node) || len(h.Room) == 0 || len(h.Room) > maxRelayID {
+		m.stats.Rejected.Add(1)
+		return
+	}
+	if h.Node == m.self {
+		return
+	}
+	sc := scope{sfu.Calls, h.Room}
+	r, ok := m.sfu.LookupRoom(sc.ns, sc.name)
+	if !ok || len(r.Participants()) == 0 {
+		return
+	}
+	m.relayFrom(sc, []string{h.Node})
+}
+
+// findOrigins relays a group room's tracks from every other node that has
+// some (a room's first local participant: the others announced theirs
+// before).
+func (m *Media) findOrigins(sc scope) {
+	var nodes []string
+	for _, n := range m.c.Nodes() {
+		if n.ID != m.self {
+			nodes = append(nodes, n.ID)
+		}
+	}
+	m.relayFrom(sc, nodes)
+}
+
+// relayFrom starts (or updates) the room's relays from these nodes, in
+// the background: each asks the node.
+func (m *Media) relayFrom(sc scope, nodes []string) {
+	if m.ctx.Err() != nil || len(nodes) == 0 {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		for _, n := range nodes {
+			id := edgeID{sc, n}
+			m.mu.Lock()
+			e := m.edges[id]
+			m.mu.Unlock()
+			if e != nil && e.ctx.Err() == nil {
+				ctx, cancel := context.WithTimeout(e.ctx, m.c.opTimeout())
+				if err := e.addTracks(ctx); err != nil {
+					m.log.Debug("relaying a room's new tracks", "room", sc.name, "origin", n, "err", err)
+				}
+				cancel()
+				continue
+			}
+			m.ensureEdge(m.ctx, id)
+		}
+	}()
 }

@@ -52,7 +52,7 @@ func TestRelayWire(t *testing.T) {
 // clock rate, a line break in fmtp, a duplicate or too many tracks is
 // refused; a good one passes.
 func TestRelayTracksChecked(t *testing.T) {
-	good := relayTrack{ID: "whip-1/v", TrackID: "v", StreamID: "s", Mime: "video/VP8", Clock: 90000, PT: 96}
+	good := relayTrack{ID: "whip-1/v", Publisher: "whip-1", TrackID: "v", StreamID: "s", Mime: "video/VP8", Clock: 90000, PT: 96}
 	enc := func(ts ...relayTrack) []byte {
 		b, _ := json.Marshal(relayTracks{Tracks: ts})
 		return b
@@ -90,7 +90,7 @@ func FuzzRelayDecode(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte{msgEnd})
 	f.Add(appendLease(nil, 2))
-	f.Add([]byte(`{"tracks":[{"id":"x","mime":"audio/opus","clock":48000,"channels":2,"pt":111}]}`))
+	f.Add([]byte(`{"tracks":[{"id":"x","mime":"audio/opus","clock":48000,"channels":2,"pt":111,"publisher":"p"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if end, pkt, err := decodeTrackMsg(b); err == nil && !end {
 			if len(pkt) < 12 || len(pkt) > maxRelayRTP {

@@ -47,15 +47,16 @@ var errRelayMsg = errors.New("cluster: bad relay message")
 // relayTrack describes one of the origin's tracks (the reply to
 // .tracks).
 type relayTrack struct {
-	ID       string `json:"id"` // the origin room's TrackInfo.ID
-	TrackID  string `json:"track_id"`
-	StreamID string `json:"stream_id"`
-	Mime     string `json:"mime"`
-	Clock    uint32 `json:"clock"`
-	Channels uint16 `json:"channels,omitempty"`
-	Fmtp     string `json:"fmtp,omitempty"`
-	PT       uint8  `json:"pt"`
-	Shared   bool   `json:"shared,omitempty"`
+	ID        string `json:"id"`        // the origin room's TrackInfo.ID
+	Publisher string `json:"publisher"` // its source's ID (a member's, for a group room)
+	TrackID   string `json:"track_id"`
+	StreamID  string `json:"stream_id"`
+	Mime      string `json:"mime"`
+	Clock     uint32 `json:"clock"`
+	Channels  uint16 `json:"channels,omitempty"`
+	Fmtp      string `json:"fmtp,omitempty"`
+	PT        uint8  `json:"pt"`
+	Shared    bool   `json:"shared,omitempty"`
 }
 
 type relayTracks struct {
@@ -105,7 +106,7 @@ func decodeTracks(b []byte) ([]relayTrack, error) {
 }
 
 func (t relayTrack) check() error {
-	if !relayIDRE.MatchString(t.ID) || len(t.TrackID) > maxRelayID || len(t.StreamID) > maxRelayID {
+	if !relayIDRE.MatchString(t.ID) || !relayIDRE.MatchString(t.Publisher) || len(t.TrackID) > maxRelayID || len(t.StreamID) > maxRelayID {
 		return fmt.Errorf("%w: track IDs", errRelayMsg)
 	}
 	known := false

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -98,26 +99,33 @@ func publishRelayed(ctx context.Context, t *testing.T, url, token string) *relay
 	if err != nil {
 		t.Fatalf("WHIP %s: %v", url, err)
 	}
+	answered := int64(0)
 	go func() {
 		defer close(p.done)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		answered := int64(0)
-		for n := uint32(0); ; n++ {
-			select {
-			case <-p.stop:
-				return
-			case <-tick.C:
-			}
+		tickUntil(p.stop, 20*time.Millisecond, func(n uint32) {
 			head := relayVP8Delta
 			if plis := p.plis.Load(); n == 0 || plis > answered {
 				head, answered = relayVP8Key, plis
 			}
 			_ = video.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: n * 1800}, Payload: relayPayload(head, n)})
 			_ = audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(n), Timestamp: n * 960}, Payload: relayPayload([]byte{0x78}, n)})
-		}
+		})
 	}()
 	return p
+}
+
+// tickUntil calls f every d with a counter from 0, until stop closes.
+func tickUntil(stop <-chan struct{}, d time.Duration, f func(n uint32)) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for n := uint32(0); ; n++ {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		f(n)
+	}
 }
 
 func (p *relayPublisher) end() {
@@ -308,4 +316,83 @@ func TestClusterStreamRelay(t *testing.T) {
 		return b.ClusterMedia().Stats().Relays.Load() == 0 && c.ClusterMedia().Stats().Relays.Load() == 0 &&
 			a.ClusterMedia().Stats().Sending.Load() == 0
 	})
+}
+
+// TestClusterGroupRoom: a group (sfu) room with members on three nodes:
+// alice publishes on a, bob on b, carol only watches on c. Everyone
+// receives every other member's video, relayed once per track and node
+// pair; carol's track list names alice and bob as the publishers, and
+// every node counts the three members.
+func TestClusterGroupRoom(t *testing.T) {
+	a := mediaNode(t, "a", "embedded")
+	b := mediaNode(t, "b", a.Cluster().ClientURL())
+	c := mediaNode(t, "c", a.Cluster().ClientURL())
+	waitCluster(t, "every node listing a, b and c", []*server.Server{a, b, c}, func() bool {
+		return len(a.Cluster().Nodes()) == 3 && len(b.Cluster().Nodes()) == 3 && len(c.Cluster().Nodes()) == 3
+	})
+	tok := mintToken(t, "grp", auth.Grants{Publish: true, Subscribe: true})
+	alice := joinSFUAs(t, a.URL(), "grp", "alice", tok)
+	bob := joinSFUAs(t, b.URL(), "grp", "bob", tok)
+	carol := joinSFUAs(t, c.URL(), "grp", "carol", tok)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	for _, m := range []*sfuMember{alice, bob} {
+		track := m.publish()
+		wg.Add(1)
+		go func() { // 30 fps of keyframes: forwarded at once
+			defer wg.Done()
+			tickUntil(stop, 33*time.Millisecond, func(n uint32) {
+				_ = track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: uint16(n), Timestamp: n * 3000}, Payload: vp8Keyframe})
+			})
+		}()
+	}
+	want := map[*sfuMember]int{alice: 1, bob: 1, carol: 2}
+	for m, n := range want {
+		for i := range n {
+			select {
+			case tr := <-m.got:
+				if tr.Codec().MimeType != webrtc.MimeTypeVP8 {
+					t.Fatalf("%s got %s", m.id, tr.Codec().MimeType)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s received %d of the %d other members' videos", m.id, i, n)
+			}
+		}
+	}
+	waitFor(t, "packets at every member", func() bool {
+		return alice.packets.Load() > 10 && bob.packets.Load() > 10 && carol.packets.Load() > 20
+	})
+	// carol's track list names alice and bob as the publishers, as a
+	// browser shows them.
+	waitFor(t, "carol's track list naming alice and bob", func() bool {
+		select {
+		case list := <-carol.tracks:
+			raw, _ := json.Marshal(list)
+			return len(list) == 2 && strings.Contains(string(raw), alice.id) && strings.Contains(string(raw), bob.id)
+		default:
+			return false
+		}
+	})
+	// Every node counts the three members (its own and the others').
+	admin := "Bearer " + mintToken(t, "*", auth.Grants{Admin: true})
+	for _, s := range []*server.Server{a, b, c} {
+		waitFor(t, "three members on every node", func() bool {
+			_, _, body := do(t, "GET", s.OpsURL()+"/api/status", "", "Authorization", admin)
+			var st struct{ Members int }
+			return json.Unmarshal([]byte(body), &st) == nil && st.Members == 3
+		})
+	}
+	// Per track and node pair one relay: a relays bob's track in, b
+	// alice's, c both.
+	for _, n := range []struct {
+		name string
+		s    *server.Server
+		want int64
+	}{{"a", a, 1}, {"b", b, 1}, {"c", c, 2}} {
+		if r := n.s.ClusterMedia().Stats().Relays.Load(); r != n.want {
+			t.Errorf("node %s relays %d tracks in, want %d", n.name, r, n.want)
+		}
+	}
 }
