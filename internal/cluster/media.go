@@ -83,6 +83,7 @@ type Media struct {
 
 // MediaStats count the relays (for /metrics and tests).
 type MediaStats struct {
+	Streams       atomic.Int64  // streams this node is the announced origin of, now
 	Relays        atomic.Int64  // tracks this node relays in from an origin, now
 	RelaysStarted atomic.Uint64 // such tracks started, in total
 	Sending       atomic.Int64  // tracks this node sends to edges, now
@@ -325,9 +326,7 @@ func (m *Media) look(sc scope) {
 		m.origins[sc] = o
 		m.mu.Unlock()
 		if sc.ns == sfu.Streams {
-			if err := m.putOrigin(sc.name); err != nil {
-				m.log.Warn("announcing a stream", "stream", sc.name, "err", err)
-			}
+			m.announceStream(o)
 		} else {
 			m.announce(sc)
 		}
@@ -344,19 +343,40 @@ func (m *Media) look(sc scope) {
 	}
 }
 
-// refresh rewrites the origin's entries and lets expired leases go.
+// refresh rewrites the origin's entries, lets expired leases go, and
+// looks again for other nodes' tracks in the group rooms with local
+// members (a node missed, or a relay that ended while NATS was away).
 func (m *Media) refresh() {
 	m.mu.Lock()
 	origins := slices.Collect(maps.Values(m.origins))
+	var rooms []scope
+	for sc, ok := range m.found {
+		if ok {
+			rooms = append(rooms, sc)
+		}
+	}
 	m.mu.Unlock()
+	for _, sc := range rooms {
+		m.findOrigins(sc)
+	}
 	now := time.Now()
 	for _, o := range origins {
 		if o.sc.ns == sfu.Streams {
-			if err := m.putOrigin(o.sc.name); err != nil {
-				m.log.Warn("announcing a stream", "stream", o.sc.name, "err", err)
-			}
+			m.announceStream(o)
 		}
 		o.expire(now)
+	}
+}
+
+// announceStream writes (rewrites) the stream's entry naming this node.
+func (m *Media) announceStream(o *origin) {
+	if err := m.putOrigin(o.sc.name); err != nil {
+		m.log.Warn("announcing a stream", "stream", o.sc.name, "err", err)
+		return
+	}
+	if !o.announced {
+		o.announced = true
+		m.stats.Streams.Add(1)
 	}
 }
 
@@ -364,6 +384,9 @@ func (m *Media) refresh() {
 // every edge and its entry is deleted.
 func (m *Media) stopOrigin(ctx context.Context, kv jetstream.KeyValue, o *origin) {
 	o.sync(nil)
+	if o.announced {
+		m.stats.Streams.Add(-1)
+	}
 	if kv == nil || o.sc.ns != sfu.Streams {
 		return
 	}
@@ -436,10 +459,11 @@ func (m *Media) request(msg *nats.Msg) {
 
 // origin is a stream published on this node, as relayed to edges.
 type origin struct {
-	m    *Media
-	sc   scope
-	key  string
-	room *sfu.Room
+	m         *Media
+	sc        scope
+	key       string
+	room      *sfu.Room
+	announced bool // a stream counted in MediaStats.Streams (the run goroutine's)
 
 	mu     sync.Mutex
 	tracks map[string]*originTrack // by TrackInfo.ID: the local tracks

@@ -26,6 +26,7 @@ func (s *Server) startClusterMedia() error {
 	st := m.Stats()
 	gauge := func(v interface{ Load() int64 }) func() float64 { return func() float64 { return float64(v.Load()) } }
 	count := func(v interface{ Load() uint64 }) func() float64 { return func() float64 { return float64(v.Load()) } }
+	s.metrics.GaugeFunc("parley_cluster_streams_origin", "Streams published on this node and announced to the cluster.", gauge(&st.Streams))
 	s.metrics.GaugeFunc("parley_cluster_relays", "Tracks this node relays in from their origin on another node (one per track, however many viewers).", gauge(&st.Relays))
 	s.metrics.GaugeFunc("parley_cluster_relay_sending", "Tracks of this node's streams sent to other nodes.", gauge(&st.Sending))
 	for _, c := range []struct {
