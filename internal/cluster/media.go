@@ -76,7 +76,7 @@ type Media struct {
 	origins  map[scope]*origin
 	edges    map[edgeID]*edge
 	starting map[edgeID]*startCall // edges being started
-	found    map[scope]bool        // group rooms whose origins were looked for
+	found    map[scope]bool        // group rooms with local members (their origins were looked for)
 
 	stats MediaStats
 }
@@ -301,8 +301,10 @@ func (m *Media) look(sc scope) {
 		}
 	}
 	find := sc.ns == sfu.Calls && viewers > 0 && !m.found[sc]
-	if find || viewers == 0 {
-		m.found[sc] = viewers > 0
+	if find {
+		m.found[sc] = true
+	} else if viewers == 0 {
+		delete(m.found, sc)
 	}
 	m.mu.Unlock()
 	if o != nil && (len(local) == 0 || o.room != r) { // ended, or the room is a new one
@@ -350,10 +352,8 @@ func (m *Media) refresh() {
 	m.mu.Lock()
 	origins := slices.Collect(maps.Values(m.origins))
 	var rooms []scope
-	for sc, ok := range m.found {
-		if ok {
-			rooms = append(rooms, sc)
-		}
+	for sc := range m.found {
+		rooms = append(rooms, sc)
 	}
 	m.mu.Unlock()
 	for _, sc := range rooms {
