@@ -48,45 +48,42 @@ import (
 
 // Server is one running Parley.
 type Server struct {
-	cfg       config.Config
-	log       *slog.Logger
-	metrics   *metrics.Registry
-	rooms     *room.Manager
-	hub       *signal.Hub
-	turn      *turn.Server       // nil when off or external
-	sfu       *sfu.SFU           // nil when media is off
-	started   time.Time          // for the status's uptime
-	counts    sessionCounts      // stream sessions by protocol, for the status
-	taps      *tap.Hub           // streams read as access units: RTMP players, HLS, recording, restreaming
-	tapStop   context.CancelFunc // ends the taps
-	hls       *hls.Manager       // LL-HLS (hls.go), nil when --hls off or media is off
-	hlsTokens tokenCache         // tokens HLS requests showed, verified (hls.go)
-	sources   *ingest.Registry   // live RTMP, RTSP, SRT and camera publishers, for the streams' status
-	whip      *whip.Handler
-	showWhip  *whip.Handler   // the shows' audio (sfu.Shows)
-	rtmp      *rtmp.Server    // --rtmp, nil when off or media is off
-	srt       *srt.Server     // --srt, nil when off or media is off
-	rtsp      *rtsp.Server    // --rtsp, nil when off or media is off
-	cameras   *camera.Manager // IP camera pulls, nil when media is off
-	recorder  *record.Manager // recordings (record.go), nil when media is off
-	camerasMu sync.Mutex      // orders the management API's changes and saves
-	pushes    *push.Manager   // restreaming, nil when media is off
-	pushesMu  sync.Mutex      // orders the push API's changes and saves
-	pprof     *sideServer     // --pprof, nil when off
-	ops       *sideServer     // --ops, nil when off
-	shows     *show.Registry  // light shows (show.go)
-	bridge    *sfusignal.Bridge
-	cluster   *cluster.Cluster // --cluster (cluster.go), nil when alone
-	// clusterMedia relays streams across nodes (cluster_media.go); set
-	// after the SFU starts calling roomChanged, hence atomic.
-	clusterMedia atomic.Pointer[cluster.Media]
-	turnSecret   []byte
-	auth         *auth.Verifier // nil when auth is off
-	origins      *origin.Policy // which pages may call the APIs (own names + --allow-origins)
-	clients      *clientip.Resolver
-	checks       *limit.Rate // the connection check's requests per address (check.go)
-	mux          *http.ServeMux
-	access       *access.Checker // CIDR lists and hooks (authorize.go), nil when media is off
+	cfg        config.Config
+	log        *slog.Logger
+	metrics    *metrics.Registry
+	rooms      *room.Manager
+	hub        *signal.Hub
+	turn       *turn.Server       // nil when off or external
+	sfu        *sfu.SFU           // nil when media is off
+	started    time.Time          // for the status's uptime
+	counts     sessionCounts      // stream sessions by protocol, for the status
+	taps       *tap.Hub           // streams read as access units: RTMP players, HLS, recording, restreaming
+	tapStop    context.CancelFunc // ends the taps
+	hls        *hls.Manager       // LL-HLS (hls.go), nil when --hls off or media is off
+	hlsTokens  tokenCache         // tokens HLS requests showed, verified (hls.go)
+	sources    *ingest.Registry   // live RTMP, RTSP, SRT and camera publishers, for the streams' status
+	whip       *whip.Handler
+	showWhip   *whip.Handler   // the shows' audio (sfu.Shows)
+	rtmp       *rtmp.Server    // --rtmp, nil when off or media is off
+	srt        *srt.Server     // --srt, nil when off or media is off
+	rtsp       *rtsp.Server    // --rtsp, nil when off or media is off
+	cameras    *camera.Manager // IP camera pulls, nil when media is off
+	recorder   *record.Manager // recordings (record.go), nil when media is off
+	camerasMu  sync.Mutex      // orders the management API's changes and saves
+	pushes     *push.Manager   // restreaming, nil when media is off
+	pushesMu   sync.Mutex      // orders the push API's changes and saves
+	pprof      *sideServer     // --pprof, nil when off
+	ops        *sideServer     // --ops, nil when off
+	shows      *show.Registry  // light shows (show.go)
+	bridge     *sfusignal.Bridge
+	cluster    *cluster.Cluster // --cluster (cluster.go), nil when alone
+	turnSecret []byte
+	auth       *auth.Verifier // nil when auth is off
+	origins    *origin.Policy // which pages may call the APIs (own names + --allow-origins)
+	clients    *clientip.Resolver
+	checks     *limit.Rate // the connection check's requests per address (check.go)
+	mux        *http.ServeMux
+	access     *access.Checker // CIDR lists and hooks (authorize.go), nil when media is off
 
 	httpSrv *http.Server
 	ln      net.Listener
@@ -99,6 +96,11 @@ type Server struct {
 	quitNow   context.CancelFunc
 	closeOnce sync.Once
 	serveDone chan struct{}
+
+	// clusterMedia relays streams and group rooms across nodes
+	// (cluster_media.go); set after the SFU starts calling roomChanged,
+	// hence atomic.
+	clusterMedia atomic.Pointer[cluster.Media]
 }
 
 // New builds a server from a validated config. Nothing listens until Start.
