@@ -335,6 +335,16 @@ func TestGroupCallFeatures(t *testing.T) {
 	a.click("#btn-mic")
 	b.waitFor(5*time.Second, "Alice shown unmuted", tileJS("Alice")+`.dataset.audioMuted === 'false'`)
 
+	// A member's own signal reaches Bob as the "signal" event; a
+	// description from a member is not applied to his link to the server.
+	eval[bool](b, `(window.appSignals = [], parleyApp.client.addEventListener('signal', (e) => appSignals.push(e.detail.peer.name + ':' + e.detail.data.app)), true)`)
+	eval[bool](a, `(() => { const c = parleyApp.client, bob = [...c.peers.values()].find(p => p.name === 'Bob').id;
+	  c.send({type: 'signal', to: bob, data: {description: {type: 'offer', sdp: 'v=0'}}}); c.send({type: 'signal', to: bob, data: {app: 'hello'}}); return true })()`)
+	b.waitFor(10*time.Second, "Alice's own signal", `appSignals.join() === 'Alice:hello'`, `appSignals`)
+	if st := eval[string](b, `parleyApp.client.link.pc.signalingState`); st != "stable" {
+		t.Fatalf("Bob's link is %q after a member sent him a description, want it untouched (stable)", st)
+	}
+
 	sdp := eval[string](a, `parleyApp.client.link.pc.localDescription.sdp`)
 	a.click("#btn-share")
 	a.click("#share-pip")

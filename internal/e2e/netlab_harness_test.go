@@ -12,15 +12,38 @@ import (
 	"github.com/parley/parley/internal/netlab"
 )
 
-// The lab's impaired link (issue #14): 5 % loss each way, 80 ms ± 30 ms
-// delay each way and a 1.5 Mbit/s cap each way, between a client and its
-// NAT router.
-const (
-	lossyLoss   = 0.05
-	lossyDelay  = 80 * time.Millisecond
-	lossyJitter = 30 * time.Millisecond
-	lossyKbit   = 1500
-)
+// impairment is what the lab does to a client's link, each way, between
+// the client and its NAT router.
+type impairment struct {
+	name          string
+	loss          float64
+	delay, jitter time.Duration
+	kbit          int // rate cap; 0: none
+}
+
+func (m impairment) String() string {
+	s := fmt.Sprintf("%s: %g %% loss, %v", m.name, 100*m.loss, m.delay)
+	if m.jitter > 0 {
+		s += fmt.Sprintf(" ± %v", m.jitter)
+	}
+	s += " delay"
+	if m.kbit > 0 {
+		s += fmt.Sprintf(", %d kbit/s cap", m.kbit)
+	}
+	return s + " each way"
+}
+
+// fullImpairment is the lab's hard link (issue #14's "lossy links"): 5 %
+// loss, 80 ± 30 ms delay and a 1.5 Mbit/s cap.
+func fullImpairment() impairment {
+	return impairment{name: "full", loss: 0.05, delay: 80 * time.Millisecond, jitter: 30 * time.Millisecond, kbit: 1500}
+}
+
+// issueImpairment is the condition of issue #14's performance goal: 5 %
+// loss and 80 ms delay, no jitter and no rate cap.
+func issueImpairment() impairment {
+	return impairment{name: "issue", loss: 0.05, delay: 80 * time.Millisecond}
+}
 
 // newLabEnv starts a Parley server on the lab's public segment (the host
 // side, 10.213.P.1): clients in the lab's namespaces reach it through their
@@ -69,20 +92,28 @@ func withFlag(name string, value any) func(*browserOpts) {
 	return func(o *browserOpts) { o.flags[name] = value }
 }
 
-// addLossyClient adds a client behind nat with the issue's impaired link,
-// after measuring (and logging) that the delay applies: the round trip
-// through 80 ± 30 ms each way must be at least 100 ms in every sample.
+// addLossyClient adds a client behind nat with the lab's full impairment.
 func addLossyClient(t *testing.T, lab *netlab.Lab, nat netlab.NAT) *netlab.Client {
 	t.Helper()
-	c := lab.AddClient(nat, netlab.Delay(lossyDelay, lossyJitter))
+	return addImpairedClient(t, lab, nat, fullImpairment())
+}
+
+// addImpairedClient adds a client behind nat with link m, after measuring
+// (and logging) that the delay applies: every round trip must take at
+// least twice the delay less the jitter.
+func addImpairedClient(t *testing.T, lab *netlab.Lab, nat netlab.NAT, m impairment) *netlab.Client {
+	t.Helper()
+	c := lab.AddClient(nat, netlab.Delay(m.delay, m.jitter))
 	rtts := c.RoundTrips(11)
-	t.Logf("%s: UDP round trips through the link (80±30 ms each way): min %v, median %v, max %v",
-		c.NS, rtts[0].Round(time.Millisecond), rtts[len(rtts)/2].Round(time.Millisecond), rtts[len(rtts)-1].Round(time.Millisecond))
-	if rtts[0] < 2*(lossyDelay-lossyJitter) {
+	t.Logf("%s (%v): UDP round trips through the link: min %v, median %v, max %v", c.NS, m,
+		rtts[0].Round(time.Millisecond), rtts[len(rtts)/2].Round(time.Millisecond), rtts[len(rtts)-1].Round(time.Millisecond))
+	if rtts[0] < 2*(m.delay-m.jitter) {
 		t.Fatalf("round trips %v: the link does not delay as asked", rtts)
 	}
-	c.Loss(lossyLoss)
-	c.RateLimit(lossyKbit)
+	c.Loss(m.loss)
+	if m.kbit > 0 {
+		c.RateLimit(m.kbit)
+	}
 	return c
 }
 
@@ -113,6 +144,7 @@ type mediaStat struct {
 }
 
 const mediaStatsJS = `(async () => {
+  ` + addInboundJS + `
   const out = {};
   const reports = new Map();
   for (const p of parleyApp.client.peers.values()) {
@@ -124,16 +156,7 @@ const mediaStatsJS = `(async () => {
       localAddress: '', remoteAddress: '', videoPacketsLost: 0, nackCount: 0, videoPacketsRecv: 0, pair: ''};
     const byId = new Map(); r.forEach(s => byId.set(s.id, s));
     r.forEach(s => {
-      if (s.type === 'inbound-rtp' && ids.has(s.trackIdentifier)) {
-        o.at = s.timestamp;
-        if (s.kind === 'video') {
-          o.framesDecoded += s.framesDecoded || 0; o.framesDropped += s.framesDropped || 0;
-          o.freezeCount += s.freezeCount || 0; o.totalFreezesDuration += s.totalFreezesDuration || 0;
-          o.frameWidth = s.frameWidth || 0; o.videoPacketsLost += s.packetsLost || 0; o.nackCount += s.nackCount || 0; o.videoPacketsRecv += s.packetsReceived || 0;
-        } else {
-          o.concealedSamples += s.concealedSamples || 0; o.totalSamplesReceived += s.totalSamplesReceived || 0;
-        }
-      }
+      if (s.type === 'inbound-rtp' && ids.has(s.trackIdentifier)) addInbound(o, s);
       if (s.type === 'transport' && s.selectedCandidatePairId) {
         o.pair = s.selectedCandidatePairId;
         const pair = byId.get(s.selectedCandidatePairId);
@@ -149,6 +172,19 @@ const mediaStatsJS = `(async () => {
   }
   return out;
 })()`
+
+// addInboundJS defines addInbound(o, s), which adds an inbound-rtp report
+// s to o, a mediaStat's fields.
+const addInboundJS = `const addInbound = (o, s) => {
+    o.at = s.timestamp;
+    if (s.kind === 'video') {
+      o.framesDecoded += s.framesDecoded || 0; o.framesDropped += s.framesDropped || 0;
+      o.freezeCount += s.freezeCount || 0; o.totalFreezesDuration += s.totalFreezesDuration || 0;
+      o.frameWidth = s.frameWidth || 0; o.videoPacketsLost += s.packetsLost || 0; o.nackCount += s.nackCount || 0; o.videoPacketsRecv += s.packetsReceived || 0;
+    } else {
+      o.concealedSamples += s.concealedSamples || 0; o.totalSamplesReceived += s.totalSamplesReceived || 0;
+    }
+  };`
 
 // mediaStats samples what b receives from each remote member, by name.
 func (b *browser) mediaStats() map[string]mediaStat {
@@ -180,17 +216,26 @@ func others(names []string, skip string) []string {
 
 // sending is what a member's browser sends: per simulcast layer (rid),
 // the encoder's frame rate, the target bitrate and why it is limited
-// (bandwidth, cpu or none), and the available send bandwidth estimate.
+// (bandwidth, cpu or none), the NACKs received and the retransmissions
+// sent, and the available send bandwidth estimate.
 func (b *browser) sending() string {
 	b.t.Helper()
+	return b.sendingOn(`[...parleyApp.client.peers.values()].map(p => p.pc)`)
+}
+
+// sendingOn is sending for the peer connections the JS expression pcs
+// lists.
+func (b *browser) sendingOn(pcs string) string {
+	b.t.Helper()
 	return eval[string](b, `(async () => {
-  const pcs = new Set([...parleyApp.client.peers.values()].map(p => p.pc));
+  const pcs = new Set(`+pcs+`);
   const out = [];
   for (const pc of pcs) {
     const r = await pc.getStats();
     r.forEach(s => {
       if (s.type === 'outbound-rtp' && s.kind === 'video') out.push((s.rid || 'video') + ': ' + (s.frameWidth || 0) + 'px ' + (s.framesPerSecond || 0) + ' fps, target ' +
-        Math.round((s.targetBitrate || 0) / 1000) + ' kbit/s, limited by ' + s.qualityLimitationReason + (s.active === false ? ' (inactive)' : ''));
+        Math.round((s.targetBitrate || 0) / 1000) + ' kbit/s, limited by ' + s.qualityLimitationReason + (s.active === false ? ' (inactive)' : '') +
+        ', ' + (s.nackCount || 0) + ' NACKs in, ' + (s.retransmittedPacketsSent || 0) + ' of ' + (s.packetsSent || 0) + ' packets retransmissions');
       if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) out.push('estimate ' + Math.round(s.availableOutgoingBitrate / 1000) + ' kbit/s');
     });
   }

@@ -10,24 +10,28 @@ import (
 	"github.com/parley/parley/internal/netlab"
 )
 
-// lossyGroup is a group (sfu) call of Chromium members, each in its own
-// namespace behind its own NAT router with the impaired link.
+// lossyGroup is a group call of Chromium members, each in its own
+// namespace behind its own NAT router with an impaired link.
 type lossyGroup struct {
 	lab     *netlab.Lab
 	env     *env
 	names   []string
 	clients []*netlab.Client
 	members []*browser
+	// stats reads what a member receives from each other, by name:
+	// (*browser).mediaStats for Parley's page.
+	stats func(*browser) map[string]mediaStat
 }
 
-// startLossyGroup joins the named members to an sfu room and waits until
-// each decodes video from every other.
-func startLossyGroup(t *testing.T, names ...string) *lossyGroup {
+// startLossyGroup joins the named members, each behind a link impaired by
+// m, to a Parley sfu room and waits until each decodes video from every
+// other.
+func startLossyGroup(t *testing.T, m impairment, names ...string) *lossyGroup {
 	t.Helper()
 	lab := netlab.New(t)
-	g := &lossyGroup{lab: lab, names: names}
+	g := &lossyGroup{lab: lab, names: names, stats: (*browser).mediaStats}
 	for range names {
-		g.clients = append(g.clients, addLossyClient(t, lab, netlab.PortRestricted))
+		g.clients = append(g.clients, addImpairedClient(t, lab, netlab.PortRestricted, m))
 	}
 	g.env = newLabEnv(t, lab, func(c *config.Config) {
 		c.Rooms = map[string]config.RoomConfig{"lossy": {Mode: "sfu"}}
@@ -47,7 +51,7 @@ func startLossyGroup(t *testing.T, names ...string) *lossyGroup {
 func (g *lossyGroup) sample() map[string]map[string]mediaStat {
 	out := map[string]map[string]mediaStat{}
 	for _, b := range g.members {
-		out[b.name] = b.mediaStats()
+		out[b.name] = g.stats(b)
 	}
 	return out
 }
@@ -58,13 +62,13 @@ func (g *lossyGroup) sample() map[string]map[string]mediaStat {
 // sampled every 2 s, no remote tile's decoded frame count stands still in
 // two samples in a row (a stall of 4 s or more fails). A single frozen
 // sample is logged, not failed: at 5 % loss on both links of a path the
-// call still freezes for about 30 % of its time in freezes of up to ~2 s
+// call still freezes for 10-20 % of its time in freezes of up to ~2 s
 // (TestBenchLossyCall's figures; #14's goal of < 1 % is not met), and a
 // CI run on a quiet machine saw one 2 s sample without a new frame from
 // one publisher at both its viewers. What the test guarantees is that
 // video keeps coming; how smoothly is the benchmark's to say.
 func TestNetlabLossyGroupCall(t *testing.T) {
-	g := startLossyGroup(t, "Ana", "Ben", "Cy")
+	g := startLossyGroup(t, fullImpairment(), "Ana", "Ben", "Cy")
 	const samples = 8
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()

@@ -252,8 +252,8 @@ func TestDeadSocketLosesNothing(t *testing.T) {
 	b.join("lossless")
 	a.waitMedia(20*time.Second, "Bob")
 	// Probes: signals with data the peers ignore, recorded on arrival.
-	record := `(window.probes = [], window.resumedCount = 0, (() => { const c = parleyApp.client, orig = c.onServerMessage.bind(c);
-	  c.onServerMessage = (m) => { if (m && m.type === 'signal' && m.data && m.data.probe) probes.push(m.data.probe); orig(m); };
+	record := `(window.probes = [], window.resumedCount = 0, (() => { const c = parleyApp.client;
+	  c.addEventListener('signal', (e) => { const d = e.detail.data; if (d && d.probe) probes.push(d.probe); });
 	  c.addEventListener('resumed', () => resumedCount++); })(), true)`
 	eval[bool](a, record)
 	eval[bool](b, record)

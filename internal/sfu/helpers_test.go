@@ -95,9 +95,10 @@ type testPublisher struct {
 	level   uint8 // audio level to send (0 loud .. 127 silent)
 	skip    int   // a simulcast layer (index+1) that sends nothing, as a browser pauses one; 0 = none
 	payload int
-	twcc    int     // TWCC feedback packets received
-	rembs   int     // REMBs received
-	remb    float32 // the last REMB's bitrate
+	twcc    int      // TWCC feedback packets received
+	rembs   int      // REMBs received
+	remb    float32  // the last REMB's bitrate
+	nacked  []uint16 // sequence numbers NACKed, in order
 }
 
 type pubOpts struct {
@@ -232,6 +233,10 @@ func (tp *testPublisher) readRTCP(read func() ([]rtcp.Packet, error)) {
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				tp.rembs++
 				tp.remb = p.Bitrate
+			case *rtcp.TransportLayerNack:
+				for _, pr := range p.Nacks {
+					tp.nacked = append(tp.nacked, pr.PacketList()...)
+				}
 			}
 			tp.mu.Unlock()
 		}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 
 	"github.com/pion/interceptor"
-	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/interceptor/pkg/twcc"
 	"github.com/pion/logging"
@@ -96,10 +95,12 @@ func registerCodecs(me *webrtc.MediaEngine) error {
 }
 
 // registerInterceptors installs what the SFU wants from pion's interceptors:
-// a NACK generator towards publishers (we request what we miss), RTCP
-// sender/receiver reports, and TWCC feedback for published streams. There is
-// deliberately no NACK responder: subscribers' NACKs are answered from the
-// SFU's own packet cache, so packets are not buffered twice.
+// RTCP sender/receiver reports, and TWCC feedback for published streams.
+// There is deliberately no NACK responder: subscribers' NACKs are answered
+// from the SFU's own packet cache, so packets are not buffered twice; and
+// no NACK generator: the layers' readers ask publishers for what they miss
+// (nackgen.go), seeing the packets resent on RTX, which pion's generator
+// does not.
 func registerInterceptors(_ *webrtc.MediaEngine, ir *interceptor.Registry, receiveOnly bool) error {
 	send, err := report.NewSenderInterceptor()
 	if err != nil {
@@ -109,11 +110,6 @@ func registerInterceptors(_ *webrtc.MediaEngine, ir *interceptor.Registry, recei
 	if receiveOnly {
 		return nil
 	}
-	gen, err := nack.NewGeneratorInterceptor()
-	if err != nil {
-		return fmt.Errorf("nack generator: %w", err)
-	}
-	ir.Add(gen)
 	recv, err := report.NewReceiverInterceptor()
 	if err != nil {
 		return fmt.Errorf("receiver reports: %w", err)

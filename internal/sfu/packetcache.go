@@ -93,8 +93,7 @@ func (c *packetCache) copyOut(seq uint16, p *pktCopy) bool {
 	if !s.valid || s.hdr.SequenceNumber != seq {
 		return false
 	}
-	p.fill(s)
-	return true
+	return p.fill(s)
 }
 
 // parse fills s.hdr, s.hdrLen, s.padLen from s.buf[:s.n].

@@ -157,10 +157,16 @@ func (p *pktCopy) rtxPayload(osn uint16) []byte {
 }
 
 // fill copies the packet in s; the caller makes sure s is not being
-// written (cache lock, or the generation check in copyFrom).
-func (p *pktCopy) fill(s *slot) {
-	pl := s.payload()
-	p.n = copy(p.buf[rtxHeadroom:], pl)
+// written (cache lock, or the generation check in copyFrom). It reports
+// false when the slot's lengths do not hold together, which only a slot
+// overwritten during a copy without the lock can show (copyFrom then
+// discards the copy anyway): slicing with them would panic.
+func (p *pktCopy) fill(s *slot) bool {
+	start, end := s.hdrLen, s.n-int(s.padLen)
+	if start < 0 || start > end || end > len(s.buf) {
+		return false
+	}
+	p.n = copy(p.buf[rtxHeadroom:], s.buf[start:end])
 	p.size = s.n
 	p.seq = s.hdr.SequenceNumber
 	p.ts = s.hdr.Timestamp
@@ -169,6 +175,7 @@ func (p *pktCopy) fill(s *slot) {
 	p.padLen = s.padLen
 	p.keyframe = s.keyframe
 	p.level, p.hasLevel = s.level, s.hasLevel
+	return true
 }
 
 // copyFrom copies slot s without its cache's lock and reports whether s
@@ -178,6 +185,6 @@ func (p *pktCopy) copyFrom(s *slot, gen uint32) bool {
 	if s.gen.Load() != gen {
 		return false
 	}
-	p.fill(s)
-	return s.gen.Load() == gen
+	ok := p.fill(s)
+	return ok && s.gen.Load() == gen
 }

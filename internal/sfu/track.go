@@ -79,6 +79,8 @@ type layer struct {
 	// owned by the reader goroutine
 	winBytes uint64
 	winStart int64
+	nack     *nackTracker // nil: the publisher takes no NACKs (nackgen.go)
+	nackTo   nackSender
 }
 
 func newUpTrack(r *Room, src Source, trackID, streamID string, codec webrtc.RTPCodecParameters) *upTrack {
@@ -117,6 +119,9 @@ func (u *upTrack) addLayer(rid string, ssrc uint32, levelExt uint8, remote *webr
 	}
 	l.keySeq.Store(-1)
 	l.lastAt.Store(u.now()) // pion reports a layer with its first packet
+	if ns, ok := u.src.(nackSender); ok && remote != nil && u.isVideo() && takesNACK(u.codec) {
+		l.nack, l.nackTo = new(nackTracker), ns
+	}
 	if u.isVideo() {
 		l.cache = newPacketCache(1024)
 	} else {
@@ -165,7 +170,13 @@ func (l *layer) run() {
 		if err := s.parse(); err != nil {
 			continue
 		}
-		l.ingest(s, l.up.now())
+		now := l.up.now()
+		if l.nack != nil {
+			if seqs := l.nack.receive(s.hdr.SequenceNumber, now); seqs != nil {
+				l.nackTo.SendNACK(l.ssrc, seqs)
+			}
+		}
+		l.ingest(s, now)
 	}
 }
 

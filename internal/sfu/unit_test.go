@@ -126,6 +126,19 @@ func TestPacketCache(t *testing.T) {
 	if p.copyFrom(s, gen) {
 		t.Fatal("copyFrom of a reused slot succeeded")
 	}
+	// A copy without the lock that meets a slot half rewritten (a new
+	// header length with the old packet's length) fails instead of
+	// slicing out of range.
+	s = &c.slots[c.next]
+	gen = s.gen.Load()
+	s.hdrLen, s.n, s.padLen = 40, 20, 0
+	if p.copyFrom(s, gen) {
+		t.Fatal("copyFrom of a torn slot succeeded")
+	}
+	s.hdrLen, s.n, s.padLen = 12, 20, 9
+	if p.copyFrom(s, gen) {
+		t.Fatal("copyFrom of a torn slot (padding longer than the payload) succeeded")
+	}
 }
 
 func TestSlotPadding(t *testing.T) {

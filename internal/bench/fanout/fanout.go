@@ -495,6 +495,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	drops0, drops0Err := sinkDrops(ctx, hc, o.OpsURL)
 	firstDrop := func() float64 { return 0 }
 	if stalls != nil {
+		// The stalled group is compared with the healthy one: stall it only
+		// once every viewer has received media (a loaded machine may take
+		// longer than the warm-up to get the TCP viewers going).
+		if err := waitFirstPackets(ctx, viewers); err != nil {
+			return res, err
+		}
 		stalls.stall()
 		progress(o.Progress, "stalled %d viewers' proxies (server sink drops so far: %d)", nStalled, drops0)
 		firstDrop = watchFirstDrop(ctx, hc, o.OpsURL, drops0, o.Progress)
@@ -781,6 +787,28 @@ func watchFirstDrop(ctx context.Context, hc *http.Client, base string, from uint
 		cancel()
 		<-done
 		return time.Duration(after.Load()).Seconds()
+	}
+}
+
+// waitFirstPackets waits until every viewer has received a packet.
+func waitFirstPackets(ctx context.Context, viewers []*viewer) error {
+	tk := time.NewTicker(50 * time.Millisecond)
+	defer tk.Stop()
+	for {
+		waiting := 0
+		for _, v := range viewers {
+			if v.firstAt.Load() == 0 {
+				waiting++
+			}
+		}
+		if waiting == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("fanout: %d of %d viewers received nothing before the stall: %w", waiting, len(viewers), ctx.Err())
+		case <-tk.C:
+		}
 	}
 }
 

@@ -45,7 +45,7 @@ function reconnectDelay(n, hint = 0) {
  *
  * Events (CustomEvent, payload in .detail): "state", "joined", "resumed"
  * (the connection dropped and the same member was taken over: peers kept), "peer-joined",
- * "peer-left", "peer-state", "track", "chat", "control", "transfer",
+ * "peer-left", "peer-state", "track", "chat", "control", "signal", "transfer",
  * "reconnecting", "error", "full", "speaker", and from moderators "muted",
  * "removed", "ended"; "media-closed" when the server closed our sfu link
  * (a new one is already being built).

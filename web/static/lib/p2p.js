@@ -363,6 +363,8 @@ export class Peer extends EventTarget {
     } else if (data.restart) {
       // The other side rebuilt its connection (e.g. retry through relay).
       this.rebuild(!!data.relay, false);
+    } else {
+      emit(this.client, 'signal', { peer: this, data });
     }
   }
 

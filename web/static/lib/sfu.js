@@ -468,6 +468,21 @@ export class SfuPeer extends Peer {
     queueMicrotask(() => link.flush());
   }
 
+  /**
+   * A member's signal in an sfu room: media go through the server, so a
+   * description, candidate or restart from a member is never ours to apply
+   * (it would renegotiate the shared link); an application's own data is
+   * the "signal" event. @param {any} data
+   */
+  handleSignal(data) {
+    if (!data || data.description || data.candidate || data.restart) {
+      this.client.log('ignored a media signal from a member of an sfu room', this.id);
+    } else {
+      emit(this.client, 'signal', { peer: this, data });
+    }
+    return Promise.resolve();
+  }
+
   get connectionState() {
     return this.link.connectionState;
   }
