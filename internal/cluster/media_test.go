@@ -34,13 +34,14 @@ func TestRelayWire(t *testing.T) {
 		t.Fatalf("end message: %v %v", end, err)
 	}
 	for name, bad := range map[string][]byte{
-		"empty":       {},
-		"unknown":     {'x', 0x80},
-		"end + body":  {msgEnd, 1},
-		"short":       append([]byte{msgRTP}, make([]byte, 11)...),
-		"version 0":   append([]byte{msgRTP}, make([]byte, 20)...),
-		"too long":    append(append([]byte{msgRTP, 0x80}, make([]byte, 11)...), make([]byte, maxRelayRTP)...),
-		"bad padding": {msgRTP, 0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200},
+		"empty":        {},
+		"unknown":      {'x', 0x80},
+		"end + body":   {msgEnd, 1},
+		"short":        append([]byte{msgRTP}, make([]byte, 11)...),
+		"version 0":    append([]byte{msgRTP}, make([]byte, 20)...),
+		"too long":     append(append([]byte{msgRTP, 0x80}, make([]byte, 11)...), make([]byte, maxRelayRTP)...),
+		"bad padding":  {msgRTP, 0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200},
+		"zero padding": {msgRTP, 0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0}, // FuzzRelayDecode found it
 	} {
 		if _, _, err := decodeTrackMsg(bad); !errors.Is(err, errRelayMsg) {
 			t.Errorf("%s: %v, want a refusal", name, err)

@@ -166,7 +166,7 @@ func decodeTrackMsg(b []byte) (end bool, pkt []byte, err error) {
 	if err != nil || h.Version != 2 {
 		return false, nil, fmt.Errorf("%w: RTP header", errRelayMsg)
 	}
-	if h.Padding && (n >= len(pkt) || int(pkt[len(pkt)-1]) > len(pkt)-n) {
+	if h.Padding && (n >= len(pkt) || pkt[len(pkt)-1] == 0 || int(pkt[len(pkt)-1]) > len(pkt)-n) {
 		return false, nil, fmt.Errorf("%w: RTP padding", errRelayMsg)
 	}
 	return false, pkt, nil
