@@ -20,7 +20,7 @@ import (
 const testTTL = time.Second
 
 // natsServer runs a NATS server with JetStream on a loopback port.
-func natsServer(t *testing.T, port int, dir string) *natsserver.Server {
+func natsServer(t testing.TB, port int, dir string) *natsserver.Server {
 	t.Helper()
 	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
 	if err != nil {
@@ -34,7 +34,7 @@ func natsServer(t *testing.T, port int, dir string) *natsserver.Server {
 	return srv
 }
 
-func startNode(t *testing.T, o Options) *Cluster {
+func startNode(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	if o.TTL == 0 {
 		o.TTL = testTTL

@@ -107,10 +107,10 @@ func (r *relay) askSync() error {
 
 func subject(roomName string) string { return roomSubjects + roomKey(roomName) }
 
-// observe is the room manager's Observer: a local member's event in a
-// peer-to-peer room goes to the other nodes.
+// observe is the room manager's Observer: a local member's event goes to
+// the other nodes (a group room's media crosses nodes in media.go).
 func (r *relay) observe(rm *room.Room, kind room.EventKind, from *room.Member, to string, dst *room.Member, data []byte) {
-	if rm.Mode != room.P2P || from.Remote || (dst != nil && !dst.Remote) {
+	if from.Remote || (dst != nil && !dst.Remote) {
 		return
 	}
 	ev := relayEvent{Node: r.c.opts.Node.ID, Room: rm.Name, From: from.ID}

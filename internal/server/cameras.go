@@ -86,12 +86,13 @@ func (s *Server) stopCameras() {
 func (s *Server) camerasFile() string { return filepath.Join(s.cfg.DataDir, camera.FileName) }
 
 // demandStream starts an on-demand camera for a WHEP viewer and waits
-// for it to go live.
+// for it to go live; a stream published on another node of the cluster
+// is relayed here instead (cluster_media.go).
 func (s *Server) demandStream(ctx context.Context, stream string) bool {
-	if s.cameras == nil {
-		return false
+	if s.cameras != nil && s.cameras.Demand(ctx, stream) {
+		return true
 	}
-	return s.cameras.Demand(ctx, stream)
+	return s.demandRelay(ctx, stream)
 }
 
 // requireAdmin lets a request through on an open server, and with auth

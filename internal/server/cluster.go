@@ -55,6 +55,9 @@ func (s *Server) startCluster(ctx context.Context) error {
 	}
 	s.cluster = c
 	s.clusterView.Store(c)
+	if err := s.startClusterMedia(); err != nil {
+		return err
+	}
 	s.metrics.GaugeFunc("parley_cluster_nodes", "Nodes in the cluster's registry, this one included.", func() float64 { return float64(len(c.Nodes())) })
 	s.metrics.GaugeFunc("parley_cluster_connected", "1 while the node is connected to NATS and registered.", func() float64 {
 		if c.Status().Connected {
@@ -100,6 +103,7 @@ func (s *Server) advertised(a net.Addr) string {
 // stopCluster leaves the cluster (Shutdown).
 func (s *Server) stopCluster() {
 	if s.cluster != nil {
+		s.stopClusterMedia()
 		s.cluster.Close()
 	}
 }

@@ -88,8 +88,9 @@ func TestClusterMembership(t *testing.T) {
 }
 
 // clusterNode starts a server that is node id of the cluster at nats
-// ("embedded": the node runs the NATS server, on a loopback port).
-func clusterNode(t *testing.T, id, nats string) *server.Server {
+// ("embedded": the node runs the NATS server, on a loopback port); mods
+// change its configuration further.
+func clusterNode(t *testing.T, id, nats string, mods ...func(*config.Config)) *server.Server {
 	t.Helper()
 	return startServer(t, func(c *config.Config) {
 		c.AuthSecret, c.TURNSecret = testSecret, testSecret
@@ -97,6 +98,9 @@ func clusterNode(t *testing.T, id, nats string) *server.Server {
 		c.Cluster = nats
 		if nats == "embedded" {
 			c.ClusterListen = "127.0.0.1:0"
+		}
+		for _, mod := range mods {
+			mod(c)
 		}
 	})
 }

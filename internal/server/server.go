@@ -100,6 +100,10 @@ type Server struct {
 	// clusterView is cluster for the signaling plane, which serves before
 	// the node has joined (cluster_ops.go).
 	clusterView atomic.Pointer[cluster.Cluster]
+	// clusterMedia relays streams and group rooms across nodes
+	// (cluster_media.go); set after the SFU starts calling roomChanged,
+	// hence atomic.
+	clusterMedia atomic.Pointer[cluster.Media]
 }
 
 // New builds a server from a validated config. Nothing listens until Start.

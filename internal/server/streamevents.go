@@ -82,6 +82,7 @@ func (w *streamWatchers) notify(name string) {
 // roomChanged is the SFU's OnRoomChange: streams' rooms wake their
 // events; a show's audio tells its screens whether it is on air.
 func (s *Server) roomChanged(ns sfu.Namespace, name string) {
+	s.clusterRoomChanged(ns, name)
 	switch ns {
 	case sfu.Streams:
 		s.streamWatch.notify(name)
