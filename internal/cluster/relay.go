@@ -201,7 +201,7 @@ func decodeEvent(b []byte) (relayEvent, error) {
 		if p == nil || p.ID != ev.From || len(p.Name) > protocol.MaxNameLen || len(p.Identity) > protocol.MaxTokenLen {
 			return ev, errors.New("bad joining peer")
 		}
-		if ev.Mode != string(room.P2P) || ev.Cap < 0 {
+		if (ev.Mode != string(room.P2P) && ev.Mode != string(room.SFU)) || ev.Cap < 0 {
 			return ev, errors.New("bad room mode or capacity")
 		}
 	case "leave":

@@ -54,3 +54,14 @@ func FuzzRelayReceive(f *testing.F) {
 		r.nodeGone("")
 	})
 }
+
+// Both room modes cross nodes (group rooms' members are relayed too);
+// anything else is refused.
+func TestDecodeEventModes(t *testing.T) {
+	for mode, ok := range map[string]bool{"p2p": true, "sfu": true, "mesh": false, "": false} {
+		_, err := decodeEvent([]byte(`{"k":"join","n":"b","r":"room","m":"` + mode + `","c":2,"p":{"id":"x","name":"X"},"f":"x"}`))
+		if (err == nil) != ok {
+			t.Errorf("mode %q: err %v, want accepted %v", mode, err, ok)
+		}
+	}
+}
