@@ -283,14 +283,17 @@ func (m *Media) look(sc scope) {
 	var local []sfu.TrackInfo
 	viewers := 0
 	if ok {
+		viewers = len(r.Participants())
 		for _, ti := range r.Tracks() {
 			if _, src, err := r.TrackSpecOf(ti.ID); err == nil {
 				if _, relayed := src.(*edgeSource); !relayed {
 					local = append(local, ti)
 				}
 			}
+			// Readers that are no participant (LL-HLS, RTSP, RTMP
+			// through internal/tap) subscribe as stand-alone sinks.
+			viewers = max(viewers, ti.Subscribers)
 		}
-		viewers = len(r.Participants())
 	}
 	m.mu.Lock()
 	o := m.origins[sc]

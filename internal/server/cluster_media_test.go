@@ -402,3 +402,20 @@ func TestClusterGroupRoom(t *testing.T) {
 		}
 	}
 }
+
+// An LL-HLS player on a node without the stream: its first request starts
+// the relay from the origin, as a WHEP viewer's does, and ffprobe reads
+// the stream (H.264 and Opus) from the edge's playlist.
+func TestClusterHLSOnEdge(t *testing.T) {
+	a := mediaNode(t, "a", "embedded")
+	b := mediaNode(t, "b", a.Cluster().ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	publishH264(ctx, t, a, "tv", mintToken(t, "tv", auth.Grants{Publish: true}))
+	waitTracks(ctx, t, a, "tv", 2)
+	waitFor(t, "the stream announced to the cluster", func() bool { return a.ClusterMedia().Stats().Streams.Load() == 1 })
+	probeHLS(ctx, t, b.URL()+"/hls/tv/index.m3u8?token="+mintToken(t, "tv", auth.Grants{Subscribe: true}), 640, 360, "opus")
+	if r := b.ClusterMedia().Stats().Relays.Load(); r != 2 {
+		t.Errorf("node b relays %d tracks for its HLS player, want the stream's 2", r)
+	}
+}
