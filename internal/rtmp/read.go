@@ -51,7 +51,7 @@ func (s *Server) play(c net.Conn, sc *gortmplib.ServerConn) error {
 	defer end()
 	// The first keyframe gives the SPS and PPS the stream header needs.
 	octx, ocancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
-	r, err := s.cfg.Tap.Open(octx, sfu.Streams, stream, tap.Options{AAC: true, Queue: readQueue})
+	r, err := s.cfg.Tap.Open(octx, sfu.Streams, stream, tap.Options{AAC: true, Queue: readQueue, Demand: true})
 	ocancel()
 	if err != nil {
 		s.rejected.Add(1)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/rtmp/rtmptest"
 	"github.com/parley/parley/internal/server"
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/pkg/client"
@@ -403,12 +405,14 @@ func TestClusterGroupRoom(t *testing.T) {
 	}
 }
 
-// An LL-HLS player on a node without the stream: its first request starts
-// the relay from the origin, as a WHEP viewer's does, and ffprobe reads
-// the stream (H.264 and Opus) from the edge's playlist.
-func TestClusterHLSOnEdge(t *testing.T) {
+// Players on a node without the stream: an LL-HLS player's first request
+// starts the relay from the origin, as a WHEP viewer's does, and ffprobe
+// reads the stream (H.264 and Opus) from the edge's playlist; an RTMP
+// reader on the other edge gets it too (H.264 and AAC).
+func TestClusterPlayersOnEdge(t *testing.T) {
 	a := mediaNode(t, "a", "embedded")
 	b := mediaNode(t, "b", a.Cluster().ClientURL())
+	c := mediaNode(t, "c", a.Cluster().ClientURL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	publishH264(ctx, t, a, "tv", mintToken(t, "tv", auth.Grants{Publish: true}))
@@ -417,5 +421,9 @@ func TestClusterHLSOnEdge(t *testing.T) {
 	probeHLS(ctx, t, b.URL()+"/hls/tv/index.m3u8?token="+mintToken(t, "tv", auth.Grants{Subscribe: true}), 640, 360, "opus")
 	if r := b.ClusterMedia().Stats().Relays.Load(); r != 2 {
 		t.Errorf("node b relays %d tracks for its HLS player, want the stream's 2", r)
+	}
+	got, err := rtmptest.Probe(ctx, fmt.Sprintf("rtmp://%s/live/tv?token=%s", c.RTMPAddr(), mintToken(t, "tv", auth.Grants{Subscribe: true})))
+	if want := []string{"aac", "h264"}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("RTMP reader on node c: %v (%v), want %v", got, err, want)
 	}
 }

@@ -69,7 +69,7 @@ func (s *Server) startMedia() error {
 	s.sfu, s.whip, s.showWhip, s.bridge = m, w, sw, sfusignal.New(m, s.log)
 	var tapCtx context.Context
 	tapCtx, s.tapStop = context.WithCancel(context.Background())
-	s.taps = tap.New(tapCtx, tap.Config{SFU: m, Logger: s.log})
+	s.taps = tap.New(tapCtx, tap.Config{SFU: m, Demand: s.demandStream, Logger: s.log})
 	s.startHLS()
 	if err := s.startRTMP(); err != nil {
 		s.stopMedia()

@@ -20,7 +20,7 @@ func (s *Server) read(req gosrt.ConnRequest, stream string, log *slog.Logger) er
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	octx, ocancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
-	r, err := s.cfg.Tap.Open(octx, sfu.Streams, stream, tap.Options{Queue: s.cfg.ReaderQueue})
+	r, err := s.cfg.Tap.Open(octx, sfu.Streams, stream, tap.Options{Queue: s.cfg.ReaderQueue, Demand: true})
 	ocancel()
 	if err != nil {
 		return refuse(gosrt.REJX_NOTFOUND, fmt.Errorf("stream %s is not live: %w", stream, err))

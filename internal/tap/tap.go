@@ -68,6 +68,10 @@ type Options struct {
 	// readers ask; 0 asks nothing. Publishers that cannot be asked (RTMP,
 	// SRT, cameras) keep their own interval.
 	KeyframeInterval time.Duration
+	// Demand asks the hub's Config.Demand for a stream that is not live
+	// here (a player: it may start on demand, or come from another
+	// node); files and pushes do not ask.
+	Demand bool
 }
 
 // ErrNotLive is returned by Open for a stream without a publisher or
@@ -82,6 +86,11 @@ type Config struct {
 	SFU *sfu.SFU
 	// FFmpeg is the binary for Opus to AAC; "" finds "ffmpeg" on PATH.
 	FFmpeg string
+	// Demand, when set, is asked for a stream (sfu.Streams) that is not
+	// live here by readers that ask (Options.Demand): an on-demand camera
+	// or a relay from another node. It reports whether the stream is
+	// here now.
+	Demand func(ctx context.Context, stream string) bool
 	Logger *slog.Logger
 }
 
@@ -118,6 +127,9 @@ const trackWait = time.Second
 // for the stream's first keyframe and returns a reader that starts there.
 func (h *Hub) Open(ctx context.Context, ns sfu.Namespace, name string, opts Options) (*Reader, error) {
 	room, ok := h.cfg.SFU.LookupRoom(ns, name)
+	if (!ok || len(room.Tracks()) == 0) && opts.Demand && ns == sfu.Streams && h.cfg.Demand != nil && h.cfg.Demand(ctx, name) {
+		room, ok = h.cfg.SFU.LookupRoom(ns, name)
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotLive, name)
 	}
