@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/parley/parley/pkg/protocol"
 )
 
 // Placement: where a new room or stream goes, and where a client that
@@ -127,11 +129,16 @@ const claimSubject = "parley.claim."
 // answerClaims subscribes to the requests to claim rooms placed here.
 func (c *Cluster) answerClaims() (*nats.Subscription, error) {
 	sub, err := c.nc.Subscribe(claimSubject+c.opts.Node.ID, func(m *nats.Msg) {
+		room := string(m.Data)
+		if !protocol.ValidRoom(room) { // from NATS: checked as a client's room name is
+			c.log.Debug("a claim for a room that is no room name", "bytes", len(m.Data))
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.opTimeout())
 		defer cancel()
-		owner, err := c.ClaimRoom(ctx, string(m.Data))
+		owner, err := c.ClaimRoom(ctx, room)
 		if err != nil {
-			c.log.Warn("claiming a room placed here", "room", string(m.Data), "err", err)
+			c.log.Warn("claiming a room placed here", "room", room, "err", err)
 			return // the asking node claims it
 		}
 		if err := m.Respond([]byte(owner)); err != nil {

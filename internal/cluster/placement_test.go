@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,6 +76,14 @@ func TestPlaceRoom(t *testing.T) {
 	if n, err := c.PlaceRoom(ctx, "placed"); err != nil || n.ID != "b" {
 		t.Errorf("c finds the room on %q (%v), want its owner b", n.ID, err)
 	}
+	// A claim request naming no valid room (anything on NATS) is not
+	// answered and claims nothing.
+	bad := "../" + strings.Repeat("x", 300)
+	qctx, qcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	if _, err := a.nc.RequestWithContext(qctx, claimSubject+"b", []byte(bad)); err == nil || b.Owns(bad) {
+		t.Errorf("b answered a claim for %q (%v) or owns it", bad[:8], err)
+	}
+	qcancel()
 
 	b.stop(false) // dies: no goodbye
 	waitFor(t, "a and c listing a and c", []*Cluster{a, c}, sees([]*Cluster{a, c}, "a", "c"))
