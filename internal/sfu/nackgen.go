@@ -66,6 +66,7 @@ type nackTracker struct {
 	started bool
 	top     uint16 // newest sequence number seen
 	missing int    // entries marked missing
+	low     uint16 // no entry older than this is missing (while missing > 0): where a scan starts
 	due     int64  // when an entry is next to be asked for again; 0: now
 	win     [nackWindow]nackEntry
 	out     [nackWindow]uint16 // scratch for the sequence numbers to ask for
@@ -84,6 +85,9 @@ func (t *nackTracker) receive(seq uint16, now int64) []uint16 {
 		return nil
 	case d > 0:
 		for s := t.top + 1; s != seq; s++ {
+			if t.missing == 0 {
+				t.low = s
+			}
 			t.set(nackEntry{seq: s, missing: true})
 			t.due = 0
 		}
@@ -101,7 +105,14 @@ func (t *nackTracker) receive(seq uint16, now int64) []uint16 {
 	}
 	n := 0
 	t.due = now + int64(nackRetry)
-	for s := t.top - nackWindow + 1; s != t.top; s++ { // oldest first
+	// Oldest first, from the oldest entry that may be missing: the
+	// window's start only when that is older.
+	start := t.top - nackWindow + 1
+	if t.low-start < nackWindow {
+		start = t.low
+	}
+	low, seen := t.top, false
+	for s := start; s != t.top; s++ {
 		e := &t.win[s&(nackWindow-1)]
 		if !e.missing || e.seq != s {
 			continue
@@ -110,6 +121,9 @@ func (t *nackTracker) receive(seq uint16, now int64) []uint16 {
 			e.missing = false // given up
 			t.missing--
 			continue
+		}
+		if !seen {
+			low, seen = s, true
 		}
 		if e.tries > 0 && now-e.last < int64(nackRetry) {
 			t.due = min(t.due, e.last+int64(nackRetry))
@@ -120,6 +134,7 @@ func (t *nackTracker) receive(seq uint16, now int64) []uint16 {
 		t.out[n] = s
 		n++
 	}
+	t.low = low
 	if n == 0 {
 		return nil
 	}
@@ -141,6 +156,6 @@ func (t *nackTracker) set(e nackEntry) {
 func (t *nackTracker) reset(seq uint16) {
 	t.win = [nackWindow]nackEntry{}
 	t.missing, t.due = 0, 0
-	t.started, t.top = true, seq
+	t.started, t.top, t.low = true, seq, seq
 	t.win[seq&(nackWindow-1)] = nackEntry{seq: seq}
 }
