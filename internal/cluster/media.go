@@ -238,14 +238,9 @@ func (m *Media) streamsKV(ctx context.Context) (jetstream.KeyValue, error) {
 	if kv != nil {
 		return kv, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.c.opTimeout())
-	defer cancel()
-	kv, err := m.c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: streamsBucket, Description: "Parley streams' origin nodes", History: 1, TTL: m.ttl,
-		LimitMarkerTTL: markerTTL(m.ttl), Storage: jetstream.MemoryStorage, Replicas: m.c.opts.Replicas,
-	})
+	kv, err := m.c.bucket(ctx, streamsBucket, "Parley streams' origin nodes")
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", streamsBucket, err)
+		return nil, err
 	}
 	m.mu.Lock()
 	m.kv = kv

@@ -224,23 +224,29 @@ func (c *Cluster) nodeGone(id string) {
 // Entries expire TTL after their last write; an expiry leaves a marker so
 // that watchers are told.
 func (c *Cluster) buckets(ctx context.Context) (nodes, rooms jetstream.KeyValue, err error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opTimeout())
-	defer cancel()
-	for _, b := range []struct {
-		name, what string
-		kv         *jetstream.KeyValue
-	}{{nodesBucket, "Parley nodes (registry)", &nodes}, {roomsBucket, "Parley rooms' owners", &rooms}} {
-		kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: b.name, Description: b.what, History: 1, TTL: c.opts.TTL,
-			LimitMarkerTTL: markerTTL(c.opts.TTL),
-			Storage:        jetstream.MemoryStorage, Replicas: c.opts.Replicas,
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("bucket %s: %w", b.name, err)
-		}
-		*b.kv = kv
+	if nodes, err = c.bucket(ctx, nodesBucket, "Parley nodes (registry)"); err != nil {
+		return nil, nil, err
+	}
+	if rooms, err = c.bucket(ctx, roomsBucket, "Parley rooms' owners"); err != nil {
+		return nil, nil, err
 	}
 	return nodes, rooms, nil
+}
+
+// bucket opens (creating when missing) one of the cluster's buckets: in
+// memory, one value per key, entries expiring TTL after their last write.
+func (c *Cluster) bucket(ctx context.Context, name, what string) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opTimeout())
+	defer cancel()
+	kv, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: name, Description: what, History: 1, TTL: c.opts.TTL,
+		LimitMarkerTTL: markerTTL(c.opts.TTL),
+		Storage:        jetstream.MemoryStorage, Replicas: c.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", name, err)
+	}
+	return kv, nil
 }
 
 // markerTTL keeps an expiry's marker long enough for watchers (at least
