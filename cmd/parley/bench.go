@@ -87,7 +87,7 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			return 1
 		}
 		defer child.stop()
-		o.URL, o.OpsURL, o.ServerPID = child.url, child.ops, child.pid
+		o.URL, o.OpsURL, o.ServerPIDs = child.url, child.ops, []int{child.pid}
 	}
 	res, err := signaling.Run(ctx, o)
 	if err != nil {

@@ -59,8 +59,11 @@ func startClusterChildren(ctx context.Context, o *signaling.Options, n int) (sto
 		}
 	}
 	o.URL, o.OpsURL = children[0].url, children[0].ops
-	for _, c := range children[1:] {
-		o.Nodes = append(o.Nodes, c.url)
+	for i, c := range children {
+		if i > 0 {
+			o.Nodes = append(o.Nodes, c.url)
+		}
+		o.ServerPIDs = append(o.ServerPIDs, c.pid)
 	}
 	return stop, nil
 }

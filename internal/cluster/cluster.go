@@ -235,6 +235,11 @@ func (c *Cluster) connect(ctx context.Context) error {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
 		nats.RetryOnFailedConnect(false),
+		// A node never needs what it published itself (its members'
+		// events, its "have" announcements, its sync requests): without
+		// this NATS sends each back, and every node decoded and dropped
+		// them, half its NATS input while rooms relay.
+		nats.NoEcho(),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			c.log.Info("NATS connection back")
 			select {

@@ -29,17 +29,17 @@ type Options struct {
 	// Nodes are more servers, nodes of one cluster with URL: client i
 	// dials the (i mod n)-th of URL and Nodes, so with two servers and
 	// an even RoomSize every signal crosses from one node to the other.
-	Nodes     []string
-	Token     string        // the token every client joins with ("" on an open server)
-	OpsURL    string        // the server's operations listener (/metrics), e.g. http://127.0.0.1:9090; "" = URL
-	Clients   int           // how many (default 1000)
-	RoomSize  int           // members per room (default 10)
-	Dialers   int           // concurrent connection attempts (default 100)
-	Interval  time.Duration // each client signals a room-mate this often (default 1 s)
-	Duration  time.Duration // relay phase length (default 10 s)
-	Settle    time.Duration // idle wait before reading memory (default 2 s)
-	Progress  io.Writer     // progress lines, may be nil
-	ServerPID int           // server process, for its CPU during the relay phase; 0 = not measured
+	Nodes      []string
+	Token      string        // the token every client joins with ("" on an open server)
+	OpsURL     string        // the server's operations listener (/metrics), e.g. http://127.0.0.1:9090; "" = URL
+	Clients    int           // how many (default 1000)
+	RoomSize   int           // members per room (default 10)
+	Dialers    int           // concurrent connection attempts (default 100)
+	Interval   time.Duration // each client signals a room-mate this often (default 1 s)
+	Duration   time.Duration // relay phase length (default 10 s)
+	Settle     time.Duration // idle wait before reading memory (default 2 s)
+	Progress   io.Writer     // progress lines, may be nil
+	ServerPIDs []int         // server processes (a cluster's nodes), their CPU summed over the relay phase; none = not measured
 	// PerAddress spreads the clients over loopback source addresses
 	// (127.1.0.0/16), this many per address, so a server's per-address
 	// limits (--conns-per-ip, --rooms-per-ip) stay switched on and are
@@ -237,15 +237,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.HeapPerConnKiB = (idle["go_memstats_heap_inuse_bytes"] - base["go_memstats_heap_inuse_bytes"]) / n / 1024
 	res.StackPerConnKiB = (idle["go_memstats_stack_inuse_bytes"] - base["go_memstats_stack_inuse_bytes"]) / n / 1024
 	res.GoroutinesPer = (idle["go_goroutines"] - base["go_goroutines"]) / n
-	srv0, _ := proc.ReadCPU(o.ServerPID)
+	srv0, _ := serversCPU(o.ServerPIDs)
 	tool0, host0, t0 := proc.SelfCPU(), proc.HostBusySeconds(), time.Now()
 	sent := relay(ctx, o, members)
 	if wall := time.Since(t0).Seconds(); wall > 0 {
-		srv1, err := proc.ReadCPU(o.ServerPID)
-		if o.ServerPID > 0 && err == nil {
-			res.ServerCores = (srv1.Total() - srv0.Total()) / wall
+		srv1, err := serversCPU(o.ServerPIDs)
+		if len(o.ServerPIDs) > 0 && err == nil {
+			res.ServerCores = (srv1 - srv0) / wall
 			if sent > 0 {
-				res.ServerUsPerMsg = (srv1.Total() - srv0.Total()) / float64(sent) * 1e6
+				res.ServerUsPerMsg = (srv1 - srv0) / float64(sent) * 1e6
 			}
 		}
 		res.ToolCores = (proc.SelfCPU() - tool0) / wall
@@ -400,4 +400,17 @@ NATS (first node)  idle %.2f msg/s and %.0f B/s per room; relaying %.2f messages
 `, r.Clients, r.RoomSize, r.Connected, r.JoinP50ms, r.JoinP99ms, r.RelayP50ms, r.RelayP99ms, r.Relayed, r.Lost, r.RelayRate,
 		r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPer, r.ServerCores, r.ServerUsPerMsg, r.ToolCores, r.HostBusyCores,
 		r.NATSIdleMsgsPerRoomS, r.NATSIdleBytesPerRoomS, r.NATSMsgsPerRelayed, r.NATSBytesPerRelayed)
+}
+
+// serversCPU is the CPU seconds the processes have used, summed.
+func serversCPU(pids []int) (float64, error) {
+	var sum float64
+	for _, pid := range pids {
+		c, err := proc.ReadCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += c.Total()
+	}
+	return sum, nil
 }
