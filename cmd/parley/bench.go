@@ -56,7 +56,8 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.DurationVar(&o.Interval, "interval", time.Second, "each client signals a room-mate this often")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "length of the relay phase")
 	fs.IntVar(&o.PerAddress, "per-address", 100, "clients per loopback source address (127.1.x.y), so the server's per-address limits stay on; 0: all from one address")
-	pprofAddr := fs.String("pprof", "", "the child server's --pprof address (loopback), to profile it during the run")
+	pin := fs.Bool("pin", false, "with -nodes: pin node i to CPU i mod the CPU count (taskset), as if each node had its own machine's cores")
+	pprofAddr := fs.String("pprof", "", "the child server's --pprof address (loopback), to profile it during the run; with -nodes, the first node's (it runs the NATS server)")
 	nodes := fs.Int("nodes", 1, "without -url: start this many child servers as nodes of one cluster (the first runs the embedded NATS server) and spread the clients over them, each room's members alternating between nodes, so that with 2 nodes and an even -room-size every signal crosses nodes")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
@@ -69,7 +70,7 @@ func benchSignal(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "parley bench: open-file limit %d (%v): may be too low for %d clients\n", n, err, o.Clients)
 	}
 	if o.URL == "" && *nodes > 1 {
-		stop, err := startClusterChildren(ctx, &o, *nodes)
+		stop, err := startClusterChildren(ctx, &o, *nodes, *pprofAddr, *pin)
 		if err != nil {
 			fmt.Fprintf(stderr, "parley bench: %v\n", err)
 			return 1
@@ -132,6 +133,12 @@ func freeLoopbackAddr() (string, error) {
 // startChildServer runs this binary's `serve` on free loopback ports so
 // the load tool's own memory does not blur the server's figures.
 func startChildServer(ctx context.Context, extra ...string) (childServer, error) {
+	return startChildServerOn(ctx, -1, extra...)
+}
+
+// startChildServerOn is startChildServer with the child pinned to one CPU
+// (`taskset -c cpu`) when cpu >= 0.
+func startChildServerOn(ctx context.Context, cpu int, extra ...string) (childServer, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return childServer{}, err
@@ -145,6 +152,12 @@ func startChildServer(ctx context.Context, extra ...string) (childServer, error)
 		return childServer{}, err
 	}
 	args := append([]string{"serve", "--http", addr, "--ops", opsAddr, "--log-level", "warn"}, extra...)
+	if cpu >= 0 {
+		args = append([]string{"-c", fmt.Sprint(cpu), exe}, args...)
+		if exe, err = exec.LookPath("taskset"); err != nil {
+			return childServer{}, fmt.Errorf("pinning a server to a CPU: %w", err)
+		}
+	}
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

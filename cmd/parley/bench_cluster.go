@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/parley/parley/internal/auth"
@@ -16,8 +17,9 @@ import (
 // startClusterChildren starts n `parley serve` children as nodes of one
 // cluster (the first runs the embedded NATS server), waits until each
 // lists all of them, and points o at them with a token for the bench's
-// rooms. stop ends them all.
-func startClusterChildren(ctx context.Context, o *signaling.Options, n int) (stop func(), err error) {
+// rooms. pprofAddr, if set, is the first node's --pprof; pin puts node i
+// on CPU i mod the CPU count. stop ends them all.
+func startClusterChildren(ctx context.Context, o *signaling.Options, n int, pprofAddr string, pin bool) (stop func(), err error) {
 	secret := room.NewSecret() + room.NewSecret()
 	natsAddr, err := freeLoopbackAddr()
 	if err != nil {
@@ -34,10 +36,17 @@ func startClusterChildren(ctx context.Context, o *signaling.Options, n int) (sto
 			"--auth-secret", secret, "--turn-secret", secret, "--cluster-node", fmt.Sprint("n", i+1)}
 		if i == 0 {
 			extra = append(extra, "--cluster", "embedded", "--cluster-listen", natsAddr)
+			if pprofAddr != "" {
+				extra = append(extra, "--pprof", pprofAddr)
+			}
 		} else {
 			extra = append(extra, "--cluster", "nats://"+natsAddr)
 		}
-		c, err := startChildServer(ctx, extra...)
+		cpu := -1
+		if pin {
+			cpu = i % runtime.NumCPU()
+		}
+		c, err := startChildServerOn(ctx, cpu, extra...)
 		if err != nil {
 			stop()
 			return nil, fmt.Errorf("node %d: %w", i+1, err)
