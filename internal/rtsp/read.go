@@ -1,6 +1,7 @@
 package rtsp
 
 import (
+	"context"
 	"strings"
 	"sync"
 
@@ -66,9 +67,16 @@ func describeTrack(mime string) (format.Format, bool) {
 // newReader describes the live stream's tracks (the first video and the
 // first audio of a codec RTSP carries; H.264 with the SPS and PPS of its
 // latest keyframe when it comes within paramsWait); ok is false when
-// nothing is live.
+// nothing is live, here or on demand (Config.Demand).
 func (s *Server) newReader(stream, token string, end func()) (*reader, bool) {
 	room, ok := s.cfg.SFU.LookupRoom(sfu.Streams, stream)
+	if (!ok || len(room.Tracks()) == 0) && s.cfg.Demand != nil {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.ReadTimeout)
+		if s.cfg.Demand(ctx, stream) {
+			room, ok = s.cfg.SFU.LookupRoom(sfu.Streams, stream)
+		}
+		cancel()
+	}
 	if !ok {
 		return nil, false
 	}

@@ -75,6 +75,11 @@ type Config struct {
 	WriteQueueSize int
 	// FFmpeg is the ffmpeg binary for AAC; "" looks it up on PATH.
 	FFmpeg string
+	// Demand, when set, is asked for a stream that is not live here when
+	// a player describes it (an on-demand camera, or a stream on another
+	// cluster node); it waits, up to ctx, and reports whether the stream
+	// is live now.
+	Demand func(ctx context.Context, stream string) bool
 	// Registry lists live publishers for the streams\' status; nil for none.
 	Registry *ingest.Registry
 	Logger   *slog.Logger

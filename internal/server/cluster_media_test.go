@@ -407,8 +407,9 @@ func TestClusterGroupRoom(t *testing.T) {
 
 // Players on a node without the stream: an LL-HLS player's first request
 // starts the relay from the origin, as a WHEP viewer's does, and ffprobe
-// reads the stream (H.264 and Opus) from the edge's playlist; an RTMP
-// reader on the other edge gets it too (H.264 and AAC).
+// reads the stream (H.264 and Opus) from the edge's playlist; on the other
+// edge an RTSP reader's DESCRIBE starts it, and RTMP (H.264 and AAC) and
+// SRT readers get it too; each edge relays each track once.
 func TestClusterPlayersOnEdge(t *testing.T) {
 	a := mediaNode(t, "a", "embedded")
 	b := mediaNode(t, "b", a.Cluster().ClientURL())
@@ -422,8 +423,22 @@ func TestClusterPlayersOnEdge(t *testing.T) {
 	if r := b.ClusterMedia().Stats().Relays.Load(); r != 2 {
 		t.Errorf("node b relays %d tracks for its HLS player, want the stream's 2", r)
 	}
-	got, err := rtmptest.Probe(ctx, fmt.Sprintf("rtmp://%s/live/tv?token=%s", c.RTMPAddr(), mintToken(t, "tv", auth.Grants{Subscribe: true})))
+	read := mintToken(t, "tv", auth.Grants{Subscribe: true})
+	if r := c.ClusterMedia().Stats().Relays.Load(); r != 0 {
+		t.Fatalf("node c relays %d tracks before any reader asked", r)
+	}
+	probeRTSP(ctx, t, fmt.Sprintf("rtsp://%s/tv?token=%s", c.RTSPAddr(), read), "tcp", "h264", "opus")
+	got, err := rtmptest.Probe(ctx, fmt.Sprintf("rtmp://%s/live/tv?token=%s", c.RTMPAddr(), read))
 	if want := []string{"aac", "h264"}; err != nil || !slices.Equal(got, want) {
 		t.Fatalf("RTMP reader on node c: %v (%v), want %v", got, err, want)
+	}
+	got, err = rtmptest.Probe(ctx, srtURL(b, "read:tv:"+read))
+	if want := []string{"h264", "opus"}; err != nil || !slices.Equal(got, want) {
+		t.Fatalf("SRT reader on node b: %v (%v), want %v", got, err, want)
+	}
+	for _, n := range []*server.Server{b, c} {
+		if r := n.ClusterMedia().Stats().Relays.Load(); r != 2 {
+			t.Errorf("an edge relays %d tracks for its readers, want the stream's 2 (one relay per track per node)", r)
+		}
 	}
 }

@@ -15,7 +15,7 @@ func (s *Server) startRTSP() error {
 	}
 	srv, err := rtsp.Listen(rtsp.Config{
 		Listen: s.cfg.RTSP, UDP: s.cfg.RTSPUDP, SFU: s.sfu, Authorize: s.authorize, ValidStream: whip.ValidStream,
-		Claim: s.claimStream, ConnsPerIP: s.cfg.StreamConnsPerIP, Registry: s.sources, Logger: s.log,
+		Claim: s.claimStream, ConnsPerIP: s.cfg.StreamConnsPerIP, Registry: s.sources, Demand: s.demandStream, Logger: s.log,
 	})
 	if err != nil {
 		return err
