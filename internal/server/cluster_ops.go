@@ -2,12 +2,9 @@ package server
 
 import (
 	"context"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/parley/parley/internal/cluster"
-	"github.com/parley/parley/internal/sfu"
 )
 
 // Clustering, what clients are told (docs/cluster.md, "Node loss",
@@ -54,31 +51,25 @@ func (s *Server) mediaNode(room string) string {
 	return n.HTTP
 }
 
-// redirectWHEP answers a WHEP viewer of a stream published on another
-// node with a redirect there (307, the same path and query), with
-// --cluster-redirect and when this node has none of the stream's tracks;
-// it reports whether it answered. Off by default: the media relay serves
-// viewers on any node.
-func (s *Server) redirectWHEP(w http.ResponseWriter, r *http.Request) bool {
+// whepOrigin is where a WHEP viewer of a stream not live here goes
+// (whip.Config.Redirect): with --cluster-redirect, the base URL of the
+// node the stream is published on; "" to serve the viewer here (the media
+// relay serves viewers on any node, the default).
+func (s *Server) whepOrigin(ctx context.Context, stream string) string {
 	c := s.clusterView.Load()
-	stream, ok := strings.CutPrefix(r.URL.Path, "/whep/")
-	if c == nil || !s.cfg.ClusterRedirect || !c.Status().Connected || r.Method != http.MethodPost || !ok || stream == "" || strings.Contains(stream, "/") {
-		return false
+	if c == nil || !s.cfg.ClusterRedirect || !c.Status().Connected {
+		return ""
 	}
-	if rm, ok := s.sfu.LookupRoom(sfu.Streams, stream); ok && len(rm.Tracks()) > 0 {
-		return false // published (or relayed) here
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), placeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, placeTimeout)
 	defer cancel()
 	n, ok, err := c.StreamOrigin(ctx, stream)
 	if err != nil {
 		s.log.Warn("looking up a stream's origin", "stream", stream, "err", err)
 	}
 	if !ok || n.ID == c.Status().Node {
-		return false
+		return ""
 	}
-	http.Redirect(w, r, n.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-	return true
+	return n.HTTP
 }
 
 // clusterTrafficMetrics exports what the node's NATS connection carried.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,8 +19,9 @@ import (
 // TestClusterWHEPRedirect: with --cluster-redirect, a WHEP viewer of a
 // stream whose origin (as the media relay names it in the streams
 // bucket; written here as the relay does) is another node is sent there
-// with a 307 (path and query kept); a stream with no origin, or a node
-// without the option, serves the viewer itself.
+// with a 307 (path and query kept), once its token and offer pass; a
+// stream with no origin, or a node without the option, serves the viewer
+// itself.
 func TestClusterWHEPRedirect(t *testing.T) {
 	a := startServer(t, func(c *config.Config) {
 		c.AuthSecret, c.TURNSecret = testSecret, testSecret
@@ -51,10 +53,12 @@ func TestClusterWHEPRedirect(t *testing.T) {
 	}
 
 	tok := mintToken(t, "onb", auth.Grants{Subscribe: true})
+	offer := deadWHEPOffer(t)
 	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	post := func(s *server.Server, stream string) *http.Response {
-		req, _ := http.NewRequest(http.MethodPost, s.URL()+"/whep/"+stream+"?token="+tok, nil)
+	postAs := func(s *server.Server, stream, tok, body string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, s.URL()+"/whep/"+stream+"?via=test", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/sdp")
+		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := noRedirect.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -62,11 +66,23 @@ func TestClusterWHEPRedirect(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-	if resp := post(a, "onb"); resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != b.URL()+"/whep/onb?token="+tok {
+	post := func(s *server.Server, stream string) *http.Response { return postAs(s, stream, tok, offer) }
+	// The token and the offer are checked before the lookup, as on the
+	// node that serves the viewer: no redirect for a request it would refuse.
+	if resp := postAs(a, "onb", "garbage", offer); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a viewer with a bad token: %s, want 401 before any redirect", resp.Status)
+	}
+	if resp := postAs(a, "onb", mintToken(t, "other", auth.Grants{Subscribe: true}), offer); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer whose token names another stream: %s, want 403 before any redirect", resp.Status)
+	}
+	if resp := postAs(a, "onb", tok, "v=0 not an offer"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a viewer with a bad offer: %s, want 400 before any redirect", resp.Status)
+	}
+	if resp := post(a, "onb"); resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != b.URL()+"/whep/onb?via=test" {
 		t.Errorf("a answered a viewer of b's stream %s, Location %q; want 307 to %s", resp.Status, resp.Header.Get("Location"), b.URL())
 	}
-	if resp := post(a, "nowhere"); resp.StatusCode == http.StatusTemporaryRedirect {
-		t.Errorf("a redirected a viewer of a stream with no origin to %s", resp.Header.Get("Location"))
+	if resp := postAs(a, "nowhere", mintToken(t, "nowhere", auth.Grants{Subscribe: true}), offer); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a viewer of a stream with no origin: %s (Location %q), want 404 not live", resp.Status, resp.Header.Get("Location"))
 	}
 	if resp := post(b, "onb"); resp.StatusCode == http.StatusTemporaryRedirect {
 		t.Error("b, the origin, redirected")

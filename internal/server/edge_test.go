@@ -304,6 +304,30 @@ func deadWHIPOffer(t *testing.T) string {
 	return pc.LocalDescription().SDP
 }
 
+// deadWHEPOffer is a WHEP viewer's offer (receive video and audio) whose
+// candidates nobody answers.
+func deadWHEPOffer(t *testing.T) string {
+	t.Helper()
+	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	return pc.LocalDescription().SDP
+}
+
 // Row 8 through the server (the whole row is TestRow08PendingWHIP in
 // internal/whip): the pending limit counts the client named by a trusted
 // proxy, and pending publishers do not hold the stream name.

@@ -49,7 +49,7 @@ func (s *Server) startMedia() error {
 		c.PendingPerIP, c.ICETimeout, c.ReattachGrace = s.cfg.PendingPerIP, s.cfg.ICETimeout.D(), s.cfg.ReattachGrace.D()
 		return c
 	}
-	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, Authorize: s.authorizeHTTP, ICEServers: s.whipICEServers, Logger: s.log, Demand: s.demandStream,
+	w, err := whip.New(limits(whip.Config{SFU: m, Verify: s.verifyStream, Authorize: s.authorizeHTTP, ICEServers: s.whipICEServers, Logger: s.log, Demand: s.demandStream, Redirect: s.whepOrigin,
 		MaxViewers: s.cfg.MaxWebRTCViewersOf}))
 	if err != nil {
 		m.Close()
@@ -168,9 +168,6 @@ func (s *Server) stopMedia() {
 func (s *Server) serveWHIP(w http.ResponseWriter, r *http.Request) {
 	if s.whip == nil {
 		httperr.Write(w, http.StatusServiceUnavailable, "media-off", "this server runs without media (--media-udp off)")
-		return
-	}
-	if s.redirectWHEP(w, r) {
 		return
 	}
 	s.whip.ServeHTTP(w, r)

@@ -117,6 +117,14 @@ type Config struct {
 	// publishes: a source that starts on demand (an IP camera) starts and
 	// Demand waits, up to ctx, for it to go live; it reports whether it did.
 	Demand func(ctx context.Context, stream string) bool
+	// Redirect, when set, is asked where a viewer of a stream not live
+	// here should go instead (a cluster's origin node, as a base URL):
+	// the viewer gets 307 to that URL with the same path and query. It is
+	// asked only for a viewer whose token, offer and pending-session
+	// limit passed, before Authorize (the hooks see the session once, on
+	// the node that serves it); "" serves the viewer here. It bounds its
+	// own time.
+	Redirect func(ctx context.Context, stream string) string
 	// MaxViewers, when set, is the cap on a stream's WHEP viewers (0:
 	// unlimited). A viewer past it gets 503 with the code
 	// httperr.CodeWebRTCViewerLimit (and Retry-After); viewers still
@@ -491,6 +499,13 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request, stream string, pu
 		h.stats.refused.Add(1)
 		httperr.TooMany(w, h.cfg.ICETimeout, fmt.Sprintf("this address has %d sessions still connecting; wait until they connect or end", h.cfg.PendingPerIP))
 		return
+	}
+	if !publish && h.cfg.Redirect != nil && !h.live(r.Context(), stream, nil) {
+		if to := h.cfg.Redirect(r.Context(), stream); to != "" {
+			unpend()
+			http.Redirect(w, r, to+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+			return
+		}
 	}
 	// A well-formed offer within the limits: now the address lists and
 	// hooks (Authorize), which see each session once.
