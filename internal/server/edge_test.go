@@ -284,39 +284,30 @@ func TestTokenScopeErrors(t *testing.T) {
 
 // deadWHIPOffer is a WHIP offer whose candidates nobody answers (its peer
 // connection is closed): a session made from it never connects.
-func deadWHIPOffer(t *testing.T) string {
-	t.Helper()
-	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	if _, err := pc.AddTransceiverFromTrack(vp8(t), webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	return pc.LocalDescription().SDP
-}
+func deadWHIPOffer(t *testing.T) string { return deadOffer(t, true) }
 
 // deadWHEPOffer is a WHEP viewer's offer (receive video and audio) whose
 // candidates nobody answers.
-func deadWHEPOffer(t *testing.T) string {
+func deadWHEPOffer(t *testing.T) string { return deadOffer(t, false) }
+
+func deadOffer(t *testing.T, publish bool) string {
 	t.Helper()
 	pc, err := webrtc.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
-		if _, err := pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
-			t.Fatal(err)
+	if publish {
+		_, err = pc.AddTransceiverFromTrack(vp8(t), webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	} else {
+		for _, k := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			if _, err = pc.AddTransceiverFromKind(k, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly}); err != nil {
+				break
+			}
 		}
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
