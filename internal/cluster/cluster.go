@@ -91,6 +91,7 @@ type Cluster struct {
 	mu        sync.Mutex
 	nodes     map[string]Node   // the registry as last seen
 	owned     map[string]uint64 // rooms this node owns → their revision
+	empty     map[string]bool   // owned rooms found without members at the last heartbeat
 	connected bool
 	changed   chan struct{} // closed and replaced at each change of nodes
 	load      loadMeter
@@ -127,7 +128,7 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{opts: o, log: o.Logger.With("plane", "cluster", "node", o.Node.ID),
-		reconnected: make(chan struct{}, 1), missing: map[string]time.Time{}, nodes: map[string]Node{}, owned: map[string]uint64{},
+		reconnected: make(chan struct{}, 1), missing: map[string]time.Time{}, nodes: map[string]Node{}, owned: map[string]uint64{}, empty: map[string]bool{},
 		changed: make(chan struct{})}
 	if o.Embedded {
 		if err := c.startServer(); err != nil {

@@ -154,6 +154,10 @@ func TestNATSRestart(t *testing.T) {
 	if owner, err := nodes[1].ClaimRoom(context.Background(), "standup"); err != nil || owner != "b" {
 		t.Fatalf("claim: %q %v", owner, err)
 	}
+	s, _ := member("s") // a room without members would be released
+	if _, _, err := rooms[1].Join("standup", room.P2P, 10, s); err != nil {
+		t.Fatal(err)
+	}
 
 	// NATS goes away, and loses its (in-memory) state.
 	srv.Shutdown()

@@ -16,7 +16,10 @@ import (
 // expects no previous revision, so of two nodes racing exactly one
 // wins). The owner rewrites the key at each heartbeat, expecting its own
 // last revision; a node that dies stops doing so and the room is free
-// again after the TTL. Releasing deletes the key at the owner's revision.
+// again after the TTL. Releasing deletes the key at the owner's revision:
+// the owner does so when the room has had no member (on any node, as its
+// room relay sees them) at two heartbeats in a row, so a room placed here
+// whose members have not reached it yet is kept.
 
 // Owner is a room's entry in the rooms bucket.
 type Owner struct {
@@ -103,11 +106,13 @@ func (c *Cluster) owner(ctx context.Context, kv jetstream.KeyValue, key string) 
 	return o, e.Revision(), nil
 }
 
-// ReleaseRoom gives up a room this node owns (its last member left).
+// ReleaseRoom gives up a room this node owns (its last member left; see
+// refreshRooms).
 func (c *Cluster) ReleaseRoom(ctx context.Context, room string) error {
 	c.mu.Lock()
 	rev, ok := c.owned[room]
 	delete(c.owned, room)
+	delete(c.empty, room)
 	c.mu.Unlock()
 	if !ok {
 		return nil
@@ -144,6 +149,14 @@ func (c *Cluster) refreshRooms(ctx context.Context, kv jetstream.KeyValue, fresh
 	}
 	c.mu.Unlock()
 	for room, rev := range owned {
+		if c.ended(room) {
+			if err := c.ReleaseRoom(ctx, room); err != nil {
+				c.log.Warn("releasing a room without members", "room", room, "err", err) // its key expires after the TTL
+			} else {
+				c.log.Debug("room released: no members", "room", room)
+			}
+			continue
+		}
 		next, lost, err := c.refreshRoom(ctx, kv, room, rev, fresh)
 		if err != nil {
 			return fmt.Errorf("refresh room %s: %w", room, err)
@@ -152,6 +165,7 @@ func (c *Cluster) refreshRooms(ctx context.Context, kv jetstream.KeyValue, fresh
 		if _, still := c.owned[room]; still { // not released meanwhile
 			if lost {
 				delete(c.owned, room)
+				delete(c.empty, room)
 			} else {
 				c.owned[room] = next
 			}
@@ -165,6 +179,25 @@ func (c *Cluster) refreshRooms(ctx context.Context, kv jetstream.KeyValue, fresh
 		}
 	}
 	return nil
+}
+
+// ended says whether an owned room has had no member at this heartbeat
+// and the one before (with a room relay; without one rooms are kept until
+// Close).
+func (c *Cluster) ended(room string) bool {
+	if c.relay == nil {
+		return false
+	}
+	empty := c.relay.rr.Rooms.Lookup(room) == nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	was := c.empty[room]
+	if empty {
+		c.empty[room] = true
+	} else {
+		delete(c.empty, room)
+	}
+	return empty && was
 }
 
 func (c *Cluster) refreshRoom(ctx context.Context, kv jetstream.KeyValue, room string, rev uint64, fresh bool) (next uint64, lost bool, err error) {
@@ -203,7 +236,7 @@ func (c *Cluster) refreshRoom(ctx context.Context, kv jetstream.KeyValue, room s
 func (c *Cluster) releaseAll(ctx context.Context, kv jetstream.KeyValue) {
 	c.mu.Lock()
 	owned := c.owned
-	c.owned = map[string]uint64{}
+	c.owned, c.empty = map[string]uint64{}, map[string]bool{}
 	c.mu.Unlock()
 	for room, rev := range owned {
 		if err := kv.Delete(ctx, roomKey(room), jetstream.LastRevision(rev)); err != nil {

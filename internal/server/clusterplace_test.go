@@ -14,6 +14,7 @@ import (
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/server"
+	"github.com/parley/parley/pkg/client"
 )
 
 // TestClusterWHEPRedirect: with --cluster-redirect, a WHEP viewer of a
@@ -93,13 +94,19 @@ func TestClusterWHEPRedirect(t *testing.T) {
 // chose for its media ("mediaNode", absent when it is the node joined),
 // the same for members on either node; a peer-to-peer room's names none,
 // and joined lists the other nodes.
+//
+// A placed room whose members all left is released by its owner, and a
+// later join places it again.
 func TestClusterMediaNode(t *testing.T) {
 	a, b := clusterPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tok := mintToken(t, "placed", auth.Grants{Publish: true, Subscribe: true})
+	var members []*client.Client
 	mediaOf := func(s *server.Server, name string) string {
-		j, err := dialClient(t, s.URL()).JoinMode(ctx, "placed", name, tok, "sfu")
+		cl := dialClient(t, s.URL())
+		members = append(members, cl)
+		j, err := cl.JoinMode(ctx, "placed", name, tok, "sfu")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,6 +121,28 @@ func TestClusterMediaNode(t *testing.T) {
 	onA, onB := mediaOf(a, "ann"), mediaOf(b, "bo")
 	if onA != onB || (onA != a.URL() && onA != b.URL()) {
 		t.Errorf("the room's media node: %q says a, %q says b; want the same, a or b", onA, onB)
+	}
+	// The last member gone, the owner gives the room up (at its second
+	// heartbeat without members), and the next join places it anew.
+	owner := func() string {
+		o, err := a.Cluster().RoomOwner(ctx, "placed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	if owner() == "" {
+		t.Fatal("the placed room has no owner while its members are in it")
+	}
+	for _, m := range members {
+		m.Close()
+	}
+	waitFor(t, "the empty room released", func() bool { return owner() == "" })
+	if again := mediaOf(b, "di"); again != a.URL() && again != b.URL() {
+		t.Errorf("placed again on %q", again)
+	}
+	if owner() == "" {
+		t.Error("the room placed again has no owner")
 	}
 	cy := joinAt(t, a.URL(), "talk", "cy")
 	if cy.joined.MediaNode != "" || len(cy.nodes) != 1 || cy.nodes[0] != b.URL() {
