@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pion/rtp"
 
+	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/sfu"
 )
 
@@ -49,7 +50,16 @@ type MediaOptions struct {
 	// Linger is how long an edge keeps a relay after its last viewer left
 	// (default 3 s).
 	Linger time.Duration
-	Logger *slog.Logger
+	// Claim, when set, takes a relayed stream's name on this node while
+	// its relay runs, as a local publisher would (WHEP viewers waiting
+	// for the stream's return continue on the relayed tracks; a local
+	// publisher of the name is refused meanwhile). nil claims nothing.
+	Claim ingest.Claimer
+	// OnStream, when set, is told (never under a lock of the relay's)
+	// each time another node starts or stops being a stream's origin, as
+	// the streams bucket says (Elsewhere).
+	OnStream func(stream string)
+	Logger   *slog.Logger
 }
 
 // Media relays streams between this node and the others.
@@ -60,6 +70,9 @@ type Media struct {
 	self string
 	ttl  time.Duration
 	lin  time.Duration
+
+	claim    ingest.Claimer
+	onStream func(stream string)
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -77,6 +90,7 @@ type Media struct {
 	edges    map[edgeID]*edge
 	starting map[edgeID]*startCall // edges being started
 	found    map[scope]bool        // group rooms with local members (their origins were looked for)
+	remote   map[string]string     // streams whose origin is another node → that node (media_watch.go)
 
 	stats MediaStats
 }
@@ -116,8 +130,9 @@ func (c *Cluster) StartMedia(o MediaOptions) (*Media, error) {
 		log = o.Logger.With("plane", "cluster", "node", c.opts.Node.ID)
 	}
 	m := &Media{c: c, sfu: o.SFU, log: log.With("relay", "media"), self: c.opts.Node.ID, ttl: c.opts.TTL, lin: o.Linger,
-		wake: make(chan struct{}, 1), dirty: map[scope]struct{}{},
-		origins: map[scope]*origin{}, edges: map[edgeID]*edge{}, starting: map[edgeID]*startCall{}, found: map[scope]bool{}}
+		claim: o.Claim, onStream: o.OnStream, wake: make(chan struct{}, 1), dirty: map[scope]struct{}{},
+		origins: map[scope]*origin{}, edges: map[edgeID]*edge{}, starting: map[edgeID]*startCall{}, found: map[scope]bool{},
+		remote: map[string]string{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	var err error
 	if m.sub, err = c.nc.Subscribe(mediaSubjects+m.self+".*.*", m.request); err != nil {
@@ -133,8 +148,9 @@ func (c *Cluster) StartMedia(o MediaOptions) (*Media, error) {
 		}
 		return nil, fmt.Errorf("cluster: subscribe to media requests: %w", err)
 	}
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.run()
+	go m.watchStreams()
 	return m, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/sfu"
 )
 
@@ -40,6 +41,7 @@ type edge struct {
 	srcs      map[string]*edgeSource // by the publisher's ID on the origin
 	idleSince time.Time              // since the room had no local participant; zero while it has
 	timer     *time.Timer
+	claim     ingest.Claim // the stream's name here while the relay runs (MediaOptions.Claim)
 }
 
 type edgeTrack struct {
@@ -208,6 +210,9 @@ func (e *edge) addTracks(ctx context.Context) error {
 		m.stats.Rejected.Add(1)
 		return err
 	}
+	if err := e.claimName(len(tracks)); err != nil {
+		return err
+	}
 	e.mu.Lock()
 	known := map[string]bool{}
 	for _, t := range e.tracks {
@@ -226,6 +231,25 @@ func (e *edge) addTracks(ctx context.Context) error {
 	if err := m.c.nc.FlushWithContext(ctx); err != nil { // subscribed before the origin sends
 		return fmt.Errorf("relaying %s: %w", e.id.name, err)
 	}
+	return nil
+}
+
+// claimName takes a stream's name here for the relay (once), as a
+// local publisher of this many tracks would.
+func (e *edge) claimName(tracks int) error {
+	if e.id.ns != sfu.Streams || e.m.claim == nil {
+		return nil
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.claim != nil {
+		return nil
+	}
+	c, err := e.m.claim(e.id.name, tracks)
+	if err != nil {
+		return fmt.Errorf("relaying %s here: %w", e.id.name, err)
+	}
+	e.claim = c
 	return nil
 }
 
@@ -255,6 +279,12 @@ func (e *edge) add(tkey string, t relayTrack) error {
 	}
 	m.stats.Relays.Add(1)
 	m.stats.RelaysStarted.Add(1)
+	e.mu.Lock()
+	claim := e.claim
+	e.mu.Unlock()
+	if claim != nil {
+		claim.Published(et.pub.Info()) // viewers waiting for the stream continue on it
+	}
 	sub, err := m.c.nc.Subscribe(e.prefix+".t."+tkey, et.receive)
 	if err != nil {
 		return err // teardown ends the publication
@@ -348,6 +378,13 @@ func (e *edge) teardown() {
 		if t.ended.CompareAndSwap(false, true) {
 			t.pub.End()
 		}
+	}
+	e.mu.Lock()
+	claim := e.claim
+	e.claim = nil
+	e.mu.Unlock()
+	if claim != nil {
+		claim.Release()
 	}
 	e.m.mu.Lock()
 	if e.m.edges[e.id] == e {

@@ -151,15 +151,11 @@ func (c *Cluster) answerClaims() (*nats.Subscription, error) {
 	return sub, nil
 }
 
-// originsBucket is where the media relay (media.go) names each stream's
-// origin node: key roomKey(stream), value a JSON object with "node".
-const originsBucket = "parley_streams"
-
 // StreamOrigin returns the node a stream is published on as the media
 // relay announced it, ok false when no node announced it (or the relay
 // does not run).
 func (c *Cluster) StreamOrigin(ctx context.Context, stream string) (Node, bool, error) {
-	kv, err := c.js.KeyValue(ctx, originsBucket)
+	kv, err := c.js.KeyValue(ctx, streamsBucket) // the media relay's (media.go)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return Node{}, false, nil
 	}
@@ -173,9 +169,7 @@ func (c *Cluster) StreamOrigin(ctx context.Context, stream string) (Node, bool, 
 	if err != nil {
 		return Node{}, false, fmt.Errorf("stream origin %s: %w", stream, err)
 	}
-	var v struct {
-		Node string `json:"node"`
-	}
+	var v streamEntry
 	if err := json.Unmarshal(e.Value(), &v); err != nil {
 		return Node{}, false, fmt.Errorf("stream origin %s: %w", stream, err)
 	}

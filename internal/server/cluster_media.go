@@ -18,7 +18,11 @@ func (s *Server) startClusterMedia() error {
 	if s.cluster == nil || s.sfu == nil {
 		return nil
 	}
-	m, err := s.cluster.StartMedia(cluster.MediaOptions{SFU: s.sfu, Logger: s.log})
+	o := cluster.MediaOptions{SFU: s.sfu, OnStream: s.streamWatch.notify, Logger: s.log}
+	if s.whip != nil {
+		o.Claim = s.claimStream
+	}
+	m, err := s.cluster.StartMedia(o)
 	if err != nil {
 		return fmt.Errorf("cluster media: %w", err)
 	}
@@ -65,6 +69,16 @@ func (s *Server) clusterRoomChanged(ns sfu.Namespace, name string) {
 func (s *Server) demandRelay(ctx context.Context, stream string) bool {
 	if m := s.clusterMedia.Load(); m != nil {
 		return m.Demand(ctx, stream)
+	}
+	return false
+}
+
+// liveElsewhere says whether another node is a stream's origin (a viewer
+// here gets it through the relay).
+func (s *Server) liveElsewhere(stream string) bool {
+	if m := s.clusterMedia.Load(); m != nil {
+		_, ok := m.Elsewhere(stream)
+		return ok
 	}
 	return false
 }

@@ -25,13 +25,14 @@ import (
 // a test can kill it as a crash does (SIGKILL: no goodbye to anyone).
 const clusterChildEnv = "PARLEY_TEST_CLUSTER_CHILD"
 
-// TestClusterChild is not a test: TestClusterNodeLoss runs it as node b.
+// TestClusterChild is not a test: TestClusterNodeLoss and
+// TestClusterOriginLost run it as node b.
 func TestClusterChild(t *testing.T) {
 	nats := os.Getenv(clusterChildEnv)
 	if nats == "" {
 		t.Skip("only as TestClusterNodeLoss's node b")
 	}
-	b := clusterNode(t, "b", nats)
+	b := mediaNode(t, "b", nats)
 	fmt.Printf("\nURL %s\nOPS %s\n", b.URL(), b.OpsURL())
 	select {} // until killed
 }

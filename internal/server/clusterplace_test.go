@@ -45,10 +45,11 @@ func TestClusterWHEPRedirect(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "parley_streams", Storage: jetstream.MemoryStorage})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var kv jetstream.KeyValue
+	waitFor(t, "the streams bucket, which the nodes' media relays open", func() bool {
+		kv, err = js.KeyValue(ctx, "parley_streams")
+		return err == nil
+	})
 	if _, err := kv.Put(ctx, base64.RawURLEncoding.EncodeToString([]byte("onb")), []byte(`{"stream":"onb","node":"b"}`)); err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,9 @@ func (s *Server) currentStreamStatus(name string) streamStatus {
 			}
 		}
 		st.HLS = s.hlsStatus(name, tracks)
+		// Published on another node: viewers here get it through the
+		// cluster's relay, which their first request starts.
+		st.Live = st.Live || s.liveElsewhere(name)
 	}
 	if si, ok := s.sources.Source(name); ok {
 		st.Source = &streamSource{Kind: si.Proto, State: "live", Since: si.Since, Tracks: si.Tracks, Notes: si.Notes, AudioError: si.AudioError}

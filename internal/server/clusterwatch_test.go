@@ -1,0 +1,113 @@
+package server_test
+
+import (
+	"context"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/server"
+	"github.com/parley/parley/pkg/client"
+	"github.com/parley/parley/pkg/whip"
+)
+
+// TestClusterStreamStatusOnEdge: a node's stream status (the watch page's
+// events) says a stream published on another node is live, before any
+// viewer here asked for it (no relay runs yet), and that it ended.
+func TestClusterStreamStatusOnEdge(t *testing.T) {
+	a := mediaNode(t, "a", "embedded")
+	b := mediaNode(t, "b", a.Cluster().ClientURL())
+	waitCluster(t, "a and b listing each other", []*server.Server{a, b}, func() bool {
+		return len(a.Cluster().Nodes()) == 2 && len(b.Cluster().Nodes()) == 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ev := openEvents(t, b.URL()+"/api/streams/roam/events?token="+mintToken(t, "roam", auth.Grants{Subscribe: true}))
+	if st := ev.next(t, "the first event", func(eventStatus) bool { return true }); st.Live {
+		t.Fatalf("live before anyone published: %+v", st)
+	}
+	p := publishRelayed(ctx, t, a.URL()+"/whip/roam", mintToken(t, "roam", auth.Grants{Publish: true}))
+	ev.next(t, "live on b while published on a", func(st eventStatus) bool { return st.Live })
+	if r := b.ClusterMedia().Stats().Relays.Load(); r != 0 {
+		t.Errorf("b relays %d tracks with no viewer", r)
+	}
+	p.end()
+	ev.next(t, "ended", func(st eventStatus) bool { return !st.Live })
+}
+
+// TestClusterOriginLost: a stream's origin node (b, its own process) is
+// killed while a WHEP viewer watches the stream on node a; the publisher
+// comes back on node c, and the same viewer session on a goes on with
+// the stream from c, without asking again: a's relay follows the
+// stream's new origin and the viewer, waiting for the stream's return,
+// continues on the relayed tracks.
+func TestClusterOriginLost(t *testing.T) {
+	a := clusterNode(t, "a", "embedded", func(c *config.Config) {
+		c.PublicIP = "127.0.0.1"
+		c.ReattachGrace = config.Duration(time.Minute) // the viewer waits for the stream's return
+	})
+	c := mediaNode(t, "c", a.Cluster().ClientURL())
+	child, addrs := runChild(t, "TestClusterChild", clusterChildEnv+"="+a.Cluster().ClientURL(), "URL", "OPS")
+	waitCluster(t, "a and c listing three nodes", []*server.Server{a, c}, func() bool {
+		return len(a.Cluster().Nodes()) == 3 && len(c.Cluster().Nodes()) == 3
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	pub := mintToken(t, "roam", auth.Grants{Publish: true})
+	p1 := publishRelayed(ctx, t, addrs["URL"]+"/whip/roam", pub)
+	waitFor(t, "a to learn that b has the stream", func() bool { n, ok := a.ClusterMedia().Elsewhere("roam"); return ok && n == "b" })
+
+	// The viewer counts the intact packets of each kind it gets.
+	var video, audio atomic.Int64
+	api, _ := client.LoopbackAPI()
+	v, err := whip.Play(ctx, a.URL()+"/whep/roam", whip.Options{API: api, Token: mintToken(t, "roam", auth.Grants{Subscribe: true}),
+		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			n, headLen := &audio, 1
+			if tr.Kind() == webrtc.RTPCodecTypeVideo {
+				n, headLen = &video, len(relayVP8Key)
+			}
+			for {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
+					return
+				}
+				if _, err := checkRelayPayload(pkt.Payload, headLen); err != nil {
+					t.Errorf("%s: %v", tr.Kind(), err)
+					return
+				}
+				n.Add(1)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close(context.Background())
+	gets := func(what string) {
+		t.Helper()
+		v0, a0 := video.Load(), audio.Load()
+		waitFor(t, what, func() bool { return video.Load() >= v0+relayEnough && audio.Load() >= a0+relayEnough })
+	}
+	gets("the stream from b on a")
+
+	killed := time.Now()
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	close(p1.stop) // the publisher's program stops sending to the dead node
+	<-p1.done
+	p2 := publishRelayed(ctx, t, c.URL()+"/whip/roam", pub)
+	defer p2.end()
+	gets("the stream from c, on the same session")
+	t.Logf("the viewer on a got the stream from c %v after b was killed", time.Since(killed).Round(time.Millisecond))
+	if r := c.ClusterMedia().Stats().Streams.Load(); r != 1 {
+		t.Errorf("c is the origin of %d streams, want 1", r)
+	}
+	if r := a.ClusterMedia().Stats().Relays.Load(); r != 2 {
+		t.Errorf("a relays %d tracks, want the stream's 2 from c (the relay from b gone)", r)
+	}
+}
