@@ -3,13 +3,18 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/config"
+	"github.com/parley/parley/internal/rtmp/rtmptest"
 )
 
 // TestClusterNodeKilledBrowsers: Alice's page is served by node a (which
@@ -70,4 +75,44 @@ func clusterNodeGone(t *testing.T, sig syscall.Signal) {
 	if n := eval[int](bob, `attempts`); sig == syscall.SIGTERM && n != 1 {
 		t.Errorf("Bob's page made %d attempts to reconnect after the drain; want 1, at the node server-shutdown named", n)
 	}
+}
+
+// TestClusterWatchOnEdgeBrowser: a browser's watch page served by node b
+// (its own process), opened before anything is published, says the
+// stream is not live; ffmpeg then publishes over RTMP to node a, and the
+// page, told by b that the stream went live on another node, plays it by
+// itself through b's relay: it decodes the picture and hears the tone.
+func TestClusterWatchOnEdgeBrowser(t *testing.T) {
+	rtmptest.NeedFFmpeg(t)
+	const secret = "cluster-e2e-secret-0123456789abcdef"
+	e := newEnv(t, func(c *config.Config) {
+		c.AuthSecret, c.TURNSecret = secret, secret
+		c.Cluster, c.ClusterListen, c.ClusterNode, c.ClusterTTL = "embedded", "127.0.0.1:0", "a", config.Duration(time.Second)
+		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
+		c.RTMP = "127.0.0.1:0"
+	})
+	a := e.srv.Cluster()
+	p := startProcServer(t, "--cluster", a.ClientURL(), "--cluster-node", "b", "--cluster-ttl", "1s",
+		"--auth-secret", secret, "--turn-secret", secret, "--media-udp", "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cluster.Await(ctx, []*cluster.Cluster{a}, func() bool { return len(a.Nodes()) == 2 }); err != nil {
+		t.Fatalf("a never listed b: %v", err)
+	}
+	tok := func(g auth.Grants) string {
+		tk, err := auth.NewToken([]byte(secret), "s", "someone", g, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return url.QueryEscape(tk)
+	}
+	v := e.launch("Val")
+	v.do(30*time.Second, chromedp.Navigate(p.url+"/w/s?name=Val&token="+tok(auth.Grants{Subscribe: true})))
+	v.waitFor(15*time.Second, "the page on b saying the stream is not live", `window.parleyApp && document.body.dataset.state === 'waiting'`, `document.body.innerText`)
+
+	rtmpURL := fmt.Sprintf("rtmp://%s/live/s?token=%s", e.srv.RTMPAddr(), tok(auth.Grants{Publish: true}))
+	stop := keepPublishing(t, func(ctx context.Context) *exec.Cmd { return rtmptest.Studio(ctx, rtmpURL) })
+	defer stop()
+	v.waitDecoding(40 * time.Second)
+	v.waitFor(15*time.Second, "the 440 Hz tone through the relay", toneJS, `window.__toneSeen`)
 }
