@@ -116,3 +116,48 @@ func TestClusterWatchOnEdgeBrowser(t *testing.T) {
 	v.waitDecoding(40 * time.Second)
 	v.waitFor(15*time.Second, "the 440 Hz tone through the relay", toneJS, `window.__toneSeen`)
 }
+
+// TestClusterGroupCallBrowsers: Alice's page is served by node a, Bob's
+// and Carol's by node b (its own process); the three are in one group
+// (sfu) room. Each sees and hears the other two: Bob's and Carol's
+// tracks reach Alice through a's relay from b, Alice's reach both of
+// them through one relay into b.
+func TestClusterGroupCallBrowsers(t *testing.T) {
+	const secret = "cluster-e2e-secret-0123456789abcdef"
+	e := newEnv(t, func(c *config.Config) {
+		c.AuthSecret, c.TURNSecret = secret, secret
+		c.Cluster, c.ClusterListen, c.ClusterNode, c.ClusterTTL = "embedded", "127.0.0.1:0", "a", config.Duration(time.Second)
+		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
+	})
+	a := e.srv.Cluster()
+	p := startProcServer(t, "--cluster", a.ClientURL(), "--cluster-node", "b", "--cluster-ttl", "1s",
+		"--auth-secret", secret, "--turn-secret", secret, "--media-udp", "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cluster.Await(ctx, []*cluster.Cluster{a}, func() bool { return len(a.Nodes()) == 2 }); err != nil {
+		t.Fatalf("a never listed b: %v", err)
+	}
+	tok := func(name string) string {
+		tk, err := auth.NewToken([]byte(secret), "spanned", name, auth.Grants{Publish: true, Subscribe: true}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "token=" + tk
+	}
+	alice, bob, carol := e.launch("Alice"), e.launch("Bob"), e.launch("Carol")
+	bob.base, carol.base = p.url, p.url
+	alice.join("spanned", "mode=sfu", tok("alice"))
+	bob.join("spanned", "mode=sfu", tok("bob"))
+	carol.join("spanned", "mode=sfu", tok("carol"))
+	for _, b := range []*browser{alice, bob, carol} {
+		if m := eval[string](b, `parleyApp.client.mode`); m != "sfu" {
+			t.Fatalf("%s joined a %s room", b.name, m)
+		}
+	}
+	alice.waitMedia(40*time.Second, "Bob", "Carol")
+	bob.waitMedia(40*time.Second, "Alice", "Carol")
+	carol.waitMedia(40*time.Second, "Alice", "Bob")
+	if r := e.srv.ClusterMedia().Stats().Relays.Load(); r != 4 {
+		t.Errorf("node a relays %d tracks in, want Bob's and Carol's audio and video (4)", r)
+	}
+}
