@@ -14,26 +14,32 @@ import (
 	"github.com/parley/parley/internal/room"
 )
 
-// startClusterChildren starts n `parley serve` children as nodes of one
-// cluster (the first runs the embedded NATS server), waits until each
-// lists all of them, and points o at them with a token for the bench's
-// rooms. pprofAddr, if set, is the first node's --pprof; pin puts node i
-// on CPU i mod the CPU count. stop ends them all.
-func startClusterChildren(ctx context.Context, o *signaling.Options, n int, pprofAddr string, pin bool) (stop func(), err error) {
-	secret := room.NewSecret() + room.NewSecret()
+// benchCluster is n `parley serve` children forming one cluster.
+type benchCluster struct {
+	nodes  []childServer // node 1 runs the embedded NATS server
+	secret string        // their --auth-secret and --turn-secret
+	admin  string        // an admin token
+}
+
+// stop ends the nodes, the one with the NATS server last.
+func (c *benchCluster) stop() {
+	for i := len(c.nodes) - 1; i >= 0; i-- {
+		c.nodes[i].stop()
+	}
+}
+
+// startBenchCluster starts n `parley serve` children with these flags as
+// nodes of one cluster (the first runs the embedded NATS server) and
+// waits until each lists all of them. pprofAddr, if set, is the first
+// node's --pprof; pin puts node i on CPU i mod the CPU count.
+func startBenchCluster(ctx context.Context, n int, flags []string, pprofAddr string, pin bool) (*benchCluster, error) {
+	c := &benchCluster{secret: room.NewSecret() + room.NewSecret()}
 	natsAddr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
-	var children []childServer
-	stop = func() { // the node with the NATS server last
-		for i := len(children) - 1; i >= 0; i-- {
-			children[i].stop()
-		}
-	}
 	for i := range n {
-		extra := []string{"--turn", "off", "--media-udp", "off", "--max-rooms", "100000", "--max-sessions", fmt.Sprint(o.Clients + 1000),
-			"--auth-secret", secret, "--turn-secret", secret, "--cluster-node", fmt.Sprint("n", i+1)}
+		extra := append(append([]string(nil), flags...), "--auth-secret", c.secret, "--turn-secret", c.secret, "--cluster-node", fmt.Sprint("n", i+1))
 		if i == 0 {
 			extra = append(extra, "--cluster", "embedded", "--cluster-listen", natsAddr)
 			if pprofAddr != "" {
@@ -46,35 +52,52 @@ func startClusterChildren(ctx context.Context, o *signaling.Options, n int, ppro
 		if pin {
 			cpu = i % runtime.NumCPU()
 		}
-		c, err := startChildServerOn(ctx, cpu, extra...)
+		node, err := startChildServerOn(ctx, cpu, extra...)
 		if err != nil {
-			stop()
+			c.stop()
 			return nil, fmt.Errorf("node %d: %w", i+1, err)
 		}
-		children = append(children, c)
+		c.nodes = append(c.nodes, node)
 	}
-	admin, err := auth.NewToken([]byte(secret), "*", "bench-admin", auth.Grants{Admin: true}, time.Hour, time.Now())
-	if err == nil {
-		o.Token, err = auth.NewToken([]byte(secret), "bench-*", "bench", auth.Grants{Publish: true, Subscribe: true}, 24*time.Hour, time.Now())
-	}
-	if err != nil {
-		stop()
+	if c.admin, err = auth.NewToken([]byte(c.secret), "*", "bench-admin", auth.Grants{Admin: true}, time.Hour, time.Now()); err != nil {
+		c.stop()
 		return nil, err
 	}
-	for _, c := range children {
-		if err := awaitNodes(ctx, c.ops, admin, n); err != nil {
-			stop()
+	for _, node := range c.nodes {
+		if err := awaitNodes(ctx, node.ops, c.admin, n); err != nil {
+			c.stop()
 			return nil, err
 		}
 	}
-	o.URL, o.OpsURL = children[0].url, children[0].ops
-	for i, c := range children {
-		if i > 0 {
-			o.Nodes = append(o.Nodes, c.url)
-		}
-		o.ServerPIDs = append(o.ServerPIDs, c.pid)
+	return c, nil
+}
+
+// token grants publishing and watching the rooms or streams named by
+// pattern for a day.
+func (c *benchCluster) token(pattern string) (string, error) {
+	return auth.NewToken([]byte(c.secret), pattern, "bench", auth.Grants{Publish: true, Subscribe: true}, 24*time.Hour, time.Now())
+}
+
+// startClusterChildren starts the signaling bench's n nodes and points o
+// at them with a token for the bench's rooms; stop ends them all.
+func startClusterChildren(ctx context.Context, o *signaling.Options, n int, pprofAddr string, pin bool) (stop func(), err error) {
+	flags := []string{"--turn", "off", "--media-udp", "off", "--max-rooms", "100000", "--max-sessions", fmt.Sprint(o.Clients + 1000)}
+	c, err := startBenchCluster(ctx, n, flags, pprofAddr, pin)
+	if err != nil {
+		return nil, err
 	}
-	return stop, nil
+	if o.Token, err = c.token("bench-*"); err != nil {
+		c.stop()
+		return nil, err
+	}
+	o.URL, o.OpsURL = c.nodes[0].url, c.nodes[0].ops
+	for i, node := range c.nodes {
+		if i > 0 {
+			o.Nodes = append(o.Nodes, node.url)
+		}
+		o.ServerPIDs = append(o.ServerPIDs, node.pid)
+	}
+	return c.stop, nil
 }
 
 // awaitNodes polls a node's status (10 s at most) until it lists n nodes.

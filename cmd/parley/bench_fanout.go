@@ -40,6 +40,8 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.BoolVar(&o.BareViewers, "bare-viewers", false, "viewers send NACKs only, no receiver reports or TWCC feedback (less server work than browsers)")
 	fs.IntVar(&o.Stalled, "stalled", 0, "percentage of viewers that connect over ICE-TCP through a proxy of the tool that stops reading from the server when the window starts; their figures are reported apart (the started server gets --media-tcp "+benchsrv.MediaTCP+"; a -url server needs ICE-TCP on loopback)")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the measurement window (in-process server only)")
+	edge := fs.Bool("edge", false, "without -url: start two child servers as one cluster (node 1 runs the embedded NATS server); publish to node 1 (the origin), watch on node 2 (an edge, which relays the stream once); the CPU and RSS figures are the edge's")
+	pin := fs.Bool("pin", false, "with -edge: pin node i to CPU i mod the CPU count (taskset)")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
 	}
@@ -61,6 +63,26 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		o.CPUProfile = f
 	}
 	o.Progress = stderr
+	if o.URL == "" && *edge {
+		if o.Source != fanout.SourceWHIP || o.Stalled > 0 {
+			fmt.Fprintln(stderr, "parley bench fanout: -edge publishes over WHIP, without -stalled")
+			return 2
+		}
+		c, err := startBenchCluster(ctx, 2, append(append([]string(nil), benchsrv.Args...), "--rtsp", "off", "--srt", "off"), "", *pin)
+		if err == nil {
+			o.Token, err = c.token(o.Stream)
+		}
+		if err != nil {
+			if c != nil {
+				c.stop()
+			}
+			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
+			return 1
+		}
+		defer c.stop()
+		o.PublishURL = c.nodes[0].url
+		o.URL, o.OpsURL, o.ServerPID = c.nodes[1].url, c.nodes[1].ops, c.nodes[1].pid
+	}
 	if o.URL == "" && !*inProcess {
 		args := benchsrv.ArgsFor(o.Stalled > 0)
 		if o.Source == fanout.SourceRTMP {

@@ -229,7 +229,7 @@ func kindsFor(audioOnly bool) []webrtc.RTPCodecType {
 	return []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}
 }
 
-func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream string, frames frameSource, epoch time.Time, audioOnly bool) (*publisher, error) {
+func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, token, stream string, frames frameSource, epoch time.Time, audioOnly bool) (*publisher, error) {
 	p := &publisher{rings: [2]*stampRing{{seed: maphash.MakeSeed()}, {seed: maphash.MakeSeed()}}, epoch: epoch}
 	video, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "bench")
 	if err != nil {
@@ -243,7 +243,7 @@ func startPublisher(ctx context.Context, api apiT, hc *http.Client, base, stream
 	if audioOnly {
 		tracks = tracks[1:]
 	}
-	sess, err := whip.Publish(ctx, base+"/whip/"+stream, whip.Options{API: api, HTTPClient: hc}, tracks...)
+	sess, err := whip.Publish(ctx, base+"/whip/"+stream, whip.Options{API: api, HTTPClient: hc, Token: token}, tracks...)
 	if err != nil {
 		return nil, fmt.Errorf("fanout: publish: %w", err)
 	}
@@ -357,7 +357,7 @@ type rxStream struct {
 	lat     []float64
 }
 
-func startViewer(ctx context.Context, api apiT, hc *http.Client, base, stream string, epoch time.Time, rings [2]*stampRing, audioOnly, seiVideo bool) (*viewer, error) {
+func startViewer(ctx context.Context, api apiT, hc *http.Client, base, token, stream string, epoch time.Time, rings [2]*stampRing, audioOnly, seiVideo bool) (*viewer, error) {
 	v := &viewer{epoch: epoch, rings: rings, audioOnly: audioOnly, seiVideo: seiVideo}
 	onTrack := func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		kind := 0
@@ -369,7 +369,7 @@ func startViewer(ctx context.Context, api apiT, hc *http.Client, base, stream st
 		v.read(tr, kind)
 	}
 	v.postAt = int64(time.Since(epoch))
-	sess, err := whip.Play(ctx, base+"/whep/"+stream, whip.Options{API: api, HTTPClient: hc, Kinds: kindsFor(audioOnly), OnTrack: onTrack})
+	sess, err := whip.Play(ctx, base+"/whep/"+stream, whip.Options{API: api, HTTPClient: hc, Token: token, Kinds: kindsFor(audioOnly), OnTrack: onTrack})
 	if err != nil {
 		return nil, err
 	}

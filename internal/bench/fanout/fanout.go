@@ -59,6 +59,12 @@ type Options struct {
 	// OpsURL is the server's operations listener, where /metrics is read;
 	// "" means URL (a server of before --ops).
 	OpsURL string
+	// PublishURL is where the WHIP publisher publishes when it is not URL:
+	// a cluster's origin node, the viewers watching on URL, an edge.
+	PublishURL string
+	// Token is the bearer token of the publisher's and the viewers'
+	// requests (a server with auth on); "" sends none.
+	Token string
 	// Stream is the stream name; "" means "bench".
 	Stream string
 	// Source is how the stream is published: SourceWHIP ("" too: VP8 +
@@ -401,8 +407,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if o.OpsURL == "" {
 		o.OpsURL = o.URL
 	}
-	if !benchsrv.LoopbackURL(o.URL) || !benchsrv.LoopbackURL(o.OpsURL) {
-		return res, fmt.Errorf("fanout: refusing non-loopback URL %q (ops %q)", o.URL, o.OpsURL)
+	if !benchsrv.LoopbackURL(o.URL) || !benchsrv.LoopbackURL(o.OpsURL) || (o.PublishURL != "" && !benchsrv.LoopbackURL(o.PublishURL)) {
+		return res, fmt.Errorf("fanout: refusing non-loopback URL %q (ops %q, publish %q)", o.URL, o.OpsURL, o.PublishURL)
 	}
 	if rtmpSource && o.RTMPURL == "" {
 		return res, errNoRTMP
@@ -448,7 +454,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		if rtmpSource {
 			pub, err = startRTMPPublisher(ctx, o.RTMPURL, o.Stream, clip, audio, epoch, o.AudioOnly)
 		} else {
-			pub, err = startPublisher(ctx, pubAPI, hc, o.URL, o.Stream, frames, epoch, o.AudioOnly)
+			pub, err = startPublisher(ctx, pubAPI, hc, cmp.Or(o.PublishURL, o.URL), o.Token, o.Stream, frames, epoch, o.AudioOnly)
 		}
 		if err != nil {
 			return res, err
@@ -982,7 +988,7 @@ func joinViewers(ctx context.Context, api, tcpAPI apiT, hc *http.Client, stalls 
 			if stalled {
 				a, c = tcpAPI, tcpHC
 			}
-			v, err := startViewer(ctx, a, c, o.URL, o.Stream, epoch, rings, o.AudioOnly, o.Source == SourceRTMP)
+			v, err := startViewer(ctx, a, c, o.URL, o.Token, o.Stream, epoch, rings, o.AudioOnly, o.Source == SourceRTMP)
 			if err != nil {
 				failures.Add(1)
 				o.Logger.Warn("viewer failed", "err", err)
