@@ -10,6 +10,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +56,9 @@ type Options struct {
 	TTL time.Duration
 	// Replicas of the buckets on a NATS cluster (default 1).
 	Replicas int
+	// ConnsPerIP bounds the embedded server's connections from one client
+	// address (default 16), MaxConns all of them (default 256).
+	ConnsPerIP, MaxConns int
 	// Relay carries peer-to-peer rooms' signaling across nodes
 	// (relay.go); nil keeps every room on its node.
 	Relay *RoomRelay
@@ -77,6 +81,7 @@ type Cluster struct {
 	log  *slog.Logger
 
 	srv   *natsserver.Server // the embedded server, nil when connecting out
+	ln    *natsListener      // its listener (listen.go)
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	relay *relay // nil without Options.Relay
@@ -166,14 +171,24 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 
 // startServer runs the embedded NATS server with JetStream.
 func (c *Cluster) startServer() error {
-	host, port, err := splitListen(c.opts.Listen)
+	ln, err := net.Listen("tcp", c.opts.Listen)
 	if err != nil {
 		return fmt.Errorf("cluster-listen: %w", err)
 	}
+	host, port, err := splitListen(ln.Addr().String())
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("cluster-listen: %w", err)
+	}
+	if h, _, _ := net.SplitHostPort(c.opts.Listen); h == "" {
+		host = "" // every address, as asked
+	}
 	so := &natsserver.Options{
 		ServerName:         "parley-" + c.opts.Node.ID,
-		Host:               host,
+		Host:               host, // what the server says it is at (ClientURL)
 		Port:               port,
+		DontListen:         true, // ln is, with the per-address limit (listen.go)
+		MaxConn:            cmp.Or(c.opts.MaxConns, defaultMaxConns),
 		JetStream:          true,
 		StoreDir:           c.opts.StoreDir,
 		JetStreamMaxMemory: 256 << 20,
@@ -183,15 +198,20 @@ func (c *Cluster) startServer() error {
 	}
 	srv, err := natsserver.NewServer(so)
 	if err != nil {
+		_ = ln.Close()
 		return fmt.Errorf("cluster: embedded NATS server: %w", err)
 	}
 	srv.SetLoggerV2(natsLogger{c.log.With("nats", "server")}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
+		_ = ln.Close()
 		return fmt.Errorf("cluster: embedded NATS server not ready on %s", c.opts.Listen)
 	}
 	c.srv = srv
+	c.ln = newNATSListener(ln, srv, cmp.Or(c.opts.ConnsPerIP, defaultConnsPerIP), c.log.With("nats", "listener"))
+	c.ln.wg.Add(1)
+	go c.ln.serve()
 	c.log.Info("embedded NATS server is running; other nodes join with --cluster " + srv.ClientURL())
 	return nil
 }
@@ -222,6 +242,9 @@ func (c *Cluster) ClientURL() string {
 }
 
 func (c *Cluster) stopServer() {
+	if c.ln != nil {
+		c.ln.close()
+	}
 	if c.srv != nil {
 		c.srv.Shutdown()
 		c.srv.WaitForShutdown()

@@ -1,11 +1,14 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -279,4 +282,59 @@ func TestRoomOwnershipRace(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
 	}
+}
+
+// TestEmbeddedListenerPerIP: the embedded server's listener takes at most
+// ConnsPerIP connections from one address at once (the next is closed
+// before the server's greeting), frees the place when one ends, keeps
+// serving the others, and a client that never authenticates is let go
+// (the server's auth timeout).
+func TestEmbeddedListenerPerIP(t *testing.T) {
+	a := startNode(t, Options{Embedded: true, Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Token: "t0ken", Node: Node{ID: "a"}, ConnsPerIP: 2})
+	addr := strings.TrimPrefix(a.ClientURL(), "nats://")
+	greeted := func(c net.Conn) bool {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		return err == nil && strings.HasPrefix(line, "INFO ")
+	}
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	first, second := dial(), dial()
+	if !greeted(first) || !greeted(second) {
+		t.Fatal("the first two connections from one address were not greeted")
+	}
+	if greeted(dial()) {
+		t.Fatal("a third connection from the same address was served")
+	}
+	if a.ln.refused.Load() != 1 {
+		t.Errorf("refused %d connections, want 1", a.ln.refused.Load())
+	}
+	first.Close()
+	// The place comes back once the listener saw the close: a new
+	// connection is served then.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c := dial()
+		if greeted(c) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no connection served after one of two closed")
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the release, with a deadline
+	}
+	// second never sent CONNECT: the server drops it after its auth timeout.
+	_ = second.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(second); err != nil {
+		t.Errorf("an unauthenticated client was not let go: %v", err)
+	}
+	// Nodes still join through it.
+	b := startNode(t, Options{URLs: []string{a.ClientURL()}, Token: "t0ken", Node: Node{ID: "b"}})
+	all := []*Cluster{a, b}
+	waitFor(t, "two nodes listed everywhere", all, sees(all, "a", "b"))
 }

@@ -30,6 +30,7 @@ func clusterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.ClusterTLSCA, "cluster-tls-ca", cfg.ClusterTLSCA, "CA `file` (PEM) the NATS servers' certificates are checked with")
 	fs.IntVar(&cfg.ClusterReplicas, "cluster-replicas", cfg.ClusterReplicas, "replicas of the cluster's key-value buckets on a NATS cluster (1, 3 or 5)")
 	fs.StringVar(&cfg.ClusterURL, "cluster-url", cfg.ClusterURL, "the base `URL` clients reach this node at (https://n1.example.org), handed to clients of other nodes that must move; default: the HTTP listener's address (with --public-ip)")
+	fs.IntVar(&cfg.ClusterConnsPerIP, "cluster-conns-per-ip", cfg.ClusterConnsPerIP, "with --cluster embedded: the NATS server's connections from one client address at once (other nodes need one each)")
 	fs.BoolVar(&cfg.ClusterRedirect, "cluster-redirect", cfg.ClusterRedirect, "WHEP on a node that is not the stream's origin answers with a redirect (307) to the origin instead of serving the viewer here")
 }
 
@@ -102,6 +103,9 @@ func (c *Config) validateCluster(bad func(string, ...any)) {
 	}
 	if (c.ClusterTLSCert == "") != (c.ClusterTLSKey == "") {
 		bad("cluster-tls-cert and cluster-tls-key go together")
+	}
+	if c.ClusterConnsPerIP < 1 {
+		bad("cluster-conns-per-ip: must be at least 1, got %d", c.ClusterConnsPerIP)
 	}
 	if r := c.ClusterReplicas; r != 1 && r != 3 && r != 5 {
 		bad("cluster-replicas: must be 1, 3 or 5, got %d", r)

@@ -106,18 +106,19 @@ type Config struct {
 	HLSRatePerIP     int      `yaml:"hls_rate_per_ip"`     // HLS requests per second one client address may make
 
 	// Clustering over NATS (internal/cluster, docs/cluster.md; cluster.go here).
-	Cluster         string   `yaml:"cluster"`          // "" alone, "embedded", or nats://host:4222,...
-	ClusterListen   string   `yaml:"cluster_listen"`   // the embedded NATS server's client address
-	ClusterNode     string   `yaml:"cluster_node"`     // this node's name ("" random per start)
-	ClusterTTL      Duration `yaml:"cluster_ttl"`      // a silent node is dropped after this long
-	ClusterToken    string   `yaml:"cluster_token"`    // NATS token
-	ClusterCreds    string   `yaml:"cluster_creds"`    // NATS credentials file
-	ClusterTLSCert  string   `yaml:"cluster_tls_cert"` // NATS TLS client certificate
-	ClusterTLSKey   string   `yaml:"cluster_tls_key"`
-	ClusterTLSCA    string   `yaml:"cluster_tls_ca"`
-	ClusterReplicas int      `yaml:"cluster_replicas"` // buckets' replicas on a NATS cluster
-	ClusterURL      string   `yaml:"cluster_url"`      // the base URL clients reach this node at ("" its listener's)
-	ClusterRedirect bool     `yaml:"cluster_redirect"` // WHEP on a node that is not the stream's origin answers 307 to it
+	Cluster           string   `yaml:"cluster"`          // "" alone, "embedded", or nats://host:4222,...
+	ClusterListen     string   `yaml:"cluster_listen"`   // the embedded NATS server's client address
+	ClusterNode       string   `yaml:"cluster_node"`     // this node's name ("" random per start)
+	ClusterTTL        Duration `yaml:"cluster_ttl"`      // a silent node is dropped after this long
+	ClusterToken      string   `yaml:"cluster_token"`    // NATS token
+	ClusterCreds      string   `yaml:"cluster_creds"`    // NATS credentials file
+	ClusterTLSCert    string   `yaml:"cluster_tls_cert"` // NATS TLS client certificate
+	ClusterTLSKey     string   `yaml:"cluster_tls_key"`
+	ClusterTLSCA      string   `yaml:"cluster_tls_ca"`
+	ClusterReplicas   int      `yaml:"cluster_replicas"`     // buckets' replicas on a NATS cluster
+	ClusterURL        string   `yaml:"cluster_url"`          // the base URL clients reach this node at ("" its listener's)
+	ClusterRedirect   bool     `yaml:"cluster_redirect"`     // WHEP on a node that is not the stream's origin answers 307 to it
+	ClusterConnsPerIP int      `yaml:"cluster_conns_per_ip"` // the embedded NATS server's connections per client address
 }
 
 // RoomConfig overrides settings for one named room.
@@ -137,47 +138,48 @@ func Default() Config {
 		RoomCapacity: 16,
 		SFUCapacity:  50,
 		// Broadcast chat rooms (chat.<stream>) hold a broadcast's viewers.
-		Rooms:            map[string]RoomConfig{"chat.*": {Capacity: 1000}},
-		MaxRooms:         10000,
-		MaxMessage:       64 << 10,
-		RateLimit:        50,
-		RateBurst:        200,
-		Outbox:           256,
-		PingInterval:     Duration(5 * time.Second),
-		PollTimeout:      Duration(25 * time.Second),
-		SessionIdle:      Duration(60 * time.Second),
-		ResumeGrace:      Duration(15 * time.Second),
-		MediaUDP:         ":8443",
-		MediaTCP:         ":8443",
-		LogLevel:         "info",
-		Ops:              "127.0.0.1:9090",
-		RTMP:             ":1935",
-		RTSP:             ":8554",
-		SRT:              ":8890",
-		StreamConnsPerIP: 10,
-		StreamMaxConns:   1000,
-		MaxCameras:       256,
-		MaxSessions:      100000,
-		ConnsPerIP:       200,
-		RoomsPerIP:       60,
-		JoinTimeout:      Duration(10 * time.Second),
-		OutboxBytes:      1 << 20,
-		ByteRate:         256 << 10,
-		ByteBurst:        1 << 20,
-		BodyTimeout:      Duration(10 * time.Second),
-		PendingPerIP:     10,
-		ICETimeout:       Duration(10 * time.Second),
-		ReattachGrace:    Duration(15 * time.Second),
-		TURNPerIP:        32,
-		Hooks:            Hooks{Timeout: Duration(5 * time.Second)},
-		DataDir:          "parley-data",
-		RecordDir:        "recordings",
-		HLS:              "on",
-		HLSIdle:          Duration(30 * time.Second),
-		HLSBlockingPerIP: 100,
-		HLSRatePerIP:     300,
-		ClusterTTL:       Duration(15 * time.Second),
-		ClusterReplicas:  1,
+		Rooms:             map[string]RoomConfig{"chat.*": {Capacity: 1000}},
+		MaxRooms:          10000,
+		MaxMessage:        64 << 10,
+		RateLimit:         50,
+		RateBurst:         200,
+		Outbox:            256,
+		PingInterval:      Duration(5 * time.Second),
+		PollTimeout:       Duration(25 * time.Second),
+		SessionIdle:       Duration(60 * time.Second),
+		ResumeGrace:       Duration(15 * time.Second),
+		MediaUDP:          ":8443",
+		MediaTCP:          ":8443",
+		LogLevel:          "info",
+		Ops:               "127.0.0.1:9090",
+		RTMP:              ":1935",
+		RTSP:              ":8554",
+		SRT:               ":8890",
+		StreamConnsPerIP:  10,
+		StreamMaxConns:    1000,
+		MaxCameras:        256,
+		MaxSessions:       100000,
+		ConnsPerIP:        200,
+		RoomsPerIP:        60,
+		JoinTimeout:       Duration(10 * time.Second),
+		OutboxBytes:       1 << 20,
+		ByteRate:          256 << 10,
+		ByteBurst:         1 << 20,
+		BodyTimeout:       Duration(10 * time.Second),
+		PendingPerIP:      10,
+		ICETimeout:        Duration(10 * time.Second),
+		ReattachGrace:     Duration(15 * time.Second),
+		TURNPerIP:         32,
+		Hooks:             Hooks{Timeout: Duration(5 * time.Second)},
+		DataDir:           "parley-data",
+		RecordDir:         "recordings",
+		HLS:               "on",
+		HLSIdle:           Duration(30 * time.Second),
+		HLSBlockingPerIP:  100,
+		HLSRatePerIP:      300,
+		ClusterTTL:        Duration(15 * time.Second),
+		ClusterReplicas:   1,
+		ClusterConnsPerIP: 16,
 	}
 }
 

@@ -46,7 +46,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 		StoreDir: filepath.Join(s.cfg.DataDir, "nats"),
 		Token:    s.cfg.ClusterToken, Creds: s.cfg.ClusterCreds,
 		TLSCert: s.cfg.ClusterTLSCert, TLSKey: s.cfg.ClusterTLSKey, TLSCA: s.cfg.ClusterTLSCA,
-		Node: node, Load: s.clusterLoad, TTL: s.cfg.ClusterTTL.D(), Replicas: s.cfg.ClusterReplicas,
+		Node: node, Load: s.clusterLoad, TTL: s.cfg.ClusterTTL.D(), Replicas: s.cfg.ClusterReplicas, ConnsPerIP: s.cfg.ClusterConnsPerIP,
 		Relay:  &cluster.RoomRelay{Rooms: s.rooms, PeerOf: signal.PeerOf, RemoteInfo: signal.RemoteInfo},
 		Logger: s.log,
 	})
