@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -160,6 +161,27 @@ func TestCameraOnDemandHLS(t *testing.T) {
 	}
 	if !slices.ContainsFunc(streams, func(s hlstest.Stream) bool { return s.Codec == "h264" && s.Width > 0 }) {
 		t.Fatalf("HLS of an on-demand camera has no H.264: %d streams", len(streams))
+	}
+	if cam.Readers() != 1 {
+		t.Fatalf("%d camera readers", cam.Readers())
+	}
+}
+
+// TestCameraOnDemandRTSP: an on-demand camera starts for its first RTSP
+// reader too (VLC opening rtsp://parley/door): ffprobe's DESCRIBE starts
+// the pull and it reads the camera's H.264 from Parley.
+func TestCameraOnDemandRTSP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	srv, cam, _ := cameraServer(ctx, t, func(u string) config.Stream {
+		return config.Stream{Source: u, Transport: "tcp", OnDemand: true}
+	})
+	if _, in := getCamera(t, srv, "door"); in.Status.State != "idle" || cam.Readers() != 0 {
+		t.Fatalf("before any reader: %+v, %d readers", in, cam.Readers())
+	}
+	got, err := rtmptest.Probe(ctx, fmt.Sprintf("rtsp://%s/door", srv.RTSPAddr()), "-rtsp_transport", "tcp")
+	if err != nil || !slices.Contains(got, "h264") {
+		t.Fatalf("RTSP reader of an on-demand camera: %v (%v), want H.264", got, err)
 	}
 	if cam.Readers() != 1 {
 		t.Fatalf("%d camera readers", cam.Readers())
