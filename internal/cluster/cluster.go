@@ -18,6 +18,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
@@ -89,6 +90,7 @@ type Cluster struct {
 	claims *nats.Subscription // rooms other nodes place here (placement.go)
 
 	reconnected chan struct{} // the NATS connection came back: register again
+	sessions    atomic.Uint64 // registrations so far (one per session with NATS)
 	// missing are nodes listed before a session and not at its start,
 	// with the time they are given up at (the run goroutine's own).
 	missing map[string]time.Time

@@ -15,6 +15,7 @@ import (
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/parley/parley/internal/cluster/clustertest"
 	"github.com/parley/parley/internal/room"
 )
 
@@ -24,17 +25,7 @@ const testTTL = time.Second
 
 // natsServer runs a NATS server with JetStream on a loopback port.
 func natsServer(t testing.TB, port int, dir string) *natsserver.Server {
-	t.Helper()
-	srv, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv
+	return clustertest.NATS(t, port, dir)
 }
 
 func startNode(t testing.TB, o Options) *Cluster {

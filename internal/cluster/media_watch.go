@@ -52,21 +52,32 @@ func (m *Media) watchStreams() {
 	}
 }
 
+var errNewSession = errors.New("a new session with NATS")
+
 // follow applies the bucket's entries as they change, until the watch
-// ends. The watch starts with every current entry: the streams known
-// before and missing now are gone.
+// ends or the node starts a new session with NATS (a restarted server
+// may have lost the bucket, and a watch of the lost one can stay quiet).
+// The watch starts with every current entry: the streams known before
+// and missing now are gone.
 func (m *Media) follow(kv jetstream.KeyValue) error {
+	gen := m.c.sessions.Load()
 	w, err := kv.WatchAll(m.ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = w.Stop() }()
+	tick := time.NewTicker(m.ttl / 3)
+	defer tick.Stop()
 	var initial map[string]bool // until the watch's nil marks the current entries' end
 	initial = map[string]bool{}
 	for {
 		select {
 		case <-m.ctx.Done():
 			return nil
+		case <-tick.C:
+			if m.c.sessions.Load() != gen {
+				return errNewSession
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("the watch ended")

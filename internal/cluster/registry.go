@@ -120,6 +120,7 @@ func (c *Cluster) session() error {
 	if err := c.heartbeat(nodes, rooms, true); err != nil {
 		return err
 	}
+	c.sessions.Add(1) // the buckets are there again: their watchers start over (media_watch.go)
 	if c.relay != nil {
 		c.relay.announce()
 		if err := c.relay.askSync(); err != nil {

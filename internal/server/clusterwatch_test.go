@@ -2,14 +2,18 @@ package server_test
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/cluster/clustertest"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/server"
 	"github.com/parley/parley/pkg/client"
@@ -109,5 +113,54 @@ func TestClusterOriginLost(t *testing.T) {
 	}
 	if r := a.ClusterMedia().Stats().Relays.Load(); r != 2 {
 		t.Errorf("a relays %d tracks, want the stream's 2 from c (the relay from b gone)", r)
+	}
+}
+
+// TestClusterStreamsAfterNATSRestart: the NATS server (not a node's)
+// restarts and loses its state; once the nodes are back, a stream
+// published on node a is live in node b's status again (b follows the
+// streams bucket anew) and a viewer on b gets it through the relay.
+func TestClusterStreamsAfterNATSRestart(t *testing.T) {
+	dir := t.TempDir()
+	ns := clustertest.NATS(t, natsserver.RANDOM_PORT, dir)
+	url := ns.ClientURL()
+	_, p, _ := net.SplitHostPort(ns.Addr().String())
+	port, _ := strconv.Atoi(p)
+	a, b := mediaNode(t, "a", url), mediaNode(t, "b", url)
+	defer b.Close() // while NATS still runs (its cleanup comes first)
+	defer a.Close()
+	nodes := []*server.Server{a, b}
+	waitCluster(t, "a and b listing each other", nodes, func() bool {
+		return len(a.Cluster().Nodes()) == 2 && len(b.Cluster().Nodes()) == 2
+	})
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	waitCluster(t, "both nodes away from NATS", nodes, func() bool {
+		return !a.Cluster().Status().Connected && !b.Cluster().Status().Connected
+	})
+	restarted := time.Now()
+	clustertest.NATS(t, port, dir)
+	waitCluster(t, "a and b back, listing each other", nodes, func() bool {
+		return a.Cluster().Status().Connected && b.Cluster().Status().Connected && len(a.Cluster().Nodes()) == 2 && len(b.Cluster().Nodes()) == 2
+	})
+	t.Logf("nodes back %v after the restart", time.Since(restarted).Round(time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ev := openEvents(t, b.URL()+"/api/streams/back/events?token="+mintToken(t, "back", auth.Grants{Subscribe: true}))
+	ev.next(t, "the first event", func(eventStatus) bool { return true })
+	pub := publishRelayed(ctx, t, a.URL()+"/whip/back", mintToken(t, "back", auth.Grants{Publish: true}))
+	defer pub.end()
+	ev.next(t, "live on b after the NATS restart", func(st eventStatus) bool { return st.Live })
+	t.Logf("live on b %v after the restart", time.Since(restarted).Round(time.Millisecond))
+	v, err := playRelayed(ctx, b.URL()+"/whep/back", mintToken(t, "back", auth.Grants{Subscribe: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.sess.Close(context.Background())
+	select {
+	case <-v.gotAll:
+	case <-ctx.Done():
+		t.Fatal("the viewer on b got too little")
 	}
 }
