@@ -245,7 +245,9 @@ func dialClient(t *testing.T, url string) *client.Client {
 func runChild(t *testing.T, name, env string, keys ...string) (*exec.Cmd, map[string]string) {
 	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run", "^"+name+"$", "-test.timeout", "5m")
-	child.Env = append(os.Environ(), env)
+	// The child's temporary files go under ours: a killed child never
+	// removes its own (its cleanup does not run), our cleanup does.
+	child.Env = append(os.Environ(), env, "TMPDIR="+t.TempDir())
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
