@@ -164,3 +164,47 @@ func TestClusterStreamsAfterNATSRestart(t *testing.T) {
 		t.Fatal("the viewer on b got too little")
 	}
 }
+
+// TestClusterPublisherBackOnOrigin: the publisher of a stream on node a
+// goes and comes back on a (a new WHIP session) while a WHEP viewer
+// watches on node b: the stream's entry goes and comes back, b relays
+// again, and the same viewer session goes on.
+func TestClusterPublisherBackOnOrigin(t *testing.T) {
+	a := mediaNode(t, "a", "embedded")
+	b := clusterNode(t, "b", a.Cluster().ClientURL(), func(c *config.Config) {
+		c.PublicIP = "127.0.0.1"
+		c.ReattachGrace = config.Duration(time.Minute) // the viewer waits for the stream's return
+	})
+	waitCluster(t, "a and b listing each other", []*server.Server{a, b}, func() bool {
+		return len(a.Cluster().Nodes()) == 2 && len(b.Cluster().Nodes()) == 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	pub := mintToken(t, "again", auth.Grants{Publish: true})
+	p1 := publishRelayed(ctx, t, a.URL()+"/whip/again", pub)
+	waitFor(t, "b to learn that a has the stream", func() bool { _, ok := b.ClusterMedia().Elsewhere("again"); return ok })
+	var video atomic.Int64
+	api, _ := client.LoopbackAPI()
+	v, err := whip.Play(ctx, b.URL()+"/whep/again", whip.Options{API: api, Token: mintToken(t, "again", auth.Grants{Subscribe: true}),
+		Kinds: []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo},
+		OnTrack: func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+			for {
+				if _, _, err := tr.ReadRTP(); err != nil {
+					return
+				}
+				video.Add(1)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close(context.Background())
+	waitFor(t, "video on b", func() bool { return video.Load() >= relayEnough })
+
+	p1.end()
+	waitFor(t, "the stream gone from b's view", func() bool { _, ok := b.ClusterMedia().Elsewhere("again"); return !ok })
+	n := video.Load()
+	p2 := publishRelayed(ctx, t, a.URL()+"/whip/again", pub)
+	defer p2.end()
+	waitFor(t, "video again on the same session", func() bool { return video.Load() >= n+relayEnough })
+}
