@@ -360,14 +360,10 @@ func TestBWELossLowersCleanRaisesThroughProbes(t *testing.T) {
 // recorder, as a subscriber builds it): a quarter of 100 packets lost.
 func TestBWEReadsTWCCFeedback(t *testing.T) {
 	sent := &sentLog{epoch: time.Unix(1000, 0)}
-	rec := twcc.NewRecorder(1)
 	for i := range 100 {
-		at := sent.epoch.Add(time.Duration(i) * 5 * time.Millisecond)
-		sent.record(uint16(60000+i), 1000, at) // wraps past 65535
-		if i%4 != 3 {
-			rec.Record(2, uint16(60000+i), at.Sub(sent.epoch).Microseconds()+20_000)
-		}
+		sent.record(uint16(60000+i), 1000, sent.epoch.Add(time.Duration(i)*5*time.Millisecond)) // wraps past 65535
 	}
+	rec := quarterLost(t, sent)
 	var b bwe
 	var est uint64
 	var changed bool
@@ -380,6 +376,32 @@ func TestBWEReadsTWCCFeedback(t *testing.T) {
 	if !changed || est < 1_000_000 || est > 1_150_000 {
 		t.Fatalf("estimate %d (changed %v), want 87.5 %% of ~1.22 Mbit/s", est, changed)
 	}
+
+	// The same feedback while the subscriber's receiver reports show no
+	// loss: not congestion, the estimate stays unconstrained.
+	var clean bwe
+	for _, p := range quarterLost(t, sent).BuildFeedbackPacket() {
+		if fb, ok := p.(*rtcp.TransportLayerCC); ok {
+			est, _, _ = clean.onFeedbackSeen(fb, sent, time.Unix(1001, 0), 0, false)
+		}
+	}
+	if est != 0 {
+		t.Fatalf("estimate %d from loss the receiver reports do not confirm, want unconstrained (0)", est)
+	}
+}
+
+// quarterLost is a subscriber's TWCC recorder that got three of every
+// four of the 100 packets sent (20 ms after they were sent).
+func quarterLost(t *testing.T, sent *sentLog) *twcc.Recorder {
+	t.Helper()
+	rec := twcc.NewRecorder(1)
+	for i := range 100 {
+		at := sent.epoch.Add(time.Duration(i) * 5 * time.Millisecond)
+		if i%4 != 3 {
+			rec.Record(2, uint16(60000+i), at.Sub(sent.epoch).Microseconds()+20_000)
+		}
+	}
+	return rec
 }
 
 // policer is a link with a rate cap: a token bucket (no queue: what
