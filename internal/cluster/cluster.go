@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,17 +176,13 @@ func (c *Cluster) startServer() error {
 	if err != nil {
 		return fmt.Errorf("cluster-listen: %w", err)
 	}
-	host, port, err := splitListen(ln.Addr().String())
-	if err != nil {
-		_ = ln.Close()
-		return fmt.Errorf("cluster-listen: %w", err)
-	}
-	if h, _, _ := net.SplitHostPort(c.opts.Listen); h == "" {
-		host = "" // every address, as asked
-	}
+	// What the server says it is at (ClientURL): the bound port, and the
+	// host asked for ("" for every address).
+	host, _, _ := net.SplitHostPort(c.opts.Listen)
+	port := ln.Addr().(*net.TCPAddr).Port
 	so := &natsserver.Options{
 		ServerName:         "parley-" + c.opts.Node.ID,
-		Host:               host, // what the server says it is at (ClientURL)
+		Host:               host,
 		Port:               port,
 		DontListen:         true, // ln is, with the per-address limit (listen.go)
 		MaxConn:            cmp.Or(c.opts.MaxConns, defaultMaxConns),
@@ -216,22 +211,6 @@ func (c *Cluster) startServer() error {
 	go c.ln.serve()
 	c.log.Info("embedded NATS server is running; other nodes join with --cluster " + srv.ClientURL())
 	return nil
-}
-
-// splitListen parses host:port; port 0 asks for any free port.
-func splitListen(addr string) (string, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("%q: bad port", addr)
-	}
-	if port == 0 {
-		port = natsserver.RANDOM_PORT
-	}
-	return host, port, nil
 }
 
 // ClientURL is the embedded server's address for other nodes' --cluster

@@ -68,8 +68,7 @@ func (m *Media) follow(kv jetstream.KeyValue) error {
 	defer func() { _ = w.Stop() }()
 	tick := time.NewTicker(m.ttl / 3)
 	defer tick.Stop()
-	var initial map[string]bool // until the watch's nil marks the current entries' end
-	initial = map[string]bool{}
+	initial := map[string]bool{} // until the watch's nil marks the current entries' end
 	for {
 		select {
 		case <-m.ctx.Done():
