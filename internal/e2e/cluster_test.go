@@ -35,27 +35,45 @@ func TestClusterNodeDrainedBrowsers(t *testing.T) {
 	clusterNodeGone(t, syscall.SIGTERM)
 }
 
-func clusterNodeGone(t *testing.T, sig syscall.Signal) {
-	const secret = "cluster-e2e-secret-0123456789abcdef"
+// clusterSecret is the browser cluster tests' --auth-secret and --turn-secret.
+const clusterSecret = "cluster-e2e-secret-0123456789abcdef"
+
+// twoNodes starts node a in this process (the embedded NATS server; mods
+// change its config) and node b as its own process (extra: more of its
+// flags), and returns once a lists b.
+func twoNodes(t *testing.T, mods func(*config.Config), extra ...string) (*env, *procServer) {
+	t.Helper()
 	e := newEnv(t, func(c *config.Config) {
-		c.AuthSecret, c.TURNSecret = secret, secret
+		c.AuthSecret, c.TURNSecret = clusterSecret, clusterSecret
 		c.Cluster, c.ClusterListen, c.ClusterNode, c.ClusterTTL = "embedded", "127.0.0.1:0", "a", config.Duration(time.Second)
+		if mods != nil {
+			mods(c)
+		}
 	})
 	a := e.srv.Cluster()
-	p := startProcServer(t, "--cluster", a.ClientURL(), "--cluster-node", "b", "--cluster-ttl", "1s",
-		"--auth-secret", secret, "--turn-secret", secret)
+	p := startProcServer(t, append([]string{"--cluster", a.ClientURL(), "--cluster-node", "b", "--cluster-ttl", "1s",
+		"--auth-secret", clusterSecret, "--turn-secret", clusterSecret}, extra...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cluster.Await(ctx, []*cluster.Cluster{a}, func() bool { return len(a.Nodes()) == 2 }); err != nil {
 		t.Fatalf("a never listed b: %v", err)
 	}
-	tok := func(name string) string {
-		tk, err := auth.NewToken([]byte(secret), "spread", name, auth.Grants{Publish: true, Subscribe: true}, time.Hour, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "token=" + tk
+	return e, p
+}
+
+// clusterToken grants name publish and subscribe in room (or stream).
+func clusterToken(t *testing.T, room, name string) string {
+	t.Helper()
+	tk, err := auth.NewToken([]byte(clusterSecret), room, name, auth.Grants{Publish: true, Subscribe: true}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
 	}
+	return tk
+}
+
+func clusterNodeGone(t *testing.T, sig syscall.Signal) {
+	e, p := twoNodes(t, nil)
+	tok := func(name string) string { return "token=" + clusterToken(t, "spread", name) }
 	alice, bob := e.launch("Alice"), e.launch("Bob")
 	bob.base = p.url
 	alice.join("spread", tok("alice"))
@@ -84,23 +102,12 @@ func clusterNodeGone(t *testing.T, sig syscall.Signal) {
 // itself through b's relay: it decodes the picture and hears the tone.
 func TestClusterWatchOnEdgeBrowser(t *testing.T) {
 	rtmptest.NeedFFmpeg(t)
-	const secret = "cluster-e2e-secret-0123456789abcdef"
-	e := newEnv(t, func(c *config.Config) {
-		c.AuthSecret, c.TURNSecret = secret, secret
-		c.Cluster, c.ClusterListen, c.ClusterNode, c.ClusterTTL = "embedded", "127.0.0.1:0", "a", config.Duration(time.Second)
+	e, p := twoNodes(t, func(c *config.Config) {
 		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
 		c.RTMP = "127.0.0.1:0"
-	})
-	a := e.srv.Cluster()
-	p := startProcServer(t, "--cluster", a.ClientURL(), "--cluster-node", "b", "--cluster-ttl", "1s",
-		"--auth-secret", secret, "--turn-secret", secret, "--media-udp", "127.0.0.1:0")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := cluster.Await(ctx, []*cluster.Cluster{a}, func() bool { return len(a.Nodes()) == 2 }); err != nil {
-		t.Fatalf("a never listed b: %v", err)
-	}
+	}, "--media-udp", "127.0.0.1:0")
 	tok := func(g auth.Grants) string {
-		tk, err := auth.NewToken([]byte(secret), "s", "someone", g, time.Hour, time.Now())
+		tk, err := auth.NewToken([]byte(clusterSecret), "s", "someone", g, time.Hour, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -123,27 +130,8 @@ func TestClusterWatchOnEdgeBrowser(t *testing.T) {
 // tracks reach Alice through a's relay from b, Alice's reach both of
 // them through one relay into b.
 func TestClusterGroupCallBrowsers(t *testing.T) {
-	const secret = "cluster-e2e-secret-0123456789abcdef"
-	e := newEnv(t, func(c *config.Config) {
-		c.AuthSecret, c.TURNSecret = secret, secret
-		c.Cluster, c.ClusterListen, c.ClusterNode, c.ClusterTTL = "embedded", "127.0.0.1:0", "a", config.Duration(time.Second)
-		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
-	})
-	a := e.srv.Cluster()
-	p := startProcServer(t, "--cluster", a.ClientURL(), "--cluster-node", "b", "--cluster-ttl", "1s",
-		"--auth-secret", secret, "--turn-secret", secret, "--media-udp", "127.0.0.1:0")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := cluster.Await(ctx, []*cluster.Cluster{a}, func() bool { return len(a.Nodes()) == 2 }); err != nil {
-		t.Fatalf("a never listed b: %v", err)
-	}
-	tok := func(name string) string {
-		tk, err := auth.NewToken([]byte(secret), "spanned", name, auth.Grants{Publish: true, Subscribe: true}, time.Hour, time.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "token=" + tk
-	}
+	e, p := twoNodes(t, func(c *config.Config) { c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off" }, "--media-udp", "127.0.0.1:0")
+	tok := func(name string) string { return "token=" + clusterToken(t, "spanned", name) }
 	alice, bob, carol := e.launch("Alice"), e.launch("Bob"), e.launch("Carol")
 	bob.base, carol.base = p.url, p.url
 	alice.join("spanned", "mode=sfu", tok("alice"))
