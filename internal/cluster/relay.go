@@ -48,6 +48,10 @@ type RoomRelay struct {
 	// RemoteInfo the Info that tells the same of a remote member.
 	PeerOf     func(*room.Member) protocol.Peer
 	RemoteInfo func(protocol.Peer) any
+	// Moved is told of a local member whose client resumed at another
+	// node: it has left its room here quietly (the room keeps it as that
+	// node's); its session must end without a word to anyone.
+	Moved func(*room.Member)
 }
 
 type relay struct {
@@ -236,12 +240,18 @@ func (r *relay) receive(m *nats.Msg) {
 			return
 		}
 		r.mu.Lock()
-		if _, ok := r.remote[ev.From]; ok {
+		if known, ok := r.remote[ev.From]; ok {
+			known.node = ev.Node // told again (sync), or it moved between other nodes
+			r.remote[ev.From] = known
 			r.mu.Unlock()
-			return // told again (sync)
+			return
 		}
-		mem := &room.Member{ID: ev.From, Name: ev.Peer.Name, Remote: true, Info: r.rr.RemoteInfo(*ev.Peer),
-			Notify: func(room.Event) bool { return true }} // reached through the observer
+		r.mu.Unlock()
+		if r.movedAway(ev) {
+			return
+		}
+		r.mu.Lock()
+		mem := r.remoteMember(ev)
 		r.remote[ev.From] = remoteMember{m: mem, node: ev.Node}
 		r.mu.Unlock()
 		if _, _, err := r.rr.Rooms.Join(ev.Room, room.Mode(ev.Mode), ev.Cap, mem); err != nil {
@@ -253,7 +263,10 @@ func (r *relay) receive(m *nats.Msg) {
 	case "leave":
 		r.mu.Lock()
 		rm, ok := r.remote[ev.From]
-		delete(r.remote, ev.From)
+		ok = ok && rm.node == ev.Node // not a member that moved on since
+		if ok {
+			delete(r.remote, ev.From)
+		}
 		r.mu.Unlock()
 		if ok {
 			r.rr.Rooms.Leave(rm.m)
@@ -268,6 +281,67 @@ func (r *relay) receive(m *nats.Msg) {
 		}
 	}
 }
+
+// movedAway handles another node's join of a member that is ours: its
+// client resumed there (internal/signal/move.go). The member stays in its room here as
+// that node's, nobody here is told anything, and its session here ends
+// quietly. It reports whether ev was such a join.
+func (r *relay) movedAway(ev relayEvent) bool {
+	rm := r.rr.Rooms.Lookup(ev.Room)
+	if rm == nil {
+		return false
+	}
+	local := rm.Member(ev.From)
+	if local == nil || local.Remote {
+		return false
+	}
+	mem := r.remoteMember(ev)
+	r.mu.Lock()
+	r.remote[ev.From] = remoteMember{m: mem, node: ev.Node}
+	delete(r.local, local)
+	r.mu.Unlock()
+	if _, err := r.rr.Rooms.Replace(local, mem); err != nil {
+		r.mu.Lock()
+		delete(r.remote, ev.From)
+		r.mu.Unlock()
+		return false // it left meanwhile: an ordinary join
+	}
+	r.c.log.Info("a member moved to another node", "room", ev.Room, "member", ev.From, "node", ev.Node)
+	if r.rr.Moved != nil {
+		r.rr.Moved(local)
+	}
+	return true
+}
+
+// remoteMember is the room.Member that stands for another node's member.
+func (r *relay) remoteMember(ev relayEvent) *room.Member {
+	return &room.Member{ID: ev.From, Name: ev.Peer.Name, Remote: true, Info: r.rr.RemoteInfo(*ev.Peer),
+		Notify: func(room.Event) bool { return true }} // reached through the observer
+}
+
+// adopt moves another node's member here: m takes its place in its room
+// under its ID when valid accepts that member and the node it is at (the
+// resume token's check, which also makes m like it). The other nodes learn
+// it from m's join, which the observer publishes; the member's old node
+// ends its session there.
+func (r *relay) adopt(id string, m *room.Member, valid func(old *room.Member, node string) bool) (*room.Room, error) {
+	r.mu.Lock()
+	rm, ok := r.remote[id]
+	if !ok || !valid(rm.m, rm.node) {
+		r.mu.Unlock()
+		return nil, ErrNotMovable
+	}
+	delete(r.remote, id)
+	r.mu.Unlock()
+	joined, err := r.rr.Rooms.Replace(rm.m, m)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: move member %s here: %w", id, err)
+	}
+	return joined, nil
+}
+
+// ErrNotMovable: no member of another node matches the resume token.
+var ErrNotMovable = errors.New("cluster: no member of another node to move here")
 
 // nodeGone takes a node's members out of their rooms ("" every node's:
 // stop).
@@ -284,4 +358,13 @@ func (r *relay) nodeGone(node string) {
 	for _, m := range gone {
 		r.rr.Rooms.Leave(m)
 	}
+}
+
+// Adopt moves a member of another node to this one, as its client resumed
+// here (see relay.adopt); ErrNotMovable when the node relays no rooms.
+func (c *Cluster) Adopt(id string, m *room.Member, valid func(old *room.Member, node string) bool) (*room.Room, error) {
+	if c.relay == nil {
+		return nil, ErrNotMovable
+	}
+	return c.relay.adopt(id, m, valid)
 }

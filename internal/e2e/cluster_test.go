@@ -21,16 +21,18 @@ import (
 // runs the embedded NATS server), Bob's by node b, a separate process;
 // they are in one peer-to-peer call. b is killed (SIGKILL): Bob's page,
 // finding b unreachable, goes by itself to the other node its joined
-// listed (a) and joins again; Alice sees the old Bob leave (his node's
-// registry entry expired) and the new one come, and both see each
-// other's media again.
+// listed (a) and resumes there with its token (internal/signal/move.go):
+// the same member, so Alice is never told that Bob left, and their call,
+// which never went through b, goes on.
 func TestClusterNodeKilledBrowsers(t *testing.T) {
 	clusterNodeGone(t, syscall.SIGKILL)
 }
 
 // TestClusterNodeDrainedBrowsers: as TestClusterNodeKilledBrowsers, but b
 // is drained (SIGTERM): its server-shutdown names node a, and Bob's page
-// goes there at its first attempt (no attempt at b, which is going away).
+// goes there at its first attempt (no attempt at b, which is going away),
+// and is back in the room there (as the same member when a was still
+// told of him, or as a new one once b's goodbye reached a).
 func TestClusterNodeDrainedBrowsers(t *testing.T) {
 	clusterNodeGone(t, syscall.SIGTERM)
 }
@@ -72,7 +74,11 @@ func clusterToken(t *testing.T, room, name string) string {
 }
 
 func clusterNodeGone(t *testing.T, sig syscall.Signal) {
-	e, p := twoNodes(t, nil)
+	// The registry keeps a killed node for the TTL: long enough here for
+	// Bob's page to give b up (about 1.5 s) and move to a while a still
+	// holds his member, as the default (15 s) does.
+	ttl := func(c *config.Config) { c.ClusterTTL = config.Duration(10 * time.Second) }
+	e, p := twoNodes(t, ttl, "--cluster-ttl", "10s")
 	tok := func(name string) string { return "token=" + clusterToken(t, "spread", name) }
 	alice, bob := e.launch("Alice"), e.launch("Bob")
 	bob.base = p.url
@@ -81,15 +87,27 @@ func clusterNodeGone(t *testing.T, sig syscall.Signal) {
 	alice.waitMedia(30*time.Second, "Bob")
 	bob.waitMedia(30*time.Second, "Alice")
 	oldBob := eval[string](bob, `parleyApp.client.id`)
-	eval[bool](bob, `(window.attempts = 0, parleyApp.client.addEventListener('reconnecting', () => attempts++), true)`)
+	eval[bool](bob, `(window.attempts = 0, window.back = '', parleyApp.client.addEventListener('reconnecting', () => attempts++),
+		parleyApp.client.addEventListener('joined', () => back = 'joined'),
+		parleyApp.client.addEventListener('resumed', (ev) => back = ev.detail.moved ? 'moved' : 'resumed'), true)`)
+	eval[bool](alice, `(window.bobLeft = 0, parleyApp.client.addEventListener('peer-left', () => bobLeft++), true)`)
 
 	p.stop(sig)
-	bob.waitFor(30*time.Second, "Bob back in the room through node a", `parleyApp.client.state === 'joined' && parleyApp.client.id !== `+jsString(oldBob),
-		`[parleyApp.client.state, parleyApp.client.id, document.body.innerText.slice(0, 200)]`)
-	alice.waitFor(30*time.Second, "one Bob, the new one", fmt.Sprintf(`parleyApp.client.peers.size === 1 && !parleyApp.client.peers.has(%s)`, jsString(oldBob)),
+	bob.waitFor(30*time.Second, "Bob back in the room through node a", `window.back !== '' && parleyApp.client.state === 'joined'`,
+		`[window.back, parleyApp.client.state, parleyApp.client.id, document.body.innerText.slice(0, 200)]`)
+	newBob := eval[string](bob, `parleyApp.client.id`)
+	how := eval[string](bob, `window.back`)
+	t.Logf("Bob's page came back to node a: %s (id %s, was %s)", how, newBob, oldBob)
+	if sig == syscall.SIGKILL && (how != "moved" || newBob != oldBob) {
+		t.Fatalf("after the kill Bob's page came back %s as %s; want moved, as %s", how, newBob, oldBob)
+	}
+	alice.waitFor(30*time.Second, "one Bob, as Bob's page is now", fmt.Sprintf(`parleyApp.client.peers.size === 1 && parleyApp.client.peers.has(%s)`, jsString(newBob)),
 		`[...parleyApp.client.peers.values()].map(p => p.id + ' ' + p.name)`)
 	alice.waitMedia(30*time.Second, "Bob")
 	bob.waitMedia(30*time.Second, "Alice")
+	if n := eval[int](alice, `bobLeft`); how == "moved" && n != 0 {
+		t.Errorf("Alice was told %d times that a peer left; Bob only moved", n)
+	}
 	if n := eval[int](bob, `attempts`); sig == syscall.SIGTERM && n != 1 {
 		t.Errorf("Bob's page made %d attempts to reconnect after the drain; want 1, at the node server-shutdown named", n)
 	}

@@ -214,6 +214,39 @@ func (g *Manager) Leave(m *Member) (*Room, bool) {
 	return r, true
 }
 
+// Replace puts m in old's place in its room, under the same ID, telling
+// none of the room's members (for them nothing changed) but the Observer,
+// as a join of m: a member that moved from one node of a cluster to
+// another (old is the other node's, m this node's, or the reverse). It
+// returns ErrNotInRoom when old is in no room, and ErrAlreadyJoined when
+// m is in one.
+func (g *Manager) Replace(old, m *Member) (*Room, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m.room.Load() != nil {
+		return nil, ErrAlreadyJoined
+	}
+	r := old.room.Load()
+	if r == nil || old.ID != m.ID {
+		return nil, ErrNotInRoom
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old.room.Store(nil)
+	r.members[m.ID] = m
+	for i, x := range r.order {
+		if x == old {
+			r.order[i] = m
+			break
+		}
+	}
+	m.room.Store(r)
+	if o := g.observer.Load(); o != nil {
+		(*o)(r, PeerJoined, m, "", nil, nil)
+	}
+	return r, nil
+}
+
 // Everyone is the address of a message to all other members of the room.
 const Everyone = "*"
 
@@ -261,6 +294,13 @@ func (r *Room) Members() []*Member {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return append([]*Member(nil), r.order...)
+}
+
+// Member returns the member with the given ID, or nil.
+func (r *Room) Member(id string) *Member {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.members[id]
 }
 
 // Counts returns the number of open rooms and members in them.

@@ -113,3 +113,51 @@ func TestRouteWireSharesOneEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestReplace: a member put in another's place under its ID keeps its
+// place in the join order; the room's members are told nothing, the
+// observer a join; messages to the ID reach the new member.
+func TestReplace(t *testing.T) {
+	g := NewManager(10)
+	var observed []EventKind
+	g.Observe(func(_ *Room, kind EventKind, _ *Member, _ string, _ *Member, _ []byte) {
+		observed = append(observed, kind)
+	})
+	alice, aliceIn := member("alice")
+	bob, _ := member("bob")
+	carol, _ := member("carol")
+	for _, m := range []*Member{alice, bob, carol} {
+		if _, _, err := g.Join("r", P2P, 10, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	told, seen := len(aliceIn.events), len(observed)
+	bob2, bob2In := member("bob")
+	bob2.ID = bob.ID
+	r, err := g.Replace(bob, bob2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bob.Room() != nil || bob2.Room() != r {
+		t.Fatal("the old member is still in the room, or the new one is not")
+	}
+	if got := r.Members(); len(got) != 3 || got[1] != bob2 {
+		t.Fatalf("members %v, want bob's place taken by the new bob", got)
+	}
+	if len(aliceIn.events) != told {
+		t.Fatalf("alice was told %d events of a replacement", len(aliceIn.events)-told)
+	}
+	if len(observed) != seen+1 || observed[seen] != PeerJoined {
+		t.Fatalf("the observer saw %v, want one join", observed[seen:])
+	}
+	if _, err := g.Route(alice, bob.ID, []byte(`{}`)); err != nil || len(bob2In.events) != 1 {
+		t.Fatalf("alice's message to bob's ID: %v, %d events at the new bob", err, len(bob2In.events))
+	}
+	if _, err := g.Replace(bob, bob2); !errors.Is(err, ErrAlreadyJoined) {
+		t.Fatalf("replacing again: %v, want ErrAlreadyJoined", err)
+	}
+	other, _ := member("other")
+	if _, err := g.Replace(carol, other); !errors.Is(err, ErrNotInRoom) {
+		t.Fatalf("replacing with another ID: %v, want ErrNotInRoom", err)
+	}
+}

@@ -23,10 +23,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 	if s.cfg.Cluster == "" {
 		return nil
 	}
-	id := s.cfg.ClusterNode
-	if id == "" {
-		id = room.NewID()
-	}
+	id := s.nodeID
 	node := cluster.Node{ID: id, HTTP: s.scheme + "://" + s.advertised(s.ln.Addr())}
 	if s.cfg.ClusterURL != "" {
 		node.HTTP = strings.TrimRight(s.cfg.ClusterURL, "/")
@@ -47,7 +44,7 @@ func (s *Server) startCluster(ctx context.Context) error {
 		Token:    s.cfg.ClusterToken, Creds: s.cfg.ClusterCreds,
 		TLSCert: s.cfg.ClusterTLSCert, TLSKey: s.cfg.ClusterTLSKey, TLSCA: s.cfg.ClusterTLSCA,
 		Node: node, Load: s.clusterLoad, TTL: s.cfg.ClusterTTL.D(), Replicas: s.cfg.ClusterReplicas, ConnsPerIP: s.cfg.ClusterConnsPerIP,
-		Relay:  &cluster.RoomRelay{Rooms: s.rooms, PeerOf: signal.PeerOf, RemoteInfo: signal.RemoteInfo},
+		Relay:  &cluster.RoomRelay{Rooms: s.rooms, PeerOf: signal.PeerOf, RemoteInfo: signal.RemoteInfo, Moved: s.hub.Moved},
 		Logger: s.log,
 	})
 	if err != nil {
@@ -69,6 +66,16 @@ func (s *Server) startCluster(ctx context.Context) error {
 	s.metrics.GaugeFunc("parley_cluster_rooms_owned", "Rooms this node owns in the cluster.", func() float64 { return float64(c.Status().Owned) })
 	s.log.Info("joined the cluster", "node", id, "nats", s.cfg.Cluster)
 	return nil
+}
+
+// adopt moves a member of another node here (a resume of its client
+// here; signal/move.go).
+func (s *Server) adopt(id string, m *room.Member, valid func(old *room.Member, node string) bool) (*room.Room, error) {
+	c := s.clusterView.Load()
+	if c == nil {
+		return nil, cluster.ErrNotMovable
+	}
+	return c.Adopt(id, m, valid)
 }
 
 // clusterLoad is what the node's load in the registry is made of.

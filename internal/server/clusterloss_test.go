@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -99,11 +100,13 @@ func (m *member) seesRejoin(oldID, name string) string {
 }
 
 // TestClusterNodeLoss: a peer-to-peer room with alice on node a, carol
-// on node c and bob on node b, which runs in its own process. b is
-// killed (SIGKILL, no goodbye): bob, his session ended, dials the next of
-// the nodes his joined listed and joins again; alice and carol are told
-// that the old bob left (when b's registry entry expired: no ghost stays
-// behind) and that bob joined, and a signal from alice reaches him.
+// on node c, and bob and dave on node b, which runs in its own process. b
+// is killed (SIGKILL, no goodbye): bob's session ended, his client goes to
+// the next of the nodes his joined listed and resumes there with his
+// token (internal/signal/move.go): same member, same room, and alice and
+// carol are told nothing (no leave, no join), while signals reach him both
+// ways. dave does not come back: when b's registry entry expires, alice
+// and carol are told that he left, and never that bob did.
 func TestClusterNodeLoss(t *testing.T) {
 	a := clusterNode(t, "a", "embedded")
 	c := clusterNode(t, "c", a.Cluster().ClientURL())
@@ -132,44 +135,140 @@ func TestClusterNodeLoss(t *testing.T) {
 	alice := joinAt(t, a.URL(), "lossy", "alice")
 	carol := joinAt(t, c.URL(), "lossy", "carol")
 	bob := joinAt(t, addrs["URL"], "lossy", "bob")
+	dave := joinAt(t, addrs["URL"], "lossy", "dave")
 	if want := []string{a.URL(), c.URL()}; !sameSet(bob.nodes, want) {
 		t.Fatalf("bob's joined lists nodes %v, want %v", bob.nodes, want)
 	}
 	for _, m := range []*member{alice, carol} {
-		m.until("bob joining", func(e protocol.Message) bool { return e.Type == protocol.TypePeerJoined && e.Name == "bob" })
+		m.until("dave joining", func(e protocol.Message) bool { return e.Type == protocol.TypePeerJoined && e.Name == "dave" })
 	}
-	oldBob := bob.c.ID()
+	bobID, daveID := bob.c.ID(), dave.c.ID()
 
 	killed := time.Now()
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-bob.c.Done() // what bob's program sees: its session ended
-	c2, url, err := client.DialAny(ctx, bob.nodes, nil)
+	var (
+		c2      *client.Client
+		resumed *protocol.Message
+		err     error
+	)
+	for _, url := range bob.nodes {
+		if c2, resumed, err = client.Resume(ctx, url, bob.c.ResumeToken(), nil); err == nil {
+			break
+		}
+	}
 	if err != nil {
-		t.Fatalf("bob reaching another node: %v", err)
+		t.Fatalf("bob resuming at another node: %v", err)
 	}
 	t.Cleanup(func() { c2.Close() })
-	if _, err := c2.Join(ctx, "lossy", "bob", mintToken(t, "lossy", auth.Grants{Publish: true, Subscribe: true})); err != nil {
-		t.Fatalf("bob joining again at %s: %v", url, err)
+	t.Logf("bob resumed at another node %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if resumed.Type != protocol.TypeResumed || !resumed.Moved || resumed.ID != bobID || resumed.Room != "lossy" {
+		t.Fatalf("bob's resume at another node: %+v, want resumed, moved, as %s in lossy", resumed, bobID)
+	}
+	var listed []string
+	for _, p := range resumed.Peers {
+		listed = append(listed, p.Name)
+	}
+	if !sameSet(listed, []string{"alice", "carol", "dave"}) { // dave's node has not expired yet
+		t.Fatalf("bob's resumed lists %v, want alice, carol and dave", listed)
 	}
 	bob.c = c2
-	t.Logf("bob joined again at %s %v after the kill", url, time.Since(killed).Round(time.Millisecond))
-	newBob := alice.seesRejoin(oldBob, "bob")
-	carol.seesRejoin(oldBob, "bob")
-	t.Logf("alice and carol saw bob back %v after the kill", time.Since(killed).Round(time.Millisecond))
-	if newBob != c2.ID() {
-		t.Fatalf("alice sees bob as %s, he is %s", newBob, c2.ID())
-	}
-	if err := alice.c.Signal(ctx, newBob, map[string]string{"hello": "again"}); err != nil {
+
+	// Signals reach the moved bob and come from him, both ways.
+	if err := alice.c.Signal(ctx, bobID, map[string]string{"hello": "again"}); err != nil {
 		t.Fatal(err)
 	}
 	bob.until("alice's signal", func(e protocol.Message) bool { return e.Type == protocol.TypeSignal && e.From == alice.c.ID() })
+	// dave goes with b's registry entry; bob stays, and nobody is ever
+	// told he left or joined again.
+	for _, m := range []*member{alice, carol} {
+		m.until("dave leaving", func(e protocol.Message) bool {
+			if (e.Type == protocol.TypePeerLeft || e.Type == protocol.TypePeerJoined) && e.ID == bobID {
+				t.Fatalf("told %s about bob, who only moved", e.Type)
+			}
+			return e.Type == protocol.TypePeerLeft && e.ID == daveID
+		})
+	}
+	t.Logf("alice and carol saw dave leave %v after the kill", time.Since(killed).Round(time.Millisecond))
+	for _, to := range []*member{alice, carol} {
+		if err := bob.c.Signal(ctx, to.c.ID(), map[string]string{"still": "here"}); err != nil {
+			t.Fatal(err)
+		}
+		to.until("bob's signal after b expired", func(e protocol.Message) bool {
+			if e.Type == protocol.TypePeerLeft && e.ID == bobID {
+				t.Fatal("told bob left, who only moved")
+			}
+			return e.Type == protocol.TypeSignal && e.From == bobID
+		})
+	}
 	for _, s := range []*server.Server{a, c} {
 		if n := members(t, s); n != 3 {
 			t.Errorf("%s counts %d members, want alice, carol and bob (no ghost)", s.URL(), n)
 		}
 	}
+}
+
+// TestClusterMoveFromLiveNode: bob's client, on node b, cannot reach b
+// any more (as a laptop that changed networks) and resumes at node a with
+// his token, over HTTP long-poll, while b still holds his session: a takes him over under the
+// same ID, b ends its session quietly, and alice, on b, is told nothing
+// and reaches him at a. His old token no longer works anywhere.
+func TestClusterMoveFromLiveNode(t *testing.T) {
+	a, b := clusterPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	alice := joinAt(t, b.URL(), "move", "alice")
+	bob := joinAt(t, b.URL(), "move", "bob")
+	alice.until("bob joining", func(e protocol.Message) bool { return e.Type == protocol.TypePeerJoined && e.Name == "bob" })
+	bobID, token := bob.c.ID(), bob.c.ResumeToken()
+
+	c2, resumed, err := client.Resume(ctx, a.URL(), token, &client.Options{Transport: client.HTTP}) // WebSocket: TestClusterNodeLoss
+	if err != nil {
+		t.Fatalf("bob resuming at node a over HTTP: %v", err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	if !resumed.Moved || resumed.ID != bobID || len(resumed.Peers) != 1 || resumed.Peers[0].Name != "alice" {
+		t.Fatalf("bob's resume at node a: %+v, want moved, as %s, with alice", resumed, bobID)
+	}
+	<-bob.c.Done() // b let his old session go
+	old := bob.c
+	bob.c = c2
+
+	if err := alice.c.Signal(ctx, bobID, map[string]string{"where": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	bob.until("alice's signal at a", func(e protocol.Message) bool { return e.Type == protocol.TypeSignal && e.From == alice.c.ID() })
+	if err := bob.c.Signal(ctx, alice.c.ID(), map[string]string{"from": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	alice.until("bob's signal from a", func(e protocol.Message) bool {
+		if (e.Type == protocol.TypePeerLeft || e.Type == protocol.TypePeerJoined) && e.ID == bobID {
+			t.Fatalf("alice was told %s about bob, who only moved", e.Type)
+		}
+		return e.Type == protocol.TypeSignal && e.From == bobID
+	})
+	for _, s := range []*server.Server{a, b} {
+		if n := members(t, s); n != 2 {
+			t.Errorf("%s counts %d members, want alice and bob", s.URL(), n)
+		}
+	}
+	// The token that moved him is spent, at both nodes.
+	for _, url := range []string{a.URL(), b.URL()} {
+		if _, _, err := client.Resume(ctx, url, token, nil); !isResumeFailed(err) {
+			t.Errorf("the spent token at %s: %v, want resume-failed", url, err)
+		}
+	}
+	if old.ResumeToken() != token {
+		t.Fatal("the old client's token changed")
+	}
+}
+
+// isResumeFailed reports whether err is the server's resume-failed.
+func isResumeFailed(err error) bool {
+	var je *client.JoinError
+	return errors.As(err, &je) && je.Code == protocol.CodeResumeFailed
 }
 
 // TestClusterDrain: bob is on node b, alice on node a; b is shut down

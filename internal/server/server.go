@@ -100,6 +100,7 @@ type Server struct {
 	// clusterView is cluster for the signaling plane, which serves before
 	// the node has joined (cluster_ops.go).
 	clusterView atomic.Pointer[cluster.Cluster]
+	nodeID      string // this node's ID in the cluster ("" alone)
 	// clusterMedia relays streams and group rooms across nodes
 	// (cluster_media.go); set after the SFU starts calling roomChanged,
 	// hence atomic.
@@ -157,7 +158,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if cfg.MediaUDP != "off" {
 		media = mediaRooms{s}
 	}
-	s.hub = signal.NewHub(signal.Options{
+	hubOpts := signal.Options{
 		Media:      media,
 		MaxMessage: cfg.MaxMessage, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Outbox: cfg.Outbox,
 		OutboxBytes: cfg.OutboxBytes, ByteRate: cfg.ByteRate, ByteBurst: cfg.ByteBurst,
@@ -168,7 +169,15 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Auth:        s.auth, Origins: s.origins, Capacity: cfg.CapacityOf, Mode: cfg.ModeOf,
 		ICEServers: s.iceServers, ICERefresh: iceRefresh(cfg), Rooms: s.rooms, Metrics: s.metrics, Logger: log,
 		Nodes: s.otherNodes, MediaNode: s.mediaNode,
-	})
+	}
+	if cfg.Cluster != "" { // members move between nodes (signal/move.go)
+		s.nodeID = cfg.ClusterNode
+		if s.nodeID == "" {
+			s.nodeID = room.NewID()
+		}
+		hubOpts.MoveKey, hubOpts.Node, hubOpts.Adopt = signal.MoveKey(s.turnSecret), s.nodeID, s.adopt
+	}
+	s.hub = signal.NewHub(hubOpts)
 	s.mux = s.routes()
 	return s, nil
 }

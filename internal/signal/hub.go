@@ -81,6 +81,14 @@ type Options struct {
 	// (joined's "mediaNode"; "" this one).
 	Nodes     func() []string
 	MediaNode func(room string) string
+	// MoveKey (see MoveKey), Node (this node's ID) and Adopt let a member
+	// of another node move here when its client resumes here with a token
+	// that node sealed (move.go): Adopt puts m in the place of member id
+	// of another node, in its room, when valid accepts that member and the
+	// node it is at. Alone: nil, and tokens are plain random.
+	MoveKey []byte
+	Node    string
+	Adopt   func(id string, m *room.Member, valid func(old *room.Member, node string) bool) (*room.Room, error)
 
 	Rooms   *room.Manager
 	Metrics *metrics.Registry
@@ -213,6 +221,7 @@ type Hub struct {
 	relayed     *metrics.Counter
 	joins       *metrics.Counter
 	resumes     *metrics.Counter
+	moves       *metrics.Counter
 	errors      *metrics.CounterVec
 
 	ctx    context.Context // ends the reaper and all sessions' writers
@@ -233,6 +242,7 @@ func NewHub(o Options) *Hub {
 		relayed:     o.Metrics.Counter("parley_signal_messages_relayed_total", "Signal messages relayed to another member."),
 		joins:       o.Metrics.Counter("parley_signal_joins_total", "Successful room joins."),
 		resumes:     o.Metrics.Counter("parley_signal_resumes_total", "Members taken over by a new connection (resume)."),
+		moves:       o.Metrics.Counter("parley_signal_moves_total", "Members of another node of the cluster taken over here by a resume (move.go)."),
 		errors:      o.Metrics.CounterVec("parley_signal_errors_total", "Errors sent to clients, by code.", "code"),
 		ctx:         ctx, cancel: cancel,
 	}

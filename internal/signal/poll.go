@@ -82,26 +82,31 @@ func (h *Hub) openPoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(bytes.TrimSpace(body)) > 0 {
-		h.resumePoll(w, body)
+		h.resumePoll(w, r, body)
 		return
 	}
 	p := &pollSession{session: h.newSession(HostOf(r), h.clientOf(r)), id: room.NewSecret(), gone: make(chan struct{})}
 	p.poll = true
 	p.lastSeen.Store(h.opts.Now().UnixNano())
 	if err := h.register(p.session); err != nil {
-		ref := err.(*refusal)
-		status := http.StatusServiceUnavailable
-		if ref == errPerIP {
-			status = http.StatusTooManyRequests
-		}
-		httpError(w, status, ref.code, ref.msg)
+		h.refuse(w, err)
 		return
 	}
 	h.addPoll(w, p)
 }
 
+// refuse answers an HTTP session that register refused.
+func (h *Hub) refuse(w http.ResponseWriter, err error) {
+	ref := err.(*refusal)
+	status := http.StatusServiceUnavailable
+	if ref == errPerIP {
+		status = http.StatusTooManyRequests
+	}
+	httpError(w, status, ref.code, ref.msg)
+}
+
 // resumePoll opens an HTTP session on the member a resume token names.
-func (h *Hub) resumePoll(w http.ResponseWriter, body []byte) {
+func (h *Hub) resumePoll(w http.ResponseWriter, r *http.Request, body []byte) {
 	m, err := protocol.Decode(body)
 	if err == nil && m.Type != protocol.TypeResume {
 		err = &protocol.Error{Code: protocol.CodeBadField, Msg: "the body of POST /api/session is empty or a resume message"}
@@ -116,6 +121,9 @@ func (h *Hub) resumePoll(w http.ResponseWriter, body []byte) {
 	s, token, err := h.claim(m.Resume)
 	if err == nil {
 		err = s.replayAfter(m.Got)
+	}
+	if err != nil && h.movePoll(w, r, m.Resume) {
+		return // a member of another node moved here (move.go)
 	}
 	if err != nil {
 		h.errors.Inc(protocol.CodeResumeFailed)

@@ -49,7 +49,13 @@ func (h *Hub) issueToken(s *session) string {
 	if h.opts.ResumeGrace < 0 {
 		return ""
 	}
-	t := room.NewSecret()
+	t := ""
+	if len(h.opts.MoveKey) > 0 {
+		t = h.sealToken(s) // other nodes can check it (move.go)
+	}
+	if t == "" {
+		t = room.NewSecret()
+	}
 	k := keyOf(t)
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -441,23 +441,36 @@ func (s *session) join(m protocol.Message) {
 	for i, p := range peers {
 		list[i] = infoOf(p).peer
 	}
-	var mediaNode string
-	if r.Mode == room.SFU && h.opts.MediaNode != nil {
-		mediaNode = h.opts.MediaNode(r.Name)
-	}
 	s.push(mustJSON(protocol.Joined{Type: protocol.TypeJoined, Room: r.Name, ID: s.member.ID, Name: me.Name,
 		Mode: string(r.Mode), Peers: list, ICEServers: h.opts.ICEServers(s.host, s.member.ID), Grants: wireGrants(s.grants),
 		Identity: me.Identity, Verified: me.Verified, Host: me.Host, Resume: h.issueToken(s),
-		Nodes: h.nodes(), MediaNode: mediaNode}))
-	if r.Mode == room.SFU && h.opts.Media != nil {
-		ms, err := h.opts.Media.Join(r.Name, s.member.ID, s.grants, func(m protocol.Message) { s.push(mustJSON(m)) })
-		if err != nil {
-			h.log.Warn("media join failed", "room", r.Name, "member", s.member.ID, "err", err)
-			s.sendError(protocol.CodeNotSFU, "the server could not start media for this room: "+err.Error())
-			return
-		}
-		s.media = ms
+		Nodes: h.nodes(), MediaNode: s.mediaNode(r)}))
+	s.startMedia(r)
+}
+
+// mediaNode names the node placed to carry an sfu room's media ("" this
+// one, or a p2p room).
+func (s *session) mediaNode(r *room.Room) string {
+	if r.Mode == room.SFU && s.hub.opts.MediaNode != nil {
+		return s.hub.opts.MediaNode(r.Name)
 	}
+	return ""
+}
+
+// startMedia starts the member's media session in an sfu room; s.mu is
+// held.
+func (s *session) startMedia(r *room.Room) {
+	h := s.hub
+	if r.Mode != room.SFU || h.opts.Media == nil {
+		return
+	}
+	ms, err := h.opts.Media.Join(r.Name, s.member.ID, s.grants, func(m protocol.Message) { s.push(mustJSON(m)) })
+	if err != nil {
+		h.log.Warn("media join failed", "room", r.Name, "member", s.member.ID, "err", err)
+		s.sendError(protocol.CodeNotSFU, "the server could not start media for this room: "+err.Error())
+		return
+	}
+	s.media = ms
 }
 
 // closeMediaLocked ends the member's media session; s.mu is held.
@@ -507,6 +520,9 @@ func (s *session) resume(m protocol.Message) *session {
 	next, token, err := s.hub.claim(m.Resume)
 	if err == nil {
 		err = next.replayAfter(m.Got)
+	} else if s.moveHere(m.Resume) == nil { // a member of another node moved here (move.go)
+		s.heard.Add(-1) // the client does not count its resume
+		return nil
 	}
 	if err != nil {
 		s.sendError(protocol.CodeResumeFailed, "that session cannot be resumed ("+err.Error()+"); join again")

@@ -143,6 +143,11 @@ type Message struct {
 	// server; in resumed and pong, how many the server has received from
 	// the client. Absent in a resume: the server replays nothing.
 	Got *int64 `json:"got,omitempty"`
+	// Moved, in resumed, says the member moved here from another node of
+	// a cluster: the message then carries what joined does (peers, mode,
+	// iceServers, grants, mediaNode), and has no "got": what was in flight
+	// through the old node is lost.
+	Moved bool `json:"moved,omitempty"`
 }
 
 // Joined is the server's answer to a successful join. Peers is always

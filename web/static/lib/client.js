@@ -30,9 +30,9 @@ const RECONNECT_BASE = 500;
 const RECONNECT_CAP = 3000;
 /**
  * On a cluster, attempts that fail at one node before the client moves to
- * the next: a short network outage of the client's own should not cost
- * the resume at its node (another node joins it afresh), and a dead node
- * is left after about 1.5 s.
+ * the next: a short network outage of the client's own should not move
+ * its member (what is in flight is lost in a move), and a dead node is
+ * left after about 1.5 s.
  */
 const NODE_TRIES = 2;
 /** Messages kept for sending again after a resume, at most. */
@@ -296,8 +296,9 @@ export class Client extends EventTarget {
 
   /**
    * This server cannot be reached: on a cluster, try the next of its
-   * other nodes (our member there is new: the resume fails and we join
-   * afresh, the others see us leave and come back).
+   * other nodes (our resume moves our member there, see movedHere; once
+   * the cluster has given our old node up, it fails and we join afresh,
+   * the others see us leave and come back).
    * @private
    */
   nextNode() {
@@ -361,6 +362,37 @@ export class Client extends EventTarget {
   }
 
   /**
+   * Our member moved to this node of the cluster from one that died or
+   * that we could not reach: the room kept us (our peers saw no leave),
+   * but what was in flight through the old node is lost. Nothing is sent
+   * again but what waited for a connection; peers that left meanwhile go,
+   * peers that came meanwhile get our offer (theirs went to the old node),
+   * the link to the SFU starts afresh here, and connections that failed
+   * restart ICE.
+   * @param {any} m resumed, with moved
+   * @private
+   */
+  movedHere(m) {
+    this.recvDone = 0; // the new node counts from here, as for a join
+    this.sentDone = 0;
+    this.unacked = [];
+    const again = this.backlog;
+    this.backlog = [];
+    if (Array.isArray(m.iceServers)) this.iceServers = m.iceServers;
+    if (m.grants) this.grants = { publish: true, subscribe: true, admin: false, ...m.grants };
+    /** @type {Map<string, any>} */
+    const listed = new Map((Array.isArray(m.peers) ? m.peers : []).map((/** @type {any} */ p) => [p.id, p]));
+    for (const id of [...this.peers.keys()]) if (!listed.has(id)) this.dropPeer(id, 'left');
+    for (const info of listed.values()) if (!this.peers.has(info.id)) this.addPeer(info, true);
+    if (this.link) this.rebuildLink();
+    for (const p of this.peers.values()) {
+      const pc = /** @type {any} */ (p).pc;
+      if (pc && (pc.iceConnectionState === 'failed' || pc.iceConnectionState === 'disconnected')) pc.restartIce();
+    }
+    for (const msg of again) this.send(msg);
+  }
+
+  /**
    * @param {any} m
    * @private
    */
@@ -376,6 +408,11 @@ export class Client extends EventTarget {
         this.resumeToken = m.resume || '';
         this.setNodes(m);
         this.setState('joined');
+        if (m.moved) {
+          this.movedHere(m);
+          emit(this, 'resumed', m);
+          break;
+        }
         { // What the server did not get from us, then what waited for a connection.
           if (typeof m.got === 'number') this.acked(m.got);
           const again = [...this.unacked.map((u) => u.msg), ...this.backlog];

@@ -164,7 +164,9 @@ export class Signaling extends EventTarget {
         return;
       }
     }
-    if (msg && msg.type !== 'resumed' && counted) this.received++;
+    // A resumed is not counted, but one that moved us to another node of a
+    // cluster, where the count starts again with it.
+    if (msg && (msg.type !== 'resumed' || msg.moved) && counted) this.received++;
     if (msg && msg.type === 'pong' && typeof msg.got !== 'number') return;
     emit(this, 'message', msg);
   }
