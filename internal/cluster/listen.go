@@ -101,17 +101,22 @@ func (l *natsListener) track(c, in net.Conn) bool {
 // either side ends.
 func (l *natsListener) pipe(c, in net.Conn, release func()) {
 	defer l.wg.Done()
-	defer release()
+	var once sync.Once
+	end := func() {
+		// The place first: a client that sees its connection end may
+		// dial again at once, and must not find it still taken.
+		once.Do(release)
+		_ = in.Close()
+		_ = c.Close()
+	}
 	up := make(chan struct{})
 	go func() { // this pipe's, ended by the closes below
 		defer close(up)
 		_, _ = io.Copy(in, c)
-		_ = in.Close()
-		_ = c.Close()
+		end()
 	}()
 	_, _ = io.Copy(deadlineWriter{c}, in)
-	_ = c.Close()
-	_ = in.Close()
+	end()
 	<-up
 	l.mu.Lock()
 	if l.open != nil {
