@@ -585,7 +585,7 @@ func (o *origin) sendLocked() {
 		if t.sub != nil {
 			continue
 		}
-		sub, err := o.room.Subscribe(id, &relaySink{t: t}, sfu.SinkOptions{})
+		sub, err := o.room.Subscribe(id, &relaySink{t: t}, sfu.SinkOptions{RED: true}) // as published: the edge forwards RED too
 		if err != nil {
 			o.m.log.Debug("relaying a track", "room", o.sc.name, "track", id, "err", err)
 			continue

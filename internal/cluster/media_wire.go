@@ -66,7 +66,7 @@ type relayTracks struct {
 
 // relayMimes are the codecs a relay carries (what the SFU forwards).
 var relayMimes = []string{
-	webrtc.MimeTypeOpus, webrtc.MimeTypePCMU, webrtc.MimeTypePCMA, webrtc.MimeTypeG722,
+	webrtc.MimeTypeOpus, "audio/red", webrtc.MimeTypePCMU, webrtc.MimeTypePCMA, webrtc.MimeTypeG722,
 	webrtc.MimeTypeVP8, webrtc.MimeTypeVP9, webrtc.MimeTypeH264, webrtc.MimeTypeH265, webrtc.MimeTypeAV1,
 }
 

@@ -130,6 +130,10 @@ type binding struct {
 	// The subscriber's header-extension IDs (0: not negotiated). The
 	// publisher's extensions are never copied: each is written anew.
 	levelID, absID, twccID uint8
+	// red: the subscriber takes RED (red.go), with innerPT its number
+	// for the Opus inside; otherwise a RED track reaches it as Opus.
+	red     bool
+	innerPT uint8
 }
 
 // newDownTrack makes a subscription of up drained by w (nil: a writer of
@@ -168,7 +172,8 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if !sameCodec(d.codec, c.RTPCodecCapability) {
 			continue
 		}
-		if match == nil || (codecKindOf(d.codec.MimeType) == codecH264 && h264ProfileMatch(d.codec, c.RTPCodecCapability)) {
+		if match == nil || (codecKindOf(d.codec.MimeType) == codecH264 && h264ProfileMatch(d.codec, c.RTPCodecCapability)) ||
+			(isRED(c.MimeType) && !isRED(match.MimeType)) { // RED as RED when the subscriber takes it
 			cc := c
 			match = &cc
 		}
@@ -177,6 +182,9 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: subscriber has no %s", webrtc.ErrUnsupportedCodec, d.codec.MimeType)
 	}
 	b := &binding{ssrc: uint32(ctx.SSRC()), pt: uint8(match.PayloadType), w: ctx.WriteStream()}
+	if isRED(match.MimeType) {
+		b.red, b.innerPT = true, redInnerPT(match.SDPFmtpLine)
+	}
 	if rtx := ctx.SSRCRetransmission(); rtx != 0 {
 		apt := fmt.Sprintf("apt=%d", match.PayloadType)
 		for _, c := range ctx.CodecParameters() {
@@ -208,9 +216,10 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 }
 
 // bind points the down-track at a sink that takes plain RTP (no RTX, no
-// header extensions); it starts again from a keyframe.
-func (d *downTrack) bind(ssrc uint32, pt uint8, w Sink) {
-	d.setBinding(&binding{ssrc: ssrc, pt: pt, w: w})
+// header extensions; RED as such when red, with Opus as innerPT); it
+// starts again from a keyframe.
+func (d *downTrack) bind(ssrc uint32, pt uint8, w Sink, red bool, innerPT uint8) {
+	d.setBinding(&binding{ssrc: ssrc, pt: pt, w: w, red: red, innerPT: innerPT})
 }
 
 func (d *downTrack) setBinding(b *binding) {
@@ -279,6 +288,7 @@ func (d *downTrack) forward(e *qentry) {
 		return // unbound, or the cache slot was reused before we got to it
 	}
 	pk := &d.pkt
+	pk.red = l.up.isRED(pk.pt)
 	if l != d.cur.Load() {
 		if l != d.target.Load() {
 			return
@@ -380,6 +390,18 @@ func (d *downTrack) write(pk *pktCopy, seq uint16, ts uint32, rtx bool) bool {
 		}
 	} else {
 		h.PayloadType, h.SequenceNumber, h.SSRC = b.pt, seq, b.ssrc
+		switch { // red.go
+		case pk.red && b.red:
+			redSetPT(payload, b.innerPT)
+		case pk.red:
+			var ok bool
+			if payload, ok = redPrimary(payload); !ok {
+				return false
+			}
+		case b.red && pk.n > 0: // plain Opus as RED: a one-byte block header before it
+			pk.buf[rtxHeadroom-1] = b.innerPT & 0x7f
+			payload = pk.buf[rtxHeadroom-1 : rtxHeadroom+pk.n]
+		}
 	}
 	d.setExtensions(b, pk, len(payload))
 	n, err := b.w.WriteRTP(h, payload)
@@ -545,6 +567,7 @@ func (d *downTrack) retransmit(seq uint16) {
 		c.nackMisses.Add(1)
 		return
 	}
+	rp.red = e.layer.up.isRED(rp.pt)
 	b := d.binding.Load()
 	if b == nil {
 		return

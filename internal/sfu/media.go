@@ -43,6 +43,9 @@ func codecTable() []webrtc.RTPCodecParameters {
 	}
 	const h264 = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id="
 	return []webrtc.RTPCodecParameters{
+		// RED first: a browser publisher sends what the answer lists first
+		// (red.go); every browser that offers it offers Opus too.
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: mimeRED, ClockRate: 48000, Channels: 2, SDPFmtpLine: "111/111"}, PayloadType: redPT},
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1;usedtx=1",
 			RTCPFeedback: []webrtc.RTCPFeedback{{Type: webrtc.TypeRTCPFBTransportCC}}}, PayloadType: 111},
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
@@ -128,7 +131,7 @@ func SupportedCodecs() []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, c := range codecTable() {
-		if c.MimeType == webrtc.MimeTypeRTX || seen[c.MimeType] {
+		if c.MimeType == webrtc.MimeTypeRTX || isRED(c.MimeType) || seen[c.MimeType] {
 			continue
 		}
 		seen[c.MimeType] = true

@@ -44,7 +44,7 @@ func (p *Participant) HandleOffer(ctx context.Context, offer string) (string, er
 	p.lastRemoteOffer = time.Now()
 	// pion's answer repeats the client's Opus parameters and refuses an
 	// edited local description; the client reads the SFU's from this copy.
-	return withOpusFECAndDTX(desc.SDP), nil
+	return withREDFirst(withOpusFECAndDTX(desc.SDP)), nil
 }
 
 // answer creates and applies the answer to the remote offer just set and
@@ -251,7 +251,7 @@ func (p *Participant) makeOffer() (string, bool) {
 		p.offeredEnded[k] += n
 	}
 	p.ended = [3]int{}
-	return p.pc.LocalDescription().SDP, true
+	return withREDFirst(p.pc.LocalDescription().SDP), true // pion keeps the client's order (red.go)
 }
 
 // Renegotiate forces a server offer (through OnLocalOffer) soon.

@@ -141,6 +141,8 @@ type pktCopy struct {
 	keyframe bool
 	level    byte // audio-level extension byte, when hasLevel
 	hasLevel bool
+	pt       uint8 // the publisher's payload type
+	red      bool  // the packet is RED (red.go); set by forward
 }
 
 // rtxHeadroom is the RTX payload header: the original sequence number
@@ -169,6 +171,7 @@ func (p *pktCopy) fill(s *slot) bool {
 	p.n = copy(p.buf[rtxHeadroom:], s.buf[start:end])
 	p.size = s.n
 	p.seq = s.hdr.SequenceNumber
+	p.pt = s.hdr.PayloadType
 	p.ts = s.hdr.Timestamp
 	p.marker = s.hdr.Marker
 	p.padding = s.hdr.Padding

@@ -309,6 +309,46 @@ func withOpusFECAndDTX(desc string) string {
 	return b.String()
 }
 
+// withREDFirst puts RED first among an answer's audio payload types: a
+// browser sends the first codec of the answer, and pion keeps the
+// offerer's order, where Opus comes first (red.go).
+func withREDFirst(desc string) string {
+	lines := strings.SplitAfter(desc, "\n")
+	mline := -1
+	var red []string
+	flush := func() {
+		if mline < 0 || len(red) == 0 {
+			return
+		}
+		f := strings.Fields(lines[mline])
+		if len(f) < 4 {
+			return
+		}
+		order := slices.Clone(red)
+		for _, pt := range f[3:] {
+			if !slices.Contains(red, pt) {
+				order = append(order, pt)
+			}
+		}
+		lines[mline] = strings.Join(append(f[:3:3], order...), " ") + "\r\n"
+	}
+	for i, l := range lines {
+		if strings.HasPrefix(l, "m=") {
+			flush()
+			mline, red = -1, nil
+			if strings.HasPrefix(l, "m=audio ") {
+				mline = i
+			}
+			continue
+		}
+		if pt, codec, ok := sdpAttr(l, "rtpmap"); ok && mline >= 0 && strings.HasPrefix(strings.ToLower(codec), "red/") {
+			red = append(red, pt)
+		}
+	}
+	flush()
+	return strings.Join(lines, "")
+}
+
 // sdpAttr splits an "a=name:<pt> <value>" line.
 func sdpAttr(line, name string) (pt, value string, ok bool) {
 	rest, ok := strings.CutPrefix(line, "a="+name+":")

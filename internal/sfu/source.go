@@ -145,6 +145,10 @@ type SinkOptions struct {
 	PayloadType uint8
 	// MaxQuality caps the simulcast layer.
 	MaxQuality Quality
+	// RED keeps a RED track's packets as they are (RFC 2198, red.go: a
+	// relay to another node); otherwise the sink gets the Opus inside,
+	// and PayloadType 0 means the publisher's number for that.
+	RED bool
 	// Sticky keeps the sink on the simulcast layer it got first for as long
 	// as that layer runs (paused for less than stickyIdle), instead of
 	// following the highest layer up and down: a muxer or recorder then
@@ -175,12 +179,16 @@ func (r *Room) Subscribe(trackID string, sink Sink, opts SinkOptions) (*Subscrip
 		d.close()
 	}
 	pt := opts.PayloadType
-	if pt == 0 {
+	switch {
+	case pt != 0:
+	case u.redPT != 0 && !opts.RED:
+		pt = u.innerPT
+	default:
 		pt = uint8(u.codec.PayloadType)
 	}
 	d.sticky = opts.Sticky
 	u.subs.add(d)
-	d.bind(opts.SSRC, pt, sink)
+	d.bind(opts.SSRC, pt, sink, u.redPT != 0 && opts.RED, u.innerPT)
 	return sub, nil
 }
 

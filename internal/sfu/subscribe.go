@@ -23,7 +23,7 @@ func (p *Participant) onTrack(remote *webrtc.TrackRemote, rec *webrtc.RTPReceive
 	}
 	up, exists := p.ups[rec]
 	if !exists {
-		up = newUpTrack(p.room, p, remote.ID(), remote.StreamID(), remote.Codec())
+		up = newUpTrack(p.room, p, remote.ID(), remote.StreamID(), publisherCodec(remote.Codec(), rec.GetParameters().Codecs))
 		p.ups[rec] = up
 	}
 	p.mu.Unlock()
@@ -191,6 +191,19 @@ func (p *Participant) preferCodec(t *webrtc.RTPTransceiver, c webrtc.RTPCodecCap
 			break
 		}
 	}
+	if isRED(c.MimeType) { // RED first, and the Opus inside for a subscriber without it (red.go)
+		for _, x := range all {
+			if isRED(x.MimeType) {
+				prefs[0] = x
+			}
+		}
+		for _, x := range all {
+			if strings.EqualFold(x.MimeType, webrtc.MimeTypeOpus) {
+				prefs = append(prefs, x)
+				break
+			}
+		}
+	}
 	if err := t.SetCodecPreferences(prefs); err != nil {
 		p.log.Debug("codec preferences", "err", err)
 	}
@@ -213,7 +226,8 @@ func (p *Participant) Reattach(endedID, trackID string) error {
 	case d == nil:
 		p.mu.Unlock()
 		return fmt.Errorf("%w: no idle subscription of %s", ErrNoSuchTrack, endedID)
-	case d.kind != u.kind || !sameCodec(u.codec.RTPCodecCapability, d.codec):
+	case d.kind != u.kind || !sameCodec(webrtc.RTPCodecCapability{MimeType: mediaMime(u.codec.MimeType), SDPFmtpLine: u.codec.SDPFmtpLine},
+		webrtc.RTPCodecCapability{MimeType: mediaMime(d.codec.MimeType), SDPFmtpLine: d.codec.SDPFmtpLine}): // RED and Opus alike (red.go)
 		p.mu.Unlock()
 		return &CodecError{Kind: u.kind.String(), Offered: []string{d.codec.MimeType}, Supported: []string{u.codec.MimeType}, Stream: true}
 	}

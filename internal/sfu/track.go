@@ -39,6 +39,8 @@ type upTrack struct {
 	kind        webrtc.RTPCodecType
 	codec       webrtc.RTPCodecParameters
 	ck          codecKind
+	redPT       uint8 // RED (red.go): the publisher's payload type for it, 0 none; its packets of another type are plain Opus
+	innerPT     uint8 // with redPT: the publisher's payload type of the Opus inside
 	epoch       time.Time
 
 	mu     sync.Mutex
@@ -96,6 +98,9 @@ func newUpTrack(r *Room, src Source, trackID, streamID string, codec webrtc.RTPC
 	}
 	up.id = src.SourceID() + "/" + trackID
 	up.ck = codecKindOf(up.codec.MimeType)
+	if isRED(codec.MimeType) {
+		up.redPT, up.innerPT = uint8(codec.PayloadType), redInnerPT(codec.SDPFmtpLine)
+	}
 	noLayers := []*layer{}
 	up.layersPtr.Store(&noLayers)
 	return up
@@ -337,7 +342,7 @@ type TrackInfo struct {
 func (u *upTrack) info() TrackInfo {
 	ti := TrackInfo{
 		ID: u.id, TrackID: u.trackID, StreamID: u.streamID, Kind: u.kind.String(),
-		Codec: u.codec.MimeType, Publisher: u.src.SourceID(), Subscribers: u.subscriberCount(),
+		Codec: mediaMime(u.codec.MimeType), Publisher: u.src.SourceID(), Subscribers: u.subscriberCount(),
 		Muted: u.held.Load(), SharedClock: u.sharedClock,
 	}
 	for _, l := range *u.layersPtr.Load() {
@@ -351,6 +356,9 @@ func (u *upTrack) info() TrackInfo {
 
 // sameCodec reports whether a subscriber codec can carry the publisher's.
 func sameCodec(pub webrtc.RTPCodecCapability, sub webrtc.RTPCodecCapability) bool {
+	if isRED(pub.MimeType) { // forwarded as RED, or as the Opus inside
+		return isRED(sub.MimeType) || strings.EqualFold(sub.MimeType, webrtc.MimeTypeOpus)
+	}
 	if !strings.EqualFold(pub.MimeType, sub.MimeType) {
 		return false
 	}
