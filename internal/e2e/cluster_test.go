@@ -113,6 +113,41 @@ func clusterNodeGone(t *testing.T, sig syscall.Signal) {
 	}
 }
 
+// TestClusterGroupMoveBrowsers: Alice's page is served by node a, Bob's by
+// node b (its own process); they are in one group (sfu) room, Bob's media
+// on b's SFU. b is killed: Bob's page resumes at a as the same member
+// (moved), builds its SFU link afresh there, and the two see and hear
+// each other again, Alice never told that Bob left.
+func TestClusterGroupMoveBrowsers(t *testing.T) {
+	e, p := twoNodes(t, func(c *config.Config) {
+		c.MediaUDP, c.MediaTCP = "127.0.0.1:0", "off"
+		c.ClusterTTL = config.Duration(10 * time.Second) // a keeps Bob's member until his page moves (see clusterNodeGone)
+	}, "--media-udp", "127.0.0.1:0", "--cluster-ttl", "10s")
+	tok := func(name string) string { return "token=" + clusterToken(t, "moving", name) }
+	alice, bob := e.launch("Alice"), e.launch("Bob")
+	bob.base = p.url
+	alice.join("moving", "mode=sfu", tok("alice"))
+	bob.join("moving", "mode=sfu", tok("bob"))
+	alice.waitMedia(40*time.Second, "Bob")
+	bob.waitMedia(40*time.Second, "Alice")
+	bobID := eval[string](bob, `parleyApp.client.id`)
+	eval[bool](bob, `(window.back = '', parleyApp.client.addEventListener('joined', () => back = 'joined'),
+		parleyApp.client.addEventListener('resumed', (ev) => back = ev.detail.moved ? 'moved' : 'resumed'), true)`)
+	eval[bool](alice, `(window.left = 0, parleyApp.client.addEventListener('peer-left', () => left++), true)`)
+
+	p.stop(syscall.SIGKILL)
+	bob.waitFor(30*time.Second, "Bob's page moved to node a", `window.back !== '' && parleyApp.client.state === 'joined'`,
+		`[window.back, parleyApp.client.state, document.body.innerText.slice(0, 200)]`)
+	if how, id := eval[string](bob, `window.back`), eval[string](bob, `parleyApp.client.id`); how != "moved" || id != bobID {
+		t.Fatalf("Bob's page came back %s as %s; want moved, as %s", how, id, bobID)
+	}
+	bob.waitMedia(40*time.Second, "Alice")
+	alice.waitMedia(40*time.Second, "Bob")
+	if n := eval[int](alice, `left`); n != 0 {
+		t.Errorf("Alice was told %d times that a peer left; Bob only moved", n)
+	}
+}
+
 // TestClusterWatchOnEdgeBrowser: a browser's watch page served by node b
 // (its own process), opened before anything is published, says the
 // stream is not live; ffmpeg then publishes over RTMP to node a, and the

@@ -291,3 +291,33 @@ func TestBlockedSinkDoesNotDelayOthers(t *testing.T) {
 	}
 	checkContinuous(t, "resumed sink", got)
 }
+
+// TestSameTrackFromAnotherSource: a track published by another source
+// under the same ID (a member that moved here from another node, while
+// its relay from there still runs) replaces the old one: its
+// subscriptions end, and the room lists the new one alone.
+func TestSameTrackFromAnotherSource(t *testing.T) {
+	s := newTestSFU(t)
+	relayed := &memSource{id: "bob"}
+	if _, err := s.Publish(Streams, "moved", relayed, TrackSpec{TrackID: "video", StreamID: "cam", Codec: vp8Codec}); err != nil {
+		t.Fatal(err)
+	}
+	room, _ := s.LookupRoom(Streams, "moved")
+	old := room.Tracks()[0]
+	sub, err := room.Subscribe(old.ID, newMemSink(), SinkOptions{SSRC: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := &memSource{id: "bob"}
+	if _, err := s.Publish(Streams, "moved", local, TrackSpec{TrackID: "video", StreamID: "cam", Codec: vp8Codec}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-sub.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the replaced track's subscription did not end")
+	}
+	if tracks := room.Tracks(); len(tracks) != 1 || tracks[0].ID != old.ID {
+		t.Fatalf("tracks %+v, want the one of that ID", tracks)
+	}
+}

@@ -234,6 +234,16 @@ func (r *Room) addTrack(u *upTrack) bool {
 		r.mu.Unlock()
 		return false
 	}
+	// A track of the same ID from another source is the same member's
+	// same track, published here again: its relay from another node gives
+	// way to the member that moved here (internal/signal/move.go), which
+	// may come before the relay ends.
+	var stale []*upTrack
+	for _, o := range r.pubs {
+		if o.id == u.id && o.src != u.src {
+			stale = append(stale, o)
+		}
+	}
 	r.pubs = append(r.pubs, u)
 	close(r.changed)
 	r.changed = make(chan struct{})
@@ -244,6 +254,10 @@ func (r *Room) addTrack(u *upTrack) bool {
 		}
 	}
 	r.mu.Unlock()
+	for _, o := range stale {
+		r.sfu.log.Info("a track replaces another of the same ID", "room", r.name, "track", u.id)
+		o.end()
+	}
 	r.notifyChange()
 
 	for _, p := range subs {
