@@ -129,19 +129,16 @@ type bwe struct {
 // onFeedback adds a TWCC feedback packet; when a window is complete it
 // updates the estimate and reports it (changed) with the padding rate the
 // writer should probe at.
-func (b *bwe) onFeedback(fb *rtcp.TransportLayerCC, sent *sentLog, now time.Time, ceiling uint64) (est, probe uint64, changed bool) {
-	return b.onFeedbackSeen(fb, sent, now, ceiling, true)
-}
-
-// onFeedbackSeen is onFeedback knowing whether the subscriber's receiver
-// reports said lately that it lost packets (rrLoss). Without that, loss
-// in the transport-wide feedback is not taken for congestion: Chromium
+//
+// rrLoss says whether the subscriber's receiver reports said lately that
+// it lost packets. Without that, loss in the transport-wide feedback is
+// not taken for congestion: Chromium
 // sometimes reports most of a viewer's packets missing from its TWCC
 // feedback while its receiver reports, and its decoder, show none lost
 // (TestGroupSimulcast pinned to the lowest layer in 1 run of 4: 60-87 %
 // "lost" in every window for 20 s, 0 in the receiver reports). Real
 // congestion loses packets the receiver reports count too.
-func (b *bwe) onFeedbackSeen(fb *rtcp.TransportLayerCC, sent *sentLog, now time.Time, ceiling uint64, rrLoss bool) (est, probe uint64, changed bool) {
+func (b *bwe) onFeedback(fb *rtcp.TransportLayerCC, sent *sentLog, now time.Time, ceiling uint64, rrLoss bool) (est, probe uint64, changed bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	seq, arr, di := fb.BaseSequenceNumber, int64(fb.ReferenceTime)*64_000, 0
@@ -263,7 +260,7 @@ func (p *Participant) onTWCC(fb *rtcp.TransportLayerCC) {
 		}
 	}
 	rrLoss := time.Since(time.Unix(0, p.prefs.lastLoss.Load())) <= lossWindow
-	est, probe, changed := p.bwe.onFeedbackSeen(fb, sent, time.Now(), ceiling, rrLoss)
+	est, probe, changed := p.bwe.onFeedback(fb, sent, time.Now(), ceiling, rrLoss)
 	p.writer.setProbe(probe)
 	if !changed {
 		return

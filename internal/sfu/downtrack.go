@@ -167,17 +167,7 @@ func newDownTrack(r *Room, up *upTrack, pr *prefs, log *slog.Logger, w *writer) 
 // Bind implements webrtc.TrackLocal: it picks the subscriber's payload type
 // for the publisher's codec.
 func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
-	var match *webrtc.RTPCodecParameters
-	for _, c := range ctx.CodecParameters() {
-		if !sameCodec(d.codec, c.RTPCodecCapability) {
-			continue
-		}
-		if match == nil || (codecKindOf(d.codec.MimeType) == codecH264 && h264ProfileMatch(d.codec, c.RTPCodecCapability)) ||
-			(isRED(c.MimeType) && !isRED(match.MimeType)) { // RED as RED when the subscriber takes it
-			cc := c
-			match = &cc
-		}
-	}
+	match := bestCodec(d.codec, ctx.CodecParameters())
 	if match == nil {
 		return webrtc.RTPCodecParameters{}, fmt.Errorf("%w: subscriber has no %s", webrtc.ErrUnsupportedCodec, d.codec.MimeType)
 	}

@@ -178,22 +178,7 @@ func newTestPublisher(t testing.TB, s *SFU, room string, o pubOpts) *testPublish
 		t.Fatal(err)
 	}
 	tp.part = part
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	answer, err := part.HandleOffer(ctx, offer.SDP)
-	if err != nil {
-		t.Fatalf("publisher HandleOffer: %v", err)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
-	}
+	negotiate(t, pc, part, "publisher")
 	if tp.audio != nil {
 		for _, tr := range pc.GetTransceivers() {
 			if tr.Sender() != nil && tr.Sender().Track() == tp.audio {
@@ -418,23 +403,31 @@ func joinWHEPOn(t testing.TB, s *SFU, room string, opts ParticipantOptions, ts *
 		t.Fatal(err)
 	}
 	ts.part = part
-	offer, err := ts.pc.CreateOffer(nil)
+	negotiate(t, ts.pc, part, "subscriber")
+	return ts
+}
+
+// negotiate makes pc's offer, has part answer it, and applies the answer,
+// which it returns; who names pc in errors.
+func negotiate(t testing.TB, pc *webrtc.PeerConnection, part *Participant, who string) string {
+	t.Helper()
+	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ts.pc.SetLocalDescription(offer); err != nil {
+	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	answer, err := part.HandleOffer(ctx, offer.SDP)
 	if err != nil {
-		t.Fatalf("subscriber HandleOffer: %v", err)
+		t.Fatalf("%s HandleOffer: %v", who, err)
 	}
-	if err := ts.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	return ts
+	return answer
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -369,7 +369,7 @@ func TestBWEReadsTWCCFeedback(t *testing.T) {
 	var changed bool
 	for _, p := range rec.BuildFeedbackPacket() {
 		if fb, ok := p.(*rtcp.TransportLayerCC); ok {
-			est, _, changed = b.onFeedback(fb, sent, time.Unix(1001, 0), 0)
+			est, _, changed = b.onFeedback(fb, sent, time.Unix(1001, 0), 0, true)
 		}
 	}
 	// 75 of 1000 bytes over 490 ms: 1.22 Mbit/s delivered, 25 % lost.
@@ -382,7 +382,7 @@ func TestBWEReadsTWCCFeedback(t *testing.T) {
 	var clean bwe
 	for _, p := range quarterLost(t, sent).BuildFeedbackPacket() {
 		if fb, ok := p.(*rtcp.TransportLayerCC); ok {
-			est, _, _ = clean.onFeedbackSeen(fb, sent, time.Unix(1001, 0), 0, false)
+			est, _, _ = clean.onFeedback(fb, sent, time.Unix(1001, 0), 0, false)
 		}
 	}
 	if est != 0 {

@@ -32,6 +32,12 @@ func mediaMime(mime string) string {
 	return mime
 }
 
+// mediaCodec is c as its packets decode: RED and Opus alike.
+func mediaCodec(c webrtc.RTPCodecCapability) webrtc.RTPCodecCapability {
+	c.MimeType = mediaMime(c.MimeType)
+	return c
+}
+
 // redInnerPT is the payload type of the encoding inside RED, from its
 // fmtp ("111/111"); 111 when it does not say.
 func redInnerPT(fmtp string) uint8 {

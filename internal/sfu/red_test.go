@@ -226,22 +226,8 @@ func TestREDOverWebRTC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	offer, err := pc.CreateOffer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pc.SetLocalDescription(offer); err != nil {
-		t.Fatal(err)
-	}
-	answer, err := part.HandleOffer(ctx, offer.SDP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(answer, "m=audio 9 UDP/TLS/RTP/SAVPF 63 111") {
+	if answer := negotiate(t, pc, part, "publisher"); !strings.Contains(answer, "m=audio 9 UDP/TLS/RTP/SAVPF 63 111") {
 		t.Fatalf("the answer does not put RED first:\n%s", answer)
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		t.Fatal(err)
 	}
 	plain := newSubscriberPC(t)
 	asRED := newSubscriberPCWith(t, clientAPIWith(t, func(me *webrtc.MediaEngine) error {
@@ -266,11 +252,8 @@ func TestREDOverWebRTC(t *testing.T) {
 		}
 	}()
 	room, _ := s.LookupRoom(Streams, "red")
-	for deadline := time.Now().Add(10 * time.Second); len(room.Tracks()) == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("the RED track was never published")
-		}
-		time.Sleep(20 * time.Millisecond) // polling for the track, with a deadline
+	if room.WaitTracks(ctx, 1) < 1 {
+		t.Fatal("the RED track was never published")
 	}
 	joinWHEPOn(t, s, "red", ParticipantOptions{}, plain)
 	joinWHEPOn(t, s, "red", ParticipantOptions{}, asRED)

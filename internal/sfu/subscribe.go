@@ -171,15 +171,7 @@ func (p *Participant) preferCodec(t *webrtc.RTPTransceiver, c webrtc.RTPCodecCap
 		return
 	}
 	all := t.Sender().GetParameters().Codecs // this connection's, with its negotiated payload types
-	var match *webrtc.RTPCodecParameters
-	for i := range all {
-		if !sameCodec(c, all[i].RTPCodecCapability) {
-			continue
-		}
-		if match == nil || (codecKindOf(c.MimeType) == codecH264 && h264ProfileMatch(c, all[i].RTPCodecCapability)) {
-			match = &all[i]
-		}
-	}
+	match := bestCodec(c, all)
 	if match == nil {
 		return // keep them all; Bind reports the mismatch
 	}
@@ -191,12 +183,7 @@ func (p *Participant) preferCodec(t *webrtc.RTPTransceiver, c webrtc.RTPCodecCap
 			break
 		}
 	}
-	if isRED(c.MimeType) { // RED first, and the Opus inside for a subscriber without it (red.go)
-		for _, x := range all {
-			if isRED(x.MimeType) {
-				prefs[0] = x
-			}
-		}
+	if isRED(match.MimeType) { // and the Opus inside, for a subscriber without RED (red.go)
 		for _, x := range all {
 			if strings.EqualFold(x.MimeType, webrtc.MimeTypeOpus) {
 				prefs = append(prefs, x)
@@ -226,8 +213,7 @@ func (p *Participant) Reattach(endedID, trackID string) error {
 	case d == nil:
 		p.mu.Unlock()
 		return fmt.Errorf("%w: no idle subscription of %s", ErrNoSuchTrack, endedID)
-	case d.kind != u.kind || !sameCodec(webrtc.RTPCodecCapability{MimeType: mediaMime(u.codec.MimeType), SDPFmtpLine: u.codec.SDPFmtpLine},
-		webrtc.RTPCodecCapability{MimeType: mediaMime(d.codec.MimeType), SDPFmtpLine: d.codec.SDPFmtpLine}): // RED and Opus alike (red.go)
+	case d.kind != u.kind || !sameCodec(mediaCodec(u.codec.RTPCodecCapability), mediaCodec(d.codec)):
 		p.mu.Unlock()
 		return &CodecError{Kind: u.kind.String(), Offered: []string{d.codec.MimeType}, Supported: []string{u.codec.MimeType}, Stream: true}
 	}

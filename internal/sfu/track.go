@@ -354,6 +354,24 @@ func (u *upTrack) info() TrackInfo {
 	return ti
 }
 
+// bestCodec picks, of a subscriber's codecs, the one to carry pub's
+// packets: the first that can (sameCodec), but the same H.264 profile,
+// and RED as RED (red.go), when the subscriber has them; nil when none can.
+func bestCodec(pub webrtc.RTPCodecCapability, sub []webrtc.RTPCodecParameters) *webrtc.RTPCodecParameters {
+	var match *webrtc.RTPCodecParameters
+	for i := range sub {
+		c := sub[i].RTPCodecCapability
+		if !sameCodec(pub, c) {
+			continue
+		}
+		if match == nil || (codecKindOf(pub.MimeType) == codecH264 && h264ProfileMatch(pub, c)) ||
+			(isRED(c.MimeType) && !isRED(match.MimeType)) {
+			match = &sub[i]
+		}
+	}
+	return match
+}
+
 // sameCodec reports whether a subscriber codec can carry the publisher's.
 func sameCodec(pub webrtc.RTPCodecCapability, sub webrtc.RTPCodecCapability) bool {
 	if isRED(pub.MimeType) { // forwarded as RED, or as the Opus inside
