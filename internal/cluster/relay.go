@@ -239,19 +239,11 @@ func (r *relay) receive(m *nats.Msg) {
 			r.c.log.Warn("a room has another mode on another node; its member there is not shown here", "room", ev.Room, "mode", here.Mode, "theirs", ev.Mode)
 			return
 		}
-		r.mu.Lock()
-		if known, ok := r.remote[ev.From]; ok {
-			known.node = ev.Node // told again (sync), or it moved between other nodes
-			r.remote[ev.From] = known
-			r.mu.Unlock()
+		if r.knownMoved(ev) || r.movedAway(ev) {
 			return
 		}
-		r.mu.Unlock()
-		if r.movedAway(ev) {
-			return
-		}
-		r.mu.Lock()
 		mem := r.remoteMember(ev)
+		r.mu.Lock()
 		r.remote[ev.From] = remoteMember{m: mem, node: ev.Node}
 		r.mu.Unlock()
 		if _, _, err := r.rr.Rooms.Join(ev.Room, room.Mode(ev.Mode), ev.Cap, mem); err != nil {
@@ -280,6 +272,20 @@ func (r *relay) receive(m *nats.Msg) {
 			_, _ = r.rr.Rooms.RouteWire(rm.m, ev.To, ev.Data, wire)
 		}
 	}
+}
+
+// knownMoved handles a join of a member this node mirrors already: told
+// again (sync), or moved between two other nodes. It reports whether the
+// member was known.
+func (r *relay) knownMoved(ev relayEvent) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	known, ok := r.remote[ev.From]
+	if ok {
+		known.node = ev.Node
+		r.remote[ev.From] = known
+	}
+	return ok
 }
 
 // movedAway handles another node's join of a member that is ours: its

@@ -173,12 +173,9 @@ func (h *Hub) movePoll(w http.ResponseWriter, r *http.Request, token string) boo
 	if _, _, _, ok := h.openToken(token); !ok {
 		return false
 	}
-	p := &pollSession{session: h.newSession(HostOf(r), h.clientOf(r)), id: room.NewSecret(), gone: make(chan struct{})}
-	p.poll = true
-	p.lastSeen.Store(h.opts.Now().UnixNano())
-	if err := h.register(p.session); err != nil {
-		h.refuse(w, err)
-		return true
+	p := h.newPoll(w, r)
+	if p == nil {
+		return true // refused, and answered
 	}
 	p.mu.Lock()
 	err := p.moveHere(token)

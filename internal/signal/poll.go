@@ -85,24 +85,27 @@ func (h *Hub) openPoll(w http.ResponseWriter, r *http.Request) {
 		h.resumePoll(w, r, body)
 		return
 	}
+	if p := h.newPoll(w, r); p != nil {
+		h.addPoll(w, p)
+	}
+}
+
+// newPoll registers a new HTTP session, in no room yet; nil when the
+// limits refuse it (answered).
+func (h *Hub) newPoll(w http.ResponseWriter, r *http.Request) *pollSession {
 	p := &pollSession{session: h.newSession(HostOf(r), h.clientOf(r)), id: room.NewSecret(), gone: make(chan struct{})}
 	p.poll = true
 	p.lastSeen.Store(h.opts.Now().UnixNano())
 	if err := h.register(p.session); err != nil {
-		h.refuse(w, err)
-		return
+		ref := err.(*refusal)
+		status := http.StatusServiceUnavailable
+		if ref == errPerIP {
+			status = http.StatusTooManyRequests
+		}
+		httpError(w, status, ref.code, ref.msg)
+		return nil
 	}
-	h.addPoll(w, p)
-}
-
-// refuse answers an HTTP session that register refused.
-func (h *Hub) refuse(w http.ResponseWriter, err error) {
-	ref := err.(*refusal)
-	status := http.StatusServiceUnavailable
-	if ref == errPerIP {
-		status = http.StatusTooManyRequests
-	}
-	httpError(w, status, ref.code, ref.msg)
+	return p
 }
 
 // resumePoll opens an HTTP session on the member a resume token names.
