@@ -232,7 +232,11 @@ func TestClusterMoveFromLiveNode(t *testing.T) {
 	if !resumed.Moved || resumed.ID != bobID || len(resumed.Peers) != 1 || resumed.Peers[0].Name != "alice" {
 		t.Fatalf("bob's resume at node a: %+v, want moved, as %s, with alice", resumed, bobID)
 	}
-	<-bob.c.Done() // b let his old session go
+	select { // b lets his old session go
+	case <-bob.c.Done():
+	case <-ctx.Done():
+		t.Fatal("node b kept bob's old session")
+	}
 	old := bob.c
 	bob.c = c2
 

@@ -385,11 +385,21 @@ export class Client extends EventTarget {
     for (const id of [...this.peers.keys()]) if (!listed.has(id)) this.dropPeer(id, 'left');
     for (const info of listed.values()) if (!this.peers.has(info.id)) this.addPeer(info, true);
     if (this.link) this.rebuildLink();
-    for (const p of this.peers.values()) {
-      const pc = /** @type {any} */ (p).pc;
+    this.restartFailedIce();
+    for (const msg of again) this.send(msg);
+  }
+
+  /**
+   * Restarts ICE on our connections (peers', the SFU link) that failed or
+   * were cut off while we had no signaling.
+   * @private
+   */
+  restartFailedIce() {
+    const pcs = new Set([...this.peers.values()].map((p) => p.pc));
+    if (this.link) pcs.add(this.link.pc);
+    for (const pc of pcs) {
       if (pc && (pc.iceConnectionState === 'failed' || pc.iceConnectionState === 'disconnected')) pc.restartIce();
     }
-    for (const msg of again) this.send(msg);
   }
 
   /**
@@ -420,13 +430,9 @@ export class Client extends EventTarget {
           this.backlog = [];
           for (const msg of again) this.send(msg);
         }
-        const pcs = new Set([...this.peers.values()].map((p) => p.pc));
-        if (this.link) pcs.add(this.link.pc);
         // (An ICE restart's offer sent while the old connection was dying
         // went again above; keepIceUp offers anew if it stays unanswered.)
-        for (const pc of pcs) {
-          if (pc && (pc.iceConnectionState === 'failed' || pc.iceConnectionState === 'disconnected')) pc.restartIce();
-        }
+        this.restartFailedIce();
         emit(this, 'resumed', m);
         break;
       }
