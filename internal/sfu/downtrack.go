@@ -249,13 +249,14 @@ func (d *downTrack) enqueue(l *layer, s *slot, now int64) {
 // queued with it and forwards the packets. It reports whether there was
 // anything to do.
 func (d *downTrack) drain(batch []qentry, nacks []uint16) bool {
-	if d.closed.Load() {
+	if d.closed.Load() || d.q.idle() {
 		return false
 	}
 	n, nn, resync := d.q.pop(batch, nacks)
 	if n == 0 && nn == 0 && !resync {
 		return false
 	}
+	d.w.now = time.Now() // one clock read per batch (abs-send-time, sentLog)
 	if resync {
 		d.cur.Store(nil) // start again from a keyframe
 	}

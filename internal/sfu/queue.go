@@ -40,7 +40,11 @@ type queue struct {
 	// Set and cleared under mu; read without it by the writer between
 	// packets (resyncPending), so the hot path takes no lock per packet.
 	resync atomic.Bool
-	wake   chan struct{} // the writer's (capacity 1): "there is work"
+	// ready: something was queued since the last pop. Set and cleared
+	// under mu; read without it, so a writer passes idle queues by
+	// without taking their locks.
+	ready atomic.Bool
+	wake  chan struct{} // the writer's (capacity 1): "there is work"
 }
 
 func (q *queue) init(size int, wake chan struct{}) {
@@ -73,6 +77,7 @@ func (q *queue) push(e qentry, video bool) (dropped int) {
 	}
 	q.ring[(q.head+q.n)&(len(q.ring)-1)] = e
 	q.n++
+	q.markReady()
 	q.mu.Unlock()
 	q.signal()
 	return dropped
@@ -85,6 +90,7 @@ func (q *queue) pushNACK(seq uint16) bool {
 	if ok {
 		q.nacks[q.nn] = seq
 		q.nn++
+		q.markReady()
 	}
 	q.mu.Unlock()
 	if ok {
@@ -98,10 +104,24 @@ func (q *queue) pushNACK(seq uint16) bool {
 func (q *queue) requestResync() {
 	q.mu.Lock()
 	q.resync.Store(true)
+	q.markReady()
 	q.n, q.head = 0, 0
 	q.mu.Unlock()
 	q.signal()
 }
+
+// markReady sets ready (under mu). It stores only on a change: a store is
+// a locked instruction, a load is not, and a queue that has work stays
+// ready for many pushes.
+func (q *queue) markReady() {
+	if !q.ready.Load() {
+		q.ready.Store(true)
+	}
+}
+
+// idle reports that nothing was queued since the last pop (a hint read
+// without the lock: whatever is queued after it signals again).
+func (q *queue) idle() bool { return !q.ready.Load() }
 
 // resyncPending reports a resync requested since the last pop.
 func (q *queue) resyncPending() bool { return q.resync.Load() }
@@ -120,6 +140,9 @@ func (q *queue) pop(dst []qentry, nacks []uint16) (n, nn int, resync bool) {
 	nn = copy(nacks, q.nacks[:q.nn])
 	q.nn = copy(q.nacks[:], q.nacks[nn:q.nn])
 	resync = q.resync.Swap(false)
+	if q.n == 0 && q.nn == 0 {
+		q.ready.Store(false)
+	}
 	q.mu.Unlock()
 	return n, nn, resync
 }

@@ -28,8 +28,8 @@ type writer struct {
 	// probe is the padding rate (bit/s) the estimator wants sent now.
 	probe atomic.Uint64
 	// now is the send time of the batch being written (abs-send-time,
-	// sentLog): read once per batch, as the clock costs more than the
-	// rest of a packet's rewriting.
+	// sentLog): read once per batch that has packets (drain), as the clock
+	// costs more than the rest of a packet's rewriting.
 	now time.Time
 }
 
@@ -105,7 +105,6 @@ func (w *writer) run() {
 		for busy := true; busy; {
 			busy = false
 			for _, d := range w.sinks.load() {
-				w.now = time.Now()
 				if d.drain(batch[:], nacks[:]) {
 					busy = true
 				}
