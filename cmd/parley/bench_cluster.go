@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/parley/parley/internal/auth"
+	"github.com/parley/parley/internal/bench/benchsrv"
 	"github.com/parley/parley/internal/bench/signaling"
 	"github.com/parley/parley/internal/room"
 )
@@ -76,6 +77,21 @@ func startBenchCluster(ctx context.Context, n int, flags []string, pprofAddr str
 // pattern for a day.
 func (c *benchCluster) token(pattern string) (string, error) {
 	return auth.NewToken([]byte(c.secret), pattern, "bench", auth.Grants{Publish: true, Subscribe: true}, 24*time.Hour, time.Now())
+}
+
+// startMediaCluster starts n nodes with the media benches' server flags
+// and returns them with a token for the rooms or streams named by pattern.
+func startMediaCluster(ctx context.Context, n int, pin bool, pattern string) (*benchCluster, string, error) {
+	c, err := startBenchCluster(ctx, n, append(append([]string(nil), benchsrv.Args...), "--rtsp", "off", "--srt", "off"), "", pin)
+	if err != nil {
+		return nil, "", err
+	}
+	tok, err := c.token(pattern)
+	if err != nil {
+		c.stop()
+		return nil, "", err
+	}
+	return c, tok, nil
 }
 
 // startClusterChildren starts the signaling bench's n nodes and points o

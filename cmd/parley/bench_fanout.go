@@ -68,17 +68,12 @@ func benchFanout(ctx context.Context, args []string, stdout, stderr io.Writer) i
 			fmt.Fprintln(stderr, "parley bench fanout: -edge publishes over WHIP, without -stalled")
 			return 2
 		}
-		c, err := startBenchCluster(ctx, 2, append(append([]string(nil), benchsrv.Args...), "--rtsp", "off", "--srt", "off"), "", *pin)
-		if err == nil {
-			o.Token, err = c.token(o.Stream)
-		}
+		c, tok, err := startMediaCluster(ctx, 2, *pin, o.Stream)
 		if err != nil {
-			if c != nil {
-				c.stop()
-			}
 			fmt.Fprintf(stderr, "parley bench fanout: %v\n", err)
 			return 1
 		}
+		o.Token = tok
 		defer c.stop()
 		o.PublishURL = c.nodes[0].url
 		o.URL, o.OpsURL, o.ServerPID = c.nodes[1].url, c.nodes[1].ops, c.nodes[1].pid

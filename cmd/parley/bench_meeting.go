@@ -28,10 +28,28 @@ func benchMeeting(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&o.Room, "room", "bench-meeting", "room name")
 	fs.DurationVar(&o.Warmup, "warmup", 3*time.Second, "warm-up after every subscription flows")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measurement window")
+	nodes := fs.Int("nodes", 1, "without -url: start this many child servers as nodes of one cluster (the first runs the embedded NATS server) and join participant i to node i mod n, so the room's media crosses nodes; CPU and RSS are the nodes' sum, and the first node's NATS traffic is reported")
+	pin := fs.Bool("pin", false, "with -nodes: pin node i to CPU i mod the CPU count (taskset)")
 	if err := fs.Parse(args); err != nil {
 		return exitCodeFor(err)
 	}
 	o.Progress = stderr
+	if o.URL == "" && *nodes > 1 {
+		c, tok, err := startMediaCluster(ctx, *nodes, *pin, o.Room)
+		if err != nil {
+			fmt.Fprintf(stderr, "parley bench meeting: %v\n", err)
+			return 1
+		}
+		o.Token = tok
+		defer c.stop()
+		o.URL, o.OpsURL = c.nodes[0].url, c.nodes[0].ops
+		for i, node := range c.nodes {
+			if i > 0 {
+				o.Nodes = append(o.Nodes, node.url)
+			}
+			o.ServerPIDs = append(o.ServerPIDs, node.pid)
+		}
+	}
 	if o.URL == "" && !*inProcess {
 		child, err := startChildServer(ctx, benchsrv.Args...)
 		if err != nil {

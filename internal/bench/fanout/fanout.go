@@ -516,7 +516,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			}
 		}
 	}
-	srv0, _ := serverCPU(o.ServerPID)
+	srv0, _ := proc.ProcessesCPU([]int{o.ServerPID})
 	kids0, _ := proc.ChildrenCPU(o.ServerPID)
 	tool0 := proc.SelfCPU()
 	snap0 := snapshotAll(viewers)
@@ -544,7 +544,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	drops1, drops1Err := sinkDrops(ctx, hc, o.OpsURL)
 	res.FirstDropAfter = firstDrop()
 	st1, st1Err := stats()
-	srv1, srvErr := serverCPU(o.ServerPID)
+	srv1, srvErr := proc.ProcessesCPU([]int{o.ServerPID})
 	kids1, _ := proc.ChildrenCPU(o.ServerPID)
 	tool1 := proc.SelfCPU()
 	rss, _ := proc.RSS(o.ServerPID)
@@ -1006,17 +1006,4 @@ func joinViewers(ctx context.Context, api, tcpAPI apiT, hc *http.Client, stalls 
 	}
 	wg.Wait()
 	return viewers, int(failures.Load())
-}
-
-// serverCPU is the server's CPU seconds; an in-process server is this
-// process, read with getrusage's finer resolution.
-func serverCPU(pid int) (float64, error) {
-	if pid == 0 {
-		return 0, fmt.Errorf("fanout: no server pid")
-	}
-	if pid == os.Getpid() {
-		return proc.SelfCPU(), nil
-	}
-	c, err := proc.ReadCPU(pid)
-	return c.Total(), err
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/parley/parley/internal/bench/benchsrv"
 	"github.com/parley/parley/internal/bench/measure"
 	"github.com/parley/parley/internal/bench/proc"
+	"github.com/parley/parley/internal/bench/signaling"
 )
 
 // Options configure a run.
@@ -52,6 +53,16 @@ type Options struct {
 	// ServerPID is the process sampled for server CPU and RSS; 0 means
 	// this process when the server is in-process (no sampling otherwise).
 	ServerPID int
+	// Nodes are more servers, nodes of one cluster with URL: participant
+	// i joins the (i mod n)-th of URL and Nodes, so the room spans the
+	// nodes and its media crosses them (the cluster's relay). ServerPIDs
+	// are then the nodes' processes (CPU summed, RSS summed), OpsURL the
+	// first node's operations listener, where its NATS traffic is read,
+	// and Token the join token the nodes' shared secret signs.
+	Nodes      []string
+	ServerPIDs []int
+	OpsURL     string
+	Token      string
 	// Progress receives progress lines; nil is silent.
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -87,6 +98,12 @@ type Result struct {
 	ToolCPU           float64 `json:"tool_cpu_s"`
 	ToolCores         float64 `json:"tool_cores"`
 	JoinToAllTracksMs float64 `json:"join_to_all_tracks_ms"` // first join to every subscription flowing
+
+	// On a cluster (Nodes): the servers, and the first node's NATS
+	// traffic in the window (in + out), per second.
+	Nodes         int     `json:"nodes,omitempty"`
+	NATSMsgsPerS  float64 `json:"nats_msgs_per_s,omitempty"`
+	NATSBytesPerS float64 `json:"nats_bytes_per_s,omitempty"`
 }
 
 // Table renders the result for people.
@@ -97,6 +114,9 @@ func (r Result) Table() string {
 	if r.InProcess {
 		mode = "in-process (server and tool share one process; CPU/RSS are their sum)"
 	}
+	if r.Nodes > 1 {
+		mode = fmt.Sprintf("%d nodes of one cluster, separate processes (CPU and RSS summed)", r.Nodes)
+	}
 	w("server", "%s", mode)
 	w("participants", "%d, %d / %d subscriptions (audio+video)", r.Participants, r.Subscriptions, r.Expected)
 	w("window", "%.1f s", r.Window)
@@ -106,6 +126,9 @@ func (r Result) Table() string {
 	w("server CPU", "%.2f cores = %.5f cores/subscription", r.ServerCores, r.CoresPerSub)
 	w("server RSS", "%.1f MB", r.ServerRSSMB)
 	w("tool CPU", "%.2f cores", r.ToolCores)
+	if r.Nodes > 1 {
+		w("NATS (first node)", "%.0f messages/s, %.0f B/s for the room (in + out)", r.NATSMsgsPerS, r.NATSBytesPerS)
+	}
 	return b.String()
 }
 
@@ -130,6 +153,14 @@ func (o *Options) defaults() {
 	}
 }
 
+// nodeURL is the server participant i joins.
+func (o *Options) nodeURL(i int) string {
+	if i%(len(o.Nodes)+1) == 0 {
+		return o.URL
+	}
+	return o.Nodes[i%(len(o.Nodes)+1)-1]
+}
+
 // Run performs one measurement.
 func Run(ctx context.Context, o Options) (Result, error) {
 	o.defaults()
@@ -152,9 +183,15 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			o.ServerPID = os.Getpid()
 		}
 	}
-	if !benchsrv.LoopbackURL(o.URL) {
-		return res, fmt.Errorf("meeting: refusing non-loopback URL %q", o.URL)
+	for _, u := range append([]string{o.URL, o.OpsURL}, o.Nodes...) {
+		if u != "" && !benchsrv.LoopbackURL(u) {
+			return res, fmt.Errorf("meeting: refusing non-loopback URL %q", u)
+		}
 	}
+	if o.ServerPIDs == nil && o.ServerPID != 0 {
+		o.ServerPIDs = []int{o.ServerPID}
+	}
+	res.Nodes = len(o.Nodes) + 1
 	api, err := newAPI()
 	if err != nil {
 		return res, err
@@ -202,7 +239,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 
-	srv0, _ := serverCPU(o.ServerPID)
+	srv0, _ := proc.ProcessesCPU(o.ServerPIDs)
+	nats0, _ := natsTraffic(ctx, o)
 	tool0 := proc.SelfCPU()
 	sent0 := sentAll(parts)
 	snap0 := snapAll(parts)
@@ -220,9 +258,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	snap1 := snapAll(parts)
 	sent1 := sentAll(parts)
-	srv1, srvErr := serverCPU(o.ServerPID)
+	srv1, srvErr := proc.ProcessesCPU(o.ServerPIDs)
+	nats1, natsErr := natsTraffic(ctx, o)
 	tool1 := proc.SelfCPU()
-	rss, _ := proc.RSS(o.ServerPID)
+	var rss int64
+	for _, pid := range o.ServerPIDs {
+		r, _ := proc.RSS(pid)
+		rss += r
+	}
 
 	res.Window = window
 	res.Sent = sent1 - sent0
@@ -254,7 +297,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if len(lats) > 0 {
 		res.LatencyMax = lats[len(lats)-1]
 	}
-	if srvErr == nil && o.ServerPID != 0 {
+	if len(o.Nodes) > 0 && natsErr == nil {
+		res.NATSMsgsPerS, res.NATSBytesPerS = (nats1[0]-nats0[0])/window, (nats1[1]-nats0[1])/window
+	}
+	if srvErr == nil && len(o.ServerPIDs) > 0 {
 		res.ServerCPU = srv1 - srv0
 		res.ServerCores = res.ServerCPU / window
 		if res.Subscriptions > 0 {
@@ -292,15 +338,16 @@ func progress(w io.Writer, format string, a ...any) {
 	}
 }
 
-// serverCPU is the server's CPU seconds; an in-process server is this
-// process, read with getrusage's finer resolution.
-func serverCPU(pid int) (float64, error) {
-	if pid == 0 {
-		return 0, errors.New("meeting: no server pid")
+// natsTraffic is the first node's NATS messages and bytes so far, in and
+// out (a cluster's run only).
+func natsTraffic(ctx context.Context, o Options) ([2]float64, error) {
+	if len(o.Nodes) == 0 || o.OpsURL == "" {
+		return [2]float64{}, errors.New("meeting: not a cluster")
 	}
-	if pid == os.Getpid() {
-		return proc.SelfCPU(), nil
+	m, err := signaling.Scrape(ctx, o.OpsURL)
+	if err != nil {
+		return [2]float64{}, err
 	}
-	c, err := proc.ReadCPU(pid)
-	return c.Total(), err
+	msgs, bytes := signaling.NATSTraffic(m)
+	return [2]float64{msgs, bytes}, nil
 }

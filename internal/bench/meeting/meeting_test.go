@@ -47,3 +47,18 @@ func TestRefusesNonLoopback(t *testing.T) {
 		t.Fatal("non-loopback URL accepted")
 	}
 }
+
+// Participants go round the nodes: i joins the (i mod n)-th.
+func TestNodeURL(t *testing.T) {
+	o := Options{URL: "a", Nodes: []string{"b", "c"}}
+	var got []string
+	for i := range 7 {
+		got = append(got, o.nodeURL(i))
+	}
+	if strings.Join(got, "") != "abcabca" {
+		t.Fatalf("nodes %v", got)
+	}
+	if (&Options{URL: "a"}).nodeURL(5) != "a" {
+		t.Fatal("one server")
+	}
+}

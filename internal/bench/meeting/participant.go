@@ -118,7 +118,7 @@ type snap struct{ ext, recv int64 }
 func join(ctx context.Context, api *webrtc.API, o Options, idx int, epoch time.Time) (*participant, error) {
 	jctx, jcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer jcancel()
-	c, err := client.Dial(jctx, o.URL, nil)
+	c, err := client.Dial(jctx, o.nodeURL(idx), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func join(ctx context.Context, api *webrtc.API, o Options, idx int, epoch time.T
 			}
 		}()
 	}
-	j, err := c.JoinMode(jctx, o.Room, stream, "", "sfu")
+	j, err := c.JoinMode(jctx, o.Room, stream, o.Token, "sfu")
 	if err != nil {
 		return fail(err)
 	}

@@ -4,6 +4,7 @@
 package proc
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -87,6 +88,31 @@ func SelfCPU() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+}
+
+// ProcessesCPU is the CPU seconds the processes have used, summed; this
+// process is read with getrusage's finer resolution. A pid of 0 (no
+// process known) is an error, not this process.
+func ProcessesCPU(pids []int) (float64, error) {
+	if len(pids) == 0 {
+		return 0, errors.New("proc: no process to read")
+	}
+	var sum float64
+	for _, pid := range pids {
+		if pid <= 0 {
+			return 0, errors.New("proc: no process id")
+		}
+		if pid == os.Getpid() {
+			sum += SelfCPU()
+			continue
+		}
+		c, err := ReadCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += c.Total()
+	}
+	return sum, nil
 }
 
 // RSS returns VmRSS of pid (0 = this process) in bytes.

@@ -41,3 +41,20 @@ func TestChildrenCPU(t *testing.T) {
 		t.Fatalf("child %d not among %v", cmd.Process.Pid, kids)
 	}
 }
+
+func TestProcessesCPU(t *testing.T) {
+	if _, err := ProcessesCPU(nil); err == nil {
+		t.Fatal("no processes read as 0 s")
+	}
+	if _, err := ProcessesCPU([]int{0}); err == nil {
+		t.Fatal("pid 0 read as this process")
+	}
+	self, err := ProcessesCPU([]int{os.Getpid()})
+	if err != nil || self <= 0 {
+		t.Fatalf("this process: %v %v", self, err)
+	}
+	two, err := ProcessesCPU([]int{os.Getpid(), os.Getpid()})
+	if err != nil || two < 2*self {
+		t.Fatalf("summed: %v (one: %v) %v", two, self, err)
+	}
+}

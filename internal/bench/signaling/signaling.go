@@ -77,8 +77,8 @@ type Result struct {
 	NATSBytesPerRelayed   float64 `json:"nats_bytes_per_relayed,omitempty"`
 }
 
-// natsTraffic sums a node's NATS counters (in + out): messages, bytes.
-func natsTraffic(m map[string]float64) (msgs, bytes float64) {
+// NATSTraffic sums a node's NATS counters (in + out): messages, bytes.
+func NATSTraffic(m map[string]float64) (msgs, bytes float64) {
 	return m["parley_cluster_nats_in_messages_total"] + m["parley_cluster_nats_out_messages_total"],
 		m["parley_cluster_nats_in_bytes_total"] + m["parley_cluster_nats_out_bytes_total"]
 }
@@ -228,8 +228,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	rooms := float64((o.Clients + o.RoomSize - 1) / o.RoomSize)
 	if len(o.Nodes) > 0 {
-		m0, b0 := natsTraffic(settled)
-		m1, b1 := natsTraffic(idle)
+		m0, b0 := NATSTraffic(settled)
+		m1, b1 := NATSTraffic(idle)
 		secs := time.Since(settleStart).Seconds()
 		res.NATSIdleMsgsPerRoomS, res.NATSIdleBytesPerRoomS = (m1-m0)/secs/rooms, (b1-b0)/secs/rooms
 	}
@@ -237,11 +237,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.HeapPerConnKiB = (idle["go_memstats_heap_inuse_bytes"] - base["go_memstats_heap_inuse_bytes"]) / n / 1024
 	res.StackPerConnKiB = (idle["go_memstats_stack_inuse_bytes"] - base["go_memstats_stack_inuse_bytes"]) / n / 1024
 	res.GoroutinesPer = (idle["go_goroutines"] - base["go_goroutines"]) / n
-	srv0, _ := serversCPU(o.ServerPIDs)
+	srv0, _ := proc.ProcessesCPU(o.ServerPIDs)
 	tool0, host0, t0 := proc.SelfCPU(), proc.HostBusySeconds(), time.Now()
 	sent := relay(ctx, o, members)
 	if wall := time.Since(t0).Seconds(); wall > 0 {
-		srv1, err := serversCPU(o.ServerPIDs)
+		srv1, err := proc.ProcessesCPU(o.ServerPIDs)
 		if len(o.ServerPIDs) > 0 && err == nil {
 			res.ServerCores = (srv1 - srv0) / wall
 			if sent > 0 {
@@ -253,8 +253,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	time.Sleep(500 * time.Millisecond) // let the last messages land
 	if after, err := Scrape(ctx, o.OpsURL); err == nil && len(o.Nodes) > 0 && sent > 0 {
-		m0, b0 := natsTraffic(idle)
-		m1, b1 := natsTraffic(after)
+		m0, b0 := NATSTraffic(idle)
+		m1, b1 := NATSTraffic(after)
 		res.NATSMsgsPerRelayed, res.NATSBytesPerRelayed = (m1-m0)/float64(sent), (b1-b0)/float64(sent)
 	}
 	close(stopDrain)
@@ -400,17 +400,4 @@ NATS (first node)  idle %.2f msg/s and %.0f B/s per room; relaying %.2f messages
 `, r.Clients, r.RoomSize, r.Connected, r.JoinP50ms, r.JoinP99ms, r.RelayP50ms, r.RelayP99ms, r.Relayed, r.Lost, r.RelayRate,
 		r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPer, r.ServerCores, r.ServerUsPerMsg, r.ToolCores, r.HostBusyCores,
 		r.NATSIdleMsgsPerRoomS, r.NATSIdleBytesPerRoomS, r.NATSMsgsPerRelayed, r.NATSBytesPerRelayed)
-}
-
-// serversCPU is the CPU seconds the processes have used, summed.
-func serversCPU(pids []int) (float64, error) {
-	var sum float64
-	for _, pid := range pids {
-		c, err := proc.ReadCPU(pid)
-		if err != nil {
-			return 0, err
-		}
-		sum += c.Total()
-	}
-	return sum, nil
 }
