@@ -10,6 +10,19 @@ import (
 // maxPacketSize bounds one RTP packet as read from a publisher.
 const maxPacketSize = 1500
 
+// Cache sizes, in slots of maxPacketSize (a slot is ≈ 1.6 KB, so a video
+// layer's cache is ≈ 0.8 MB and an audio track's ≈ 100 KB). They bound
+// what can be retransmitted (NACK) and replayed to a new subscriber
+// (maxReplay): 512 video packets are ≈ 4 s at 1 Mbit/s and ≈ 1 s at
+// 4 Mbit/s, more than a round trip; 64 Opus packets are 1.3 s. Each is
+// twice its subscriber queue (queueVideo, queueAudio), so a queued packet
+// is not overwritten before its writer gets to it unless the queue
+// overflowed first.
+const (
+	cacheVideo = 512
+	cacheAudio = 64
+)
+
 // slot holds one received RTP packet: the raw bytes and the header parsed in
 // place, so forwarding and NACK answers need no allocation.
 type slot struct {

@@ -128,9 +128,9 @@ func (u *upTrack) addLayer(rid string, ssrc uint32, levelExt uint8, remote *webr
 		l.nack, l.nackTo = new(nackTracker), ns
 	}
 	if u.isVideo() {
-		l.cache = newPacketCache(1024)
+		l.cache = newPacketCache(cacheVideo)
 	} else {
-		l.cache = newPacketCache(128)
+		l.cache = newPacketCache(cacheAudio)
 	}
 	u.mu.Lock()
 	if u.closed {
