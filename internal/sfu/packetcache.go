@@ -17,11 +17,11 @@ const maxPacketSize = 1500
 // a chunk at a time, up to cacheVideo (≈ 0.8 MB), while the packet it
 // would evict arrived less than cacheKeep ago: a 500 kbit/s camera keeps
 // 256 slots, 1 Mbit/s and more 512 (≈ 4 s at 1 Mbit/s, ≈ 1 s at 4 Mbit/s).
-// So the cache holds what arrived in cacheKeep at least, which is as long
-// as a full subscriber queue (queueVideo) takes at the slowest rate that
-// fills it, and the queued packets of a writer that is not dropping are
-// still there when it gets to them. An audio track's cache is fixed: 64
-// Opus packets are 1.3 s, twice queueAudio.
+// So the cache holds at least what arrived in the last cacheKeep (up to
+// cacheVideo packets, twice queueVideo): a writer further behind is
+// seconds late already, and skips what was overwritten (the generation
+// check in pktCopy.copyFrom). An audio track's cache is fixed: 64 Opus
+// packets are 1.3 s, twice queueAudio.
 const (
 	cacheChunk = 64
 	cacheVideo = 512
