@@ -34,8 +34,9 @@ type Config struct {
 	// (e.g. ":8443"; ":0" picks a free port).
 	UDP string
 	// TCP is the ICE-TCP listen address; "" or "off" disables ICE-TCP. A port
-	// of 0 means "the same port number UDP got", or any free port when TCP
-	// has that number taken.
+	// of 0 means "the same port number UDP got" (with UDP on port 0 too, a
+	// few UDP ports are tried for one whose number TCP has free), or any
+	// free port when TCP has that number taken.
 	TCP string
 	// PublicIP, when set, is announced as the host candidate address
 	// (1:1 NAT). A loopback address also enables loopback candidates, so
@@ -225,9 +226,9 @@ func New(cfg Config) (*SFU, error) {
 	if udpAddr == "" {
 		udpAddr = ":8443"
 	}
-	conn, err := net.ListenPacket("udp", udpAddr)
+	conn, ln, err := listenMedia(udpAddr, cfg.TCP)
 	if err != nil {
-		return nil, fmt.Errorf("sfu: listen udp %s: %w", udpAddr, err)
+		return nil, err
 	}
 	if uc, ok := conn.(*net.UDPConn); ok {
 		// One socket carries every session: give bursts room (the kernel
@@ -241,22 +242,7 @@ func New(cfg Config) (*SFU, error) {
 	s.udpConn = conn
 	s.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), conn)
 
-	if cfg.TCP != "" && cfg.TCP != "off" {
-		tcpAddr, err := sameTCPPort(cfg.TCP, conn.LocalAddr())
-		if err != nil {
-			s.closeSockets()
-			return nil, err
-		}
-		ln, err := net.Listen("tcp", tcpAddr)
-		if err != nil && tcpAddr != cfg.TCP && errors.Is(err, syscall.EADDRINUSE) {
-			// Port 0 asked for UDP's port number, which TCP may not have
-			// free: any free port then.
-			ln, err = net.Listen("tcp", cfg.TCP)
-		}
-		if err != nil {
-			s.closeSockets()
-			return nil, fmt.Errorf("sfu: listen tcp %s: %w", tcpAddr, err)
-		}
+	if ln != nil {
 		s.tcpLn = ln
 		s.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), deadlineListener{ln, tcpWriteTimeout}, 64)
 	}
@@ -280,6 +266,42 @@ func New(cfg Config) (*SFU, error) {
 	}()
 	s.log.Info("sfu listening", "udp", conn.LocalAddr().String(), "tcp", s.tcpAddrString(), "public_ip", cfg.PublicIP)
 	return s, nil
+}
+
+// listenMedia opens the UDP socket and, unless tcp is "" or "off", the
+// ICE-TCP listener. A TCP port of 0 takes UDP's port number. When TCP has
+// that number taken and UDP's port was the kernel's pick too (port 0), it
+// tries other UDP ports a few times before settling for any free TCP port.
+func listenMedia(udp, tcp string) (net.PacketConn, net.Listener, error) {
+	const tries = 8
+	_, udpPort, _ := net.SplitHostPort(udp)
+	for i := 0; ; i++ {
+		conn, err := net.ListenPacket("udp", udp)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sfu: listen udp %s: %w", udp, err)
+		}
+		if tcp == "" || tcp == "off" {
+			return conn, nil, nil
+		}
+		same, err := sameTCPPort(tcp, conn.LocalAddr())
+		if err != nil {
+			_ = conn.Close()
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", same)
+		if err != nil && same != tcp && errors.Is(err, syscall.EADDRINUSE) {
+			if udpPort == "0" && i < tries {
+				_ = conn.Close() // another UDP port, whose number TCP may have free
+				continue
+			}
+			ln, err = net.Listen("tcp", tcp) // any free port
+		}
+		if err != nil {
+			_ = conn.Close()
+			return nil, nil, fmt.Errorf("sfu: listen tcp %s: %w", same, err)
+		}
+		return conn, ln, nil
+	}
 }
 
 func sameTCPPort(tcp string, udp net.Addr) (string, error) {
