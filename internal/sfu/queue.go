@@ -7,9 +7,8 @@ import (
 
 // Queue sizes: how many packets a subscriber's writer may fall behind its
 // track before it drops to the next keyframe (video) or drops the oldest
-// packet (audio). The caches hold more (a video cache at least what
-// arrived in cacheKeep, an audio cache twice queueAudio), so a queued slot
-// is almost never reused before it is sent; when
+// packet (audio). Both are half their cache sizes (cacheVideo and
+// cacheAudio), so a queued slot is almost never reused before it is sent; when
 // it is, the generation check in pktCopy.copyFrom catches it.
 const (
 	queueVideo = 256 // ~2 s at 1 Mbit/s
