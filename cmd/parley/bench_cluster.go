@@ -106,14 +106,21 @@ func startClusterChildren(ctx context.Context, o *signaling.Options, n int, ppro
 		c.stop()
 		return nil, err
 	}
-	o.URL, o.OpsURL = c.nodes[0].url, c.nodes[0].ops
+	o.URL, o.OpsURL, o.Nodes, o.ServerPIDs = c.endpoints()
+	return c.stop, nil
+}
+
+// endpoints are what a bench spreading its clients over the nodes needs:
+// the first node's URL and operations listener (it runs the NATS server),
+// the other nodes' URLs, and every node's process.
+func (c *benchCluster) endpoints() (url, ops string, others []string, pids []int) {
 	for i, node := range c.nodes {
 		if i > 0 {
-			o.Nodes = append(o.Nodes, node.url)
+			others = append(others, node.url)
 		}
-		o.ServerPIDs = append(o.ServerPIDs, node.pid)
+		pids = append(pids, node.pid)
 	}
-	return c.stop, nil
+	return c.nodes[0].url, c.nodes[0].ops, others, pids
 }
 
 // awaitNodes polls a node's status (10 s at most) until it lists n nodes.

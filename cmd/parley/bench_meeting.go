@@ -22,7 +22,7 @@ func benchMeeting(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var o meeting.Options
 	fs.StringVar(&o.URL, "url", "", "server base URL (loopback only); empty starts `parley serve` as a child process")
 	inProcess := fs.Bool("in-process", false, "without -url: run the server inside this process (CPU and RSS are then summed)")
-	fs.IntVar(&o.ServerPID, "pid", 0, "server process to sample for CPU and RSS (with -url)")
+	pid := fs.Int("pid", 0, "server process to sample for CPU and RSS (with -url)")
 	fs.IntVar(&o.Participants, "participants", 10, "members of the meeting, each publishing audio and video")
 	fs.IntVar(&o.VideoBitrate, "video-bitrate", 500_000, "each participant's synthetic VP8 bitrate, bits/s")
 	fs.StringVar(&o.Room, "room", "bench-meeting", "room name")
@@ -34,6 +34,9 @@ func benchMeeting(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return exitCodeFor(err)
 	}
 	o.Progress = stderr
+	if *pid != 0 {
+		o.ServerPIDs = []int{*pid}
+	}
 	if o.URL == "" && *nodes > 1 {
 		c, tok, err := startMediaCluster(ctx, *nodes, *pin, o.Room)
 		if err != nil {
@@ -42,13 +45,7 @@ func benchMeeting(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		o.Token = tok
 		defer c.stop()
-		o.URL, o.OpsURL = c.nodes[0].url, c.nodes[0].ops
-		for i, node := range c.nodes {
-			if i > 0 {
-				o.Nodes = append(o.Nodes, node.url)
-			}
-			o.ServerPIDs = append(o.ServerPIDs, node.pid)
-		}
+		o.URL, o.OpsURL, o.Nodes, o.ServerPIDs = c.endpoints()
 	}
 	if o.URL == "" && !*inProcess {
 		child, err := startChildServer(ctx, benchsrv.Args...)
@@ -57,7 +54,7 @@ func benchMeeting(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return 1
 		}
 		defer child.stop()
-		o.URL, o.ServerPID = child.url, child.pid
+		o.URL, o.ServerPIDs = child.url, []int{child.pid}
 	}
 	res, err := meeting.Run(ctx, o)
 	if err != nil {

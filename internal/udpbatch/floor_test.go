@@ -5,11 +5,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkLoopbackFanoutFloor is the kernel's share of the SFU fan-out
@@ -117,8 +117,8 @@ func fanoutFloor(b *testing.B, viewers int, gso bool) {
 
 // threadCPU is the calling thread's user + system time, in ns.
 func threadCPU(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
 		b.Fatal(err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()

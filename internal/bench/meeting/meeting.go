@@ -50,19 +50,18 @@ type Options struct {
 	// VideoBitrate is each participant's synthetic VP8 bitrate; 0 means
 	// 500 kbit/s.
 	VideoBitrate int
-	// ServerPID is the process sampled for server CPU and RSS; 0 means
-	// this process when the server is in-process (no sampling otherwise).
-	ServerPID int
+	// ServerPIDs are the server processes sampled for CPU and RSS (summed
+	// over a cluster's nodes); none means this process when the server
+	// is in-process, no sampling otherwise.
+	ServerPIDs []int
 	// Nodes are more servers, nodes of one cluster with URL: participant
 	// i joins the (i mod n)-th of URL and Nodes, so the room spans the
-	// nodes and its media crosses them (the cluster's relay). ServerPIDs
-	// are then the nodes' processes (CPU summed, RSS summed), OpsURL the
-	// first node's operations listener, where its NATS traffic is read,
-	// and Token the join token the nodes' shared secret signs.
-	Nodes      []string
-	ServerPIDs []int
-	OpsURL     string
-	Token      string
+	// nodes and its media crosses them (the cluster's relay). OpsURL is
+	// then the first node's operations listener, where its NATS traffic
+	// is read, and Token the join token the nodes' shared secret signs.
+	Nodes  []string
+	OpsURL string
+	Token  string
 	// Progress receives progress lines; nil is silent.
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -179,17 +178,14 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		defer srv.Close()
 		o.URL = srv.URL()
 		res.InProcess = true
-		if o.ServerPID == 0 {
-			o.ServerPID = os.Getpid()
+		if len(o.ServerPIDs) == 0 {
+			o.ServerPIDs = []int{os.Getpid()}
 		}
 	}
 	for _, u := range append([]string{o.URL, o.OpsURL}, o.Nodes...) {
 		if u != "" && !benchsrv.LoopbackURL(u) {
 			return res, fmt.Errorf("meeting: refusing non-loopback URL %q", u)
 		}
-	}
-	if o.ServerPIDs == nil && o.ServerPID != 0 {
-		o.ServerPIDs = []int{o.ServerPID}
 	}
 	res.Nodes = len(o.Nodes) + 1
 	api, err := newAPI()
@@ -240,7 +236,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 
 	srv0, _ := proc.ProcessesCPU(o.ServerPIDs)
-	nats0, _ := natsTraffic(ctx, o)
+	natsMsgs0, natsBytes0, _ := natsTraffic(ctx, o)
 	tool0 := proc.SelfCPU()
 	sent0 := sentAll(parts)
 	snap0 := snapAll(parts)
@@ -259,7 +255,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	snap1 := snapAll(parts)
 	sent1 := sentAll(parts)
 	srv1, srvErr := proc.ProcessesCPU(o.ServerPIDs)
-	nats1, natsErr := natsTraffic(ctx, o)
+	natsMsgs1, natsBytes1, natsErr := natsTraffic(ctx, o)
 	tool1 := proc.SelfCPU()
 	var rss int64
 	for _, pid := range o.ServerPIDs {
@@ -298,7 +294,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.LatencyMax = lats[len(lats)-1]
 	}
 	if len(o.Nodes) > 0 && natsErr == nil {
-		res.NATSMsgsPerS, res.NATSBytesPerS = (nats1[0]-nats0[0])/window, (nats1[1]-nats0[1])/window
+		res.NATSMsgsPerS, res.NATSBytesPerS = (natsMsgs1-natsMsgs0)/window, (natsBytes1-natsBytes0)/window
 	}
 	if srvErr == nil && len(o.ServerPIDs) > 0 {
 		res.ServerCPU = srv1 - srv0
@@ -340,14 +336,14 @@ func progress(w io.Writer, format string, a ...any) {
 
 // natsTraffic is the first node's NATS messages and bytes so far, in and
 // out (a cluster's run only).
-func natsTraffic(ctx context.Context, o Options) ([2]float64, error) {
+func natsTraffic(ctx context.Context, o Options) (msgs, bytes float64, err error) {
 	if len(o.Nodes) == 0 || o.OpsURL == "" {
-		return [2]float64{}, errors.New("meeting: not a cluster")
+		return 0, 0, errors.New("meeting: not a cluster")
 	}
 	m, err := signaling.Scrape(ctx, o.OpsURL)
 	if err != nil {
-		return [2]float64{}, err
+		return 0, 0, err
 	}
-	msgs, bytes := signaling.NATSTraffic(m)
-	return [2]float64{msgs, bytes}, nil
+	msgs, bytes = signaling.NATSTraffic(m)
+	return msgs, bytes, nil
 }
