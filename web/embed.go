@@ -24,22 +24,45 @@ import (
 //go:embed static
 var static embed.FS
 
-// asset is one embedded file with its precomputed headers and, made at the
-// first request that wants them, its compressed bodies. Memory is bounded:
-// at most one brotli and one gzip copy per file, each smaller than the file.
+// asset is one embedded file with its precomputed headers. Its body is
+// read from the binary at its first request (pages and style sheets, which
+// are rewritten, at startup), so a server keeps in memory only the files
+// browsers have asked for; its compressed bodies are made then too. Memory
+// is bounded: the file, and at most one brotli and one gzip copy, each
+// smaller than the file.
 type asset struct {
-	body         []byte
+	name         string // path in the embedded tree, e.g. "static/parley.js"
 	contentType  string
-	etag         string
 	immutable    bool // under /vendor/<name>-<version>/: cached for a year, never revalidated
 	compressible bool // text of 1 KiB or more: sent compressed to browsers that take it
 
-	brOnce, gzOnce sync.Once
-	br, gz         []byte // compressed bodies, or nil when compressing saves less than a tenth
+	once   sync.Once
+	body   []byte // the file (rewritten for pages and style sheets), set by load
+	etag   string // of body, set by load
+	brOnce sync.Once
+	gzOnce sync.Once
+	br, gz []byte // compressed bodies, or nil when compressing saves less than a tenth
+}
+
+// load reads the file at its first use (unless Handler set its body
+// already) and names its version.
+func (a *asset) load() {
+	a.once.Do(func() {
+		if a.body == nil {
+			b, err := static.ReadFile(a.name)
+			if err != nil {
+				// The files are compiled in; failing to read one is a build error.
+				panic("web: reading embedded file: " + err.Error())
+			}
+			a.body = b
+		}
+		sum := sha256.Sum256(a.body)
+		a.etag = `"` + hex.EncodeToString(sum[:8]) + `"`
+	})
 }
 
 // encoded is the asset's body in the content coding enc ("br" or "gzip"),
-// compressed once; nil when it is not worth sending.
+// compressed once; nil when it is not worth sending. The body is loaded.
 func (a *asset) encoded(enc string) []byte {
 	if !a.compressible {
 		return nil
@@ -83,8 +106,8 @@ func contentType(ext string) string {
 
 // compressible: text (not images, fonts or archives, which are compressed
 // already) of at least 1 KiB.
-func compressible(b []byte, ct string) bool {
-	return len(b) >= 1024 && (strings.HasPrefix(ct, "text/") || ct == "image/svg+xml" || ct == "application/json")
+func compressible(size int64, ct string) bool {
+	return size >= 1024 && (strings.HasPrefix(ct, "text/") || ct == "image/svg+xml" || ct == "application/json")
 }
 
 // gzipBytes is b gzip-compressed at the best level.
@@ -257,7 +280,7 @@ func Handler() http.Handler {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := static.ReadFile(p)
+		info, err := d.Info()
 		if err != nil {
 			return err
 		}
@@ -266,7 +289,8 @@ func Handler() http.Handler {
 			ct = "text/plain; charset=utf-8"
 		}
 		name := strings.TrimPrefix(p, "static")
-		h.assets[name] = &asset{body: b, contentType: ct, immutable: strings.HasPrefix(name, "/vendor/")}
+		h.assets[name] = &asset{name: p, contentType: ct, immutable: strings.HasPrefix(name, "/vendor/"),
+			compressible: compressible(info.Size(), ct)}
 		return nil
 	})
 	if err != nil {
@@ -275,11 +299,14 @@ func Handler() http.Handler {
 	known := func(p string) bool { _, ok := h.assets[p]; return ok }
 	for _, a := range h.assets {
 		if a.contentType == htmlType || strings.HasPrefix(a.contentType, "text/css") {
-			a.body = rewrite(a.body, h.prefix, known)
+			b, err := static.ReadFile(a.name)
+			if err != nil {
+				panic("web: reading embedded files: " + err.Error())
+			}
+			a.body = rewrite(b, h.prefix, known)
+			a.compressible = compressible(int64(len(a.body)), a.contentType)
+			a.load()
 		}
-		sum := sha256.Sum256(a.body)
-		a.etag = `"` + hex.EncodeToString(sum[:8]) + `"`
-		a.compressible = compressible(a.body, a.contentType)
 	}
 	h.index = h.assets["/index.html"]
 	return h
@@ -348,6 +375,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	a.load()
 	hd := w.Header()
 	hd.Set("Content-Type", a.contentType)
 	if immutable || a.immutable {

@@ -26,7 +26,7 @@ func dialSRT(ctx context.Context, gone context.CancelFunc, p *pusher, u *url.URL
 		return nil, cannotCarry{proto: "SRT (MPEG-TS)", tracks: r.Tracks()}
 	}
 	timeout := p.m.cfg.Timeout
-	cfg := gosrt.DefaultConfig()
+	cfg := srt.GoSRTConfig()
 	cfg.ConnectionTimeout = timeout
 	addr, err := cfg.UnmarshalURL(u.String()) // streamid, passphrase, latency… from the query
 	if err != nil {

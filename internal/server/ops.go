@@ -32,10 +32,9 @@ func (s *Server) opsRoutes() *http.ServeMux {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /api/streams/{name}", s.streamStatus)
 	mux.HandleFunc("GET /api/status", s.opsStatusAPI) // status.go
-	app := web.Handler()
-	mux.Handle("GET /status", app) // the page and what it loads
+	mux.Handle("GET /status", s.app)                  // the page and what it loads
 	for _, f := range web.StatusAssets() {
-		mux.Handle("GET "+f, app)
+		mux.Handle("GET "+f, s.app)
 	}
 	s.cameraRoutes(mux)
 	s.recordRoutes(mux, false)

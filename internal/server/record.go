@@ -18,7 +18,6 @@ import (
 	"github.com/parley/parley/internal/sfu"
 	"github.com/parley/parley/internal/tap"
 	"github.com/parley/parley/pkg/protocol"
-	"github.com/parley/parley/web"
 )
 
 // Recording (internal/record): streams recorded by API or by config
@@ -132,7 +131,7 @@ func (s *Server) recordRoutes(mux *http.ServeMux, public bool) {
 		}
 	}
 	if !public { // the main port serves every page already
-		mux.Handle("GET /recordings", web.Handler()) // the page; its assets are the status page's
+		mux.Handle("GET /recordings", s.app) // the page; its assets are the status page's
 	}
 	mux.HandleFunc("POST /api/streams/{name}/record", h(s.startStreamRecording, false))
 	mux.HandleFunc("DELETE /api/streams/{name}/record", h(s.stopStreamRecording, false))

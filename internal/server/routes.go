@@ -3,8 +3,6 @@ package server
 import (
 	"encoding/json"
 	"net/http"
-
-	"github.com/parley/parley/web"
 )
 
 func (s *Server) routes() *http.ServeMux {
@@ -27,7 +25,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("/hls/", s.serveHLS) // hls.go
 	mux.HandleFunc(showMediaPrefix+"/", s.serveShowWHIP)
 	s.mountShows(mux)
-	mux.Handle("/", web.Handler())
+	mux.Handle("/", s.app)
 	return mux
 }
 

@@ -44,12 +44,14 @@ import (
 	"github.com/parley/parley/internal/turn"
 	"github.com/parley/parley/internal/whip"
 	"github.com/parley/parley/pkg/protocol"
+	"github.com/parley/parley/web"
 )
 
 // Server is one running Parley.
 type Server struct {
 	cfg        config.Config
 	log        *slog.Logger
+	app        http.Handler // the browser app (web.Handler), one for every listener that serves pages
 	metrics    *metrics.Registry
 	rooms      *room.Manager
 	hub        *signal.Hub
@@ -178,6 +180,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		hubOpts.MoveKey, hubOpts.Node, hubOpts.Adopt = signal.MoveKey(s.turnSecret), s.nodeID, s.adopt
 	}
 	s.hub = signal.NewHub(hubOpts)
+	s.app = web.Handler()
 	s.mux = s.routes()
 	return s, nil
 }

@@ -120,7 +120,7 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.ValidStream == nil {
 		cfg.ValidStream = protocol.ValidRoom
 	}
-	sc := gosrt.DefaultConfig()
+	sc := GoSRTConfig()
 	sc.ReceiverLatency, sc.PeerLatency = cfg.Latency, cfg.Latency
 	// sc.PeerIdleTimeout stays gosrt's 5 s: a caller that sends nothing,
 	// not even SRT keepalives (one a second), is gone.
