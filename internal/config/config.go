@@ -104,6 +104,7 @@ type Config struct {
 	HLSIdle          Duration `yaml:"hls_idle"`            // a stream's muxer stops when no HLS request came for this long
 	HLSBlockingPerIP int      `yaml:"hls_blocking_per_ip"` // blocking playlist/part requests one client address may have waiting
 	HLSRatePerIP     int      `yaml:"hls_rate_per_ip"`     // HLS requests per second one client address may make
+	HLSNetHTTP       bool     `yaml:"hls_nethttp"`         // serve HLS with net/http alone, without the keep-alive loop (internal/httpconn; for comparison)
 
 	// Clustering over NATS (internal/cluster, docs/cluster.md; cluster.go here).
 	Cluster           string   `yaml:"cluster"`          // "" alone, "embedded", or nats://host:4222,...

@@ -7,6 +7,7 @@ func hlsFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.HLS, "hls", cfg.HLS, "on: every stream is served as LL-HLS at /hls/<stream>/index.m3u8 (per stream: hls: off|on|always in streams:), or off")
 	fs.Var(&cfg.HLSIdle, "hls-idle", "a stream's HLS muxer stops when no HLS request came for this long")
 	fs.IntVar(&cfg.HLSBlockingPerIP, "hls-blocking-per-ip", cfg.HLSBlockingPerIP, "blocking HLS playlist and part requests one client address may have waiting at once")
+	fs.BoolVar(&cfg.HLSNetHTTP, "hls-nethttp", cfg.HLSNetHTTP, "serve HLS with net/http alone, without taking plain HTTP/1.1 keep-alive connections over for HLS (internal/httpconn); for comparison")
 	fs.IntVar(&cfg.HLSRatePerIP, "hls-rate-per-ip", cfg.HLSRatePerIP, "HLS requests per second one client address may make (a player makes 10-30; raise it for a CDN or proxy not in --trusted-proxies)")
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/parley/parley/internal/auth"
 	"github.com/parley/parley/internal/hls"
+	"github.com/parley/parley/internal/httpconn"
 	"github.com/parley/parley/internal/httperr"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/sfu"
@@ -179,15 +181,43 @@ func (s *Server) serveHLS(w http.ResponseWriter, r *http.Request) {
 
 // hlsFirst hands /hls/ requests to serveHLS before the ServeMux's
 // pattern matching (each HLS player makes about ten requests a second);
-// a path the mux would clean and redirect still goes through it.
+// a path the mux would clean and redirect still goes through it. A plain
+// HTTP/1.1 keep-alive connection is taken over at its first HLS request
+// (startHLSConns).
 func (s *Server) hlsFirst(mux http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.Path; strings.HasPrefix(p, "/hls/") && !strings.Contains(p, "//") && !strings.Contains(p, "/.") && r.Method != http.MethodConnect {
+		if hlsPath(r.URL.Path) && r.Method != http.MethodConnect {
+			if s.hlsConns != nil && httpconn.Eligible(r) && s.hlsConns.Take(w, r) {
+				return
+			}
 			s.serveHLS(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// hlsPath: a path hlsFirst sends to serveHLS.
+func hlsPath(p string) bool {
+	return strings.HasPrefix(p, "/hls/") && !strings.Contains(p, "//") && !strings.Contains(p, "/.")
+}
+
+// startHLSConns wraps the plain HTTP listener so that keep-alive
+// connections taken over for HLS (internal/httpconn: one writev an answer,
+// no background read) can come back to net/http when they ask for anything
+// else. --hls-nethttp leaves HLS to net/http.
+func (s *Server) startHLSConns(ln net.Listener) net.Listener {
+	back := httpconn.NewListener(ln)
+	s.hlsConns = httpconn.New(httpconn.Config{
+		Handler: http.HandlerFunc(s.serveHLS),
+		// The raw path: one with escapes goes to net/http, which decodes it.
+		Takes: func(p string) bool { return hlsPath(p) && !strings.Contains(p, "%") },
+	}, back)
+	s.metrics.CounterFunc("parley_hls_keepalive_requests_total", "HLS requests answered on keep-alive connections taken over from net/http.", func() float64 {
+		n, _ := s.hlsConns.Stats()
+		return float64(n)
+	})
+	return back
 }
 
 // hlsStatus is the HLS part of a stream's status: the muxer's state, or

@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -312,4 +315,73 @@ func TestHLSAlways(t *testing.T) {
 		st := streamStatusOf(t, srv.URL()+"/api/streams/s")
 		return st.HLS != nil && st.HLS.State == "live"
 	})
+}
+
+// TestHLSKeepAlive: a player's plain HTTP/1.1 keep-alive connection is
+// taken over at its first HLS request (internal/httpconn) and goes back to
+// net/http for anything else: one connection carries the playlists, a
+// part, /healthz and more playlists, and the loop counts its answers.
+func TestHLSKeepAlive(t *testing.T) {
+	srv := startServer(t, func(c *config.Config) { c.PublicIP = "127.0.0.1" })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	publishH264(ctx, t, srv, "ka", "")
+	var dials atomic.Int32
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	fetch := func(url string) (string, http.Header) {
+		t.Helper()
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", url, err)
+			}
+			if resp.StatusCode == http.StatusServiceUnavailable && ctx.Err() == nil { // the muxer is starting
+				continue
+			}
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s: %s %s", url, resp.Status, b)
+			}
+			return string(b), resp.Header
+		}
+	}
+	base := srv.URL() + "/hls/ka/"
+	master, _ := fetch(base + "index.m3u8")
+	media := ""
+	for _, l := range strings.Split(master, "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			media, _, _ = strings.Cut(l, "?")
+			break
+		}
+	}
+	var part string
+	for part == "" {
+		pl, _ := fetch(base + media)
+		if m := regexp.MustCompile(`URI="([^"]*_part[0-9]+\.mp4)"`).FindAllStringSubmatch(pl, -1); len(m) > 0 {
+			part = m[len(m)-1][1]
+		}
+	}
+	body, h := fetch(base + part)
+	if len(body) == 0 || h.Get("Content-Type") != "video/mp4" || h.Get("Date") == "" {
+		t.Fatalf("part %s: %d bytes, %v", part, len(body), h)
+	}
+	if health, _ := fetch(srv.URL() + "/healthz"); !strings.Contains(health, `"ok"`) {
+		t.Fatalf("/healthz on the same connection: %q", health)
+	}
+	fetch(base + media)
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d connections, want 1 kept alive", n)
+	}
+	m := regexp.MustCompile(`(?m)^parley_hls_keepalive_requests_total (\d+)`).FindStringSubmatch(get(t, srv.OpsURL()+"/metrics"))
+	if m == nil || m[1] == "0" {
+		t.Errorf("parley_hls_keepalive_requests_total: %v, want the loop's answers", m)
+	}
 }

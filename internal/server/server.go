@@ -26,6 +26,7 @@ import (
 	"github.com/parley/parley/internal/cluster"
 	"github.com/parley/parley/internal/config"
 	"github.com/parley/parley/internal/hls"
+	"github.com/parley/parley/internal/httpconn"
 	"github.com/parley/parley/internal/ingest"
 	"github.com/parley/parley/internal/limit"
 	"github.com/parley/parley/internal/metrics"
@@ -62,6 +63,7 @@ type Server struct {
 	taps       *tap.Hub           // streams read as access units: RTMP players, HLS, recording, restreaming
 	tapStop    context.CancelFunc // ends the taps
 	hls        *hls.Manager       // LL-HLS (hls.go), nil when --hls off or media is off
+	hlsConns   *httpconn.Loop     // plain HTTP/1.1 connections taken over for HLS (hls.go), or nil
 	hlsTokens  tokenCache         // tokens HLS requests showed, verified (hls.go)
 	sources    *ingest.Registry   // live RTMP, RTSP, SRT and camera publishers, for the streams' status
 	whip       *whip.Handler
@@ -210,6 +212,8 @@ func (s *Server) Start(ctx context.Context) error {
 	if tlsCfg != nil {
 		ln = tls.NewListener(ln, tlsCfg)
 		s.scheme = "https"
+	} else if s.hls != nil && !s.cfg.HLSNetHTTP {
+		ln = s.startHLSConns(ln) // hls.go
 	}
 	s.ln = ln
 	s.httpSrv = &http.Server{
@@ -375,6 +379,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.httpSrv != nil {
 			err = s.httpSrv.Shutdown(ctx)
 			<-s.serveDone
+		}
+		if s.hlsConns != nil {
+			s.hlsConns.Close() // connections taken over for HLS, which net/http no longer tracks
 		}
 		s.ops.close(ctx)
 		s.pprof.close(ctx)

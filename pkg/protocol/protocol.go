@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 )
 
 // Message types, client to server.
@@ -216,10 +215,20 @@ const (
 	MaxTokenLen = 4096
 )
 
-var roomRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
 // ValidRoom reports whether s is a valid room name: 1-64 of [A-Za-z0-9_.-].
-func ValidRoom(s string) bool { return roomRE.MatchString(s) }
+// (A loop, not a regexp: every HLS request checks its stream's name.)
+func ValidRoom(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Error is a decoding or protocol error with a wire code.
 type Error struct {

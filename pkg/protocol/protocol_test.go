@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -122,4 +123,14 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestValidRoom: the loop agrees with the rule as a regexp.
+func TestValidRoom(t *testing.T) {
+	re := regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	for _, s := range []string{"", "a", "A-z_0.9", strings.Repeat("a", 64), strings.Repeat("a", 65), "a b", "é", "a/b", "a\x00", "..", "-"} {
+		if got, want := ValidRoom(s), re.MatchString(s); got != want {
+			t.Errorf("ValidRoom(%q) = %v, want %v", s, got, want)
+		}
+	}
 }
