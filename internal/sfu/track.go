@@ -128,7 +128,7 @@ func (u *upTrack) addLayer(rid string, ssrc uint32, levelExt uint8, remote *webr
 		l.nack, l.nackTo = new(nackTracker), ns
 	}
 	if u.isVideo() {
-		l.cache = newPacketCache(cacheVideo)
+		l.cache = newGrowingCache(cacheMinVideo, cacheVideo, cacheKeep)
 	} else {
 		l.cache = newPacketCache(cacheAudio)
 	}
@@ -195,6 +195,7 @@ func (l *layer) ingest(s *slot, now int64) {
 			s.level, s.hasLevel = ext[0], true
 		}
 	}
+	s.at = now
 	l.cache.commit(s)
 	l.lastAt.Store(now)
 	l.received.Add(1)
