@@ -93,3 +93,42 @@ func waitCond(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestPausedLayer: when the publisher pauses the layer a sink gets (a
+// browser drops its upper layers when its estimate falls), the sink moves
+// to a running layer at once, without waiting for its own estimate to
+// change; when the layer resumes, the sink goes back up.
+func TestPausedLayer(t *testing.T) {
+	s := newTestSFU(t)
+	pub := newTestPublisher(t, s, "paused", pubOpts{rids: []string{"q", "h"}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go pub.run(ctx, 15)
+	room, _ := s.LookupRoom(Streams, "paused")
+	waitCond(t, 5*time.Second, "two layers published", func() bool {
+		ts := room.Tracks()
+		return len(ts) == 1 && len(ts[0].Layers) == 2
+	})
+	sink := &layerSink{}
+	sub, err := room.Subscribe(room.Tracks()[0].ID, sink, SinkOptions{SSRC: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	last := func() byte {
+		l := sink.snapshot()
+		if len(l) == 0 {
+			return 255
+		}
+		return l[len(l)-1]
+	}
+	waitCond(t, 5*time.Second, "the sink on the top layer", func() bool { return last() == 1 })
+	pub.mu.Lock()
+	pub.skip = 2 // the top layer pauses
+	pub.mu.Unlock()
+	waitCond(t, 5*time.Second, "the sink on the low layer after the top one paused", func() bool { return last() == 0 })
+	pub.mu.Lock()
+	pub.skip = 0 // and resumes
+	pub.mu.Unlock()
+	waitCond(t, 5*time.Second, "the sink back on the top layer", func() bool { return last() == 1 })
+}
