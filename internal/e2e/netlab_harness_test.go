@@ -139,6 +139,8 @@ type mediaStat struct {
 	PacketsLost    float64 `json:"videoPacketsLost"` // video
 	NacksSent      float64 `json:"nackCount"`        // video
 	VideoPackets   float64 `json:"videoPacketsRecv"` // video
+	PLIs           float64 `json:"pliCount"`         // video: keyframe requests sent
+	KeyFrames      float64 `json:"keyFramesDecoded"` // video
 	IceState       string  `json:"iceConnectionState"`
 	SelectedPairID string  `json:"pair"`
 }
@@ -153,7 +155,7 @@ const mediaStatsJS = `(async () => {
     const ids = new Set(p.remoteStream.getTracks().map(t => t.id));
     const o = {state: p.connectionState, iceConnectionState: p.pc.iceConnectionState, framesDecoded: 0, framesDropped: 0, freezeCount: 0, totalFreezesDuration: 0,
       concealedSamples: 0, totalSamplesReceived: 0, frameWidth: 0, at: 0, localCandidate: '', remoteCandidate: '', localProtocol: '', relayProtocol: '',
-      localAddress: '', remoteAddress: '', videoPacketsLost: 0, nackCount: 0, videoPacketsRecv: 0, pair: ''};
+      localAddress: '', remoteAddress: '', videoPacketsLost: 0, nackCount: 0, videoPacketsRecv: 0, pliCount: 0, keyFramesDecoded: 0, pair: ''};
     const byId = new Map(); r.forEach(s => byId.set(s.id, s));
     r.forEach(s => {
       if (s.type === 'inbound-rtp' && ids.has(s.trackIdentifier)) addInbound(o, s);
@@ -181,6 +183,7 @@ const addInboundJS = `const addInbound = (o, s) => {
       o.framesDecoded += s.framesDecoded || 0; o.framesDropped += s.framesDropped || 0;
       o.freezeCount += s.freezeCount || 0; o.totalFreezesDuration += s.totalFreezesDuration || 0;
       o.frameWidth = s.frameWidth || 0; o.videoPacketsLost += s.packetsLost || 0; o.nackCount += s.nackCount || 0; o.videoPacketsRecv += s.packetsReceived || 0;
+      o.pliCount += s.pliCount || 0; o.keyFramesDecoded += s.keyFramesDecoded || 0;
     } else {
       o.concealedSamples += s.concealedSamples || 0; o.totalSamplesReceived += s.totalSamplesReceived || 0;
     }

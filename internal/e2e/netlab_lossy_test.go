@@ -88,7 +88,11 @@ func TestNetlabLossyGroupCall(t *testing.T) {
 					continue
 				}
 				still[k]++
-				frozen = append(frozen, fmt.Sprintf("sample %d: %s's video at %s (%v frames)", i, from, b.name, q.FramesDecoded))
+				// What came meanwhile says where it stopped: no packets (the
+				// SFU sent none), or packets and keyframe requests (the
+				// decoder waited for a keyframe).
+				frozen = append(frozen, fmt.Sprintf("sample %d: %s's video at %s (%v frames; %v packets, %v lost, %v PLIs, %v keyframes in the sample)",
+					i, from, b.name, q.FramesDecoded, q.VideoPackets-p.VideoPackets, q.PacketsLost-p.PacketsLost, q.PLIs-p.PLIs, q.KeyFrames-p.KeyFrames))
 				if still[k] == 2 {
 					stalled = append(stalled, fmt.Sprintf("samples %d–%d: %s's video at %s (%v frames)", i-1, i, from, b.name, q.FramesDecoded))
 				}
