@@ -3,7 +3,6 @@ package sfu
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/pion/rtp"
 )
@@ -11,22 +10,17 @@ import (
 // maxPacketSize bounds one RTP packet as read from a publisher.
 const maxPacketSize = 1500
 
-// Cache sizes, in slots of maxPacketSize (a slot is ≈ 1.6 KB). They bound
+// Cache sizes, in slots of maxPacketSize (a slot is ≈ 1.6 KB, so a video
+// layer's cache is ≈ 0.8 MB and an audio track's ≈ 100 KB). They bound
 // what can be retransmitted (NACK) and replayed to a new subscriber
-// (maxReplay). A video layer's cache starts at cacheMinVideo slots (a full
-// subscriber queue, queueVideo, and more than maxReplay, so replays and
-// queued packets are as with a fixed cache) and grows a chunk at a time,
-// up to cacheVideo (≈ 0.8 MB), while the packet it would evict arrived
-// less than cacheKeep ago: a 500 kbit/s camera or a simulcast low layer
-// keeps 256 slots (≈ 0.4 MB), 1 Mbit/s and more 512 (≈ 4 s at 1 Mbit/s,
-// ≈ 1 s at 4 Mbit/s). An audio track's cache is fixed: 64 Opus packets
-// are 1.3 s, twice queueAudio.
+// (maxReplay): 512 video packets are ≈ 4 s at 1 Mbit/s and ≈ 1 s at
+// 4 Mbit/s, more than a round trip; 64 Opus packets are 1.3 s. Each is
+// twice its subscriber queue (queueVideo, queueAudio), so a queued packet
+// is not overwritten before its writer gets to it unless the queue
+// overflowed first.
 const (
-	cacheChunk    = 64
-	cacheMinVideo = queueVideo
-	cacheVideo    = 512
-	cacheAudio    = 64
-	cacheKeep     = 4 * time.Second
+	cacheVideo = 512
+	cacheAudio = 64
 )
 
 // slot holds one received RTP packet: the raw bytes and the header parsed in
@@ -41,7 +35,6 @@ type slot struct {
 	level    byte       // the audio-level extension's byte (RFC 6464), when hasLevel
 	hasLevel bool
 	valid    bool
-	at       int64         // arrival (the track's clock, ns), set before commit
 	idx      int32         // position in the cache
 	gen      atomic.Uint32 // bumped each time the slot is reused (see pktCopy.copyFrom)
 }
@@ -56,51 +49,29 @@ func (s *slot) payload() []byte { return s.buf[s.hdrLen : s.n-int(s.padLen)] }
 // invalid and its generation bumped first, so nobody else uses it while
 // the reader writes into it without the lock.
 type packetCache struct {
-	mu     sync.Mutex
-	chunks [][]slot // cacheChunk slots each (fewer in a smaller fixed cache); appended, never moved
-	n      int      // slots in the ring
-	max    int
-	keep   int64 // grow while the packet to evict arrived less than keep ago (ns); 0: fixed size
-	newest int64 // arrival of the last packet committed
-	next   int
-	index  []int32 // sequence number & mask -> slot, or -1
-	mask   uint16
+	mu    sync.Mutex
+	slots []slot
+	next  int
+	index []int32 // sequence number & mask -> slot, or -1
+	mask  uint16
 }
 
 // newPacketCache makes a cache of n slots (n a power of two, <= 4096).
-func newPacketCache(n int) *packetCache { return newGrowingCache(n, n, 0) }
-
-// newGrowingCache makes a cache of minimum slots that grows by cacheChunk
-// up to maximum (a power of two, <= 4096) while the packet it would evict
-// arrived less than keep ago.
-func newGrowingCache(minimum, maximum int, keep time.Duration) *packetCache {
-	c := &packetCache{max: maximum, keep: int64(keep), index: make([]int32, 4*maximum), mask: uint16(4*maximum - 1)}
+func newPacketCache(n int) *packetCache {
+	c := &packetCache{slots: make([]slot, n), index: make([]int32, 4*n), mask: uint16(4*n - 1)}
 	for i := range c.index {
 		c.index[i] = -1
 	}
-	for c.n < minimum {
-		c.grow()
+	for i := range c.slots {
+		c.slots[i].idx = int32(i)
 	}
 	return c
 }
 
-// grow adds a chunk of slots at the ring's end (under mu, or before use).
-func (c *packetCache) grow() {
-	chunk := make([]slot, min(cacheChunk, c.max-c.n))
-	for i := range chunk {
-		chunk[i].idx = int32(c.n + i)
-	}
-	c.chunks = append(c.chunks, chunk)
-	c.n += len(chunk)
-}
-
-// slot returns slot i of the ring.
-func (c *packetCache) slot(i int) *slot { return &c.chunks[i/cacheChunk][i%cacheChunk] }
-
 // reserve hands the reader the next slot to fill, evicting its old packet.
 func (c *packetCache) reserve() *slot {
 	c.mu.Lock()
-	s := c.slot(c.next)
+	s := &c.slots[c.next]
 	if s.valid {
 		i := s.hdr.SequenceNumber & c.mask
 		if c.index[i] == int32(c.next) {
@@ -109,15 +80,7 @@ func (c *packetCache) reserve() *slot {
 		s.valid = false
 	}
 	s.gen.Add(1)
-	if c.next++; c.next == c.n {
-		// Wrapping: slot 0 holds the oldest packet. Keep it and add
-		// slots instead while it arrived less than keep ago.
-		c.next = 0
-		if old := c.slot(0); c.n < c.max && old.valid && c.newest-old.at < c.keep {
-			c.next = c.n
-			c.grow()
-		}
-	}
+	c.next = (c.next + 1) % len(c.slots)
 	c.mu.Unlock()
 	return s
 }
@@ -126,7 +89,6 @@ func (c *packetCache) reserve() *slot {
 func (c *packetCache) commit(s *slot) {
 	c.mu.Lock()
 	s.valid = true
-	c.newest = s.at
 	c.index[s.hdr.SequenceNumber&c.mask] = s.idx
 	c.mu.Unlock()
 }
@@ -140,7 +102,7 @@ func (c *packetCache) copyOut(seq uint16, p *pktCopy) bool {
 	if i < 0 {
 		return false
 	}
-	s := c.slot(int(i))
+	s := &c.slots[i]
 	if !s.valid || s.hdr.SequenceNumber != seq {
 		return false
 	}

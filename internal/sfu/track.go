@@ -71,7 +71,6 @@ type layer struct {
 	keySeq  atomic.Int32  // sequence number of the last keyframe start, -1 if none
 	keyTS   uint32        // its RTP timestamp (the ingesting goroutine's)
 	lastAt  atomic.Int64  // ns since epoch of the last packet (a publisher pauses layers it cannot afford)
-	paused  atomic.Int32  // how long the layer has been silent, as its siblings' readers saw it: pausedNot, pausedIdle, pausedSticky
 	// received counts the layer's packets and fanout the time each took to
 	// queue for every subscriber; per layer (no core shares them), summed
 	// when scraped.
@@ -129,7 +128,7 @@ func (u *upTrack) addLayer(rid string, ssrc uint32, levelExt uint8, remote *webr
 		l.nack, l.nackTo = new(nackTracker), ns
 	}
 	if u.isVideo() {
-		l.cache = newGrowingCache(cacheMinVideo, cacheVideo, cacheKeep)
+		l.cache = newPacketCache(cacheVideo)
 	} else {
 		l.cache = newPacketCache(cacheAudio)
 	}
@@ -196,7 +195,6 @@ func (l *layer) ingest(s *slot, now int64) {
 			s.level, s.hasLevel = ext[0], true
 		}
 	}
-	s.at = now
 	l.cache.commit(s)
 	l.lastAt.Store(now)
 	l.received.Add(1)
@@ -218,48 +216,8 @@ func (l *layer) ingest(s *slot, now int64) {
 		}
 	}
 	l.measure(s, now)
-	if len(*u.layersPtr.Load()) > 1 {
-		u.notePauses(l, now)
-	}
 	l.fanOut(s, now)
 	l.observeFanOut(u.now() - now)
-}
-
-// Pause states of a simulcast layer (layer.paused).
-const (
-	pausedNot    = iota
-	pausedIdle   // silent for more than layerIdle: subscribers move off it
-	pausedSticky // silent for more than stickyIdle: sticky sinks move off it too
-)
-
-// notePauses runs on a layer's reader for each packet: when a sibling layer
-// has gone silent past layerIdle or stickyIdle, or l comes back after a
-// pause, the track's subscribers choose their layer again at once. (A
-// browser pauses an upper layer when its bandwidth estimate falls; waiting
-// for the next once-a-second choice (measure) left its subscribers frozen
-// on the silent layer for up to layerIdle + 1 s, before the keyframe of the
-// layer they move to.) Two atomic loads per sibling per packet.
-func (u *upTrack) notePauses(l *layer, now int64) {
-	changed := false
-	for _, o := range *u.layersPtr.Load() {
-		was := o.paused.Load()
-		st := int32(pausedNot)
-		switch age := now - o.lastAt.Load(); {
-		case o == l:
-		case age > int64(stickyIdle):
-			st = pausedSticky
-		case age > int64(layerIdle):
-			st = pausedIdle
-		}
-		if st != was && (o == l || st > was) && o.paused.CompareAndSwap(was, st) {
-			changed = true
-		}
-	}
-	if changed {
-		for _, d := range u.subs.load() {
-			d.retarget()
-		}
-	}
 }
 
 // fanOut queues one cached packet for every subscriber's writer. It must
