@@ -321,3 +321,66 @@ func TestSameTrackFromAnotherSource(t *testing.T) {
 		t.Fatalf("tracks %+v, want the one of that ID", tracks)
 	}
 }
+
+// A keyframe's first packet that comes after the rest of it (lost on the
+// publisher's link and repaired a round trip later) still restarts a
+// subscriber that waits for a keyframe (after a drop, or a layer switch)
+// with the whole keyframe: the packets it dropped while waiting are sent
+// from the cache right after it, in order. Before, they were never sent,
+// a NACK for them could not be answered, and the picture stayed frozen
+// until the next keyframe.
+func TestLateKeyframeStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := newTestSFU(t)
+	ms := newMemStream(t, s, "late")
+	ms.send(t, true)
+	for range 5 {
+		ms.send(t, false)
+	}
+	room, _ := s.LookupRoom(Streams, "late")
+	sink := newMemSink()
+	sub, err := room.Subscribe(ms.pub.ID(), sink, SinkOptions{SSRC: 7, PayloadType: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ms.send(t, false)                                // the subscriber starts on the cached keyframe
+	sink.waitFor(ctx, t, 7, "sink, before the drop") // replayed from it up to this packet
+	sub.d.q.requestResync()                          // as a full queue does: wait for the next keyframe
+	// The next keyframe is packets 8-11 (seq 1007-1010); packet 8 comes last.
+	for c := uint32(9); c <= 11; c++ {
+		if err := ms.pub.WriteRTP("", vp8Packet(1007+uint16(c-8), 20000, c, false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ms.pub.WriteRTP("", vp8Packet(1007, 20000, 8, true)); err != nil {
+		t.Fatal(err)
+	}
+	ms.seq, ms.ts, ms.counter = 1011, 23000, 11
+	for range 10 {
+		ms.send(t, false)
+	}
+	sink.waitFor(ctx, t, 21, "sink, after the late keyframe start")
+	got := sink.packets()
+	for j, p := range got {
+		if p.counter != uint32(j+1) {
+			t.Fatalf("packet %d carries %d, want %d (got %+v)", j, p.counter, j+1, got)
+		}
+	}
+	if !got[7].key {
+		t.Fatal("the sink did not restart on the keyframe")
+	}
+	checkContinuousSeq(t, got)
+}
+
+// checkContinuousSeq: sequence numbers without a gap (timestamps may
+// repeat within a frame).
+func checkContinuousSeq(t *testing.T, got []memPacket) {
+	t.Helper()
+	for i := 1; i < len(got); i++ {
+		if got[i].seq != got[i-1].seq+1 {
+			t.Fatalf("packet %d has seq %d after %d", i, got[i].seq, got[i-1].seq)
+		}
+	}
+}

@@ -106,6 +106,10 @@ type downTrack struct {
 	padStart  uint16
 	padEnd    uint16
 	padOffset uint16
+	// The newest packet of the layer being switched to that was dropped
+	// while waiting for its keyframe (skipLayer nil: none): see sendSkipped.
+	skipLayer *layer
+	skipMax   uint16
 	rtxSeq    uint16      // sequence numbers of the RTX stream
 	hdr       rtp.Header  // scratch header for writes (no per-packet allocation)
 	ext       [6]byte     // scratch header-extension payloads
@@ -280,17 +284,20 @@ func (d *downTrack) forward(e *qentry) {
 	}
 	pk := &d.pkt
 	pk.red = l.up.isRED(pk.pt)
+	skipped := uint16(0)
 	if l != d.cur.Load() {
 		if l != d.target.Load() {
 			return
 		}
 		if l.up.isVideo() && !pk.keyframe {
 			if d.started || !d.replayKeyframe(l, pk, e.now) {
+				d.noteSkipped(l, pk.seq)
 				l.requestKeyframe()
 				return
 			}
 		} else {
 			d.switchTo(l, pk.seq, pk.ts, e.now)
+			skipped = d.skippedAfter(l, pk.seq)
 		}
 	}
 	if pk.n == 0 {
@@ -308,6 +315,54 @@ func (d *downTrack) forward(e *qentry) {
 		// start again from the next keyframe.
 		d.cur.Store(nil)
 		d.started = false
+		return
+	}
+	if skipped > 0 { // a keyframe's first packet came after the rest of it
+		d.sendSkipped(l, pk.seq, skipped, e.now)
+	}
+}
+
+// noteSkipped remembers the newest packet of layer l dropped while the
+// subscriber waits for l's keyframe.
+func (d *downTrack) noteSkipped(l *layer, seq uint16) {
+	if d.skipLayer != l || int16(seq-d.skipMax) > 0 {
+		d.skipLayer, d.skipMax = l, seq
+	}
+}
+
+// skippedAfter is how many sequence numbers of l after first (the
+// keyframe the subscriber switches on) were dropped before it came, and
+// forgets them. A keyframe's first packet can come after the rest of it:
+// lost on the publisher's link and repaired (RTX) a round trip later.
+func (d *downTrack) skippedAfter(l *layer, first uint16) uint16 {
+	n := d.skipMax - first
+	if d.skipLayer != l || int16(n) <= 0 || n > maxReplay {
+		n = 0
+	}
+	d.skipLayer = nil
+	return n
+}
+
+// sendSkipped sends, from l's cache, the n packets after first that the
+// subscriber dropped while it waited for the keyframe at first: without
+// them the keyframe could never be completed (a NACK is answered only for
+// what was sent), and the picture stayed frozen until the next keyframe.
+func (d *downTrack) sendSkipped(l *layer, first, n uint16, now int64) {
+	rp := &d.aux
+	for q := first + 1; q != first+1+n; q++ {
+		if !l.cache.copyOut(q, rp) {
+			continue // lost upstream too: repaired later, or NACKed
+		}
+		if rp.n == 0 {
+			d.skipPadding(q)
+			continue
+		}
+		out, ts := d.outSeq(q), rp.ts+d.tsOffset
+		if int16(out-d.lastSeq) > 0 {
+			d.lastSeq, d.lastTS, d.lastTime = out, ts, now
+		}
+		d.hist[int(out)&(len(d.hist)-1)] = histEntry{layer: l, out: out, in: q, ts: ts}
+		d.send(rp, out, ts)
 	}
 }
 
