@@ -324,12 +324,15 @@ func (m *Media) look(sc scope) {
 	if o != nil && (len(local) == 0 || o.room != r) { // ended, or the room is a new one
 		m.mu.Lock()
 		delete(m.origins, sc)
-		kv := m.kv
 		m.mu.Unlock()
-		if sc.ns != sfu.Streams {
-			kv = nil
-		}
 		ctx, cancel := context.WithTimeout(m.ctx, m.c.opTimeout())
+		var kv jetstream.KeyValue
+		if sc.ns == sfu.Streams {
+			// Opened again when a watch or write error let it go: skipping
+			// the delete would leave the stream live elsewhere until its
+			// entry expired, and an expiry tells the watchers nothing.
+			kv, _ = m.streamsKV(ctx)
+		}
 		m.stopOrigin(ctx, kv, o)
 		cancel()
 		o = nil
@@ -376,6 +379,15 @@ func (m *Media) refresh() {
 	now := time.Now()
 	for _, o := range origins {
 		if o.sc.ns == sfu.Streams {
+			// Looked at again first: a stream whose end this node missed
+			// stops here (deleting its entry) instead of being announced.
+			m.look(o.sc)
+			m.mu.Lock()
+			still := m.origins[o.sc] == o
+			m.mu.Unlock()
+			if !still {
+				continue
+			}
 			m.announceStream(o)
 		}
 		o.expire(now)
