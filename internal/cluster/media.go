@@ -379,15 +379,6 @@ func (m *Media) refresh() {
 	now := time.Now()
 	for _, o := range origins {
 		if o.sc.ns == sfu.Streams {
-			// Looked at again first: a stream whose end this node missed
-			// stops here (deleting its entry) instead of being announced.
-			m.look(o.sc)
-			m.mu.Lock()
-			still := m.origins[o.sc] == o
-			m.mu.Unlock()
-			if !still {
-				continue
-			}
 			m.announceStream(o)
 		}
 		o.expire(now)
