@@ -19,9 +19,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/parley/parley/internal/httperr"
 )
 
 // Config sets a Loop's limits; zero values take the defaults.
@@ -54,6 +57,7 @@ type Loop struct {
 	conns map[net.Conn]struct{}
 
 	served, handed atomic.Int64
+	date           dateCache
 }
 
 // New makes a loop that hands connections back to net/http through back.
@@ -115,7 +119,7 @@ func (l *Loop) Take(w http.ResponseWriter, r *http.Request) bool {
 	pending, _ := brw.Reader.Peek(brw.Reader.Buffered())
 	c := &session{l: l, conn: conn, remote: r.RemoteAddr}
 	c.br = bufio.NewReaderSize(&prefixConn{Conn: conn, pre: bytes.Clone(pending)}, l.cfg.MaxHead)
-	c.w.conn = conn
+	c.w.conn, c.w.date = conn, &l.date
 	if !l.add(conn) {
 		_ = conn.Close()
 		return true
@@ -220,16 +224,18 @@ func (c *session) answer(r *http.Request) bool {
 	c.w.reset(r.Method == http.MethodHead)
 	c.l.cfg.Handler.ServeHTTP(&c.w, r)
 	c.l.served.Add(1)
-	return c.w.finish() && !asciiEqualFold([]byte(c.w.h.Get("Connection")), "close")
+	return c.w.finish() && !strings.EqualFold(c.w.h.Get("Connection"), "close")
 }
 
-// refuse answers a head the loop will not read with status and closes.
+// refuse answers a head the loop will not read with status (a JSON error, as every endpoint answers) and closes.
 func (c *session) refuse(status int) {
 	c.w.reset(false)
-	c.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	c.w.Header().Set("Connection", "close")
-	c.w.WriteHeader(status)
-	_, _ = c.w.Write([]byte(http.StatusText(status) + "\n"))
+	code := "bad_request"
+	if status == http.StatusRequestHeaderFieldsTooLarge {
+		code = "headers_too_large"
+	}
+	httperr.Write(&c.w, status, code, http.StatusText(status))
 	c.w.finish()
 	closeGently(c.conn)
 }
@@ -447,6 +453,7 @@ func (p *prefixConn) Read(b []byte) (int, error) {
 // when the handler returns.
 type writer struct {
 	conn   net.Conn
+	date   *dateCache
 	h      http.Header
 	status int
 	isHead bool
@@ -556,7 +563,7 @@ func (w *writer) encodeHead() []byte {
 	b = append(b, ' ')
 	b = append(b, http.StatusText(w.status)...)
 	b = append(b, "\r\nDate: "...)
-	b = append(b, httpDate()...)
+	b = append(b, w.date.text()...)
 	b = append(b, crlf...)
 	for k, vs := range w.h {
 		if k == "Content-Length" {
@@ -584,21 +591,22 @@ func bodyAllowed(status int) bool {
 	return status != http.StatusNoContent && status != http.StatusNotModified
 }
 
-// dateCache holds the Date header's value, made once a second.
-var dateCache atomic.Pointer[dateValue]
+// dateCache holds the Date header's value, made once a second (one per
+// Loop, shared by its connections).
+type dateCache struct{ p atomic.Pointer[dateValue] }
 
 type dateValue struct {
 	unix int64
 	text string
 }
 
-func httpDate() string {
+func (dc *dateCache) text() string {
 	now := time.Now()
-	if d := dateCache.Load(); d != nil && d.unix == now.Unix() {
+	if d := dc.p.Load(); d != nil && d.unix == now.Unix() {
 		return d.text
 	}
 	d := &dateValue{unix: now.Unix(), text: now.UTC().Format(http.TimeFormat)}
-	dateCache.Store(d)
+	dc.p.Store(d)
 	return d.text
 }
 
